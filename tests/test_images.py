@@ -1,0 +1,437 @@
+"""Tests for teachkit.images: loading, converting, saving and the bundled samples."""
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from teachkit import images
+from teachkit.images import (
+    ImageError,
+    check_output_path,
+    list_samples,
+    load_image,
+    resize_long_side,
+    resize_to,
+    resolve_image,
+    sample_content,
+    sample_image,
+    sample_style,
+    save_image,
+    to_pil,
+    to_tensor,
+)
+
+# ---------------------------------------------------------------- helpers
+
+
+def gradient(width=40, height=30):
+    """A small RGB image with distinct pixels (uint8 array, HxWx3)."""
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack([x * 6 % 256, y * 8 % 256, (x + y) * 3 % 256], axis=-1).astype(np.uint8)
+
+
+def write(tmp_path, name, img, **save_args):
+    path = tmp_path / name
+    img.save(path, **save_args)
+    return path
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_with_header(width, height) -> bytes:
+    """A tiny PNG file whose header claims width x height (no real pixels)."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
+            + png_chunk(b"IDAT", zlib.compress(b"\0" * 16)) + png_chunk(b"IEND", b""))
+
+
+def expect_error(source, fragment, **kwargs):
+    """load_image(source) must raise ImageError mentioning `fragment`."""
+    with pytest.raises(ImageError) as info:
+        load_image(source, **kwargs)
+    assert fragment in str(info.value)
+    return str(info.value)
+
+
+# ---------------------------------------------------------------- source kinds
+
+
+def test_every_source_kind_gives_the_same_rgb_image(tmp_path):
+    pixels = gradient()
+    path = write(tmp_path, "g.png", Image.fromarray(pixels))
+    data = path.read_bytes()
+    sources = [
+        str(path), path, data, bytearray(data), io.BytesIO(data), open(path, "rb"),
+        Image.fromarray(pixels), Image.open(path), pixels,
+        torch.from_numpy(pixels).permute(2, 0, 1).float() / 255,
+        torch.from_numpy(pixels).permute(2, 0, 1).float().unsqueeze(0) / 255,
+    ]
+    for source in sources:
+        img = load_image(source)
+        assert img.mode == "RGB" and img.size == (40, 30), type(source)
+        assert np.array_equal(np.asarray(img), pixels), type(source)
+    sources[5].close()
+
+
+def test_non_seekable_file_object(tmp_path):
+    data = write(tmp_path, "g.png", Image.fromarray(gradient())).read_bytes()
+
+    class Pipe:
+        def __init__(self, data):
+            self.data = data
+
+        def read(self, n=-1):
+            out, self.data = self.data, b""
+            return out
+
+        def seekable(self):
+            return False
+
+    assert load_image(Pipe(data)).size == (40, 30)
+
+
+def test_array_kinds():
+    gray = np.arange(32 * 20, dtype=np.uint8).reshape(20, 32)
+    assert np.array_equal(np.asarray(load_image(gray))[..., 1], gray)
+    assert load_image(gray[..., None]).size == (32, 20)
+
+    mask = np.zeros((20, 20), bool)
+    mask[5, 5] = True
+    out = np.asarray(load_image(mask))
+    assert out[5, 5].tolist() == [255, 255, 255] and out[0, 0].tolist() == [0, 0, 0]
+
+    floats = np.full((20, 20, 3), 0.5)
+    assert np.asarray(load_image(floats))[0, 0].tolist() == [128, 128, 128]
+
+    wide = np.zeros((20, 20), np.uint16)
+    wide[0, 0], wide[0, 1] = 65535, 32768
+    out = np.asarray(load_image(wide))
+    assert out[0, 0, 0] == 255 and abs(int(out[0, 1, 0]) - 128) <= 1
+
+    rgba = np.zeros((20, 20, 4), np.uint8)  # fully transparent black -> white
+    assert np.asarray(load_image(rgba))[0, 0].tolist() == [255, 255, 255]
+
+
+def test_bad_arrays_and_tensors():
+    expect_error(np.full((20, 20), 255.0), "[0, 1]")
+    expect_error(np.full((20, 20), np.nan), "NaN")
+    expect_error(np.zeros((3, 20, 20)), "channels-first")
+    expect_error(np.zeros((20, 20, 5)), "shape")
+    expect_error(np.zeros((0, 20, 3), np.uint8), "zero size")
+    expect_error(torch.zeros(2, 3, 20, 20), "shape")
+    expect_error(torch.full((3, 20, 20), 2.0), "[0, 1]")
+    expect_error(object(), "don't know")
+    # The message names the source, or the name the caller gave.
+    assert "<array>" in expect_error(np.zeros((4, 4), np.uint8), "too small")
+    assert "'upload.png'" in expect_error(np.zeros((4, 4), np.uint8), "too small", name="upload.png")
+
+
+# ---------------------------------------------------------------- colour modes
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    img = Image.fromarray(gradient(40, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    path = write(tmp_path, "phone.jpg", img, exif=exif.tobytes())
+    assert Image.open(path).size == (40, 30)
+    assert load_image(path).size == (30, 40)
+
+
+def test_grayscale_and_palette(tmp_path):
+    gray = Image.fromarray(np.full((20, 24), 77, np.uint8), "L")
+    out = load_image(write(tmp_path, "gray.png", gray))
+    assert out.mode == "RGB" and np.asarray(out)[0, 0].tolist() == [77, 77, 77]
+
+    palette = Image.fromarray(gradient()).quantize(16)
+    assert palette.mode == "P"
+    out = load_image(write(tmp_path, "pal.png", palette))
+    assert out.mode == "RGB"
+    assert np.array_equal(np.asarray(out), np.asarray(palette.convert("RGB")))
+
+
+def test_transparency_becomes_white(tmp_path):
+    rgba = Image.new("RGBA", (20, 20), (255, 0, 0, 255))
+    rgba.putpixel((0, 0), (0, 0, 0, 0))
+    rgba.putpixel((1, 0), (0, 0, 0, 128))
+    out = np.asarray(load_image(write(tmp_path, "rgba.png", rgba)))
+    assert out[0, 0].tolist() == [255, 255, 255]
+    assert abs(int(out[0, 1, 0]) - 127) <= 1
+    assert out[5, 5].tolist() == [255, 0, 0]
+
+    la = Image.new("LA", (20, 20), (0, 255))
+    la.putpixel((0, 0), (0, 0))
+    out = np.asarray(load_image(write(tmp_path, "la.png", la)))
+    assert out[0, 0].tolist() == [255, 255, 255] and out[5, 5].tolist() == [0, 0, 0]
+
+    pal = Image.new("P", (20, 20), 1)
+    pal.putpalette([0, 0, 0, 0, 0, 255] + [0] * 762)
+    pal.putpixel((0, 0), 0)
+    out = np.asarray(load_image(write(tmp_path, "pt.png", pal, transparency=0)))
+    assert out[0, 0].tolist() == [255, 255, 255] and out[5, 5].tolist() == [0, 0, 255]
+
+
+def test_cmyk(tmp_path):
+    cmyk = Image.new("CMYK", (20, 20), (0, 255, 255, 0))  # pure red ink mix
+    out = np.asarray(load_image(write(tmp_path, "cmyk.tif", cmyk)))
+    assert out[0, 0].tolist() == [255, 0, 0]
+    assert load_image(write(tmp_path, "cmyk.jpg", cmyk)).mode == "RGB"
+
+
+def test_16_bit_png_is_scaled_not_clipped(tmp_path):
+    values = np.zeros((20, 20), np.uint16)
+    values[0, :3] = [65535, 32768, 257]
+    src = Image.fromarray(values)
+    assert src.mode == "I;16"
+    path = write(tmp_path, "deep.png", src)
+    out = np.asarray(load_image(path))[..., 0]
+    assert out[0, 0] == 255 and abs(int(out[0, 1]) - 128) <= 1 and out[0, 2] == 1
+    # The same through mode "I" (32-bit int), as older Pillow versions open it.
+    out = np.asarray(load_image(Image.open(path).convert("I")))[..., 0]
+    assert out[0, 0] == 255 and abs(int(out[0, 1]) - 128) <= 1
+
+
+def test_float_mode_image():
+    out = np.asarray(load_image(Image.fromarray(np.full((20, 20), 0.25, np.float32), "F")))
+    assert out[0, 0].tolist() == [64, 64, 64]
+
+
+# ---------------------------------------------------------------- resizing
+
+
+def test_resize_long_side_exact():
+    img = Image.fromarray(gradient(400, 300))
+    assert resize_long_side(img, 100).size == (100, 75)
+    assert resize_long_side(img.transpose(Image.Transpose.ROTATE_90), 100).size == (75, 100)
+    assert resize_long_side(img, 800).size == (800, 600)
+    assert load_image(img, size=64).size == (64, 48)
+    assert resize_to(img, 33, 17).size == (33, 17)
+    with pytest.raises(ValueError):
+        resize_long_side(img, 0)
+
+
+def test_resize_jpeg_with_draft(tmp_path):
+    path = write(tmp_path, "big.jpg", Image.fromarray(gradient(400, 300)), quality=95)
+    out = load_image(path, size=90)
+    assert out.size == (90, 68) and out.mode == "RGB"
+
+
+def test_size_argument_checked(tmp_path):
+    path = write(tmp_path, "g.png", Image.fromarray(gradient()))
+    assert "g.png" in expect_error(path, "at least 16", size=8)
+    expect_error(path, "whole number", size="big")
+    # A long thin strip would become too thin after scaling.
+    expect_error(np.zeros((20, 2000), np.uint8), "too small", size=256)
+    # Scaling up must respect max_pixels too.
+    expect_error(path, "max_pixels", size=100_000)
+
+
+def test_text_mode_file(tmp_path):
+    path = write(tmp_path, "g.png", Image.fromarray(gradient()))
+    with open(path, encoding="latin-1") as text_file:
+        expect_error(text_file, "text mode")
+
+
+# ---------------------------------------------------------------- bad input files
+
+
+def test_missing_file(tmp_path):
+    assert "nothere.jpg" in expect_error(tmp_path / "nothere.jpg", "no such file")
+
+
+def test_directory(tmp_path):
+    (tmp_path / "folder.png").mkdir()
+    assert "folder.png" in expect_error(tmp_path / "folder.png", "directory")
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    assert "empty.png" in expect_error(tmp_path / "empty.png", "empty")
+    expect_error(b"", "empty")
+    expect_error(io.BytesIO(b""), "empty")
+
+
+def test_text_file_named_png(tmp_path):
+    (tmp_path / "notes.png").write_text("this is not a picture\n" * 10)
+    assert "notes.png" in expect_error(tmp_path / "notes.png", "not an image")
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpg"])
+def test_truncated_file(tmp_path, fmt):
+    full = write(tmp_path, f"full.{fmt}", Image.fromarray(gradient(64, 64)))
+    cut = tmp_path / f"cut.{fmt}"
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    message = expect_error(cut, "truncated")
+    assert f"cut.{fmt}" in message
+    expect_error(data[: len(data) // 2], "<bytes>")
+
+
+def test_truncated_detected_even_if_pil_is_told_to_allow_it(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    data = write(tmp_path, "f.png", Image.fromarray(gradient(64, 64))).read_bytes()
+    expect_error(data[: len(data) // 2], "truncated")
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # restored
+
+
+def test_zero_size(tmp_path):
+    expect_error(Image.new("RGB", (0, 0)), "zero size")
+    (tmp_path / "zero.png").write_bytes(png_with_header(0, 10))
+    assert "zero.png" in expect_error(tmp_path / "zero.png", "")
+
+
+def test_too_many_pixels(tmp_path):
+    path = write(tmp_path, "big.png", Image.fromarray(gradient(100, 100)))
+    message = expect_error(path, "too large", max_pixels=5000)
+    assert "big.png" in message and "100x100" in message
+    # A small file whose header claims a huge picture: refused before decoding.
+    (tmp_path / "bomb.png").write_bytes(png_with_header(60_000, 1_000))
+    assert "bomb.png" in expect_error(tmp_path / "bomb.png", "too large")
+    (tmp_path / "megabomb.png").write_bytes(png_with_header(100_000, 100_000))
+    assert "megabomb.png" in expect_error(tmp_path / "megabomb.png", "too large")
+
+
+def test_too_small(tmp_path):
+    path = write(tmp_path, "icon.png", Image.new("RGB", (8, 8)))
+    message = expect_error(path, "too small for the network")
+    assert "icon.png" in message and "16" in message
+    assert load_image(path, min_side=None).size == (8, 8)
+
+
+# ---------------------------------------------------------------- tensors
+
+
+def test_tensor_round_trip_exact():
+    img = Image.fromarray(gradient())
+    t = to_tensor(img)
+    assert t.shape == (1, 3, 30, 40) and t.dtype == torch.float32
+    assert 0.0 <= float(t.min()) and float(t.max()) <= 1.0
+    assert np.array_equal(np.asarray(to_pil(t)), np.asarray(img))
+    assert np.array_equal(np.asarray(to_pil(t[0])), np.asarray(img))
+
+
+def test_to_pil_clamps():
+    t = torch.full((3, 4, 4), 2.0)
+    t[0] = -1.0
+    assert np.asarray(to_pil(t))[0, 0].tolist() == [0, 255, 255]
+
+
+# ---------------------------------------------------------------- output paths
+
+
+def test_check_output_path_creates_parents(tmp_path):
+    out = check_output_path(tmp_path / "a" / "b" / "out.png")
+    assert out.parent.is_dir() and not out.exists()
+    assert list(out.parent.iterdir()) == []
+
+
+def test_output_under_a_regular_file(tmp_path):
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(ImageError) as info:
+        check_output_path(tmp_path / "file.txt" / "out.png")
+    assert "out.png" in str(info.value) and "not a directory" in str(info.value)
+
+
+def test_output_is_a_directory(tmp_path):
+    (tmp_path / "out.png").mkdir()
+    with pytest.raises(ImageError, match="directory") as info:
+        check_output_path(tmp_path / "out.png")
+    assert "out.png" in str(info.value)
+
+
+def test_output_bad_extension(tmp_path):
+    for name in ["out.gif", "out"]:
+        with pytest.raises(ImageError) as info:
+            check_output_path(tmp_path / name)
+        assert name in str(info.value) and ".png" in str(info.value)
+
+
+def test_save_image(tmp_path):
+    pixels = gradient()
+    saved = save_image(Image.fromarray(pixels), tmp_path / "sub" / "a.png")
+    assert np.array_equal(np.asarray(Image.open(saved)), pixels)
+    saved = save_image(to_tensor(Image.fromarray(pixels)), str(tmp_path / "b.png"))
+    assert np.array_equal(np.asarray(Image.open(saved)), pixels)
+    save_image(Image.new("RGBA", (20, 20)), tmp_path / "c.jpg")
+    assert Image.open(tmp_path / "c.jpg").mode == "RGB"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.png", "c.jpg", "sub"]
+
+
+# ---------------------------------------------------------------- samples
+
+
+def test_list_samples():
+    samples = list_samples()
+    assert images.DEFAULT_CONTENT in samples["content"]
+    assert images.DEFAULT_STYLE in samples["style"]
+    assert {"stained_glass", "swirls", "rings"} <= set(samples["style"])
+    assert {"astronaut", "chelsea", "coffee", "rocket"} <= set(samples["content"])
+
+
+@pytest.mark.parametrize("name", images.CONTENT_SAMPLES)
+def test_content_samples(name):
+    img = sample_content(name)
+    assert img.mode == "RGB" and min(img.size) >= 100
+    assert max(sample_content(name, size=128).size) == 128
+    assert np.array_equal(np.asarray(img), np.asarray(sample_content(name)))
+
+
+def test_content_samples_are_read_from_the_package(monkeypatch):
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("network access")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    images._read_content_file.cache_clear()
+    assert sample_content("chelsea").size == (451, 300)
+
+
+@pytest.mark.parametrize("name", images.STYLE_SAMPLES)
+def test_style_samples(name):
+    img = sample_style(name, size=128)
+    assert img.mode == "RGB" and img.size == (128, 128)
+    pixels = np.asarray(img)
+    assert pixels.std() > 40  # strong texture and contrast, not a flat picture
+    assert np.asarray(img.convert("HSV"))[..., 1].mean() > 60  # colourful
+    again = sample_style(name, size=128)
+    assert again is not img and again.tobytes() == img.tobytes()
+    images._painted_style.cache_clear()
+    assert sample_style(name, size=128).tobytes() == img.tobytes()  # fixed seeds
+    assert sample_style(name, size=(96, 64)).size == (96, 64)
+
+
+def test_default_style_size():
+    assert sample_style().size == (512, 512)
+
+
+def test_unknown_sample():
+    for get in (sample_content, sample_style, sample_image):
+        with pytest.raises(ValueError) as info:
+            get("nope")
+        assert "nope" in str(info.value) and "chelsea" in str(info.value)
+
+
+def test_resolve_image(tmp_path):
+    assert resolve_image("chelsea").size == (451, 300)
+    assert resolve_image("sample:rings", size=64).size == (64, 64)
+    assert resolve_image("coffee", size=100).size == (100, 67)
+    path = write(tmp_path, "mine.png", Image.fromarray(gradient()))
+    assert resolve_image(str(path)).size == (40, 30)
+    assert resolve_image(path, size=32).size == (32, 24)
+    assert resolve_image(gradient()).size == (40, 30)
+    with pytest.raises(ImageError) as info:
+        resolve_image(str(tmp_path / "typo.jpg"))
+    message = str(info.value)
+    assert "typo.jpg" in message and "chelsea" in message and "stained_glass" in message
+    with pytest.raises(ImageError, match="unknown sample"):
+        resolve_image("sample:typo")

@@ -53,7 +53,394 @@ def cmd_layers(args) -> int:
 # ---- teachkit patches --------------------------------------------------------------------------
 
 
+def add_patches_parser(sub) -> None:
+    p = sub.add_parser(
+        "patches",
+        help="which image patches make a unit (one channel of a layer) fire: scan, show, overview",
+        description="Scan a dataset once, keep every unit's top-k patches in an atlas file, then draw "
+        "one unit's patches (show) or a few units of several layers side by side (overview).",
+    )
+    psub = p.add_subparsers(dest="patches_command", required=True)
+
+    s = psub.add_parser("scan", help="scan a dataset and write an atlas of every unit's top patches")
+    s.add_argument("--data", default="sample",
+                   help="'sample' (bundled photos, default), a folder of images, or cifar10[:ROOT[:SPLIT]]")
+    s.add_argument("--backbone", default="vgg19")
+    s.add_argument("--layers", type=_csv, default=None,
+                   help="comma-separated layers (default relu1_1,relu2_1,relu3_1,relu4_1,relu5_1)")
+    s.add_argument("--k", type=int, default=9, help="patches kept per unit (default 9)")
+    s.add_argument("--image-size", type=int, default=None,
+                   help="side the images are scanned at (default 112)")
+    s.add_argument("--batch-size", type=int, default=16)
+    s.add_argument("--positions-per-image", type=int, default=1,
+                   help="distinct positions one image may give a unit (default 1)")
+    s.add_argument("--shard", default=None,
+                   help="scan only part PART of PARTS, written as PART/PARTS (needs --out)")
+    s.add_argument("--device", default=None)
+    s.add_argument("--out", "-o", default=None,
+                   help="atlas file to write (.npz); the cache is used either way")
+    s.add_argument("--cache-dir", default=None, help="atlas cache folder (default $TEACHKIT_CACHE/atlases "
+                   "or ~/.cache/teachkit/atlases)")
+    s.add_argument("--rescan", action="store_true", help="scan even if the cache has this atlas")
+    s.set_defaults(func=cmd_patches_scan)
+
+    sh = psub.add_parser("show", help="one unit's top patches in a grid")
+    sh.add_argument("atlas", help="atlas file written by 'teachkit patches scan'")
+    sh.add_argument("--layer", required=True)
+    sh.add_argument("--unit", type=int, required=True, help="channel number (from 0)")
+    sh.add_argument("--out", "-o", required=True, help="image file to write (png/jpg/pdf/svg)")
+    sh.add_argument("--map", default=None, metavar="FILE",
+                    help="also draw the unit's activation map over its best image into FILE")
+    sh.add_argument("--data", default=None, help="where the atlas's images are now, if they moved")
+    sh.set_defaults(func=cmd_patches_show)
+
+    ov = psub.add_parser("overview", help="a few units per layer, layers side by side")
+    ov.add_argument("atlas", help="atlas file written by 'teachkit patches scan'")
+    ov.add_argument("--out", "-o", required=True, help="image file to write (png/jpg/pdf/svg)")
+    ov.add_argument("--layers", type=_csv, default=None,
+                    help="comma-separated layers (default: all in the atlas)")
+    ov.add_argument("--units", type=int, default=4, help="units per layer (default 4)")
+    ov.add_argument("--how", default="most_active", choices=("most_active", "most_varied", "index"),
+                    help="how units are chosen (default most_active)")
+    ov.add_argument("--data", default=None, help="where the atlas's images are now, if they moved")
+    ov.set_defaults(func=cmd_patches_overview)
+
+
+def _check_figure_path(path: str) -> None:
+    from pathlib import Path
+
+    from .images import check_output_path
+
+    if Path(path).suffix.lower() in (".png", ".jpg", ".jpeg"):
+        check_output_path(path)
+    elif Path(path).suffix.lower() not in (".pdf", ".svg"):
+        raise UsageError(f"cannot write a figure to {path!r}: use .png, .jpg, .pdf or .svg")
+
+
+def _atlas_and_data(args):
+    from .patches import Atlas
+
+    atlas = Atlas.load(args.atlas)
+    try:
+        ds = atlas.open_dataset(args.data)
+    except FileNotFoundError as exc:
+        raise UsageError(f"{exc} (if the images moved, give their new place with --data)") from None
+    return atlas, ds
+
+
+def cmd_patches_scan(args) -> int:
+    import signal
+    import threading
+    import time
+    from pathlib import Path
+
+    from .datasets import get_dataset
+    from .features import load_backbone
+    from .patches import DEFAULT_IMAGE_SIZE, get_atlas, scan
+    from .progress import TqdmReporter
+
+    shard = None
+    if args.shard:
+        try:
+            part, parts = (int(v) for v in args.shard.split("/"))
+        except ValueError:
+            raise UsageError(f"--shard must look like 0/4, not {args.shard!r}") from None
+        if not args.out:
+            raise UsageError("--shard needs --out (a part of a dataset is not cached)")
+        shard = (part, parts)
+    if args.out:
+        out = Path(args.out).expanduser()
+        if out.is_dir():
+            raise UsageError(f"--out {args.out!r} is a folder; give a file name such as atlas.npz")
+        if not out.parent.exists():
+            raise UsageError(f"cannot write {args.out!r}: the folder {str(out.parent)!r} does not exist")
+    data = get_dataset(args.data)  # a wrong folder fails now, before the network loads
+    net = load_backbone(args.backbone, device=args.device)
+    bar = TqdmReporter(desc="scan", unit="img")
+    stop = threading.Event()
+    old = None
+    if threading.current_thread() is threading.main_thread():
+        def on_ctrl_c(signum, frame):  # first Ctrl-C: stop and keep what was scanned
+            stop.set()
+            signal.signal(signal.SIGINT, old)
+        old = signal.signal(signal.SIGINT, on_ctrl_c)
+    t0 = time.perf_counter()
+    try:
+        if shard is not None:
+            atlas = scan(net, data, args.layers, k=args.k,
+                         image_size=args.image_size or DEFAULT_IMAGE_SIZE,
+                         positions_per_image=args.positions_per_image, batch_size=args.batch_size,
+                         shard=shard, callback=bar, stop=stop)
+        else:
+            atlas = get_atlas(data, net, args.layers, k=args.k, image_size=args.image_size,
+                              callback=bar, cache_dir=args.cache_dir,
+                              positions_per_image=args.positions_per_image, batch_size=args.batch_size,
+                              stop=stop, rescan=args.rescan)
+    finally:
+        bar.close()
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+    m = atlas.meta
+    print(f"atlas: {m['backbone']} on {m['dataset_name']}: {m['n_images']} images at {m['image_size']} px, "
+          f"k={m['k']}, layers {', '.join(m['layers'])} ({time.perf_counter() - t0:.1f} s)")
+    if m["n_skipped"]:
+        print(f"skipped {m['n_skipped']} unreadable image(s): {', '.join(m['skipped'][:10])}"
+              + (" ..." if m["n_skipped"] > 10 else ""))
+    if args.out:
+        print(f"saved to {atlas.save(args.out)}")
+    elif atlas.path is not None:
+        print(f"cached at {atlas.path}")
+    if stop.is_set():
+        print("stopped early: the atlas is partial" + ("" if args.out else " and was not saved"),
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+def cmd_patches_show(args) -> int:
+    from .viz import activation_map_figure, save_figure, unit_figure
+
+    _check_figure_path(args.out)
+    if args.map:
+        _check_figure_path(args.map)
+    atlas, ds = _atlas_and_data(args)
+    fig = unit_figure(atlas, ds, args.layer, args.unit)
+    print(f"{atlas.unit_label(args.layer, args.unit)}: {save_figure(fig, args.out)}")
+    if args.map:
+        fig = activation_map_figure(atlas, ds, args.layer, args.unit)
+        print(f"activation map: {save_figure(fig, args.map)}")
+    return 0
+
+
+def cmd_patches_overview(args) -> int:
+    from .viz import layer_overview_figure, save_figure
+
+    _check_figure_path(args.out)
+    if args.units < 1:
+        raise UsageError("--units must be at least 1")
+    atlas, ds = _atlas_and_data(args)
+    fig = layer_overview_figure(atlas, ds, args.layers, args.units, how=args.how)
+    print(f"overview of {', '.join(args.layers or atlas.layers)}: {save_figure(fig, args.out)}")
+    return 0
+
+
+
 # ---- teachkit gram / reconstruct ---------------------------------------------------------------
+
+_GRAM_COMMANDS = ("show", "pair", "shuffle")
+
+
+def _gram_shorthand(parse_known_args):
+    """Let ``teachkit gram IMAGE ...`` mean ``teachkit gram show IMAGE ...``."""
+
+    def parse(args=None, namespace=None):
+        args = list(sys.argv[1:] if args is None else args)
+        if args and args[0] not in _GRAM_COMMANDS and args[0] not in ("-h", "--help"):
+            args = ["show"] + args
+        return parse_known_args(args, namespace)
+
+    return parse
+
+
+def _gram_common(p, layer: str, size: int = 256) -> None:
+    p.add_argument("--layer", default=layer, help=f"layer to look at (default {layer})")
+    p.add_argument("--size", type=int, default=size, help=f"long side the images are scaled to (default {size})")
+    p.add_argument("--backbone", default="vgg19")
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", "-o", required=True, help="figure to write (png/jpg/pdf/svg)")
+
+
+def add_gram_parser(sub) -> None:
+    p = sub.add_parser(
+        "gram",
+        help="Gram matrices (style = correlation between channels): show, pair, shuffle",
+        description="Look at the Gram matrix G[l]_kk' = sum_ij a_ijk a_ijk' of a layer.\n\n"
+        "  teachkit gram show IMAGE [IMAGE2] -o gram.png   one image: G and the channel correlation;\n"
+        "                                                  two (S then G): G(S), G(G), their difference\n"
+        "                                                  and J_style[l]\n"
+        "  teachkit gram IMAGE [IMAGE2] -o gram.png        the same (shorthand for 'show')\n"
+        "  teachkit gram pair IMAGE -o pair.png            one entry G_kk' taken apart: map k, map k',\n"
+        "                                                  their product, whose sum is G_kk'\n"
+        "  teachkit gram shuffle IMAGE -o shuffle.png      shuffle the image's tiles: the Gram matrix\n"
+        "                                                  hardly changes, the feature maps do\n\n"
+        "IMAGE is a file or a sample name (chelsea, astronaut, ..., stained_glass, swirls, ...); "
+        "an image file called show/pair/shuffle needs the explicit form 'gram show ./pair'.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    gsub = p.add_subparsers(dest="gram_command", required=True, metavar="{show,pair,shuffle}")
+    p.parse_known_args = _gram_shorthand(p.parse_known_args)
+
+    s = gsub.add_parser("show", help="heatmaps of G (one image) or G(S), G(G), difference (two images)")
+    s.add_argument("images", nargs="+", metavar="IMAGE", help="one image, or two: the style image S, then G")
+    _gram_common(s, "relu2_1")
+    s.add_argument("--channels", type=int, default=32,
+                   help="show the N most energetic channels (default 32), correlated ones together")
+    s.add_argument("--full", action="store_true", help="show every channel")
+    s.add_argument("--normalization", default="lecture", choices=("lecture", "gatys", "none"),
+                   help="constant of J_style[l] (default lecture: 1/(2 n_H n_W n_C))")
+    s.set_defaults(func=cmd_gram_show)
+
+    pr = gsub.add_parser("pair", help="two channels' maps, their product, and its sum = G_kk'")
+    pr.add_argument("image", metavar="IMAGE")
+    _gram_common(pr, "relu3_1")
+    pr.add_argument("--channels", type=int, nargs=2, metavar=("K", "K2"), default=None,
+                    help="the two channels (default: the most correlated active pair)")
+    which = pr.add_mutually_exclusive_group()
+    which.add_argument("--most", dest="which", action="store_const", const="most",
+                       help="pick the most correlated pair of active channels (default)")
+    which.add_argument("--least", dest="which", action="store_const", const="least",
+                       help="pick the least (most negatively) correlated pair")
+    pr.set_defaults(func=cmd_gram_pair, which="most")
+
+    sh = gsub.add_parser("shuffle", help="shuffle tiles: the Gram matrix forgets positions, features do not")
+    sh.add_argument("image", metavar="IMAGE")
+    _gram_common(sh, "relu2_1")
+    sh.add_argument("--content-layer", default="relu4_2", help="layer for the feature difference (default relu4_2)")
+    sh.add_argument("--tiles", type=int, default=2, help="tiles per side (default 2)")
+    sh.add_argument("--seed", type=int, default=0)
+    sh.set_defaults(func=cmd_gram_shuffle)
+
+    r = sub.add_parser(
+        "reconstruct",
+        help="what each layer keeps: images rebuilt from white noise (content) or textures (style)",
+        description="content: rebuild IMAGE from white noise using one layer's activation, for each "
+        "layer (shallow layers keep the pixels, deep ones the objects).  style: textures from white noise "
+        "matching the Gram matrices of the layers up to each of --layers in turn (the growing scale "
+        "of texture).  IMAGE is a file or a sample name.",
+    )
+    r.add_argument("kind", choices=("content", "style"), help="content reconstruction or texture (style)")
+    r.add_argument("image", metavar="IMAGE")
+    r.add_argument("--layers", type=_csv, default=None,
+                   help="comma-separated layers, one column each (default relu1_1,relu2_1,relu3_1,relu4_1,relu5_1)")
+    r.add_argument("--size", type=int, default=None, help="long side in pixels (default 96)")
+    r.add_argument("--steps", type=int, default=None,
+                   help="cost evaluations per column (default 100)")
+    r.add_argument("--seed", type=int, default=0, help="seed of the starting white noise (default 0)")
+    r.add_argument("--backbone", default="vgg19")
+    r.add_argument("--pooling", default="max", choices=("max", "avg"))
+    r.add_argument("--device", default=None)
+    r.add_argument("--out", "-o", required=True, help="figure to write (png/jpg/pdf/svg)")
+    r.set_defaults(func=cmd_reconstruct)
+
+
+def _gram_out(path: str):
+    """Check the figure path before any work; png/jpg are checked by images.check_output_path."""
+    from pathlib import Path
+
+    from .images import check_output_path
+
+    suffix = Path(path).suffix.lower()
+    if suffix in (".png", ".jpg", ".jpeg"):
+        return check_output_path(path)
+    if suffix not in (".pdf", ".svg"):
+        raise UsageError(f"cannot write a figure to {path!r}: use .png, .jpg, .pdf or .svg")
+    return Path(path)
+
+
+def _gram_positive(name: str, value, low: int = 1) -> None:
+    if value is not None and value < low:
+        raise UsageError(f"{name} must be at least {low}, not {value}")
+
+
+def cmd_gram_show(args) -> int:
+    from .features import load_backbone
+    from .gram import gram_comparison, gram_comparison_figure, gram_figure, gram_summary
+    from .images import resolve_image
+    from .viz import save_figure
+
+    if len(args.images) > 2:
+        raise UsageError(f"gram show takes one or two images, not {len(args.images)}")
+    _gram_positive("--channels", args.channels)
+    _gram_positive("--size", args.size, 16)
+    out = _gram_out(args.out)
+    imgs = [resolve_image(i, args.size) for i in args.images]
+    net = load_backbone(args.backbone, device=args.device)
+    net.check_layers([args.layer])
+    if len(imgs) == 1:
+        s = gram_summary(net, imgs[0], args.layer, args.channels, args.full)
+        fig = gram_figure(net, imgs[0], args.layer, args.channels, args.full, summary=s)
+        n_C, n_H, n_W = s["shape"]
+        print(f"{args.layer}: {n_C} channels, {n_H}x{n_W} positions; G is {n_C}x{n_C}")
+    else:
+        c = gram_comparison(net, imgs[0], imgs[1], args.layer, args.channels, args.normalization, args.full)
+        fig = gram_comparison_figure(net, imgs[0], imgs[1], args.layer, comparison=c)
+        print(f"{args.layer}: J_style[l](S, G) = {c['j_style']:.6g} ({args.normalization})")
+    save_figure(fig, out)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_gram_pair(args) -> int:
+    from .features import load_backbone
+    from .gram import layer_activation, pair_explainer, pair_figure, pick_pair, to_input
+    from .viz import save_figure
+
+    _gram_positive("--size", args.size, 16)
+    out = _gram_out(args.out)
+    x = to_input(args.image, args.size)
+    net = load_backbone(args.backbone, device=args.device)
+    net.check_layers([args.layer])
+    if args.channels:
+        k, k2 = args.channels
+    else:
+        k, k2, _ = pick_pair(layer_activation(net, x, args.layer), args.which)
+    e = pair_explainer(net, x, args.layer, k, k2)
+    fig = pair_figure(net, x, args.layer, explained=e)
+    print(f"{args.layer} channels {k}, {k2}: sum of the product = {e['product_sum']:.6g}, "
+          f"G_kk' = {e['gram']:.6g}, correlation {e['correlation']:+.3f}")
+    save_figure(fig, out)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_gram_shuffle(args) -> int:
+    from .features import load_backbone
+    from .gram import position_blindness, position_blindness_figure
+    from .viz import save_figure
+
+    _gram_positive("--size", args.size, 16)
+    _gram_positive("--tiles", args.tiles)
+    out = _gram_out(args.out)
+    net = load_backbone(args.backbone, device=args.device)
+    r = position_blindness(net, args.image, args.layer, args.content_layer, args.tiles, args.seed, args.size)
+    fig = position_blindness_figure(net, None, result=r)
+    print(f"Gram at {args.layer}: relative change {r['gram_rel_diff']:.4f}; "
+          f"features at {args.content_layer}: relative change {r['content_rel_diff']:.4f}")
+    save_figure(fig, out)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_reconstruct(args) -> int:
+    from .features import load_backbone
+    from .gram import to_input
+    from .progress import TqdmReporter
+    from .reconstruct import DEFAULT_LAYERS, DEFAULT_SIZE, DEFAULT_STEPS, content_reconstruction_grid, texture_grid
+    from .viz import save_figure
+
+    size = DEFAULT_SIZE if args.size is None else args.size
+    steps = DEFAULT_STEPS if args.steps is None else args.steps
+    _gram_positive("--size", size, 16)
+    _gram_positive("--steps", steps)
+    layers = args.layers if args.layers is not None else list(DEFAULT_LAYERS)
+    if not layers:
+        raise UsageError("--layers is empty")
+    out = _gram_out(args.out)
+    x = to_input(args.image, size)
+    net = load_backbone(args.backbone, pooling=args.pooling, device=args.device)
+    net.check_layers(layers)
+    bar = TqdmReporter(desc=args.kind, keys=("total",))
+    try:
+        grid = content_reconstruction_grid if args.kind == "content" else texture_grid
+        fig = grid(net, x, layers, None, steps, args.seed, callback=bar)
+    finally:
+        bar.close()
+    for r in fig.teachkit_results:
+        what = "pixel RMSE to the image" if r.kind == "content" else "fraction of J_style left"
+        print(f"{r.layers[-1]}: {what} {r.distance:.4g} ({r.steps} steps, {r.seconds:.1f} s)")
+    save_figure(fig, out)
+    print(f"wrote {out}")
+    return 0
 
 
 # ---- entry point -------------------------------------------------------------------------------

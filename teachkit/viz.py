@@ -25,3 +25,164 @@ def save_figure(fig: Figure, path, dpi: int = 120) -> Path:
 
 
 # ---- patches: units, layers ---------------------------------------------------------------------
+#
+# A unit = one channel of one layer.  Every figure names the channel and the layer and gives the
+# receptive-field size; patches are the receptive fields cut out of the scanned images (grey where
+# the field reaches over the image border, i.e. where the network saw zero padding).
+
+
+def _show_patch(ax, img) -> None:
+    """A patch, drawn with visible pixels when small (a 3x3 field stays three blocks wide)."""
+    import numpy as np
+
+    arr = np.asarray(img)
+    ax.imshow(arr, interpolation="nearest" if max(arr.shape[:2]) < 64 else "antialiased")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def _fmt_value(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
+def unit_figure(atlas, dataset, layer: str, unit: int, *, n: int | None = None,
+                ncols: int | None = None) -> Figure:
+    """A unit's top patches in a grid, best first, each with its activation value.
+
+    Title: ``unit = channel N of layer L, receptive field S×S px``.  ``dataset`` may be None
+    (the atlas re-opens its own images); ``n`` limits the number of patches.
+    """
+    import math
+
+    hits = atlas.top(layer, unit, n)
+    patches = atlas.patches(layer, unit, dataset, n)
+    count = max(len(patches), 1)
+    ncols = ncols or max(1, math.ceil(math.sqrt(count)))
+    nrows = math.ceil(count / ncols)
+    fig = Figure(figsize=(2.3 * ncols + 0.4, 2.5 * nrows + 1.2), layout="constrained")
+    fig.suptitle(atlas.unit_label(layer, unit), fontsize=15, fontweight="bold")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, hit, img in zip(axes.flat, hits, patches):
+        ax.set_axis_on()
+        _show_patch(ax, img)
+        ax.set_title(f"a = {_fmt_value(hit.value)}", fontsize=13)
+    m = atlas.meta
+    note = (f"its top {len(hits)} patches in {m['n_images']} images of '{m['dataset_name']}' "
+            f"({m['backbone']}, {m['image_size']} px); a = activation")
+    if not hits:
+        note = f"no image was scanned ({m['dataset_name']})"
+    elif max(h.value for h in hits) <= 0:
+        note += " -- this unit never fired on these images"
+    fig.text(0.5, 0.0, note, ha="center", va="top", fontsize=11, color="0.3")
+    return fig
+
+
+def activation_map_figure(atlas, dataset, layer: str, unit: int, backbone=None, *,
+                          image_index: int | None = None, rank: int = 0) -> Figure:
+    """A unit's activation over a whole scanned image (default: its best one).
+
+    Left: the image with the receptive field of the strongest position drawn; right: the
+    activation map laid over the image (each cell covers one feature-map step).
+    """
+    from matplotlib.patches import Rectangle
+
+    am = atlas.activation_map(layer, unit, dataset, backbone, image_index=image_index, rank=rank)
+    rf = am.rf
+    h, w = am.values.shape
+    size = atlas.image_size
+    top, left, bottom, right = am.box
+    fig = Figure(figsize=(11, 5.6), layout="constrained")
+    fig.suptitle(atlas.unit_label(layer, unit), fontsize=15, fontweight="bold")
+    ax_img, ax_map = fig.subplots(1, 2)
+    # The field can reach over the border: show a little of the outside too.
+    lo = min(-0.5, left - 0.5, top - 0.5) - 2
+    hi = max(size - 0.5, right - 0.5, bottom - 0.5) + 2
+    for ax in (ax_img, ax_map):
+        ax.set_facecolor("0.5")
+        ax.imshow(am.image, extent=(-0.5, size - 0.5, size - 0.5, -0.5), interpolation="antialiased")
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(hi, lo)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    extent = (rf.offset_x - rf.stride_x / 2, rf.offset_x + rf.stride_x * (w - 0.5),
+              rf.offset + rf.stride * (h - 0.5), rf.offset - rf.stride / 2)
+    im = ax_map.imshow(am.values, extent=extent, cmap="inferno", alpha=0.7, interpolation="nearest")
+    fig.colorbar(im, ax=ax_map, shrink=0.8, label="activation")
+    for ax, colour in ((ax_img, "yellow"), (ax_map, "cyan")):
+        ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False,
+                               edgecolor=colour, linewidth=2.5))
+    ax_img.set_title(f"image #{am.image_index}: receptive field of the peak ({rf.size}×{rf.size_x} px)",
+                     fontsize=12)
+    ax_map.set_title(f"activation map {h}×{w}, peak {_fmt_value(float(am.values.max()))} "
+                     f"at (y={am.peak[0]}, x={am.peak[1]})",
+                     fontsize=12)
+    return fig
+
+
+def _patch_tile(img, px: int):
+    """A patch resized to ``px`` x ``px`` (blocky when enlarged, smooth when reduced)."""
+    import numpy as np
+    from PIL import Image
+
+    resample = Image.NEAREST if img.size[0] < px else Image.LANCZOS
+    return np.asarray(img.convert("RGB").resize((px, px), resample))
+
+
+def layer_overview_figure(atlas, dataset=None, layers=None, n_units: int = 4, *,
+                          how: str = "most_active", per_unit: int | None = None,
+                          units: dict | None = None, tile_px: int = 48) -> Figure:
+    """The lecture's picture: a few units per layer, each with its top patches, layers side by side.
+
+    Each layer is one panel; each unit a small square block of its ``per_unit`` (default k)
+    best patches, labelled with its channel number.  Units are chosen by
+    :func:`teachkit.patches.select_units` (``how``), or given per layer in ``units``.
+    """
+    import math
+
+    import numpy as np
+
+    from .patches import select_units
+
+    layers = list(atlas.layers if layers is None else ([layers] if isinstance(layers, str) else layers))
+    if not layers:
+        raise ValueError("no layers to show")
+    ds = atlas.open_dataset(dataset)
+    per_unit = min(per_unit or atlas.k, atlas.k)
+    g = math.ceil(math.sqrt(per_unit))  # a unit's block is g x g tiles
+    gap, label_h, margin = 2, 18, 14
+    block = g * tile_px + (g - 1) * gap
+    fig = Figure(figsize=(3.6 * len(layers) + 0.5, 5.0), layout="constrained")
+    fig.get_layout_engine().set(h_pad=0.12)
+    m = atlas.meta
+    fig.suptitle(f"What units of {m['backbone']} respond to: top patches in {m['n_images']} images "
+                 f"of '{m['dataset_name']}'  (unit = one channel of a layer)", fontsize=15,
+                 fontweight="bold")
+    axes = fig.subplots(1, len(layers), squeeze=False)[0]
+    for ax, layer in zip(axes, layers):
+        chosen = list((units or {}).get(layer) or select_units(atlas, layer, how, n_units, dataset=ds))
+        cols = max(1, math.ceil(math.sqrt(len(chosen))))
+        rows = max(1, math.ceil(len(chosen) / cols))
+        H = rows * (block + label_h) + (rows - 1) * margin
+        W = cols * block + (cols - 1) * margin
+        canvas = np.full((H, W, 3), 255, np.uint8)
+        labels = []
+        for j, unit in enumerate(chosen):
+            r, c = divmod(j, cols)
+            y0 = r * (block + label_h + margin) + label_h
+            x0 = c * (block + margin)
+            for t, patch in enumerate(atlas.patches(layer, unit, ds, per_unit)):
+                ty, tx = divmod(t, g)
+                y, x = y0 + ty * (tile_px + gap), x0 + tx * (tile_px + gap)
+                canvas[y:y + tile_px, x:x + tile_px] = _patch_tile(patch, tile_px)
+            labels.append((x0, y0 - 3, f"ch {unit}"))
+        ax.imshow(canvas, interpolation="antialiased")
+        for x, y, text in labels:
+            ax.text(x, y, text, fontsize=11, va="bottom", ha="left")
+        ax.set_axis_off()
+        rf = atlas.rf(layer)
+        ax.set_title(f"{layer}\nreceptive field {rf.size}×{rf.size_x} px", fontsize=14)
+    return fig

@@ -1,0 +1,238 @@
+"""Benchmark of the top-patch scan (teachkit.patches): a script, not a test.
+
+Three measurements, each a sub-command (``all`` runs the first three with quick sizes):
+
+``overhead``  images per second scanning all 16 ReLU layers of VGG19 at 224 px, beside a bare
+              forward pass through the same layers over the same images, in the same run.  The
+              two alternate batch by batch (round robin) so that load from other processes
+              hits both alike.  The bare pass is timed twice: with the plain (NCHW) input a
+              hand-written loop would use, and with the channels-last input the scan itself
+              feeds the network -- the overhead is measured against the latter: the median of
+              the per-batch ratios (wall clock and CPU time), the ratio of the best batches,
+              and, within each scan call, the time outside the network's forward pass.  Each
+              scan call covers one batch, so it also pays the per-call setup (conservative).
+``memory``    peak resident memory (VmHWM) while scanning N images (a repeated set: the sample
+              crops over and over) at a given size; RSS is sampled after every batch to show
+              it stays flat.  Run ``memory --images 10000`` in the background for the 10k figure.
+``sample``    the time to build the ``sample`` atlas with the defaults (layers, image size), as
+              the Streamlit app does on its first visit (into a throw-away cache folder).
+
+Run from the repository root, e.g.::
+
+    .venv/bin/python benchmarks/patches.py all
+    .venv/bin/python benchmarks/patches.py memory --images 10000 --size 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from teachkit import patches as P  # noqa: E402
+from teachkit.datasets import Dataset, SampleDataset, TensorDataset  # noqa: E402
+from teachkit.features import load_backbone  # noqa: E402
+
+
+def rss_mb() -> tuple[float, float]:
+    """(current RSS, peak RSS) of this process in MiB, from /proc/self/status."""
+    cur = peak = float("nan")
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                cur = int(line.split()[1]) / 1024
+            elif line.startswith("VmHWM:"):
+                peak = int(line.split()[1]) / 1024
+    return cur, peak
+
+
+class Repeated(Dataset):
+    """The sample crops repeated up to ``n`` images (a cheap stand-in for a big dataset)."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.base = SampleDataset()
+        self.n = n
+        self.name = f"sample-x{n}"
+        self.fingerprint = f"repeat-{n}-{self.base.fingerprint}"
+
+    def __len__(self) -> int:
+        return self.n
+
+    def load(self, index: int):
+        return self.base.load(index % len(self.base))
+
+    def square(self, index: int, size: int):
+        return self.base.square(index % len(self.base), size)
+
+
+def relu_layers(net) -> list[str]:
+    return [n for n in net.layer_names if n.startswith("relu")]
+
+
+def bench_overhead(args) -> dict:
+    net = load_backbone("vgg19", device="cpu")
+    layers = relu_layers(net)
+    assert len(layers) == 16
+    size, bs, n = args.size, args.batch_size, args.images
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(n, 3, size, size, generator=g)
+    # Quantise as the scan does (images go through 8-bit RGB), so both see the same pixels.
+    images = (images * 255).round() / 255
+    ds = TensorDataset(images, "random")
+    batches = [images[s:s + bs] for s in range(0, n, bs)]
+    cl_batches = [P._pils_to_batch([ds.square(i, size) for i in range(s, min(s + bs, n))],
+                                   torch.device("cpu")) for s in range(0, n, bs)]
+    wall: dict[str, list[float]] = {"bare_nchw": [], "bare_cl": [], "scan": []}
+    cpu: dict[str, list[float]] = {"bare_nchw": [], "bare_cl": [], "scan": []}
+    inside: list[float] = []  # share of each scan call spent outside the network's forward pass
+
+    def bare(x):
+        with torch.inference_mode():
+            out = net.extract(x, layers)
+        return out
+
+    plain_extract = net.extract
+    forward_time: list[float] = []
+
+    def timed_extract(*a, **kw):
+        t = time.perf_counter()
+        out = plain_extract(*a, **kw)
+        forward_time.append(time.perf_counter() - t)
+        return out
+
+    def timed(key, fn, count):
+        t, c = time.perf_counter(), time.process_time()
+        fn()
+        wall[key].append((time.perf_counter() - t) / count)
+        cpu[key].append((time.process_time() - c) / count)
+
+    # Warm-up (oneDNN picks its kernels on the first calls).
+    bare(batches[0][:2])
+    bare(cl_batches[0][:2])
+    P.scan(net, ds, layers, image_size=size, batch_size=bs, end=2)
+    for r in range(args.rounds):
+        for b in range(len(batches)):
+            s, e = b * bs, min((b + 1) * bs, n)
+            timed("bare_nchw", lambda: bare(batches[b]), e - s)
+            timed("bare_cl", lambda: bare(cl_batches[b]), e - s)
+            net.extract = timed_extract
+            try:
+                timed("scan", lambda: P.scan(net, ds, layers, image_size=size, batch_size=bs,
+                                             start=s, end=e), e - s)
+            finally:
+                del net.extract
+            inside.append(wall["scan"][-1] * (e - s) / forward_time[-1] - 1)
+            print(f"  round {r + 1} batch {b + 1}: " + ", ".join(
+                f"{k} {1 / v[-1]:.2f} img/s" for k, v in wall.items())
+                + f"; bookkeeping inside the scan {100 * inside[-1]:.1f}%", flush=True)
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    paired = [sc / bc - 1 for sc, bc in zip(wall["scan"], wall["bare_cl"])]
+    paired_cpu = [sc / bc - 1 for sc, bc in zip(cpu["scan"], cpu["bare_cl"])]
+    res = {
+        "images": n, "batch_size": bs, "size": size, "rounds": args.rounds,
+        "bare_nchw_img_s": 1 / med["bare_nchw"], "bare_cl_img_s": 1 / med["bare_cl"],
+        "scan_img_s": 1 / med["scan"],
+        "best_bare_cl_img_s": 1 / min(wall["bare_cl"]), "best_scan_img_s": 1 / min(wall["scan"]),
+        "overhead_vs_bare_cl_pct_median_of_pairs": 100 * statistics.median(paired),
+        "overhead_vs_bare_cl_pct_cpu_time": 100 * statistics.median(paired_cpu),
+        "overhead_vs_bare_cl_pct_best": 100 * (min(wall["scan"]) / min(wall["bare_cl"]) - 1),
+        "overhead_vs_bare_nchw_pct": 100 * (med["scan"] / med["bare_nchw"] - 1),
+        "bookkeeping_inside_scan_pct": 100 * statistics.median(inside),
+    }
+    print("overhead:", {k: round(v, 2) if isinstance(v, float) else v for k, v in res.items()}, flush=True)
+    return res
+
+
+def bench_memory(args) -> dict:
+    net = load_backbone("vgg19", device="cpu")
+    layers = relu_layers(net) if args.layers == "relu" else args.layers.split(",")
+    ds = Repeated(args.images)
+    samples = []
+    t0 = time.perf_counter()
+    start_rss = rss_mb()[0]
+
+    def cb(p):
+        if p.step:
+            samples.append((p.step, *rss_mb()))
+            if len(samples) % max(1, (args.images // args.batch_size) // 10) == 0:
+                print(f"  {p.step}/{p.total} images, RSS {samples[-1][1]:.0f} MiB, "
+                      f"peak {samples[-1][2]:.0f} MiB, {p.step / (time.perf_counter() - t0):.1f} img/s",
+                      flush=True)
+
+    atlas = P.scan(net, ds, layers, image_size=args.size, batch_size=args.batch_size, callback=cb)
+    dt = time.perf_counter() - t0
+    tenth = samples[max(0, len(samples) // 10 - 1)]
+    res = {
+        "images": atlas.n_images, "size": args.size, "batch_size": args.batch_size, "layers": len(layers),
+        "seconds": dt, "img_s": atlas.n_images / dt, "rss_before_scan_mib": start_rss,
+        "rss_at_10pct_mib": tenth[1], "rss_at_end_mib": samples[-1][1], "peak_rss_mib": samples[-1][2],
+    }
+    print("memory:", {k: round(v, 1) if isinstance(v, float) else v for k, v in res.items()}, flush=True)
+    return res
+
+
+def bench_sample(args) -> dict:
+    net = load_backbone("vgg19", device="cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        last = [0.0]
+
+        def cb(p):
+            if time.perf_counter() - last[0] > 15:
+                last[0] = time.perf_counter()
+                print(f"  {p.step}/{p.total} images, {time.perf_counter() - t0:.0f} s", flush=True)
+
+        atlas = P.get_atlas("sample", net, callback=cb, cache_dir=tmp, batch_size=args.batch_size)
+        dt = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        again = P.get_atlas("sample", net, cache_dir=tmp)
+        hit = time.perf_counter() - t1
+    res = {"images": atlas.n_images, "size": atlas.image_size, "layers": atlas.layers,
+           "batch_size": args.batch_size, "seconds": dt, "img_s": atlas.n_images / dt,
+           "cache_hit_seconds": hit, "same": again.n_images == atlas.n_images}
+    print("sample:", {k: round(v, 2) if isinstance(v, float) else v for k, v in res.items()}, flush=True)
+    return res
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    o = sub.add_parser("overhead")
+    o.add_argument("--images", type=int, default=32)
+    o.add_argument("--batch-size", type=int, default=8)
+    o.add_argument("--size", type=int, default=224)
+    o.add_argument("--rounds", type=int, default=2)
+    m = sub.add_parser("memory")
+    m.add_argument("--images", type=int, default=160)
+    m.add_argument("--size", type=int, default=224)
+    m.add_argument("--batch-size", type=int, default=16)
+    m.add_argument("--layers", default="relu", help="'relu' (all 16) or a comma-separated list")
+    s = sub.add_parser("sample")
+    s.add_argument("--batch-size", type=int, default=P.DEFAULT_BATCH_SIZE)
+    a = sub.add_parser("all")
+    a.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args(argv)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
+    if args.what == "overhead":
+        bench_overhead(args)
+    elif args.what == "memory":
+        bench_memory(args)
+    elif args.what == "sample":
+        bench_sample(args)
+    else:
+        bench_overhead(argparse.Namespace(images=32, batch_size=8, size=224, rounds=2))
+        bench_memory(argparse.Namespace(images=160, size=224, batch_size=16, layers="relu"))
+        bench_sample(argparse.Namespace(batch_size=P.DEFAULT_BATCH_SIZE))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

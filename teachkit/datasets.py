@@ -1,0 +1,585 @@
+"""Image collections to scan for the units' favourite patches.
+
+A dataset is a numbered list of images.  Indexing gives one item, a triple
+``(index, image, description)`` where ``image`` is an RGB ``PIL.Image`` (or a
+``(3, H, W)`` float tensor in ``[0, 1]`` for :class:`TensorDataset`) and
+``description`` says where it came from (a file name, ``"astronaut.png, crop
+1/3 at (85, 170)"``, ``"cifar10 test #12 (ship)"``).  Every dataset also has
+
+``name``
+    a short name for titles and file names;
+``spec``
+    the string :func:`get_dataset` re-opens it from (recorded in an atlas, so
+    ``teachkit patches show`` can find the images again), or ``None``;
+``fingerprint``
+    a hash of what defines the dataset (the recipe of the generated sample; the
+    file names, sizes and modification times of a folder), so a cached scan is
+    reused only for the very same images.
+
+Datasets
+--------
+``sample``      (:class:`SampleDataset`) -- the photos that ship with
+                scikit-image and matplotlib (never downloaded), cut into square
+                crops at several scales: about 1000 images, always the same.
+a folder        (:class:`FolderDataset`) -- every jpg/jpeg/png/webp/bmp/tif/tiff
+                file under it (recursively, any case).  Files that cannot be
+                read are skipped, counted and named (``dataset.skipped``), never
+                a crash.
+``cifar10``...  (:class:`TorchvisionDataset`) -- a torchvision dataset that is
+                already on disk (``download=False``).
+
+All images are scanned at one square size: :meth:`Dataset.square` resizes the
+short side to that size and cuts out the centre square (the sample dataset cuts
+its crops at the right size directly).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = [
+    "Dataset",
+    "SampleDataset",
+    "FolderDataset",
+    "TorchvisionDataset",
+    "TensorDataset",
+    "ConcatDataset",
+    "IMAGE_EXTENSIONS",
+    "TORCHVISION_DATASETS",
+    "get_dataset",
+    "fit_square",
+    "dataset_names",
+]
+
+log = logging.getLogger(__name__)
+
+#: File extensions a folder dataset picks up (compared case-insensitively).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def fit_square(img: Image.Image, size: int) -> Image.Image:
+    """Scale the short side of ``img`` to ``size`` and cut out the centre ``size`` x ``size``."""
+    w, h = img.size
+    if (w, h) == (size, size):
+        return img
+    scale = size / min(w, h)
+    # The crop, in source pixels, that becomes the square (centred).
+    cw, ch = size / scale, size / scale
+    left, top = (w - cw) / 2, (h - ch) / 2
+    return img.resize(
+        (size, size), Image.BICUBIC, box=(left, top, left + cw, top + ch), reducing_gap=3.0
+    )
+
+
+def _tensor_to_pil(t: torch.Tensor) -> Image.Image:
+    arr = (t.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy())
+    return Image.fromarray(np.ascontiguousarray(arr), "RGB")
+
+
+class Dataset:
+    """Base class: a numbered list of images (see the module docstring).
+
+    Subclasses implement ``__len__`` and :meth:`load` (which raises
+    :class:`teachkit.images.ImageError` for an unreadable image) and set
+    ``name``, ``spec`` and ``fingerprint``.
+    """
+
+    name: str = "dataset"
+    spec: str | None = None
+    fingerprint: str = ""
+
+    def __init__(self) -> None:
+        #: Images that could not be read, as "name: problem" lines (in the order met).
+        self.skip_log: list[str] = []
+        #: Their names (file paths or descriptions).
+        self.skipped: list[str] = []
+        self._skipped_idx: set[int] = set()
+
+    # -- to implement ------------------------------------------------------------------------
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def load(self, index: int):
+        """Image ``index`` as an RGB PIL image (or a (3, H, W) tensor); ImageError if unreadable."""
+        raise NotImplementedError  # pragma: no cover
+
+    def describe(self, index: int) -> str:
+        return f"{self.name} #{index}"
+
+    # -- shared ------------------------------------------------------------------------------
+    def _check_index(self, index: int) -> int:
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"image index {index} is out of range for {self.name} ({n} images)")
+        return index % n
+
+    def __getitem__(self, index: int):
+        index = self._check_index(int(index))
+        return index, self.load(index), self.describe(index)
+
+    def square(self, index: int, size: int) -> Image.Image:
+        """Image ``index`` as the ``size`` x ``size`` RGB picture the network scans."""
+        img = self.load(self._check_index(int(index)))
+        if isinstance(img, torch.Tensor):
+            img = _tensor_to_pil(img)
+        return fit_square(img, size)
+
+    def note_skipped(self, index: int, err: Exception) -> None:
+        """Record (once) that image ``index`` could not be read."""
+        if index in self._skipped_idx:
+            return
+        self._skipped_idx.add(index)
+        name = self.describe(index)
+        self.skipped.append(name)
+        self.skip_log.append(f"{name}: {getattr(err, 'problem', None) or err}")
+        log.warning("skipping unreadable image %s: %s", name, err)
+
+    def items(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, object, str]]:
+        """``(index, image, description)`` for indices ``start .. end-1``, skipping unreadable ones."""
+        from .images import ImageError
+
+        end = len(self) if end is None else min(end, len(self))
+        for i in range(start, end):
+            try:
+                img = self.load(i)
+            except ImageError as err:
+                self.note_skipped(i, err)
+                continue
+            yield i, img, self.describe(i)
+
+    def __iter__(self):
+        return self.items()
+
+    def info(self) -> dict:
+        return {"name": self.name, "spec": self.spec, "fingerprint": self.fingerprint, "size": len(self)}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}: {len(self)} images>"
+
+
+# ---- the embedded sample -----------------------------------------------------------------------
+
+#: Photos used by the ``sample`` dataset: (package, file).  Real photos only (plus the colour
+#: wheel, which gives the colour units of the first layers something to fire on).
+SAMPLE_SOURCES: tuple[tuple[str, str], ...] = (
+    ("skimage", "astronaut.png"),
+    ("skimage", "chelsea.png"),
+    ("skimage", "coffee.png"),
+    ("skimage", "rocket.jpg"),
+    ("skimage", "motorcycle_left.png"),
+    ("skimage", "hubble_deep_field.jpg"),
+    ("skimage", "ihc.png"),
+    ("skimage", "retina.jpg"),
+    ("skimage", "color.png"),
+    ("skimage", "camera.png"),
+    ("skimage", "coins.png"),
+    ("skimage", "moon.png"),
+    ("skimage", "brick.png"),
+    ("skimage", "grass.png"),
+    ("skimage", "gravel.png"),
+    ("skimage", "page.png"),
+    ("skimage", "text.png"),
+    ("skimage", "cell.png"),
+    ("matplotlib", "grace_hopper.jpg"),
+)
+
+#: Crop sides as fractions of the photo's short side, and the step between crops (a fraction
+#: of the crop side).  1/1 is the whole (centre) picture; smaller crops tile it side by side
+#: (no overlap inside one scale, so no two crops hold the very same pixels).
+SAMPLE_SCALES: tuple[tuple[float, float], ...] = (
+    (1.0, 1.0), (1 / 2, 1.0), (1 / 3, 1.0), (1 / 4, 1.0), (1 / 5, 1.0)
+)
+SAMPLE_MAX_PER_PHOTO = 55  # at most this many crops of one photo (evenly thinned)
+SAMPLE_CROP = 128  # side of the items in pixels (the scan resamples the crop directly)
+SAMPLE_RECIPE_VERSION = 2
+
+
+def _package_data_dir(package: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.origin:
+        raise FileNotFoundError(f"the package {package!r} is not installed (needed by the sample dataset)")
+    root = Path(spec.origin).parent
+    if package == "skimage":
+        return root / "data"
+    if package == "matplotlib":
+        return root / "mpl-data" / "sample_data"
+    return root
+
+
+def _positions(length: float, side: float, step: float) -> list[float]:
+    """Start coordinates of crops of ``side`` along ``length``, ``step`` apart, centred."""
+    n = int(np.floor((length - side) / step + 1e-9)) + 1
+    used = side + (n - 1) * step
+    first = (length - used) / 2
+    return [first + i * step for i in range(n)]
+
+
+class SampleDataset(Dataset):
+    """The photos bundled with scikit-image and matplotlib, cut into square crops.
+
+    Every photo is cut at the scales in :data:`SAMPLE_SCALES`: the centre square
+    of the whole photo, then squares of 1/2, 1/3, 1/4 and 1/5 of its short side
+    tiling it side by side (centred), at most ``SAMPLE_MAX_PER_PHOTO`` per photo
+    (long thin photos are thinned evenly): 1045 crops.  Files come straight
+    from the installed packages' data folders (no download); a photo missing
+    from an installation is left out (and changes the fingerprint).  Items are ``SAMPLE_CROP`` px squares;
+    :meth:`square` cuts a crop at any size directly from the photo.
+    """
+
+    name = "sample"
+    spec = "sample"
+
+    def __init__(self, sources: Sequence[tuple[str, str]] = SAMPLE_SOURCES,
+                 scales: Sequence[tuple[float, float]] = SAMPLE_SCALES,
+                 max_per_photo: int = SAMPLE_MAX_PER_PHOTO) -> None:
+        super().__init__()
+        self.sources: list[tuple[str, Path]] = []
+        recipe = []
+        for package, file in sources:
+            try:
+                path = _package_data_dir(package) / file
+            except FileNotFoundError:
+                continue
+            if not path.is_file():
+                log.warning("sample dataset: %s is missing from the installed %s", file, package)
+                continue
+            with Image.open(path) as im:
+                w, h = im.size
+            self.sources.append((f"{package}:{file}", path))
+            recipe.append((f"{package}:{file}", path.stat().st_size, w, h))
+        if not self.sources:
+            raise FileNotFoundError("no sample photos found in the installed scikit-image/matplotlib")
+        # One crop = (source number, left, top, side, scale label).
+        self.crops: list[tuple[int, float, float, float, str]] = []
+        for s, (_label, w, h) in enumerate((r[0], r[2], r[3]) for r in recipe):
+            short = min(w, h)
+            mine = []
+            for frac, step in scales:
+                side = frac * short
+                label = "whole" if frac == 1.0 else f"1/{round(1 / frac)}"
+                for top in _positions(h, side, step * side):
+                    for left in _positions(w, side, step * side):
+                        mine.append((s, left, top, side, label))
+            if len(mine) > max_per_photo:  # long thin photos would otherwise dominate
+                keep = np.linspace(0, len(mine) - 1, max_per_photo).round().astype(int)
+                mine = [mine[i] for i in keep]
+            self.crops.extend(mine)
+        self.fingerprint = _hash(
+            {"kind": "sample", "version": SAMPLE_RECIPE_VERSION, "files": recipe,
+             "scales": [list(s) for s in scales], "max": max_per_photo, "crop": SAMPLE_CROP}
+        )
+        self._photos: dict[int, Image.Image] = {}
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def photo(self, s: int) -> Image.Image:
+        """Source photo number ``s`` (RGB, decoded once and kept)."""
+        img = self._photos.get(s)
+        if img is None:
+            from .images import load_image
+
+            label, path = self.sources[s]
+            img = load_image(path, name=label, max_pixels=None)
+            self._photos[s] = img
+        return img
+
+    def describe(self, index: int) -> str:
+        s, left, top, side, label = self.crops[index]
+        file = self.sources[s][0].split(":", 1)[1]
+        if label == "whole":
+            return f"{file}, whole"
+        return f"{file}, crop {label} at (x={left:.0f}, y={top:.0f})"
+
+    def square(self, index: int, size: int) -> Image.Image:
+        s, left, top, side, _ = self.crops[self._check_index(int(index))]
+        return self.photo(s).resize(
+            (size, size), Image.BICUBIC, box=(left, top, left + side, top + side), reducing_gap=3.0
+        )
+
+    def load(self, index: int) -> Image.Image:
+        return self.square(index, SAMPLE_CROP)
+
+
+# ---- a folder of image files -------------------------------------------------------------------
+
+
+class FolderDataset(Dataset):
+    """Every image file under ``root`` (recursively), in sorted order of their relative paths.
+
+    Unreadable files (a truncated PNG, a text file called ``.jpg``, an empty
+    file, an icon smaller than 16 px ...) are skipped when met: their names go
+    to ``skipped`` (reasons in ``skip_log``) and a warning is logged.  Call
+    :meth:`verify` to check every file up front.
+    """
+
+    def __init__(self, root: str | os.PathLike, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> None:
+        super().__init__()
+        root = Path(root).expanduser()
+        if not root.exists():
+            raise FileNotFoundError(f"image folder {str(root)!r} does not exist")
+        if not root.is_dir():
+            raise ValueError(f"{str(root)!r} is not a folder")
+        self.root = root.resolve()
+        exts = tuple(e.lower() for e in extensions)
+        files: list[tuple[str, int, int]] = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames.sort()
+            for fn in filenames:
+                if not fn.lower().endswith(exts):
+                    continue
+                p = Path(dirpath) / fn
+                try:
+                    st = p.stat()
+                except OSError:
+                    continue
+                if not p.is_file():
+                    continue
+                files.append((p.relative_to(self.root).as_posix(), st.st_size, st.st_mtime_ns))
+        if not files:
+            raise ValueError(
+                f"no images in the folder {str(self.root)!r} (looked for {', '.join(IMAGE_EXTENSIONS)})"
+            )
+        files.sort()
+        self.files = [f[0] for f in files]
+        self.name = self.root.name or str(self.root)
+        self.spec = str(self.root)
+        self.fingerprint = _hash({"kind": "folder", "files": files})
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def path(self, index: int) -> Path:
+        return self.root / self.files[index]
+
+    def describe(self, index: int) -> str:
+        return self.files[index]
+
+    def load(self, index: int) -> Image.Image:
+        from .images import ImageError, load_image
+
+        path = self.path(index)
+        if not path.exists():
+            raise ImageError(
+                f"cannot read '{path}': the file is gone (the folder changed since it was listed)",
+                source=str(path), problem="file is gone",
+            )
+        return load_image(path, name=self.files[index])
+
+    def verify(self) -> int:
+        """Read every file now; returns the number of readable ones (``skipped`` lists the rest)."""
+        return sum(1 for _ in self.items())
+
+
+# ---- torchvision datasets (on disk only) -------------------------------------------------------
+
+#: name -> (torchvision class name, how the split is passed, default split, folder inside root)
+TORCHVISION_DATASETS: dict[str, tuple[str, str, str, str]] = {
+    "cifar10": ("CIFAR10", "train", "test", "cifar-10-batches-py"),
+    "cifar100": ("CIFAR100", "train", "test", "cifar-100-python"),
+    "stl10": ("STL10", "split", "test", "stl10_binary"),
+    "mnist": ("MNIST", "train", "test", "MNIST"),
+}
+
+
+def default_data_root() -> Path:
+    """Where torchvision datasets are looked for: $TEACHKIT_DATA, else ~/.cache/teachkit/datasets."""
+    env = os.environ.get("TEACHKIT_DATA")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "teachkit" / "datasets"
+
+
+class TorchvisionDataset(Dataset):
+    """A torchvision dataset that is already on disk (never downloaded).
+
+    ``name`` is one of :data:`TORCHVISION_DATASETS`; ``root`` is the folder given
+    to torchvision (default :func:`default_data_root`); ``split`` is ``'test'``
+    (default) or ``'train'`` (STL10 also ``'unlabeled'``...).
+    """
+
+    def __init__(self, name: str, root: str | os.PathLike | None = None, split: str | None = None) -> None:
+        super().__init__()
+        key = name.lower()
+        if key not in TORCHVISION_DATASETS:
+            raise ValueError(
+                f"unknown torchvision dataset {name!r}; known: {', '.join(TORCHVISION_DATASETS)}"
+            )
+        cls_name, split_kind, default_split, folder = TORCHVISION_DATASETS[key]
+        split = split or default_split
+        root = Path(root).expanduser() if root else default_data_root()
+        import torchvision.datasets as tvd
+
+        kwargs = {"train": split == "train"} if split_kind == "train" else {"split": split}
+        if split_kind == "train" and split not in ("train", "test"):
+            raise ValueError(f"{name} has the splits 'train' and 'test', not {split!r}")
+        try:
+            self._ds = getattr(tvd, cls_name)(str(root), download=False, **kwargs)
+        except (RuntimeError, FileNotFoundError, OSError) as exc:
+            raise FileNotFoundError(
+                f"the {name} dataset is not on this machine under {str(root)!r} ({exc}); teachkit never "
+                f"downloads it: fetch it once with torchvision.datasets.{cls_name}({str(root)!r}, "
+                "download=True), or give its folder as '" + key + ":/path/to/root'"
+            ) from None
+        self.key = key
+        self.split = split
+        self.root = root.resolve()
+        self.name = key if split == default_split else f"{key}-{split}"
+        self.spec = f"{key}:{self.root}" + ("" if split == default_split else f":{split}")
+        stats = []
+        base = self.root / folder
+        if base.is_dir():
+            for p in sorted(base.rglob("*"))[:2000]:
+                if p.is_file():
+                    st = p.stat()
+                    stats.append((p.relative_to(self.root).as_posix(), st.st_size, st.st_mtime_ns))
+        self.fingerprint = _hash({"kind": "torchvision", "name": key, "split": split,
+                                  "n": len(self._ds), "files": stats})
+        self.classes = list(getattr(self._ds, "classes", []) or [])
+
+    def __len__(self) -> int:
+        return len(self._ds)
+
+    def load(self, index: int) -> Image.Image:
+        from .images import load_image
+
+        img, _label = self._ds[index]
+        return load_image(img, name=self.describe(index), min_side=None)
+
+    def describe(self, index: int) -> str:
+        return f"{self.name} #{index}"
+
+
+# ---- in-memory tensors and concatenations --------------------------------------------------------
+
+
+class TensorDataset(Dataset):
+    """Images held in a tensor (N, 3, H, W) with values in [0, 1] (tests, benchmarks, notebooks)."""
+
+    def __init__(self, images: torch.Tensor, name: str = "tensors") -> None:
+        super().__init__()
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(images.shape)}")
+        self.images = images.detach().float().cpu()
+        self.name = name
+        self.spec = None
+        # The 8-bit RGB pictures, made once (the scan and the crops read these).
+        self._u8 = (self.images.clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1)
+                    .contiguous().numpy())
+        h = hashlib.sha256(self.images.numpy().tobytes())
+        self.fingerprint = _hash({"kind": "tensor", "shape": list(self.images.shape), "data": h.hexdigest()})
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def load(self, index: int) -> torch.Tensor:
+        return self.images[index]
+
+    def square(self, index: int, size: int) -> Image.Image:
+        img = Image.fromarray(self._u8[self._check_index(int(index))], "RGB")
+        return img if img.size == (size, size) else fit_square(img, size)
+
+
+def concat_fingerprint(parts: Sequence[str]) -> str:
+    """The fingerprint of datasets put one after the other."""
+    return _hash({"kind": "concat", "parts": list(parts)})
+
+
+class ConcatDataset(Dataset):
+    """Several datasets one after the other (indices of the second start after the first's)."""
+
+    def __init__(self, parts: Sequence[Dataset]) -> None:
+        super().__init__()
+        if not parts:
+            raise ValueError("ConcatDataset needs at least one dataset")
+        self.parts = list(parts)
+        self.starts = np.cumsum([0] + [len(p) for p in self.parts]).tolist()
+        self.name = "+".join(p.name for p in self.parts)
+        self.spec = None
+        self.fingerprint = concat_fingerprint([p.fingerprint for p in self.parts])
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    def _locate(self, index: int) -> tuple[Dataset, int]:
+        index = self._check_index(int(index))
+        j = int(np.searchsorted(self.starts, index, side="right")) - 1
+        return self.parts[j], index - self.starts[j]
+
+    def load(self, index: int):
+        part, i = self._locate(index)
+        return part.load(i)
+
+    def square(self, index: int, size: int) -> Image.Image:
+        part, i = self._locate(index)
+        return part.square(i, size)
+
+    def describe(self, index: int) -> str:
+        part, i = self._locate(index)
+        return f"{part.name}: {part.describe(i)}"
+
+
+# ---- by name -----------------------------------------------------------------------------------
+
+
+def dataset_names() -> list[str]:
+    return ["sample", *TORCHVISION_DATASETS]
+
+
+def get_dataset(spec: "str | os.PathLike | Dataset" = "sample", **kw) -> Dataset:
+    """Open a dataset from its spec.
+
+    ``'sample'``                 the embedded sample (:class:`SampleDataset`);
+    a folder path                every image under it (:class:`FolderDataset`);
+    ``'cifar10'``, ``'cifar10:ROOT'``, ``'cifar10:ROOT:train'``
+                                 a torchvision dataset on disk (also cifar100,
+                                 stl10, mnist); ``root=``/``split=`` keywords work too.
+
+    A :class:`Dataset` is returned as it is.  Raises FileNotFoundError for a missing
+    folder or dataset, ValueError for anything else that is wrong.
+    """
+    if isinstance(spec, Dataset):
+        return spec
+    if spec is None:
+        raise ValueError("no dataset given")
+    text = os.fspath(spec)
+    if not text.strip():
+        raise ValueError("empty dataset spec")
+    if text == "sample":
+        if kw:
+            raise ValueError(f"the sample dataset takes no options ({', '.join(kw)})")
+        return SampleDataset()
+    head, _, rest = text.partition(":")
+    if head.lower() in TORCHVISION_DATASETS and not Path(text).is_dir():
+        root, split = rest, ""
+        maybe_root, sep, last = rest.rpartition(":")
+        if sep and last in _SPLITS:
+            root, split = maybe_root, last
+        elif rest in _SPLITS:
+            root, split = "", rest
+        return TorchvisionDataset(head, root=kw.pop("root", None) or root or None,
+                                  split=kw.pop("split", None) or split or None)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return FolderDataset(path, **kw)
+    if path.exists():
+        raise ValueError(f"{text!r} is a file, not a folder of images or a dataset name")
+    raise FileNotFoundError(
+        f"no folder {text!r}, and it is not a dataset name (choose a folder, or one of: "
+        f"{', '.join(dataset_names())})"
+    )
+
+
+_SPLITS = ("train", "test", "unlabeled", "train+unlabeled")

@@ -1,0 +1,905 @@
+"""Which image patches make a unit fire?  Scan a dataset, keep every unit's top patches.
+
+A *unit* is one channel of one layer (``channel 17 of relu3_1``).  Its activation map
+has one value per position; the value at ``(y, x)`` depends only on the input pixels
+in the unit's *receptive field* at that position (see :mod:`teachkit.receptive_field`).
+Scanning a dataset and keeping, for every unit, the ``k`` largest activations with the
+image and position where they happened gives the classic picture of what the layers of
+a CNN detect (Zeiler & Fergus, 2014): crop those receptive fields out of the images and
+the first layers show edges and colours, the middle ones textures, the last ones parts
+of objects.
+
+The scan
+--------
+:func:`scan` runs the backbone once per batch up to the deepest requested layer (one
+``extract`` call computes every layer at once) and, for every channel of every layer,
+takes each image's spatial maximum (or its ``positions_per_image`` highest local peaks)
+as candidates and keeps a running top-``k``: the kept entries and the batch's candidates
+are concatenated and sorted again.  Memory stays the same whatever the dataset size
+(``C x k`` numbers per layer).  Ties are broken by image index (earlier image first),
+so the result does not depend on how the dataset is split into batches or shards, and
+:func:`merge` of two shard scans equals the scan of the whole.
+
+The result is an :class:`Atlas`: per layer, arrays ``values``, ``images``, ``ys``,
+``xs`` of shape ``(C, k)`` plus metadata (backbone, weights, dataset fingerprint, image
+size, ...).  It saves to one ``.npz`` file (arrays + a JSON ``meta`` entry) and
+:func:`get_atlas` keeps a cache of them, so the app and the CLI never scan the same
+thing twice.
+
+Coordinates: ``(y, x)`` is a position in the layer's feature map; its receptive-field
+box ``(top, left, bottom, right)`` (bottom/right exclusive) is in pixels of the scanned
+image, that is the dataset image resized to ``image_size`` x ``image_size`` (see
+:meth:`teachkit.datasets.Dataset.square`).  Channels are numbered from 0.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import Iterable, NamedTuple, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .datasets import Dataset, concat_fingerprint, get_dataset
+from .progress import Progress, ProgressCallback, report
+from .receptive_field import RF, crop_box, receptive_fields, unit_box
+
+__all__ = [
+    "FORMAT_VERSION",
+    "DEFAULT_LAYERS",
+    "DEFAULT_IMAGE_SIZE",
+    "DEFAULT_K",
+    "DEFAULT_BATCH_SIZE",
+    "Atlas",
+    "Hit",
+    "ActivationMap",
+    "scan",
+    "merge",
+    "get_atlas",
+    "find_cached",
+    "cache_key",
+    "default_cache_dir",
+    "select_units",
+]
+
+log = logging.getLogger(__name__)
+
+#: Version of the saved atlas format (bumped whenever the arrays or metadata change meaning).
+FORMAT_VERSION = 1
+#: The lecture's "layers 1 to 5": the first ReLU of each VGG block.
+DEFAULT_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+#: Side of the square the images are scanned at.  112 px keeps the ``sample`` atlas (1042
+#: crops, the five default layers) at about two minutes on a 2-core CPU.
+DEFAULT_IMAGE_SIZE = 112
+DEFAULT_K = 9
+DEFAULT_BATCH_SIZE = 16
+_CACHE_IMAGES = 256  # scanned images an Atlas keeps in memory for cropping
+
+
+class Hit(NamedTuple):
+    """One of a unit's top activations."""
+
+    value: float  # the activation
+    image_index: int  # which dataset image
+    y: int  # position in the layer's feature map
+    x: int
+    box: tuple[int, int, int, int]  # receptive field in the scanned image: top, left, bottom, right
+
+
+class ActivationMap(NamedTuple):
+    """A unit's whole activation map over one scanned image."""
+
+    values: np.ndarray  # (h, w) float32
+    image: "object"  # the scanned image (PIL, image_size x image_size)
+    image_index: int
+    layer: str
+    unit: int
+    peak: tuple[int, int]  # (y, x) of the maximum
+    box: tuple[int, int, int, int]  # receptive field of the peak
+    rf: RF
+
+
+# ---- the atlas ---------------------------------------------------------------------------------
+
+
+def _rf_to_list(rf: RF) -> list:
+    return [rf.size, rf.stride, rf.offset, rf.size_x, rf.stride_x, rf.offset_x]
+
+
+def _rf_from_list(name: str, v: Sequence) -> RF:
+    return RF(name, int(v[0]), int(v[1]), float(v[2]), int(v[3]), int(v[4]), float(v[5]))
+
+
+class Atlas:
+    """Every unit's top-``k`` activations over a dataset, for several layers.
+
+    Arrays, per layer name, all of shape ``(C, k)`` (one row per channel, best first):
+    ``values[layer]`` float32 activations, ``images[layer]`` int64 dataset indices,
+    ``ys[layer]`` / ``xs[layer]`` int32 feature-map positions.  Empty slots (fewer than
+    ``k`` images scanned) have value ``-inf`` and image index ``-1``.
+
+    ``meta`` holds: ``format_version, backbone, weights_id, dataset_name, dataset_spec,
+    dataset_fingerprint, dataset_size, image_size, k, positions_per_image, layers,
+    channels, feature_size, rf, n_images, n_skipped, skipped, start, end, complete,
+    created, scan_seconds``.
+    """
+
+    def __init__(self, meta: dict, values: dict, images: dict, ys: dict, xs: dict):
+        self.meta = dict(meta)
+        self.values = {n: np.asarray(values[n], np.float32) for n in meta["layers"]}
+        self.images = {n: np.asarray(images[n], np.int64) for n in meta["layers"]}
+        self.ys = {n: np.asarray(ys[n], np.int32) for n in meta["layers"]}
+        self.xs = {n: np.asarray(xs[n], np.int32) for n in meta["layers"]}
+        self._lock = threading.Lock()
+        self._image_cache: "OrderedDict[tuple, object]" = OrderedDict()
+        self._dataset: Dataset | None = None
+        self._backbone = None
+        self.path: Path | None = None
+
+    # -- metadata shortcuts ---------------------------------------------------------------------
+    @property
+    def layers(self) -> list[str]:
+        return list(self.meta["layers"])
+
+    @property
+    def k(self) -> int:
+        return int(self.meta["k"])
+
+    @property
+    def n_images(self) -> int:
+        return int(self.meta["n_images"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.meta["image_size"])
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.meta["complete"])
+
+    @property
+    def backbone(self) -> str:
+        return str(self.meta["backbone"])
+
+    def channels(self, layer: str) -> int:
+        return int(self.values[self._layer(layer)].shape[0])
+
+    def rf(self, layer: str) -> RF:
+        """The receptive field of ``layer``'s units (in pixels of the scanned image)."""
+        layer = self._layer(layer)
+        return _rf_from_list(layer, self.meta["rf"][layer])
+
+    def _layer(self, layer: str) -> str:
+        if layer not in self.values:
+            raise ValueError(f"the atlas has no layer {layer!r}; it has: {', '.join(self.layers)}")
+        return layer
+
+    def _unit(self, layer: str, unit) -> int:
+        layer = self._layer(layer)
+        c = self.values[layer].shape[0]
+        if isinstance(unit, bool) or not isinstance(unit, (int, np.integer)) or not 0 <= unit < c:
+            raise ValueError(f"unit must be a channel number 0..{c - 1} of {layer}, not {unit!r}")
+        return int(unit)
+
+    def unit_label(self, layer: str, unit: int) -> str:
+        """``'unit = channel 17 of layer relu3_1, receptive field 24×24 px'``."""
+        rf = self.rf(layer)
+        return (f"unit = channel {self._unit(layer, unit)} of layer {layer}, "
+                f"receptive field {rf.size}×{rf.size_x} px")
+
+    def __repr__(self) -> str:
+        m = self.meta
+        state = "" if m["complete"] else ", partial"
+        return (f"<Atlas {m['backbone']} on {m['dataset_name']} ({m['n_images']} images at "
+                f"{m['image_size']} px{state}): k={m['k']}, layers {', '.join(m['layers'])}>")
+
+    # -- hits ---------------------------------------------------------------------------------
+    def top(self, layer: str, unit: int, n: int | None = None) -> list[Hit]:
+        """The unit's best activations, best first: ``Hit(value, image_index, y, x, box)``."""
+        unit = self._unit(layer, unit)
+        rf = self.rf(layer)
+        v, im, ys, xs = (self.values[layer][unit], self.images[layer][unit],
+                         self.ys[layer][unit], self.xs[layer][unit])
+        hits = []
+        for j in range(v.shape[0]):
+            if im[j] < 0 or not np.isfinite(v[j]):
+                continue
+            y, x = int(ys[j]), int(xs[j])
+            hits.append(Hit(float(v[j]), int(im[j]), y, x, unit_box(rf, y, x)))
+        return hits[:n] if n is not None else hits
+
+    def mean_top(self, layer: str) -> np.ndarray:
+        """Mean of each unit's kept top values (empty slots ignored), shape (C,)."""
+        v = self.values[self._layer(layer)]
+        finite = np.isfinite(v)
+        with np.errstate(invalid="ignore"):
+            m = np.where(finite, v, 0).sum(1) / np.maximum(finite.sum(1), 1)
+        return m.astype(np.float32)
+
+    # -- images -------------------------------------------------------------------------------
+    def open_dataset(self, dataset: "Dataset | str | None" = None, check: bool = True) -> Dataset:
+        """The dataset the atlas was made from (re-opened from its recorded spec if not given).
+
+        Raises FileNotFoundError when the images are gone, ValueError when they changed
+        (another fingerprint) -- then the positions in the atlas would point at the wrong
+        pixels.  ``check=False`` skips the fingerprint test.
+        """
+        if dataset is None:
+            if self._dataset is not None:
+                return self._dataset
+            spec = self.meta.get("dataset_spec")
+            if not spec:
+                raise ValueError(
+                    f"the atlas does not record where its images ({self.meta['dataset_name']}) are; "
+                    "pass the dataset explicitly"
+                )
+            if ("/" in spec or os.sep in spec) and ":" not in spec.split(os.sep)[0] \
+                    and not Path(spec).exists():
+                raise FileNotFoundError(f"the folder {spec!r} with the images of this atlas is gone")
+            try:
+                ds = get_dataset(spec)
+            except FileNotFoundError as exc:
+                raise FileNotFoundError(f"cannot find the images of this atlas: {exc}") from None
+        else:
+            ds = get_dataset(dataset)
+        if check and ds.fingerprint != self.meta["dataset_fingerprint"]:
+            raise ValueError(
+                f"the dataset {ds.name!r} is not the one this atlas was made from (or it changed "
+                f"since: fingerprint {ds.fingerprint} != {self.meta['dataset_fingerprint']}); "
+                "scan it again"
+            )
+        if dataset is None:
+            self._dataset = ds
+        return ds
+
+    def scanned_image(self, index: int, dataset: "Dataset | str | None" = None):
+        """Dataset image ``index`` as it was scanned (PIL, image_size x image_size)."""
+        ds = self.open_dataset(dataset)
+        key = (id(ds), int(index))
+        with self._lock:
+            img = self._image_cache.get(key)
+            if img is not None:
+                self._image_cache.move_to_end(key)
+                return img
+        img = ds.square(int(index), self.image_size)
+        with self._lock:
+            self._image_cache[key] = img
+            while len(self._image_cache) > _CACHE_IMAGES:
+                self._image_cache.popitem(last=False)
+        return img
+
+    def patches(self, layer: str, unit: int, dataset: "Dataset | str | None" = None,
+                n: int | None = None, fill=(128, 128, 128)) -> list:
+        """The unit's top patches: its receptive field cut out of each top image (PIL, best first).
+
+        Every patch of a layer has the full receptive-field size; the part outside the image
+        (the zero padding the network saw) is shown in the flat ``fill`` colour.
+        """
+        hits = self.top(layer, unit, n)
+        ds = self.open_dataset(dataset)
+        return [crop_box(self.scanned_image(h.image_index, ds), h.box, fill=fill) for h in hits]
+
+    def activation_map(self, layer: str, unit: int, dataset: "Dataset | str | None" = None,
+                       backbone=None, image_index: int | None = None, rank: int = 0) -> ActivationMap:
+        """The unit's activation map over one scanned image (default: its best image).
+
+        ``backbone`` is the FeatureExtractor the atlas was made with (or None: load it by name
+        on the CPU); its ``weights_id`` must match the atlas's.
+        """
+        unit = self._unit(layer, unit)
+        if image_index is None:
+            hits = self.top(layer, unit)
+            if not hits:
+                raise ValueError(f"{self.unit_label(layer, unit)}: no image was scanned")
+            image_index = hits[min(rank, len(hits) - 1)].image_index
+        net = self._get_backbone(backbone)
+        ds = self.open_dataset(dataset)
+        img = self.scanned_image(image_index, ds)
+        x = _pils_to_batch([img], net.device)
+        with torch.inference_mode():
+            a = net.extract(x, [layer])[layer][0, unit].float().cpu().numpy()
+        y0, x0 = np.unravel_index(int(np.argmax(a)), a.shape)
+        rf = self.rf(layer)
+        return ActivationMap(a.astype(np.float32), img, int(image_index), layer, unit,
+                             (int(y0), int(x0)), unit_box(rf, int(y0), int(x0)), rf)
+
+    def _get_backbone(self, backbone):
+        from .features import load_backbone
+
+        if backbone is None:
+            if self._backbone is None:
+                self._backbone = load_backbone(self.backbone, device="cpu")
+            backbone = self._backbone
+        elif isinstance(backbone, str):
+            backbone = load_backbone(backbone, device="cpu")
+        wid = getattr(backbone, "weights_id", None)
+        if wid != self.meta["weights_id"]:
+            raise ValueError(
+                f"the backbone's weights ({wid}) are not the ones the atlas was made with "
+                f"({self.meta['weights_id']})"
+            )
+        return backbone
+
+    # -- layers ---------------------------------------------------------------------------------
+    def subset(self, layers: Iterable[str]) -> "Atlas":
+        """A new atlas with only ``layers`` (arrays shared)."""
+        layers = [self._layer(n) for n in ([layers] if isinstance(layers, str) else layers)]
+        meta = dict(self.meta)
+        meta["layers"] = layers
+        for key in ("channels", "feature_size", "rf"):
+            meta[key] = {n: self.meta[key][n] for n in layers}
+        out = Atlas(meta, self.values, self.images, self.ys, self.xs)
+        out._dataset = self._dataset
+        out.path = self.path
+        return out
+
+    # -- files ----------------------------------------------------------------------------------
+    def save(self, path: "str | os.PathLike") -> Path:
+        """Write the atlas to one uncompressed ``.npz`` file (atomically); returns the path."""
+        path = Path(path).expanduser()
+        if path.is_dir():
+            raise ValueError(f"{str(path)!r} is a folder; give a file name such as atlas.npz")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {"meta": np.array(json.dumps(self.meta))}
+        for i, n in enumerate(self.layers):
+            arrays[f"L{i}_values"] = self.values[n]
+            arrays[f"L{i}_images"] = self.images[n]
+            arrays[f"L{i}_ys"] = self.ys[n]
+            arrays[f"L{i}_xs"] = self.xs[n]
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        self.path = path
+        return path
+
+    @classmethod
+    def load(cls, path: "str | os.PathLike") -> "Atlas":
+        """Read an atlas written by :meth:`save`."""
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"no atlas file {str(path)!r}")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                _check_meta(meta, path)
+                arrays: dict[str, dict] = {"values": {}, "images": {}, "ys": {}, "xs": {}}
+                for i, n in enumerate(meta["layers"]):
+                    for key in arrays:
+                        arrays[key][n] = z[f"L{i}_{key}"]
+        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            if isinstance(exc, ValueError) and "atlas" in str(exc):
+                raise
+            raise ValueError(f"{str(path)!r} is not a teachkit atlas file ({exc})") from None
+        atlas = cls(meta, **arrays)
+        atlas.path = path
+        return atlas
+
+
+def _check_meta(meta: dict, path) -> None:
+    if not isinstance(meta, dict) or "format_version" not in meta:
+        raise ValueError(f"{str(path)!r} is not a teachkit atlas file (no format version)")
+    if int(meta["format_version"]) > FORMAT_VERSION:
+        raise ValueError(
+            f"the atlas {str(path)!r} has format version {meta['format_version']}, newer than this "
+            f"teachkit reads ({FORMAT_VERSION}); update teachkit or scan again"
+        )
+
+
+def read_meta(path: "str | os.PathLike") -> dict:
+    """Only the metadata of a saved atlas (fast: the arrays are not read)."""
+    with np.load(Path(path), allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+    _check_meta(meta, path)
+    return meta
+
+
+# ---- the scan ------------------------------------------------------------------------------------
+
+
+def _pils_to_batch(pils: Sequence, device: torch.device) -> torch.Tensor:
+    """Equal-size RGB PIL images -> (N, 3, H, W) float in [0, 1] (channels-last on the CPU)."""
+    arr = np.stack([np.asarray(p, dtype=np.uint8) for p in pils])  # N, H, W, 3
+    t = torch.from_numpy(arr).to(device)
+    # Viewed as N, 3, H, W this is the channels-last layout, which makes oneDNN's CPU
+    # convolutions markedly faster; keep it there, use the plain layout elsewhere.
+    t = t.permute(0, 3, 1, 2).float().div_(255.0)
+    if device.type != "cpu":
+        t = t.contiguous()
+    return t
+
+
+def _resolve_backbone(backbone, device=None):
+    from .features import load_backbone
+
+    if isinstance(backbone, str):
+        return load_backbone(backbone, device=device)
+    if not hasattr(backbone, "extract") or not hasattr(backbone, "body"):
+        raise ValueError(f"expected a backbone name or a FeatureExtractor, got {type(backbone).__name__}")
+    return backbone
+
+
+def _order_layers(net, layers) -> list[str]:
+    if layers is None:
+        layers = DEFAULT_LAYERS
+    layers = net.check_layers(layers)
+    if not layers:
+        raise ValueError("no layers to scan")
+    index = {n: i for i, n in enumerate(net.layer_names)}
+    return sorted(dict.fromkeys(layers), key=index.__getitem__)
+
+
+def _check_int(name: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be a whole number >= {low}, not {value!r}")
+    return int(value)
+
+
+def _candidates(a: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image's best positions per channel: values and flat positions, both (C, N*m).
+
+    ``m == 1``: the spatial maximum (first one in reading order on ties).  ``m > 1``: the
+    ``m`` highest *local peaks* (a position that is the maximum of its 3x3 neighbourhood),
+    so the positions of one image differ and do not just sit next to each other; missing
+    peaks come back as ``-inf``.
+    """
+    n, c, h, w = a.shape
+    if m == 1:
+        # A global max pool with indices is the fastest arg-max over the positions (several
+        # times faster than Tensor.max(dim) on channels-last maps); ties: first position.
+        v, p = F.adaptive_max_pool2d(a, 1, return_indices=True)
+        return v.reshape(n, c).t(), p.reshape(n, c).t()
+    pooled = F.max_pool2d(a, 3, stride=1, padding=1)
+    a = a.masked_fill(a < pooled, float("-inf"))
+    m = min(m, h * w)
+    if not a.is_contiguous() and a.is_contiguous(memory_format=torch.channels_last):
+        # (N, H, W, C) is the contiguous view: take the top m over the middle axis
+        v, p = a.permute(0, 2, 3, 1).reshape(n, h * w, c).topk(m, dim=1)  # (N, m, C)
+        return v.permute(2, 0, 1).reshape(c, n * m), p.permute(2, 0, 1).reshape(c, n * m)
+    v, p = a.reshape(n, c, h * w).topk(m, dim=2)  # (N, C, m)
+    return v.permute(1, 0, 2).reshape(c, n * m), p.permute(1, 0, 2).reshape(c, n * m)
+
+
+class _TopK:
+    """Running top-k of one layer: values, image indices and flat positions, each (C, k)."""
+
+    def __init__(self, c: int, k: int, device) -> None:
+        self.v = torch.full((c, k), float("-inf"), device=device)
+        self.i = torch.full((c, k), -1, dtype=torch.int64, device=device)
+        self.p = torch.full((c, k), -1, dtype=torch.int64, device=device)
+        self.k = k
+
+    def update(self, v: torch.Tensor, i: torch.Tensor, p: torch.Tensor) -> None:
+        v = torch.cat([self.v, v.float()], 1)
+        i = torch.cat([self.i, i], 1)
+        p = torch.cat([self.p, p], 1)
+        # Stable: among equal values the earlier entry (= the earlier image) stays first.
+        order = torch.sort(v, dim=1, descending=True, stable=True).indices[:, : self.k]
+        self.v, self.i, self.p = v.gather(1, order), i.gather(1, order), p.gather(1, order)
+
+
+def _shard_range(n: int, start: int, end: int | None, shard) -> tuple[int, int]:
+    if shard is not None:
+        try:
+            part, parts = (int(s) for s in shard)
+        except (TypeError, ValueError):
+            raise ValueError(f"shard must be (part, parts), e.g. (0, 4), not {shard!r}") from None
+        if parts < 1 or not 0 <= part < parts:
+            raise ValueError(f"shard {shard!r}: need 0 <= part < parts")
+        return n * part // parts, n * (part + 1) // parts
+    end = n if end is None else end
+    if not 0 <= start <= end <= n:
+        raise ValueError(f"image range {start}..{end} is not inside the dataset (0..{n})")
+    return start, end
+
+
+def scan(
+    backbone,
+    dataset: "Dataset | str" = "sample",
+    layers: Sequence[str] | None = None,
+    *,
+    k: int = DEFAULT_K,
+    image_size: int = DEFAULT_IMAGE_SIZE,
+    positions_per_image: int = 1,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    start: int = 0,
+    end: int | None = None,
+    shard: tuple[int, int] | None = None,
+    callback: ProgressCallback | None = None,
+    stop: threading.Event | None = None,
+) -> Atlas:
+    """Scan ``dataset`` and keep every unit's top-``k`` activations in ``layers``.
+
+    ``backbone`` is a :class:`~teachkit.features.FeatureExtractor` (or a name for
+    :func:`~teachkit.features.load_backbone`); ``dataset`` a :class:`Dataset` or a spec for
+    :func:`~teachkit.datasets.get_dataset`.  Images are scanned as ``image_size`` squares, in
+    batches of ``batch_size``.  ``positions_per_image`` > 1 keeps up to that many distinct
+    positions (local peaks) of one image per unit instead of only its maximum.
+
+    Only images ``start .. end-1`` are scanned (or the ``shard=(part, parts)`` share of the
+    dataset); image indices in the atlas are always the dataset's, so the atlases of the
+    parts combine with :func:`merge`.  Progress goes to ``callback`` as
+    ``Progress(task='scan', step=images done, total=images to do)``; when it returns True
+    or ``stop`` is set, the scan stops and returns the partial atlas (``complete`` False,
+    ``n_images`` = images scanned).  Unreadable images are skipped and listed in
+    ``meta['skipped']``.
+    """
+    t0 = time.perf_counter()
+    net = _resolve_backbone(backbone)
+    ds = get_dataset(dataset)
+    layers = _order_layers(net, layers)
+    k = _check_int("k", k, 1)
+    m = _check_int("positions_per_image", positions_per_image, 1)
+    size = _check_int("image_size", image_size, 16)
+    batch_size = _check_int("batch_size", batch_size, 1)
+    start, end = _shard_range(len(ds), _check_int("start", start, 0), end, shard)
+    total = end - start
+    device = net.device
+    rfs = receptive_fields(net.body)
+
+    from .images import ImageError
+
+    tops: dict[str, _TopK] = {}
+    fsize: dict[str, list[int]] = {}
+    n_done = n_scanned = 0
+    skipped: list[str] = []
+    stopped = report(callback, Progress("scan", 0, total), stop)
+    index = start
+    with torch.inference_mode():
+        while not stopped and index < end:
+            pils, idx = [], []
+            while len(pils) < batch_size and index < end:
+                try:
+                    pils.append(ds.square(index, size))
+                    idx.append(index)
+                except ImageError as err:
+                    ds.note_skipped(index, err)
+                    skipped.append(ds.describe(index))
+                index += 1
+            if pils:
+                feats = net.extract(_pils_to_batch(pils, device), layers)
+                idx_t = torch.tensor(idx, dtype=torch.int64, device=device)
+                for name in layers:
+                    a = feats[name]
+                    if name not in tops:
+                        tops[name] = _TopK(a.shape[1], k, device)
+                        fsize[name] = [int(a.shape[2]), int(a.shape[3])]
+                    v, p = _candidates(a, m)
+                    per = v.shape[1] // len(idx)
+                    im = idx_t.repeat_interleave(per).unsqueeze(0).expand_as(v)
+                    if per > 1:
+                        bad = torch.isneginf(v)
+                        im = im.masked_fill(bad, -1)
+                        p = p.masked_fill(bad, -1)
+                    tops[name].update(v, im, p)
+                del feats
+            n_scanned += len(pils)
+            n_done = index - start
+            stopped = report(callback, Progress("scan", n_done, total), stop)
+
+    if not tops:  # nothing scanned: shapes from one dry run of a blank image
+        with torch.inference_mode():
+            feats = net.extract(torch.zeros(1, 3, size, size, device=device), layers)
+        for name in layers:
+            tops[name] = _TopK(feats[name].shape[1], k, device)
+            fsize[name] = [int(feats[name].shape[2]), int(feats[name].shape[3])]
+
+    values, images, ys, xs = {}, {}, {}, {}
+    for name in layers:
+        t = tops[name]
+        w = fsize[name][1]
+        p = t.p.cpu().numpy()
+        values[name] = t.v.cpu().numpy().astype(np.float32)
+        images[name] = t.i.cpu().numpy().astype(np.int64)
+        ys[name] = np.where(p >= 0, p // w, -1).astype(np.int32)
+        xs[name] = np.where(p >= 0, p % w, -1).astype(np.int32)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "backbone": net.name,
+        "weights_id": net.weights_id,
+        "dataset_name": ds.name,
+        "dataset_spec": ds.spec,
+        "dataset_fingerprint": ds.fingerprint,
+        "dataset_size": len(ds),
+        "image_size": size,
+        "k": k,
+        "positions_per_image": m,
+        "layers": layers,
+        "channels": {n: int(values[n].shape[0]) for n in layers},
+        "feature_size": fsize,
+        "rf": {n: _rf_to_list(rfs[n]) for n in layers},
+        "n_images": n_scanned,
+        "n_skipped": len(skipped),
+        "skipped": skipped[:200],
+        "start": start,
+        "end": start + n_done if stopped else end,
+        "complete": not stopped and start == 0 and end == len(ds),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "scan_seconds": round(time.perf_counter() - t0, 3),
+    }
+    atlas = Atlas(meta, values, images, ys, xs)
+    if ds.spec is None:
+        atlas._dataset = ds  # in-memory data cannot be re-opened from a spec
+    return atlas
+
+
+# ---- merging -------------------------------------------------------------------------------------
+
+_SAME = ("backbone", "weights_id", "image_size", "k", "positions_per_image", "layers")
+
+
+def merge(a: Atlas, b: Atlas, offset: int | None = None) -> Atlas:
+    """One atlas from two: the top-``k`` of their union.
+
+    Shards of one dataset (same fingerprint, disjoint image ranges) merge as they are:
+    their image indices are already the dataset's, and the result equals the scan of the
+    whole.  For two different datasets, ``b``'s image indices are shifted by ``offset``
+    (default: ``a``'s dataset size), as for the concatenation
+    ``ConcatDataset([dataset_a, dataset_b])``.
+    """
+    for key in _SAME:
+        if a.meta[key] != b.meta[key]:
+            raise ValueError(f"cannot merge atlases with different {key}: {a.meta[key]!r} vs {b.meta[key]!r}")
+    same_data = a.meta["dataset_fingerprint"] == b.meta["dataset_fingerprint"]
+    if offset is None:
+        offset = 0 if same_data else int(a.meta["dataset_size"])
+    offset = int(offset)
+    if same_data and offset == 0:
+        if a.meta["start"] < b.meta["end"] and b.meta["start"] < a.meta["end"]:
+            raise ValueError(
+                f"the two atlases overlap (images {a.meta['start']}..{a.meta['end']} and "
+                f"{b.meta['start']}..{b.meta['end']}): each image would count twice"
+            )
+    k = a.k
+    values, images, ys, xs = {}, {}, {}, {}
+    for n in a.layers:
+        bi = b.images[n]
+        bi = np.where(bi >= 0, bi + offset, -1)
+        v = np.concatenate([a.values[n], b.values[n]], 1)
+        im = np.concatenate([a.images[n], bi], 1)
+        y = np.concatenate([a.ys[n], b.ys[n]], 1)
+        x = np.concatenate([a.xs[n], b.xs[n]], 1)
+        # Best value first; ties: earlier image first (lexsort is stable, so the entries of
+        # one image keep their order), exactly as the streaming scan orders them.
+        order = np.lexsort((im, -v.astype(np.float64)), axis=1)[:, :k]
+        values[n] = np.take_along_axis(v, order, 1)
+        images[n] = np.take_along_axis(im, order, 1)
+        ys[n] = np.take_along_axis(y, order, 1)
+        xs[n] = np.take_along_axis(x, order, 1)
+    meta = dict(a.meta)
+    if same_data and offset == 0:
+        start, end = min(a.meta["start"], b.meta["start"]), max(a.meta["end"], b.meta["end"])
+        contiguous = max(a.meta["start"], b.meta["start"]) == min(a.meta["end"], b.meta["end"])
+        meta.update(start=start, end=end,
+                    complete=contiguous and start == 0 and end == a.meta["dataset_size"])
+    else:
+        meta.update(
+            dataset_name=f"{a.meta['dataset_name']}+{b.meta['dataset_name']}",
+            dataset_spec=None,
+            # Same fingerprint as ConcatDataset([dataset_a, dataset_b]) when b follows a.
+            dataset_fingerprint=concat_fingerprint(
+                [a.meta["dataset_fingerprint"], b.meta["dataset_fingerprint"]]
+            ) if offset == int(a.meta["dataset_size"]) else hashlib.sha256(
+                f"{a.meta['dataset_fingerprint']}+{offset}+{b.meta['dataset_fingerprint']}".encode()
+            ).hexdigest()[:20],
+            dataset_size=offset + int(b.meta["dataset_size"]),
+            start=a.meta["start"], end=offset + b.meta["end"],
+            complete=a.complete and b.complete and offset == a.meta["dataset_size"],
+        )
+    meta.update(
+        n_images=a.n_images + b.n_images,
+        n_skipped=a.meta["n_skipped"] + b.meta["n_skipped"],
+        skipped=(a.meta["skipped"] + b.meta["skipped"])[:200],
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        scan_seconds=round(a.meta["scan_seconds"] + b.meta["scan_seconds"], 3),
+    )
+    out = Atlas(meta, values, images, ys, xs)
+    if same_data and offset == 0:
+        out._dataset = a._dataset or b._dataset
+    return out
+
+
+# ---- the cache -----------------------------------------------------------------------------------
+
+
+def default_cache_dir() -> Path:
+    """``$TEACHKIT_CACHE/atlases`` if the variable is set, else ``~/.cache/teachkit/atlases``."""
+    env = os.environ.get("TEACHKIT_CACHE")
+    root = Path(env).expanduser() if env else Path.home() / ".cache" / "teachkit"
+    return root / "atlases"
+
+
+def cache_key(backbone: str, weights_id: str, fingerprint: str, image_size: int, k: int,
+              layers: Sequence[str], positions_per_image: int = 1) -> str:
+    """The hash that names a cached atlas (layer order does not matter)."""
+    blob = json.dumps([FORMAT_VERSION, backbone, weights_id, fingerprint, int(image_size), int(k),
+                       sorted(layers), int(positions_per_image)])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _safe(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)[:40]
+
+
+def find_cached(cache_dir, *, backbone: str, weights_id: str, fingerprint: str, image_size: int,
+                k: int, layers: Sequence[str], positions_per_image: int = 1) -> Atlas | None:
+    """A complete cached atlas for exactly this request, or one with more layers (cut down)."""
+    cache_dir = Path(cache_dir)
+    key = cache_key(backbone, weights_id, fingerprint, image_size, k, layers, positions_per_image)
+    exact = list(cache_dir.glob(f"*_{key}.npz")) if cache_dir.is_dir() else []
+    candidates = exact + [p for p in (sorted(cache_dir.glob("*.npz")) if cache_dir.is_dir() else [])
+                          if p not in exact]
+    for path in candidates:
+        try:
+            meta = read_meta(path)
+        except Exception:  # noqa: BLE001 - a broken or foreign file in the cache: ignore it
+            continue
+        if (meta.get("complete") and meta.get("backbone") == backbone
+                and meta.get("weights_id") == weights_id
+                and meta.get("dataset_fingerprint") == fingerprint
+                and meta.get("image_size") == image_size and meta.get("k") == k
+                and meta.get("positions_per_image", 1) == positions_per_image
+                and set(layers) <= set(meta.get("layers", []))):
+            try:
+                atlas = Atlas.load(path)
+            except Exception:  # noqa: BLE001
+                continue
+            return atlas if atlas.layers == list(layers) else atlas.subset(layers)
+    return None
+
+
+_SCAN_LOCKS: dict[tuple[str, str], threading.Lock] = {}
+_SCAN_LOCKS_GUARD = threading.Lock()
+
+
+def get_atlas(
+    dataset: "Dataset | str" = "sample",
+    backbone="vgg19",
+    layers: Sequence[str] | None = None,
+    k: int = DEFAULT_K,
+    image_size: int | None = None,
+    callback: ProgressCallback | None = None,
+    cache_dir: "str | os.PathLike | None" = None,
+    *,
+    positions_per_image: int = 1,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    device=None,
+    stop: threading.Event | None = None,
+    rescan: bool = False,
+) -> Atlas:
+    """The atlas for this dataset / backbone / layers / k / image size: from the cache, or scanned.
+
+    The cache (``cache_dir``, default :func:`default_cache_dir`) is keyed by backbone,
+    weights, dataset fingerprint, image size, k, layers and positions per image; a cached
+    atlas with more layers also answers.  A fresh, complete scan is saved there; a stopped
+    scan is returned (``complete`` False) but not saved.  ``rescan=True`` ignores the cache.
+    Two threads asking for the same atlas at once scan it once: the second waits and then
+    finds it in the cache.  Defaults: the layers :data:`DEFAULT_LAYERS`, ``image_size``
+    :data:`DEFAULT_IMAGE_SIZE` (112 px), ``k`` 9.
+    """
+    ds = get_dataset(dataset)
+    net = _resolve_backbone(backbone, device)
+    layers = _order_layers(net, layers)
+    size = DEFAULT_IMAGE_SIZE if image_size is None else image_size
+    cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    ident = dict(backbone=net.name, weights_id=net.weights_id, fingerprint=ds.fingerprint,
+                 image_size=size, k=k, layers=layers, positions_per_image=positions_per_image)
+    key = cache_key(**ident)
+    with _SCAN_LOCKS_GUARD:  # one scan per atlas at a time in this process (app reruns)
+        lock = _SCAN_LOCKS.setdefault((str(cache_dir), key), threading.Lock())
+    with lock:
+        if not rescan:
+            cached = find_cached(cache_dir, **ident)
+            if cached is not None:
+                if ds.spec is None or cached._dataset is None:
+                    cached._dataset = ds
+                return cached
+        atlas = scan(net, ds, layers, k=k, image_size=size, positions_per_image=positions_per_image,
+                     batch_size=batch_size, callback=callback, stop=stop)
+        if atlas.complete:
+            name = f"{_safe(ds.name)}_{_safe(net.name)}_{size}px_k{k}_{key}.npz"
+            try:
+                atlas.save(cache_dir / name)
+            except OSError as exc:  # a read-only cache must not lose the scan
+                log.warning("could not save the atlas to the cache %s: %s", cache_dir, exc)
+        return atlas
+
+
+# ---- choosing units ----------------------------------------------------------------------------
+
+
+def _patch_layouts(atlas: Atlas, layer: str, dataset, grid: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """A small colour layout (grid x grid mean RGB) of every kept patch of ``layer``.
+
+    Returns (descriptors (C, k, grid*grid*3), valid (C, k)).  Each distinct image is read
+    once; block sums come from its summed-area table, the padding outside the image
+    counts as mid grey (as in the displayed patches).
+    """
+    ds = atlas.open_dataset(dataset)
+    rf = atlas.rf(layer)
+    im = atlas.images[layer]
+    c, k = im.shape
+    valid = (im >= 0) & np.isfinite(atlas.values[layer])
+    desc = np.zeros((c, k, grid * grid * 3), np.float32)
+    ys, xs = atlas.ys[layer], atlas.xs[layer]
+    tops = np.round(rf.offset - (rf.size - 1) / 2 + rf.stride * ys).astype(np.int64)
+    lefts = np.round(rf.offset_x - (rf.size_x - 1) / 2 + rf.stride_x * xs).astype(np.int64)
+    q = np.arange(grid + 1)
+    r_edges = (q * rf.size) // grid  # block edges inside the box
+    c_edges = (q * rf.size_x) // grid
+    for index in np.unique(im[valid]):
+        sel = np.nonzero(valid & (im == index))
+        img = np.asarray(atlas.scanned_image(int(index), ds), np.float64) / 255.0
+        h, w = img.shape[:2]
+        sat = np.zeros((h + 1, w + 1, 3))
+        sat[1:, 1:] = img.cumsum(0).cumsum(1)
+        t, l = tops[sel], lefts[sel]  # (h_,)
+        r0 = t[:, None] + r_edges[None, :-1]
+        r1 = t[:, None] + r_edges[None, 1:]
+        c0 = l[:, None] + c_edges[None, :-1]
+        c1 = l[:, None] + c_edges[None, 1:]
+        cr0, cr1 = np.clip(r0, 0, h), np.clip(r1, 0, h)
+        cc0, cc1 = np.clip(c0, 0, w), np.clip(c1, 0, w)
+        R0, R1 = cr0[:, :, None], cr1[:, :, None]
+        C0, C1 = cc0[:, None, :], cc1[:, None, :]
+        s = sat[R1, C1] - sat[R0, C1] - sat[R1, C0] + sat[R0, C0]  # (h_, grid, grid, 3)
+        inside = ((R1 - R0) * (C1 - C0))[..., None]
+        area = ((r1 - r0)[:, :, None] * (c1 - c0)[:, None, :])[..., None]
+        mean = (s + 0.5 * (area - inside)) / np.maximum(area, 1)
+        desc[sel] = mean.reshape(len(t), -1)
+    return desc, valid
+
+
+def select_units(
+    atlas: Atlas,
+    layer: str,
+    how: str = "most_active",
+    n: int = 8,
+    *,
+    dataset: "Dataset | str | None" = None,
+    start: int = 0,
+) -> list[int]:
+    """Pick ``n`` units (channel numbers) of ``layer`` worth showing.
+
+    ``'most_active'``  highest mean of the unit's top-k activations;
+    ``'most_varied'``  largest spread of its top patches: each patch is reduced to a 4x4
+                       grid of mean colours (its colour layout) and the spread is the mean
+                       squared distance of those layouts from their average.  A unit whose
+                       best patches all look alike (one colour, one edge) scores low; one
+                       that fires on many different-looking things (a texture, a part seen
+                       in many forms) scores high.  Reads the top images (``dataset``, or
+                       the atlas's own), so it takes a moment; dead units are left out;
+    ``'index'``        channels ``start, start+1, ...``.
+    """
+    c = atlas.channels(layer)
+    n = _check_int("n", n, 1)
+    if how == "index":
+        start = _check_int("start", start, 0)
+        return list(range(min(start, c), min(start + n, c)))
+    if how == "most_active":
+        score = atlas.mean_top(layer)
+        return [int(u) for u in np.argsort(-score, kind="stable")[:n]]
+    if how == "most_varied":
+        desc, valid = _patch_layouts(atlas, layer, dataset)
+        cnt = valid.sum(1)
+        mean = (desc * valid[..., None]).sum(1) / np.maximum(cnt, 1)[:, None]
+        spread = (((desc - mean[:, None, :]) ** 2).sum(-1) * valid).sum(1) / np.maximum(cnt, 1)
+        alive = (atlas.mean_top(layer) > 0) & (cnt >= 2)
+        spread = np.where(alive, spread, -np.inf)
+        order = np.argsort(-spread, kind="stable")
+        return [int(u) for u in order[:n] if np.isfinite(spread[u])] or [int(u) for u in order[:n]]
+    raise ValueError(f"how must be 'most_active', 'most_varied' or 'index', not {how!r}")

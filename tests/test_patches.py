@@ -1,0 +1,479 @@
+"""Tests for teachkit.patches (the scan, the atlas, merging, the cache), the patch figures and
+``teachkit patches`` on the command line.  Offline; tiny hand-built networks where possible."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from teachkit import patches as P
+from teachkit.datasets import ConcatDataset, FolderDataset, TensorDataset
+from teachkit.features import FeatureExtractor
+from teachkit.patches import Atlas, get_atlas, merge, scan, select_units
+
+# ---------------------------------------------------------------- helpers
+
+
+def extractor(body: nn.Sequential, weights_id: str = "test-weights") -> FeatureExtractor:
+    """A FeatureExtractor around a hand-built body; the input goes in unchanged (RGB in [0, 1])."""
+    return FeatureExtractor("tiny", body, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), bgr=False,
+                            scale=1.0, weights_id=weights_id)
+
+
+def red_detector() -> FeatureExtractor:
+    """conv1_1 channel 0 sums (R - G - B) over 3x3: it fires on a red 3x3 square, at its centre.
+
+    Channel 1 does the same for green.  conv2_1 passes channel 0 through (centre tap) after a
+    2x2 max pool.
+    """
+    conv1 = nn.Conv2d(3, 2, 3, padding=1)
+    conv2 = nn.Conv2d(2, 1, 3, padding=1)
+    with torch.no_grad():
+        conv1.weight.zero_()
+        conv1.bias.zero_()
+        conv1.weight[0, 0] = 1.0
+        conv1.weight[0, 1] = -1.0
+        conv1.weight[0, 2] = -1.0
+        conv1.weight[1, 1] = 1.0
+        conv1.weight[1, 0] = -1.0
+        conv1.weight[1, 2] = -1.0
+        conv2.weight.zero_()
+        conv2.bias.zero_()
+        conv2.weight[0, 0, 1, 1] = 1.0
+    body = nn.Sequential(OrderedDict([
+        ("conv1_1", conv1), ("relu1_1", nn.ReLU()), ("pool1", nn.MaxPool2d(2, 2)),
+        ("conv2_1", conv2), ("relu2_1", nn.ReLU()),
+    ]))
+    return extractor(body, "red-detector")
+
+
+def random_net(seed: int = 0, positive: bool = False) -> FeatureExtractor:
+    """Random 3x3 convs; ``positive``: positive weights, so no ReLU zeros (and no ties)."""
+    g = torch.Generator().manual_seed(seed)
+    conv1, conv2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 5, 3, padding=1)
+    with torch.no_grad():
+        for conv in (conv1, conv2):
+            w = torch.randn(conv.weight.shape, generator=g)
+            conv.weight.copy_(w.abs() if positive else w)
+            conv.bias.copy_(torch.randn(conv.bias.shape, generator=g))
+    body = nn.Sequential(OrderedDict([
+        ("conv1_1", conv1), ("relu1_1", nn.ReLU()), ("pool1", nn.MaxPool2d(2, 2)),
+        ("conv2_1", conv2), ("relu2_1", nn.ReLU()),
+    ]))
+    return extractor(body, f"random-{seed}-{positive}")
+
+
+def random_images(n: int = 12, size: int = 20, seed: int = 1) -> TensorDataset:
+    g = torch.Generator().manual_seed(seed)
+    return TensorDataset(torch.rand(n, 3, size, size, generator=g), name=f"random{n}")
+
+
+def grey_images(n: int, size: int = 32) -> torch.Tensor:
+    return torch.full((n, 3, size, size), 0.5)
+
+
+def plant(img: torch.Tensor, y: int, x: int, rgb) -> None:
+    """A 3x3 square of colour ``rgb`` centred on (y, x)."""
+    img[:, y - 1:y + 2, x - 1:x + 2] = torch.tensor(rgb, dtype=torch.float32).view(3, 1, 1)
+
+
+def assert_same_atlas(a: Atlas, b: Atlas) -> None:
+    assert a.layers == b.layers
+    for n in a.layers:
+        np.testing.assert_array_equal(a.values[n], b.values[n])
+        np.testing.assert_array_equal(a.images[n], b.images[n])
+        np.testing.assert_array_equal(a.ys[n], b.ys[n])
+        np.testing.assert_array_equal(a.xs[n], b.xs[n])
+
+
+def brute_force(net, ds, layer, k, size, batch_size, m=1):
+    """All activations, then the top-k sorted in numpy: (values, images, ys, xs), each (C, k)."""
+    acts = []
+    for s in range(0, len(ds), batch_size):
+        pils = [ds.square(i, size) for i in range(s, min(s + batch_size, len(ds)))]
+        with torch.no_grad():
+            acts.append(net.extract(P._pils_to_batch(pils, torch.device("cpu")), [layer])[layer].numpy())
+    a = np.concatenate(acts)  # N, C, H, W
+    n, c, h, w = a.shape
+    vals, imgs, pos = [], [], []
+    for i in range(n):
+        for ch in range(c):
+            flat = a[i, ch].ravel()
+            if m == 1:
+                keep = [int(np.argmax(flat))]  # first maximum in reading order
+            else:
+                padded = np.pad(a[i, ch], 1, constant_values=-np.inf)
+                neigh = np.max([padded[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)], 0)
+                peaks = np.nonzero((a[i, ch] >= neigh).ravel())[0]
+                keep = peaks[np.argsort(-flat[peaks], kind="stable")][:m].tolist()
+            for p in keep:
+                vals.append((ch, flat[p], i, p))
+    out_v = np.full((c, k), -np.inf, np.float32)
+    out_i = np.full((c, k), -1)
+    out_p = np.full((c, k), -1)
+    for ch in range(c):
+        rows = [r for r in vals if r[0] == ch]
+        rows.sort(key=lambda r: (-r[1], r[2]))
+        for j, (_, v, i, p) in enumerate(rows[:k]):
+            out_v[ch, j], out_i[ch, j], out_p[ch, j] = v, i, p
+    return out_v, out_i, np.where(out_p >= 0, out_p // w, -1), np.where(out_p >= 0, out_p % w, -1)
+
+
+# ---------------------------------------------------------------- the scan
+
+
+def test_planted_pattern_top_patches_are_exactly_the_planted_squares():
+    imgs = grey_images(10)
+    # Red squares of decreasing strength in images 2, 5, 7; a green distractor in image 4.
+    planted = {2: ((10, 20), 1.0), 5: ((5, 6), 0.9), 7: ((25, 12), 0.8)}
+    for i, ((y, x), r) in planted.items():
+        plant(imgs[i], y, x, (r, 0.0, 0.0))
+    plant(imgs[4], 15, 15, (0.0, 1.0, 0.0))
+    ds = TensorDataset(imgs, "planted")
+    net = red_detector()
+    atlas = scan(net, ds, ["relu1_1", "relu2_1"], k=3, image_size=32, batch_size=4)
+
+    hits = atlas.top("relu1_1", 0)
+    assert [h.image_index for h in hits] == [2, 5, 7]
+    assert [(h.y, h.x) for h in hits] == [planted[i][0] for i in (2, 5, 7)]
+    # The receptive field of relu1_1 is 3x3: the box is exactly the planted square.
+    assert [h.box for h in hits] == [(y - 1, x - 1, y + 2, x + 2) for (y, x), _ in
+                                     (planted[i] for i in (2, 5, 7))]
+    values = [h.value for h in hits]
+    assert values == sorted(values, reverse=True) and values[0] == pytest.approx(9.0, rel=1e-2)
+    for patch, i in zip(atlas.patches("relu1_1", 0), (2, 5, 7)):
+        arr = np.asarray(patch)
+        assert arr.shape == (3, 3, 3)
+        assert (arr[..., 1:] == 0).all() and (arr[..., 0] == round(planted[i][1] * 255)).all()
+    # The green unit finds the distractor first.
+    assert atlas.top("relu1_1", 1)[0].image_index == 4
+    # One layer deeper (after pooling) the same images win, and the box covers the square.
+    deep = atlas.top("relu2_1", 0)
+    assert [h.image_index for h in deep] == [2, 5, 7]
+    for h, i in zip(deep, (2, 5, 7)):
+        (y, x), _ = planted[i]
+        top, left, bottom, right = h.box
+        assert bottom - top == atlas.rf("relu2_1").size == 8
+        assert top <= y - 1 and y + 2 <= bottom and left <= x - 1 and x + 2 <= right
+
+
+def test_several_positions_per_image_are_distinct_peaks():
+    imgs = grey_images(6)
+    plant(imgs[1], 8, 8, (1.0, 0, 0))
+    plant(imgs[1], 22, 24, (0.95, 0, 0))
+    plant(imgs[3], 16, 16, (0.8, 0, 0))
+    atlas = scan(red_detector(), TensorDataset(imgs), ["relu1_1"], k=3, image_size=32,
+                 positions_per_image=2, batch_size=4)
+    hits = atlas.top("relu1_1", 0)
+    assert [(h.image_index, h.y, h.x) for h in hits] == [(1, 8, 8), (1, 22, 24), (3, 16, 16)]
+    assert atlas.meta["positions_per_image"] == 2
+
+
+@pytest.mark.parametrize("m", [1, 2])
+def test_topk_equals_brute_force(m):
+    net = random_net(seed=3, positive=m > 1)  # m=2: no ReLU zeros, so no tied peaks
+    ds = random_images(11, 20)
+    atlas = scan(net, ds, ["relu1_1", "relu2_1"], k=4, image_size=20, batch_size=3,
+                 positions_per_image=m)
+    for layer in ("relu1_1", "relu2_1"):
+        v, i, y, x = brute_force(net, ds, layer, 4, 20, 3, m)
+        np.testing.assert_array_equal(atlas.values[layer], v)
+        np.testing.assert_array_equal(atlas.images[layer], i)
+        np.testing.assert_array_equal(atlas.ys[layer], y)
+        np.testing.assert_array_equal(atlas.xs[layer], x)
+
+
+def test_merge_of_two_halves_equals_the_whole_scan():
+    net, ds = random_net(seed=5), random_images(12, 20)
+    kw = dict(layers=["relu1_1", "relu2_1"], k=5, image_size=20, batch_size=4)
+    whole = scan(net, ds, **kw)
+    first = scan(net, ds, start=0, end=8, **kw)
+    second = scan(net, ds, start=8, end=12, **kw)
+    assert not first.complete and first.n_images == 8
+    for merged in (merge(first, second), merge(second, first)):
+        assert_same_atlas(merged, whole)
+        assert merged.complete and merged.n_images == 12
+        assert (merged.meta["start"], merged.meta["end"]) == (0, 12)
+    # Shards name the same split.
+    halves = [scan(net, ds, shard=(j, 2), **{**kw, "batch_size": 6}) for j in (0, 1)]
+    assert_same_atlas(merge(*halves), scan(net, ds, **{**kw, "batch_size": 6}))
+    with pytest.raises(ValueError, match="overlap"):
+        merge(first, scan(net, ds, start=4, end=12, **kw))
+    with pytest.raises(ValueError, match="different k"):
+        merge(first, scan(net, ds, start=8, end=12, **{**kw, "k": 3}))
+
+
+def test_merge_of_two_datasets_offsets_the_second():
+    net = random_net(seed=6)
+    a_ds, b_ds = random_images(8, 20, seed=1), random_images(4, 20, seed=2)
+    kw = dict(layers=["relu2_1"], k=4, image_size=20, batch_size=4)
+    merged = merge(scan(net, a_ds, **kw), scan(net, b_ds, **kw))
+    both = ConcatDataset([a_ds, b_ds])
+    assert_same_atlas(merged, scan(net, both, **kw))
+    assert merged.meta["dataset_size"] == 12 and merged.n_images == 12
+    # The merged atlas crops from the concatenation.
+    assert len(merged.patches("relu2_1", 0, both)) == 4
+
+
+def test_patches_of_a_layer_all_have_the_receptive_field_size():
+    net, ds = random_net(seed=7), random_images(6, 20)
+    atlas = scan(net, ds, ["relu1_1", "relu2_1"], k=6, image_size=20, batch_size=6)
+    for layer in atlas.layers:
+        rf = atlas.rf(layer)
+        sizes = {p.size for u in range(atlas.channels(layer)) for p in atlas.patches(layer, u)}
+        assert sizes == {(rf.size_x, rf.size)}
+    # Border padding is drawn in flat grey.
+    hits = atlas.top("relu2_1", 0)
+    img = atlas.scanned_image(hits[0].image_index)
+    assert img.size == (20, 20)
+
+
+def test_folder_with_broken_files_skips_counts_and_names_them(tmp_path, caplog):
+    rng = np.random.default_rng(0)
+    good = ["a.png", "sub/b.JPG", "sub/deeper/c.webp"]
+    for name in good:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (24, 30, 3), dtype=np.uint8)).save(tmp_path / name)
+    buf = (tmp_path / "a.png").read_bytes()
+    (tmp_path / "truncated.png").write_bytes(buf[: len(buf) // 2])
+    (tmp_path / "text.jpg").write_text("this is not a picture")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("ignored: not an image extension")
+    ds = FolderDataset(tmp_path)
+    assert len(ds) == 6
+    with caplog.at_level(logging.WARNING):
+        atlas = scan(random_net(), ds, ["relu1_1"], k=5, image_size=16, batch_size=2)
+    assert atlas.n_images == 3 and atlas.meta["n_skipped"] == 3
+    assert sorted(atlas.meta["skipped"]) == ["empty.png", "text.jpg", "truncated.png"]
+    assert sorted(ds.skipped) == ["empty.png", "text.jpg", "truncated.png"]
+    assert len(ds.skip_log) == 3 and all(":" in line for line in ds.skip_log)
+    assert sum("skipping unreadable image" in r.message for r in caplog.records) == 3
+    scanned = {ds.files[i] for i in atlas.images["relu1_1"].ravel() if i >= 0}
+    assert scanned == set(good)
+    assert atlas.complete
+    again = scan(random_net(), ds, ["relu1_1"], k=5, image_size=16, batch_size=4)
+    assert again.meta["n_skipped"] == 3 and len(ds.skipped) == 3  # counted per scan, named once
+
+
+def test_stop_returns_the_partial_atlas():
+    net, ds = random_net(), random_images(12, 20)
+    seen = []
+
+    def callback(p):
+        seen.append((p.task, p.step, p.total))
+        return p.step >= 4  # stop after the first batch
+
+    atlas = scan(net, ds, ["relu1_1"], k=3, image_size=20, batch_size=4, callback=callback)
+    assert seen == [("scan", 0, 12), ("scan", 4, 12)]
+    assert not atlas.complete and atlas.n_images == 4 and atlas.meta["end"] == 4
+    assert atlas.images["relu1_1"].max() < 4
+    stop = threading.Event()
+    stop.set()
+    empty = scan(net, ds, ["relu1_1"], k=3, image_size=20, stop=stop)
+    assert empty.n_images == 0 and empty.top("relu1_1", 0) == []
+
+
+def test_bad_arguments_raise_value_error():
+    net, ds = random_net(), random_images(4, 20)
+    with pytest.raises(ValueError, match="unknown layer"):
+        scan(net, ds, ["relu9_9"])
+    with pytest.raises(ValueError, match="k must"):
+        scan(net, ds, ["relu1_1"], k=0)
+    with pytest.raises(ValueError, match="range"):
+        scan(net, ds, ["relu1_1"], start=3, end=9)
+    atlas = scan(net, ds, ["relu1_1"], k=2, image_size=20)
+    with pytest.raises(ValueError, match="unit must be"):
+        atlas.top("relu1_1", 4)
+    with pytest.raises(ValueError, match="no layer"):
+        atlas.top("relu2_1", 0)
+
+
+# ---------------------------------------------------------------- files and the cache
+
+
+def test_save_load_round_trip(tmp_path):
+    net, ds = random_net(), random_images(6, 20)
+    atlas = scan(net, ds, ["relu1_1", "relu2_1"], k=3, image_size=20)
+    path = atlas.save(tmp_path / "atlas.npz")
+    back = Atlas.load(path)
+    assert_same_atlas(back, atlas)
+    assert back.meta == json.loads(json.dumps(atlas.meta))
+    assert back.top("relu2_1", 1) == atlas.top("relu2_1", 1)
+    assert back.meta["format_version"] == P.FORMAT_VERSION
+    assert P.read_meta(path)["layers"] == ["relu1_1", "relu2_1"]
+    # Tensor data cannot be re-opened from a spec: pass it.
+    assert [p.size for p in back.patches("relu1_1", 0, ds)] == [(3, 3)] * 3
+    (tmp_path / "junk.npz").write_bytes(b"not an atlas")
+    (tmp_path / "cut.npz").write_bytes(path.read_bytes()[:300])
+    for bad in ("junk.npz", "cut.npz"):
+        with pytest.raises(ValueError, match="not a teachkit atlas"):
+            Atlas.load(tmp_path / bad)
+    with pytest.raises(FileNotFoundError):
+        Atlas.load(tmp_path / "missing.npz")
+    newer = Atlas(dict(atlas.meta, format_version=P.FORMAT_VERSION + 1), atlas.values, atlas.images,
+                  atlas.ys, atlas.xs)
+    newer.save(tmp_path / "newer.npz")
+    with pytest.raises(ValueError, match="newer"):
+        Atlas.load(tmp_path / "newer.npz")
+    other = random_images(6, 20, seed=9)
+    with pytest.raises(ValueError, match="not the one"):
+        back.patches("relu1_1", 0, other)
+
+
+def test_cache_hit_does_not_rescan(tmp_path, monkeypatch):
+    calls = []
+    real_scan = P.scan
+
+    def counting_scan(*args, **kw):
+        calls.append(1)
+        return real_scan(*args, **kw)
+
+    monkeypatch.setattr(P, "scan", counting_scan)
+    net, ds = random_net(), random_images(6, 20)
+    kw = dict(k=3, image_size=20, cache_dir=tmp_path)
+    first = get_atlas(ds, net, ["relu1_1", "relu2_1"], **kw)
+    assert len(calls) == 1 and first.path is not None and first.path.parent == tmp_path
+    again = get_atlas(ds, net, ["relu2_1", "relu1_1"], **kw)
+    assert len(calls) == 1
+    assert_same_atlas(again, first)
+    fewer = get_atlas(ds, net, ["relu2_1"], **kw)  # a superset in the cache answers
+    assert len(calls) == 1 and fewer.layers == ["relu2_1"]
+    np.testing.assert_array_equal(fewer.values["relu2_1"], first.values["relu2_1"])
+    assert fewer.patches("relu2_1", 0)  # the in-memory dataset is attached
+    get_atlas(ds, net, ["relu1_1"], **{**kw, "k": 2})  # another k: a new scan
+    assert len(calls) == 2
+    get_atlas(random_images(6, 20, seed=4), net, ["relu1_1"], **kw)  # other images
+    assert len(calls) == 3
+    get_atlas(ds, random_net(seed=11), ["relu1_1"], **kw)  # other weights
+    assert len(calls) == 4
+    monkeypatch.setenv("TEACHKIT_CACHE", str(tmp_path / "env"))
+    assert P.default_cache_dir() == tmp_path / "env" / "atlases"
+
+
+def test_two_threads_asking_at_once_scan_once(tmp_path, monkeypatch):
+    calls = []
+    real_scan = P.scan
+
+    def slow_counting_scan(*args, **kw):
+        calls.append(1)
+        return real_scan(*args, **kw)
+
+    monkeypatch.setattr(P, "scan", slow_counting_scan)
+    net, ds = random_net(), random_images(6, 20)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(
+        get_atlas(ds, net, ["relu1_1"], k=3, image_size=20, cache_dir=tmp_path))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(results) == 2
+    assert_same_atlas(results[0], results[1])
+
+
+def test_stopped_scan_is_not_cached(tmp_path):
+    net, ds = random_net(), random_images(8, 20)
+    partial = get_atlas(ds, net, ["relu1_1"], k=3, image_size=20, cache_dir=tmp_path, batch_size=4,
+                        callback=lambda p: p.step >= 4)
+    assert not partial.complete and partial.n_images == 4
+    assert not list(tmp_path.glob("*.npz"))
+    full = get_atlas(ds, net, ["relu1_1"], k=3, image_size=20, cache_dir=tmp_path, batch_size=4)
+    assert full.complete and full.n_images == 8 and len(list(tmp_path.glob("*.npz"))) == 1
+
+
+# ---------------------------------------------------------------- units and figures
+
+
+def test_select_units():
+    net, ds = random_net(seed=2), random_images(8, 20)
+    atlas = scan(net, ds, ["relu2_1"], k=4, image_size=20)
+    active = select_units(atlas, "relu2_1", "most_active", 3)
+    means = atlas.mean_top("relu2_1")
+    assert active == list(np.argsort(-means, kind="stable")[:3])
+    assert select_units(atlas, "relu2_1", "index", 2, start=3) == [3, 4]
+    varied = select_units(atlas, "relu2_1", "most_varied", 3)
+    assert len(varied) == len(set(varied)) and all(0 <= u < 5 for u in varied)
+    with pytest.raises(ValueError, match="how must be"):
+        select_units(atlas, "relu2_1", "prettiest", 3)
+
+
+def test_figures_name_the_unit_and_its_receptive_field():
+    from teachkit.viz import activation_map_figure, layer_overview_figure, unit_figure
+
+    imgs = grey_images(5)
+    plant(imgs[3], 10, 10, (1.0, 0, 0))
+    ds = TensorDataset(imgs)
+    net = red_detector()
+    atlas = scan(net, ds, ["relu1_1", "relu2_1"], k=4, image_size=32)
+    fig = unit_figure(atlas, ds, "relu1_1", 0)
+    assert fig._suptitle.get_text() == "unit = channel 0 of layer relu1_1, receptive field 3×3 px"
+    assert len([ax for ax in fig.axes if ax.images]) == 4
+    fig = activation_map_figure(atlas, ds, "relu1_1", 0, net)
+    assert "channel 0 of layer relu1_1" in fig._suptitle.get_text()
+    am = atlas.activation_map("relu1_1", 0, ds, net)
+    assert am.image_index == 3 and am.peak == (10, 10) and am.box == (9, 9, 12, 12)
+    with pytest.raises(ValueError, match="weights"):
+        atlas.activation_map("relu1_1", 0, ds, random_net())
+    fig = layer_overview_figure(atlas, ds, n_units=2)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["relu1_1\nreceptive field 3×3 px", "relu2_1\nreceptive field 8×8 px"]
+
+
+# ---------------------------------------------------------------- the command line
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        arr = rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)
+        Image.fromarray(arr).save(root / f"img{i}.png")
+    (root / "broken.jpg").write_text("not a jpeg")
+    return root
+
+
+def test_cli_scan_show_overview_end_to_end(image_folder, tmp_path, monkeypatch, capsys):
+    from teachkit.cli import main
+
+    monkeypatch.setenv("TEACHKIT_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "atlas.npz"
+    rc = main(["patches", "scan", "--data", str(image_folder), "--layers", "relu1_1,relu2_1", "--k", "3",
+               "--image-size", "32", "--batch-size", "2", "--out", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "3 images at 32 px" in text and "broken.jpg" in text
+    atlas = Atlas.load(out)
+    assert atlas.layers == ["relu1_1", "relu2_1"] and atlas.meta["dataset_spec"] == str(image_folder)
+    assert list((tmp_path / "cache" / "atlases").glob("*.npz"))  # cached as well
+
+    rc = main(["patches", "show", str(out), "--layer", "relu2_1", "--unit", "5",
+               "-o", str(tmp_path / "g.png"), "--map", str(tmp_path / "m.png")])
+    assert rc == 0 and "channel 5 of layer relu2_1" in capsys.readouterr().out
+    assert Image.open(tmp_path / "g.png").size[0] > 100 and (tmp_path / "m.png").stat().st_size > 0
+    rc = main(["patches", "overview", str(out), "-o", str(tmp_path / "o.png"), "--units", "2"])
+    assert rc == 0 and (tmp_path / "o.png").stat().st_size > 0
+
+    # Bad input: one line on stderr, exit code 2.
+    assert main(["patches", "show", str(out), "--layer", "relu9_1", "--unit", "0", "-o",
+                 str(tmp_path / "x.png")]) == 2
+    assert "no layer 'relu9_1'" in capsys.readouterr().err
+    assert main(["patches", "show", str(tmp_path / "nope.npz"), "--layer", "relu1_1", "--unit", "0",
+                 "-o", str(tmp_path / "x.png")]) == 2
+    assert "no atlas file" in capsys.readouterr().err
+    moved = Atlas.load(out)
+    moved.meta["dataset_spec"] = str(tmp_path / "gone")
+    moved.save(tmp_path / "moved.npz")
+    assert main(["patches", "overview", str(tmp_path / "moved.npz"), "-o", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "gone" in err and "--data" in err and len(err.strip().splitlines()) == 1
+    assert main(["patches", "overview", str(tmp_path / "moved.npz"), "-o", str(tmp_path / "y.png"),
+                 "--data", str(image_folder)]) == 0

@@ -50,6 +50,179 @@ def cmd_layers(args) -> int:
 # ---- teachkit transfer -------------------------------------------------------------------------
 
 
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(t) for t in _csv(text)]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from exc
+
+
+def add_transfer_parser(sub) -> None:
+    from .transfer import DTYPES, INITS, OPTIMIZERS, TransferConfig
+
+    d = TransferConfig()
+    p = sub.add_parser(
+        "transfer",
+        help="neural style transfer: J(G) = alpha J_content(C,G) + beta J_style(S,G), from white noise",
+        description=(
+            "Paint the CONTENT photo in the style of STYLE (several styles are blended) by gradient "
+            "descent on the pixels. Without images the bundled samples are used. CONTENT and STYLE "
+            "may be file paths or sample names (teachkit.images.list_samples()). Defaults not shown "
+            "depend on --normalization."
+        ),
+    )
+    p.add_argument("content", nargs="?", default=None, help="content image (default: the sample 'chelsea')")
+    p.add_argument("styles", nargs="*", default=[], help="style image(s) (default: the sample 'stained_glass')")
+    p.add_argument("-o", "--output", default="transfer.png", help="where to write the result (default: %(default)s)")
+    p.add_argument("--size", type=int, default=d.size, help="long side of the result in px (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=d.steps, help="optimiser steps over all scales (default: %(default)s)")
+    p.add_argument("--alpha", type=float, default=None, help="content weight")
+    p.add_argument("--beta", type=float, default=None, help="style weight")
+    p.add_argument("--content-layer", default=d.content_layer, help="(default: %(default)s)")
+    p.add_argument("--style-layers", type=_csv, default=None,
+                   help=f"comma list (default: {','.join(d.style_layers)})")
+    p.add_argument("--layer-weights", type=_floats, default=None, help="lambda[l], comma list, one per style layer")
+    p.add_argument("--style-weights", type=_floats, default=None, help="blend weights, one per style image")
+    p.add_argument("--style-scale", type=float, default=d.style_scale,
+                   help="style image size relative to the result (default: %(default)s)")
+    p.add_argument("--normalization", choices=("lecture", "gatys", "none"), default=d.normalization,
+                   help="constants in front of the costs (default: %(default)s)")
+    p.add_argument("--init", choices=INITS, default=d.init, help="starting image (default: %(default)s)")
+    p.add_argument("--init-noise", type=float, default=d.init_noise,
+                   help="noise share for --init blend (default: %(default)s)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="(default: %(default)s)")
+    p.add_argument("--lr", type=float, default=None, help="step length (default: 1 for lbfgs, 0.02 for adam)")
+    p.add_argument("--tv", type=float, default=None, dest="tv_weight", help="total-variation weight")
+    p.add_argument("--preserve-color", action="store_true", help="transfer luminance only; keep the content's colours")
+    p.add_argument("--scales", type=_ints, default=None,
+                   help="coarse-to-fine long sides, e.g. 128,256,512 (default: automatic)")
+    p.add_argument("--seed", type=int, default=d.seed, help="(default: %(default)s)")
+    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: automatic)")
+    p.add_argument("--dtype", choices=DTYPES, default=d.dtype, help="(default: %(default)s)")
+    p.add_argument("--backbone", default=d.backbone, help="(default: %(default)s)")
+    p.add_argument("--pooling", choices=("max", "avg"), default=d.pooling, help="(default: %(default)s)")
+    p.add_argument("--save-every", metavar="DIR", default=None,
+                   help="save the intermediate images into DIR (every --preview-every steps)")
+    p.add_argument("--preview-every", type=int, default=d.preview_every, metavar="N",
+                   help="intermediate image every N steps (default: %(default)s)")
+    p.add_argument("--log", metavar="FILE.json", default=None, help="write config, cost history and timings as JSON")
+    p.add_argument("--plot", metavar="FILE.png", default=None, help="plot the cost terms over the steps")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_transfer)
+
+
+def _check_writable_file(path: str, what: str, suffixes: tuple[str, ...]):
+    """Fail now (not after the transfer) if ``path`` cannot be written; returns a Path."""
+    import tempfile
+    from pathlib import Path
+
+    p = Path(path).expanduser()
+    if p.suffix.lower() not in suffixes:
+        raise UsageError(f"cannot write {what} '{path}': use a file name ending in {' or '.join(suffixes)}")
+    if p.is_dir():
+        raise UsageError(f"cannot write {what} '{path}': it is a directory")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if p.exists():
+            with open(p, "a"):
+                pass
+        else:
+            with tempfile.TemporaryFile(dir=p.parent):
+                pass
+    except OSError as exc:
+        raise UsageError(f"cannot write {what} '{path}': {exc.strerror or exc}") from None
+    return p
+
+
+def cmd_transfer(args) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    from .features import load_backbone
+    from .images import DEFAULT_CONTENT, DEFAULT_STYLE, check_output_path, save_image
+    from .transfer import TransferConfig, load_inputs, transfer
+
+    # 1. everything that can be checked is checked before the long work
+    out = check_output_path(args.output)
+    plot_path = None
+    if args.plot:
+        if Path(args.plot).suffix.lower() in (".pdf", ".svg"):
+            plot_path = _check_writable_file(args.plot, "the plot", (".pdf", ".svg"))
+        else:
+            plot_path = check_output_path(args.plot)
+    log_path = _check_writable_file(args.log, "the log", (".json",)) if args.log else None
+    save_dir = None
+    if args.save_every:
+        save_dir = Path(args.save_every).expanduser()
+        if save_dir.exists() and not save_dir.is_dir():
+            raise UsageError(f"cannot save intermediate images into '{args.save_every}': it is a file, not a folder")
+        check_output_path(save_dir / "step_0000.png")
+        if args.preview_every <= 0:
+            raise UsageError("--save-every needs --preview-every N with N > 0")
+
+    fields = {
+        "size": args.size, "steps": args.steps, "alpha": args.alpha, "beta": args.beta,
+        "content_layer": args.content_layer, "layer_weights": args.layer_weights,
+        "style_weights": args.style_weights, "style_scale": args.style_scale,
+        "normalization": args.normalization, "init": args.init, "init_noise": args.init_noise,
+        "optimizer": args.optimizer, "lr": args.lr, "tv_weight": args.tv_weight,
+        "preserve_color": args.preserve_color, "scales": args.scales, "seed": args.seed,
+        "device": args.device, "dtype": args.dtype, "backbone": args.backbone, "pooling": args.pooling,
+        "preview_every": args.preview_every,
+    }
+    if args.style_layers is not None:
+        fields["style_layers"] = tuple(args.style_layers)
+    for key in ("layer_weights", "style_weights", "scales"):
+        if fields[key] is not None:
+            fields[key] = tuple(fields[key])
+    config = TransferConfig(**fields)
+    content = args.content if args.content is not None else DEFAULT_CONTENT
+    styles = list(args.styles) or [DEFAULT_STYLE]
+    config.resolved(len(styles))  # ValueError on a bad option
+    content_img, style_imgs = load_inputs(content, styles, config)  # ImageError on a bad image
+    if config.size is None:
+        config = dataclasses.replace(config, size=max(content_img.size))
+    net = load_backbone(config.backbone, pooling=config.pooling, device=config.device)
+    net.check_layers([config.content_layer, *config.style_layers])  # ValueError naming the layer
+
+    # 2. the long work, with a progress bar; Ctrl-C returns the latest image
+    reporter = None
+    if not args.quiet:
+        from .progress import TqdmReporter
+
+        reporter = TqdmReporter(desc="transfer", keys=("total", "content", "style"), file=sys.stderr)
+
+    def callback(p):
+        if reporter is not None:
+            reporter(p)
+        if save_dir is not None and p.image is not None:
+            save_image(p.image, save_dir / f"step_{p.step:04d}.png")
+
+    try:
+        result = transfer(content_img, style_imgs, config, callback=callback, backbone=net)
+    finally:
+        if reporter is not None:
+            reporter.close()
+
+    # 3. write what there is
+    save_image(result.image, out)
+    w, h = result.image.size
+    steps = len(result.history)
+    if result.stopped:
+        print(f"interrupted after {steps} steps: wrote the latest image to {out} ({w}x{h})")
+    else:
+        print(f"wrote {out} ({w}x{h}, {steps} steps, {result.seconds:.1f} s, J = {result.costs.get('total', 0):.4g})")
+    if log_path is not None:
+        result.save_log(log_path)
+        print(f"wrote the log to {log_path}")
+    if plot_path is not None and result.history:
+        from .viz import plot_history, save_figure
+
+        save_figure(plot_history(result.history, layers=True), plot_path)
+        print(f"wrote the cost plot to {plot_path}")
+    return 130 if result.stopped else 0
+
+
 # ---- teachkit patches --------------------------------------------------------------------------
 
 

@@ -1,0 +1,230 @@
+"""Gram matrices for display: the formula against an explicit double sum, their properties, the
+two-channel explainer, position blindness (real vgg19), the figures and the `teachkit gram` CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from teachkit import gram as g
+from teachkit.cli import main
+from teachkit.costs import gram_matrix, style_layer_cost
+from teachkit.features import load_backbone
+from teachkit.images import sample_content, to_tensor
+from teachkit.progress import Progress
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """The images here are tiny: one thread beats several, by far on a busy shared CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def net():
+    return load_backbone("vgg19", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def cat():
+    return to_tensor(sample_content("chelsea", 64))  # (1, 3, 43, 64)
+
+
+def _explicit_gram(a: torch.Tensor) -> torch.Tensor:
+    """G_kk' = sum_i sum_j a_ijk a_ijk', written as the loop over positions (float64)."""
+    n_C, n_H, n_W = a.shape
+    a = a.double()
+    G = torch.zeros(n_C, n_C, dtype=torch.float64)
+    for i in range(n_H):
+        for j in range(n_W):
+            v = a[:, i, j]  # the n_C numbers at position (i, j)
+            G += torch.outer(v, v)
+    return G
+
+
+def test_layer_gram_equals_explicit_double_sum(net):
+    x = to_tensor(sample_content("coffee", 24))
+    a = net.extract(x, ["relu1_1"])["relu1_1"][0]
+    G = g.layer_gram(net, x, "relu1_1")
+    assert G.shape == (64, 64)
+    torch.testing.assert_close(G.double(), _explicit_gram(a), rtol=1e-5, atol=1e-3)
+
+
+def test_gram_symmetric_and_positive_semidefinite(net, cat):
+    for layer in ("relu2_1", "conv3_1"):  # conv: activations of both signs
+        G = g.layer_gram(net, cat, layer).double()
+        torch.testing.assert_close(G, G.T)
+        eig = torch.linalg.eigvalsh(G)
+        assert eig.min() >= -1e-6 * eig.max()
+
+
+def test_normalized_gram_and_correlation_relations():
+    torch.manual_seed(0)
+    a = torch.randn(6, 5, 7) * torch.arange(1, 7).view(6, 1, 1) + torch.arange(6).view(6, 1, 1)
+    G = gram_matrix(a)
+    P = 5 * 7
+    N = g.normalized_gram(G, (5, 7))
+    torch.testing.assert_close(N, G / P)
+    torch.testing.assert_close(g.normalized_gram(G, P), N)
+    f = a.flatten(1).double()
+    mu = f.mean(1)
+    cov = (f - mu[:, None]) @ (f - mu[:, None]).T / P
+    # the per-position Gram is the covariance plus the outer product of the means
+    torch.testing.assert_close(N.double(), cov + torch.outer(mu, mu), rtol=1e-5, atol=1e-5)
+    corr = g.channel_correlation(a)
+    # correlation from the centred, normalised Gram: C_kk' / sqrt(C_kk C_k'k')
+    Gc = g.normalized_gram(gram_matrix(a - a.mean(dim=(1, 2), keepdim=True)), P).double()
+    d = Gc.diagonal().sqrt()
+    torch.testing.assert_close(corr.double(), Gc / torch.outer(d, d), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(corr.diagonal(), torch.ones(6))
+    torch.testing.assert_close(corr.double(), torch.from_numpy(np.corrcoef(f.numpy())), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError):
+        g.normalized_gram(G, 0)
+
+
+def test_channel_correlation_dead_channels_are_nan_free():
+    a = torch.rand(4, 6, 6)
+    a[1] = 0.0  # a dead ReLU
+    a[3] = 2.5  # constant: zero variance too
+    c = g.channel_correlation(a)
+    assert torch.isfinite(c).all()
+    torch.testing.assert_close(c.diagonal(), torch.ones(4))
+    assert c[1, 0] == 0 and c[0, 1] == 0 and c[3, 2] == 0
+    assert g.channel_correlation(a.unsqueeze(0)).shape == (4, 4)
+
+
+def test_select_channels_keeps_the_most_energetic():
+    energy = torch.tensor([1.0, 9.0, 3.0, 7.0, 0.0])
+    corr = torch.eye(5)
+    chosen = g.select_channels(energy, corr, 3)
+    assert sorted(chosen) == [1, 2, 3]
+    assert g.select_channels(energy, corr, 3, order="energy") == [1, 3, 2]
+    assert g.select_channels(energy, corr, None, order="index") == [0, 1, 2, 3, 4]
+    # clustering puts the two correlated channels next to each other
+    c = torch.tensor([[1, 0, .9, 0], [0, 1, 0, .8], [.9, 0, 1, 0], [0, .8, 0, 1.]])
+    order = g.cluster_order(c)
+    pos = {ch: i for i, ch in enumerate(order)}
+    assert abs(pos[0] - pos[2]) == 1 and abs(pos[1] - pos[3]) == 1
+
+
+def test_pair_product_sums_to_gram_entry(net, cat):
+    k, k2, corr_most = g.most_correlated_pair(net, cat, "relu3_1")
+    e = g.pair_explainer(net, cat, "relu3_1", k, k2)
+    assert k != k2
+    assert e["product_sum"] == pytest.approx(e["gram"], rel=1e-5)
+    G = g.layer_gram(net, cat, "relu3_1")
+    assert e["product_sum"] == pytest.approx(float(G[k, k2]), rel=1e-5)
+    torch.testing.assert_close(e["product"], e["map_k"] * e["map_k2"])
+    l, l2, corr_least = g.least_correlated_pair(net, cat, "relu3_1")
+    assert l != l2 and corr_least < 0 < corr_most and corr_most > 0.5
+    with pytest.raises(ValueError, match="out of range"):
+        g.pair_explainer(net, cat, "relu3_1", 0, 256)
+    fig = g.pair_figure(net, cat, "relu3_1", explained=e)
+    assert "G_kk'" in fig._suptitle.get_text()
+
+
+def test_shuffle_tiles_moves_every_tile_and_keeps_pixels():
+    x = torch.rand(1, 3, 34, 41)
+    y = g.shuffle_tiles(x, 4, seed=3)
+    assert y.shape == x.shape and not torch.equal(x, y)
+    torch.testing.assert_close(y.flatten().sort().values, x.flatten().sort().values)
+    assert torch.equal(y, g.shuffle_tiles(x, 4, seed=3))
+    # leftover rows and columns (34 = 4*8 + 2, 41 = 4*10 + 1) stay in place
+    assert torch.equal(y[..., 32:, :], x[..., 32:, :]) and torch.equal(y[..., :, 40:], x[..., :, 40:])
+    th, tw = 8, 10
+    tiles = [x[..., r * th:(r + 1) * th, c * tw:(c + 1) * tw] for r in range(4) for c in range(4)]
+    for r in range(4):
+        for c in range(4):
+            t = y[..., r * th:(r + 1) * th, c * tw:(c + 1) * tw]
+            matches = [i for i, s in enumerate(tiles) if torch.equal(s, t)]
+            assert matches and matches[0] != r * 4 + c  # some other tile, never its own
+    assert torch.equal(g.shuffle_tiles(x, 1), x)
+    with pytest.raises(ValueError):
+        g.shuffle_tiles(x, 0)
+    with pytest.raises(ValueError):
+        g.shuffle_tiles(x, 50)
+
+
+def test_gram_is_blind_to_position_features_are_not(net, cat):
+    r = g.position_blindness(net, cat)  # relu2_1 Gram vs relu4_2 features, 2x2 tiles
+    assert r["gram_rel_diff"] < 0.2
+    assert r["content_rel_diff"] > 0.7
+    assert r["gram_rel_diff"] < 0.25 * r["content_rel_diff"]
+    fig = g.position_blindness_figure(net, cat, result=r)
+    assert f"{r['gram_rel_diff']:.3f}" in fig._suptitle.get_text()
+
+
+def test_gram_comparison_reports_j_style_and_rescales(net, cat):
+    S = to_tensor(sample_content("coffee", 64))[..., :40, :48]  # another size on purpose
+    c = g.gram_comparison(net, S, cat, "relu2_1", n_channels=16)
+    assert c["rescaled_S"] and len(c["channels"]) == 16
+    a_S = net.extract(S, ["relu2_1"])["relu2_1"][0]
+    a_G = net.extract(cat, ["relu2_1"])["relu2_1"][0]
+    M_S, M_G = a_S.shape[1] * a_S.shape[2], a_G.shape[1] * a_G.shape[2]
+    expected = style_layer_cost(gram_matrix(a_S) * (M_G / M_S), a_G)
+    assert c["j_style"] == pytest.approx(float(expected), rel=1e-4)
+    fig = g.gram_comparison_figure(net, S, cat, "relu2_1", comparison=c)
+    assert isinstance(fig, Figure) and f"{c['j_style']:.4g}" in fig._suptitle.get_text()
+    assert len(fig.axes) == 6  # three heatmaps and their colour bars
+    same = g.gram_comparison(net, cat, cat, "relu2_1", full=True)
+    assert same["j_style"] == 0 and len(same["channels"]) == 128
+    fig1 = g.gram_figure(net, cat, "relu1_1", n_channels=8)
+    assert len(fig1.axes) == 4
+
+
+def test_style_cost_bars_accept_progress_values():
+    values = {"total": 3.0, "content": 1.0, "style": 2.0, "style/relu1_1": 10.0, "style/relu2_1": 5000.0}
+    assert g.style_values(values) == {"relu1_1": 10.0, "relu2_1": 5000.0}
+    assert g.style_values(Progress("transfer", 1, 2, values)) == {"relu1_1": 10.0, "relu2_1": 5000.0}
+    assert g.style_values({"relu3_1": 2}) == {"relu3_1": 2.0}
+    fig = g.style_cost_bars_figure(values, weights={"relu1_1": 0.5, "relu2_1": 0.5})
+    assert fig.axes[0].get_yscale() == "log"
+    assert len(fig.axes[0].patches) == 4  # J_style[l] and lambda[l] J_style[l] for two layers
+    with pytest.raises(ValueError):
+        g.style_cost_bars_figure({"total": 1.0})
+
+
+def test_cli_gram_writes_figures(tmp_path, capsys):
+    one, two = tmp_path / "g1.png", tmp_path / "g2.png"
+    assert main(["gram", "chelsea", "--size", "48", "--channels", "8", "-o", str(one)]) == 0
+    assert main(["gram", "show", "stained_glass", "chelsea", "--size", "48", "--layer", "relu1_1",
+                 "-o", str(two)]) == 0
+    pair, shuf = tmp_path / "p.png", tmp_path / "s.png"
+    assert main(["gram", "pair", "chelsea", "--size", "48", "--least", "-o", str(pair)]) == 0
+    assert main(["gram", "pair", "chelsea", "--size", "48", "--channels", "3", "5", "-o", str(pair)]) == 0
+    assert main(["gram", "shuffle", "chelsea", "--size", "48", "-o", str(shuf)]) == 0
+    for p in (one, two, pair, shuf):
+        assert p.read_bytes()[:4] == b"\x89PNG"
+    out = capsys.readouterr().out
+    assert "J_style[l](S, G)" in out and "relative change" in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["gram", "no-such-image.png", "-o", "{tmp}/x.png"],
+        ["gram", "chelsea", "--layer", "relu9_9", "-o", "{tmp}/x.png"],
+        ["gram", "chelsea", "-o", "{tmp}/x.txt"],
+        ["gram", "show", "chelsea", "coffee", "camera", "-o", "{tmp}/x.png"],
+        ["gram", "pair", "chelsea", "--size", "32", "--channels", "0", "999", "-o", "{tmp}/x.png"],
+        ["gram", "shuffle", "chelsea", "--tiles", "0", "-o", "{tmp}/x.png"],
+        ["gram", "shuffle", "chelsea", "--size", "32", "--tiles", "40", "-o", "{tmp}/x.png"],
+    ],
+)
+def test_cli_gram_bad_input_exits_2(tmp_path, capsys, argv):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("teachkit: error:") and err.count("\n") == 1
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_cli_gram_usage_errors_exit_2():
+    with pytest.raises(SystemExit) as exc:
+        main(["gram", "pair", "chelsea", "--most", "--least", "-o", "x.png"])
+    assert exc.value.code == 2

@@ -218,7 +218,7 @@ def cmd_transfer(args) -> int:
     if plot_path is not None and result.history:
         from .viz import plot_history, save_figure
 
-        save_figure(plot_history(result.history, layers=True), plot_path)
+        save_figure(plot_history(result.history, layers=True, weighted=True, config=result.config), plot_path)
         print(f"wrote the cost plot to {plot_path}")
     return 130 if result.stopped else 0
 

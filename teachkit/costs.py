@@ -46,6 +46,11 @@ __all__ = [
 NORMALIZATIONS = ("lecture", "gatys", "none")
 
 
+def _f32(t: torch.Tensor) -> torch.Tensor:
+    """At least float32: half/bfloat16 are upcast, float64 is kept (so gradcheck can run in double)."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
 def _check_norm(normalization: str) -> None:
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, not {normalization!r}")
@@ -58,13 +63,13 @@ def gram_matrix(a: torch.Tensor) -> torch.Tensor:
     and channel ``k'``: large when the two channels fire at the same places.
 
     ``a`` has shape ``(n_C, n_H, n_W)`` or ``(N, n_C, n_H, n_W)``; the result is ``(n_C, n_C)`` or
-    ``(N, n_C, n_C)``.  Always computed in float32 (even under bfloat16 autocast), since the sums
+    ``(N, n_C, n_C)``.  Always computed in float32 or float64 (even under bfloat16 autocast), since the sums
     run over many positions.
     """
     if a.dim() not in (3, 4):
         raise ValueError(f"expected an activation of shape (N, C, H, W) or (C, H, W), got {tuple(a.shape)}")
     with torch.autocast(device_type=a.device.type, enabled=False):
-        f = a.float().flatten(-2)  # (..., n_C, n_H * n_W)
+        f = _f32(a).flatten(-2)  # (..., n_C, n_H * n_W)
         return f @ f.transpose(-1, -2)
 
 
@@ -77,7 +82,7 @@ def content_cost(a_C: torch.Tensor, a_G: torch.Tensor, normalization: str = "lec
     if a_C.shape != a_G.shape:
         raise ValueError(f"content activations differ in shape: {tuple(a_C.shape)} vs {tuple(a_G.shape)}")
     with torch.autocast(device_type=a_G.device.type, enabled=False):
-        sq = (a_C.float() - a_G.float()).pow(2).sum()
+        sq = (_f32(a_C) - _f32(a_G)).pow(2).sum()
     return sq if normalization == "none" else 0.5 * sq
 
 
@@ -108,7 +113,7 @@ def style_layer_cost(
         gram_G = gram_matrix(a_G)
     if gram_S.shape[-2:] != gram_G.shape[-2:]:
         raise ValueError(f"Gram matrices differ in shape: {tuple(gram_S.shape)} vs {tuple(gram_G.shape)}")
-    diff = (gram_S.float() - gram_G.float()).pow(2).sum()
+    diff = (_f32(gram_S) - _f32(gram_G)).pow(2).sum()
     return style_factor(n_H, n_W, n_C, normalization) * diff
 
 
@@ -138,7 +143,7 @@ def total_variation(image: torch.Tensor) -> torch.Tensor:
     """
     dy = image[..., 1:, :] - image[..., :-1, :]
     dx = image[..., :, 1:] - image[..., :, :-1]
-    return dy.float().pow(2).sum() + dx.float().pow(2).sum()
+    return _f32(dy).pow(2).sum() + _f32(dx).pow(2).sum()
 
 
 def total_cost(

@@ -24,6 +24,100 @@ def save_figure(fig: Figure, path, dpi: int = 120) -> Path:
 # ---- cost curves (transfer history) -----------------------------------------------------------
 
 
+def plot_history(
+    history,
+    *,
+    layers: bool = False,
+    weighted: bool = False,
+    config=None,
+    title: str | None = "Style transfer: cost terms over the steps",
+    figsize=(7.5, 4.5),
+) -> Figure:
+    """Each cost term of a transfer over the steps, on a log scale.
+
+    ``history`` is ``TransferResult.history`` (or ``StyleTransfer.history``, or the list read back
+    from a ``--log`` JSON file): dicts with ``step`` and the terms ``content``, ``style``,
+    ``style/<layer>``, ``tv``, ``total``.  ``layers=True`` adds one thin line per style layer
+    (unweighted ``J_style[l]``).  ``weighted=True`` (needs ``config``, a resolved
+    ``TransferConfig``) plots what each term adds to ``J``: ``alpha*J_content``,
+    ``beta*J_style``, ``w_tv*TV`` and per layer ``beta*lambda[l]*J_style[l]`` -- so the curves
+    add up to the total and share one scale (the unweighted terms differ by orders of magnitude).  Dotted vertical lines mark
+    where a coarse-to-fine schedule moves to the next scale.  Missing (``None``/``nan``) or
+    non-positive values are left out of the log plot.
+    """
+    import math
+
+    fig = Figure(figsize=figsize)
+    ax = fig.add_subplot(1, 1, 1)
+    history = list(history or [])
+    if weighted and config is None:
+        raise ValueError("plot_history(weighted=True) needs the config (alpha, beta, tv_weight)")
+    factors = {"content": 1.0, "style": 1.0, "tv": 1.0}
+    if weighted:
+        factors = {"content": float(config.alpha), "style": float(config.beta), "tv": float(config.tv_weight)}
+
+    def series(key, factor=1.0):
+        xs, ys = [], []
+        for r in history:
+            v = r.get(key)
+            if v is None or not isinstance(v, (int, float)):
+                continue
+            v = float(v) * factor
+            if math.isfinite(v) and v > 0:
+                xs.append(r.get("step", len(xs) + 1))
+                ys.append(v)
+        return xs, ys
+
+    prefix = "weighted: " if weighted else ""
+    labels = {
+        "content": ("alpha J_content" if weighted else "J_content", "tab:blue"),
+        "style": ("beta J_style" if weighted else "J_style = sum lambda[l] J_style[l]", "tab:red"),
+        "tv": ("w_tv TV" if weighted else "TV (total variation)", "tab:green"),
+    }
+    drawn = 0
+    for key, (label, colour) in labels.items():
+        xs, ys = series(key, factors[key])
+        if xs:
+            ax.plot(xs, ys, color=colour, lw=1.6, label=label)
+            drawn += 1
+    if layers:
+        keys = []
+        for r in history:
+            keys += [k for k in r if k.startswith("style/") and k not in keys]
+        lam = dict(zip(config.style_layers, config.layer_weights)) if weighted else {}
+        for i, key in enumerate(keys):
+            layer = key[len("style/"):]
+            if weighted and layer not in lam:
+                continue
+            xs, ys = series(key, float(config.beta) * float(lam[layer]) if weighted else 1.0)
+            if xs:
+                label = f"beta lambda J_style[{layer}]" if weighted else f"J_style[{layer}]"
+                ax.plot(xs, ys, lw=0.8, ls="--", alpha=0.8, label=label)
+                drawn += 1
+    xs, ys = series("total")
+    if xs:
+        ax.plot(xs, ys, color="black", lw=2.2, label="J(G) total")
+        drawn += 1
+    # mark the scale changes of a coarse-to-fine run
+    for prev, cur in zip(history, history[1:]):
+        if cur.get("scale", 1) != prev.get("scale", 1) and "step" in cur:
+            ax.axvline(cur["step"] - 0.5, color="grey", ls=":", lw=1)
+            ax.text(cur["step"], 1.0, f" {cur.get('size', '')} px", transform=ax.get_xaxis_transform(),
+                    va="top", ha="left", fontsize=8, color="grey")
+    if drawn:
+        ax.set_yscale("log")
+        ax.legend(fontsize=8, loc="best")
+    else:
+        ax.text(0.5, 0.5, "no cost values to plot", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("step")
+    ax.set_ylabel(prefix + "cost (log scale)")
+    if title:
+        ax.set_title(title)
+    ax.grid(True, which="major", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 # ---- patches: units, layers ---------------------------------------------------------------------
 #
 # A unit = one channel of one layer.  Every figure names the channel and the layer and gives the

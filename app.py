@@ -1,0 +1,44 @@
+"""teachkit in the classroom: ``streamlit run app.py``.
+
+Six lesson pages, in the order of the lecture (lessons/*.py), a language switch that every page
+honours, and the backbone and device in the sidebar.  Everything works offline on a laptop CPU.
+"""
+
+import streamlit as st
+
+from lessons import _common as common
+
+st.set_page_config(page_title="teachkit", page_icon=":material/palette:", layout="wide", initial_sidebar_state="expanded")
+
+# The language: ?lang=zh in the address opens the app in Chinese; afterwards the sidebar switch rules.
+if "lang" not in st.session_state:
+    wanted = st.query_params.get("lang", "en")
+    st.session_state["lang"] = wanted if wanted in common.LANGS else "en"
+
+with st.sidebar:
+    st.radio("Language / 语言", list(common.LANGS), format_func=common.LANGS.get, key="lang", horizontal=True)
+
+PAGES = [
+    ("lessons/1_layers.py", "layers", ":material/visibility:"),
+    ("lessons/2_style_transfer.py", "style-transfer", ":material/palette:"),
+    ("lessons/3_cost.py", "cost", ":material/show_chart:"),
+    ("lessons/4_content.py", "content-cost", ":material/image_search:"),
+    ("lessons/5_style.py", "style-cost", ":material/grid_on:"),
+    ("lessons/6_run.py", "run", ":material/rocket_launch:"),
+]
+pages = [
+    st.Page(path, title=f"{n}. {common.tr(f'title_{n}')}", icon=icon, url_path=slug, default=(n == 1))
+    for n, (path, slug, icon) in enumerate(PAGES, start=1)
+]
+nav = st.navigation(pages)
+
+with st.sidebar:
+    net = common.backbone()
+    common.start_warm_up()  # the default figures of lessons 1 and 5, made once in the background
+    st.divider()
+    st.caption(common.tr("sidebar_backbone"))
+    st.markdown(f"**{net.name}**  \n{net.description}")
+    st.caption(common.tr("sidebar_device"))
+    st.markdown(f"**{common.device_label()}**")
+
+nav.run()

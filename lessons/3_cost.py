@@ -1,0 +1,101 @@
+"""Lesson 3 -- the cost function: alpha, beta, and gradient descent one step at a time."""
+
+import time
+
+import streamlit as st
+
+from lessons import _common as c
+from lessons._common import tr
+
+P = "3_cost"
+SIZE = c.demo_size(128)
+RUN_STEPS = c.demo_steps(30)  # steps per press of Run (Pause stops earlier)
+
+c.page_title(3)
+left, right = st.columns([1.1, 1])
+with left:
+    c.md(P, "intro")
+with right:
+    c.md(P, "algo")
+
+# ---- the weights and the buttons ----
+defaults = c.transfer_defaults()
+w_a, w_b, w_r = st.columns([2, 2, 1], vertical_alignment="bottom")
+alpha_options, beta_options = c.weight_options(defaults["alpha"]), c.weight_options(defaults["beta"])
+alpha = w_a.select_slider(tr("p3_alpha"), alpha_options, value=alpha_options[4], key="p3_alpha",
+                          format_func=c.fmt_weight)
+beta = w_b.select_slider(tr("p3_beta"), beta_options, value=beta_options[4], key="p3_beta",
+                         format_func=c.fmt_weight)
+w_r.markdown(f"**{tr('p3_ratio', ratio=c.fmt_ratio(alpha, beta))}**")
+
+b_step, b_run, b_pause, b_reset, b_info = st.columns([1, 1, 1, 1, 3], vertical_alignment="center")
+step = b_step.button(tr("p3_step"), key="p3_step", icon=":material/skip_next:", width="stretch")
+run = b_run.button(tr("p3_run"), key="p3_run", type="primary", icon=":material/play_arrow:", width="stretch")
+pause = b_pause.button(tr("p3_pause"), key="p3_pause", icon=":material/pause:", width="stretch")
+reset = b_reset.button(tr("p3_reset"), key="p3_reset", icon=":material/restart_alt:", width="stretch")
+info = b_info.empty()
+
+# ---- the optimisation lives in this session's state ----
+demo = c.StepDemo.get("p3", SIZE)
+if reset:
+    demo.reset()
+demo.set_weights(alpha, beta)  # continues from the current image when the weights change
+if pause:
+    demo.running = False
+if run:
+    demo.running = True
+    demo.run_until = demo.steps + RUN_STEPS
+
+img_col, chart_col = st.columns([1, 1.4])
+with img_col:
+    image_slot = st.empty()
+    look = st.empty()
+with chart_col:
+    chart_slot = st.empty()
+formula_slot = st.empty()
+
+
+def draw(live: bool) -> None:
+    """The current image, the curves and the formula with the current numbers."""
+    shown = demo.steps
+    if not live and demo.steps > 0:
+        shown = look.slider(tr("p3_look"), 0, demo.steps, demo.steps, key=f"p3_look_{demo.steps}")
+    image_slot.image(demo.snapshot(shown), caption=tr("p3_step_n", n=shown), width="stretch")
+    if demo.records:
+        chart_slot.altair_chart(c.cost_chart(demo.records), width="stretch")
+    else:
+        chart_slot.info(tr("p3_no_steps"))
+    formula_slot.latex(c.cost_formula(demo.terms(), demo.alpha, demo.beta))
+
+
+if step:
+    demo.running = False
+    with c.slot_on_page():
+        demo.step(1)
+if not demo.can_step:
+    info.warning(tr("p3_zero"))
+    demo.running = False
+elif demo.weights_changed:
+    info.info(tr("p3_weights_changed"))
+
+if demo.running and demo.steps < demo.run_until:
+    info.caption(tr("p3_running"))
+    draw(live=True)
+    limit = c.demo_seconds()
+    with c.slot_on_page():
+        t0 = time.perf_counter()
+        while demo.running and demo.steps < demo.run_until:
+            demo.step(1)
+            draw(live=True)
+            st.session_state.setdefault("_timings", {}).setdefault("lesson3", {"first_image_at": time.time()})
+            if limit is not None and time.perf_counter() - t0 > limit:
+                break  # a demo ends on time on any machine; Run again to go on
+    demo.running = False
+    st.rerun()  # redraw with the look-back slider
+else:
+    demo.running = False
+    draw(live=False)
+
+st.divider()
+c.md(P, "curves")
+c.md(P, "ratio_hint")

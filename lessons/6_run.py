@@ -1,0 +1,185 @@
+"""Lesson 6 -- run a full transfer: uploads, every option, live progress, cancel, downloads.
+
+The transfer runs in a background thread (``_common.TransferJob``) with a ``threading.Event`` kept in
+``st.session_state``; a fragment reruns every half second while it runs, to show the progress and
+the latest image, and holds the Cancel button.  Cancel sets the event; teachkit stops after the
+current step and returns the latest image, which can be downloaded like a finished one.
+"""
+
+import streamlit as st
+
+from lessons import _common as c
+from lessons._common import tr
+
+P = "6_run"
+DEFAULT_SIZE = c.demo_size(256, fast=48)
+DEFAULT_STEPS = c.demo_steps(200, fast=3)
+
+c.page_title(6)
+c.md(P, "intro")
+
+from teachkit.costs import NORMALIZATIONS  # noqa: E402
+from teachkit.images import DEFAULT_CONTENT, DEFAULT_STYLE  # noqa: E402
+from teachkit.transfer import DEFAULT_STYLE_LAYERS, DTYPES, INITS, OPTIMIZERS, TransferConfig  # noqa: E402
+
+net = c.backbone()
+job = st.session_state.get("p6_job")
+busy = job is not None and job.alive
+names = c.samples()
+
+# ---- the images ----
+col_c, col_s = st.columns(2)
+with col_c:
+    st.subheader(tr("p6_content"))
+    content_img, content_label = c.image_picker(tr("what_content"), "p6_content", kind="content",
+                                                default=DEFAULT_CONTENT)
+    c.show_image(content_img, caption=f"{content_label} · {content_img.size[0]}×{content_img.size[1]}", width=320)
+with col_s:
+    st.subheader(tr("p6_styles"))
+    style_names = st.multiselect(tr("p6_style_samples"), names["style"], default=[DEFAULT_STYLE],
+                                 key="p6_style_samples")
+    files = st.file_uploader(tr("p6_upload_styles"), type=c.UPLOAD_TYPES, accept_multiple_files=True,
+                             key="p6_style_upload", max_upload_size=c.UPLOAD_MAX_MB,
+                             help=tr("upload_help", mb=c.UPLOAD_MAX_MB, mp=c.UPLOAD_MAX_PIXELS // 10**6))
+    uploaded = [(f.name, c.read_upload(f, tr("what_style"))) for f in files or []]
+    uploaded = [(n, img) for n, img in uploaded if img is not None]
+    styles = uploaded or [(n, c.sample(n, 512)) for n in style_names]
+    if styles:
+        st.image([img for _, img in styles], caption=[n for n, _ in styles], width=150)
+    else:
+        st.warning(tr("p6_no_style"))
+
+# ---- the options ----
+st.subheader(tr("p6_options"))
+c.md(P, "options")
+o1, o2, o3, o4 = st.columns(4)
+size = o1.slider(tr("p6_size"), 32, 768, DEFAULT_SIZE, 16, key="p6_size")
+steps = o2.slider(tr("p6_steps"), 1, 1000, DEFAULT_STEPS, key="p6_steps")
+with o3:
+    init = c.choice(st.radio, tr("p6_init"), list(INITS), "p6_init", default="noise",
+                    labels=lambda v: tr(f"init_{v}"), horizontal=True)
+with o4:
+    normalization = st.selectbox(tr("p6_normalization"), NORMALIZATIONS, key="p6_norm")
+defaults = c.transfer_defaults(normalization)
+o5, o6, o7, o8 = st.columns(4)
+alpha = o5.number_input(tr("p6_alpha"), 0.0, 1e12, float(defaults["alpha"]), format="%g", key=f"p6_alpha_{normalization}")
+beta = o6.number_input(tr("p6_beta"), 0.0, 1e12, float(defaults["beta"]), format="%g", key=f"p6_beta_{normalization}")
+tv_weight = o7.number_input(tr("p6_tv"), 0.0, 1e12, float(defaults["tv_weight"]), format="%g",
+                            key=f"p6_tv_{normalization}")
+preserve_color = o8.toggle(tr("p6_preserve_color"), key="p6_preserve")
+
+problems: list[str] = []
+
+
+def numbers(text: str, cast=float):
+    """'1, 2, 3' -> (1.0, 2.0, 3.0); empty -> None; bad -> None and a message."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return tuple(cast(t) for t in text.replace(";", ",").split(",") if t.strip())
+    except ValueError as err:
+        problems.append(tr("p6_bad_number", text=text, err=err))
+        return None
+
+
+with st.expander(tr("p6_more")):
+    m1, m2, m3 = st.columns(3)
+    layer_names = net.layer_names
+    content_layer = m1.selectbox(tr("p6_content_layer"), layer_names, index=layer_names.index("relu4_2"),
+                                 key="p6_content_layer")
+    style_layers = m2.multiselect(tr("p6_style_layers"), layer_names, default=list(DEFAULT_STYLE_LAYERS),
+                                  key="p6_style_layers")
+    layer_weights = numbers(m3.text_input(tr("p6_layer_weights"), key="p6_layer_weights"))
+    m4, m5, m6, m7 = st.columns(4)
+    optimizer = m4.selectbox(tr("p6_optimizer"), OPTIMIZERS, key="p6_optimizer")
+    lr = m5.number_input(tr("p6_lr"), 0.0, 100.0, 0.0, format="%g", key="p6_lr")
+    history_size = m6.number_input(tr("p6_history"), 1, 500, 50, key="p6_history")
+    init_noise = m7.slider(tr("p6_init_noise"), 0.0, 1.0, 0.5, key="p6_init_noise")
+    m8, m9, m10, m11 = st.columns(4)
+    style_weights = numbers(m8.text_input(tr("p6_style_weights"), key="p6_style_weights"))
+    style_scale = m9.number_input(tr("p6_style_scale"), 0.05, 4.0, 1.0, 0.05, key="p6_style_scale")
+    scales = numbers(m10.text_input(tr("p6_scales"), key="p6_scales"), int)
+    seed = int(m11.number_input(tr("p6_seed"), 0, 2**31 - 1, 0, key="p6_seed"))
+    m12, m13 = st.columns(2)
+    dtype = m12.selectbox(tr("p6_dtype"), DTYPES, key="p6_dtype")
+    preview_every = int(m13.number_input(tr("p6_preview"), 1, 100, 5, key="p6_preview"))
+
+config = TransferConfig(
+    size=int(size), steps=int(steps), alpha=float(alpha), beta=float(beta), content_layer=content_layer,
+    style_layers=tuple(style_layers), layer_weights=layer_weights, normalization=normalization, init=init,
+    init_noise=float(init_noise), optimizer=optimizer, lr=float(lr) or None, history_size=int(history_size),
+    tv_weight=float(tv_weight), style_weights=style_weights,
+    style_scale=float(style_scale), preserve_color=bool(preserve_color), scales=scales, seed=seed,
+    dtype=dtype, backbone=net.name, preview_every=preview_every,
+)
+if styles:
+    try:
+        config.validate(n_styles=len(styles))
+    except ValueError as err:
+        problems.append(tr("p6_bad_config", err=err))
+for problem in problems:
+    st.error(problem)
+
+# ---- start / cancel / result ----
+b1, b2, _ = st.columns([1, 1, 3])
+start = b1.button(tr("p6_start"), type="primary", key="p6_start", icon=":material/play_arrow:", width="stretch",
+                  disabled=busy or bool(problems) or not styles)
+if job is not None and not busy and b2.button(tr("p6_new"), key="p6_clear", icon=":material/delete:", width="stretch"):
+    st.session_state.pop("p6_job", None)
+    st.rerun()
+if start and not busy:
+    job = c.TransferJob(content_img, [img for _, img in styles], config, net).start()
+    st.session_state["p6_job"] = job
+    busy = True
+
+
+@st.fragment(run_every=0.5 if busy else None)
+def live() -> None:
+    """Progress, the latest image and Cancel while the job runs; the result and downloads after."""
+    job = st.session_state.get("p6_job")
+    if job is None:
+        return
+    snap = job.snapshot()
+    running = job.alive
+    left, right = st.columns([1, 1.2])
+    with left:
+        if snap["image"] is not None:
+            caption = tr("p6_latest") if running else f"{snap['image'].size[0]}×{snap['image'].size[1]}"
+            st.image(snap["image"], caption=caption, width="stretch")
+    with right:
+        if running:
+            if snap["state"] == "queued":
+                st.info(tr("p6_queued"))
+            frac = snap["step"] / snap["total"] if snap["total"] else 0.0
+            st.progress(min(1.0, frac), text=tr("p6_running", message=snap["message"] or "…", step=snap["step"],
+                                                  total=snap["total"], secs=snap["elapsed"]))
+            if job.stop_event.is_set():
+                st.warning(tr("p6_cancelling"))
+            elif st.button(tr("p6_cancel"), key="p6_cancel", icon=":material/stop:"):
+                job.cancel()
+                st.warning(tr("p6_cancelling"))
+        elif snap["state"] == "failed":
+            st.error(tr("failed", err=snap["error"]))
+        elif snap["result"] is None:  # cancelled while it waited for a free slot
+            st.warning(tr("p6_cancelled", step=0))
+        elif snap["result"] is not None:
+            res = snap["result"]
+            st.session_state["last_G"] = res.image  # lesson 5 can compare its Gram matrices with S
+            if res.stopped:
+                st.warning(tr("p6_cancelled", step=len(res.history)))
+            else:
+                st.success(tr("p6_done", secs=res.seconds))
+            c.md(P, "done")
+            d1, d2 = st.columns(2)
+            d1.download_button(tr("p6_download_png"), c.png_bytes(res.image), "teachkit_G.png", "image/png",
+                               key="p6_dl_png", icon=":material/download:", on_click="ignore", width="stretch")
+            d2.download_button(tr("p6_download_log"), job.log_json(), "teachkit_costs.json", "application/json",
+                               key="p6_dl_log", icon=":material/download:", on_click="ignore", width="stretch")
+        if snap["records"]:
+            st.altair_chart(c.cost_chart(snap["records"]), width="stretch")
+    if not running and busy:
+        st.rerun()  # the job has just ended: redraw the page (Start enabled again, no more polling)
+
+
+live()

@@ -1,0 +1,807 @@
+r"""Neural style transfer: gradient descent on the pixels of an image G.
+
+The lecture's recipe, as code::
+
+    J(G) = alpha * J_content(C, G) + beta * J_style(S, G)  (+ w_tv * TV(G))
+
+1. Start from white noise (or the content photo, or a blend of both).
+2. Feed G through a pretrained VGG19, read the activations ``a[l](G)``.
+3. Compute the costs (always the functions of :mod:`teachkit.costs`) against the fixed targets:
+   the content activation ``a[l](C)`` and the style Gram matrices ``G[l](S)``.
+4. Backpropagate ``J`` to the pixels of G and take an optimiser step; repeat.
+
+Two ways in
+-----------
+:func:`transfer`
+    The whole job: images in, :class:`TransferResult` out, with a progress callback, a stop switch
+    and the coarse-to-fine schedule (the default recipe).
+:class:`StyleTransfer`
+    One resolution, one step at a time (``.step()``, ``.image()``, ``.costs()``, ``.history``): the
+    app's "step through gradient descent" lesson.  :func:`transfer` runs one of these per scale.
+
+Conventions (documented once, used everywhere)
+----------------------------------------------
+Pixels
+    The image is ``clamp(x, 0, 1)`` (RGB in ``[0, 1]``, the input convention of every backbone) and
+    ``J`` is evaluated on that clamped image: ``f(x) = J(clamp(x))``.  The clamp is part of the
+    function L-BFGS minimises, so its curvature memory stays consistent; clamping ``x`` itself
+    after each step (projection) corrupts that memory -- measured: the cost started to *rise*
+    after ~100 steps at 192 px.  A pixel pushed out of range gets no gradient from J, so the
+    optimiser also minimises ``1/2 ||x - clamp(x)||^2``, which is zero for every pixel in range and
+    pulls stray pixels back (without it, pixels thrown out by an early long step stayed dead: the
+    content reconstruction test failed).  With Adam, which keeps no curvature memory, ``x`` is
+    simply projected back into ``[0, 1]`` after each step.
+Steps
+    One step is one optimiser iteration *and* one evaluation of ``J`` and its gradient: L-BFGS runs
+    without line search (``max_iter=1``, fixed step length 1), so iterations and evaluations are
+    the same count.  The record of step ``k`` holds the cost terms evaluated in that step, i.e.
+    those of the image *before* its update (that evaluation is where the gradient came from, so
+    it costs nothing extra); :meth:`StyleTransfer.costs` evaluates the current image.
+Recorded terms
+    ``content`` = ``J_content`` (unweighted), ``style/<layer>`` = ``J_style[l]`` (unweighted),
+    ``style`` = ``sum_l lambda[l] J_style[l]``, ``tv`` = ``TV(G)``, ``total`` = ``J(G)``.  A term
+    whose weight is 0 and whose layer lies deeper than every layer the optimisation needs is not
+    computed (no forward past the deepest needed layer) and is reported as ``nan``.
+Style targets
+    ``G[l](S)`` is computed once per scale, without gradients.  With several style images the
+    target is the weighted mean ``sum_i w_i G[l](S_i)`` (weights normalised to sum to 1).  The
+    Gram matrix is a *sum over positions*, so it grows with the number of positions
+    ``M = n_H n_W``: a style image with ``M_S`` positions at layer ``l`` and a generated image with
+    ``M_G`` would never match.  The target is therefore scaled by ``M_G / M_S`` (per layer,
+    with the exact sizes after pooling), which makes ``J_style`` independent of the style image's
+    size.
+Colour preservation
+    ``preserve_color=True`` is luminance-only transfer (Gatys et al. 2016, "Preserving colour in
+    neural artistic style transfer"): the luminance ``Y`` of YIQ is taken from content and style,
+    the style's luminance is shifted/scaled to the content's mean and standard deviation, the
+    optimisation runs on a one-channel ``Y`` image (fed to the network as grey RGB), and the result
+    is ``Y`` recombined with the content's chrominance ``I, Q``.
+Determinism
+    The noise comes from a ``torch.Generator`` seeded with ``config.seed``; L-BFGS and Adam are
+    deterministic, so on the CPU the same seed gives a bit-identical image (same machine, same
+    thread count).
+Precision
+    ``dtype='bfloat16'`` runs the network under bfloat16 autocast; the Gram matrices and all costs
+    are computed in float32 (see :mod:`teachkit.costs`).  ``'auto'`` means float32: see
+    ``benchmarks/RESULTS_transfer.md`` for the measurement behind this choice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from . import costs
+from .progress import Progress, ProgressCallback, report
+
+__all__ = [
+    "TransferConfig",
+    "TransferResult",
+    "StyleTransfer",
+    "transfer",
+    "NORMALIZATION_DEFAULTS",
+    "DEFAULT_STYLE_LAYERS",
+    "default_scales",
+    "split_steps",
+    "blended_style_grams",
+    "rgb_to_yiq",
+    "yiq_to_rgb",
+]
+
+DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+INITS = ("noise", "content", "blend")
+OPTIMIZERS = ("lbfgs", "adam")
+DTYPES = ("auto", "float32", "bfloat16")
+
+#: Good defaults per normalisation, tuned by eye on the bundled samples (chelsea + stained_glass,
+#: swirls, waves) with the original VGG19, the default layers and the default recipe.
+#:
+#: ``lecture`` (tuned directly): this VGG19 is not rescaled, so its layers' activations differ by
+#: orders of magnitude and so do the J_style[l] (from white noise about 1.5e13, 3e15, 6e15, 6e17 and
+#: 5e13 at relu1_1 ... relu5_1).  lambda[l] is about 1 / that typical size, so every layer starts with
+#: a similar share of J_style; beta = 3e-3 then balances style and content (alpha = 1) so that both
+#: show clearly.  Under this normalisation J_content and every J_style[l] grow like the number of
+#: positions M, so the balance does not change with the image size.
+#:
+#: ``gatys`` and ``none`` are *derived* from ``lecture`` so that, at the reference size 384 x 256 px,
+#: all three define exactly the same J: the normalisations differ by a constant per layer
+#: (gatys = lecture / (2 n_C M), none = lecture * 2 n_C M; none's content cost lacks the 1/2), and
+#: lambda[l] and alpha absorb it.  At other sizes they drift apart -- which is the lesson: with
+#: ``gatys`` J_style[l] no longer grows with M but J_content does (content wins at large sizes),
+#: with ``none`` J_style[l] grows like M^2 (style wins).
+_LECTURE_DEFAULTS = {"alpha": 1.0, "beta": 3e-3, "layer_weights": (1.0, 5e-3, 2.5e-3, 2.5e-5, 0.3), "tv_weight": 1e7}
+_REFERENCE_HW = (256, 384)
+
+
+def _derived_defaults(normalization: str) -> dict[str, Any]:
+    d = dict(_LECTURE_DEFAULTS)
+    if normalization == "lecture":
+        return d
+    channels = (64, 128, 256, 512, 512)  # n_C of relu1_1 ... relu5_1
+    h, w = _REFERENCE_HW
+    factors = [2 * c * (h >> k) * (w >> k) for k, c in enumerate(channels)]  # 2 n_C M at 384 x 256
+    if normalization == "gatys":
+        lam = [l * f for l, f in zip(d["layer_weights"], factors)]
+    else:
+        lam = [l / f for l, f in zip(d["layer_weights"], factors)]
+        d["alpha"] = d["alpha"] / 2
+    d["layer_weights"] = tuple(float(f"{v:.3g}") for v in lam)
+    return d
+
+
+NORMALIZATION_DEFAULTS: dict[str, dict[str, Any]] = {n: _derived_defaults(n) for n in costs.NORMALIZATIONS}
+
+#: The optimiser minimises ``kappa * J`` with ``kappa`` fixed at the first step so that the gradient
+#: has this root-mean-square value per pixel.  L-BFGS is invariant to the scale of J except for its
+#: absolute thresholds and its fall-back step (a plain gradient step of length 1, taken whenever its
+#: curvature estimate fails, which happens on the very first steps from noise): with J in the
+#: 1e12 range that step threw every pixel to 0 or 1.  Adam is invariant to the scale anyway.  The
+#: costs recorded and reported are always the unscaled J.
+GRAD_RMS = 0.1
+
+#: Below this long side a coarser scale is not worth it (VGG's deepest layers would be 4 px wide).
+MIN_SCALE = 128
+
+
+@dataclass
+class TransferConfig:
+    """Everything that defines one style transfer.  ``None`` means "the default" (see each field).
+
+    Call :meth:`resolved` to get a copy with every default filled in (the result's ``config`` is
+    such a copy, so a saved log tells exactly what ran).
+    """
+
+    size: int | None = 384  #: long side of the result, px (None: the content image's own size)
+    steps: int = 300  #: total optimiser steps, over all scales (see :func:`split_steps`)
+    alpha: float | None = None  #: content weight; None: NORMALIZATION_DEFAULTS[normalization]
+    beta: float | None = None  #: style weight; None: the normalisation's default
+    content_layer: str = "relu4_2"
+    style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
+    layer_weights: tuple[float, ...] | None = None  #: lambda[l]; None: the normalisation's default
+    normalization: str = "lecture"  #: 'lecture' | 'gatys' | 'none' (costs.NORMALIZATIONS)
+    init: str = "noise"  #: 'noise' (white noise, the lecture's) | 'content' | 'blend'
+    init_noise: float = 0.5  #: for init='blend': G0 = (1 - init_noise) * C + init_noise * noise
+    optimizer: str = "lbfgs"  #: 'lbfgs' | 'adam'
+    lr: float | None = None  #: step length; None: 1.0 for L-BFGS, 0.02 for Adam
+    history_size: int = 50  #: L-BFGS memory (pairs of vectors kept)
+    tv_weight: float | None = None  #: weight of TV(G); None: the normalisation's default
+    style_weights: tuple[float, ...] | None = None  #: blend weights of several styles; None: equal
+    style_scale: float = 1.0  #: style image long side relative to the generated image's
+    preserve_color: bool = False  #: luminance-only transfer; keep the content's colours
+    scales: tuple[int, ...] | None = None  #: coarse-to-fine long sides; None: default_scales(size)
+    seed: int = 0
+    device: str | None = None  #: None: auto (cuda, mps, cpu)
+    dtype: str = "auto"  #: 'float32' | 'bfloat16' | 'auto' (= float32, see the module doc)
+    backbone: str = "vgg19"
+    pooling: str = "max"
+    preview_every: int = 10  #: send the current image with the callback every N steps (0: never)
+
+    # -- validation and defaults ---------------------------------------------------------------
+    def validate(self, n_styles: int | None = None) -> "TransferConfig":
+        """Check every field that can be checked without a backbone; raise ValueError.  Returns self."""
+        costs._check_norm(self.normalization)
+        if self.size is not None and (isinstance(self.size, bool) or int(self.size) != self.size or self.size < 16):
+            raise ValueError(f"size must be a whole number of pixels >= 16, not {self.size!r}")
+        if isinstance(self.steps, bool) or int(self.steps) != self.steps or self.steps < 0:
+            raise ValueError(f"steps must be a whole number >= 0, not {self.steps!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, not {self.init!r}")
+        if not 0.0 <= float(self.init_noise) <= 1.0:
+            raise ValueError(f"init_noise must be in [0, 1], not {self.init_noise!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, not {self.dtype!r}")
+        if self.pooling not in ("max", "avg"):
+            raise ValueError(f"pooling must be 'max' or 'avg', not {self.pooling!r}")
+        if self.lr is not None and not float(self.lr) > 0:
+            raise ValueError(f"lr must be > 0, not {self.lr!r}")
+        if int(self.history_size) < 1:
+            raise ValueError(f"history_size must be >= 1, not {self.history_size!r}")
+        for name in ("alpha", "beta", "tv_weight"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(float(value)) and float(value) >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
+        if not self.style_layers and not isinstance(self.style_layers, str):
+            raise ValueError("style_layers is empty: give at least one layer")
+        if isinstance(self.style_layers, str):
+            raise ValueError("style_layers must be a sequence of layer names, not one string")
+        if len(set(self.style_layers)) != len(self.style_layers):
+            raise ValueError(f"style_layers has repeated names: {', '.join(self.style_layers)}")
+        if self.layer_weights is not None:
+            if len(self.layer_weights) != len(self.style_layers):
+                raise ValueError(
+                    f"{len(self.layer_weights)} layer weights for {len(self.style_layers)} style layers "
+                    f"({', '.join(self.style_layers)}): give one weight per layer"
+                )
+            if any(not (math.isfinite(float(w)) and float(w) >= 0) for w in self.layer_weights):
+                raise ValueError(f"layer weights must be finite and >= 0, not {tuple(self.layer_weights)}")
+        if self.style_weights is not None:
+            if n_styles is not None and len(self.style_weights) != n_styles:
+                raise ValueError(
+                    f"{len(self.style_weights)} style weights for {n_styles} style image(s): "
+                    "give one weight per style image"
+                )
+            if any(not (math.isfinite(float(w)) and float(w) >= 0) for w in self.style_weights) or not sum(
+                float(w) for w in self.style_weights
+            ) > 0:
+                raise ValueError(f"style weights must be >= 0 and not all 0, not {tuple(self.style_weights)}")
+        if not float(self.style_scale) > 0:
+            raise ValueError(f"style_scale must be > 0, not {self.style_scale!r}")
+        if self.scales is not None:
+            s = [int(v) for v in self.scales]
+            if not s or any(v < 16 for v in s) or s != sorted(set(s)):
+                raise ValueError(f"scales must be increasing long sides >= 16 px, not {tuple(self.scales)}")
+            if self.size is not None and s[-1] > self.size:
+                raise ValueError(f"scales {tuple(s)} go beyond the size {self.size}")
+        if int(self.preview_every) < 0:
+            raise ValueError(f"preview_every must be >= 0, not {self.preview_every!r}")
+        return self
+
+    def resolved(self, n_styles: int | None = None) -> "TransferConfig":
+        """A validated copy with alpha, beta, layer_weights, tv_weight, lr and scales filled in."""
+        self.validate(n_styles)
+        d = NORMALIZATION_DEFAULTS[self.normalization]
+        c = dataclasses.replace(self)
+        c.style_layers = tuple(self.style_layers)
+        c.alpha = float(d["alpha"] if self.alpha is None else self.alpha)
+        c.beta = float(d["beta"] if self.beta is None else self.beta)
+        c.tv_weight = float(d["tv_weight"] if self.tv_weight is None else self.tv_weight)
+        if self.layer_weights is None:
+            if c.style_layers == DEFAULT_STYLE_LAYERS:
+                c.layer_weights = tuple(float(w) for w in d["layer_weights"])
+            else:
+                c.layer_weights = tuple(1.0 / len(c.style_layers) for _ in c.style_layers)
+        else:
+            c.layer_weights = tuple(float(w) for w in self.layer_weights)
+        if self.lr is None:
+            c.lr = 1.0 if self.optimizer == "lbfgs" else 0.02
+        if self.style_weights is not None:
+            c.style_weights = tuple(float(w) for w in self.style_weights)
+        if self.scales is not None:
+            c.scales = tuple(int(v) for v in self.scales)
+            if self.size is not None and c.scales[-1] != self.size:
+                c.scales = c.scales + (int(self.size),)
+        elif self.size is not None:
+            c.scales = default_scales(int(self.size))
+        return c
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+
+def default_scales(size: int) -> tuple[int, ...]:
+    """The default coarse-to-fine schedule: halve ``size`` while the result stays >= MIN_SCALE.
+
+    ``512 -> (128, 256, 512)``, ``384 -> (192, 384)``, ``256 -> (128, 256)``, ``200 -> (200,)``.
+    A coarse scale is cheap (a quarter of the pixels per halving) and settles the large shapes; the
+    finer scales then only add detail.
+    """
+    scales = [int(size)]
+    while scales[0] // 2 >= MIN_SCALE:
+        scales.insert(0, scales[0] // 2)
+    return tuple(scales)
+
+
+def split_steps(steps: int, scales: Sequence[int]) -> list[int]:
+    """Share ``steps`` among ``scales``: each scale gets a share proportional to ``1 / long side``.
+
+    Halving the side quarters the cost of a step, so the coarse scales get more steps and still
+    cost less: for (128, 256, 512) and 300 steps the split is 171, 86, 43.
+    """
+    steps = int(steps)
+    if len(scales) == 1:
+        return [steps]
+    w = [1.0 / s for s in scales]
+    raw = [steps * x / sum(w) for x in w]
+    out = [int(math.floor(r)) for r in raw]
+    # hand the remainder to the largest fractional parts (coarse first on ties)
+    for i in sorted(range(len(out)), key=lambda i: -(raw[i] - out[i]))[: steps - sum(out)]:
+        out[i] += 1
+    return out
+
+
+# ---- colour ------------------------------------------------------------------------------------
+
+_RGB_TO_YIQ = torch.tensor(
+    [[0.299, 0.587, 0.114], [0.595716, -0.274453, -0.321263], [0.211456, -0.522591, 0.311135]],
+    dtype=torch.float64,
+)
+_YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
+
+
+def rgb_to_yiq(rgb: torch.Tensor) -> torch.Tensor:
+    """``(N, 3, H, W)`` RGB -> YIQ (Y = 0.299 R + 0.587 G + 0.114 B: the luminance)."""
+    m = _RGB_TO_YIQ.to(rgb.device, rgb.dtype)
+    return torch.einsum("ij,njhw->nihw", m, rgb)
+
+
+def yiq_to_rgb(yiq: torch.Tensor) -> torch.Tensor:
+    """The exact inverse of :func:`rgb_to_yiq` (values may leave [0, 1]; clamp if needed)."""
+    m = _YIQ_TO_RGB.to(yiq.device, yiq.dtype)
+    return torch.einsum("ij,njhw->nihw", m, yiq)
+
+
+def _luminance(rgb: torch.Tensor) -> torch.Tensor:
+    return rgb_to_yiq(rgb)[:, :1]
+
+
+# ---- style targets -----------------------------------------------------------------------------
+
+
+def _positions(net, layer: str, height: int, width: int) -> int:
+    """n_H * n_W of ``layer`` for an input of height x width (each 2x2 pooling floors the size)."""
+    pools = sum(1 for n in net.layer_names[: net.layer_index(layer) + 1] if n.startswith("pool"))
+    return (height >> pools) * (width >> pools)
+
+
+@torch.no_grad()
+def blended_style_grams(
+    net,
+    styles: Sequence[torch.Tensor],
+    layers: Sequence[str],
+    generated_hw: tuple[int, int],
+    weights: Sequence[float] | None = None,
+    *,
+    autocast_dtype: torch.dtype | None = None,
+) -> dict[str, torch.Tensor]:
+    r"""The style targets: ``sum_i w_i * (M_G / M_S_i) * G[l](S_i)`` for every layer ``l``.
+
+    ``styles`` are ``(1, 3, H, W)`` images in [0, 1]; ``generated_hw`` is the (height, width) of the
+    image being generated, which fixes ``M_G = n_H n_W`` at each layer.  The weights are normalised
+    to sum to 1 (None: equal).  The factor ``M_G / M_S`` makes a style image of any size give a
+    target of the size the generated image's Gram matrix has (a Gram matrix sums over positions).
+    """
+    if weights is None:
+        weights = [1.0] * len(styles)
+    wsum = float(sum(weights))
+    out: dict[str, torch.Tensor] = {}
+    for s, w in zip(styles, weights):
+        if w == 0:
+            continue
+        with torch.autocast(device_type=net.device.type, dtype=autocast_dtype or torch.bfloat16,
+                            enabled=autocast_dtype is not None):
+            feats = net.extract(s.to(net.device), layers)
+        for l in layers:
+            a = feats[l]
+            m_s = a.shape[-2] * a.shape[-1]
+            m_g = _positions(net, l, *generated_hw)
+            g = costs.gram_matrix(a)[0] * (float(w) / wsum * m_g / m_s)
+            out[l] = g if l not in out else out[l] + g
+    return out
+
+
+# ---- one scale ---------------------------------------------------------------------------------
+
+
+class StyleTransfer:
+    """Gradient descent on the pixels of G at one resolution, one step at a time.
+
+    >>> st = StyleTransfer(content, style, TransferConfig(size=128))   # doctest: +SKIP
+    >>> st.step(5)[-1]["total"]                                        # doctest: +SKIP
+    >>> st.image()                                                     # doctest: +SKIP
+
+    ``content`` is a ``(1, 3, H, W)`` tensor in [0, 1] at the resolution to work at; ``styles`` one
+    tensor or a list (any sizes: they are used as given, see :func:`blended_style_grams`);
+    ``init`` an optional starting image of size H x W (RGB, or one-channel luminance when
+    ``preserve_color``), e.g. the upsampled result of a coarser scale; without it the image starts
+    as ``config.init`` says.  ``backbone`` a loaded FeatureExtractor (else one is loaded).
+    ``generator`` a torch.Generator for the noise (else one seeded with ``config.seed``).
+    """
+
+    def __init__(
+        self,
+        content: torch.Tensor,
+        styles: torch.Tensor | Sequence[torch.Tensor],
+        config: TransferConfig | None = None,
+        *,
+        init: torch.Tensor | None = None,
+        backbone=None,
+        generator: torch.Generator | None = None,
+        time_origin: float | None = None,
+    ):
+        styles = [styles] if isinstance(styles, torch.Tensor) else list(styles)
+        if not styles:
+            raise ValueError("give at least one style image")
+        for t in [content, *styles]:
+            if not isinstance(t, torch.Tensor) or t.dim() != 4 or t.shape[:2] != (1, 3):
+                raise ValueError(f"expected image tensors of shape (1, 3, H, W), got {getattr(t, 'shape', t)}")
+        cfg = (config or TransferConfig()).resolved(len(styles))
+        self.config = cfg
+        if backbone is None:
+            from .features import load_backbone
+
+            backbone = load_backbone(cfg.backbone, pooling=cfg.pooling, device=cfg.device)
+        self.net = backbone
+        self.device = backbone.device
+        self.style_layers = list(backbone.check_layers(cfg.style_layers))
+        self.content_layer = backbone.check_layers([cfg.content_layer])[0]
+        self.layer_weights = dict(zip(self.style_layers, cfg.layer_weights))
+        self.autocast_dtype = _autocast_dtype(cfg.dtype, self.device)
+        self.time_origin = time.perf_counter() if time_origin is None else time_origin
+
+        # Which layers must the forward pass reach?  Only those whose terms have a weight.
+        idx = backbone.layer_index
+        needed = []
+        if cfg.alpha != 0:
+            needed.append(self.content_layer)
+        if cfg.beta != 0:
+            needed += [l for l in self.style_layers if self.layer_weights[l] != 0]
+        depth = max((idx(l) for l in needed), default=-1)
+        self._layers = [l for l in dict.fromkeys([self.content_layer, *self.style_layers]) if idx(l) <= depth]
+        self._content_on = self.content_layer in self._layers
+        self._style_on = [l for l in self.style_layers if l in self._layers]
+
+        content = content.detach().to(self.device, torch.float32)
+        styles = [s.detach().to(self.device, torch.float32) for s in styles]
+        self.height, self.width = int(content.shape[-2]), int(content.shape[-1])
+        self.preserve_color = bool(cfg.preserve_color)
+        if self.preserve_color:
+            yiq = rgb_to_yiq(content)
+            self._content_iq = yiq[:, 1:]
+            y_c = yiq[:, :1]
+            mu, sd = y_c.mean(), y_c.std()
+            grey = []
+            for s in styles:  # the style's luminance, matched to the content's mean and spread
+                y_s = _luminance(s)
+                y_s = ((y_s - y_s.mean()) * (sd / y_s.std().clamp_min(1e-6)) + mu).clamp(0, 1)
+                grey.append(y_s.expand(-1, 3, -1, -1))
+            styles = grey
+            content = y_c.expand(-1, 3, -1, -1)
+        self.content = content
+
+        # Targets, computed once without gradients.
+        with torch.no_grad(), self._autocast():
+            self.content_target = (
+                self.net.extract(content, [self.content_layer])[self.content_layer].detach()
+                if self._content_on
+                else None
+            )
+        self.style_targets = blended_style_grams(
+            self.net, styles, self._style_on, (self.height, self.width), cfg.style_weights,
+            autocast_dtype=self.autocast_dtype,
+        )
+
+        # The starting image (the optimised parameter): RGB, or luminance when preserving colour.
+        channels = 1 if self.preserve_color else 3
+        if init is not None:
+            x0 = init.detach().to(self.device, torch.float32)
+            if x0.dim() != 4 or x0.shape[0] != 1:
+                raise ValueError(f"init must have shape (1, C, H, W), got {tuple(x0.shape)}")
+            if x0.shape[1] == 3 and channels == 1:
+                x0 = _luminance(x0)
+            if x0.shape[-2:] != (self.height, self.width):
+                x0 = F.interpolate(x0, size=(self.height, self.width), mode="bilinear", align_corners=False)
+        else:
+            if generator is None:
+                generator = torch.Generator().manual_seed(int(cfg.seed))
+            base = content[:, :channels]
+            if cfg.init == "content":
+                x0 = base.clone()
+            else:
+                noise = torch.rand((1, channels, self.height, self.width), generator=generator).to(self.device)
+                x0 = noise if cfg.init == "noise" else (1 - cfg.init_noise) * base + cfg.init_noise * noise
+        self.x = x0.clamp(0, 1).contiguous().requires_grad_(True)
+        self._new_optimizer()
+        self.history: list[dict] = []
+        self.steps_done = 0
+        self._scale: float | None = None  # see GRAD_RMS
+
+    # -- internals ---------------------------------------------------------------------------
+    def _new_optimizer(self) -> None:
+        cfg = self.config
+        if cfg.optimizer == "lbfgs":
+            self.optimizer = torch.optim.LBFGS(
+                [self.x], lr=cfg.lr, max_iter=1, history_size=int(cfg.history_size),
+                tolerance_grad=0.0, tolerance_change=0.0, line_search_fn=None,
+            )
+        else:
+            self.optimizer = torch.optim.Adam([self.x], lr=cfg.lr)
+
+    def _autocast(self):
+        return torch.autocast(
+            device_type=self.device.type, dtype=self.autocast_dtype or torch.bfloat16,
+            enabled=self.autocast_dtype is not None,
+        )
+
+    def _render(self, x: torch.Tensor) -> torch.Tensor:
+        """What the network sees: the pixels clamped to [0, 1], as RGB (grey when optimising luminance)."""
+        x = x.clamp(0.0, 1.0)
+        return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+    def _objective(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """J(G) and its terms (as floats).  Terms with weight 0 stay out of the gradient."""
+        cfg = self.config
+        img = self._render(x)
+        with self._autocast():
+            feats = self.net.extract(img, self._layers) if self._layers else {}
+        zero = torch.zeros((), device=self.device)
+        terms: dict[str, float] = {}
+        if self._content_on:
+            a = feats[self.content_layer]
+            jc = costs.content_cost(self.content_target, a if cfg.alpha != 0 else a.detach(), cfg.normalization)
+        else:
+            jc = None
+        style_terms = {}
+        for l in self.style_layers:
+            if l in self._style_on:
+                a = feats[l]
+                live = cfg.beta != 0 and self.layer_weights[l] != 0
+                style_terms[l] = costs.style_layer_cost(self.style_targets[l], a if live else a.detach(),
+                                                        cfg.normalization)
+        js = sum((self.layer_weights[l] * t for l, t in style_terms.items()), zero)
+        tv = costs.total_variation(img) if cfg.tv_weight != 0 else costs.total_variation(img.detach())
+        total = costs.total_cost(jc if jc is not None else zero, js, cfg.alpha, cfg.beta, tv, cfg.tv_weight)
+        nan = float("nan")
+        terms["content"] = float(jc.detach()) if jc is not None else nan
+        all_style = len(style_terms) == len(self.style_layers)
+        terms["style"] = float(js.detach()) if (all_style or cfg.beta != 0) else nan
+        for l in self.style_layers:
+            terms[f"style/{l}"] = float(style_terms[l].detach()) if l in style_terms else nan
+        terms["tv"] = float(tv.detach())
+        terms["total"] = float(total.detach())
+        return total, terms
+
+    # -- the public, steppable API --------------------------------------------------------------
+    def step(self, n: int = 1) -> list[dict]:
+        """Take ``n`` optimiser steps; return their records (also appended to ``history``)."""
+        records = []
+        for _ in range(int(n)):
+            box: dict[str, Any] = {}
+
+            def closure():
+                self.optimizer.zero_grad(set_to_none=False)
+                total, terms = self._objective(self.x)
+                if not math.isfinite(terms["total"]):
+                    raise ValueError(
+                        f"the cost J became {terms['total']} at step {self.steps_done + 1}: the weights "
+                        "(alpha, beta, layer weights) make it too large for float32, or the step is too long (lr)"
+                    )
+                box["terms"] = terms
+                if self._scale is None:  # first evaluation: fix the optimiser's scale of J
+                    total.backward()
+                    rms = float(self.x.grad.pow(2).mean().sqrt())
+                    if not math.isfinite(rms):
+                        raise ValueError(
+                            "the gradient of J overflows float32: lower beta or the layer weights "
+                            f"(J = {terms['total']:.3g})"
+                        )
+                    self._scale = GRAD_RMS / rms if rms > 0 else 1.0
+                    self.x.grad.mul_(self._scale)
+                    return total.detach() * self._scale
+                # what the optimiser minimises: kappa * J(clamp(x)) + 1/2 ||x - clamp(x)||^2 (the
+                # second part is 0 for every pixel in range, and pulls stray pixels back)
+                outside = self.x - self.x.detach().clamp(0.0, 1.0)
+                f = total * self._scale + 0.5 * outside.pow(2).sum()
+                f.backward()
+                return f.detach()
+
+            before = self.x.detach().clone()
+            self.optimizer.step(closure)
+            with torch.no_grad():
+                if self.config.optimizer == "adam":
+                    self.x.clamp_(0.0, 1.0)  # projected gradient descent (Adam keeps no curvature)
+                if torch.equal(before, self.x):
+                    # L-BFGS found no descent direction (clamping can do this): start its memory anew.
+                    self._new_optimizer()
+            self.steps_done += 1
+            rec = {"step": self.steps_done, "size": max(self.height, self.width),
+                   "elapsed": time.perf_counter() - self.time_origin, **box["terms"]}
+            self.history.append(rec)
+            records.append(rec)
+        return records
+
+    @torch.no_grad()
+    def costs(self) -> dict[str, float]:
+        """The cost terms of the current image (one forward pass, no gradient)."""
+        return self._objective(self.x)[1]
+
+    @torch.no_grad()
+    def tensor(self) -> torch.Tensor:
+        """The current image, ``(1, 3, H, W)`` float32 RGB in [0, 1], on the CPU."""
+        x = self.x.detach().clamp(0, 1)
+        if self.preserve_color:
+            rgb = yiq_to_rgb(torch.cat([x, self._content_iq], dim=1))
+        else:
+            rgb = x
+        return rgb.clamp(0, 1).float().cpu()
+
+    def image(self):
+        """The current image as a PIL RGB image."""
+        from .images import to_pil
+
+        return to_pil(self.tensor())
+
+    def optimised(self) -> torch.Tensor:
+        """The optimised image before colour recombination (RGB, or luminance when preserving
+        colour), clamped to [0, 1], detached: what a finer scale starts from."""
+        return self.x.detach().clamp(0, 1)
+
+
+def _autocast_dtype(dtype: str, device: torch.device) -> torch.dtype | None:
+    if dtype == "bfloat16":
+        return torch.bfloat16
+    return None  # 'float32', and 'auto' (see the module docstring)
+
+
+# ---- the whole job -----------------------------------------------------------------------------
+
+
+@dataclass
+class TransferResult:
+    """What :func:`transfer` returns.
+
+    ``image`` the result (PIL RGB; on an early stop the latest iterate, at the resolution of the
+    scale it was working on), ``tensor`` the same as ``(1, 3, H, W)`` float in [0, 1], ``history``
+    one dict per step (``step`` counted over all scales, ``scale`` 1-based index, ``size`` its long
+    side in px, ``elapsed`` seconds since the start, and every cost term), ``costs`` the terms of
+    the returned image, ``config`` the resolved config, ``stopped`` whether it ended early,
+    ``seconds`` the wall time.
+    """
+
+    image: Any
+    tensor: torch.Tensor
+    history: list[dict]
+    config: TransferConfig
+    stopped: bool = False
+    seconds: float = 0.0
+    costs: dict[str, float] = field(default_factory=dict)
+    backbone: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "config": self.config.to_dict(),
+            "backbone": self.backbone,
+            "size": list(self.image.size),
+            "stopped": self.stopped,
+            "seconds": self.seconds,
+            "steps": len(self.history),
+            "costs": _json_safe(self.costs),
+            "history": [_json_safe(r) for r in self.history],
+        }
+
+    def save_log(self, path) -> str:
+        """Write config, history and final costs as JSON (``nan`` becomes ``null``); returns the path."""
+        path = os.fspath(path)
+        parent = os.path.dirname(os.path.abspath(path))
+        os.makedirs(parent, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, indent=1, allow_nan=False)
+        return path
+
+
+def _json_safe(d: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def _as_pil(spec, size, what: str):
+    from .images import load_image, resolve_image
+
+    if isinstance(spec, (str, os.PathLike)):
+        return resolve_image(spec, size=size)
+    img = load_image(spec, name=f"<{what}>")
+    return img
+
+
+def load_inputs(content, styles, config: TransferConfig):
+    """Load (and check) the content and style images as PIL RGB images, before any long work.
+
+    ``content``: a PIL image, a path or sample name, a tensor, ...; ``styles``: one or a list.
+    Returns ``(content_pil, [style_pil, ...])``; the content has the config's size.
+    """
+    from .images import resize_long_side
+
+    if isinstance(styles, (list, tuple)):
+        styles = list(styles)
+    else:
+        styles = [styles]
+    if not styles:
+        raise ValueError("give at least one style image")
+    c = _as_pil(content, config.size, "content")
+    if config.size is not None and max(c.size) != config.size:
+        c = resize_long_side(c, int(config.size))
+    style_side = max(16, round(max(c.size) * float(config.style_scale)))
+    s = [_as_pil(x, style_side, "style") for x in styles]
+    return c, s
+
+
+def transfer(
+    content,
+    styles,
+    config: TransferConfig | None = None,
+    *,
+    callback: ProgressCallback | None = None,
+    stop: threading.Event | None = None,
+    backbone=None,
+) -> TransferResult:
+    """Run style transfer (coarse-to-fine by default) and return a :class:`TransferResult`.
+
+    ``content``: PIL image / path / sample name / tensor; ``styles``: one of these or a list.
+    ``callback(Progress)`` is called after every step with ``values`` = the cost terms, ``image`` =
+    the current image every ``config.preview_every`` steps, ``message`` = "scale i/k: N px"; if it
+    returns True, or ``stop`` is set, or the user presses Ctrl-C, the job stops and returns the
+    latest image with ``stopped=True``.  ``backbone``: an already loaded FeatureExtractor.
+
+    Coarse-to-fine: one :class:`StyleTransfer` per scale in ``config.scales`` (default
+    :func:`default_scales`), each started from the previous scale's result, upsampled; the
+    first one starts from ``config.init``.  The steps are shared by :func:`split_steps`.
+    """
+    from .images import resize_long_side, to_pil, to_tensor
+
+    t0 = time.perf_counter()
+    cfg0 = config or TransferConfig()
+    content_pil, style_pils = load_inputs(content, styles, cfg0)
+    if cfg0.size is None:
+        cfg0 = dataclasses.replace(cfg0, size=max(content_pil.size))
+    cfg = cfg0.resolved(len(style_pils))
+    if backbone is None:
+        from .features import load_backbone
+
+        backbone = load_backbone(cfg.backbone, pooling=cfg.pooling, device=cfg.device)
+    backbone.check_layers([cfg.content_layer, *cfg.style_layers])
+
+    scales = list(cfg.scales)
+    plan = split_steps(cfg.steps, scales)
+    total = sum(plan)
+    generator = torch.Generator().manual_seed(int(cfg.seed))
+    history: list[dict] = []
+    stopped = False
+    st: StyleTransfer | None = None
+    done = 0
+    try:
+        for k, (side, n_steps) in enumerate(zip(scales, plan), start=1):
+            if n_steps == 0 and k < len(scales):
+                continue
+            c = content_pil if side == max(content_pil.size) else resize_long_side(content_pil, side)
+            s_side = max(16, round(side * float(cfg.style_scale)))
+            s_list = [to_tensor(s if max(s.size) == s_side else resize_long_side(s, s_side)) for s in style_pils]
+            init = st.optimised() if st is not None else None
+            st = StyleTransfer(
+                to_tensor(c), s_list, cfg, init=init, backbone=backbone, generator=generator, time_origin=t0
+            )
+            message = f"scale {k}/{len(scales)}: {side} px"
+            if stop is not None and stop.is_set():
+                stopped = True
+                break
+            for i in range(n_steps):
+                rec = dict(st.step(1)[0])
+                done += 1
+                rec["step"] = done
+                rec["scale"] = k
+                history.append(rec)
+                values = {key: v for key, v in rec.items() if key not in ("step", "scale", "size", "elapsed")}
+                last = i == n_steps - 1 and k == len(scales)
+                show = cfg.preview_every and (done % cfg.preview_every == 0 or last)
+                image = st.image() if show else None
+                if report(callback, Progress("transfer", done, total, values, image, message), stop):
+                    stopped = not last
+                    break
+            if stopped:
+                break
+    except KeyboardInterrupt:
+        stopped = True
+    if st is None:  # stopped before the first step
+        c = resize_long_side(content_pil, scales[0]) if scales[0] != max(content_pil.size) else content_pil
+        s_list = [to_tensor(resize_long_side(s, max(16, round(scales[0] * cfg.style_scale)))) for s in style_pils]
+        st = StyleTransfer(to_tensor(c), s_list, cfg, backbone=backbone, generator=generator, time_origin=t0)
+    tensor = st.tensor()
+    final_costs = st.costs()
+    return TransferResult(
+        image=to_pil(tensor),
+        tensor=tensor,
+        history=history,
+        config=cfg,
+        stopped=stopped,
+        seconds=time.perf_counter() - t0,
+        costs=final_costs,
+        backbone=getattr(backbone, "weights_id", ""),
+    )

@@ -1,0 +1,336 @@
+"""The classroom app, page by page, in both languages (streamlit.testing.v1.AppTest).
+
+Everything runs with tiny demos (TEACHKIT_FAST=1: 32-48 px, a couple of steps) and an atlas of
+four small images in a temporary folder, so the whole file takes about a minute on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the lessons package sits next to app.py
+    sys.path.insert(0, str(ROOT))
+APP = str(ROOT / "app.py")
+PAGES = {
+    1: "lessons/1_layers.py",
+    2: "lessons/2_style_transfer.py",
+    3: "lessons/3_cost.py",
+    4: "lessons/4_content.py",
+    5: "lessons/5_style.py",
+    6: "lessons/6_run.py",
+}
+LANGS = ("en", "zh")
+TIMEOUT = 120
+
+
+@pytest.fixture(scope="module", autouse=True)
+def classroom_env(tmp_path_factory):
+    """Tiny demos and a tiny atlas (4 images at 48 px) in a private cache."""
+    from teachkit.images import sample_content
+
+    folder = tmp_path_factory.mktemp("atlas_images")
+    for name in ("chelsea", "astronaut", "coffee", "rocket"):
+        sample_content(name, 64).save(folder / f"{name}.png")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TEACHKIT_FAST", "1")
+    mp.setenv("TEACHKIT_DEMO_SIZE", "32")
+    mp.setenv("TEACHKIT_ATLAS_DATASET", str(folder))
+    mp.setenv("TEACHKIT_ATLAS_SIZE", "48")
+    mp.setenv("TEACHKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
+    mp.setenv("TEACHKIT_OFFLINE", "1")
+    yield folder
+    mp.undo()
+
+
+def open_page(n: int, lang: str = "en") -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state["lang"] = lang
+    at.run()
+    if n != 1:
+        at.switch_page(PAGES[n]).run()
+    assert_clean(at)
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def title(at: AppTest) -> str:
+    return at.title[0].value
+
+
+def captions(at: AppTest) -> str:
+    return " | ".join(c.value for c in at.caption)
+
+
+def wait_job(at: AppTest, key: str = "p6_job", limit: float = 90.0):
+    job = at.session_state[key]
+    t0 = time.time()
+    while job.alive and time.time() - t0 < limit:
+        time.sleep(0.1)
+    assert not job.alive, "the transfer job did not finish in time"
+    return job
+
+
+# ---- texts ---------------------------------------------------------------------------------
+
+
+def test_every_string_has_both_languages():
+    from lessons._strings import UI
+
+    for key, entry in UI.items():
+        assert set(entry) == set(LANGS), key
+        assert all(v.strip() for v in entry.values()), key
+        # the same {fields} in both languages
+        assert set(re.findall(r"{(\w+)", entry["en"])) == set(re.findall(r"{(\w+)", entry["zh"])), key
+
+
+def test_every_lesson_text_has_both_languages():
+    from lessons import _common
+
+    en = sorted(p.name for p in (_common.TEXT_DIR / "en").glob("*.md"))
+    zh = sorted(p.name for p in (_common.TEXT_DIR / "zh").glob("*.md"))
+    assert en == zh and len(en) == 6
+    for name in en:
+        page = name[:-3]
+        assert _common._sections("en", page).keys() == _common._sections("zh", page).keys(), page
+
+
+# ---- every page renders in both languages ---------------------------------------------------
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("n", sorted(PAGES))
+def test_page_renders(n, lang):
+    at = open_page(n, lang)
+    expected = {"en": "What do deep layers see?", "zh": "深层网络在看什么？"} if n == 1 else None
+    assert title(at).startswith(f"{n}. ")
+    if expected:
+        assert expected[lang] in title(at)
+    if lang == "zh":
+        assert re.search(r"[\u4e00-\u9fff]", title(at))
+    assert at.markdown, "the lesson text is missing"
+    # the sidebar shows backbone and device
+    assert any("vgg19" in m.value for m in at.sidebar.markdown)
+    assert any("cpu" in m.value or "cuda" in m.value for m in at.sidebar.markdown)
+
+
+def test_language_switch_keeps_choices():
+    at = open_page(1, "en")
+    at.radio(key="p1_how__en").set_value("most_active").run()
+    assert_clean(at)
+    at.radio(key="lang").set_value("zh").run()
+    assert_clean(at)
+    assert at.radio(key="p1_how__zh").value == "most_active"
+    assert "深层" in title(at)
+
+
+# ---- the main control of every page works --------------------------------------------------
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_lesson1_unit_and_overview(lang):
+    at = open_page(1, lang)
+    n_images = len(at.image)
+    assert n_images >= 3  # the unit's patches, where they sit, the overview
+    key = f"p1_how__{lang}"
+    at.radio(key=key).set_value("index").run()
+    at.number_input(key="p1_index").set_value(5).run()
+    assert_clean(at)
+    at.selectbox(key="p1_layer").set_value("relu5_1").run()
+    assert_clean(at)
+    assert len(at.image) >= 3
+
+
+def test_lesson1_bad_folder_shows_error(tmp_path):
+    at = open_page(1)
+    at.text_input(key="p1_folder").input(str(tmp_path / "no-such-folder")).run()
+    assert not at.exception
+    assert at.error and "no-such-folder" in at.error[0].value
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_lesson2_small_transfer(lang):
+    at = open_page(2, lang)
+    at.button(key="p2_run").click().run()
+    assert_clean(at)
+    result = at.session_state["p2_result"]
+    assert result["image"].size[0] == 32 or result["image"].size[1] == 32
+    assert ("Finished" if lang == "en" else "用时") in captions(at)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_lesson3_step_run_pause_reset(lang):
+    at = open_page(3, lang)
+    at.button(key="p3_step").click().run()
+    assert_clean(at)
+    demo = at.session_state["p3"]
+    assert demo.steps == 1
+    assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
+    assert any(r"\alpha" in e.value and "=" in e.value for e in at.latex)
+    at.button(key="p3_run").click().run()  # runs RUN_STEPS more (2 under TEACHKIT_FAST)
+    assert_clean(at)
+    assert demo.steps == 3
+    # new weights: gradient descent goes on from the current image
+    from lessons._common import transfer_defaults, weight_options
+
+    smaller = weight_options(transfer_defaults()["beta"])[3]  # a tenth of the default
+    at.select_slider(key="p3_beta").set_value(smaller).run()
+    assert_clean(at)
+    at.button(key="p3_step").click().run()
+    assert demo.steps == 4 and demo.records[-1]["beta"] == smaller
+    at.button(key="p3_reset").click().run()
+    assert_clean(at)
+    assert at.session_state["p3"].steps == 0
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_lesson4_reconstruction(lang):
+    at = open_page(4, lang)
+    at.button(key="p4_run").click().run()
+    assert_clean(at)
+    assert at.session_state["p4_result"]["image"] is not None
+    assert at.metric, "the distance to C is shown"
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_lesson5_lambdas_and_textures(lang):
+    at = open_page(5, lang)
+    before = [e.value for e in at.latex if "lambda" in e.value][-1]
+    at.slider(key="p5_lambda_relu1_1").set_value(1.0).run()
+    assert_clean(at)
+    after = [e.value for e in at.latex if "lambda" in e.value][-1]
+    assert before != after
+    at.button(key="p5_texture_run").click().run()
+    assert_clean(at)
+    assert at.session_state["p5_texture"] is not None
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_lesson6_transfer_and_downloads(lang):
+    at = open_page(6, lang)
+    at.button(key="p6_start").click().run()
+    assert_clean(at)
+    job = wait_job(at)
+    at.run()
+    assert_clean(at)
+    assert job.state == "done" and job.result is not None
+    labels = [b.label for b in at.get("download_button")]
+    assert len(labels) == 2, labels
+    log = job.log_json()
+    assert '"history"' in log and '"config"' in log
+
+
+def test_lesson6_cancel_keeps_latest_image():
+    at = open_page(6)
+    at.slider(key="p6_steps").set_value(400).run()
+    at.button(key="p6_start").click().run()
+    job = at.session_state["p6_job"]
+    t0 = time.time()
+    while job.step < 1 and job.alive and time.time() - t0 < 60:
+        time.sleep(0.05)
+    at.run()  # the fragment now shows Cancel
+    at.button(key="p6_cancel").click().run()
+    assert_clean(at)
+    job = wait_job(at)
+    at.run()
+    assert_clean(at)
+    assert job.state == "cancelled"
+    assert job.result.stopped and 0 < len(job.result.history) < 400
+    assert job.result.image is not None
+    assert len(at.get("download_button")) == 2
+    assert at.warning  # "cancelled after N steps; the latest image is kept"
+
+
+# ---- bad input ---------------------------------------------------------------------------------
+
+
+def _png(width: int, height: int) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 30)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "name, data, words",
+    [
+        ("notes.png", b"this is not an image at all", "not an image"),
+        ("half.png", _png(64, 64)[:40], "half.png"),
+        ("huge.png", _png(6000, 5000), "pixels"),
+        ("empty.jpg", b"", "empty"),
+    ],
+)
+def test_bad_upload_shows_error_and_page_keeps_working(name, data, words):
+    at = open_page(6)
+    at.file_uploader(key="p6_content_upload").set_value((name, data, "image/png")).run()
+    assert not at.exception
+    assert at.error, "a bad upload must show st.error"
+    assert words in at.error[0].value
+    # the rest of the page still works: the sample is used and Start is enabled
+    assert not at.button(key="p6_start").disabled
+    assert any(cap.startswith("chelsea") for img in at.image for cap in img.captions)
+    if name == "notes.png":  # and a transfer runs (once is enough)
+        at.button(key="p6_start").click().run()
+        assert not at.exception
+        job = wait_job(at)
+        assert job.state == "done"
+
+
+def test_too_many_bytes_is_refused():
+    from lessons import _common
+
+    at = open_page(6)
+    big = b"\x89PNG" + b"\0" * (_common.UPLOAD_MAX_MB * 1024 * 1024 + 10)
+    at.file_uploader(key="p6_content_upload").set_value(("big.png", big, "image/png")).run()
+    assert not at.exception
+    assert at.error and "MB" in at.error[0].value
+
+
+def test_good_upload_is_used():
+    at = open_page(6)
+    at.file_uploader(key="p6_content_upload").set_value(("red.png", _png(80, 40), "image/png")).run()
+    assert_clean(at)
+    at.button(key="p6_start").click().run()
+    job = wait_job(at)
+    assert job.result.image.size == (32, 16)  # the upload's aspect ratio, at the demo size
+
+
+# ---- three sessions at once -----------------------------------------------------------------------
+
+
+def test_three_sessions_each_get_their_own_result():
+    sessions = []
+    contents = ["chelsea", "astronaut", "rocket"]
+    for name in contents:
+        at = open_page(6)
+        at.selectbox(key="p6_content_sample").set_value(name).run()
+        sessions.append(at)
+    for at in sessions:  # all three start before any finishes
+        at.button(key="p6_start").click().run()
+        assert_clean(at)
+    jobs = [wait_job(at) for at in sessions]
+    sizes = [job.result.image.size for job in jobs]
+    from teachkit.images import sample_content
+
+    expected = [sample_content(n, 32).size for n in contents]
+    assert sizes == expected
+    assert len({id(job) for job in jobs}) == 3
+    for at in sessions:
+        at.run()
+        assert_clean(at)
+        assert len(at.get("download_button")) == 2

@@ -1,0 +1,215 @@
+"""The cost functions of teachkit.costs against the lecture's formulas, written out as plain loops.
+
+Every expectation here is computed independently, element by element, from the formula in the
+docstring -- never by calling another teachkit function.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from teachkit import costs
+
+torch.set_num_threads(1)  # the machine is shared: one thread avoids OpenMP stalls
+
+
+def _rand(*shape, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(*shape, generator=g, dtype=dtype)
+
+
+# ---- explicit loops ----------------------------------------------------------------------------
+
+
+def loop_gram(a):
+    """G_kk' = sum_i sum_j a_ijk a_ijk' with a given as (n_C, n_H, n_W)."""
+    n_C, n_H, n_W = a.shape
+    G = [[0.0] * n_C for _ in range(n_C)]
+    for k in range(n_C):
+        for kk in range(n_C):
+            s = 0.0
+            for i in range(n_H):
+                for j in range(n_W):
+                    s += float(a[k, i, j]) * float(a[kk, i, j])
+            G[k][kk] = s
+    return torch.tensor(G, dtype=torch.float64)
+
+
+def loop_sum_sq(x, y):
+    return sum((float(p) - float(q)) ** 2 for p, q in zip(x.flatten().tolist(), y.flatten().tolist()))
+
+
+def loop_style_lecture(a_S, a_G):
+    """1 / (2 n_H n_W n_C) * sum_k sum_k' (G_S - G_G)^2, activations given as (n_C, n_H, n_W)."""
+    n_C, n_H, n_W = a_G.shape
+    GS, GG = loop_gram(a_S), loop_gram(a_G)
+    s = 0.0
+    for k in range(n_C):
+        for kk in range(n_C):
+            s += (float(GS[k, kk]) - float(GG[k, kk])) ** 2
+    return s / (2 * n_H * n_W * n_C)
+
+
+def loop_tv(img):
+    """sum over channels and pixels of (G[i+1,j]-G[i,j])^2 + (G[i,j+1]-G[i,j])^2."""
+    c, h, w = img.shape[-3:]
+    img = img.reshape(c, h, w)
+    s = 0.0
+    for ch in range(c):
+        for i in range(h):
+            for j in range(w):
+                if i + 1 < h:
+                    s += (float(img[ch, i + 1, j]) - float(img[ch, i, j])) ** 2
+                if j + 1 < w:
+                    s += (float(img[ch, i, j + 1]) - float(img[ch, i, j])) ** 2
+    return s
+
+
+# ---- Gram matrix -------------------------------------------------------------------------------
+
+
+def test_gram_matrix_matches_loops_3d_and_4d():
+    a = _rand(3, 4, 5)
+    expected = loop_gram(a)
+    assert torch.allclose(costs.gram_matrix(a), expected, rtol=1e-12, atol=1e-12)
+    batch = torch.stack([a, _rand(3, 4, 5, seed=1)])
+    got = costs.gram_matrix(batch)
+    assert got.shape == (2, 3, 3)
+    assert torch.allclose(got[0], expected, rtol=1e-12)
+    assert torch.allclose(got[1], loop_gram(batch[1]), rtol=1e-12)
+
+
+def test_gram_matrix_is_symmetric_and_float32_for_low_precision():
+    a = _rand(4, 6, 6, dtype=torch.float32).to(torch.bfloat16)
+    g = costs.gram_matrix(a)
+    assert g.dtype == torch.float32
+    assert torch.equal(g, g.T)
+
+
+def test_gram_matrix_rejects_bad_shape():
+    with pytest.raises(ValueError):
+        costs.gram_matrix(torch.zeros(3, 4))
+
+
+# ---- content cost ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("norm,factor", [("lecture", 0.5), ("gatys", 0.5), ("none", 1.0)])
+def test_content_cost_matches_loop(norm, factor):
+    a_C, a_G = _rand(1, 3, 4, 5), _rand(1, 3, 4, 5, seed=1)
+    expected = factor * loop_sum_sq(a_C, a_G)
+    assert float(costs.content_cost(a_C, a_G, norm)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_content_cost_zero_for_equal_and_rejects_shape_mismatch():
+    a = _rand(1, 2, 3, 3)
+    assert float(costs.content_cost(a, a.clone())) == 0.0
+    with pytest.raises(ValueError):
+        costs.content_cost(a, _rand(1, 2, 3, 4))
+    with pytest.raises(ValueError):
+        costs.content_cost(a, a, "bogus")
+
+
+# ---- style cost --------------------------------------------------------------------------------
+
+
+def test_style_layer_cost_lecture_matches_loop():
+    a_S, a_G = _rand(3, 4, 5), _rand(3, 4, 5, seed=2)
+    expected = loop_style_lecture(a_S, a_G)
+    got = costs.style_layer_cost(loop_gram(a_S), a_G.unsqueeze(0), "lecture")
+    assert float(got) == pytest.approx(expected, rel=1e-10)
+
+
+def test_style_layer_cost_other_normalizations_from_their_formulas():
+    n_C, n_H, n_W = 3, 4, 5
+    a_S, a_G = _rand(n_C, n_H, n_W, seed=3), _rand(n_C, n_H, n_W, seed=4)
+    GS, GG = loop_gram(a_S), loop_gram(a_G)
+    sq = sum((float(GS[k, kk]) - float(GG[k, kk])) ** 2 for k in range(n_C) for kk in range(n_C))
+    gatys = sq / (4 * n_C**2 * (n_H * n_W) ** 2)
+    none = sq
+    assert float(costs.style_layer_cost(GS, a_G.unsqueeze(0), "gatys")) == pytest.approx(gatys, rel=1e-10)
+    assert float(costs.style_layer_cost(GS, a_G.unsqueeze(0), "none")) == pytest.approx(none, rel=1e-10)
+
+
+def test_normalizations_relate_as_documented():
+    n_C, n_H, n_W = 4, 3, 5
+    a_S, a_G = _rand(1, n_C, n_H, n_W, seed=5), _rand(1, n_C, n_H, n_W, seed=6)
+    GS = loop_gram(a_S[0])
+    lec = float(costs.style_layer_cost(GS, a_G, "lecture"))
+    gat = float(costs.style_layer_cost(GS, a_G, "gatys"))
+    non = float(costs.style_layer_cost(GS, a_G, "none"))
+    assert gat == pytest.approx(lec / (2 * n_C * n_H * n_W), rel=1e-10)
+    assert non == pytest.approx(lec * 2 * n_H * n_W * n_C, rel=1e-10)
+    # style_factor states the constants themselves
+    assert costs.style_factor(n_H, n_W, n_C, "lecture") == pytest.approx(1 / (2 * n_H * n_W * n_C))
+    assert costs.style_factor(n_H, n_W, n_C, "gatys") == pytest.approx(1 / (4 * n_C**2 * (n_H * n_W) ** 2))
+    assert costs.style_factor(n_H, n_W, n_C, "none") == 1.0
+
+
+def test_style_cost_is_the_lambda_weighted_sum():
+    layers = {"a": (2, 3, 3), "b": (3, 2, 4)}
+    grams, feats, lam = {}, {}, {"a": 0.3, "b": 2.0}
+    expected = 0.0
+    per_layer = {}
+    for i, (name, shape) in enumerate(layers.items()):
+        a_S, a_G = _rand(*shape, seed=10 + i), _rand(*shape, seed=20 + i)
+        grams[name], feats[name] = loop_gram(a_S), a_G.unsqueeze(0)
+        per_layer[name] = loop_style_lecture(a_S, a_G)
+        expected += lam[name] * per_layer[name]
+    total, terms = costs.style_cost(grams, feats, lam)
+    assert float(total) == pytest.approx(expected, rel=1e-10)
+    for name in layers:
+        assert float(terms[name]) == pytest.approx(per_layer[name], rel=1e-10)
+
+
+def test_style_cost_zero_when_grams_match():
+    a = _rand(1, 3, 4, 4, seed=7)
+    assert float(costs.style_layer_cost(loop_gram(a[0]), a)) == pytest.approx(0.0, abs=1e-18)
+
+
+# ---- total variation and total -----------------------------------------------------------------
+
+
+def test_total_variation_matches_loop():
+    img = _rand(1, 3, 5, 6, seed=8)
+    assert float(costs.total_variation(img)) == pytest.approx(loop_tv(img), rel=1e-12)
+    flat = torch.full((1, 3, 4, 4), 0.25, dtype=torch.float64)
+    assert float(costs.total_variation(flat)) == 0.0
+
+
+def test_total_cost_formula():
+    for jc, js, a, b, tv, w in itertools.product((0.0, 2.5), (1.0, 7.0), (1.0, 0.1), (0.0, 3.0), (0.0, 4.0), (0.0, 0.5)):
+        assert costs.total_cost(jc, js, a, b, tv, w) == pytest.approx(a * jc + b * js + w * tv)
+
+
+# ---- gradients ---------------------------------------------------------------------------------
+
+
+def test_gradcheck_content_cost():
+    a_C = _rand(1, 2, 3, 4, seed=11)
+    a_G = _rand(1, 2, 3, 4, seed=12).requires_grad_(True)
+    for norm in ("lecture", "none"):
+        assert torch.autograd.gradcheck(lambda x: costs.content_cost(a_C, x, norm), (a_G,))
+
+
+def test_gradcheck_style_layer_cost():
+    g_S = loop_gram(_rand(3, 3, 4, seed=13))
+    a_G = _rand(1, 3, 3, 4, seed=14).requires_grad_(True)
+    for norm in ("lecture", "gatys", "none"):
+        assert torch.autograd.gradcheck(lambda x: costs.style_layer_cost(g_S, x, norm), (a_G,))
+
+
+def test_gradcheck_total_variation():
+    img = _rand(1, 3, 4, 5, seed=15).requires_grad_(True)
+    assert torch.autograd.gradcheck(costs.total_variation, (img,))
+
+
+def test_content_gradient_is_the_formula():
+    # d/dA_G of 1/2 ||A_C - A_G||^2 = A_G - A_C
+    a_C = _rand(1, 2, 3, 3, seed=16)
+    a_G = _rand(1, 2, 3, 3, seed=17).requires_grad_(True)
+    costs.content_cost(a_C, a_G).backward()
+    assert torch.allclose(a_G.grad, a_G.detach() - a_C, atol=1e-12)

@@ -1,0 +1,315 @@
+"""The style-transfer engine (teachkit.transfer) at small sizes: it must really optimise, be
+deterministic, report every term, stop when asked, and build its style targets correctly."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+
+import pytest
+import torch
+
+from teachkit import costs
+from teachkit.images import sample_content, sample_style, to_tensor
+from teachkit.progress import Progress
+from teachkit.transfer import (
+    DEFAULT_STYLE_LAYERS,
+    StyleTransfer,
+    TransferConfig,
+    TransferResult,
+    blended_style_grams,
+    default_scales,
+    rgb_to_yiq,
+    split_steps,
+    transfer,
+    yiq_to_rgb,
+)
+
+torch.set_num_threads(1)  # the machine is shared: one thread avoids OpenMP stalls
+
+
+@pytest.fixture(scope="module")
+def net():
+    from teachkit.features import load_backbone
+
+    return load_backbone("vgg19", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def content64():
+    return sample_content("chelsea", size=64)
+
+
+@pytest.fixture(scope="module")
+def style64():
+    return sample_style("stained_glass", size=64)
+
+
+def small(**kw) -> TransferConfig:
+    base = dict(size=48, steps=4, scales=None, preview_every=0)
+    base.update(kw)
+    return TransferConfig(**base)
+
+
+# ---- the optimisation works --------------------------------------------------------------------
+
+
+def test_style_only_from_noise_cuts_style_cost_tenfold(net, style64):
+    content = to_tensor(sample_content("coffee", size=64))
+    cfg = small(alpha=0.0, beta=1.0, style_layers=("relu1_1", "relu2_1"), layer_weights=(1.0, 0.01))
+    st = StyleTransfer(content, to_tensor(style64), cfg, backbone=net)
+    start = st.costs()
+    st.step(30)
+    end = st.costs()
+    assert start["style"] / end["style"] >= 10, (start["style"], end["style"])
+    # alpha = 0 and the content layer lies deeper than every style layer: not computed at all
+    assert math.isnan(end["content"])
+
+
+def test_content_only_from_noise_reconstructs_the_content(net, content64, style64):
+    c = to_tensor(content64)
+    cfg = small(alpha=1.0, beta=0.0, tv_weight=0.0, content_layer="relu1_1", style_layers=("relu2_1",))
+    st = StyleTransfer(c, to_tensor(style64), cfg, backbone=net)
+    noise_err = float((st.tensor() - c).abs().mean())
+    st.step(60)
+    err = float((st.tensor() - c).abs().mean())
+    assert noise_err > 0.2
+    assert err < 0.07 and err < noise_err / 4, (err, noise_err)
+    # beta = 0 and relu2_1 lies deeper than the content layer: the style term is not computed
+    assert math.isnan(st.history[-1]["style/relu2_1"])
+
+
+def test_preserve_color_keeps_the_contents_chrominance(net, content64):
+    c = to_tensor(content64)
+    s = to_tensor(sample_style("swirls", size=64))
+    cfg = dict(steps=8, alpha=1.0, beta=1e-3, size=64, scales=(64,), preview_every=0)
+    kept = transfer(content64, s, TransferConfig(preserve_color=True, **cfg), backbone=net)
+    free = transfer(content64, s, TransferConfig(preserve_color=False, **cfg), backbone=net)
+    iq_c = rgb_to_yiq(c)[:, 1:]
+    d_kept = float((rgb_to_yiq(kept.tensor)[:, 1:] - iq_c).abs().mean())
+    d_free = float((rgb_to_yiq(free.tensor)[:, 1:] - iq_c).abs().mean())
+    assert d_kept < 0.01, d_kept  # only 8-bit rounding and clamping to the RGB cube remain
+    assert d_free > 5 * d_kept, (d_free, d_kept)
+    # and the luminance did change (it is what was optimised)
+    assert float((rgb_to_yiq(kept.tensor)[:, :1] - rgb_to_yiq(c)[:, :1]).abs().mean()) > 0.02
+
+
+def test_yiq_round_trip():
+    x = torch.rand(1, 3, 5, 7, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(yiq_to_rgb(rgb_to_yiq(x)), x, atol=1e-6)
+    y = rgb_to_yiq(torch.ones(1, 3, 1, 1))
+    assert torch.allclose(y.flatten(), torch.tensor([1.0, 0.0, 0.0]), atol=1e-5)  # white: Y=1, no chroma
+
+
+# ---- determinism -------------------------------------------------------------------------------
+
+
+def test_same_seed_bit_identical_and_other_seed_differs(net, content64, style64):
+    cfg = small(size=32, steps=5, seed=3)
+    a = transfer(content64, style64, cfg, backbone=net)
+    b = transfer(content64, style64, cfg, backbone=net)
+    c = transfer(content64, style64, small(size=32, steps=5, seed=4), backbone=net)
+    assert torch.equal(a.tensor, b.tensor)
+    assert a.image.tobytes() == b.image.tobytes()
+    assert [r["total"] for r in a.history] == [r["total"] for r in b.history]
+    assert not torch.equal(a.tensor, c.tensor)
+
+
+# ---- progress, stopping ------------------------------------------------------------------------
+
+
+def test_callback_receives_every_term_every_step(net, content64, style64):
+    seen: list[Progress] = []
+    cfg = small(steps=4, preview_every=2)
+    res = transfer(content64, style64, cfg, callback=seen.append, backbone=net)
+    assert [p.step for p in seen] == [1, 2, 3, 4]
+    assert all(p.task == "transfer" and p.total == 4 for p in seen)
+    keys = {"content", "style", "tv", "total"} | {f"style/{l}" for l in DEFAULT_STYLE_LAYERS}
+    for p in seen:
+        assert keys <= set(p.values), set(p.values)
+        assert all(math.isfinite(p.values[k]) for k in keys)
+        assert "48 px" in p.message
+    assert [p.image is not None for p in seen] == [False, True, False, True]
+    assert seen[1].image.size == res.image.size
+    # the recorded total is the formula applied to the recorded terms
+    r = res.history[-1]
+    cfg_r = res.config
+    assert r["total"] == pytest.approx(cfg_r.alpha * r["content"] + cfg_r.beta * r["style"] + cfg_r.tv_weight * r["tv"], rel=1e-5)
+    assert r["style"] == pytest.approx(
+        sum(w * r[f"style/{l}"] for l, w in zip(cfg_r.style_layers, cfg_r.layer_weights)), rel=1e-5
+    )
+    for rec in res.history:
+        assert {"step", "scale", "size", "elapsed"} <= set(rec)
+    assert res.history[-1]["elapsed"] <= res.seconds
+
+
+def test_callback_true_stops_with_the_latest_image(net, content64, style64):
+    images = []
+
+    def cb(p):
+        images.append(p.image)
+        return p.step == 3
+
+    res = transfer(content64, style64, small(steps=20, preview_every=1), callback=cb, backbone=net)
+    assert res.stopped is True
+    assert len(res.history) == 3
+    assert res.image.tobytes() == images[-1].tobytes()
+
+
+def test_stop_event_and_keyboard_interrupt_stop(net, content64, style64):
+    stop = threading.Event()
+
+    def cb(p):
+        if p.step == 2:
+            stop.set()
+
+    res = transfer(content64, style64, small(steps=20), callback=cb, stop=stop, backbone=net)
+    assert res.stopped and len(res.history) == 2
+
+    def interrupt(p):
+        if p.step == 2:
+            raise KeyboardInterrupt
+
+    res = transfer(content64, style64, small(steps=20), callback=interrupt, backbone=net)
+    assert res.stopped and len(res.history) == 2 and res.image.size[0] == 48
+
+
+def test_a_set_event_before_starting_returns_the_initial_image(net, content64, style64):
+    stop = threading.Event()
+    stop.set()
+    res = transfer(content64, style64, small(steps=5), stop=stop, backbone=net)
+    assert res.stopped and res.history == [] and max(res.image.size) == 48
+
+
+# ---- multi-scale, several styles ---------------------------------------------------------------
+
+
+def test_multi_scale_reaches_the_target_size(net, content64, style64):
+    res = transfer(content64, style64, TransferConfig(size=64, steps=6, scales=(32, 64), preview_every=0), backbone=net)
+    assert max(res.image.size) == 64 and res.image.size == content64.size
+    assert res.tensor.shape[-2:] == (content64.size[1], content64.size[0])
+    assert [r["scale"] for r in res.history] == [1] * 4 + [2] * 2
+    assert {r["size"] for r in res.history} == {32, 64}
+    assert [r["step"] for r in res.history] == list(range(1, 7))
+
+
+def test_scale_schedule_helpers():
+    assert default_scales(512) == (128, 256, 512)
+    assert default_scales(384) == (192, 384)
+    assert default_scales(100) == (100,)
+    assert split_steps(300, (128, 256, 512)) == [171, 86, 43]
+    for steps in (0, 1, 7, 301):
+        assert sum(split_steps(steps, (100, 200, 400))) == steps
+    cfg = TransferConfig(size=96, scales=(32, 64)).resolved(1)
+    assert cfg.scales == (32, 64, 96)  # the target size is appended
+
+
+def test_several_styles_blend_by_weight(net, content64):
+    s1 = to_tensor(sample_style("stained_glass", size=48))
+    s2 = to_tensor(sample_style("waves", size=48))
+    layers = ["relu1_1", "relu2_1"]
+    g1 = blended_style_grams(net, [s1], layers, (48, 48))
+    g2 = blended_style_grams(net, [s2], layers, (48, 48))
+    g = blended_style_grams(net, [s1, s2], layers, (48, 48), weights=[3.0, 1.0])
+    for l in layers:
+        assert torch.allclose(g[l], 0.75 * g1[l] + 0.25 * g2[l], rtol=1e-5)
+    g_only1 = blended_style_grams(net, [s1, s2], layers, (48, 48), weights=[1.0, 0.0])
+    assert torch.allclose(g_only1["relu1_1"], g1["relu1_1"])
+    res = transfer(content64, [s1, s2], small(steps=2, style_weights=(0.3, 0.7)), backbone=net)
+    assert res.config.style_weights == (0.3, 0.7) and len(res.history) == 2
+    with pytest.raises(ValueError, match="style weights"):
+        transfer(content64, [s1, s2], small(style_weights=(1.0,)), backbone=net)
+
+
+def test_style_gram_is_scaled_by_the_ratio_of_positions(net):
+    layers = ["relu1_1", "relu2_1", "relu3_1"]
+    style = to_tensor(sample_style("waves", size=64))  # 64 x 64
+    target = blended_style_grams(net, [style], layers, (40, 24))  # generated: 40 high, 24 wide
+    with torch.no_grad():
+        feats = net.extract(style, layers)
+        probe = net.extract(torch.zeros(1, 3, 40, 24), layers)
+    for l in layers:
+        m_s = feats[l].shape[-1] * feats[l].shape[-2]
+        m_g = probe[l].shape[-1] * probe[l].shape[-2]
+        expected = costs.gram_matrix(feats[l])[0] * m_g / m_s
+        assert torch.allclose(target[l], expected, rtol=1e-5), l
+    # which makes J_style comparable whatever the style image's size: the same texture painted at
+    # 48 and at 96 px gives nearly the same cost against one generated image
+    g = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        a_g = net.extract(g, ["relu2_1"])["relu2_1"]
+    j = []
+    for side in (48, 96):
+        t = blended_style_grams(net, [to_tensor(sample_style("waves", size=side))], ["relu2_1"], (48, 48))
+        j.append(float(costs.style_layer_cost(t["relu2_1"], a_g)))
+    assert 0.5 < j[0] / j[1] < 2.0, j
+
+
+# ---- the steppable object ----------------------------------------------------------------------
+
+
+def test_style_transfer_steps_one_at_a_time(net, content64, style64):
+    st = StyleTransfer(to_tensor(content64), to_tensor(style64), small(init="content"), backbone=net)
+    assert st.costs()["content"] == 0.0  # starts at the content photo
+    recs = st.step(2)
+    assert [r["step"] for r in recs] == [1, 2] and st.history == recs
+    assert recs[0]["content"] == 0.0  # the record of a step holds the costs it evaluated
+    assert st.step()[0]["step"] == 3
+    assert st.image().size == content64.size
+    assert st.tensor().min() >= 0 and st.tensor().max() <= 1
+
+
+@pytest.mark.parametrize("extra", [{"optimizer": "adam", "lr": 0.05}, {"dtype": "bfloat16"},
+                                   {"init": "blend"}, {"normalization": "gatys"}, {"normalization": "none"}])
+def test_options_run_and_lower_the_cost(net, content64, style64, extra):
+    st = StyleTransfer(to_tensor(content64), to_tensor(style64), small(size=32, **extra), backbone=net)
+    first = st.costs()["total"]
+    st.step(6)
+    last = st.costs()["total"]
+    assert math.isfinite(last) and last < first, (extra, first, last)
+
+
+# ---- results, config ---------------------------------------------------------------------------
+
+
+def test_save_log_writes_valid_json(net, content64, style64, tmp_path):
+    res = transfer(content64, style64, small(steps=2, alpha=0.0, style_layers=("relu1_1",)), backbone=net)
+    assert isinstance(res, TransferResult)
+    path = res.save_log(tmp_path / "sub" / "log.json")
+    data = json.loads(open(path).read())
+    assert data["steps"] == 2 and len(data["history"]) == 2
+    assert data["history"][0]["content"] is None  # not computed (alpha = 0, deeper layer) -> null
+    assert data["config"]["alpha"] == 0.0 and data["config"]["style_layers"] == ["relu1_1"]
+    assert set(data["costs"]) >= {"content", "style", "style/relu1_1", "tv", "total"}
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"normalization": "bogus"}, "normalization"),
+        ({"layer_weights": (1.0, 2.0)}, "layer weights"),
+        ({"init": "zeros"}, "init"),
+        ({"optimizer": "sgd"}, "optimizer"),
+        ({"scales": (64, 32)}, "scales"),
+        ({"size": 8}, "size"),
+        ({"dtype": "float16"}, "dtype"),
+        ({"alpha": -1.0}, "alpha"),
+    ],
+)
+def test_bad_config_raises_value_error(kw, match):
+    with pytest.raises(ValueError, match=match):
+        TransferConfig(**kw).resolved(1)
+
+
+def test_unknown_layer_is_a_value_error_naming_it(net, content64, style64):
+    with pytest.raises(ValueError, match="relu9_9"):
+        transfer(content64, style64, small(content_layer="relu9_9"), backbone=net)
+
+
+def test_defaults_are_filled_per_normalization():
+    for norm in ("lecture", "gatys", "none"):
+        c = TransferConfig(normalization=norm).resolved(1)
+        assert c.alpha is not None and c.beta is not None and c.tv_weight is not None
+        assert len(c.layer_weights) == len(c.style_layers)
+    assert TransferConfig(alpha=2.0).resolved(1).alpha == 2.0

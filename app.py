@@ -8,7 +8,8 @@ import streamlit as st
 
 from lessons import _common as common
 
-st.set_page_config(page_title="teachkit", page_icon=":material/palette:", layout="wide", initial_sidebar_state="expanded")
+st.set_page_config(page_title="teachkit", page_icon=":material/palette:", layout="wide",
+                   initial_sidebar_state="expanded")
 
 # The language: ?lang=zh in the address opens the app in Chinese; afterwards the sidebar switch rules.
 if "lang" not in st.session_state:

@@ -144,7 +144,7 @@ def main() -> None:
     limit = _common.demo_seconds()
     demos = [
         (2, "p2_run", "lesson2", "small style transfer",
-         f"{_common.demo_size(160)} px, {_common.demo_steps(40)} steps from noise",
+         f"{_common.demo_size(128)} px, {_common.demo_steps(40)} steps from noise",
          lambda ss: ss["p2_result"]["steps"]),
         (3, "p3_step", None, "one gradient step (Step)", f"{_common.demo_size(128)} px",
          lambda ss: ss["p3"].steps),
@@ -166,9 +166,6 @@ def main() -> None:
             first = r["total_s"]
         steps = done(at.session_state) if done else "–"
         print(f"| {n}. {name} | {what} | {steps} | {fmt(first)} | {fmt(r['total_s'])} |")
-    if limit:
-        print(f"\n(every demo of lessons 2-5 stops after {limit:.0f} s with what it has: TEACHKIT_DEMO_SECONDS)")
-
     if args.full:
         at, _ = session(6)
         t0_wall = time.time()
@@ -180,6 +177,9 @@ def main() -> None:
         cfg = job.config
         print(f"| 6. full transfer (background thread) | {cfg.size} px, {cfg.steps} steps | "
               f"{len(job.result.history)} | {fmt(first)} | {job.finished_at - t0_wall:.2f} |")
+
+    if limit:
+        print(f"\n(every demo of lessons 2-5 stops after {limit:.0f} s with what it has: TEACHKIT_DEMO_SECONDS)")
 
     # -- three sessions at once --
     print("\n## Three sessions at once (lesson 6, 128 px, 30 steps, started together)\n")

@@ -6,6 +6,8 @@ configuration's own, read with ``resource.getrusage(...).ru_maxrss``):
 (a) floor      a bare VGG19 forward + backward to the deepest layer used (relu5_1 by default)
 (b) step-f32   one teachkit optimisation step (StyleTransfer.step), float32
     step-bf16  the same under bfloat16 autocast
+               (a) and (b) are timed in turns in one process (the ratios), and each alone in its
+               own process (its peak memory)
 (c) reference  a plain loop written here: one scale, full resolution, torch L-BFGS, float32, the
                lecture's costs (teachkit.costs), from white noise, ``--ref-steps`` steps
 (d) recipe     teachkit's default recipe (coarse-to-fine, ``transfer()`` with the default config at
@@ -14,8 +16,10 @@ configuration's own, read with ``resource.getrusage(...).ru_maxrss``):
 (e) quality    (``--quality-sizes``) the default recipe in float32 and in bfloat16, and float32 with
                another seed: final cost (always evaluated in float32) and pixel differences
 
-Per-step times are medians of ``--timing-steps`` steps after warm-up steps.  The machine may be
-shared: compare ratios measured in the same run.  Usage::
+Times are CPU seconds of the worker process (``time.process_time``; one torch thread by default):
+on a shared machine, wall time also counts the time other processes hold the core, CPU time
+does not.  Wall times are kept in the JSON.  Per-step times are medians of ``--timing-steps``
+steps after warm-up steps; compare ratios measured in the same run.  Usage::
 
     python benchmarks/transfer.py                       # sizes 256 and 512, the full run
     python benchmarks/transfer.py --quick --sizes 128   # a smoke run in about a minute
@@ -75,11 +79,11 @@ def work_floor(job):
     base = _rss_mib()
     times = []
     for i in range(job["warmup"] + job["timing_steps"]):
-        t = time.perf_counter()
+        t = time.process_time()
         out = net.extract(x, [deepest])[deepest]
         out.sum().backward()
         x.grad = None
-        times.append(time.perf_counter() - t)
+        times.append(time.process_time() - t)
     return {"layer": deepest, "times": times[job["warmup"]:], "rss_base": base}
 
 
@@ -92,10 +96,42 @@ def work_step(job):
     tr = StyleTransfer(ct, st, cfg, backbone=net)
     times = []
     for i in range(job["warmup"] + job["timing_steps"]):
-        t = time.perf_counter()
+        t = time.process_time()
         tr.step(1)
-        times.append(time.perf_counter() - t)
+        times.append(time.process_time() - t)
     return {"times": times[job["warmup"]:], "rss_base": base}
+
+
+def work_timing(job):
+    """Floor, float32 step and bfloat16 step, timed in turns in one process: on a shared, noisy
+    machine a neighbour's load then hits all three alike, and their ratios stay meaningful."""
+    torch, net, c, s, ct, st = _setup(job)
+    from teachkit.transfer import StyleTransfer, TransferConfig
+
+    cfg = TransferConfig(size=job["size"], scales=(job["size"],))
+    deepest = _deepest(net, cfg)
+    x = torch.rand_like(ct).requires_grad_(True)
+
+    def floor():
+        out = net.extract(x, [deepest])[deepest]
+        out.sum().backward()
+        x.grad = None
+
+    runs = {
+        "floor": floor,
+        "float32": StyleTransfer(ct, st, cfg, backbone=net).step,
+        "bfloat16": StyleTransfer(ct, st, TransferConfig(size=job["size"], dtype="bfloat16"), backbone=net).step,
+    }
+    times = {k: [] for k in runs}
+    wall = {k: [] for k in runs}
+    for i in range(job["warmup"] + job["timing_steps"]):
+        for k, fn in runs.items():
+            t, w = time.process_time(), time.perf_counter()
+            fn()
+            if i >= job["warmup"]:
+                times[k].append(time.process_time() - t)
+                wall[k].append(time.perf_counter() - w)
+    return {"layer": deepest, "times": times, "wall": wall, "rss_base": _rss_mib()}
 
 
 def work_reference(job):
@@ -107,7 +143,7 @@ def work_reference(job):
     cfg = TransferConfig(size=job["size"]).resolved(1)  # the same weights as teachkit's default
     content_layer, style_layers, lam = cfg.content_layer, list(cfg.style_layers), list(cfg.layer_weights)
     base = _rss_mib()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with torch.no_grad():
         a_C = net.extract(ct, [content_layer])[content_layer]
         feats_S = net.extract(st, style_layers)
@@ -127,9 +163,12 @@ def work_reference(job):
         js = sum(w * costs.style_layer_cost(grams_S[l], feats[l]) for l, w in zip(style_layers, lam))
         return costs.total_cost(jc, js, cfg.alpha, cfg.beta, costs.total_variation(img), cfg.tv_weight)
 
-    # torch's L-BFGS, one evaluation per step (no line search), pixels clamped to [0, 1] after
-    # each step.  Its fall-back step (a unit gradient step) assumes J ~ 1, so J is divided by a
-    # constant fixed at the start (L-BFGS is otherwise invariant to it).
+    # torch's L-BFGS, one evaluation per step (no line search).  Two things a plain loop needs
+    # to work at all (found while building teachkit, kept here so the reference is not a straw
+    # man): (1) its fall-back step (a unit gradient step) assumes J ~ 1, so J is multiplied by a
+    # constant fixed at the start (L-BFGS is otherwise invariant to it); (2) the pixels are kept in
+    # [0, 1] by evaluating J on clamp(x) plus 1/2 ||x - clamp(x)||^2, not by clamping x after each
+    # step, which corrupts L-BFGS's memory (the cost then rises again after ~100 steps).
     opt = torch.optim.LBFGS([x], lr=1, max_iter=1, history_size=cfg.history_size,
                             tolerance_grad=0, tolerance_change=0)
     x.grad = None
@@ -140,57 +179,72 @@ def work_reference(job):
 
     def closure():
         opt.zero_grad()
-        v = J(x)
-        (v * scale).backward()
+        v = J(x.clamp(0, 1))
+        f = v * scale + 0.5 * (x - x.detach().clamp(0, 1)).pow(2).sum()
+        f.backward()
         log.append(float(v))
-        return v.detach() * scale
+        return f.detach()
 
     for i in range(job["steps"]):
         opt.step(closure)
-        with torch.no_grad():
-            x.clamp_(0, 1)
         if i % 25 == 24:
             print(f"  reference step {i + 1}: J = {log[-1]:.4g}", file=sys.stderr, flush=True)
-    seconds = time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    seconds = time.process_time() - c0
     with torch.no_grad():
-        final = float(J(x))
-    return {"cost": final, "seconds": seconds, "rss_base": base, "costs": log[:: max(1, len(log) // 30)]}
+        final = float(J(x.clamp(0, 1)))
+    return {"cost": final, "seconds": seconds, "wall": wall, "rss_base": base,
+            "costs": log[:: max(1, len(log) // 30)]}
 
 
 def work_recipe(job):
-    torch, net, c, s, ct, st = _setup(job)
-    from teachkit.transfer import StyleTransfer, TransferConfig, transfer
+    """The default recipe (scales and step split of TransferConfig(size=...)), timed per step.
 
-    cfg = TransferConfig(size=job["size"], dtype=job["dtype"], seed=job.get("seed", 0))
+    With a ``target`` it is continued at full resolution (up to ``extend`` more steps, same
+    L-BFGS run) until the full-resolution total cost first reaches the target, and stops there.
+    """
+    torch, net, c, s, ct, st = _setup(job)
+    from teachkit.transfer import StyleTransfer, TransferConfig, split_steps, transfer
+
+    base_cfg = TransferConfig(size=job["size"], dtype=job["dtype"], seed=job.get("seed", 0))
+    plan = split_steps(base_cfg.steps, base_cfg.resolved(1).scales)
     target = job.get("target")
+    extend = job.get("extend", 0) if target is not None else 0
+    cfg = TransferConfig(size=job["size"], dtype=job["dtype"], seed=job.get("seed", 0),
+                         scale_steps=tuple(plan[:-1]) + (plan[-1] + extend,), preview_every=0)
+    n_default, n_scales = sum(plan), len(plan)
+    cpu, vals = {}, {}
     base = _rss_mib()
-    res = transfer(c, s, cfg, backbone=net)
+    c0 = time.process_time()
+
+    def callback(p):
+        cpu[p.step] = time.process_time() - c0
+        vals[p.step] = p.values["total"]
+        final_scale = p.message.startswith(f"scale {n_scales}/")
+        return target is not None and final_scale and p.values["total"] <= target
+
+    res = transfer(c, s, cfg, backbone=net, callback=callback)
     hist = res.history
-    last_scale = max(r["scale"] for r in hist)
     reach = None
-    if target is not None:
-        for r in hist:
-            if r["scale"] == last_scale and r["total"] <= target:
-                reach = {"seconds": r["elapsed"], "step": r["step"], "extra_steps": 0}
-                break
-        if reach is None and job.get("extend", 0):
-            # not reached within the default steps: keep going at full resolution
-            tr = StyleTransfer(ct, st, res.config, init=res.tensor, backbone=net)
-            t0 = time.perf_counter()
-            for k in range(job["extend"]):
-                r = tr.step(1)[0]
-                if r["total"] <= target:
-                    reach = {"seconds": res.seconds + time.perf_counter() - t0, "step": len(hist) + k + 1,
-                             "extra_steps": k + 1}
-                    break
-    # the result's cost in float32, whatever dtype ran
-    f32 = StyleTransfer(ct, st, TransferConfig(size=job["size"], dtype="float32"), init=res.tensor, backbone=net)
+    if target is not None and vals[hist[-1]["step"]] <= target:
+        r = hist[-1]
+        reach = {"seconds": cpu[r["step"]], "wall": r["elapsed"], "step": r["step"],
+                 "steps_at_full_size": r["step"] - sum(plan[:-1])}
+    default_end = min(n_default, len(hist))
+    # the cost of the image the default recipe returns, in float32, whatever dtype ran
+    if target is None:
+        f32 = StyleTransfer(ct, st, TransferConfig(size=job["size"], dtype="float32"), init=res.tensor, backbone=net)
+        final_f32 = f32.costs()["total"]
+    else:
+        final_f32 = None
     out = {
-        "seconds": res.seconds,
-        "steps": len(hist),
+        "seconds": cpu.get(default_end),  # the default recipe's own steps, CPU s
+        "wall": hist[default_end - 1]["elapsed"] if hist else None,
+        "steps": default_end,
+        "plan": plan,
         "scales": list(res.config.scales),
-        "final_cost_f32": f32.costs()["total"],
-        "final_cost_own": res.costs["total"],
+        "cost_at_default_end": vals.get(default_end),  # evaluated in the recipe's dtype
+        "final_cost_f32": final_f32,
         "reach": reach,
         "rss_base": base,
     }
@@ -200,7 +254,8 @@ def work_recipe(job):
     return out
 
 
-WORKERS = {"floor": work_floor, "step": work_step, "reference": work_reference, "recipe": work_recipe}
+WORKERS = {"floor": work_floor, "step": work_step, "timing": work_timing, "reference": work_reference,
+           "recipe": work_recipe}
 
 
 def worker_main(spec: str) -> None:
@@ -235,6 +290,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ref-steps", type=int, default=None, help="reference steps (default 300; quick: 20)")
     ap.add_argument("--timing-steps", type=int, default=None, help="timed steps per config (default 7; quick: 2)")
     ap.add_argument("--quality-sizes", default="256", help="sizes for the bfloat16 quality check ('' : none)")
+    ap.add_argument("--no-bf16-reach", action="store_true", help="skip the bfloat16 run of (d)")
     ap.add_argument("--content", default="chelsea")
     ap.add_argument("--style", default="stained_glass")
     ap.add_argument("--json", default=None, help="also write all the numbers to this JSON file")
@@ -260,18 +316,26 @@ def main(argv=None) -> int:
         r: dict = {}
         job = dict(common, size=size)
         print(f"## {size} px", flush=True)
+        r["timing"] = run_job(dict(job, kind="timing"))
+        print("  timing (interleaved): " + ", ".join(
+            f"{k} {statistics.median(v):.3f} s" for k, v in r["timing"]["times"].items()), flush=True)
         r["floor"] = run_job(dict(job, kind="floor"))
-        print(f"  floor      {statistics.median(r['floor']['times']):.3f} s", flush=True)
+        print(f"  floor alone {statistics.median(r['floor']['times']):.3f} s", flush=True)
         for dt in ("float32", "bfloat16"):
             r[f"step-{dt}"] = run_job(dict(job, kind="step", dtype=dt))
-            print(f"  step {dt:8s} {statistics.median(r[f'step-{dt}']['times']):.3f} s", flush=True)
+            print(f"  step {dt:8s} alone {statistics.median(r[f'step-{dt}']['times']):.3f} s", flush=True)
         r["reference"] = run_job(dict(job, kind="reference", steps=ref_steps))
         target = r["reference"]["cost"]
         print(f"  reference  {ref_steps} steps {r['reference']['seconds']:.1f} s  J = {target:.4g}", flush=True)
-        save = f"/tmp/teachkit_bench_{size}_f32.pt"
-        r["recipe"] = run_job(dict(job, kind="recipe", dtype="float32", target=target, extend=ref_steps, save=save))
-        print(f"  recipe     {r['recipe']['seconds']:.1f} s  reach {r['recipe']['reach']}", flush=True)
+        r["recipe"] = run_job(dict(job, kind="recipe", dtype="float32", target=target, extend=ref_steps))
+        print(f"  recipe float32  reach {r['recipe']['reach']}", flush=True)
+        if not args.no_bf16_reach:
+            r["recipe-bf16-reach"] = run_job(dict(job, kind="recipe", dtype="bfloat16", target=target,
+                                                  extend=ref_steps))
+            print(f"  recipe bfloat16 reach {r['recipe-bf16-reach']['reach']}", flush=True)
         if size in qsizes:
+            save = f"/tmp/teachkit_bench_{size}_f32.pt"
+            r["recipe-f32"] = run_job(dict(job, kind="recipe", dtype="float32", save=save))
             r["recipe-bf16"] = run_job(dict(job, kind="recipe", dtype="bfloat16", save=save.replace("f32", "bf16")))
             r["recipe-seed1"] = run_job(dict(job, kind="recipe", dtype="float32", seed=1,
                                              save=save.replace("f32", "seed1")))
@@ -282,7 +346,8 @@ def main(argv=None) -> int:
                 mse = float((a - b).pow(2).mean())
                 r[key]["vs_f32_mean_abs"] = mad
                 r[key]["vs_f32_psnr"] = 10 * math.log10(1 / mse) if mse > 0 else float("inf")
-            print(f"  bf16 recipe {r['recipe-bf16']['seconds']:.1f} s", flush=True)
+            print(f"  quality: f32 {r['recipe-f32']['final_cost_f32']:.4g}, bf16 {r['recipe-bf16']['final_cost_f32']:.4g},"
+                  f" f32 seed 1 {r['recipe-seed1']['final_cost_f32']:.4g}", flush=True)
         results["sizes"][size] = r
     print()
     print(report(results, ref_steps))
@@ -306,24 +371,36 @@ def report(results: dict, ref_steps: int) -> str:
                 vals.append("-")
         rows.append((name, *vals))
 
-    row("(a) floor: VGG19 fwd+bwd to relu5_1, s/step", lambda r: f"{med(r['floor']):.3f}")
-    row("(b) teachkit step float32, s/step", lambda r: f"{med(r['step-float32']):.3f}")
-    row("    ratio float32 step / floor (target <= 1.1)", lambda r: f"{med(r['step-float32']) / med(r['floor']):.3f}")
-    row("(b) teachkit step bfloat16, s/step", lambda r: f"{med(r['step-bfloat16']):.3f}")
-    row("    speed-up bfloat16 vs float32", lambda r: f"{med(r['step-float32']) / med(r['step-bfloat16']):.2f}x")
+    t = lambda r, k: statistics.median(r["timing"]["times"][k])  # noqa: E731
+    row("(a) floor: VGG19 fwd+bwd to relu5_1, s/step", lambda r: f"{t(r, 'floor'):.3f}")
+    row("(b) teachkit step float32, s/step", lambda r: f"{t(r, 'float32'):.3f}")
+    row("    ratio float32 step / floor (target <= 1.1)", lambda r: f"{t(r, 'float32') / t(r, 'floor'):.3f}")
+    row("(b) teachkit step bfloat16, s/step", lambda r: f"{t(r, 'bfloat16'):.3f}")
+    row("    speed-up bfloat16 vs float32", lambda r: f"{t(r, 'float32') / t(r, 'bfloat16'):.2f}x")
+    row("    (each alone, separate processes: floor / f32 / bf16)",
+        lambda r: f"{med(r['floor']):.3f} / {med(r['step-float32']):.3f} / {med(r['step-bfloat16']):.3f}")
     row(f"(c) reference: {ref_steps} L-BFGS steps, s", lambda r: f"{r['reference']['seconds']:.1f}")
     row(f"    reference J after {ref_steps} steps", lambda r: f"{r['reference']['cost']:.4g}")
     row("(d) default recipe: time to reach that J, s", lambda r: f"{r['recipe']['reach']['seconds']:.1f}")
-    row("    ... at step (of scales)", lambda r: f"{r['recipe']['reach']['step']} ({'/'.join(map(str, r['recipe']['scales']))})")
+    row("    ... at step (steps at full size; default split)",
+        lambda r: f"{r['recipe']['reach']['step']} ({r['recipe']['reach']['steps_at_full_size']}; "
+                  f"{'/'.join(map(str, r['recipe']['plan']))} at {'/'.join(map(str, r['recipe']['scales']))} px)")
     row("    ratio recipe / reference time (target <= 1/3)",
         lambda r: f"{r['recipe']['reach']['seconds'] / r['reference']['seconds']:.3f}")
-    row("    default recipe, all its steps: s / final J", lambda r: f"{r['recipe']['seconds']:.1f} / {r['recipe']['final_cost_f32']:.4g}")
+    row("    default recipe, its own steps: s / J at its end",
+        lambda r: f"{r['recipe']['seconds']:.1f} / {r['recipe']['cost_at_default_end']:.4g}")
     row("peak RSS floor, MiB (delta)", lambda r: f"{r['floor']['peak_rss_mib']:.0f} ({r['floor']['delta_rss_mib']:.0f})")
     row("peak RSS step float32, MiB (delta)", lambda r: f"{r['step-float32']['peak_rss_mib']:.0f} ({r['step-float32']['delta_rss_mib']:.0f})")
     row("peak RSS step bfloat16, MiB (delta)", lambda r: f"{r['step-bfloat16']['peak_rss_mib']:.0f} ({r['step-bfloat16']['delta_rss_mib']:.0f})")
     row("peak RSS reference, MiB (delta)", lambda r: f"{r['reference']['peak_rss_mib']:.0f} ({r['reference']['delta_rss_mib']:.0f})")
     row("peak RSS default recipe, MiB (delta)", lambda r: f"{r['recipe']['peak_rss_mib']:.0f} ({r['recipe']['delta_rss_mib']:.0f})")
-    row("bf16 recipe: s / final J (in float32)", lambda r: f"{r['recipe-bf16']['seconds']:.1f} / {r['recipe-bf16']['final_cost_f32']:.4g}")
+    row("(d') bf16 recipe: time to reach the reference J, s",
+        lambda r: f"{r['recipe-bf16-reach']['reach']['seconds']:.1f} (step {r['recipe-bf16-reach']['reach']['step']})")
+    row("    ratio bf16 recipe / reference time",
+        lambda r: f"{r['recipe-bf16-reach']['reach']['seconds'] / r['reference']['seconds']:.3f}")
+    row("(e) default recipe f32: s / final J", lambda r: f"{r['recipe-f32']['seconds']:.1f} / {r['recipe-f32']['final_cost_f32']:.4g}")
+    row("    default recipe bf16: s / final J (in float32)",
+        lambda r: f"{r['recipe-bf16']['seconds']:.1f} / {r['recipe-bf16']['final_cost_f32']:.4g}")
     row("bf16 vs f32 image: mean |diff| / PSNR dB",
         lambda r: f"{r['recipe-bf16']['vs_f32_mean_abs']:.4f} / {r['recipe-bf16']['vs_f32_psnr']:.1f}")
     row("f32 seed 1 vs seed 0: final J / mean |diff| / PSNR",

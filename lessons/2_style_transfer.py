@@ -6,7 +6,7 @@ from lessons import _common as c
 from lessons._common import tr
 
 P = "2_style_transfer"
-SIZE = c.demo_size(160)
+SIZE = c.demo_size(128)
 STEPS = c.demo_steps(40)
 
 c.page_title(2)

@@ -42,12 +42,14 @@ c.show_png(c.comparison_png(style_name, g_png, layer, SIZE))
 c.md(P, "layers")
 default_w = c.transfer_defaults()["layer_weights"]
 cols = st.columns(len(LAYERS))
-weights = {l: col.slider(tr("p5_lambda", layer=l), 0.0, 1.0, float(w), 0.05, key=f"p5_lambda_{l}")
-           for col, l, w in zip(cols, LAYERS, default_w)}
+weights = {}
+for col, l, w in zip(cols, LAYERS, default_w):  # lambda[l] spans orders of magnitude: powers of ten
+    options = c.weight_options(w, decades=2)
+    weights[l] = col.select_slider(tr("p5_lambda", layer=l), options, value=options[3], key=f"p5_lambda_{l}",
+                                   format_func=c.fmt_weight)
 values = c.style_layer_costs(style_name, g_png, SIZE)
 total = sum(weights[l] * values[l] for l in LAYERS)
-terms = " + ".join(rf"{weights[l]:g}\cdot {c.tex_num(values[l])}" for l in LAYERS)
-st.latex(r"J_{\text{style}}(S,G) = \sum_l \lambda^{[l]} J^{[l]}_{\text{style}} = " + terms + " = " + c.tex_num(total))
+st.latex(r"J_{\text{style}}(S,G) = \sum_l \lambda^{[l]} J^{[l]}_{\text{style}}(S,G) = " + c.tex_num(total))
 bars_col, _ = st.columns([2, 1])
 with bars_col:
     from teachkit.gram import style_cost_bars_figure

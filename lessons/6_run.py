@@ -62,8 +62,10 @@ with o4:
     normalization = st.selectbox(tr("p6_normalization"), NORMALIZATIONS, key="p6_norm")
 defaults = c.transfer_defaults(normalization)
 o5, o6, o7, o8 = st.columns(4)
-alpha = o5.number_input(tr("p6_alpha"), 0.0, 1e12, float(defaults["alpha"]), format="%g", key=f"p6_alpha_{normalization}")
-beta = o6.number_input(tr("p6_beta"), 0.0, 1e12, float(defaults["beta"]), format="%g", key=f"p6_beta_{normalization}")
+alpha = o5.number_input(tr("p6_alpha"), 0.0, 1e12, float(defaults["alpha"]), format="%g",
+                        key=f"p6_alpha_{normalization}")
+beta = o6.number_input(tr("p6_beta"), 0.0, 1e12, float(defaults["beta"]), format="%g",
+                       key=f"p6_beta_{normalization}")
 tv_weight = o7.number_input(tr("p6_tv"), 0.0, 1e12, float(defaults["tv_weight"]), format="%g",
                             key=f"p6_tv_{normalization}")
 preserve_color = o8.toggle(tr("p6_preserve_color"), key="p6_preserve")

@@ -199,7 +199,7 @@ def device_label() -> str:
     net = _backbone(BACKBONE, DEVICE)
     dev = net.device
     if dev.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads)"
+        return tr("cpu_threads", n=torch.get_num_threads())
     if dev.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(dev)})"
     return str(dev)
@@ -593,7 +593,7 @@ def fmt_weight(w: float) -> str:
 def fmt_ratio(alpha: float, beta: float) -> str:
     if beta == 0:
         return "∞" if alpha > 0 else "–"
-    return f"{alpha / beta:g}"
+    return f"{alpha / beta:.3g}"
 
 
 def tex_num(x) -> str:
@@ -663,7 +663,7 @@ def cost_chart(records: list[dict], series: dict[str, Callable[[dict], float]] |
         .mark_line(point=len(records) < 40, strokeWidth=3)
         .encode(
             x=alt.X("step:Q", title=tr("p3_step_axis"), scale=alt.Scale(domainMin=0)),
-            y=alt.Y("value:Q", title=None, scale=alt.Scale(type="log")),
+            y=alt.Y("value:Q", title=None, scale=alt.Scale(type="log"), axis=alt.Axis(format=".0e")),
             color=alt.Color("term:N", sort=order, scale=alt.Scale(domain=order, range=colours),
                             legend=alt.Legend(orient="top", title=None, labelFontSize=15)),
             tooltip=["step", "term", alt.Tooltip("value:Q", format=".3e")],
@@ -711,7 +711,9 @@ class StepDemo:
         from teachkit.images import to_tensor
         from teachkit.transfer import StyleTransfer, TransferConfig
 
-        config = TransferConfig(size=self.size, alpha=self.alpha, beta=self.beta, seed=0, preview_every=0)
+        # tv_weight=0: exactly the lecture's J(G) = alpha J_content + beta J_style, as shown on the page
+        config = TransferConfig(size=self.size, alpha=self.alpha, beta=self.beta, tv_weight=0.0, seed=0,
+                                preview_every=0)
         return StyleTransfer(to_tensor(sample(self.content_name, self.size)),
                              to_tensor(sample(self.style_name, self.size)), config, init=init, backbone=backbone())
 
@@ -759,16 +761,26 @@ class StepDemo:
 def texture_demo(style: str, size: int, steps: int, layers: list[str], slot, time_limit: float | None = None):
     """Lesson 5: textures from white noise matching the Gram matrices up to each layer (PNG bytes).
 
-    The intermediate textures appear in ``slot`` while they are made; the grid figure replaces them.
+    One :func:`teachkit.reconstruct.synthesize_texture` per set of layers (relu1_1; relu1_1 and
+    relu2_1; ...), each within ``time_limit`` seconds; the intermediate textures appear in ``slot``
+    while they are made, and teachkit's grid figure replaces them.
     """
-    from teachkit.reconstruct import texture_grid
+    import dataclasses
 
+    from teachkit.reconstruct import reconstruction_grid_figure, synthesize_texture
+
+    target = sample(style, size)
+    results = []
     with slot_on_page():
         view = LiveView("lesson5", image_slot=slot, image_width=240, show_values=())
-        fig = texture_grid(backbone(), sample(style, size), layers, size=None, steps=steps, callback=view,
-                           image_every=1, time_limit=time_limit)
+        for i in range(len(layers)):
+            def progress(p, i=i):  # one bar over all the textures
+                return view(dataclasses.replace(p, step=i * steps + p.step, total=len(layers) * steps))
+
+            results.append(synthesize_texture(backbone(), target, layers[: i + 1], None, steps, callback=progress,
+                                              image_every=1, time_limit=time_limit))
         view.done()
-    png = fig_png(fig)
+    png = fig_png(reconstruction_grid_figure(target, results))
     slot.image(png, width="stretch")
     return png
 

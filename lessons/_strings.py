@@ -15,6 +15,7 @@ UI: dict[str, dict[str, str]] = {
     # ---- sidebar and shared ----
     "sidebar_backbone": {"en": "Backbone (pretrained network)", "zh": "骨干网络（预训练）"},
     "sidebar_device": {"en": "Computing on", "zh": "计算设备"},
+    "cpu_threads": {"en": "cpu ({n} threads)", "zh": "cpu（{n} 个线程）"},
     "loading_backbone": {"en": "Loading the pretrained network…", "zh": "正在加载预训练网络……"},
     "backbone_failed": {"en": "The network could not be loaded: {err}", "zh": "无法加载网络：{err}"},
     "waiting_cpu": {

@@ -31,12 +31,24 @@ Pixels
     pulls stray pixels back (without it, pixels thrown out by an early long step stayed dead: the
     content reconstruction test failed).  With Adam, which keeps no curvature memory, ``x`` is
     simply projected back into ``[0, 1]`` after each step.
+Parametrisation (the pyramid)
+    By default the image is not optimised pixel by pixel but as a sum of images at halving
+    resolutions: ``G = z_0 + up(z_1) + up(z_2) + ...`` (``z_0`` full size, ``z_k`` 2^k times
+    smaller and zero at the start, ``up`` bilinear upsampling).  J is the same function of G; only
+    the variables differ.  A step on the z's moves G by the gradient *plus blurred copies of it*,
+    so the large shapes, which per-pixel descent builds up very slowly, form within tens of steps:
+    measured, the cost 300 plain L-BFGS steps reach is reached in a third of the time
+    (benchmarks/RESULTS_transfer.md).  ``pyramid=1`` is plain gradient descent on the pixels, the
+    lecture's formulation (use it to show the lesson step by step); ``None`` picks the levels from
+    the size (:func:`default_pyramid`).
 Steps
     One step is one optimiser iteration *and* one evaluation of ``J`` and its gradient: L-BFGS runs
     without line search (``max_iter=1``, fixed step length 1), so iterations and evaluations are
     the same count.  The record of step ``k`` holds the cost terms evaluated in that step, i.e.
     those of the image *before* its update (that evaluation is where the gradient came from, so
-    it costs nothing extra); :meth:`StyleTransfer.costs` evaluates the current image.
+    it costs nothing extra); :meth:`StyleTransfer.costs` evaluates the current image.  The
+    optimiser sees ``J`` multiplied by a constant fixed at the first step (see ``GRAD_RMS``);
+    every recorded value is the unscaled ``J``.
 Recorded terms
     ``content`` = ``J_content`` (unweighted), ``style/<layer>`` = ``J_style[l]`` (unweighted),
     ``style`` = ``sum_l lambda[l] J_style[l]``, ``tv`` = ``TV(G)``, ``total`` = ``J(G)``.  A term
@@ -91,6 +103,7 @@ __all__ = [
     "NORMALIZATION_DEFAULTS",
     "DEFAULT_STYLE_LAYERS",
     "default_scales",
+    "default_pyramid",
     "split_steps",
     "blended_style_grams",
     "rgb_to_yiq",
@@ -108,7 +121,7 @@ DTYPES = ("auto", "float32", "bfloat16")
 #: ``lecture`` (tuned directly): this VGG19 is not rescaled, so its layers' activations differ by
 #: orders of magnitude and so do the J_style[l] (from white noise about 1.5e13, 3e15, 6e15, 6e17 and
 #: 5e13 at relu1_1 ... relu5_1).  lambda[l] is about 1 / that typical size, so every layer starts with
-#: a similar share of J_style; beta = 3e-3 then balances style and content (alpha = 1) so that both
+#: a similar share of J_style; beta = 5e-3 then balances style and content (alpha = 1) so that both
 #: show clearly.  Under this normalisation J_content and every J_style[l] grow like the number of
 #: positions M, so the balance does not change with the image size.
 #:
@@ -118,7 +131,7 @@ DTYPES = ("auto", "float32", "bfloat16")
 #: lambda[l] and alpha absorb it.  At other sizes they drift apart -- which is the lesson: with
 #: ``gatys`` J_style[l] no longer grows with M but J_content does (content wins at large sizes),
 #: with ``none`` J_style[l] grows like M^2 (style wins).
-_LECTURE_DEFAULTS = {"alpha": 1.0, "beta": 3e-3, "layer_weights": (1.0, 5e-3, 2.5e-3, 2.5e-5, 0.3), "tv_weight": 1e7}
+_LECTURE_DEFAULTS = {"alpha": 1.0, "beta": 5e-3, "layer_weights": (1.0, 5e-3, 2.5e-3, 2.5e-5, 0.3), "tv_weight": 1e7}
 _REFERENCE_HW = (256, 384)
 
 
@@ -148,8 +161,12 @@ NORMALIZATION_DEFAULTS: dict[str, dict[str, Any]] = {n: _derived_defaults(n) for
 #: costs recorded and reported are always the unscaled J.
 GRAD_RMS = 0.1
 
-#: Below this long side a coarser scale is not worth it (VGG's deepest layers would be 4 px wide).
-MIN_SCALE = 128
+#: The default schedule works at full resolution up to this long side; larger results start with
+#: a coarser scale (see default_scales).
+MAX_SINGLE_SCALE = 512
+
+#: The automatic pyramid stops before its coarsest level's long side drops below this.
+PYRAMID_MIN_SIDE = 32
 
 
 @dataclass
@@ -157,11 +174,12 @@ class TransferConfig:
     """Everything that defines one style transfer.  ``None`` means "the default" (see each field).
 
     Call :meth:`resolved` to get a copy with every default filled in (the result's ``config`` is
-    such a copy, so a saved log tells exactly what ran).
+    such a copy, so a saved log tells exactly what ran; ``pyramid=None`` stays None there and means
+    :func:`default_pyramid` of each scale's size).
     """
 
     size: int | None = 384  #: long side of the result, px (None: the content image's own size)
-    steps: int = 300  #: total optimiser steps, over all scales (see :func:`split_steps`)
+    steps: int = 200  #: total optimiser steps, over all scales (see :func:`split_steps`)
     alpha: float | None = None  #: content weight; None: NORMALIZATION_DEFAULTS[normalization]
     beta: float | None = None  #: style weight; None: the normalisation's default
     content_layer: str = "relu4_2"
@@ -173,11 +191,13 @@ class TransferConfig:
     optimizer: str = "lbfgs"  #: 'lbfgs' | 'adam'
     lr: float | None = None  #: step length; None: 1.0 for L-BFGS, 0.02 for Adam
     history_size: int = 50  #: L-BFGS memory (pairs of vectors kept)
+    pyramid: int | None = None  #: levels of the image's parametrisation (1: plain pixels); None: auto
     tv_weight: float | None = None  #: weight of TV(G); None: the normalisation's default
     style_weights: tuple[float, ...] | None = None  #: blend weights of several styles; None: equal
     style_scale: float = 1.0  #: style image long side relative to the generated image's
     preserve_color: bool = False  #: luminance-only transfer; keep the content's colours
     scales: tuple[int, ...] | None = None  #: coarse-to-fine long sides; None: default_scales(size)
+    scale_steps: tuple[int, ...] | None = None  #: steps per scale (overrides steps); None: split_steps
     seed: int = 0
     device: str | None = None  #: None: auto (cuda, mps, cpu)
     dtype: str = "auto"  #: 'float32' | 'bfloat16' | 'auto' (= float32, see the module doc)
@@ -205,6 +225,10 @@ class TransferConfig:
             raise ValueError(f"pooling must be 'max' or 'avg', not {self.pooling!r}")
         if self.lr is not None and not float(self.lr) > 0:
             raise ValueError(f"lr must be > 0, not {self.lr!r}")
+        if self.pyramid is not None and (
+            isinstance(self.pyramid, bool) or int(self.pyramid) != self.pyramid or not 1 <= self.pyramid <= 8
+        ):
+            raise ValueError(f"pyramid must be a whole number of levels from 1 to 8, not {self.pyramid!r}")
         if int(self.history_size) < 1:
             raise ValueError(f"history_size must be >= 1, not {self.history_size!r}")
         for name in ("alpha", "beta", "tv_weight"):
@@ -243,6 +267,9 @@ class TransferConfig:
                 raise ValueError(f"scales must be increasing long sides >= 16 px, not {tuple(self.scales)}")
             if self.size is not None and s[-1] > self.size:
                 raise ValueError(f"scales {tuple(s)} go beyond the size {self.size}")
+        if self.scale_steps is not None:
+            if any(isinstance(n, bool) or int(n) != n or n < 0 for n in self.scale_steps):
+                raise ValueError(f"scale_steps must be whole numbers >= 0, not {tuple(self.scale_steps)}")
         if int(self.preview_every) < 0:
             raise ValueError(f"preview_every must be >= 0, not {self.preview_every!r}")
         return self
@@ -273,6 +300,13 @@ class TransferConfig:
                 c.scales = c.scales + (int(self.size),)
         elif self.size is not None:
             c.scales = default_scales(int(self.size))
+        if self.scale_steps is not None:
+            c.scale_steps = tuple(int(n) for n in self.scale_steps)
+            if c.scales is not None and len(c.scale_steps) != len(c.scales):
+                raise ValueError(
+                    f"{len(c.scale_steps)} scale_steps for the {len(c.scales)} scales {c.scales}: give one per scale"
+                )
+            c.steps = sum(c.scale_steps)
         return c
 
     def to_dict(self) -> dict:
@@ -280,23 +314,39 @@ class TransferConfig:
 
 
 def default_scales(size: int) -> tuple[int, ...]:
-    """The default coarse-to-fine schedule: halve ``size`` while the result stays >= MIN_SCALE.
+    """The default schedule: one scale up to MAX_SINGLE_SCALE px, else halve until it fits.
 
-    ``512 -> (128, 256, 512)``, ``384 -> (192, 384)``, ``256 -> (128, 256)``, ``200 -> (200,)``.
-    A coarse scale is cheap (a quarter of the pixels per halving) and settles the large shapes; the
-    finer scales then only add detail.
+    ``384 -> (384,)``, ``512 -> (512,)``, ``1024 -> (512, 1024)``, ``1600 -> (400, 800, 1600)``.
+
+    Why not always coarse-to-fine?  Measured (benchmarks/RESULTS_transfer.md): with this cost,
+    starting the full-resolution stage from an upsampled coarse result gives a head start that
+    L-BFGS from noise catches up with -- at 256 px the plain coarse-to-fine recipe never reached
+    the cost that 300 single-scale steps reach.  The pyramid parametrisation (TransferConfig.pyramid)
+    does the coarse-to-fine work inside one scale, and reached that cost in a third of the time.
+    Above 512 px a step costs so much that a coarse first stage still pays for itself.
     """
     scales = [int(size)]
-    while scales[0] // 2 >= MIN_SCALE:
+    while scales[0] > MAX_SINGLE_SCALE:
         scales.insert(0, scales[0] // 2)
     return tuple(scales)
+
+
+def default_pyramid(side: int) -> int:
+    """Levels of the automatic pyramid for an image whose long side is ``side`` px: halve while
+    the coarsest level keeps a long side >= PYRAMID_MIN_SIDE (``256 -> 4``: 256, 128, 64, 32 px;
+    ``384 -> 4``; ``512 -> 5``; at most 6)."""
+    levels = 1
+    while levels < 6 and (int(side) >> levels) >= PYRAMID_MIN_SIDE:
+        levels += 1
+    return levels
 
 
 def split_steps(steps: int, scales: Sequence[int]) -> list[int]:
     """Share ``steps`` among ``scales``: each scale gets a share proportional to ``1 / long side``.
 
     Halving the side quarters the cost of a step, so the coarse scales get more steps and still
-    cost less: for (128, 256, 512) and 300 steps the split is 171, 86, 43.
+    cost less: for (128, 256, 512) and 300 steps the split is 171, 86, 43; for (512, 1024) and 200
+    steps it is 133, 67.
     """
     steps = int(steps)
     if len(scales) == 1:
@@ -396,6 +446,8 @@ class StyleTransfer:
     ``preserve_color``), e.g. the upsampled result of a coarser scale; without it the image starts
     as ``config.init`` says.  ``backbone`` a loaded FeatureExtractor (else one is loaded).
     ``generator`` a torch.Generator for the noise (else one seeded with ``config.seed``).
+    ``config.size``, ``steps``, ``scales`` and ``preview_every`` are not used here: the caller
+    decides the resolution and how many steps to take.
     """
 
     def __init__(
@@ -490,7 +542,14 @@ class StyleTransfer:
             else:
                 noise = torch.rand((1, channels, self.height, self.width), generator=generator).to(self.device)
                 x0 = noise if cfg.init == "noise" else (1 - cfg.init_noise) * base + cfg.init_noise * noise
-        self.x = x0.clamp(0, 1).contiguous().requires_grad_(True)
+        # The parameters: the image itself, plus (pyramid > 1) coarser images, all zero at first,
+        # whose bilinear upsamplings are added to it (see TransferConfig.pyramid).
+        self.params = [x0.clamp(0, 1).contiguous().requires_grad_(True)]
+        levels = int(cfg.pyramid) if cfg.pyramid is not None else default_pyramid(max(self.height, self.width))
+        self.levels = levels
+        for k in range(1, levels):
+            h, w = max(1, self.height >> k), max(1, self.width >> k)
+            self.params.append(torch.zeros((1, channels, h, w), device=self.device, requires_grad=True))
         self._new_optimizer()
         self.history: list[dict] = []
         self.steps_done = 0
@@ -501,11 +560,18 @@ class StyleTransfer:
         cfg = self.config
         if cfg.optimizer == "lbfgs":
             self.optimizer = torch.optim.LBFGS(
-                [self.x], lr=cfg.lr, max_iter=1, history_size=int(cfg.history_size),
+                self.params, lr=cfg.lr, max_iter=1, history_size=int(cfg.history_size),
                 tolerance_grad=0.0, tolerance_change=0.0, line_search_fn=None,
             )
         else:
-            self.optimizer = torch.optim.Adam([self.x], lr=cfg.lr)
+            self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr)
+
+    def _compose(self) -> torch.Tensor:
+        """The image (before clamping): the finest parameter plus the upsampled coarser ones."""
+        x = self.params[0]
+        for z in self.params[1:]:
+            x = x + F.interpolate(z, size=(self.height, self.width), mode="bilinear", align_corners=False)
+        return x
 
     def _autocast(self):
         return torch.autocast(
@@ -560,7 +626,8 @@ class StyleTransfer:
 
             def closure():
                 self.optimizer.zero_grad(set_to_none=False)
-                total, terms = self._objective(self.x)
+                x = self._compose()
+                total, terms = self._objective(x)
                 if not math.isfinite(terms["total"]):
                     raise ValueError(
                         f"the cost J became {terms['total']} at step {self.steps_done + 1}: the weights "
@@ -569,28 +636,29 @@ class StyleTransfer:
                 box["terms"] = terms
                 if self._scale is None:  # first evaluation: fix the optimiser's scale of J
                     total.backward()
-                    rms = float(self.x.grad.pow(2).mean().sqrt())
+                    rms = float(torch.cat([p.grad.flatten() for p in self.params]).pow(2).mean().sqrt())
                     if not math.isfinite(rms):
                         raise ValueError(
                             "the gradient of J overflows float32: lower beta or the layer weights "
                             f"(J = {terms['total']:.3g})"
                         )
                     self._scale = GRAD_RMS / rms if rms > 0 else 1.0
-                    self.x.grad.mul_(self._scale)
+                    for p in self.params:
+                        p.grad.mul_(self._scale)
                     return total.detach() * self._scale
                 # what the optimiser minimises: kappa * J(clamp(x)) + 1/2 ||x - clamp(x)||^2 (the
                 # second part is 0 for every pixel in range, and pulls stray pixels back)
-                outside = self.x - self.x.detach().clamp(0.0, 1.0)
+                outside = x - x.detach().clamp(0.0, 1.0)
                 f = total * self._scale + 0.5 * outside.pow(2).sum()
                 f.backward()
                 return f.detach()
 
-            before = self.x.detach().clone()
+            before = [p.detach().clone() for p in self.params]
             self.optimizer.step(closure)
             with torch.no_grad():
-                if self.config.optimizer == "adam":
-                    self.x.clamp_(0.0, 1.0)  # projected gradient descent (Adam keeps no curvature)
-                if torch.equal(before, self.x):
+                if self.config.optimizer == "adam" and len(self.params) == 1:
+                    self.params[0].clamp_(0.0, 1.0)  # projected gradient descent (no curvature memory)
+                if all(torch.equal(b, p) for b, p in zip(before, self.params)):
                     # L-BFGS found no descent direction (clamping can do this): start its memory anew.
                     self._new_optimizer()
             self.steps_done += 1
@@ -603,12 +671,12 @@ class StyleTransfer:
     @torch.no_grad()
     def costs(self) -> dict[str, float]:
         """The cost terms of the current image (one forward pass, no gradient)."""
-        return self._objective(self.x)[1]
+        return self._objective(self._compose())[1]
 
     @torch.no_grad()
     def tensor(self) -> torch.Tensor:
         """The current image, ``(1, 3, H, W)`` float32 RGB in [0, 1], on the CPU."""
-        x = self.x.detach().clamp(0, 1)
+        x = self._compose().detach().clamp(0, 1)
         if self.preserve_color:
             rgb = yiq_to_rgb(torch.cat([x, self._content_iq], dim=1))
         else:
@@ -624,7 +692,8 @@ class StyleTransfer:
     def optimised(self) -> torch.Tensor:
         """The optimised image before colour recombination (RGB, or luminance when preserving
         colour), clamped to [0, 1], detached: what a finer scale starts from."""
-        return self.x.detach().clamp(0, 1)
+        with torch.no_grad():
+            return self._compose().detach().clamp(0, 1)
 
 
 def _autocast_dtype(dtype: str, device: torch.device) -> torch.dtype | None:
@@ -733,7 +802,8 @@ def transfer(
 
     Coarse-to-fine: one :class:`StyleTransfer` per scale in ``config.scales`` (default
     :func:`default_scales`), each started from the previous scale's result, upsampled; the
-    first one starts from ``config.init``.  The steps are shared by :func:`split_steps`.
+    first one starts from ``config.init``.  The steps are shared by :func:`split_steps` (or given per
+    scale by ``config.scale_steps``).
     """
     from .images import resize_long_side, to_pil, to_tensor
 
@@ -750,7 +820,7 @@ def transfer(
     backbone.check_layers([cfg.content_layer, *cfg.style_layers])
 
     scales = list(cfg.scales)
-    plan = split_steps(cfg.steps, scales)
+    plan = list(cfg.scale_steps) if cfg.scale_steps is not None else split_steps(cfg.steps, scales)
     total = sum(plan)
     generator = torch.Generator().manual_seed(int(cfg.seed))
     history: list[dict] = []

@@ -148,6 +148,9 @@ def expect_text(page, text: str, timeout_ms: int = WAIT_MS) -> None:
 def lesson1(page):
     click_radio(page, "most active")
     settle(page)
+    if REAL:  # back to the default view for the picture
+        click_radio(page, "most varied")
+        settle(page)
     assert page.locator('[data-testid="stImage"] img').count() >= 3
 
 

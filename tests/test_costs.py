@@ -188,6 +188,14 @@ def test_total_cost_formula():
 # ---- gradients ---------------------------------------------------------------------------------
 
 
+def test_gradcheck_gram_matrix():
+    # gram_matrix has a hand-written backward ((dG + dG^T) F): check it against finite differences
+    a3 = _rand(3, 2, 4, seed=18).requires_grad_(True)
+    a4 = _rand(2, 3, 2, 3, seed=19).requires_grad_(True)
+    assert torch.autograd.gradcheck(costs.gram_matrix, (a3,))
+    assert torch.autograd.gradcheck(costs.gram_matrix, (a4,))
+
+
 def test_gradcheck_content_cost():
     a_C = _rand(1, 2, 3, 4, seed=11)
     a_G = _rand(1, 2, 3, 4, seed=12).requires_grad_(True)

@@ -19,6 +19,7 @@ from teachkit.transfer import (
     TransferConfig,
     TransferResult,
     blended_style_grams,
+    default_pyramid,
     default_scales,
     rgb_to_yiq,
     split_steps,
@@ -195,9 +196,11 @@ def test_multi_scale_reaches_the_target_size(net, content64, style64):
 
 
 def test_scale_schedule_helpers():
-    assert default_scales(512) == (128, 256, 512)
-    assert default_scales(384) == (192, 384)
-    assert default_scales(100) == (100,)
+    assert default_scales(384) == (384,)
+    assert default_scales(512) == (512,)
+    assert default_scales(1024) == (512, 1024)
+    assert default_scales(1600) == (400, 800, 1600)
+    assert default_pyramid(256) == 4 and default_pyramid(512) == 5 and default_pyramid(40) == 1
     assert split_steps(300, (128, 256, 512)) == [171, 86, 43]
     for steps in (0, 1, 7, 301):
         assert sum(split_steps(steps, (100, 200, 400))) == steps
@@ -249,6 +252,21 @@ def test_style_gram_is_scaled_by_the_ratio_of_positions(net):
 # ---- the steppable object ----------------------------------------------------------------------
 
 
+def test_pyramid_parametrisation(net, content64, style64):
+    c, s = to_tensor(content64), to_tensor(style64)
+    st = StyleTransfer(c, s, small(pyramid=3), backbone=net)
+    assert st.levels == 3 and len(st.params) == 3
+    assert [tuple(p.shape[-2:]) for p in st.params] == [(43, 64), (21, 32), (10, 16)]
+    start = st.tensor()
+    plain = StyleTransfer(c, s, small(pyramid=1), backbone=net)
+    assert torch.equal(start, plain.tensor())  # same seed, coarse levels start at zero: same G0
+    st.step(3)
+    # the coarse levels moved, and G is the sum of the levels
+    assert all(float(p.detach().abs().max()) > 0 for p in st.params[1:])
+    auto = StyleTransfer(c, s, small(), backbone=net)
+    assert auto.levels == default_pyramid(64) == 2
+
+
 def test_style_transfer_steps_one_at_a_time(net, content64, style64):
     st = StyleTransfer(to_tensor(content64), to_tensor(style64), small(init="content"), backbone=net)
     assert st.costs()["content"] == 0.0  # starts at the content photo
@@ -261,7 +279,8 @@ def test_style_transfer_steps_one_at_a_time(net, content64, style64):
 
 
 @pytest.mark.parametrize("extra", [{"optimizer": "adam", "lr": 0.05}, {"dtype": "bfloat16"},
-                                   {"init": "blend"}, {"normalization": "gatys"}, {"normalization": "none"}])
+                                   {"init": "blend"}, {"normalization": "gatys"}, {"normalization": "none"},
+                                   {"pyramid": 1}, {"pyramid": 3, "optimizer": "adam", "lr": 0.05}])
 def test_options_run_and_lower_the_cost(net, content64, style64, extra):
     st = StyleTransfer(to_tensor(content64), to_tensor(style64), small(size=32, **extra), backbone=net)
     first = st.costs()["total"]

@@ -20,8 +20,8 @@ from teachkit.features import (
 
 
 @pytest.fixture(scope="module")
-def vgg():
-    return load_backbone("vgg19", device="cpu")
+def vgg(vgg19):
+    return vgg19
 
 
 def test_layer_names_and_channels(vgg):

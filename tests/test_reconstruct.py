@@ -13,22 +13,15 @@ from PIL import Image
 from teachkit import reconstruct as R
 from teachkit.cli import main
 from teachkit.costs import gram_matrix, style_cost
-from teachkit.features import load_backbone
 from teachkit.images import sample_content, sample_style, to_tensor
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The images here are tiny: one thread beats several, by far on a busy shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def net():
-    return load_backbone("vgg19", device="cpu")
+def net(vgg19):
+    return vgg19
 
 
 @pytest.fixture(scope="module")

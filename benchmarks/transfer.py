@@ -57,7 +57,7 @@ def _setup(job):
 
     torch.set_num_threads(job["threads"])
     from teachkit.features import load_backbone
-    from teachkit.images import resolve_image, to_tensor
+    from teachkit.images import to_tensor
     from teachkit.transfer import load_inputs, TransferConfig
 
     net = load_backbone("vgg19", device="cpu")

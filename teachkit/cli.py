@@ -96,6 +96,8 @@ def add_transfer_parser(sub) -> None:
     p.add_argument("--preserve-color", action="store_true", help="transfer luminance only; keep the content's colours")
     p.add_argument("--scales", type=_ints, default=None,
                    help="coarse-to-fine long sides, e.g. 128,256,512 (default: automatic)")
+    p.add_argument("--pyramid", type=int, default=None, metavar="LEVELS",
+                   help="optimise the image as a sum of LEVELS resolutions; 1 = plain pixels (default: automatic)")
     p.add_argument("--seed", type=int, default=d.seed, help="(default: %(default)s)")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: automatic)")
     p.add_argument("--dtype", choices=DTYPES, default=d.dtype, help="(default: %(default)s)")
@@ -166,7 +168,7 @@ def cmd_transfer(args) -> int:
         "style_weights": args.style_weights, "style_scale": args.style_scale,
         "normalization": args.normalization, "init": args.init, "init_noise": args.init_noise,
         "optimizer": args.optimizer, "lr": args.lr, "tv_weight": args.tv_weight,
-        "preserve_color": args.preserve_color, "scales": args.scales, "seed": args.seed,
+        "preserve_color": args.preserve_color, "scales": args.scales, "pyramid": args.pyramid, "seed": args.seed,
         "device": args.device, "dtype": args.dtype, "backbone": args.backbone, "pooling": args.pooling,
         "preview_every": args.preview_every,
     }

@@ -13,7 +13,7 @@ import torch
 
 from teachkit import costs
 
-torch.set_num_threads(1)  # the machine is shared: one thread avoids OpenMP stalls
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny images: one thread is fastest (conftest)
 
 
 def _rand(*shape, seed=0, dtype=torch.float64):

@@ -23,6 +23,7 @@ steps after warm-up steps; compare ratios measured in the same run.  Usage::
 
     python benchmarks/transfer.py                       # sizes 256 and 512, the full run
     python benchmarks/transfer.py --quick --sizes 128   # a smoke run in about a minute
+    python benchmarks/transfer.py --report run.json     # the table of a saved --json run
 """
 
 from __future__ import annotations
@@ -294,10 +295,16 @@ def main(argv=None) -> int:
     ap.add_argument("--content", default="chelsea")
     ap.add_argument("--style", default="stained_glass")
     ap.add_argument("--json", default=None, help="also write all the numbers to this JSON file")
+    ap.add_argument("--report", metavar="FILE.json", default=None, help="only print the table of a saved --json run")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         worker_main(args.worker)
+        return 0
+    if args.report:
+        with open(args.report) as f:
+            saved = json.load(f)
+        print(report(saved, saved["args"]["ref_steps"] or (20 if saved["args"]["quick"] else 300)))
         return 0
 
     sizes = [int(v) for v in args.sizes.split(",") if v]
@@ -387,8 +394,9 @@ def report(results: dict, ref_steps: int) -> str:
                   f"{'/'.join(map(str, r['recipe']['plan']))} at {'/'.join(map(str, r['recipe']['scales']))} px)")
     row("    ratio recipe / reference time (target <= 1/3)",
         lambda r: f"{r['recipe']['reach']['seconds'] / r['reference']['seconds']:.3f}")
-    row("    default recipe, its own steps: s / J at its end",
-        lambda r: f"{r['recipe']['seconds']:.1f} / {r['recipe']['cost_at_default_end']:.4g}")
+    row("    default recipe's own steps: s / J at its end",
+        lambda r: (f"{r['recipe']['seconds']:.1f} / {r['recipe']['cost_at_default_end']:.4g}"
+                   if r["recipe"]["steps"] >= sum(r["recipe"]["plan"]) else "(target reached before its end)"))
     row("peak RSS floor, MiB (delta)", lambda r: f"{r['floor']['peak_rss_mib']:.0f} ({r['floor']['delta_rss_mib']:.0f})")
     row("peak RSS step float32, MiB (delta)", lambda r: f"{r['step-float32']['peak_rss_mib']:.0f} ({r['step-float32']['delta_rss_mib']:.0f})")
     row("peak RSS step bfloat16, MiB (delta)", lambda r: f"{r['step-bfloat16']['peak_rss_mib']:.0f} ({r['step-bfloat16']['delta_rss_mib']:.0f})")

@@ -41,9 +41,9 @@ def plot_history(
     (unweighted ``J_style[l]``).  ``weighted=True`` (needs ``config``, a resolved
     ``TransferConfig``) plots what each term adds to ``J``: ``alpha*J_content``,
     ``beta*J_style``, ``w_tv*TV`` and per layer ``beta*lambda[l]*J_style[l]`` -- so the curves
-    add up to the total and share one scale (the unweighted terms differ by orders of magnitude).  Dotted vertical lines mark
-    where a coarse-to-fine schedule moves to the next scale.  Missing (``None``/``nan``) or
-    non-positive values are left out of the log plot.
+    add up to the total and share one scale (the unweighted terms differ by orders of magnitude).
+    Dotted vertical lines mark where a coarse-to-fine schedule moves to the next scale.  Missing
+    (``None``/``nan``) or non-positive values are left out of the log plot.
     """
     import math
 

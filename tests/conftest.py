@@ -12,6 +12,12 @@ def vgg19():
     return load_backbone("vgg19", device="cpu")
 
 
+@pytest.fixture(scope="session")
+def net(vgg19):
+    """The same backbone under the name the engine's functions use for it."""
+    return vgg19
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny images: one torch thread beats several, by far on a busy shared CPU."""

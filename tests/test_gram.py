@@ -19,11 +19,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def net(vgg19):
-    return vgg19
-
-
-@pytest.fixture(scope="module")
 def cat():
     return to_tensor(sample_content("chelsea", 64))  # (1, 3, 43, 64)
 

@@ -20,11 +20,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def net(vgg19):
-    return vgg19
-
-
-@pytest.fixture(scope="module")
 def cat():
     return to_tensor(sample_content("chelsea", 48))  # (1, 3, 32, 48)
 

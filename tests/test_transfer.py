@@ -31,11 +31,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny images: one thread is
 
 
 @pytest.fixture(scope="module")
-def net(vgg19):
-    return vgg19  # the session's shared VGG19 (conftest)
-
-
-@pytest.fixture(scope="module")
 def content64():
     return sample_content("chelsea", size=64)
 

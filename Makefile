@@ -4,8 +4,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.teachkit-installed
 PORT   ?= 8501
+# Largest upload in MB.  The same number goes to the server (which enforces it for every request,
+# whatever the browser does) and to the app (which checks at start that the server's limit is not
+# larger, and refuses uploads if it is).  `make run UPLOAD_MB=5` lowers both.
+UPLOAD_MB ?= $(if $(TEACHKIT_UPLOAD_MAX_MB),$(TEACHKIT_UPLOAD_MAX_MB),10)
+# Lesson 1's dataset-folder box is off unless a data root is named: `make run DATA_ROOT=~/Pictures`
+# lets visitors pick folders inside that root only.
+DATA_ROOT ?=
 
-.PHONY: run test transfer setup bench clean
+.PHONY: run test transfer setup bench bench-load clean
 
 setup: $(STAMP)
 
@@ -14,9 +21,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-# The main job: the teaching app on the bundled images (no arguments, no downloads).
+# The main job: the teaching app on the bundled images (no arguments, no downloads), served to the
+# classroom on every interface.  Visitors get short errors, never tracebacks with server paths.
 run: $(STAMP)
-	$(BIN)/streamlit run app.py --server.headless true --server.port $(PORT) --browser.gatherUsageStats false
+	TEACHKIT_UPLOAD_MAX_MB=$(UPLOAD_MB) $(if $(DATA_ROOT),TEACHKIT_DATA_ROOT="$(DATA_ROOT)") \
+	$(BIN)/streamlit run app.py --server.headless true --server.port $(PORT) \
+	  --server.maxUploadSize $(UPLOAD_MB) --client.showErrorDetails none \
+	  --server.fileWatcherType none --server.runOnSave false --browser.gatherUsageStats false
 
 # A full style transfer on the bundled images, written to out/transfer.png.
 transfer: $(STAMP)
@@ -29,6 +40,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/transfer.py
 	$(BIN)/python benchmarks/patches.py
 	$(BIN)/python benchmarks/app.py
+
+# Ten browser sessions against one local server (needs /usr/bin/chromium); about 10 minutes.
+bench-load: $(STAMP)
+	$(BIN)/python benchmarks/load.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

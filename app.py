@@ -6,18 +6,21 @@ honours, and the backbone and device in the sidebar.  Everything works offline o
 
 import streamlit as st
 
-from lessons import _common as common
+from lessons import guide, resources, uploads
+from lessons.i18n import LANGS, tr
 
 st.set_page_config(page_title="teachkit", page_icon=":material/palette:", layout="wide",
                    initial_sidebar_state="expanded")
+uploads.check_served_limits()  # the upload limit holds however the app was started; no tracebacks for visitors
 
 # The language: ?lang=zh in the address opens the app in Chinese; afterwards the sidebar switch rules.
 if "lang" not in st.session_state:
     wanted = st.query_params.get("lang", "en")
-    st.session_state["lang"] = wanted if wanted in common.LANGS else "en"
+    st.session_state["lang"] = wanted if wanted in LANGS else "en"
 
 with st.sidebar:
-    st.radio("Language / 语言", list(common.LANGS), format_func=common.LANGS.get, key="lang", horizontal=True)
+    st.radio("Language / 语言", list(LANGS), format_func=LANGS.get, key="lang", horizontal=True)
+    guide.projector_switch()
 
 PAGES = [
     ("lessons/1_layers.py", "layers", ":material/visibility:"),
@@ -28,18 +31,18 @@ PAGES = [
     ("lessons/6_run.py", "run", ":material/rocket_launch:"),
 ]
 pages = [
-    st.Page(path, title=f"{n}. {common.tr(f'title_{n}')}", icon=icon, url_path=slug, default=(n == 1))
+    st.Page(path, title=f"{n}. {tr(f'title_{n}')}", icon=icon, url_path=slug, default=(n == 1))
     for n, (path, slug, icon) in enumerate(PAGES, start=1)
 ]
 nav = st.navigation(pages)
 
 with st.sidebar:
-    net = common.backbone()
-    common.start_warm_up()  # the default figures of lessons 1 and 5, made once in the background
+    net = resources.backbone()
+    resources.start_warm_up()  # the default figures of lessons 1 and 5, made once in the background
     st.divider()
-    st.caption(common.tr("sidebar_backbone"))
-    st.markdown(f"**{net.name}**  \n{net.description}")
-    st.caption(common.tr("sidebar_device"))
-    st.markdown(f"**{common.device_label()}**")
+    st.caption(tr("sidebar_backbone"))
+    st.markdown(f"**{net.name}**  \n{resources.backbone_description(net)}")
+    st.caption(tr("sidebar_device"))
+    st.markdown(f"**{resources.device_label()}**")
 
 nav.run()

@@ -101,10 +101,11 @@ def main() -> None:
     import streamlit as st
     import torch
 
-    from lessons import _common
+    from lessons import jobs, resources, settings
+    from lessons._strings import UI
 
     if args.cold_page:  # child process: load the backbone, then time the page's first visit
-        _common._backbone(_common.BACKBONE, _common.DEVICE)
+        resources.load_net()
         print(f"COLD {session(args.cold_page)[1]:.3f}")
         return
 
@@ -112,8 +113,8 @@ def main() -> None:
     print(f"python {platform.python_version()}, torch {torch.__version__}, streamlit {st.__version__}, "
           f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, load average "
           f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}")
-    print(f"settings: fast={_common.fast_mode()}, demo size env={os.environ.get('TEACHKIT_DEMO_SIZE', '-')}, "
-          f"atlas dataset={_common.atlas_default_dataset()}")
+    print(f"settings: fast={settings.fast_mode()}, demo size env={os.environ.get('TEACHKIT_DEMO_SIZE', '-')}, "
+          f"atlas dataset={settings.atlas_default_dataset()}")
 
     # -- models into the cache (what a teacher's first page load pays once) --
     t = time.perf_counter()
@@ -121,7 +122,7 @@ def main() -> None:
     print(f"\nfirst app start (backbone load + lesson 1 with its atlas from the disk cache, or a scan): "
           f"{time.perf_counter() - t:.2f} s")
     t = time.perf_counter()
-    _common._warm_up()
+    resources._warm_up()
     print(f"warm-up of the default figures (a background thread in the app): {time.perf_counter() - t:.2f} s")
 
     # -- page renders --
@@ -135,28 +136,28 @@ def main() -> None:
         session(n)  # fill the shared caches
         warm_en = statistics.median(session(n)[1] for _ in range(args.repeat))
         warm_zh = statistics.median(session(n, "zh")[1] for _ in range(args.repeat))
-        print(f"| {n}. {_common.UI[f'title_{n}']['en']} | {cold:.2f} | {warm_en:.2f} | {warm_zh:.2f} |")
+        print(f"| {n}. {UI[f'title_{n}']['en']} | {cold:.2f} | {warm_en:.2f} | {warm_zh:.2f} |")
 
     # -- demos --
     print("\n## Demos with the default settings (seconds; first image < 2, finished < 30)\n")
     print("| demo | settings | steps done | first image | finished |")
     print("|---|---|---|---|---|")
-    limit = _common.demo_seconds()
+    limit = settings.demo_seconds()
     demos = [
         (2, "p2_run", "lesson2", "small style transfer",
-         f"{_common.demo_size(128)} px, {_common.demo_steps(40)} steps from noise",
+         f"{settings.demo_size(128)} px, {settings.demo_steps(40)} steps from noise",
          lambda ss: ss["p2_result"]["steps"]),
-        (3, "p3_step", None, "one gradient step (Step)", f"{_common.demo_size(128)} px",
+        (3, "p3_step", None, "one gradient step (Step)", f"{settings.demo_size(128)} px",
          lambda ss: ss["p3"].steps),
-        (3, "p3_run", "lesson3", "Run", f"{_common.demo_size(128)} px, {_common.demo_steps(30)} steps",
+        (3, "p3_run", "lesson3", "Run", f"{settings.demo_size(128)} px, {settings.demo_steps(30)} steps",
          lambda ss: ss["p3"].steps),
         (4, "p4_run", "lesson4", "content reconstruction (conv4_2)",
-         f"{_common.demo_size(128, fast=32)} px, {_common.demo_steps(100, fast=2)} steps",
+         f"{settings.demo_size(128, fast=32)} px, {settings.demo_steps(100, fast=2)} steps",
          lambda ss: ss["p4_result"]["steps"]),
         (4, "p4_grid", "lesson4_grid", "shallow / middle / deep",
-         f"3 x {_common.demo_steps(100, fast=2)} steps", None),
+         f"3 x {settings.demo_steps(100, fast=2)} steps", None),
         (5, "p5_texture_run", "lesson5", "texture synthesis, 5 layer sets",
-         f"{_common.demo_size(96, fast=32)} px, 5 x {_common.demo_steps(40, fast=2)} steps", None),
+         f"{settings.demo_size(96, fast=32)} px, 5 x {settings.demo_steps(40, fast=2)} steps", None),
     ]
     for n, key, timing, name, what, done in demos:
         at, _ = session(n)
@@ -201,7 +202,7 @@ def main() -> None:
         print(f"- {job.state}: {job.result.image.size[0]}x{job.result.image.size[1]} px, first image after "
               f"{fmt(job.first_image_at - t0_wall if job.first_image_at else None)} s, finished after "
               f"{job.finished_at - t0_wall:.1f} s")
-    print(f"(at most {_common.MAX_JOBS} transfers compute at once; the others wait for a free slot)")
+    print(f"(at most {jobs.MAX_JOBS} transfers compute at once; the others wait for a free slot)")
 
 
 if __name__ == "__main__":

@@ -2,19 +2,21 @@
 
 import streamlit as st
 
-from lessons import _common as c
-from lessons._common import tr
+from lessons import settings as cfg
+from lessons import jobs
+from lessons import resources as res
+from lessons.i18n import md, page_title, tr
 
 P = "2_style_transfer"
-SIZE = c.demo_size(128)
-STEPS = c.demo_steps(40)
+SIZE = cfg.demo_size(128)
+STEPS = cfg.demo_steps(40)
 
-c.page_title(2)
-c.md(P, "intro")
-c.md(P, "demo")
+page_title(2)
+md(P, "intro")
+md(P, "demo")
 
 pick_c, pick_s, run_col = st.columns([1, 1, 1], vertical_alignment="bottom")
-names = c.samples()
+names = res.samples()
 with pick_c:
     content_name = st.selectbox(tr("pick_content"), names["content"], key="p2_content")
 with pick_s:
@@ -26,10 +28,10 @@ with run_col:
 col_c, col_s, col_g = st.columns(3)
 with col_c:
     st.subheader(tr("content_C"))
-    c.show_image(c.sample(content_name, 384))
+    res.show_image(res.sample(content_name, 384))
 with col_s:
     st.subheader(tr("style_S"))
-    c.show_image(c.sample(style_name, 384))
+    res.show_image(res.sample(style_name, 384))
 with col_g:
     st.subheader(tr("generated_G"))
     g_slot = st.empty()
@@ -39,13 +41,13 @@ pair = (content_name, style_name, SIZE, STEPS)
 if run:
     from teachkit.transfer import TransferConfig, transfer
 
-    net = c.backbone()
-    g_slot.image(c.noise_image(*c.sample(content_name, SIZE).size), caption=tr("noise_G"), width="stretch")
+    net = res.backbone()
+    g_slot.image(res.noise_image(*res.sample(content_name, SIZE).size), caption=tr("noise_G"), width="stretch")
     with progress_slot:
-        with c.slot_on_page():
-            view = c.LiveView("lesson2", image_slot=g_slot, time_limit=c.demo_seconds())
+        with jobs.slot_on_page():
+            view = jobs.LiveView("lesson2", image_slot=g_slot, time_limit=cfg.demo_seconds())
             config = TransferConfig(size=SIZE, steps=STEPS, init="noise", preview_every=1, seed=0)
-            res = transfer(c.sample(content_name), c.sample(style_name, SIZE), config, callback=view, backbone=net)
+            res = transfer(res.sample(content_name), res.sample(style_name, SIZE), config, callback=view, backbone=net)
             view.done()
     st.session_state["p2_result"] = {"pair": pair, "image": res.image, "seconds": res.seconds,
                                      "steps": len(res.history), "limit": view.hit_limit}
@@ -56,12 +58,12 @@ if result is not None and result["pair"] == pair:
     g_slot.image(result["image"], width="stretch")
     progress_slot.caption(tr("finished_in", secs=result["seconds"], steps=result["steps"], size=SIZE))
     if result["limit"]:
-        progress_slot.caption(tr("time_limit", secs=c.demo_seconds()))
+        progress_slot.caption(tr("time_limit", secs=cfg.demo_seconds()))
 else:
     result = None
-    g_slot.image(c.noise_image(*c.sample(content_name, SIZE).size), caption=tr("noise_G"), width="stretch")
+    g_slot.image(res.noise_image(*res.sample(content_name, SIZE).size), caption=tr("noise_G"), width="stretch")
 
 st.divider()
-c.md(P, "how")
+md(P, "how")
 if result is not None:
-    c.md(P, "after")
+    md(P, "after")

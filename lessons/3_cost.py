@@ -4,29 +4,32 @@ import time
 
 import streamlit as st
 
-from lessons import _common as c
-from lessons._common import tr
+from lessons import settings as cfg
+from lessons import charts
+from lessons import demos
+from lessons import jobs
+from lessons.i18n import md, page_title, tr
 
 P = "3_cost"
-SIZE = c.demo_size(128)
-RUN_STEPS = c.demo_steps(30)  # steps per press of Run (Pause stops earlier)
+SIZE = cfg.demo_size(128)
+RUN_STEPS = cfg.demo_steps(30)  # steps per press of Run (Pause stops earlier)
 
-c.page_title(3)
+page_title(3)
 left, right = st.columns([1.1, 1])
 with left:
-    c.md(P, "intro")
+    md(P, "intro")
 with right:
-    c.md(P, "algo")
+    md(P, "algo")
 
 # ---- the weights and the buttons ----
-defaults = c.transfer_defaults()
+defaults = charts.transfer_defaults()
 w_a, w_b, w_r = st.columns([2, 2, 1], vertical_alignment="bottom")
-alpha_options, beta_options = c.weight_options(defaults["alpha"]), c.weight_options(defaults["beta"])
+alpha_options, beta_options = charts.weight_options(defaults["alpha"]), charts.weight_options(defaults["beta"])
 alpha = w_a.select_slider(tr("p3_alpha"), alpha_options, value=alpha_options[4], key="p3_alpha",
-                          format_func=c.fmt_weight)
+                          format_func=charts.fmt_weight)
 beta = w_b.select_slider(tr("p3_beta"), beta_options, value=beta_options[4], key="p3_beta",
-                         format_func=c.fmt_weight)
-w_r.markdown(f"**{tr('p3_ratio', ratio=c.fmt_ratio(alpha, beta))}**")
+                         format_func=charts.fmt_weight)
+w_r.markdown(f"**{tr('p3_ratio', ratio=charts.fmt_ratio(alpha, beta))}**")
 
 b_step, b_run, b_pause, b_reset, b_info = st.columns([1, 1, 1, 1, 3], vertical_alignment="center")
 step = b_step.button(tr("p3_step"), key="p3_step", icon=":material/skip_next:", width="stretch")
@@ -36,7 +39,7 @@ reset = b_reset.button(tr("p3_reset"), key="p3_reset", icon=":material/restart_a
 info = b_info.empty()
 
 # ---- the optimisation lives in this session's state ----
-demo = c.StepDemo.get("p3", SIZE)
+demo = demos.StepDemo.get("p3", SIZE)
 if reset:
     demo.reset()
 demo.set_weights(alpha, beta)  # continues from the current image when the weights change
@@ -62,15 +65,15 @@ def draw(live: bool) -> None:
         shown = look.slider(tr("p3_look"), 0, demo.steps, demo.steps, key=f"p3_look_{demo.steps}")
     image_slot.image(demo.snapshot(shown), caption=tr("p3_step_n", n=shown), width="stretch")
     if demo.records:
-        chart_slot.altair_chart(c.cost_chart(demo.records), width="stretch")
+        chart_slot.altair_chart(charts.cost_chart(demo.records), width="stretch")
     else:
         chart_slot.info(tr("p3_no_steps"))
-    formula_slot.latex(c.cost_formula(demo.terms(), demo.alpha, demo.beta))
+    formula_slot.latex(charts.cost_formula(demo.terms(), demo.alpha, demo.beta))
 
 
 if step:
     demo.running = False
-    with c.slot_on_page():
+    with jobs.slot_on_page():
         demo.step(1)
 if not demo.can_step:
     info.warning(tr("p3_zero"))
@@ -81,8 +84,8 @@ elif demo.weights_changed:
 if demo.running and demo.steps < demo.run_until:
     info.caption(tr("p3_running"))
     draw(live=True)
-    limit = c.demo_seconds()
-    with c.slot_on_page():
+    limit = cfg.demo_seconds()
+    with jobs.slot_on_page():
         t0 = time.perf_counter()
         while demo.running and demo.steps < demo.run_until:
             demo.step(1)
@@ -97,5 +100,5 @@ else:
     draw(live=False)
 
 st.divider()
-c.md(P, "curves")
-c.md(P, "ratio_hint")
+md(P, "curves")
+md(P, "ratio_hint")

@@ -1,6 +1,6 @@
 """Lesson 6 -- run a full transfer: uploads, every option, live progress, cancel, downloads.
 
-The transfer runs in a background thread (``_common.TransferJob``) with a ``threading.Event`` kept in
+The transfer runs in a background thread (``lessons.jobs.TransferJob``) with a ``threading.Event`` kept in
 ``st.session_state``; a fragment reruns every half second while it runs, to show the progress and
 the latest image, and holds the Cancel button.  Cancel sets the event; teachkit stops after the
 current step and returns the latest image, which can be downloaded like a finished one.
@@ -8,42 +8,43 @@ current step and returns the latest image, which can be downloaded like a finish
 
 import streamlit as st
 
-from lessons import _common as c
-from lessons._common import tr
+from lessons import settings as cfg
+from lessons import charts
+from lessons import jobs
+from lessons import resources
+from lessons import uploads
+from lessons.i18n import choice, md, page_title, tr
 
 P = "6_run"
-DEFAULT_SIZE = c.demo_size(256, fast=48)
-DEFAULT_STEPS = c.demo_steps(200, fast=3)
+DEFAULT_SIZE = cfg.demo_size(256, fast=48)
+DEFAULT_STEPS = cfg.demo_steps(200, fast=3)
 
-c.page_title(6)
-c.md(P, "intro")
+page_title(6)
+md(P, "intro")
 
 from teachkit.costs import NORMALIZATIONS  # noqa: E402
-from teachkit.images import DEFAULT_CONTENT, DEFAULT_STYLE  # noqa: E402
-from teachkit.transfer import DEFAULT_STYLE_LAYERS, DTYPES, INITS, OPTIMIZERS, TransferConfig  # noqa: E402
+from teachkit.samples import DEFAULT_CONTENT, DEFAULT_STYLE  # noqa: E402
+from teachkit.features import DEFAULT_STYLE_LAYERS  # noqa: E402
+from teachkit.transfer import DTYPES, INITS, OPTIMIZERS, TransferConfig  # noqa: E402
 
-net = c.backbone()
+net = resources.backbone()
 job = st.session_state.get("p6_job")
 busy = job is not None and job.alive
-names = c.samples()
+names = resources.samples()
 
 # ---- the images ----
 col_c, col_s = st.columns(2)
 with col_c:
     st.subheader(tr("p6_content"))
-    content_img, content_label = c.image_picker(tr("what_content"), "p6_content", kind="content",
+    content_img, content_label = uploads.image_picker(tr("what_content"), "p6_content", kind="content",
                                                 default=DEFAULT_CONTENT)
-    c.show_image(content_img, caption=f"{content_label} · {content_img.size[0]}×{content_img.size[1]}", width=320)
+    resources.show_image(content_img, caption=f"{content_label} · {content_img.size[0]}×{content_img.size[1]}", width=320)
 with col_s:
     st.subheader(tr("p6_styles"))
     style_names = st.multiselect(tr("p6_style_samples"), names["style"], default=[DEFAULT_STYLE],
-                                 key="p6_style_samples")
-    files = st.file_uploader(tr("p6_upload_styles"), type=c.UPLOAD_TYPES, accept_multiple_files=True,
-                             key="p6_style_upload", max_upload_size=c.UPLOAD_MAX_MB,
-                             help=tr("upload_help", mb=c.UPLOAD_MAX_MB, mp=c.UPLOAD_MAX_PIXELS // 10**6))
-    uploaded = [(f.name, c.read_upload(f, tr("what_style"))) for f in files or []]
-    uploaded = [(n, img) for n, img in uploaded if img is not None]
-    styles = uploaded or [(n, c.sample(n, 512)) for n in style_names]
+                                 key="p6_style_samples", max_selections=jobs.LIMITS.max_styles)
+    uploaded = uploads.style_uploader(tr("p6_upload_styles"), tr("what_style"), "p6_style_upload")
+    styles = uploaded or [(n, resources.sample(n, 512)) for n in style_names]
     if styles:
         st.image([img for _, img in styles], caption=[n for n, _ in styles], width=150)
     else:
@@ -51,16 +52,16 @@ with col_s:
 
 # ---- the options ----
 st.subheader(tr("p6_options"))
-c.md(P, "options")
+md(P, "options")
 o1, o2, o3, o4 = st.columns(4)
-size = o1.slider(tr("p6_size"), 32, 768, DEFAULT_SIZE, 16, key="p6_size")
-steps = o2.slider(tr("p6_steps"), 1, 1000, DEFAULT_STEPS, key="p6_steps")
+size = o1.slider(tr("p6_size"), 32, jobs.LIMITS.max_size, min(DEFAULT_SIZE, jobs.LIMITS.max_size), 16, key="p6_size")
+steps = o2.slider(tr("p6_steps"), 1, jobs.LIMITS.max_steps, min(DEFAULT_STEPS, jobs.LIMITS.max_steps), key="p6_steps")
 with o3:
-    init = c.choice(st.radio, tr("p6_init"), list(INITS), "p6_init", default="noise",
+    init = choice(st.radio, tr("p6_init"), list(INITS), "p6_init", default="noise",
                     labels=lambda v: tr(f"init_{v}"), horizontal=True)
 with o4:
     normalization = st.selectbox(tr("p6_normalization"), NORMALIZATIONS, key="p6_norm")
-defaults = c.transfer_defaults(normalization)
+defaults = charts.transfer_defaults(normalization)
 o5, o6, o7, o8 = st.columns(4)
 alpha = o5.number_input(tr("p6_alpha"), 0.0, 1e12, float(defaults["alpha"]), format="%g",
                         key=f"p6_alpha_{normalization}")
@@ -96,11 +97,13 @@ with st.expander(tr("p6_more")):
     m4, m5, m6, m7 = st.columns(4)
     optimizer = m4.selectbox(tr("p6_optimizer"), OPTIMIZERS, key="p6_optimizer")
     lr = m5.number_input(tr("p6_lr"), 0.0, 100.0, 0.0, format="%g", key="p6_lr")
-    history_size = m6.number_input(tr("p6_history"), 1, 500, 50, key="p6_history")
+    history_size = m6.number_input(tr("p6_history"), 1, jobs.LIMITS.max_history, min(50, jobs.LIMITS.max_history),
+                                   key="p6_history")
     init_noise = m7.slider(tr("p6_init_noise"), 0.0, 1.0, 0.5, key="p6_init_noise")
     m8, m9, m10, m11 = st.columns(4)
     style_weights = numbers(m8.text_input(tr("p6_style_weights"), key="p6_style_weights"))
-    style_scale = m9.number_input(tr("p6_style_scale"), 0.05, 4.0, 1.0, 0.05, key="p6_style_scale")
+    style_scale = m9.number_input(tr("p6_style_scale"), 0.05, jobs.LIMITS.max_style_scale, 1.0, 0.05,
+                                  key="p6_style_scale")
     scales = numbers(m10.text_input(tr("p6_scales"), key="p6_scales"), int)
     seed = int(m11.number_input(tr("p6_seed"), 0, 2**31 - 1, 0, key="p6_seed"))
     m12, m13 = st.columns(2)
@@ -120,6 +123,7 @@ if styles:
         config.validate(n_styles=len(styles))
     except ValueError as err:
         problems.append(tr("p6_bad_config", err=err))
+    problems += jobs.check_transfer(config, len(styles))  # the classroom limits, whatever the browser sent
 for problem in problems:
     st.error(problem)
 
@@ -131,7 +135,7 @@ if job is not None and not busy and b2.button(tr("p6_new"), key="p6_clear", icon
     st.session_state.pop("p6_job", None)
     st.rerun()
 if start and not busy:
-    job = c.TransferJob(content_img, [img for _, img in styles], config, net).start()
+    job = jobs.TransferJob(content_img, [img for _, img in styles], config, net).start()
     st.session_state["p6_job"] = job
     busy = True
 
@@ -152,7 +156,7 @@ def live() -> None:
     with right:
         if running:
             if snap["state"] == "queued":
-                st.info(tr("p6_queued"))
+                st.info(jobs.queue_text(snap))
             frac = snap["step"] / snap["total"] if snap["total"] else 0.0
             st.progress(min(1.0, frac), text=tr("p6_running", message=snap["message"] or "…", step=snap["step"],
                                                   total=snap["total"], secs=snap["elapsed"]))
@@ -161,6 +165,8 @@ def live() -> None:
             elif st.button(tr("p6_cancel"), key="p6_cancel", icon=":material/stop:"):
                 job.cancel()
                 st.warning(tr("p6_cancelling"))
+        elif jobs.reason_text(snap) and snap["result"] is None:  # refused, replaced or abandoned before a step
+            st.warning(jobs.reason_text(snap))
         elif snap["state"] == "failed":
             st.error(tr("failed", err=snap["error"]))
         elif snap["result"] is None:  # cancelled while it waited for a free slot
@@ -169,17 +175,17 @@ def live() -> None:
             res = snap["result"]
             st.session_state["last_G"] = res.image  # lesson 5 can compare its Gram matrices with S
             if res.stopped:
-                st.warning(tr("p6_cancelled", step=len(res.history)))
+                st.warning(jobs.reason_text(snap) or tr("p6_cancelled", step=len(res.history)))
             else:
                 st.success(tr("p6_done", secs=res.seconds))
-            c.md(P, "done")
+            md(P, "done")
             d1, d2 = st.columns(2)
-            d1.download_button(tr("p6_download_png"), c.png_bytes(res.image), "teachkit_G.png", "image/png",
+            d1.download_button(tr("p6_download_png"), resources.png_bytes(res.image), "teachkit_G.png", "image/png",
                                key="p6_dl_png", icon=":material/download:", on_click="ignore", width="stretch")
             d2.download_button(tr("p6_download_log"), job.log_json(), "teachkit_costs.json", "application/json",
                                key="p6_dl_log", icon=":material/download:", on_click="ignore", width="stretch")
         if snap["records"]:
-            st.altair_chart(c.cost_chart(snap["records"]), width="stretch")
+            st.altair_chart(charts.cost_chart(snap["records"]), width="stretch")
     if not running and busy:
         st.rerun()  # the job has just ended: redraw the page (Start enabled again, no more polling)
 

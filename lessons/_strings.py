@@ -1,7 +1,7 @@
 """Short interface strings (titles, labels, buttons, messages) in English and Chinese.
 
 Longer lesson text lives in ``lessons/text/<lang>/<page>.md``.  Every key has both languages;
-``tests/test_app.py`` checks that.  ``{name}`` fields are filled by ``_common.tr(key, name=...)``.
+``tests/test_app.py`` checks that.  ``{name}`` fields are filled by ``lessons.i18n.tr(key, name=...)``.
 """
 
 UI: dict[str, dict[str, str]] = {
@@ -15,13 +15,26 @@ UI: dict[str, dict[str, str]] = {
     # ---- sidebar and shared ----
     "sidebar_backbone": {"en": "Backbone (pretrained network)", "zh": "骨干网络（预训练）"},
     "sidebar_device": {"en": "Computing on", "zh": "计算设备"},
-    "cpu_threads": {"en": "cpu ({n} threads)", "zh": "cpu（{n} 个线程）"},
+    "backbone_vgg19": {"en": "VGG19, original ImageNet weights (Simonyan & Zisserman), Caffe preprocessing",
+                       "zh": "VGG19，原始 ImageNet 权重（Simonyan 与 Zisserman），Caffe 式预处理"},
+    "backbone_torchvision": {"en": "{name}, torchvision ImageNet weights", "zh": "{name}，torchvision 的 ImageNet 权重"},
+    "cpu_threads": {"en": "cpu ({n} threads)", "zh": "CPU（{n} 个线程）"},
     "loading_backbone": {"en": "Loading the pretrained network…", "zh": "正在加载预训练网络……"},
     "backbone_failed": {"en": "The network could not be loaded: {err}", "zh": "无法加载网络：{err}"},
     "waiting_cpu": {
         "en": "Other students are computing right now; yours starts as soon as the computer is free…",
         "zh": "其他同学正在计算，电脑一空闲就开始你的任务……",
     },
+    "msg_scale": {"en": "scale {k}/{n}: {side} px", "zh": "第 {k}/{n} 个尺度：{side} 像素"},
+    "msg_content": {"en": "content {layer}", "zh": "内容 {layer}"},
+    "msg_content_n": {"en": "content {layer} ({i}/{n})", "zh": "内容 {layer}（{i}/{n}）"},
+    "msg_texture": {"en": "texture {layer}", "zh": "纹理 {layer}"},
+    "msg_texture_n": {"en": "texture up to {layer} ({i}/{n})", "zh": "纹理：用到 {layer}（{i}/{n}）"},
+    "msg_texture_range": {"en": "texture {first}..{last}", "zh": "纹理 {first}……{last}"},
+    "value_total": {"en": "J", "zh": "J"},
+    "value_content": {"en": "J_content", "zh": "J_content"},
+    "value_style": {"en": "J_style", "zh": "J_style"},
+    "value_distance": {"en": "distance", "zh": "距离"},
     "starting": {"en": "starting…", "zh": "开始……"},
     "progress_line": {"en": "step {step}/{total} · {secs:.0f} s", "zh": "第 {step}/{total} 步 · {secs:.0f} 秒"},
     "content_C": {"en": "Content C", "zh": "内容图 C"},
@@ -45,13 +58,20 @@ UI: dict[str, dict[str, str]] = {
     },
     "what_content": {"en": "content image", "zh": "内容图"},
     "what_style": {"en": "style image", "zh": "风格图"},
-    "seconds": {"en": "{secs:.1f} s", "zh": "{secs:.1f} 秒"},
     "finished_in": {"en": "Finished in {secs:.1f} s ({steps} steps, {size} px).",
                     "zh": "用时 {secs:.1f} 秒（{steps} 步，{size} 像素）。"},
     "time_limit": {"en": "The demo stops after {secs:.0f} s, whatever it has reached; a faster computer gets further.",
                    "zh": "演示最多运行 {secs:.0f} 秒，到时即停止；电脑越快，走得越远。"},
     "failed": {"en": "Something went wrong: {err}", "zh": "出错了：{err}"},
-    "layer_n": {"en": "layer {n} · {name}", "zh": "第 {n} 层 · {name}"},
+    "projector": {"en": "Projector (larger text)", "zh": "投影模式（字更大）"},
+    "projector_help": {"en": "Makes every figure's text and the page's text larger, for the back of the room.",
+                       "zh": "把图中的文字和页面文字都放大，坐在后排也能看清。"},
+    "look_for": {"en": "What to look for:", "zh": "看点："},
+    "quiz_title": {"en": "Check your understanding", "zh": "检验一下"},
+    "quiz_how": {"en": "Say your prediction out loud (or write it down) first, then open the answer.",
+                 "zh": "先说出（或写下）你的预测，再打开答案。"},
+    "quiz_reveal": {"en": "Answer {n}", "zh": "第 {n} 题答案"},
+    "teacher_note": {"en": "Teacher's note", "zh": "教师备注"},
     # ---- lesson 1 ----
     "p1_dataset": {"en": "Dataset (for teachers)", "zh": "数据集（教师用）"},
     "p1_folder": {"en": "Image folder on this computer (empty: the bundled sample photos)",
@@ -68,10 +88,11 @@ UI: dict[str, dict[str, str]] = {
     "how_index": {"en": "by index", "zh": "按编号"},
     "p1_unit": {"en": "Unit (channel)", "zh": "单元（通道）"},
     "p1_unit_index": {"en": "Channel number (0 – {max})", "zh": "通道号（0 – {max}）"},
-    "channel": {"en": "channel {u}", "zh": "通道 {u}"},
     "p1_patches": {"en": "Its top patches", "zh": "最强的图像块"},
     "p1_where": {"en": "Where they sit in their source images", "zh": "它们在原图中的位置"},
     "p1_rank": {"en": "Show patch number", "zh": "显示第几个图像块"},
+    "p1_never_fired": {"en": "This unit has nothing to show: it never fired on these images.",
+                       "zh": "这个单元没有可显示的内容：它在这些图上从未被激活。"},
     "p1_retry": {"en": "Try the scan again", "zh": "重新扫描"},
     # ---- lesson 2 ----
     "p2_run": {"en": "Run a small style transfer", "zh": "运行一次小规模风格迁移"},
@@ -122,7 +143,6 @@ UI: dict[str, dict[str, str]] = {
     "p5_g_style2": {"en": "another style", "zh": "另一种风格"},
     "p5_g_last": {"en": "the latest G from lesson 2, 3 or 6", "zh": "第 2、3 或 6 课最新生成的 G"},
     "p5_lambda": {"en": "λ for {layer}", "zh": "{layer} 的 λ"},
-    "p5_jstyle": {"en": "J_style = Σ λ[l] J_style[l] = {value}", "zh": "J_style = Σ λ[l] J_style[l] = {value}"},
     "p5_texture_run": {"en": "Synthesise textures layer by layer", "zh": "逐层合成纹理"},
     "p5_texture_note": {"en": "{size} px, up to {steps} steps per texture, starting from white noise.",
                         "zh": "每张纹理 {size} 像素、最多 {steps} 步，从白噪声开始。"},

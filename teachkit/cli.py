@@ -1,14 +1,17 @@
 """The ``teachkit`` command: ``teachkit transfer | layers | patches | gram | reconstruct``.
 
 Each sub-command has its own section below: ``add_<name>_parser`` declares its options and
-``cmd_<name>`` runs it.  Errors a user can fix (a bad image, an unknown layer, a missing weight file)
-are printed on stderr as one line, with exit code 2 and no traceback.
+``cmd_<name>`` runs it; :data:`COMMANDS` at the end lists the ``add_*_parser`` functions, one line
+each.  Errors a user can fix (a bad image, an unknown layer, a missing weight file) are printed on
+stderr as one line, with exit code 2 and no traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from .fileio import check_int
 
 __all__ = ["main", "build_parser"]
 
@@ -21,11 +24,20 @@ def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(t) for t in _csv(text)]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
+def _csv_of(convert, what: str):
+    """An argparse ``type``: a comma-separated list, each item converted by ``convert``."""
+
+    def parse(text: str) -> list:
+        try:
+            return [convert(t) for t in _csv(text)]
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}") from exc
+
+    return parse
+
+
+_floats = _csv_of(float, "numbers")
+_ints = _csv_of(int, "whole numbers")
 
 
 # ---- teachkit layers ---------------------------------------------------------------------------
@@ -50,57 +62,71 @@ def cmd_layers(args) -> int:
 # ---- teachkit transfer -------------------------------------------------------------------------
 
 
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(t) for t in _csv(text)]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from exc
-
-
 def add_transfer_parser(sub) -> None:
-    from .transfer import DTYPES, INITS, OPTIMIZERS, TransferConfig
+    from .costs import NORMALIZATIONS
+    from .transfer import DTYPES, INITS, OPTIMIZERS, PRESETS, TransferConfig
 
     d = TransferConfig()
+    quick = PRESETS["quick"]
+
+    def dflt(name: str) -> str:  # "(default: X; quick: Y)" for the fields a preset sets
+        q = quick.get(name)
+        q = ",".join(map(str, q)) if isinstance(q, tuple) else q
+        v = getattr(d, name)
+        return f"(default: {'automatic' if v is None else v}" + (f"; --preset quick: {q})" if name in quick else ")")
+
     p = sub.add_parser(
         "transfer",
         help="neural style transfer: J(G) = alpha J_content(C,G) + beta J_style(S,G), from white noise",
         description=(
             "Paint the CONTENT photo in the style of STYLE (several styles are blended) by gradient "
             "descent on the pixels. Without images the bundled samples are used. CONTENT and STYLE "
-            "may be file paths or sample names (teachkit.images.list_samples()). Defaults not shown "
-            "depend on --normalization."
+            "may be file paths or sample names (teachkit.samples.list_samples()). Defaults not shown "
+            "depend on --normalization; with the default 'auto' the weights are relative and the "
+            "lambda[l] actually used are printed at the end."
         ),
     )
     p.add_argument("content", nargs="?", default=None, help="content image (default: the sample 'chelsea')")
     p.add_argument("styles", nargs="*", default=[], help="style image(s) (default: the sample 'stained_glass')")
     p.add_argument("-o", "--output", default="transfer.png", help="where to write the result (default: %(default)s)")
-    p.add_argument("--size", type=int, default=d.size, help="long side of the result in px (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=d.steps, help="optimiser steps over all scales (default: %(default)s)")
+    p.add_argument("--preset", choices=tuple(PRESETS), default="default",
+                   help="named recipe: 'quick' is the classroom one (256 px, seconds on a laptop); "
+                        "options given explicitly override it (default: %(default)s)")
+    p.add_argument("--size", type=int, default=None, help=f"long side of the result in px {dflt('size')}")
+    p.add_argument("--steps", type=int, default=None, help=f"optimiser steps over all scales {dflt('steps')}")
     p.add_argument("--alpha", type=float, default=None, help="content weight")
     p.add_argument("--beta", type=float, default=None, help="style weight")
     p.add_argument("--content-layer", default=d.content_layer, help="(default: %(default)s)")
     p.add_argument("--style-layers", type=_csv, default=None,
                    help=f"comma list (default: {','.join(d.style_layers)})")
-    p.add_argument("--layer-weights", type=_floats, default=None, help="lambda[l], comma list, one per style layer")
+    p.add_argument("--layer-weights", type=_floats, default=None,
+                   help="lambda[l] (with --normalization auto: relative weights w[l]), one per style layer")
     p.add_argument("--style-weights", type=_floats, default=None, help="blend weights, one per style image")
     p.add_argument("--style-scale", type=float, default=d.style_scale,
                    help="style image size relative to the result (default: %(default)s)")
-    p.add_argument("--normalization", choices=("lecture", "gatys", "none"), default=d.normalization,
-                   help="constants in front of the costs (default: %(default)s)")
-    p.add_argument("--init", choices=INITS, default=d.init, help="starting image (default: %(default)s)")
-    p.add_argument("--init-noise", type=float, default=d.init_noise,
-                   help="noise share for --init blend (default: %(default)s)")
+    p.add_argument("--normalization", choices=NORMALIZATIONS, default=d.normalization,
+                   help="constants in front of the costs; 'auto' measures each term against its own "
+                        "size, so the weights fit any style image (default: %(default)s)")
+    p.add_argument("--init", choices=INITS, default=None,
+                   help=f"starting image: white noise, the content, or a blend of both {dflt('init')}")
+    p.add_argument("--init-noise", type=float, default=None,
+                   help=f"noise share for --init blend {dflt('init_noise')}")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="(default: %(default)s)")
     p.add_argument("--lr", type=float, default=None, help="step length (default: 1 for lbfgs, 0.02 for adam)")
     p.add_argument("--tv", type=float, default=None, dest="tv_weight", help="total-variation weight")
     p.add_argument("--preserve-color", action="store_true", help="transfer luminance only; keep the content's colours")
     p.add_argument("--scales", type=_ints, default=None,
-                   help="coarse-to-fine long sides, e.g. 128,256,512 (default: automatic)")
+                   help=f"coarse-to-fine long sides, e.g. 128,256,512 {dflt('scales')}")
+    p.add_argument("--scale-steps", type=_ints, default=None,
+                   help=f"steps per scale, one per scale (overrides --steps) {dflt('scale_steps')}")
     p.add_argument("--pyramid", type=int, default=None, metavar="LEVELS",
                    help="optimise the image as a sum of LEVELS resolutions; 1 = plain pixels (default: automatic)")
     p.add_argument("--seed", type=int, default=d.seed, help="(default: %(default)s)")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: automatic)")
-    p.add_argument("--dtype", choices=DTYPES, default=d.dtype, help="(default: %(default)s)")
+    p.add_argument("--dtype", choices=DTYPES, default=d.dtype,
+                   help="'auto': bfloat16 where the CPU runs it natively, else float32 (default: %(default)s)")
+    p.add_argument("--force-dtype", action="store_true",
+                   help="use --dtype bfloat16 even on a CPU that only emulates it (many times slower)")
     p.add_argument("--backbone", default=d.backbone, help="(default: %(default)s)")
     p.add_argument("--pooling", choices=("max", "avg"), default=d.pooling, help="(default: %(default)s)")
     p.add_argument("--save-every", metavar="DIR", default=None,
@@ -113,46 +139,59 @@ def add_transfer_parser(sub) -> None:
     p.set_defaults(func=cmd_transfer)
 
 
-def _check_writable_file(path: str, what: str, suffixes: tuple[str, ...]):
-    """Fail now (not after the transfer) if ``path`` cannot be written; returns a Path."""
-    import tempfile
-    from pathlib import Path
+def _transfer_config(args):
+    """The TransferConfig of the command line: the preset, then every option given explicitly."""
+    from .transfer import PRESETS, TransferConfig
 
-    p = Path(path).expanduser()
-    if p.suffix.lower() not in suffixes:
-        raise UsageError(f"cannot write {what} '{path}': use a file name ending in {' or '.join(suffixes)}")
-    if p.is_dir():
-        raise UsageError(f"cannot write {what} '{path}': it is a directory")
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        if p.exists():
-            with open(p, "a"):
-                pass
-        else:
-            with tempfile.TemporaryFile(dir=p.parent):
-                pass
-    except OSError as exc:
-        raise UsageError(f"cannot write {what} '{path}': {exc.strerror or exc}") from None
-    return p
+    fields = {
+        "size": args.size, "steps": args.steps, "alpha": args.alpha, "beta": args.beta,
+        "content_layer": args.content_layer, "layer_weights": args.layer_weights,
+        "style_weights": args.style_weights, "style_scale": args.style_scale,
+        "normalization": args.normalization, "init": args.init, "init_noise": args.init_noise,
+        "optimizer": args.optimizer, "lr": args.lr, "tv_weight": args.tv_weight,
+        "preserve_color": args.preserve_color, "scales": args.scales, "scale_steps": args.scale_steps,
+        "pyramid": args.pyramid, "seed": args.seed, "device": args.device, "dtype": args.dtype,
+        "force_dtype": args.force_dtype, "backbone": args.backbone, "pooling": args.pooling,
+        "preview_every": args.preview_every,
+    }
+    if args.style_layers is not None:
+        fields["style_layers"] = tuple(args.style_layers)
+    for key in ("layer_weights", "style_weights", "scales", "scale_steps"):
+        if fields[key] is not None:
+            fields[key] = tuple(fields[key])
+    # a preset's fields count as defaults: an explicit option wins; an explicit --size, --steps or
+    # --scales drops the preset's scale plan (it was made for the preset's own size and steps)
+    explicit = {k: v for k, v in fields.items() if v is not None}
+    preset = dict(PRESETS[args.preset])
+    if {"size", "steps", "scales"} & set(explicit):
+        preset.pop("scales", None)
+        preset.pop("scale_steps", None)
+    return TransferConfig(**{**preset, **explicit})
+
+
+def _weights_line(weights: dict) -> str:
+    lam = ", ".join(f"{l} {v:.3g}" for l, v in weights["layer_weights"].items())
+    return (f"weights used: alpha {weights['alpha']:.3g}, beta {weights['beta']:.3g}, "
+            f"lambda[l]: {lam or '-'}, w_tv {weights['tv_weight']:.3g}")
 
 
 def cmd_transfer(args) -> int:
     import dataclasses
+    import warnings
     from pathlib import Path
 
     from .features import load_backbone
-    from .images import DEFAULT_CONTENT, DEFAULT_STYLE, check_output_path, save_image
-    from .transfer import TransferConfig, load_inputs, transfer
+    from .images import check_output_path, save_image
+    from .samples import DEFAULT_CONTENT, DEFAULT_STYLE
+    from .transfer import SlowDtypeWarning, choose_dtype, load_inputs, transfer
 
     # 1. everything that can be checked is checked before the long work
-    out = check_output_path(args.output)
-    plot_path = None
-    if args.plot:
-        if Path(args.plot).suffix.lower() in (".pdf", ".svg"):
-            plot_path = _check_writable_file(args.plot, "the plot", (".pdf", ".svg"))
-        else:
-            plot_path = check_output_path(args.plot)
-    log_path = _check_writable_file(args.log, "the log", (".json",)) if args.log else None
+    content = args.content if args.content is not None else DEFAULT_CONTENT
+    styles = list(args.styles) or [DEFAULT_STYLE]
+    inputs = [content, *styles]
+    out = check_output_path(args.output, inputs=inputs)
+    plot_path = check_output_path(args.plot, "figure", inputs=inputs) if args.plot else None
+    log_path = check_output_path(args.log, "json", inputs=inputs) if args.log else None
     save_dir = None
     if args.save_every:
         save_dir = Path(args.save_every).expanduser()
@@ -162,30 +201,16 @@ def cmd_transfer(args) -> int:
         if args.preview_every <= 0:
             raise UsageError("--save-every needs --preview-every N with N > 0")
 
-    fields = {
-        "size": args.size, "steps": args.steps, "alpha": args.alpha, "beta": args.beta,
-        "content_layer": args.content_layer, "layer_weights": args.layer_weights,
-        "style_weights": args.style_weights, "style_scale": args.style_scale,
-        "normalization": args.normalization, "init": args.init, "init_noise": args.init_noise,
-        "optimizer": args.optimizer, "lr": args.lr, "tv_weight": args.tv_weight,
-        "preserve_color": args.preserve_color, "scales": args.scales, "pyramid": args.pyramid, "seed": args.seed,
-        "device": args.device, "dtype": args.dtype, "backbone": args.backbone, "pooling": args.pooling,
-        "preview_every": args.preview_every,
-    }
-    if args.style_layers is not None:
-        fields["style_layers"] = tuple(args.style_layers)
-    for key in ("layer_weights", "style_weights", "scales"):
-        if fields[key] is not None:
-            fields[key] = tuple(fields[key])
-    config = TransferConfig(**fields)
-    content = args.content if args.content is not None else DEFAULT_CONTENT
-    styles = list(args.styles) or [DEFAULT_STYLE]
+    config = _transfer_config(args)
     config.resolved(len(styles))  # ValueError on a bad option
     content_img, style_imgs = load_inputs(content, styles, config)  # ImageError on a bad image
     if config.size is None:
         config = dataclasses.replace(config, size=max(content_img.size))
     net = load_backbone(config.backbone, pooling=config.pooling, device=config.device)
     net.check_layers([config.content_layer, *config.style_layers])  # ValueError naming the layer
+    _, dtype_warning = choose_dtype(config.dtype, net.device, config.force_dtype)
+    if dtype_warning:
+        print(f"teachkit: warning: {dtype_warning}", file=sys.stderr)
 
     # 2. the long work, with a progress bar; Ctrl-C returns the latest image
     reporter = None
@@ -201,7 +226,9 @@ def cmd_transfer(args) -> int:
             save_image(p.image, save_dir / f"step_{p.step:04d}.png")
 
     try:
-        result = transfer(content_img, style_imgs, config, callback=callback, backbone=net)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SlowDtypeWarning)  # said once, above
+            result = transfer(content_img, style_imgs, config, callback=callback, backbone=net)
     finally:
         if reporter is not None:
             reporter.close()
@@ -214,13 +241,15 @@ def cmd_transfer(args) -> int:
         print(f"interrupted after {steps} steps: wrote the latest image to {out} ({w}x{h})")
     else:
         print(f"wrote {out} ({w}x{h}, {steps} steps, {result.seconds:.1f} s, J = {result.costs.get('total', 0):.4g})")
+    print(_weights_line(result.weights))
     if log_path is not None:
         result.save_log(log_path)
         print(f"wrote the log to {log_path}")
     if plot_path is not None and result.history:
         from .viz import plot_history, save_figure
 
-        save_figure(plot_history(result.history, layers=True, weighted=True, config=result.config), plot_path)
+        save_figure(plot_history(result.history, layers=True, weighted=True, config=result.effective_config()),
+                    plot_path)
         print(f"wrote the cost plot to {plot_path}")
     return 130 if result.stopped else 0
 
@@ -231,9 +260,10 @@ def cmd_transfer(args) -> int:
 def add_patches_parser(sub) -> None:
     p = sub.add_parser(
         "patches",
-        help="which image patches make a unit (one channel of a layer) fire: scan, show, overview",
+        help="which image patches make a unit (one channel of a layer) fire: scan, show, overview, merge",
         description="Scan a dataset once, keep every unit's top-k patches in an atlas file, then draw "
-        "one unit's patches (show) or a few units of several layers side by side (overview).",
+        "one unit's patches (show) or a few units of several layers side by side (overview). The atlases "
+        "of the parts of a scan (--shard) are put together with merge.",
     )
     psub = p.add_subparsers(dest="patches_command", required=True)
 
@@ -280,16 +310,16 @@ def add_patches_parser(sub) -> None:
     ov.add_argument("--data", default=None, help="where the atlas's images are now, if they moved")
     ov.set_defaults(func=cmd_patches_overview)
 
+    mg = psub.add_parser("merge", help="one atlas from several: the shards of 'scan --shard', or different datasets")
+    mg.add_argument("atlases", nargs="+", metavar="ATLAS", help="atlas files written by 'teachkit patches scan'")
+    mg.add_argument("--out", "-o", required=True, help="atlas file to write (.npz)")
+    mg.set_defaults(func=cmd_patches_merge)
 
-def _check_figure_path(path: str) -> None:
-    from pathlib import Path
 
+def _check_figure_path(path: str):
     from .images import check_output_path
 
-    if Path(path).suffix.lower() in (".png", ".jpg", ".jpeg"):
-        check_output_path(path)
-    elif Path(path).suffix.lower() not in (".pdf", ".svg"):
-        raise UsageError(f"cannot write a figure to {path!r}: use .png, .jpg, .pdf or .svg")
+    return check_output_path(path, "figure")
 
 
 def _atlas_and_data(args):
@@ -307,10 +337,10 @@ def cmd_patches_scan(args) -> int:
     import signal
     import threading
     import time
-    from pathlib import Path
 
     from .datasets import get_dataset
     from .features import load_backbone
+    from .images import check_output_path
     from .patches import DEFAULT_IMAGE_SIZE, get_atlas, scan
     from .progress import TqdmReporter
 
@@ -324,11 +354,7 @@ def cmd_patches_scan(args) -> int:
             raise UsageError("--shard needs --out (a part of a dataset is not cached)")
         shard = (part, parts)
     if args.out:
-        out = Path(args.out).expanduser()
-        if out.is_dir():
-            raise UsageError(f"--out {args.out!r} is a folder; give a file name such as atlas.npz")
-        if not out.parent.exists():
-            raise UsageError(f"cannot write {args.out!r}: the folder {str(out.parent)!r} does not exist")
+        check_output_path(args.out, "npz")
     data = get_dataset(args.data)  # a wrong folder fails now, before the network loads
     net = load_backbone(args.backbone, device=args.device)
     bar = TqdmReporter(desc="scan", unit="img")
@@ -391,8 +417,7 @@ def cmd_patches_overview(args) -> int:
     from .viz import layer_overview_figure, save_figure
 
     _check_figure_path(args.out)
-    if args.units < 1:
-        raise UsageError("--units must be at least 1")
+    check_int("--units", args.units, 1)
     atlas, ds = _atlas_and_data(args)
     fig = layer_overview_figure(atlas, ds, args.layers, args.units, how=args.how)
     print(f"overview of {', '.join(args.layers or atlas.layers)}: {save_figure(fig, args.out)}")
@@ -400,21 +425,36 @@ def cmd_patches_overview(args) -> int:
 
 
 
-# ---- teachkit gram / reconstruct ---------------------------------------------------------------
+def cmd_patches_merge(args) -> int:
+    from .images import check_output_path
+    from .patches import Atlas, merge
+
+    if len(args.atlases) < 2:
+        raise UsageError("patches merge needs at least two atlas files")
+    out = check_output_path(args.out, "npz", inputs=args.atlases)
+    atlas = Atlas.load(args.atlases[0])
+    for path in args.atlases[1:]:
+        try:
+            atlas = merge(atlas, Atlas.load(path))
+        except ValueError as exc:
+            raise UsageError(f"cannot merge {path!r}: {exc}") from None
+    m = atlas.meta
+    print(f"atlas: {m['backbone']} on {m['dataset_name']}: images {m['start']}..{m['end']} "
+          f"of {m['dataset_size']}, k={m['k']}, layers {', '.join(m['layers'])}")
+    print(f"saved to {atlas.save(out)}")
+    return 0
+
+
+# ---- teachkit gram ----------------------------------------------------------------------------
 
 _GRAM_COMMANDS = ("show", "pair", "shuffle")
 
 
-def _gram_shorthand(parse_known_args):
+def _gram_shorthand(argv: list[str]) -> list[str]:
     """Let ``teachkit gram IMAGE ...`` mean ``teachkit gram show IMAGE ...``."""
-
-    def parse(args=None, namespace=None):
-        args = list(sys.argv[1:] if args is None else args)
-        if args and args[0] not in _GRAM_COMMANDS and args[0] not in ("-h", "--help"):
-            args = ["show"] + args
-        return parse_known_args(args, namespace)
-
-    return parse
+    if len(argv) > 1 and argv[0] == "gram" and argv[1] not in (*_GRAM_COMMANDS, "-h", "--help"):
+        return ["gram", "show", *argv[1:]]
+    return argv
 
 
 def _gram_common(p, layer: str, size: int = 256) -> None:
@@ -443,7 +483,6 @@ def add_gram_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     gsub = p.add_subparsers(dest="gram_command", required=True, metavar="{show,pair,shuffle}")
-    p.parse_known_args = _gram_shorthand(p.parse_known_args)
 
     s = gsub.add_parser("show", help="heatmaps of G (one image) or G(S), G(G), difference (two images)")
     s.add_argument("images", nargs="+", metavar="IMAGE", help="one image, or two: the style image S, then G")
@@ -475,6 +514,8 @@ def add_gram_parser(sub) -> None:
     sh.add_argument("--seed", type=int, default=0)
     sh.set_defaults(func=cmd_gram_shuffle)
 
+
+def add_reconstruct_parser(sub) -> None:
     r = sub.add_parser(
         "reconstruct",
         help="what each layer keeps: images rebuilt from white noise (content) or textures (style)",
@@ -498,36 +539,17 @@ def add_gram_parser(sub) -> None:
     r.set_defaults(func=cmd_reconstruct)
 
 
-def _gram_out(path: str):
-    """Check the figure path before any work; png/jpg are checked by images.check_output_path."""
-    from pathlib import Path
-
-    from .images import check_output_path
-
-    suffix = Path(path).suffix.lower()
-    if suffix in (".png", ".jpg", ".jpeg"):
-        return check_output_path(path)
-    if suffix not in (".pdf", ".svg"):
-        raise UsageError(f"cannot write a figure to {path!r}: use .png, .jpg, .pdf or .svg")
-    return Path(path)
-
-
-def _gram_positive(name: str, value, low: int = 1) -> None:
-    if value is not None and value < low:
-        raise UsageError(f"{name} must be at least {low}, not {value}")
-
-
 def cmd_gram_show(args) -> int:
     from .features import load_backbone
     from .gram import gram_comparison, gram_comparison_figure, gram_figure, gram_summary
-    from .images import resolve_image
+    from .samples import resolve_image
     from .viz import save_figure
 
     if len(args.images) > 2:
         raise UsageError(f"gram show takes one or two images, not {len(args.images)}")
-    _gram_positive("--channels", args.channels)
-    _gram_positive("--size", args.size, 16)
-    out = _gram_out(args.out)
+    check_int("--channels", args.channels, 1)
+    check_int("--size", args.size, 16)
+    out = _check_figure_path(args.out)
     imgs = [resolve_image(i, args.size) for i in args.images]
     net = load_backbone(args.backbone, device=args.device)
     net.check_layers([args.layer])
@@ -550,8 +572,8 @@ def cmd_gram_pair(args) -> int:
     from .gram import layer_activation, pair_explainer, pair_figure, pick_pair, to_input
     from .viz import save_figure
 
-    _gram_positive("--size", args.size, 16)
-    out = _gram_out(args.out)
+    check_int("--size", args.size, 16)
+    out = _check_figure_path(args.out)
     x = to_input(args.image, args.size)
     net = load_backbone(args.backbone, device=args.device)
     net.check_layers([args.layer])
@@ -573,9 +595,9 @@ def cmd_gram_shuffle(args) -> int:
     from .gram import position_blindness, position_blindness_figure
     from .viz import save_figure
 
-    _gram_positive("--size", args.size, 16)
-    _gram_positive("--tiles", args.tiles)
-    out = _gram_out(args.out)
+    check_int("--size", args.size, 16)
+    check_int("--tiles", args.tiles, 1)
+    out = _check_figure_path(args.out)
     net = load_backbone(args.backbone, device=args.device)
     r = position_blindness(net, args.image, args.layer, args.content_layer, args.tiles, args.seed, args.size)
     fig = position_blindness_figure(net, None, result=r)
@@ -586,31 +608,36 @@ def cmd_gram_shuffle(args) -> int:
     return 0
 
 
+# ---- teachkit reconstruct ---------------------------------------------------------------------
+
+
 def cmd_reconstruct(args) -> int:
     from .features import load_backbone
     from .gram import to_input
     from .progress import TqdmReporter
-    from .reconstruct import DEFAULT_LAYERS, DEFAULT_SIZE, DEFAULT_STEPS, content_reconstruction_grid, texture_grid
+    from .reconstruct import (DEFAULT_LAYERS, DEFAULT_SIZE, DEFAULT_STEPS, content_reconstructions,
+                              reconstruction_grid_figure, textures)
     from .viz import save_figure
 
     size = DEFAULT_SIZE if args.size is None else args.size
     steps = DEFAULT_STEPS if args.steps is None else args.steps
-    _gram_positive("--size", size, 16)
-    _gram_positive("--steps", steps)
+    check_int("--size", size, 16)
+    check_int("--steps", steps, 1)
     layers = args.layers if args.layers is not None else list(DEFAULT_LAYERS)
     if not layers:
         raise UsageError("--layers is empty")
-    out = _gram_out(args.out)
+    out = _check_figure_path(args.out)
     x = to_input(args.image, size)
     net = load_backbone(args.backbone, pooling=args.pooling, device=args.device)
     net.check_layers(layers)
     bar = TqdmReporter(desc=args.kind, keys=("total",))
     try:
-        grid = content_reconstruction_grid if args.kind == "content" else texture_grid
-        fig = grid(net, x, layers, None, steps, args.seed, callback=bar)
+        run = content_reconstructions if args.kind == "content" else textures
+        results = run(net, x, layers, None, steps, args.seed, callback=bar)
     finally:
         bar.close()
-    for r in fig.teachkit_results:
+    fig = reconstruction_grid_figure(x, results, n_columns=len(layers))
+    for r in results:
         what = "pixel RMSE to the image" if r.kind == "content" else "fraction of J_style left"
         print(f"{r.layers[-1]}: {what} {r.distance:.4g} ({r.steps} steps, {r.seconds:.1f} s)")
     save_figure(fig, out)
@@ -620,15 +647,23 @@ def cmd_reconstruct(args) -> int:
 
 # ---- entry point -------------------------------------------------------------------------------
 
+#: The sub-commands, in the order ``teachkit --help`` lists them: one ``add_<name>_parser`` each.
+COMMANDS = (
+    add_layers_parser,
+    add_transfer_parser,
+    add_patches_parser,
+    add_gram_parser,
+    add_reconstruct_parser,
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="teachkit", description="See what convolutional networks see, and how style transfer works."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, add in list(globals().items()):
-        if name.startswith("add_") and name.endswith("_parser"):
-            add(sub)
+    for add in COMMANDS:
+        add(sub)
     return parser
 
 
@@ -637,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
     from .images import ImageError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_gram_shorthand(list(sys.argv[1:] if argv is None else argv)))
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -13,9 +13,23 @@ image and ``G`` the image being generated.
 Normalisation
 -------------
 The constant in front of each cost is a choice; the lecture notes say so too, since alpha, beta
-and lambda[l] can absorb it.  Three are offered:
+and lambda[l] can absorb it.  Four are offered:
 
-``lecture`` (default)
+``auto`` (default)
+    the ``lecture`` costs, with ``alpha`` and ``lambda[l]`` chosen from the targets so that every
+    term is measured against its own size (:func:`auto_weights`)::
+
+        alpha_eff    = alpha / J_content(C, 0)      = alpha / (1/2 ||a[l](C)||^2)
+        lambda_eff[l] = w[l]  / J_style[l](S, 0)    = w[l] * 2 n_H n_W n_C / ||G[l](S)||_F^2
+        w_tv_eff     = w_tv  / (n_C n_H n_W of the image)
+
+    (``J(., 0)`` is the cost of an all-zero activation).  Then ``alpha_eff J_content`` is
+    ``||a(C) - a(G)||^2 / ||a(C)||^2`` and ``lambda_eff[l] J_style[l]`` is
+    ``||G(S) - G(G)||^2 / ||G(S)||^2``: pure numbers, 1 for an image that excites nothing, whatever
+    the style image, the layer's scale or the image size.  ``alpha``, ``beta`` and ``w[l]`` then
+    weigh *relative* errors, so one set of them fits every content/style pair.  The objective is
+    still the lecture's ``J(G) = alpha_eff J_content + beta sum_l lambda_eff[l] J_style[l]``.
+``lecture``
     content ``1/2``; style ``1 / (2 n_H n_W n_C)`` -- the formulas above.
 ``gatys``
     content ``1/2`` (Gatys et al. 2016); style ``1 / (4 n_C^2 (n_H n_W)^2)``.
@@ -23,7 +37,8 @@ and lambda[l] can absorb it.  Three are offered:
     content ``1``; style ``1``: plain sums of squares.
 
 For one layer, ``gatys`` style cost = ``lecture`` style cost * ``1 / (2 n_C n_H n_W)`` and
-``none`` = ``lecture`` * ``2 n_H n_W n_C``: a constant factor per layer (see :func:`style_factor`).
+``none`` = ``lecture`` * ``2 n_H n_W n_C``: a constant factor per layer (see :func:`style_factor`);
+``auto`` has the ``lecture`` constants (only its weights differ).
 """
 
 from __future__ import annotations
@@ -41,9 +56,10 @@ __all__ = [
     "style_cost",
     "total_variation",
     "total_cost",
+    "auto_weights",
 ]
 
-NORMALIZATIONS = ("lecture", "gatys", "none")
+NORMALIZATIONS = ("auto", "lecture", "gatys", "none")
 
 
 def _f32(t: torch.Tensor) -> torch.Tensor:
@@ -108,10 +124,11 @@ def content_cost(a_C: torch.Tensor, a_G: torch.Tensor, normalization: str = "lec
 def style_factor(n_H: int, n_W: int, n_C: int, normalization: str = "lecture") -> float:
     r"""The constant in front of ``||G[l](S) - G[l](G)||_F^2`` for one layer.
 
-    ``lecture``: ``1 / (2 n_H n_W n_C)``; ``gatys``: ``1 / (4 n_C^2 (n_H n_W)^2)``; ``none``: ``1``.
+    ``lecture`` and ``auto``: ``1 / (2 n_H n_W n_C)``; ``gatys``: ``1 / (4 n_C^2 (n_H n_W)^2)``;
+    ``none``: ``1``.
     """
     _check_norm(normalization)
-    if normalization == "lecture":
+    if normalization in ("lecture", "auto"):
         return 1.0 / (2.0 * n_H * n_W * n_C)
     if normalization == "gatys":
         return 1.0 / (4.0 * n_C**2 * (n_H * n_W) ** 2)
@@ -175,3 +192,49 @@ def total_cost(
 ):
     r"""``J(G) = alpha * J_content(C, G) + beta * J_style(S, G) + w_tv * TV(G)``."""
     return alpha * j_content + beta * j_style + tv_weight * tv
+
+
+def auto_weights(
+    content_target: torch.Tensor | None,
+    style_targets: Mapping[str, torch.Tensor],
+    style_shapes: Mapping[str, tuple[int, int, int]],
+    image_shape: tuple[int, ...],
+    alpha: float,
+    layer_weights: Mapping[str, float],
+    tv_weight: float,
+) -> dict:
+    r"""The weights of the ``auto`` normalisation (see the module docstring).
+
+    ``alpha_eff = alpha / (1/2 ||a[l](C)||^2)``,
+    ``lambda_eff[l] = w[l] * 2 n_H n_W n_C / ||G[l](S)||_F^2`` and
+    ``w_tv_eff = w_tv / numel(image)``.
+
+    ``content_target`` is ``a[l](C)`` (None: no content term, alpha_eff = 0), ``style_targets``
+    maps layer -> ``G[l](S)`` (already at the generated image's number of positions),
+    ``style_shapes`` layer -> ``(n_C, n_H, n_W)`` of the *generated* image's activation,
+    ``image_shape`` the generated image's shape, ``layer_weights`` layer -> ``w[l]``.
+    Returns ``{"alpha": alpha_eff, "layer_weights": {layer: lambda_eff}, "tv_weight": w_tv_eff}``.
+    A target of zero size (an image that excites nothing at that layer) is a ValueError.
+    """
+    out: dict = {"alpha": 0.0, "layer_weights": {}, "tv_weight": 0.0}
+    if content_target is not None and alpha != 0:
+        ref = float(content_cost(content_target, torch.zeros_like(content_target), "lecture"))
+        if not ref > 0:
+            raise ValueError("the content image gives an all-zero activation at the content layer: "
+                             "nothing to match (use another layer or normalization)")
+        out["alpha"] = float(alpha) / ref
+    for l, w in layer_weights.items():
+        if w == 0:
+            out["layer_weights"][l] = 0.0
+            continue
+        n_C, n_H, n_W = style_shapes[l]
+        size = float(_f32(style_targets[l]).pow(2).sum())
+        if not size > 0:
+            raise ValueError(f"the style image gives an all-zero activation at {l}: nothing to match there "
+                             "(drop the layer, or use another normalization)")
+        out["layer_weights"][l] = float(w) / (style_factor(n_H, n_W, n_C, "lecture") * size)
+    n = 1
+    for d in image_shape:
+        n *= int(d)
+    out["tv_weight"] = float(tv_weight) / n
+    return out

@@ -36,10 +36,10 @@ its crops at the right size directly).
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -57,6 +57,8 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "TORCHVISION_DATASETS",
     "get_dataset",
+    "resolve_dataset_folder",
+    "FolderRefused",
     "fit_square",
     "dataset_names",
 ]
@@ -164,9 +166,6 @@ class Dataset:
     def __iter__(self):
         return self.items()
 
-    def info(self) -> dict:
-        return {"name": self.name, "spec": self.spec, "fingerprint": self.fingerprint, "size": len(self)}
-
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}: {len(self)} images>"
 
@@ -208,18 +207,6 @@ SAMPLE_CROP = 128  # side of the items in pixels (the scan resamples the crop di
 SAMPLE_RECIPE_VERSION = 2
 
 
-def _package_data_dir(package: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.origin:
-        raise FileNotFoundError(f"the package {package!r} is not installed (needed by the sample dataset)")
-    root = Path(spec.origin).parent
-    if package == "skimage":
-        return root / "data"
-    if package == "matplotlib":
-        return root / "mpl-data" / "sample_data"
-    return root
-
-
 def _positions(length: float, side: float, step: float) -> list[float]:
     """Start coordinates of crops of ``side`` along ``length``, ``step`` apart, centred."""
     n = int(np.floor((length - side) / step + 1e-9)) + 1
@@ -234,9 +221,10 @@ class SampleDataset(Dataset):
     Every photo is cut at the scales in :data:`SAMPLE_SCALES`: the centre square
     of the whole photo, then squares of 1/2, 1/3, 1/4 and 1/5 of its short side
     tiling it side by side (centred), at most ``SAMPLE_MAX_PER_PHOTO`` per photo
-    (long thin photos are thinned evenly): 1045 crops.  Files come straight
-    from the installed packages' data folders (no download); a photo missing
-    from an installation is left out (and changes the fingerprint).  Items are ``SAMPLE_CROP`` px squares;
+    (long thin photos are thinned evenly): about a thousand crops (``len()``
+    says how many).  Files come straight from the installed packages' data
+    folders (no download); a photo missing from an installation is left out
+    (and changes the fingerprint).  Items are ``SAMPLE_CROP`` px squares;
     :meth:`square` cuts a crop at any size directly from the photo.
     """
 
@@ -246,12 +234,14 @@ class SampleDataset(Dataset):
     def __init__(self, sources: Sequence[tuple[str, str]] = SAMPLE_SOURCES,
                  scales: Sequence[tuple[float, float]] = SAMPLE_SCALES,
                  max_per_photo: int = SAMPLE_MAX_PER_PHOTO) -> None:
+        from .samples import package_data_dir
+
         super().__init__()
         self.sources: list[tuple[str, Path]] = []
         recipe = []
         for package, file in sources:
             try:
-                path = _package_data_dir(package) / file
+                path = package_data_dir(package) / file
             except FileNotFoundError:
                 continue
             if not path.is_file():
@@ -321,7 +311,8 @@ class SampleDataset(Dataset):
 class FolderDataset(Dataset):
     """Every image file under ``root`` (recursively), in sorted order of their relative paths.
 
-    Unreadable files (a truncated PNG, a text file called ``.jpg``, an empty
+    Links are not followed out of ``root``: a linked folder is not entered, and
+    a linked file counts only if its target lies inside ``root`` too.  Unreadable files (a truncated PNG, a text file called ``.jpg``, an empty
     file, an icon smaller than 16 px ...) are skipped when met: their names go
     to ``skipped`` (reasons in ``skip_log``) and a warning is logged.  Call
     :meth:`verify` to check every file up front.
@@ -344,10 +335,12 @@ class FolderDataset(Dataset):
                     continue
                 p = Path(dirpath) / fn
                 try:
+                    if not _inside(p.resolve(), self.root):
+                        continue  # a link to a file outside the folder
                     st = p.stat()
-                except OSError:
+                except (OSError, RuntimeError):
                     continue
-                if not p.is_file():
+                if not stat.S_ISREG(st.st_mode):
                     continue
                 files.append((p.relative_to(self.root).as_posix(), st.st_size, st.st_mtime_ns))
         if not files:
@@ -373,6 +366,9 @@ class FolderDataset(Dataset):
         from .images import ImageError, load_image
 
         path = self.path(index)
+        if not _inside(path.resolve(), self.root):  # replaced by a link since it was listed
+            raise ImageError(f"cannot read '{self.files[index]}': it now points outside the folder",
+                             source=self.files[index], problem="outside the folder")
         if not path.exists():
             raise ImageError(
                 f"cannot read '{path}': the file is gone (the folder changed since it was listed)",
@@ -383,6 +379,43 @@ class FolderDataset(Dataset):
     def verify(self) -> int:
         """Read every file now; returns the number of readable ones (``skipped`` lists the rest)."""
         return sum(1 for _ in self.items())
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether the resolved ``path`` is ``root`` or lies under it (both resolved)."""
+    return path == root or path.is_relative_to(root)
+
+
+class FolderRefused(ValueError):
+    """A dataset folder outside the allowed root, missing, or not a folder: one neutral message."""
+
+
+def resolve_dataset_folder(user_text: "str | os.PathLike", root: "str | os.PathLike") -> Path:
+    """The folder a visitor typed, resolved, if it is a folder inside ``root``; else :class:`FolderRefused`.
+
+    For the served app, where whatever is typed is untrusted.  ``user_text`` is taken relative to
+    ``root`` (an absolute path is taken as it is); links are resolved before the check, so a link
+    out of ``root`` is refused.  Missing paths, files, paths outside ``root`` and unreadable
+    names all give the same message, which does not tell which it was.  The result is the
+    canonical path: ``'/x'``, ``'/x/'`` and ``'/x/./'`` give the same ``Path`` (use ``str()`` of it
+    as a cache key).  ``root`` must be an existing folder (a setting of the teacher's):
+    FileNotFoundError/NotADirectoryError otherwise.
+    """
+    base = Path(root).expanduser().resolve(strict=True)
+    if not base.is_dir():
+        raise NotADirectoryError(f"the data root {str(root)!r} is not a folder")
+    refused = FolderRefused("not an available folder: choose one of the folders inside the data root")
+    text = os.fspath(user_text).strip() if isinstance(user_text, (str, os.PathLike)) else None
+    if not text:
+        raise refused
+    try:
+        folder = (base / text).resolve()
+        ok = _inside(folder, base) and folder.is_dir()
+    except (OSError, RuntimeError, ValueError, TypeError):  # a link loop, a name too long, a NUL byte ...
+        ok = False
+    if not ok:
+        raise refused
+    return folder
 
 
 # ---- torchvision datasets (on disk only) -------------------------------------------------------

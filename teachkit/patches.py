@@ -34,23 +34,28 @@ image, that is the dataset image resized to ``image_size`` x ``image_size`` (see
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import functools
 import hashlib
+import importlib.resources
 import json
 import logging
 import os
 import threading
 import time
 import zipfile
-from collections import OrderedDict
 from pathlib import Path
 from typing import Iterable, NamedTuple, Sequence
 
+import filelock
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .datasets import Dataset, concat_fingerprint, get_dataset
+from .features import DEFAULT_STYLE_LAYERS
+from .fileio import atomic_write, check_int
 from .progress import Progress, ProgressCallback, report
 from .receptive_field import RF, crop_box, receptive_fields, unit_box
 
@@ -60,6 +65,7 @@ __all__ = [
     "DEFAULT_IMAGE_SIZE",
     "DEFAULT_K",
     "DEFAULT_BATCH_SIZE",
+    "DEFAULT_MIN_INSIDE",
     "Atlas",
     "Hit",
     "ActivationMap",
@@ -76,11 +82,15 @@ log = logging.getLogger(__name__)
 
 #: Version of the saved atlas format (bumped whenever the arrays or metadata change meaning).
 FORMAT_VERSION = 1
-#: The lecture's "layers 1 to 5": the first ReLU of each VGG block.
-DEFAULT_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-#: Side of the square the images are scanned at.  112 px keeps the ``sample`` atlas (1042
-#: crops, the five default layers) at about two minutes on a 2-core CPU.
-DEFAULT_IMAGE_SIZE = 112
+#: The lecture's "layers 1 to 5": the first ReLU of each VGG block (teachkit.features' tuple).
+DEFAULT_LAYERS = DEFAULT_STYLE_LAYERS
+#: Side of the square the images are scanned at: the receptive field of the deepest default
+#: layer (relu5_1 of VGG19: 156 px) fits in the image.  Scan times: benchmarks/RESULTS_patches.md.
+DEFAULT_IMAGE_SIZE = 160
+#: Positions whose receptive field has less than this fraction of its rows (or of its columns)
+#: inside the image are not candidates: the unit there mostly sees the zero padding, and deep
+#: units fire on the padding's border itself (see :func:`scan`).
+DEFAULT_MIN_INSIDE = 0.75
 DEFAULT_K = 9
 DEFAULT_BATCH_SIZE = 16
 _CACHE_IMAGES = 256  # scanned images an Atlas keeps in memory for cropping
@@ -140,8 +150,8 @@ class Atlas:
         self.images = {n: np.asarray(images[n], np.int64) for n in meta["layers"]}
         self.ys = {n: np.asarray(ys[n], np.int32) for n in meta["layers"]}
         self.xs = {n: np.asarray(xs[n], np.int32) for n in meta["layers"]}
-        self._lock = threading.Lock()
-        self._image_cache: "OrderedDict[tuple, object]" = OrderedDict()
+        # The scanned images a crop needs, most recently used kept: (dataset, index) -> PIL image.
+        self._square = functools.lru_cache(maxsize=_CACHE_IMAGES)(lambda ds, i: ds.square(i, self.image_size))
         self._dataset: Dataset | None = None
         self._backbone = None
         self.path: Path | None = None
@@ -264,19 +274,7 @@ class Atlas:
 
     def scanned_image(self, index: int, dataset: "Dataset | str | None" = None):
         """Dataset image ``index`` as it was scanned (PIL, image_size x image_size)."""
-        ds = self.open_dataset(dataset)
-        key = (id(ds), int(index))
-        with self._lock:
-            img = self._image_cache.get(key)
-            if img is not None:
-                self._image_cache.move_to_end(key)
-                return img
-        img = ds.square(int(index), self.image_size)
-        with self._lock:
-            self._image_cache[key] = img
-            while len(self._image_cache) > _CACHE_IMAGES:
-                self._image_cache.popitem(last=False)
-        return img
+        return self._square(self.open_dataset(dataset), int(index))
 
     def patches(self, layer: str, unit: int, dataset: "Dataset | str | None" = None,
                 n: int | None = None, fill=(128, 128, 128)) -> list:
@@ -344,8 +342,8 @@ class Atlas:
         return out
 
     # -- files ----------------------------------------------------------------------------------
-    def save(self, path: "str | os.PathLike") -> Path:
-        """Write the atlas to one uncompressed ``.npz`` file (atomically); returns the path."""
+    def save(self, path: "str | os.PathLike", compressed: bool = False) -> Path:
+        """Write the atlas to one ``.npz`` file (atomically); returns the path."""
         path = Path(path).expanduser()
         if path.is_dir():
             raise ValueError(f"{str(path)!r} is a folder; give a file name such as atlas.npz")
@@ -356,14 +354,8 @@ class Atlas:
             arrays[f"L{i}_images"] = self.images[n]
             arrays[f"L{i}_ys"] = self.ys[n]
             arrays[f"L{i}_xs"] = self.xs[n]
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        with atomic_write(path) as f:
+            (np.savez_compressed if compressed else np.savez)(f, **arrays)
         self.path = path
         return path
 
@@ -373,39 +365,82 @@ class Atlas:
         path = Path(path).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"no atlas file {str(path)!r}")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(str(z["meta"]))
-                _check_meta(meta, path)
-                arrays: dict[str, dict] = {"values": {}, "images": {}, "ys": {}, "xs": {}}
-                for i, n in enumerate(meta["layers"]):
-                    for key in arrays:
-                        arrays[key][n] = z[f"L{i}_{key}"]
-        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
-            if isinstance(exc, ValueError) and "atlas" in str(exc):
-                raise
-            raise ValueError(f"{str(path)!r} is not a teachkit atlas file ({exc})") from None
+        with _reading(path), np.load(path, allow_pickle=False) as z:
+            meta = _check_meta(json.loads(str(z["meta"])), path)
+            arrays: dict[str, dict] = {"values": {}, "images": {}, "ys": {}, "xs": {}}
+            for i, n in enumerate(meta["layers"]):
+                for key in arrays:
+                    arrays[key][n] = z[f"L{i}_{key}"]
+                    if arrays[key][n].shape != (meta["channels"][n], meta["k"]):
+                        raise ValueError(f"{str(path)!r} is not a valid teachkit atlas file: the {key} of "
+                                         f"{n} have shape {arrays[key][n].shape}, not (channels, k)")
         atlas = cls(meta, **arrays)
         atlas.path = path
         return atlas
 
 
-def _check_meta(meta: dict, path) -> None:
+_INT, _STR, _NUM = (int,), (str,), (int, float)
+#: What every saved atlas's metadata must hold: key -> accepted types.
+_META_TYPES = {
+    "format_version": _INT, "backbone": _STR, "weights_id": _STR, "dataset_name": _STR,
+    "dataset_spec": (str, type(None)), "dataset_fingerprint": _STR, "dataset_size": _INT, "image_size": _INT,
+    "k": _INT, "positions_per_image": _INT, "min_inside": _NUM, "layers": (list,), "channels": (dict,),
+    "feature_size": (dict,), "rf": (dict,), "n_images": _INT, "n_skipped": _INT, "skipped": (list,),
+    "start": _INT, "end": _INT, "complete": (bool,), "created": _STR, "scan_seconds": _NUM,
+}
+
+
+def _check_meta(meta, path) -> dict:
+    """``meta`` if it is a well-formed atlas description, else a ValueError naming ``path``.
+
+    Atlases written before ``min_inside`` existed get 0 (every position was a candidate).
+    """
+    def bad(what: str) -> ValueError:
+        return ValueError(f"{str(path)!r} is not a valid teachkit atlas file: {what}; delete it or scan again")
+
     if not isinstance(meta, dict) or "format_version" not in meta:
-        raise ValueError(f"{str(path)!r} is not a teachkit atlas file (no format version)")
-    if int(meta["format_version"]) > FORMAT_VERSION:
+        raise bad("no format version")
+    meta = {"positions_per_image": 1, "min_inside": 0.0, **meta}
+    for key, types in _META_TYPES.items():
+        value = meta.get(key, bad)
+        if value is bad:
+            raise bad(f"its metadata lacks {key!r}")
+        if not isinstance(value, types) or (types in (_INT, _NUM) and isinstance(value, bool)):
+            raise bad(f"{key!r} is {value!r}")
+    if meta["format_version"] > FORMAT_VERSION:
         raise ValueError(
             f"the atlas {str(path)!r} has format version {meta['format_version']}, newer than this "
             f"teachkit reads ({FORMAT_VERSION}); update teachkit or scan again"
         )
+    layers = meta["layers"]
+    if not layers or not all(isinstance(n, str) for n in layers) or len(set(layers)) != len(layers):
+        raise bad(f"'layers' is {layers!r}")
+    for n in layers:
+        rf, ch, fs = meta["rf"].get(n), meta["channels"].get(n), meta["feature_size"].get(n)
+        if not (isinstance(rf, list) and len(rf) == 6 and all(isinstance(v, _NUM) for v in rf)):
+            raise bad(f"no receptive field for layer {n!r}")
+        if not isinstance(ch, int) or ch < 1 or not (isinstance(fs, list) and len(fs) == 2):
+            raise bad(f"no channel count or feature-map size for layer {n!r}")
+    if meta["k"] < 1 or meta["image_size"] < 1 or not 0 <= meta["min_inside"] <= 1:
+        raise bad(f"k={meta['k']!r}, image_size={meta['image_size']!r}, min_inside={meta['min_inside']!r}")
+    return meta
+
+
+@contextlib.contextmanager
+def _reading(path):
+    """Turn the errors of reading a file that is not an atlas into one ValueError naming it."""
+    try:
+        yield
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, ValueError) and "teachkit atlas" in str(exc):
+            raise
+        raise ValueError(f"{str(path)!r} is not a teachkit atlas file ({exc})") from None
 
 
 def read_meta(path: "str | os.PathLike") -> dict:
     """Only the metadata of a saved atlas (fast: the arrays are not read)."""
-    with np.load(Path(path), allow_pickle=False) as z:
-        meta = json.loads(str(z["meta"]))
-    _check_meta(meta, path)
-    return meta
+    with _reading(path), np.load(Path(path), allow_pickle=False) as z:
+        return _check_meta(json.loads(str(z["meta"])), path)
 
 
 # ---- the scan ------------------------------------------------------------------------------------
@@ -441,12 +476,6 @@ def _order_layers(net, layers) -> list[str]:
         raise ValueError("no layers to scan")
     index = {n: i for i, n in enumerate(net.layer_names)}
     return sorted(dict.fromkeys(layers), key=index.__getitem__)
-
-
-def _check_int(name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be a whole number >= {low}, not {value!r}")
-    return int(value)
 
 
 def _candidates(a: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -492,6 +521,19 @@ class _TopK:
         self.v, self.i, self.p = v.gather(1, order), i.gather(1, order), p.gather(1, order)
 
 
+def _window(rf: RF, fsize: Sequence[int], size: int, min_inside: float) -> tuple[int, int, int, int]:
+    """Rows ``y0..y1-1`` and columns ``x0..x1-1`` of the feature map whose receptive field has at
+    least ``min_inside`` of its rows (columns) inside the ``size`` x ``size`` image -- or, when no
+    position has that much, the positions with the most."""
+    out: list[int] = []
+    for n, side, box in ((fsize[0], rf.size, lambda i: unit_box(rf, i, 0, (size, size))[0::2]),
+                         (fsize[1], rf.size_x, lambda i: unit_box(rf, 0, i, (size, size))[1::2])):
+        inside = np.array([b - a for a, b in map(box, range(n))]) / side
+        ok = np.nonzero(inside >= min(min_inside, inside.max()) - 1e-9)[0]
+        out += [int(ok[0]), int(ok[-1]) + 1]
+    return out[0], out[1], out[2], out[3]
+
+
 def _shard_range(n: int, start: int, end: int | None, shard) -> tuple[int, int]:
     if shard is not None:
         try:
@@ -515,6 +557,7 @@ def scan(
     k: int = DEFAULT_K,
     image_size: int = DEFAULT_IMAGE_SIZE,
     positions_per_image: int = 1,
+    min_inside: float = DEFAULT_MIN_INSIDE,
     batch_size: int = DEFAULT_BATCH_SIZE,
     start: int = 0,
     end: int | None = None,
@@ -530,6 +573,15 @@ def scan(
     batches of ``batch_size``.  ``positions_per_image`` > 1 keeps up to that many distinct
     positions (local peaks) of one image per unit instead of only its maximum.
 
+    Candidates are the positions whose receptive field has at least ``min_inside`` of its rows and
+    of its columns inside the image (default :data:`DEFAULT_MIN_INSIDE`, 3/4; 0 keeps every
+    position, as Zeiler & Fergus do).  A unit near the border mostly sees the zero padding, and
+    deep units fire on the padding's edge itself: at 160 px, without this rule relu5_1's top
+    patches were about half padding (benchmarks/RESULTS_patches.md).  Some padding remains: a
+    relu5_1 field (156 px) is wider than the positions of a 160-px image allow to avoid, so up to
+    1/4 of a kept patch's rows (and of its columns) may be the grey padding the network saw.
+    With ``positions_per_image`` > 1, peaks are looked for inside that window only.
+
     Only images ``start .. end-1`` are scanned (or the ``shard=(part, parts)`` share of the
     dataset); image indices in the atlas are always the dataset's, so the atlases of the
     parts combine with :func:`merge`.  Progress goes to ``callback`` as
@@ -542,11 +594,13 @@ def scan(
     net = _resolve_backbone(backbone)
     ds = get_dataset(dataset)
     layers = _order_layers(net, layers)
-    k = _check_int("k", k, 1)
-    m = _check_int("positions_per_image", positions_per_image, 1)
-    size = _check_int("image_size", image_size, 16)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    start, end = _shard_range(len(ds), _check_int("start", start, 0), end, shard)
+    k = check_int("k", k, 1)
+    if isinstance(min_inside, bool) or not isinstance(min_inside, (int, float)) or not 0 <= min_inside <= 1:
+        raise ValueError(f"min_inside must be a fraction between 0 and 1, not {min_inside!r}")
+    m = check_int("positions_per_image", positions_per_image, 1)
+    size = check_int("image_size", image_size, 16)
+    batch_size = check_int("batch_size", batch_size, 1)
+    start, end = _shard_range(len(ds), check_int("start", start, 0), end, shard)
     total = end - start
     device = net.device
     rfs = receptive_fields(net.body)
@@ -555,6 +609,7 @@ def scan(
 
     tops: dict[str, _TopK] = {}
     fsize: dict[str, list[int]] = {}
+    window: dict[str, tuple[int, int, int, int]] = {}
     n_done = n_scanned = 0
     skipped: list[str] = []
     stopped = report(callback, Progress("scan", 0, total), stop)
@@ -578,7 +633,11 @@ def scan(
                     if name not in tops:
                         tops[name] = _TopK(a.shape[1], k, device)
                         fsize[name] = [int(a.shape[2]), int(a.shape[3])]
-                    v, p = _candidates(a, m)
+                        window[name] = _window(rfs[name], fsize[name], size, float(min_inside))
+                    y0, y1, x0, x1 = window[name]
+                    v, p = _candidates(a[:, :, y0:y1, x0:x1], m)
+                    if (y0, y1, x0, x1) != (0, a.shape[2], 0, a.shape[3]):  # back to whole-map positions
+                        p = (p // (x1 - x0) + y0) * a.shape[3] + p % (x1 - x0) + x0
                     per = v.shape[1] // len(idx)
                     im = idx_t.repeat_interleave(per).unsqueeze(0).expand_as(v)
                     if per > 1:
@@ -618,6 +677,7 @@ def scan(
         "image_size": size,
         "k": k,
         "positions_per_image": m,
+        "min_inside": float(min_inside),
         "layers": layers,
         "channels": {n: int(values[n].shape[0]) for n in layers},
         "feature_size": fsize,
@@ -639,7 +699,7 @@ def scan(
 
 # ---- merging -------------------------------------------------------------------------------------
 
-_SAME = ("backbone", "weights_id", "image_size", "k", "positions_per_image", "layers")
+_SAME = ("backbone", "weights_id", "image_size", "k", "positions_per_image", "min_inside", "layers")
 
 
 def merge(a: Atlas, b: Atlas, offset: int | None = None) -> Atlas:
@@ -836,8 +896,8 @@ def _patch_layouts(atlas: Atlas, layer: str, dataset, grid: int = 4) -> tuple[np
     valid = (im >= 0) & np.isfinite(atlas.values[layer])
     desc = np.zeros((c, k, grid * grid * 3), np.float32)
     ys, xs = atlas.ys[layer], atlas.xs[layer]
-    tops = np.round(rf.offset - (rf.size - 1) / 2 + rf.stride * ys).astype(np.int64)
-    lefts = np.round(rf.offset_x - (rf.size_x - 1) / 2 + rf.stride_x * xs).astype(np.int64)
+    tops = rf.start(0) + rf.stride * ys.astype(np.int64)  # unit_box's top/left, for all hits at once
+    lefts = rf.start_x(0) + rf.stride_x * xs.astype(np.int64)
     q = np.arange(grid + 1)
     r_edges = (q * rf.size) // grid  # block edges inside the box
     c_edges = (q * rf.size_x) // grid
@@ -886,9 +946,9 @@ def select_units(
     ``'index'``        channels ``start, start+1, ...``.
     """
     c = atlas.channels(layer)
-    n = _check_int("n", n, 1)
+    n = check_int("n", n, 1)
     if how == "index":
-        start = _check_int("start", start, 0)
+        start = check_int("start", start, 0)
         return list(range(min(start, c), min(start + n, c)))
     if how == "most_active":
         score = atlas.mean_top(layer)

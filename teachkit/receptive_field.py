@@ -80,6 +80,7 @@ from torch import nn
 __all__ = [
     "RF",
     "receptive_fields",
+    "feature_size",
     "unit_box",
     "layer_table",
     "format_layer_table",
@@ -166,10 +167,6 @@ class RF:
         return self.start(y) + self.size
 
     # -- columns ------------------------------------------------------------
-    def centre_x(self, x: int) -> float:
-        """Input column of the centre of the receptive field of unit column ``x``."""
-        return self.offset_x + self.stride_x * x
-
     def start_x(self, x: int) -> int:
         """First input column covered by unit column ``x``."""
         return _as_int(self.offset_x - (self.size_x - 1) / 2 + self.stride_x * x)
@@ -177,10 +174,6 @@ class RF:
     def stop_x(self, x: int) -> int:
         """One past the last input column covered by unit column ``x`` (exclusive)."""
         return self.start_x(x) + self.size_x
-
-    def box(self, y: int, x: int, clip_to: tuple[int, int] | None = None) -> tuple[int, int, int, int]:
-        """Same as :func:`unit_box` ``(self, y, x, clip_to)``."""
-        return unit_box(self, y, x, clip_to=clip_to)
 
 
 def _as_int(v: float) -> int:
@@ -244,6 +237,8 @@ class _Geom:
     dilation: tuple[int, int] = (1, 1)
     detail: str = ""
     out_channels: int | None = None
+    padding_end: tuple[int, int] | None = None  # padding after the last element (None: = padding)
+    ceil_mode: bool = False
 
 
 def _fmt2(t: tuple[int, int]) -> str:
@@ -261,6 +256,7 @@ def _geometry(name: str, m: nn.Module) -> _Geom:
             elif m.padding == "same":
                 # PyTorch pads total d*(k-1), the smaller half first.
                 p = tuple((dd * (kk - 1)) // 2 for kk, dd in zip(k, d))  # type: ignore[assignment]
+                end = tuple(dd * (kk - 1) - pp for kk, dd, pp in zip(k, d, p))
             else:
                 raise ValueError(f"layer {name!r}: unknown padding {m.padding!r}")
         else:
@@ -272,7 +268,8 @@ def _geometry(name: str, m: nn.Module) -> _Geom:
             detail += f" p{m.padding if isinstance(m.padding, str) else _fmt2(p)}"
         if d != (1, 1):
             detail += f" d{_fmt2(d)}"
-        return _Geom("conv", k, s, p, d, detail, out_channels=m.out_channels)
+        return _Geom("conv", k, s, p, d, detail, out_channels=m.out_channels,
+                      padding_end=end if m.padding == "same" else None)
     if _MAXPOOL and isinstance(m, _MAXPOOL) or _AVGPOOL and isinstance(m, _AVGPOOL):
         is_max = bool(_MAXPOOL) and isinstance(m, _MAXPOOL)
         k = _pair(m.kernel_size, "kernel_size", name)
@@ -286,11 +283,11 @@ def _geometry(name: str, m: nn.Module) -> _Geom:
             detail += f" p{_fmt2(p)}"
         if d != (1, 1):
             detail += f" d{_fmt2(d)}"
-        return _Geom("pool", k, s, p, d, detail)
+        return _Geom("pool", k, s, p, d, detail, ceil_mode=bool(m.ceil_mode))
     if _LPPOOL and isinstance(m, _LPPOOL):
         k = _pair(m.kernel_size, "kernel_size", name)
         s = _pair(m.stride if m.stride is not None else m.kernel_size, "stride", name)
-        return _Geom("pool", k, s, (0, 0), (1, 1), f"lppool {k[0]}x{k[1]}")
+        return _Geom("pool", k, s, (0, 0), (1, 1), f"lppool {k[0]}x{k[1]}", ceil_mode=bool(m.ceil_mode))
     if _PAD and isinstance(m, _PAD):
         pad = m.padding
         if isinstance(pad, int):
@@ -299,7 +296,8 @@ def _geometry(name: str, m: nn.Module) -> _Geom:
             pad = tuple(int(v) for v in pad)
             if len(pad) != 4:
                 raise ValueError(f"layer {name!r}: expected 4 paddings, got {pad!r}")
-            left, _right, top, _bottom = pad
+            left, right, top, bottom = pad
+            return _Geom("pad", padding=(top, left), padding_end=(bottom, right), detail=type(m).__name__)
         return _Geom("pad", padding=(top, left), detail=type(m).__name__)
     if _RELU and isinstance(m, _RELU):
         return _Geom("relu", detail=type(m).__name__)
@@ -404,6 +402,47 @@ def receptive_fields(model_or_layers: Any) -> dict[str, RF]:
     geometry is unknown.
     """
     return {name: rf for name, _m, _g, rf in _walk(model_or_layers)}
+
+
+def feature_size(model_or_layers: Any, layer: str, input_size: "int | tuple[int, int]") -> tuple[int, int]:
+    """``(n_H, n_W)`` of ``layer``'s feature map for an input of ``input_size`` pixels.
+
+    ``input_size`` is the side of a square or ``(height, width)``.  Walks the layers up to
+    ``layer`` with PyTorch's own output-size rule per axis::
+
+        n_out = floor((n_in + p_before + p_after - d*(k-1) - 1) / st) + 1
+
+    (``ceil`` for pooling layers with ``ceil_mode=True``, where a window may not start in the
+    padding after the input).  For VGG (3x3 convolutions with padding 1, 2x2 pooling) every
+    pooling halves the size, rounding down.  Raises :class:`ValueError` for an unknown
+    ``layer`` or an input too small to reach it.
+    """
+    if isinstance(input_size, (tuple, list)):
+        if len(input_size) != 2:
+            raise ValueError(f"input_size must be a side or (height, width), not {input_size!r}")
+        hw = [int(v) for v in input_size]
+    else:
+        hw = [int(input_size)] * 2
+    if min(hw) < 1:
+        raise ValueError(f"input size must be at least 1x1 px, not {input_size!r}")
+    names = []
+    for name, _mod, g, _rf in _walk(model_or_layers):
+        names.append(name)
+        end = g.padding_end if g.padding_end is not None else g.padding
+        for a in (0, 1):
+            k_eff = g.dilation[a] * (g.kernel[a] - 1) + 1
+            span = hw[a] + g.padding[a] + end[a] - k_eff
+            if span < 0:
+                raise ValueError(
+                    f"an input of {input_size!r} px is too small: it has shrunk to nothing at "
+                    f"layer {name!r}")
+            n = (-(-span // g.stride[a]) if g.ceil_mode else span // g.stride[a]) + 1
+            if g.ceil_mode and (n - 1) * g.stride[a] >= hw[a] + g.padding[a]:
+                n -= 1  # the last window would start in the padding after the input
+            hw[a] = n
+        if name == layer:
+            return (hw[0], hw[1])
+    raise ValueError(f"unknown layer {layer!r}; the layers are: {', '.join(names)}")
 
 
 def unit_box(

@@ -17,32 +17,37 @@ i.e. minimise ``J_style`` (``costs.style_cost``).  Positions are forgotten, so w
 *texture*: the photo's colours and patterns, scrambled.  Using layers up to ``relu1_1`` only gives
 fine grain; each deeper layer adds larger structures (:func:`texture_grid`).
 
-The optimiser is L-BFGS on the pixels with a line search; a *step* is one evaluation of the cost
-(one forward and backward pass through the network), and the pixels are clamped to ``[0, 1]``.  The cost is divided by a constant so that it starts near 1 whatever the layer
-(the content cost by ``J_content(C, 0) = 1/2 ||a[l](C)||^2``, the target's magnitude; the style cost
-by its value at the start) -- a constant factor changes nothing about the minimum, but lets L-BFGS
-take sensible steps at every depth.  Runs are deterministic for a seed, report through the
-:mod:`teachkit.progress` callback (``Progress(task='reconstruct', ...)``, with the current image every
-few steps) and stop early -- keeping what they have -- when the callback returns True or ``stop``
-is set.
+One engine: both are configurations of :class:`teachkit.transfer.StyleTransfer`, run by
+:func:`teachkit.transfer.run_steps` -- the same loop, optimiser, clamp and pyramid as a style
+transfer.  A content reconstruction is the transfer with ``beta = 0``, a texture the transfer
+with ``alpha = 0``, both with the ``auto`` normalisation (:func:`teachkit.costs.auto_weights`),
+so each term is measured against its own size: ``alpha J_content`` is
+``||a(C) - a(G)||^2 / ||a(C)||^2`` and each layer's style term ``||G(S) - G(G)||^2 / ||G(S)||^2``,
+which starts near 1 whatever the layer.  A *step* is one evaluation of the cost and its gradient
+(one forward and backward pass).  Runs start from faint white noise
+(:func:`teachkit.transfer.white_noise`), are deterministic for a seed, report through the
+:mod:`teachkit.progress` callback (``Progress(task='reconstruct', ...)``, with the current image
+every few steps) and stop early -- keeping what they have -- when the callback returns True,
+``stop`` is set or ``time_limit`` passes.
 
-Defaults (96 px, 100 steps) keep one reconstruction under a minute on a 2-core CPU.
+Defaults: 96 px, 100 steps.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 from matplotlib.figure import Figure
 
-from .costs import content_cost, gram_matrix, style_cost
+from .features import DEFAULT_STYLE_LAYERS
+from .fileio import check_int
 from .gram import to_input
-from .progress import Progress, ProgressCallback, report
+from .progress import ProgressCallback
+from .transfer import StyleTransfer, TransferConfig, run_steps, white_noise
 
 __all__ = [
     "ReconResult",
@@ -61,7 +66,7 @@ __all__ = [
     "texture_grid",
 ]
 
-DEFAULT_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+DEFAULT_LAYERS = DEFAULT_STYLE_LAYERS
 DEFAULT_SIZE = 96
 DEFAULT_STEPS = 100
 #: Amplitude of the starting white noise: uniform in ``0.5 +- DEFAULT_NOISE / 2``.  The network
@@ -75,11 +80,11 @@ class ReconResult:
     """The outcome of one reconstruction.
 
     ``image``: the result (PIL RGB).  ``history``: one dict per step (``step``, ``total`` -- the
-    scaled cost that was minimised, ``elapsed`` seconds, and the cost terms).  ``distance``: for a
+    normalised cost that was minimised, ``elapsed`` seconds, and the cost terms).  ``distance``: for a
     content reconstruction the pixel RMSE to the original image (values in ``[0, 1]``; 0 = identical);
     for a texture the fraction of the style cost left, ``J_style(end) / J_style(start)``.
     ``tensor``: the result as a ``(1, 3, H, W)`` tensor on the CPU.  ``stopped``: True when it was
-    cancelled before its last step.
+    cancelled before its last step.  ``weights``: the weights the engine used (``StyleTransfer.weights``).
     """
 
     image: Any
@@ -92,14 +97,10 @@ class ReconResult:
     seconds: float = 0.0
     stopped: bool = False
     final: dict[str, float] = field(default_factory=dict)
+    weights: dict = field(default_factory=dict)
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-
-
-def _device(net) -> torch.device:
-    dev = getattr(net, "device", None)
-    return dev if isinstance(dev, torch.device) else next(net.parameters()).device
 
 
 def _net(net):
@@ -110,107 +111,33 @@ def _net(net):
     return net
 
 
-def white_noise(shape, seed: int = 0, amplitude: float = DEFAULT_NOISE) -> torch.Tensor:
-    """Uniform white noise in ``0.5 +- amplitude/2`` (clipped to ``[0, 1]``), the same for a seed."""
-    if not 0 < amplitude <= 1:
-        raise ValueError(f"noise amplitude must be in (0, 1], not {amplitude!r}")
-    gen = torch.Generator().manual_seed(int(seed))
-    u = torch.rand(tuple(shape), generator=gen)
-    return (0.5 + amplitude * (u - 0.5)).clamp(0, 1)
-
-
 def pixel_distance(x: torch.Tensor, y: torch.Tensor) -> float:
     """Root-mean-square difference of two images with values in ``[0, 1]`` (0 = identical)."""
     return float((x.detach().float().cpu() - y.detach().float().cpu()).pow(2).mean().sqrt())
 
 
-def _check_int(name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be a whole number >= {low}, not {value!r}")
-    return value
+def _config(**fields) -> TransferConfig:
+    """The engine's config for a reconstruction: the image as given, one scale, no TV, float32
+    (the reconstructions are compared by their numbers)."""
+    return TransferConfig(size=None, scales=None, tv_weight=0.0, normalization="auto", dtype="float32",
+                          preview_every=0, **fields)
 
 
-class _Halt(Exception):
-    """Raised inside the closure to leave L-BFGS at once (budget spent, cancelled, time up)."""
-
-
-def _optimise(
-    x0: torch.Tensor,
-    objective: Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, float]]],
-    steps: int,
-    *,
-    message: str,
-    callback: ProgressCallback | None,
-    stop: threading.Event | None,
-    image_every: int,
-    time_limit: float | None,
-    step_offset: int = 0,
-    total_steps: int | None = None,
-    chunk: int = 20,
-) -> tuple[torch.Tensor, list[dict], bool]:
-    """L-BFGS (strong-Wolfe line search) on the pixels, for ``steps`` cost evaluations.
-
-    A *step* is one evaluation of the cost and its gradient (one forward and backward pass), the unit
-    that costs time.  The pixels are clamped to [0, 1] every ``chunk`` L-BFGS iterations.  Every
-    evaluation is recorded and reported; the best image evaluated so far (lowest cost, clamped) is
-    what comes back, also when the run is cancelled in the middle of a line search.
-    """
-    from .images import to_pil
-
-    x = x0.clone().contiguous().requires_grad_(True)
-
-    def new_optimizer():
-        return torch.optim.LBFGS([x], lr=1.0, max_iter=chunk, max_eval=None, history_size=20,
-                                 tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
-
-    opt = new_optimizer()
-    history: list[dict] = []
-    total = total_steps if total_steps is not None else steps
-    best = {"cost": math.inf, "x": x0.clone().clamp(0, 1)}
-    flags = {"stopped": False}
-    t0 = time.perf_counter()
-
-    def closure():
-        if len(history) >= steps:
-            raise _Halt
-        opt.zero_grad(set_to_none=False)
-        cost, values = objective(x)
-        c = float(cost.detach())
-        if not math.isfinite(c):
-            raise FloatingPointError(f"the reconstruction cost became {c}")
-        cost.backward()
-        if c < best["cost"]:
-            best["cost"] = c
-            best["x"] = x.detach().clamp(0, 1).clone()
-        n = len(history) + 1
-        history.append({"step": n, "elapsed": time.perf_counter() - t0, **values})
-        image = to_pil(best["x"].cpu()) if (n % image_every == 0 or n == steps) else None
-        if report(callback, Progress("reconstruct", step_offset + n, total, dict(values), image, message), stop) or (
-            time_limit is not None and time.perf_counter() - t0 > time_limit
-        ):
-            flags["stopped"] = n < steps
-            raise _Halt
-        return cost
-
-    stale = 0
-    while len(history) < steps:
-        before = x.detach().clone()
-        try:
-            opt.step(closure)
-        except _Halt:
-            break
-        with torch.no_grad():
-            x.clamp_(0.0, 1.0)
-            if torch.equal(before, x):
-                # No progress (converged, or clamping undid the step): restart L-BFGS's memory once;
-                # twice in a row means there is nothing left to gain.
-                stale += 1
-                if stale >= 2:
-                    break
-                opt = new_optimizer()
-            else:
-                stale = 0
-    return best["x"], history, flags["stopped"]
+def _run(net, target, config, steps, seed, noise, callback, stop, *, image_every, time_limit, done, total,
+         message, extra=None):
+    """One reconstruction on the engine: (StyleTransfer, records, stopped)."""
+    steps = check_int("steps", steps, 1)
+    image_every = check_int("image_every", image_every, 1)
+    st = StyleTransfer(target, None if config.beta == 0 else target, config, backbone=net,
+                       init=white_noise(target.shape, seed, noise))
+    cb = callback
+    if extra is not None and callback is not None:
+        def cb(p):  # add the values only the caller knows (e.g. the pixel distance)
+            p.values.update(extra(st))
+            return callback(p)
+    records, halted = run_steps(st, steps, callback=cb, stop=stop, task="reconstruct", message=message,
+                                preview_every=image_every, done=done, total=total, time_limit=time_limit)
+    return st, records, halted and len(records) < steps
 
 
 # ---- content ---------------------------------------------------------------------------------
@@ -229,56 +156,42 @@ def reconstruct_content(
     noise: float = DEFAULT_NOISE,
     image_every: int = 5,
     time_limit: float | None = None,
-    _offset: int = 0,
-    _total: int | None = None,
-    _message: str | None = None,
 ) -> ReconResult:
     r"""Rebuild ``image`` from white noise using only the activation of ``layer``.
 
-    Minimises ``J_content = 1/2 ||a[l](C) - a[l](G)||^2`` (:func:`teachkit.costs.content_cost`),
-    divided by ``J_content(C, 0) = 1/2 ||a[l](C)||^2`` so it starts near 1 at every layer.
-    ``image`` is a PIL image, a tensor or a sample name / path; ``size`` scales its long side
-    (``None``: as given).  ``steps`` cost evaluations (forward + backward passes); ``seed`` fixes the noise.
-    ``time_limit`` (seconds) stops early.  ``net=None`` loads the default vgg19.
+    The style transfer with ``beta = 0``: minimises ``J_content = 1/2 ||a[l](C) - a[l](G)||^2``
+    (:func:`teachkit.costs.content_cost`) with the ``auto`` weight ``1 / J_content(C, 0)``, so the
+    cost starts near 1 at every layer.  ``image`` is a PIL image, a tensor or a sample name / path;
+    ``size`` scales its long side (``None``: as given).  ``steps`` cost evaluations (forward +
+    backward passes); ``seed`` fixes the noise.  ``time_limit`` (seconds) stops early.
+    ``net=None`` loads the default vgg19.
 
-    Progress values: ``total`` (the scaled cost), ``content`` (raw ``J_content``) and ``distance``
+    Progress values: ``total`` (the normalised cost), ``content`` (raw ``J_content``) and ``distance``
     (pixel RMSE to the image).  ``ReconResult.distance`` is the pixel RMSE of the result.
     """
+    return _content(net, image, layer, size, steps, seed, callback, stop, noise=noise, image_every=image_every,
+                    time_limit=time_limit)
+
+
+def _content(net, image, layer, size, steps, seed, callback, stop, *, noise=DEFAULT_NOISE, image_every=5,
+             time_limit=None, done=0, total=None, message=None) -> ReconResult:
     net = _net(net)
     net.check_layers([layer])
-    steps = _check_int("steps", steps, 1)
-    image_every = _check_int("image_every", image_every, 1)
-    dev = _device(net)
-    target = to_input(image, size, dev)
-    with torch.no_grad():
-        a_C = net.extract(target, [layer])[layer].detach()
-        scale = float(content_cost(a_C, torch.zeros_like(a_C)))
-    if scale <= 0:
-        raise ValueError(f"the image gives an all-zero activation at {layer}: nothing to reconstruct")
-
-    def objective(x):
-        a_G = net.extract(x, [layer])[layer]
-        j = content_cost(a_C, a_G)
-        jf = float(j.detach())
-        return j / scale, {"total": jf / scale, "content": jf,
-                           "distance": pixel_distance(x, target)}
-
+    target = to_input(image, size, net.device)
     t0 = time.perf_counter()
-    x0 = white_noise(target.shape, seed, noise).to(dev)
-    x, history, stopped = _optimise(
-        x0, objective, steps, message=_message or f"content {layer}", callback=callback, stop=stop,
-        image_every=image_every, time_limit=time_limit, step_offset=_offset, total_steps=_total,
+    config = _config(alpha=1.0, beta=0.0, content_layer=layer, style_layers=(), seed=seed)
+    st, records, stopped = _run(
+        net, target, config, steps, seed, noise, callback, stop, image_every=image_every, time_limit=time_limit,
+        done=done, total=total, message=message or f"content {layer}",
+        extra=lambda st: {"distance": pixel_distance(st.tensor(), target)},
     )
-    with torch.no_grad():
-        j = float(content_cost(a_C, net.extract(x, [layer])[layer]))
-    from .images import to_pil
-
-    out = x.cpu()
+    out = st.tensor()
     dist = pixel_distance(out, target)
+    final = st.costs()
     return ReconResult(
-        image=to_pil(out), history=history, distance=dist, tensor=out, kind="content", layers=(layer,),
-        steps=len(history), seconds=time.perf_counter() - t0, stopped=stopped,
-        final={"content": j, "total": j / scale, "distance": dist},
+        image=st.image(), history=records, distance=dist, tensor=out, kind="content", layers=(layer,),
+        steps=len(records), seconds=time.perf_counter() - t0, stopped=stopped,
+        final={"content": final["content"], "total": final["total"], "distance": dist}, weights=st.weights,
     )
 
 
@@ -300,66 +213,47 @@ def synthesize_texture(
     noise: float = DEFAULT_NOISE,
     image_every: int = 5,
     time_limit: float | None = None,
-    _offset: int = 0,
-    _total: int | None = None,
-    _message: str | None = None,
 ) -> ReconResult:
     r"""A texture from white noise that matches the Gram matrices of ``image`` at ``layers``.
 
-    Minimises only ``J_style = sum_l lambda[l] J_style[l](S, G)`` (:func:`teachkit.costs.style_cost`)
-    with a uniform ``lambda``: ``1 / L`` for ``L`` layers.  With ``balance=True`` (default) each layer's
-    term is first measured against its own size, ``J_style[l](S, 0)`` (the cost of an all-zero
-    activation), so that every layer has a say -- the raw ``J_style[l]`` of deep layers is orders of
-    magnitude larger than that of ``relu1_1``.  ``balance=False``: plain ``lambda[l] = 1 / L``.
+    The style transfer with ``alpha = 0``: minimises only ``J_style = sum_l lambda[l] J_style[l](S, G)``
+    (:func:`teachkit.costs.style_cost`).  With ``balance=True`` (default) the weights are the ``auto``
+    normalisation's with an equal share ``1 / L`` per layer: ``lambda[l] = 1 / (L J_style[l](S, 0))``,
+    each layer's term measured against its own size, so that every layer has a say -- the raw
+    ``J_style[l]`` of deep layers is orders of magnitude larger than that of ``relu1_1``.
+    ``balance=False``: plain ``lambda[l] = 1 / L`` with ``normalization``'s constants.
 
-    Progress values: ``total`` (the cost divided by its start value), ``style`` (the weighted sum) and
-    ``style/<layer>`` (raw ``J_style[l]``).  ``ReconResult.distance`` is the fraction of the style
-    cost left at the end: ``J_style(end) / J_style(start)``.
+    Progress values: ``total`` (the cost), ``style`` (the weighted sum) and ``style/<layer>`` (raw
+    ``J_style[l]``).  ``ReconResult.distance`` is the fraction of the style cost left at the end:
+    ``J_style(end) / J_style(start)``.
     """
+    return _texture(net, image, layers, size, steps, seed, callback, stop, balance=balance,
+                    normalization=normalization, noise=noise, image_every=image_every, time_limit=time_limit)
+
+
+def _texture(net, image, layers, size, steps, seed, callback, stop, *, balance=True, normalization="lecture",
+             noise=DEFAULT_NOISE, image_every=5, time_limit=None, done=0, total=None, message=None) -> ReconResult:
     net = _net(net)
     layers = list(dict.fromkeys(net.check_layers(layers)))
     if not layers:
         raise ValueError("synthesize_texture needs at least one layer")
-    steps = _check_int("steps", steps, 1)
-    image_every = _check_int("image_every", image_every, 1)
-    dev = _device(net)
-    target = to_input(image, size, dev)
-    x0 = white_noise(target.shape, seed, noise).to(dev)
-    with torch.no_grad():
-        feats = net.extract(target, layers)
-        grams_S = {l: gram_matrix(feats[l]).detach() for l in layers}
-        if balance:
-            zeros = {l: torch.zeros_like(feats[l]) for l in layers}
-            _, ref = style_cost(grams_S, zeros, {l: 1.0 for l in layers}, normalization)
-            weights = {l: 1.0 / (len(layers) * max(float(ref[l]), 1e-30)) for l in layers}
-        else:
-            weights = {l: 1.0 / len(layers) for l in layers}
-        j0, _ = style_cost(grams_S, net.extract(x0, layers), weights, normalization)
-        start = max(float(j0), 1e-30)
-
-    def objective(x):
-        j, terms = style_cost(grams_S, net.extract(x, layers), weights, normalization)
-        jf = float(j.detach())
-        values = {"total": jf / start, "style": jf}
-        values.update({f"style/{l}": float(t.detach()) for l, t in terms.items()})
-        return j / start, values
-
+    target = to_input(image, size, net.device)
     t0 = time.perf_counter()
-    msg = _message or (f"texture {layers[0]}..{layers[-1]}" if len(layers) > 1 else f"texture {layers[0]}")
-    x, history, stopped = _optimise(
-        x0, objective, steps, message=msg, callback=callback, stop=stop, image_every=image_every,
-        time_limit=time_limit, step_offset=_offset, total_steps=_total,
-    )
-    with torch.no_grad():
-        j, terms = style_cost(grams_S, net.extract(x, layers), weights, normalization)
-    from .images import to_pil
-
-    out = x.cpu()
-    final = {"style": float(j), "start": start, "total": float(j) / start}
-    final.update({f"style/{l}": float(t) for l, t in terms.items()})
+    config = _config(alpha=0.0, beta=1.0, content_layer=layers[0], style_layers=tuple(layers),
+                     layer_weights=tuple(1.0 / len(layers) for _ in layers), seed=seed)
+    if not balance:
+        config.normalization = normalization
+    msg = message or (f"texture {layers[0]}..{layers[-1]}" if len(layers) > 1 else f"texture {layers[0]}")
+    st, records, stopped = _run(net, target, config, steps, seed, noise, callback, stop, image_every=image_every,
+                                time_limit=time_limit, done=done, total=total, message=msg)
+    final = st.costs()
+    start = max(records[0]["style"] if records else final["style"], 1e-30)
+    end = {"style": final["style"], "start": start, "total": final["style"] / start}
+    end.update({f"style/{l}": final[f"style/{l}"] for l in layers})
     return ReconResult(
-        image=to_pil(out), history=history, distance=float(j) / start, tensor=out, kind="texture",
-        layers=tuple(layers), steps=len(history), seconds=time.perf_counter() - t0, stopped=stopped, final=final,
+        image=st.image(), history=records, distance=final["style"] / start, tensor=st.tensor(), kind="texture",
+        layers=tuple(layers), steps=len(records), seconds=time.perf_counter() - t0, stopped=stopped, final=end,
+        weights=st.weights,
     )
 
 
@@ -382,9 +276,8 @@ def content_reconstructions(
     target = to_input(image, size)
     results: list[ReconResult] = []
     for i, layer in enumerate(layers):
-        r = reconstruct_content(net, target, layer, None, steps, seed, callback, stop, _offset=i * steps,
-                                _total=len(layers) * steps, _message=f"content {layer} ({i + 1}/{len(layers)})",
-                                **kwargs)
+        r = _content(net, target, layer, None, steps, seed, callback, stop, done=i * steps,
+                     total=len(layers) * steps, message=f"content {layer} ({i + 1}/{len(layers)})", **kwargs)
         results.append(r)
         if r.stopped or (stop is not None and stop.is_set()):
             break
@@ -410,8 +303,8 @@ def textures(
     n = len(max_layers)
     for i in range(n):
         used = list(max_layers[: i + 1])
-        r = synthesize_texture(net, target, used, None, steps, seed, callback, stop, _offset=i * steps,
-                               _total=n * steps, _message=f"texture up to {used[-1]} ({i + 1}/{n})", **kwargs)
+        r = _texture(net, target, used, None, steps, seed, callback, stop, done=i * steps, total=n * steps,
+                     message=f"texture up to {used[-1]} ({i + 1}/{n})", **kwargs)
         results.append(r)
         if r.stopped or (stop is not None and stop.is_set()):
             break
@@ -469,14 +362,13 @@ def content_reconstruction_grid(
 ) -> Figure:
     """The photo and its reconstruction from each layer, side by side, with the pixel RMSE under each.
 
-    The figure's ``teachkit_results`` attribute holds the :class:`ReconResult` list.
+    :func:`content_reconstructions` then :func:`reconstruction_grid_figure`; call those two to keep
+    the :class:`ReconResult` list as well.
     """
     net = _net(net)
     target = to_input(image, size)
     results = content_reconstructions(net, target, layers, None, steps, seed, callback, stop, **kwargs)
-    fig = reconstruction_grid_figure(target, results, n_columns=len(list(layers)))
-    fig.teachkit_results = results
-    return fig
+    return reconstruction_grid_figure(target, results, n_columns=len(list(layers)))
 
 
 def texture_grid(
@@ -485,10 +377,8 @@ def texture_grid(
     stop: threading.Event | None = None, **kwargs,
 ) -> Figure:
     """The image and textures whose column ``i`` matches the Gram matrices up to ``max_layers[i]``:
-    the growing scale of texture.  ``teachkit_results`` on the figure holds the results."""
+    the growing scale of texture (:func:`textures` then :func:`reconstruction_grid_figure`)."""
     net = _net(net)
     target = to_input(image, size)
     results = textures(net, target, max_layers, None, steps, seed, callback, stop, **kwargs)
-    fig = reconstruction_grid_figure(target, results, n_columns=len(list(max_layers)))
-    fig.teachkit_results = results
-    return fig
+    return reconstruction_grid_figure(target, results, n_columns=len(list(max_layers)))

@@ -36,9 +36,8 @@ Parametrisation (the pyramid)
     resolutions: ``G = z_0 + up(z_1) + up(z_2) + ...`` (``z_0`` full size, ``z_k`` 2^k times
     smaller and zero at the start, ``up`` bilinear upsampling).  J is the same function of G; only
     the variables differ.  A step on the z's moves G by the gradient *plus blurred copies of it*,
-    so the large shapes, which per-pixel descent builds up very slowly, form within tens of steps:
-    measured at 512 px, the cost 300 plain L-BFGS steps reach is reached in 0.23 of their time
-    (0.46 at 256 px; benchmarks/RESULTS_transfer.md).  ``pyramid=1`` is plain gradient descent on
+    so the large shapes, which per-pixel descent builds up very slowly, form within tens of steps
+    (how much sooner: benchmarks/RESULTS_transfer.md).  ``pyramid=1`` is plain gradient descent on
     the pixels, the lecture's formulation (use it to show the lesson step by step); ``None``
     picks the levels from the size (:func:`default_pyramid`).
 Steps
@@ -49,6 +48,13 @@ Steps
     it costs nothing extra); :meth:`StyleTransfer.costs` evaluates the current image.  The
     optimiser sees ``J`` multiplied by a constant fixed at the first step (see ``GRAD_RMS``);
     every recorded value is the unscaled ``J``.
+Weights
+    With ``normalization='auto'`` (the default) ``config.alpha``, ``layer_weights`` and
+    ``tv_weight`` are *relative* weights: the numbers that multiply ``J_content``, ``J_style[l]``
+    and ``TV`` are derived from the targets at each scale (:func:`teachkit.costs.auto_weights`).
+    The weights actually used are ``StyleTransfer.weights`` and ``TransferResult.weights``
+    (``alpha``, ``beta``, ``layer_weights`` = lambda[l], ``tv_weight``); with the other
+    normalisations they are the config's own.
 Recorded terms
     ``content`` = ``J_content`` (unweighted), ``style/<layer>`` = ``J_style[l]`` (unweighted),
     ``style`` = ``sum_l lambda[l] J_style[l]``, ``tv`` = ``TV(G)``, ``total`` = ``J(G)``.  A term
@@ -69,17 +75,22 @@ Colour preservation
     optimisation runs on a one-channel ``Y`` image (fed to the network as grey RGB), and the result
     is ``Y`` recombined with the content's chrominance ``I, Q``.
 Determinism
-    The noise comes from a ``torch.Generator`` seeded with ``config.seed``; L-BFGS and Adam are
-    deterministic, so on the CPU the same seed gives a bit-identical image (same machine, same
-    thread count).
+    The noise is :func:`white_noise` seeded with ``config.seed`` (the one generator of starting
+    images in teachkit; the lessons show it too); L-BFGS and Adam are deterministic, so on the
+    CPU the same seed gives a bit-identical image (same machine, same dtype, same thread count).
 Precision
     ``dtype='bfloat16'`` runs the network under bfloat16 autocast; the Gram matrices and all costs
-    are computed in float32 (see :mod:`teachkit.costs`).  ``'auto'`` means float32.  Measured on
-    a CPU with native bfloat16 (AVX512-BF16; benchmarks/RESULTS_transfer.md): bfloat16 steps are
-    1.6x faster and the default recipe ends at the same cost (2.053e11 vs 2.054e11, evaluated in
-    float32), with the same composition -- but not the same pixels (mean |difference| 0.12, PSNR
-    15 dB; another seed differs by 0.27): the optimisation amplifies rounding differences.  Not
-    indistinguishable, so not the default; ask for it with ``dtype='bfloat16'`` (``--dtype``).
+    are computed in float32 (see :mod:`teachkit.costs`).  ``'auto'`` (the default) picks bfloat16
+    only where it is fast: on a CPU that runs it natively (AVX512-BF16 or AMX, and torch/oneDNN
+    allowed to use them; :func:`cpu_bf16_native`), float32 everywhere else (GPUs included).
+    On a CPU without native bfloat16 it is emulated and many times *slower*, so an explicit
+    ``dtype='bfloat16'`` there warns (one line, :class:`SlowDtypeWarning`) and falls back to
+    float32 unless ``force_dtype=True``.  A bfloat16 result reaches the same cost but not the same
+    pixels as float32 (benchmarks/RESULTS_transfer.md).
+GPU
+    The cost terms of each step stay on the device; :meth:`StyleTransfer.step` copies them to the
+    host in one go for all the steps it takes, and :func:`run_steps` takes ``sync_every`` steps
+    at a time on a GPU (1 on the CPU, where a copy costs nothing).
 """
 
 from __future__ import annotations
@@ -97,7 +108,9 @@ import torch
 import torch.nn.functional as F
 
 from . import costs
+from .features import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS
 from .progress import Progress, ProgressCallback, report
+from .receptive_field import feature_size
 
 __all__ = [
     "TransferConfig",
@@ -105,7 +118,14 @@ __all__ = [
     "StyleTransfer",
     "transfer",
     "NORMALIZATION_DEFAULTS",
+    "PRESETS",
     "DEFAULT_STYLE_LAYERS",
+    "DEFAULT_CONTENT_LAYER",
+    "white_noise",
+    "run_steps",
+    "choose_dtype",
+    "cpu_bf16_native",
+    "SlowDtypeWarning",
     "default_scales",
     "default_pyramid",
     "split_steps",
@@ -114,52 +134,79 @@ __all__ = [
     "yiq_to_rgb",
 ]
 
-DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 INITS = ("noise", "content", "blend")
 OPTIMIZERS = ("lbfgs", "adam")
 DTYPES = ("auto", "float32", "bfloat16")
 
-#: Good defaults per normalisation, tuned by eye on the bundled samples (chelsea + stained_glass,
-#: swirls, waves) with the original VGG19, the default layers and the default recipe.
+#: Good defaults per normalisation.
 #:
-#: ``lecture`` (tuned directly): this VGG19 is not rescaled, so its layers' activations differ by
-#: orders of magnitude and so do the J_style[l] (from white noise about 1.5e13, 3e15, 6e15, 6e17 and
-#: 5e13 at relu1_1 ... relu5_1).  lambda[l] is about 1 / that typical size, so every layer starts with
-#: a similar share of J_style; beta = 1e-2 then balances style and content (alpha = 1) so that both
-#: show clearly.  Under this normalisation J_content and every J_style[l] grow like the number of
-#: positions M, so the balance does not change with the image size.
+#: ``auto`` (the default): relative weights (see teachkit.costs.auto_weights): every term is a
+#: relative error, so alpha = 1 and an equal share 1/L per style layer fit any content/style pair;
+#: beta says how much more a relative style error counts than a relative content error, tuned on
+#: the quality benchmark's matrix (benchmarks/quality.py, benchmarks/RESULTS_quality.md).
+#: tv_weight is per pixel and channel: w_tv * mean squared neighbour difference.
+#:
+#: ``lecture`` (tuned by eye on chelsea + stained_glass, swirls, waves with the original VGG19,
+#: the default layers and the default recipe): this VGG19 is not rescaled, so its layers'
+#: activations differ by orders of magnitude and so do the J_style[l] (from white noise about
+#: 1.5e13, 3e15, 6e15, 6e17 and 5e13 at relu1_1 ... relu5_1).  lambda[l] is about 1 / that typical
+#: size, so every layer starts with a similar share of J_style; beta = 1e-2 then balances style and
+#: content (alpha = 1).  These fit the bundled generated styles; with a photo or a texture as
+#: the style they can leave the content merely re-tinted -- which ``auto`` fixes.
 #:
 #: ``gatys`` and ``none`` are *derived* from ``lecture`` so that, at the reference size 384 x 256 px,
 #: all three define exactly the same J: the normalisations differ by a constant per layer
-#: (gatys = lecture / (2 n_C M), none = lecture * 2 n_C M; none's content cost lacks the 1/2), and
-#: lambda[l] and alpha absorb it.  At other sizes they drift apart -- which is the lesson: with
-#: ``gatys`` J_style[l] no longer grows with M but J_content does (content wins at large sizes),
-#: with ``none`` J_style[l] grows like M^2 (style wins).
+#: (costs.style_factor; none's content cost lacks the 1/2), and lambda[l] and alpha absorb it.  At
+#: other sizes they drift apart -- which is the lesson: with ``gatys`` J_style[l] no longer grows
+#: with M but J_content does (content wins at large sizes), with ``none`` J_style[l] grows like
+#: M^2 (style wins).
 #:
-#: ``tv_weight`` = 1e7 (all three): TV(G) of a finished 384 px result is ~1e3, so it adds ~1e10, a
-#: few percent of J -- enough to remove the fine hatching that VGG's gradients leave, not enough to
-#: blur the strokes.
+#: ``tv_weight`` = 1e7 (lecture, gatys, none): TV(G) of a finished 384 px result is ~1e3, so it adds
+#: ~1e10, a few percent of J -- enough to remove the fine hatching that VGG's gradients leave.
+_AUTO_DEFAULTS = {"alpha": 1.0, "beta": 1e2, "layer_weights": (0.2, 0.2, 0.2, 0.2, 0.2), "tv_weight": 1.0}
 _LECTURE_DEFAULTS = {"alpha": 1.0, "beta": 1e-2, "layer_weights": (1.0, 5e-3, 2.5e-3, 2.5e-5, 0.3), "tv_weight": 1e7}
 _REFERENCE_HW = (256, 384)
 
 
+def _reference_shapes() -> list[tuple[int, int, int]]:
+    """``(n_C, n_H, n_W)`` of each default style layer of VGG19 for a 384 x 256 px input (geometry
+    only: the network is built on the ``meta`` device, without weights)."""
+    from .features import vgg_body
+    from .receptive_field import feature_size
+
+    with torch.device("meta"):
+        body = vgg_body("vgg19")
+    shapes = []
+    for layer in DEFAULT_STYLE_LAYERS:
+        conv = body.get_submodule(layer.replace("relu", "conv"))
+        shapes.append((conv.out_channels, *feature_size(body, layer, _REFERENCE_HW)))
+    return shapes
+
+
 def _derived_defaults(normalization: str) -> dict[str, Any]:
+    if normalization == "auto":
+        return dict(_AUTO_DEFAULTS)
     d = dict(_LECTURE_DEFAULTS)
     if normalization == "lecture":
         return d
-    channels = (64, 128, 256, 512, 512)  # n_C of relu1_1 ... relu5_1
-    h, w = _REFERENCE_HW
-    factors = [2 * c * (h >> k) * (w >> k) for k, c in enumerate(channels)]  # 2 n_C M at 384 x 256
-    if normalization == "gatys":
-        lam = [l * f for l, f in zip(d["layer_weights"], factors)]
-    else:
-        lam = [l / f for l, f in zip(d["layer_weights"], factors)]
+    # lambda_norm[l] * factor_norm[l] = lambda_lecture[l] * factor_lecture[l] at the reference size
+    ratio = [costs.style_factor(h, w, c, "lecture") / costs.style_factor(h, w, c, normalization)
+             for c, h, w in _reference_shapes()]
+    d["layer_weights"] = tuple(float(f"{l * r:.3g}") for l, r in zip(d["layer_weights"], ratio))
+    if normalization == "none":
         d["alpha"] = d["alpha"] / 2
-    d["layer_weights"] = tuple(float(f"{v:.3g}") for v in lam)
     return d
 
 
 NORMALIZATION_DEFAULTS: dict[str, dict[str, Any]] = {n: _derived_defaults(n) for n in costs.NORMALIZATIONS}
+
+#: Named recipes: config fields that differ from TransferConfig's defaults (TransferConfig.preset).
+#: ``default`` is TransferConfig() itself; ``quick`` is the classroom recipe (see PRESETS_DOC).
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "quick": {"size": 256, "steps": 60, "scales": (128, 256), "scale_steps": (40, 20), "init": "blend",
+              "init_noise": 0.5},
+}
 
 #: The optimiser minimises ``kappa * J`` with ``kappa`` fixed at the first step so that the gradient
 #: has this root-mean-square value per pixel.  L-BFGS is invariant to the scale of J except for its
@@ -170,8 +217,7 @@ NORMALIZATION_DEFAULTS: dict[str, dict[str, Any]] = {n: _derived_defaults(n) for
 GRAD_RMS = 0.1
 
 #: Feed the network channels-last (NHWC) images on the CPU (the weights stay as they are): oneDNN
-#: then runs every convolution in NHWC.  Measured at 256 px, one thread, in turns with the floor:
-#: float32 step / floor 1.125 -> 1.096.
+#: then runs every convolution in NHWC (a few percent faster; benchmarks/RESULTS_transfer.md).
 CHANNELS_LAST = True
 
 #: The default schedule works at full resolution up to this long side; larger results start with
@@ -195,10 +241,10 @@ class TransferConfig:
     steps: int = 200  #: total optimiser steps, over all scales (see :func:`split_steps`)
     alpha: float | None = None  #: content weight; None: NORMALIZATION_DEFAULTS[normalization]
     beta: float | None = None  #: style weight; None: the normalisation's default
-    content_layer: str = "relu4_2"
+    content_layer: str = DEFAULT_CONTENT_LAYER
     style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
     layer_weights: tuple[float, ...] | None = None  #: lambda[l]; None: the normalisation's default
-    normalization: str = "lecture"  #: 'lecture' | 'gatys' | 'none' (costs.NORMALIZATIONS)
+    normalization: str = "auto"  #: 'auto' | 'lecture' | 'gatys' | 'none' (costs.NORMALIZATIONS)
     init: str = "noise"  #: 'noise' (white noise, the lecture's) | 'content' | 'blend'
     init_noise: float = 0.5  #: for init='blend': G0 = (1 - init_noise) * C + init_noise * noise
     optimizer: str = "lbfgs"  #: 'lbfgs' | 'adam'
@@ -213,10 +259,18 @@ class TransferConfig:
     scale_steps: tuple[int, ...] | None = None  #: steps per scale (overrides steps); None: split_steps
     seed: int = 0
     device: str | None = None  #: None: auto (cuda, mps, cpu)
-    dtype: str = "auto"  #: 'float32' | 'bfloat16' | 'auto' (= float32, see the module doc)
+    dtype: str = "auto"  #: 'float32' | 'bfloat16' | 'auto' (bfloat16 where native; see choose_dtype)
+    force_dtype: bool = False  #: use bfloat16 even where the CPU only emulates it (slow)
     backbone: str = "vgg19"
     pooling: str = "max"
     preview_every: int = 10  #: send the current image with the callback every N steps (0: never)
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "TransferConfig":
+        """The named recipe of :data:`PRESETS` (``'default'``, ``'quick'``), with ``overrides``."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
 
     # -- validation and defaults ---------------------------------------------------------------
     def validate(self, n_styles: int | None = None) -> "TransferConfig":
@@ -248,8 +302,8 @@ class TransferConfig:
             value = getattr(self, name)
             if value is not None and not (math.isfinite(float(value)) and float(value) >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
-        if not self.style_layers and not isinstance(self.style_layers, str):
-            raise ValueError("style_layers is empty: give at least one layer")
+        if not self.style_layers and not isinstance(self.style_layers, str) and self.beta != 0:
+            raise ValueError("style_layers is empty: give at least one layer (or beta = 0)")
         if isinstance(self.style_layers, str):
             raise ValueError("style_layers must be a sequence of layer names, not one string")
         if len(set(self.style_layers)) != len(self.style_layers):
@@ -331,13 +385,11 @@ def default_scales(size: int) -> tuple[int, ...]:
 
     ``384 -> (384,)``, ``512 -> (512,)``, ``1024 -> (512, 1024)``, ``1600 -> (400, 800, 1600)``.
 
-    Why not always coarse-to-fine?  Measured (benchmarks/RESULTS_transfer.md): with this cost,
-    starting the full-resolution stage from an upsampled coarse result gives a head start that
-    L-BFGS from noise catches up with -- at 256 px the plain coarse-to-fine recipe never reached
-    the cost that 300 single-scale steps reach.  The pyramid parametrisation (TransferConfig.pyramid)
-    does the coarse-to-fine work inside one scale: at 512 px it reached the cost of 300 plain
-    L-BFGS steps in 0.23 of their time.  Above 512 px a step costs so much that a coarse first
-    stage is still used (not measured: a 1024 px step takes ~6 s on the test machine).
+    Why not always coarse-to-fine?  With this cost, starting the full-resolution stage from an
+    upsampled coarse result from noise gives a head start that L-BFGS from noise catches up with;
+    the pyramid parametrisation (TransferConfig.pyramid) does the coarse-to-fine work inside one
+    scale, faster (both measured in benchmarks/RESULTS_transfer.md).  Above 512 px a step costs
+    so much that a coarse first stage is still used.
     """
     scales = [int(size)]
     while scales[0] > MAX_SINGLE_SCALE:
@@ -376,37 +428,95 @@ def split_steps(steps: int, scales: Sequence[int]) -> list[int]:
 
 
 # ---- colour ------------------------------------------------------------------------------------
+# scikit-image's YIQ (the NTSC 1987 coefficients; Y = 0.299 R + 0.587 G + 0.114 B).  Only Y is
+# optimised and I, Q go back through skimage's own inverse, so the coefficients of I and Q (which
+# differ from the FCC 1953 table in the 4th digit) do not change a result.
 
-_RGB_TO_YIQ = torch.tensor(
-    [[0.299, 0.587, 0.114], [0.595716, -0.274453, -0.321263], [0.211456, -0.522591, 0.311135]],
-    dtype=torch.float64,
-)
-_YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
+
+def _skimage_colour(fn, t: torch.Tensor) -> torch.Tensor:
+    arr = fn(t.detach().double().cpu().numpy(), channel_axis=1)
+    return torch.from_numpy(arr).to(t.device, t.dtype)
 
 
 def rgb_to_yiq(rgb: torch.Tensor) -> torch.Tensor:
-    """``(N, 3, H, W)`` RGB -> YIQ (Y = 0.299 R + 0.587 G + 0.114 B: the luminance)."""
-    m = _RGB_TO_YIQ.to(rgb.device, rgb.dtype)
-    return torch.einsum("ij,njhw->nihw", m, rgb)
+    """``(N, 3, H, W)`` RGB -> YIQ (``skimage.color.rgb2yiq``; Y is the luminance)."""
+    from skimage.color import rgb2yiq
+
+    return _skimage_colour(rgb2yiq, rgb)
 
 
 def yiq_to_rgb(yiq: torch.Tensor) -> torch.Tensor:
-    """The exact inverse of :func:`rgb_to_yiq` (values may leave [0, 1]; clamp if needed)."""
-    m = _YIQ_TO_RGB.to(yiq.device, yiq.dtype)
-    return torch.einsum("ij,njhw->nihw", m, yiq)
+    """The inverse of :func:`rgb_to_yiq` (``skimage.color.yiq2rgb``; values may leave [0, 1])."""
+    from skimage.color import yiq2rgb
+
+    return _skimage_colour(yiq2rgb, yiq)
 
 
 def _luminance(rgb: torch.Tensor) -> torch.Tensor:
     return rgb_to_yiq(rgb)[:, :1]
 
 
+# ---- starting images, precision -----------------------------------------------------------------
+
+
+def white_noise(shape, seed: int = 0, amplitude: float = 1.0, *,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """White noise, uniform in ``0.5 +- amplitude / 2``, on the CPU: the one noise generator of teachkit.
+
+    ``white_noise((1, 3, H, W), config.seed)`` is exactly the engine's starting image for
+    ``init='noise'`` (amplitude 1: uniform in [0, 1]); the reconstructions start from a fainter one.
+    ``generator`` (instead of ``seed``) continues an existing random stream.
+    """
+    if not 0 < float(amplitude) <= 1:
+        raise ValueError(f"noise amplitude must be in (0, 1], not {amplitude!r}")
+    gen = generator if generator is not None else torch.Generator().manual_seed(int(seed))
+    u = torch.rand(tuple(int(d) for d in shape), generator=gen)
+    return u if amplitude == 1 else 0.5 + float(amplitude) * (u - 0.5)
+
+
+class SlowDtypeWarning(UserWarning):
+    """bfloat16 was asked for on a CPU that only emulates it (many times slower than float32)."""
+
+
+def cpu_bf16_native() -> tuple[bool, str]:
+    """Whether this CPU runs bfloat16 natively *for torch*, and why (one line).
+
+    Native means the CPU has AVX512-BF16 or AMX-BF16 **and** torch may use it: its kernels run at
+    the AVX512 level (``torch.backends.cpu.get_cpu_capability()``, lowered by
+    ``ATEN_CPU_CAPABILITY``) and oneDNN is not capped below AVX-512 (``ONEDNN_MAX_CPU_ISA``).
+    """
+    cap = torch.backends.cpu.get_cpu_capability()
+    if not cap.upper().startswith("AVX512"):
+        return False, f"torch runs at CPU capability {cap} (no AVX-512)"
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")).upper()
+    if isa and isa != "ALL" and "AVX512_CORE_BF16" not in isa and "AMX" not in isa and "AVX10" not in isa:
+        return False, f"oneDNN is capped at {isa}"
+    has = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or \
+        getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    if not has:
+        return False, f"CPU capability {cap} without AVX512-BF16 or AMX"
+    return True, f"CPU capability {cap} with native bfloat16 (AVX512-BF16/AMX)"
+
+
+def choose_dtype(dtype: str, device: torch.device, force: bool = False) -> tuple[torch.dtype | None, str | None]:
+    """The autocast dtype for ``dtype`` on ``device`` (None: plain float32) and a warning, if any.
+
+    ``'auto'``: bfloat16 on a CPU with native bfloat16 (:func:`cpu_bf16_native`), else float32.
+    ``'bfloat16'`` on a CPU without it: float32 and a one-line warning, unless ``force``.
+    """
+    device = torch.device(device)
+    if dtype == "float32":
+        return None, None
+    native = cpu_bf16_native() if device.type == "cpu" else (False, device.type)
+    if dtype == "auto":
+        return (torch.bfloat16 if native[0] else None), None
+    if device.type != "cpu" or native[0] or force:
+        return torch.bfloat16, None
+    return None, (f"bfloat16 is emulated on this CPU ({native[1]}): many times slower than float32, "
+                  "so float32 is used (force it with force_dtype=True / --force-dtype)")
+
+
 # ---- style targets -----------------------------------------------------------------------------
-
-
-def _positions(net, layer: str, height: int, width: int) -> int:
-    """n_H * n_W of ``layer`` for an input of height x width (each 2x2 pooling floors the size)."""
-    pools = sum(1 for n in net.layer_names[: net.layer_index(layer) + 1] if n.startswith("pool"))
-    return (height >> pools) * (width >> pools)
 
 
 @torch.no_grad()
@@ -439,7 +549,8 @@ def blended_style_grams(
         for l in layers:
             a = feats[l]
             m_s = a.shape[-2] * a.shape[-1]
-            m_g = _positions(net, l, *generated_hw)
+            n_h, n_w = feature_size(net.body, l, tuple(generated_hw))
+            m_g = n_h * n_w
             g = costs.gram_matrix(a)[0] * (float(w) / wsum * m_g / m_s)
             out[l] = g if l not in out else out[l] + g
     return out
@@ -456,19 +567,21 @@ class StyleTransfer:
     >>> st.image()                                                     # doctest: +SKIP
 
     ``content`` is a ``(1, 3, H, W)`` tensor in [0, 1] at the resolution to work at; ``styles`` one
-    tensor or a list (any sizes: they are used as given, see :func:`blended_style_grams`);
-    ``init`` an optional starting image of size H x W (RGB, or one-channel luminance when
-    ``preserve_color``), e.g. the upsampled result of a coarser scale; without it the image starts
-    as ``config.init`` says.  ``backbone`` a loaded FeatureExtractor (else one is loaded).
-    ``generator`` a torch.Generator for the noise (else one seeded with ``config.seed``).
-    ``config.size``, ``steps``, ``scales`` and ``preview_every`` are not used here: the caller
-    decides the resolution and how many steps to take.
+    tensor or a list (any sizes: they are used as given, see :func:`blended_style_grams`), or
+    ``None`` when ``beta = 0`` (a content reconstruction); ``init`` an optional starting image of
+    size H x W (RGB, or one-channel luminance when ``preserve_color``), e.g. the upsampled result
+    of a coarser scale; without it the image starts as ``config.init`` says.  ``backbone`` a
+    loaded FeatureExtractor (else one is loaded).  ``generator`` a torch.Generator for the noise
+    (else :func:`white_noise` with ``config.seed``).  ``config.size``, ``steps``, ``scales`` and
+    ``preview_every`` are not used here: the caller decides the resolution and how many steps to
+    take.  ``weights`` holds the weights J uses (see the module doc, "Weights"); ``dtype_warning``
+    the precision fall-back's message, if any.
     """
 
     def __init__(
         self,
         content: torch.Tensor,
-        styles: torch.Tensor | Sequence[torch.Tensor],
+        styles: torch.Tensor | Sequence[torch.Tensor] | None,
         config: TransferConfig | None = None,
         *,
         init: torch.Tensor | None = None,
@@ -476,13 +589,14 @@ class StyleTransfer:
         generator: torch.Generator | None = None,
         time_origin: float | None = None,
     ):
-        styles = [styles] if isinstance(styles, torch.Tensor) else list(styles)
-        if not styles:
-            raise ValueError("give at least one style image")
+        cfg = (config or TransferConfig()).resolved(None if styles is None else
+                                                    (1 if isinstance(styles, torch.Tensor) else len(styles)))
+        styles = [] if styles is None else [styles] if isinstance(styles, torch.Tensor) else list(styles)
+        if not styles and cfg.beta != 0:
+            raise ValueError("give at least one style image (or beta = 0)")
         for t in [content, *styles]:
             if not isinstance(t, torch.Tensor) or t.dim() != 4 or t.shape[:2] != (1, 3):
                 raise ValueError(f"expected image tensors of shape (1, 3, H, W), got {getattr(t, 'shape', t)}")
-        cfg = (config or TransferConfig()).resolved(len(styles))
         self.config = cfg
         if backbone is None:
             from .features import load_backbone
@@ -492,9 +606,13 @@ class StyleTransfer:
         self.device = backbone.device
         self.style_layers = list(backbone.check_layers(cfg.style_layers))
         self.content_layer = backbone.check_layers([cfg.content_layer])[0]
-        self.layer_weights = dict(zip(self.style_layers, cfg.layer_weights))
-        self.autocast_dtype = _autocast_dtype(cfg.dtype, self.device)
+        self.autocast_dtype, self.dtype_warning = choose_dtype(cfg.dtype, self.device, cfg.force_dtype)
+        if self.dtype_warning:
+            import warnings
+
+            warnings.warn(self.dtype_warning, SlowDtypeWarning, stacklevel=2)
         self.time_origin = time.perf_counter() if time_origin is None else time_origin
+        relative = dict(zip(self.style_layers, cfg.layer_weights))
 
         # Which layers must the forward pass reach?  Only those whose terms have a weight.
         idx = backbone.layer_index
@@ -502,7 +620,7 @@ class StyleTransfer:
         if cfg.alpha != 0:
             needed.append(self.content_layer)
         if cfg.beta != 0:
-            needed += [l for l in self.style_layers if self.layer_weights[l] != 0]
+            needed += [l for l in self.style_layers if relative[l] != 0]
         depth = max((idx(l) for l in needed), default=-1)
         self._layers = [l for l in dict.fromkeys([self.content_layer, *self.style_layers]) if idx(l) <= depth]
         self._content_on = self.content_layer in self._layers
@@ -537,10 +655,29 @@ class StyleTransfer:
             self.net, [self._network_input(s) for s in styles], self._style_on, (self.height, self.width),
             cfg.style_weights,
             autocast_dtype=self.autocast_dtype,
-        )
+        ) if styles else {}
+
+        # The weights J uses: the config's, or (auto) derived from the targets.
+        channels = 1 if self.preserve_color else 3
+        if cfg.normalization == "auto":
+            shapes = {}
+            for l in self._style_on:
+                n_h, n_w = feature_size(self.net.body, l, (self.height, self.width))
+                shapes[l] = (self.net.channels[l], n_h, n_w)
+            auto = costs.auto_weights(
+                self.content_target if cfg.alpha != 0 else None, self.style_targets, shapes,
+                (3, self.height, self.width), cfg.alpha,
+                {l: (relative[l] if cfg.beta != 0 else 0.0) for l in self._style_on}, cfg.tv_weight,
+            )
+            lam = {l: auto["layer_weights"].get(l, 0.0) for l in self.style_layers}
+            self.weights = {"alpha": auto["alpha"], "beta": cfg.beta, "layer_weights": lam,
+                            "tv_weight": auto["tv_weight"]}
+        else:
+            self.weights = {"alpha": cfg.alpha, "beta": cfg.beta, "layer_weights": relative,
+                            "tv_weight": cfg.tv_weight}
+        self.layer_weights = self.weights["layer_weights"]
 
         # The starting image (the optimised parameter): RGB, or luminance when preserving colour.
-        channels = 1 if self.preserve_color else 3
         if init is not None:
             x0 = init.detach().to(self.device, torch.float32)
             if x0.dim() != 4 or x0.shape[0] != 1:
@@ -550,13 +687,12 @@ class StyleTransfer:
             if x0.shape[-2:] != (self.height, self.width):
                 x0 = F.interpolate(x0, size=(self.height, self.width), mode="bilinear", align_corners=False)
         else:
-            if generator is None:
-                generator = torch.Generator().manual_seed(int(cfg.seed))
             base = content[:, :channels]
             if cfg.init == "content":
                 x0 = base.clone()
             else:
-                noise = torch.rand((1, channels, self.height, self.width), generator=generator).to(self.device)
+                noise = white_noise((1, channels, self.height, self.width), cfg.seed, generator=generator)
+                noise = noise.to(self.device)
                 x0 = noise if cfg.init == "noise" else (1 - cfg.init_noise) * base + cfg.init_noise * noise
         # The parameters: the image itself, plus (pyramid > 1) coarser images, all zero at first,
         # whose bilinear upsamplings are added to it (see TransferConfig.pyramid).
@@ -570,6 +706,7 @@ class StyleTransfer:
         self.history: list[dict] = []
         self.steps_done = 0
         self._scale: float | None = None  # see GRAD_RMS
+        self._term_names = ["content", "style", *(f"style/{l}" for l in self.style_layers), "tv", "total"]
 
     # -- internals ---------------------------------------------------------------------------
     def _new_optimizer(self) -> None:
@@ -606,43 +743,58 @@ class StyleTransfer:
             return img.contiguous(memory_format=torch.channels_last)
         return img
 
-    def _objective(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """J(G) and its terms (as floats).  Terms with weight 0 stay out of the gradient."""
-        cfg = self.config
+    def _objective(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """J(G), and its terms as one detached tensor on the device (in the order of
+        ``_term_names``; ``nan`` for a term not computed).  Terms with weight 0 stay out of the gradient."""
+        cfg, wts = self.config, self.weights
         img = self._render(x)
         with self._autocast():
             feats = self.net.extract(self._network_input(img), self._layers) if self._layers else {}
         zero = torch.zeros((), device=self.device)
-        terms: dict[str, float] = {}
+        nan = torch.full((), float("nan"), device=self.device)
         if self._content_on:
             a = feats[self.content_layer]
-            jc = costs.content_cost(self.content_target, a if cfg.alpha != 0 else a.detach(), cfg.normalization)
+            jc = costs.content_cost(self.content_target, a if wts["alpha"] != 0 else a.detach(), cfg.normalization)
         else:
             jc = None
         style_terms = {}
-        for l in self.style_layers:
-            if l in self._style_on:
-                a = feats[l]
-                live = cfg.beta != 0 and self.layer_weights[l] != 0
-                style_terms[l] = costs.style_layer_cost(self.style_targets[l], a if live else a.detach(),
-                                                        cfg.normalization)
+        for l in self._style_on:
+            a = feats[l]
+            live = wts["beta"] != 0 and self.layer_weights[l] != 0
+            style_terms[l] = costs.style_layer_cost(self.style_targets[l], a if live else a.detach(),
+                                                    cfg.normalization)
         js = sum((self.layer_weights[l] * t for l, t in style_terms.items()), zero)
-        tv = costs.total_variation(img) if cfg.tv_weight != 0 else costs.total_variation(img.detach())
-        total = costs.total_cost(jc if jc is not None else zero, js, cfg.alpha, cfg.beta, tv, cfg.tv_weight)
-        nan = float("nan")
-        terms["content"] = float(jc.detach()) if jc is not None else nan
+        tv = costs.total_variation(img) if wts["tv_weight"] != 0 else costs.total_variation(img.detach())
+        total = costs.total_cost(jc if jc is not None else zero, js, wts["alpha"], wts["beta"], tv, wts["tv_weight"])
         all_style = len(style_terms) == len(self.style_layers)
-        terms["style"] = float(js.detach()) if (all_style or cfg.beta != 0) else nan
-        for l in self.style_layers:
-            terms[f"style/{l}"] = float(style_terms[l].detach()) if l in style_terms else nan
-        terms["tv"] = float(tv.detach())
-        terms["total"] = float(total.detach())
-        return total, terms
+        terms = [jc if jc is not None else nan, js if (all_style or wts["beta"] != 0) else nan,
+                 *(style_terms.get(l, nan) for l in self.style_layers), tv, total]
+        return total, torch.stack([t.detach().float() for t in terms])
+
+    def _records(self, pending: list[tuple[int, float, torch.Tensor]]) -> list[dict]:
+        """Turn the steps' term tensors into records: one copy to the host for all of them."""
+        if not pending:
+            return []
+        values = torch.stack([t for _, _, t in pending]).cpu().tolist()
+        size = max(self.height, self.width)
+        records = []
+        for (step, elapsed, _), row in zip(pending, values):
+            rec = {"step": step, "size": size, "elapsed": elapsed, **dict(zip(self._term_names, row))}
+            if not math.isfinite(rec["total"]):
+                raise ValueError(
+                    f"the cost J became {rec['total']} at step {step}: the weights (alpha, beta, layer "
+                    "weights) make it too large for float32, or the step is too long (lr)"
+                )
+            records.append(rec)
+        self.history.extend(records)
+        return records
 
     # -- the public, steppable API --------------------------------------------------------------
     def step(self, n: int = 1) -> list[dict]:
-        """Take ``n`` optimiser steps; return their records (also appended to ``history``)."""
-        records = []
+        """Take ``n`` optimiser steps; return their records (also appended to ``history``).
+
+        The records' numbers are copied from the device once, after the ``n`` steps."""
+        pending: list[tuple[int, float, torch.Tensor]] = []
         for _ in range(int(n)):
             box: dict[str, Any] = {}
 
@@ -650,11 +802,6 @@ class StyleTransfer:
                 self.optimizer.zero_grad(set_to_none=True)
                 x = self._compose()
                 total, terms = self._objective(x)
-                if not math.isfinite(terms["total"]):
-                    raise ValueError(
-                        f"the cost J became {terms['total']} at step {self.steps_done + 1}: the weights "
-                        "(alpha, beta, layer weights) make it too large for float32, or the step is too long (lr)"
-                    )
                 box["terms"] = terms
                 if self._scale is None:  # first evaluation: fix the optimiser's scale of J
                     total.backward()
@@ -662,7 +809,7 @@ class StyleTransfer:
                     if not math.isfinite(rms):
                         raise ValueError(
                             "the gradient of J overflows float32: lower beta or the layer weights "
-                            f"(J = {terms['total']:.3g})"
+                            f"(J = {float(total):.3g})"
                         )
                     self._scale = GRAD_RMS / rms if rms > 0 else 1.0
                     for p in self.params:
@@ -684,16 +831,14 @@ class StyleTransfer:
                     # L-BFGS found no descent direction (clamping can do this): start its memory anew.
                     self._new_optimizer()
             self.steps_done += 1
-            rec = {"step": self.steps_done, "size": max(self.height, self.width),
-                   "elapsed": time.perf_counter() - self.time_origin, **box["terms"]}
-            self.history.append(rec)
-            records.append(rec)
-        return records
+            pending.append((self.steps_done, time.perf_counter() - self.time_origin, box["terms"]))
+        return self._records(pending)
 
     @torch.no_grad()
     def costs(self) -> dict[str, float]:
         """The cost terms of the current image (one forward pass, no gradient)."""
-        return self._objective(self._compose())[1]
+        values = self._objective(self._compose())[1].cpu().tolist()
+        return dict(zip(self._term_names, values))
 
     @torch.no_grad()
     def tensor(self) -> torch.Tensor:
@@ -718,10 +863,58 @@ class StyleTransfer:
             return self._compose().detach().clamp(0, 1)
 
 
-def _autocast_dtype(dtype: str, device: torch.device) -> torch.dtype | None:
-    if dtype == "bfloat16":
-        return torch.bfloat16
-    return None  # 'float32', and 'auto' (see the module docstring)
+def run_steps(
+    st: StyleTransfer,
+    steps: int,
+    *,
+    callback: ProgressCallback | None = None,
+    stop: threading.Event | None = None,
+    task: str = "transfer",
+    message: str = "",
+    preview_every: int = 10,
+    preview_last: bool = True,
+    done: int = 0,
+    total: int | None = None,
+    time_limit: float | None = None,
+    sync_every: int | None = None,
+) -> tuple[list[dict], bool]:
+    """The loop every optimisation in teachkit runs: ``steps`` steps of ``st``, reported.
+
+    After each step ``callback(Progress(task, done + i, total, values, image, message))`` is called
+    (``image`` = the current image every ``preview_every`` steps, and at the last step if
+    ``preview_last``; ``preview_every=0``: never).
+    It stops early -- returning what it has -- when the callback returns True, ``stop`` is set
+    or ``time_limit`` seconds have passed.  ``sync_every`` (default: 1 on the CPU, 10 elsewhere)
+    steps are taken between copies of the terms to the host.  Returns ``(records, halted)``:
+    each record's ``step`` counted from ``done``; ``halted`` is True when it was asked to stop
+    (also at its last step).  A KeyboardInterrupt propagates; ``st.history`` has every step taken.
+    """
+    steps = int(steps)
+    total = done + steps if total is None else total
+    if sync_every is None:
+        sync_every = 1 if st.device.type == "cpu" else 10
+    t0 = time.perf_counter()
+    records: list[dict] = []
+    if stop is not None and stop.is_set():
+        return records, True
+    i = 0
+    while i < steps:
+        n = min(int(sync_every), steps - i)
+        if preview_every:
+            n = min(n, preview_every - (done + i) % preview_every)
+        batch = st.step(n)
+        for rec in batch:
+            i += 1
+            rec = dict(rec, step=done + i)
+            records.append(rec)
+            last = i == steps
+            show = bool(preview_every) and ((done + i) % preview_every == 0 or (last and preview_last))
+            image = st.image() if show else None
+            values = {k: v for k, v in rec.items() if k not in ("step", "size", "elapsed")}
+            halt = report(callback, Progress(task, done + i, total, values, image, message), stop)
+            if halt or (time_limit is not None and time.perf_counter() - t0 > time_limit):
+                return records, True
+    return records, False
 
 
 # ---- the whole job -----------------------------------------------------------------------------
@@ -736,7 +929,9 @@ class TransferResult:
     one dict per step (``step`` counted over all scales, ``scale`` 1-based index, ``size`` its long
     side in px, ``elapsed`` seconds since the start, and every cost term), ``costs`` the terms of
     the returned image, ``config`` the resolved config, ``stopped`` whether it ended early,
-    ``seconds`` the wall time.
+    ``seconds`` the wall time, ``weights`` the weights J used at the last scale (``alpha``,
+    ``beta``, ``layer_weights`` = lambda[l] per layer, ``tv_weight``; with ``auto`` derived from
+    the targets, see the module doc).
     """
 
     image: Any
@@ -747,6 +942,18 @@ class TransferResult:
     seconds: float = 0.0
     costs: dict[str, float] = field(default_factory=dict)
     backbone: str = ""
+    weights: dict = field(default_factory=dict)
+
+    def effective_config(self) -> TransferConfig:
+        """The config with the weights J used at the last scale written in, under the ``lecture``
+        constants (the same J; e.g. for ``viz.plot_history(weighted=True)``)."""
+        w = self.weights
+        if not w or self.config.normalization != "auto":
+            return self.config
+        return dataclasses.replace(
+            self.config, normalization="lecture", alpha=w["alpha"], beta=w["beta"], tv_weight=w["tv_weight"],
+            layer_weights=tuple(w["layer_weights"][l] for l in self.config.style_layers),
+        )
 
     def to_dict(self) -> dict:
         return {
@@ -757,15 +964,18 @@ class TransferResult:
             "seconds": self.seconds,
             "steps": len(self.history),
             "costs": _json_safe(self.costs),
+            "weights": self.weights,
             "history": [_json_safe(r) for r in self.history],
         }
 
     def save_log(self, path) -> str:
         """Write config, history and final costs as JSON (``nan`` becomes ``null``); returns the path."""
+        from .fileio import atomic_write
+
         path = os.fspath(path)
         parent = os.path.dirname(os.path.abspath(path))
         os.makedirs(parent, exist_ok=True)
-        with open(path, "w", encoding="utf-8") as f:
+        with atomic_write(path, "w") as f:
             json.dump(self.to_dict(), f, indent=1, allow_nan=False)
         return path
 
@@ -775,7 +985,8 @@ def _json_safe(d: dict) -> dict:
 
 
 def _as_pil(spec, size, what: str):
-    from .images import load_image, resolve_image
+    from .images import load_image
+    from .samples import resolve_image
 
     if isinstance(spec, (str, os.PathLike)):
         return resolve_image(spec, size=size)
@@ -848,43 +1059,39 @@ def transfer(
     history: list[dict] = []
     stopped = False
     st: StyleTransfer | None = None
-    done = 0
+
+    def make(side: int, init: torch.Tensor | None) -> StyleTransfer:
+        c = content_pil if side == max(content_pil.size) else resize_long_side(content_pil, side)
+        s_side = max(16, round(side * float(cfg.style_scale)))
+        s_list = [to_tensor(s if max(s.size) == s_side else resize_long_side(s, s_side)) for s in style_pils]
+        return StyleTransfer(to_tensor(c), s_list, cfg, init=init, backbone=backbone, generator=generator,
+                             time_origin=t0)
+
+    running: StyleTransfer | None = None  # the scale whose steps are not yet in history
     try:
         for k, (side, n_steps) in enumerate(zip(scales, plan), start=1):
             if n_steps == 0 and k < len(scales):
                 continue
-            c = content_pil if side == max(content_pil.size) else resize_long_side(content_pil, side)
-            s_side = max(16, round(side * float(cfg.style_scale)))
-            s_list = [to_tensor(s if max(s.size) == s_side else resize_long_side(s, s_side)) for s in style_pils]
-            init = st.optimised() if st is not None else None
-            st = StyleTransfer(
-                to_tensor(c), s_list, cfg, init=init, backbone=backbone, generator=generator, time_origin=t0
-            )
-            message = f"scale {k}/{len(scales)}: {side} px"
             if stop is not None and stop.is_set():
                 stopped = True
                 break
-            for i in range(n_steps):
-                rec = dict(st.step(1)[0])
-                done += 1
-                rec["step"] = done
-                rec["scale"] = k
-                history.append(rec)
-                values = {key: v for key, v in rec.items() if key not in ("step", "scale", "size", "elapsed")}
-                last = i == n_steps - 1 and k == len(scales)
-                show = cfg.preview_every and (done % cfg.preview_every == 0 or last)
-                image = st.image() if show else None
-                if report(callback, Progress("transfer", done, total, values, image, message), stop):
-                    stopped = not last
-                    break
-            if stopped:
+            st = running = make(side, st.optimised() if st is not None else None)
+            records, halted = run_steps(
+                st, n_steps, callback=callback, stop=stop, message=f"scale {k}/{len(scales)}: {side} px",
+                preview_every=cfg.preview_every, preview_last=k == len(scales), done=len(history), total=total,
+            )
+            history += [dict(r, scale=k) for r in records]
+            running = None
+            if halted:
+                stopped = not (k == len(scales) and len(records) == n_steps)
                 break
     except KeyboardInterrupt:
         stopped = True
+        if running is not None:  # keep the records of the steps the interrupted scale took
+            base = len(history)
+            history += [dict(r, step=base + j, scale=k) for j, r in enumerate(running.history, start=1)]
     if st is None:  # stopped before the first step
-        c = resize_long_side(content_pil, scales[0]) if scales[0] != max(content_pil.size) else content_pil
-        s_list = [to_tensor(resize_long_side(s, max(16, round(scales[0] * cfg.style_scale)))) for s in style_pils]
-        st = StyleTransfer(to_tensor(c), s_list, cfg, backbone=backbone, generator=generator, time_origin=t0)
+        st = make(scales[0], None)
     tensor = st.tensor()
     final_costs = st.costs()
     return TransferResult(
@@ -896,4 +1103,10 @@ def transfer(
         seconds=time.perf_counter() - t0,
         costs=final_costs,
         backbone=getattr(backbone, "weights_id", ""),
+        weights=_json_weights(st.weights),
     )
+
+
+def _json_weights(w: dict) -> dict:
+    return {"alpha": float(w["alpha"]), "beta": float(w["beta"]), "tv_weight": float(w["tv_weight"]),
+            "layer_weights": {l: float(v) for l, v in w["layer_weights"].items()}}

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from . import figtext
+
 
 def save_figure(fig: Figure, path, dpi: int = 120) -> Path:
     """Write ``fig`` to ``path`` (png/pdf/svg/jpg), checking the path first; returns the Path."""
@@ -120,9 +122,39 @@ def plot_history(
 
 # ---- patches: units, layers ---------------------------------------------------------------------
 #
-# A unit = one channel of one layer.  Every figure names the channel and the layer and gives the
-# receptive-field size; patches are the receptive fields cut out of the scanned images (grey where
-# the field reaches over the image border, i.e. where the network saw zero padding).
+# A unit = one channel of one layer (the same detector applied at every position).  Every figure
+# names the channel and the layer and gives the receptive-field size; patches are the receptive
+# fields cut out of the scanned images (grey where the field reaches over the image border, i.e.
+# where the network saw zero padding).
+#
+# Text sizes: ``fontsize`` is the smallest text of a figure, in points; titles are larger.  The app
+# shows a figure at 1 pt = 1 CSS px (see lessons/resources.py), so ``fontsize=14`` means 14 px text.
+
+figtext.register({
+    "viz.unit_label": {"en": "unit = channel {unit} of layer {layer}, receptive field {h}×{w} px",
+                       "zh": "单元 = {layer} 层的第 {unit} 个通道，感受野 {h}×{w} 像素"},
+    "viz.activation": {"en": "a = {value}", "zh": "激活 = {value}"},
+    "viz.unit_note_short": {"en": "strongest first; a = activation",
+                            "zh": "从强到弱排列"},
+    "viz.no_images": {"en": "no image was scanned ({name})", "zh": "没有扫描到任何图片（{name}）"},
+    "viz.never_fired": {"en": "this unit never fired on these images", "zh": "这个单元在这些图上从未被激活"},
+    "viz.map_image": {"en": "image #{index}: receptive field of the peak", "zh": "第 {index} 张图：峰值处的感受野"},
+    "viz.map_values": {"en": "activation map {h}×{w}, peak at (y={y}, x={x})",
+                       "zh": "激活图 {h}×{w}，峰值在 (y={y}, x={x})"},
+    "viz.colorbar": {"en": "activation", "zh": "激活值"},
+    "viz.overview_title": {"en": "What units of {net} respond to: top patches in {images} images",
+                           "zh": "{net} 的单元对什么有反应：{images} 张图中最强的图像块"},
+    "viz.layer_rf": {"en": "{layer}\nreceptive field {h}×{w} px", "zh": "{layer}\n感受野 {h}×{w} 像素"},
+    "viz.channel": {"en": "ch {unit}", "zh": "通道 {unit}"},
+})
+
+
+def unit_label(atlas, layer: str, unit: int, lang: str = "en") -> str:
+    """``unit = channel 17 of layer relu3_1, receptive field 24×24 px`` in ``lang``."""
+    rf = atlas.rf(layer)
+    if lang == "en":
+        return atlas.unit_label(layer, unit)
+    return figtext.tr("viz.unit_label", lang, unit=int(unit), layer=layer, h=rf.size, w=rf.size_x)
 
 
 def _show_patch(ax, img) -> None:
@@ -142,11 +174,13 @@ def _fmt_value(v: float) -> str:
 
 
 def unit_figure(atlas, dataset, layer: str, unit: int, *, n: int | None = None,
-                ncols: int | None = None) -> Figure:
+                ncols: int | None = None, lang: str = "en", fontsize: float = 14.0,
+                width: float | None = None) -> Figure:
     """A unit's top patches in a grid, best first, each with its activation value.
 
     Title: ``unit = channel N of layer L, receptive field S×S px``.  ``dataset`` may be None
-    (the atlas re-opens its own images); ``n`` limits the number of patches.
+    (the atlas re-opens its own images); ``n`` limits the number of patches.  ``fontsize`` is the
+    smallest text (pt); ``width`` the figure width in inches (default: 2.3 per column).
     """
     import math
 
@@ -155,32 +189,35 @@ def unit_figure(atlas, dataset, layer: str, unit: int, *, n: int | None = None,
     count = max(len(patches), 1)
     ncols = ncols or max(1, math.ceil(math.sqrt(count)))
     nrows = math.ceil(count / ncols)
-    fig = Figure(figsize=(2.3 * ncols + 0.4, 2.5 * nrows + 1.2), layout="constrained")
-    fig.suptitle(atlas.unit_label(layer, unit), fontsize=15, fontweight="bold")
+    width = width or 2.3 * ncols + 0.4
+    cell = (width - 0.2) / ncols
+    fig = Figure(figsize=(width, cell * nrows + 0.45 * nrows * fontsize / 14 + 1.6 * fontsize / 14),
+                 layout="constrained")
+    fig.suptitle(unit_label(atlas, layer, unit, lang), fontsize=fontsize * 1.15, fontweight="bold", wrap=True)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
     for ax, hit, img in zip(axes.flat, hits, patches):
         ax.set_axis_on()
         _show_patch(ax, img)
-        ax.set_title(f"a = {_fmt_value(hit.value)}", fontsize=13)
+        ax.set_title(figtext.tr("viz.activation", lang, value=_fmt_value(hit.value)), fontsize=fontsize)
     m = atlas.meta
-    note = (f"its top {len(hits)} patches in {m['n_images']} images of '{m['dataset_name']}' "
-            f"({m['backbone']}, {m['image_size']} px); a = activation")
+    note = figtext.tr("viz.unit_note_short", lang)
     if not hits:
-        note = f"no image was scanned ({m['dataset_name']})"
+        note = figtext.tr("viz.no_images", lang, name=m["dataset_name"])
     elif max(h.value for h in hits) <= 0:
-        note += " -- this unit never fired on these images"
-    fig.text(0.5, 0.0, note, ha="center", va="top", fontsize=11, color="0.3")
+        note = figtext.tr("viz.never_fired", lang)
+    fig.supxlabel(note, fontsize=fontsize, color="0.3")
     return fig
 
 
 def activation_map_figure(atlas, dataset, layer: str, unit: int, backbone=None, *,
-                          image_index: int | None = None, rank: int = 0) -> Figure:
+                          image_index: int | None = None, rank: int = 0, lang: str = "en",
+                          fontsize: float = 14.0, width: float = 11.0, stacked: bool = False) -> Figure:
     """A unit's activation over a whole scanned image (default: its best one).
 
-    Left: the image with the receptive field of the strongest position drawn; right: the
-    activation map laid over the image (each cell covers one feature-map step).
+    Left (``stacked``: top): the image with the receptive field of the strongest position drawn;
+    right (bottom): the activation map laid over the image (each cell covers one feature-map step).
     """
     from matplotlib.patches import Rectangle
 
@@ -189,9 +226,13 @@ def activation_map_figure(atlas, dataset, layer: str, unit: int, backbone=None, 
     h, w = am.values.shape
     size = atlas.image_size
     top, left, bottom, right = am.box
-    fig = Figure(figsize=(11, 5.6), layout="constrained")
-    fig.suptitle(atlas.unit_label(layer, unit), fontsize=15, fontweight="bold")
-    ax_img, ax_map = fig.subplots(1, 2)
+    if stacked:
+        fig = Figure(figsize=(width, width * 1.6 + 1.6 * fontsize / 14), layout="constrained")
+        ax_img, ax_map = fig.subplots(2, 1)
+    else:
+        fig = Figure(figsize=(width, width * 0.5 + 0.9 * fontsize / 14), layout="constrained")
+        ax_img, ax_map = fig.subplots(1, 2)
+    fig.suptitle(unit_label(atlas, layer, unit, lang), fontsize=fontsize * 1.15, fontweight="bold", wrap=True)
     # The field can reach over the border: show a little of the outside too.
     lo = min(-0.5, left - 0.5, top - 0.5) - 2
     hi = max(size - 0.5, right - 0.5, bottom - 0.5) + 2
@@ -205,15 +246,14 @@ def activation_map_figure(atlas, dataset, layer: str, unit: int, backbone=None, 
     extent = (rf.offset_x - rf.stride_x / 2, rf.offset_x + rf.stride_x * (w - 0.5),
               rf.offset + rf.stride * (h - 0.5), rf.offset - rf.stride / 2)
     im = ax_map.imshow(am.values, extent=extent, cmap="inferno", alpha=0.7, interpolation="nearest")
-    fig.colorbar(im, ax=ax_map, shrink=0.8, label="activation")
+    cbar = fig.colorbar(im, ax=ax_map, shrink=0.8)
+    cbar.set_label(figtext.tr("viz.colorbar", lang), fontsize=fontsize)
+    cbar.ax.tick_params(labelsize=fontsize)
     for ax, colour in ((ax_img, "yellow"), (ax_map, "cyan")):
         ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False,
                                edgecolor=colour, linewidth=2.5))
-    ax_img.set_title(f"image #{am.image_index}: receptive field of the peak ({rf.size}×{rf.size_x} px)",
-                     fontsize=12)
-    ax_map.set_title(f"activation map {h}×{w}, peak {_fmt_value(float(am.values.max()))} "
-                     f"at (y={am.peak[0]}, x={am.peak[1]})",
-                     fontsize=12)
+    ax_img.set_title(figtext.tr("viz.map_image", lang, index=am.image_index), fontsize=fontsize)
+    ax_map.set_title(figtext.tr("viz.map_values", lang, h=h, w=w, y=am.peak[0], x=am.peak[1]), fontsize=fontsize)
     return fig
 
 
@@ -228,12 +268,14 @@ def _patch_tile(img, px: int):
 
 def layer_overview_figure(atlas, dataset=None, layers=None, n_units: int = 4, *,
                           how: str = "most_active", per_unit: int | None = None,
-                          units: dict | None = None, tile_px: int = 48) -> Figure:
+                          units: dict | None = None, tile_px: int = 48, lang: str = "en",
+                          fontsize: float = 14.0, by_row: bool = False, width: float = 11.0) -> Figure:
     """The lecture's picture: a few units per layer, each with its top patches, layers side by side.
 
     Each layer is one panel; each unit a small square block of its ``per_unit`` (default k)
-    best patches, labelled with its channel number.  Units are chosen by
-    :func:`teachkit.patches.select_units` (``how``), or given per layer in ``units``.
+    best patches.  Units are chosen by :func:`teachkit.patches.select_units` (``how``), or given
+    per layer in ``units``.  ``by_row=True`` puts each layer in one row (``width`` inches wide,
+    units side by side) -- the shape that fits a web page; otherwise layers are side by side.
     """
     import math
 
@@ -247,36 +289,73 @@ def layer_overview_figure(atlas, dataset=None, layers=None, n_units: int = 4, *,
     ds = atlas.open_dataset(dataset)
     per_unit = min(per_unit or atlas.k, atlas.k)
     g = math.ceil(math.sqrt(per_unit))  # a unit's block is g x g tiles
-    gap, label_h, margin = 2, 18, 14
+    gap, margin = 2, 12
     block = g * tile_px + (g - 1) * gap
-    fig = Figure(figsize=(3.6 * len(layers) + 0.5, 5.0), layout="constrained")
-    fig.get_layout_engine().set(h_pad=0.12)
-    m = atlas.meta
-    fig.suptitle(f"What units of {m['backbone']} respond to: top patches in {m['n_images']} images "
-                 f"of '{m['dataset_name']}'  (unit = one channel of a layer)", fontsize=15,
-                 fontweight="bold")
-    axes = fig.subplots(1, len(layers), squeeze=False)[0]
-    for ax, layer in zip(axes, layers):
-        chosen = list((units or {}).get(layer) or select_units(atlas, layer, how, n_units, dataset=ds))
-        cols = max(1, math.ceil(math.sqrt(len(chosen))))
-        rows = max(1, math.ceil(len(chosen) / cols))
-        H = rows * (block + label_h) + (rows - 1) * margin
-        W = cols * block + (cols - 1) * margin
-        canvas = np.full((H, W, 3), 255, np.uint8)
-        labels = []
-        for j, unit in enumerate(chosen):
+    chosen = {layer: list((units or {}).get(layer) or select_units(atlas, layer, how, n_units, dataset=ds))
+              for layer in layers}
+
+    def canvas_of(layer: str, cols: int):
+        n = len(chosen[layer])
+        nrow = max(1, math.ceil(n / cols))
+        canvas = np.full((nrow * block + (nrow - 1) * margin, cols * block + (cols - 1) * margin, 3), 255, np.uint8)
+        for j, unit in enumerate(chosen[layer]):
             r, c = divmod(j, cols)
-            y0 = r * (block + label_h + margin) + label_h
-            x0 = c * (block + margin)
+            y0, x0 = r * (block + margin), c * (block + margin)
             for t, patch in enumerate(atlas.patches(layer, unit, ds, per_unit)):
                 ty, tx = divmod(t, g)
                 y, x = y0 + ty * (tile_px + gap), x0 + tx * (tile_px + gap)
                 canvas[y:y + tile_px, x:x + tile_px] = _patch_tile(patch, tile_px)
-            labels.append((x0, y0 - 3, f"ch {unit}"))
+        return canvas
+
+    m = atlas.meta
+    if lang == "en":
+        title = (f"What units of {m['backbone']} respond to: top patches in {m['n_images']} images "
+                 f"of '{m['dataset_name']}'  (unit = one channel of a layer)")
+    else:
+        title = figtext.tr("viz.overview_title", lang, net=m["backbone"], images=m["n_images"])
+    if by_row:
+        cols = max(len(v) for v in chosen.values())
+        row_w = cols * block + (cols - 1) * margin
+        row_h = (width - 0.2) * block / row_w + 0.42 * fontsize / 14
+        fig = Figure(figsize=(width, row_h * len(layers) + 0.7 * fontsize / 14), layout="constrained")
+        axes = fig.subplots(len(layers), 1, squeeze=False)[:, 0]
+    else:
+        fig = Figure(figsize=(3.6 * len(layers) + 0.5, 5.0), layout="constrained")
+        axes = fig.subplots(1, len(layers), squeeze=False)[0]
+    fig.get_layout_engine().set(h_pad=0.06)
+    fig.suptitle(title, fontsize=fontsize * 1.15, fontweight="bold", wrap=True)
+    for ax, layer in zip(axes, layers):
+        n = len(chosen[layer])
+        canvas = canvas_of(layer, cols if by_row else max(1, math.ceil(math.sqrt(n))))
         ax.imshow(canvas, interpolation="antialiased")
-        for x, y, text in labels:
-            ax.text(x, y, text, fontsize=11, va="bottom", ha="left")
         ax.set_axis_off()
         rf = atlas.rf(layer)
-        ax.set_title(f"{layer}\nreceptive field {rf.size}×{rf.size_x} px", fontsize=14)
+        label = figtext.tr("viz.layer_rf", lang, layer=layer, h=rf.size, w=rf.size_x)
+        if by_row:
+            ax.set_title(label.replace("\n", " · "), fontsize=fontsize * 1.1, loc="left")
+        else:
+            ax.set_title(label, fontsize=fontsize * 1.1)
     return fig
+
+
+def smallest_text_pt(fig: Figure) -> float | None:
+    """The size (pt) of the smallest visible, non-empty text of ``fig`` (None: no text)."""
+    from matplotlib.text import Text
+
+    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    return min(sizes) if sizes else None
+
+
+def figure_png(fig: Figure, dpi: int = 144) -> bytes:
+    """``fig`` rendered to PNG bytes on a white background (for web pages and caches).
+
+    The PNG carries its smallest text size in its metadata (``teachkit:min_text_px``, in image
+    pixels), so a page -- or a browser test -- can tell how large that text appears on screen.
+    """
+    import io
+
+    smallest = smallest_text_pt(fig)
+    meta = {} if smallest is None else {"teachkit:min_text_px": f"{smallest * dpi / 72:.2f}"}
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white", metadata=meta)
+    return buf.getvalue()

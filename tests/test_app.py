@@ -36,7 +36,7 @@ TIMEOUT = 120
 @pytest.fixture(scope="module", autouse=True)
 def classroom_env(tmp_path_factory):
     """Tiny demos and a tiny atlas (4 images at 48 px) in a private cache."""
-    from teachkit.images import sample_content
+    from teachkit.samples import sample_content
 
     folder = tmp_path_factory.mktemp("atlas_images")
     for name in ("chelsea", "astronaut", "coffee", "rocket"):
@@ -98,14 +98,14 @@ def test_every_string_has_both_languages():
 
 
 def test_every_lesson_text_has_both_languages():
-    from lessons import _common
+    from lessons import i18n
 
-    en = sorted(p.name for p in (_common.TEXT_DIR / "en").glob("*.md"))
-    zh = sorted(p.name for p in (_common.TEXT_DIR / "zh").glob("*.md"))
+    en = sorted(p.name for p in (i18n.TEXT_DIR / "en").glob("*.md"))
+    zh = sorted(p.name for p in (i18n.TEXT_DIR / "zh").glob("*.md"))
     assert en == zh and len(en) == 6
     for name in en:
         page = name[:-3]
-        assert _common._sections("en", page).keys() == _common._sections("zh", page).keys(), page
+        assert i18n.sections("en", page).keys() == i18n.sections("zh", page).keys(), page
 
 
 # ---- every page renders in both languages ---------------------------------------------------
@@ -124,7 +124,7 @@ def test_page_renders(n, lang):
     assert at.markdown, "the lesson text is missing"
     # the sidebar shows backbone and device
     assert any("vgg19" in m.value for m in at.sidebar.markdown)
-    assert any("cpu" in m.value or "cuda" in m.value for m in at.sidebar.markdown)
+    assert any("cpu" in m.value.lower() or "cuda" in m.value for m in at.sidebar.markdown)
 
 
 def test_language_switch_keeps_choices():
@@ -154,11 +154,9 @@ def test_lesson1_unit_and_overview(lang):
     assert len(at.image) >= 3
 
 
-def test_lesson1_bad_folder_shows_error(tmp_path):
+def test_lesson1_has_no_folder_box_without_a_data_root():
     at = open_page(1)
-    at.text_input(key="p1_folder").input(str(tmp_path / "no-such-folder")).run()
-    assert not at.exception
-    assert at.error and "no-such-folder" in at.error[0].value
+    assert not [t for t in at.text_input if t.key == "p1_folder"]
 
 
 @pytest.mark.parametrize("lang", LANGS)
@@ -184,7 +182,7 @@ def test_lesson3_step_run_pause_reset(lang):
     assert_clean(at)
     assert demo.steps == 3
     # new weights: gradient descent goes on from the current image
-    from lessons._common import transfer_defaults, weight_options
+    from lessons.charts import transfer_defaults, weight_options
 
     smaller = weight_options(transfer_defaults()["beta"])[3]  # a tenth of the default
     at.select_slider(key="p3_beta").set_value(smaller).run()
@@ -209,7 +207,7 @@ def test_lesson4_reconstruction(lang):
 def test_lesson5_lambdas_and_textures(lang):
     at = open_page(5, lang)
     before = [e.value for e in at.latex if "lambda" in e.value][-1]
-    from lessons._common import transfer_defaults, weight_options
+    from lessons.charts import transfer_defaults, weight_options
 
     options = weight_options(transfer_defaults()["layer_weights"][0], decades=2)
     at.select_slider(key="p5_lambda_relu1_1").set_value(options[4]).run()  # ten times the default
@@ -294,10 +292,10 @@ def test_bad_upload_shows_error_and_page_keeps_working(name, data, words):
 
 
 def test_too_many_bytes_is_refused():
-    from lessons import _common
+    from lessons import uploads
 
     at = open_page(6)
-    big = b"\x89PNG" + b"\0" * (_common.UPLOAD_MAX_MB * 1024 * 1024 + 10)
+    big = b"\x89PNG" + b"\0" * (uploads.UPLOAD_MAX_MB * 1024 * 1024 + 10)
     at.file_uploader(key="p6_content_upload").set_value(("big.png", big, "image/png")).run()
     assert not at.exception
     assert at.error and "MB" in at.error[0].value
@@ -327,7 +325,7 @@ def test_three_sessions_each_get_their_own_result():
         assert_clean(at)
     jobs = [wait_job(at) for at in sessions]
     sizes = [job.result.image.size for job in jobs]
-    from teachkit.images import sample_content
+    from teachkit.samples import sample_content
 
     expected = [sample_content(n, 32).size for n in contents]
     assert sizes == expected

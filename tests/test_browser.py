@@ -51,7 +51,7 @@ def app_url(tmp_path_factory):
 
     env = dict(os.environ, TEACHKIT_OFFLINE="1", PYTHONUNBUFFERED="1")
     if not REAL:
-        from teachkit.images import sample_content
+        from teachkit.samples import sample_content
 
         folder = tmp_path_factory.mktemp("browser_atlas")
         for name in ("chelsea", "astronaut", "coffee", "rocket"):

@@ -6,7 +6,6 @@ docstring -- never by calling another teachkit function.
 
 from __future__ import annotations
 
-import itertools
 
 import pytest
 import torch
@@ -97,7 +96,7 @@ def test_gram_matrix_rejects_bad_shape():
 # ---- content cost ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("norm,factor", [("lecture", 0.5), ("gatys", 0.5), ("none", 1.0)])
+@pytest.mark.parametrize("norm,factor", [("lecture", 0.5), ("auto", 0.5), ("gatys", 0.5), ("none", 1.0)])
 def test_content_cost_matches_loop(norm, factor):
     a_C, a_G = _rand(1, 3, 4, 5), _rand(1, 3, 4, 5, seed=1)
     expected = factor * loop_sum_sq(a_C, a_G)
@@ -147,6 +146,7 @@ def test_normalizations_relate_as_documented():
     assert costs.style_factor(n_H, n_W, n_C, "lecture") == pytest.approx(1 / (2 * n_H * n_W * n_C))
     assert costs.style_factor(n_H, n_W, n_C, "gatys") == pytest.approx(1 / (4 * n_C**2 * (n_H * n_W) ** 2))
     assert costs.style_factor(n_H, n_W, n_C, "none") == 1.0
+    assert costs.style_factor(n_H, n_W, n_C, "auto") == costs.style_factor(n_H, n_W, n_C, "lecture")
 
 
 def test_style_cost_is_the_lambda_weighted_sum():
@@ -180,9 +180,59 @@ def test_total_variation_matches_loop():
     assert float(costs.total_variation(flat)) == 0.0
 
 
-def test_total_cost_formula():
-    for jc, js, a, b, tv, w in itertools.product((0.0, 2.5), (1.0, 7.0), (1.0, 0.1), (0.0, 3.0), (0.0, 4.0), (0.0, 0.5)):
-        assert costs.total_cost(jc, js, a, b, tv, w) == pytest.approx(a * jc + b * js + w * tv)
+@pytest.mark.parametrize(
+    "args,expected",
+    [  # J = alpha J_content + beta J_style + w_tv TV, worked out by hand
+        ((2.0, 3.0, 10.0, 100.0, 5.0, 0.1), 20.0 + 300.0 + 0.5),
+        ((2.0, 3.0, 0.0, 1.0), 3.0),  # no TV term by default
+        ((7.0, 0.0, 1.0, 1e6, 4.0, 0.0), 7.0),
+    ],
+)
+def test_total_cost_formula(args, expected):
+    assert float(costs.total_cost(*args)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_total_cost_gradient_is_the_weights():
+    # dJ/dJ_content = alpha, dJ/dJ_style = beta, dJ/dTV = w_tv
+    jc, js, tv = (torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (1.5, 2.5, 3.5))
+    costs.total_cost(jc, js, 0.25, 4.0, tv, 8.0).backward()
+    assert (float(jc.grad), float(js.grad), float(tv.grad)) == (0.25, 4.0, 8.0)
+
+
+# ---- the auto normalisation ----------------------------------------------------------------------
+
+
+def test_auto_weights_match_the_explicit_formula():
+    # alpha_eff = alpha / (1/2 sum a_C^2); lambda_eff = w * 2 n_H n_W n_C / sum_kk' G_S^2; w_tv_eff = w_tv / numel
+    a_C = _rand(1, 2, 3, 4, seed=30)
+    a_S = {"x": _rand(2, 3, 3, seed=31), "y": _rand(3, 2, 2, seed=32)}
+    G_S = {l: loop_gram(a) for l, a in a_S.items()}
+    shapes = {"x": (2, 3, 3), "y": (3, 2, 2)}
+    got = costs.auto_weights(a_C, G_S, shapes, (3, 7, 5), 2.0, {"x": 0.25, "y": 0.75}, 6.0)
+    half_sq = 0.5 * sum(v * v for v in a_C.flatten().tolist())
+    assert got["alpha"] == pytest.approx(2.0 / half_sq, rel=1e-12)
+    for l, w in (("x", 0.25), ("y", 0.75)):
+        n_C, n_H, n_W = shapes[l]
+        size = sum(v * v for v in G_S[l].flatten().tolist())
+        assert got["layer_weights"][l] == pytest.approx(w * 2 * n_H * n_W * n_C / size, rel=1e-12)
+    assert got["tv_weight"] == pytest.approx(6.0 / (3 * 7 * 5))
+    # what it is for: every weighted term is a relative error, 1 for an all-zero activation
+    zero = {l: torch.zeros(1, *shapes[l], dtype=torch.float64) for l in shapes}
+    for l in shapes:
+        j0 = float(costs.style_layer_cost(G_S[l], zero[l], "auto"))
+        assert got["layer_weights"][l] * j0 == pytest.approx({"x": 0.25, "y": 0.75}[l], rel=1e-12)
+    assert got["alpha"] * float(costs.content_cost(a_C, torch.zeros_like(a_C), "auto")) == pytest.approx(2.0)
+
+
+def test_auto_weights_zero_weights_and_dead_targets():
+    G = {"x": loop_gram(_rand(2, 2, 2, seed=33)), "dead": torch.zeros(2, 2, dtype=torch.float64)}
+    shapes = {"x": (2, 2, 2), "dead": (2, 2, 2)}
+    got = costs.auto_weights(None, G, shapes, (3, 4, 4), 1.0, {"x": 1.0, "dead": 0.0}, 0.0)
+    assert got["alpha"] == 0.0 and got["layer_weights"]["dead"] == 0.0 and got["tv_weight"] == 0.0
+    with pytest.raises(ValueError, match="dead"):
+        costs.auto_weights(None, G, shapes, (3, 4, 4), 1.0, {"x": 1.0, "dead": 1.0}, 0.0)
+    with pytest.raises(ValueError, match="content"):
+        costs.auto_weights(torch.zeros(1, 2, 2, 2), G, shapes, (3, 4, 4), 1.0, {"x": 1.0}, 0.0)
 
 
 # ---- gradients ---------------------------------------------------------------------------------

@@ -12,10 +12,13 @@ from PIL import Image
 from teachkit.datasets import (
     ConcatDataset,
     FolderDataset,
+    FolderRefused,
     SampleDataset,
     TensorDataset,
+    TorchvisionDataset,
     fit_square,
     get_dataset,
+    resolve_dataset_folder,
 )
 
 
@@ -115,3 +118,106 @@ def test_fit_square_keeps_the_centre():
     img.paste((0, 0, 255), (20, 0, 40, 20))  # blue centre square
     sq = np.asarray(fit_square(img, 10))
     assert sq.shape == (10, 10, 3) and (sq[..., 2] > 200).all()
+
+
+# ---------------------------------------------------------------- torchvision datasets on disk
+
+
+def write_idx(path, array: np.ndarray):
+    """An MNIST-style IDX file (big-endian header: 0, 0, type 0x08 = uint8, ndim; then each size)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def test_torchvision_dataset_reads_an_on_disk_mnist_without_download(tmp_path, monkeypatch):
+    import socket
+
+    monkeypatch.setattr(socket.socket, "connect", lambda *a, **k: pytest.fail("network access"))
+    rng = np.random.default_rng(5)
+    test_images = rng.integers(0, 256, (3, 20, 20), dtype=np.uint8)
+    raw = tmp_path / "MNIST" / "raw"
+    write_idx(raw / "t10k-images-idx3-ubyte", test_images)
+    write_idx(raw / "t10k-labels-idx1-ubyte", np.array([7, 2, 1]))
+    write_idx(raw / "train-images-idx3-ubyte", rng.integers(0, 256, (2, 20, 20), dtype=np.uint8))
+    write_idx(raw / "train-labels-idx1-ubyte", np.array([5, 0]))
+
+    ds = get_dataset(f"mnist:{tmp_path}")
+    assert isinstance(ds, TorchvisionDataset)
+    assert len(ds) == 3 and ds.name == "mnist" and ds.spec == f"mnist:{tmp_path.resolve()}"
+    for i in range(3):
+        index, img, desc = ds[i]
+        # Grey digits become RGB with three equal channels holding exactly the stored bytes.
+        assert (index, desc, img.mode, img.size) == (i, f"mnist #{i}", "RGB", (20, 20))
+        assert np.array_equal(np.asarray(img), np.repeat(test_images[i][:, :, None], 3, axis=2))
+    again = get_dataset(ds.spec)
+    assert again.fingerprint == ds.fingerprint
+    train = TorchvisionDataset("mnist", root=tmp_path, split="train")
+    assert len(train) == 2 and train.name == "mnist-train" and train.fingerprint != ds.fingerprint
+    assert train.spec.endswith(":train") and len(get_dataset(train.spec)) == 2
+    with pytest.raises(ValueError, match="splits"):
+        TorchvisionDataset("mnist", root=tmp_path, split="valid")
+    with pytest.raises(ValueError, match="unknown torchvision dataset"):
+        TorchvisionDataset("imagenet", root=tmp_path)
+
+
+# ---------------------------------------------------------------- untrusted folder names (served app)
+
+
+@pytest.fixture()
+def tree(tmp_path):
+    """root/ with photos/ (2 images), a file, links out of root and inside it; outside/ holds a secret."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    save_noise(root / "photos" / "a.png")
+    save_noise(root / "photos" / "sub" / "b.png", seed=1)
+    (root / "notes.txt").write_text("x")
+    save_noise(outside / "secret.png", seed=2)
+    save_noise(outside / "deep" / "secret2.png", seed=3)
+    (root / "escape").symlink_to(outside, target_is_directory=True)
+    (root / "photos" / "linked_dir").symlink_to(outside / "deep", target_is_directory=True)
+    (root / "photos" / "linked.png").symlink_to(outside / "secret.png")
+    (root / "photos" / "inside_link.png").symlink_to(root / "photos" / "a.png")
+    (root / "alias").symlink_to(root / "photos", target_is_directory=True)
+    return root, outside
+
+
+def test_resolve_dataset_folder_accepts_only_folders_inside_the_root(tree):
+    root, outside = tree
+    photos = (root / "photos").resolve()
+    assert resolve_dataset_folder("photos", root) == photos
+    for same in ("photos/", "./photos", "photos/sub/..", str(root / "photos"), str(root / "photos") + "/",
+                 "  photos  ", "alias"):
+        assert resolve_dataset_folder(same, root) == photos, same
+    assert str(resolve_dataset_folder(str(root / "photos"), root)) == str(resolve_dataset_folder("photos/", root))
+    assert resolve_dataset_folder(".", root) == root.resolve()
+
+    messages = set()
+    for bad in ("/", "/etc", "..", "../outside", str(outside), "escape", "escape/deep", "notes.txt",
+                "missing", "photos/a.png", "", "   ", "photos/\0x", "x" * 5000):
+        with pytest.raises(FolderRefused) as info:
+            resolve_dataset_folder(bad, root)
+        messages.add(str(info.value))
+    assert len(messages) == 1  # one neutral message: nothing tells a file from a missing path
+    (message,) = messages
+    assert str(root) not in message and "outside" not in message
+    with pytest.raises(FileNotFoundError):
+        resolve_dataset_folder("photos", root / "no_such_root")
+
+
+def test_folder_scan_does_not_follow_links_out_of_the_root(tree):
+    root, _ = tree
+    ds = FolderDataset(root / "photos")
+    assert ds.files == ["a.png", "inside_link.png", "sub/b.png"]
+    ds = FolderDataset(root)  # 'escape' (a linked folder) is not entered either
+    assert ds.files == ["photos/a.png", "photos/inside_link.png", "photos/sub/b.png"]
+
+
+def test_folder_refuses_a_file_swapped_for_a_link_out_after_listing(tree):
+    from teachkit.images import ImageError
+
+    root, outside = tree
+    ds = FolderDataset(root / "photos")
+    (root / "photos" / "a.png").unlink()
+    (root / "photos" / "a.png").symlink_to(outside / "secret.png")
+    with pytest.raises(ImageError, match="outside the folder"):
+        ds.load(0)

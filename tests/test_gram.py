@@ -158,11 +158,102 @@ def test_gram_comparison_reports_j_style_and_rescales(net, cat):
     assert c["j_style"] == pytest.approx(float(expected), rel=1e-4)
     fig = g.gram_comparison_figure(net, S, cat, "relu2_1", comparison=c)
     assert isinstance(fig, Figure) and f"{c['j_style']:.4g}" in fig._suptitle.get_text()
-    assert len(fig.axes) == 6  # three heatmaps and their colour bars
+    assert len(fig.axes) == 7  # three heatmaps, their colour bars and the how-to-read panel
     same = g.gram_comparison(net, cat, cat, "relu2_1", full=True)
     assert same["j_style"] == 0 and len(same["channels"]) == 128
     fig1 = g.gram_figure(net, cat, "relu1_1", n_channels=8)
     assert len(fig1.axes) == 4
+
+
+def test_one_j_style_for_heatmap_title_and_bars(net, cat):
+    """style_layer_costs (the bar chart) and gram_comparison (the heatmap title) agree, and both
+    equal the lecture formula written out here: 1/(2 n_H n_W n_C) * sum (G_S * M_G/M_S - G_G)^2."""
+    S = to_tensor(sample_content("coffee", 80))  # 80 x 53: another size than the cat (64 x 43)
+    layers = ["relu1_1", "relu3_1"]
+    costs = g.style_layer_costs(net, S, cat, layers)
+    assert list(costs) == layers
+    for layer in layers:
+        c = g.gram_comparison(net, S, cat, layer)
+        assert c["rescaled_S"] and c["j_style"] == costs[layer]
+        a_S = net.extract(S, [layer])[layer][0].double().flatten(1)
+        a_G = net.extract(cat, [layer])[layer][0].double()
+        n_C, n_H, n_W = a_G.shape
+        a_G = a_G.flatten(1)
+        target = (a_S @ a_S.T) * (a_G.shape[1] / a_S.shape[1])
+        expected = float(((target - a_G @ a_G.T) ** 2).sum()) / (2 * n_H * n_W * n_C)
+        assert costs[layer] == pytest.approx(expected, rel=1e-4)
+    same = g.style_layer_costs(net, cat, cat, ["relu2_1"], normalization="gatys")
+    assert same == {"relu2_1": 0.0}
+    with pytest.raises(ValueError, match="normalization"):
+        g.style_layer_costs(net, S, cat, layers, normalization="slides")
+    with pytest.raises(ValueError, match="relu9_9"):
+        g.style_layer_costs(net, S, cat, ["relu9_9"])
+
+
+def test_style_target_scales_by_positions():
+    G = torch.arange(9.0).view(3, 3)
+    torch.testing.assert_close(g.style_target(G, 40, 10), G / 4)
+    assert g.style_target(G, 7, 7) is G
+    with pytest.raises(ValueError, match="M_S=0"):
+        g.style_target(G, 0, 5)
+
+
+def test_comparison_heatmaps_show_structure_on_their_own_scales(net, cat):
+    """G(S) of a painting and G(G) of a photo differ in size by orders of magnitude: each top panel
+    shows G_kk' / sqrt(G_kk G_k'k') (checked against that formula), the difference its own
+    symmetric scale."""
+    from teachkit.samples import sample_style
+
+    S = to_tensor(sample_style("stained_glass", 64))
+    c = g.gram_comparison(net, S, cat, "relu2_1", n_channels=16)
+    fig = g.gram_comparison_figure(net, S, cat, "relu2_1", comparison=c)
+    ch = c["channels"]
+    heat = [ax.images[0] for ax in fig.axes if ax.images][:3]
+    for im, G in zip(heat[:2], (c["gram_S"], c["gram_G"])):
+        G = G.double()[ch][:, ch]
+        d = G.diagonal().sqrt()
+        expected = torch.where(torch.outer(d, d) > 0, G / torch.outer(d, d), torch.zeros_like(G))
+        np.testing.assert_allclose(np.asarray(im.get_array()), expected.numpy(), rtol=1e-6, atol=1e-9)
+        assert im.norm.vmin == 0 and im.norm.vmax == 1
+    D = (c["gram_S"] - c["gram_G"]).double()[ch][:, ch].numpy()
+    assert heat[2].norm.vmax == pytest.approx(np.abs(D).max()) and heat[2].norm.vmin == -heat[2].norm.vmax
+    # on one shared scale the photo's matrix would be nearly black: that is what this avoids
+    assert float(c["gram_G"].max()) < 0.2 * float(c["gram_S"].max())
+
+
+def _text_px(fig):
+    """The height in pixels of every visible, non-empty text of ``fig`` shown SHOWN_PX wide."""
+    fig.canvas.draw()
+    px_per_pt = g.SHOWN_PX / (fig.get_figwidth() * 72.0)
+    out = []
+    for t in fig.findobj(lambda a: hasattr(a, "get_fontsize") and hasattr(a, "get_text")):
+        if t.get_visible() and t.get_text().strip():
+            out.append((t.get_fontsize() * px_per_pt, t.get_text()))
+    return out
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_every_figure_text_is_large_and_in_the_language(net, cat, lang):
+    S = to_tensor(sample_content("coffee", 48))
+    figs = {
+        "one": g.gram_figure(net, cat, "relu1_1", lang=lang),
+        "cmp": g.gram_comparison_figure(net, S, cat, "relu2_1", lang=lang),
+        "pair": g.pair_figure(net, cat, "relu2_1", lang=lang),
+        "blind": g.position_blindness_figure(net, cat, lang=lang),
+        "bars": g.style_cost_bars_figure({"relu1_1": 3e4, "relu2_1": 2e6}, lang=lang),
+        "bars_w": g.style_cost_bars_figure({"relu1_1": 3e4, "relu2_1": 2e6}, {"relu1_1": 1, "relu2_1": 0.5},
+                                           lang=lang),
+    }
+    english = ("channel", "strongest", "positions", "image", "product", "forgets", "per layer", "How to read")
+    for name, fig in figs.items():
+        texts = _text_px(fig)
+        assert texts, name
+        small = [(round(px, 1), t) for px, t in texts if px < g.MIN_TEXT_PX - 1e-6]
+        assert not small, f"{name}: text below {g.MIN_TEXT_PX} px: {small[:5]}"
+        joined = " ".join(t for _px, t in texts)
+        if lang == "zh":
+            assert any("\u4e00" <= ch <= "\u9fff" for ch in joined), name
+            assert not [w for w in english if w in joined], (name, joined[:200])
 
 
 def test_style_cost_bars_accept_progress_values():

@@ -1,6 +1,8 @@
-"""Tests for teachkit.images: loading, converting, saving and the bundled samples."""
+"""Tests for teachkit.images: loading, checking, converting and saving."""
 
 import io
+import os
+import stat
 import struct
 import zlib
 
@@ -9,18 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from teachkit import images
 from teachkit.images import (
     ImageError,
+    check_upload,
     check_output_path,
-    list_samples,
     load_image,
     resize_long_side,
     resize_to,
-    resolve_image,
-    sample_content,
-    sample_image,
-    sample_style,
     save_image,
     to_pil,
     to_tensor,
@@ -283,6 +280,78 @@ def test_truncated_detected_even_if_pil_is_told_to_allow_it(tmp_path, monkeypatc
     assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # restored
 
 
+def test_pil_truncation_switch_is_not_written_while_decoding(tmp_path, monkeypatch):
+    # Threads decode in parallel: with PIL's global switch off (its default) load_image must not write
+    # it at all (a flip-and-restore in one thread would change how another thread decodes).
+    import types
+
+    from PIL import ImageFile
+
+    writes = []
+
+    class Spy(types.ModuleType):
+        def __setattr__(self, name, value):
+            if name == "LOAD_TRUNCATED_IMAGES":
+                writes.append(value)
+            super().__setattr__(name, value)
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", False)
+    monkeypatch.setattr(ImageFile, "__class__", Spy)
+    data = write(tmp_path, "f.png", Image.fromarray(gradient(64, 64))).read_bytes()
+    assert load_image(data).size == (64, 64)
+    expect_error(data[: len(data) // 2], "truncated")
+    assert writes == []
+
+
+def test_threads_decode_truncated_and_whole_files_correctly(tmp_path, monkeypatch):
+    # Even when other code has switched PIL's truncation switch on, every truncated file is refused and
+    # every whole one decoded exactly, from many threads at once; the switch is left as it was.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    pixels = gradient(64, 64)
+    data = write(tmp_path, "f.png", Image.fromarray(pixels)).read_bytes()
+
+    def job(i):
+        if i % 2:
+            return np.array_equal(np.asarray(load_image(data)), pixels)
+        try:
+            load_image(data[: len(data) // 2])
+        except ImageError as err:
+            return "truncated" in str(err)
+        return False
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(job, range(40)))
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_fifo_is_refused_without_blocking(tmp_path):
+    import threading
+
+    fifo = tmp_path / "photo.png"
+    os.mkfifo(fifo)
+    result = {}
+
+    def read():
+        try:
+            load_image(fifo)
+        except ImageError as err:
+            result["error"] = str(err)
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    t.join(20)
+    if t.is_alive():  # unblock the reader so the test run can end, then fail
+        with open(fifo, "wb"):
+            pass
+        pytest.fail("load_image blocked on a FIFO")
+    assert "photo.png" in result["error"] and "not a regular file" in result["error"]
+
+
 def test_zero_size(tmp_path):
     expect_error(Image.new("RGB", (0, 0)), "zero size")
     (tmp_path / "zero.png").write_bytes(png_with_header(0, 10))
@@ -305,6 +374,29 @@ def test_too_small(tmp_path):
     message = expect_error(path, "too small for the network")
     assert "icon.png" in message and "16" in message
     assert load_image(path, min_side=None).size == (8, 8)
+
+
+def test_check_upload_reads_no_pixels(tmp_path, monkeypatch):
+    data = write(tmp_path, "p.png", Image.fromarray(gradient(40, 30))).read_bytes()
+    assert check_upload(data) == (40, 30)
+    assert check_upload(tmp_path / "p.png") == (40, 30)
+    f = io.BytesIO(data)
+    f.seek(0)
+    assert check_upload(f) == (40, 30)
+    assert f.tell() == 0 and load_image(f).size == (40, 30)  # the position is put back for the reader
+    # A 60 KB-ish file claiming 25 megapixels: refused by its header, naming the upload.
+    bomb = png_with_header(5000, 5000)
+    with pytest.raises(ImageError) as info:
+        check_upload(bomb, max_pixels=4_000_000, name="upload.png")
+    assert "upload.png" in str(info.value) and "5000x5000" in str(info.value) and "4,000,000" in str(info.value)
+    # ... and no pixel was decoded on the way: decoding would fail loudly.
+    monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("pixels were decoded"))
+    with pytest.raises(ImageError):
+        check_upload(bomb, max_pixels=4_000_000)
+    assert check_upload(bomb, max_pixels=None) == (5000, 5000)
+    for bad, fragment in ((b"", "empty"), (b"not an image", "not an image"), (gradient(), "encoded")):
+        with pytest.raises(ImageError, match=fragment):
+            check_upload(bad)
 
 
 # ---------------------------------------------------------------- tensors
@@ -355,6 +447,53 @@ def test_output_bad_extension(tmp_path):
         assert name in str(info.value) and ".png" in str(info.value)
 
 
+def test_output_kinds(tmp_path):
+    assert check_output_path(tmp_path / "log.json", "json").name == "log.json"
+    assert check_output_path(tmp_path / "plot.svg", "figure").name == "plot.svg"
+    assert check_output_path(tmp_path / "a.npz", "npz").name == "a.npz"
+    for path, kind in (("log.txt", "json"), ("plot.webp", "figure"), ("a.json", "npz"), ("a.pdf", "image")):
+        with pytest.raises(ImageError) as info:
+            check_output_path(tmp_path / path, kind)
+        assert path in str(info.value) and kind in str(info.value)
+    with pytest.raises(ValueError, match="kind"):
+        check_output_path(tmp_path / "a.png", "movie")
+
+
+def test_output_may_not_be_an_input(tmp_path):
+    photo = write(tmp_path, "photo.png", Image.fromarray(gradient()))
+    (tmp_path / "link.png").symlink_to(photo)
+    for out in (photo, tmp_path / "link.png", tmp_path / "sub" / ".." / "photo.png"):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        with pytest.raises(ImageError) as info:
+            check_output_path(out, inputs=["chelsea", str(photo)])
+        assert "input" in str(info.value) and "photo.png" in str(info.value)
+    assert check_output_path(tmp_path / "other.png", inputs=[photo]).name == "other.png"
+
+
+def test_save_image_interrupted_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    out = save_image(Image.fromarray(gradient()), tmp_path / "out.png")
+    before = out.read_bytes()
+
+    def interrupted(self, fp, *args, **kwargs):
+        fp.write(b"half a picture")
+        raise KeyboardInterrupt  # a second Ctrl-C while saving
+
+    monkeypatch.setattr(Image.Image, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_image(Image.new("RGB", (20, 20)), out)
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+def test_saved_file_mode_follows_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        out = save_image(Image.fromarray(gradient()), tmp_path / "m.png")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
+
+
 def test_save_image(tmp_path):
     pixels = gradient()
     saved = save_image(Image.fromarray(pixels), tmp_path / "sub" / "a.png")
@@ -364,74 +503,3 @@ def test_save_image(tmp_path):
     save_image(Image.new("RGBA", (20, 20)), tmp_path / "c.jpg")
     assert Image.open(tmp_path / "c.jpg").mode == "RGB"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.png", "c.jpg", "sub"]
-
-
-# ---------------------------------------------------------------- samples
-
-
-def test_list_samples():
-    samples = list_samples()
-    assert images.DEFAULT_CONTENT in samples["content"]
-    assert images.DEFAULT_STYLE in samples["style"]
-    assert {"stained_glass", "swirls", "rings"} <= set(samples["style"])
-    assert {"astronaut", "chelsea", "coffee", "rocket"} <= set(samples["content"])
-
-
-@pytest.mark.parametrize("name", images.CONTENT_SAMPLES)
-def test_content_samples(name):
-    img = sample_content(name)
-    assert img.mode == "RGB" and min(img.size) >= 100
-    assert max(sample_content(name, size=128).size) == 128
-    assert np.array_equal(np.asarray(img), np.asarray(sample_content(name)))
-
-
-def test_content_samples_are_read_from_the_package(monkeypatch):
-    import socket
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("network access")
-
-    monkeypatch.setattr(socket.socket, "connect", no_network)
-    images._read_content_file.cache_clear()
-    assert sample_content("chelsea").size == (451, 300)
-
-
-@pytest.mark.parametrize("name", images.STYLE_SAMPLES)
-def test_style_samples(name):
-    img = sample_style(name, size=128)
-    assert img.mode == "RGB" and img.size == (128, 128)
-    pixels = np.asarray(img)
-    assert pixels.std() > 40  # strong texture and contrast, not a flat picture
-    assert np.asarray(img.convert("HSV"))[..., 1].mean() > 60  # colourful
-    again = sample_style(name, size=128)
-    assert again is not img and again.tobytes() == img.tobytes()
-    images._painted_style.cache_clear()
-    assert sample_style(name, size=128).tobytes() == img.tobytes()  # fixed seeds
-    assert sample_style(name, size=(96, 64)).size == (96, 64)
-
-
-def test_default_style_size():
-    assert sample_style().size == (512, 512)
-
-
-def test_unknown_sample():
-    for get in (sample_content, sample_style, sample_image):
-        with pytest.raises(ValueError) as info:
-            get("nope")
-        assert "nope" in str(info.value) and "chelsea" in str(info.value)
-
-
-def test_resolve_image(tmp_path):
-    assert resolve_image("chelsea").size == (451, 300)
-    assert resolve_image("sample:rings", size=64).size == (64, 64)
-    assert resolve_image("coffee", size=100).size == (100, 67)
-    path = write(tmp_path, "mine.png", Image.fromarray(gradient()))
-    assert resolve_image(str(path)).size == (40, 30)
-    assert resolve_image(path, size=32).size == (32, 24)
-    assert resolve_image(gradient()).size == (40, 30)
-    with pytest.raises(ImageError) as info:
-        resolve_image(str(tmp_path / "typo.jpg"))
-    message = str(info.value)
-    assert "typo.jpg" in message and "chelsea" in message and "stained_glass" in message
-    with pytest.raises(ImageError, match="unknown sample"):
-        resolve_image("sample:typo")

@@ -18,6 +18,7 @@ from teachkit import patches as P
 from teachkit.datasets import ConcatDataset, FolderDataset, TensorDataset
 from teachkit.features import FeatureExtractor
 from teachkit.patches import Atlas, get_atlas, merge, scan, select_units
+from teachkit.receptive_field import receptive_fields
 
 # ---------------------------------------------------------------- helpers
 
@@ -94,7 +95,19 @@ def assert_same_atlas(a: Atlas, b: Atlas) -> None:
         np.testing.assert_array_equal(a.xs[n], b.xs[n])
 
 
-def brute_force(net, ds, layer, k, size, batch_size, m=1):
+def allowed_positions(net, layer, h, w, size, min_inside=P.DEFAULT_MIN_INSIDE):
+    """(h, w) mask of the positions whose receptive field has >= min_inside of its rows and of its
+    columns inside the image (or the most there are), from the documented edge formula."""
+    rf = receptive_fields(net.body)[layer]
+    fracs = []
+    for n, side, stride, offset in ((h, rf.size, rf.stride, rf.offset), (w, rf.size_x, rf.stride_x, rf.offset_x)):
+        start = offset - (side - 1) / 2 + stride * np.arange(n)
+        frac = (np.minimum(start + side, size) - np.maximum(start, 0)) / side
+        fracs.append(frac >= min(min_inside, frac.max()) - 1e-9)
+    return fracs[0][:, None] & fracs[1][None, :]
+
+
+def brute_force(net, ds, layer, k, size, batch_size, m=1, min_inside=P.DEFAULT_MIN_INSIDE):
     """All activations, then the top-k sorted in numpy: (values, images, ys, xs), each (C, k)."""
     acts = []
     for s in range(0, len(ds), batch_size):
@@ -103,6 +116,8 @@ def brute_force(net, ds, layer, k, size, batch_size, m=1):
             acts.append(net.extract(P._pils_to_batch(pils, torch.device("cpu")), [layer])[layer].numpy())
     a = np.concatenate(acts)  # N, C, H, W
     n, c, h, w = a.shape
+    ok = allowed_positions(net, layer, h, w, size, min_inside)
+    a = np.where(ok, a, -np.inf)
     vals, imgs, pos = [], [], []
     for i in range(n):
         for ch in range(c):
@@ -112,7 +127,7 @@ def brute_force(net, ds, layer, k, size, batch_size, m=1):
             else:
                 padded = np.pad(a[i, ch], 1, constant_values=-np.inf)
                 neigh = np.max([padded[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)], 0)
-                peaks = np.nonzero((a[i, ch] >= neigh).ravel())[0]
+                peaks = np.nonzero(((a[i, ch] >= neigh) & ok).ravel())[0]
                 keep = peaks[np.argsort(-flat[peaks], kind="stable")][:m].tolist()
             for p in keep:
                 vals.append((ch, flat[p], i, p))

@@ -12,6 +12,7 @@ from torch import nn
 from teachkit.receptive_field import (
     RF,
     crop_box,
+    feature_size,
     format_layer_table,
     layer_table,
     receptive_fields,
@@ -219,6 +220,41 @@ def test_padding_layers_and_same_padding():
     assert rfs["valid"].size == 6 and rfs["valid"].offset == -2.5 + 1
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("hw", [(160, 160), (85, 128), (37, 53), (32, 33)])
+def test_feature_size_matches_forward_pass(hw):
+    """Every layer's (n_H, n_W) equals the shape a real forward pass produces."""
+    net = nn.Sequential(OrderedDict([
+        ("pad", nn.ZeroPad2d((2, 1, 3, 0))),
+        ("same", nn.Conv2d(1, 2, 4, padding="same")),
+        ("dil", nn.Conv2d(2, 2, 3, stride=2, padding=2, dilation=2)),
+        ("pool", nn.MaxPool2d(3, stride=2, ceil_mode=True)),
+        ("avg", nn.AvgPool2d(2, stride=2, padding=1, ceil_mode=True)),
+        ("valid", nn.Conv2d(2, 1, (3, 1), padding="valid")),
+        ("lp", nn.LPPool2d(2, 2)),
+    ]))
+    x = torch.zeros(1, 1, *hw)
+    for name, m in net.named_children():
+        x = m(x)
+        assert feature_size(net, name, hw) == tuple(x.shape[-2:]), name
+    vgg = make_vgg19(widths=[2, 2, 2, 2, 2])
+    x = torch.zeros(1, 3, *hw)
+    for name, m in vgg.named_children():
+        x = m(x)
+        assert feature_size(vgg, name, hw) == tuple(x.shape[-2:]), name
+
+
+def test_feature_size_errors():
+    vgg = make_vgg19(widths=[2, 2, 2, 2, 2])
+    assert feature_size(vgg, "relu3_1", 100) == (25, 25)  # two 2x2 poolings: 100 -> 50 -> 25
+    with pytest.raises(ValueError, match="unknown layer 'relu9_9'"):
+        feature_size(vgg, "relu9_9", 64)
+    with pytest.raises(ValueError, match="too small"):
+        feature_size(vgg, "relu5_1", 8)
+    with pytest.raises(ValueError, match="at least 1x1"):
+        feature_size(vgg, "relu1_1", (0, 5))
+
+
 # --------------------------------------------------------------------------
 # empirical check: autograd support == unit_box
 # --------------------------------------------------------------------------
@@ -291,7 +327,6 @@ def test_unit_box_and_clip():
     rf = RF("pool1", 6, 2, 0.5)
     assert unit_box(rf, 0, 0) == (-2, -2, 4, 4)
     assert unit_box(rf, 3, 1) == (4, 0, 10, 6)
-    assert rf.box(3, 1) == unit_box(rf, 3, 1)
     assert unit_box(rf, 0, 0, clip_to=(8, 8)) == (0, 0, 4, 4)
     assert unit_box(rf, 3, 3, clip_to=(8, 9)) == (4, 4, 8, 9)
     # entirely outside: empty box

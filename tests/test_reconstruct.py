@@ -78,22 +78,27 @@ def test_progress_reports_and_cancel_keeps_the_result(net, cat):
     stop = threading.Event()
     stop.set()
     r2 = R.synthesize_texture(net, cat, ["relu1_1"], size=None, steps=50, stop=stop)
-    assert r2.stopped and r2.steps == 1 and r2.image.size == (48, 32)
+    assert r2.stopped and r2.steps == 0 and r2.image.size == (48, 32)  # set before the start: no step
 
 
 def test_grids_one_column_per_layer(net, cat):
     reports = []
     fig = R.content_reconstruction_grid(net, cat, ("relu1_1", "relu2_1"), size=None, steps=3,
                                         callback=reports.append)
-    assert isinstance(fig, Figure) and len(fig.teachkit_results) == 2
-    assert [p.step for p in reports] == list(range(1, 7)) and reports[-1].total == 6
+    assert isinstance(fig, Figure) and len(fig.axes) == 3
+    assert [p.step for p in reports] == list(range(1, 7)) and reports[-1].total == 6  # one bar over both
+    assert [p.message for p in reports[::3]] == ["content relu1_1 (1/2)", "content relu2_1 (2/2)"]
     assert "RMSE" in fig.axes[1].get_xlabel()
-    fig2 = R.texture_grid(net, cat, ("relu1_1", "relu2_1"), size=None, steps=2)
-    assert [r.layers for r in fig2.teachkit_results] == [("relu1_1",), ("relu1_1", "relu2_1")]
+    results = R.textures(net, cat, ("relu1_1", "relu2_1"), size=None, steps=2)
+    assert [r.layers for r in results] == [("relu1_1",), ("relu1_1", "relu2_1")]
+    fig2 = R.reconstruction_grid_figure(cat, results)
+    assert len(fig2.axes) == 3 and "J_style" in fig2.axes[2].get_xlabel()
     stop = threading.Event()
     stop.set()
-    fig3 = R.content_reconstruction_grid(net, cat, ("relu1_1", "relu2_1", "relu3_1"), size=None, steps=5, stop=stop)
-    assert len(fig3.teachkit_results) == 1 and len(fig3.axes) == 4  # the empty places are kept
+    partial = R.content_reconstructions(net, cat, ("relu1_1", "relu2_1", "relu3_1"), size=None, steps=5, stop=stop)
+    assert len(partial) == 1 and partial[0].stopped
+    fig3 = R.reconstruction_grid_figure(cat, partial, n_columns=3)
+    assert len(fig3.axes) == 4  # the empty places are kept
 
 
 def test_bad_arguments_raise(net, cat):

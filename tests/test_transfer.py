@@ -24,6 +24,7 @@ from teachkit.transfer import (
     rgb_to_yiq,
     split_steps,
     transfer,
+    white_noise,
     yiq_to_rgb,
 )
 
@@ -89,11 +90,18 @@ def test_preserve_color_keeps_the_contents_chrominance(net, content64):
     assert float((rgb_to_yiq(kept.tensor)[:, :1] - rgb_to_yiq(c)[:, :1]).abs().mean()) > 0.02
 
 
-def test_yiq_round_trip():
+def test_yiq_round_trip_and_the_textbook_matrix():
     x = torch.rand(1, 3, 5, 7, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(yiq_to_rgb(rgb_to_yiq(x)), x, atol=1e-6)
     y = rgb_to_yiq(torch.ones(1, 3, 1, 1))
     assert torch.allclose(y.flatten(), torch.tensor([1.0, 0.0, 0.0]), atol=1e-5)  # white: Y=1, no chroma
+    # scikit-image's YIQ against the FCC table, written out: Y (the only channel optimised) agrees
+    # to float precision; I and Q agree to the 4th digit (skimage uses the NTSC 1987 coefficients)
+    fcc = torch.tensor([[0.299, 0.587, 0.114], [0.595716, -0.274453, -0.321263], [0.211456, -0.522591, 0.311135]])
+    by_hand = torch.einsum("ij,njhw->nihw", fcc, x)
+    got = rgb_to_yiq(x)
+    assert torch.allclose(got[:, 0], by_hand[:, 0], atol=1e-6)
+    assert torch.allclose(got[:, 1:], by_hand[:, 1:], atol=1e-3)
 
 
 # ---- determinism -------------------------------------------------------------------------------
@@ -126,13 +134,13 @@ def test_callback_receives_every_term_every_step(net, content64, style64):
         assert "48 px" in p.message
     assert [p.image is not None for p in seen] == [False, True, False, True]
     assert seen[1].image.size == res.image.size
-    # the recorded total is the formula applied to the recorded terms
+    # the recorded total is the formula applied to the recorded terms, with the weights reported
     r = res.history[-1]
-    cfg_r = res.config
-    assert r["total"] == pytest.approx(cfg_r.alpha * r["content"] + cfg_r.beta * r["style"] + cfg_r.tv_weight * r["tv"], rel=1e-5)
-    assert r["style"] == pytest.approx(
-        sum(w * r[f"style/{l}"] for l, w in zip(cfg_r.style_layers, cfg_r.layer_weights)), rel=1e-5
-    )
+    w = res.weights
+    assert r["total"] == pytest.approx(w["alpha"] * r["content"] + w["beta"] * r["style"] + w["tv_weight"] * r["tv"],
+                                       rel=1e-5)
+    assert r["style"] == pytest.approx(sum(w["layer_weights"][l] * r[f"style/{l}"] for l in DEFAULT_STYLE_LAYERS),
+                                       rel=1e-5)
     for rec in res.history:
         assert {"step", "scale", "size", "elapsed"} <= set(rec)
     assert res.history[-1]["elapsed"] <= res.seconds
@@ -254,8 +262,21 @@ def test_pyramid_parametrisation(net, content64, style64):
     plain = StyleTransfer(c, s, small(pyramid=1), backbone=net)
     assert torch.equal(start, plain.tensor())  # same seed, coarse levels start at zero: same G0
     st.step(3)
-    # the coarse levels moved, and G is the sum of the levels
-    assert all(float(p.detach().abs().max()) > 0 for p in st.params[1:])
+    assert all(float(p.detach().abs().max()) > 0 for p in st.params[1:])  # the coarse levels moved
+    # G is the sum of the levels: plant constants (bilinear upsampling keeps a constant) and one
+    # coarse pixel pattern, and read G back
+    with torch.no_grad():
+        st.params[0].fill_(0.1)
+        st.params[1].fill_(0.2)
+        st.params[2].fill_(0.3)
+    assert torch.allclose(st.tensor(), torch.full((1, 3, 43, 64), 0.6), atol=1e-6)
+    with torch.no_grad():
+        st.params[0].zero_()
+        st.params[1].zero_()
+        st.params[2].zero_()
+        st.params[2][..., :, :8] = 0.8  # the left half of the coarsest level (16 px wide)
+    g = st.tensor()
+    assert torch.allclose(g[..., :, :28], torch.tensor(0.8)) and torch.allclose(g[..., :, 36:], torch.tensor(0.0))
     auto = StyleTransfer(c, s, small(), backbone=net)
     assert auto.levels == default_pyramid(64) == 1
 
@@ -325,3 +346,92 @@ def test_defaults_are_filled_per_normalization():
         assert c.alpha is not None and c.beta is not None and c.tv_weight is not None
         assert len(c.layer_weights) == len(c.style_layers)
     assert TransferConfig(alpha=2.0).resolved(1).alpha == 2.0
+
+
+# ---- auto normalisation, precision, noise, presets ---------------------------------------------
+
+
+def test_auto_weights_follow_the_formula(net, content64, style64):
+    c, s = to_tensor(content64), to_tensor(style64)  # same size: the style target needs no rescaling
+    st = StyleTransfer(c, s, small(beta=7.0, tv_weight=3.0), backbone=net)
+    assert st.config.normalization == "auto"  # the default
+    with torch.no_grad():
+        f_c = net.extract(c, ["relu4_2"])["relu4_2"].double()
+        f_s = net.extract(s, list(DEFAULT_STYLE_LAYERS))
+    assert st.weights["alpha"] == pytest.approx(1.0 / (0.5 * float(f_c.pow(2).sum())), rel=1e-3)
+    for l in DEFAULT_STYLE_LAYERS:
+        a = f_s[l][0].double().flatten(1)  # (n_C, M)
+        gram = torch.einsum("km,jm->kj", a, a)
+        n_C, M = a.shape
+        expected = 0.2 * 2 * M * n_C / float(gram.pow(2).sum())
+        assert st.weights["layer_weights"][l] == pytest.approx(expected, rel=2e-3), l
+    assert st.weights["tv_weight"] == pytest.approx(3.0 / (3 * 43 * 64))
+    assert st.weights["beta"] == 7.0
+    # so the weighted content term starts at ||a(G) - a(C)||^2 / ||a(C)||^2
+    with torch.no_grad():
+        f_g = net.extract(st.tensor(), ["relu4_2"])["relu4_2"].double()
+    rel = float((f_g - f_c).pow(2).sum() / f_c.pow(2).sum())
+    assert st.weights["alpha"] * st.costs()["content"] == pytest.approx(rel, rel=1e-2)
+
+
+def test_white_noise_is_the_engines_start(net, content64, style64):
+    st = StyleTransfer(to_tensor(content64), to_tensor(style64), small(seed=5, pyramid=1), backbone=net)
+    assert torch.equal(st.tensor(), white_noise((1, 3, 43, 64), 5))
+    faint = white_noise((1, 3, 20, 20), 1, amplitude=0.2)
+    assert 0.4 <= float(faint.min()) and float(faint.max()) <= 0.6
+    with pytest.raises(ValueError, match="amplitude"):
+        white_noise((1, 3, 4, 4), amplitude=0)
+
+
+def test_dtype_auto_is_float32_without_native_bfloat16(monkeypatch):
+    import teachkit.transfer as T
+
+    cpu = torch.device("cpu")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert T.choose_dtype("auto", cpu) == (None, None)
+    dtype, warning = T.choose_dtype("bfloat16", cpu)
+    assert dtype is None and "slower" in warning and "\n" not in warning
+    assert T.choose_dtype("bfloat16", cpu, force=True) == (torch.bfloat16, None)
+    # AVX-512 without BF16 / AMX: still emulated
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert T.choose_dtype("auto", cpu)[0] is None
+    # native: bfloat16 -- unless oneDNN is capped below AVX-512
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert T.choose_dtype("auto", cpu) == (torch.bfloat16, None)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert T.choose_dtype("auto", cpu)[0] is None
+    assert T.choose_dtype("float32", cpu) == (None, None)
+
+
+def test_slow_bfloat16_falls_back_with_a_warning(net, content64, style64, monkeypatch):
+    import teachkit.transfer as T
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    with pytest.warns(T.SlowDtypeWarning):
+        st = StyleTransfer(to_tensor(content64), to_tensor(style64), small(dtype="bfloat16"), backbone=net)
+    assert st.autocast_dtype is None
+    forced = StyleTransfer(to_tensor(content64), to_tensor(style64), small(dtype="bfloat16", force_dtype=True),
+                           backbone=net)
+    assert forced.autocast_dtype == torch.bfloat16
+
+
+def test_presets():
+    q = TransferConfig.preset("quick")
+    assert q.size == 256 and sum(q.scale_steps) == q.steps and q.scales[-1] == q.size
+    assert TransferConfig.preset("quick", size=200).size == 200
+    assert TransferConfig.preset("default") == TransferConfig()
+    with pytest.raises(ValueError, match="quick"):
+        TransferConfig.preset("fast")
+
+
+def test_one_loop_for_reconstructions(net, content64):
+    # a content reconstruction is the transfer with beta = 0: the engine's records, no style target
+    from teachkit import reconstruct as R
+
+    r = R.reconstruct_content(net, content64, "relu1_1", size=32, steps=3)
+    assert set(r.history[0]) >= {"step", "size", "elapsed", "content", "style", "tv", "total"}
+    assert r.weights["beta"] == 0.0 and r.weights["layer_weights"] == {}

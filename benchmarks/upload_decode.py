@@ -1,0 +1,79 @@
+"""What an uploaded image costs to decode (teachkit.images): a script, not a test.
+
+For each PIL mode a small PNG (a flat picture: a few KB to ~100 KB on disk) whose header says
+``--megapixels`` million pixels is decoded by ``load_image(data, size=--size)`` in a fresh child
+process; the figure is the child's peak resident memory (``ru_maxrss``) above what it held just
+before decoding.  Beside it, the time of ``check_upload`` (the header alone) on the same bytes.
+This is what a visitor's upload costs the server before the pixel limit refuses it, so it is the
+number to divide a memory budget by when choosing the upload pixel limit.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/upload_decode.py
+    .venv/bin/python benchmarks/upload_decode.py --megapixels 12 --modes RGB,RGBA
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHILD = r"""
+import resource, sys, time
+sys.path.insert(0, sys.argv[3])
+from teachkit.images import check_upload, load_image
+data, size = open(sys.argv[1], "rb").read(), int(sys.argv[2])
+t0 = time.perf_counter()
+check_upload(data, max_pixels=None)
+header_ms = (time.perf_counter() - t0) * 1000
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0 = time.perf_counter()
+load_image(data, size=size, max_pixels=None)
+seconds = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(len(data), (peak - base) / 1024, seconds, header_ms)
+"""
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--megapixels", type=float, default=25.0, help="pixels of the test image, in millions (default 25)")
+    ap.add_argument("--size", type=int, default=768, help="long side load_image scales to (default 768)")
+    ap.add_argument("--modes", default="RGB,RGBA,L,P,LA", help="PIL modes, comma-separated")
+    args = ap.parse_args()
+    side = int((args.megapixels * 1e6) ** 0.5)
+    print(f"CPU: {cpu_name()}; Python {platform.python_version()}")
+    print(f"load_image(bytes, size={args.size}) of a {side}x{side} PNG ({side * side / 1e6:.1f} MP), fresh process each")
+    print(f"{'mode':<5} {'file KB':>8} {'peak MB':>8} {'MB/MP':>6} {'bytes/px':>8} {'decode s':>8} {'header ms':>9}")
+    for mode in args.modes.split(","):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{mode}.png"  # made here, so the child's memory holds only the decode
+            Image.new(mode, (side, side)).save(path)
+            out = subprocess.run([sys.executable, "-c", CHILD, str(path), str(args.size), str(ROOT)],
+                                 capture_output=True, text=True, check=True).stdout.split()
+        size_b, peak_mb, seconds, header_ms = int(out[0]), float(out[1]), float(out[2]), float(out[3])
+        mp = side * side / 1e6
+        print(f"{mode:<5} {size_b / 1024:8.1f} {peak_mb:8.0f} {peak_mb / mp:6.1f} {peak_mb * 2**20 / (mp * 1e6):8.1f} "
+              f"{seconds:8.2f} {header_ms:9.2f}")
+
+
+if __name__ == "__main__":
+    main()

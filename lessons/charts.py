@@ -1,0 +1,110 @@
+"""Numbers and charts of the cost lessons (3, 5, 6): weight sliders, the cost formula, the cost curves."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from lessons.i18n import tr
+
+
+def transfer_defaults(normalization: str = "lecture") -> dict:
+    """teachkit's tuned alpha / beta / lambda for a normalisation."""
+    from teachkit.transfer import NORMALIZATION_DEFAULTS
+
+    return dict(NORMALIZATION_DEFAULTS[normalization])
+
+
+def weight_options(default: float, decades: int = 3) -> list[float]:
+    """0 and the powers of ten around a default weight: ``default * 10**k`` for ``|k| <= decades``.
+
+    The default itself is at index ``decades + 1``.
+    """
+    default = float(default) if default > 0 else 1.0
+    return [0.0] + [float(f"{default * 10.0 ** k:.6g}") for k in range(-decades, decades + 1)]
+
+
+def fmt_weight(w: float) -> str:
+    return "0" if w == 0 else f"{w:g}"
+
+
+def fmt_ratio(alpha: float, beta: float) -> str:
+    if beta == 0:
+        return "∞" if alpha > 0 else "–"
+    return f"{alpha / beta:.3g}"
+
+
+def tex_num(x) -> str:
+    """A number for st.latex: 1234 -> 1234, 1.2e7 -> 1.20 \\times 10^{7}, nan -> \\text{–}."""
+    import math
+
+    if x is None or not math.isfinite(float(x)):
+        return r"\text{–}"
+    x = float(x)
+    if x == 0:
+        return "0"
+    e = int(math.floor(math.log10(abs(x))))
+    if -3 <= e <= 4:
+        return f"{x:.4g}"
+    return rf"{x / 10 ** e:.2f}\times 10^{{{e}}}"
+
+
+def cost_formula(terms: dict | None, alpha: float, beta: float) -> str:
+    """J(G) = alpha J_content + beta J_style, with the numbers of ``terms`` put in."""
+    head = r"J(G) = \alpha\,J_{\text{content}}(C,G) + \beta\,J_{\text{style}}(S,G)"
+    if not terms:
+        return head
+    from teachkit.costs import total_cost
+
+    jc, js = terms.get("content"), terms.get("style")
+    try:  # the weights on screen may be newer than the terms: put them together with teachkit's formula
+        # a term whose weight is 0 adds nothing (teachkit may not even compute it: nan)
+        total = total_cost(float(jc) if alpha else 0.0, float(js) if beta else 0.0, alpha, beta)
+    except (TypeError, ValueError):
+        total = terms.get("total")
+    return (head + rf" = {tex_num(alpha)} \cdot {tex_num(jc)} + {tex_num(beta)} \cdot {tex_num(js)}"
+            + rf" = {tex_num(total)}")
+
+
+def cost_chart(records: list[dict], series: dict[str, Callable[[dict], float]] | None = None):
+    """An Altair line chart (log scale) of the cost terms over the steps.
+
+    ``records`` are step records with ``step``, ``alpha``, ``beta``, ``content``, ``style`` and
+    ``total`` (the latter three unweighted / total as recorded by teachkit).
+    """
+    import math
+
+    import altair as alt
+    import pandas as pd
+
+    if series is None:
+        series = {
+            tr("p3_weighted_content"): lambda r: r["alpha"] * r["content"],
+            tr("p3_weighted_style"): lambda r: r["beta"] * r["style"],
+            tr("p3_total"): lambda r: r["total"],
+        }
+    rows = []
+    for r in records:
+        for name, get in series.items():
+            try:
+                v = float(get(r))
+            except (KeyError, TypeError):
+                continue
+            if math.isfinite(v) and v > 0:
+                rows.append({"step": r["step"], "term": name, "value": v})
+    df = pd.DataFrame(rows, columns=["step", "term", "value"]).astype({"step": "int64", "term": "string",
+                                                                       "value": "float64"})
+    order = list(series)
+    colours = ["#2563eb", "#c2410c", "#111827"][: len(order)]
+    return (
+        alt.Chart(df, title=tr("p3_curves"), height=320)
+        .mark_line(point=len(records) < 40, strokeWidth=3)
+        .encode(
+            x=alt.X("step:Q", title=tr("p3_step_axis"), scale=alt.Scale(domainMin=0)),
+            y=alt.Y("value:Q", title=None, scale=alt.Scale(type="log"), axis=alt.Axis(format=".0e")),
+            color=alt.Color("term:N", sort=order, scale=alt.Scale(domain=order, range=colours),
+                            legend=alt.Legend(orient="top", title=None, labelFontSize=15)),
+            tooltip=["step", "term", alt.Tooltip("value:Q", format=".3e")],
+        )
+        .configure_axis(labelFontSize=13, titleFontSize=14)
+        .configure_title(fontSize=16)
+    )

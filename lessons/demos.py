@@ -1,0 +1,120 @@
+"""The step-by-step and layer-by-layer demos of lessons 3 and 5 (configurations of teachkit's one loop)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from lessons.jobs import LiveView, slot_on_page
+from lessons.resources import backbone, fig_png, noise_image, sample
+
+
+class StepDemo:
+    """Gradient descent one step at a time (lesson 3), kept in ``st.session_state``.
+
+    Wraps :class:`teachkit.transfer.StyleTransfer` (one scale) and keeps what the page shows: one
+    record and one small image per step, and the weights used.  G starts as the white noise shown
+    on the page (handed to StyleTransfer as its starting image); the StyleTransfer itself is made
+    at the first step, so opening the page costs no network pass.  Changing alpha or beta
+    continues from the current image with a new StyleTransfer.
+    """
+
+    def __init__(self, size: int, content: str, style: str):
+        self.size, self.content_name, self.style_name = size, content, style
+        self.start_image = noise_image(*sample(content, size).size, seed=0)
+        self.reset()
+
+    @classmethod
+    def get(cls, key: str, size: int, content: str | None = None, style: str | None = None) -> "StepDemo":
+        from teachkit.samples import DEFAULT_CONTENT, DEFAULT_STYLE
+
+        content, style = content or DEFAULT_CONTENT, style or DEFAULT_STYLE
+        demo = st.session_state.get(key)
+        if demo is None or (demo.size, demo.content_name, demo.style_name) != (size, content, style):
+            demo = st.session_state[key] = cls(size, content, style)
+        return demo
+
+    def reset(self) -> None:
+        self.obj = None
+        self.alpha = self.beta = None
+        self.records: list[dict] = []
+        self.snapshots: list = [self.start_image]
+        self.running = False
+        self.run_until = 0
+        self.weights_changed = False
+
+    def _new(self, init):
+        from teachkit.images import to_tensor
+        from teachkit.transfer import StyleTransfer, TransferConfig
+
+        # tv_weight=0: exactly the lecture's J(G) = alpha J_content + beta J_style, as shown on the page
+        config = TransferConfig(size=self.size, alpha=self.alpha, beta=self.beta, tv_weight=0.0, seed=0,
+                                preview_every=0)
+        return StyleTransfer(to_tensor(sample(self.content_name, self.size)),
+                             to_tensor(sample(self.style_name, self.size)), config, init=init, backbone=backbone())
+
+    def set_weights(self, alpha: float, beta: float) -> None:
+        self.weights_changed = False
+        if (alpha, beta) != (self.alpha, self.beta):
+            self.alpha, self.beta = alpha, beta
+            if self.obj is not None:  # go on from the current image with the new weights
+                self.obj = self._new(self.obj.optimised())
+                self.weights_changed = self.steps > 0
+
+    @property
+    def steps(self) -> int:
+        return len(self.records)
+
+    @property
+    def can_step(self) -> bool:
+        return bool(self.alpha or self.beta)
+
+    def step(self, n: int = 1) -> None:
+        if not self.can_step:
+            return
+        if self.obj is None:
+            from teachkit.images import to_tensor
+
+            self.obj = self._new(to_tensor(self.start_image))
+        for rec in self.obj.step(n):
+            self.records.append({"step": self.steps + 1, "alpha": self.alpha, "beta": self.beta,
+                                 "content": rec["content"], "style": rec["style"], "total": rec["total"]})
+        image = self.obj.image()
+        if len(self.snapshots) < 400:
+            self.snapshots.append(image)
+        else:  # keep memory bounded: replace the last one
+            self.snapshots[-1] = image
+        st.session_state["last_G"] = image  # lesson 5 can compare its Gram matrices with S
+
+    def snapshot(self, i: int):
+        return self.snapshots[max(0, min(i, len(self.snapshots) - 1))]
+
+    def terms(self) -> dict:
+        """The cost terms of the last step (none before the first step: nothing evaluated yet)."""
+        return self.records[-1] if self.records else {}
+
+
+def texture_demo(style: str, size: int, steps: int, layers: list[str], slot, time_limit: float | None = None):
+    """Lesson 5: textures from white noise matching the Gram matrices up to each layer (PNG bytes).
+
+    One :func:`teachkit.reconstruct.synthesize_texture` per set of layers (relu1_1; relu1_1 and
+    relu2_1; ...), each within ``time_limit`` seconds; the intermediate textures appear in ``slot``
+    while they are made, and teachkit's grid figure replaces them.
+    """
+    import dataclasses
+
+    from teachkit.reconstruct import reconstruction_grid_figure, synthesize_texture
+
+    target = sample(style, size)
+    results = []
+    with slot_on_page():
+        view = LiveView("lesson5", image_slot=slot, image_width=240, show_values=())
+        for i in range(len(layers)):
+            def progress(p, i=i):  # one bar over all the textures
+                return view(dataclasses.replace(p, step=i * steps + p.step, total=len(layers) * steps))
+
+            results.append(synthesize_texture(backbone(), target, layers[: i + 1], None, steps, callback=progress,
+                                              image_every=1, time_limit=time_limit))
+        view.done()
+    png = fig_png(reconstruction_grid_figure(target, results))
+    slot.image(png, width="stretch")
+    return png

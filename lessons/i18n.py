@@ -1,0 +1,120 @@
+"""Language: short interface strings, lesson texts and translated choice widgets.
+
+* ``tr(key)`` -- a short label from ``lessons/_strings.py`` in the session's language;
+* ``md(page, section)`` -- one section of ``lessons/text/<lang>/<page>.md`` as Markdown;
+* ``choice(...)`` -- a radio/selectbox whose labels are translated but whose value is not.
+
+The language lives in ``st.session_state["lang"]`` (the sidebar switch).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import streamlit as st
+
+from lessons._strings import UI
+
+LANGS = {"en": "English", "zh": "中文"}
+TEXT_DIR = Path(__file__).parent / "text"
+_MARKER = re.compile(r"^<!--\s*@(\w+)\s*-->\s*$", re.M)
+
+
+def lang() -> str:
+    """The language of this session: 'en' or 'zh'."""
+    value = st.session_state.get("lang", "en")
+    return value if value in LANGS else "en"
+
+
+def tr(key: str, **fmt: Any) -> str:
+    """A short interface string in the session's language."""
+    text = UI[key][lang()]
+    return text.format(**fmt) if fmt else text
+
+
+@functools.lru_cache(maxsize=None)
+def sections(language: str, page: str) -> dict[str, str]:
+    """The ``<!-- @name -->`` sections of ``text/<language>/<page>.md``."""
+    path = TEXT_DIR / language / f"{page}.md"
+    if not path.is_file():
+        return {}
+    parts = _MARKER.split(path.read_text(encoding="utf-8"))
+    # parts = [before, name1, body1, name2, body2, ...]
+    return {parts[i]: parts[i + 1].strip() for i in range(1, len(parts) - 1, 2)}
+
+
+def text(page: str, section: str, **fmt: Any) -> str:
+    """One section of a lesson text (``lessons/text/<lang>/<page>.md``, ``<!-- @section -->``)."""
+    body = sections(lang(), page).get(section)
+    if body is None:
+        raise KeyError(f"lesson text {lang()}/{page}.md has no section {section!r}")
+    return body.format(**fmt) if fmt else body
+
+
+def has_text(page: str, section: str) -> bool:
+    return section in sections(lang(), page)
+
+
+def md(page: str, section: str, **fmt: Any) -> None:
+    """Show one section of a lesson text as Markdown (LaTeX in $...$ and $$...$$)."""
+    st.markdown(text(page, section, **fmt))
+
+
+def choice(widget: Callable, label: str, options: list, key: str, *, default=None, labels: Callable | None = None,
+           **kwargs):
+    """A choice widget (``st.radio``, ``st.selectbox``, ``st.select_slider``, ...) with translated labels.
+
+    Streamlit identifies the chosen option by its *label*, so a label that changes with the
+    language would lose (or garble) the choice on a language switch.  Here the widget key carries
+    the language and the chosen option is kept under ``key`` itself, so switching the language
+    keeps the choice.  Tests find the widget as ``key + '__' + lang``.
+    """
+    options = list(options)
+    current = st.session_state.get(key, default if default is not None else options[0])
+    if current not in options:
+        current = default if default in options else options[0]
+    wkey = f"{key}__{lang()}"
+    if widget is st.select_slider:
+        kwargs["value"] = current
+    else:
+        kwargs["index"] = options.index(current)
+    # Labels are fixed now (not looked up later), so the widget's format_func does not depend on state.
+    names = {o: (labels(o) if labels else str(o)) for o in options}
+    value = widget(label, options, key=wkey, format_func=names.__getitem__, **kwargs)
+    st.session_state[key] = value
+    return value
+
+
+def page_title(n: int) -> None:
+    st.title(f"{n}. {tr(f'title_{n}')}")
+
+
+# teachkit's progress messages (English, from the library) -> the session's language
+_MESSAGES = [
+    (re.compile(r"^scale (\d+)/(\d+): (\d+) px$"), "msg_scale", ("k", "n", "side")),
+    (re.compile(r"^content (\w+) \((\d+)/(\d+)\)$"), "msg_content_n", ("layer", "i", "n")),
+    (re.compile(r"^content (\w+)$"), "msg_content", ("layer",)),
+    (re.compile(r"^texture up to (\w+) \((\d+)/(\d+)\)$"), "msg_texture_n", ("layer", "i", "n")),
+    (re.compile(r"^texture (\w+)\.\.(\w+)$"), "msg_texture_range", ("first", "last")),
+    (re.compile(r"^texture (\w+)$"), "msg_texture", ("layer",)),
+]
+
+
+def progress_message(message: str | None) -> str:
+    """A teachkit progress message (``'scale 1/2: 128 px'``, ...) in the session's language."""
+    if not message or lang() == "en":
+        return message or ""
+    for pattern, key, fields in _MESSAGES:
+        m = pattern.match(message)
+        if m:
+            return tr(key, **dict(zip(fields, m.groups())))
+    return message
+
+
+def value_label(name: str) -> str:
+    """The name of a cost value in a progress line (``total``, ``content``, ``style``, ``distance``...)."""
+    key = f"value_{name}"
+    return tr(key) if key in UI else name

@@ -1,0 +1,659 @@
+"""Background work and its fair sharing: compute slots, progress on the page, transfer jobs, atlas builders.
+
+Served to a class, one machine is shared by thirty students; this module keeps it fair and safe:
+
+* **compute slots** -- at most ``MAX_JOBS`` heavy computations at once for the whole classroom;
+* **progress** -- :class:`LiveView`, a teachkit progress callback that draws into the page (it runs
+  in the page's own script thread);
+* **transfer jobs** (lesson 6) -- :class:`TransferJob` runs a transfer in a thread.  The
+  :class:`JobBoard` gives each session at most one job (a new one replaces the old), keeps a
+  bounded queue that tells each student their place, and a job whose session has gone (no
+  heartbeat for ``HEARTBEAT_SECONDS``) is cancelled and frees its place.  :data:`LIMITS` caps
+  size, steps, style scale, L-BFGS memory and the number of styles so that one job stays within
+  a stated memory budget, and a job stops at its time limit;
+* **atlas builders** (lesson 1) -- :class:`AtlasBuilder` scans a dataset once per process for every
+  session; at most ``MAX_SCANS`` builders exist at once (least recently used finished ones are
+  freed).  The folder box is off unless the teacher names a data root at start
+  (``TEACHKIT_DATA_ROOT``); then only folders inside it, after resolving symlinks, are scanned.
+
+Worker threads never call Streamlit: they only store their state, which the pages read.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import streamlit as st
+
+from teachkit.datasets import FolderRefused  # noqa: F401 - the pages catch it as jobs.FolderRefused
+
+from lessons._strings import UI
+from lessons.i18n import tr
+from lessons.settings import BACKBONE, atlas_default_dataset, atlas_image_size, env_int
+
+_log = logging.getLogger(__name__)
+
+MAX_JOBS = max(1, env_int("TEACHKIT_MAX_JOBS", 2))
+ATLAS_K = 9
+
+_SLOTS = threading.BoundedSemaphore(MAX_JOBS)
+
+
+@contextlib.contextmanager
+def compute_slot(stop: threading.Event | None = None, on_wait: Callable[[], None] | None = None) -> Iterator[bool]:
+    """Hold one of the MAX_JOBS compute slots while the block runs.
+
+    On a 2-core laptop, thirty students pressing "run" at once would make everybody wait
+    forever; with slots, the first ones run at full speed and the rest queue.  ``on_wait`` is
+    called once if the slot is not free at once (e.g. to show "waiting for the CPU").  Yields
+    False when ``stop`` was set while waiting (the slot is then not held).
+    """
+    got = _SLOTS.acquire(timeout=0.05)
+    if not got and on_wait is not None:
+        on_wait()
+    while not got:
+        if stop is not None and stop.is_set():
+            yield False
+            return
+        got = _SLOTS.acquire(timeout=0.25)
+    try:
+        yield True
+    finally:
+        _SLOTS.release()
+
+
+@contextlib.contextmanager
+def slot_on_page() -> Iterator[None]:
+    """``compute_slot`` for a computation that runs in the page's own script thread."""
+    note = st.empty()
+    with compute_slot(on_wait=lambda: note.info(tr("waiting_cpu"))):
+        note.empty()
+        yield
+
+
+# ---- progress on the page ----
+
+
+class LiveView:
+    """A teachkit progress callback (``callback(Progress)``) that draws into the page.
+
+    It shows a progress bar with a short status line and, when the job sends one, the current
+    image.  With ``time_limit`` it asks the job to stop (teachkit keeps what it made) once that
+    many seconds have passed, so a classroom demo ends on time even on a slow or busy machine.
+    The time of the first image is kept (``first_image_s``) and written to
+    ``st.session_state['_timings']`` for the benchmark.
+    """
+
+    def __init__(self, name: str, *, image_caption: str | None = None, image_width: int | str = "stretch",
+                 image_slot=None, show_values: tuple[str, ...] = ("total",), time_limit: float | None = None):
+        self.name = name
+        self.time_limit = time_limit  # seconds; the job is asked to stop (keeping its result) after it
+        self.hit_limit = False
+        self.started = time.perf_counter()
+        self.bar = st.progress(0.0, text=tr("starting"))
+        self.slot = image_slot if image_slot is not None else st.empty()
+        self.caption = image_caption
+        self.width = image_width
+        self.show_values = show_values
+        self.first_image_s: float | None = None
+        self.last_image = None
+
+    def __call__(self, p) -> bool:
+        frac = min(1.0, p.step / p.total) if p.total else 0.0
+        shown = "  ".join(f"{k} = {p.values[k]:.3g}" for k in self.show_values if k in p.values)
+        status = tr("progress_line", step=p.step, total=p.total or "?", secs=time.perf_counter() - self.started)
+        self.bar.progress(frac, text=f"{status}  {shown}".strip())
+        if p.image is not None:
+            self.last_image = p.image
+            self.slot.image(p.image, caption=self.caption, width=self.width)
+            if self.first_image_s is None:
+                self.first_image_s = time.perf_counter() - self.started
+                timings = st.session_state.setdefault("_timings", {})
+                timings[self.name] = {"first_image_at": time.time(), "first_image_s": self.first_image_s}
+        if self.time_limit is not None and time.perf_counter() - self.started > self.time_limit:
+            self.hit_limit = True
+            return True
+        return False
+
+    def done(self) -> None:
+        self.bar.empty()
+
+
+# ---- limits of one transfer job (lesson 6) ----
+
+
+@dataclasses.dataclass(frozen=True)
+class JobLimits:
+    """What one lesson-6 job may ask for.  The caps keep the job's own memory (over the shared,
+    already loaded backbone) within ``memory_budget_mib`` on a CPU; measured with the largest job
+    the caps allow by ``benchmarks/load.py --job-peak`` (see benchmarks/RESULTS_load.md).
+
+    Why these caps: memory grows with the pixels of G (activations kept for the backward pass),
+    with the pixels of the style images (size x style_scale, squared), and with the L-BFGS memory
+    (2 x history_size vectors as large as the image's parameters).  768 px with style scale 4
+    would push a 3072-px style image through VGG (one relu1 map alone ~2.4 GB).
+    """
+
+    max_size: int = 512  #: long side of G, px
+    max_steps: int = 500
+    max_style_scale: float = 2.0  #: style long side <= max_size * max_style_scale = 1024 px
+    max_history: int = 100  #: L-BFGS pairs kept
+    max_styles: int = 4  #: style images in one job (samples + uploads)
+    seconds: float = 300.0  #: running time limit; the job stops and keeps its latest image
+    queue: int = 8  #: jobs that may wait for a slot; more are refused with a message
+    heartbeat_seconds: float = 20.0  #: a job whose session has been gone this long is cancelled
+    memory_budget_mib: int = 2048  #: the stated budget the caps are measured against
+
+    @property
+    def work_side(self) -> int:
+        """The largest side any input image is ever used at (uploads are kept at most this large)."""
+        return int(round(self.max_size * self.max_style_scale))
+
+
+def _limits_from_env() -> JobLimits:
+    d = JobLimits()
+    return JobLimits(
+        max_size=max(16, env_int("TEACHKIT_JOB_MAX_SIZE", d.max_size)),
+        max_steps=max(1, env_int("TEACHKIT_JOB_MAX_STEPS", d.max_steps)),
+        max_history=max(1, env_int("TEACHKIT_JOB_MAX_HISTORY", d.max_history)),
+        seconds=float(max(1, env_int("TEACHKIT_JOB_SECONDS", int(d.seconds)))),
+        queue=max(0, env_int("TEACHKIT_JOB_QUEUE", d.queue)),
+        heartbeat_seconds=float(max(1, env_int("TEACHKIT_HEARTBEAT_SECONDS", int(d.heartbeat_seconds)))),
+    )
+
+
+LIMITS = _limits_from_env()
+
+
+def check_transfer(config, n_styles: int, limits: JobLimits | None = None) -> list[str]:
+    """What in ``config`` (a TransferConfig) goes beyond the classroom limits: one message each.
+
+    The page's widgets already stop at these limits; this check runs again when a job is
+    submitted, whatever the browser sent.
+    """
+    lim = limits or LIMITS
+    out = []
+    size = config.size if config.size is not None else lim.max_size + 1  # None = full size: too big
+    if size > lim.max_size:
+        out.append(tr("limit_size", value=config.size, limit=lim.max_size))
+    if int(config.steps) > lim.max_steps:
+        out.append(tr("limit_steps", value=config.steps, limit=lim.max_steps))
+    if float(config.style_scale) > lim.max_style_scale:
+        out.append(tr("limit_style_scale", value=config.style_scale, limit=lim.max_style_scale))
+    if config.optimizer == "lbfgs" and int(config.history_size) > lim.max_history:
+        out.append(tr("limit_history", value=config.history_size, limit=lim.max_history))
+    if n_styles > lim.max_styles:
+        out.append(tr("limit_styles", value=n_styles, limit=lim.max_styles))
+    return out
+
+
+# ---- who runs, who waits: one job per session, a bounded queue ----
+
+
+def session_id() -> str:
+    """The id of the Streamlit session whose script is running (``"-"`` outside a script run)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx(suppress_warning=True)
+    return ctx.session_id if ctx is not None else "-"
+
+
+def _session_connected(sid: str) -> bool | None:
+    """Whether the browser of session ``sid`` is still connected; None when there is no server
+    runtime to ask (AppTest, plain Python): then only the page's heartbeat counts."""
+    try:
+        from streamlit.runtime import Runtime
+
+        if not Runtime.exists():
+            return None
+        return bool(Runtime.instance().is_active_session(sid))
+    except Exception:  # noqa: BLE001 - an internal API; without it, the heartbeat alone decides
+        return None
+
+
+class QueueFull(RuntimeError):
+    """Raised by :meth:`JobBoard.submit` when ``queue`` jobs already wait."""
+
+
+class JobBoard:
+    """The lesson-6 jobs of the whole process: at most one per session, a bounded FIFO queue.
+
+    A job waits in the queue until it is first and a compute slot is free.  Submitting a job for
+    a session that has one already cancels the old one (its place is given up).  ``place(job)``
+    is the job's 1-based place among the waiting ones.
+    """
+
+    def __init__(self, limits: JobLimits | None = None, slots: threading.Semaphore | None = None):
+        self.limits = limits or LIMITS
+        self.slots = slots if slots is not None else _SLOTS
+        self._lock = threading.Lock()
+        self._waiting: list[TransferJob] = []
+        self._running: list[TransferJob] = []
+        self._by_session: dict[str, TransferJob] = {}
+
+    def submit(self, job: "TransferJob") -> "TransferJob":
+        with self._lock:
+            old = self._by_session.get(job.session)
+            waiting = [j for j in self._waiting if j is not old]
+            if len(waiting) >= self.limits.queue:
+                raise QueueFull(len(waiting))
+            if old is not None and old is not job:
+                old.cancel(reason="replaced")
+                if old in self._waiting:
+                    self._waiting.remove(old)
+            self._by_session[job.session] = job
+            self._waiting.append(job)
+        return job
+
+    def place(self, job: "TransferJob") -> int | None:
+        with self._lock:
+            return self._waiting.index(job) + 1 if job in self._waiting else None
+
+    def counts(self) -> tuple[int, int]:
+        """(running, waiting)"""
+        with self._lock:
+            return len(self._running), len(self._waiting)
+
+    def wait_turn(self, job: "TransferJob") -> bool:
+        """Block (in the job's thread) until the job holds a compute slot: True; False if it was
+        cancelled or abandoned while it waited (its place is then given up)."""
+        try:
+            while True:
+                if job.stop_event.is_set() or job.check_abandoned():
+                    return False
+                with self._lock:
+                    first = bool(self._waiting) and self._waiting[0] is job
+                if first and self.slots.acquire(timeout=0.25):
+                    with self._lock:
+                        if job in self._waiting:
+                            self._waiting.remove(job)
+                        self._running.append(job)
+                    if job.stop_event.is_set():  # cancelled in the meantime
+                        self.release(job)
+                        return False
+                    return True
+                if not first:
+                    job.stop_event.wait(0.25)
+        finally:
+            with self._lock:
+                if job in self._waiting and (job.stop_event.is_set() or job.reason):
+                    self._waiting.remove(job)
+
+    def release(self, job: "TransferJob") -> None:
+        with self._lock:
+            if job in self._running:
+                self._running.remove(job)
+                self.slots.release()
+            if job in self._waiting:
+                self._waiting.remove(job)
+            if self._by_session.get(job.session) is job:
+                del self._by_session[job.session]
+
+
+BOARD = JobBoard()
+
+
+# ---- the background transfer job (lesson 6) ----
+
+
+class TransferJob:
+    """A style transfer running in a background thread, for one session.
+
+    The page starts it and keeps it in ``st.session_state``; the thread waits for its turn on the
+    :class:`JobBoard`, then calls :func:`teachkit.transfer.transfer` with ``stop=self.stop_event``
+    and a progress callback that only stores the latest report (a background thread must not touch
+    Streamlit).  The page polls :meth:`snapshot` from a fragment that reruns every fraction of a
+    second; each poll is the page's heartbeat.  **Cancel** sets the event, ``transfer`` returns at
+    the end of the current step with ``stopped=True`` and the latest image, which the page then
+    offers for download like a finished result.  ``reason`` says why a job stopped early:
+    ``"cancelled"``, ``"replaced"`` (a newer job of the same session), ``"abandoned"`` (its session
+    went away), ``"time_limit"``, ``"queue_full"`` (refused), or None.
+    """
+
+    def __init__(self, content, styles, config, net, *, session: str | None = None, board: JobBoard | None = None):
+        self.content = content
+        self.styles = styles
+        self.config = config
+        self.net = net
+        self.board = board if board is not None else BOARD
+        self.limits = self.board.limits
+        self.session = session if session is not None else session_id()
+        self.stop_event = threading.Event()
+        self._lock = threading.Lock()
+        self.state = "queued"  # queued -> running -> done | cancelled | failed
+        self.reason: str | None = None
+        self.step = 0
+        self.total = int(config.steps)
+        self.values: dict[str, float] = {}
+        self.records: list[dict] = []  # weighted cost terms per step, for the live chart
+        self.image = None
+        self.message = ""
+        self.result = None
+        self.error: str | None = None
+        self.started = time.time()
+        self.run_started: float | None = None
+        self.last_seen = time.monotonic()
+        self.first_image_at: float | None = None
+        self.finished_at: float | None = None
+        self._thread = threading.Thread(target=self._run, name="teachkit-transfer", daemon=True)
+
+    def start(self) -> "TransferJob":
+        """Put the job on the board and start its thread; a full queue refuses it (state 'failed',
+        reason 'queue_full', nothing runs)."""
+        try:
+            self.board.submit(self)
+        except QueueFull:
+            with self._lock:
+                self.state, self.reason = "failed", "queue_full"
+                self.finished_at = time.time()
+            return self
+        self._thread.start()
+        return self
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        with self._lock:
+            if self.reason is None:
+                self.reason = reason
+        self.stop_event.set()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def touch(self) -> None:
+        """A heartbeat: the session that owns the job is still there."""
+        self.last_seen = time.monotonic()
+
+    def check_abandoned(self) -> bool:
+        """Cancel the job (reason 'abandoned') if its session has been gone for longer than the
+        heartbeat limit: no poll from its page, and the server no longer sees its browser."""
+        if _session_connected(self.session):
+            self.touch()
+        if time.monotonic() - self.last_seen > self.limits.heartbeat_seconds:
+            self.cancel(reason="abandoned")
+            return True
+        return False
+
+    def _callback(self, p) -> bool:
+        with self._lock:
+            self.state = "running"
+            self.step, self.total = p.step, p.total or self.total
+            self.values = dict(p.values)
+            self.message = p.message
+            cfg = self.config
+            a = 1.0 if cfg.alpha is None else cfg.alpha
+            b = 1.0 if cfg.beta is None else cfg.beta
+            self.records.append({"step": p.step, "alpha": a, "beta": b, "content": p.values.get("content"),
+                                 "style": p.values.get("style"), "total": p.values.get("total")})
+            if p.image is not None:
+                self.image = p.image
+                if self.first_image_at is None:
+                    self.first_image_at = time.time()
+        if self.run_started is not None and time.time() - self.run_started > self.limits.seconds:
+            self.cancel(reason="time_limit")
+        self.check_abandoned()
+        return False  # stopping goes through stop_event
+
+    def _run(self) -> None:
+        from teachkit.transfer import transfer
+
+        got = False
+        try:
+            got = self.board.wait_turn(self)
+            if not got:
+                with self._lock:
+                    self.state = "cancelled"
+                return
+            with self._lock:
+                self.state = "running"
+                self.run_started = time.time()
+            result = transfer(self.content, self.styles, self.config, callback=self._callback,
+                              stop=self.stop_event, backbone=self.net)
+            with self._lock:
+                self.result = result
+                self.image = result.image
+                self.state = "cancelled" if result.stopped else "done"
+        except Exception as err:  # noqa: BLE001 - shown on the page, never a traceback
+            _log.warning("teachkit app: a transfer job failed: %s: %s", type(err).__name__, err)
+            with self._lock:
+                self.error = f"{type(err).__name__}: {err}" if not str(err) else str(err)
+                self.state = "failed"
+        finally:
+            self.board.release(self)
+            self.content = self.styles = None  # the inputs are not needed any more
+            self.finished_at = time.time()
+
+    def snapshot(self) -> dict:
+        """What the page shows; each call is a heartbeat of the job's session."""
+        self.touch()
+        place = self.board.place(self) if self.state == "queued" else None
+        with self._lock:
+            return {
+                "state": self.state, "step": self.step, "total": self.total, "values": dict(self.values),
+                "image": self.image, "message": self.message, "result": self.result, "error": self.error,
+                "records": list(self.records), "reason": self.reason, "place": place,
+                "elapsed": (self.finished_at or time.time()) - self.started,
+            }
+
+    def log_json(self) -> str:
+        """The cost log of the result: config, history and final costs (TransferResult.to_dict)."""
+        if self.result is None:
+            return "{}"
+        return json.dumps(self.result.to_dict(), indent=1, allow_nan=False)
+
+
+def queue_text(snap: dict) -> str:
+    """'Waiting: you are number 3 in the queue' (for a queued job's snapshot)."""
+    running, waiting = BOARD.counts()
+    place = snap.get("place")
+    if place is None:
+        return tr("p6_queued")
+    return tr("job_place", place=place, waiting=waiting, slots=MAX_JOBS)
+
+
+def reason_text(snap: dict) -> str | None:
+    """Why a job ended early, for the page (None for a plain finish, failure or Cancel)."""
+    reason = snap.get("reason")
+    if reason == "time_limit":
+        return tr("job_time_limit", secs=LIMITS.seconds)
+    if reason == "replaced":
+        return tr("job_replaced")
+    if reason == "abandoned":
+        return tr("job_abandoned")
+    if reason == "queue_full":
+        return tr("job_queue_full", n=LIMITS.queue)
+    return None
+
+
+# ---- lesson 1's dataset folder: off unless the teacher names a data root ----
+
+
+def _data_root_from_env() -> Path | None:
+    raw = os.environ.get("TEACHKIT_DATA_ROOT", "").strip()
+    if not raw:
+        return None
+    root = Path(raw).expanduser()
+    try:
+        root = root.resolve(strict=True)
+    except OSError:
+        _log.warning("teachkit app: TEACHKIT_DATA_ROOT=%s does not exist; the folder box stays off", raw)
+        return None
+    if not root.is_dir():
+        _log.warning("teachkit app: TEACHKIT_DATA_ROOT=%s is not a folder; the folder box stays off", raw)
+        return None
+    return root
+
+
+DATA_ROOT: Path | None = _data_root_from_env()  #: read once, when the app starts
+
+
+def folder_box_enabled() -> bool:
+    """Whether lesson 1 offers its folder box (only when a data root was named at start)."""
+    return DATA_ROOT is not None
+
+
+def dataset_spec(user_text: str | None, default: str) -> str:
+    """The dataset lesson 1 scans for what a visitor typed: ``default`` for nothing, else the
+    resolved folder inside the data root (as a string, so ``/x`` and ``/x/`` are one key).
+
+    Raises :class:`FolderRefused` with one neutral message for everything else (no data root,
+    a path outside it, a symlink that leads out, a file, a folder that does not exist), so the
+    message tells nothing about the server's files.
+    """
+    text = (user_text or "").strip()
+    if not text:
+        return default
+    if DATA_ROOT is None:
+        raise FolderRefused(tr("p1_folder_refused"))
+    from teachkit.datasets import resolve_dataset_folder
+
+    try:  # teachkit's check: resolved (links followed), inside the root, an existing folder
+        folder = resolve_dataset_folder(text, DATA_ROOT)
+    except Exception:  # noqa: BLE001 - every refusal looks the same to the visitor
+        raise FolderRefused(tr("p1_folder_refused")) from None
+    return str(folder)
+
+
+# ---- the patch atlas of lesson 1: scanned once per process, shared by every session ----
+
+
+class AtlasBuilder:
+    """Builds one atlas (:func:`teachkit.patches.get_atlas`) in a background thread.
+
+    The first session that asks starts it; every session polls the same builder, so a scan that
+    the teacher started keeps running when the page is left, and nobody scans twice.  A scan
+    that was done before (on disk, see ``TEACHKIT_CACHE``) is loaded in a moment.
+    """
+
+    def __init__(self, spec: str, net, layers):
+        self.spec = spec
+        self.net = net
+        self.layers = tuple(layers)
+        self.step = 0
+        self.total = 0
+        self.atlas = None
+        self.error: str | None = None
+        self.done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="teachkit-atlas", daemon=True)
+        self._thread.start()
+
+    def _progress(self, p) -> bool:
+        self.step, self.total = p.step, p.total
+        return False
+
+    def _run(self) -> None:
+        from teachkit.patches import get_atlas
+
+        try:
+            with compute_slot():
+                self.atlas = get_atlas(self.spec, backbone=self.net, layers=self.layers, k=ATLAS_K,
+                                       image_size=atlas_image_size(), callback=self._progress)
+        except Exception as err:  # noqa: BLE001 - shown on the page
+            self.error = str(err) or type(err).__name__
+        finally:
+            self.done.set()
+
+
+MAX_SCANS = max(1, env_int("TEACHKIT_MAX_SCANS", 3))
+
+
+class BuildersBusy(RuntimeError):
+    """Every builder slot holds a scan that is still running."""
+
+
+_BUILDERS: "collections.OrderedDict[tuple, AtlasBuilder]" = collections.OrderedDict()
+_BUILDERS_LOCK = threading.Lock()
+
+
+def _builder_key(spec: str, layers) -> tuple:
+    return (spec, BACKBONE, atlas_image_size(), tuple(layers))
+
+
+def atlas_builder(spec: str, net, layers) -> AtlasBuilder:
+    """The (shared) builder of the atlas of dataset ``spec``; started on first use.
+
+    ``spec`` is the default dataset or a folder from :func:`dataset_spec`.  Besides the default
+    dataset's, at most ``MAX_SCANS`` builders are kept: a new one frees the least recently used
+    finished one (and its atlas); when all are still scanning, :class:`BuildersBusy` is raised.
+    """
+    key = _builder_key(spec, layers)
+    pinned = atlas_default_dataset()  # the default dataset is always there, and not counted
+    with _BUILDERS_LOCK:
+        b = _BUILDERS.get(key)
+        if b is not None:
+            _BUILDERS.move_to_end(key)
+            return b
+        if spec != pinned:
+            others = [k for k in _BUILDERS if k[0] != pinned]
+            while len(others) >= MAX_SCANS:
+                finished = next((k for k in others if _BUILDERS[k].done.is_set()), None)
+                if finished is None:
+                    raise BuildersBusy(tr("p1_scans_busy", n=MAX_SCANS))
+                del _BUILDERS[finished]
+                others.remove(finished)
+        b = _BUILDERS[key] = AtlasBuilder(spec, net, layers)
+        return b
+
+
+def forget_atlas_builder(spec: str, layers=None) -> None:
+    """Drop a failed builder so that the next visit tries again."""
+    with _BUILDERS_LOCK:
+        for key in [k for k in _BUILDERS if k[0] == spec and (layers is None or k[3] == tuple(layers))]:
+            del _BUILDERS[key]
+
+
+def builder_count() -> int:
+    with _BUILDERS_LOCK:
+        return len(_BUILDERS)
+
+
+# ---- interface strings of this module and lessons/uploads.py (until they move to lessons/_strings.py) ----
+
+STRINGS = {
+    "uploads_off": {
+        "en": "Uploads are switched off on this server (its upload limit is larger than the app's). "
+              "Use the samples.",
+        "zh": "本服务器已关闭上传（其上传上限大于本应用的上限）。请使用示例图片。",
+    },
+    "uploads_too_many": {
+        "en": "{n} style images uploaded: the first {limit} are used.",
+        "zh": "上传了 {n} 张风格图：只使用前 {limit} 张。",
+    },
+    "limit_size": {"en": "Size {value} px is above the classroom limit of {limit} px.",
+                   "zh": "尺寸 {value} 像素超过了课堂上限 {limit} 像素。"},
+    "limit_steps": {"en": "{value} steps is above the classroom limit of {limit}.",
+                    "zh": "{value} 步超过了课堂上限 {limit} 步。"},
+    "limit_style_scale": {"en": "Style scale {value} is above the classroom limit of {limit}.",
+                          "zh": "风格缩放 {value} 超过了课堂上限 {limit}。"},
+    "limit_history": {"en": "L-BFGS memory {value} is above the classroom limit of {limit}.",
+                      "zh": "L-BFGS 记忆长度 {value} 超过了课堂上限 {limit}。"},
+    "limit_styles": {"en": "{value} style images is above the classroom limit of {limit}.",
+                     "zh": "{value} 张风格图超过了课堂上限 {limit} 张。"},
+    "job_place": {
+        "en": "Waiting: you are number {place} of {waiting} in the queue ({slots} transfers run at once).",
+        "zh": "排队中：你在 {waiting} 人中排第 {place} 位（同时运行 {slots} 个任务）。",
+    },
+    "job_time_limit": {"en": "Stopped at the classroom time limit ({secs:.0f} s); the latest image is kept.",
+                       "zh": "已到课堂时间上限（{secs:.0f} 秒），任务停止；保留最新的图像。"},
+    "job_replaced": {"en": "Stopped: a newer transfer of yours took its place.",
+                     "zh": "已停止：你新开始的任务取代了它。"},
+    "job_abandoned": {"en": "Stopped: this page was away too long, so its place went to others.",
+                      "zh": "已停止：此页面离开太久，它的位置已让给其他同学。"},
+    "job_queue_full": {"en": "The queue is full ({n} transfers are waiting). Please try again in a few minutes.",
+                       "zh": "队列已满（{n} 个任务在等待）。请过几分钟再试。"},
+    "p1_folder_refused": {"en": "This folder cannot be used. Type a folder inside the data folder your teacher set up.",
+                          "zh": "无法使用这个文件夹。请输入老师设定的数据文件夹中的某个文件夹。"},
+    "p1_scans_busy": {"en": "{n} folders are being scanned already; please try again when one has finished.",
+                      "zh": "已有 {n} 个文件夹正在扫描；请等其中一个完成后再试。"},
+}
+for _key, _texts in STRINGS.items():
+    UI.setdefault(_key, _texts)

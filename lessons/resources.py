@@ -1,0 +1,292 @@
+"""What every page shares: the backbone, the sample images, and figures made once per process.
+
+Everything here is plain Python cached with :func:`functools.lru_cache` (process-wide, shared by
+every session), so background threads (the warm-up) can use it without touching Streamlit.  Only
+the ``show_*`` helpers and :func:`backbone` draw on the page.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+import threading
+
+import streamlit as st
+
+from lessons.i18n import tr
+from lessons.settings import BACKBONE, DEVICE, demo_size, warm_up_wanted
+
+# ---- the network ------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4)
+def load_net(name: str = BACKBONE, device: str | None = DEVICE):
+    """The shared, frozen backbone (one per process; nobody may train it)."""
+    from teachkit.features import load_backbone
+
+    net = load_backbone(name, device=device)
+    net.requires_grad_(False)
+    net.eval()
+    return net
+
+
+def backbone():
+    """The shared backbone for a page; on failure, a clear error on the page and the page stops."""
+    from teachkit.features import BackboneError
+
+    try:
+        with st.spinner(tr("loading_backbone")):
+            return load_net(BACKBONE, DEVICE)
+    except BackboneError as err:
+        st.error(tr("backbone_failed", err=str(err)))
+        st.stop()
+
+
+def backbone_description(net) -> str:
+    """The sidebar's line about the network, in the session's language."""
+    from lessons.i18n import lang
+
+    if lang() == "en":
+        return net.description
+    if net.name == "vgg19":
+        return tr("backbone_vgg19")
+    return tr("backbone_torchvision", name=net.name.split("-")[0].upper())
+
+
+def device_label() -> str:
+    import torch
+
+    dev = load_net(BACKBONE, DEVICE).device
+    if dev.type == "cpu":
+        return tr("cpu_threads", n=torch.get_num_threads())
+    if dev.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(dev)})"
+    return str(dev)
+
+
+# ---- images -----------------------------------------------------------------------------------
+
+
+def samples() -> dict[str, list[str]]:
+    from teachkit.samples import list_samples
+
+    return list_samples()
+
+
+@functools.lru_cache(maxsize=64)
+def sample(name: str, size: int | None = None):
+    """A bundled content or style sample as a PIL image (cached, shared by all sessions: do not modify)."""
+    from teachkit.samples import sample_image
+
+    return sample_image(name, size)
+
+
+def png_bytes(img) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def open_png(data: bytes):
+    from PIL import Image
+
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def fig_png(fig, dpi: int = 144) -> bytes:
+    from teachkit.viz import figure_png
+
+    return figure_png(fig, dpi=dpi)
+
+
+def show_png(data: bytes, caption: str | None = None) -> None:
+    st.image(data, caption=caption, width="stretch")
+
+
+def show_image(img, caption: str | None = None, width: int | str = "stretch") -> None:
+    st.image(img, caption=caption, width=width)
+
+
+def noise_image(width: int, height: int, seed: int = 0):
+    """White noise, the starting point of the lecture's G."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), "RGB")
+
+
+# ---- figures made once per process ---------------------------------------------------------------
+#
+# Each figure is made once per process for given settings and kept as PNG bytes, so the second
+# student who opens a page gets it at once.  The defaults of lessons 1 and 5 are made right after
+# the app starts (warm_up), so even the first visit is quick.
+
+L1_LAYER, L1_HOW = "relu3_1", "most_varied"
+L5_LAYER, L5_PAIR, L5_TILES = "relu3_1", "most", 4
+
+
+def l5_size() -> int:
+    return demo_size(128, fast=48)
+
+
+@functools.lru_cache(maxsize=256)
+def units(atlas, layer: str, how: str) -> tuple[int, ...]:
+    """12 units of ``layer`` worth showing (teachkit.patches.select_units)."""
+    from teachkit.patches import select_units
+
+    return tuple(select_units(atlas, layer, how, 12))
+
+
+#: figure widths (inches) and the columns they are shown in on a 1280-px page (lessons/guide.py)
+UNIT_FIG_IN, UNIT_COLS = 5.0, (1, 1.25)
+MAP_FIG_IN = 5.5
+OVERVIEW_FIG_IN = 11.0
+
+
+def _fs(width_in: float, display_px: float, px: int) -> float:
+    from lessons.guide import fontsize_for
+
+    return fontsize_for(width_in, display_px, px)
+
+
+def _col(spec, i: int) -> float:
+    from lessons.guide import column_px
+
+    return column_px(spec, i)
+
+
+@functools.lru_cache(maxsize=512)
+def unit_png(atlas, layer: str, unit: int, lang: str = "en", px: int = 14) -> bytes:
+    """Lesson 1: a unit's nine top patches (left column)."""
+    from teachkit.viz import unit_figure
+
+    return fig_png(unit_figure(atlas, None, layer, unit, ncols=3, lang=lang, width=UNIT_FIG_IN,
+                               fontsize=_fs(UNIT_FIG_IN, _col(UNIT_COLS, 0), px)))
+
+
+@functools.lru_cache(maxsize=512)
+def where_png(atlas, layer: str, unit: int, rank: int, lang: str = "en", px: int = 14) -> bytes:
+    """Lesson 1: where a top patch sits in its image, and the unit's activation map (right column)."""
+    from teachkit.viz import activation_map_figure
+
+    return fig_png(activation_map_figure(atlas, None, layer, unit, load_net(), rank=rank, lang=lang, stacked=True,
+                                         width=MAP_FIG_IN, fontsize=_fs(MAP_FIG_IN, _col(UNIT_COLS, 1), px)))
+
+
+@functools.lru_cache(maxsize=16)
+def overview_png(atlas, lang: str = "en", px: int = 14) -> bytes:
+    """Lesson 1: nine units per layer, one layer per row."""
+    from lessons.guide import PAGE_PX
+    from teachkit.viz import layer_overview_figure
+
+    return fig_png(layer_overview_figure(atlas, None, n_units=9, how="most_active", lang=lang, by_row=True,
+                                         width=OVERVIEW_FIG_IN, fontsize=_fs(OVERVIEW_FIG_IN, PAGE_PX, px)))
+
+
+@functools.lru_cache(maxsize=64)
+def pair_png(style: str, layer: str, which: str, size: int) -> bytes:
+    """Lesson 5: one entry G_kk' taken apart (teachkit.gram.pair_figure)."""
+    from teachkit.gram import pair_figure
+
+    return fig_png(pair_figure(load_net(), sample(style, size), layer, which=which))
+
+
+@functools.lru_cache(maxsize=64)
+def comparison_png(style: str, g_png: bytes, layer: str, size: int) -> bytes:
+    """Lesson 5: G[l](S), G[l](G) and their difference (teachkit.gram.gram_comparison_figure)."""
+    from teachkit.gram import gram_comparison_figure
+
+    return fig_png(gram_comparison_figure(load_net(), sample(style, size), open_png(g_png), layer, n_channels=32),
+                   dpi=85)
+
+
+@functools.lru_cache(maxsize=64)
+def style_layer_costs(style: str, g_png: bytes, size: int, layers: tuple[str, ...]) -> dict[str, float]:
+    """Lesson 5: J_style[l](S, G) of every layer: one forward pass per image, teachkit's formulas."""
+    import torch
+
+    from teachkit.costs import gram_matrix, style_layer_cost
+    from teachkit.gram import to_input
+
+    net = load_net()
+    with torch.no_grad():
+        a_s = net.extract(to_input(sample(style, size), device=net.device), list(layers))
+        a_g = net.extract(to_input(open_png(g_png), size, net.device), list(layers))
+    return {l: float(style_layer_cost(gram_matrix(a_s[l][0]), a_g[l][0])) for l in layers}
+
+
+@functools.lru_cache(maxsize=64)
+def shuffle_png(style: str, tiles: int, size: int) -> bytes:
+    """Lesson 5: shuffled tiles, Gram vs features (teachkit.gram.position_blindness_figure)."""
+    from teachkit.gram import position_blindness_figure
+
+    return fig_png(position_blindness_figure(load_net(), sample(style, size), tiles=tiles), dpi=90)
+
+
+def l5_g_png(kind: str, style: str, last_g=None) -> bytes:
+    """The image G that lesson 5 compares with S, as PNG bytes (a cache key)."""
+    from teachkit.samples import DEFAULT_CONTENT
+
+    size = l5_size()
+    if kind == "content":
+        img = sample(DEFAULT_CONTENT, size)
+    elif kind == "noise":
+        img = noise_image(size, size)
+    elif kind == "style2":
+        img = sample(next(n for n in samples()["style"] if n != style), size)
+    else:
+        img = last_g
+    return png_bytes(img)
+
+
+# ---- warm-up: the default figures, made in a background thread when the app starts -------------
+
+
+def _warm_up() -> None:
+    """Make the default figures of lessons 1 and 5 (and lesson 1's atlas) before anybody asks.
+
+    Runs in a plain thread: it calls only the lru_cached functions above and teachkit, never Streamlit.
+    """
+    from lessons import jobs
+    from lessons.settings import atlas_default_dataset
+    from teachkit.features import DEFAULT_STYLE_LAYERS
+    from teachkit.samples import DEFAULT_STYLE
+
+    try:
+        net = load_net()
+        with jobs.compute_slot():
+            size = l5_size()
+            g = l5_g_png("content", DEFAULT_STYLE)
+            pair_png(DEFAULT_STYLE, L5_LAYER, L5_PAIR, size)
+            comparison_png(DEFAULT_STYLE, g, L5_LAYER, size)
+            style_layer_costs(DEFAULT_STYLE, g, size, tuple(DEFAULT_STYLE_LAYERS))
+            shuffle_png(DEFAULT_STYLE, L5_TILES, size)
+        builder = jobs.atlas_builder(atlas_default_dataset(), net, DEFAULT_STYLE_LAYERS)
+        builder.done.wait()
+        if builder.atlas is not None:
+            with jobs.compute_slot():
+                atlas = builder.atlas
+                overview_png(atlas)
+                first = units(atlas, L1_LAYER, L1_HOW)[0]
+                unit_png(atlas, L1_LAYER, first)
+                where_png(atlas, L1_LAYER, first, 0)
+    except Exception:  # noqa: BLE001 - warming up is only an optimisation
+        logging.getLogger(__name__).exception("teachkit app: warm-up failed")
+
+
+_WARM_UP: list[threading.Thread] = []
+_WARM_UP_LOCK = threading.Lock()
+
+
+def start_warm_up() -> threading.Thread | None:
+    """Start the warm-up thread once per process (not under TEACHKIT_FAST or TEACHKIT_WARMUP=0)."""
+    if not warm_up_wanted():
+        return None
+    with _WARM_UP_LOCK:
+        if not _WARM_UP:
+            thread = threading.Thread(target=_warm_up, name="teachkit-warm-up", daemon=True)
+            thread.start()
+            _WARM_UP.append(thread)
+        return _WARM_UP[0]

@@ -1,0 +1,205 @@
+"""Uploads: limits that hold however the app is started, decoded once, and short errors.
+
+* **the server's limit** -- Streamlit's server refuses any upload larger than ``server.maxUploadSize``
+  (the per-widget limit is only enforced by the browser).  ``make run`` passes the app's limit
+  to the server; :func:`check_served_limits` checks at start that the server's limit is not larger
+  than the app's, and if it is, :func:`uploads_allowed` is False and no upload widget is shown;
+* **pixels before pixels are decoded** -- the pixel count is read from the file's header and checked
+  (:func:`teachkit.images.check_upload`) before decoding; ``UPLOAD_MAX_PIXELS`` bounds the memory
+  a decode takes (about 23 bytes per pixel for an RGBA PNG, measured by ``benchmarks/load.py
+  --decode``), and at most ``MAX_DECODES`` decodes run at once;
+* **decoded once per session** -- a decoded upload is kept in the session (keyed by the SHA-256 of
+  its bytes), scaled down to the largest side the app ever uses, so reruns cost nothing;
+* **few style images** -- at most ``MAX_STYLE_UPLOADS`` style uploads are used;
+* **short errors** -- every problem is one ``st.error`` naming the file; visitors never see a
+  traceback (``client.showErrorDetails`` is "none" unless the teacher set it).
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import logging
+import threading
+
+import streamlit as st
+
+from lessons.i18n import tr
+from lessons.jobs import LIMITS
+from lessons.settings import env_int
+
+_log = logging.getLogger(__name__)
+
+UPLOAD_MAX_MB = max(1, env_int("TEACHKIT_UPLOAD_MAX_MB", 10))
+UPLOAD_MAX_PIXELS = max(1, env_int("TEACHKIT_UPLOAD_MAX_MP", 12)) * 1_000_000
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
+MAX_STYLE_UPLOADS = max(1, env_int("TEACHKIT_MAX_STYLE_UPLOADS", 3))
+MAX_DECODES = 2  #: uploads decoded at the same time, for the whole classroom (bounds decode memory)
+_CACHE_KEY = "_uploads"
+_CACHE_SIZE = MAX_STYLE_UPLOADS + 3  # decoded uploads kept per session (content + styles + a few)
+
+_DECODES = threading.BoundedSemaphore(MAX_DECODES)
+
+
+# ---- the limits of the running server ----
+
+
+def server_upload_limit_mb() -> int:
+    """The upload limit the running server enforces (``server.maxUploadSize``, MB)."""
+    return int(st.get_option("server.maxUploadSize"))
+
+
+def uploads_allowed() -> bool:
+    """True when the server refuses uploads larger than the app's own limit."""
+    return server_upload_limit_mb() <= UPLOAD_MAX_MB
+
+
+_checked = threading.Event()
+
+
+def check_served_limits() -> bool:
+    """Check once per process, at start, that the server holds the app's limits; returns
+    :func:`uploads_allowed`.
+
+    A server started without ``--server.maxUploadSize`` (e.g. ``streamlit run`` from another folder,
+    where ``.streamlit/config.toml`` is not read) would accept 200 MB per request: then uploads are
+    switched off and the log says how to start the app.  Error details are set to "none" (a short
+    message for visitors, the traceback in the log) unless the teacher set them explicitly.
+    """
+    from streamlit import config
+
+    ok = uploads_allowed()
+    if not _checked.is_set():
+        _checked.set()
+        if not ok:
+            _log.warning(
+                "teachkit app: the server accepts uploads up to %s MB, more than the app's limit of %s MB: "
+                "uploads are switched off.  Start the app with `make run`, or pass "
+                "--server.maxUploadSize %s to `streamlit run`.", server_upload_limit_mb(), UPLOAD_MAX_MB,
+                UPLOAD_MAX_MB)
+    if not config.is_manually_set("client.showErrorDetails") and st.get_option("client.showErrorDetails") != "none":
+        st.set_option("client.showErrorDetails", "none")
+    return ok
+
+
+# ---- reading one upload ----
+
+
+def _cache() -> "collections.OrderedDict[str, tuple]":
+    cache = st.session_state.get(_CACHE_KEY)
+    if not isinstance(cache, collections.OrderedDict):
+        cache = st.session_state[_CACHE_KEY] = collections.OrderedDict()
+    return cache
+
+
+def decode_upload(data: bytes, name: str):
+    """Bytes of an uploaded file -> a PIL RGB image no larger than the app ever uses.
+
+    Raises :class:`teachkit.images.ImageError` (naming the file) for every problem: too many
+    bytes, too many pixels (read from the header, before decoding), not an image, corrupt.
+    """
+    from teachkit.images import ImageError, check_upload, load_image, resize_long_side
+
+    if len(data) > UPLOAD_MAX_MB * 1024 * 1024:
+        raise ImageError.about(name, f"file is {len(data) / 2**20:.1f} MB, the limit is {UPLOAD_MAX_MB} MB")
+    width, height = check_upload(data, max_pixels=UPLOAD_MAX_PIXELS, name=name)  # the header only
+    # Larger than ever used: load_image scales it down (a JPEG is even decoded at a reduced scale).
+    size = LIMITS.work_side if max(width, height) > LIMITS.work_side else None
+    with _DECODES:
+        img = load_image(data, name=name, max_pixels=UPLOAD_MAX_PIXELS, size=size)
+    if max(img.size) > LIMITS.work_side:
+        img = resize_long_side(img, LIMITS.work_side)
+    return img
+
+
+def read_upload(file, what: str):
+    """Turn an ``st.file_uploader`` value into a PIL RGB image, or show ``st.error`` and return None.
+
+    Decoded once per session: the result (image or error) is kept under the SHA-256 of the
+    file's bytes, so a rerun, a language switch or the same file on another page costs nothing.
+    """
+    if file is None:
+        return None
+    from teachkit.images import ImageError
+
+    data = file.getvalue()
+    key = hashlib.sha256(data).hexdigest()
+    cache = _cache()
+    hit = cache.get(key)
+    if hit is None:
+        try:
+            hit = ("ok", decode_upload(data, file.name))
+        except ImageError as err:
+            hit = ("bad", str(err))
+        except Exception as err:  # noqa: BLE001 - a decoder bug must not take the page down
+            hit = ("bad", f"{file.name}: {type(err).__name__}")
+        cache[key] = hit
+        while len(cache) > _CACHE_SIZE:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(key)
+    if hit[0] == "bad":
+        st.error(tr("upload_bad", what=what, err=hit[1]))
+        return None
+    return hit[1]
+
+
+# ---- widgets ----
+
+
+def _help() -> str:
+    return tr("upload_help", mb=UPLOAD_MAX_MB, mp=UPLOAD_MAX_PIXELS // 10**6)
+
+
+def uploader(what: str, key: str):
+    """An image uploader with the classroom limits; returns ``(PIL image or None, file name)``.
+
+    When the server's limit is larger than the app's (see :func:`check_served_limits`) there is no
+    widget, only a short note.
+    """
+    if not uploads_allowed():
+        st.caption(tr("uploads_off"))
+        return None, None
+    file = st.file_uploader(tr("upload_label", what=what), type=UPLOAD_TYPES, key=key,
+                            max_upload_size=UPLOAD_MAX_MB, help=_help())
+    img = read_upload(file, what)
+    return img, (file.name if img is not None else None)
+
+
+def style_uploader(label: str, what: str, key: str) -> list[tuple[str, object]]:
+    """Several style images: ``[(file name, PIL image)]`` of the valid ones, at most
+    ``MAX_STYLE_UPLOADS`` (a warning says when more were given; the first ones are used)."""
+    if not uploads_allowed():
+        st.caption(tr("uploads_off"))
+        return []
+    files = st.file_uploader(label, type=UPLOAD_TYPES, accept_multiple_files=True, key=key,
+                             max_upload_size=UPLOAD_MAX_MB, help=_help()) or []
+    if len(files) > MAX_STYLE_UPLOADS:
+        st.warning(tr("uploads_too_many", n=len(files), limit=MAX_STYLE_UPLOADS))
+        files = files[:MAX_STYLE_UPLOADS]
+    out = []
+    for f in files:
+        img = read_upload(f, what)
+        if img is not None:
+            out.append((f.name, img))
+    return out
+
+
+def image_picker(what: str, key: str, *, kind: str, default: str, upload: bool = True, size: int | None = None):
+    """A sample selectbox plus (optionally) an uploader; returns ``(PIL image, label)``.
+
+    A valid upload wins over the sample; a broken one shows an error and the sample is used.
+    """
+    from lessons.resources import sample, samples
+
+    names = samples()[kind]
+    index = names.index(default) if default in names else 0
+    name = st.selectbox(tr(f"pick_{kind}"), names, index=index, key=f"{key}_sample")
+    img, label = None, name
+    if upload:
+        img, filename = uploader(what, f"{key}_upload")
+        if img is not None:
+            label = filename
+    if img is None:
+        img = sample(name, size)
+    return img, label

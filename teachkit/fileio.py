@@ -1,0 +1,57 @@
+"""Small shared helpers for arguments and files: one home each.
+
+* :func:`check_int` -- validate a whole-number argument with a lower bound.
+* :func:`atomic_write` -- write a file under a temporary name in the same folder and rename it into
+  place only when writing succeeded, so an interrupted or failed write never leaves half a file
+  (and never a stray temporary file) behind.  The finished file gets the permissions a plain
+  ``open()`` would give it (``0o666`` less the umask), not ``mkstemp``'s private ``0o600``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import tempfile
+from typing import IO, Iterator
+
+import numpy as np
+
+__all__ = ["atomic_write", "check_int"]
+
+
+def check_int(name: str, value, low: int) -> int:
+    """``value`` as an ``int`` if it is a whole number >= ``low`` (bools refused); else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be a whole number >= {low}, not {value!r}")
+    return int(value)
+
+
+def _umask() -> int:
+    # os.umask can only be read by setting it; put it straight back.
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file beside ``path`` for writing; on success rename it onto ``path``.
+
+    On any exception (KeyboardInterrupt included) the temporary file is removed and the exception
+    propagates; ``path`` keeps whatever it held before.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write opens files for writing only ('w' or 'wb'), not {mode!r}")
+    p = pathlib.Path(path)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-", suffix=p.suffix)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+            f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,191 @@
+"""The `teachkit` command as a whole: sub-command registration, `patches merge`, and safe file handling
+(an output that is an input, pipes as input, interrupted writes, file modes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from teachkit import cli
+from teachkit.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny images: one thread is fastest (conftest)
+
+FAST = ["--size", "32", "--steps", "2", "--style-layers", "relu1_1", "--content-layer", "relu1_1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(11)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (36, 40, 3), dtype=np.uint8)).save(root / f"p{i}.png")
+    return root
+
+
+def one_line_error(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_every_sub_command_is_registered_once():
+    names = list(cli.build_parser()._subparsers._group_actions[0].choices)
+    assert names == ["layers", "transfer", "patches", "gram", "reconstruct", *names[5:]]
+    assert len(names) == len(set(names)) == len(cli.COMMANDS)
+
+
+def test_gram_shorthand_means_show():
+    assert cli._gram_shorthand(["gram", "chelsea", "-o", "x.png"]) == ["gram", "show", "chelsea", "-o", "x.png"]
+    for argv in (["gram", "pair", "chelsea"], ["gram", "--help"], ["transfer", "chelsea"], ["gram"]):
+        assert cli._gram_shorthand(argv) == argv
+
+
+# ---- patches merge -------------------------------------------------------------------------------
+
+
+def test_patches_merge_of_two_shards_equals_the_whole_scan(photos, tmp_path, monkeypatch, capsys):
+    from teachkit.patches import Atlas
+
+    monkeypatch.setenv("TEACHKIT_CACHE", str(tmp_path / "cache"))
+    scan = ["patches", "scan", "--data", str(photos), "--layers", "relu1_1,relu2_1", "--k", "3",
+            "--image-size", "32", "--batch-size", "2"]
+    assert main([*scan, "--out", str(tmp_path / "whole.npz")]) == 0
+    assert main([*scan, "--shard", "0/2", "--out", str(tmp_path / "a.npz")]) == 0
+    assert main([*scan, "--shard", "1/2", "--out", str(tmp_path / "b.npz")]) == 0
+    capsys.readouterr()
+    assert main(["patches", "merge", str(tmp_path / "b.npz"), str(tmp_path / "a.npz"),
+                 "-o", str(tmp_path / "merged.npz")]) == 0
+    assert "merged.npz" in capsys.readouterr().out
+    whole, merged = Atlas.load(tmp_path / "whole.npz"), Atlas.load(tmp_path / "merged.npz")
+    part = Atlas.load(tmp_path / "a.npz")
+    assert merged.layers == whole.layers
+    for n in whole.layers:
+        for field in ("values", "images", "ys", "xs"):
+            assert np.array_equal(getattr(merged, field)[n], getattr(whole, field)[n]), (n, field)
+        assert not np.array_equal(part.images[n], whole.images[n])  # a shard alone is not the whole
+    assert (merged.meta["start"], merged.meta["end"]) == (0, 4)
+
+    # The same shard twice would count its images twice; an output that is an input is refused.
+    assert main(["patches", "merge", str(tmp_path / "a.npz"), str(tmp_path / "a.npz"),
+                 "-o", str(tmp_path / "twice.npz")]) == 2
+    assert "overlap" in one_line_error(capsys.readouterr().err)
+    assert main(["patches", "merge", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"),
+                 "-o", str(tmp_path / "a.npz")]) == 2
+    assert "input" in one_line_error(capsys.readouterr().err)
+    assert main(["patches", "merge", str(tmp_path / "a.npz"), "-o", str(tmp_path / "one.npz")]) == 2
+    assert "two atlas files" in one_line_error(capsys.readouterr().err)
+    assert main(["patches", "merge", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"),
+                 "-o", str(tmp_path / "m.txt")]) == 2
+    assert "m.txt" in one_line_error(capsys.readouterr().err)
+
+
+# ---- the output is never an input; a pipe is not an image --------------------------------------
+
+
+def test_output_equal_to_an_input_is_refused(photos, tmp_path, capsys):
+    content = tmp_path / "photo.png"
+    content.write_bytes((photos / "p0.png").read_bytes())
+    before = content.read_bytes()
+    (tmp_path / "same.png").symlink_to(content)
+    for out in (content, tmp_path / "same.png", tmp_path / "x" / ".." / "photo.png"):
+        (tmp_path / "x").mkdir(exist_ok=True)
+        assert main(["transfer", str(content), "waves", "-o", str(out), *FAST]) == 2
+        line = one_line_error(capsys.readouterr().err)
+        assert "photo.png" in line and "input" in line
+        assert main(["transfer", "chelsea", str(content), "--log", str(tmp_path / "l.json"),
+                     "-o", str(out), *FAST]) == 2  # a style image is an input too
+        assert "input" in one_line_error(capsys.readouterr().err)
+    assert content.read_bytes() == before
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_pipe_as_input_is_an_error_not_a_hang(tmp_path, capsys):
+    fifo = tmp_path / "photo.png"
+    os.mkfifo(fifo)
+    rc = {}
+    t = threading.Thread(target=lambda: rc.setdefault("rc", main(["transfer", str(fifo), "waves", "-o",
+                                                                 str(tmp_path / "o.png"), *FAST])), daemon=True)
+    t.start()
+    t.join(60)
+    if t.is_alive():
+        with open(fifo, "wb"):  # let the blocked reader go, then fail
+            pass
+        pytest.fail("teachkit transfer blocked on a FIFO")
+    assert rc["rc"] == 2
+    line = one_line_error(capsys.readouterr().err)
+    assert "photo.png" in line and "not a regular file" in line
+
+
+# ---- interrupted writes leave the old file and no temporary file; modes follow the umask ---------
+
+
+def run_transfer(photos, tmp_path, *extra):
+    return main(["transfer", str(photos / "p0.png"), str(photos / "p1.png"), "-o", str(tmp_path / "out.png"),
+                 *FAST, *extra])
+
+
+def leftovers(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".tmp"))
+
+
+def test_ctrl_c_while_saving_the_result(photos, tmp_path, monkeypatch, capsys):
+    (tmp_path / "out.png").write_bytes(b"old result")
+
+    def interrupted(self, fp, *args, **kwargs):
+        fp.write(b"half a picture")
+        raise KeyboardInterrupt  # the second Ctrl-C, during the save
+
+    monkeypatch.setattr(Image.Image, "save", interrupted)
+    assert run_transfer(photos, tmp_path) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert (tmp_path / "out.png").read_bytes() == b"old result" and leftovers(tmp_path) == []
+
+
+def test_log_written_atomically_and_modes_follow_the_umask(photos, tmp_path, monkeypatch, capsys):
+    log = tmp_path / "log.json"
+    log.write_text('{"old": true}')
+    real_dump = json.dump
+
+    def interrupted(obj, fp, **kwargs):
+        fp.write('{"half": ')
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(json, "dump", interrupted)
+    old_mask = os.umask(0o027)
+    try:
+        assert run_transfer(photos, tmp_path, "--log", str(log)) == 130
+    finally:
+        os.umask(old_mask)
+    assert json.loads(log.read_text()) == {"old": True} and leftovers(tmp_path) == []
+    # The image was written before the log, as a new file: 0o666 less the umask, not 0o600.
+    assert stat.S_IMODE((tmp_path / "out.png").stat().st_mode) == 0o640
+    monkeypatch.setattr(json, "dump", real_dump)
+    capsys.readouterr()
+
+
+@pytest.mark.xfail(reason="needs teachkit.viz.save_figure to write through fileio.atomic_write "
+                   "(asked of H-lessons in /tmp/team/notes_for_lessons.md); remove this mark then", strict=False)
+def test_plot_written_atomically(photos, tmp_path, monkeypatch, capsys):
+    from matplotlib.figure import Figure
+
+    plot = tmp_path / "plot.png"
+    plot.write_bytes(b"old plot")
+
+    def interrupted(self, fname, *args, **kwargs):
+        if hasattr(fname, "write"):
+            fname.write(b"half a plot")
+        else:
+            with open(fname, "wb") as f:
+                f.write(b"half a plot")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", interrupted)
+    assert run_transfer(photos, tmp_path, "--plot", str(plot)) == 130
+    assert plot.read_bytes() == b"old plot" and leftovers(tmp_path) == []

@@ -14,8 +14,14 @@ Three measurements, each a sub-command (``all`` runs the first three with quick 
 ``memory``    peak resident memory (VmHWM) while scanning N images (a repeated set: the sample
               crops over and over) at a given size; RSS is sampled after every batch to show
               it stays flat.  Run ``memory --images 10000`` in the background for the 10k figure.
-``sample``    the time to build the ``sample`` atlas with the defaults (layers, image size), as
-              the Streamlit app does on its first visit (into a throw-away cache folder).
+``sample``    the ``sample`` atlas with the defaults (layers, image size), into a throw-away
+              cache folder: the first visit (the index shipped in ``teachkit/data``, plus cutting
+              9 patches of every layer from the images), then with ``--scan`` a full scan as a
+              dataset without a shipped index needs, then a cache hit.
+``sizes``     scan time per image at several image sizes (the first ``--images`` sample crops,
+              the default layers), the sizes alternating round by round; medians and ratios.
+``padding``   how much of the kept top patches is padding, per layer, for saved atlases
+              (``--atlas FILE ...``), e.g. one scanned with ``min_inside=0`` beside the default.
 
 Run from the repository root, e.g.::
 
@@ -181,25 +187,80 @@ def bench_memory(args) -> dict:
 
 def bench_sample(args) -> dict:
     net = load_backbone("vgg19", device="cpu")
+    res: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        last = [0.0]
+        shipped = P.get_atlas("sample", net, cache_dir=tmp)
+        for layer in shipped.layers:
+            for unit in range(9):
+                shipped.patches(layer, unit)
+        res.update(first_visit_seconds=time.perf_counter() - t0, from_shipped_index=shipped.path is not None
+                   and shipped.path.parent == P.shipped_dir())
+        if args.scan:
+            t0 = time.perf_counter()
+            last = [0.0]
 
-        def cb(p):
-            if time.perf_counter() - last[0] > 15:
-                last[0] = time.perf_counter()
-                print(f"  {p.step}/{p.total} images, {time.perf_counter() - t0:.0f} s", flush=True)
+            def cb(p):
+                if time.perf_counter() - last[0] > 15:
+                    last[0] = time.perf_counter()
+                    print(f"  {p.step}/{p.total} images, {time.perf_counter() - t0:.0f} s", flush=True)
 
-        atlas = P.get_atlas("sample", net, callback=cb, cache_dir=tmp, batch_size=args.batch_size)
-        dt = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        again = P.get_atlas("sample", net, cache_dir=tmp)
-        hit = time.perf_counter() - t1
-    res = {"images": atlas.n_images, "size": atlas.image_size, "layers": atlas.layers,
-           "batch_size": args.batch_size, "seconds": dt, "img_s": atlas.n_images / dt,
-           "cache_hit_seconds": hit, "same": again.n_images == atlas.n_images}
+            atlas = P.get_atlas("sample", net, callback=cb, cache_dir=tmp, batch_size=args.batch_size, rescan=True)
+            dt = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            again = P.get_atlas("sample", net, cache_dir=tmp)
+            res.update(images=atlas.n_images, size=atlas.image_size, layers=atlas.layers, batch_size=args.batch_size,
+                       seconds=dt, img_s=atlas.n_images / dt, cache_hit_seconds=time.perf_counter() - t1,
+                       same_as_shipped=all((atlas.images[n] == shipped.images[n]).all() for n in atlas.layers),
+                       cached=again.path is not None and again.path.parent == Path(tmp))
     print("sample:", {k: round(v, 2) if isinstance(v, float) else v for k, v in res.items()}, flush=True)
     return res
+
+
+def bench_sizes(args) -> dict:
+    net = load_backbone("vgg19", device="cpu")
+    ds = SampleDataset()
+    times: dict[int, list[float]] = {s: [] for s in args.sizes}
+    for _ in range(args.rounds):
+        for size in args.sizes:
+            t0 = time.perf_counter()
+            P.scan(net, ds, end=args.images, image_size=size)
+            times[size].append((time.perf_counter() - t0) / args.images)
+    med = {s: statistics.median(v) for s, v in times.items()}
+    base = med[args.sizes[0]]
+    for s in args.sizes:
+        print(f"sizes: {s} px: median {med[s] * 1000:.0f} ms/image over {args.rounds} rounds "
+              f"(x{med[s] / base:.2f} of {args.sizes[0]} px; pixels x{(s / args.sizes[0]) ** 2:.2f})", flush=True)
+    return med
+
+
+def padding_fraction(atlas, layer):
+    """Per kept hit of ``layer``: the fraction of its receptive-field box outside the image."""
+    import numpy as np
+
+    rf, size = atlas.rf(layer), atlas.image_size
+    valid = atlas.images[layer] >= 0
+    top = rf.start(0) + rf.stride * atlas.ys[layer][valid].astype(np.int64)
+    left = rf.start_x(0) + rf.stride_x * atlas.xs[layer][valid].astype(np.int64)
+    rows = np.clip(top + rf.size, 0, size) - np.clip(top, 0, size)
+    cols = np.clip(left + rf.size_x, 0, size) - np.clip(left, 0, size)
+    return 1.0 - rows * cols / (rf.size * rf.size_x)
+
+
+def bench_padding(args) -> list:
+    import numpy as np
+
+    out = []
+    for path in args.atlas:
+        atlas = P.Atlas.load(path)
+        for layer in atlas.layers:
+            f = padding_fraction(atlas, layer)
+            row = {"atlas": Path(path).name, "size": atlas.image_size, "min_inside": atlas.meta["min_inside"],
+                   "layer": layer, "rf": atlas.rf(layer).size, "mean": float(f.mean()),
+                   "median": float(np.median(f)), "over_half": float((f > 0.5).mean()), "max": float(f.max())}
+            print("padding:", {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
+            out.append(row)
+    return out
 
 
 def main(argv=None) -> int:
@@ -217,6 +278,13 @@ def main(argv=None) -> int:
     m.add_argument("--layers", default="relu", help="'relu' (all 16) or a comma-separated list")
     s = sub.add_parser("sample")
     s.add_argument("--batch-size", type=int, default=P.DEFAULT_BATCH_SIZE)
+    s.add_argument("--scan", action="store_true", help="also time a full scan (several minutes)")
+    sz = sub.add_parser("sizes")
+    sz.add_argument("--sizes", type=int, nargs="+", default=[112, 160])
+    sz.add_argument("--images", type=int, default=48)
+    sz.add_argument("--rounds", type=int, default=3)
+    pd = sub.add_parser("padding")
+    pd.add_argument("--atlas", nargs="+", required=True)
     a = sub.add_parser("all")
     a.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)
@@ -227,10 +295,14 @@ def main(argv=None) -> int:
         bench_memory(args)
     elif args.what == "sample":
         bench_sample(args)
+    elif args.what == "sizes":
+        bench_sizes(args)
+    elif args.what == "padding":
+        bench_padding(args)
     else:
         bench_overhead(argparse.Namespace(images=32, batch_size=8, size=224, rounds=2))
         bench_memory(argparse.Namespace(images=160, size=224, batch_size=16, layers="relu"))
-        bench_sample(argparse.Namespace(batch_size=P.DEFAULT_BATCH_SIZE))
+        bench_sample(argparse.Namespace(batch_size=P.DEFAULT_BATCH_SIZE, scan=True))
     return 0
 
 

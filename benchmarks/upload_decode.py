@@ -29,14 +29,17 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD = r"""
 import resource, sys, time
 sys.path.insert(0, sys.argv[3])
-from teachkit.images import check_upload, load_image
+import teachkit.images as images
 data, size = open(sys.argv[1], "rb").read(), int(sys.argv[2])
-t0 = time.perf_counter()
-check_upload(data, max_pixels=None)
-header_ms = (time.perf_counter() - t0) * 1000
+header_ms = float("nan")
+if hasattr(images, "check_upload"):  # an older checkout has none
+    images.check_upload(data, max_pixels=None)  # the first call registers PIL's plugins
+    t0 = time.perf_counter()
+    images.check_upload(data, max_pixels=None)
+    header_ms = (time.perf_counter() - t0) * 1000
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
-load_image(data, size=size, max_pixels=None)
+images.load_image(data, size=size, max_pixels=None)
 seconds = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(len(data), (peak - base) / 1024, seconds, header_ms)
@@ -58,16 +61,19 @@ def main() -> None:
     ap.add_argument("--megapixels", type=float, default=25.0, help="pixels of the test image, in millions (default 25)")
     ap.add_argument("--size", type=int, default=768, help="long side load_image scales to (default 768)")
     ap.add_argument("--modes", default="RGB,RGBA,L,P,LA", help="PIL modes, comma-separated")
+    ap.add_argument("--package-root", default=str(ROOT),
+                    help="folder holding the teachkit package to measure (another checkout, to compare)")
     args = ap.parse_args()
     side = int((args.megapixels * 1e6) ** 0.5)
     print(f"CPU: {cpu_name()}; Python {platform.python_version()}")
+    print(f"teachkit from {args.package_root}")
     print(f"load_image(bytes, size={args.size}) of a {side}x{side} PNG ({side * side / 1e6:.1f} MP), fresh process each")
     print(f"{'mode':<5} {'file KB':>8} {'peak MB':>8} {'MB/MP':>6} {'bytes/px':>8} {'decode s':>8} {'header ms':>9}")
     for mode in args.modes.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"{mode}.png"  # made here, so the child's memory holds only the decode
             Image.new(mode, (side, side)).save(path)
-            out = subprocess.run([sys.executable, "-c", CHILD, str(path), str(args.size), str(ROOT)],
+            out = subprocess.run([sys.executable, "-c", CHILD, str(path), str(args.size), args.package_root],
                                  capture_output=True, text=True, check=True).stdout.split()
         size_b, peak_mb, seconds, header_ms = int(out[0]), float(out[1]), float(out[2]), float(out[3])
         mp = side * side / 1e6

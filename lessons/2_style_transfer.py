@@ -1,69 +1,107 @@
-"""Lesson 2 -- what is neural style transfer?  C, S and G side by side, and a small live transfer."""
+"""Lesson 2 -- what is neural style transfer?  A finished transfer from the gallery, then one run live."""
 
 import streamlit as st
 
-from lessons import settings as cfg
-from lessons import jobs
+from lessons import guide, jobs
 from lessons import resources as res
-from lessons.i18n import md, page_title, tr
+from lessons import settings as cfg
+from lessons.i18n import choice, lang, md, page_title, tr
+from teachkit.prepare import GALLERY
+from teachkit.transfer import TransferConfig
 
 P = "2_style_transfer"
-SIZE = cfg.demo_size(128)
-STEPS = cfg.demo_steps(40)
+FAST = cfg.fast_mode()
+SIZE = cfg.demo_size(256, fast=32)
+
+
+def live_config() -> TransferConfig:
+    """The engine's classroom preset; tiny under TEACHKIT_FAST or with TEACHKIT_DEMO_SIZE/STEPS."""
+    steps = cfg.demo_steps(0, fast=2)
+    if FAST or SIZE != 256 or steps:
+        return TransferConfig.preset("quick", size=SIZE, steps=steps or 60, scales=None, scale_steps=None,
+                                     preview_every=1, seed=0)
+    return TransferConfig.preset("quick", preview_every=2, seed=0)
+
 
 page_title(2)
+guide.teacher_note(P)
 md(P, "intro")
-md(P, "demo")
 
-pick_c, pick_s, run_col = st.columns([1, 1, 1], vertical_alignment="bottom")
-names = res.samples()
+# ---- a finished transfer, at once (teachkit prepare) ----
+st.subheader(tr("p2_gallery"))
+pairs = [p for p in GALLERY if res.prepared("gallery", *p) is not None]
+if not pairs:
+    st.info(tr("not_prepared"))
+else:
+    pair = choice(st.radio, tr("p2_pick_example"), pairs, "p2_example", horizontal=True,
+                  labels=lambda p: f"{res.sample_label(p[0])} + {res.sample_label(p[1])}")
+    item = res.prepared("gallery", *pair)
+    frames = list(range(len(item.images)))
+    col_c, col_s, col_g = st.columns(3)
+    with col_c:
+        res.show_image(res.sample(pair[0], 384), caption=tr("content_C"))
+    with col_s:
+        res.show_image(res.sample(pair[1], 384), caption=tr("style_S"))
+    with col_g:
+        shown = st.select_slider(tr("p2_frame"), frames, value=frames[-1], key=f"p2_frame_{pair[0]}_{pair[1]}_{lang()}",
+                                 format_func=lambda i: tr("p2_step", n=item.labels[i]))
+        caption = tr("p2_start_caption") if shown == 0 else tr("p3_step_n", n=item.labels[shown])
+        res.show_image(item.images[shown], caption=caption)
+    st.caption(tr("p2_prepared_note", steps=item.meta["steps"], secs=item.meta["seconds"], size=item.meta["size"]))
+    guide.look(P, "gallery")
+
+md(P, "how")
+
+# ---- run one live ----
+st.divider()
+st.subheader(tr("p2_live"))
+md(P, "demo")
+config = live_config()
+pick_c, pick_s, run_col = st.columns([1, 1, 1], vertical_alignment="top")
 with pick_c:
-    content_name = st.selectbox(tr("pick_content"), names["content"], key="p2_content")
+    content_key, content_label = res.picker("content", "p2_content")
 with pick_s:
-    style_name = st.selectbox(tr("pick_style"), names["style"], key="p2_style")
+    style_key, style_label = res.picker("style", "p2_style")
 with run_col:
     run = st.button(tr("p2_run"), type="primary", key="p2_run", icon=":material/play_arrow:", width="stretch")
-    st.caption(tr("p2_note", size=SIZE, steps=STEPS))
+    st.caption(tr("p2_note", size=config.size, steps=config.steps if config.scale_steps is None
+                  else sum(config.scale_steps)))
 
 col_c, col_s, col_g = st.columns(3)
 with col_c:
-    st.subheader(tr("content_C"))
-    res.show_image(res.sample(content_name, 384))
+    res.show_image(res.picture(content_key, 384), caption=f"{tr('content_C')}: {content_label}")
 with col_s:
-    st.subheader(tr("style_S"))
-    res.show_image(res.sample(style_name, 384))
+    res.show_image(res.picture(style_key, 384), caption=f"{tr('style_S')}: {style_label}")
 with col_g:
-    st.subheader(tr("generated_G"))
     g_slot = st.empty()
     progress_slot = st.container()
 
-pair = (content_name, style_name, SIZE, STEPS)
+first_side = (config.scales or (config.size,))[0]
+start = res.real_start(content_key, first_side, config, style_key)
+settings = (content_key, style_key, repr(config))
 if run:
-    from teachkit.transfer import TransferConfig, transfer
+    from teachkit.transfer import transfer
 
-    net = res.backbone()
-    g_slot.image(res.noise_image(*res.sample(content_name, SIZE).size), caption=tr("noise_G"), width="stretch")
+    g_slot.image(start, caption=tr("noise_G"), width="stretch")
     with progress_slot:
         with jobs.slot_on_page():
             view = jobs.LiveView("lesson2", image_slot=g_slot, time_limit=cfg.demo_seconds())
-            config = TransferConfig(size=SIZE, steps=STEPS, init="noise", preview_every=1, seed=0)
-            res = transfer(res.sample(content_name), res.sample(style_name, SIZE), config, callback=view, backbone=net)
+            result = transfer(res.picture(content_key), [res.picture(style_key, config.size)], config, callback=view,
+                              backbone=res.backbone())
             view.done()
-    st.session_state["p2_result"] = {"pair": pair, "image": res.image, "seconds": res.seconds,
-                                     "steps": len(res.history), "limit": view.hit_limit}
-    st.session_state["last_G"] = res.image
+    st.session_state["p2_result"] = {"settings": settings, "image": result.image, "seconds": result.seconds,
+                                     "steps": len(result.history), "limit": view.hit_limit,
+                                     "optimizer": result.config.optimizer}
+    st.session_state["last_G"] = result.image
 
 result = st.session_state.get("p2_result")
-if result is not None and result["pair"] == pair:
-    g_slot.image(result["image"], width="stretch")
-    progress_slot.caption(tr("finished_in", secs=result["seconds"], steps=result["steps"], size=SIZE))
+if result is not None and result["settings"] == settings:
+    g_slot.image(result["image"], caption=tr("generated_G"), width="stretch")
+    progress_slot.caption(tr("finished_in", secs=result["seconds"], steps=result["steps"], size=config.size))
     if result["limit"]:
         progress_slot.caption(tr("time_limit", secs=cfg.demo_seconds()))
+    guide.look(P, "live")
 else:
-    result = None
-    g_slot.image(res.noise_image(*res.sample(content_name, SIZE).size), caption=tr("noise_G"), width="stretch")
+    g_slot.image(start, caption=tr("noise_G"), width="stretch")
 
-st.divider()
-md(P, "how")
-if result is not None:
-    md(P, "after")
+guide.questions(P)

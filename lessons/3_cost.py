@@ -4,10 +4,9 @@ import time
 
 import streamlit as st
 
+from lessons import charts, demos, guide, jobs
+from lessons import resources as res
 from lessons import settings as cfg
-from lessons import charts
-from lessons import demos
-from lessons import jobs
 from lessons.i18n import md, page_title, tr
 
 P = "3_cost"
@@ -15,11 +14,19 @@ SIZE = cfg.demo_size(128)
 RUN_STEPS = cfg.demo_steps(30)  # steps per press of Run (Pause stops earlier)
 
 page_title(3)
+guide.teacher_note(P)
 left, right = st.columns([1.1, 1])
 with left:
     md(P, "intro")
 with right:
     md(P, "algo")
+
+# ---- the pictures (samples or uploads) ----
+pick_c, pick_s = st.columns(2)
+with pick_c:
+    content_key, _ = res.picker("content", "p3_content")
+with pick_s:
+    style_key, _ = res.picker("style", "p3_style")
 
 # ---- the weights and the buttons ----
 defaults = charts.transfer_defaults()
@@ -39,7 +46,7 @@ reset = b_reset.button(tr("p3_reset"), key="p3_reset", icon=":material/restart_a
 info = b_info.empty()
 
 # ---- the optimisation lives in this session's state ----
-demo = demos.StepDemo.get("p3", SIZE)
+demo = demos.StepDemo.get("p3", SIZE, content_key, style_key)
 if reset:
     demo.reset()
 demo.set_weights(alpha, beta)  # continues from the current image when the weights change
@@ -53,8 +60,10 @@ img_col, chart_col = st.columns([1, 1.4])
 with img_col:
     image_slot = st.empty()
     look = st.empty()
+    guide.look(P, "image")
 with chart_col:
     chart_slot = st.empty()
+    guide.look(P, "chart")
 formula_slot = st.empty()
 
 
@@ -102,3 +111,4 @@ else:
 st.divider()
 md(P, "curves")
 md(P, "ratio_hint")
+guide.questions(P)

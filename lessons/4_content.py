@@ -2,35 +2,62 @@
 
 import streamlit as st
 
-from lessons import settings as cfg
-from lessons import jobs
+from lessons import guide, jobs
 from lessons import resources as res
+from lessons import settings as cfg
 from lessons.i18n import md, page_title, tr
+from teachkit.prepare import CONTENT_LAYERS
+from teachkit.samples import DEFAULT_CONTENT
 
 P = "4_content"
 SIZE = cfg.demo_size(128, fast=32)
 STEPS = cfg.demo_steps(100, fast=2)
 LIMIT = None if cfg.fast_mode() else cfg.demo_seconds()  # every demo of this page ends within 30 s
-LAYERS = ["conv1_2", "conv2_2", "conv3_2", "conv4_2", "conv5_2"]
+LAYERS = list(CONTENT_LAYERS)
 GRID = {"p4_shallow": "conv1_2", "p4_middle": "conv4_2", "p4_deep": "conv5_2"}
 
+
+def start_image(key: str):
+    """What a reconstruction starts from: the engine's faint white noise (teachkit.reconstruct)."""
+    from teachkit.images import to_pil
+    from teachkit.reconstruct import DEFAULT_NOISE
+    from teachkit.transfer import white_noise
+
+    w, h = res.picture(key, SIZE).size
+    return to_pil(white_noise((1, 3, h, w), 0, DEFAULT_NOISE))
+
+
 page_title(4)
+guide.teacher_note(P)
 md(P, "intro")
 
-from teachkit.samples import DEFAULT_CONTENT  # noqa: E402
+# ---- prepared: the photo rebuilt from every layer, at once ----
+md(P, "why_middle")
+item = res.prepared("content", DEFAULT_CONTENT)
+if item is None:
+    st.info(tr("not_prepared"))
+else:
+    cols = st.columns(len(item.images) + 1)
+    cols[0].image(res.sample(DEFAULT_CONTENT, item.meta["size"]), caption=tr("content_C"), width="stretch")
+    for col, img, label, info in zip(cols[1:], item.images, item.labels, item.meta["images"]):
+        col.image(img, caption=tr("p4_from", layer=label, d=info["distance"]), width="stretch")
+    st.caption(tr("p4_prepared_note", steps=item.meta["steps"], size=item.meta["size"]))
+    guide.look(P, "grid")
 
-names = res.samples()
-s1, s2, s3 = st.columns([1, 1, 1], vertical_alignment="bottom")
-content_name = s1.selectbox(tr("pick_content"), names["content"], index=names["content"].index(DEFAULT_CONTENT),
-                            key="p4_content")
+# ---- live: one layer, any photo ----
+st.divider()
+md(P, "experiment")
+s1, s2, s3 = st.columns([1, 1, 1], vertical_alignment="top")
+with s1:
+    content_key, content_label = res.picker("content", "p4_content", DEFAULT_CONTENT)
 layer = s2.selectbox(tr("p4_layer"), LAYERS, index=LAYERS.index("conv4_2"), key="p4_layer")
 run = s3.button(tr("p4_run"), type="primary", key="p4_run", icon=":material/play_arrow:", width="stretch")
+s3.caption(tr("p4_note", size=SIZE, steps=STEPS))
 
-md(P, "experiment")
 col_c, col_g, col_m = st.columns([1, 1, 0.8])
 with col_c:
     st.subheader(tr("content_C"))
-    res.show_image(res.sample(content_name, SIZE))
+    res.show_image(res.picture(content_key, SIZE))
 with col_g:
     st.subheader(tr("p4_recon", layer=layer))
     g_slot = st.empty()
@@ -39,8 +66,7 @@ with col_m:
     st.subheader(tr("p4_distance"))
     metrics = st.container()
 
-net = res.backbone()
-settings = (content_name, layer, SIZE, STEPS)
+settings = (content_key, layer, SIZE, STEPS)
 result = st.session_state.get("p4_result")
 if run:
     from teachkit.reconstruct import reconstruct_content
@@ -48,38 +74,43 @@ if run:
     with progress_slot:
         with jobs.slot_on_page():
             view = jobs.LiveView("lesson4", image_slot=g_slot, show_values=("distance",))
-            res = reconstruct_content(net, res.sample(content_name), layer, size=SIZE, steps=STEPS, callback=view,
-                                      image_every=1, time_limit=LIMIT)
+            r = reconstruct_content(res.backbone(), res.picture(content_key), layer, size=SIZE, steps=STEPS,
+                                    callback=view, image_every=1, time_limit=LIMIT)
             view.done()
-    result = st.session_state["p4_result"] = {"settings": settings, "image": res.image, "distance": res.distance,
-                                              "content": res.final.get("content"), "steps": res.steps,
-                                              "seconds": res.seconds}
+    result = st.session_state["p4_result"] = {"settings": settings, "image": r.image, "distance": r.distance,
+                                              "content": r.final.get("content"), "steps": r.steps,
+                                              "seconds": r.seconds}
 if result is not None and result["settings"] == settings:
     g_slot.image(result["image"], width="stretch")
     progress_slot.caption(tr("finished_in", secs=result["seconds"], steps=result["steps"], size=SIZE))
     metrics.metric(tr("p4_pixel_rms"), f"{result['distance']:.3f}")
     metrics.metric(tr("p4_content_cost", layer=layer), f"{result['content']:.3g}")
+    guide.look(P, "live")
 else:
-    g_slot.image(res.noise_image(*res.sample(content_name, SIZE).size), caption=tr("noise_G"), width="stretch")
+    g_slot.image(start_image(content_key), caption=tr("p4_start"), width="stretch")
 md(P, "distance")
 
-# ---- shallow vs middle vs deep ----
+# ---- shallow vs middle vs deep, live ----
 st.divider()
-md(P, "why_middle")
 grid_run = st.button(tr("p4_grid"), key="p4_grid", icon=":material/play_arrow:")
 grid_slot = st.empty()
-grid_settings = (content_name, SIZE, STEPS)
+grid_settings = (content_key, SIZE, STEPS)
 grid = st.session_state.get("p4_grid_result")
 if grid_run:
-    from teachkit.reconstruct import content_reconstruction_grid
+    from teachkit.reconstruct import content_reconstructions
 
     with jobs.slot_on_page():
         view = jobs.LiveView("lesson4_grid", image_slot=grid_slot, image_width=240, show_values=("distance",))
-        fig = content_reconstruction_grid(net, res.sample(content_name), list(GRID.values()), size=SIZE, steps=STEPS,
-                                          callback=view, image_every=1,
+        results = content_reconstructions(res.backbone(), res.picture(content_key), list(GRID.values()), size=SIZE,
+                                          steps=STEPS, callback=view, image_every=1,
                                           time_limit=None if LIMIT is None else LIMIT / len(GRID))
         view.done()
-    grid = st.session_state["p4_grid_result"] = {"settings": grid_settings, "png": res.fig_png(fig)}
+    grid = st.session_state["p4_grid_result"] = {
+        "settings": grid_settings, "items": [(r.image, r.layers[0], r.distance) for r in results]}
 if grid is not None and grid["settings"] == grid_settings:
-    grid_slot.image(grid["png"], width="stretch")
-    st.caption(" · ".join(f"{tr(k)}: {v}" for k, v in GRID.items()))
+    grid_slot.empty()
+    cols = st.columns(len(GRID))
+    for col, (img, name, dist), kind in zip(cols, grid["items"], GRID):
+        col.image(img, caption=f"{tr(kind)} · {tr('p4_from', layer=name, d=dist)}", width="stretch")
+
+guide.questions(P)

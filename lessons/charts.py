@@ -105,6 +105,6 @@ def cost_chart(records: list[dict], series: dict[str, Callable[[dict], float]] |
                             legend=alt.Legend(orient="top", title=None, labelFontSize=15)),
             tooltip=["step", "term", alt.Tooltip("value:Q", format=".3e")],
         )
-        .configure_axis(labelFontSize=13, titleFontSize=14)
-        .configure_title(fontSize=16)
+        .configure_axis(labelFontSize=15, titleFontSize=16)
+        .configure_title(fontSize=18)
     )

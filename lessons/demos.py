@@ -5,22 +5,29 @@ from __future__ import annotations
 import streamlit as st
 
 from lessons.jobs import LiveView, slot_on_page
-from lessons.resources import backbone, fig_png, noise_image, sample
+from lessons.resources import backbone, noise_image, picture
+
+
+#: lesson 3's optimiser, named on the page: Adam on the plain pixels (one scale, no pyramid), with
+#: the lecture's J(G) = alpha J_content + beta J_style (normalisation 'lecture', no TV term)
+STEP_OPTIMIZER = "adam"
 
 
 class StepDemo:
     """Gradient descent one step at a time (lesson 3), kept in ``st.session_state``.
 
-    Wraps :class:`teachkit.transfer.StyleTransfer` (one scale) and keeps what the page shows: one
-    record and one small image per step, and the weights used.  G starts as the white noise shown
-    on the page (handed to StyleTransfer as its starting image); the StyleTransfer itself is made
-    at the first step, so opening the page costs no network pass.  Changing alpha or beta
-    continues from the current image with a new StyleTransfer.
+    Wraps :class:`teachkit.transfer.StyleTransfer` (one scale, ``pyramid=1``: the parameters are
+    the pixels themselves; Adam; the lecture's cost without a TV term) and keeps what the page
+    shows: one record and one small image per step, and the weights used.  G starts as the
+    engine's white noise (``teachkit.transfer.white_noise``, seed 0), shown on the page before
+    the first step; the StyleTransfer itself is made at the first step, so opening the page costs
+    no network pass.  Changing alpha or beta continues from the current image with a new
+    StyleTransfer.
     """
 
     def __init__(self, size: int, content: str, style: str):
         self.size, self.content_name, self.style_name = size, content, style
-        self.start_image = noise_image(*sample(content, size).size, seed=0)
+        self.start_image = noise_image(*picture(content, size).size, seed=0)
         self.reset()
 
     @classmethod
@@ -46,11 +53,12 @@ class StepDemo:
         from teachkit.images import to_tensor
         from teachkit.transfer import StyleTransfer, TransferConfig
 
-        # tv_weight=0: exactly the lecture's J(G) = alpha J_content + beta J_style, as shown on the page
+        # exactly the lecture's J(G) = alpha J_content + beta J_style, as shown on the page, minimised
+        # by the optimiser the page names, on the plain pixels
         config = TransferConfig(size=self.size, alpha=self.alpha, beta=self.beta, tv_weight=0.0, seed=0,
-                                preview_every=0)
-        return StyleTransfer(to_tensor(sample(self.content_name, self.size)),
-                             to_tensor(sample(self.style_name, self.size)), config, init=init, backbone=backbone())
+                                normalization="lecture", optimizer=STEP_OPTIMIZER, pyramid=1, preview_every=0)
+        return StyleTransfer(to_tensor(picture(self.content_name, self.size)),
+                             to_tensor(picture(self.style_name, self.size)), config, init=init, backbone=backbone())
 
     def set_weights(self, alpha: float, beta: float) -> None:
         self.weights_changed = False
@@ -94,27 +102,16 @@ class StepDemo:
 
 
 def texture_demo(style: str, size: int, steps: int, layers: list[str], slot, time_limit: float | None = None):
-    """Lesson 5: textures from white noise matching the Gram matrices up to each layer (PNG bytes).
+    """Lesson 5: textures from white noise matching the Gram matrices up to each layer.
 
-    One :func:`teachkit.reconstruct.synthesize_texture` per set of layers (relu1_1; relu1_1 and
-    relu2_1; ...), each within ``time_limit`` seconds; the intermediate textures appear in ``slot``
-    while they are made, and teachkit's grid figure replaces them.
+    :func:`teachkit.reconstruct.textures` (one progress bar over all of them); the intermediate
+    textures appear in ``slot`` while they are made.  Returns ``(images, labels)``.
     """
-    import dataclasses
+    from teachkit.reconstruct import textures
 
-    from teachkit.reconstruct import reconstruction_grid_figure, synthesize_texture
-
-    target = sample(style, size)
-    results = []
     with slot_on_page():
         view = LiveView("lesson5", image_slot=slot, image_width=240, show_values=())
-        for i in range(len(layers)):
-            def progress(p, i=i):  # one bar over all the textures
-                return view(dataclasses.replace(p, step=i * steps + p.step, total=len(layers) * steps))
-
-            results.append(synthesize_texture(backbone(), target, layers[: i + 1], None, steps, callback=progress,
-                                              image_every=1, time_limit=time_limit))
+        results = textures(backbone(), picture(style, size), layers, None, steps, callback=view, image_every=1,
+                           time_limit=time_limit)
         view.done()
-    png = fig_png(reconstruction_grid_figure(target, results))
-    slot.image(png, width="stretch")
-    return png
+    return [r.image for r in results], [r.layers[-1] for r in results]

@@ -82,6 +82,38 @@ def sample(name: str, size: int | None = None):
     return sample_image(name, size)
 
 
+_UPLOADS: dict[str, object] = {}
+_UPLOADS_LOCK = threading.Lock()
+_MAX_UPLOADS = 64
+
+
+def register_upload(img) -> str:
+    """Keep an uploaded picture under a key made from its pixels (``'upload:<hash>'``), for the cached figures.
+
+    The key is a hash of the picture itself, so only a session that has the picture can name it.
+    """
+    import hashlib
+
+    key = "upload:" + hashlib.sha256(img.tobytes() + repr(img.size).encode()).hexdigest()[:24]
+    with _UPLOADS_LOCK:
+        _UPLOADS.pop(key, None)
+        _UPLOADS[key] = img
+        while len(_UPLOADS) > _MAX_UPLOADS:
+            _UPLOADS.pop(next(iter(_UPLOADS)))
+    return key
+
+
+def picture(key: str, size: int | None = None):
+    """A sample by name, or an upload by its key, resized to ``size`` on the long side."""
+    if not key.startswith("upload:"):
+        return sample(key, size)
+    from teachkit.images import resize_long_side
+
+    with _UPLOADS_LOCK:
+        img = _UPLOADS[key]
+    return img if size is None else resize_long_side(img, size)
+
+
 def png_bytes(img) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
@@ -101,7 +133,44 @@ def fig_png(fig, dpi: int = 144) -> bytes:
 
 
 def show_png(data: bytes, caption: str | None = None) -> None:
+    """A figure made for the column it is shown in (its text sizes assume that width)."""
     st.image(data, caption=caption, width="stretch")
+
+
+# ---- prepared results (teachkit prepare) ------------------------------------------------------
+
+_PREPARED: dict[tuple, object] = {}
+
+
+def prepared(kind: str, *names: str):
+    """A prepared item (``teachkit.prepare.load``), kept in memory once found; None if not prepared."""
+    key = (kind, *names)
+    item = _PREPARED.get(key)
+    if item is None:
+        from teachkit.prepare import load
+
+        item = load(kind, *names, backbone=BACKBONE)
+        if item is not None:
+            _PREPARED[key] = item
+    return item
+
+
+_STARTS: dict[tuple, object] = {}
+
+
+def real_start(content_key: str, size: int, config, style_key: str | None = None):
+    """The engine's own starting image for this content and config (PIL), kept per process."""
+    from teachkit.prepare import start_image
+
+    key = (content_key, size, repr(config), style_key)
+    img = _STARTS.get(key)
+    if img is None:
+        style = None if style_key is None else picture(style_key, size)
+        img = start_image(load_net(), picture(content_key, size), style, config)
+        if len(_STARTS) > 128:
+            _STARTS.clear()
+        _STARTS[key] = img
+    return img
 
 
 def show_image(img, caption: str | None = None, width: int | str = "stretch") -> None:
@@ -109,12 +178,11 @@ def show_image(img, caption: str | None = None, width: int | str = "stretch") ->
 
 
 def noise_image(width: int, height: int, seed: int = 0):
-    """White noise, the starting point of the lecture's G."""
-    import numpy as np
-    from PIL import Image
+    """White noise exactly as the engine starts from it (teachkit.transfer.white_noise)."""
+    from teachkit.images import to_pil
+    from teachkit.transfer import white_noise
 
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), "RGB")
+    return to_pil(white_noise((1, 3, height, width), seed))
 
 
 # ---- figures made once per process ---------------------------------------------------------------
@@ -186,43 +254,52 @@ def overview_png(atlas, lang: str = "en", px: int = 14) -> bytes:
 
 
 @functools.lru_cache(maxsize=64)
-def pair_png(style: str, layer: str, which: str, size: int) -> bytes:
-    """Lesson 5: one entry G_kk' taken apart (teachkit.gram.pair_figure)."""
-    from teachkit.gram import pair_figure
+def l5_pair(style: str, layer: str, which: str, size: int) -> tuple[int, int, float]:
+    """Lesson 5: the two channels k, k' shown (``'most'`` or ``'least'`` correlated on S): (k, k', r)."""
+    from teachkit.gram import layer_activation, pick_pair
 
-    return fig_png(pair_figure(load_net(), sample(style, size), layer, which=which))
+    return pick_pair(layer_activation(load_net(), sample(style, size), layer), which)
 
 
 @functools.lru_cache(maxsize=64)
-def comparison_png(style: str, g_png: bytes, layer: str, size: int) -> bytes:
+def pair_png(style: str, layer: str, which: str, size: int, lang: str = "en") -> bytes:
+    """Lesson 5: one entry G_kk' taken apart (teachkit.gram.pair_figure)."""
+    from teachkit.gram import pair_figure
+
+    k, k2, _ = l5_pair(style, layer, which, size)
+    return fig_png(pair_figure(load_net(), sample(style, size), layer, k=k, k2=k2, lang=lang))
+
+
+@functools.lru_cache(maxsize=64)
+def comparison_png(style: str, g_png: bytes, layer: str, size: int, lang: str = "en") -> bytes:
     """Lesson 5: G[l](S), G[l](G) and their difference (teachkit.gram.gram_comparison_figure)."""
     from teachkit.gram import gram_comparison_figure
 
-    return fig_png(gram_comparison_figure(load_net(), sample(style, size), open_png(g_png), layer, n_channels=32),
-                   dpi=85)
+    return fig_png(gram_comparison_figure(load_net(), sample(style, size), open_png(g_png), layer, lang=lang))
 
 
 @functools.lru_cache(maxsize=64)
 def style_layer_costs(style: str, g_png: bytes, size: int, layers: tuple[str, ...]) -> dict[str, float]:
-    """Lesson 5: J_style[l](S, G) of every layer: one forward pass per image, teachkit's formulas."""
-    import torch
+    """Lesson 5: J_style[l](S, G) of every layer -- the same computation as the heatmaps' titles."""
+    from teachkit.gram import style_layer_costs as costs
 
-    from teachkit.costs import gram_matrix, style_layer_cost
-    from teachkit.gram import to_input
-
-    net = load_net()
-    with torch.no_grad():
-        a_s = net.extract(to_input(sample(style, size), device=net.device), list(layers))
-        a_g = net.extract(to_input(open_png(g_png), size, net.device), list(layers))
-    return {l: float(style_layer_cost(gram_matrix(a_s[l][0]), a_g[l][0])) for l in layers}
+    return costs(load_net(), sample(style, size), open_png(g_png), list(layers))
 
 
 @functools.lru_cache(maxsize=64)
-def shuffle_png(style: str, tiles: int, size: int) -> bytes:
+def bars_png(values: tuple, weights: tuple, lang: str = "en") -> bytes:
+    """Lesson 5: lambda[l] J_style[l] per layer (teachkit.gram.style_cost_bars_figure)."""
+    from teachkit.gram import style_cost_bars_figure
+
+    return fig_png(style_cost_bars_figure(dict(values), weights=dict(weights), lang=lang))
+
+
+@functools.lru_cache(maxsize=64)
+def shuffle_png(style: str, tiles: int, size: int, lang: str = "en") -> bytes:
     """Lesson 5: shuffled tiles, Gram vs features (teachkit.gram.position_blindness_figure)."""
     from teachkit.gram import position_blindness_figure
 
-    return fig_png(position_blindness_figure(load_net(), sample(style, size), tiles=tiles), dpi=90)
+    return fig_png(position_blindness_figure(load_net(), sample(style, size), tiles=tiles, lang=lang))
 
 
 def l5_g_png(kind: str, style: str, last_g=None) -> bytes:
@@ -290,3 +367,34 @@ def start_warm_up() -> threading.Thread | None:
             thread.start()
             _WARM_UP.append(thread)
         return _WARM_UP[0]
+
+
+# ---- choosing a picture on a page: a sample or an upload ------------------------------------------
+
+
+def sample_label(name: str) -> str:
+    """A sample's name in the session's language (uploads keep their file name)."""
+    from lessons._strings import UI
+
+    key = f"sample_{name}"
+    return tr(key) if key in UI else name
+
+
+def picker(kind: str, key: str, default: str | None = None, *, tucked: bool = True) -> tuple[str, str]:
+    """A sample selectbox plus an uploader: ``(picture key, label)`` for :func:`picture`.
+
+    A valid upload wins over the sample (and is kept under a hash of its pixels); a broken one
+    shows an error and the sample is used.  ``tucked`` puts the uploader in a closed expander.
+    """
+    from lessons import uploads
+
+    from lessons.i18n import choice
+
+    names = samples()[kind]
+    name = choice(st.selectbox, tr(f"pick_{kind}"), names, f"{key}_sample", default=default, labels=sample_label)
+    box = st.expander(tr("upload_own")) if tucked else st.container()
+    with box:
+        img, filename = uploads.uploader(tr(f"what_{kind}"), f"{key}_upload")
+    if img is not None:
+        return register_upload(img), filename
+    return name, sample_label(name)

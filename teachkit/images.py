@@ -28,6 +28,11 @@ Saving
 
 The bundled sample pictures (and :func:`~teachkit.samples.resolve_image`, a
 sample name *or* a path) live in :mod:`teachkit.samples`.
+
+(Why one file of ~770 lines: every way an image enters or leaves teachkit --
+six kinds of source, every PIL mode, the header checks done before decoding --
+shares one error type and one set of checks; split, the checks would be
+written twice.)
 """
 
 from __future__ import annotations
@@ -70,6 +75,8 @@ MAX_PIXELS = 40_000_000
 #: Default smallest allowed short side.  A CNN such as VGG halves the image
 #: several times; below this there is nothing left to look at.
 MIN_SIDE = 16
+
+_EXIF_ORIENTATION = 0x0112  # the EXIF tag of a photo's orientation (1 = upright)
 
 #: File extensions that :func:`save_image` can write, and the PIL format of each.
 OUTPUT_EXTENSIONS = {
@@ -401,8 +408,8 @@ def _decode(file, label: str, size, max_pixels, min_side) -> Image.Image:
 
     _load_pixels(img, label)
     rgb = _to_rgb(img, label)
-    if rgb is img:
-        rgb = img.copy()  # detach from the open file
+    if rgb is img and size is None:
+        rgb = img.copy()  # detach from the open file (with a size, the resized image is new anyway)
     return rgb
 
 
@@ -462,12 +469,12 @@ def _from_pil(img: Image.Image, label: str, max_pixels, min_side) -> Image.Image
 def _to_rgb(img: Image.Image, label: str) -> Image.Image:
     """Apply the EXIF orientation and convert any PIL mode to 8-bit RGB.
 
-    Returns ``img`` itself only if nothing had to change.
+    Returns ``img`` itself only if nothing had to change.  No full-size copy is
+    made that is not needed (a 25-megapixel upload is 75-100 MB per copy).
     """
     try:
-        rotated = ImageOps.exif_transpose(img)
-        if rotated is not None:
-            img = rotated
+        if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+            img = ImageOps.exif_transpose(img)  # a turned copy (without a tag it would copy too)
     except Exception:  # noqa: BLE001 - a broken EXIF block should not stop us
         pass
 
@@ -489,9 +496,10 @@ def _to_rgb(img: Image.Image, label: str) -> Image.Image:
         if has_alpha:
             # Paint the image over a white background, so that transparent
             # pixels become white rather than whatever colour they hide.
-            rgba = img.convert("RGBA")
-            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            return Image.alpha_composite(white, rgba).convert("RGB")
+            rgba = img if mode == "RGBA" else img.convert("RGBA")
+            rgb = Image.new("RGB", rgba.size, (255, 255, 255))
+            rgb.paste(rgba, mask=rgba)  # the alpha band is the mask
+            return rgb
         # L, 1, P, CMYK, YCbCr, LAB, HSV, RGBX ...: PIL knows how.
         return img.convert("RGB")
     except Exception as err:  # noqa: BLE001

@@ -131,49 +131,14 @@ class RF:
         if self.stride < 1 or self.stride_x < 1:
             raise ValueError(f"stride must be >= 1, got {self.stride}x{self.stride_x}")
 
-    # -- shape ------------------------------------------------------------
-    @property
-    def is_square(self) -> bool:
-        """True when both axes have the same size, stride and offset."""
-        return (self.size, self.stride, self.offset) == (
-            self.size_x,
-            self.stride_x,
-            self.offset_x,
-        )
-
-    @property
-    def size_yx(self) -> tuple[int, int]:
-        return (self.size, self.size_x)
-
-    @property
-    def stride_yx(self) -> tuple[int, int]:
-        return (self.stride, self.stride_x)
-
-    @property
-    def offset_yx(self) -> tuple[float, float]:
-        return (self.offset, self.offset_x)
-
-    # -- rows ---------------------------------------------------------------
-    def centre(self, y: int) -> float:
-        """Input row of the centre of the receptive field of unit row ``y``."""
-        return self.offset + self.stride * y
-
+    # -- edges (see the module docstring) ------------------------------------
     def start(self, y: int) -> int:
         """First input row covered by unit row ``y``: ``offset - (size-1)/2 + stride*y``."""
         return _as_int(self.offset - (self.size - 1) / 2 + self.stride * y)
 
-    def stop(self, y: int) -> int:
-        """One past the last input row covered by unit row ``y`` (exclusive)."""
-        return self.start(y) + self.size
-
-    # -- columns ------------------------------------------------------------
     def start_x(self, x: int) -> int:
         """First input column covered by unit column ``x``."""
         return _as_int(self.offset_x - (self.size_x - 1) / 2 + self.stride_x * x)
-
-    def stop_x(self, x: int) -> int:
-        """One past the last input column covered by unit column ``x`` (exclusive)."""
-        return self.start_x(x) + self.size_x
 
 
 def _as_int(v: float) -> int:

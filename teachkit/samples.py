@@ -19,6 +19,7 @@ import numpy as np
 from matplotlib.colors import hsv_to_rgb
 from PIL import Image
 
+from .fileio import check_int
 from .images import ImageError, load_image, resize_long_side
 
 __all__ = [
@@ -119,10 +120,8 @@ def sample_style(name: str = DEFAULT_STYLE, size=512) -> Image.Image:
         width, height = size
     else:
         width = height = size
-    for side in (width, height):
-        if isinstance(side, bool) or not isinstance(side, (int, np.integer)) or side < 1:
-            raise ValueError(f"style size must be a positive int or (width, height), not {size!r}")
-    return _painted_style(name, int(width), int(height)).copy()
+    width, height = check_int("style width", width, 1), check_int("style height", height, 1)
+    return _painted_style(name, width, height).copy()
 
 
 def sample_image(name: str, size=None) -> Image.Image:

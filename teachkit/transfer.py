@@ -163,7 +163,7 @@ DTYPES = ("auto", "float32", "bfloat16")
 #:
 #: ``tv_weight`` = 1e7 (lecture, gatys, none): TV(G) of a finished 384 px result is ~1e3, so it adds
 #: ~1e10, a few percent of J -- enough to remove the fine hatching that VGG's gradients leave.
-_AUTO_DEFAULTS = {"alpha": 1.0, "beta": 1e2, "layer_weights": (0.2, 0.2, 0.2, 0.2, 0.2), "tv_weight": 1.0}
+_AUTO_DEFAULTS = {"alpha": 1.0, "beta": 3.0, "layer_weights": (0.2, 0.2, 0.2, 0.2, 0.2), "tv_weight": 1.0}
 _LECTURE_DEFAULTS = {"alpha": 1.0, "beta": 1e-2, "layer_weights": (1.0, 5e-3, 2.5e-3, 2.5e-5, 0.3), "tv_weight": 1e7}
 _REFERENCE_HW = (256, 384)
 
@@ -664,10 +664,16 @@ class StyleTransfer:
             for l in self._style_on:
                 n_h, n_w = feature_size(self.net.body, l, (self.height, self.width))
                 shapes[l] = (self.net.channels[l], n_h, n_w)
+            reference = None
+            if cfg.alpha != 0 and cfg.beta != 0 and self._style_on:  # measure style against G(C)
+                with torch.no_grad(), self._autocast():
+                    fc = self.net.extract(self._network_input(content), self._style_on)
+                reference = {l: costs.gram_matrix(fc[l])[0] for l in self._style_on}
             auto = costs.auto_weights(
                 self.content_target if cfg.alpha != 0 else None, self.style_targets, shapes,
                 (3, self.height, self.width), cfg.alpha,
                 {l: (relative[l] if cfg.beta != 0 else 0.0) for l in self._style_on}, cfg.tv_weight,
+                style_reference=reference,
             )
             lam = {l: auto["layer_weights"].get(l, 0.0) for l in self.style_layers}
             self.weights = {"alpha": auto["alpha"], "beta": cfg.beta, "layer_weights": lam,

@@ -105,6 +105,17 @@ def test_output_equal_to_an_input_is_refused(photos, tmp_path, capsys):
     assert content.read_bytes() == before
 
 
+@pytest.mark.parametrize("command", [["gram", "show"], ["gram", "pair"], ["gram", "shuffle"],
+                                     ["reconstruct", "content"]])
+def test_figure_over_its_input_image_is_refused(photos, tmp_path, capsys, command):
+    photo = tmp_path / "p.png"
+    photo.write_bytes((photos / "p0.png").read_bytes())
+    before = photo.read_bytes()
+    assert main([*command, str(photo), "-o", str(photo)]) == 2
+    assert "input" in one_line_error(capsys.readouterr().err)
+    assert photo.read_bytes() == before
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
 def test_a_pipe_as_input_is_an_error_not_a_hang(tmp_path, capsys):
     fifo = tmp_path / "photo.png"

@@ -254,6 +254,11 @@ def test_every_figure_text_is_large_and_in_the_language(net, cat, lang):
         if lang == "zh":
             assert any("\u4e00" <= ch <= "\u9fff" for ch in joined), name
             assert not [w for w in english if w in joined], (name, joined[:200])
+            from teachkit.figtext import CJK_FONT
+
+            for t in fig.findobj(lambda a: hasattr(a, "get_fontproperties") and hasattr(a, "get_text")):
+                if any("\u4e00" <= ch <= "\u9fff" for ch in t.get_text()):  # drawn with the Chinese font
+                    assert CJK_FONT in t.get_fontproperties().get_family(), (name, t.get_text())
 
 
 def test_style_cost_bars_accept_progress_values():

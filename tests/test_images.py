@@ -175,6 +175,14 @@ def test_transparency_becomes_white(tmp_path):
     assert out[0, 0].tolist() == [255, 255, 255] and out[5, 5].tolist() == [0, 0, 255]
 
 
+def test_transparency_is_painted_over_white_by_the_formula():
+    # out = a * colour + (1 - a) * 255, rounded: checked on random pixels against the formula itself.
+    rgba = np.random.default_rng(4).integers(0, 256, (16, 16, 4), dtype=np.uint8)
+    out = np.asarray(load_image(Image.fromarray(rgba, "RGBA"))).astype(float)
+    alpha = rgba[..., 3:] / 255.0
+    assert np.abs(out - (rgba[..., :3] * alpha + 255.0 * (1 - alpha))).max() <= 0.5 + 1e-9
+
+
 def test_cmyk(tmp_path):
     cmyk = Image.new("CMYK", (20, 20), (0, 255, 255, 0))  # pure red ink mix
     out = np.asarray(load_image(write(tmp_path, "cmyk.tif", cmyk)))
@@ -394,6 +402,10 @@ def test_check_upload_reads_no_pixels(tmp_path, monkeypatch):
     with pytest.raises(ImageError):
         check_upload(bomb, max_pixels=4_000_000)
     assert check_upload(bomb, max_pixels=None) == (5000, 5000)
+    # Our limit does not lean on PIL's own guard: with that switched off, the header still refuses.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    with pytest.raises(ImageError, match="too large"):
+        load_image(bomb, max_pixels=4_000_000)
     for bad, fragment in ((b"", "empty"), (b"not an image", "not an image"), (gradient(), "encoded")):
         with pytest.raises(ImageError, match=fragment):
             check_upload(bad)

@@ -192,14 +192,15 @@ def test_several_positions_per_image_are_distinct_peaks():
     assert atlas.meta["positions_per_image"] == 2
 
 
-@pytest.mark.parametrize("m", [1, 2])
-def test_topk_equals_brute_force(m):
+@pytest.mark.parametrize("m, min_inside", [(1, P.DEFAULT_MIN_INSIDE), (2, P.DEFAULT_MIN_INSIDE), (1, 0.0), (2, 1.0)])
+def test_topk_equals_brute_force(m, min_inside):
     net = random_net(seed=3, positive=m > 1)  # m=2: no ReLU zeros, so no tied peaks
     ds = random_images(11, 20)
     atlas = scan(net, ds, ["relu1_1", "relu2_1"], k=4, image_size=20, batch_size=3,
-                 positions_per_image=m)
+                 positions_per_image=m, min_inside=min_inside)
+    assert atlas.meta["min_inside"] == min_inside
     for layer in ("relu1_1", "relu2_1"):
-        v, i, y, x = brute_force(net, ds, layer, 4, 20, 3, m)
+        v, i, y, x = brute_force(net, ds, layer, 4, 20, 3, m, min_inside)
         np.testing.assert_array_equal(atlas.values[layer], v)
         np.testing.assert_array_equal(atlas.images[layer], i)
         np.testing.assert_array_equal(atlas.ys[layer], y)
@@ -343,15 +344,17 @@ def test_save_load_round_trip(tmp_path):
         back.patches("relu1_1", 0, other)
 
 
-def test_cache_hit_does_not_rescan(tmp_path, monkeypatch):
+@pytest.fixture
+def scan_calls(monkeypatch):
+    """A list that grows by one on every scan get_atlas starts."""
     calls = []
     real_scan = P.scan
+    monkeypatch.setattr(P, "scan", lambda *args, **kw: calls.append(1) or real_scan(*args, **kw))
+    return calls
 
-    def counting_scan(*args, **kw):
-        calls.append(1)
-        return real_scan(*args, **kw)
 
-    monkeypatch.setattr(P, "scan", counting_scan)
+def test_cache_hit_does_not_rescan(tmp_path, monkeypatch, scan_calls):
+    calls = scan_calls
     net, ds = random_net(), random_images(6, 20)
     kw = dict(k=3, image_size=20, cache_dir=tmp_path)
     first = get_atlas(ds, net, ["relu1_1", "relu2_1"], **kw)
@@ -373,15 +376,8 @@ def test_cache_hit_does_not_rescan(tmp_path, monkeypatch):
     assert P.default_cache_dir() == tmp_path / "env" / "atlases"
 
 
-def test_two_threads_asking_at_once_scan_once(tmp_path, monkeypatch):
-    calls = []
-    real_scan = P.scan
-
-    def slow_counting_scan(*args, **kw):
-        calls.append(1)
-        return real_scan(*args, **kw)
-
-    monkeypatch.setattr(P, "scan", slow_counting_scan)
+def test_two_threads_asking_at_once_scan_once(tmp_path, scan_calls):
+    calls = scan_calls
     net, ds = random_net(), random_images(6, 20)
     results = []
     threads = [threading.Thread(target=lambda: results.append(
@@ -392,6 +388,63 @@ def test_two_threads_asking_at_once_scan_once(tmp_path, monkeypatch):
         t.join()
     assert len(calls) == 1 and len(results) == 2
     assert_same_atlas(results[0], results[1])
+
+
+def _rewrite_meta(path, **changes):
+    """Save the atlas at ``path`` again with its metadata changed (None: key removed)."""
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays["meta"]))
+    for key, value in changes.items():
+        if value is None:
+            meta.pop(key)
+        else:
+            meta[key] = value
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("changes, what", [
+    (dict(layers=5), "'layers' is 5"),
+    (dict(rf=None), "lacks 'rf'"),
+    (dict(rf={"relu1_1": [3, 1, 0.0, 3, 1, 0.0]}), "no receptive field for layer 'relu2_1'"),
+    (dict(k="3"), "'k' is '3'"),
+    (dict(complete="yes"), "'complete' is 'yes'"),
+    (dict(channels={"relu1_1": 4, "relu2_1": 7}), "shape"),
+])
+def test_malformed_cached_atlas_is_refused_or_rebuilt(tmp_path, scan_calls, changes, what):
+    calls = scan_calls
+    net, ds = random_net(), random_images(6, 20)
+    kw = dict(k=3, image_size=20, cache_dir=tmp_path)
+    good = get_atlas(ds, net, ["relu1_1", "relu2_1"], **kw)
+    _rewrite_meta(good.path, **changes)
+    # read directly: one ValueError naming the file (read_meta does not read the arrays)
+    for read in (Atlas.load,) if what == "shape" else (Atlas.load, P.read_meta):
+        with pytest.raises(ValueError) as err:
+            read(good.path)
+        assert str(good.path) in str(err.value) and what in str(err.value)
+    again = get_atlas(ds, net, ["relu1_1", "relu2_1"], **kw)  # through the cache: ignored and rebuilt
+    assert len(calls) == 2
+    assert_same_atlas(again, good)
+    assert Atlas.load(good.path).meta["layers"] == ["relu1_1", "relu2_1"]  # the bad file was replaced
+
+
+def test_the_cache_lock_is_a_file_lock(tmp_path):
+    """While the lock file is held (as by another process), get_atlas waits for it."""
+    import filelock
+
+    net, ds = random_net(), random_images(6, 20)
+    key = P.cache_key(net.name, net.weights_id, ds.fingerprint, 20, 3, ["relu1_1"], 1, P.DEFAULT_MIN_INSIDE)
+    held = filelock.FileLock(str(tmp_path / f".{key}.lock"))
+    done = threading.Event()
+    with held:
+        t = threading.Thread(target=lambda: (get_atlas(ds, net, ["relu1_1"], k=3, image_size=20,
+                                                       cache_dir=tmp_path), done.set()))
+        t.start()
+        t.join(0.5)
+        assert not done.is_set()  # blocked on the lock
+    t.join()
+    assert done.is_set() and len(list(tmp_path.glob("*.npz"))) == 1
 
 
 def test_stopped_scan_is_not_cached(tmp_path):
@@ -440,6 +493,52 @@ def test_figures_name_the_unit_and_its_receptive_field():
     fig = layer_overview_figure(atlas, ds, n_units=2)
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["relu1_1\nreceptive field 3×3 px", "relu2_1\nreceptive field 8×8 px"]
+
+
+# ---------------------------------------------------------------- the shipped sample index
+
+
+def test_shipped_sample_index_agrees_with_a_fresh_scan_of_some_images(vgg19, tmp_path, monkeypatch, one_thread):
+    """A first visit loads the shipped index (no scan), and for a subset of the images the
+    index agrees with their activations computed here: each kept value is the image's best
+    activation among the allowed positions (independent formula), found at the kept position, and
+    an image a unit does not keep never beats that unit's k-th value."""
+    def no_scan(*args, **kw):
+        raise AssertionError("the shipped index was not used: it does not match this installation "
+                             "(rebuild it: see teachkit/data/README.md)")
+
+    monkeypatch.setattr(P, "scan", no_scan)
+    atlas = get_atlas("sample", vgg19, cache_dir=tmp_path)
+    assert atlas.path.parent == P.shipped_dir() and atlas.complete
+    assert atlas.layers == list(P.DEFAULT_LAYERS) and atlas.image_size == P.DEFAULT_IMAGE_SIZE
+    ds = atlas.open_dataset()
+    kept = np.concatenate([atlas.images[n].ravel() for n in atlas.layers])
+    ids, counts = np.unique(kept, return_counts=True)
+    never = sorted(set(range(len(ds))) - set(ids.tolist()))
+    subset = sorted(ids[np.argsort(-counts, kind="stable")[:5]].tolist() + never[:1] + [len(ds) // 2])
+    size = atlas.image_size
+    batch = P._pils_to_batch([ds.square(i, size) for i in subset], torch.device("cpu"))
+    with torch.no_grad():
+        feats = vgg19.extract(batch, atlas.layers)
+    checked = 0
+    for layer in atlas.layers:
+        a = feats[layer].numpy()
+        n, c, h, w = a.shape
+        a = np.where(allowed_positions(vgg19, layer, h, w, size), a, -np.inf)
+        best = a.reshape(n, c, -1).max(-1)
+        vals, imgs, ys, xs = atlas.values[layer], atlas.images[layer], atlas.ys[layer], atlas.xs[layer]
+        tol = dict(rtol=2e-3, atol=2e-3)  # another CPU may round differently
+        for j, index in enumerate(subset):
+            ch, slot = np.nonzero(imgs == index)
+            np.testing.assert_allclose(vals[ch, slot], a[j, ch, ys[ch, slot], xs[ch, slot]], **tol)
+            np.testing.assert_allclose(vals[ch, slot], best[j, ch], **tol)
+            missing = ~(imgs == index).any(1)
+            kth = vals[missing, -1]
+            assert (best[j, missing] <= kth + 2e-3 * np.abs(kth) + 2e-3).all(), (layer, index)
+            checked += len(ch)
+    assert checked > 100
+    patches = atlas.patches("relu5_1", 0)  # cut from the dataset's images
+    assert len(patches) == 9 and patches[0].size == (156, 156)
 
 
 # ---------------------------------------------------------------- the command line

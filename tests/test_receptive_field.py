@@ -124,7 +124,7 @@ def test_vgg19_sizes_and_strides(vgg19):
     for name, (size, stride) in VGG19_EXPECTED.items():
         rf = rfs[name]
         assert (rf.name, rf.size, rf.stride) == (name, size, stride), name
-        assert rf.is_square
+        assert (rf.size_x, rf.stride_x, rf.offset_x) == (rf.size, rf.stride, rf.offset)
     # offsets: 3x3/pad 1 convs keep the centre, each 2x2 pool shifts it by half a jump
     assert rfs["relu1_2"].offset == 0.0
     assert rfs["pool1"].offset == 0.5
@@ -188,13 +188,12 @@ def test_hand_computed_net():
     # d: k=2 s=1 p=0
     #    size 17+1*4 = 21, jump 4, offset 4 + (0.5-0)*4 = 6   -> rows -4..16
     assert (rfs["d"].size, rfs["d"].stride, rfs["d"].offset) == (21, 4, 6.0)
-    assert rfs["d"].start(0) == -4 and rfs["d"].stop(0) == 17 and rfs["d"].start(2) == 4
+    assert rfs["d"].start(0) == -4 and unit_box(rfs["d"], 0, 0)[2] == 17 and rfs["d"].start(2) == 4
     # e: rows k=3 s=1 p=1: size 21+2*4 = 29, jump 4, offset 6 + (1-1)*4 = 6
     #    cols k=5 s=2 p=0: size 21+4*4 = 37, jump 8, offset 6 + (2-0)*4 = 14
     e = rfs["e"]
     assert (e.size, e.stride, e.offset) == (29, 4, 6.0)
     assert (e.size_x, e.stride_x, e.offset_x) == (37, 8, 14.0)
-    assert not e.is_square
     assert unit_box(e, 1, 1) == (6 + 4 - 14, 14 + 8 - 18, 6 + 4 + 15, 14 + 8 + 19)
 
 
@@ -332,14 +331,15 @@ def test_unit_box_and_clip():
     # entirely outside: empty box
     t, l, b, r = unit_box(rf, 10, 0, clip_to=(8, 8))
     assert b == t and r - l == 4
-    # start/centre/stop follow the documented convention
-    assert rf.centre(3) == 6.5 and rf.start(3) == 4 and rf.stop(3) == 10
+    # start follows the documented convention
+    assert rf.start(3) == 4 and unit_box(rf, 3, 0)[2] == 10
     assert rf.start(3) == rf.offset - (rf.size - 1) / 2 + rf.stride * 3
 
 
 def test_rf_non_square_fields():
     rf = RF("x", 3, 1, 0.0, size_x=5, stride_x=2, offset_x=2.0)
-    assert rf.size_yx == (3, 5) and rf.stride_yx == (1, 2) and rf.offset_yx == (0.0, 2.0)
+    assert (rf.size, rf.size_x, rf.stride, rf.stride_x, rf.offset, rf.offset_x) == (3, 5, 1, 2, 0.0, 2.0)
+    assert rf.start_x(1) == 2 - 2 + 2
     assert unit_box(rf, 1, 1) == (0, 2, 3, 7)
 
 

@@ -110,3 +110,10 @@ def test_moved_names_still_importable_from_images():
     assert DEFAULT_CONTENT == samples.DEFAULT_CONTENT and old_resolve is samples.resolve_image
     with pytest.raises(AttributeError):
         images.no_such_name  # noqa: B018
+
+
+def test_bad_style_sizes():
+    for size, fragment in ((0, "style width"), ((32, 0), "style height"), (True, "style width"),
+                           ((32, 2.5), "style height")):
+        with pytest.raises(ValueError, match=fragment):
+            sample_style("rings", size)

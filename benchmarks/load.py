@@ -1,0 +1,529 @@
+"""A classroom on one server: many browser sessions at once, on this machine only (127.0.0.1).
+
+    .venv/bin/python benchmarks/load.py                 # 10 students, ~10 minutes at most
+    .venv/bin/python benchmarks/load.py --students 12   # more
+    .venv/bin/python benchmarks/load.py --job-peak      # peak memory of the largest lesson-6 job allowed
+    .venv/bin/python benchmarks/load.py --decode        # peak memory of decoding the largest accepted upload
+
+The load run starts ONE server (`make run`'s options, bound to 127.0.0.1, a data root with a
+folder of photos and a link out of it) and ONE headless Chromium (/usr/bin/chromium) with one
+browser context per student, all at the same time:
+
+* every student goes through the six lessons with the sidebar (one session each, like a student
+  clicking), and the time from the click to the page's first element (its title) is measured,
+  as well as the time until the page has finished drawing;
+* two of them first run a lesson-6 transfer with the page's defaults (different content photos)
+  and wait for it to end;
+* one types hostile input: paths into lesson 1's folder box (/, /etc, .., a link out of the root,
+  a huge string) and uploads a 30-megapixel PNG bomb, a corrupt file and an 11 MB file to lesson 6;
+* half of the students use the Chinese interface (?lang=zh), the others English.
+
+Checks: no well-behaved page shows an error or exception box; each page's title is in its
+student's language; no student sees another's transfer (the result's size matches the student's
+own photo; students without a job see no job on lesson 6); the hostile student gets one neutral
+error per path and one error per bad upload.  The server's memory is sampled all along (VmRSS)
+and its peak read at the end (VmHWM).  Everything is bounded: each wait has a timeout, the run
+has a deadline, the server and the browser are stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import platform
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+CHROMIUM = "/usr/bin/chromium"
+LESSONS = [(1, ""), (2, "style-transfer"), (3, "cost"), (4, "content-cost"), (5, "style-cost"), (6, "run")]
+
+
+# ---- the machine and the server ----
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def proc_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_run_flags() -> list[str]:
+    """The `streamlit run` options of `make run` (read from the Makefile)."""
+    out = subprocess.run(["make", "-s", "-n", "run"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return " ".join(out.replace("\\\n", " ").split("\n")).split("app.py", 1)[1].split()
+
+
+def make_data_root(tmp: Path) -> Path:
+    from teachkit.samples import sample_content
+
+    root = tmp / "data_root"
+    photos = root / "photos"
+    photos.mkdir(parents=True)
+    for name in ("chelsea", "astronaut", "coffee", "rocket"):
+        sample_content(name, 160).save(photos / f"{name}.png")
+    (root / "escape").symlink_to("/etc", target_is_directory=True)
+    return root
+
+
+def start_server(tmp: Path, data_root: Path) -> tuple[subprocess.Popen, str, Path]:
+    import urllib.request
+
+    port = free_port()
+    log = tmp / "server.log"
+    flags = [f for f in make_run_flags()]
+    env = dict(os.environ, TEACHKIT_OFFLINE="1", TEACHKIT_DATA_ROOT=str(data_root), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", *flags,
+         "--server.address", "127.0.0.1", "--server.port", str(port)],
+        cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    return proc, url, log
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            raise SystemExit(f"the server did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.3)
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.samples, self.stop = pid, [], threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.samples.append((time.time(), proc_kib(self.pid, "VmRSS")))
+            except OSError:
+                return
+            self.stop.wait(0.5)
+
+
+# ---- hostile files ----
+
+
+def png(width: int, height: int) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (30, 120, 200)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def png_bomb(width: int = 6000, height: int = 5000) -> bytes:
+    """A ~70-byte PNG whose header claims width x height pixels."""
+    data = bytearray(png(8, 8))
+    struct.pack_into(">II", data, 16, width, height)
+    struct.pack_into(">I", data, 29, zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF)
+    return bytes(data)
+
+
+# ---- the students ----
+
+
+async def loopback_only(route) -> None:
+    if route.request.url.startswith(("http://127.0.0.1:", "ws://127.0.0.1:")):
+        await route.continue_()
+    else:
+        await route.abort()
+
+
+class Student:
+    def __init__(self, name: str, role: str, lang: str, content: str | None = None):
+        self.name, self.role, self.lang, self.content = name, role, lang, content
+        self.first_element: dict[int, float] = {}
+        self.drawn: dict[int, float] = {}
+        self.problems: list[str] = []
+        self.notes: list[str] = []
+        self.job: dict | None = None
+
+
+async def settle(page, timeout_s: float) -> bool:
+    """Until Streamlit's 'running' indicator has been gone twice in a row (bounded)."""
+    deadline, quiet = time.monotonic() + timeout_s, 0
+    while quiet < 2:
+        busy = await page.locator('[data-testid="stStatusWidget"]').count() > 0
+        quiet = 0 if busy else quiet + 1
+        if time.monotonic() > deadline:
+            return False
+        await page.wait_for_timeout(250)
+    return True
+
+
+async def errors_on(page) -> list[str]:
+    out = []
+    for sel in ('[data-testid="stException"]', '[data-testid="stAlertContentError"]'):
+        loc = page.locator(sel)
+        for i in range(await loc.count()):
+            out.append((await loc.nth(i).inner_text())[:200])
+    return out
+
+
+async def open_lesson(st: Student, page, n: int, slug: str, timeout_s: float) -> None:
+    """Click lesson n in the sidebar; time to its title, then to the end of drawing."""
+    t0 = time.perf_counter()
+    if n == 1 and not st.first_element:
+        pass  # already there (the first page)
+    else:
+        await page.locator(f'[data-testid="stSidebarNav"] a[href$="/{slug}"]').first.click()
+    title = page.locator('[data-testid="stMain"] h1').filter(has_text=f"{n}. ").first
+    await title.wait_for(timeout=timeout_s * 1000)
+    st.first_element[n] = time.perf_counter() - t0
+    text = await title.inner_text()
+    if (st.lang == "zh") != any("\u4e00" <= ch <= "\u9fff" for ch in text):
+        st.problems.append(f"lesson {n}: title {text!r} is not in {st.lang}")
+    await settle(page, timeout_s)
+    st.drawn[n] = time.perf_counter() - t0
+
+
+async def run_transfer(st: Student, page, timeout_s: float) -> None:
+    if st.content:
+        await page.locator(".st-key-p6_content_sample").first.click()
+        await page.get_by_role("option", name=st.content, exact=True).first.click()
+        await settle(page, 60)
+    t0 = time.perf_counter()
+    await page.locator(".st-key-p6_start button").first.click()
+    done = page.locator('[data-testid="stAlertContentSuccess"], [data-testid="stAlertContentWarning"]')
+    try:
+        await done.first.wait_for(timeout=timeout_s * 1000)
+    except Exception:  # noqa: BLE001 - recorded, the run goes on
+        st.job = {"finished": False, "seconds": time.perf_counter() - t0}
+        st.problems.append("lesson 6: the transfer did not end in time")
+        return
+    await settle(page, 60)
+    kind = await done.first.get_attribute("data-testid")
+    caption = ""
+    caps = page.locator('[data-testid="stImageCaption"]')
+    for i in range(await caps.count()):
+        c = (await caps.nth(i).inner_text()).strip()
+        if "×" in c and c.replace("×", "").isdigit():
+            caption = c
+    st.job = {"finished": kind.endswith("Success"), "seconds": time.perf_counter() - t0, "size": caption,
+              "message": (await done.first.inner_text())[:120]}
+
+
+async def hostile(st: Student, page, data_root: Path, tmp: Path) -> None:
+    """Lesson 1's folder box, then lesson 6's uploads."""
+    expander = page.locator('[data-testid="stExpander"] summary').first
+    await expander.click()
+    box = page.locator(".st-key-p1_folder input").first
+    await box.wait_for(timeout=60_000)
+    paths = ["/", "/etc", "..", "escape", str(data_root / "escape"), "../../../../etc/passwd", "x" * 5000,
+             "photos/../../", "photos"]
+    for path in paths:
+        await box.fill(path)
+        await box.press("Enter")
+        await settle(page, 120)
+        errs = await errors_on(page)
+        if path == "photos":
+            st.notes.append(f"folder 'photos' (inside the root): {len(errs)} errors")
+        else:
+            if len(errs) != 1:
+                st.problems.append(f"folder {path[:40]!r}: {len(errs)} error boxes")
+            elif path.strip("/") and path[:40] in errs[0] and path not in ("..", "escape"):
+                st.problems.append(f"folder {path[:40]!r}: the error repeats the path")
+    st.notes.append(f"folder box: {len(paths) - 1} hostile paths, each one neutral error")
+    await page.locator('[data-testid="stSidebarNav"] a[href$="/run"]').first.click()
+    await page.locator('[data-testid="stMain"] h1').filter(has_text="6. ").first.wait_for(timeout=120_000)
+    await settle(page, 120)
+    files = {"bomb.png": png_bomb(), "corrupt.png": png(64, 64)[:60] + b"\0" * 100,
+             "big.png": png(64, 64) + b"\0" * (11 * 1024 * 1024)}
+    upload = page.locator('.st-key-p6_content_upload input[type="file"]').first
+    for name, data in files.items():
+        path = tmp / name
+        path.write_bytes(data)
+        rss0 = None
+        await upload.set_input_files(str(path))
+        await page.wait_for_timeout(1500)
+        await settle(page, 120)
+        errs = await errors_on(page)
+        browser_refused = await page.get_by_text("File must be").count() + await page.get_by_text("文件").count()
+        st.notes.append(f"upload {name} ({len(data):,} B): {len(errs)} error box(es)"
+                        + (", refused by the browser" if not errs and browser_refused else ""))
+        if not errs and not browser_refused:
+            st.problems.append(f"upload {name}: accepted without an error")
+        del rss0
+
+
+async def student_run(st: Student, browser, url: str, data_root: Path, tmp: Path, deadline: float,
+                      stagger: float) -> None:
+    await asyncio.sleep(stagger)
+    ctx = await browser.new_context(viewport={"width": 1280, "height": 900})
+    await ctx.route("**/*", loopback_only)
+    page = await ctx.new_page()
+    try:
+        await page.goto(f"{url}/?lang={st.lang}", wait_until="domcontentloaded")
+        await open_lesson(st, page, 1, "", 120)
+        if st.role == "hostile":
+            await hostile(st, page, data_root, tmp)
+        elif st.role == "transfer":
+            await page.locator('[data-testid="stSidebarNav"] a[href$="/run"]').first.click()
+            await page.locator('[data-testid="stMain"] h1').filter(has_text="6. ").first.wait_for(timeout=120_000)
+            await settle(page, 120)
+            await run_transfer(st, page, max(60.0, deadline - time.monotonic() - 120))
+        for n, slug in LESSONS:
+            if time.monotonic() > deadline:
+                st.notes.append(f"stopped at the deadline before lesson {n}")
+                break
+            if n == 1 and 1 in st.first_element and st.role == "tourist":
+                continue
+            await open_lesson(st, page, n, slug, 120)
+            if st.role != "hostile":
+                errs = await errors_on(page)
+                if errs:
+                    st.problems.append(f"lesson {n}: {errs[0][:120]}")
+            if n == 6 and st.role == "tourist":  # nobody else's job is visible here
+                if await page.locator(".st-key-p6_cancel, .st-key-p6_dl_png").count():
+                    st.problems.append("lesson 6: another session's job is visible")
+            await page.wait_for_timeout(2000)  # reading
+    except Exception as err:  # noqa: BLE001 - recorded, the others go on
+        st.problems.append(f"{type(err).__name__}: {str(err).splitlines()[0][:160]}")
+    finally:
+        await ctx.close()
+
+
+async def classroom(url: str, students: list[Student], data_root: Path, tmp: Path, minutes: float) -> None:
+    from playwright.async_api import async_playwright
+
+    deadline = time.monotonic() + minutes * 60
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                          args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                                "--disable-dev-shm-usage"])
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(student_run(s, browser, url, data_root, tmp, deadline, 1.0 * i)
+                                 for i, s in enumerate(students))),
+                timeout=minutes * 60 + 300)
+        finally:
+            await browser.close()
+
+
+async def teacher_first_visit(url: str, timeout_s: float) -> float:
+    """The teacher opens the app before class: lesson 1 until it has drawn (warm-up, atlas)."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        ctx = await browser.new_context()
+        await ctx.route("**/*", loopback_only)
+        page = await ctx.new_page()
+        t0 = time.perf_counter()
+        await page.goto(url, wait_until="domcontentloaded")
+        await page.locator('[data-testid="stMain"] h1').first.wait_for(timeout=timeout_s * 1000)
+        await page.locator('[data-testid="stMain"] [data-testid="stImage"] img').first.wait_for(
+            timeout=timeout_s * 1000)
+        await settle(page, timeout_s)
+        seconds = time.perf_counter() - t0
+        await browser.close()
+        return seconds
+
+
+def load_run(args) -> dict:
+    if not Path(CHROMIUM).is_file():
+        raise SystemExit(f"no Chromium at {CHROMIUM}: apt-get install chromium")
+    tmp = Path(tempfile.mkdtemp(prefix="teachkit_load_"))
+    data_root = make_data_root(tmp)
+    proc, url, log = start_server(tmp, data_root)
+    sampler = RssSampler(proc.pid)
+    sampler.start()
+    t_start = time.time()
+    try:
+        teacher_s = asyncio.run(teacher_first_visit(url, 600))
+        rss_ready = proc_kib(proc.pid, "VmRSS")
+        n = max(4, args.students)
+        students = [Student("transfer-1", "transfer", "en", None), Student("transfer-2", "transfer", "zh", "astronaut"),
+                    Student("hostile", "hostile", "en")]
+        students += [Student(f"tourist-{i}", "tourist", "zh" if i % 2 else "en") for i in range(1, n - 2)]
+        t0 = time.time()
+        asyncio.run(classroom(url, students, data_root, tmp, args.minutes))
+        wall = time.time() - t0
+    finally:
+        sampler.stop.set()
+        peak = proc_kib(proc.pid, "VmHWM") if proc.poll() is None else 0
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    server_log = log.read_text(errors="replace")
+    firsts = {n: [s.first_element[n] for s in students if n in s.first_element] for n, _ in LESSONS}
+    drawn = {n: [s.drawn[n] for s in students if n in s.drawn] for n, _ in LESSONS}
+    return {
+        "cpu": cpu_name(), "cores": os.cpu_count(), "students": len(students), "wall_s": wall,
+        "teacher_first_visit_s": teacher_s, "rss_ready_mib": rss_ready / 1024,
+        "rss_peak_mib": max([peak] + [k for _, k in sampler.samples]) / 1024,
+        "rss_samples": len(sampler.samples),
+        "first_element": {n: v for n, v in firsts.items()}, "drawn": {n: v for n, v in drawn.items()},
+        "students_detail": [{"name": s.name, "role": s.role, "lang": s.lang, "job": s.job, "problems": s.problems,
+                             "notes": s.notes, "first": s.first_element, "drawn": s.drawn} for s in students],
+        "tracebacks_in_log": server_log.count("Traceback"), "started": t_start,
+    }
+
+
+def report(res: dict) -> str:
+    def stats(values):
+        return (f"{statistics.median(values):.1f} / {max(values):.1f}" if values else "–")
+
+    lines = [
+        f"CPU: {res['cpu']}, {res['cores']} cores (shared with other work while it ran); "
+        f"{res['students']} students in one headless Chromium, one server on 127.0.0.1.",
+        f"Teacher's first visit of lesson 1 (before class): {res['teacher_first_visit_s']:.1f} s; "
+        f"server RSS then {res['rss_ready_mib']:.0f} MiB.",
+        "",
+        "| lesson | pages | first element, s: median / worst | drawn, s: median / worst |",
+        "|---|---|---|---|",
+    ]
+    allf = []
+    for n, _ in LESSONS:
+        f, d = res["first_element"].get(n, []), res["drawn"].get(n, [])
+        allf += f
+        lines.append(f"| {n} | {len(f)} | {stats(f)} | {stats(d)} |")
+    lines.append(f"| all | {len(allf)} | {stats(allf)} | |")
+    jobs = [s["job"] for s in res["students_detail"] if s["job"]]
+    finished = sum(1 for j in jobs if j["finished"])
+    lines += [
+        "",
+        f"Server peak RSS: {res['rss_peak_mib']:.0f} MiB (VmHWM and {res['rss_samples']} samples of VmRSS).",
+        f"Lesson-6 transfers: {finished} of {len(jobs)} finished: "
+        + "; ".join(f"{j['seconds']:.0f} s, result {j.get('size') or '?'}" for j in jobs) + ".",
+        f"Whole run: {res['wall_s']:.0f} s; tracebacks in the server log: {res['tracebacks_in_log']}.",
+        "",
+    ]
+    for s in res["students_detail"]:
+        status = "ok" if not s["problems"] else "PROBLEMS: " + " | ".join(s["problems"])
+        extra = ("; " + "; ".join(s["notes"])) if s["notes"] else ""
+        lines.append(f"- {s['name']} ({s['role']}, {s['lang']}): {status}{extra}")
+    return "\n".join(lines)
+
+
+# ---- single measurements in a subprocess ----
+
+
+def job_peak(args) -> None:
+    """Peak RSS of the largest lesson-6 job the caps allow, over the process with the backbone loaded."""
+    code = r"""
+import resource, sys, time, torch
+sys.path.insert(0, %r)
+from lessons.jobs import LIMITS
+from teachkit.features import load_backbone
+from teachkit.samples import sample_content, sample_style, list_samples
+from teachkit.transfer import TransferConfig, transfer
+net = load_backbone("vgg19", device="cpu")
+styles = [sample_style(n, 1024) for n in list_samples()["style"]][: LIMITS.max_styles]
+content = sample_content("astronaut")
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+steps = LIMITS.max_history + %d
+cfg = TransferConfig(size=LIMITS.max_size, steps=steps, style_scale=LIMITS.max_style_scale,
+                     history_size=LIMITS.max_history, preview_every=10)
+t = time.perf_counter()
+res = transfer(content, styles, cfg, backbone=net)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(f"largest job: size {LIMITS.max_size}, style scale {LIMITS.max_style_scale} ({LIMITS.work_side} px styles), "
+      f"{len(styles)} styles, L-BFGS history {LIMITS.max_history}, {steps} steps (history full), float32, "
+      f"{torch.get_num_threads()} threads")
+print(f"process with the backbone loaded: {base:.0f} MiB; peak: {peak:.0f} MiB; the job's own: {peak - base:.0f} MiB "
+      f"(budget {LIMITS.memory_budget_mib} MiB); {time.perf_counter() - t:.0f} s, {len(res.history)} steps")
+""" % (str(ROOT), args.extra_steps)
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores")
+    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, TEACHKIT_OFFLINE="1"))
+
+
+def decode_peak(args) -> None:
+    """Peak RSS of decoding the largest upload the app accepts (UPLOAD_MAX_PIXELS): PNG RGBA, PNG RGB, JPEG.
+
+    The files are made here; each is decoded by ``lessons.uploads.decode_upload`` in a fresh process
+    whose peak (VmHWM) is reset to its RSS just before the decode.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from lessons import uploads
+
+    code = r"""
+import sys, time
+from pathlib import Path
+sys.path.insert(0, %r)
+from lessons import uploads
+def kib(field):
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(field + ":"))
+data = Path(sys.argv[1]).read_bytes()
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
+base = kib("VmRSS") / 1024
+t = time.perf_counter()
+img = uploads.decode_upload(data, "upload")
+peak = kib("VmHWM") / 1024
+print(f"  kept {img.size[0]}x{img.size[1]}; decode peak +{peak - base:.0f} MiB over {base:.0f} MiB, "
+      f"{time.perf_counter() - t:.2f} s")
+""" % str(ROOT)
+    w = int((uploads.UPLOAD_MAX_PIXELS * 4 / 3) ** 0.5)
+    h = uploads.UPLOAD_MAX_PIXELS // w
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; upload limit {uploads.UPLOAD_MAX_PIXELS / 1e6:.0f} MP, "
+          f"{uploads.UPLOAD_MAX_MB} MB")
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, mode, fmt in (("png-rgba", "RGBA", "PNG"), ("png-rgb", "RGB", "PNG"), ("jpeg", "RGB", "JPEG")):
+            arr = np.zeros((h, w, len(mode)), np.uint8)
+            arr[::7, ::5] = 200
+            path = Path(tmp) / f"upload.{fmt.lower()}"
+            Image.fromarray(arr, mode).save(path, fmt)
+            print(f"{kind}: {w}x{h} = {w * h / 1e6:.1f} MP, {path.stat().st_size / 1e3:.0f} kB")
+            subprocess.run([sys.executable, "-c", code, str(path)], check=True)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--students", type=int, default=10, help="browser sessions at once (>= 4; default 10)")
+    ap.add_argument("--minutes", type=float, default=10.0, help="deadline of the classroom part (default 10)")
+    ap.add_argument("--json", type=Path, help="also write the raw figures here")
+    ap.add_argument("--job-peak", action="store_true", help="measure the largest allowed lesson-6 job instead")
+    ap.add_argument("--extra-steps", type=int, default=5, help="--job-peak: steps beyond a full L-BFGS history")
+    ap.add_argument("--decode", action="store_true", help="measure decoding the largest accepted upload instead")
+    args = ap.parse_args(argv)
+    if args.job_peak:
+        return job_peak(args)
+    if args.decode:
+        return decode_peak(args)
+    res = load_run(args)
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=1, default=str))
+    print(report(res))
+
+
+if __name__ == "__main__":
+    main()

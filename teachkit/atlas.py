@@ -1,0 +1,397 @@
+"""The atlas: every unit's top activations over a dataset, and its ``.npz`` file.
+
+An :class:`Atlas` is what :func:`teachkit.patches.scan` produces (see that module for the scan,
+merging, the cache and choosing units): per layer, arrays ``values``, ``images``, ``ys``, ``xs`` of
+shape ``(C, k)`` plus metadata (backbone, weights, dataset fingerprint, image size, ...).  It
+crops each unit's top patches out of the dataset's images, recomputes activation maps, and saves
+to one ``.npz`` file (arrays + a JSON ``meta`` entry) that :meth:`Atlas.load` and
+:func:`read_meta` check thoroughly: a damaged or hand-edited file is refused with one
+``ValueError`` naming it.
+
+Coordinates: ``(y, x)`` is a position in the layer's feature map; its receptive-field box
+``(top, left, bottom, right)`` (bottom/right exclusive) is in pixels of the scanned image, that is
+the dataset image resized to ``image_size`` x ``image_size`` (see
+:meth:`teachkit.datasets.Dataset.square`).  Channels are numbered from 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Iterable, NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+from .datasets import Dataset, get_dataset
+from .fileio import atomic_write
+from .receptive_field import RF, crop_box, unit_box
+
+__all__ = ["FORMAT_VERSION", "Atlas", "Hit", "ActivationMap", "read_meta"]
+
+#: Version of the saved atlas format (bumped whenever the arrays or metadata change meaning).
+FORMAT_VERSION = 1
+_CACHE_IMAGES = 256  # scanned images an Atlas keeps in memory for cropping
+
+
+class Hit(NamedTuple):
+    """One of a unit's top activations."""
+
+    value: float  # the activation
+    image_index: int  # which dataset image
+    y: int  # position in the layer's feature map
+    x: int
+    box: tuple[int, int, int, int]  # receptive field in the scanned image: top, left, bottom, right
+
+
+class ActivationMap(NamedTuple):
+    """A unit's whole activation map over one scanned image."""
+
+    values: np.ndarray  # (h, w) float32
+    image: "object"  # the scanned image (PIL, image_size x image_size)
+    image_index: int
+    layer: str
+    unit: int
+    peak: tuple[int, int]  # (y, x) of the maximum
+    box: tuple[int, int, int, int]  # receptive field of the peak
+    rf: RF
+
+
+# ---- the atlas ---------------------------------------------------------------------------------
+
+
+def _rf_to_list(rf: RF) -> list:
+    return [rf.size, rf.stride, rf.offset, rf.size_x, rf.stride_x, rf.offset_x]
+
+
+def _rf_from_list(name: str, v: Sequence) -> RF:
+    return RF(name, int(v[0]), int(v[1]), float(v[2]), int(v[3]), int(v[4]), float(v[5]))
+
+
+class Atlas:
+    """Every unit's top-``k`` activations over a dataset, for several layers.
+
+    Arrays, per layer name, all of shape ``(C, k)`` (one row per channel, best first):
+    ``values[layer]`` float32 activations, ``images[layer]`` int64 dataset indices,
+    ``ys[layer]`` / ``xs[layer]`` int32 feature-map positions.  Empty slots (fewer than
+    ``k`` images scanned) have value ``-inf`` and image index ``-1``.
+
+    ``meta`` holds: ``format_version, backbone, weights_id, dataset_name, dataset_spec,
+    dataset_fingerprint, dataset_size, image_size, k, positions_per_image, layers,
+    channels, feature_size, rf, n_images, n_skipped, skipped, start, end, complete,
+    created, scan_seconds``.
+    """
+
+    def __init__(self, meta: dict, values: dict, images: dict, ys: dict, xs: dict):
+        self.meta = dict(meta)
+        self.values = {n: np.asarray(values[n], np.float32) for n in meta["layers"]}
+        self.images = {n: np.asarray(images[n], np.int64) for n in meta["layers"]}
+        self.ys = {n: np.asarray(ys[n], np.int32) for n in meta["layers"]}
+        self.xs = {n: np.asarray(xs[n], np.int32) for n in meta["layers"]}
+        # The scanned images a crop needs, most recently used kept: (dataset, index) -> PIL image.
+        self._square = functools.lru_cache(maxsize=_CACHE_IMAGES)(lambda ds, i: ds.square(i, self.image_size))
+        self._dataset: Dataset | None = None
+        self._backbone = None
+        self.path: Path | None = None
+
+    # -- metadata shortcuts ---------------------------------------------------------------------
+    @property
+    def layers(self) -> list[str]:
+        return list(self.meta["layers"])
+
+    @property
+    def k(self) -> int:
+        return int(self.meta["k"])
+
+    @property
+    def n_images(self) -> int:
+        return int(self.meta["n_images"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.meta["image_size"])
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.meta["complete"])
+
+    @property
+    def backbone(self) -> str:
+        return str(self.meta["backbone"])
+
+    def channels(self, layer: str) -> int:
+        return int(self.values[self._layer(layer)].shape[0])
+
+    def rf(self, layer: str) -> RF:
+        """The receptive field of ``layer``'s units (in pixels of the scanned image)."""
+        layer = self._layer(layer)
+        return _rf_from_list(layer, self.meta["rf"][layer])
+
+    def _layer(self, layer: str) -> str:
+        if layer not in self.values:
+            raise ValueError(f"the atlas has no layer {layer!r}; it has: {', '.join(self.layers)}")
+        return layer
+
+    def _unit(self, layer: str, unit) -> int:
+        layer = self._layer(layer)
+        c = self.values[layer].shape[0]
+        if isinstance(unit, bool) or not isinstance(unit, (int, np.integer)) or not 0 <= unit < c:
+            raise ValueError(f"unit must be a channel number 0..{c - 1} of {layer}, not {unit!r}")
+        return int(unit)
+
+    def unit_label(self, layer: str, unit: int) -> str:
+        """``'unit = channel 17 of layer relu3_1, receptive field 24×24 px'``."""
+        rf = self.rf(layer)
+        return (f"unit = channel {self._unit(layer, unit)} of layer {layer}, "
+                f"receptive field {rf.size}×{rf.size_x} px")
+
+    def __repr__(self) -> str:
+        m = self.meta
+        state = "" if m["complete"] else ", partial"
+        return (f"<Atlas {m['backbone']} on {m['dataset_name']} ({m['n_images']} images at "
+                f"{m['image_size']} px{state}): k={m['k']}, layers {', '.join(m['layers'])}>")
+
+    # -- hits ---------------------------------------------------------------------------------
+    def top(self, layer: str, unit: int, n: int | None = None) -> list[Hit]:
+        """The unit's best activations, best first: ``Hit(value, image_index, y, x, box)``."""
+        unit = self._unit(layer, unit)
+        rf = self.rf(layer)
+        v, im, ys, xs = (self.values[layer][unit], self.images[layer][unit],
+                         self.ys[layer][unit], self.xs[layer][unit])
+        hits = []
+        for j in range(v.shape[0]):
+            if im[j] < 0 or not np.isfinite(v[j]):
+                continue
+            y, x = int(ys[j]), int(xs[j])
+            hits.append(Hit(float(v[j]), int(im[j]), y, x, unit_box(rf, y, x)))
+        return hits[:n] if n is not None else hits
+
+    def mean_top(self, layer: str) -> np.ndarray:
+        """Mean of each unit's kept top values (empty slots ignored), shape (C,)."""
+        v = self.values[self._layer(layer)]
+        finite = np.isfinite(v)
+        with np.errstate(invalid="ignore"):
+            m = np.where(finite, v, 0).sum(1) / np.maximum(finite.sum(1), 1)
+        return m.astype(np.float32)
+
+    # -- images -------------------------------------------------------------------------------
+    def open_dataset(self, dataset: "Dataset | str | None" = None, check: bool = True) -> Dataset:
+        """The dataset the atlas was made from (re-opened from its recorded spec if not given).
+
+        Raises FileNotFoundError when the images are gone, ValueError when they changed
+        (another fingerprint) -- then the positions in the atlas would point at the wrong
+        pixels.  ``check=False`` skips the fingerprint test.
+        """
+        if dataset is None:
+            if self._dataset is not None:
+                return self._dataset
+            spec = self.meta.get("dataset_spec")
+            if not spec:
+                raise ValueError(
+                    f"the atlas does not record where its images ({self.meta['dataset_name']}) are; "
+                    "pass the dataset explicitly"
+                )
+            if ("/" in spec or os.sep in spec) and ":" not in spec.split(os.sep)[0] \
+                    and not Path(spec).exists():
+                raise FileNotFoundError(f"the folder {spec!r} with the images of this atlas is gone")
+            try:
+                ds = get_dataset(spec)
+            except FileNotFoundError as exc:
+                raise FileNotFoundError(f"cannot find the images of this atlas: {exc}") from None
+        else:
+            ds = get_dataset(dataset)
+        if check and ds.fingerprint != self.meta["dataset_fingerprint"]:
+            raise ValueError(
+                f"the dataset {ds.name!r} is not the one this atlas was made from (or it changed "
+                f"since: fingerprint {ds.fingerprint} != {self.meta['dataset_fingerprint']}); "
+                "scan it again"
+            )
+        if dataset is None:
+            self._dataset = ds
+        return ds
+
+    def scanned_image(self, index: int, dataset: "Dataset | str | None" = None):
+        """Dataset image ``index`` as it was scanned (PIL, image_size x image_size)."""
+        return self._square(self.open_dataset(dataset), int(index))
+
+    def patches(self, layer: str, unit: int, dataset: "Dataset | str | None" = None,
+                n: int | None = None, fill=(128, 128, 128)) -> list:
+        """The unit's top patches: its receptive field cut out of each top image (PIL, best first).
+
+        Every patch of a layer has the full receptive-field size; the part outside the image
+        (the zero padding the network saw) is shown in the flat ``fill`` colour.
+        """
+        hits = self.top(layer, unit, n)
+        ds = self.open_dataset(dataset)
+        return [crop_box(self.scanned_image(h.image_index, ds), h.box, fill=fill) for h in hits]
+
+    def activation_map(self, layer: str, unit: int, dataset: "Dataset | str | None" = None,
+                       backbone=None, image_index: int | None = None, rank: int = 0) -> ActivationMap:
+        """The unit's activation map over one scanned image (default: its best image).
+
+        ``backbone`` is the FeatureExtractor the atlas was made with (or None: load it by name
+        on the CPU); its ``weights_id`` must match the atlas's.
+        """
+        unit = self._unit(layer, unit)
+        if image_index is None:
+            hits = self.top(layer, unit)
+            if not hits:
+                raise ValueError(f"{self.unit_label(layer, unit)}: no image was scanned")
+            image_index = hits[min(rank, len(hits) - 1)].image_index
+        net = self._get_backbone(backbone)
+        ds = self.open_dataset(dataset)
+        img = self.scanned_image(image_index, ds)
+        x = _pils_to_batch([img], net.device)
+        with torch.inference_mode():
+            a = net.extract(x, [layer])[layer][0, unit].float().cpu().numpy()
+        y0, x0 = np.unravel_index(int(np.argmax(a)), a.shape)
+        rf = self.rf(layer)
+        return ActivationMap(a.astype(np.float32), img, int(image_index), layer, unit,
+                             (int(y0), int(x0)), unit_box(rf, int(y0), int(x0)), rf)
+
+    def _get_backbone(self, backbone):
+        from .features import load_backbone
+
+        if backbone is None:
+            if self._backbone is None:
+                self._backbone = load_backbone(self.backbone, device="cpu")
+            backbone = self._backbone
+        elif isinstance(backbone, str):
+            backbone = load_backbone(backbone, device="cpu")
+        wid = getattr(backbone, "weights_id", None)
+        if wid != self.meta["weights_id"]:
+            raise ValueError(
+                f"the backbone's weights ({wid}) are not the ones the atlas was made with "
+                f"({self.meta['weights_id']})"
+            )
+        return backbone
+
+    # -- layers ---------------------------------------------------------------------------------
+    def subset(self, layers: Iterable[str]) -> "Atlas":
+        """A new atlas with only ``layers`` (arrays shared)."""
+        layers = [self._layer(n) for n in ([layers] if isinstance(layers, str) else layers)]
+        meta = dict(self.meta)
+        meta["layers"] = layers
+        for key in ("channels", "feature_size", "rf"):
+            meta[key] = {n: self.meta[key][n] for n in layers}
+        out = Atlas(meta, self.values, self.images, self.ys, self.xs)
+        out._dataset = self._dataset
+        out.path = self.path
+        return out
+
+    # -- files ----------------------------------------------------------------------------------
+    def save(self, path: "str | os.PathLike", compressed: bool = False) -> Path:
+        """Write the atlas to one ``.npz`` file (atomically); returns the path."""
+        path = Path(path).expanduser()
+        if path.is_dir():
+            raise ValueError(f"{str(path)!r} is a folder; give a file name such as atlas.npz")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {"meta": np.array(json.dumps(self.meta))}
+        for i, n in enumerate(self.layers):
+            arrays[f"L{i}_values"] = self.values[n]
+            arrays[f"L{i}_images"] = self.images[n]
+            arrays[f"L{i}_ys"] = self.ys[n]
+            arrays[f"L{i}_xs"] = self.xs[n]
+        with atomic_write(path) as f:
+            (np.savez_compressed if compressed else np.savez)(f, **arrays)
+        self.path = path
+        return path
+
+    @classmethod
+    def load(cls, path: "str | os.PathLike") -> "Atlas":
+        """Read an atlas written by :meth:`save`."""
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"no atlas file {str(path)!r}")
+        with _reading(path), np.load(path, allow_pickle=False) as z:
+            meta = _check_meta(json.loads(str(z["meta"])), path)
+            arrays: dict[str, dict] = {"values": {}, "images": {}, "ys": {}, "xs": {}}
+            for i, n in enumerate(meta["layers"]):
+                for key in arrays:
+                    arrays[key][n] = z[f"L{i}_{key}"]
+                    if arrays[key][n].shape != (meta["channels"][n], meta["k"]):
+                        raise ValueError(f"{str(path)!r} is not a valid teachkit atlas file: the {key} of "
+                                         f"{n} have shape {arrays[key][n].shape}, not (channels, k)")
+        atlas = cls(meta, **arrays)
+        atlas.path = path
+        return atlas
+
+
+_INT, _STR, _NUM = (int,), (str,), (int, float)
+#: What every saved atlas's metadata must hold: key -> accepted types.
+_META_TYPES = {
+    "format_version": _INT, "backbone": _STR, "weights_id": _STR, "dataset_name": _STR,
+    "dataset_spec": (str, type(None)), "dataset_fingerprint": _STR, "dataset_size": _INT, "image_size": _INT,
+    "k": _INT, "positions_per_image": _INT, "min_inside": _NUM, "layers": (list,), "channels": (dict,),
+    "feature_size": (dict,), "rf": (dict,), "n_images": _INT, "n_skipped": _INT, "skipped": (list,),
+    "start": _INT, "end": _INT, "complete": (bool,), "created": _STR, "scan_seconds": _NUM,
+}
+
+
+def _check_meta(meta, path) -> dict:
+    """``meta`` if it is a well-formed atlas description, else a ValueError naming ``path``.
+
+    Atlases written before ``min_inside`` existed get 0 (every position was a candidate).
+    """
+    def bad(what: str) -> ValueError:
+        return ValueError(f"{str(path)!r} is not a valid teachkit atlas file: {what}; delete it or scan again")
+
+    if not isinstance(meta, dict) or "format_version" not in meta:
+        raise bad("no format version")
+    meta = {"positions_per_image": 1, "min_inside": 0.0, **meta}
+    for key, types in _META_TYPES.items():
+        value = meta.get(key, bad)
+        if value is bad:
+            raise bad(f"its metadata lacks {key!r}")
+        if not isinstance(value, types) or (types in (_INT, _NUM) and isinstance(value, bool)):
+            raise bad(f"{key!r} is {value!r}")
+    if meta["format_version"] > FORMAT_VERSION:
+        raise ValueError(
+            f"the atlas {str(path)!r} has format version {meta['format_version']}, newer than this "
+            f"teachkit reads ({FORMAT_VERSION}); update teachkit or scan again"
+        )
+    layers = meta["layers"]
+    if not layers or not all(isinstance(n, str) for n in layers) or len(set(layers)) != len(layers):
+        raise bad(f"'layers' is {layers!r}")
+    for n in layers:
+        rf, ch, fs = meta["rf"].get(n), meta["channels"].get(n), meta["feature_size"].get(n)
+        if not (isinstance(rf, list) and len(rf) == 6 and all(isinstance(v, _NUM) for v in rf)):
+            raise bad(f"no receptive field for layer {n!r}")
+        if not isinstance(ch, int) or ch < 1 or not (isinstance(fs, list) and len(fs) == 2):
+            raise bad(f"no channel count or feature-map size for layer {n!r}")
+    if meta["k"] < 1 or meta["image_size"] < 1 or not 0 <= meta["min_inside"] <= 1:
+        raise bad(f"k={meta['k']!r}, image_size={meta['image_size']!r}, min_inside={meta['min_inside']!r}")
+    return meta
+
+
+@contextlib.contextmanager
+def _reading(path):
+    """Turn the errors of reading a file that is not an atlas into one ValueError naming it."""
+    try:
+        yield
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, ValueError) and "teachkit atlas" in str(exc):
+            raise
+        raise ValueError(f"{str(path)!r} is not a teachkit atlas file ({exc})") from None
+
+
+def read_meta(path: "str | os.PathLike") -> dict:
+    """Only the metadata of a saved atlas (fast: the arrays are not read)."""
+    with _reading(path), np.load(Path(path), allow_pickle=False) as z:
+        return _check_meta(json.loads(str(z["meta"])), path)
+
+
+def _pils_to_batch(pils: Sequence, device: torch.device) -> torch.Tensor:
+    """Equal-size RGB PIL images -> (N, 3, H, W) float in [0, 1] (channels-last on the CPU)."""
+    arr = np.stack([np.asarray(p, dtype=np.uint8) for p in pils])  # N, H, W, 3
+    t = torch.from_numpy(arr).to(device)
+    # Viewed as N, 3, H, W this is the channels-last layout, which makes oneDNN's CPU
+    # convolutions markedly faster; keep it there, use the plain layout elsewhere.
+    t = t.permute(0, 3, 1, 2).float().div_(255.0)
+    if device.type != "cpu":
+        t = t.contiguous()
+    return t

@@ -1,0 +1,556 @@
+"""Served to a whole class: hostile input and fair sharing (lessons/jobs.py, lessons/uploads.py).
+
+One test per hostile case: lesson 1's folder box (off without a data root; outside the root,
+a symlink out of it, ``/x`` vs ``/x/``; bounded builders), lesson 6's jobs (a second job in one
+session, the queue and its places, an abandoned session, the time limit, the caps), uploads
+(pixels refused before decoding, decoded once per session, capped style uploads) and the limits
+of the served app (the start command passes them, the app checks them, a real browser meets them).
+
+The job tests replace teachkit's transfer by a stand-in that only counts steps, so they test the
+sharing rules, not the engine, in well under a second each.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+import zlib
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the lessons package sits next to app.py
+    sys.path.insert(0, str(ROOT))
+
+from lessons import jobs, uploads  # noqa: E402
+from teachkit.transfer import TransferConfig  # noqa: E402
+
+APP = str(ROOT / "app.py")
+
+
+def _png(width: int, height: int, colour=(200, 30, 30)) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A small PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb's header)."""
+    data = bytearray(_png(8, 8))
+    ihdr = 8 + 8  # signature, then length + b"IHDR"
+    struct.pack_into(">II", data, ihdr, width, height)
+    crc = zlib.crc32(bytes(data[ihdr - 4: ihdr + 13])) & 0xFFFFFFFF
+    struct.pack_into(">I", data, ihdr + 13, crc)
+    return bytes(data)
+
+
+# ---- lesson 1's folder box ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def data_root(tmp_path, monkeypatch):
+    """root/cats (a folder of images), root/notes.txt, root/escape -> ../secret (a link out of root)."""
+    root = tmp_path / "root"
+    (root / "cats").mkdir(parents=True)
+    (root / "notes.txt").write_text("not a folder")
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (root / "escape").symlink_to(secret, target_is_directory=True)
+    monkeypatch.setattr(jobs, "DATA_ROOT", root.resolve())
+    return root
+
+
+def test_folder_box_is_off_without_a_data_root(monkeypatch, tmp_path):
+    monkeypatch.setattr(jobs, "DATA_ROOT", None)
+    assert not jobs.folder_box_enabled()
+    assert jobs.dataset_spec("", "sample") == "sample"
+    for text in ("/", str(tmp_path), "sample"):
+        with pytest.raises(jobs.FolderRefused):
+            jobs.dataset_spec(text, "sample")
+    # and it is read once, at start, from TEACHKIT_DATA_ROOT (a missing folder leaves it off)
+    monkeypatch.setenv("TEACHKIT_DATA_ROOT", str(tmp_path))
+    assert jobs._data_root_from_env() == tmp_path.resolve()
+    monkeypatch.setenv("TEACHKIT_DATA_ROOT", str(tmp_path / "gone"))
+    assert jobs._data_root_from_env() is None
+
+
+def test_outside_the_root_and_symlink_escape_get_one_neutral_message(data_root, tmp_path):
+    hostile = ["/", "/etc", "/etc/passwd", str(tmp_path / "secret"), "../secret", "cats/../../secret",
+               "escape", str(data_root / "escape"), "notes.txt", "no-such-folder", "cats/\0x", "~"]
+    messages = set()
+    for text in hostile:
+        with pytest.raises(jobs.FolderRefused) as err:
+            jobs.dataset_spec(text, "sample")
+        messages.add(str(err.value))
+    assert len(messages) == 1  # nothing tells whether a path exists, is a file, or lies elsewhere
+    message = messages.pop()
+    assert str(tmp_path) not in message and "secret" not in message and "passwd" not in message
+
+
+def test_slash_variants_are_one_folder_and_one_builder(data_root, monkeypatch):
+    made = []
+
+    class Builder:  # records which datasets would be scanned
+        def __init__(self, spec, net, layers):
+            made.append(spec)
+            self.done = threading.Event()
+            self.done.set()
+
+    monkeypatch.setattr(jobs, "AtlasBuilder", Builder)
+    monkeypatch.setattr(jobs, "_BUILDERS", type(jobs._BUILDERS)())
+    cats = str((data_root / "cats").resolve())
+    texts = ["cats", "cats/", "./cats/.", str(data_root / "cats"), str(data_root / "cats") + "/", "cats//"]
+    specs = {jobs.dataset_spec(t, "sample") for t in texts}
+    assert specs == {cats}
+    builders = {id(jobs.atlas_builder(jobs.dataset_spec(t, "sample"), None, ("relu1_1",))) for t in texts}
+    assert len(builders) == 1 and made == [cats]
+
+
+def test_builders_are_bounded_and_least_recently_used_are_freed(monkeypatch):
+    class Builder:
+        def __init__(self, spec, net, layers):
+            self.spec = spec
+            self.done = threading.Event()
+
+    monkeypatch.setattr(jobs, "AtlasBuilder", Builder)
+    monkeypatch.setattr(jobs, "_BUILDERS", type(jobs._BUILDERS)())
+    monkeypatch.setattr(jobs, "MAX_SCANS", 2)
+    monkeypatch.setenv("TEACHKIT_ATLAS_DATASET", "sample")
+    layers = ("relu1_1",)
+    default = jobs.atlas_builder("sample", None, layers)  # pinned: not counted, never freed
+    a = jobs.atlas_builder("/data/a", None, layers)
+    b = jobs.atlas_builder("/data/b", None, layers)
+    with pytest.raises(jobs.BuildersBusy):  # both still scanning: no third scan
+        jobs.atlas_builder("/data/c", None, layers)
+    a.done.set()
+    b.done.set()
+    assert jobs.atlas_builder("/data/a", None, layers) is a  # a is now the most recently used
+    c = jobs.atlas_builder("/data/c", None, layers)  # frees b, the least recently used finished one
+    assert jobs.builder_count() == 3
+    assert jobs.atlas_builder("/data/a", None, layers) is a
+    assert jobs.atlas_builder("/data/c", None, layers) is c
+    assert jobs.atlas_builder("sample", None, layers) is default
+    assert all(k[0] != "/data/b" for k in jobs._BUILDERS)
+
+
+@pytest.fixture(scope="module")
+def tiny_atlas_env(tmp_path_factory):
+    """A tiny default dataset (4 images at 48 px) and a private cache, as in test_app.py."""
+    from teachkit.samples import sample_content
+
+    folder = tmp_path_factory.mktemp("atlas_images")
+    for name in ("chelsea", "astronaut", "coffee", "rocket"):
+        sample_content(name, 64).save(folder / f"{name}.png")
+    mp = pytest.MonkeyPatch()
+    for key, value in {"TEACHKIT_FAST": "1", "TEACHKIT_DEMO_SIZE": "32", "TEACHKIT_ATLAS_DATASET": str(folder),
+                       "TEACHKIT_ATLAS_SIZE": "48", "TEACHKIT_CACHE": str(tmp_path_factory.mktemp("cache")),
+                       "TEACHKIT_OFFLINE": "1"}.items():
+        mp.setenv(key, value)
+    yield folder
+    mp.undo()
+
+
+def test_lesson1_page_refuses_a_path_outside_the_root(tiny_atlas_env, data_root, tmp_path):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert at.text_input(key="p1_folder")  # the box is there: a data root was named
+    at.text_input(key="p1_folder").input(str(tmp_path / "secret")).run()
+    assert not at.exception
+    assert len(at.error) == 1 and str(tmp_path) not in at.error[0].value
+    assert at.image  # the page goes on with the default dataset
+
+
+def test_lesson1_page_has_no_folder_box_without_a_data_root(tiny_atlas_env, monkeypatch):
+    monkeypatch.setattr(jobs, "DATA_ROOT", None)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception
+    assert not [w for w in at.text_input if w.key == "p1_folder"]
+
+
+# ---- lesson 6's jobs ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_transfer(monkeypatch):
+    """teachkit's transfer replaced by a stand-in: one 'step' every 10 ms until stopped or done."""
+    from teachkit import progress, transfer
+
+    def run(content, styles, config, *, callback=None, stop=None, backbone=None):
+        done = 0
+        for done in range(1, config.steps + 1):
+            if stop is not None and stop.is_set():
+                return SimpleNamespace(image=None, stopped=True, history=[None] * (done - 1), seconds=0.0)
+            callback(progress.Progress("transfer", done, config.steps, {"total": 1.0}))
+            time.sleep(0.01)
+        return SimpleNamespace(image=None, stopped=False, history=[None] * done, seconds=0.0)
+
+    monkeypatch.setattr(transfer, "transfer", run)
+    return run
+
+
+def _board(**limits) -> jobs.JobBoard:
+    return jobs.JobBoard(jobs.JobLimits(**limits), slots=threading.BoundedSemaphore(1))
+
+
+def _job(board, session: str, steps: int = 100_000) -> jobs.TransferJob:
+    return jobs.TransferJob(None, [], TransferConfig(steps=steps), None, session=session, board=board)
+
+
+def _until(cond, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.01)
+
+
+def test_a_second_job_in_one_session_replaces_the_first(fake_transfer):
+    board = _board()
+    first = _job(board, "s1").start()
+    _until(lambda: first.snapshot()["state"] == "running")
+    second = _job(board, "s1").start()
+    _until(lambda: not first.alive)
+    assert first.snapshot()["reason"] == "replaced" and first.result.stopped
+    _until(lambda: second.snapshot()["state"] == "running")  # the slot went to the new job
+    other = _job(board, "s2").start()  # another session's job is not touched, it waits
+    assert other.snapshot()["place"] == 1 and second.alive
+    for job in (second, other):
+        job.cancel()
+    _until(lambda: not (second.alive or other.alive))
+    assert board.counts() == (0, 0)
+
+
+def test_the_queue_tells_each_student_their_place_and_is_bounded(fake_transfer):
+    board = _board(queue=2)
+    running = _job(board, "a").start()
+    _until(lambda: running.snapshot()["state"] == "running")
+    b, c = _job(board, "b").start(), _job(board, "c").start()
+    assert (b.snapshot()["place"], c.snapshot()["place"]) == (1, 2)
+    d = _job(board, "d").start()  # the queue is full: refused at once, nothing runs
+    snap = d.snapshot()
+    assert not d.alive and snap["state"] == "failed" and snap["reason"] == "queue_full"
+    assert "2" in jobs.reason_text(snap) or str(jobs.LIMITS.queue) in jobs.reason_text(snap)
+    running.cancel()
+    _until(lambda: b.snapshot()["state"] == "running")
+    assert c.snapshot()["place"] == 1
+    assert re.search(r"\b1\b", jobs.queue_text(c.snapshot()))
+    for job in (b, c):
+        job.cancel()
+    _until(lambda: not (b.alive or c.alive))
+
+
+def test_an_abandoned_session_is_cancelled_and_frees_its_slot(fake_transfer):
+    board = _board(heartbeat_seconds=0.4)
+    gone = _job(board, "gone").start()  # runs, but its page never polls again
+    _until(lambda: gone.state == "running")
+    waiting = _job(board, "here").start()
+    stop_polling = threading.Event()
+
+    def poll():  # the page of 'here' keeps polling (its heartbeat)
+        while not stop_polling.is_set():
+            waiting.snapshot()
+            time.sleep(0.05)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    _until(lambda: not gone.alive, timeout=5)
+    assert gone.snapshot()["reason"] == "abandoned"
+    _until(lambda: waiting.snapshot()["state"] == "running")  # the freed slot went to the waiting one
+    stop_polling.set()
+    poller.join()
+    # a queued job whose page goes away gives up its place too
+    queued = _job(board, "left-the-queue").start()
+    assert board.place(queued) == 1
+    _until(lambda: not waiting.alive and not queued.alive, timeout=5)
+    assert queued.reason == "abandoned" and board.counts() == (0, 0)
+
+
+def test_a_job_stops_at_the_time_limit(fake_transfer):
+    board = _board(seconds=0.3)
+    job = _job(board, "s").start()
+    _until(lambda: not job.alive, timeout=5)
+    snap = job.snapshot()
+    assert snap["reason"] == "time_limit" and job.result.stopped and 0 < snap["step"] < 100_000
+    assert "0 s" in jobs.reason_text(snap) or "s" in jobs.reason_text(snap)
+    assert board.counts() == (0, 0)
+
+
+def test_caps_of_one_job():
+    lim = jobs.JobLimits()
+    at_limits = TransferConfig(size=lim.max_size, steps=lim.max_steps, style_scale=lim.max_style_scale,
+                               history_size=lim.max_history)
+    assert jobs.check_transfer(at_limits, lim.max_styles, lim) == []
+    over = TransferConfig(size=768, steps=1000, style_scale=4.0, history_size=500)
+    problems = jobs.check_transfer(over, lim.max_styles + 1, lim)
+    assert len(problems) == 5
+    for value in ("768", "1000", "4.0", "500", str(lim.max_styles + 1)):
+        assert any(value in p for p in problems), value
+    # no size (= the content's full size) is over the cap too; Adam keeps no L-BFGS memory
+    assert len(jobs.check_transfer(TransferConfig(size=None), 1, lim)) == 1
+    assert jobs.check_transfer(TransferConfig(optimizer="adam", history_size=500, size=64), 1, lim) == []
+    assert lim.work_side == 1024  # the largest side any input is used at
+
+
+# ---- uploads -----------------------------------------------------------------------------------
+
+
+def test_huge_pixel_upload_is_refused_before_decoding(monkeypatch):
+    import teachkit.images as images
+    from teachkit.images import ImageError
+
+    decoded = []
+    monkeypatch.setattr(images, "load_image", lambda *a, **k: decoded.append(1))
+    bomb = _png_claiming(6000, 5000)  # 30 megapixels claimed, under 100 bytes
+    assert len(bomb) < 200
+    with pytest.raises(ImageError) as err:
+        uploads.decode_upload(bomb, "bomb.png")
+    assert "bomb.png" in str(err.value) and "30,000,000" in str(err.value)
+    assert decoded == []  # refused from the header, nothing was decoded
+    assert uploads.UPLOAD_MAX_PIXELS <= 12_000_000  # ~23 B/pixel decoded: <= ~280 MiB per decode
+
+
+def test_a_large_upload_is_kept_no_larger_than_ever_used():
+    img = uploads.decode_upload(_png(2000, 1000), "wide.png")
+    assert img.size == (jobs.LIMITS.work_side, jobs.LIMITS.work_side // 2)
+    small = uploads.decode_upload(_png(300, 200), "small.png")
+    assert small.size == (300, 200)
+
+
+def _upload_script():
+    import streamlit as st
+
+    from lessons import uploads
+
+    img = uploads.read_upload(st.file_uploader("photo", key="u"), "photo")
+    st.write("none" if img is None else f"{img.size[0]}x{img.size[1]}")
+
+
+def test_an_upload_is_decoded_once_per_session(monkeypatch):
+    calls = []
+    real = uploads.decode_upload
+
+    def counting(data, name):
+        calls.append(name)
+        return real(data, name)
+
+    monkeypatch.setattr(uploads, "decode_upload", counting)
+    at = AppTest.from_function(_upload_script, default_timeout=30)
+    at.run()
+    at.file_uploader(key="u").set_value(("a.png", _png(64, 48), "image/png")).run()
+    for _ in range(3):
+        at.run()
+    assert not at.exception and calls == ["a.png"]
+    assert at.markdown[-1].value == "64x48"
+    # a corrupt file: decoded (and refused) once, the error is shown on every rerun
+    at.file_uploader(key="u").set_value(("bad.png", b"\x89PNG not really", "image/png")).run()
+    at.run()
+    assert calls == ["a.png", "bad.png"] and len(at.error) == 1 and "bad.png" in at.error[0].value
+    # another session decodes its own copy
+    other = AppTest.from_function(_upload_script, default_timeout=30)
+    other.run()
+    other.file_uploader(key="u").set_value(("a.png", _png(64, 48), "image/png")).run()
+    assert calls == ["a.png", "bad.png", "a.png"]
+
+
+def _styles_script():
+    import streamlit as st
+
+    from lessons import uploads
+
+    styles = uploads.style_uploader("styles", "style", "s")
+    st.write(f"{len(styles)} styles")
+
+
+def test_style_uploads_are_capped():
+    at = AppTest.from_function(_styles_script, default_timeout=30)
+    at.run()
+    files = [(f"s{i}.png", _png(40 + i, 40, (i * 40, 0, 0)), "image/png") for i in range(uploads.MAX_STYLE_UPLOADS + 2)]
+    at.file_uploader(key="s").set_value(files).run()
+    assert not at.exception
+    assert at.markdown[-1].value == f"{uploads.MAX_STYLE_UPLOADS} styles"
+    assert len(at.warning) == 1 and str(uploads.MAX_STYLE_UPLOADS) in at.warning[0].value
+
+
+# ---- the limits of the served app --------------------------------------------------------------
+
+
+def _limits_script():
+    import streamlit as st
+
+    from lessons import uploads
+
+    st.write("allowed" if uploads.check_served_limits() else "refused")
+    uploads.uploader("photo", "u")
+
+
+def test_a_server_limit_above_the_apps_switches_uploads_off():
+    from streamlit import config
+
+    old = config.get_option("server.maxUploadSize")
+    try:
+        config.set_option("server.maxUploadSize", 200)  # what `streamlit run` gives outside the repo root
+        at = AppTest.from_function(_limits_script, default_timeout=30)
+        at.run()
+        assert at.markdown[0].value == "refused"
+        assert not at.file_uploader and "switched off" in at.caption[0].value
+        config.set_option("server.maxUploadSize", uploads.UPLOAD_MAX_MB)
+        at = AppTest.from_function(_limits_script, default_timeout=30)
+        at.run()
+        assert at.markdown[0].value == "allowed" and len(at.file_uploader) == 1
+        assert config.get_option("client.showErrorDetails") in ("none", "type")  # no tracebacks for visitors
+    finally:
+        config.set_option("server.maxUploadSize", old)
+
+
+def _make_run_flags() -> list[str]:
+    """The `streamlit run` options of `make run`, read from the Makefile itself."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    out = subprocess.run(["make", "-s", "-n", "run"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    line = " ".join(out.replace("\\\n", " ").split("\n"))
+    return line.split("app.py", 1)[1].split()
+
+
+def test_the_start_command_passes_the_limits():
+    flags = _make_run_flags()
+    assert flags[flags.index("--server.maxUploadSize") + 1] == str(uploads.UPLOAD_MAX_MB)
+    assert flags[flags.index("--client.showErrorDetails") + 1] == "none"
+    # and the repository's config file agrees (it is read when Streamlit starts in the repo root)
+    conf = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert conf["server"]["maxUploadSize"] <= uploads.UPLOAD_MAX_MB
+    assert conf["client"]["showErrorDetails"] == "none"
+
+
+# ---- in a real browser: the limits hold however the server was started ---------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _need_browser():
+    if not Path(CHROMIUM).is_file():
+        if os.environ.get("TEACHKIT_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"no Chromium at {CHROMIUM} (TEACHKIT_REQUIRE_BROWSER=1)")
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium")
+    pytest.importorskip("playwright.sync_api")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(flags: list[str], cwd: Path, env: dict, log: Path):
+    """``streamlit run /path/to/app.py FLAGS`` started in ``cwd`` (not the repository root)."""
+    import urllib.request
+
+    port = _free_port()
+    out = open(log, "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", APP, *flags, "--server.address", "127.0.0.1",
+                             "--server.port", str(port), "--server.headless", "true"],
+                            cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    return proc, out, url
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            out.close()
+            pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.3)
+
+
+def _loopback_only(route) -> None:
+    """The browser talks to the local server only (the app's icons would otherwise be fetched from the web)."""
+    if route.request.url.startswith(("http://127.0.0.1:", "ws://127.0.0.1:")):
+        route.continue_()
+    else:
+        route.abort()
+
+
+def _stop(proc, out) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    out.close()
+
+
+def test_served_limits_in_a_browser(tmp_path, tiny_atlas_env):
+    """Started with `make run`'s options outside the repo root, the server refuses an 11 MB upload
+    (the browser does, and the server does for a request that skips the browser); started with a
+    larger limit, the app switches its uploads off."""
+    _need_browser()
+    from playwright.sync_api import sync_playwright
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TEACHKIT_WARMUP="0")
+    big = tmp_path / "big.png"
+    big.write_bytes(_png(64, 64) + b"\0" * (uploads.UPLOAD_MAX_MB * 1024 * 1024 + 1024))
+    small = tmp_path / "small.png"
+    small.write_bytes(_png(64, 48))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    served = _serve(_make_run_flags(), elsewhere, env, tmp_path / "served.log")
+    bare = None
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            context.route("**/*", _loopback_only)
+            page = context.new_page()
+            sent = []
+            page.on("request", lambda r: sent.append(r) if "/_stcore/upload_file/" in r.url else None)
+            page.goto(f"{served[2]}/run", wait_until="domcontentloaded")
+            inputs = page.locator('[data-testid="stFileUploader"] input[type="file"]')
+            inputs.first.wait_for(state="attached", timeout=90_000)
+            inputs.first.set_input_files(str(big))  # the browser refuses it (per-widget limit)
+            page.wait_for_timeout(1500)
+            assert not [r for r in sent if r.method == "PUT"], "the browser sent the 11 MB file"
+            with page.expect_request(lambda r: "/_stcore/upload_file/" in r.url and r.method == "PUT",
+                                     timeout=30_000) as request:
+                inputs.first.set_input_files(str(small))  # a good one goes through
+            put = request.value
+            # the same request with 11 MB, from the same browser (its cookies and XSRF header): 413
+            headers = {k: v for k, v in put.headers.items() if k.lower() in ("x-xsrftoken", "cookie")}
+            resp = page.request.put(put.url, headers=headers, multipart={
+                "file": {"name": "big.png", "mimeType": "image/png", "buffer": big.read_bytes()}})
+            assert resp.status == 413, resp.status
+            context.close()
+
+            # A server told to take more (a flag, STREAMLIT_SERVER_MAX_UPLOAD_SIZE or a global config):
+            bare = _serve(["--server.maxUploadSize", "200"], elsewhere, env, tmp_path / "bare.log")
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            context.route("**/*", _loopback_only)
+            page = context.new_page()
+            page.goto(f"{bare[2]}/run", wait_until="domcontentloaded")
+            page.get_by_text("switched off").first.wait_for(timeout=90_000)
+            assert page.locator('[data-testid="stFileUploader"]').count() == 0
+            browser.close()
+    finally:
+        _stop(*served[:2])
+        if bare is not None:
+            _stop(*bare[:2])

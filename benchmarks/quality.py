@@ -135,8 +135,6 @@ def run_matrix(args) -> dict:
     if args.beta is not None:
         overrides["beta"] = args.beta
     config = TransferConfig.preset(args.preset, size=args.size, preview_every=0, dtype=args.dtype, **overrides)
-    if args.preset != "default" and args.size != TransferConfig.preset(args.preset).size:
-        config.scales = config.scale_steps = None  # the preset's plan was made for its own size
     net = load_backbone("vgg19", device=args.device)
     out = {"machine": cpu_line(), "preset": args.preset, "size": args.size, "config": None, "pairs": []}
     print(out["machine"], flush=True)

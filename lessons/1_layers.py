@@ -44,7 +44,8 @@ if builder.error:
 
 atlas = builder.atlas
 m = atlas.meta
-st.caption(tr("p1_atlas_info", n=m["n_images"], name=m["dataset_name"], size=m["image_size"], k=m["k"]))
+dataset_name = tr("dataset_sample") if m["dataset_name"] == "sample" else m["dataset_name"]
+st.caption(tr("p1_atlas_info", n=m["n_images"], name=dataset_name, size=m["image_size"], k=m["k"]))
 st.session_state["atlas_spec"] = spec  # lesson 5 shows its channels' top patches from this atlas
 LANG, PX = lang(), guide.text_px()
 

@@ -1,87 +1,110 @@
-"""Lesson 5 -- style cost and the Gram matrix: two channels, heatmaps, lambda[l], textures, shuffled tiles."""
+"""Lesson 5 -- style cost and the Gram matrix: two channels (and what they detect), heatmaps, lambda[l],
+textures, shuffled tiles."""
 
 import streamlit as st
 
-from teachkit.features import DEFAULT_STYLE_LAYERS
-
-from lessons import settings as cfg
-from lessons import charts
-from lessons import demos
+from lessons import charts, demos, guide, jobs
 from lessons import resources as res
-from lessons.i18n import choice, md, page_title, tr
+from lessons import settings as cfg
+from lessons.i18n import choice, lang, md, page_title, tr
+from teachkit.features import DEFAULT_STYLE_LAYERS
+from teachkit.samples import DEFAULT_STYLE
 
 P = "5_style"
 SIZE = res.l5_size()  # the images the Gram matrices are computed on
-TEX_SIZE = cfg.demo_size(96, fast=32)  # texture synthesis
+TEX_SIZE = cfg.demo_size(96, fast=32)  # texture synthesis, live
 TEX_STEPS = cfg.demo_steps(40, fast=2)
 LAYERS = list(DEFAULT_STYLE_LAYERS)
 TEX_LIMIT = None if cfg.fast_mode() or not cfg.demo_seconds() else cfg.demo_seconds() / len(LAYERS)  # per texture
+LANG = lang()
 
 page_title(5)
+guide.teacher_note(P)
 md(P, "intro")
 
-from teachkit.samples import DEFAULT_STYLE  # noqa: E402
-
-names = res.samples()
 s1, s2 = st.columns(2)
-style_name = s1.selectbox(tr("pick_style"), names["style"], index=names["style"].index(DEFAULT_STYLE),
-                          key="p5_style")
+with s1:
+    style_key, style_label = res.picker("style", "p5_style", DEFAULT_STYLE)
 layer = s2.selectbox(tr("p5_layer"), LAYERS, index=LAYERS.index(res.L5_LAYER), key="p5_layer")
 
-# ---- two channels ----
+# ---- two channels, and what they detect (lesson 1's atlas) ----
 md(P, "pair")
 which = choice(st.radio, tr("p5_pair_which"), ["most", "least"], "p5_pair", default=res.L5_PAIR, horizontal=True,
-                 labels=lambda w: tr(f"p5_pair_{w}"))
-res.show_png(res.pair_png(style_name, layer, which, SIZE))
+               labels=lambda w: tr(f"p5_pair_{w}"))
+res.show_png(res.pair_png(style_key, layer, which, SIZE, LANG))
+guide.look(P, "pair")
+
+k, k2, _ = res.l5_pair(style_key, layer, which, SIZE)
+st.markdown(f"**{tr('p5_detect', k=k, k2=k2, layer=layer)}**")
+builder = jobs.atlas_builder(st.session_state.get("atlas_spec", cfg.atlas_default_dataset()), res.backbone(),
+                             DEFAULT_STYLE_LAYERS)
+if builder.done.is_set() and builder.atlas is not None and layer in builder.atlas.layers:
+    c1, c2 = st.columns(2)
+    for col, unit in ((c1, k), (c2, k2)):
+        with col:
+            res.show_png(res.unit_png(builder.atlas, layer, unit, LANG, guide.text_px()))
+    guide.look(P, "detect")
+else:
+    st.info(tr("p5_atlas_wait"))
 
 # ---- the Gram matrix of S and of G ----
 md(P, "gram")
 g_options = ["content", "noise", "style2"] + (["last"] if st.session_state.get("last_G") is not None else [])
 g_kind = choice(st.radio, tr("p5_compare_with"), g_options, "p5_g", horizontal=True,
-                  labels=lambda k: tr(f"p5_g_{k}"))
-g_png = res.l5_g_png(g_kind, style_name, st.session_state.get("last_G"))
+                labels=lambda kind: tr(f"p5_g_{kind}"))
+g_png = res.l5_g_png(g_kind, style_key, st.session_state.get("last_G"))
 md(P, "heatmaps")
-res.show_png(res.comparison_png(style_name, g_png, layer, SIZE))
+res.show_png(res.comparison_png(style_key, g_png, layer, SIZE, LANG))
+guide.look(P, "heatmaps")
+md(P, "constants")
 
 # ---- several layers, lambda[l] ----
 md(P, "layers")
 default_w = charts.transfer_defaults()["layer_weights"]
 cols = st.columns(len(LAYERS))
 weights = {}
-for col, l, w in zip(cols, LAYERS, default_w):  # lambda[l] spans orders of magnitude: powers of ten
+for col, name, w in zip(cols, LAYERS, default_w):  # lambda[l] spans orders of magnitude: powers of ten
     options = charts.weight_options(w, decades=2)
-    weights[l] = col.select_slider(tr("p5_lambda", layer=l), options, value=options[3], key=f"p5_lambda_{l}",
-                                   format_func=charts.fmt_weight)
-values = res.style_layer_costs(style_name, g_png, SIZE, tuple(LAYERS))
-total = sum(weights[l] * values[l] for l in LAYERS)
+    weights[name] = col.select_slider(tr("p5_lambda", layer=name), options, value=options[3], key=f"p5_lambda_{name}",
+                                      format_func=charts.fmt_weight)
+values = res.style_layer_costs(style_key, g_png, SIZE, tuple(LAYERS))
+total = sum(weights[name] * values[name] for name in LAYERS)
 st.latex(r"J_{\text{style}}(S,G) = \sum_l \lambda^{[l]} J^{[l]}_{\text{style}}(S,G) = " + charts.tex_num(total))
-bars_col, _ = st.columns([2, 1])
-with bars_col:
-    from teachkit.gram import style_cost_bars_figure
-
-    res.show_png(res.fig_png(style_cost_bars_figure(values, weights=weights), dpi=90))
+res.show_png(res.bars_png(tuple(values.items()), tuple(weights.items()), LANG))
+guide.look(P, "bars")
 
 # ---- texture synthesis, layer by layer ----
 md(P, "texture")
-tex_key = (style_name, TEX_SIZE, TEX_STEPS)
+item = res.prepared("texture", style_key) if not style_key.startswith("upload:") else None
+tex_key = (style_key, TEX_SIZE, TEX_STEPS)
 tex = st.session_state.get("p5_texture")
-run_tex = st.button(tr("p5_texture_run"), type="primary", key="p5_texture_run", icon=":material/play_arrow:")
-st.caption(tr("p5_texture_note", size=TEX_SIZE, steps=TEX_STEPS))
-tex_slot = st.empty()
-if run_tex:
-    tex = st.session_state["p5_texture"] = demos.texture_demo(style_name, TEX_SIZE, TEX_STEPS, LAYERS, tex_slot,
-                                                                  TEX_LIMIT)
-    st.session_state["p5_texture_key"] = tex_key
-elif tex is not None and st.session_state.get("p5_texture_key") == tex_key:
-    tex_slot.image(tex, width="stretch")
-else:
+if tex is not None and st.session_state.get("p5_texture_key") != tex_key:
     tex = None
-if tex is not None:
-    st.caption(tr("p5_texture_caption"))
+shown = tex or (None if item is None else (item.images, item.labels))
+tex_slot = st.empty()
+if shown is not None:
+    with tex_slot.container():
+        cols = st.columns(len(shown[0]) + 1)
+        cols[0].image(res.picture(style_key, 256), caption=tr("style_S"), width="stretch")
+        for col, img, name in zip(cols[1:], *shown):
+            col.image(img, caption=tr("p5_up_to", layer=name), width="stretch")
+    if tex is None:
+        st.caption(tr("p5_texture_prepared", size=item.meta["size"], steps=item.meta["steps"]))
+    guide.look(P, "texture")
+else:
+    st.info(tr("not_prepared"))
+run_tex = st.button(tr("p5_texture_run"), key="p5_texture_run", icon=":material/play_arrow:")
+st.caption(tr("p5_texture_note", size=TEX_SIZE, steps=TEX_STEPS))
+if run_tex:
+    live_slot = st.empty()
+    st.session_state["p5_texture"] = demos.texture_demo(style_key, TEX_SIZE, TEX_STEPS, LAYERS, live_slot, TEX_LIMIT)
+    st.session_state["p5_texture_key"] = tex_key
+    st.rerun()
 
 # ---- shuffled tiles ----
 md(P, "shuffle")
 tiles = st.slider(tr("p5_tiles"), 2, 8, res.L5_TILES, key="p5_tiles")
-left, _ = st.columns([3, 1])
-with left:
-    res.show_png(res.shuffle_png(style_name, tiles, SIZE))
+res.show_png(res.shuffle_png(style_key, tiles, SIZE, LANG))
+guide.look(P, "shuffle")
+
+guide.questions(P)

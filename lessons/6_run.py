@@ -3,29 +3,44 @@
 The transfer runs in a background thread (``lessons.jobs.TransferJob``) with a ``threading.Event`` kept in
 ``st.session_state``; a fragment reruns every half second while it runs, to show the progress and
 the latest image, and holds the Cancel button.  Cancel sets the event; teachkit stops after the
-current step and returns the latest image, which can be downloaded like a finished one.
+current step and returns the latest image, which can be downloaded like a finished one.  The
+options start at the engine's classroom preset (``TransferConfig.preset("quick")``).
 """
 
 import streamlit as st
 
+from lessons import charts, guide, jobs, resources, uploads
 from lessons import settings as cfg
-from lessons import charts
-from lessons import jobs
-from lessons import resources
-from lessons import uploads
-from lessons.i18n import choice, md, page_title, tr
+from lessons.i18n import choice, lang, md, page_title, progress_message, tr
+from teachkit.costs import NORMALIZATIONS
+from teachkit.features import DEFAULT_STYLE_LAYERS
+from teachkit.prepare import GALLERY
+from teachkit.samples import DEFAULT_CONTENT, DEFAULT_STYLE
+from teachkit.transfer import DTYPES, INITS, OPTIMIZERS, PRESETS, TransferConfig
 
 P = "6_run"
-DEFAULT_SIZE = cfg.demo_size(256, fast=48)
-DEFAULT_STEPS = cfg.demo_steps(200, fast=3)
+FAST = cfg.fast_mode()
+QUICK = dict(PRESETS["quick"])
+DEFAULT_SIZE = cfg.demo_size(QUICK["size"], fast=48)
+DEFAULT_STEPS = cfg.demo_steps(QUICK["steps"], fast=3)
+# the preset's coarse-to-fine schedule, unless the demo size was changed (tests: tiny, one scale)
+PRESET_SCALES = QUICK["scales"] if DEFAULT_SIZE == QUICK["size"] else None
 
 page_title(6)
+guide.teacher_note(P)
 md(P, "intro")
 
-from teachkit.costs import NORMALIZATIONS  # noqa: E402
-from teachkit.samples import DEFAULT_CONTENT, DEFAULT_STYLE  # noqa: E402
-from teachkit.features import DEFAULT_STYLE_LAYERS  # noqa: E402
-from teachkit.transfer import DTYPES, INITS, OPTIMIZERS, TransferConfig  # noqa: E402
+# ---- a finished example at once (teachkit prepare) ----
+example = next((resources.prepared("gallery", *p) for p in GALLERY if resources.prepared("gallery", *p)), None)
+if example is not None:
+    st.subheader(tr("p6_example"))
+    e1, e2, e3 = st.columns(3)
+    e1.image(resources.sample(example.meta["content"], 384), caption=tr("content_C"), width="stretch")
+    e2.image(resources.sample(example.meta["style"], 384), caption=tr("style_S"), width="stretch")
+    e3.image(example.final, caption=tr("p6_example_caption", steps=example.meta["steps"],
+                                       secs=example.meta["seconds"]), width="stretch")
+    guide.look(P, "example")
+    st.divider()
 
 net = resources.backbone()
 job = st.session_state.get("p6_job")
@@ -36,15 +51,18 @@ names = resources.samples()
 col_c, col_s = st.columns(2)
 with col_c:
     st.subheader(tr("p6_content"))
-    content_img, content_label = uploads.image_picker(tr("what_content"), "p6_content", kind="content",
-                                                default=DEFAULT_CONTENT)
-    resources.show_image(content_img, caption=f"{content_label} · {content_img.size[0]}×{content_img.size[1]}", width=320)
+    content_key, content_label = resources.picker("content", "p6_content", DEFAULT_CONTENT, tucked=False)
+    content_img = resources.picture(content_key)
+    resources.show_image(content_img, caption=f"{content_label} · {content_img.size[0]}×{content_img.size[1]}",
+                         width=320)
 with col_s:
     st.subheader(tr("p6_styles"))
+    style_labels = {n: resources.sample_label(n) for n in names["style"]}
     style_names = st.multiselect(tr("p6_style_samples"), names["style"], default=[DEFAULT_STYLE],
-                                 key="p6_style_samples", max_selections=jobs.LIMITS.max_styles)
+                                 key=f"p6_style_samples__{lang()}", max_selections=jobs.LIMITS.max_styles,
+                                 format_func=style_labels.__getitem__)
     uploaded = uploads.style_uploader(tr("p6_upload_styles"), tr("what_style"), "p6_style_upload")
-    styles = uploaded or [(n, resources.sample(n, 512)) for n in style_names]
+    styles = uploaded or [(style_labels[n], resources.sample(n, 512)) for n in style_names]
     if styles:
         st.image([img for _, img in styles], caption=[n for n, _ in styles], width=150)
     else:
@@ -57,10 +75,11 @@ o1, o2, o3, o4 = st.columns(4)
 size = o1.slider(tr("p6_size"), 32, jobs.LIMITS.max_size, min(DEFAULT_SIZE, jobs.LIMITS.max_size), 16, key="p6_size")
 steps = o2.slider(tr("p6_steps"), 1, jobs.LIMITS.max_steps, min(DEFAULT_STEPS, jobs.LIMITS.max_steps), key="p6_steps")
 with o3:
-    init = choice(st.radio, tr("p6_init"), list(INITS), "p6_init", default="noise",
-                    labels=lambda v: tr(f"init_{v}"), horizontal=True)
+    init = choice(st.radio, tr("p6_init"), list(INITS), "p6_init", default=QUICK["init"],
+                  labels=lambda v: tr(f"init_{v}"), horizontal=True)
 with o4:
-    normalization = st.selectbox(tr("p6_normalization"), NORMALIZATIONS, key="p6_norm")
+    normalization = choice(st.selectbox, tr("p6_normalization"), list(NORMALIZATIONS), "p6_norm",
+                           labels=lambda v: tr(f"norm_{v}"))
 defaults = charts.transfer_defaults(normalization)
 o5, o6, o7, o8 = st.columns(4)
 alpha = o5.number_input(tr("p6_alpha"), 0.0, 1e12, float(defaults["alpha"]), format="%g",
@@ -95,19 +114,22 @@ with st.expander(tr("p6_more")):
                                   key="p6_style_layers")
     layer_weights = numbers(m3.text_input(tr("p6_layer_weights"), key="p6_layer_weights"))
     m4, m5, m6, m7 = st.columns(4)
-    optimizer = m4.selectbox(tr("p6_optimizer"), OPTIMIZERS, key="p6_optimizer")
+    with m4:
+        optimizer = choice(st.selectbox, tr("p6_optimizer"), list(OPTIMIZERS), "p6_optimizer",
+                           labels=lambda v: tr(f"opt_{v}"))
     lr = m5.number_input(tr("p6_lr"), 0.0, 100.0, 0.0, format="%g", key="p6_lr")
     history_size = m6.number_input(tr("p6_history"), 1, jobs.LIMITS.max_history, min(50, jobs.LIMITS.max_history),
                                    key="p6_history")
-    init_noise = m7.slider(tr("p6_init_noise"), 0.0, 1.0, 0.5, key="p6_init_noise")
+    init_noise = m7.slider(tr("p6_init_noise"), 0.0, 1.0, float(QUICK["init_noise"]), key="p6_init_noise")
     m8, m9, m10, m11 = st.columns(4)
     style_weights = numbers(m8.text_input(tr("p6_style_weights"), key="p6_style_weights"))
     style_scale = m9.number_input(tr("p6_style_scale"), 0.05, jobs.LIMITS.max_style_scale, 1.0, 0.05,
                                   key="p6_style_scale")
-    scales = numbers(m10.text_input(tr("p6_scales"), key="p6_scales"), int)
+    scales = numbers(m10.text_input(tr("p6_scales"), ", ".join(map(str, PRESET_SCALES or ())), key="p6_scales"), int)
     seed = int(m11.number_input(tr("p6_seed"), 0, 2**31 - 1, 0, key="p6_seed"))
     m12, m13 = st.columns(2)
-    dtype = m12.selectbox(tr("p6_dtype"), DTYPES, key="p6_dtype")
+    with m12:
+        dtype = choice(st.selectbox, tr("p6_dtype"), list(DTYPES), "p6_dtype", labels=lambda v: tr(f"dtype_{v}"))
     preview_every = int(m13.number_input(tr("p6_preview"), 1, 100, 5, key="p6_preview"))
 
 config = TransferConfig(
@@ -117,6 +139,8 @@ config = TransferConfig(
     tv_weight=float(tv_weight), style_weights=style_weights,
     style_scale=float(style_scale), preserve_color=bool(preserve_color), scales=scales, seed=seed,
     dtype=dtype, backbone=net.name, preview_every=preview_every,
+    # the preset's steps per scale, as long as its schedule is kept
+    scale_steps=QUICK["scale_steps"] if scales == PRESET_SCALES and steps == QUICK["steps"] and scales else None,
 )
 if styles:
     try:
@@ -140,6 +164,18 @@ if start and not busy:
     busy = True
 
 
+def weights_line(w: dict) -> str:
+    """The weights J really used (TransferResult.weights): alpha, beta, lambda[l] of every layer, w_TV."""
+    if not w:
+        return ""
+    def num(v) -> str:
+        return f"{float(v):.3g}"
+
+    lam = ", ".join(f"λ[{name}] = {num(v)}" for name, v in (w.get("layer_weights") or {}).items())
+    return tr("p6_weights", alpha=num(w.get("alpha", 0)), beta=num(w.get("beta", 0)), lam=lam,
+              tv=num(w.get("tv_weight", 0)))
+
+
 @st.fragment(run_every=0.5 if busy else None)
 def live() -> None:
     """Progress, the latest image and Cancel while the job runs; the result and downloads after."""
@@ -158,7 +194,7 @@ def live() -> None:
             if snap["state"] == "queued":
                 st.info(jobs.queue_text(snap))
             frac = snap["step"] / snap["total"] if snap["total"] else 0.0
-            st.progress(min(1.0, frac), text=tr("p6_running", message=snap["message"] or "…", step=snap["step"],
+            st.progress(min(1.0, frac), text=tr("p6_running", message=progress_message(snap["message"]) or "…", step=snap["step"],
                                                   total=snap["total"], secs=snap["elapsed"]))
             if job.stop_event.is_set():
                 st.warning(tr("p6_cancelling"))
@@ -179,6 +215,8 @@ def live() -> None:
             else:
                 st.success(tr("p6_done", secs=res.seconds))
             md(P, "done")
+            st.markdown(weights_line(res.weights))
+            guide.look(P, "result")
             d1, d2 = st.columns(2)
             d1.download_button(tr("p6_download_png"), resources.png_bytes(res.image), "teachkit_G.png", "image/png",
                                key="p6_dl_png", icon=":material/download:", on_click="ignore", width="stretch")
@@ -191,3 +229,5 @@ def live() -> None:
 
 
 live()
+
+guide.questions(P)

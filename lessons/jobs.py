@@ -37,7 +37,7 @@ import streamlit as st
 from teachkit.datasets import FolderRefused  # noqa: F401 - the pages catch it as jobs.FolderRefused
 
 from lessons._strings import UI
-from lessons.i18n import tr
+from lessons.i18n import progress_message, tr, value_label
 from lessons.settings import BACKBONE, atlas_default_dataset, atlas_image_size, env_int
 
 _log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class LiveView:
 
     def __call__(self, p) -> bool:
         frac = min(1.0, p.step / p.total) if p.total else 0.0
-        shown = "  ".join(f"{k} = {p.values[k]:.3g}" for k in self.show_values if k in p.values)
+        shown = "  ".join(f"{value_label(k)} = {p.values[k]:.3g}" for k in self.show_values if k in p.values)
         status = tr("progress_line", step=p.step, total=p.total or "?", secs=time.perf_counter() - self.started)
         self.bar.progress(frac, text=f"{status}  {shown}".strip())
         if p.image is not None:
@@ -228,8 +228,8 @@ class JobBoard:
     """The lesson-6 jobs of the whole process: at most one per session, a bounded FIFO queue.
 
     A job waits in the queue until it is first and a compute slot is free.  Submitting a job for
-    a session that has one already cancels the old one (its place is given up).  ``place(job)``
-    is the job's 1-based place among the waiting ones.
+    a session that has one already cancels the old one; a new job takes a waiting old one's place
+    in the queue.  ``place(job)`` is the job's 1-based place among the waiting ones.
     """
 
     def __init__(self, limits: JobLimits | None = None, slots: threading.Semaphore | None = None):
@@ -248,10 +248,11 @@ class JobBoard:
                 raise QueueFull(len(waiting))
             if old is not None and old is not job:
                 old.cancel(reason="replaced")
-                if old in self._waiting:
-                    self._waiting.remove(old)
+            if old is not None and old in self._waiting:  # the new job takes the old one's place
+                self._waiting[self._waiting.index(old)] = job
+            else:
+                self._waiting.append(job)
             self._by_session[job.session] = job
-            self._waiting.append(job)
         return job
 
     def place(self, job: "TransferJob") -> int | None:
@@ -433,13 +434,15 @@ class TransferJob:
             self.finished_at = time.time()
 
     def snapshot(self) -> dict:
-        """What the page shows; each call is a heartbeat of the job's session."""
+        """What the page shows (called from the page: texts in its language); each call is a
+        heartbeat of the job's session."""
         self.touch()
         place = self.board.place(self) if self.state == "queued" else None
         with self._lock:
             return {
                 "state": self.state, "step": self.step, "total": self.total, "values": dict(self.values),
-                "image": self.image, "message": self.message, "result": self.result, "error": self.error,
+                "image": self.image, "message": progress_message(self.message), "result": self.result,
+                "error": self.error,
                 "records": list(self.records), "reason": self.reason, "place": place,
                 "elapsed": (self.finished_at or time.time()) - self.started,
             }

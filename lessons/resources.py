@@ -258,7 +258,7 @@ def l5_pair(style: str, layer: str, which: str, size: int) -> tuple[int, int, fl
     """Lesson 5: the two channels k, k' shown (``'most'`` or ``'least'`` correlated on S): (k, k', r)."""
     from teachkit.gram import layer_activation, pick_pair
 
-    return pick_pair(layer_activation(load_net(), sample(style, size), layer), which)
+    return pick_pair(layer_activation(load_net(), picture(style, size), layer), which)
 
 
 @functools.lru_cache(maxsize=64)
@@ -267,7 +267,7 @@ def pair_png(style: str, layer: str, which: str, size: int, lang: str = "en") ->
     from teachkit.gram import pair_figure
 
     k, k2, _ = l5_pair(style, layer, which, size)
-    return fig_png(pair_figure(load_net(), sample(style, size), layer, k=k, k2=k2, lang=lang))
+    return fig_png(pair_figure(load_net(), picture(style, size), layer, k=k, k2=k2, lang=lang))
 
 
 @functools.lru_cache(maxsize=64)
@@ -275,7 +275,7 @@ def comparison_png(style: str, g_png: bytes, layer: str, size: int, lang: str = 
     """Lesson 5: G[l](S), G[l](G) and their difference (teachkit.gram.gram_comparison_figure)."""
     from teachkit.gram import gram_comparison_figure
 
-    return fig_png(gram_comparison_figure(load_net(), sample(style, size), open_png(g_png), layer, lang=lang))
+    return fig_png(gram_comparison_figure(load_net(), picture(style, size), open_png(g_png), layer, lang=lang))
 
 
 @functools.lru_cache(maxsize=64)
@@ -283,7 +283,7 @@ def style_layer_costs(style: str, g_png: bytes, size: int, layers: tuple[str, ..
     """Lesson 5: J_style[l](S, G) of every layer -- the same computation as the heatmaps' titles."""
     from teachkit.gram import style_layer_costs as costs
 
-    return costs(load_net(), sample(style, size), open_png(g_png), list(layers))
+    return costs(load_net(), picture(style, size), open_png(g_png), list(layers))
 
 
 @functools.lru_cache(maxsize=64)
@@ -299,7 +299,7 @@ def shuffle_png(style: str, tiles: int, size: int, lang: str = "en") -> bytes:
     """Lesson 5: shuffled tiles, Gram vs features (teachkit.gram.position_blindness_figure)."""
     from teachkit.gram import position_blindness_figure
 
-    return fig_png(position_blindness_figure(load_net(), sample(style, size), tiles=tiles, lang=lang))
+    return fig_png(position_blindness_figure(load_net(), picture(style, size), tiles=tiles, lang=lang))
 
 
 def l5_g_png(kind: str, style: str, last_g=None) -> bytes:
@@ -322,35 +322,44 @@ def l5_g_png(kind: str, style: str, last_g=None) -> bytes:
 
 
 def _warm_up() -> None:
-    """Make the default figures of lessons 1 and 5 (and lesson 1's atlas) before anybody asks.
+    """Make the default figures of lessons 1 and 5 (and lesson 1's atlas) before anybody asks, then
+    whatever ``teachkit prepare`` has not prepared yet (gallery, reconstructions, textures).
 
     Runs in a plain thread: it calls only the lru_cached functions above and teachkit, never Streamlit.
     """
     from lessons import jobs
-    from lessons.settings import atlas_default_dataset
+    from lessons.settings import atlas_default_dataset, fast_mode
+    from teachkit import prepare
     from teachkit.features import DEFAULT_STYLE_LAYERS
     from teachkit.samples import DEFAULT_STYLE
 
+    log = logging.getLogger(__name__)
     try:
         net = load_net()
         with jobs.compute_slot():
             size = l5_size()
             g = l5_g_png("content", DEFAULT_STYLE)
-            pair_png(DEFAULT_STYLE, L5_LAYER, L5_PAIR, size)
-            comparison_png(DEFAULT_STYLE, g, L5_LAYER, size)
+            for lang in ("en", "zh"):
+                pair_png(DEFAULT_STYLE, L5_LAYER, L5_PAIR, size, lang)
+                comparison_png(DEFAULT_STYLE, g, L5_LAYER, size, lang)
+                shuffle_png(DEFAULT_STYLE, L5_TILES, size, lang)
             style_layer_costs(DEFAULT_STYLE, g, size, tuple(DEFAULT_STYLE_LAYERS))
-            shuffle_png(DEFAULT_STYLE, L5_TILES, size)
         builder = jobs.atlas_builder(atlas_default_dataset(), net, DEFAULT_STYLE_LAYERS)
         builder.done.wait()
         if builder.atlas is not None:
             with jobs.compute_slot():
                 atlas = builder.atlas
-                overview_png(atlas)
                 first = units(atlas, L1_LAYER, L1_HOW)[0]
-                unit_png(atlas, L1_LAYER, first)
-                where_png(atlas, L1_LAYER, first, 0)
+                for lang in ("en", "zh"):
+                    overview_png(atlas, lang)
+                    unit_png(atlas, L1_LAYER, first, lang)
+                    where_png(atlas, L1_LAYER, first, 0, lang)
+        recipe = prepare.FAST if fast_mode() else prepare.FULL
+        for kind in ("gallery", "content", "texture"):  # one item at a time, each in a compute slot
+            with jobs.compute_slot():
+                prepare.prepare(net, [kind], recipe, log=log.info)
     except Exception:  # noqa: BLE001 - warming up is only an optimisation
-        logging.getLogger(__name__).exception("teachkit app: warm-up failed")
+        log.exception("teachkit app: warm-up failed")
 
 
 _WARM_UP: list[threading.Thread] = []

@@ -5,8 +5,8 @@
   to the server; :func:`check_served_limits` checks at start that the server's limit is not larger
   than the app's, and if it is, :func:`uploads_allowed` is False and no upload widget is shown;
 * **pixels before pixels are decoded** -- the pixel count is read from the file's header and checked
-  (:func:`teachkit.images.check_upload`) before decoding; ``UPLOAD_MAX_PIXELS`` bounds the memory
-  a decode takes (about 23 bytes per pixel for an RGBA PNG, measured by ``benchmarks/load.py
+  (:func:`teachkit.images.check_upload`) before decoding; ``UPLOAD_MAX_PIXELS`` (12 MP, a phone photo)
+  bounds the memory a decode takes (+94 MiB for a 12 MP RGBA PNG, measured by ``benchmarks/load.py
   --decode``), and at most ``MAX_DECODES`` decodes run at once;
 * **decoded once per session** -- a decoded upload is kept in the session (keyed by the SHA-256 of
   its bytes), scaled down to the largest side the app ever uses, so reruns cost nothing;

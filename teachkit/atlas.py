@@ -81,7 +81,7 @@ class Atlas:
     ``k`` images scanned) have value ``-inf`` and image index ``-1``.
 
     ``meta`` holds: ``format_version, backbone, weights_id, dataset_name, dataset_spec,
-    dataset_fingerprint, dataset_size, image_size, k, positions_per_image, layers,
+    dataset_fingerprint, dataset_size, image_size, k, positions_per_image, min_inside, layers,
     channels, feature_size, rf, n_images, n_skipped, skipped, start, end, complete,
     created, scan_seconds``.
     """

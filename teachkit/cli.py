@@ -142,7 +142,7 @@ def add_transfer_parser(sub) -> None:
 
 def _transfer_config(args):
     """The TransferConfig of the command line: the preset, then every option given explicitly."""
-    from .transfer import PRESETS, TransferConfig
+    from .transfer import TransferConfig
 
     fields = {
         "size": args.size, "steps": args.steps, "alpha": args.alpha, "beta": args.beta,
@@ -160,14 +160,8 @@ def _transfer_config(args):
     for key in ("layer_weights", "style_weights", "scales", "scale_steps"):
         if fields[key] is not None:
             fields[key] = tuple(fields[key])
-    # a preset's fields count as defaults: an explicit option wins; an explicit --size, --steps or
-    # --scales drops the preset's scale plan (it was made for the preset's own size and steps)
-    explicit = {k: v for k, v in fields.items() if v is not None}
-    preset = dict(PRESETS[args.preset])
-    if {"size", "steps", "scales"} & set(explicit):
-        preset.pop("scales", None)
-        preset.pop("scale_steps", None)
-    return TransferConfig(**{**preset, **explicit})
+    # the preset's fields are defaults: every option given explicitly wins (see TransferConfig.preset)
+    return TransferConfig.preset(args.preset, **{k: v for k, v in fields.items() if v is not None})
 
 
 def _weights_line(weights: dict) -> str:

@@ -312,7 +312,8 @@ class FolderDataset(Dataset):
     """Every image file under ``root`` (recursively), in sorted order of their relative paths.
 
     Links are not followed out of ``root``: a linked folder is not entered, and
-    a linked file counts only if its target lies inside ``root`` too.  Unreadable files (a truncated PNG, a text file called ``.jpg``, an empty
+    a linked file counts only if its target lies inside ``root`` too.
+    Unreadable files (a truncated PNG, a text file called ``.jpg``, an empty
     file, an icon smaller than 16 px ...) are skipped when met: their names go
     to ``skipped`` (reasons in ``skip_log``) and a warning is logged.  Call
     :meth:`verify` to check every file up front.

@@ -13,6 +13,7 @@ import contextlib
 import os
 import pathlib
 import tempfile
+import threading
 from typing import IO, Iterator
 
 import numpy as np
@@ -27,10 +28,25 @@ def check_int(name: str, value, low: int) -> int:
     return int(value)
 
 
+_UMASK_LOCK = threading.Lock()
+
+
 def _umask() -> int:
-    # os.umask can only be read by setting it; put it straight back.
-    mask = os.umask(0)
-    os.umask(mask)
+    """The process's umask, read without changing it where Linux shows it (/proc/self/status).
+
+    Elsewhere os.umask can only be read by setting it: it is set to 0o077 for that instant (a file
+    another thread creates meanwhile is private, never world-writable) and put straight back.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
     return mask
 
 

@@ -9,7 +9,7 @@ same places*.  The sum runs over every position ``(i, j)``, so *where* things ar
 only *what fires together* is kept.  This module computes the Gram matrix and its relatives for
 display, and draws them:
 
-* :func:`layer_gram` -- ``G[l]`` of one image (``costs.gram_matrix``, nothing recomputed here);
+* :func:`layer_activation` -- ``a[l]`` of one image (``G[l]`` is ``costs.gram_matrix`` of it);
 * :func:`normalized_gram` -- ``G / (n_H n_W)``: the average over positions of ``a_k a_k'``;
 * :func:`channel_correlation` -- the Pearson correlation of two channels across positions;
 * :func:`style_target` -- ``G[l](S)`` brought to the number of positions of ``G`` (``x M_G / M_S``);
@@ -54,7 +54,6 @@ __all__ = [
     "SHOWN_PX",
     "to_input",
     "layer_activation",
-    "layer_gram",
     "normalized_gram",
     "channel_correlation",
     "style_target",
@@ -67,8 +66,6 @@ __all__ = [
     "gram_comparison_figure",
     "pair_explainer",
     "pick_pair",
-    "most_correlated_pair",
-    "least_correlated_pair",
     "pair_figure",
     "shuffle_tiles",
     "position_blindness",
@@ -200,14 +197,6 @@ def layer_activation(net, image, layer: str, size: int | None = None) -> torch.T
 
 
 # ---- the matrices ----------------------------------------------------------------------------
-
-
-def layer_gram(net, image, layer: str, size: int | None = None) -> torch.Tensor:
-    r"""``G[l]_kk' = sum_ij a[l]_ijk a[l]_ijk'`` of one image: a ``(n_C, n_C)`` tensor.
-
-    Computed by :func:`teachkit.costs.gram_matrix` on the activation of ``layer``.
-    """
-    return gram_matrix(layer_activation(net, image, layer, size))
 
 
 def normalized_gram(G: torch.Tensor, n_positions) -> torch.Tensor:
@@ -430,17 +419,16 @@ def gram_summary(net, image, layer: str, n_channels: int | None = 16, full: bool
                  size: int | None = None) -> dict[str, Any]:
     """The numbers behind :func:`gram_figure`.
 
-    Returns ``layer``, ``shape`` ``(n_C, n_H, n_W)``, ``gram`` (full ``G[l]``), ``normalized``
-    (``G / (n_H n_W)``), ``correlation`` (full, :func:`channel_correlation`) and ``channels`` (the
-    displayed channels, in display order; all of them when ``full``).
+    Returns ``layer``, ``shape`` ``(n_C, n_H, n_W)``, ``gram`` (full ``G[l]``), ``correlation``
+    (full, :func:`channel_correlation`) and ``channels`` (the displayed channels, in display order;
+    all of them when ``full``).
     """
     a = layer_activation(net, image, layer, size)
     G = gram_matrix(a)
     corr = channel_correlation(a)
     channels = select_channels(G.diagonal(), corr, None if full else n_channels, order)
     n_C, n_H, n_W = a.shape
-    return {"layer": layer, "shape": (n_C, n_H, n_W), "gram": G, "normalized": normalized_gram(G, (n_H, n_W)),
-            "correlation": corr, "channels": channels}
+    return {"layer": layer, "shape": (n_C, n_H, n_W), "gram": G, "correlation": corr, "channels": channels}
 
 
 def gram_figure(net, image, layer: str = "relu2_1", n_channels: int = 16, full: bool = False, order: str = "cluster",
@@ -590,17 +578,6 @@ def pick_pair(a: torch.Tensor, which: str = "most", min_active: float = 0.05) ->
     flat = int(torch.argmax(sub) if which == "most" else torch.argmin(sub))
     i, j = divmod(flat, sub.shape[1])
     return int(idx[i]), int(idx[j]), float(corr[idx[i], idx[j]])
-
-
-def most_correlated_pair(net, image, layer: str, min_active: float = 0.05, size: int | None = None) -> tuple[int, int, float]:
-    """``(k, k', correlation)``: the two active channels that fire together most (see :func:`pick_pair`)."""
-    return pick_pair(layer_activation(net, image, layer, size), "most", min_active)
-
-
-def least_correlated_pair(net, image, layer: str, min_active: float = 0.05, size: int | None = None) -> tuple[int, int, float]:
-    """``(k, k', correlation)``: the two active channels with the most negative correlation -- one
-    fires where the other is quiet, so their product, and ``G_kk'``, stay small."""
-    return pick_pair(layer_activation(net, image, layer, size), "least", min_active)
 
 
 def _show_image(fig, ax, x: torch.Tensor, title: str) -> None:

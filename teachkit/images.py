@@ -29,7 +29,7 @@ Saving
 The bundled sample pictures (and :func:`~teachkit.samples.resolve_image`, a
 sample name *or* a path) live in :mod:`teachkit.samples`.
 
-(Why one file of ~770 lines: every way an image enters or leaves teachkit --
+(Why one file of nearly 800 lines: every way an image enters or leaves teachkit --
 six kinds of source, every PIL mode, the header checks done before decoding --
 shares one error type and one set of checks; split, the checks would be
 written twice.)
@@ -43,7 +43,6 @@ import pathlib
 import stat
 import tempfile
 import threading
-import warnings
 
 import numpy as np
 import torch
@@ -373,14 +372,13 @@ def _open_header(file, label: str) -> Image.Image:
     """``Image.open``: reads the header only (format, size, mode); every failure -> ImageError.
 
     PIL's own decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``) is left as
-    PIL sets it: its warning is silenced here because ``max_pixels`` is checked
-    right after, with a clearer message; its error (twice its limit) stays.
+    PIL sets it, as a backstop: ``max_pixels`` (checked right after, from the
+    header) is the limit that counts.  No global of PIL's or of the warnings
+    module is touched here (``warnings.catch_warnings`` is not thread-safe), so
+    PIL may warn once about a header between its limit and twice that.
     """
     try:
-        with warnings.catch_warnings():
-            # We check the pixel count ourselves, with a clearer message.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(file)
+        img = Image.open(file)
     except UnidentifiedImageError:
         raise _fail(label, "not an image file (or an image format PIL cannot read)") from None
     except Image.DecompressionBombError:
@@ -447,9 +445,7 @@ def _load_pixels(img: Image.Image, label: str) -> None:
 
 def _decode_pixels(img: Image.Image, label: str) -> None:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img.load()
+        img.load()
     except Image.DecompressionBombError:
         raise _fail(label, "image is too large") from None
     except MemoryError:

@@ -140,11 +140,12 @@ DTYPES = ("auto", "float32", "bfloat16")
 
 #: Good defaults per normalisation.
 #:
-#: ``auto`` (the default): relative weights (see teachkit.costs.auto_weights): every term is a
-#: relative error, so alpha = 1 and an equal share 1/L per style layer fit any content/style pair;
-#: beta says how much more a relative style error counts than a relative content error, tuned on
-#: the quality benchmark's matrix (benchmarks/quality.py, benchmarks/RESULTS_quality.md).
-#: tv_weight is per pixel and channel: w_tv * mean squared neighbour difference.
+#: ``auto`` (the default): relative weights (see teachkit.costs.auto_weights): the content term is
+#: the relative change of the content, each style term the share of the way from the photo's style
+#: to S's still to go, so alpha = 1 and an equal share 1/L per style layer fit any content/style
+#: pair; beta = how much more that style share counts than the content change, tuned on the
+#: quality benchmark's pairs (benchmarks/quality.py; figures in benchmarks/RESULTS_quality.md).
+#: tv_weight is per pixel and channel: w_tv * mean squared neighbour difference (small: ~1e-2 of J).
 #:
 #: ``lecture`` (tuned by eye on chelsea + stained_glass, swirls, waves with the original VGG19,
 #: the default layers and the default recipe): this VGG19 is not rescaled, so its layers'
@@ -163,7 +164,7 @@ DTYPES = ("auto", "float32", "bfloat16")
 #:
 #: ``tv_weight`` = 1e7 (lecture, gatys, none): TV(G) of a finished 384 px result is ~1e3, so it adds
 #: ~1e10, a few percent of J -- enough to remove the fine hatching that VGG's gradients leave.
-_AUTO_DEFAULTS = {"alpha": 1.0, "beta": 3.0, "layer_weights": (0.2, 0.2, 0.2, 0.2, 0.2), "tv_weight": 1.0}
+_AUTO_DEFAULTS = {"alpha": 1.0, "beta": 4.0, "layer_weights": (0.2, 0.2, 0.2, 0.2, 0.2), "tv_weight": 1.0}
 _LECTURE_DEFAULTS = {"alpha": 1.0, "beta": 1e-2, "layer_weights": (1.0, 5e-3, 2.5e-3, 2.5e-5, 0.3), "tv_weight": 1e7}
 _REFERENCE_HW = (256, 384)
 
@@ -201,7 +202,15 @@ def _derived_defaults(normalization: str) -> dict[str, Any]:
 NORMALIZATION_DEFAULTS: dict[str, dict[str, Any]] = {n: _derived_defaults(n) for n in costs.NORMALIZATIONS}
 
 #: Named recipes: config fields that differ from TransferConfig's defaults (TransferConfig.preset).
-#: ``default`` is TransferConfig() itself; ``quick`` is the classroom recipe (see PRESETS_DOC).
+#: ``default`` is TransferConfig() itself (384 px, 200 steps, from white noise).
+#: ``quick`` is the classroom recipe, made to finish in seconds on a 2-core laptop CPU at 256 px:
+#:   * coarse-to-fine: 40 steps at 128 px (a quarter of the cost of a 256 px step each), then 20
+#:     at 256 px starting from that result, upsampled -- the shapes form where steps are cheap;
+#:   * it starts from the content photo blended half-and-half with white noise (``init='blend'``):
+#:     the content is there from step 1, so all the steps go into the style; the noise gives the
+#:     style's texture something to grow from (from the bare photo, L-BFGS keeps its flat areas flat).
+#:   Timings and quality: benchmarks/RESULTS_quality.md, benchmarks/RESULTS_transfer.md.
+#: White noise stays the default start of ``default`` (and of lesson 3's step-by-step demo).
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "quick": {"size": 256, "steps": 60, "scales": (128, 256), "scale_steps": (40, 20), "init": "blend",
@@ -267,10 +276,23 @@ class TransferConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "TransferConfig":
-        """The named recipe of :data:`PRESETS` (``'default'``, ``'quick'``), with ``overrides``."""
+        """The named recipe of :data:`PRESETS` (``'default'``, ``'quick'``), with ``overrides``.
+
+        Another ``size`` scales the preset's coarse-to-fine plan with it; ``steps`` or ``scales``
+        replace its steps per scale by :func:`split_steps`."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-        return cls(**{**PRESETS[name], **overrides})
+        fields = dict(PRESETS[name])
+        size = overrides.get("size")
+        if fields.get("scales") and size and "scales" not in overrides:  # the same plan at another size
+            base = fields.get("size", cls.size)
+            scales = tuple(sorted({max(16, min(int(size), round(v * int(size) / base))) for v in fields["scales"]}))
+            if len(scales) != len(fields["scales"]):
+                fields.pop("scale_steps", None)
+            fields["scales"] = scales
+        if ("steps" in overrides or "scales" in overrides) and "scale_steps" not in overrides:
+            fields.pop("scale_steps", None)  # the preset's plan no longer fits: split the steps anew
+        return cls(**{**fields, **overrides})
 
     # -- validation and defaults ---------------------------------------------------------------
     def validate(self, n_styles: int | None = None) -> "TransferConfig":
@@ -801,6 +823,7 @@ class StyleTransfer:
 
         The records' numbers are copied from the device once, after the ``n`` steps."""
         pending: list[tuple[int, float, torch.Tensor]] = []
+        pending_still: list[torch.Tensor] = []  # off the CPU: "no step was taken" flags, on the device
         for _ in range(int(n)):
             box: dict[str, Any] = {}
 
@@ -833,11 +856,17 @@ class StyleTransfer:
             with torch.no_grad():
                 if self.config.optimizer == "adam" and len(self.params) == 1:
                     self.params[0].clamp_(0.0, 1.0)  # projected gradient descent (no curvature memory)
-                if all(torch.equal(b, p) for b, p in zip(before, self.params)):
-                    # L-BFGS found no descent direction (clamping can do this): start its memory anew.
-                    self._new_optimizer()
+                # L-BFGS found no descent direction (clamping can do this): start its memory anew.
+                # On the CPU checked at once; elsewhere kept on the device and read with the terms.
+                if self.device.type == "cpu":
+                    if all(torch.equal(b, p) for b, p in zip(before, self.params)):
+                        self._new_optimizer()
+                else:
+                    pending_still.append(torch.stack([(b == p).all() for b, p in zip(before, self.params)]).all())
             self.steps_done += 1
             pending.append((self.steps_done, time.perf_counter() - self.time_origin, box["terms"]))
+        if pending_still and bool(torch.stack(pending_still).any()):
+            self._new_optimizer()
         return self._records(pending)
 
     @torch.no_grad()

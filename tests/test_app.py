@@ -48,8 +48,21 @@ def classroom_env(tmp_path_factory):
     mp.setenv("TEACHKIT_ATLAS_SIZE", "48")
     mp.setenv("TEACHKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
     mp.setenv("TEACHKIT_OFFLINE", "1")
+    prepare_defaults()
     yield folder
     mp.undo()
+
+
+def prepare_defaults() -> None:
+    """What `teachkit prepare --fast` makes for the default pages (one gallery pair, lesson 4, lesson 5)."""
+    from lessons.resources import load_net
+    from teachkit import prepare
+    from teachkit.samples import DEFAULT_CONTENT, DEFAULT_STYLE
+
+    net = load_net()
+    prepare.prepare_transfer(net, *prepare.GALLERY[0], prepare.FAST)
+    prepare.prepare_content(net, DEFAULT_CONTENT, prepare.FAST)
+    prepare.prepare_texture(net, DEFAULT_STYLE, prepare.FAST)
 
 
 def open_page(n: int, lang: str = "en") -> AppTest:
@@ -122,9 +135,96 @@ def test_page_renders(n, lang):
     if lang == "zh":
         assert re.search(r"[\u4e00-\u9fff]", title(at))
     assert at.markdown, "the lesson text is missing"
-    # the sidebar shows backbone and device
+    # the sidebar shows backbone and device, and the projector switch
     assert any("vgg19" in m.value for m in at.sidebar.markdown)
     assert any("cpu" in m.value.lower() or "cuda" in m.value for m in at.sidebar.markdown)
+    assert at.sidebar.toggle(key="projector")
+    # guided: a teacher's note, "what to look for" under the figures, questions with hidden answers
+    ui = ui_strings(lang)
+    assert ui["teacher_note"] in [e.label for e in at.expander]
+    looks = [m.value for m in at.markdown if ui["look_for"] in m.value]
+    assert looks, "no 'what to look for' line"
+    assert any(h.value == ui["quiz_title"] for h in at.subheader)
+    answers = [e for e in at.expander if e.label.startswith(ui["quiz_reveal"].split("{")[0].strip() or "@")]
+    assert 2 <= len(answers) <= 3, [e.label for e in at.expander]
+
+
+def ui_strings(lang: str) -> dict[str, str]:
+    from lessons._strings import UI
+
+    return {key: entry[lang] for key, entry in UI.items()}
+
+
+# the prepared result each page shows before anything is pressed: (page, what to find)
+PREPARED = {2: "p2_prepared_note", 4: "p4_prepared_note", 5: "p5_texture_prepared", 6: "p6_example"}
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("n", sorted(PREPARED))
+def test_prepared_results_are_shown_at_once(n, lang):
+    at = open_page(n, lang)
+    text = ui_strings(lang)[PREPARED[n]].split("{")[0].strip()
+    found = [c.value for c in at.caption] + [h.value for h in at.subheader]
+    found += [cap for img in at.image for cap in img.captions]
+    assert any(text in f for f in found), (text, found)
+    assert not at.info or all(ui_strings(lang)["not_prepared"] != i.value for i in at.info)
+
+
+def visible_strings(at: AppTest) -> list[str]:
+    """Every string the rendered page shows a student (texts, labels, options, captions, help)."""
+    texts = ("Markdown", "Caption", "Title", "Header", "Subheader", "Text", "Info", "Warning", "Error",
+             "Success", "Exception")
+    out: list[str] = []
+
+    def walk(node):
+        kind = type(node).__name__
+        if getattr(node, "key", None) == "lang":  # the language switch names both languages in their own words
+            return
+        attrs = ["value"] if kind in texts else ["label", "options", "help", "placeholder", "captions"]
+        for attr in attrs:
+            try:
+                v = getattr(node, attr)
+            except Exception:  # noqa: BLE001 - not every element has every attribute
+                continue
+            if isinstance(v, str):
+                out.append(v)
+            elif isinstance(v, (list, tuple)):
+                out.extend(x for x in v if isinstance(x, str))
+        children = getattr(node, "children", None)
+        if isinstance(children, dict):
+            for child in children.values():
+                walk(child)
+
+    walk(at._tree)
+    return out
+
+
+# words a Chinese page may show as they are: names of things, units and formats
+ALLOWED = {
+    "vgg", "vgg19", "cpu", "cuda", "gram", "imagenet", "caffe", "png", "jpeg", "jpg", "json", "bfgs", "adam",
+    "bfloat16", "float32", "simonyan", "zisserman", "torchvision", "teachkit", "content", "style", "tv", "auto",
+}
+# formulas, code, icons, and names in quotes (a teacher's folder, an uploaded file)
+_SKIP = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|`[^`]*`|:material/\w+:|<style>.*?</style>|“[^”]*”", re.S)
+_LAYER = re.compile(r"\b(relu|conv|pool)\d(_\d)?\b")
+
+
+@pytest.mark.parametrize("n", sorted(PAGES))
+def test_chinese_pages_show_no_english(n):
+    at = open_page(n, "zh")
+    strings = visible_strings(at)
+    run = {2: "p2_run", 3: "p3_step", 4: "p4_run", 5: "p5_texture_run"}.get(n)
+    if run:  # and after the page's main button: results, progress and metrics
+        at.button(key=run).click().run()
+        assert_clean(at)
+        strings += visible_strings(at)
+    english = set()
+    for s in strings:
+        s = _LAYER.sub(" ", _SKIP.sub(" ", s))
+        for word in re.findall(r"[A-Za-z][A-Za-z0-9]{2,}", s):
+            if word.lower() not in ALLOWED:
+                english.add(word)
+    assert not english, sorted(english)
 
 
 def test_language_switch_keeps_choices():
@@ -318,7 +418,7 @@ def test_three_sessions_each_get_their_own_result():
     contents = ["chelsea", "astronaut", "rocket"]
     for name in contents:
         at = open_page(6)
-        at.selectbox(key="p6_content_sample").set_value(name).run()
+        at.selectbox(key="p6_content_sample__en").set_value(name).run()
         sessions.append(at)
     for at in sessions:  # all three start before any finishes
         at.button(key="p6_start").click().run()

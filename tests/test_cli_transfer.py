@@ -180,3 +180,31 @@ def test_subprocess_end_to_end(images, tmp_path):
                           "-o", str(out), *FAST], capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 2
     assert "missing.png" in one_line_error(bad.stderr)
+
+
+def test_preset_quick_and_the_weights_used(images, tmp_path, capsys):
+    c, s = images
+    out, log = tmp_path / "q.png", tmp_path / "q.json"
+    rc, stdout, _ = run(["transfer", str(c), str(s), "-o", str(out), "--preset", "quick", "--size", "64",
+                         "--quiet", "--log", str(log)], capsys)
+    assert rc == 0
+    data = json.loads(log.read_text())
+    # the preset's recipe, its coarse-to-fine plan scaled to the size asked for
+    assert data["config"]["init"] == "blend" and data["config"]["scales"] == [32, 64]
+    assert data["config"]["scale_steps"] == [40, 20] and data["steps"] == 60
+    # the lambda[l] actually used (auto normalisation) are printed and logged
+    line = [l for l in stdout.splitlines() if l.startswith("weights used:")][0]
+    for layer, lam in data["weights"]["layer_weights"].items():
+        assert f"{layer} {lam:.3g}" in line
+
+
+def test_slow_bfloat16_is_one_warning_line_and_falls_back(images, tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")  # a CPU without bfloat16
+    c, s = images
+    rc, _, err = run(["transfer", str(c), str(s), "-o", str(tmp_path / "b.png"), *FAST, "--dtype", "bfloat16"],
+                     capsys)
+    assert rc == 0
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("teachkit: warning:") and "slower" in lines[0]

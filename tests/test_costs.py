@@ -224,6 +224,20 @@ def test_auto_weights_match_the_explicit_formula():
     assert got["alpha"] * float(costs.content_cost(a_C, torch.zeros_like(a_C), "auto")) == pytest.approx(2.0)
 
 
+def test_auto_weights_against_the_content_photos_style():
+    # with G(C) given: lambda_eff = w * 2 n_H n_W n_C / ||G(S) - G(C)||^2, floored at 1 % of ||G(S)||^2
+    a_S, a_C = _rand(2, 3, 3, seed=34), _rand(2, 3, 3, seed=35)
+    G_S, G_C = loop_gram(a_S), loop_gram(a_C)
+    G_near = G_S * 1.001  # a content photo with (nearly) the style's own Gram matrix
+    shapes = {"x": (2, 3, 3)}
+    got = costs.auto_weights(None, {"x": G_S}, shapes, (3, 4, 4), 1.0, {"x": 0.5}, 0.0, style_reference={"x": G_C})
+    far = sum((p - q) ** 2 for p, q in zip(G_S.flatten().tolist(), G_C.flatten().tolist()))
+    assert got["layer_weights"]["x"] == pytest.approx(0.5 * 2 * 9 * 2 / far, rel=1e-12)
+    near = costs.auto_weights(None, {"x": G_S}, shapes, (3, 4, 4), 1.0, {"x": 0.5}, 0.0, style_reference={"x": G_near})
+    size = sum(v * v for v in G_S.flatten().tolist())
+    assert near["layer_weights"]["x"] == pytest.approx(0.5 * 2 * 9 * 2 / (costs.REFERENCE_FLOOR * size), rel=1e-12)
+
+
 def test_auto_weights_zero_weights_and_dead_targets():
     G = {"x": loop_gram(_rand(2, 2, 2, seed=33)), "dead": torch.zeros(2, 2, dtype=torch.float64)}
     shapes = {"x": (2, 2, 2), "dead": (2, 2, 2)}

@@ -38,14 +38,14 @@ def _explicit_gram(a: torch.Tensor) -> torch.Tensor:
 def test_layer_gram_equals_explicit_double_sum(net):
     x = to_tensor(sample_content("coffee", 24))
     a = net.extract(x, ["relu1_1"])["relu1_1"][0]
-    G = g.layer_gram(net, x, "relu1_1")
+    G = gram_matrix(g.layer_activation(net, x, "relu1_1"))
     assert G.shape == (64, 64)
     torch.testing.assert_close(G.double(), _explicit_gram(a), rtol=1e-5, atol=1e-3)
 
 
 def test_gram_symmetric_and_positive_semidefinite(net, cat):
     for layer in ("relu2_1", "conv3_1"):  # conv: activations of both signs
-        G = g.layer_gram(net, cat, layer).double()
+        G = gram_matrix(g.layer_activation(net, cat, layer)).double()
         torch.testing.assert_close(G, G.T)
         eig = torch.linalg.eigvalsh(G)
         assert eig.min() >= -1e-6 * eig.max()
@@ -101,14 +101,14 @@ def test_select_channels_keeps_the_most_energetic():
 
 
 def test_pair_product_sums_to_gram_entry(net, cat):
-    k, k2, corr_most = g.most_correlated_pair(net, cat, "relu3_1")
+    k, k2, corr_most = g.pick_pair(g.layer_activation(net, cat, "relu3_1"), "most")
     e = g.pair_explainer(net, cat, "relu3_1", k, k2)
     assert k != k2
     assert e["product_sum"] == pytest.approx(e["gram"], rel=1e-5)
-    G = g.layer_gram(net, cat, "relu3_1")
+    G = gram_matrix(g.layer_activation(net, cat, "relu3_1"))
     assert e["product_sum"] == pytest.approx(float(G[k, k2]), rel=1e-5)
     torch.testing.assert_close(e["product"], e["map_k"] * e["map_k2"])
-    l, l2, corr_least = g.least_correlated_pair(net, cat, "relu3_1")
+    l, l2, corr_least = g.pick_pair(g.layer_activation(net, cat, "relu3_1"), "least")
     assert l != l2 and corr_least < 0 < corr_most and corr_most > 0.5
     with pytest.raises(ValueError, match="out of range"):
         g.pair_explainer(net, cat, "relu3_1", 0, 256)

@@ -311,6 +311,18 @@ def test_pil_truncation_switch_is_not_written_while_decoding(tmp_path, monkeypat
     assert writes == []
 
 
+def test_decoding_leaves_the_warning_filters_alone(tmp_path, monkeypatch):
+    # warnings.catch_warnings swaps a process-wide list: from several threads it can lose filters.
+    import warnings
+
+    before = list(warnings.filters)
+    data = write(tmp_path, "f.png", Image.fromarray(gradient(64, 64))).read_bytes()
+    monkeypatch.setattr(warnings, "catch_warnings", lambda *a, **k: pytest.fail("catch_warnings used"))
+    load_image(data)
+    check_upload(data)
+    assert warnings.filters == before
+
+
 def test_threads_decode_truncated_and_whole_files_correctly(tmp_path, monkeypatch):
     # Even when other code has switched PIL's truncation switch on, every truncated file is refused and
     # every whole one decoded exactly, from many threads at once; the switch is left as it was.

@@ -429,6 +429,17 @@ def test_malformed_cached_atlas_is_refused_or_rebuilt(tmp_path, scan_calls, chan
     assert Atlas.load(good.path).meta["layers"] == ["relu1_1", "relu2_1"]  # the bad file was replaced
 
 
+def test_cli_names_a_malformed_atlas_file(tmp_path, capsys):
+    from teachkit.cli import main
+
+    net, ds = random_net(), random_images(4, 20)
+    path = scan(net, ds, ["relu1_1"], k=2, image_size=20).save(tmp_path / "bad.npz")
+    _rewrite_meta(path, layers=5)
+    assert main(["patches", "overview", str(path), "-o", str(tmp_path / "o.png")]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "'layers' is 5" in err and len(err.strip().splitlines()) == 1
+
+
 def test_the_cache_lock_is_a_file_lock(tmp_path):
     """While the lock file is held (as by another process), get_atlas waits for it."""
     import filelock

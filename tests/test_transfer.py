@@ -359,14 +359,23 @@ def test_auto_weights_follow_the_formula(net, content64, style64):
         f_c = net.extract(c, ["relu4_2"])["relu4_2"].double()
         f_s = net.extract(s, list(DEFAULT_STYLE_LAYERS))
     assert st.weights["alpha"] == pytest.approx(1.0 / (0.5 * float(f_c.pow(2).sum())), rel=1e-3)
+    with torch.no_grad():
+        f_cs = net.extract(c, list(DEFAULT_STYLE_LAYERS))
     for l in DEFAULT_STYLE_LAYERS:
         a = f_s[l][0].double().flatten(1)  # (n_C, M)
-        gram = torch.einsum("km,jm->kj", a, a)
+        b = f_cs[l][0].double().flatten(1)
+        gram_s, gram_c = torch.einsum("km,jm->kj", a, a), torch.einsum("km,jm->kj", b, b)
         n_C, M = a.shape
-        expected = 0.2 * 2 * M * n_C / float(gram.pow(2).sum())
+        # the style cost of the content photo itself, 1 / (2 M n_C) ||G(S) - G(C)||^2, gets weight 1/5
+        expected = 0.2 / (float((gram_s - gram_c).pow(2).sum()) / (2 * M * n_C))
         assert st.weights["layer_weights"][l] == pytest.approx(expected, rel=2e-3), l
     assert st.weights["tv_weight"] == pytest.approx(3.0 / (3 * 43 * 64))
     assert st.weights["beta"] == 7.0
+    # started at the content photo, every weighted style term is 1/5 (the whole way still to go)
+    at_c = StyleTransfer(c, s, small(beta=7.0, init="content", pyramid=1), backbone=net)
+    first = at_c.costs()
+    for l in DEFAULT_STYLE_LAYERS:
+        assert at_c.weights["layer_weights"][l] * first[f"style/{l}"] == pytest.approx(0.2, rel=2e-3), l
     # so the weighted content term starts at ||a(G) - a(C)||^2 / ||a(C)||^2
     with torch.no_grad():
         f_g = net.extract(st.tensor(), ["relu4_2"])["relu4_2"].double()

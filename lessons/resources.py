@@ -126,10 +126,15 @@ def open_png(data: bytes):
     return Image.open(io.BytesIO(data)).convert("RGB")
 
 
+#: Streamlit re-encodes (and shrinks) images wider than this many pixels, losing the PNG's metadata
+MAX_IMAGE_PX = 1400
+
+
 def fig_png(fig, dpi: int = 144) -> bytes:
+    """A figure as PNG bytes: sharp on high-density screens, but never wider than MAX_IMAGE_PX."""
     from teachkit.viz import figure_png
 
-    return figure_png(fig, dpi=dpi)
+    return figure_png(fig, dpi=min(dpi, int(MAX_IMAGE_PX / fig.get_figwidth())))
 
 
 def show_png(data: bytes, caption: str | None = None) -> None:

@@ -36,7 +36,7 @@ UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
 MAX_STYLE_UPLOADS = max(1, env_int("TEACHKIT_MAX_STYLE_UPLOADS", 3))
 MAX_DECODES = 2  #: uploads decoded at the same time, for the whole classroom (bounds decode memory)
 _CACHE_KEY = "_uploads"
-_CACHE_SIZE = MAX_STYLE_UPLOADS + 3  # decoded uploads kept per session (content + styles + a few)
+_CACHE_SIZE = MAX_STYLE_UPLOADS + 2  # decoded uploads kept per session (<= 3 MiB each at 1024 px)
 
 _DECODES = threading.BoundedSemaphore(MAX_DECODES)
 

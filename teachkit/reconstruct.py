@@ -35,6 +35,7 @@ Defaults: 96 px, 100 steps.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
@@ -123,8 +124,7 @@ def _config(**fields) -> TransferConfig:
                           preview_every=0, **fields)
 
 
-def _run(net, target, config, steps, seed, noise, callback, stop, *, image_every, time_limit, done, total,
-         message, extra=None):
+def _run(net, target, config, steps, seed, noise, callback, stop, *, image_every, time_limit, message, extra=None):
     """One reconstruction on the engine: (StyleTransfer, records, stopped)."""
     steps = check_int("steps", steps, 1)
     image_every = check_int("image_every", image_every, 1)
@@ -136,7 +136,7 @@ def _run(net, target, config, steps, seed, noise, callback, stop, *, image_every
             p.values.update(extra(st))
             return callback(p)
     records, halted = run_steps(st, steps, callback=cb, stop=stop, task="reconstruct", message=message,
-                                preview_every=image_every, done=done, total=total, time_limit=time_limit)
+                                preview_every=image_every, time_limit=time_limit)
     return st, records, halted and len(records) < steps
 
 
@@ -169,12 +169,6 @@ def reconstruct_content(
     Progress values: ``total`` (the normalised cost), ``content`` (raw ``J_content``) and ``distance``
     (pixel RMSE to the image).  ``ReconResult.distance`` is the pixel RMSE of the result.
     """
-    return _content(net, image, layer, size, steps, seed, callback, stop, noise=noise, image_every=image_every,
-                    time_limit=time_limit)
-
-
-def _content(net, image, layer, size, steps, seed, callback, stop, *, noise=DEFAULT_NOISE, image_every=5,
-             time_limit=None, done=0, total=None, message=None) -> ReconResult:
     net = _net(net)
     net.check_layers([layer])
     target = to_input(image, size, net.device)
@@ -182,7 +176,7 @@ def _content(net, image, layer, size, steps, seed, callback, stop, *, noise=DEFA
     config = _config(alpha=1.0, beta=0.0, content_layer=layer, style_layers=(), seed=seed)
     st, records, stopped = _run(
         net, target, config, steps, seed, noise, callback, stop, image_every=image_every, time_limit=time_limit,
-        done=done, total=total, message=message or f"content {layer}",
+        message=f"content {layer}",
         extra=lambda st: {"distance": pixel_distance(st.tensor(), target)},
     )
     out = st.tensor()
@@ -227,12 +221,6 @@ def synthesize_texture(
     ``J_style[l]``).  ``ReconResult.distance`` is the fraction of the style cost left at the end:
     ``J_style(end) / J_style(start)``.
     """
-    return _texture(net, image, layers, size, steps, seed, callback, stop, balance=balance,
-                    normalization=normalization, noise=noise, image_every=image_every, time_limit=time_limit)
-
-
-def _texture(net, image, layers, size, steps, seed, callback, stop, *, balance=True, normalization="lecture",
-             noise=DEFAULT_NOISE, image_every=5, time_limit=None, done=0, total=None, message=None) -> ReconResult:
     net = _net(net)
     layers = list(dict.fromkeys(net.check_layers(layers)))
     if not layers:
@@ -243,9 +231,9 @@ def _texture(net, image, layers, size, steps, seed, callback, stop, *, balance=T
                      layer_weights=tuple(1.0 / len(layers) for _ in layers), seed=seed)
     if not balance:
         config.normalization = normalization
-    msg = message or (f"texture {layers[0]}..{layers[-1]}" if len(layers) > 1 else f"texture {layers[0]}")
+    msg = f"texture {layers[0]}..{layers[-1]}" if len(layers) > 1 else f"texture {layers[0]}"
     st, records, stopped = _run(net, target, config, steps, seed, noise, callback, stop, image_every=image_every,
-                                time_limit=time_limit, done=done, total=total, message=msg)
+                                time_limit=time_limit, message=msg)
     final = st.costs()
     start = max(records[0]["style"] if records else final["style"], 1e-30)
     end = {"style": final["style"], "start": start, "total": final["style"] / start}
@@ -258,6 +246,13 @@ def _texture(net, image, layers, size, steps, seed, callback, stop, *, balance=T
 
 
 # ---- rows of reconstructions -----------------------------------------------------------------
+
+
+def _one_bar(callback, done: int, total: int, message: str):
+    """The callback seen by one reconstruction of a row: its steps counted on one bar over the row."""
+    if callback is None:
+        return None
+    return lambda p: callback(dataclasses.replace(p, step=done + p.step, total=total, message=message))
 
 
 def content_reconstructions(
@@ -276,8 +271,8 @@ def content_reconstructions(
     target = to_input(image, size)
     results: list[ReconResult] = []
     for i, layer in enumerate(layers):
-        r = _content(net, target, layer, None, steps, seed, callback, stop, done=i * steps,
-                     total=len(layers) * steps, message=f"content {layer} ({i + 1}/{len(layers)})", **kwargs)
+        cb = _one_bar(callback, i * steps, len(layers) * steps, f"content {layer} ({i + 1}/{len(layers)})")
+        r = reconstruct_content(net, target, layer, None, steps, seed, cb, stop, **kwargs)
         results.append(r)
         if r.stopped or (stop is not None and stop.is_set()):
             break
@@ -303,8 +298,8 @@ def textures(
     n = len(max_layers)
     for i in range(n):
         used = list(max_layers[: i + 1])
-        r = _texture(net, target, used, None, steps, seed, callback, stop, done=i * steps, total=n * steps,
-                     message=f"texture up to {used[-1]} ({i + 1}/{n})", **kwargs)
+        cb = _one_bar(callback, i * steps, n * steps, f"texture up to {used[-1]} ({i + 1}/{n})")
+        r = synthesize_texture(net, target, used, None, steps, seed, cb, stop, **kwargs)
         results.append(r)
         if r.stopped or (stop is not None and stop.is_set()):
             break

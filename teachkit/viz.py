@@ -339,10 +339,24 @@ def layer_overview_figure(atlas, dataset=None, layers=None, n_units: int = 4, *,
 
 
 def smallest_text_pt(fig: Figure) -> float | None:
-    """The size (pt) of the smallest visible, non-empty text of ``fig`` (None: no text)."""
-    from matplotlib.text import Text
+    """The size (pt) of the smallest text that ``fig`` draws (None: no text).
 
-    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    The figure is laid out first (tick labels exist only once it is drawn); hidden axes and
+    empty texts do not count.
+    """
+    fig.draw_without_rendering()
+    texts = [*fig.texts, getattr(fig, "_suptitle", None), getattr(fig, "_supxlabel", None),
+             getattr(fig, "_supylabel", None)]
+    for ax in fig.axes:
+        texts += [ax.title, ax._left_title, ax._right_title, *ax.texts]
+        if ax.axison:
+            for axis, labels in ((ax.xaxis, ax.get_xticklabels()), (ax.yaxis, ax.get_yticklabels())):
+                if axis.get_visible():
+                    texts += [axis.label, *labels]
+        legend = ax.get_legend()
+        if legend is not None:
+            texts += [*legend.get_texts(), legend.get_title()]
+    sizes = [t.get_fontsize() for t in texts if t is not None and t.get_visible() and t.get_text().strip()]
     return min(sizes) if sizes else None
 
 

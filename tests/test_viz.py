@@ -1,0 +1,107 @@
+"""teachkit.viz and teachkit.figtext: bilingual figure text, the Chinese font, readable text sizes."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+from PIL import Image
+
+from teachkit import figtext, viz
+
+
+def test_figtext_needs_both_languages_and_refuses_a_second_meaning():
+    figtext.register({"test_viz.hello": {"en": "hello {who}", "zh": "你好，{who}"}})
+    assert figtext.tr("test_viz.hello", "zh", who="G") == "你好，G"
+    assert figtext.tr("test_viz.hello", "en", who="G") == "hello G"
+    with pytest.raises(ValueError, match="lacks zh"):
+        figtext.register({"test_viz.half": {"en": "only English"}})
+    with pytest.raises(ValueError, match="twice"):
+        figtext.register({"test_viz.hello": {"en": "hi", "zh": "嗨"}})
+    with pytest.raises(ValueError, match="unknown language"):
+        figtext.tr("test_viz.hello", "fr")
+    with pytest.raises(KeyError, match="no figure text"):
+        figtext.tr("test_viz.nothing", "en")
+
+
+def test_chinese_text_is_drawn_with_the_shipped_font():
+    """Every glyph of a Chinese title is found (matplotlib warns about any missing glyph)."""
+    path = figtext.cjk_font_path()
+    assert path.is_file() and path.suffix == ".otf"
+    figtext.use_cjk_font()
+    fig = Figure(figsize=(3, 1))
+    fig.text(0.1, 0.5, "格拉姆矩阵：通道的相关性", fontsize=14)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Glyph ... missing from font(s)" would fail the test
+        png = viz.figure_png(fig, dpi=72)
+    # the characters were drawn: the picture is not blank
+    arr = np.asarray(Image.open(io.BytesIO(png)).convert("L"))
+    assert (arr < 128).sum() > 200
+
+
+def test_smallest_text_is_measured_and_written_into_the_png():
+    fig = Figure(figsize=(4, 3))
+    ax = fig.add_subplot()
+    ax.set_title("title", fontsize=18)
+    ax.set_xlabel("x", fontsize=12)
+    ax.tick_params(labelsize=9)
+    ax.plot([0, 1], [0, 1])
+    assert viz.smallest_text_pt(fig) == 9
+    png = viz.figure_png(fig, dpi=144)
+    meta = Image.open(io.BytesIO(png)).info
+    assert float(meta["teachkit:min_text_px"]) == pytest.approx(9 * 144 / 72)
+    assert viz.smallest_text_pt(Figure()) is None
+
+
+class _Atlas:
+    """The little of an Atlas that the figures use: two layers, three units, planted patches."""
+
+    layers = ["relu1_1", "relu2_1"]
+    k = 4
+    image_size = 32
+    meta = {"backbone": "vgg19", "n_images": 3, "dataset_name": "toy"}
+
+    class _RF:
+        def __init__(self, size):
+            self.size = self.size_x = size
+
+    def rf(self, layer):
+        return self._RF(3 if layer == "relu1_1" else 10)
+
+    def unit_label(self, layer, unit):
+        return f"unit = channel {unit} of layer {layer}, receptive field {self.rf(layer).size}×{self.rf(layer).size} px"
+
+    def top(self, layer, unit, n=None):
+        from collections import namedtuple
+
+        Hit = namedtuple("Hit", "value")
+        return [Hit(100.0 - i) for i in range(n or self.k)]
+
+    def patches(self, layer, unit, dataset=None, n=None):
+        return [Image.new("RGB", (8, 8), (40 * i, 0, 0)) for i in range(n or self.k)]
+
+    def open_dataset(self, dataset=None):
+        return None
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_lesson1_figures_speak_the_language_and_keep_their_font_size(lang):
+    atlas = _Atlas()
+    unit = viz.unit_figure(atlas, None, "relu2_1", 1, ncols=2, lang=lang, fontsize=15)
+    overview = viz.layer_overview_figure(atlas, None, n_units=2, units={"relu1_1": [0, 1], "relu2_1": [1, 2]},
+                                         lang=lang, fontsize=16, by_row=True)
+    for fig, size in ((unit, 15), (overview, 16)):
+        assert size <= viz.smallest_text_pt(fig) <= size * 1.2
+        texts = " ".join(t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text")))
+        chinese = any("\u4e00" <= ch <= "\u9fff" for ch in texts)
+        assert chinese == (lang == "zh"), texts
+    if lang == "en":  # the English title is the atlas's own label
+        assert unit._suptitle.get_text() == "unit = channel 1 of layer relu2_1, receptive field 10×10 px"
+    else:
+        assert unit._suptitle.get_text() == "单元 = relu2_1 层的第 1 个通道，感受野 10×10 像素"
+    # one row per layer, nine (here two) blocks of patches side by side
+    assert [ax.get_title(loc="left") for ax in overview.axes][0].startswith("relu1_1")

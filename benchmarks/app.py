@@ -122,7 +122,7 @@ def main() -> None:
     print(f"\nfirst app start (backbone load + lesson 1 with its atlas from the disk cache, or a scan): "
           f"{time.perf_counter() - t:.2f} s")
     t = time.perf_counter()
-    resources._warm_up()
+    resources.warm_figures()
     print(f"warm-up of the default figures (a background thread in the app): {time.perf_counter() - t:.2f} s")
 
     # -- page renders --
@@ -144,10 +144,10 @@ def main() -> None:
     print("|---|---|---|---|---|")
     limit = settings.demo_seconds()
     demos = [
-        (2, "p2_run", "lesson2", "small style transfer",
-         f"{settings.demo_size(128)} px, {settings.demo_steps(40)} steps from noise",
+        (2, "p2_run", "lesson2", "style transfer, classroom preset",
+         f"{settings.demo_size(256)} px, {settings.demo_steps(0) or 60} steps from content + noise",
          lambda ss: ss["p2_result"]["steps"]),
-        (3, "p3_step", None, "one gradient step (Step)", f"{settings.demo_size(128)} px",
+        (3, "p3_step", None, "one Adam step on the pixels (Step)", f"{settings.demo_size(128)} px",
          lambda ss: ss["p3"].steps),
         (3, "p3_run", "lesson3", "Run", f"{settings.demo_size(128)} px, {settings.demo_steps(30)} steps",
          lambda ss: ss["p3"].steps),

@@ -34,6 +34,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import socket
 import statistics
 import struct
@@ -172,6 +173,7 @@ class Student:
         self.problems: list[str] = []
         self.notes: list[str] = []
         self.job: dict | None = None
+        self.abandoned_at: float | None = None
 
 
 async def settle(page, timeout_s: float) -> bool:
@@ -326,6 +328,12 @@ async def student_run(st: Student, browser, url: str, data_root: Path, tmp: Path
                 if await page.locator(".st-key-p6_cancel, .st-key-p6_dl_png").count():
                     st.problems.append("lesson 6: another session's job is visible")
             await page.wait_for_timeout(2000)  # reading
+        if st.role == "hostile" and time.monotonic() < deadline:
+            # start a long transfer and close the tab: the server must cancel it and free its slot
+            await page.locator(".st-key-p6_start button").first.click()
+            await page.locator(".st-key-p6_cancel button").first.wait_for(timeout=60_000)
+            st.abandoned_at = time.time()
+            st.notes.append("started a transfer and closed the tab")
     except Exception as err:  # noqa: BLE001 - recorded, the others go on
         st.problems.append(f"{type(err).__name__}: {str(err).splitlines()[0][:160]}")
     finally:
@@ -377,6 +385,7 @@ def load_run(args) -> dict:
     proc, url, log = start_server(tmp, data_root)
     sampler = RssSampler(proc.pid)
     sampler.start()
+    abandoned = cancelled_after = None
     t_start = time.time()
     try:
         teacher_s = asyncio.run(teacher_first_visit(url, 600))
@@ -388,6 +397,13 @@ def load_run(args) -> dict:
         t0 = time.time()
         asyncio.run(classroom(url, students, data_root, tmp, args.minutes))
         wall = time.time() - t0
+        abandoned = next((s.abandoned_at for s in students if s.abandoned_at), None)
+        cancelled_after = None
+        if abandoned:  # wait (bounded) for the server to cancel the job of the closed tab
+            while time.time() - abandoned < 120 and cancelled_after is None:
+                if "session went away was cancelled" in log.read_text(errors="replace"):
+                    cancelled_after = time.time() - abandoned
+                time.sleep(1)
     finally:
         sampler.stop.set()
         peak = proc_kib(proc.pid, "VmHWM") if proc.poll() is None else 0
@@ -397,6 +413,10 @@ def load_run(args) -> dict:
         except subprocess.TimeoutExpired:
             proc.kill()
     server_log = log.read_text(errors="replace")
+    if args.keep:
+        print(f"(server log and files kept in {tmp})")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     firsts = {n: [s.first_element[n] for s in students if n in s.first_element] for n, _ in LESSONS}
     drawn = {n: [s.drawn[n] for s in students if n in s.drawn] for n, _ in LESSONS}
     return {
@@ -408,7 +428,16 @@ def load_run(args) -> dict:
         "students_detail": [{"name": s.name, "role": s.role, "lang": s.lang, "job": s.job, "problems": s.problems,
                              "notes": s.notes, "first": s.first_element, "drawn": s.drawn} for s in students],
         "tracebacks_in_log": server_log.count("Traceback"), "started": t_start,
+        "abandoned_job_cancelled_after_s": cancelled_after if abandoned else "not tried",
     }
+
+
+def abandoned_text(value) -> str:
+    if value == "not tried":
+        return "not tried (the run reached its deadline first)"
+    if value is None:
+        return "NOT cancelled within 120 s"
+    return f"cancelled by the server {value:.0f} s after the tab closed (heartbeat limit + one step)"
 
 
 def report(res: dict) -> str:
@@ -438,6 +467,7 @@ def report(res: dict) -> str:
         f"Lesson-6 transfers: {finished} of {len(jobs)} finished: "
         + "; ".join(f"{j['seconds']:.0f} s, result {j.get('size') or '?'}" for j in jobs) + ".",
         f"Whole run: {res['wall_s']:.0f} s; tracebacks in the server log: {res['tracebacks_in_log']}.",
+        f"A transfer whose tab was closed: {abandoned_text(res['abandoned_job_cancelled_after_s'])}.",
         "",
     ]
     for s in res["students_detail"]:
@@ -525,6 +555,7 @@ def main(argv=None) -> None:
     ap.add_argument("--students", type=int, default=10, help="browser sessions at once (>= 4; default 10)")
     ap.add_argument("--minutes", type=float, default=10.0, help="deadline of the classroom part (default 10)")
     ap.add_argument("--json", type=Path, help="also write the raw figures here")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder (server log, data root)")
     ap.add_argument("--job-peak", action="store_true", help="measure the largest allowed lesson-6 job instead")
     ap.add_argument("--extra-steps", type=int, default=5, help="--job-peak: steps beyond a full L-BFGS history")
     ap.add_argument("--decode", action="store_true", help="measure decoding the largest accepted upload instead")

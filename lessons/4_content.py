@@ -112,5 +112,6 @@ if grid is not None and grid["settings"] == grid_settings:
     cols = st.columns(len(GRID))
     for col, (img, name, dist), kind in zip(cols, grid["items"], GRID):
         col.image(img, caption=f"{tr(kind)} · {tr('p4_from', layer=name, d=dist)}", width="stretch")
+    guide.look(P, "grid")
 
 guide.questions(P)

@@ -38,14 +38,26 @@ k, k2, _ = res.l5_pair(style_key, layer, which, SIZE)
 st.markdown(f"**{tr('p5_detect', k=k, k2=k2, layer=layer)}**")
 builder = jobs.atlas_builder(st.session_state.get("atlas_spec", cfg.atlas_default_dataset()), res.backbone(),
                              DEFAULT_STYLE_LAYERS)
-if builder.done.is_set() and builder.atlas is not None and layer in builder.atlas.layers:
-    c1, c2 = st.columns(2)
-    for col, unit in ((c1, k), (c2, k2)):
-        with col:
-            res.show_png(res.unit_png(builder.atlas, layer, unit, LANG, guide.text_px()))
-    guide.look(P, "detect")
-else:
-    st.info(tr("p5_atlas_wait"))
+
+
+def channel_patches(waiting: bool) -> None:
+    """k's and k''s top patches from lesson 1's atlas; while the atlas is made, look again every 2 s."""
+    if builder.done.is_set() and builder.atlas is not None and layer in builder.atlas.layers:
+        if waiting:
+            st.rerun()  # ready now: draw the page again (and stop polling)
+        c1, c2 = st.columns(2)
+        for col, unit in ((c1, k), (c2, k2)):
+            with col:
+                res.show_png(res.unit_png(builder.atlas, layer, unit, LANG, guide.text_px()))
+        guide.look(P, "detect")
+    elif builder.done.is_set():
+        st.info(tr("p5_atlas_missing"))
+    else:
+        st.info(tr("p5_atlas_wait"))
+
+
+waiting = not builder.done.is_set()
+st.fragment(run_every=2.0 if waiting else None)(channel_patches)(waiting)
 
 # ---- the Gram matrix of S and of G ----
 md(P, "gram")

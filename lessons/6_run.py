@@ -16,15 +16,13 @@ from teachkit.costs import NORMALIZATIONS
 from teachkit.features import DEFAULT_STYLE_LAYERS
 from teachkit.prepare import GALLERY
 from teachkit.samples import DEFAULT_CONTENT, DEFAULT_STYLE
-from teachkit.transfer import DTYPES, INITS, OPTIMIZERS, PRESETS, TransferConfig
+from teachkit.transfer import DTYPES, INITS, OPTIMIZERS, TransferConfig
 
 P = "6_run"
 FAST = cfg.fast_mode()
-QUICK = dict(PRESETS["quick"])
-DEFAULT_SIZE = cfg.demo_size(QUICK["size"], fast=48)
-DEFAULT_STEPS = cfg.demo_steps(QUICK["steps"], fast=3)
-# the preset's coarse-to-fine schedule, unless the demo size was changed (tests: tiny, one scale)
-PRESET_SCALES = QUICK["scales"] if DEFAULT_SIZE == QUICK["size"] else None
+QUICK = TransferConfig.preset("quick")  # the engine's classroom recipe: the options start there
+DEFAULT_SIZE = cfg.demo_size(QUICK.size, fast=48)
+DEFAULT_STEPS = cfg.demo_steps(QUICK.steps, fast=3)
 
 page_title(6)
 guide.teacher_note(P)
@@ -75,7 +73,7 @@ o1, o2, o3, o4 = st.columns(4)
 size = o1.slider(tr("p6_size"), 32, jobs.LIMITS.max_size, min(DEFAULT_SIZE, jobs.LIMITS.max_size), 16, key="p6_size")
 steps = o2.slider(tr("p6_steps"), 1, jobs.LIMITS.max_steps, min(DEFAULT_STEPS, jobs.LIMITS.max_steps), key="p6_steps")
 with o3:
-    init = choice(st.radio, tr("p6_init"), list(INITS), "p6_init", default=QUICK["init"],
+    init = choice(st.radio, tr("p6_init"), list(INITS), "p6_init", default=QUICK.init,
                   labels=lambda v: tr(f"init_{v}"), horizontal=True)
 with o4:
     normalization = choice(st.selectbox, tr("p6_normalization"), list(NORMALIZATIONS), "p6_norm",
@@ -120,12 +118,12 @@ with st.expander(tr("p6_more")):
     lr = m5.number_input(tr("p6_lr"), 0.0, 100.0, 0.0, format="%g", key="p6_lr")
     history_size = m6.number_input(tr("p6_history"), 1, jobs.LIMITS.max_history, min(50, jobs.LIMITS.max_history),
                                    key="p6_history")
-    init_noise = m7.slider(tr("p6_init_noise"), 0.0, 1.0, float(QUICK["init_noise"]), key="p6_init_noise")
+    init_noise = m7.slider(tr("p6_init_noise"), 0.0, 1.0, float(QUICK.init_noise), key="p6_init_noise")
     m8, m9, m10, m11 = st.columns(4)
     style_weights = numbers(m8.text_input(tr("p6_style_weights"), key="p6_style_weights"))
     style_scale = m9.number_input(tr("p6_style_scale"), 0.05, jobs.LIMITS.max_style_scale, 1.0, 0.05,
                                   key="p6_style_scale")
-    scales = numbers(m10.text_input(tr("p6_scales"), ", ".join(map(str, PRESET_SCALES or ())), key="p6_scales"), int)
+    scales = numbers(m10.text_input(tr("p6_scales"), key="p6_scales"), int)
     seed = int(m11.number_input(tr("p6_seed"), 0, 2**31 - 1, 0, key="p6_seed"))
     m12, m13 = st.columns(2)
     with m12:
@@ -139,8 +137,6 @@ config = TransferConfig(
     tv_weight=float(tv_weight), style_weights=style_weights,
     style_scale=float(style_scale), preserve_color=bool(preserve_color), scales=scales, seed=seed,
     dtype=dtype, backbone=net.name, preview_every=preview_every,
-    # the preset's steps per scale, as long as its schedule is kept
-    scale_steps=QUICK["scale_steps"] if scales == PRESET_SCALES and steps == QUICK["steps"] and scales else None,
 )
 if styles:
     try:

@@ -48,10 +48,6 @@ UI: dict[str, dict[str, str]] = {
         "en": "PNG or JPEG, at most {mb} MB and {mp} megapixels.",
         "zh": "PNG 或 JPEG，最大 {mb} MB、{mp} 百万像素。",
     },
-    "upload_too_big": {
-        "en": "{name} is {mb:.1f} MB; the limit is {limit} MB. Please choose a smaller picture.",
-        "zh": "{name} 有 {mb:.1f} MB，上限是 {limit} MB。请换一张小一点的图。",
-    },
     "upload_bad": {
         "en": "This {what} cannot be used: {err}. The sample image is used instead.",
         "zh": "这张{what}无法使用：{err}。已改用示例图。",
@@ -179,6 +175,8 @@ UI: dict[str, dict[str, str]] = {
                   "zh": "{layer} 的通道 {k} 和 {k2} 检测的是什么？它们在第 1 课照片中最强的图像块："},
     "p5_atlas_wait": {"en": "Lesson 1's patch atlas is still being prepared; the channels' top patches appear here when it is ready.",
                       "zh": "第 1 课的图像块图集还在准备中；准备好后，这里会显示这两个通道最强的图像块。"},
+    "p5_atlas_missing": {"en": "Lesson 1's patch atlas could not be made; open lesson 1 to see why.",
+                         "zh": "无法生成第 1 课的图像块图集；打开第 1 课查看原因。"},
     "p5_up_to": {"en": "up to {layer}", "zh": "用到 {layer}"},
     "p5_texture_prepared": {"en": "Prepared before class: {size} px, {steps} steps per texture, each from faint white noise.",
                             "zh": "课前已准备好：{size} 像素，每张纹理 {steps} 步，都从淡淡的白噪声开始。"},

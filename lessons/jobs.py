@@ -146,7 +146,7 @@ class JobLimits:
     max_size: int = 512  #: long side of G, px
     max_steps: int = 500
     max_style_scale: float = 2.0  #: style long side <= max_size * max_style_scale = 1024 px
-    max_history: int = 100  #: L-BFGS pairs kept
+    max_history: int = 50  #: L-BFGS pairs kept (the default; each pair costs 2 image-sized vectors)
     max_styles: int = 4  #: style images in one job (samples + uploads)
     seconds: float = 300.0  #: running time limit; the job stops and keeps its latest image
     queue: int = 8  #: jobs that may wait for a slot; more are refused with a message
@@ -177,8 +177,8 @@ LIMITS = _limits_from_env()
 def check_transfer(config, n_styles: int, limits: JobLimits | None = None) -> list[str]:
     """What in ``config`` (a TransferConfig) goes beyond the classroom limits: one message each.
 
-    The page's widgets already stop at these limits; this check runs again when a job is
-    submitted, whatever the browser sent.
+    The page's widgets already stop at these limits; :meth:`TransferJob.start` checks again,
+    whatever the browser sent.
     """
     lim = limits or LIMITS
     out = []
@@ -317,7 +317,7 @@ class TransferJob:
     the end of the current step with ``stopped=True`` and the latest image, which the page then
     offers for download like a finished result.  ``reason`` says why a job stopped early:
     ``"cancelled"``, ``"replaced"`` (a newer job of the same session), ``"abandoned"`` (its session
-    went away), ``"time_limit"``, ``"queue_full"`` (refused), or None.
+    went away), ``"time_limit"``, ``"queue_full"`` or ``"over_limits"`` (refused), or None.
     """
 
     def __init__(self, content, styles, config, net, *, session: str | None = None, board: JobBoard | None = None):
@@ -348,8 +348,15 @@ class TransferJob:
         self._thread = threading.Thread(target=self._run, name="teachkit-transfer", daemon=True)
 
     def start(self) -> "TransferJob":
-        """Put the job on the board and start its thread; a full queue refuses it (state 'failed',
-        reason 'queue_full', nothing runs)."""
+        """Put the job on the board and start its thread.  Nothing runs for a job beyond the limits
+        (state 'failed', reason 'over_limits', ``error`` says which) or when the queue is full
+        (state 'failed', reason 'queue_full')."""
+        problems = check_transfer(self.config, len(self.styles), self.limits)
+        if problems:  # the page's widgets stop at the limits; this holds whatever the browser sent
+            with self._lock:
+                self.state, self.reason, self.error = "failed", "over_limits", " ".join(problems)
+                self.finished_at = time.time()
+            return self
         try:
             self.board.submit(self)
         except QueueFull:
@@ -432,6 +439,9 @@ class TransferJob:
             self.board.release(self)
             self.content = self.styles = None  # the inputs are not needed any more
             self.finished_at = time.time()
+            if self.reason == "abandoned":
+                _log.warning("teachkit app: a transfer whose session went away was cancelled after %d steps; "
+                             "its slot is free", self.step)
 
     def snapshot(self) -> dict:
         """What the page shows (called from the page: texts in its language); each call is a

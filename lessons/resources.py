@@ -332,9 +332,14 @@ def _warm_up() -> None:
 
     Runs in a plain thread: it calls only the lru_cached functions above and teachkit, never Streamlit.
     """
+    if warm_figures():
+        prepare_missing()
+
+
+def warm_figures() -> bool:
+    """The default figures of lessons 1 and 5, in both languages (True when all went well)."""
     from lessons import jobs
-    from lessons.settings import atlas_default_dataset, fast_mode
-    from teachkit import prepare
+    from lessons.settings import atlas_default_dataset
     from teachkit.features import DEFAULT_STYLE_LAYERS
     from teachkit.samples import DEFAULT_STYLE
 
@@ -359,12 +364,26 @@ def _warm_up() -> None:
                     overview_png(atlas, lang)
                     unit_png(atlas, L1_LAYER, first, lang)
                     where_png(atlas, L1_LAYER, first, 0, lang)
-        recipe = prepare.FAST if fast_mode() else prepare.FULL
-        for kind in ("gallery", "content", "texture"):  # one item at a time, each in a compute slot
-            with jobs.compute_slot():
-                prepare.prepare(net, [kind], recipe, log=log.info)
+        return True
     except Exception:  # noqa: BLE001 - warming up is only an optimisation
         log.exception("teachkit app: warm-up failed")
+        return False
+
+
+def prepare_missing() -> None:
+    """Whatever ``teachkit prepare`` has not made yet, one kind at a time, each in a compute slot."""
+    from lessons import jobs
+    from lessons.settings import fast_mode
+    from teachkit import prepare
+
+    log = logging.getLogger(__name__)
+    recipe = prepare.FAST if fast_mode() else prepare.FULL
+    try:
+        for kind in ("gallery", "content", "texture"):
+            with jobs.compute_slot():
+                prepare.prepare(load_net(), [kind], recipe, log=log.info)
+    except Exception:  # noqa: BLE001 - the pages offer to run everything live anyway
+        log.exception("teachkit app: preparing the default results failed")
 
 
 _WARM_UP: list[threading.Thread] = []

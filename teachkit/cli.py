@@ -78,7 +78,7 @@ def add_transfer_parser(sub) -> None:
 
     p = sub.add_parser(
         "transfer",
-        help="neural style transfer: J(G) = alpha J_content(C,G) + beta J_style(S,G), from white noise",
+        help="neural style transfer: J(G) = alpha J_content(C,G) + beta J_style(S,G), by gradient descent on G",
         description=(
             "Paint the CONTENT photo in the style of STYLE (several styles are blended) by gradient "
             "descent on the pixels. Without images the bundled samples are used. CONTENT and STYLE "
@@ -109,7 +109,8 @@ def add_transfer_parser(sub) -> None:
                    help="constants in front of the costs; 'auto' measures each term against its own "
                         "size, so the weights fit any style image (default: %(default)s)")
     p.add_argument("--init", choices=INITS, default=None,
-                   help=f"starting image: white noise, the content, or a blend of both {dflt('init')}")
+                   help=f"starting image: the content blended with white noise, white noise (the lecture's), "
+                        f"or the content {dflt('init')}")
     p.add_argument("--init-noise", type=float, default=None,
                    help=f"noise share for --init blend {dflt('init_noise')}")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="(default: %(default)s)")

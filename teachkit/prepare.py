@@ -54,8 +54,8 @@ class Recipe:
     transfer_steps: int | None = None  #: None: the 'quick' preset's own schedule
     content_size: int = 128
     content_steps: int = 100
-    texture_size: int = 128
-    texture_steps: int = 60
+    texture_size: int = 96
+    texture_steps: int = 40
     atlas_size: int | None = None  #: None: teachkit.patches' default scan size
 
 

@@ -4,7 +4,8 @@ The lecture's recipe, as code::
 
     J(G) = alpha * J_content(C, G) + beta * J_style(S, G)  (+ w_tv * TV(G))
 
-1. Start from white noise (or the content photo, or a blend of both).
+1. Start from an image G0: white noise (the lecture's), the content photo, or -- the default,
+   fastest -- the content photo blended with white noise (see PRESETS).
 2. Feed G through a pretrained VGG19, read the activations ``a[l](G)``.
 3. Compute the costs (always the functions of :mod:`teachkit.costs`) against the fixed targets:
    the content activation ``a[l](C)`` and the style Gram matrices ``G[l](S)``.
@@ -202,19 +203,19 @@ def _derived_defaults(normalization: str) -> dict[str, Any]:
 NORMALIZATION_DEFAULTS: dict[str, dict[str, Any]] = {n: _derived_defaults(n) for n in costs.NORMALIZATIONS}
 
 #: Named recipes: config fields that differ from TransferConfig's defaults (TransferConfig.preset).
-#: ``default`` is TransferConfig() itself (384 px, 200 steps, from white noise).
-#: ``quick`` is the classroom recipe, made to finish in seconds on a 2-core laptop CPU at 256 px:
-#:   * coarse-to-fine: 40 steps at 128 px (a quarter of the cost of a 256 px step each), then 20
-#:     at 256 px starting from that result, upsampled -- the shapes form where steps are cheap;
-#:   * it starts from the content photo blended half-and-half with white noise (``init='blend'``):
-#:     the content is there from step 1, so all the steps go into the style; the noise gives the
-#:     style's texture something to grow from (from the bare photo, L-BFGS keeps its flat areas flat).
-#:   Timings and quality: benchmarks/RESULTS_quality.md, benchmarks/RESULTS_transfer.md.
-#: White noise stays the default start of ``default`` (and of lesson 3's step-by-step demo).
+#: Both start from the content photo blended half-and-half with white noise (``init='blend'``): the
+#: content is there from step 1, so the steps go into the style; the noise gives the style's
+#: texture something to grow from (from the bare photo, flat areas stay flat).  Both run
+#: coarse-to-fine (default_scales): most steps at half and a quarter of the size, where they cost a
+#: quarter and a sixteenth.  ``init='noise'`` (the lecture's white-noise start) stays available and
+#: is what lesson 3's step-by-step demo uses.
+#: ``default`` is TransferConfig() itself: 384 px, 160 steps (96, 192, 384 px: 91, 46, 23 steps).
+#: ``quick`` is the classroom recipe, made to finish in seconds on a 2-core laptop CPU: 256 px,
+#:   60 steps (128, 256 px: 40, 20 steps).
+#: Timings and quality: benchmarks/RESULTS_transfer.md, benchmarks/RESULTS_quality.md.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    "quick": {"size": 256, "steps": 60, "scales": (128, 256), "scale_steps": (40, 20), "init": "blend",
-              "init_noise": 0.5},
+    "quick": {"size": 256, "steps": 60},
 }
 
 #: The optimiser minimises ``kappa * J`` with ``kappa`` fixed at the first step so that the gradient
@@ -229,9 +230,9 @@ GRAD_RMS = 0.1
 #: then runs every convolution in NHWC (a few percent faster; benchmarks/RESULTS_transfer.md).
 CHANNELS_LAST = True
 
-#: The default schedule works at full resolution up to this long side; larger results start with
-#: a coarser scale (see default_scales).
-MAX_SINGLE_SCALE = 512
+#: The default coarse-to-fine schedule halves the size while the coarsest scale's long side is
+#: above this (see default_scales).
+COARSEST_SIDE = 128
 
 #: The automatic pyramid stops before its coarsest level's long side drops below this.
 PYRAMID_MIN_SIDE = 64
@@ -247,14 +248,14 @@ class TransferConfig:
     """
 
     size: int | None = 384  #: long side of the result, px (None: the content image's own size)
-    steps: int = 200  #: total optimiser steps, over all scales (see :func:`split_steps`)
+    steps: int = 160  #: total optimiser steps, over all scales (see :func:`split_steps`)
     alpha: float | None = None  #: content weight; None: NORMALIZATION_DEFAULTS[normalization]
     beta: float | None = None  #: style weight; None: the normalisation's default
     content_layer: str = DEFAULT_CONTENT_LAYER
     style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
     layer_weights: tuple[float, ...] | None = None  #: lambda[l]; None: the normalisation's default
     normalization: str = "auto"  #: 'auto' | 'lecture' | 'gatys' | 'none' (costs.NORMALIZATIONS)
-    init: str = "noise"  #: 'noise' (white noise, the lecture's) | 'content' | 'blend'
+    init: str = "blend"  #: 'blend' (content + noise, see PRESETS) | 'noise' (white noise, the lecture's) | 'content'
     init_noise: float = 0.5  #: for init='blend': G0 = (1 - init_noise) * C + init_noise * noise
     optimizer: str = "lbfgs"  #: 'lbfgs' | 'adam'
     lr: float | None = None  #: step length; None: 1.0 for L-BFGS, 0.02 for Adam
@@ -276,22 +277,10 @@ class TransferConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "TransferConfig":
-        """The named recipe of :data:`PRESETS` (``'default'``, ``'quick'``), with ``overrides``.
-
-        Another ``size`` scales the preset's coarse-to-fine plan with it; ``steps`` or ``scales``
-        replace its steps per scale by :func:`split_steps`."""
+        """The named recipe of :data:`PRESETS` (``'default'``, ``'quick'``), with ``overrides``."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
         fields = dict(PRESETS[name])
-        size = overrides.get("size")
-        if fields.get("scales") and size and "scales" not in overrides:  # the same plan at another size
-            base = fields.get("size", cls.size)
-            scales = tuple(sorted({max(16, min(int(size), round(v * int(size) / base))) for v in fields["scales"]}))
-            if len(scales) != len(fields["scales"]):
-                fields.pop("scale_steps", None)
-            fields["scales"] = scales
-        if ("steps" in overrides or "scales" in overrides) and "scale_steps" not in overrides:
-            fields.pop("scale_steps", None)  # the preset's plan no longer fits: split the steps anew
         return cls(**{**fields, **overrides})
 
     # -- validation and defaults ---------------------------------------------------------------
@@ -403,18 +392,19 @@ class TransferConfig:
 
 
 def default_scales(size: int) -> tuple[int, ...]:
-    """The default schedule: one scale up to MAX_SINGLE_SCALE px, else halve until it fits.
+    """The default coarse-to-fine schedule: halve the long side while it is above COARSEST_SIDE.
 
-    ``384 -> (384,)``, ``512 -> (512,)``, ``1024 -> (512, 1024)``, ``1600 -> (400, 800, 1600)``.
+    ``100 -> (100,)``, ``256 -> (128, 256)``, ``384 -> (96, 192, 384)``, ``512 -> (128, 256, 512)``.
 
-    Why not always coarse-to-fine?  With this cost, starting the full-resolution stage from an
-    upsampled coarse result from noise gives a head start that L-BFGS from noise catches up with;
-    the pyramid parametrisation (TransferConfig.pyramid) does the coarse-to-fine work inside one
-    scale, faster (both measured in benchmarks/RESULTS_transfer.md).  Above 512 px a step costs
-    so much that a coarse first stage is still used.
+    A step at half the size costs a quarter, so the shapes are settled where steps are cheap and
+    the full size only refines the texture.  It pays with the default start, the content photo
+    blended with noise (``init='blend'``): from bare white noise a full-size stage started from an
+    upsampled coarse result is soon caught up by one started from noise, since the pyramid
+    parametrisation (TransferConfig.pyramid) already does coarse-to-fine work inside each scale
+    (benchmarks/RESULTS_transfer.md).
     """
     scales = [int(size)]
-    while scales[0] > MAX_SINGLE_SCALE:
+    while scales[0] > COARSEST_SIDE:
         scales.insert(0, scales[0] // 2)
     return tuple(scales)
 
@@ -558,6 +548,8 @@ def blended_style_grams(
     to sum to 1 (None: equal).  The factor ``M_G / M_S`` makes a style image of any size give a
     target of the size the generated image's Gram matrix has (a Gram matrix sums over positions).
     """
+    from .gram import style_target  # here: teachkit.gram imports matplotlib, which a transfer needs not
+
     if weights is None:
         weights = [1.0] * len(styles)
     wsum = float(sum(weights))
@@ -571,9 +563,8 @@ def blended_style_grams(
         for l in layers:
             a = feats[l]
             m_s = a.shape[-2] * a.shape[-1]
-            n_h, n_w = feature_size(net.body, l, tuple(generated_hw))
-            m_g = n_h * n_w
-            g = costs.gram_matrix(a)[0] * (float(w) / wsum * m_g / m_s)
+            m_g = math.prod(feature_size(net.body, l, tuple(generated_hw)))
+            g = style_target(costs.gram_matrix(a)[0], m_s, m_g) * (float(w) / wsum)
             out[l] = g if l not in out else out[l] + g
     return out
 

@@ -149,6 +149,13 @@ figtext.register({
 })
 
 
+def _font_for(lang: str) -> None:
+    """Register the Chinese font before a Chinese figure makes its first text (texts keep the
+    font family they were made with)."""
+    if lang != "en":
+        figtext.use_cjk_font()
+
+
 def unit_label(atlas, layer: str, unit: int, lang: str = "en") -> str:
     """``unit = channel 17 of layer relu3_1, receptive field 24×24 px`` in ``lang``."""
     rf = atlas.rf(layer)
@@ -184,6 +191,7 @@ def unit_figure(atlas, dataset, layer: str, unit: int, *, n: int | None = None,
     """
     import math
 
+    _font_for(lang)
     hits = atlas.top(layer, unit, n)
     patches = atlas.patches(layer, unit, dataset, n)
     count = max(len(patches), 1)
@@ -221,6 +229,7 @@ def activation_map_figure(atlas, dataset, layer: str, unit: int, backbone=None, 
     """
     from matplotlib.patches import Rectangle
 
+    _font_for(lang)
     am = atlas.activation_map(layer, unit, dataset, backbone, image_index=image_index, rank=rank)
     rf = am.rf
     h, w = am.values.shape
@@ -283,6 +292,7 @@ def layer_overview_figure(atlas, dataset=None, layers=None, n_units: int = 4, *,
 
     from .patches import select_units
 
+    _font_for(lang)
     layers = list(atlas.layers if layers is None else ([layers] if isinstance(layers, str) else layers))
     if not layers:
         raise ValueError("no layers to show")

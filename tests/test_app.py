@@ -434,3 +434,27 @@ def test_three_sessions_each_get_their_own_result():
         at.run()
         assert_clean(at)
         assert len(at.get("download_button")) == 2
+
+
+def test_projector_switch_makes_figure_text_larger(monkeypatch):
+    """The sidebar switch: the page text grows (CSS) and lesson 1's figures are redrawn with text
+    that appears 20 px high instead of 14 in a 1280-px browser."""
+    from lessons import guide, resources
+    from teachkit import viz
+
+    made = []
+    real = viz.figure_png
+
+    def recording(fig, dpi=144):
+        made.append((fig.get_figwidth(), viz.smallest_text_pt(fig)))
+        return real(fig, dpi)
+
+    monkeypatch.setattr(viz, "figure_png", recording)
+    at = open_page(1)
+    at.sidebar.toggle(key="projector").set_value(True).run()
+    assert_clean(at)
+    assert any("font-size" in h.proto.body for h in at.get("html")), "no projector style on the page"
+    unit_figs = [pt for width, pt in made if width == resources.UNIT_FIG_IN]
+    assert unit_figs, made
+    shown_px = max(unit_figs) * guide.column_px(resources.UNIT_COLS, 0) / (72 * resources.UNIT_FIG_IN)
+    assert shown_px == pytest.approx(20, abs=0.2)

@@ -206,7 +206,8 @@ def fake_transfer(monkeypatch):
 
 
 def _board(**limits) -> jobs.JobBoard:
-    return jobs.JobBoard(jobs.JobLimits(**limits), slots=threading.BoundedSemaphore(1))
+    """A board of one slot; its jobs may take (fake) steps until stopped."""
+    return jobs.JobBoard(jobs.JobLimits(**{"max_steps": 10**6, **limits}), slots=threading.BoundedSemaphore(1))
 
 
 def _job(board, session: str, steps: int = 100_000) -> jobs.TransferJob:
@@ -310,6 +311,10 @@ def test_caps_of_one_job():
     assert len(jobs.check_transfer(TransferConfig(size=None), 1, lim)) == 1
     assert jobs.check_transfer(TransferConfig(optimizer="adam", history_size=500, size=64), 1, lim) == []
     assert lim.work_side == 1024  # the largest side any input is used at
+    # whatever the page allowed, a job beyond the limits does not start
+    job = jobs.TransferJob(None, [], over, None, session="s", board=jobs.JobBoard(lim)).start()
+    snap = job.snapshot()
+    assert not job.alive and snap["reason"] == "over_limits" and "768" in snap["error"]
 
 
 # ---- uploads -----------------------------------------------------------------------------------

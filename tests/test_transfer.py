@@ -42,7 +42,7 @@ def style64():
 
 
 def small(**kw) -> TransferConfig:
-    base = dict(size=48, steps=4, scales=None, preview_every=0)
+    base = dict(size=48, steps=4, scales=None, preview_every=0, init="noise")
     base.update(kw)
     return TransferConfig(**base)
 
@@ -197,10 +197,10 @@ def test_multi_scale_reaches_the_target_size(net, content64, style64):
 
 
 def test_scale_schedule_helpers():
-    assert default_scales(384) == (384,)
-    assert default_scales(512) == (512,)
-    assert default_scales(1024) == (512, 1024)
-    assert default_scales(1600) == (400, 800, 1600)
+    assert default_scales(100) == (100,) and default_scales(128) == (128,)
+    assert default_scales(256) == (128, 256)
+    assert default_scales(384) == (96, 192, 384)
+    assert default_scales(1024) == (128, 256, 512, 1024)
     assert default_pyramid(256) == 3 and default_pyramid(512) == 4 and default_pyramid(100) == 1
     assert split_steps(300, (128, 256, 512)) == [171, 86, 43]
     for steps in (0, 1, 7, 301):
@@ -429,8 +429,10 @@ def test_slow_bfloat16_falls_back_with_a_warning(net, content64, style64, monkey
 
 
 def test_presets():
-    q = TransferConfig.preset("quick")
-    assert q.size == 256 and sum(q.scale_steps) == q.steps and q.scales[-1] == q.size
+    q = TransferConfig.preset("quick").resolved(1)
+    assert q.size == 256 and q.scales == (128, 256) and split_steps(q.steps, q.scales) == [40, 20]
+    d = TransferConfig().resolved(1)
+    assert d.init == "blend" and d.scales == (96, 192, 384) and split_steps(d.steps, d.scales) == [91, 46, 23]
     assert TransferConfig.preset("quick", size=200).size == 200
     assert TransferConfig.preset("default") == TransferConfig()
     with pytest.raises(ValueError, match="quick"):

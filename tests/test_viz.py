@@ -99,6 +99,9 @@ def test_lesson1_figures_speak_the_language_and_keep_their_font_size(lang):
         texts = " ".join(t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text")))
         chinese = any("\u4e00" <= ch <= "\u9fff" for ch in texts)
         assert chinese == (lang == "zh"), texts
+        for t in fig.findobj(lambda a: hasattr(a, "get_fontfamily") and hasattr(a, "get_text")):
+            if any("\u4e00" <= ch <= "\u9fff" for ch in t.get_text()):  # drawn with the Chinese font
+                assert figtext.CJK_FONT in t.get_fontfamily(), t.get_text()
     if lang == "en":  # the English title is the atlas's own label
         assert unit._suptitle.get_text() == "unit = channel 1 of layer relu2_1, receptive field 10×10 px"
     else:

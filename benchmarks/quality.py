@@ -136,7 +136,8 @@ def run_matrix(args) -> dict:
         overrides["beta"] = args.beta
     config = TransferConfig.preset(args.preset, size=args.size, preview_every=0, dtype=args.dtype, **overrides)
     net = load_backbone("vgg19", device=args.device)
-    out = {"machine": cpu_line(), "preset": args.preset, "size": args.size, "config": None, "pairs": []}
+    out = {"machine": cpu_line(), "preset": args.preset, "size": args.size, "dtype": args.dtype, "config": None,
+           "pairs": []}
     print(out["machine"], flush=True)
     for c_name in args.contents:
         c_img = load_picture(c_name, args.size)
@@ -195,7 +196,7 @@ def table(out: dict) -> str:
     contents = list(dict.fromkeys(p["content"] for p in pairs))
     styles = list(dict.fromkeys(p["style"] for p in pairs))
     by_pair = {(p["content"], p["style"]): p for p in pairs}
-    lines = [f"Machine: {out['machine']}", f"Recipe: preset `{out['preset']}` at {out['size']} px.", "",
+    lines = [f"Machine: {out['machine']}", f"Recipe: preset `{out['preset']}` at {out['size']} px, dtype {out.get('dtype', 'auto')}.", "",
              "Each cell: style ratio / content ratio (targets <= 0.25 / <= 0.5; a `!` marks a miss).", "",
              "| content \\ style | " + " | ".join(styles) + " |", "|---|" + "---|" * len(styles)]
     for c in contents:

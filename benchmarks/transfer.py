@@ -40,6 +40,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+#: The recipe this benchmark measures (the engine's default before issue 9: lecture weights, white
+#: noise, one scale, 200 steps): pinned, so that its J stays comparable with the reference loop's.
+#: bfloat16 is forced (force_dtype) so that an emulating CPU shows what it costs there.
+RECIPE = dict(normalization="lecture", init="noise", steps=200, force_dtype=True)
+
 
 # ---- measured in a worker process --------------------------------------------------------------
 
@@ -92,7 +97,7 @@ def work_step(job):
     torch, net, c, s, ct, st = _setup(job)
     from teachkit.transfer import StyleTransfer, TransferConfig
 
-    cfg = TransferConfig(size=job["size"], dtype=job["dtype"], scales=(job["size"],))
+    cfg = TransferConfig(size=job["size"], dtype=job["dtype"], scales=(job["size"],), **RECIPE)
     base = _rss_mib()
     tr = StyleTransfer(ct, st, cfg, backbone=net)
     times = []
@@ -109,7 +114,7 @@ def work_timing(job):
     torch, net, c, s, ct, st = _setup(job)
     from teachkit.transfer import StyleTransfer, TransferConfig
 
-    cfg = TransferConfig(size=job["size"], scales=(job["size"],))
+    cfg = TransferConfig(size=job["size"], scales=(job["size"],), dtype="float32", **RECIPE)
     deepest = _deepest(net, cfg)
     x = torch.rand_like(ct).requires_grad_(True)
 
@@ -121,7 +126,8 @@ def work_timing(job):
     runs = {
         "floor": floor,
         "float32": StyleTransfer(ct, st, cfg, backbone=net).step,
-        "bfloat16": StyleTransfer(ct, st, TransferConfig(size=job["size"], dtype="bfloat16"), backbone=net).step,
+        "bfloat16": StyleTransfer(ct, st, TransferConfig(size=job["size"], scales=(job["size"],), dtype="bfloat16",
+                                                         **RECIPE), backbone=net).step,
     }
     times = {k: [] for k in runs}
     wall = {k: [] for k in runs}
@@ -141,7 +147,7 @@ def work_reference(job):
     from teachkit import costs
     from teachkit.transfer import TransferConfig
 
-    cfg = TransferConfig(size=job["size"]).resolved(1)  # the same weights as teachkit's default
+    cfg = TransferConfig(size=job["size"], **RECIPE).resolved(1)  # the same weights as the recipe measured
     content_layer, style_layers, lam = cfg.content_layer, list(cfg.style_layers), list(cfg.layer_weights)
     base = _rss_mib()
     t0, c0 = time.perf_counter(), time.process_time()
@@ -207,12 +213,13 @@ def work_recipe(job):
     torch, net, c, s, ct, st = _setup(job)
     from teachkit.transfer import StyleTransfer, TransferConfig, split_steps, transfer
 
-    base_cfg = TransferConfig(size=job["size"], dtype=job["dtype"], seed=job.get("seed", 0))
+    base_cfg = TransferConfig(size=job["size"], dtype=job["dtype"], seed=job.get("seed", 0),
+                              scales=(job["size"],), **RECIPE)
     plan = split_steps(base_cfg.steps, base_cfg.resolved(1).scales)
     target = job.get("target")
     extend = job.get("extend", 0) if target is not None else 0
-    cfg = TransferConfig(size=job["size"], dtype=job["dtype"], seed=job.get("seed", 0),
-                         scale_steps=tuple(plan[:-1]) + (plan[-1] + extend,), preview_every=0)
+    cfg = TransferConfig(size=job["size"], dtype=job["dtype"], seed=job.get("seed", 0), scales=(job["size"],),
+                         scale_steps=tuple(plan[:-1]) + (plan[-1] + extend,), preview_every=0, **RECIPE)
     n_default, n_scales = sum(plan), len(plan)
     cpu, vals = {}, {}
     base = _rss_mib()
@@ -234,7 +241,8 @@ def work_recipe(job):
     default_end = min(n_default, len(hist))
     # the cost of the image the default recipe returns, in float32, whatever dtype ran
     if target is None:
-        f32 = StyleTransfer(ct, st, TransferConfig(size=job["size"], dtype="float32"), init=res.tensor, backbone=net)
+        f32 = StyleTransfer(ct, st, TransferConfig(size=job["size"], scales=(job["size"],), dtype="float32",
+                                                   **RECIPE), init=res.tensor, backbone=net)
         final_f32 = f32.costs()["total"]
     else:
         final_f32 = None
@@ -315,8 +323,11 @@ def main(argv=None) -> int:
                   timing_steps=timing)
     import torch
 
+    from teachkit.transfer import cpu_bf16_native
+
     print(f"# teachkit transfer benchmark: torch {torch.__version__}, {args.threads} thread(s), "
-          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, content={args.content} style={args.style}",
+          f"{os.cpu_count()} CPUs, CPU capability {torch.backends.cpu.get_cpu_capability()} "
+          f"({cpu_bf16_native()[1]}), load {os.getloadavg()[0]:.1f}, content={args.content} style={args.style}",
           flush=True)
     results: dict = {"args": vars(args), "sizes": {}}
     for size in sizes:

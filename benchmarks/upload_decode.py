@@ -24,6 +24,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from load import cpu_name  # benchmarks/load.py: the one home of "which CPU is this"
+
 ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
@@ -44,16 +46,6 @@ seconds = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(len(data), (peak - base) / 1024, seconds, header_ms)
 """
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -250,11 +250,11 @@ def where_png(atlas, layer: str, unit: int, rank: int, lang: str = "en", px: int
 
 @functools.lru_cache(maxsize=16)
 def overview_png(atlas, lang: str = "en", px: int = 14) -> bytes:
-    """Lesson 1: nine units per layer, one layer per row."""
+    """Lesson 1: nine units per layer (3 x 3, as on the course's slide), two layers per row."""
     from lessons.guide import PAGE_PX
     from teachkit.viz import layer_overview_figure
 
-    return fig_png(layer_overview_figure(atlas, None, n_units=9, how="most_active", lang=lang, by_row=True,
+    return fig_png(layer_overview_figure(atlas, None, n_units=9, how="most_active", lang=lang, columns=2,
                                          width=OVERVIEW_FIG_IN, fontsize=_fs(OVERVIEW_FIG_IN, PAGE_PX, px)))
 
 

@@ -6,8 +6,9 @@
   than the app's, and if it is, :func:`uploads_allowed` is False and no upload widget is shown;
 * **pixels before pixels are decoded** -- the pixel count is read from the file's header and checked
   (:func:`teachkit.images.check_upload`) before decoding; ``UPLOAD_MAX_PIXELS`` (12 MP, a phone photo)
-  bounds the memory a decode takes (+94 MiB for a 12 MP RGBA PNG, measured by ``benchmarks/load.py
-  --decode``), and at most ``MAX_DECODES`` decodes run at once;
+  bounds the memory a decode takes (at most 138 MB, for a 12 MP grey+alpha PNG; measured by
+  ``benchmarks/upload_decode.py --megapixels 12 --size 1024``), and at most ``MAX_DECODES`` decodes
+  run at once;
 * **decoded once per session** -- a decoded upload is kept in the session (keyed by the SHA-256 of
   its bytes), scaled down to the largest side the app ever uses, so reruns cost nothing;
 * **few style images** -- at most ``MAX_STYLE_UPLOADS`` style uploads are used;
@@ -61,9 +62,9 @@ def check_served_limits() -> bool:
     """Check once per process, at start, that the server holds the app's limits; returns
     :func:`uploads_allowed`.
 
-    A server started without ``--server.maxUploadSize`` (e.g. ``streamlit run`` from another folder,
-    where ``.streamlit/config.toml`` is not read) would accept 200 MB per request: then uploads are
-    switched off and the log says how to start the app.  Error details are set to "none" (a short
+    A server told to accept more (a ``--server.maxUploadSize`` flag, a
+    ``STREAMLIT_SERVER_MAX_UPLOAD_SIZE`` variable, a global config file) would take that much per
+    request from any visitor: then uploads are switched off and the log says how to start the app.  Error details are set to "none" (a short
     message for visitors, the traceback in the log) unless the teacher set them explicitly.
     """
     from streamlit import config
@@ -98,7 +99,7 @@ def decode_upload(data: bytes, name: str):
     Raises :class:`teachkit.images.ImageError` (naming the file) for every problem: too many
     bytes, too many pixels (read from the header, before decoding), not an image, corrupt.
     """
-    from teachkit.images import ImageError, check_upload, load_image, resize_long_side
+    from teachkit.images import ImageError, check_upload, load_image
 
     if len(data) > UPLOAD_MAX_MB * 1024 * 1024:
         raise ImageError.about(name, f"file is {len(data) / 2**20:.1f} MB, the limit is {UPLOAD_MAX_MB} MB")
@@ -106,10 +107,7 @@ def decode_upload(data: bytes, name: str):
     # Larger than ever used: load_image scales it down (a JPEG is even decoded at a reduced scale).
     size = LIMITS.work_side if max(width, height) > LIMITS.work_side else None
     with _DECODES:
-        img = load_image(data, name=name, max_pixels=UPLOAD_MAX_PIXELS, size=size)
-    if max(img.size) > LIMITS.work_side:
-        img = resize_long_side(img, LIMITS.work_side)
-    return img
+        return load_image(data, name=name, max_pixels=UPLOAD_MAX_PIXELS, size=size)
 
 
 def read_upload(file, what: str):

@@ -11,6 +11,12 @@ The lecture's recipe, as code::
    the content activation ``a[l](C)`` and the style Gram matrices ``G[l](S)``.
 4. Backpropagate ``J`` to the pixels of G and take an optimiser step; repeat.
 
+Why one long file: it is THE optimisation loop of teachkit (transfer, reconstructions, the
+lessons' demos all run it), and its parts -- the config and its defaults, one scale
+(:class:`StyleTransfer`), the loop (:func:`run_steps`), the whole job (:func:`transfer`) -- share
+the conventions documented below; a reader follows one step top to bottom in one place.  About a
+third of it is those conventions and the reasons behind each default.
+
 Two ways in
 -----------
 :func:`transfer`
@@ -165,7 +171,7 @@ DTYPES = ("auto", "float32", "bfloat16")
 #:
 #: ``tv_weight`` = 1e7 (lecture, gatys, none): TV(G) of a finished 384 px result is ~1e3, so it adds
 #: ~1e10, a few percent of J -- enough to remove the fine hatching that VGG's gradients leave.
-_AUTO_DEFAULTS = {"alpha": 1.0, "beta": 4.0, "layer_weights": (0.2, 0.2, 0.2, 0.2, 0.2), "tv_weight": 1.0}
+_AUTO_DEFAULTS = {"alpha": 1.0, "beta": 4.5, "layer_weights": (0.2, 0.2, 0.2, 0.2, 0.2), "tv_weight": 1.0}
 _LECTURE_DEFAULTS = {"alpha": 1.0, "beta": 1e-2, "layer_weights": (1.0, 5e-3, 2.5e-3, 2.5e-5, 0.3), "tv_weight": 1e7}
 _REFERENCE_HW = (256, 384)
 
@@ -203,13 +209,15 @@ def _derived_defaults(normalization: str) -> dict[str, Any]:
 NORMALIZATION_DEFAULTS: dict[str, dict[str, Any]] = {n: _derived_defaults(n) for n in costs.NORMALIZATIONS}
 
 #: Named recipes: config fields that differ from TransferConfig's defaults (TransferConfig.preset).
-#: Both start from the content photo blended half-and-half with white noise (``init='blend'``): the
-#: content is there from step 1, so the steps go into the style; the noise gives the style's
-#: texture something to grow from (from the bare photo, flat areas stay flat).  Both run
+#: Both start from the content photo blended with a quarter of white noise (``init='blend'``,
+#: ``init_noise=0.25``): the content is there from step 1, so the steps go into the style; the
+#: noise gives the style's texture something to grow from (from the bare photo, flat areas stay
+#: flat).  Tuned with beta on the quality benchmark: 0.25 kept more content than 0.5 at the same
+#: style (benchmarks/RESULTS_quality.md).  Both run
 #: coarse-to-fine (default_scales): most steps at half and a quarter of the size, where they cost a
 #: quarter and a sixteenth.  ``init='noise'`` (the lecture's white-noise start) stays available and
 #: is what lesson 3's step-by-step demo uses.
-#: ``default`` is TransferConfig() itself: 384 px, 160 steps (96, 192, 384 px: 91, 46, 23 steps).
+#: ``default`` is TransferConfig() itself: 384 px, 120 steps (96, 192, 384 px: 69, 34, 17 steps).
 #: ``quick`` is the classroom recipe, made to finish in seconds on a 2-core laptop CPU: 256 px,
 #:   60 steps (128, 256 px: 40, 20 steps).
 #: Timings and quality: benchmarks/RESULTS_transfer.md, benchmarks/RESULTS_quality.md.
@@ -248,7 +256,7 @@ class TransferConfig:
     """
 
     size: int | None = 384  #: long side of the result, px (None: the content image's own size)
-    steps: int = 160  #: total optimiser steps, over all scales (see :func:`split_steps`)
+    steps: int = 120  #: total optimiser steps, over all scales (see :func:`split_steps`)
     alpha: float | None = None  #: content weight; None: NORMALIZATION_DEFAULTS[normalization]
     beta: float | None = None  #: style weight; None: the normalisation's default
     content_layer: str = DEFAULT_CONTENT_LAYER
@@ -256,7 +264,7 @@ class TransferConfig:
     layer_weights: tuple[float, ...] | None = None  #: lambda[l]; None: the normalisation's default
     normalization: str = "auto"  #: 'auto' | 'lecture' | 'gatys' | 'none' (costs.NORMALIZATIONS)
     init: str = "blend"  #: 'blend' (content + noise, see PRESETS) | 'noise' (white noise, the lecture's) | 'content'
-    init_noise: float = 0.5  #: for init='blend': G0 = (1 - init_noise) * C + init_noise * noise
+    init_noise: float = 0.25  #: for init='blend': G0 = (1 - init_noise) * C + init_noise * noise
     optimizer: str = "lbfgs"  #: 'lbfgs' | 'adam'
     lr: float | None = None  #: step length; None: 1.0 for L-BFGS, 0.02 for Adam
     history_size: int = 50  #: L-BFGS memory (pairs of vectors kept)

@@ -278,13 +278,14 @@ def _patch_tile(img, px: int):
 def layer_overview_figure(atlas, dataset=None, layers=None, n_units: int = 4, *,
                           how: str = "most_active", per_unit: int | None = None,
                           units: dict | None = None, tile_px: int = 48, lang: str = "en",
-                          fontsize: float = 14.0, by_row: bool = False, width: float = 11.0) -> Figure:
+                          fontsize: float = 14.0, columns: int | None = None, width: float | None = None) -> Figure:
     """The lecture's picture: a few units per layer, each with its top patches, layers side by side.
 
-    Each layer is one panel; each unit a small square block of its ``per_unit`` (default k)
-    best patches.  Units are chosen by :func:`teachkit.patches.select_units` (``how``), or given
-    per layer in ``units``.  ``by_row=True`` puts each layer in one row (``width`` inches wide,
-    units side by side) -- the shape that fits a web page; otherwise layers are side by side.
+    Each layer is one panel, its units in a square grid (9 units: 3 x 3, as on the course's
+    slide); each unit a small square block of its ``per_unit`` (default k) best patches.  Units
+    are chosen by :func:`teachkit.patches.select_units` (``how``), or given per layer in ``units``.
+    ``columns`` panels per row (default: all layers in one row), the whole ``width`` inches wide
+    (default 3.6 per panel) -- two per row fits a web page with patches large enough to see.
     """
     import math
 
@@ -323,28 +324,21 @@ def layer_overview_figure(atlas, dataset=None, layers=None, n_units: int = 4, *,
                  f"of '{m['dataset_name']}'  (unit = one channel of a layer)")
     else:
         title = figtext.tr("viz.overview_title", lang, net=m["backbone"], images=m["n_images"])
-    if by_row:
-        cols = max(len(v) for v in chosen.values())
-        row_w = cols * block + (cols - 1) * margin
-        row_h = (width - 0.2) * block / row_w + 0.42 * fontsize / 14
-        fig = Figure(figsize=(width, row_h * len(layers) + 0.7 * fontsize / 14), layout="constrained")
-        axes = fig.subplots(len(layers), 1, squeeze=False)[:, 0]
-    else:
-        fig = Figure(figsize=(3.6 * len(layers) + 0.5, 5.0), layout="constrained")
-        axes = fig.subplots(1, len(layers), squeeze=False)[0]
+    columns = max(1, min(int(columns or len(layers)), len(layers)))
+    n_rows = math.ceil(len(layers) / columns)
+    width = width or 3.6 * columns + 0.5
+    panel = (width - 0.3) / columns
+    fig = Figure(figsize=(width, n_rows * (panel + 0.75 * fontsize / 14) + 0.8 * fontsize / 14), layout="constrained")
     fig.get_layout_engine().set(h_pad=0.06)
     fig.suptitle(title, fontsize=fontsize * 1.15, fontweight="bold", wrap=True)
+    axes = list(fig.subplots(n_rows, columns, squeeze=False).flat)
+    for ax in axes:
+        ax.set_axis_off()
     for ax, layer in zip(axes, layers):
         n = len(chosen[layer])
-        canvas = canvas_of(layer, cols if by_row else max(1, math.ceil(math.sqrt(n))))
-        ax.imshow(canvas, interpolation="antialiased")
-        ax.set_axis_off()
+        ax.imshow(canvas_of(layer, max(1, math.ceil(math.sqrt(n)))), interpolation="antialiased")
         rf = atlas.rf(layer)
-        label = figtext.tr("viz.layer_rf", lang, layer=layer, h=rf.size, w=rf.size_x)
-        if by_row:
-            ax.set_title(label.replace("\n", " · "), fontsize=fontsize * 1.1, loc="left")
-        else:
-            ax.set_title(label, fontsize=fontsize * 1.1)
+        ax.set_title(figtext.tr("viz.layer_rf", lang, layer=layer, h=rf.size, w=rf.size_x), fontsize=fontsize * 1.1)
     return fig
 
 

@@ -93,7 +93,7 @@ def test_lesson1_figures_speak_the_language_and_keep_their_font_size(lang):
     atlas = _Atlas()
     unit = viz.unit_figure(atlas, None, "relu2_1", 1, ncols=2, lang=lang, fontsize=15)
     overview = viz.layer_overview_figure(atlas, None, n_units=2, units={"relu1_1": [0, 1], "relu2_1": [1, 2]},
-                                         lang=lang, fontsize=16, by_row=True)
+                                         lang=lang, fontsize=16, columns=2, width=8)
     for fig, size in ((unit, 15), (overview, 16)):
         assert size <= viz.smallest_text_pt(fig) <= size * 1.2
         texts = " ".join(t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text")))
@@ -106,5 +106,7 @@ def test_lesson1_figures_speak_the_language_and_keep_their_font_size(lang):
         assert unit._suptitle.get_text() == "unit = channel 1 of layer relu2_1, receptive field 10×10 px"
     else:
         assert unit._suptitle.get_text() == "单元 = relu2_1 层的第 1 个通道，感受野 10×10 像素"
-    # one row per layer, nine (here two) blocks of patches side by side
-    assert [ax.get_title(loc="left") for ax in overview.axes][0].startswith("relu1_1")
+    # one panel per layer, two per row
+    titles = [ax.get_title() for ax in overview.axes]
+    assert titles[0].startswith("relu1_1") and titles[1].startswith("relu2_1")
+    assert overview.get_figwidth() == 8

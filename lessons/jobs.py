@@ -468,7 +468,7 @@ class TransferJob:
 
 def queue_text(snap: dict) -> str:
     """'Waiting: you are number 3 in the queue' (for a queued job's snapshot)."""
-    running, waiting = BOARD.counts()
+    _, waiting = BOARD.counts()
     place = snap.get("place")
     if place is None:
         return tr("p6_queued")
@@ -631,7 +631,7 @@ def builder_count() -> int:
         return len(_BUILDERS)
 
 
-# ---- interface strings of this module and lessons/uploads.py (until they move to lessons/_strings.py) ----
+# ---- interface strings of this module and lessons/uploads.py (added to lessons/_strings.py's table) ----
 
 STRINGS = {
     "uploads_off": {

@@ -44,6 +44,7 @@ from typing import Any, Sequence
 import torch
 from matplotlib.figure import Figure
 
+from . import figtext
 from .features import DEFAULT_STYLE_LAYERS
 from .fileio import check_int
 from .gram import to_input
@@ -306,54 +307,70 @@ def textures(
     return results
 
 
-def _caption(r: ReconResult) -> tuple[str, str]:
+figtext.register({
+    "reconstruct.original": {"en": "original", "zh": "原图"},
+    "reconstruct.rmse": {"en": "pixel RMSE\n{v:.3f}", "zh": "像素均方根误差\n{v:.3f}"},
+    "reconstruct.left": {"en": "J_style left\n{v:.2g}%", "zh": "剩余 J_style\n{v:.2g}%"},
+    "reconstruct.stopped": {"en": "(stopped at step {n})", "zh": "（在第 {n} 步停止）"},
+    "reconstruct.title_content": {"en": "Content reconstructions from white noise: what each layer keeps",
+                                  "zh": "从白噪声重建内容：每一层保留了什么"},
+    "reconstruct.title_texture": {"en": "Textures from white noise: Gram matrices up to deeper layers",
+                                  "zh": "从白噪声合成纹理：匹配到越来越深层的格拉姆矩阵"},
+})
+
+
+def _caption(r: ReconResult, lang: str = "en") -> tuple[str, str]:
     if r.kind == "content":
         title = r.layers[0]
-        label = f"pixel RMSE {r.distance:.3f}"
+        label = figtext.tr("reconstruct.rmse", lang, v=r.distance)
     else:
-        title = r.layers[0] if len(r.layers) == 1 else f"{r.layers[0]} … {r.layers[-1]}"
-        label = f"J_style left {100 * r.distance:.2g}%"
+        title = r.layers[0] if len(r.layers) == 1 else f"{r.layers[0]}…{r.layers[-1]}"
+        label = figtext.tr("reconstruct.left", lang, v=100 * r.distance)
     if r.stopped:
-        label += f"\n(stopped at step {r.steps})"
+        label += "\n" + figtext.tr("reconstruct.stopped", lang, n=r.steps)
     return title, label
 
 
 def reconstruction_grid_figure(original, results: Sequence[ReconResult], title: str | None = None,
-                               n_columns: int | None = None) -> Figure:
+                               n_columns: int | None = None, *, lang: str = "en") -> Figure:
     """The original and one column per result, each with its layer(s) above and its distance below.
 
-    ``n_columns`` reserves empty places for results not made (e.g. after a cancel).
+    ``n_columns`` reserves empty places for results not made (e.g. after a cancel).  ``lang``:
+    ``"en"`` or ``"zh"`` (:mod:`teachkit.figtext`).  Sized for a full-width page: at most 11 in
+    wide, no text under 13 pt.
     """
     orig = to_input(original).cpu()
     n = max(len(results), n_columns or 0)
     h, w = orig.shape[-2:]
-    fig = Figure(figsize=(2.3 * (n + 1), 2.3 * h / w + 1.1), layout="constrained")
+    panel = min(2.2, 11.0 / (n + 1))
+    fig = Figure(figsize=(panel * (n + 1), panel * h / w + 1.9), layout="constrained")
     axes = fig.subplots(1, n + 1, squeeze=False)[0]
 
     def show(ax, t, top, bottom):
         ax.imshow(t[0].permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="lanczos")
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(top, fontsize=9)
-        ax.set_xlabel(bottom, fontsize=8)
+        ax.set_title(top, fontsize=14)
+        ax.set_xlabel(bottom, fontsize=13)
 
-    show(axes[0], orig, "original", f"{w}x{h} px")
+    show(axes[0], orig, figtext.tr("reconstruct.original", lang), f"{w}x{h} px")
     for ax, r in zip(axes[1:], results):
-        top, bottom = _caption(r)
+        top, bottom = _caption(r, lang)
         show(ax, r.tensor, top, bottom)
     for ax in axes[1 + len(results):]:
         ax.axis("off")
     if title is None and results:
-        title = ("content reconstructions from white noise: what each layer keeps" if results[0].kind == "content"
-                 else "textures from white noise: Gram matrices up to deeper and deeper layers")
+        title = figtext.tr("reconstruct.title_content" if results[0].kind == "content"
+                           else "reconstruct.title_texture", lang)
     if title:
-        fig.suptitle(title, fontsize=11)
+        fig.suptitle(title, fontsize=15)
     return fig
 
 
 def content_reconstruction_grid(
     net, image, layers: Sequence[str] = DEFAULT_LAYERS, size: int | None = DEFAULT_SIZE, steps: int = DEFAULT_STEPS,
-    seed: int = 0, callback: ProgressCallback | None = None, stop: threading.Event | None = None, **kwargs,
+    seed: int = 0, callback: ProgressCallback | None = None, stop: threading.Event | None = None, *,
+    lang: str = "en", **kwargs,
 ) -> Figure:
     """The photo and its reconstruction from each layer, side by side, with the pixel RMSE under each.
 
@@ -363,17 +380,17 @@ def content_reconstruction_grid(
     net = _net(net)
     target = to_input(image, size)
     results = content_reconstructions(net, target, layers, None, steps, seed, callback, stop, **kwargs)
-    return reconstruction_grid_figure(target, results, n_columns=len(list(layers)))
+    return reconstruction_grid_figure(target, results, n_columns=len(list(layers)), lang=lang)
 
 
 def texture_grid(
     net, image, max_layers: Sequence[str] = DEFAULT_LAYERS, size: int | None = DEFAULT_SIZE,
     steps: int = DEFAULT_STEPS, seed: int = 0, callback: ProgressCallback | None = None,
-    stop: threading.Event | None = None, **kwargs,
+    stop: threading.Event | None = None, *, lang: str = "en", **kwargs,
 ) -> Figure:
     """The image and textures whose column ``i`` matches the Gram matrices up to ``max_layers[i]``:
     the growing scale of texture (:func:`textures` then :func:`reconstruction_grid_figure`)."""
     net = _net(net)
     target = to_input(image, size)
     results = textures(net, target, max_layers, None, steps, seed, callback, stop, **kwargs)
-    return reconstruction_grid_figure(target, results, n_columns=len(list(max_layers)))
+    return reconstruction_grid_figure(target, results, n_columns=len(list(max_layers)), lang=lang)

@@ -214,10 +214,10 @@ NORMALIZATION_DEFAULTS: dict[str, dict[str, Any]] = {n: _derived_defaults(n) for
 #: noise gives the style's texture something to grow from (from the bare photo, flat areas stay
 #: flat).  Tuned with beta on the quality benchmark: 0.25 kept more content than 0.5 at the same
 #: style (benchmarks/RESULTS_quality.md).  Both run
-#: coarse-to-fine (default_scales): most steps at half and a quarter of the size, where they cost a
-#: quarter and a sixteenth.  ``init='noise'`` (the lecture's white-noise start) stays available and
+#: coarse-to-fine (default_scales): two thirds of the steps at half the size, where a step costs
+#: a quarter.  ``init='noise'`` (the lecture's white-noise start) stays available and
 #: is what lesson 3's step-by-step demo uses.
-#: ``default`` is TransferConfig() itself: 384 px, 120 steps (96, 192, 384 px: 69, 34, 17 steps).
+#: ``default`` is TransferConfig() itself: 384 px, 90 steps (192, 384 px: 60, 30 steps).
 #: ``quick`` is the classroom recipe, made to finish in seconds on a 2-core laptop CPU: 256 px,
 #:   60 steps (128, 256 px: 40, 20 steps).
 #: Timings and quality: benchmarks/RESULTS_transfer.md, benchmarks/RESULTS_quality.md.
@@ -238,8 +238,9 @@ GRAD_RMS = 0.1
 #: then runs every convolution in NHWC (a few percent faster; benchmarks/RESULTS_transfer.md).
 CHANNELS_LAST = True
 
-#: The default coarse-to-fine schedule halves the size while the coarsest scale's long side is
-#: above this (see default_scales).
+#: The default coarse-to-fine schedule halves the size while the half is at least this long side
+#: (see default_scales): below it a style's texture has too few pixels to form (at 96 px the brick
+#: texture formed on one side of the picture only).
 COARSEST_SIDE = 128
 
 #: The automatic pyramid stops before its coarsest level's long side drops below this.
@@ -256,7 +257,7 @@ class TransferConfig:
     """
 
     size: int | None = 384  #: long side of the result, px (None: the content image's own size)
-    steps: int = 120  #: total optimiser steps, over all scales (see :func:`split_steps`)
+    steps: int = 90  #: total optimiser steps, over all scales (see :func:`split_steps`)
     alpha: float | None = None  #: content weight; None: NORMALIZATION_DEFAULTS[normalization]
     beta: float | None = None  #: style weight; None: the normalisation's default
     content_layer: str = DEFAULT_CONTENT_LAYER
@@ -400,9 +401,9 @@ class TransferConfig:
 
 
 def default_scales(size: int) -> tuple[int, ...]:
-    """The default coarse-to-fine schedule: halve the long side while it is above COARSEST_SIDE.
+    """The default coarse-to-fine schedule: halve the long side while the half is >= COARSEST_SIDE.
 
-    ``100 -> (100,)``, ``256 -> (128, 256)``, ``384 -> (96, 192, 384)``, ``512 -> (128, 256, 512)``.
+    ``100 -> (100,)``, ``256 -> (128, 256)``, ``384 -> (192, 384)``, ``512 -> (128, 256, 512)``.
 
     A step at half the size costs a quarter, so the shapes are settled where steps are cheap and
     the full size only refines the texture.  It pays with the default start, the content photo
@@ -412,7 +413,7 @@ def default_scales(size: int) -> tuple[int, ...]:
     (benchmarks/RESULTS_transfer.md).
     """
     scales = [int(size)]
-    while scales[0] > COARSEST_SIDE:
+    while scales[0] // 2 >= COARSEST_SIDE:
         scales.insert(0, scales[0] // 2)
     return tuple(scales)
 

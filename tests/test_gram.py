@@ -11,7 +11,8 @@ from matplotlib.figure import Figure
 from teachkit import gram as g
 from teachkit.cli import main
 from teachkit.costs import gram_matrix, style_layer_cost
-from teachkit.images import sample_content, to_tensor
+from teachkit.images import to_tensor
+from teachkit.samples import sample_content
 from teachkit.progress import Progress
 
 

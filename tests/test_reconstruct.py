@@ -99,6 +99,9 @@ def test_grids_one_column_per_layer(net, cat):
     assert len(partial) == 1 and partial[0].stopped
     fig3 = R.reconstruction_grid_figure(cat, partial, n_columns=3)
     assert len(fig3.axes) == 4  # the empty places are kept
+    zh = R.reconstruction_grid_figure(cat, partial, n_columns=3, lang="zh")
+    assert "像素" in zh.axes[1].get_xlabel() and zh.axes[0].get_title() == "原图"
+    assert zh.get_size_inches()[0] <= 11
 
 
 def test_bad_arguments_raise(net, cat):

@@ -199,7 +199,7 @@ def test_multi_scale_reaches_the_target_size(net, content64, style64):
 def test_scale_schedule_helpers():
     assert default_scales(100) == (100,) and default_scales(128) == (128,)
     assert default_scales(256) == (128, 256)
-    assert default_scales(384) == (96, 192, 384)
+    assert default_scales(384) == (192, 384) and default_scales(255) == (255,)
     assert default_scales(1024) == (128, 256, 512, 1024)
     assert default_pyramid(256) == 3 and default_pyramid(512) == 4 and default_pyramid(100) == 1
     assert split_steps(300, (128, 256, 512)) == [171, 86, 43]
@@ -432,7 +432,7 @@ def test_presets():
     q = TransferConfig.preset("quick").resolved(1)
     assert q.size == 256 and q.scales == (128, 256) and split_steps(q.steps, q.scales) == [40, 20]
     d = TransferConfig().resolved(1)
-    assert d.init == "blend" and d.scales == (96, 192, 384) and split_steps(d.steps, d.scales) == [69, 34, 17]
+    assert d.init == "blend" and d.scales == (192, 384) and split_steps(d.steps, d.scales) == [60, 30]
     assert TransferConfig.preset("quick", size=200).size == 200
     assert TransferConfig.preset("default") == TransferConfig()
     with pytest.raises(ValueError, match="quick"):

@@ -149,6 +149,13 @@ def run_matrix(args) -> dict:
             row = {"content": c_name, "style": s_name, "seconds": res.seconds, **r,
                    "image": res.image, "weights": res.weights}
             out["pairs"].append(row)
+            if args.pairs_dir:  # each pair as it comes: parts of the matrix can run in parallel (--merge)
+                os.makedirs(args.pairs_dir, exist_ok=True)
+                stem = os.path.join(args.pairs_dir, f"{c_name}__{s_name}")
+                res.image.save(stem + ".png")
+                with open(stem + ".json", "w") as f:
+                    json.dump({k: v for k, v in row.items() if k != "image"} | {"machine": out["machine"],
+                              "preset": args.preset, "size": args.size, "dtype": args.dtype}, f)
             print(f"{c_name:>11} x {s_name:<18} style {r['style_ratio']:.3f}  content {r['content_ratio']:.3f}  "
                   f"{res.seconds:5.1f} s", flush=True)
     return out
@@ -233,13 +240,37 @@ def main(argv=None) -> int:
     ap.add_argument("--results", default=None, help="also write the table into this markdown file")
     ap.add_argument("--json", default=os.path.join(HERE, ".quality_last.json"))
     ap.add_argument("--report", default=None, help="print the table of a saved --json run")
+    ap.add_argument("--pairs-dir", default=None, help="also save every pair (PNG + JSON) into this folder")
+    ap.add_argument("--merge", default=None, metavar="DIR",
+                    help="no run: the sheet and table of the pairs saved in DIR (by parallel --pairs-dir runs)")
     args = ap.parse_args(argv)
+    if args.merge:
+        from PIL import Image
+
+        pairs = []
+        for name in sorted(os.listdir(args.merge)):
+            if name.endswith(".json"):
+                with open(os.path.join(args.merge, name)) as f:
+                    p = json.load(f)
+                p["image"] = Image.open(os.path.join(args.merge, name[:-5] + ".png")).convert("RGB")
+                pairs.append(p)
+        order = {n: i for i, n in enumerate([*CONTENTS, *STYLES])}
+        pairs.sort(key=lambda p: (order.get(p["content"], 99), order.get(p["style"], 99)))
+        first = pairs[0]
+        out = {"machine": first["machine"], "preset": first["preset"], "size": first["size"],
+               "dtype": first["dtype"], "pairs": pairs}
+        args.contents = list(dict.fromkeys(p["content"] for p in pairs))
+        args.styles = list(dict.fromkeys(p["style"] for p in pairs))
+        return _finish(args, argv, out, time.perf_counter())
     if args.report:
         with open(args.report) as f:
             print(table(json.load(f)))
         return 0
     t0 = time.perf_counter()
-    out = run_matrix(args)
+    return _finish(args, argv, run_matrix(args), t0)
+
+
+def _finish(args, argv, out: dict, t0: float) -> int:
     thumbs = {n: load_picture(n, 128) for n in [*args.contents, *args.styles]}
     if args.sheet:
         contact_sheet(out, args.sheet, thumbs)

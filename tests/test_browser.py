@@ -118,10 +118,11 @@ def browser(app_url):
 
 
 def settle(page, timeout_ms: int = WAIT_MS) -> None:
-    """Wait until the script run is over (Streamlit's "running" indicator has gone, twice in a row)."""
+    """Wait until the script run is over (Streamlit's "running" indicator has gone for 1.5 s: a rerun
+    that a click asks for may take a moment to start)."""
     deadline = time.time() + timeout_ms / 1000
     quiet = 0
-    while quiet < 2:
+    while quiet < 6:
         busy = page.locator('[data-testid="stStatusWidget"]').count() > 0
         quiet = 0 if busy else quiet + 1
         if time.time() > deadline:
@@ -275,8 +276,8 @@ def test_every_page_in_chromium(app_url, browser, tmp_path):
         settle(page)
         no_exception(page)
         if REAL:  # one Chinese page for the README, with Chinese figures
-            page.goto(f"{app_url}/style-cost")
-            page.locator("h1").filter(has_text="5. ").first.wait_for(timeout=WAIT_MS)
+            page.goto(f"{app_url}/style-cost?lang=zh")  # a new session: the address sets the language
+            page.locator("h1").filter(has_text="风格代价").first.wait_for(timeout=WAIT_MS)
             settle(page)
             no_exception(page)
             check_figure_text(page, 5)

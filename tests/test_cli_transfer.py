@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from teachkit.cli import main
-from teachkit.images import sample_content, sample_style
+from teachkit.samples import sample_content, sample_style
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny images: one thread is fastest (conftest)
 

@@ -13,7 +13,8 @@ from PIL import Image
 from teachkit import reconstruct as R
 from teachkit.cli import main
 from teachkit.costs import gram_matrix, style_cost
-from teachkit.images import sample_content, sample_style, to_tensor
+from teachkit.images import to_tensor
+from teachkit.samples import sample_content, sample_style
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -548,6 +548,13 @@ def test_served_limits_in_a_browser(tmp_path, tiny_atlas_env):
             resp = page.request.put(put.url, headers=headers, multipart={
                 "file": {"name": "big.png", "mimeType": "image/png", "buffer": big.read_bytes()}})
             assert resp.status == 413, resp.status
+            # a 70-byte PNG that claims 30 megapixels: one short error naming it, from its header
+            bomb = tmp_path / "bomb.png"
+            bomb.write_bytes(_png_claiming(6000, 5000))
+            inputs.first.set_input_files(str(bomb))
+            page.locator('[data-testid="stAlertContentError"]').filter(has_text="bomb.png").first.wait_for(
+                timeout=60_000)
+            assert page.locator('[data-testid="stException"]').count() == 0
             context.close()
 
             # A server told to take more (a flag, STREAMLIT_SERVER_MAX_UPLOAD_SIZE or a global config):

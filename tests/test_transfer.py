@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from teachkit import costs
-from teachkit.images import sample_content, sample_style, to_tensor
+from teachkit.images import to_tensor
+from teachkit.samples import sample_content, sample_style
 from teachkit.progress import Progress
 from teachkit.transfer import (
     DEFAULT_STYLE_LAYERS,

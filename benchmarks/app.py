@@ -47,13 +47,11 @@ def session(page: int, lang: str = "en") -> tuple[AppTest, float]:
     """A new session on ``page``; returns it and the seconds the run that drew the page took."""
     at = AppTest.from_file(APP, default_timeout=900)
     at.session_state["lang"] = lang
-    t = time.perf_counter()
-    at.run()  # the first run draws lesson 1, the default page
-    seconds = time.perf_counter() - t
     if page != 1:
-        t = time.perf_counter()
-        at.switch_page(PAGES[page]).run()
-        seconds = time.perf_counter() - t
+        at.switch_page(PAGES[page])  # the visitor opens the page's own address
+    t = time.perf_counter()
+    at.run()
+    seconds = time.perf_counter() - t
     problems = [e.value for e in at.exception] + [e.value for e in at.error]
     if problems:
         raise SystemExit(f"page {page} ({lang}) failed: {problems}")
@@ -85,6 +83,16 @@ def cold_render(page: int) -> float:
     if out.returncode or not lines:
         raise SystemExit(f"cold render of page {page} failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
     return float(lines[-1].split()[1])
+
+
+def first_visit(page: int, lang: str) -> str:
+    """benchmarks/first_visit.py in a fresh process: a cold server whose warm-up starts with the visit."""
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "first_visit.py"), str(page), lang],
+                         capture_output=True, text=True, timeout=900)
+    lines = [l for l in out.stdout.splitlines() if l.startswith("lesson ")]
+    if out.returncode or not lines:
+        raise SystemExit(f"first visit of lesson {page} failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
+    return lines[-1]
 
 
 def fmt(x) -> str:
@@ -137,6 +145,12 @@ def main() -> None:
         warm_en = statistics.median(session(n)[1] for _ in range(args.repeat))
         warm_zh = statistics.median(session(n, "zh")[1] for _ in range(args.repeat))
         print(f"| {n}. {UI[f'title_{n}']['en']} | {cold:.2f} | {warm_en:.2f} | {warm_zh:.2f} |")
+
+    # -- first visits while the warm-up runs (a server that has just started) --
+    print("\n## First visits of a server that has just started (its warm-up running alongside)\n")
+    for n in (1, 5):
+        for lang in ("en", "zh"):
+            print(f"- {first_visit(n, lang)}")
 
     # -- demos --
     print("\n## Demos with the default settings (seconds; first image < 2, finished < 30)\n")

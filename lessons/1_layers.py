@@ -5,7 +5,7 @@ import streamlit as st
 from lessons import guide, jobs
 from lessons import resources as res
 from lessons import settings as cfg
-from lessons.i18n import choice, lang, md, page_title, tr
+from lessons.i18n import choice, error_text, lang, md, page_title, tr
 from teachkit.features import DEFAULT_STYLE_LAYERS
 
 P = "1_layers"
@@ -36,7 +36,7 @@ if not builder.done.wait(0.3):
                          text=tr("p1_scanning", name=spec, done=builder.step, total=builder.total))
     bar.empty()
 if builder.error:
-    st.error(tr("p1_dataset_bad", err=builder.error))
+    st.error(tr("p1_dataset_bad", err=error_text(builder.exception or builder.error)))
     if st.button(tr("p1_retry")):
         jobs.forget_atlas_builder(spec)
         st.rerun()

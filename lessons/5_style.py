@@ -76,9 +76,9 @@ default_w = charts.transfer_defaults()["layer_weights"]
 cols = st.columns(len(LAYERS))
 weights = {}
 for col, name, w in zip(cols, LAYERS, default_w):  # lambda[l] spans orders of magnitude: powers of ten
-    options = charts.weight_options(w, decades=2)
-    weights[name] = col.select_slider(tr("p5_lambda", layer=name), options, value=options[3], key=f"p5_lambda_{name}",
-                                      format_func=charts.fmt_weight)
+    options = charts.weight_options(w, decades=res.L5_DECADES)
+    weights[name] = col.select_slider(tr("p5_lambda", layer=name), options, value=options[res.L5_DECADES + 1],
+                                      key=f"p5_lambda_{name}", format_func=charts.fmt_weight)
 values = res.style_layer_costs(style_key, g_png, SIZE, tuple(LAYERS))
 total = sum(weights[name] * values[name] for name in LAYERS)
 st.latex(r"J_{\text{style}}(S,G) = \sum_l \lambda^{[l]} J^{[l]}_{\text{style}}(S,G) = " + charts.tex_num(total))

@@ -11,7 +11,7 @@ import streamlit as st
 
 from lessons import charts, guide, jobs, resources, uploads
 from lessons import settings as cfg
-from lessons.i18n import choice, lang, md, page_title, progress_message, tr
+from lessons.i18n import choice, error_text, lang, md, page_title, progress_message, tr
 from teachkit.costs import NORMALIZATIONS
 from teachkit.features import DEFAULT_STYLE_LAYERS
 from teachkit.prepare import GALLERY
@@ -99,7 +99,7 @@ def numbers(text: str, cast=float):
     try:
         return tuple(cast(t) for t in text.replace(";", ",").split(",") if t.strip())
     except ValueError as err:
-        problems.append(tr("p6_bad_number", text=text, err=err))
+        problems.append(tr("p6_bad_number", text=text, err=error_text(err)))
         return None
 
 
@@ -142,16 +142,18 @@ if styles:
     try:
         config.validate(n_styles=len(styles))
     except ValueError as err:
-        problems.append(tr("p6_bad_config", err=err))
+        problems.append(tr("p6_bad_config", err=error_text(err)))
     problems += jobs.check_transfer(config, len(styles))  # the classroom limits, whatever the browser sent
 for problem in problems:
     st.error(problem)
 
 # ---- start / cancel / result ----
-b1, b2, _ = st.columns([1, 1, 3])
-start = b1.button(tr("p6_start"), type="primary", key="p6_start", icon=":material/play_arrow:", width="stretch",
-                  disabled=busy or bool(problems) or not styles)
-if job is not None and not busy and b2.button(tr("p6_new"), key="p6_clear", icon=":material/delete:", width="stretch"):
+# One row of buttons as wide as their labels (narrow columns cut "Clear the result" off, or wrap it).
+buttons = st.container(horizontal=True, gap="small")
+start = buttons.button(tr("p6_start"), type="primary", key="p6_start", icon=":material/play_arrow:", width="content",
+                       disabled=busy or bool(problems) or not styles)
+if job is not None and not busy and buttons.button(tr("p6_new"), key="p6_clear", icon=":material/delete:",
+                                                   width="content"):
     st.session_state.pop("p6_job", None)
     st.rerun()
 if start and not busy:
@@ -200,7 +202,7 @@ def live() -> None:
         elif jobs.reason_text(snap) and snap["result"] is None:  # refused, replaced or abandoned before a step
             st.warning(jobs.reason_text(snap))
         elif snap["state"] == "failed":
-            st.error(tr("failed", err=snap["error"]))
+            st.error(tr("failed", err=error_text(snap["error"])))
         elif snap["result"] is None:  # cancelled while it waited for a free slot
             st.warning(tr("p6_cancelled", step=0))
         elif snap["result"] is not None:
@@ -213,11 +215,12 @@ def live() -> None:
             md(P, "done")
             st.markdown(weights_line(res.weights))
             guide.look(P, "result")
-            d1, d2 = st.columns(2)
-            d1.download_button(tr("p6_download_png"), resources.png_bytes(res.image), "teachkit_G.png", "image/png",
-                               key="p6_dl_png", icon=":material/download:", on_click="ignore", width="stretch")
-            d2.download_button(tr("p6_download_log"), job.log_json(), "teachkit_costs.json", "application/json",
-                               key="p6_dl_log", icon=":material/download:", on_click="ignore", width="stretch")
+            downloads = st.container(horizontal=True, gap="small")  # as wide as their labels, wrapping if need be
+            downloads.download_button(tr("p6_download_png"), resources.png_bytes(res.image), "teachkit_G.png",
+                                      "image/png", key="p6_dl_png", icon=":material/download:", on_click="ignore",
+                                      width="content")
+            downloads.download_button(tr("p6_download_log"), job.log_json(), "teachkit_costs.json", "application/json",
+                                      key="p6_dl_log", icon=":material/download:", on_click="ignore", width="content")
         if snap["records"]:
             st.altair_chart(charts.cost_chart(snap["records"]), width="stretch")
     if not running and busy:

@@ -23,9 +23,12 @@ def projector() -> bool:
     return bool(st.session_state.get("projector", False))
 
 
+TEXT_PX, PROJECTOR_PX = 14, 20  #: smallest figure text (CSS px): normally, and with the projector switch on
+
+
 def text_px() -> int:
     """The smallest text of a figure, in CSS px: 14, or 20 with the projector switch on."""
-    return 20 if projector() else 14
+    return PROJECTOR_PX if projector() else TEXT_PX
 
 
 def column_px(spec, i: int, total: int = PAGE_PX) -> float:

@@ -557,6 +557,7 @@ class AtlasBuilder:
         self.total = 0
         self.atlas = None
         self.error: str | None = None
+        self.exception: BaseException | None = None  #: the error itself (the page words it per language)
         self.done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="teachkit-atlas", daemon=True)
         self._thread.start()
@@ -574,6 +575,7 @@ class AtlasBuilder:
                                        image_size=atlas_image_size(), callback=self._progress)
         except Exception as err:  # noqa: BLE001 - shown on the page
             self.error = str(err) or type(err).__name__
+            self.exception = err
         finally:
             self.done.set()
 

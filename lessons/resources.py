@@ -7,20 +7,134 @@ the ``show_*`` helpers and :func:`backbone` draw on the page.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import functools
+import inspect
 import io
 import logging
+import os
 import threading
+import time
 
 import streamlit as st
 
-from lessons.i18n import tr
+from lessons.i18n import error_text, tr
 from lessons.settings import BACKBONE, DEVICE, demo_size, warm_up_wanted
+
+# ---- figures made once per process, and only once at a time ---------------------------------------
+#
+# ``functools.lru_cache`` alone lets forty students who open a page together make the same figure
+# forty times at once (and the warm-up thread a forty-first).  :func:`shared` keeps one result per
+# key for the whole process and lets exactly one thread compute a missing key while the others wait
+# for it.  Different keys are made at most FIGURE_SLOTS at a time (each is short: a second or two),
+# apart from lesson 6's compute slots so that a figure never waits behind a long transfer.
+
+FIGURE_SLOTS = max(1, min(2, os.cpu_count() or 1))
+_FIGURE_SEM = threading.BoundedSemaphore(FIGURE_SLOTS)
+_PAGES_BUSY = [0]  # page threads making a figure right now (the warm-up gives way to them)
+_BUSY_LOCK = threading.Lock()
+WARM_UP_THREAD = "teachkit-warm-up"
+
+
+_LOCAL = threading.local()
+
+
+@contextlib.contextmanager
+def _figure_slot():
+    """A figure slot for the outermost shared call of a thread (nested ones run in their caller's)."""
+    depth = getattr(_LOCAL, "depth", 0)
+    page = threading.current_thread().name != WARM_UP_THREAD
+    if page:
+        with _BUSY_LOCK:
+            _PAGES_BUSY[0] += 1
+    _LOCAL.depth = depth + 1
+    try:
+        with _FIGURE_SEM if depth == 0 else contextlib.nullcontext():
+            yield
+    finally:
+        _LOCAL.depth = depth
+        if page:
+            with _BUSY_LOCK:
+                _PAGES_BUSY[0] -= 1
+
+
+def pages_busy() -> int:
+    """How many page threads are making a figure right now."""
+    return _PAGES_BUSY[0]
+
+
+def shared(maxsize: int):
+    """Like ``functools.lru_cache(maxsize)``, plus: one computation per key at a time (the other
+    callers wait for its result), at most FIGURE_SLOTS computations at once, and calls that differ
+    only in how the arguments are spelt (defaults left out, keywords) share one entry.
+
+    A thread takes its figure slot *before* it claims a key, so whoever computes a key holds a
+    slot, and waiting callers give theirs back (no deadlock: the builders call each other in one
+    direction only).
+    """
+
+    def wrap(fn):
+        sig = inspect.signature(fn)
+        results: collections.OrderedDict = collections.OrderedDict()
+        pending: dict = {}
+        guard = threading.Lock()
+
+        def key_of(args, kwargs):
+            bound = sig.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return tuple(bound.arguments.values())
+
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            key = key_of(args, kwargs)
+            while True:
+                with guard:
+                    if key in results:
+                        results.move_to_end(key)
+                        return results[key]
+                with _figure_slot():
+                    with guard:
+                        if key in results:
+                            return results[key]
+                        done = pending.get(key)
+                        mine = done is None
+                        if mine:
+                            done = pending[key] = threading.Event()
+                    if mine:
+                        try:
+                            value = fn(*key)
+                            with guard:
+                                results[key] = value
+                                while len(results) > maxsize:
+                                    results.popitem(last=False)
+                            return value
+                        finally:
+                            with guard:
+                                pending.pop(key, None)
+                            done.set()
+                done.wait()  # somebody else makes it (our slot is free meanwhile); if they failed, try again
+
+        def cache_clear() -> None:
+            with guard:
+                results.clear()
+
+        def cached(*args, **kwargs) -> bool:
+            """True when the result for these arguments is ready (nothing is computed)."""
+            with guard:
+                return key_of(args, kwargs) in results
+
+        call.cache_clear = cache_clear
+        call.cached = cached
+        return call
+
+    return wrap
+
 
 # ---- the network ------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=4)
+@shared(4)
 def load_net(name: str = BACKBONE, device: str | None = DEVICE):
     """The shared, frozen backbone (one per process; nobody may train it)."""
     from teachkit.features import load_backbone
@@ -39,7 +153,7 @@ def backbone():
         with st.spinner(tr("loading_backbone")):
             return load_net(BACKBONE, DEVICE)
     except BackboneError as err:
-        st.error(tr("backbone_failed", err=str(err)))
+        st.error(tr("backbone_failed", err=error_text(err)))
         st.stop()
 
 
@@ -198,6 +312,7 @@ def noise_image(width: int, height: int, seed: int = 0):
 
 L1_LAYER, L1_HOW = "relu3_1", "most_varied"
 L5_LAYER, L5_PAIR, L5_TILES = "relu3_1", "most", 4
+L5_DECADES = 2  #: lesson 5's lambda sliders span 10**-2 .. 10**2 times the tuned weight
 
 
 def l5_size() -> int:
@@ -230,7 +345,7 @@ def _col(spec, i: int) -> float:
     return column_px(spec, i)
 
 
-@functools.lru_cache(maxsize=512)
+@shared(512)
 def unit_png(atlas, layer: str, unit: int, lang: str = "en", px: int = 14) -> bytes:
     """Lesson 1: a unit's nine top patches (left column)."""
     from teachkit.viz import unit_figure
@@ -239,7 +354,7 @@ def unit_png(atlas, layer: str, unit: int, lang: str = "en", px: int = 14) -> by
                                fontsize=_fs(UNIT_FIG_IN, _col(UNIT_COLS, 0), px)))
 
 
-@functools.lru_cache(maxsize=512)
+@shared(512)
 def where_png(atlas, layer: str, unit: int, rank: int, lang: str = "en", px: int = 14) -> bytes:
     """Lesson 1: where a top patch sits in its image, and the unit's activation map (right column)."""
     from teachkit.viz import activation_map_figure
@@ -248,7 +363,7 @@ def where_png(atlas, layer: str, unit: int, rank: int, lang: str = "en", px: int
                                          width=MAP_FIG_IN, fontsize=_fs(MAP_FIG_IN, _col(UNIT_COLS, 1), px)))
 
 
-@functools.lru_cache(maxsize=16)
+@shared(16)
 def overview_png(atlas, lang: str = "en", px: int = 14) -> bytes:
     """Lesson 1: nine units per layer (3 x 3, as on the course's slide), two layers per row."""
     from lessons.guide import PAGE_PX
@@ -258,7 +373,7 @@ def overview_png(atlas, lang: str = "en", px: int = 14) -> bytes:
                                          width=OVERVIEW_FIG_IN, fontsize=_fs(OVERVIEW_FIG_IN, PAGE_PX, px)))
 
 
-@functools.lru_cache(maxsize=64)
+@shared(64)
 def l5_pair(style: str, layer: str, which: str, size: int) -> tuple[int, int, float]:
     """Lesson 5: the two channels k, k' shown (``'most'`` or ``'least'`` correlated on S): (k, k', r)."""
     from teachkit.gram import layer_activation, pick_pair
@@ -266,7 +381,7 @@ def l5_pair(style: str, layer: str, which: str, size: int) -> tuple[int, int, fl
     return pick_pair(layer_activation(load_net(), picture(style, size), layer), which)
 
 
-@functools.lru_cache(maxsize=64)
+@shared(64)
 def pair_png(style: str, layer: str, which: str, size: int, lang: str = "en") -> bytes:
     """Lesson 5: one entry G_kk' taken apart (teachkit.gram.pair_figure)."""
     from teachkit.gram import pair_figure
@@ -275,7 +390,7 @@ def pair_png(style: str, layer: str, which: str, size: int, lang: str = "en") ->
     return fig_png(pair_figure(load_net(), picture(style, size), layer, k=k, k2=k2, lang=lang))
 
 
-@functools.lru_cache(maxsize=64)
+@shared(64)
 def comparison_png(style: str, g_png: bytes, layer: str, size: int, lang: str = "en") -> bytes:
     """Lesson 5: G[l](S), G[l](G) and their difference (teachkit.gram.gram_comparison_figure)."""
     from teachkit.gram import gram_comparison_figure
@@ -283,7 +398,7 @@ def comparison_png(style: str, g_png: bytes, layer: str, size: int, lang: str = 
     return fig_png(gram_comparison_figure(load_net(), picture(style, size), open_png(g_png), layer, lang=lang))
 
 
-@functools.lru_cache(maxsize=64)
+@shared(64)
 def style_layer_costs(style: str, g_png: bytes, size: int, layers: tuple[str, ...]) -> dict[str, float]:
     """Lesson 5: J_style[l](S, G) of every layer -- the same computation as the heatmaps' titles."""
     from teachkit.gram import style_layer_costs as costs
@@ -291,7 +406,7 @@ def style_layer_costs(style: str, g_png: bytes, size: int, layers: tuple[str, ..
     return costs(load_net(), picture(style, size), open_png(g_png), list(layers))
 
 
-@functools.lru_cache(maxsize=64)
+@shared(64)
 def bars_png(values: tuple, weights: tuple, lang: str = "en") -> bytes:
     """Lesson 5: lambda[l] J_style[l] per layer (teachkit.gram.style_cost_bars_figure)."""
     from teachkit.gram import style_cost_bars_figure
@@ -299,7 +414,7 @@ def bars_png(values: tuple, weights: tuple, lang: str = "en") -> bytes:
     return fig_png(style_cost_bars_figure(dict(values), weights=dict(weights), lang=lang))
 
 
-@functools.lru_cache(maxsize=64)
+@shared(64)
 def shuffle_png(style: str, tiles: int, size: int, lang: str = "en") -> bytes:
     """Lesson 5: shuffled tiles, Gram vs features (teachkit.gram.position_blindness_figure)."""
     from teachkit.gram import position_blindness_figure
@@ -330,15 +445,38 @@ def _warm_up() -> None:
     """Make the default figures of lessons 1 and 5 (and lesson 1's atlas) before anybody asks, then
     whatever ``teachkit prepare`` has not prepared yet (gallery, reconstructions, textures).
 
-    Runs in a plain thread: it calls only the lru_cached functions above and teachkit, never Streamlit.
+    Runs in a plain thread: it calls only the shared functions above and teachkit, never Streamlit.
     """
     if warm_figures():
         prepare_missing()
 
 
-def warm_figures() -> bool:
-    """The default figures of lessons 1 and 5, in both languages (True when all went well)."""
+def _give_way(limit_s: float = 30.0) -> None:
+    """Wait (up to ``limit_s``) while pages are making figures: a visitor's figure comes first."""
+    end = time.monotonic() + limit_s
+    while pages_busy() and time.monotonic() < end:
+        time.sleep(0.05)
+
+
+def l5_default_weights() -> dict[str, float]:
+    """Lesson 5's lambda[l] sliders as they start: teachkit's tuned weights."""
+    from lessons.charts import transfer_defaults, weight_options
+
+    from teachkit.features import DEFAULT_STYLE_LAYERS
+
+    ws = transfer_defaults()["layer_weights"]
+    return {name: weight_options(w, decades=L5_DECADES)[L5_DECADES + 1] for name, w in zip(DEFAULT_STYLE_LAYERS, ws)}
+
+
+def warm_figures(langs: tuple[str, ...] = ("en", "zh")) -> bool:
+    """The default figures of lessons 1 and 5, with the arguments the pages use (True when all went well).
+
+    Lesson 1 (the page every visitor lands on) first, one language after the other; before each
+    figure the thread gives way to pages that are making one.  A page asking for the figure
+    being made here waits for it instead of making it a second time (:func:`shared`).
+    """
     from lessons import jobs
+    from lessons.guide import PROJECTOR_PX
     from lessons.settings import atlas_default_dataset
     from teachkit.features import DEFAULT_STYLE_LAYERS
     from teachkit.samples import DEFAULT_STYLE
@@ -346,24 +484,39 @@ def warm_figures() -> bool:
     log = logging.getLogger(__name__)
     try:
         net = load_net()
-        with jobs.compute_slot():
-            size = l5_size()
-            g = l5_g_png("content", DEFAULT_STYLE)
-            for lang in ("en", "zh"):
-                pair_png(DEFAULT_STYLE, L5_LAYER, L5_PAIR, size, lang)
-                comparison_png(DEFAULT_STYLE, g, L5_LAYER, size, lang)
-                shuffle_png(DEFAULT_STYLE, L5_TILES, size, lang)
-            style_layer_costs(DEFAULT_STYLE, g, size, tuple(DEFAULT_STYLE_LAYERS))
         builder = jobs.atlas_builder(atlas_default_dataset(), net, DEFAULT_STYLE_LAYERS)
         builder.done.wait()
-        if builder.atlas is not None:
-            with jobs.compute_slot():
-                atlas = builder.atlas
+        atlas = builder.atlas
+        size = l5_size()
+        layers = tuple(DEFAULT_STYLE_LAYERS)
+        for lang in langs:
+            if atlas is not None:
                 first = units(atlas, L1_LAYER, L1_HOW)[0]
-                for lang in ("en", "zh"):
-                    overview_png(atlas, lang)
-                    unit_png(atlas, L1_LAYER, first, lang)
-                    where_png(atlas, L1_LAYER, first, 0, lang)
+                for make in (lambda: overview_png(atlas, lang), lambda: unit_png(atlas, L1_LAYER, first, lang),
+                             lambda: where_png(atlas, L1_LAYER, first, 0, lang)):
+                    _give_way()
+                    make()
+            g = l5_g_png("content", DEFAULT_STYLE)
+            values = style_layer_costs(DEFAULT_STYLE, g, size, layers)
+            weights = l5_default_weights()
+            k, k2, _ = l5_pair(DEFAULT_STYLE, L5_LAYER, L5_PAIR, size)
+            makers = [lambda: pair_png(DEFAULT_STYLE, L5_LAYER, L5_PAIR, size, lang),
+                      lambda: comparison_png(DEFAULT_STYLE, g, L5_LAYER, size, lang),
+                      lambda: bars_png(tuple(values.items()), tuple(weights.items()), lang),
+                      lambda: shuffle_png(DEFAULT_STYLE, L5_TILES, size, lang)]
+            if atlas is not None and L5_LAYER in atlas.layers:
+                makers += [lambda: unit_png(atlas, L5_LAYER, k, lang), lambda: unit_png(atlas, L5_LAYER, k2, lang)]
+            for make in makers:
+                _give_way()
+                make()
+        if atlas is not None:  # the teacher's screen: the projector switch makes lesson 1's text larger
+            first = units(atlas, L1_LAYER, L1_HOW)[0]
+            for lang in langs:
+                for make in (lambda: overview_png(atlas, lang, PROJECTOR_PX),
+                             lambda: unit_png(atlas, L1_LAYER, first, lang, PROJECTOR_PX),
+                             lambda: where_png(atlas, L1_LAYER, first, 0, lang, PROJECTOR_PX)):
+                    _give_way()
+                    make()
         return True
     except Exception:  # noqa: BLE001 - warming up is only an optimisation
         log.exception("teachkit app: warm-up failed")
@@ -396,7 +549,7 @@ def start_warm_up() -> threading.Thread | None:
         return None
     with _WARM_UP_LOCK:
         if not _WARM_UP:
-            thread = threading.Thread(target=_warm_up, name="teachkit-warm-up", daemon=True)
+            thread = threading.Thread(target=_warm_up, name=WARM_UP_THREAD, daemon=True)
             thread.start()
             _WARM_UP.append(thread)
         return _WARM_UP[0]

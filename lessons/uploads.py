@@ -25,7 +25,7 @@ import threading
 
 import streamlit as st
 
-from lessons.i18n import tr
+from lessons.i18n import error_text, tr
 from lessons.jobs import LIMITS
 from lessons.settings import env_int
 
@@ -128,16 +128,16 @@ def read_upload(file, what: str):
         try:
             hit = ("ok", decode_upload(data, file.name))
         except ImageError as err:
-            hit = ("bad", str(err))
+            hit = ("bad", err.with_traceback(None))  # worded when shown: a language switch words it again
         except Exception as err:  # noqa: BLE001 - a decoder bug must not take the page down
-            hit = ("bad", f"{file.name}: {type(err).__name__}")
+            hit = ("bad", ImageError.about(file.name, f"the decoder failed ({type(err).__name__})"))
         cache[key] = hit
         while len(cache) > _CACHE_SIZE:
             cache.popitem(last=False)
     else:
         cache.move_to_end(key)
     if hit[0] == "bad":
-        st.error(tr("upload_bad", what=what, err=hit[1]))
+        st.error(tr("upload_bad", what=what, err=error_text(hit[1])))
         return None
     return hit[1]
 

@@ -74,6 +74,22 @@ def cjk_font_path() -> Path:
     raise FontError(f"the package 'mplfonts' has no fonts/{_FONT_FILE}; reinstall it (pip install -U mplfonts)")
 
 
+def _all_weights(font_manager) -> None:
+    """The bundled file has one weight (400); list it under every other weight too, so a bold title
+    finds it (drawn at its own weight) instead of matplotlib warning at every bold text."""
+    import dataclasses
+
+    entries = [f for f in font_manager.fontManager.ttflist if f.name == CJK_FONT]
+    have = {f.weight for f in entries}
+    if entries:
+        for weight in range(100, 1000, 100):
+            if weight not in have:
+                font_manager.fontManager.ttflist.append(dataclasses.replace(entries[0], weight=weight))
+        cached = getattr(font_manager.fontManager, "_findfont_cached", None)
+        if cached is not None and hasattr(cached, "cache_clear"):
+            cached.cache_clear()  # forget earlier (warned) look-ups
+
+
 def use_cjk_font() -> str:
     """Register Noto Sans CJK SC with matplotlib's font manager (once) and add it as a fallback font.
 
@@ -87,6 +103,7 @@ def use_cjk_font() -> str:
             from matplotlib import font_manager
 
             font_manager.fontManager.addfont(str(cjk_font_path()))
+            _all_weights(font_manager)
             families = list(matplotlib.rcParams["font.family"])
             if CJK_FONT not in families:
                 # a fallback after the usual family: Latin letters and digits keep their usual look

@@ -217,7 +217,7 @@ NORMALIZATION_DEFAULTS: dict[str, dict[str, Any]] = {n: _derived_defaults(n) for
 #: coarse-to-fine (default_scales): two thirds of the steps at half the size, where a step costs
 #: a quarter.  ``init='noise'`` (the lecture's white-noise start) stays available and
 #: is what lesson 3's step-by-step demo uses.
-#: ``default`` is TransferConfig() itself: 384 px, 90 steps (192, 384 px: 60, 30 steps).
+#: ``default`` is TransferConfig() itself: 384 px, 75 steps (192, 384 px: 50, 25 steps).
 #: ``quick`` is the classroom recipe, made to finish in seconds on a 2-core laptop CPU: 256 px,
 #:   60 steps (128, 256 px: 40, 20 steps).
 #: Timings and quality: benchmarks/RESULTS_transfer.md, benchmarks/RESULTS_quality.md.
@@ -257,7 +257,7 @@ class TransferConfig:
     """
 
     size: int | None = 384  #: long side of the result, px (None: the content image's own size)
-    steps: int = 90  #: total optimiser steps, over all scales (see :func:`split_steps`)
+    steps: int = 75  #: total optimiser steps, over all scales (see :func:`split_steps`)
     alpha: float | None = None  #: content weight; None: NORMALIZATION_DEFAULTS[normalization]
     beta: float | None = None  #: style weight; None: the normalisation's default
     content_layer: str = DEFAULT_CONTENT_LAYER

@@ -458,3 +458,100 @@ def test_projector_switch_makes_figure_text_larger(monkeypatch):
     assert unit_figs, made
     shown_px = max(unit_figs) * guide.column_px(resources.UNIT_COLS, 0) / (72 * resources.UNIT_FIG_IN)
     assert shown_px == pytest.approx(20, abs=0.2)
+
+
+# ---- figures shared by every session: made once, even when asked for at the same moment ----------
+
+
+def test_shared_figure_is_made_once_for_many_simultaneous_callers():
+    import threading
+
+    from lessons.resources import shared
+
+    calls = []
+    gate = threading.Event()
+
+    @shared(8)
+    def figure(name: str, lang: str = "en") -> str:
+        calls.append((name, lang))
+        gate.wait(5)  # every caller arrives while the first one is still at work
+        return f"{name}/{lang}/{len(calls)}"
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(figure("overview", lang="en"))) for _ in range(8)]
+    threads.append(threading.Thread(target=lambda: results.append(figure("overview"))))  # default spelt out or not
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    gate.set()
+    for t in threads:
+        t.join(10)
+    assert calls == [("overview", "en")]
+    assert results == ["overview/en/1"] * 9
+    assert figure.cached("overview") and not figure.cached("overview", "zh")
+    assert figure("overview", "zh") == "overview/zh/2"  # another key: its own computation
+
+
+def test_shared_figure_failure_lets_the_next_caller_try_again():
+    from lessons.resources import shared
+
+    attempts = []
+
+    @shared(4)
+    def flaky(x: int) -> int:
+        attempts.append(x)
+        if len(attempts) == 1:
+            raise RuntimeError("first try fails")
+        return x * 2
+
+    with pytest.raises(RuntimeError):
+        flaky(3)
+    assert flaky(3) == 6 and attempts == [3, 3]
+
+
+# ---- errors in 中文 mode are Chinese ------------------------------------------------------------
+
+
+def _english_words(text: str, allowed: str) -> list[str]:
+    """Latin words of two letters or more in ``text`` once ``allowed`` (a file name) is taken out."""
+    return re.findall(r"[A-Za-z]{2,}", text.replace(allowed, ""))
+
+
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("notes.png", b"this is not an image at all"),
+        ("half.png", _png(64, 64)[:40]),
+        ("huge.png", _png(6000, 5000)),
+        ("empty.jpg", b""),
+        ("tiny.png", _png(8, 8)),
+    ],
+)
+def test_bad_upload_error_is_chinese_in_chinese_mode(name, data):
+    at = open_page(6, "zh")
+    at.file_uploader(key="p6_content_upload").set_value((name, data, "image/png")).run()
+    assert not at.exception
+    assert at.error, "a bad upload must show st.error"
+    shown = at.error[0].value
+    assert name in shown  # the file is named ...
+    assert _english_words(shown, name) == [], shown  # ... and nothing else is English
+    at.radio(key="lang").set_value("en").run()  # the same (cached) error, worded again in English
+    assert "cannot read" in at.error[0].value and name in at.error[0].value
+
+
+def test_config_and_number_errors_are_chinese():
+    from lessons.i18n import zh_error
+    from teachkit.transfer import TransferConfig
+
+    bad = [dict(style_layers=()), dict(layer_weights=(1.0, 2.0)), dict(style_weights=(1.0, 2.0, 3.0)),
+           dict(layer_weights=(-1.0,) * 5)]
+    for kwargs in bad:
+        with pytest.raises(ValueError) as info:
+            TransferConfig(**kwargs).validate(n_styles=1)
+        zh = zh_error(info.value)
+        assert _english_words(zh, "") == [], (str(info.value), zh)
+        assert "内部错误" not in zh, str(info.value)  # a known message gets its own sentence
+    with pytest.raises(ValueError) as info:
+        float("abc")
+    assert zh_error(info.value) == "这不是数字"
+    assert "内部错误" in zh_error(RuntimeError("something nobody foresaw"))  # unknown: general, still Chinese

@@ -198,6 +198,20 @@ def expect_text(page, text: str, timeout_ms: int = WAIT_MS) -> None:
     page.get_by_text(text).first.wait_for(state="visible", timeout=timeout_ms)
 
 
+_CUT_LABELS_JS = """() => Array.from(document.querySelectorAll('[data-testid="stMain"] button'))
+  .filter(b => b.offsetParent !== null && b.innerText.trim())
+  .filter(b => [b, ...b.querySelectorAll('p, div, span')].some(e => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1)
+               || b.querySelector('p') && b.querySelector('p').getClientRects().length > 0
+                  && b.querySelector('p').getBoundingClientRect().height > 1.6 * parseFloat(getComputedStyle(b.querySelector('p')).lineHeight))
+  .map(b => b.innerText.trim())"""
+
+
+def labels_fit(page) -> None:
+    """No button on the page has its label cut off or broken over two lines."""
+    cut = page.evaluate(_CUT_LABELS_JS)
+    assert cut == [], f"button labels cut off or wrapped: {cut}"
+
+
 # ---- what to do on each page ----
 
 
@@ -245,6 +259,8 @@ def lesson6(page):
         screenshot(page, Path(SHOTS) / "lesson6_running.png")
     expect_text(page, "Done in")
     page.get_by_role("button", name="Download the image (PNG)").wait_for(timeout=WAIT_MS)
+    page.get_by_role("button", name="Clear the result").wait_for(timeout=WAIT_MS)
+    labels_fit(page)  # Start, Clear the result and the downloads sit side by side, each as wide as its label
 
 
 # (lesson, url path, what to do there); the first lesson is the default page, served at the root
@@ -275,6 +291,7 @@ def test_every_page_in_chromium(app_url, browser, tmp_path):
         page.locator("h1").filter(has_text="完整运行").first.wait_for(timeout=WAIT_MS)
         settle(page)
         no_exception(page)
+        labels_fit(page)
         if REAL:  # one Chinese page for the README, with Chinese figures
             page.goto(f"{app_url}/style-cost?lang=zh")  # a new session: the address sets the language
             page.locator("h1").filter(has_text="风格代价").first.wait_for(timeout=WAIT_MS)

@@ -433,7 +433,7 @@ def test_presets():
     q = TransferConfig.preset("quick").resolved(1)
     assert q.size == 256 and q.scales == (128, 256) and split_steps(q.steps, q.scales) == [40, 20]
     d = TransferConfig().resolved(1)
-    assert d.init == "blend" and d.scales == (192, 384) and split_steps(d.steps, d.scales) == [60, 30]
+    assert d.init == "blend" and d.scales == (192, 384) and split_steps(d.steps, d.scales) == [50, 25]
     assert TransferConfig.preset("quick", size=200).size == 200
     assert TransferConfig.preset("default") == TransferConfig()
     with pytest.raises(ValueError, match="quick"):

@@ -43,6 +43,22 @@ def test_chinese_text_is_drawn_with_the_shipped_font():
     assert (arr < 128).sum() > 200
 
 
+def test_bold_chinese_title_finds_the_font_without_a_warning(caplog):
+    """The shipped font has one weight; a bold title must use it without 'Failed to find font weight'."""
+    import logging
+
+    from matplotlib import font_manager
+
+    figtext.use_cjk_font()
+    fig = Figure(figsize=(3, 1))
+    fig.suptitle("格拉姆矩阵", fontsize=14, fontweight="bold")
+    with caplog.at_level(logging.WARNING, logger="matplotlib.font_manager"):
+        viz.figure_png(fig, dpi=72)
+    assert not [r for r in caplog.records if "Failed to find font weight" in r.getMessage()]
+    bold = font_manager.FontProperties(family=figtext.CJK_FONT, weight="bold")
+    assert font_manager.fontManager.findfont(bold, fallback_to_default=False) == str(figtext.cjk_font_path())
+
+
 def test_smallest_text_is_measured_and_written_into_the_png():
     fig = Figure(figsize=(4, 3))
     ax = fig.add_subplot()

@@ -1,0 +1,66 @@
+"""First visit of a lesson in a cold server: seconds until the page is fully drawn.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/first_visit.py 1 zh     # lesson 1, Chinese
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/first_visit.py 5 en
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/first_visit.py 5 en --after-warm-up
+
+One new process per measurement (empty figure caches; the backbone, the disk-cached atlas and
+whatever ``teachkit prepare`` stored are read from disk as a real server would).  The warm-up
+thread runs as it does under ``streamlit run`` (started by the first visit, or, with
+``--after-warm-up``, started and finished before the visit: a server started before class).  "drawn" = the first script run of the page; for
+lesson 5 the channels' atlas patches come in a later run, so the page is run again once lesson
+1's atlas is ready and that run is added ("fully drawn").
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TEACHKIT_OFFLINE", "1")
+
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+PAGES = {1: "lessons/1_layers.py", 5: "lessons/5_style.py"}
+
+
+def main() -> None:
+    page, lang = int(sys.argv[1]), sys.argv[2]
+    t0 = time.perf_counter()
+    from lessons.resources import load_net
+
+    load_net()  # the server has loaded the backbone before anybody visits
+    t_load = time.perf_counter() - t0
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=900)
+    at.session_state["lang"] = lang
+    if page != 1:
+        at.switch_page(PAGES[page])  # the visitor opens this page's address directly
+    if "--after-warm-up" in sys.argv:  # a server started before class: its warm-up has finished
+        from lessons import resources
+
+        resources.start_warm_up().join()
+    t = time.perf_counter()
+    at.run()
+    drawn = time.perf_counter() - t
+    problems = [e.value for e in at.exception] + [e.value for e in at.error]
+    if problems:
+        raise SystemExit(f"lesson {page} ({lang}) failed: {problems}")
+    full = drawn
+    if page == 5:
+        from lessons import jobs
+        from lessons.settings import atlas_default_dataset
+        from teachkit.features import DEFAULT_STYLE_LAYERS
+
+        builder = jobs.atlas_builder(atlas_default_dataset(), load_net(), DEFAULT_STYLE_LAYERS)
+        builder.done.wait()
+        at.run()
+        full = time.perf_counter() - t
+    print(f"lesson {page} {lang}: drawn {drawn:.2f} s, fully drawn {full:.2f} s (backbone load {t_load:.2f} s)")
+
+
+if __name__ == "__main__":
+    main()

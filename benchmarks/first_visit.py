@@ -3,19 +3,24 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/first_visit.py 1 zh     # lesson 1, Chinese
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/first_visit.py 5 en
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/first_visit.py 5 en --after-warm-up
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/first_visit.py 5 zh --students 6
 
 One new process per measurement (empty figure caches; the backbone, the disk-cached atlas and
 whatever ``teachkit prepare`` stored are read from disk as a real server would).  The warm-up
 thread runs as it does under ``streamlit run`` (started by the first visit, or, with
-``--after-warm-up``, started and finished before the visit: a server started before class).  "drawn" = the first script run of the page; for
-lesson 5 the channels' atlas patches come in a later run, so the page is run again once lesson
-1's atlas is ready and that run is added ("fully drawn").
+``--after-warm-up``, started and finished before the visit: a server started before class).
+"drawn" = the first script run of the page, opened at its own address; for lesson 5 the channels'
+atlas patches come in a later run, so the page is run again once lesson 1's atlas is ready and
+that run is added ("fully drawn").  ``--students N``: N sessions open the page at the same moment
+(one thread each, as the server runs them); the median and the slowest are printed.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -28,21 +33,12 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 PAGES = {1: "lessons/1_layers.py", 5: "lessons/5_style.py"}
 
 
-def main() -> None:
-    page, lang = int(sys.argv[1]), sys.argv[2]
-    t0 = time.perf_counter()
-    from lessons.resources import load_net
-
-    load_net()  # the server has loaded the backbone before anybody visits
-    t_load = time.perf_counter() - t0
+def visit(page: int, lang: str) -> tuple[float, float]:
+    """One session opening ``page``: (seconds to drawn, seconds to fully drawn)."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=900)
     at.session_state["lang"] = lang
     if page != 1:
         at.switch_page(PAGES[page])  # the visitor opens this page's address directly
-    if "--after-warm-up" in sys.argv:  # a server started before class: its warm-up has finished
-        from lessons import resources
-
-        resources.start_warm_up().join()
     t = time.perf_counter()
     at.run()
     drawn = time.perf_counter() - t
@@ -52,6 +48,7 @@ def main() -> None:
     full = drawn
     if page == 5:
         from lessons import jobs
+        from lessons.resources import load_net
         from lessons.settings import atlas_default_dataset
         from teachkit.features import DEFAULT_STYLE_LAYERS
 
@@ -59,7 +56,36 @@ def main() -> None:
         builder.done.wait()
         at.run()
         full = time.perf_counter() - t
-    print(f"lesson {page} {lang}: drawn {drawn:.2f} s, fully drawn {full:.2f} s (backbone load {t_load:.2f} s)")
+    return drawn, full
+
+
+def main() -> None:
+    page, lang = int(sys.argv[1]), sys.argv[2]
+    students = int(sys.argv[sys.argv.index("--students") + 1]) if "--students" in sys.argv else 1
+    t0 = time.perf_counter()
+    from lessons.resources import load_net
+
+    load_net()  # the server has loaded the backbone before anybody visits
+    t_load = time.perf_counter() - t0
+    if "--after-warm-up" in sys.argv:  # a server started before class: its warm-up has finished
+        from lessons import resources
+
+        thread = resources.start_warm_up()
+        if thread is not None:
+            thread.join()
+    if students == 1:
+        drawn, full = visit(page, lang)
+        print(f"lesson {page} {lang}: drawn {drawn:.2f} s, fully drawn {full:.2f} s (backbone load {t_load:.2f} s)")
+        return
+    results: list[tuple[float, float]] = []
+    threads = [threading.Thread(target=lambda: results.append(visit(page, lang))) for _ in range(students)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    full = [f for _, f in results]
+    print(f"lesson {page} {lang}, {students} students at once: fully drawn median {statistics.median(full):.2f} s, "
+          f"slowest {max(full):.2f} s ({len(results)} of {students} sessions finished)")
 
 
 if __name__ == "__main__":

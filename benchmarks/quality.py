@@ -195,7 +195,7 @@ def contact_sheet(out: dict, path: str, thumbs: dict) -> None:
                  f"ratio (c) under each result (targets s <= {STYLE_RATIO_MAX}, c <= {CONTENT_RATIO_MAX})",
                  fontsize=8)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=85)
 
 
 def table(out: dict) -> str:

@@ -60,7 +60,8 @@ def atomic_write(path, mode: str = "wb") -> Iterator[IO]:
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write opens files for writing only ('w' or 'wb'), not {mode!r}")
     p = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-", suffix=p.suffix)
+    # A hidden name that ends in ".tmp": no glob for "*.png" / "*.npz" ever sees a half-written file.
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-", suffix=p.suffix + ".tmp")
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             yield f

@@ -768,22 +768,3 @@ def save_image(img_or_tensor, path) -> pathlib.Path:
     except Exception as err:  # noqa: BLE001 - KeyboardInterrupt passes through (atomic_write cleans up)
         raise _fail(label, f"saving failed ({err})", verb="write") from None
     return p
-
-
-# ---------------------------------------------------------------------------
-# Names that moved to teachkit.samples (kept importable from here until every
-# caller imports them from teachkit.samples; see the issue-8 note).
-# ---------------------------------------------------------------------------
-
-_MOVED_TO_SAMPLES = frozenset({
-    "CONTENT_SAMPLES", "STYLE_SAMPLES", "DEFAULT_CONTENT", "DEFAULT_STYLE", "list_samples",
-    "sample_content", "sample_style", "sample_image", "resolve_image",
-})
-
-
-def __getattr__(name: str):
-    if name in _MOVED_TO_SAMPLES:
-        from . import samples
-
-        return getattr(samples, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -454,6 +454,8 @@ def find_cached(cache_dir, *, backbone: str, weights_id: str, fingerprint: str, 
     want = dict(complete=True, backbone=backbone, weights_id=weights_id, dataset_fingerprint=fingerprint,
                 image_size=image_size, k=k, positions_per_image=positions_per_image, min_inside=min_inside)
     for path in exact + [p for p in sorted(cache_dir.glob("*.npz")) if p not in exact]:
+        if path.name.startswith("."):  # another writer's file in the making
+            continue
         try:
             meta = read_meta(path)
             if any(meta[key] != value for key, value in want.items()) or not set(layers) <= set(meta["layers"]):

@@ -14,12 +14,16 @@ from . import figtext
 
 
 def save_figure(fig: Figure, path, dpi: int = 120) -> Path:
-    """Write ``fig`` to ``path`` (png/pdf/svg/jpg), checking the path first; returns the Path."""
+    """Write ``fig`` to ``path`` (png/jpg/pdf/svg), checking the path first; returns the Path.
+
+    Written under a temporary name and renamed when complete (never half a file on Ctrl-C)."""
+    from .fileio import atomic_write
     from .images import check_output_path
 
-    path = check_output_path(path) if Path(path).suffix.lower() in (".png", ".jpg", ".jpeg") else Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    path = check_output_path(path, "figure")
+    fmt = path.suffix[1:].lower().replace("jpg", "jpeg")
+    with atomic_write(path) as f:
+        fig.savefig(f, format=fmt, dpi=dpi, bbox_inches="tight")
     return path
 
 

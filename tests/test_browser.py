@@ -198,12 +198,19 @@ def expect_text(page, text: str, timeout_ms: int = WAIT_MS) -> None:
     page.get_by_text(text).first.wait_for(state="visible", timeout=timeout_ms)
 
 
-_CUT_LABELS_JS = """() => Array.from(document.querySelectorAll('[data-testid="stMain"] button'))
-  .filter(b => b.offsetParent !== null && b.innerText.trim())
-  .filter(b => [b, ...b.querySelectorAll('p, div, span')].some(e => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1)
-               || b.querySelector('p') && b.querySelector('p').getClientRects().length > 0
-                  && b.querySelector('p').getBoundingClientRect().height > 1.6 * parseFloat(getComputedStyle(b.querySelector('p')).lineHeight))
-  .map(b => b.innerText.trim())"""
+_CUT_LABELS_JS = """() => {
+  const wrapped = p => {  // a label taller than one line has been broken
+    if (!p || !p.getClientRects().length) return false;
+    const cs = getComputedStyle(p);
+    const line = parseFloat(cs.lineHeight) || 1.2 * parseFloat(cs.fontSize);
+    return p.getBoundingClientRect().height > 1.6 * line;
+  };
+  return Array.from(document.querySelectorAll('[data-testid="stMain"] button'))
+    .filter(b => b.offsetParent !== null && b.innerText.trim())
+    .filter(b => [b, ...b.querySelectorAll('p, div, span')].some(e => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1)
+                 || wrapped(b.querySelector('p')))
+    .map(b => b.innerText.trim());
+}"""
 
 
 def labels_fit(page) -> None:

@@ -181,8 +181,6 @@ def test_log_written_atomically_and_modes_follow_the_umask(photos, tmp_path, mon
     capsys.readouterr()
 
 
-@pytest.mark.xfail(reason="needs teachkit.viz.save_figure to write through fileio.atomic_write "
-                   "(asked of H-lessons in /tmp/team/notes_for_lessons.md); remove this mark then", strict=False)
 def test_plot_written_atomically(photos, tmp_path, monkeypatch, capsys):
     from matplotlib.figure import Figure
 

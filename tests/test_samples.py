@@ -103,15 +103,6 @@ def test_package_data_dir():
         samples.package_data_dir("no_such_package_xyz")
 
 
-def test_moved_names_still_importable_from_images():
-    # Kept until every caller imports them from teachkit.samples.
-    from teachkit.images import DEFAULT_CONTENT, resolve_image as old_resolve
-
-    assert DEFAULT_CONTENT == samples.DEFAULT_CONTENT and old_resolve is samples.resolve_image
-    with pytest.raises(AttributeError):
-        images.no_such_name  # noqa: B018
-
-
 def test_bad_style_sizes():
     for size, fragment in ((0, "style width"), ((32, 0), "style height"), (True, "style width"),
                            ((32, 2.5), "style height")):

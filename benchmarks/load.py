@@ -36,7 +36,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import struct
 import subprocess
@@ -49,6 +48,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # tests/local_server.py: start-and-wait for the local server
+
+from local_server import free_port, wait_until_healthy  # noqa: E402
 CHROMIUM = "/usr/bin/chromium"
 LESSONS = [(1, ""), (2, "style-transfer"), (3, "cost"), (4, "content-cost"), (5, "style-cost"), (6, "run")]
 
@@ -73,12 +75,6 @@ def proc_kib(pid: int, field: str) -> int:
     return 0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def make_run_flags() -> list[str]:
     """The `streamlit run` options of `make run` (read from the Makefile)."""
     out = subprocess.run(["make", "-s", "-n", "run"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
@@ -98,8 +94,6 @@ def make_data_root(tmp: Path) -> Path:
 
 
 def start_server(tmp: Path, data_root: Path) -> tuple[subprocess.Popen, str, Path]:
-    import urllib.request
-
     port = free_port()
     log = tmp / "server.log"
     flags = [f for f in make_run_flags()]
@@ -109,18 +103,10 @@ def start_server(tmp: Path, data_root: Path) -> tuple[subprocess.Popen, str, Pat
          "--server.address", "127.0.0.1", "--server.port", str(port)],
         cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    return proc, url, log
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            raise SystemExit(f"the server did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.3)
+    if wait_until_healthy(url, proc, 90):
+        return proc, url, log
+    proc.kill()
+    raise SystemExit(f"the server did not start:\n{log.read_text()[-3000:]}")
 
 
 ABANDONED_LINE = "session went away was cancelled"  # logged by lessons/jobs.py

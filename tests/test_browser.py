@@ -17,14 +17,13 @@ Without /usr/bin/chromium the test is skipped with a reason -- unless TEACHKIT_R
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from local_server import free_port, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -40,12 +39,6 @@ def _missing(reason: str):
     if REQUIRED:
         pytest.fail(f"{reason} (TEACHKIT_REQUIRE_BROWSER=1, so the browser test must run)")
     pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +66,7 @@ def app_url(tmp_path_factory):
 
         net = load_backbone("vgg19")
         prepare.prepare_transfer(net, *prepare.GALLERY[0], prepare.FAST, cache)
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
     log = open(log_path, "w")
     proc = subprocess.Popen(
@@ -84,18 +77,9 @@ def app_url(tmp_path_factory):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                log.flush()
-                pytest.fail(f"streamlit did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.3)
+        if not wait_until_healthy(url, proc, 60):
+            log.flush()
+            pytest.fail(f"streamlit did not start:\n{log_path.read_text()[-3000:]}")
         yield url
     finally:
         proc.terminate()

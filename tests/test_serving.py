@@ -16,7 +16,6 @@ import io
 import os
 import re
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from local_server import free_port, wait_until_healthy
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -460,35 +460,19 @@ def _need_browser():
     pytest.importorskip("playwright.sync_api")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _serve(flags: list[str], cwd: Path, env: dict, log: Path):
     """``streamlit run /path/to/app.py FLAGS`` started in ``cwd`` (not the repository root)."""
-    import urllib.request
-
-    port = _free_port()
+    port = free_port()
     out = open(log, "w")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", APP, *flags, "--server.address", "127.0.0.1",
                              "--server.port", str(port), "--server.headless", "true"],
                             cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    return proc, out, url
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            out.close()
-            pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.3)
+    if wait_until_healthy(url, proc, 60):
+        return proc, out, url
+    proc.kill()
+    out.close()
+    pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
 
 
 def _loopback_only(route) -> None:

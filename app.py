@@ -7,20 +7,27 @@ honours, and the backbone and device in the sidebar.  Everything works offline o
 import streamlit as st
 
 from lessons import guide, resources, uploads
-from lessons.i18n import LANGS, tr
+from lessons.i18n import LANG_KEY, LANGS, lang, switch_lang, tr
 
 st.set_page_config(page_title="teachkit", page_icon=":material/palette:", layout="wide",
                    initial_sidebar_state="expanded")
 uploads.check_served_limits()  # the upload limit holds however the app was started; no tracebacks for visitors
+resources.light_reruns()  # no full garbage collection after every run (see lessons/resources.py)
 
 # The language: ?lang=zh in the address opens the app in Chinese; afterwards the sidebar switch rules.
-if "lang" not in st.session_state:
+# It is kept under its own key (LANG_KEY), written by code: a widget's value alone is lost when a
+# student clicks another page before the first run has finished (the load benchmark saw Chinese
+# sessions turn English that way), and the switch's default is always the language in use.
+if LANG_KEY not in st.session_state:
     wanted = st.query_params.get("lang", "en")
-    st.session_state["lang"] = wanted if wanted in LANGS else "en"
-
+    st.session_state[LANG_KEY] = wanted if wanted in LANGS else "en"
 with st.sidebar:
-    st.radio("Language / 语言", list(LANGS), format_func=LANGS.get, key="lang", horizontal=True)
+    st.radio("Language / 语言", list(LANGS), index=list(LANGS).index(lang()), format_func=LANGS.get, key="lang",
+             horizontal=True, on_change=switch_lang)
     guide.projector_switch()
+# ... and the address keeps it: a reloaded page or a link passed on opens in the same language.
+if st.query_params.get("lang") != lang():
+    st.query_params["lang"] = lang()
 
 PAGES = [
     ("lessons/1_layers.py", "layers", ":material/visibility:"),

@@ -46,7 +46,7 @@ PAGES = {
 def session(page: int, lang: str = "en") -> tuple[AppTest, float]:
     """A new session on ``page``; returns it and the seconds the run that drew the page took."""
     at = AppTest.from_file(APP, default_timeout=900)
-    at.session_state["lang"] = lang
+    at.query_params["lang"] = lang
     t = time.perf_counter()
     at.run()  # the first run draws lesson 1, the default page
     seconds = time.perf_counter() - t

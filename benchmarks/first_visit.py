@@ -36,7 +36,7 @@ PAGES = {1: "lessons/1_layers.py", 5: "lessons/5_style.py"}
 def visit(page: int, lang: str) -> tuple[float, float]:
     """One session opening ``page``: (seconds to drawn, seconds to fully drawn)."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=900)
-    at.session_state["lang"] = lang
+    at.query_params["lang"] = lang
     if page != 1:  # (AppTest's switch_page before the first run does not always take: open lesson 1 first)
         at.run()
         at.switch_page(PAGES[page])

@@ -170,6 +170,7 @@ class Student:
         self.notes: list[str] = []
         self.job: dict | None = None
         self.abandoned_at: float | None = None
+        self.loads: list[str] = []  # every full page load (a click should never cause one)
 
 
 async def settle(page, timeout_s: float) -> bool:
@@ -191,6 +192,24 @@ async def rerun_settled(page, timeout_s: float) -> None:
     except Exception:  # noqa: BLE001 - a quick rerun may be over before we look
         pass
     await settle(page, timeout_s)
+
+
+async def wait_count(locator, n: int, timeout_s: float) -> bool:
+    """Until ``locator`` matches exactly ``n`` elements (bounded); False on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while await locator.count() != n:
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.25)
+    return True
+
+
+async def wait_visible(locator, timeout_s: float) -> bool:
+    try:
+        await locator.first.wait_for(timeout=timeout_s * 1000)
+        return True
+    except Exception:  # noqa: BLE001 - the check that follows records what is missing
+        return False
 
 
 async def errors_on(page) -> list[str]:
@@ -268,9 +287,19 @@ async def hostile(st: Student, page, data_root: Path, tmp: Path) -> None:
     await box.wait_for(timeout=60_000)
     paths = ["/", "/etc", "..", "escape", str(data_root / "escape"), "../../../../etc/passwd", "x" * 5000,
              "photos/../../", "photos"]
+    error_box = page.locator('[data-testid="stAlertContentError"]')
     for path in paths:
+        # first an empty box (the default dataset: no error), so that the error of the path before
+        # is gone and the one that follows is this path's answer however long the rerun waits
+        await box.fill("")
+        await box.press("Enter")
+        await wait_count(error_box, 0, 180)
         await box.fill(path)
         await box.press("Enter")
+        if path == "photos":  # a folder inside the root: its scan is shown (its name in the caption)
+            await wait_visible(page.locator('[data-testid="stCaptionContainer"]').filter(has_text="photos"), 180)
+        else:
+            await wait_visible(error_box, 180)
         await rerun_settled(page, 180)
         errs = await errors_on(page)
         if path == "photos":
@@ -313,6 +342,7 @@ async def student_run(st: Student, browser, url: str, data_root: Path, tmp: Path
     ctx = await browser.new_context(viewport={"width": 1280, "height": 900})
     await ctx.route("**/*", loopback_only)
     page = await ctx.new_page()
+    page.on("domcontentloaded", lambda p: st.loads.append(p.url))
     try:
         await page.goto(f"{url}/?lang={st.lang}", wait_until="domcontentloaded")
         await open_lesson(st, page, 1, "", 120)
@@ -341,7 +371,12 @@ async def student_run(st: Student, browser, url: str, data_root: Path, tmp: Path
                     st.problems.append("lesson 6: another session's job is visible")
             await page.wait_for_timeout(2000)  # reading
         if st.role == "hostile" and time.monotonic() < deadline:
-            # start a long transfer and close the tab: the server must cancel it and free its slot
+            # start a long transfer (the most steps allowed) and close the tab: the server must
+            # cancel it and free its slot
+            steps = page.locator('.st-key-p6_steps input[type="range"]').first
+            await steps.focus()
+            await steps.press("End")
+            await rerun_settled(page, 60)
             await page.locator(".st-key-p6_start button").first.click()
             await page.locator(".st-key-p6_cancel button").first.wait_for(timeout=60_000)
             st.abandoned_at = time.time()
@@ -438,7 +473,7 @@ def load_run(args) -> dict:
         "rss_samples": len(sampler.samples),
         "first_element": {n: v for n, v in firsts.items()}, "drawn": {n: v for n, v in drawn.items()},
         "students_detail": [{"name": s.name, "role": s.role, "lang": s.lang, "job": s.job, "problems": s.problems,
-                             "notes": s.notes, "first": s.first_element, "drawn": s.drawn} for s in students],
+                             "notes": s.notes, "first": s.first_element, "drawn": s.drawn, "loads": s.loads} for s in students],
         "tracebacks_in_log": server_log.count("Traceback"), "started": t_start,
         "abandoned_job_cancelled_after_s": cancelled_after if abandoned else "not tried",
         "abandoned_jobs_cancelled": len(sampler.abandoned_times),

@@ -1,7 +1,7 @@
 """Lesson 6 -- run a full transfer: uploads, every option, live progress, cancel, downloads.
 
 The transfer runs in a background thread (``lessons.jobs.TransferJob``) with a ``threading.Event`` kept in
-``st.session_state``; a fragment reruns every half second while it runs, to show the progress and
+``st.session_state``; a fragment reruns every second while it runs, to show the progress and
 the latest image, and holds the Cancel button.  Cancel sets the event; teachkit stops after the
 current step and returns the latest image, which can be downloaded like a finished one.  The
 options start at the engine's classroom preset (``TransferConfig.preset("quick")``).
@@ -174,7 +174,7 @@ def weights_line(w: dict) -> str:
               tv=num(w.get("tv_weight", 0)))
 
 
-@st.fragment(run_every=0.5 if busy else None)
+@st.fragment(run_every=1.0 if busy else None)
 def live() -> None:
     """Progress, the latest image and Cancel while the job runs; the result and downloads after."""
     job = st.session_state.get("p6_job")
@@ -222,7 +222,7 @@ def live() -> None:
             downloads.download_button(tr("p6_download_log"), job.log_json(), "teachkit_costs.json", "application/json",
                                       key="p6_dl_log", icon=":material/download:", on_click="ignore", width="content")
         if snap["records"]:
-            st.altair_chart(charts.cost_chart(snap["records"]), width="stretch")
+            st.vega_lite_chart(charts.cost_chart(snap["records"]), width="stretch")
     if not running and busy:
         st.rerun()  # the job has just ended: redraw the page (Start enabled again, no more polling)
 

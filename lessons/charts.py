@@ -65,16 +65,16 @@ def cost_formula(terms: dict | None, alpha: float, beta: float) -> str:
             + rf" = {tex_num(total)}")
 
 
-def cost_chart(records: list[dict], series: dict[str, Callable[[dict], float]] | None = None):
-    """An Altair line chart (log scale) of the cost terms over the steps.
+def cost_chart(records: list[dict], series: dict[str, Callable[[dict], float]] | None = None) -> dict:
+    """A Vega-Lite line chart (log scale) of the cost terms over the steps, for ``st.vega_lite_chart``.
 
     ``records`` are step records with ``step``, ``alpha``, ``beta``, ``content``, ``style`` and
-    ``total`` (the latter three unweighted / total as recorded by teachkit).
+    ``total`` (the latter three unweighted / total as recorded by teachkit).  The spec is written
+    as a plain dict: lesson 6 redraws it every second for each running job, and building it
+    through Altair and pandas cost ~35 ms of the server's Python each time (the load benchmark's
+    profile); this costs well under a millisecond.
     """
     import math
-
-    import altair as alt
-    import pandas as pd
 
     if series is None:
         series = {
@@ -90,21 +90,24 @@ def cost_chart(records: list[dict], series: dict[str, Callable[[dict], float]] |
             except (KeyError, TypeError):
                 continue
             if math.isfinite(v) and v > 0:
-                rows.append({"step": r["step"], "term": name, "value": v})
-    df = pd.DataFrame(rows, columns=["step", "term", "value"]).astype({"step": "int64", "term": "string",
-                                                                       "value": "float64"})
+                rows.append({"step": int(r["step"]), "term": name, "value": v})
     order = list(series)
     colours = ["#2563eb", "#c2410c", "#111827"][: len(order)]
-    return (
-        alt.Chart(df, title=tr("p3_curves"), height=320)
-        .mark_line(point=len(records) < 40, strokeWidth=3)
-        .encode(
-            x=alt.X("step:Q", title=tr("p3_step_axis"), scale=alt.Scale(domainMin=0)),
-            y=alt.Y("value:Q", title=None, scale=alt.Scale(type="log"), axis=alt.Axis(format=".0e")),
-            color=alt.Color("term:N", sort=order, scale=alt.Scale(domain=order, range=colours),
-                            legend=alt.Legend(orient="top", title=None, labelFontSize=15)),
-            tooltip=["step", "term", alt.Tooltip("value:Q", format=".3e")],
-        )
-        .configure_axis(labelFontSize=15, titleFontSize=16)
-        .configure_title(fontSize=18)
-    )
+    return {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "title": {"text": tr("p3_curves"), "fontSize": 18},
+        "height": 320,
+        "data": {"values": rows},
+        "mark": {"type": "line", "point": len(records) < 40, "strokeWidth": 3},
+        "encoding": {
+            "x": {"field": "step", "type": "quantitative", "title": tr("p3_step_axis"), "scale": {"domainMin": 0}},
+            "y": {"field": "value", "type": "quantitative", "title": None, "scale": {"type": "log"},
+                  "axis": {"format": ".0e"}},
+            "color": {"field": "term", "type": "nominal", "sort": order,
+                      "scale": {"domain": order, "range": colours},
+                      "legend": {"orient": "top", "title": None, "labelFontSize": 15}},
+            "tooltip": [{"field": "step", "type": "quantitative"}, {"field": "term", "type": "nominal"},
+                        {"field": "value", "type": "quantitative", "format": ".3e"}],
+        },
+        "config": {"axis": {"labelFontSize": 15, "titleFontSize": 16}},
+    }

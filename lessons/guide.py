@@ -58,7 +58,8 @@ _PROJECTOR_CSS = """
 
 def projector_switch() -> None:
     """The sidebar toggle; with it on, the page text grows too (CSS)."""
-    st.toggle(tr("projector"), key="projector", help=tr("projector_help"))
+    # its default is its state: a switch the browser draws afresh keeps what the teacher chose
+    st.toggle(tr("projector"), value=projector(), key="projector", help=tr("projector_help"))
     if projector():
         st.html(_PROJECTOR_CSS)
 

@@ -4,7 +4,7 @@
 * ``md(page, section)`` -- one section of ``lessons/text/<lang>/<page>.md`` as Markdown;
 * ``choice(...)`` -- a radio/selectbox whose labels are translated but whose value is not.
 
-The language lives in ``st.session_state["lang"]`` (the sidebar switch).
+The language lives in ``st.session_state[LANG_KEY]`` (set from ``?lang=`` by app.py, changed by the sidebar switch).
 """
 
 from __future__ import annotations
@@ -23,10 +23,20 @@ TEXT_DIR = Path(__file__).parent / "text"
 _MARKER = re.compile(r"^<!--\s*@(\w+)\s*-->\s*$", re.M)
 
 
+LANG_KEY = "ui_lang"  #: where the session's language is kept (app.py sets it; the sidebar switch changes it)
+
+
 def lang() -> str:
     """The language of this session: 'en' or 'zh'."""
-    value = st.session_state.get("lang", "en")
+    value = st.session_state.get(LANG_KEY, "en")
     return value if value in LANGS else "en"
+
+
+def switch_lang() -> None:
+    """The sidebar switch's callback: its value (widget key ``lang``) becomes the session's language."""
+    value = st.session_state.get("lang")
+    if value in LANGS:
+        st.session_state[LANG_KEY] = value
 
 
 def tr(key: str, **fmt: Any) -> str:

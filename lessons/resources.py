@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import gc
 import inspect
 import io
 import logging
@@ -129,6 +130,32 @@ def shared(maxsize: int):
         return call
 
     return wrap
+
+
+# ---- the process: no full garbage collection after every page run ------------------------------
+#
+# Streamlit's default (runner.postScriptGC) runs ``gc.collect(2)`` after every script run, fragment
+# reruns included.  In this process (torch, matplotlib, the backbone, every session) one such
+# collection walks ~300 000 objects and holds the GIL for 0.15 s when the machine is idle; with ten
+# students, two lesson-6 pages polling their jobs twice a second and the CPU shared, the profile of
+# the load benchmark (benchmarks/RESULTS_load.md) showed the server in these collections most of
+# the time, so that pages, figures and transfers all waited for them.  Python's own generational
+# collector still runs; freeze() after the warm-up keeps what lives for the whole process (the
+# backbone, the cached figures) out of its full collections.
+
+
+def light_reruns() -> None:
+    """Switch Streamlit's after-run collection off unless the teacher set it explicitly (cheap; every run)."""
+    from streamlit import config
+
+    if config.get_option("runner.postScriptGC") and not config.is_manually_set("runner.postScriptGC"):
+        config.set_option("runner.postScriptGC", False)
+
+
+def freeze_long_lived() -> None:
+    """Move every object alive now to the collector's permanent generation (after the warm-up)."""
+    gc.collect()
+    gc.freeze()
 
 
 # ---- the network ------------------------------------------------------------------------------
@@ -449,6 +476,7 @@ def _warm_up() -> None:
     """
     if warm_figures():
         prepare_missing()
+    freeze_long_lived()
 
 
 def _give_way(limit_s: float = 30.0) -> None:

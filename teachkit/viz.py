@@ -346,13 +346,14 @@ def layer_overview_figure(atlas, dataset=None, layers=None, n_units: int = 4, *,
     return fig
 
 
-def smallest_text_pt(fig: Figure) -> float | None:
+def smallest_text_pt(fig: Figure, *, drawn: bool = False) -> float | None:
     """The size (pt) of the smallest text that ``fig`` draws (None: no text).
 
-    The figure is laid out first (tick labels exist only once it is drawn); hidden axes and
-    empty texts do not count.
+    The figure is laid out first (tick labels exist only once it is drawn) unless ``drawn`` says
+    that it has just been drawn as it is; hidden axes and empty texts do not count.
     """
-    fig.draw_without_rendering()
+    if not drawn:
+        fig.draw_without_rendering()
     texts = [*fig.texts, getattr(fig, "_suptitle", None), getattr(fig, "_supxlabel", None),
              getattr(fig, "_supylabel", None)]
     for ax in fig.axes:
@@ -376,8 +377,24 @@ def figure_png(fig: Figure, dpi: int = 144) -> bytes:
     """
     import io
 
-    smallest = smallest_text_pt(fig)
-    meta = {} if smallest is None else {"teachkit:min_text_px": f"{smallest * dpi / 72:.2f}"}
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white", metadata=meta)
-    return buf.getvalue()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
+    # savefig has just laid the figure out: measuring now costs no second drawing
+    smallest = smallest_text_pt(fig, drawn=True)
+    data = buf.getvalue()
+    if smallest is None:
+        return data
+    return png_with_text(data, "teachkit:min_text_px", f"{smallest * dpi / 72:.2f}")
+
+
+def png_with_text(data: bytes, key: str, value: str) -> bytes:
+    """PNG bytes with one more tEXt chunk (``key``: ``value``, Latin-1) right after the header chunk."""
+    import struct
+    import zlib
+
+    signature, ihdr_end = 8, 8 + 12 + 13  # 8-byte signature, then IHDR: length, type, 13 data bytes, CRC
+    if data[:signature] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        raise ValueError("not a PNG")
+    body = b"tEXt" + key.encode("latin-1") + b"\0" + value.encode("latin-1")
+    chunk = struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
+    return data[:ihdr_end] + chunk + data[ihdr_end:]

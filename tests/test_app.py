@@ -67,7 +67,7 @@ def prepare_defaults() -> None:
 
 def open_page(n: int, lang: str = "en") -> AppTest:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.session_state["lang"] = lang
+    at.query_params["lang"] = lang
     at.run()
     if n != 1:
         at.switch_page(PAGES[n]).run()
@@ -235,6 +235,19 @@ def test_language_switch_keeps_choices():
     assert_clean(at)
     assert at.radio(key="p1_how__zh").value == "most_active"
     assert "深层" in title(at)
+
+
+def test_language_is_kept_in_the_address():
+    """The address carries the language, so a new session (reload, dropped connection) starts in it."""
+    at = open_page(3, "zh")
+    assert at.query_params["lang"] in ("zh", ["zh"])
+    at.radio(key="lang").set_value("en").run()
+    assert at.query_params["lang"] in ("en", ["en"])
+    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    fresh.query_params["lang"] = "zh"
+    fresh.run()
+    assert_clean(fresh)
+    assert "深层" in title(fresh) and fresh.session_state["lang"] == "zh"
 
 
 # ---- the main control of every page works --------------------------------------------------
@@ -555,3 +568,20 @@ def test_config_and_number_errors_are_chinese():
         float("abc")
     assert zh_error(info.value) == "这不是数字"
     assert "内部错误" in zh_error(RuntimeError("something nobody foresaw"))  # unknown: general, still Chinese
+
+
+def test_cost_chart_plots_the_weighted_terms_of_each_step():
+    """The curves are alpha*J_content, beta*J_style and J, per step, dropping what a log axis cannot show."""
+    import json
+
+    from lessons.charts import cost_chart
+
+    records = [{"step": 1, "alpha": 2.0, "beta": 10.0, "content": 3.0, "style": 0.5, "total": 11.0},
+               {"step": 2, "alpha": 2.0, "beta": 10.0, "content": 0.0, "style": float("nan"), "total": 4.0},
+               {"step": 3, "alpha": 2.0, "beta": 10.0, "content": 1.0, "style": None, "total": 2.0}]
+    spec = cost_chart(records)
+    json.dumps(spec, allow_nan=False)  # plain JSON for the browser
+    got = [(r["step"], r["value"]) for r in spec["data"]["values"]]
+    assert got == [(1, 6.0), (1, 5.0), (1, 11.0), (2, 4.0), (3, 2.0), (3, 2.0)]
+    assert spec["encoding"]["y"]["scale"]["type"] == "log"
+    assert spec["encoding"]["color"]["scale"]["domain"] == spec["encoding"]["color"]["sort"]

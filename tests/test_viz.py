@@ -73,6 +73,34 @@ def test_smallest_text_is_measured_and_written_into_the_png():
     assert viz.smallest_text_pt(Figure()) is None
 
 
+def test_the_text_chunk_keeps_the_png_and_the_figure_is_drawn_no_more_than_savefig_does(monkeypatch):
+    """figure_png measures the text on savefig's own drawing (a page figure is not drawn twice)."""
+    def figure():
+        fig = Figure(figsize=(3, 2))
+        ax = fig.add_subplot()
+        ax.imshow(np.arange(64).reshape(8, 8))
+        ax.set_title("t", fontsize=11)
+        ax.tick_params(labelsize=13)
+        return fig
+
+    draws = []
+    real_draw = Figure.draw
+    monkeypatch.setattr(Figure, "draw", lambda self, renderer: (draws.append(1), real_draw(self, renderer))[1])
+    figure().savefig(io.BytesIO(), format="png", dpi=72, bbox_inches="tight", facecolor="white")
+    plain = len(draws)
+    draws.clear()
+    png = viz.figure_png(figure(), dpi=72)
+    assert len(draws) <= plain
+    img = Image.open(io.BytesIO(png))
+    img.load()  # every chunk's CRC is checked while decoding
+    assert img.info["teachkit:min_text_px"] == "11.00"
+    buf = io.BytesIO()
+    figure().savefig(buf, format="png", dpi=72, bbox_inches="tight", facecolor="white")
+    assert np.array_equal(np.asarray(img), np.asarray(Image.open(buf)))
+    with pytest.raises(ValueError, match="not a PNG"):
+        viz.png_with_text(b"GIF89a" + bytes(40), "k", "v")
+
+
 class _Atlas:
     """The little of an Atlas that the figures use: two layers, three units, planted patches."""
 

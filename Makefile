@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/transfer.py
 	$(BIN)/python benchmarks/patches.py
 	$(BIN)/python benchmarks/app.py
+	$(BIN)/python benchmarks/figures.py
 
 # Ten browser sessions against one local server (needs /usr/bin/chromium); about 10 minutes.
 bench-load: $(STAMP)

@@ -211,10 +211,10 @@ def main() -> None:
     t0_wall = time.time()
     for at in sessions:
         at.button(key="p6_start").click().run()
-    jobs = [at.session_state["p6_job"] for at in sessions]
-    while any(job.alive for job in jobs):
+    started = [at.session_state["p6_job"] for at in sessions]
+    while any(job.alive for job in started):
         time.sleep(0.2)
-    for job in jobs:
+    for job in started:
         print(f"- {job.state}: {job.result.image.size[0]}x{job.result.image.size[1]} px, first image after "
               f"{fmt(job.first_image_at - t0_wall if job.first_image_at else None)} s, finished after "
               f"{job.finished_at - t0_wall:.1f} s")

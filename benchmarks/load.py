@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/load.py                 # 10 students, ~10 minutes at most
     .venv/bin/python benchmarks/load.py --students 12   # more
+    .venv/bin/python benchmarks/load.py --post-script-gc  # with Streamlit's gc.collect() after every run
     .venv/bin/python benchmarks/load.py --job-peak      # peak memory of the largest lesson-6 job allowed
 
 (What decoding an upload costs is measured by benchmarks/upload_decode.py.)
@@ -75,6 +76,17 @@ def proc_kib(pid: int, field: str) -> int:
     return 0
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU seconds used so far: by process ``pid`` (user + system), or by the whole machine (busy time)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    if pid is not None:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    cpu = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    values = [int(v) for v in cpu]
+    return (sum(values[:8]) - values[3] - values[4]) / tick  # all but idle and iowait
+
+
 def make_run_flags() -> list[str]:
     """The `streamlit run` options of `make run` (read from the Makefile)."""
     out = subprocess.run(["make", "-s", "-n", "run"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
@@ -93,10 +105,12 @@ def make_data_root(tmp: Path) -> Path:
     return root
 
 
-def start_server(tmp: Path, data_root: Path) -> tuple[subprocess.Popen, str, Path]:
+def start_server(tmp: Path, data_root: Path, post_script_gc: bool = False) -> tuple[subprocess.Popen, str, Path]:
     port = free_port()
     log = tmp / "server.log"
     flags = [f for f in make_run_flags()]
+    if post_script_gc:  # Streamlit's default, which the app switches off (lessons/resources.py: light_reruns)
+        flags += ["--runner.postScriptGC", "true"]
     env = dict(os.environ, TEACHKIT_OFFLINE="1", TEACHKIT_DATA_ROOT=str(data_root), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", *flags,
@@ -344,7 +358,7 @@ async def student_run(st: Student, browser, url: str, data_root: Path, tmp: Path
     page = await ctx.new_page()
     page.on("domcontentloaded", lambda p: st.loads.append(p.url))
     try:
-        await page.goto(f"{url}/?lang={st.lang}", wait_until="domcontentloaded")
+        await page.goto(f"{url}/?lang={st.lang}", wait_until="domcontentloaded", timeout=180_000)
         await open_lesson(st, page, 1, "", 120)
         if st.role == "hostile":
             await hostile(st, page, data_root, tmp)
@@ -429,7 +443,7 @@ def load_run(args) -> dict:
         raise SystemExit(f"no Chromium at {CHROMIUM}: apt-get install chromium")
     tmp = Path(tempfile.mkdtemp(prefix="teachkit_load_"))
     data_root = make_data_root(tmp)
-    proc, url, log = start_server(tmp, data_root)
+    proc, url, log = start_server(tmp, data_root, args.post_script_gc)
     sampler = RssSampler(proc.pid, log)
     sampler.start()
     abandoned = cancelled_after = None
@@ -442,8 +456,10 @@ def load_run(args) -> dict:
                     Student("hostile", "hostile", "en")]
         students += [Student(f"tourist-{i}", "tourist", "zh" if i % 2 else "en") for i in range(1, n - 2)]
         t0 = time.time()
+        cpu0 = (cpu_seconds(proc.pid), cpu_seconds())
         asyncio.run(classroom(url, students, data_root, tmp, args.minutes))
         wall = time.time() - t0
+        cpu_server, cpu_machine = cpu_seconds(proc.pid) - cpu0[0], cpu_seconds() - cpu0[1]
         abandoned = next((s.abandoned_at for s in students if s.abandoned_at), None)
         cancelled_after = None
         if abandoned:  # wait (bounded) for the server to cancel the job of the closed tab
@@ -468,6 +484,7 @@ def load_run(args) -> dict:
     drawn = {n: [s.drawn[n] for s in students if n in s.drawn] for n, _ in LESSONS}
     return {
         "cpu": cpu_name(), "cores": os.cpu_count(), "students": len(students), "wall_s": wall,
+        "cpu_server_s": cpu_server, "cpu_machine_s": cpu_machine,
         "teacher_first_visit_s": teacher_s, "rss_ready_mib": rss_ready / 1024,
         "rss_peak_mib": max([peak] + [k for _, k in sampler.samples]) / 1024,
         "rss_samples": len(sampler.samples),
@@ -515,6 +532,10 @@ def report(res: dict) -> str:
         f"Lesson-6 transfers: {finished} of {len(jobs)} finished: "
         + "; ".join(f"{j['seconds']:.0f} s, result {j.get('size') or '?'}" for j in jobs) + ".",
         f"Whole run: {res['wall_s']:.0f} s; tracebacks in the server log: {res['tracebacks_in_log']}.",
+        f"CPU during the class: the server {res['cpu_server_s']:.0f} s of the machine's {res['cpu_machine_s']:.0f} busy "
+        f"CPU-seconds ({100 * res['cpu_server_s'] / max(res['cpu_machine_s'], 1e-9):.0f} %; {res['cores']} cores x "
+        f"{res['wall_s']:.0f} s = {res['cores'] * res['wall_s']:.0f}); the rest went to the browsers, this script and "
+        "anything else on the machine.",
         f"A transfer whose tab was closed: {abandoned_text(res['abandoned_job_cancelled_after_s'])}; "
         f"transfers of closed tabs cancelled in the whole run: {res['abandoned_jobs_cancelled']}.",
         "",
@@ -574,6 +595,9 @@ def main(argv=None) -> None:
     ap.add_argument("--minutes", type=float, default=10.0, help="deadline of the classroom part (default 10)")
     ap.add_argument("--json", type=Path, help="also write the raw figures here")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (server log, data root)")
+    ap.add_argument("--post-script-gc", action="store_true",
+                    help="start the server with Streamlit's full garbage collection after every run (its default; "
+                         "the app switches it off): the figures before that change")
     ap.add_argument("--job-peak", action="store_true", help="measure the largest allowed lesson-6 job instead")
     ap.add_argument("--extra-steps", type=int, default=5, help="--job-peak: steps beyond a full L-BFGS history")
     args = ap.parse_args(argv)

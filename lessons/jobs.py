@@ -209,6 +209,23 @@ def session_id() -> str:
     return ctx.session_id if ctx is not None else "-"
 
 
+_OWNER_KEY = "_job_owner"
+
+
+def owner_key() -> str:
+    """Who owns a job: a random key kept in this session's state (made on first use).
+
+    Not Streamlit's session id: every in-process test session (AppTest) has the same one, and a
+    board keyed by it took three students' jobs for one student's, each new one replacing the last.
+    """
+    import secrets
+
+    key = st.session_state.get(_OWNER_KEY)
+    if not isinstance(key, str):
+        key = st.session_state[_OWNER_KEY] = secrets.token_hex(8)
+    return key
+
+
 def _session_connected(sid: str) -> bool | None:
     """Whether the browser of session ``sid`` is still connected; None when there is no server
     runtime to ask (AppTest, plain Python): then only the page's heartbeat counts."""
@@ -329,7 +346,8 @@ class TransferJob:
         self.net = net
         self.board = board if board is not None else BOARD
         self.limits = self.board.limits
-        self.session = session if session is not None else session_id()
+        self.session = session if session is not None else owner_key()  #: one job per owner (JobBoard)
+        self.runtime_session = session_id()  #: Streamlit's session, asked whether its browser is still there
         self.stop_event = threading.Event()
         self._lock = threading.Lock()
         self.state = "queued"  # queued -> running -> done | cancelled | failed
@@ -386,7 +404,7 @@ class TransferJob:
     def check_abandoned(self) -> bool:
         """Cancel the job (reason 'abandoned') if its session has been gone for longer than the
         heartbeat limit: no poll from its page, and the server no longer sees its browser."""
-        if _session_connected(self.session):
+        if _session_connected(self.runtime_session):
             self.touch()
         if time.monotonic() - self.last_seen > self.limits.heartbeat_seconds:
             self.cancel(reason="abandoned")

@@ -443,6 +443,8 @@ def test_three_sessions_each_get_their_own_result():
     expected = [sample_content(n, 32).size for n in contents]
     assert sizes == expected
     assert len({id(job) for job in jobs}) == 3
+    # each ran to its end: none took another's place (the board tells sessions apart)
+    assert [(job.state, job.reason) for job in jobs] == [("done", None)] * 3
     for at in sessions:
         at.run()
         assert_clean(at)

@@ -428,6 +428,33 @@ def test_a_server_limit_above_the_apps_switches_uploads_off():
         config.set_option("server.maxUploadSize", old)
 
 
+def _light_reruns_script():
+    import streamlit as st
+
+    from lessons import resources
+
+    resources.light_reruns()
+    st.write("ran")
+
+
+def test_no_full_garbage_collection_after_every_run_unless_the_teacher_asks():
+    """Streamlit's default gc.collect() after every run is switched off by the app; a flag that asks
+    for it explicitly is obeyed."""
+    from streamlit import config
+    from streamlit.config_option import ConfigOption
+
+    old, where = config.get_option("runner.postScriptGC"), config.get_where_defined("runner.postScriptGC")
+    try:
+        config.set_option("runner.postScriptGC", True, where_defined=ConfigOption.DEFAULT_DEFINITION)
+        AppTest.from_function(_light_reruns_script, default_timeout=30).run()
+        assert config.get_option("runner.postScriptGC") is False
+        config.set_option("runner.postScriptGC", True, where_defined=config._DEFINED_BY_FLAG)
+        AppTest.from_function(_light_reruns_script, default_timeout=30).run()
+        assert config.get_option("runner.postScriptGC") is True
+    finally:
+        config.set_option("runner.postScriptGC", old, where_defined=where)
+
+
 def _make_run_flags() -> list[str]:
     """The `streamlit run` options of `make run`, read from the Makefile itself."""
     if shutil.which("make") is None:

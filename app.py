@@ -25,6 +25,8 @@ with st.sidebar:
     st.radio("Language / 语言", list(LANGS), index=list(LANGS).index(lang()), format_func=LANGS.get, key="lang",
              horizontal=True, on_change=switch_lang)
     guide.projector_switch()
+    if css := uploads.dropzone_css():  # the uploader's own words in Chinese too
+        st.html(css)
 # ... and the address keeps it: a reloaded page or a link passed on opens in the same language.
 if st.query_params.get("lang") != lang():
     st.query_params["lang"] = lang()

@@ -659,6 +659,8 @@ STRINGS = {
               "Use the samples.",
         "zh": "本服务器已关闭上传（其上传上限大于本应用的上限）。请使用示例图片。",
     },
+    "dropzone_button": {"en": "Upload", "zh": "上传"},
+    "dropzone_limit": {"en": "{mb}MB per file • {types}", "zh": "每个文件最大 {mb} MB • {types}"},
     "uploads_too_many": {
         "en": "{n} style images uploaded: the first {limit} are used.",
         "zh": "上传了 {n} 张风格图：只使用前 {limit} 张。",

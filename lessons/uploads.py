@@ -25,7 +25,7 @@ import threading
 
 import streamlit as st
 
-from lessons.i18n import error_text, tr
+from lessons.i18n import error_text, lang, tr
 from lessons.jobs import LIMITS
 from lessons.settings import env_int
 
@@ -56,6 +56,44 @@ def uploads_allowed() -> bool:
 
 
 _checked = threading.Event()
+
+
+# ---- Streamlit's own words on the uploader, in the session's language ----
+
+_SHOWN_AS = {"jpeg": "jpg", "tiff": "tif"}  # one name per format, as the uploader lists them
+
+
+def _css_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def dropzone_css() -> str:
+    """A style sheet that shows the uploader's own words in the session's language ('' in English).
+
+    ``st.file_uploader`` draws "Upload" and "10MB per file • PNG, ..." itself and has no setting
+    for them (streamlit/streamlit#13500), so a Chinese page would keep two English phrases: here
+    the originals are drawn at size 0 and the translations put after them (CSS ``::after``); the
+    limit line may wrap (Chinese is wider, and Streamlit would cut it off with an ellipsis).
+    """
+    if lang() == "en":
+        return ""
+    types = []
+    for t in UPLOAD_TYPES:
+        shown = _SHOWN_AS.get(t, t).upper()
+        if shown not in types:
+            types.append(shown)
+    button = _css_string(tr("dropzone_button"))
+    limit = _css_string(tr("dropzone_limit", mb=UPLOAD_MAX_MB, types="、".join(types)))
+    zone = '[data-testid="stFileUploaderDropzone"]'
+    return (
+        "<style>\n"
+        f'{zone} [data-testid="stBaseButton-secondary"] p {{ font-size: 0; }}\n'
+        f'{zone} [data-testid="stBaseButton-secondary"] p::after {{ content: {button}; font-size: 0.875rem; }}\n'
+        f'{zone} [data-testid="stFileUploaderDropzoneInstructions"] span {{ font-size: 0; white-space: normal; }}\n'
+        f'{zone} [data-testid="stFileUploaderDropzoneInstructions"] span::after '
+        f"{{ content: {limit}; font-size: 0.875rem; }}\n"
+        "</style>"
+    )
 
 
 def check_served_limits() -> bool:

@@ -587,3 +587,16 @@ def test_cost_chart_plots_the_weighted_terms_of_each_step():
     assert got == [(1, 6.0), (1, 5.0), (1, 11.0), (2, 4.0), (3, 2.0), (3, 2.0)]
     assert spec["encoding"]["y"]["scale"]["type"] == "log"
     assert spec["encoding"]["color"]["scale"]["domain"] == spec["encoding"]["color"]["sort"]
+
+
+def test_the_uploaders_own_words_are_chinese_in_chinese_mode():
+    """Streamlit's "Upload" / "... per file" are replaced on screen by a style sheet in 中文 mode only."""
+    def sheets(at):
+        return [h.proto.body for h in at.get("html") if "stFileUploaderDropzone" in h.proto.body]
+
+    zh = open_page(6, "zh")
+    assert zh.get("file_uploader")
+    (css,) = sheets(zh)
+    assert 'content: "上传"' in css and "每个文件最大 10 MB • PNG、JPG、WEBP、BMP、GIF、TIF" in css
+    assert css.count("font-size: 0;") == 2  # the English originals are hidden, not left beside
+    assert sheets(open_page(6, "en")) == []

@@ -185,7 +185,8 @@ def expect_text(page, text: str, timeout_ms: int = WAIT_MS) -> None:
 _CUT_LABELS_JS = """() => {
   const wrapped = p => {  // a label taller than one line has been broken
     if (!p || !p.getClientRects().length) return false;
-    const cs = getComputedStyle(p);
+    let cs = getComputedStyle(p);
+    if (parseFloat(cs.fontSize) === 0) cs = getComputedStyle(p, '::after');  // text drawn by CSS (the uploader's, in Chinese)
     const line = parseFloat(cs.lineHeight) || 1.2 * parseFloat(cs.fontSize);
     return p.getBoundingClientRect().height > 1.6 * line;
   };
@@ -201,6 +202,28 @@ def labels_fit(page) -> None:
     """No button on the page has its label cut off or broken over two lines."""
     cut = page.evaluate(_CUT_LABELS_JS)
     assert cut == [], f"button labels cut off or wrapped: {cut}"
+
+
+_DROPZONE_WORDS_JS = """
+() => [...document.querySelectorAll('[data-testid="stFileUploaderDropzone"]')].map(zone => {
+  // what a reader sees: an element drawn at size 0 shows only its ::after text
+  const shown = el => {
+    const style = getComputedStyle(el);
+    const after = getComputedStyle(el, '::after').content;
+    const extra = after && after !== 'none' && after !== 'normal' ? JSON.parse(after) : '';
+    return (parseFloat(style.fontSize) === 0 ? '' : el.textContent) + extra;
+  };
+  const button = zone.querySelector('[data-testid="stBaseButton-secondary"] p');
+  const limit = zone.querySelector('[data-testid="stFileUploaderDropzoneInstructions"] span');
+  const cut = [button, limit].some(el => el && el.scrollWidth > el.clientWidth + 1);  // ellipsis: text lost
+  return [button ? shown(button) : null, limit ? shown(limit) : null, cut];
+})
+"""
+
+
+def dropzone_words(page) -> list[list[str]]:
+    """[button text, limit text, cut off?] of every uploader on the page, as drawn."""
+    return page.evaluate(_DROPZONE_WORDS_JS)
 
 
 # ---- what to do on each page ----
@@ -283,6 +306,9 @@ def test_every_page_in_chromium(app_url, browser, tmp_path):
         settle(page)
         no_exception(page)
         labels_fit(page)
+        words = dropzone_words(page)  # Streamlit's own uploader words, as drawn: Chinese too
+        assert words and all(w == ["上传", words[0][1], False] for w in words), words
+        assert words[0][1].startswith("每个文件最大") and "per file" not in words[0][1], words
         if REAL:  # one Chinese page for the README, with Chinese figures
             page.goto(f"{app_url}/style-cost?lang=zh")  # a new session: the address sets the language
             page.locator("h1").filter(has_text="风格代价").first.wait_for(timeout=WAIT_MS)

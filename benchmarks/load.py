@@ -187,16 +187,26 @@ class Student:
         self.loads: list[str] = []  # every full page load (a click should never cause one)
 
 
-async def settle(page, timeout_s: float) -> bool:
-    """Until Streamlit's 'running' indicator has been gone twice in a row (bounded)."""
-    deadline, quiet = time.monotonic() + timeout_s, 0
-    while quiet < 2:
-        busy = await page.locator('[data-testid="stStatusWidget"]').count() > 0
-        quiet = 0 if busy else quiet + 1
+async def poll(check, timeout_s: float) -> bool:
+    """Call ``await check()`` every 0.25 s until it is true (True) or ``timeout_s`` has passed (False)."""
+    deadline = time.monotonic() + timeout_s
+    while not await check():
         if time.monotonic() > deadline:
             return False
-        await page.wait_for_timeout(250)
+        await asyncio.sleep(0.25)
     return True
+
+
+async def settle(page, timeout_s: float) -> bool:
+    """Until Streamlit's 'running' indicator has been gone twice in a row (bounded)."""
+    quiet = [0]
+
+    async def gone_twice() -> bool:
+        busy = await page.locator('[data-testid="stStatusWidget"]').count() > 0
+        quiet[0] = 0 if busy else quiet[0] + 1
+        return quiet[0] >= 2
+
+    return await poll(gone_twice, timeout_s)
 
 
 async def rerun_settled(page, timeout_s: float) -> None:
@@ -210,12 +220,10 @@ async def rerun_settled(page, timeout_s: float) -> None:
 
 async def wait_count(locator, n: int, timeout_s: float) -> bool:
     """Until ``locator`` matches exactly ``n`` elements (bounded); False on timeout."""
-    deadline = time.monotonic() + timeout_s
-    while await locator.count() != n:
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.25)
-    return True
+    async def matches() -> bool:
+        return await locator.count() == n
+
+    return await poll(matches, timeout_s)
 
 
 async def wait_visible(locator, timeout_s: float) -> bool:

@@ -6,8 +6,8 @@ honours, and the backbone and device in the sidebar.  Everything works offline o
 
 import streamlit as st
 
-from lessons import guide, resources, uploads
-from lessons.i18n import LANG_KEY, LANGS, lang, switch_lang, tr
+from teachkit.lessons import guide, resources, uploads
+from teachkit.lessons.i18n import LANG_KEY, LANGS, lang, switch_lang, tr
 
 st.set_page_config(page_title="teachkit", page_icon=":material/palette:", layout="wide",
                    initial_sidebar_state="expanded")

@@ -111,8 +111,8 @@ def main() -> None:
     import streamlit as st
     import torch
 
-    from lessons import jobs, resources, settings
-    from lessons._strings import UI
+    from teachkit.lessons import jobs, resources, settings
+    from teachkit.lessons._strings import UI
 
     if args.cold_page:  # child process: load the backbone, then time the page's first visit
         resources.load_net()
@@ -203,7 +203,7 @@ def main() -> None:
     sessions = []
     for content in ("chelsea", "astronaut", "rocket"):
         at, _ = session(6)
-        at.selectbox(key="p6_content_sample__en").set_value(content)  # lessons.i18n.choice: key + "__" + lang
+        at.selectbox(key="p6_content_sample__en").set_value(content)  # teachkit.lessons.i18n.choice: key + "__" + lang
         at.slider(key="p6_size").set_value(128)
         at.slider(key="p6_steps").set_value(30)
         at.run()

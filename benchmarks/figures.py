@@ -42,7 +42,7 @@ def two_drawings(fig, dpi: int = 144) -> bytes:
 
 def makers():
     """(name, a function that builds the figure afresh) for lesson 1's and lesson 5's default figures."""
-    from lessons import resources as res
+    from teachkit.lessons import resources as res
     from teachkit import gram, viz
     from teachkit.features import DEFAULT_STYLE_LAYERS
     from teachkit.patches import get_atlas

@@ -50,9 +50,9 @@ def visit(page: int, lang: str) -> tuple[float, float]:
         raise SystemExit(f"lesson {page} ({lang}) failed: {problems}")
     full = drawn
     if page == 5:
-        from lessons import jobs
-        from lessons.resources import load_net
-        from lessons.settings import atlas_default_dataset
+        from teachkit.lessons import jobs
+        from teachkit.lessons.resources import load_net
+        from teachkit.lessons.settings import atlas_default_dataset
         from teachkit.features import DEFAULT_STYLE_LAYERS
 
         builder = jobs.atlas_builder(atlas_default_dataset(), load_net(), DEFAULT_STYLE_LAYERS)
@@ -66,12 +66,12 @@ def main() -> None:
     page, lang = int(sys.argv[1]), sys.argv[2]
     students = int(sys.argv[sys.argv.index("--students") + 1]) if "--students" in sys.argv else 1
     t0 = time.perf_counter()
-    from lessons.resources import load_net
+    from teachkit.lessons.resources import load_net
 
     load_net()  # the server has loaded the backbone before anybody visits
     t_load = time.perf_counter() - t0
     if "--after-warm-up" in sys.argv:  # a server started before class: its warm-up has finished
-        from lessons import resources
+        from teachkit.lessons import resources
 
         thread = resources.start_warm_up()
         if thread is not None:

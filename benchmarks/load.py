@@ -262,7 +262,7 @@ async def open_lesson(st: Student, page, n: int, slug: str, timeout_s: float) ->
 
 async def run_transfer(st: Student, page, timeout_s: float) -> None:
     if st.content:
-        from lessons._strings import UI
+        from teachkit.lessons._strings import UI
 
         label = UI.get(f"sample_{st.content}", {}).get(st.lang, st.content)
         await page.locator('[class*="st-key-p6_content_sample"]').first.click()
@@ -374,7 +374,7 @@ async def student_run(st: Student, browser, url: str, data_root: Path, tmp: Path
             await page.locator('[data-testid="stSidebarNav"] a[href$="/run"]').first.click()
             await page.locator('[data-testid="stMain"] h1').filter(has_text="6. ").first.wait_for(timeout=120_000)
             await settle(page, 120)
-            from lessons.jobs import LIMITS  # wait at least the job's time limit (and a queue's worth)
+            from teachkit.lessons.jobs import LIMITS  # wait at least the job's time limit (and a queue's worth)
 
             await run_transfer(st, page, max(LIMITS.seconds + 90, deadline - time.monotonic() - 120))
         for n, slug in LESSONS:
@@ -573,7 +573,7 @@ def job_peak(args) -> None:
     code = r"""
 import resource, sys, time, torch
 sys.path.insert(0, %r)
-from lessons.jobs import LIMITS
+from teachkit.lessons.jobs import LIMITS
 from teachkit.features import load_backbone
 from teachkit.samples import sample_content, sample_style, list_samples
 from teachkit.transfer import TransferConfig, transfer

@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from lessons import guide, jobs
-from lessons import resources as res
-from lessons import settings as cfg
-from lessons.i18n import choice, lang, md, page_title, tr
+from teachkit.lessons import guide, jobs
+from teachkit.lessons import resources as res
+from teachkit.lessons import settings as cfg
+from teachkit.lessons.i18n import choice, lang, md, page_title, tr
 from teachkit.prepare import GALLERY
 from teachkit.transfer import TransferConfig
 

@@ -4,10 +4,10 @@ import time
 
 import streamlit as st
 
-from lessons import charts, demos, guide, jobs
-from lessons import resources as res
-from lessons import settings as cfg
-from lessons.i18n import md, page_title, tr
+from teachkit.lessons import charts, demos, guide, jobs
+from teachkit.lessons import resources as res
+from teachkit.lessons import settings as cfg
+from teachkit.lessons.i18n import md, page_title, tr
 
 P = "3_cost"
 SIZE = cfg.demo_size(128)

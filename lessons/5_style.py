@@ -3,10 +3,10 @@ textures, shuffled tiles."""
 
 import streamlit as st
 
-from lessons import charts, demos, guide, jobs
-from lessons import resources as res
-from lessons import settings as cfg
-from lessons.i18n import choice, lang, md, page_title, tr
+from teachkit.lessons import charts, demos, guide, jobs
+from teachkit.lessons import resources as res
+from teachkit.lessons import settings as cfg
+from teachkit.lessons.i18n import choice, lang, md, page_title, tr
 from teachkit.features import DEFAULT_STYLE_LAYERS
 from teachkit.samples import DEFAULT_STYLE
 

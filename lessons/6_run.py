@@ -1,6 +1,6 @@
 """Lesson 6 -- run a full transfer: uploads, every option, live progress, cancel, downloads.
 
-The transfer runs in a background thread (``lessons.jobs.TransferJob``) with a ``threading.Event`` kept in
+The transfer runs in a background thread (``teachkit.lessons.jobs.TransferJob``) with a ``threading.Event`` kept in
 ``st.session_state``; a fragment reruns every second while it runs, to show the progress and
 the latest image, and holds the Cancel button.  Cancel sets the event; teachkit stops after the
 current step and returns the latest image, which can be downloaded like a finished one.  The
@@ -9,9 +9,9 @@ options start at the engine's classroom preset (``TransferConfig.preset("quick")
 
 import streamlit as st
 
-from lessons import charts, guide, jobs, resources, uploads
-from lessons import settings as cfg
-from lessons.i18n import choice, error_text, lang, md, page_title, progress_message, tr
+from teachkit.lessons import charts, guide, jobs, resources, uploads
+from teachkit.lessons import settings as cfg
+from teachkit.lessons.i18n import choice, error_text, lang, md, page_title, progress_message, tr
 from teachkit.costs import NORMALIZATIONS
 from teachkit.features import DEFAULT_STYLE_LAYERS
 from teachkit.prepare import GALLERY

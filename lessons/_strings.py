@@ -1,7 +1,7 @@
 """Short interface strings (titles, labels, buttons, messages) in English and Chinese.
 
 Longer lesson text lives in ``lessons/text/<lang>/<page>.md``.  Every key has both languages;
-``tests/test_app.py`` checks that.  ``{name}`` fields are filled by ``lessons.i18n.tr(key, name=...)``.
+``tests/test_app.py`` checks that.  ``{name}`` fields are filled by ``teachkit.lessons.i18n.tr(key, name=...)``.
 """
 
 UI: dict[str, dict[str, str]] = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from lessons.i18n import tr
+from teachkit.lessons.i18n import tr
 
 
 def transfer_defaults(normalization: str = "lecture") -> dict:

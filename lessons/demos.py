@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lessons.jobs import LiveView, slot_on_page
-from lessons.resources import backbone, noise_image, picture
+from teachkit.lessons.jobs import LiveView, slot_on_page
+from teachkit.lessons.resources import backbone, noise_image, picture
 
 
 #: lesson 3's optimiser, named on the page: Adam on the plain pixels (one scale, no pyramid), with

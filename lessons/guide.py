@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lessons.i18n import has_text, text, tr
+from teachkit.lessons.i18n import has_text, text, tr
 
 #: width (CSS px) of the page's main column in a 1280-px-wide browser with the sidebar open
 #: (Streamlit's wide layout: 791 px measured with Chromium); figures are sized for a little less,

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from lessons._strings import UI
+from teachkit.lessons._strings import UI
 
 LANGS = {"en": "English", "zh": "中文"}
 TEXT_DIR = Path(__file__).parent / "text"

@@ -36,9 +36,9 @@ import streamlit as st
 
 from teachkit.datasets import FolderRefused  # noqa: F401 - the pages catch it as jobs.FolderRefused
 
-from lessons._strings import UI
-from lessons.i18n import progress_message, tr, value_label
-from lessons.settings import BACKBONE, atlas_default_dataset, atlas_image_size, env_int
+from teachkit.lessons._strings import UI
+from teachkit.lessons.i18n import progress_message, tr, value_label
+from teachkit.lessons.settings import BACKBONE, atlas_default_dataset, atlas_image_size, env_int
 
 _log = logging.getLogger(__name__)
 

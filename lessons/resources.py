@@ -20,8 +20,8 @@ import time
 
 import streamlit as st
 
-from lessons.i18n import error_text, tr
-from lessons.settings import BACKBONE, DEVICE, demo_size, warm_up_wanted
+from teachkit.lessons.i18n import error_text, tr
+from teachkit.lessons.settings import BACKBONE, DEVICE, demo_size, warm_up_wanted
 
 # ---- figures made once per process, and only once at a time ---------------------------------------
 #
@@ -186,7 +186,7 @@ def backbone():
 
 def backbone_description(net) -> str:
     """The sidebar's line about the network, in the session's language."""
-    from lessons.i18n import lang
+    from teachkit.lessons.i18n import lang
 
     if lang() == "en":
         return net.description
@@ -361,13 +361,13 @@ OVERVIEW_FIG_IN = 11.0
 
 
 def _fs(width_in: float, display_px: float, px: int) -> float:
-    from lessons.guide import fontsize_for
+    from teachkit.lessons.guide import fontsize_for
 
     return fontsize_for(width_in, display_px, px)
 
 
 def _col(spec, i: int) -> float:
-    from lessons.guide import column_px
+    from teachkit.lessons.guide import column_px
 
     return column_px(spec, i)
 
@@ -393,7 +393,7 @@ def where_png(atlas, layer: str, unit: int, rank: int, lang: str = "en", px: int
 @shared(16)
 def overview_png(atlas, lang: str = "en", px: int = 14) -> bytes:
     """Lesson 1: nine units per layer (3 x 3, as on the course's slide), two layers per row."""
-    from lessons.guide import PAGE_PX
+    from teachkit.lessons.guide import PAGE_PX
     from teachkit.viz import layer_overview_figure
 
     return fig_png(layer_overview_figure(atlas, None, n_units=9, how="most_active", lang=lang, columns=2,
@@ -488,7 +488,7 @@ def _give_way(limit_s: float = 30.0) -> None:
 
 def l5_default_weights() -> dict[str, float]:
     """Lesson 5's lambda[l] sliders as they start: teachkit's tuned weights."""
-    from lessons.charts import transfer_defaults, weight_options
+    from teachkit.lessons.charts import transfer_defaults, weight_options
 
     from teachkit.features import DEFAULT_STYLE_LAYERS
 
@@ -503,9 +503,9 @@ def warm_figures(langs: tuple[str, ...] = ("en", "zh")) -> bool:
     figure the thread gives way to pages that are making one.  A page asking for the figure
     being made here waits for it instead of making it a second time (:func:`shared`).
     """
-    from lessons import jobs
-    from lessons.guide import PROJECTOR_PX
-    from lessons.settings import atlas_default_dataset
+    from teachkit.lessons import jobs
+    from teachkit.lessons.guide import PROJECTOR_PX
+    from teachkit.lessons.settings import atlas_default_dataset
     from teachkit.features import DEFAULT_STYLE_LAYERS
     from teachkit.samples import DEFAULT_STYLE
 
@@ -553,8 +553,8 @@ def warm_figures(langs: tuple[str, ...] = ("en", "zh")) -> bool:
 
 def prepare_missing() -> None:
     """Whatever ``teachkit prepare`` has not made yet, one kind at a time, each in a compute slot."""
-    from lessons import jobs
-    from lessons.settings import fast_mode
+    from teachkit.lessons import jobs
+    from teachkit.lessons.settings import fast_mode
     from teachkit import prepare
 
     log = logging.getLogger(__name__)
@@ -588,7 +588,7 @@ def start_warm_up() -> threading.Thread | None:
 
 def sample_label(name: str) -> str:
     """A sample's name in the session's language (uploads keep their file name)."""
-    from lessons._strings import UI
+    from teachkit.lessons._strings import UI
 
     key = f"sample_{name}"
     return tr(key) if key in UI else name
@@ -600,9 +600,9 @@ def picker(kind: str, key: str, default: str | None = None, *, tucked: bool = Tr
     A valid upload wins over the sample (and is kept under a hash of its pixels); a broken one
     shows an error and the sample is used.  ``tucked`` puts the uploader in a closed expander.
     """
-    from lessons import uploads
+    from teachkit.lessons import uploads
 
-    from lessons.i18n import choice
+    from teachkit.lessons.i18n import choice
 
     names = samples()[kind]
     name = choice(st.selectbox, tr(f"pick_{kind}"), names, f"{key}_sample", default=default, labels=sample_label)

@@ -25,9 +25,9 @@ import threading
 
 import streamlit as st
 
-from lessons.i18n import error_text, lang, tr
-from lessons.jobs import LIMITS
-from lessons.settings import env_int
+from teachkit.lessons.i18n import error_text, lang, tr
+from teachkit.lessons.jobs import LIMITS
+from teachkit.lessons.settings import env_int
 
 _log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ def image_picker(what: str, key: str, *, kind: str, default: str, upload: bool =
 
     A valid upload wins over the sample; a broken one shows an error and the sample is used.
     """
-    from lessons.resources import sample, samples
+    from teachkit.lessons.resources import sample, samples
 
     names = samples()[kind]
     index = names.index(default) if default in names else 0

@@ -55,7 +55,7 @@ def classroom_env(tmp_path_factory):
 
 def prepare_defaults() -> None:
     """What `teachkit prepare --fast` makes for the default pages (one gallery pair, lesson 4, lesson 5)."""
-    from lessons.resources import load_net
+    from teachkit.lessons.resources import load_net
     from teachkit import prepare
     from teachkit.samples import DEFAULT_CONTENT, DEFAULT_STYLE
 
@@ -101,7 +101,7 @@ def wait_job(at: AppTest, key: str = "p6_job", limit: float = 90.0):
 
 
 def test_every_string_has_both_languages():
-    from lessons._strings import UI
+    from teachkit.lessons._strings import UI
 
     for key, entry in UI.items():
         assert set(entry) == set(LANGS), key
@@ -111,7 +111,7 @@ def test_every_string_has_both_languages():
 
 
 def test_every_lesson_text_has_both_languages():
-    from lessons import i18n
+    from teachkit.lessons import i18n
 
     en = sorted(p.name for p in (i18n.TEXT_DIR / "en").glob("*.md"))
     zh = sorted(p.name for p in (i18n.TEXT_DIR / "zh").glob("*.md"))
@@ -150,7 +150,7 @@ def test_page_renders(n, lang):
 
 
 def ui_strings(lang: str) -> dict[str, str]:
-    from lessons._strings import UI
+    from teachkit.lessons._strings import UI
 
     return {key: entry[lang] for key, entry in UI.items()}
 
@@ -295,7 +295,7 @@ def test_lesson3_step_run_pause_reset(lang):
     assert_clean(at)
     assert demo.steps == 3
     # new weights: gradient descent goes on from the current image
-    from lessons.charts import transfer_defaults, weight_options
+    from teachkit.lessons.charts import transfer_defaults, weight_options
 
     smaller = weight_options(transfer_defaults()["beta"])[3]  # a tenth of the default
     at.select_slider(key="p3_beta").set_value(smaller).run()
@@ -320,7 +320,7 @@ def test_lesson4_reconstruction(lang):
 def test_lesson5_lambdas_and_textures(lang):
     at = open_page(5, lang)
     before = [e.value for e in at.latex if "lambda" in e.value][-1]
-    from lessons.charts import transfer_defaults, weight_options
+    from teachkit.lessons.charts import transfer_defaults, weight_options
 
     options = weight_options(transfer_defaults()["layer_weights"][0], decades=2)
     at.select_slider(key="p5_lambda_relu1_1").set_value(options[4]).run()  # ten times the default
@@ -405,7 +405,7 @@ def test_bad_upload_shows_error_and_page_keeps_working(name, data, words):
 
 
 def test_too_many_bytes_is_refused():
-    from lessons import uploads
+    from teachkit.lessons import uploads
 
     at = open_page(6)
     big = b"\x89PNG" + b"\0" * (uploads.UPLOAD_MAX_MB * 1024 * 1024 + 10)
@@ -454,7 +454,7 @@ def test_three_sessions_each_get_their_own_result():
 def test_projector_switch_makes_figure_text_larger(monkeypatch):
     """The sidebar switch: the page text grows (CSS) and lesson 1's figures are redrawn with text
     that appears 20 px high instead of 14 in a 1280-px browser."""
-    from lessons import guide, resources
+    from teachkit.lessons import guide, resources
     from teachkit import viz
 
     made = []
@@ -481,7 +481,7 @@ def test_projector_switch_makes_figure_text_larger(monkeypatch):
 def test_shared_figure_is_made_once_for_many_simultaneous_callers():
     import threading
 
-    from lessons.resources import shared
+    from teachkit.lessons.resources import shared
 
     calls = []
     gate = threading.Event()
@@ -508,7 +508,7 @@ def test_shared_figure_is_made_once_for_many_simultaneous_callers():
 
 
 def test_shared_figure_failure_lets_the_next_caller_try_again():
-    from lessons.resources import shared
+    from teachkit.lessons.resources import shared
 
     attempts = []
 
@@ -555,7 +555,7 @@ def test_bad_upload_error_is_chinese_in_chinese_mode(name, data):
 
 
 def test_config_and_number_errors_are_chinese():
-    from lessons.i18n import zh_error
+    from teachkit.lessons.i18n import zh_error
     from teachkit.transfer import TransferConfig
 
     bad = [dict(style_layers=()), dict(layer_weights=(1.0, 2.0)), dict(style_weights=(1.0, 2.0, 3.0)),
@@ -576,7 +576,7 @@ def test_cost_chart_plots_the_weighted_terms_of_each_step():
     """The curves are alpha*J_content, beta*J_style and J, per step, dropping what a log axis cannot show."""
     import json
 
-    from lessons.charts import cost_chart
+    from teachkit.lessons.charts import cost_chart
 
     records = [{"step": 1, "alpha": 2.0, "beta": 10.0, "content": 3.0, "style": 0.5, "total": 11.0},
                {"step": 2, "alpha": 2.0, "beta": 10.0, "content": 0.0, "style": float("nan"), "total": 4.0},

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the lessons package sits next to app.py
     sys.path.insert(0, str(ROOT))
 
-from lessons import jobs, uploads  # noqa: E402
+from teachkit.lessons import jobs, uploads  # noqa: E402
 from teachkit.transfer import TransferConfig  # noqa: E402
 
 APP = str(ROOT / "app.py")
@@ -345,7 +345,7 @@ def test_a_large_upload_is_kept_no_larger_than_ever_used():
 def _upload_script():
     import streamlit as st
 
-    from lessons import uploads
+    from teachkit.lessons import uploads
 
     img = uploads.read_upload(st.file_uploader("photo", key="u"), "photo")
     st.write("none" if img is None else f"{img.size[0]}x{img.size[1]}")
@@ -381,7 +381,7 @@ def test_an_upload_is_decoded_once_per_session(monkeypatch):
 def _styles_script():
     import streamlit as st
 
-    from lessons import uploads
+    from teachkit.lessons import uploads
 
     styles = uploads.style_uploader("styles", "style", "s")
     st.write(f"{len(styles)} styles")
@@ -403,7 +403,7 @@ def test_style_uploads_are_capped():
 def _limits_script():
     import streamlit as st
 
-    from lessons import uploads
+    from teachkit.lessons import uploads
 
     st.write("allowed" if uploads.check_served_limits() else "refused")
     uploads.uploader("photo", "u")
@@ -431,7 +431,7 @@ def test_a_server_limit_above_the_apps_switches_uploads_off():
 def _light_reruns_script():
     import streamlit as st
 
-    from lessons import resources
+    from teachkit.lessons import resources
 
     resources.light_reruns()
     st.write("ran")

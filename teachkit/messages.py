@@ -1,0 +1,165 @@
+"""Messages as data: every error and progress line teachkit emits is an id plus parameters.
+
+The words live in gettext catalogues, one per language, read with Babel:
+
+    teachkit/locale/en/LC_MESSAGES/<domain>.po
+    teachkit/locale/zh/LC_MESSAGES/<domain>.po
+
+one gettext domain per area of the library (``teachkit.po`` for the core, ``exercises.po``, ...), so
+that each area's words sit beside each other; an id is defined in exactly one domain.
+Each entry's ``msgid`` is a stable, dotted id (``image.not_found``, ``config.size``,
+``progress.scale``) and its ``msgstr`` the text in that language, with ``str.format`` fields for the
+parameters (``{source}``, ``{mb:.1f}``).  Ids rather than English sentences as msgids ("symbolic
+msgids") keep a reworded English text from orphaning its translation.  Nothing anywhere turns an
+English sentence back into an id: code raises or reports the id and its parameters, and whoever
+shows it (the CLI, the app, a notebook) renders it in its own language.
+
+* ``text(msg_id, lang=None, **params)`` -- the text of one message;
+* ``Message(msg_id, params)`` -- a message kept as data (progress reports carry one);
+* ``TeachkitError`` -- the base of the errors a user can fix; ``err.text(lang)`` renders it, and
+  ``str(err)`` is its English text (logs, tracebacks, ``pytest.raises(match=...)``);
+* ``language()`` / ``set_language()`` -- the process's language: ``--lang`` of the CLI, else the
+  locale (``LC_ALL``, ``LC_MESSAGES``, ``LANG``, ``LANGUAGE``): ``zh*`` -> Chinese, anything else English.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["LANGS", "Message", "TeachkitError", "text", "language", "set_language", "catalogue", "message_ids",
+           "normalize_lang", "catalogue_files", "domain_catalogue"]
+
+#: the languages teachkit speaks: code -> its own name
+LANGS = {"en": "English", "zh": "中文"}
+LOCALE_DIR = Path(__file__).parent / "locale"
+DOMAIN = "teachkit"
+
+_chosen: str | None = None
+
+
+def normalize_lang(value: str | None) -> str | None:
+    """'zh_CN.UTF-8', 'zh-Hans', 'ZH' -> 'zh'; 'en_GB' -> 'en'; anything unknown or empty -> None."""
+    if not value:
+        return None
+    head = value.strip().lower().replace("-", "_").split(".")[0].split("_")[0]
+    return head if head in LANGS else None
+
+
+def set_language(lang: str | None) -> None:
+    """Fix the process's language ('en' or 'zh'); None goes back to following the locale."""
+    global _chosen
+    _chosen = normalize_lang(lang) if lang else None
+
+
+def language() -> str:
+    """The language of this process: set_language()'s, else the locale's, else English."""
+    if _chosen:
+        return _chosen
+    for var in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(var)
+        if value:  # the first one set decides (POSIX order); 'C' or 'POSIX' means English
+            return normalize_lang(value) or "en"
+    for value in os.environ.get("LANGUAGE", "").split(":"):
+        if normalize_lang(value):
+            return normalize_lang(value)
+    return "en"
+
+
+def catalogue_files(lang: str) -> list[Path]:
+    """The .po files (one per domain) of one language."""
+    return sorted((LOCALE_DIR / lang / "LC_MESSAGES").glob("*.po"))
+
+
+@functools.lru_cache(maxsize=None)
+def domain_catalogue(path: Path) -> dict[str, str]:
+    """One .po file, read with Babel: id -> text (entries without a text are left out)."""
+    from babel.messages.pofile import read_po
+
+    with open(path, "rb") as f:
+        cat = read_po(f, domain=path.stem)
+    return {m.id: m.string for m in cat if m.id and isinstance(m.id, str) and m.string}
+
+
+@functools.lru_cache(maxsize=None)
+def catalogue(lang: str) -> dict[str, str]:
+    """All messages of one language, every domain together: id -> text."""
+    merged: dict[str, str] = {}
+    for path in catalogue_files(lang):
+        merged.update(domain_catalogue(path))
+    return merged
+
+
+def message_ids() -> set[str]:
+    """Every id that the English catalogue (the reference) defines."""
+    return set(catalogue("en"))
+
+
+def fields(template: str) -> set[str]:
+    """The parameter names a catalogue text uses (``{mb:.1f}`` -> 'mb')."""
+    return {name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+class _Lenient(dict):
+    def __missing__(self, key):  # a parameter the caller forgot shows as {key}, never a KeyError
+        return "{" + key + "}"
+
+
+def text(msg_id: str, lang: str | None = None, /, **params: Any) -> str:
+    """The text of message ``msg_id`` in ``lang`` (default: :func:`language`), filled with ``params``.
+
+    A message missing from the chosen language falls back to English; an id missing from both is a
+    programming error and raises KeyError (the catalogue test catches it first).
+    """
+    lang = normalize_lang(lang) or language()
+    template = catalogue(lang).get(msg_id) or catalogue("en")[msg_id]
+    values = {k: _localise(v, lang) for k, v in params.items()}
+    try:
+        return string.Formatter().vformat(template, (), _Lenient(values))
+    except (ValueError, TypeError):  # e.g. {mb:.1f} given a string: show it plainly
+        return string.Formatter().vformat(
+            template.replace(":.1f}", "}").replace(":.2f}", "}").replace(":,}", "}"), (), _Lenient(values))
+
+
+def _localise(value: Any, lang: str) -> Any:
+    """A parameter that is itself a message (or an error carrying one) is rendered in the same language."""
+    if isinstance(value, Message):
+        return value.text(lang)
+    if isinstance(value, TeachkitError):
+        return value.text(lang)
+    return value
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message kept as data: its id and its parameters; rendered when shown."""
+
+    id: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def text(self, lang: str | None = None) -> str:
+        return text(self.id, lang, **dict(self.params))
+
+    def __str__(self) -> str:
+        return self.text("en")
+
+
+class TeachkitError(Exception):
+    """An error a user can fix: a message id with parameters.
+
+    ``str(err)`` is the English text; ``err.text('zh')`` the Chinese one.  Subclasses also derive
+    from the built-in type that callers already catch (``ImageError`` is a ``ValueError``).
+    """
+
+    def __init__(self, msg_id: str, /, **params: Any):
+        self.msg_id = msg_id
+        self.params = params
+        self.message = Message(msg_id, params)
+        super().__init__(self.message.text("en"))
+
+    def text(self, lang: str | None = None) -> str:
+        return self.message.text(lang)

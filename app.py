@@ -7,6 +7,7 @@ honours, and the backbone and device in the sidebar.  Everything works offline o
 import streamlit as st
 
 from teachkit.lessons import guide, resources, uploads
+from teachkit.lessons.pages import PAGES
 from teachkit.lessons.i18n import LANG_KEY, LANGS, lang, switch_lang, tr
 
 st.set_page_config(page_title="teachkit", page_icon=":material/palette:", layout="wide",
@@ -31,17 +32,10 @@ with st.sidebar:
 if st.query_params.get("lang") != lang():
     st.query_params["lang"] = lang()
 
-PAGES = [
-    ("lessons/1_layers.py", "layers", ":material/visibility:"),
-    ("lessons/2_style_transfer.py", "style-transfer", ":material/palette:"),
-    ("lessons/3_cost.py", "cost", ":material/show_chart:"),
-    ("lessons/4_content.py", "content-cost", ":material/image_search:"),
-    ("lessons/5_style.py", "style-cost", ":material/grid_on:"),
-    ("lessons/6_run.py", "run", ":material/rocket_launch:"),
-]
 pages = [
-    st.Page(path, title=f"{n}. {tr(f'title_{n}')}", icon=icon, url_path=slug, default=(n == 1))
-    for n, (path, slug, icon) in enumerate(PAGES, start=1)
+    st.Page(p.path, title=f"{p.number}. {tr(f'title_{p.number}')}", icon=p.icon, url_path=p.slug,
+            default=(p.number == 1))
+    for p in PAGES
 ]
 nav = st.navigation(pages)
 

@@ -11,6 +11,8 @@ UPLOAD_MB ?= $(if $(TEACHKIT_UPLOAD_MAX_MB),$(TEACHKIT_UPLOAD_MAX_MB),10)
 # Lesson 1's dataset-folder box is off unless a data root is named: `make run DATA_ROOT=~/Pictures`
 # lets visitors pick folders inside that root only.
 DATA_ROOT ?=
+# The live demos' time limit in seconds (lessons 2-5); empty: the app's default (TEACHKIT_DEMO_SECONDS, else 25).
+DEMO_SECONDS ?=
 
 .PHONY: run test transfer setup bench bench-load clean
 
@@ -22,12 +24,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The main job: the teaching app on the bundled images (no arguments, no downloads), served to the
-# classroom on every interface.  Visitors get short errors, never tracebacks with server paths.
+# classroom on every interface by `teachkit app`, which holds the served settings (teachkit/serve.py:
+# upload limit, no error details for visitors, no file watcher).  `make run DEMO_SECONDS=40` changes
+# the live demos' time limit.
 run: $(STAMP)
-	TEACHKIT_UPLOAD_MAX_MB=$(UPLOAD_MB) $(if $(DATA_ROOT),TEACHKIT_DATA_ROOT="$(DATA_ROOT)") \
-	$(BIN)/streamlit run app.py --server.headless true --server.port $(PORT) \
-	  --server.maxUploadSize $(UPLOAD_MB) --client.showErrorDetails none \
-	  --server.fileWatcherType none --server.runOnSave false --browser.gatherUsageStats false
+	$(BIN)/teachkit app --port $(PORT) --upload-mb $(UPLOAD_MB) $(if $(DATA_ROOT),--data-root "$(DATA_ROOT)") \
+	  $(if $(DEMO_SECONDS),--demo-seconds $(DEMO_SECONDS))
 
 # A full style transfer on the bundled images, written to out/transfer.png.
 transfer: $(STAMP)

@@ -32,15 +32,10 @@ os.environ.setdefault("TEACHKIT_OFFLINE", "1")
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from teachkit.lessons.pages import PAGES as REGISTRY  # noqa: E402 - the one page registry
+
 APP = str(ROOT / "app.py")
-PAGES = {
-    1: "lessons/1_layers.py",
-    2: "lessons/2_style_transfer.py",
-    3: "lessons/3_cost.py",
-    4: "lessons/4_content.py",
-    5: "lessons/5_style.py",
-    6: "lessons/6_run.py",
-}
+PAGES = {p.number: str(p.path) for p in REGISTRY}  # lesson number -> its script (AppTest.switch_page)
 
 
 def session(page: int, lang: str = "en") -> tuple[AppTest, float]:

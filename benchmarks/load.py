@@ -52,8 +52,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # tests/local_server.py: start-and-wait for the local server
 
 from local_server import free_port, wait_until_healthy  # noqa: E402
+
+from teachkit.lessons.pages import PAGES  # noqa: E402 - the one page registry
 CHROMIUM = "/usr/bin/chromium"
-LESSONS = [(1, ""), (2, "style-transfer"), (3, "cost"), (4, "content-cost"), (5, "style-cost"), (6, "run")]
+#: (lesson, its address); lesson 1 is the default page, served at the root
+LESSONS = [(p.number, "" if p.number == 1 else p.slug) for p in PAGES]
 
 
 # ---- the machine and the server ----

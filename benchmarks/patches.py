@@ -22,6 +22,14 @@ Three measurements, each a sub-command (``all`` runs the first three with quick 
               the default layers), the sizes alternating round by round; medians and ratios.
 ``padding``   how much of the kept top patches is padding, per layer, for saved atlases
               (``--atlas FILE ...``), e.g. one scanned with ``min_inside=0`` beside the default.
+``processes`` one process against ``torchrun --nproc-per-node N`` (teachkit.distributed, gloo on
+              the CPU) on the same folder of images (the first ``--images`` sample crops saved as
+              PNG files): ``teachkit patches scan`` as a user runs it, the runs alternating round
+              by round; wall time of the whole command and the scan time the atlas records (the
+              slowest rank's), medians, and a check that the atlases are equal array by array.
+              Threads: the one process gets ``--threads`` (default: every core), each of the N
+              processes ``--threads / N`` -- the same cores either way, so on one machine the
+              speed-up shows what splitting the work gains over torch's own threading.
 
 Run from the repository root, e.g.::
 
@@ -263,6 +271,66 @@ def bench_padding(args) -> list:
     return out
 
 
+def _crops_folder(folder: Path, n: int, size: int) -> Path:
+    ds = SampleDataset()
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        ds.square(i * (len(ds) // n), size).save(folder / f"crop{i:04d}.png")
+    return folder
+
+
+def bench_processes(args) -> dict:
+    import os
+    import subprocess
+
+    import numpy as np
+
+    cores = args.threads or os.cpu_count() or 1
+    per = max(1, cores // args.nproc)
+    runs: dict[str, dict[str, list[float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data = _crops_folder(tmp / "images", args.images, args.size)
+        common = ["patches", "scan", "--data", str(data), "--image-size", str(args.size),
+                  "--batch-size", str(args.batch_size), "--cache-dir", str(tmp / "cache"), "--rescan"]
+        if args.layers:
+            common += ["--layers", args.layers]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        commands = {
+            f"1 process x {cores} threads": [sys.executable, "-m", "teachkit", *common, "--threads", str(cores),
+                                             "-o", str(tmp / "one.npz")],
+            f"{args.nproc} processes x {per} threads (torchrun, gloo)": [
+                sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(args.nproc),
+                "--master-addr", "127.0.0.1", "--master-port", str(29400 + os.getpid() % 500),
+                "-m", "teachkit", *common, "--threads", str(per), "-o", str(tmp / "many.npz")],
+        }
+        for _ in range(args.rounds):
+            for name, cmd in commands.items():
+                t0 = time.perf_counter()
+                subprocess.run(cmd, check=True, env={**env, "OMP_NUM_THREADS": str(per if "torchrun" in name else cores)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                wall = time.perf_counter() - t0
+                out = tmp / ("many.npz" if "torchrun" in name else "one.npz")
+                atlas = P.Atlas.load(out)
+                r = runs.setdefault(name, {"wall": [], "scan": []})
+                r["wall"].append(wall)
+                r["scan"].append(float(atlas.meta["scan_seconds"]))
+                print(f"processes: {name}: {wall:.1f} s wall, {atlas.meta['scan_seconds']:.1f} s scan", flush=True)
+        one, many = (P.Atlas.load(tmp / f) for f in ("one.npz", "many.npz"))
+        equal = all(np.array_equal(getattr(one, f)[n], getattr(many, f)[n])
+                    for n in one.layers for f in ("values", "images", "ys", "xs"))
+    (n1, r1), (n2, r2) = runs.items()
+    med = {n: {k: statistics.median(v) for k, v in r.items()} for n, r in runs.items()}
+    print(f"processes: {args.images} images at {args.size} px, layers {args.layers or 'default'}, "
+          f"batch {args.batch_size}, {args.rounds} rounds, {os.cpu_count()} cores", flush=True)
+    for n in (n1, n2):
+        print(f"processes: {n}: median {med[n]['wall']:.1f} s wall ({args.images / med[n]['wall']:.2f} img/s), "
+              f"median {med[n]['scan']:.1f} s scan ({args.images / med[n]['scan']:.2f} img/s)", flush=True)
+    print(f"processes: speed-up {n2} over {n1}: x{med[n1]['wall'] / med[n2]['wall']:.2f} wall, "
+          f"x{med[n1]['scan'] / med[n2]['scan']:.2f} scan; atlases equal array by array: {equal}", flush=True)
+    return {"median": med, "equal": equal}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -285,6 +353,14 @@ def main(argv=None) -> int:
     sz.add_argument("--rounds", type=int, default=3)
     pd = sub.add_parser("padding")
     pd.add_argument("--atlas", nargs="+", required=True)
+    pr = sub.add_parser("processes")
+    pr.add_argument("--nproc", type=int, default=2)
+    pr.add_argument("--images", type=int, default=64)
+    pr.add_argument("--size", type=int, default=P.DEFAULT_IMAGE_SIZE)
+    pr.add_argument("--batch-size", type=int, default=P.DEFAULT_BATCH_SIZE)
+    pr.add_argument("--layers", default=None, help="comma-separated (default: the scan's default layers)")
+    pr.add_argument("--rounds", type=int, default=3)
+    pr.add_argument("--threads", type=int, default=0, help="cores to use in all (default: every core)")
     a = sub.add_parser("all")
     a.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)
@@ -299,6 +375,8 @@ def main(argv=None) -> int:
         bench_sizes(args)
     elif args.what == "padding":
         bench_padding(args)
+    elif args.what == "processes":
+        bench_processes(args)
     else:
         bench_overhead(argparse.Namespace(images=32, batch_size=8, size=224, rounds=2))
         bench_memory(argparse.Namespace(images=160, size=224, batch_size=16, layers="relu"))

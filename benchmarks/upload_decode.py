@@ -1,7 +1,8 @@
 """What an uploaded image costs to decode (teachkit.images): a script, not a test.
 
-For each PIL mode a small PNG (a flat picture: a few KB to ~100 KB on disk) whose header says
-``--megapixels`` million pixels is decoded by ``load_image(data, size=--size)`` in a fresh child
+For each PIL mode a small file (a flat picture: a few KB to ~100 KB on disk; PNG, or TIFF for the
+32-bit modes ``I`` and ``F`` that PNG cannot hold; ``I;16`` is a 16-bit grey PNG) of ``--megapixels``
+million pixels is decoded by ``load_image(data, size=--size)`` in a fresh child
 process; the figure is the child's peak resident memory (``ru_maxrss``) above what it held just
 before decoding.  Beside it, the time of ``check_upload`` (the header alone) on the same bytes.
 This is what a visitor's upload costs the server before the pixel limit refuses it, so it is the
@@ -11,6 +12,7 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/upload_decode.py
     .venv/bin/python benchmarks/upload_decode.py --megapixels 12 --modes RGB,RGBA
+    .venv/bin/python benchmarks/upload_decode.py --megapixels 12 --size 1024 --modes "LA,I;16,I,F"
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--megapixels", type=float, default=25.0, help="pixels of the test image, in millions (default 25)")
     ap.add_argument("--size", type=int, default=768, help="long side load_image scales to (default 768)")
-    ap.add_argument("--modes", default="RGB,RGBA,L,P,LA", help="PIL modes, comma-separated")
+    ap.add_argument("--modes", default="RGB,RGBA,L,P,LA,I;16,I,F", help="PIL modes, comma-separated")
     ap.add_argument("--package-root", default=str(ROOT),
                     help="folder holding the teachkit package to measure (another checkout, to compare)")
     args = ap.parse_args()
@@ -63,8 +65,9 @@ def main() -> None:
     print(f"{'mode':<5} {'file KB':>8} {'peak MB':>8} {'MB/MP':>6} {'bytes/px':>8} {'decode s':>8} {'header ms':>9}")
     for mode in args.modes.split(","):
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"{mode}.png"  # made here, so the child's memory holds only the decode
-            Image.new(mode, (side, side)).save(path)
+            ext = "tif" if mode in ("I", "F") else "png"  # PNG holds no 32-bit grey
+            path = Path(tmp) / f"{mode.replace(';', '_')}.{ext}"  # made here: the child's memory holds only the decode
+            Image.new(mode, (side, side)).save(path, **({"compression": "tiff_deflate"} if ext == "tif" else {}))
             out = subprocess.run([sys.executable, "-c", CHILD, str(path), str(args.size), args.package_root],
                                  capture_output=True, text=True, check=True).stdout.split()
         size_b, peak_mb, seconds, header_ms = int(out[0]), float(out[1]), float(out[2]), float(out[3])

@@ -27,14 +27,31 @@ except (jobs.FolderRefused, jobs.BuildersBusy) as err:
     st.error(str(err))
     spec = default_spec
     builder = jobs.atlas_builder(spec, res.backbone(), DEFAULT_STYLE_LAYERS)
-if not builder.done.wait(0.3):
+if st.session_state.get("p1_note"):  # e.g. "the folder scan was cancelled" (set by the Cancel button)
+    st.info(tr(st.session_state.pop("p1_note")))
+
+
+def wait_for(builder) -> None:
+    """Progress of a scan until it is done; its visitor may cancel a folder scan."""
+    if builder.done.wait(0.3):
+        return
     md(P, "scan_note")
     bar = st.progress(0.0, text=tr("p1_scan_wait"))
+    if builder.can_cancel(jobs.owner_key()):
+        st.button(tr("p1_scan_cancel"), key="p1_scan_cancel", on_click=jobs.cancel_folder_scan, args=(builder,))
     while not builder.done.wait(0.4):
-        if builder.total:
+        if builder.total:  # the folder as the visitor named it inside the data root, not the server's path
             bar.progress(builder.step / builder.total,
-                         text=tr("p1_scanning", name=spec, done=builder.step, total=builder.total))
+                         text=tr("p1_scanning", name=builder.label, done=builder.step, total=builder.total))
     bar.empty()
+
+
+wait_for(builder)
+if builder.cancelled:  # cancelled by the visitor who started it: back to the default dataset
+    st.info(tr("p1_scan_cancelled"))
+    spec = default_spec
+    builder = jobs.atlas_builder(spec, res.backbone(), DEFAULT_STYLE_LAYERS)
+    wait_for(builder)
 if builder.error:
     st.error(tr("p1_dataset_bad", err=error_text(builder.exception or builder.error)))
     if st.button(tr("p1_retry")):
@@ -44,42 +61,55 @@ if builder.error:
 
 atlas = builder.atlas
 m = atlas.meta
-dataset_name = tr("dataset_sample") if m["dataset_name"] == "sample" else m["dataset_name"]
-st.caption(tr("p1_atlas_info", n=m["n_images"], name=dataset_name, size=m["image_size"], k=m["k"]))
+if m.get("stopped") == "time_limit":
+    st.warning(tr("p1_scan_time_limit", secs=jobs.SCAN_SECONDS, n=m["n_images"], total=m["dataset_size"]))
+photos = res.sample_photos() if m["dataset_name"] == "sample" else None
+if photos:  # the sample dataset is crops of a few named photos: say so
+    st.caption(tr("p1_photos", n=m["n_images"], photos=len(photos), names=", ".join(photos), size=m["image_size"],
+                  k=m["k"]))
+else:
+    st.caption(tr("p1_atlas_info", n=m["n_images"], name=m["dataset_name"], size=m["image_size"], k=m["k"]))
 st.session_state["atlas_spec"] = spec  # lesson 5 shows its channels' top patches from this atlas
 LANG, PX = lang(), guide.text_px()
 
-# ---- one unit ----
-layers = atlas.layers
-col_layer, col_how, col_unit = st.columns([1, 1.3, 1])
-layer = col_layer.selectbox(tr("p1_layer"), layers, index=layers.index(res.L1_LAYER) if res.L1_LAYER in layers else 0,
-                            key="p1_layer",
-                            format_func=lambda name: f"{layers.index(name) + 1} · {name}")
-with col_how:
-    how = choice(st.radio, tr("p1_how"), ["most_active", "most_varied", "index"], "p1_how",
-                 default=res.L1_HOW, horizontal=True, labels=lambda h: tr(f"how_{h}"))
-n_channels = atlas.channels(layer)
-if how == "index":
-    unit = int(col_unit.number_input(tr("p1_unit_index", max=n_channels - 1), 0, n_channels - 1, 0, key="p1_index"))
-else:
-    choices = res.units(atlas, layer, how)
-    unit = col_unit.selectbox(tr("p1_unit"), choices, key=f"p1_unit_{layer}_{how}", format_func=lambda u: f"#{u}")
-md(P, "pick")
+# ---- one unit (a fragment: its controls redraw only this part of the page) ----
+@st.fragment
+def one_unit() -> None:
+    layers = atlas.layers
+    col_layer, col_how, col_unit = st.columns([1, 1.3, 1])
+    layer = col_layer.selectbox(tr("p1_layer"), layers,
+                                index=layers.index(res.L1_LAYER) if res.L1_LAYER in layers else 0, key="p1_layer",
+                                format_func=lambda name: f"{layers.index(name) + 1} · {name}")
+    with col_how:
+        how = choice(st.radio, tr("p1_how"), ["most_active", "most_varied", "index"], "p1_how",
+                     default=res.L1_HOW, horizontal=True, labels=lambda h: tr(f"how_{h}"))
+    n_channels = atlas.channels(layer)
+    if how == "index":
+        unit = int(col_unit.number_input(tr("p1_unit_index", max=n_channels - 1), 0, n_channels - 1, 0,
+                                         key="p1_index"))
+    else:
+        choices = res.units(atlas, layer, how)
+        unit = col_unit.selectbox(tr("p1_unit"), choices, key=f"p1_unit_{layer}_{how}", format_func=lambda u: f"#{u}")
+    md(P, "pick")
 
-left, right = st.columns(res.UNIT_COLS)
-with left:
-    st.subheader(tr("p1_patches"))
-    res.show_png(res.unit_png(atlas, layer, unit, LANG, PX))
-    guide.look(P, "patches")
-with right:
-    st.subheader(tr("p1_where"))
-    n_hits = max(1, len(atlas.top(layer, unit)))
-    rank = st.select_slider(tr("p1_rank"), options=list(range(1, n_hits + 1)), value=1, key=f"p1_rank_{layer}_{unit}")
-    try:
-        res.show_png(res.where_png(atlas, layer, unit, rank - 1, LANG, PX))
-        guide.look(P, "where")
-    except ValueError:  # e.g. a unit that never fired
-        st.info(tr("p1_never_fired"))
+    left, right = st.columns(res.UNIT_COLS)
+    with left:
+        st.subheader(tr("p1_patches"))
+        res.show_png(res.unit_png(atlas, layer, unit, LANG, PX))
+        guide.look(P, "patches")
+    with right:
+        st.subheader(tr("p1_where"))
+        n_hits = max(1, len(atlas.top(layer, unit)))
+        rank = st.select_slider(tr("p1_rank"), options=list(range(1, n_hits + 1)), value=1,
+                                key=f"p1_rank_{layer}_{unit}")
+        try:
+            res.show_png(res.where_png(atlas, layer, unit, rank - 1, LANG, PX))
+            guide.look(P, "where")
+        except ValueError:  # e.g. a unit that never fired
+            st.info(tr("p1_never_fired"))
+
+
+one_unit()
 
 # ---- all layers ----
 st.divider()

@@ -57,6 +57,7 @@ st.divider()
 st.subheader(tr("p2_live"))
 md(P, "demo")
 config = live_config()
+TOTAL_STEPS = config.resolved().steps  # the engine's own count over its scales
 pick_c, pick_s, run_col = st.columns([1, 1, 1], vertical_alignment="top")
 with pick_c:
     content_key, content_label = res.picker("content", "p2_content")
@@ -64,8 +65,7 @@ with pick_s:
     style_key, style_label = res.picker("style", "p2_style")
 with run_col:
     run = st.button(tr("p2_run"), type="primary", key="p2_run", icon=":material/play_arrow:", width="stretch")
-    st.caption(tr("p2_note", size=config.size, steps=config.steps if config.scale_steps is None
-                  else sum(config.scale_steps)))
+    st.caption(tr("p2_note", size=config.size, steps=TOTAL_STEPS))
 
 col_c, col_s, col_g = st.columns(3)
 with col_c:
@@ -76,8 +76,7 @@ with col_g:
     g_slot = st.empty()
     progress_slot = st.container()
 
-first_side = (config.scales or (config.size,))[0]
-start = res.real_start(content_key, first_side, config, style_key)
+start = res.real_start(content_key, config.size, config, style_key)  # G0 at the engine's first scale
 settings = (content_key, style_key, repr(config))
 if run:
     from teachkit.transfer import transfer
@@ -85,20 +84,21 @@ if run:
     g_slot.image(start, caption=tr("noise_G"), width="stretch")
     with progress_slot:
         with jobs.slot_on_page():
-            view = jobs.LiveView("lesson2", image_slot=g_slot, time_limit=cfg.demo_seconds())
+            view = jobs.LiveView("lesson2", image_slot=g_slot)
             result = transfer(res.picture(content_key), [res.picture(style_key, config.size)], config, callback=view,
-                              backbone=res.backbone())
+                              backbone=res.backbone(), time_limit=cfg.demo_seconds())
             view.done()
     st.session_state["p2_result"] = {"settings": settings, "image": result.image, "seconds": result.seconds,
-                                     "steps": len(result.history), "limit": view.hit_limit,
+                                     "steps": len(result.history), "limit": result.stopped,
                                      "optimizer": result.config.optimizer}
     st.session_state["last_G"] = result.image
 
 result = st.session_state.get("p2_result")
 if result is not None and result["settings"] == settings:
     g_slot.image(result["image"], caption=tr("generated_G"), width="stretch")
-    progress_slot.caption(tr("finished_in", secs=result["seconds"], steps=result["steps"], size=config.size))
-    if result["limit"]:
+    progress_slot.caption(guide.run_summary(result["steps"], TOTAL_STEPS, result["seconds"], config.size,
+                                            result["limit"]))
+    if result["limit"] and cfg.demo_seconds():
         progress_slot.caption(tr("time_limit", secs=cfg.demo_seconds()))
     guide.look(P, "live")
 else:

@@ -74,7 +74,7 @@ def draw(live: bool) -> None:
         shown = look.slider(tr("p3_look"), 0, demo.steps, demo.steps, key=f"p3_look_{demo.steps}")
     image_slot.image(demo.snapshot(shown), caption=tr("p3_step_n", n=shown), width="stretch")
     if demo.records:
-        chart_slot.vega_lite_chart(charts.cost_chart(demo.records), width="stretch")
+        chart_slot.vega_lite_chart(guide.chart(charts.cost_chart(demo.records)), width="stretch")
     else:
         chart_slot.info(tr("p3_no_steps"))
     formula_slot.latex(charts.cost_formula(demo.terms(), demo.alpha, demo.beta))

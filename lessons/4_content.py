@@ -10,11 +10,16 @@ from teachkit.prepare import CONTENT_LAYERS
 from teachkit.samples import DEFAULT_CONTENT
 
 P = "4_content"
+# Sized to end well within the demo time limit on a 2-core AVX2 laptop, about 3x slower per VGG step than
+# the AVX-512 machine of benchmarks/RESULTS_app.md (there: 128 px, 100 steps = 7.9 s; the grid below 3 x 40
+# steps at 96 px): a run the limit cuts short says so ("stopped at the time limit after N of M steps").
 SIZE = cfg.demo_size(128, fast=32)
-STEPS = cfg.demo_steps(100, fast=2)
-LIMIT = None if cfg.fast_mode() else cfg.demo_seconds()  # every demo of this page ends within 30 s
+STEPS = cfg.demo_steps(80, fast=2)
+GRID_SIZE = cfg.demo_size(96, fast=32)
+GRID_STEPS = cfg.demo_steps(40, fast=2)
+LIMIT = cfg.demo_seconds()  # TEACHKIT_DEMO_SECONDS (default 25 s; 0: none)
 LAYERS = list(CONTENT_LAYERS)
-GRID = {"p4_shallow": "conv1_2", "p4_middle": "conv4_2", "p4_deep": "conv5_2"}
+GRID = {"p4_shallow": "relu1_2", "p4_middle": "relu4_2", "p4_deep": "relu5_2"}
 
 
 def start_image(key: str):
@@ -30,6 +35,7 @@ def start_image(key: str):
 page_title(4)
 guide.teacher_note(P)
 md(P, "intro")
+md(P, "layer_names")
 
 # ---- prepared: the photo rebuilt from every layer, at once ----
 md(P, "why_middle")
@@ -50,7 +56,7 @@ md(P, "experiment")
 s1, s2, s3 = st.columns([1, 1, 1], vertical_alignment="top")
 with s1:
     content_key, content_label = res.picker("content", "p4_content", DEFAULT_CONTENT)
-layer = s2.selectbox(tr("p4_layer"), LAYERS, index=LAYERS.index("conv4_2"), key="p4_layer")
+layer = s2.selectbox(tr("p4_layer"), LAYERS, index=LAYERS.index("relu4_2"), key="p4_layer")
 run = s3.button(tr("p4_run"), type="primary", key="p4_run", icon=":material/play_arrow:", width="stretch")
 s3.caption(tr("p4_note", size=SIZE, steps=STEPS))
 
@@ -79,10 +85,10 @@ if run:
             view.done()
     result = st.session_state["p4_result"] = {"settings": settings, "image": r.image, "distance": r.distance,
                                               "content": r.final.get("content"), "steps": r.steps,
-                                              "seconds": r.seconds}
+                                              "seconds": r.seconds, "stopped": r.stopped}
 if result is not None and result["settings"] == settings:
     g_slot.image(result["image"], width="stretch")
-    progress_slot.caption(tr("finished_in", secs=result["seconds"], steps=result["steps"], size=SIZE))
+    progress_slot.caption(guide.run_summary(result["steps"], STEPS, result["seconds"], SIZE, result["stopped"]))
     metrics.metric(tr("p4_pixel_rms"), f"{result['distance']:.3f}")
     metrics.metric(tr("p4_content_cost", layer=layer), f"{result['content']:.3g}")
     guide.look(P, "live")
@@ -90,28 +96,36 @@ else:
     g_slot.image(start_image(content_key), caption=tr("p4_start"), width="stretch")
 md(P, "distance")
 
-# ---- shallow vs middle vs deep, live ----
+# ---- shallow vs middle vs deep, live: all three, always ----
 st.divider()
 grid_run = st.button(tr("p4_grid"), key="p4_grid", icon=":material/play_arrow:")
+st.caption(tr("p4_grid_note", size=GRID_SIZE, steps=GRID_STEPS))
 grid_slot = st.empty()
-grid_settings = (content_key, SIZE, STEPS)
+grid_settings = (content_key, GRID_SIZE, GRID_STEPS)
 grid = st.session_state.get("p4_grid_result")
 if grid_run:
-    from teachkit.reconstruct import content_reconstructions
+    from teachkit.reconstruct import reconstruct_content
 
+    # one reconstruction per layer, each with its own share of the time limit: a slow first layer can
+    # never take the other two with it (a cut one says how far it got)
+    items = []
+    cols = grid_slot.container().columns(len(GRID))
     with jobs.slot_on_page():
-        view = jobs.LiveView("lesson4_grid", image_slot=grid_slot, image_width=240, show_values=("distance",))
-        results = content_reconstructions(res.backbone(), res.picture(content_key), list(GRID.values()), size=SIZE,
-                                          steps=STEPS, callback=view, image_every=1,
-                                          time_limit=None if LIMIT is None else LIMIT / len(GRID))
-        view.done()
-    grid = st.session_state["p4_grid_result"] = {
-        "settings": grid_settings, "items": [(r.image, r.layers[0], r.distance) for r in results]}
+        for col, (kind, name) in zip(cols, GRID.items()):
+            with col:
+                view = jobs.LiveView(f"lesson4_grid_{kind}", image_width="stretch", show_values=("distance",))
+                r = reconstruct_content(res.backbone(), res.picture(content_key), name, size=GRID_SIZE,
+                                        steps=GRID_STEPS, callback=view, image_every=5,
+                                        time_limit=None if LIMIT is None else LIMIT / len(GRID))
+                view.done()
+            items.append((r.image, name, r.distance, r.steps, r.seconds, r.stopped))
+    grid = st.session_state["p4_grid_result"] = {"settings": grid_settings, "items": items}
 if grid is not None and grid["settings"] == grid_settings:
     grid_slot.empty()
     cols = st.columns(len(GRID))
-    for col, (img, name, dist), kind in zip(cols, grid["items"], GRID):
+    for col, (img, name, dist, done, secs, stopped), kind in zip(cols, grid["items"], GRID):
         col.image(img, caption=f"{tr(kind)} · {tr('p4_from', layer=name, d=dist)}", width="stretch")
-    guide.look(P, "grid")
+        col.caption(guide.run_summary(done, GRID_STEPS, secs, GRID_SIZE, stopped))
+    guide.look(P, "grid_live")
 
 guide.questions(P)

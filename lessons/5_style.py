@@ -12,10 +12,12 @@ from teachkit.samples import DEFAULT_STYLE
 
 P = "5_style"
 SIZE = res.l5_size()  # the images the Gram matrices are computed on
-TEX_SIZE = cfg.demo_size(96, fast=32)  # texture synthesis, live
-TEX_STEPS = cfg.demo_steps(40, fast=2)
+# texture synthesis, live: 5 textures sized to end within the time limit on a 2-core AVX2 laptop (~3x slower per
+# VGG step than the AVX-512 machine of benchmarks/RESULTS_app.md, where 5 x 40 steps at 96 px took 10.5 s)
+TEX_SIZE = cfg.demo_size(80, fast=32)
+TEX_STEPS = cfg.demo_steps(30, fast=2)
 LAYERS = list(DEFAULT_STYLE_LAYERS)
-TEX_LIMIT = None if cfg.fast_mode() or not cfg.demo_seconds() else cfg.demo_seconds() / len(LAYERS)  # per texture
+TEX_LIMIT = None if not cfg.demo_seconds() else cfg.demo_seconds() / len(LAYERS)  # each texture its share
 LANG = lang()
 
 page_title(5)
@@ -29,18 +31,30 @@ layer = s2.selectbox(tr("p5_layer"), LAYERS, index=LAYERS.index(res.L5_LAYER), k
 
 # ---- two channels, and what they detect (lesson 1's atlas) ----
 md(P, "pair")
-which = choice(st.radio, tr("p5_pair_which"), ["most", "least"], "p5_pair", default=res.L5_PAIR, horizontal=True,
-               labels=lambda w: tr(f"p5_pair_{w}"))
-res.show_png(res.pair_png(style_key, layer, which, SIZE, LANG))
-guide.look(P, "pair")
-
-k, k2, _ = res.l5_pair(style_key, layer, which, SIZE)
-st.markdown(f"**{tr('p5_detect', k=k, k2=k2, layer=layer)}**")
 builder = jobs.atlas_builder(st.session_state.get("atlas_spec", cfg.atlas_default_dataset()), res.backbone(),
                              DEFAULT_STYLE_LAYERS)
 
 
-def channel_patches(waiting: bool) -> None:
+@st.fragment
+def two_channels() -> None:
+    """The pair: picked for the student (fire together / avoid each other) or chosen freely (k, k')."""
+    c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
+    with c1:
+        which = choice(st.radio, tr("p5_pair_which"), ["most", "least", "own"], "p5_pair", default=res.L5_PAIR,
+                       horizontal=True, labels=lambda w: tr(f"p5_pair_{w}"))
+    k, k2, _ = res.l5_pair(style_key, layer, "most" if which == "own" else which, SIZE)
+    if which == "own":
+        top = res.layer_channels(layer) - 1
+        k = int(c2.number_input(tr("p5_pick_k"), 0, top, min(k, top), key=f"p5_k_{layer}"))
+        k2 = int(c3.number_input(tr("p5_pick_k2"), 0, top, min(k2, top), key=f"p5_k2_{layer}"))
+    res.show_png(res.pair_png_kk(style_key, layer, k, k2, SIZE, LANG))
+    guide.look(P, "pair")
+    st.markdown(f"**{tr('p5_detect', k=k, k2=k2, layer=layer)}**")
+    waiting = not builder.done.is_set()
+    st.fragment(run_every=2.0 if waiting else None)(channel_patches)(waiting, k, k2)
+
+
+def channel_patches(waiting: bool, k: int, k2: int) -> None:
     """k's and k''s top patches from lesson 1's atlas; while the atlas is made, look again every 2 s."""
     if builder.done.is_set() and builder.atlas is not None and layer in builder.atlas.layers:
         if waiting:
@@ -56,8 +70,7 @@ def channel_patches(waiting: bool) -> None:
         st.info(tr("p5_atlas_wait"))
 
 
-waiting = not builder.done.is_set()
-st.fragment(run_every=2.0 if waiting else None)(channel_patches)(waiting)
+two_channels()
 
 # ---- the Gram matrix of S and of G ----
 md(P, "gram")
@@ -85,33 +98,33 @@ st.latex(r"J_{\text{style}}(S,G) = \sum_l \lambda^{[l]} J^{[l]}_{\text{style}}(S
 res.show_png(res.bars_png(tuple(values.items()), tuple(weights.items()), LANG))
 guide.look(P, "bars")
 
-# ---- texture synthesis, layer by layer ----
+# ---- texture synthesis, layer by layer: the prepared row stays; a live run gets its own row ----
 md(P, "texture")
 item = res.prepared("texture", style_key) if not style_key.startswith("upload:") else None
-tex_key = (style_key, TEX_SIZE, TEX_STEPS)
-tex = st.session_state.get("p5_texture")
-if tex is not None and st.session_state.get("p5_texture_key") != tex_key:
-    tex = None
-shown = tex or (None if item is None else (item.images, item.labels))
-tex_slot = st.empty()
-if shown is not None:
-    with tex_slot.container():
-        cols = st.columns(len(shown[0]) + 1)
-        cols[0].image(res.picture(style_key, 256), caption=tr("style_S"), width="stretch")
-        for col, img, name in zip(cols[1:], *shown):
-            col.image(img, caption=tr("p5_up_to", layer=name), width="stretch")
-    if tex is None:
-        st.caption(tr("p5_texture_prepared", size=item.meta["size"], steps=item.meta["steps"]))
+if item is not None:
+    cols = st.columns(len(item.images) + 1)
+    cols[0].image(res.picture(style_key, 256), caption=tr("style_S"), width="stretch")
+    for col, img, name in zip(cols[1:], item.images, item.labels):
+        col.image(img, caption=tr("p5_up_to", layer=name), width="stretch")
+    st.caption(tr("p5_texture_prepared", size=item.meta["size"], steps=item.meta["steps"]))
     guide.look(P, "texture")
 else:
     st.info(tr("not_prepared"))
 run_tex = st.button(tr("p5_texture_run"), key="p5_texture_run", icon=":material/play_arrow:")
 st.caption(tr("p5_texture_note", size=TEX_SIZE, steps=TEX_STEPS))
+tex_key = (style_key, TEX_SIZE, TEX_STEPS)
+live_slot = st.empty()
 if run_tex:
-    live_slot = st.empty()
     st.session_state["p5_texture"] = demos.texture_demo(style_key, TEX_SIZE, TEX_STEPS, LAYERS, live_slot, TEX_LIMIT)
     st.session_state["p5_texture_key"] = tex_key
-    st.rerun()
+tex = st.session_state.get("p5_texture") if st.session_state.get("p5_texture_key") == tex_key else None
+if tex is not None:
+    with live_slot.container():
+        st.markdown(f"**{tr('p5_texture_live')}**")
+        cols = st.columns(len(tex["images"]))
+        for i, col in enumerate(cols):
+            col.image(tex["images"][i], caption=tr("p5_up_to", layer=tex["labels"][i]), width="stretch")
+            col.caption(guide.run_summary(tex["steps"][i], TEX_STEPS, tex["seconds"][i], TEX_SIZE, tex["stopped"][i]))
 
 # ---- shuffled tiles ----
 md(P, "shuffle")

@@ -7,16 +7,17 @@ current step and returns the latest image, which can be downloaded like a finish
 options start at the engine's classroom preset (``TransferConfig.preset("quick")``).
 """
 
+import dataclasses
+
 import streamlit as st
 
+from teachkit import options
 from teachkit.lessons import charts, guide, jobs, resources, uploads
 from teachkit.lessons import settings as cfg
 from teachkit.lessons.i18n import choice, error_text, lang, md, page_title, progress_message, tr
-from teachkit.costs import NORMALIZATIONS
-from teachkit.features import DEFAULT_STYLE_LAYERS
 from teachkit.prepare import GALLERY
 from teachkit.samples import DEFAULT_CONTENT, DEFAULT_STYLE
-from teachkit.transfer import DTYPES, INITS, OPTIMIZERS, TransferConfig
+from teachkit.transfer import TransferConfig
 
 P = "6_run"
 FAST = cfg.fast_mode()
@@ -66,78 +67,56 @@ with col_s:
     else:
         st.warning(tr("p6_no_style"))
 
-# ---- the options ----
+# ---- the options: every widget is made from the options' one declaration (teachkit/options.py) ----
 st.subheader(tr("p6_options"))
 md(P, "options")
-o1, o2, o3, o4 = st.columns(4)
-size = o1.slider(tr("p6_size"), 32, jobs.LIMITS.max_size, min(DEFAULT_SIZE, jobs.LIMITS.max_size), 16, key="p6_size")
-steps = o2.slider(tr("p6_steps"), 1, jobs.LIMITS.max_steps, min(DEFAULT_STEPS, jobs.LIMITS.max_steps), key="p6_steps")
-with o3:
-    init = choice(st.radio, tr("p6_init"), list(INITS), "p6_init", default=QUICK.init,
-                  labels=lambda v: tr(f"init_{v}"), horizontal=True)
-with o4:
-    normalization = choice(st.selectbox, tr("p6_normalization"), list(NORMALIZATIONS), "p6_norm",
-                           labels=lambda v: tr(f"norm_{v}"))
-defaults = charts.transfer_defaults(normalization)
-o5, o6, o7, o8 = st.columns(4)
-alpha = o5.number_input(tr("p6_alpha"), 0.0, 1e12, float(defaults["alpha"]), format="%g",
-                        key=f"p6_alpha_{normalization}")
-beta = o6.number_input(tr("p6_beta"), 0.0, 1e12, float(defaults["beta"]), format="%g",
-                       key=f"p6_beta_{normalization}")
-tv_weight = o7.number_input(tr("p6_tv"), 0.0, 1e12, float(defaults["tv_weight"]), format="%g",
-                            key=f"p6_tv_{normalization}")
-preserve_color = o8.toggle(tr("p6_preserve_color"), key="p6_preserve")
-
+CAPS = {cap: getattr(jobs.LIMITS, cap) for cap in options.served_caps()}  # the served caps in force
+START = dataclasses.replace(QUICK, size=DEFAULT_SIZE, steps=DEFAULT_STEPS)  # where the form starts
 problems: list[str] = []
+values: dict = {}
 
 
-def numbers(text: str, cast=float):
-    """'1, 2, 3' -> (1.0, 2.0, 3.0); empty -> None; bad -> None and a message."""
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        return tuple(cast(t) for t in text.replace(";", ",").split(",") if t.strip())
-    except ValueError as err:
-        problems.append(tr("p6_bad_number", text=text, err=error_text(err)))
-        return None
+def draw(f: options.FormField, where):
+    """One widget of the form (an :class:`teachkit.options.FormField`) in ``where``; returns its value."""
+    kw = {"key": f.key, "help": f.help}
+    if f.widget == "slider":
+        return where.slider(f.label, f.low, f.high, f.value, f.step, **kw)
+    if f.widget == "number":
+        return where.number_input(f.label, f.low, f.high, f.value, f.step,
+                                  format=None if isinstance(f.value, int) else "%g", **kw)
+    if f.widget == "toggle":
+        return where.toggle(f.label, value=f.value, **kw)
+    if f.widget == "text":
+        return where.text_input(f.label, value=f.value, **kw)
+    if f.widget == "multiselect":
+        return where.multiselect(f.label, list(f.options), default=list(f.value), **kw)
+    if not f.option_labels:  # a layer of the backbone: its own name is its label
+        return where.selectbox(f.label, list(f.options), index=list(f.options).index(f.value), **kw)
+    with where:  # translated choices keep their value across a language switch
+        return choice(st.radio if f.widget == "radio" else st.selectbox, f.label, list(f.options), f.key,
+                      default=f.value, labels=f.option_labels.__getitem__, help=f.help,
+                      **({"horizontal": True} if f.widget == "radio" else {}))
 
 
+def draw_section(section: str, where) -> None:
+    """The declared options of one section ('main', 'more'), four to a row."""
+    shown = [o for o in options.lesson_options() if o.lesson == section]
+    for row in range(0, len(shown), 4):
+        for column, o in zip(where.columns(4), shown[row:row + 4]):
+            f = options.form_field(o.name, lang(), caps=CAPS, layers=tuple(net.layer_names), chosen=values,
+                                   start=START)
+            raw = draw(f, column)
+            try:
+                values[o.name] = options.form_value(o.name, raw)
+            except ValueError as err:  # a text box that is not a list of numbers
+                problems.append(error_text(err))
+                values[o.name] = None
+
+
+draw_section("main", st)
 with st.expander(tr("p6_more")):
-    m1, m2, m3 = st.columns(3)
-    layer_names = net.layer_names
-    content_layer = m1.selectbox(tr("p6_content_layer"), layer_names, index=layer_names.index("relu4_2"),
-                                 key="p6_content_layer")
-    style_layers = m2.multiselect(tr("p6_style_layers"), layer_names, default=list(DEFAULT_STYLE_LAYERS),
-                                  key="p6_style_layers")
-    layer_weights = numbers(m3.text_input(tr("p6_layer_weights"), key="p6_layer_weights"))
-    m4, m5, m6, m7 = st.columns(4)
-    with m4:
-        optimizer = choice(st.selectbox, tr("p6_optimizer"), list(OPTIMIZERS), "p6_optimizer",
-                           labels=lambda v: tr(f"opt_{v}"))
-    lr = m5.number_input(tr("p6_lr"), 0.0, 100.0, 0.0, format="%g", key="p6_lr")
-    history_size = m6.number_input(tr("p6_history"), 1, jobs.LIMITS.max_history, min(50, jobs.LIMITS.max_history),
-                                   key="p6_history")
-    init_noise = m7.slider(tr("p6_init_noise"), 0.0, 1.0, float(QUICK.init_noise), key="p6_init_noise")
-    m8, m9, m10, m11 = st.columns(4)
-    style_weights = numbers(m8.text_input(tr("p6_style_weights"), key="p6_style_weights"))
-    style_scale = m9.number_input(tr("p6_style_scale"), 0.05, jobs.LIMITS.max_style_scale, 1.0, 0.05,
-                                  key="p6_style_scale")
-    scales = numbers(m10.text_input(tr("p6_scales"), key="p6_scales"), int)
-    seed = int(m11.number_input(tr("p6_seed"), 0, 2**31 - 1, 0, key="p6_seed"))
-    m12, m13 = st.columns(2)
-    with m12:
-        dtype = choice(st.selectbox, tr("p6_dtype"), list(DTYPES), "p6_dtype", labels=lambda v: tr(f"dtype_{v}"))
-    preview_every = int(m13.number_input(tr("p6_preview"), 1, 100, 5, key="p6_preview"))
-
-config = TransferConfig(
-    size=int(size), steps=int(steps), alpha=float(alpha), beta=float(beta), content_layer=content_layer,
-    style_layers=tuple(style_layers), layer_weights=layer_weights, normalization=normalization, init=init,
-    init_noise=float(init_noise), optimizer=optimizer, lr=float(lr) or None, history_size=int(history_size),
-    tv_weight=float(tv_weight), style_weights=style_weights,
-    style_scale=float(style_scale), preserve_color=bool(preserve_color), scales=scales, seed=seed,
-    dtype=dtype, backbone=net.name, preview_every=preview_every,
-)
+    draw_section("more", st)
+config = TransferConfig(**values, backbone=net.name)
 if styles:
     try:
         config.validate(n_styles=len(styles))
@@ -222,7 +201,7 @@ def live() -> None:
             downloads.download_button(tr("p6_download_log"), job.log_json(), "teachkit_costs.json", "application/json",
                                       key="p6_dl_log", icon=":material/download:", on_click="ignore", width="content")
         if snap["records"]:
-            st.vega_lite_chart(charts.cost_chart(snap["records"]), width="stretch")
+            st.vega_lite_chart(guide.chart(charts.cost_chart(snap["records"])), width="stretch")
     if not running and busy:
         st.rerun()  # the job has just ended: redraw the page (Start enabled again, no more polling)
 

@@ -61,8 +61,11 @@ def cost_formula(terms: dict | None, alpha: float, beta: float) -> str:
         total = total_cost(float(jc) if alpha else 0.0, float(js) if beta else 0.0, alpha, beta)
     except (TypeError, ValueError):
         total = terms.get("total")
-    return (head + rf" = {tex_num(alpha)} \cdot {tex_num(jc)} + {tex_num(beta)} \cdot {tex_num(js)}"
-            + rf" = {tex_num(total)}")
+    # one equals sign per line: on one line the numbers ran past the page's right edge (issue 18)
+    head = head.replace("J(G) = ", r"J(G) &= ", 1)
+    return (r"\begin{aligned}" + head
+            + rf" \\ &= {tex_num(alpha)} \cdot {tex_num(jc)} + {tex_num(beta)} \cdot {tex_num(js)}"
+            + rf" \\ &= {tex_num(total)}\end{{aligned}}")
 
 
 def cost_chart(records: list[dict], series: dict[str, Callable[[dict], float]] | None = None) -> dict:
@@ -100,7 +103,8 @@ def cost_chart(records: list[dict], series: dict[str, Callable[[dict], float]] |
         "data": {"values": rows},
         "mark": {"type": "line", "point": len(records) < 40, "strokeWidth": 3},
         "encoding": {
-            "x": {"field": "step", "type": "quantitative", "title": tr("p3_step_axis"), "scale": {"domainMin": 0}},
+            "x": {"field": "step", "type": "quantitative", "title": tr("p3_step_axis"), "scale": {"domainMin": 0},
+                  "axis": {"tickMinStep": 1, "format": "d"}},  # steps are whole numbers: no 0.4, 0.8 ticks
             "y": {"field": "value", "type": "quantitative", "title": None, "scale": {"type": "log"},
                   "axis": {"format": ".0e"}},
             "color": {"field": "term", "type": "nominal", "sort": order,

@@ -104,14 +104,24 @@ class StepDemo:
 def texture_demo(style: str, size: int, steps: int, layers: list[str], slot, time_limit: float | None = None):
     """Lesson 5: textures from white noise matching the Gram matrices up to each layer.
 
-    :func:`teachkit.reconstruct.textures` (one progress bar over all of them); the intermediate
-    textures appear in ``slot`` while they are made.  Returns ``(images, labels)``.
+    :func:`teachkit.reconstruct.synthesize_texture` once per layer set, each in its own column of
+    ``slot`` with its own progress bar.  Returns ``{"images", "labels", "steps", "seconds", "stopped"}``
+    (one entry per texture).
     """
-    from teachkit.reconstruct import textures
+    from teachkit.reconstruct import synthesize_texture
 
+    # one texture per layer set, each with its own ``time_limit`` (the caller's share per texture): a
+    # slow first texture can never take the others with it, so the demo always shows every texture it
+    # promised (a cut one says how far it got: ``stopped``, ``steps``)
+    results = []
     with slot_on_page():
-        view = LiveView("lesson5", image_slot=slot, image_width=240, show_values=())
-        results = textures(backbone(), picture(style, size), layers, None, steps, callback=view, image_every=1,
-                           time_limit=time_limit)
-        view.done()
-    return [r.image for r in results], [r.layers[-1] for r in results]
+        cols = slot.container().columns(len(layers))
+        for i, col in enumerate(cols):
+            with col:
+                view = LiveView(f"lesson5_{i}", image_width="stretch", show_values=())
+                results.append(synthesize_texture(backbone(), picture(style, size), list(layers[: i + 1]), None, steps,
+                                                  callback=view, image_every=5, time_limit=time_limit))
+                view.done()
+    return {"images": [r.image for r in results], "labels": [r.layers[-1] for r in results],
+            "steps": [r.steps for r in results], "seconds": [r.seconds for r in results],
+            "stopped": [r.stopped for r in results]}

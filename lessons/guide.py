@@ -1,15 +1,16 @@
 """The guided parts of every page: "what to look for" lines, check-your-understanding questions,
-the teacher's note, and the projector switch (larger text everywhere).
+the teacher's note, the projector switch (larger everything, kept in the address), the summary line
+of a live demo, the handout download and the extra pages (lesson 1's own address, the slides).
 
 Texts come from the lesson files (``lessons/text/<lang>/<page>.md``): sections ``look_<figure>``,
-``q1``/``a1``, ``q2``/``a2``, ... and ``teacher``.
+``q1``/``a1``, ``q2``/``a2``, ... ``teacher`` and ``slide_<figure>``.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from teachkit.lessons.i18n import has_text, text, tr
+from teachkit.lessons.i18n import has_text, lang, text, tr
 
 #: width (CSS px) of the page's main column in a 1280-px-wide browser with the sidebar open
 #: (Streamlit's wide layout: 791 px measured with Chromium); figures are sized for a little less,
@@ -17,10 +18,15 @@ from teachkit.lessons.i18n import has_text, text, tr
 PAGE_PX = 760
 GAP_PX = 16  # st.columns' default gap ("small", 1 rem)
 
+PROJECTOR_KEY = "ui_projector"  #: the session's projector mode (the sidebar switch's widget key is "projector")
+PROJECTOR_PARAM = "projector"  #: ?projector=1 in the address: a reload or a shared link keeps it
+
 
 def projector() -> bool:
-    """The sidebar's projector switch: larger figures text and larger page text."""
-    return bool(st.session_state.get("projector", False))
+    """The projector mode: larger figure text, larger page text, controls and charts."""
+    if PROJECTOR_KEY not in st.session_state:  # the first run of a session: the address decides
+        st.session_state[PROJECTOR_KEY] = st.query_params.get(PROJECTOR_PARAM) == "1"
+    return bool(st.session_state[PROJECTOR_KEY])
 
 
 TEXT_PX, PROJECTOR_PX = 14, 20  #: smallest figure text (CSS px): normally, and with the projector switch on
@@ -43,25 +49,86 @@ def fontsize_for(width_in: float, display_px: float, px: float | None = None) ->
     return round(px * width_in * 72.0 / display_px, 1)
 
 
+# Projector mode: the page's own text, every control (buttons, dropdowns and their open lists, radios,
+# sliders, chips, tabs, expanders, metrics) and the sidebar grow; long labels may wrap instead of being
+# cut with "…"; dropdowns and chips show their whole option text (tests/test_browser.py checks both).
 _PROJECTOR_CSS = """
 <style>
+[data-testid="stMainBlockContainer"] { padding-left: 1.5rem; padding-right: 1.5rem; }
 [data-testid="stMainBlockContainer"] [data-testid="stMarkdownContainer"] p,
 [data-testid="stMainBlockContainer"] [data-testid="stMarkdownContainer"] li,
 [data-testid="stMainBlockContainer"] [data-testid="stMarkdownContainer"] td { font-size: 1.4rem; }
-[data-testid="stMainBlockContainer"] [data-testid="stCaptionContainer"] { font-size: 1.15rem; }
-[data-testid="stMainBlockContainer"] label p { font-size: 1.2rem; }
+[data-testid="stMainBlockContainer"] [data-testid="stCaptionContainer"],
+[data-testid="stMainBlockContainer"] [data-testid="stCaptionContainer"] p,
+[data-testid="stMainBlockContainer"] [data-testid="stImageCaption"] { font-size: 1.2rem; }
+[data-testid="stMainBlockContainer"] label p,
+[data-testid="stMainBlockContainer"] [data-testid="stWidgetLabel"] p { font-size: 1.25rem; }
 [data-testid="stMainBlockContainer"] h1 { font-size: 3rem; }
 [data-testid="stMainBlockContainer"] h3 { font-size: 2rem; }
+[data-testid="stMainBlockContainer"] .katex { font-size: 1.5em; }
+[data-testid="stMain"] button p, [data-testid="stMain"] button span { font-size: 1.25rem; }
+[data-testid="stMain"] button { min-height: 3rem; padding-left: 1rem; padding-right: 1rem; }
+[data-testid="stMain"] [data-baseweb="select"] div, [data-testid="stMain"] input,
+[data-baseweb="popover"] li, [data-baseweb="popover"] li div { font-size: 1.25rem; }
+[data-testid="stMain"] [data-baseweb="tag"] { max-width: none; height: auto; }
+[data-testid="stMain"] [data-baseweb="tag"] span { font-size: 1.15rem; max-width: none; overflow: visible; }
+[data-testid="stMain"] [data-testid="stSliderThumbValue"],
+[data-testid="stMain"] [data-testid="stSliderTickBarMin"],
+[data-testid="stMain"] [data-testid="stSliderTickBarMax"] { font-size: 1.15rem; }
+[data-testid="stMain"] [data-testid="stMetricValue"] { font-size: 2.6rem; }
+[data-testid="stMain"] [data-testid="stExpander"] summary p { font-size: 1.3rem; }
+[data-testid="stSidebar"] p, [data-testid="stSidebar"] span { font-size: 1.1rem; }
+</style>
+"""
+
+# Dropdowns and chips never cut their option texts (in either mode): the whole text, wrapped if need be.
+_WHOLE_OPTIONS_CSS = """
+<style>
+[data-testid="stMain"] [data-baseweb="select"] [title], [data-testid="stMain"] [data-baseweb="select"] > div > div > div {
+  white-space: normal; overflow: visible; text-overflow: clip; }
+[data-testid="stMain"] [data-baseweb="tag"] { max-width: none; }
+[data-testid="stMain"] [data-baseweb="tag"] span { max-width: none; overflow: visible; text-overflow: clip; }
 </style>
 """
 
 
+def _switch_projector() -> None:
+    st.session_state[PROJECTOR_KEY] = bool(st.session_state.get("projector"))
+
+
 def projector_switch() -> None:
-    """The sidebar toggle; with it on, the page text grows too (CSS)."""
+    """The sidebar toggle; with it on, the page text, the controls and the charts grow too (CSS).
+
+    The mode is kept in the session and in the address (``?projector=1``), like the language."""
+    on = projector()
     # its default is its state: a switch the browser draws afresh keeps what the teacher chose
-    st.toggle(tr("projector"), value=projector(), key="projector", help=tr("projector_help"))
-    if projector():
-        st.html(_PROJECTOR_CSS)
+    st.toggle(tr("projector"), value=on, key="projector", help=tr("projector_help"), on_change=_switch_projector)
+    on = projector()
+    if on and st.query_params.get(PROJECTOR_PARAM) != "1":
+        st.query_params[PROJECTOR_PARAM] = "1"
+    elif not on and PROJECTOR_PARAM in st.query_params:
+        del st.query_params[PROJECTOR_PARAM]
+    st.html(_WHOLE_OPTIONS_CSS + (_PROJECTOR_CSS if on else ""))
+
+
+def chart(spec: dict) -> dict:
+    """A Vega-Lite spec as the page shows it: fonts and height grow with the projector mode."""
+    if not projector():
+        return spec
+    import copy
+
+    spec = copy.deepcopy(spec)
+    spec["height"] = int(spec.get("height", 300) * 1.4)
+    config = spec.setdefault("config", {})
+    axis = config.setdefault("axis", {})
+    axis.update(labelFontSize=22, titleFontSize=24)
+    config.setdefault("legend", {}).update(labelFontSize=22, symbolSize=300)
+    if isinstance(spec.get("title"), dict):
+        spec["title"]["fontSize"] = 26
+    legend = spec.get("encoding", {}).get("color", {}).get("legend")
+    if isinstance(legend, dict):
+        legend["labelFontSize"] = 22
+    return spec
 
 
 def look(page: str, name: str) -> None:
@@ -70,7 +137,8 @@ def look(page: str, name: str) -> None:
 
 
 def questions(page: str) -> None:
-    """The page's check-your-understanding questions: predict, then reveal (sections q1/a1, q2/a2, ...)."""
+    """The page's check-your-understanding questions: predict, then reveal (sections q1/a1, q2/a2, ...),
+    and the page's printable handout."""
     st.divider()
     st.subheader(tr("quiz_title"))
     st.caption(tr("quiz_how"))
@@ -80,9 +148,73 @@ def questions(page: str) -> None:
         with st.expander(tr("quiz_reveal", n=i)):
             st.markdown(text(page, f"a{i}"))
         i += 1
+    handout_button(page)
 
 
 def teacher_note(page: str) -> None:
-    """A collapsed box for the teacher: what to demonstrate, in what order, how long it takes."""
+    """A collapsed box for the teacher: what to demonstrate, in what order, how long it takes.
+
+    ``{limit}`` in the note is the demos' time limit now in force (TEACHKIT_DEMO_SECONDS)."""
+    from teachkit.lessons import settings as cfg
+
+    limit = cfg.demo_seconds()
     with st.expander(tr("teacher_note"), icon=":material/school:"):
-        st.markdown(text(page, "teacher"))
+        st.markdown(text(page, "teacher").replace("{limit}", tr("limit_secs", secs=limit) if limit else tr("limit_none")))
+
+
+def run_summary(done: int, total: int, seconds: float, size: int, stopped: bool) -> str:
+    """The line under a live demo: honest about a run the time limit cut short."""
+    if stopped and done < total:
+        return tr("stopped_at_limit", done=done, total=total, secs=seconds, size=size)
+    return tr("finished_in", secs=seconds, steps=done, size=size)
+
+
+# ---- the printable handout ------------------------------------------------------------------------
+
+
+def handout_button(page: str) -> None:
+    """Download this lesson's handout (HTML, print it from the browser); made only when pressed."""
+    from teachkit.lessons.pages import PAGES
+
+    number = next((p.number for p in PAGES if p.file == f"{page}.py"), None)
+    if number is None:
+        return
+    language = lang()
+
+    def make() -> bytes:
+        from teachkit.handout import lesson_html
+
+        return lesson_html(number, language).encode("utf-8")
+
+    st.download_button(tr("handout_download"), make, file_name=f"teachkit_lesson{number}_{language}.html",
+                       mime="text/html", key=f"handout_{number}", icon=":material/print:", on_click="ignore",
+                       help=tr("handout_help"))
+
+
+# ---- pages beside the six lessons -------------------------------------------------------------------
+
+
+ROOT_PATH = "home"  #: the name the default page reserves (Streamlit serves it at "/"), leaving its slug free
+
+
+def own_url_path(page) -> str:
+    """The ``url_path`` of a lesson's ``st.Page``: its slug, except the default page's (see :func:`extra_pages`)."""
+    return ROOT_PATH if page.number == 1 else page.slug
+
+
+def extra_pages() -> list:
+    """Lesson 1 at its own address too, and the slide mode (``/slides``).
+
+    Streamlit serves the default page at ``/`` only, yet reserves its ``url_path``; so the default page
+    reserves :data:`ROOT_PATH` and a hidden page runs lesson 1 at ``/layers`` (its slug)."""
+    from pathlib import Path
+
+    from teachkit.lessons.pages import PAGES
+
+    first = PAGES[0]
+    here = Path(__file__).resolve().parent
+    return [
+        st.Page(first.path, title=f"{first.number}. {tr(f'title_{first.number}')}", icon=first.icon,
+                url_path=first.slug, visibility="hidden"),
+        st.Page(here / "slides.py", title=tr("slides_title"), icon=":material/slideshow:", url_path="slides"),
+    ]

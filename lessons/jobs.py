@@ -6,7 +6,8 @@ Served to a class, one machine is shared by thirty students; this module keeps i
 * **progress** -- :class:`LiveView`, a teachkit progress callback that draws into the page (it runs
   in the page's own script thread);
 * **transfer jobs** (lesson 6) -- :class:`TransferJob` runs a transfer in a thread.  The
-  :class:`JobBoard` gives each session at most one job (a new one replaces the old), keeps a
+  :class:`JobBoard` gives each client at most one job (a new one replaces the old; a client is a
+  browser with all its tabs, known by Streamlit's XSRF cookie, else an address: :func:`client_key`), keeps a
   bounded queue that tells each student their place, and a job whose session has gone (no
   heartbeat for ``HEARTBEAT_SECONDS``) is cancelled and frees its place.  :data:`LIMITS` caps
   size, steps, style scale, L-BFGS memory and the number of styles so that one job stays within
@@ -35,6 +36,7 @@ from typing import Callable, Iterator
 import streamlit as st
 
 from teachkit.datasets import FolderRefused  # noqa: F401 - the pages catch it as jobs.FolderRefused
+from teachkit.memory import out_of_memory
 
 from teachkit.lessons._strings import UI
 from teachkit.lessons.i18n import progress_message, tr, value_label
@@ -87,17 +89,15 @@ class LiveView:
     """A teachkit progress callback (``callback(Progress)``) that draws into the page.
 
     It shows a progress bar with a short status line and, when the job sends one, the current
-    image.  With ``time_limit`` it asks the job to stop (teachkit keeps what it made) once that
-    many seconds have passed, so a classroom demo ends on time even on a slow or busy machine.
+    image.  A demo's time limit is the job's own (``time_limit=`` of teachkit's transfer and
+    reconstructions), so a classroom demo ends on time even on a slow or busy machine.
     The time of the first image is kept (``first_image_s``) and written to
     ``st.session_state['_timings']`` for the benchmark.
     """
 
     def __init__(self, name: str, *, image_caption: str | None = None, image_width: int | str = "stretch",
-                 image_slot=None, show_values: tuple[str, ...] = ("total",), time_limit: float | None = None):
+                 image_slot=None, show_values: tuple[str, ...] = ("total",)):
         self.name = name
-        self.time_limit = time_limit  # seconds; the job is asked to stop (keeping its result) after it
-        self.hit_limit = False
         self.started = time.perf_counter()
         self.bar = st.progress(0.0, text=tr("starting"))
         self.slot = image_slot if image_slot is not None else st.empty()
@@ -119,9 +119,6 @@ class LiveView:
                 self.first_image_s = time.perf_counter() - self.started
                 timings = st.session_state.setdefault("_timings", {})
                 timings[self.name] = {"first_image_at": time.time(), "first_image_s": self.first_image_s}
-        if self.time_limit is not None and time.perf_counter() - self.started > self.time_limit:
-            self.hit_limit = True
-            return True
         return False
 
     def done(self) -> None:
@@ -226,17 +223,65 @@ def owner_key() -> str:
     return key
 
 
+_CLIENT_KEY = "_job_client"
+XSRF_COOKIE = "_streamlit_xsrf"  #: set by Streamlit's server on the first page load, shared by a browser's tabs
+
+
+def _browser_secret(cookie: str) -> bytes:
+    """The secret of Streamlit's XSRF cookie.  Its value is ``2|mask|masked token|time``, masked
+    afresh on every page load (two tabs of one browser can hold different values), so the token is
+    unmasked (XOR) before it is used; any other form is used as it is."""
+    parts = cookie.split("|")
+    if len(parts) == 4 and parts[0] == "2":
+        try:
+            mask, masked = bytes.fromhex(parts[1]), bytes.fromhex(parts[2])
+            if len(mask) == len(masked):
+                return bytes(a ^ b for a, b in zip(mask, masked))
+        except ValueError:
+            pass
+    return cookie.encode("utf-8", "replace")
+
+
+def client_key_for(cookies, address) -> str | None:
+    """Who a visitor is, for the one-job-per-client rule: their browser (Streamlit's XSRF cookie,
+    hashed), else their address; None when neither is known."""
+    import hashlib
+
+    cookie = cookies.get(XSRF_COOKIE) if hasattr(cookies, "get") else None
+    if cookie:
+        return "browser:" + hashlib.sha256(_browser_secret(str(cookie))).hexdigest()[:20]
+    if address:
+        return f"address:{address}"
+    return None
+
+
+def client_key() -> str:
+    """The client of the running session (:func:`client_key_for` of its cookies and address, read
+    once per session); a session without either (AppTest) is a client of its own (:func:`owner_key`)."""
+    key = st.session_state.get(_CLIENT_KEY)
+    if isinstance(key, str):
+        return key
+    try:
+        context = st.context
+        cookies, address = context.cookies, context.ip_address
+    except Exception:  # noqa: BLE001 - no server context (AppTest): this session is its own client
+        cookies, address = None, None
+    key = client_key_for(cookies, address) or owner_key()
+    st.session_state[_CLIENT_KEY] = key
+    return key
+
+
 def _session_connected(sid: str) -> bool | None:
     """Whether the browser of session ``sid`` is still connected; None when there is no server
-    runtime to ask (AppTest, plain Python): then only the page's heartbeat counts."""
-    try:
-        from streamlit.runtime import Runtime
+    runtime to ask (AppTest, plain Python): then only the page's heartbeat counts.
 
-        if not Runtime.exists():
-            return None
-        return bool(Runtime.instance().is_active_session(sid))
-    except Exception:  # noqa: BLE001 - an internal API; without it, the heartbeat alone decides
+    Only a missing runtime means "cannot tell": should Streamlit's API change, the error is raised
+    (tests/test_serving.py asks a real runtime), not silently turned into "heartbeat only"."""
+    from streamlit.runtime import Runtime
+
+    if not Runtime.exists():
         return None
+    return bool(Runtime.instance().is_active_session(sid))
 
 
 class QueueFull(RuntimeError):
@@ -346,7 +391,7 @@ class TransferJob:
         self.net = net
         self.board = board if board is not None else BOARD
         self.limits = self.board.limits
-        self.session = session if session is not None else owner_key()  #: one job per owner (JobBoard)
+        self.session = session if session is not None else client_key()  #: one job per client (JobBoard)
         self.runtime_session = session_id()  #: Streamlit's session, asked whether its browser is still there
         self.stop_event = threading.Event()
         self._lock = threading.Lock()
@@ -359,9 +404,8 @@ class TransferJob:
         self.image = None
         self.message = ""
         self.result = None
-        self.error: str | None = None
+        self.error: str | BaseException | None = None  #: a limit's text (worded already), or the error
         self.started = time.time()
-        self.run_started: float | None = None
         self.last_seen = time.monotonic()
         self.first_image_at: float | None = None
         self.finished_at: float | None = None
@@ -416,18 +460,15 @@ class TransferJob:
             self.state = "running"
             self.step, self.total = p.step, p.total or self.total
             self.values = dict(p.values)
-            self.message = p.message
-            cfg = self.config
-            a = 1.0 if cfg.alpha is None else cfg.alpha
-            b = 1.0 if cfg.beta is None else cfg.beta
-            self.records.append({"step": p.step, "alpha": a, "beta": b, "content": p.values.get("content"),
-                                 "style": p.values.get("style"), "total": p.values.get("total")})
+            self.message = p.msg or p.message  # a Message: worded in the page's language by snapshot()
+            if p.weights is not None:  # the parts of J with the weights the engine multiplied at this step
+                from teachkit.transfer import weighted_record
+
+                self.records.append(weighted_record({"step": p.step, **p.values}, p.weights))
             if p.image is not None:
                 self.image = p.image
                 if self.first_image_at is None:
                     self.first_image_at = time.time()
-        if self.run_started is not None and time.time() - self.run_started > self.limits.seconds:
-            self.cancel(reason="time_limit")
         self.check_abandoned()
         return False  # stopping goes through stop_event
 
@@ -443,17 +484,20 @@ class TransferJob:
                 return
             with self._lock:
                 self.state = "running"
-                self.run_started = time.time()
             result = transfer(self.content, self.styles, self.config, callback=self._callback,
-                              stop=self.stop_event, backbone=self.net)
+                              stop=self.stop_event, backbone=self.net, time_limit=self.limits.seconds)
             with self._lock:
+                if result.stop_reason == "time_limit" and self.reason is None:
+                    self.reason = "time_limit"
                 self.result = result
                 self.image = result.image
                 self.state = "cancelled" if result.stopped else "done"
         except Exception as err:  # noqa: BLE001 - shown on the page, never a traceback
             _log.warning("teachkit app: a transfer job failed: %s: %s", type(err).__name__, err)
             with self._lock:
-                self.error = f"{type(err).__name__}: {err}" if not str(err) else str(err)
+                # the error itself: the page words it in its language (i18n.error_text); out of
+                # memory becomes one line saying what to lower (teachkit.memory)
+                self.error = out_of_memory(err, for_app=True) or err
                 self.state = "failed"
         finally:
             self.board.release(self)
@@ -472,7 +516,7 @@ class TransferJob:
             return {
                 "state": self.state, "step": self.step, "total": self.total, "values": dict(self.values),
                 "image": self.image, "message": progress_message(self.message), "result": self.result,
-                "error": self.error,
+                "error": self.error if self.error is None or isinstance(self.error, str) else failure_text(self.error),
                 "records": list(self.records), "reason": self.reason, "place": place,
                 "elapsed": (self.finished_at or time.time()) - self.started,
             }
@@ -482,6 +526,22 @@ class TransferJob:
         if self.result is None:
             return "{}"
         return json.dumps(self.result.to_dict(), indent=1, allow_nan=False)
+
+
+def failure_text(err: BaseException, lang: str | None = None) -> str:
+    """What a visitor reads about a job that failed: a teachkit error in their language (it says what
+    to change, e.g. teachkit.memory's out-of-memory line), anything else one general sentence --
+    never the exception's own text, which can carry the server's paths or internals (the server
+    log has it)."""
+    from teachkit.messages import TeachkitError, text
+
+    if lang is None:
+        from teachkit.lessons.i18n import lang as session_lang
+
+        lang = session_lang()
+    if isinstance(err, TeachkitError):
+        return err.text(lang)
+    return text("serving.job_failed", lang)
 
 
 def queue_text(snap: dict) -> str:
@@ -559,23 +619,72 @@ def dataset_spec(user_text: str | None, default: str) -> str:
 # ---- the patch atlas of lesson 1: scanned once per process, shared by every session ----
 
 
+#: A visitor's folder scan: at most this many image files (more: refused before any scan) ...
+SCAN_MAX_FILES = max(1, env_int("TEACHKIT_SCAN_MAX_FILES", 300))
+#: ... and at most this many seconds of scanning (then it stops and keeps what it has).
+SCAN_SECONDS = max(1, env_int("TEACHKIT_SCAN_SECONDS", 90))
+#: Folder scans that may hold a compute slot at once: never every slot -- one always stays for the
+#: lessons (with a single slot, visitors' folder scans are off).
+FOLDER_SCAN_SLOTS = MAX_JOBS - 1
+_FOLDER_SCANS = threading.BoundedSemaphore(max(1, FOLDER_SCAN_SLOTS))
+
+
+def folder_label(spec: str) -> str:
+    """How the page names a folder: its path inside the data root (never the server's path)."""
+    if DATA_ROOT is not None:
+        with contextlib.suppress(ValueError):
+            return Path(spec).relative_to(DATA_ROOT).as_posix()
+    return Path(spec).name
+
+
+@contextlib.contextmanager
+def _folder_scan_turn(stop: threading.Event) -> Iterator[bool]:
+    """Hold one of the FOLDER_SCAN_SLOTS, then a compute slot; False (nothing held) if ``stop`` is set
+    while waiting."""
+    while not _FOLDER_SCANS.acquire(timeout=0.25):
+        if stop.is_set():
+            yield False
+            return
+    try:
+        with compute_slot(stop=stop) as got:
+            yield got
+    finally:
+        _FOLDER_SCANS.release()
+
+
+def _current_owner() -> str | None:
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    return owner_key() if get_script_run_ctx(suppress_warning=True) is not None else None
+
+
 class AtlasBuilder:
     """Builds one atlas (:func:`teachkit.patches.get_atlas`) in a background thread.
 
     The first session that asks starts it; every session polls the same builder, so a scan that
     the teacher started keeps running when the page is left, and nobody scans twice.  A scan
     that was done before (on disk, see ``TEACHKIT_CACHE``) is loaded in a moment.
+
+    A visitor's folder (anything but the default dataset) is scanned under limits: at most
+    ``SCAN_MAX_FILES`` images (a larger folder is refused before anything is read), at most
+    ``SCAN_SECONDS`` of scanning (the atlas of the images done so far is kept, ``meta['stopped']``
+    is ``'time_limit'``), only in one of the ``FOLDER_SCAN_SLOTS`` (so a lesson always finds a
+    compute slot), and the session that started it can :meth:`cancel` it.
     """
 
     def __init__(self, spec: str, net, layers):
         self.spec = spec
         self.net = net
         self.layers = tuple(layers)
+        self.folder = spec != atlas_default_dataset()  #: a visitor's folder: scanned under the limits
+        self.label = folder_label(spec) if self.folder else spec  #: what the page calls the dataset
+        self.owner = _current_owner() if self.folder else None  #: the session that may cancel it
         self.step = 0
         self.total = 0
         self.atlas = None
         self.error: str | None = None
         self.exception: BaseException | None = None  #: the error itself (the page words it per language)
+        self.stop = threading.Event()
         self.done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="teachkit-atlas", daemon=True)
         self._thread.start()
@@ -584,18 +693,47 @@ class AtlasBuilder:
         self.step, self.total = p.step, p.total
         return False
 
+    def can_cancel(self, owner: str | None) -> bool:
+        return self.folder and owner is not None and owner == self.owner and not self.done.is_set()
+
+    def cancel(self) -> None:
+        """Stop the scan (or the wait for its turn) now; the page then goes back to the default dataset."""
+        self.stop.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.stop.is_set()
+
     def _run(self) -> None:
+        from teachkit.datasets import get_dataset
         from teachkit.patches import get_atlas
 
         try:
-            with compute_slot():
-                self.atlas = get_atlas(self.spec, backbone=self.net, layers=self.layers, k=ATLAS_K,
-                                       image_size=atlas_image_size(), callback=self._progress)
+            if not self.folder:
+                with compute_slot():
+                    self.atlas = get_atlas(self.spec, backbone=self.net, layers=self.layers, k=ATLAS_K,
+                                           image_size=atlas_image_size(), callback=self._progress)
+                return
+            # listed under the file cap first (a refusal costs no slot), then scanned under the time cap
+            data = get_dataset(self.spec, max_files=SCAN_MAX_FILES, label=self.label)
+            with _folder_scan_turn(self.stop) as got:
+                if got:
+                    self.atlas = get_atlas(data, backbone=self.net, layers=self.layers, k=ATLAS_K,
+                                           image_size=atlas_image_size(), callback=self._progress,
+                                           stop=self.stop, time_limit=SCAN_SECONDS)
         except Exception as err:  # noqa: BLE001 - shown on the page
             self.error = str(err) or type(err).__name__
             self.exception = err
         finally:
             self.done.set()
+
+
+def cancel_folder_scan(builder: AtlasBuilder) -> None:
+    """The Cancel button's callback (lesson 1): stop the scan, forget it, empty the folder box."""
+    builder.cancel()
+    forget_atlas_builder(builder.spec)
+    st.session_state["p1_folder"] = ""
+    st.session_state["p1_note"] = "p1_scan_cancelled"
 
 
 MAX_SCANS = max(1, env_int("TEACHKIT_MAX_SCANS", 3))
@@ -628,6 +766,8 @@ def atlas_builder(spec: str, net, layers) -> AtlasBuilder:
             _BUILDERS.move_to_end(key)
             return b
         if spec != pinned:
+            if FOLDER_SCAN_SLOTS < 1:  # one compute slot only: it stays for the lessons
+                raise BuildersBusy(tr("p1_scans_off"))
             others = [k for k in _BUILDERS if k[0] != pinned]
             while len(others) >= MAX_SCANS:
                 finished = next((k for k in others if _BUILDERS[k].done.is_set()), None)
@@ -681,14 +821,25 @@ STRINGS = {
     },
     "job_time_limit": {"en": "Stopped at the classroom time limit ({secs:.0f} s); the latest image is kept.",
                        "zh": "已到课堂时间上限（{secs:.0f} 秒），任务停止；保留最新的图像。"},
-    "job_replaced": {"en": "Stopped: a newer transfer of yours took its place.",
-                     "zh": "已停止：你新开始的任务取代了它。"},
+    "job_replaced": {"en": "Stopped: a newer transfer of yours (in this tab or another) took its place: "
+                           "one transfer per student.",
+                     "zh": "已停止：你新开始的任务（在这个或另一个标签页里）取代了它：每位同学同时只能运行一个任务。"},
     "job_abandoned": {"en": "Stopped: this page was away too long, so its place went to others.",
                       "zh": "已停止：此页面离开太久，它的位置已让给其他同学。"},
     "job_queue_full": {"en": "The queue is full ({n} transfers are waiting). Please try again in a few minutes.",
                        "zh": "队列已满（{n} 个任务在等待）。请过几分钟再试。"},
     "p1_folder_refused": {"en": "This folder cannot be used. Type a folder inside the data folder your teacher set up.",
                           "zh": "无法使用这个文件夹。请输入老师设定的数据文件夹中的某个文件夹。"},
+    "p1_scans_off": {"en": "Scanning your own folders is off on this server (it runs one computation at a time).",
+                     "zh": "本服务器一次只运行一项计算，因此无法扫描自选的文件夹。"},
+    "p1_scan_cancel": {"en": "Cancel the scan", "zh": "取消扫描"},
+    "p1_scan_cancelled": {"en": "The folder scan was cancelled; the sample photos are shown.",
+                          "zh": "文件夹扫描已取消，现在显示的是示例照片。"},
+    "p1_scan_time_limit": {
+        "en": "The scan stopped at the classroom time limit ({secs} s): the patches come from the first "
+              "{n} of {total} images.",
+        "zh": "扫描到达课堂时间上限（{secs} 秒）后停止：图像块只来自 {total} 张图中的前 {n} 张。",
+    },
     "p1_scans_busy": {"en": "{n} folders are being scanned already; please try again when one has finished.",
                       "zh": "已有 {n} 个文件夹正在扫描；请等其中一个完成后再试。"},
 }

@@ -215,6 +215,19 @@ def samples() -> dict[str, list[str]]:
     return list_samples()
 
 
+@functools.lru_cache(maxsize=1)
+def sample_photos() -> tuple[str, ...]:
+    """The photos lesson 1's ``sample`` dataset is cut from (file names without extension), for its caption."""
+    from pathlib import PurePath
+
+    from teachkit.datasets import get_dataset
+
+    try:
+        return tuple(PurePath(src[0].split(":", 1)[-1]).stem for src in get_dataset("sample").sources)
+    except Exception:  # noqa: BLE001 - only a caption
+        return ()
+
+
 @functools.lru_cache(maxsize=64)
 def sample(name: str, size: int | None = None):
     """A bundled content or style sample as a PIL image (cached, shared by all sessions: do not modify)."""
@@ -337,7 +350,7 @@ def noise_image(width: int, height: int, seed: int = 0):
 # student who opens a page gets it at once.  The defaults of lessons 1 and 5 are made right after
 # the app starts (warm_up), so even the first visit is quick.
 
-L1_LAYER, L1_HOW = "relu3_1", "most_varied"
+L1_LAYER, L1_HOW = "relu1_1", "most_active"  # the teacher's note starts there (issue 18)
 L5_LAYER, L5_PAIR, L5_TILES = "relu3_1", "most", 4
 L5_DECADES = 2  #: lesson 5's lambda sliders span 10**-2 .. 10**2 times the tuned weight
 
@@ -414,7 +427,20 @@ def pair_png(style: str, layer: str, which: str, size: int, lang: str = "en") ->
     from teachkit.gram import pair_figure
 
     k, k2, _ = l5_pair(style, layer, which, size)
-    return fig_png(pair_figure(load_net(), picture(style, size), layer, k=k, k2=k2, lang=lang))
+    return pair_png_kk(style, layer, k, k2, size, lang)
+
+
+@shared(128)
+def pair_png_kk(style: str, layer: str, k: int, k2: int, size: int, lang: str = "en") -> bytes:
+    """Lesson 5: the entry G_kk' of any two channels a student picks (teachkit.gram.pair_figure)."""
+    from teachkit.gram import pair_figure
+
+    return fig_png(pair_figure(load_net(), picture(style, size), layer, k=int(k), k2=int(k2), lang=lang))
+
+
+def layer_channels(layer: str) -> int:
+    """How many channels ``layer`` of the shared backbone has (lesson 5's k and k' inputs)."""
+    return int(load_net().channels[layer])
 
 
 @shared(64)

@@ -15,7 +15,8 @@ TEACHKIT_DEMO_SIZE      long side (px) of every live demo, overriding each page'
 TEACHKIT_DEMO_STEPS     steps of every live demo, overriding each page's default
 TEACHKIT_ATLAS_DATASET  dataset the first lesson scans by default ('sample' or a folder)
 TEACHKIT_ATLAS_SIZE     side (px) at which the atlas images are scanned (tests: small)
-TEACHKIT_CACHE          where scanned atlases and prepared results are kept (default ~/.cache/teachkit)
+TEACHKIT_CACHE          where scanned atlases and prepared results are kept (default: the OS's cache folder)
+TEACHKIT_LANG           the language a page opens in without ?lang= in its address (en / zh; default en)
 TEACHKIT_MAX_JOBS       how many heavy computations may run at once (default 2)
 TEACHKIT_DEMO_SECONDS   time limit of the demos of lessons 2-5 (default 25; 0: none)
 TEACHKIT_WARMUP=0       do not make the default figures in the background when the app starts
@@ -73,6 +74,13 @@ def demo_seconds() -> float | None:
 def demo_steps(default: int, fast: int = 2) -> int:
     """Steps of a live demo: ``TEACHKIT_DEMO_STEPS``, else ``fast`` under TEACHKIT_FAST, else ``default``."""
     return env_int("TEACHKIT_DEMO_STEPS", fast if fast_mode() else default)
+
+
+def default_lang() -> str:
+    """The language a page opens in when its address has no ``?lang=``: ``TEACHKIT_LANG`` (``teachkit app
+    --lang``), 'en' or 'zh'; anything else English."""
+    value = os.environ.get("TEACHKIT_LANG", "").strip().lower()
+    return value if value in ("en", "zh") else "en"
 
 
 def atlas_default_dataset() -> str:

@@ -12,8 +12,14 @@
 * **decoded once per session** -- a decoded upload is kept in the session (keyed by the SHA-256 of
   its bytes), scaled down to the largest side the app ever uses, so reruns cost nothing;
 * **few style images** -- at most ``MAX_STYLE_UPLOADS`` style uploads are used;
+* **bounded upload storage** -- Streamlit keeps every file PUT to ``/_stcore/upload_file/<session>/<id>``
+  in memory until the session ends, and its limit is per request.  :func:`install_upload_bounds`
+  makes the server refuse (HTTP 413, before the file is stored) a file that would take one session
+  past ``SESSION_FILES`` files or ``SESSION_MB`` MB, or the whole server past ``SERVER_MB`` MB;
+  a file replaced or removed, or a session that ends, gives its bytes back;
 * **short errors** -- every problem is one ``st.error`` naming the file; visitors never see a
-  traceback (``client.showErrorDetails`` is "none" unless the teacher set it).
+  traceback (``client.showErrorDetails`` is "none" unless the teacher set it), and a file name is
+  shown as the characters it has (:func:`markdown_literal`), never read as Markdown.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import threading
 import streamlit as st
 
 from teachkit.lessons.i18n import error_text, lang, tr
+from teachkit.messages import Message
 from teachkit.lessons.jobs import LIMITS
 from teachkit.lessons.settings import env_int
 
@@ -36,6 +43,9 @@ UPLOAD_MAX_PIXELS = max(1, env_int("TEACHKIT_UPLOAD_MAX_MP", 12)) * 1_000_000
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
 MAX_STYLE_UPLOADS = max(1, env_int("TEACHKIT_MAX_STYLE_UPLOADS", 3))
 MAX_DECODES = 2  #: uploads decoded at the same time, for the whole classroom (bounds decode memory)
+SESSION_FILES = max(1, env_int("TEACHKIT_UPLOAD_SESSION_FILES", 8))  #: files one session may hold
+SESSION_MB = max(UPLOAD_MAX_MB, env_int("TEACHKIT_UPLOAD_SESSION_MB", 3 * UPLOAD_MAX_MB))  #: MB one session may hold
+SERVER_MB = max(SESSION_MB, env_int("TEACHKIT_UPLOAD_SERVER_MB", 300))  #: MB all sessions together may hold
 _CACHE_KEY = "_uploads"
 _CACHE_SIZE = MAX_STYLE_UPLOADS + 2  # decoded uploads kept per session (<= 3 MiB each at 1024 px)
 
@@ -56,6 +66,94 @@ def uploads_allowed() -> bool:
 
 
 _checked = threading.Event()
+
+
+# ---- upload storage: bounded per session and for the whole server, refused at the door ----
+
+
+class UploadRefused(Exception):
+    """A file that would take a session (or the server) past its upload bounds."""
+
+
+def _refusal(why: str) -> Exception:
+    """The error the upload endpoint answers with: HTTP 413 on Streamlit's Starlette server."""
+    try:
+        from starlette.exceptions import HTTPException
+
+        return HTTPException(status_code=413, detail=why)
+    except ImportError:  # another server: the request fails all the same, nothing is stored
+        return UploadRefused(why)
+
+
+def bounded_add_file(add_file, storage, *, session_files: int, session_bytes: int, server_bytes: int):
+    """``add_file(session_id, file)`` of Streamlit's upload manager, refusing a file that would take
+    its session past ``session_files`` files or ``session_bytes`` bytes, or all sessions together
+    past ``server_bytes`` bytes.  ``storage`` is the manager's ``{session: {file_id: file}}``; a
+    file that replaces one with the same id is counted instead of it, not on top."""
+    guard = threading.Lock()
+
+    def add(session_id, file):
+        with guard:
+            held = dict(storage.get(session_id) or {})
+            old = held.pop(file.file_id, None)
+            size = len(file.data)
+            mine = sum(len(f.data) for f in held.values()) + size
+            total = sum(len(f.data) for files in list(storage.values()) for f in list(files.values()))
+            total += size - (len(old.data) if old is not None else 0)
+            if len(held) + 1 > session_files:
+                why = Message("serving.upload_session_files", {"held": len(held), "limit": session_files})
+            elif mine > session_bytes:
+                why = Message("serving.upload_session_mb", {"mb": mine / 2**20, "limit": round(session_bytes / 2**20)})
+            elif total > server_bytes:
+                why = Message("serving.upload_server_full", {"limit": round(server_bytes / 2**20)})
+            else:
+                return add_file(session_id, file)
+        _log.warning("teachkit app: %s", why.text("en"))
+        raise _refusal(why.text("en"))  # the uploader shows the status; the detail is for whoever reads HTTP
+
+    add.teachkit_bounded = True
+    return add
+
+
+def install_upload_bounds(manager=None) -> bool:
+    """Bound the upload storage of the running Streamlit server (see the module's notes); True
+    when the bounds hold.  Called by :func:`check_served_limits` at the first run of the app, so
+    they hold however the app was started; ``teachkit app`` may call it too (it is idempotent).
+    ``manager`` defaults to the running server's upload manager."""
+    if manager is None:
+        try:
+            from streamlit.runtime import Runtime
+        except ImportError:  # pragma: no cover - every supported streamlit has it
+            return False
+        if not Runtime.exists():  # AppTest, plain Python: no server, no upload endpoint
+            return False
+        manager = Runtime.instance().uploaded_file_mgr
+    if getattr(manager.add_file, "teachkit_bounded", False):
+        return True
+    storage = getattr(manager, "file_storage", None)
+    if not isinstance(storage, dict):
+        _log.warning("teachkit app: this Streamlit's upload storage is unknown (%s); uploads per session are "
+                     "not bounded beyond the per-file limit", type(manager).__name__)
+        return False
+    manager.add_file = bounded_add_file(manager.add_file, storage, session_files=SESSION_FILES,
+                                        session_bytes=SESSION_MB * 2**20, server_bytes=SERVER_MB * 2**20)
+    return True
+
+
+def markdown_literal(text: str) -> str:
+    """``text`` as Markdown that shows exactly these characters: every ASCII punctuation mark is
+    escaped with a backslash (so ``*``, ``_``, ``[``, ``$`` ... stay themselves), a colon is followed
+    by an invisible word joiner (so ``:red[x]`` or ``:smile:`` is never a colour or an icon), and line
+    breaks become spaces.  For file names that visitors chose."""
+    out = []
+    for ch in " ".join(str(text).splitlines()):
+        if ch == ":":
+            out.append(":\u2060")
+        elif ch.isascii() and not ch.isalnum() and not ch.isspace():
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 # ---- Streamlit's own words on the uploader, in the session's language ----
@@ -110,6 +208,7 @@ def check_served_limits() -> bool:
     ok = uploads_allowed()
     if not _checked.is_set():
         _checked.set()
+        install_upload_bounds()
         if not ok:
             _log.warning(
                 "teachkit app: the server accepts uploads up to %s MB, more than the app's limit of %s MB: "
@@ -140,7 +239,7 @@ def decode_upload(data: bytes, name: str):
     from teachkit.images import ImageError, check_upload, load_image
 
     if len(data) > UPLOAD_MAX_MB * 1024 * 1024:
-        raise ImageError.about(name, f"file is {len(data) / 2**20:.1f} MB, the limit is {UPLOAD_MAX_MB} MB")
+        raise ImageError.about(name, "image.upload_too_big", mb=f"{len(data) / 2**20:.1f}", limit=UPLOAD_MAX_MB)
     width, height = check_upload(data, max_pixels=UPLOAD_MAX_PIXELS, name=name)  # the header only
     # Larger than ever used: load_image scales it down (a JPEG is even decoded at a reduced scale).
     size = LIMITS.work_side if max(width, height) > LIMITS.work_side else None
@@ -168,16 +267,25 @@ def read_upload(file, what: str):
         except ImageError as err:
             hit = ("bad", err.with_traceback(None))  # worded when shown: a language switch words it again
         except Exception as err:  # noqa: BLE001 - a decoder bug must not take the page down
-            hit = ("bad", ImageError.about(file.name, f"the decoder failed ({type(err).__name__})"))
+            hit = ("bad", ImageError.about(file.name, "image.decoder_failed", detail=type(err).__name__))
         cache[key] = hit
         while len(cache) > _CACHE_SIZE:
             cache.popitem(last=False)
     else:
         cache.move_to_end(key)
     if hit[0] == "bad":
-        st.error(tr("upload_bad", what=what, err=error_text(hit[1])))
+        st.error(tr("upload_bad", what=what, err=error_text(_named_literally(hit[1]))))
         return None
     return hit[1]
+
+
+def _named_literally(err):
+    """The same error, its file name made Markdown-proof (:func:`markdown_literal`) for ``st.error``."""
+    from teachkit.images import ImageError
+
+    if isinstance(err, ImageError):
+        return ImageError(markdown_literal(err.source), err.problem, err.verb)
+    return err
 
 
 # ---- widgets ----

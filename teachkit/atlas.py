@@ -29,13 +29,32 @@ import torch
 
 from .datasets import Dataset, get_dataset
 from .fileio import atomic_write
+from .messages import Message, TeachkitError
 from .receptive_field import RF, crop_box, unit_box
 
-__all__ = ["FORMAT_VERSION", "Atlas", "Hit", "ActivationMap", "read_meta"]
+__all__ = ["FORMAT_VERSION", "Atlas", "AtlasError", "Hit", "ActivationMap", "read_meta", "MAX_IMAGE_SIZE"]
 
 #: Version of the saved atlas format (bumped whenever the arrays or metadata change meaning).
 FORMAT_VERSION = 1
 _CACHE_IMAGES = 256  # scanned images an Atlas keeps in memory for cropping
+#: Sides a scan accepts, and an atlas file may declare: a crop is cut from an image_size square,
+#: so a file claiming 10**6 px would make every crop a terabyte-sized picture.
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 4096
+_MAX_RF = 1 << 20  # receptive-field sizes, strides and offsets beyond this are not a network's
+_MAX_CHANNELS, _MAX_K = 1 << 16, 1 << 14
+_MAX_META_BYTES = 1 << 24  # the JSON metadata entry (the 'skipped' list is cut at 200 names)
+
+
+class AtlasError(TeachkitError, ValueError):
+    """A scan argument or an atlas file that teachkit cannot use: a message id with parameters.
+
+    A ``ValueError``, so ``except ValueError`` (the CLI, the cache) catches it.  For a file,
+    the id is ``atlas.invalid`` with ``path`` and ``problem`` (itself a :class:`Message`).
+    """
+
+
+class AtlasNotFound(TeachkitError, FileNotFoundError):
+    """No atlas file at the given path."""
 
 
 class Hit(NamedTuple):
@@ -303,19 +322,18 @@ class Atlas:
 
     @classmethod
     def load(cls, path: "str | os.PathLike") -> "Atlas":
-        """Read an atlas written by :meth:`save`."""
+        """Read an atlas written by :meth:`save`; a file that is not one gives one :class:`AtlasError`
+        naming it (never a traceback, however the file was made)."""
         path = Path(path).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"no atlas file {str(path)!r}")
+            raise AtlasNotFound("atlas.not_found", path=str(path))
         with _reading(path), np.load(path, allow_pickle=False) as z:
-            meta = _check_meta(json.loads(str(z["meta"])), path)
+            meta = _load_meta(z, path)
             arrays: dict[str, dict] = {"values": {}, "images": {}, "ys": {}, "xs": {}}
             for i, n in enumerate(meta["layers"]):
                 for key in arrays:
-                    arrays[key][n] = z[f"L{i}_{key}"]
-                    if arrays[key][n].shape != (meta["channels"][n], meta["k"]):
-                        raise ValueError(f"{str(path)!r} is not a valid teachkit atlas file: the {key} of "
-                                         f"{n} have shape {arrays[key][n].shape}, not (channels, k)")
+                    arrays[key][n] = _read_array(z, f"L{i}_{key}", key, n, (meta["channels"][n], meta["k"]), path)
+            _check_arrays(meta, arrays, path)
         atlas = cls(meta, **arrays)
         atlas.path = path
         return atlas
@@ -332,57 +350,132 @@ _META_TYPES = {
 }
 
 
+def _invalid(path, problem: str, **params) -> AtlasError:
+    """The one error for a file that is not a well-formed atlas: it names the file and the problem."""
+    return AtlasError("atlas.invalid", path=str(path), problem=Message(problem, params))
+
+
+def _int_in(value, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _check_rf(rf) -> bool:
+    """A receptive field as saved: [size, stride, offset, size_x, stride_x, offset_x], all in range."""
+    if not (isinstance(rf, list) and len(rf) == 6 and all(isinstance(v, _NUM) and not isinstance(v, bool)
+                                                          for v in rf)):
+        return False
+    sizes = (rf[0], rf[1], rf[3], rf[4])
+    return (all(float(v).is_integer() and 1 <= v <= _MAX_RF for v in sizes)
+            and all(abs(float(v)) <= _MAX_RF for v in (rf[2], rf[5])))
+
+
 def _check_meta(meta, path) -> dict:
-    """``meta`` if it is a well-formed atlas description, else a ValueError naming ``path``.
+    """``meta`` if it is a well-formed atlas description, else an :class:`AtlasError` naming ``path``.
 
-    Atlases written before ``min_inside`` existed get 0 (every position was a candidate).
+    Every number that later sizes an allocation or an index (image size, k, channels, feature-map
+    sizes, receptive fields) is checked against a bound here, so a hand-made file cannot make a
+    crop or a figure allocate without limit.  Atlases written before ``min_inside`` existed get 0
+    (every position was a candidate).
     """
-    def bad(what: str) -> ValueError:
-        return ValueError(f"{str(path)!r} is not a valid teachkit atlas file: {what}; delete it or scan again")
-
     if not isinstance(meta, dict) or "format_version" not in meta:
-        raise bad("no format version")
+        raise _invalid(path, "atlas.no_version")
     meta = {"positions_per_image": 1, "min_inside": 0.0, **meta}
     for key, types in _META_TYPES.items():
-        value = meta.get(key, bad)
-        if value is bad:
-            raise bad(f"its metadata lacks {key!r}")
+        value = meta.get(key, _check_meta)
+        if value is _check_meta:
+            raise _invalid(path, "atlas.lacks", key=key)
         if not isinstance(value, types) or (types in (_INT, _NUM) and isinstance(value, bool)):
-            raise bad(f"{key!r} is {value!r}")
+            raise _invalid(path, "atlas.bad_value", key=key, value=_short(value))
     if meta["format_version"] > FORMAT_VERSION:
-        raise ValueError(
-            f"the atlas {str(path)!r} has format version {meta['format_version']}, newer than this "
-            f"teachkit reads ({FORMAT_VERSION}); update teachkit or scan again"
-        )
+        raise AtlasError("atlas.newer", path=str(path), version=meta["format_version"], known=FORMAT_VERSION)
     layers = meta["layers"]
     if not layers or not all(isinstance(n, str) for n in layers) or len(set(layers)) != len(layers):
-        raise bad(f"'layers' is {layers!r}")
+        raise _invalid(path, "atlas.bad_layers", value=_short(layers))
     for n in layers:
         rf, ch, fs = meta["rf"].get(n), meta["channels"].get(n), meta["feature_size"].get(n)
         if not (isinstance(rf, list) and len(rf) == 6 and all(isinstance(v, _NUM) for v in rf)):
-            raise bad(f"no receptive field for layer {n!r}")
-        if not isinstance(ch, int) or ch < 1 or not (isinstance(fs, list) and len(fs) == 2):
-            raise bad(f"no channel count or feature-map size for layer {n!r}")
-    if meta["k"] < 1 or meta["image_size"] < 1 or not 0 <= meta["min_inside"] <= 1:
-        raise bad(f"k={meta['k']!r}, image_size={meta['image_size']!r}, min_inside={meta['min_inside']!r}")
+            raise _invalid(path, "atlas.no_rf", layer=n)
+        if not _check_rf(rf):
+            raise _invalid(path, "atlas.rf_range", layer=n, value=_short(rf))
+        if not (_int_in(ch, 1, _MAX_CHANNELS) and isinstance(fs, list) and len(fs) == 2
+                and all(_int_in(v, 1, MAX_IMAGE_SIZE) for v in fs)):
+            raise _invalid(path, "atlas.no_shape", layer=n)
+    if not _int_in(meta["k"], 1, _MAX_K) or not _int_in(meta["image_size"], 1, MAX_IMAGE_SIZE) \
+            or not 0 <= meta["min_inside"] <= 1:
+        raise _invalid(path, "atlas.bad_sizes", k=_short(meta["k"]), size=_short(meta["image_size"]),
+                       min_inside=_short(meta["min_inside"]), limit=MAX_IMAGE_SIZE)
+    if meta["dataset_size"] < 0:
+        raise _invalid(path, "atlas.bad_value", key="dataset_size", value=meta["dataset_size"])
     return meta
+
+
+def _short(value, limit: int = 60) -> str:
+    """``repr`` of a value from a file, cut short (a hand-made file may hold anything)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_arrays(meta: dict, arrays: dict, path) -> None:
+    """Every stored index must point inside the dataset and every position inside its feature map."""
+    n = meta["dataset_size"]
+    for layer in meta["layers"]:
+        im = arrays["images"][layer]
+        bad = (im < -1) | (im >= n)
+        if bad.any():
+            raise _invalid(path, "atlas.index_range", layer=layer, index=int(im[bad][0]), n=n)
+        h, w = meta["feature_size"][layer]
+        used = im >= 0
+        ys, xs = arrays["ys"][layer][used], arrays["xs"][layer][used]
+        if ((ys < 0) | (ys >= h) | (xs < 0) | (xs >= w)).any():
+            raise _invalid(path, "atlas.position_range", layer=layer, h=h, w=w)
+
+
+_DTYPES = {"values": np.floating, "images": np.integer, "ys": np.integer, "xs": np.integer}
+
+
+def _read_array(z, name: str, key: str, layer: str, shape: tuple[int, int], path) -> np.ndarray:
+    """One array of the file, refused before it is read when the zip entry is larger than its shape
+    allows (a compressed entry could otherwise unpack to any size)."""
+    try:
+        size = z.zip.getinfo(f"{name}.npy").file_size
+    except KeyError:
+        raise _invalid(path, "atlas.missing_array", name=name) from None
+    if size > shape[0] * shape[1] * 8 + 4096:
+        raise _invalid(path, "atlas.array_size", name=name)
+    arr = z[name]
+    if arr.shape != shape or not np.issubdtype(arr.dtype, _DTYPES[key]):
+        raise _invalid(path, "atlas.array_shape", key=key, layer=layer, shape=_short(arr.shape))
+    return arr
+
+
+def _load_meta(z, path) -> dict:
+    try:
+        size = z.zip.getinfo("meta.npy").file_size
+    except KeyError:
+        raise _invalid(path, "atlas.missing_array", name="meta") from None
+    if size > _MAX_META_BYTES:
+        raise _invalid(path, "atlas.array_size", name="meta")
+    return _check_meta(json.loads(str(z["meta"])), path)
 
 
 @contextlib.contextmanager
 def _reading(path):
-    """Turn the errors of reading a file that is not an atlas into one ValueError naming it."""
+    """Turn the errors of reading a file that is not an atlas into one AtlasError naming it."""
     try:
         yield
-    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        if isinstance(exc, ValueError) and "teachkit atlas" in str(exc):
-            raise
-        raise ValueError(f"{str(path)!r} is not a teachkit atlas file ({exc})") from None
+    except AtlasError:
+        raise
+    except RecursionError:  # JSON nested thousands deep
+        raise _invalid(path, "atlas.too_deep") from None
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile, OverflowError, MemoryError) as exc:
+        raise AtlasError("atlas.unreadable", path=str(path), detail=_short(str(exc) or type(exc).__name__, 200)) \
+            from None
 
 
 def read_meta(path: "str | os.PathLike") -> dict:
     """Only the metadata of a saved atlas (fast: the arrays are not read)."""
     with _reading(path), np.load(Path(path), allow_pickle=False) as z:
-        return _check_meta(json.loads(str(z["meta"])), path)
+        return _load_meta(z, path)
 
 
 def _pils_to_batch(pils: Sequence, device: torch.device) -> torch.Tensor:

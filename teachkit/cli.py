@@ -9,10 +9,13 @@ stderr as one line, with exit code 2 and no traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from .fileio import check_int
+from .messages import LANGS, TeachkitError, text, using_language
 from .prepare import add_prepare_parser
+from .serve import add_app_parser
 
 __all__ = ["main", "build_parser"]
 
@@ -64,17 +67,8 @@ def cmd_layers(args) -> int:
 
 
 def add_transfer_parser(sub) -> None:
-    from .costs import NORMALIZATIONS
-    from .transfer import DTYPES, INITS, OPTIMIZERS, PRESETS, TransferConfig
-
-    d = TransferConfig()
-    quick = PRESETS["quick"]
-
-    def dflt(name: str) -> str:  # "(default: X; quick: Y)" for the fields a preset sets
-        q = quick.get(name)
-        q = ",".join(map(str, q)) if isinstance(q, tuple) else q
-        v = getattr(d, name)
-        return f"(default: {'automatic' if v is None else v}" + (f"; --preset quick: {q})" if name in quick else ")")
+    from . import options
+    from .transfer import PRESETS
 
     p = sub.add_parser(
         "transfer",
@@ -93,48 +87,9 @@ def add_transfer_parser(sub) -> None:
     p.add_argument("--preset", choices=tuple(PRESETS), default="default",
                    help="named recipe: 'quick' is the classroom one (256 px, seconds on a laptop); "
                         "options given explicitly override it (default: %(default)s)")
-    p.add_argument("--size", type=int, default=None, help=f"long side of the result in px {dflt('size')}")
-    p.add_argument("--steps", type=int, default=None, help=f"optimiser steps over all scales {dflt('steps')}")
-    p.add_argument("--alpha", type=float, default=None, help="content weight")
-    p.add_argument("--beta", type=float, default=None, help="style weight")
-    p.add_argument("--content-layer", default=d.content_layer, help="(default: %(default)s)")
-    p.add_argument("--style-layers", type=_csv, default=None,
-                   help=f"comma list (default: {','.join(d.style_layers)})")
-    p.add_argument("--layer-weights", type=_floats, default=None,
-                   help="lambda[l] (with --normalization auto: relative weights w[l]), one per style layer")
-    p.add_argument("--style-weights", type=_floats, default=None, help="blend weights, one per style image")
-    p.add_argument("--style-scale", type=float, default=d.style_scale,
-                   help="style image size relative to the result (default: %(default)s)")
-    p.add_argument("--normalization", choices=NORMALIZATIONS, default=d.normalization,
-                   help="constants in front of the costs; 'auto' measures each term against its own "
-                        "size, so the weights fit any style image (default: %(default)s)")
-    p.add_argument("--init", choices=INITS, default=None,
-                   help=f"starting image: the content blended with white noise, white noise (the lecture's), "
-                        f"or the content {dflt('init')}")
-    p.add_argument("--init-noise", type=float, default=None,
-                   help=f"noise share for --init blend {dflt('init_noise')}")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="(default: %(default)s)")
-    p.add_argument("--lr", type=float, default=None, help="step length (default: 1 for lbfgs, 0.02 for adam)")
-    p.add_argument("--tv", type=float, default=None, dest="tv_weight", help="total-variation weight")
-    p.add_argument("--preserve-color", action="store_true", help="transfer luminance only; keep the content's colours")
-    p.add_argument("--scales", type=_ints, default=None,
-                   help=f"coarse-to-fine long sides, e.g. 128,256,512 {dflt('scales')}")
-    p.add_argument("--scale-steps", type=_ints, default=None,
-                   help=f"steps per scale, one per scale (overrides --steps) {dflt('scale_steps')}")
-    p.add_argument("--pyramid", type=int, default=None, metavar="LEVELS",
-                   help="optimise the image as a sum of LEVELS resolutions; 1 = plain pixels (default: automatic)")
-    p.add_argument("--seed", type=int, default=d.seed, help="(default: %(default)s)")
-    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: automatic)")
-    p.add_argument("--dtype", choices=DTYPES, default=d.dtype,
-                   help="'auto': bfloat16 where the CPU runs it natively, else float32 (default: %(default)s)")
-    p.add_argument("--force-dtype", action="store_true",
-                   help="use --dtype bfloat16 even on a CPU that only emulates it (many times slower)")
-    p.add_argument("--backbone", default=d.backbone, help="(default: %(default)s)")
-    p.add_argument("--pooling", choices=("max", "avg"), default=d.pooling, help="(default: %(default)s)")
+    options.add_cli_arguments(p)  # every TransferConfig option, from its one declaration (teachkit/options.py)
     p.add_argument("--save-every", metavar="DIR", default=None,
                    help="save the intermediate images into DIR (every --preview-every steps)")
-    p.add_argument("--preview-every", type=int, default=d.preview_every, metavar="N",
-                   help="intermediate image every N steps (default: %(default)s)")
     p.add_argument("--log", metavar="FILE.json", default=None, help="write config, cost history and timings as JSON")
     p.add_argument("--plot", metavar="FILE.png", default=None, help="plot the cost terms over the steps")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -143,26 +98,9 @@ def add_transfer_parser(sub) -> None:
 
 def _transfer_config(args):
     """The TransferConfig of the command line: the preset, then every option given explicitly."""
-    from .transfer import TransferConfig
+    from .options import config_from_args
 
-    fields = {
-        "size": args.size, "steps": args.steps, "alpha": args.alpha, "beta": args.beta,
-        "content_layer": args.content_layer, "layer_weights": args.layer_weights,
-        "style_weights": args.style_weights, "style_scale": args.style_scale,
-        "normalization": args.normalization, "init": args.init, "init_noise": args.init_noise,
-        "optimizer": args.optimizer, "lr": args.lr, "tv_weight": args.tv_weight,
-        "preserve_color": args.preserve_color, "scales": args.scales, "scale_steps": args.scale_steps,
-        "pyramid": args.pyramid, "seed": args.seed, "device": args.device, "dtype": args.dtype,
-        "force_dtype": args.force_dtype, "backbone": args.backbone, "pooling": args.pooling,
-        "preview_every": args.preview_every,
-    }
-    if args.style_layers is not None:
-        fields["style_layers"] = tuple(args.style_layers)
-    for key in ("layer_weights", "style_weights", "scales", "scale_steps"):
-        if fields[key] is not None:
-            fields[key] = tuple(fields[key])
-    # the preset's fields are defaults: every option given explicitly wins (see TransferConfig.preset)
-    return TransferConfig.preset(args.preset, **{k: v for k, v in fields.items() if v is not None})
+    return config_from_args(args, args.preset)
 
 
 def _weights_line(weights: dict) -> str:
@@ -171,15 +109,46 @@ def _weights_line(weights: dict) -> str:
             f"lambda[l]: {lam or '-'}, w_tv {weights['tv_weight']:.3g}")
 
 
-def cmd_transfer(args) -> int:
-    import dataclasses
-    import warnings
+def _step_file(step: int) -> str:
+    """The name of the intermediate image of ``step`` in the ``--save-every`` folder."""
+    return f"step_{step:04d}.png"
+
+
+def _check_save_every(folder: str, preview_every: int, total_steps: int, protected: list):
+    """The ``--save-every`` folder, checked: a folder (made if missing) where an image can be
+    written, with ``--preview-every`` > 0, and where no intermediate image (``step_0000.png`` up to
+    the last step) would replace a file of ``protected`` (the inputs, -o, --plot, --log; None or a
+    sample name is skipped) -- refused, naming the file it would have replaced."""
     from pathlib import Path
 
-    from .features import load_backbone
+    from .fileio import same_path
+    from .images import check_output_path
+    from .messages import InputError
+
+    save_dir = Path(folder).expanduser()
+    if save_dir.exists() and not save_dir.is_dir():
+        raise InputError("cli.save_every_file", folder=folder)
+    if preview_every <= 0:
+        raise InputError("cli.save_every_preview")
+    check_output_path(save_dir / _step_file(0))
+    for path in protected:
+        if path is None or not isinstance(path, (str, Path)):
+            continue
+        q = Path(path).expanduser()
+        stem = q.name[len("step_"):-len(".png")] if q.name.startswith("step_") and q.name.endswith(".png") else ""
+        if stem.isdigit() and int(stem) <= total_steps and q.name == _step_file(int(stem)) \
+                and same_path(q.parent, save_dir):
+            raise InputError("cli.save_every_clash", folder=folder, name=q.name, path=str(path))
+    return save_dir
+
+
+def cmd_transfer(args) -> int:
+    import warnings
+
+    from .fileio import check_distinct_outputs
     from .images import check_output_path, save_image
     from .samples import DEFAULT_CONTENT, DEFAULT_STYLE
-    from .transfer import SlowDtypeWarning, choose_dtype, load_inputs, transfer
+    from .transfer import Engine, SlowDtypeWarning
 
     # 1. everything that can be checked is checked before the long work
     content = args.content if args.content is not None else DEFAULT_CONTENT
@@ -188,25 +157,19 @@ def cmd_transfer(args) -> int:
     out = check_output_path(args.output, inputs=inputs)
     plot_path = check_output_path(args.plot, "figure", inputs=inputs) if args.plot else None
     log_path = check_output_path(args.log, "json", inputs=inputs) if args.log else None
+    check_distinct_outputs({"-o": out, "--plot": plot_path, "--log": log_path})
+    config = _transfer_config(args)
+    config.validate(len(styles))  # ConfigError on a bad option, before any image is read
+    # the engine's plan: images (ImageError), layers (naming the layer), precision, steps, weights
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SlowDtypeWarning)  # said once, below
+        engine = Engine(content, styles, config)
+    if engine.plan.dtype_warning:
+        print(text("cli.warning", detail=engine.plan.dtype_warning), file=sys.stderr)
     save_dir = None
     if args.save_every:
-        save_dir = Path(args.save_every).expanduser()
-        if save_dir.exists() and not save_dir.is_dir():
-            raise UsageError(f"cannot save intermediate images into '{args.save_every}': it is a file, not a folder")
-        check_output_path(save_dir / "step_0000.png")
-        if args.preview_every <= 0:
-            raise UsageError("--save-every needs --preview-every N with N > 0")
-
-    config = _transfer_config(args)
-    config.resolved(len(styles))  # ValueError on a bad option
-    content_img, style_imgs = load_inputs(content, styles, config)  # ImageError on a bad image
-    if config.size is None:
-        config = dataclasses.replace(config, size=max(content_img.size))
-    net = load_backbone(config.backbone, pooling=config.pooling, device=config.device)
-    net.check_layers([config.content_layer, *config.style_layers])  # ValueError naming the layer
-    _, dtype_warning = choose_dtype(config.dtype, net.device, config.force_dtype)
-    if dtype_warning:
-        print(f"teachkit: warning: {dtype_warning}", file=sys.stderr)
+        save_dir = _check_save_every(args.save_every, config.preview_every, engine.plan.steps,
+                                     [out, plot_path, log_path, *inputs])
 
     # 2. the long work, with a progress bar; Ctrl-C returns the latest image
     reporter = None
@@ -219,12 +182,12 @@ def cmd_transfer(args) -> int:
         if reporter is not None:
             reporter(p)
         if save_dir is not None and p.image is not None:
-            save_image(p.image, save_dir / f"step_{p.step:04d}.png")
+            save_image(p.image, save_dir / _step_file(p.step))
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SlowDtypeWarning)  # said once, above
-            result = transfer(content_img, style_imgs, config, callback=callback, backbone=net)
+            result = engine.run(callback=callback)
     finally:
         if reporter is not None:
             reporter.close()
@@ -237,15 +200,14 @@ def cmd_transfer(args) -> int:
         print(f"interrupted after {steps} steps: wrote the latest image to {out} ({w}x{h})")
     else:
         print(f"wrote {out} ({w}x{h}, {steps} steps, {result.seconds:.1f} s, J = {result.costs.get('total', 0):.4g})")
-    print(_weights_line(result.weights))
+    print(_weights_line(result.plan.weights))
     if log_path is not None:
         result.save_log(log_path)
         print(f"wrote the log to {log_path}")
     if plot_path is not None and result.history:
         from .viz import plot_history, save_figure
 
-        save_figure(plot_history(result.history, layers=True, weighted=True, config=result.effective_config()),
-                    plot_path)
+        save_figure(plot_history(result.history, layers=True, weights=result.plan), plot_path)
         print(f"wrote the cost plot to {plot_path}")
     return 130 if result.stopped else 0
 
@@ -271,13 +233,17 @@ def add_patches_parser(sub) -> None:
                    help="comma-separated layers (default relu1_1,relu2_1,relu3_1,relu4_1,relu5_1)")
     s.add_argument("--k", type=int, default=9, help="patches kept per unit (default 9)")
     s.add_argument("--image-size", type=int, default=None,
-                   help="side the images are scanned at (default 112)")
+                   help="side the images are scanned at (default 160)")
     s.add_argument("--batch-size", type=int, default=16)
     s.add_argument("--positions-per-image", type=int, default=1,
                    help="distinct positions one image may give a unit (default 1)")
     s.add_argument("--shard", default=None,
                    help="scan only part PART of PARTS, written as PART/PARTS (needs --out)")
-    s.add_argument("--device", default=None)
+    s.add_argument("--device", default=None,
+                   help="cpu, cuda, mps (default: the best there is; under torchrun each process its own GPU)")
+    s.add_argument("--threads", type=int, default=None,
+                   help="CPU threads of this process (torch.set_num_threads); under torchrun set it to "
+                   "the cores divided by the processes per machine")
     s.add_argument("--out", "-o", default=None,
                    help="atlas file to write (.npz); the cache is used either way")
     s.add_argument("--cache-dir", default=None, help="atlas cache folder (default $TEACHKIT_CACHE/atlases "
@@ -329,17 +295,31 @@ def _atlas_and_data(args):
     return atlas, ds
 
 
+def _scan_options(args) -> dict:
+    from .patches import DEFAULT_IMAGE_SIZE
+
+    return dict(k=args.k, image_size=args.image_size or DEFAULT_IMAGE_SIZE,
+                positions_per_image=args.positions_per_image, batch_size=args.batch_size)
+
+
 def cmd_patches_scan(args) -> int:
+    """One process: the cache, or a scan (of one --shard).  Under torchrun: every process scans its
+    share and rank 0 writes the one atlas (teachkit.distributed)."""
+    import os
     import signal
     import threading
     import time
 
+    import torch
+
+    from . import distributed
     from .datasets import get_dataset
     from .features import load_backbone
     from .images import check_output_path
-    from .patches import DEFAULT_IMAGE_SIZE, get_atlas, scan
+    from .patches import get_atlas, scan, store
     from .progress import TqdmReporter
 
+    together = distributed.launched()
     shard = None
     if args.shard:
         try:
@@ -348,12 +328,17 @@ def cmd_patches_scan(args) -> int:
             raise UsageError(f"--shard must look like 0/4, not {args.shard!r}") from None
         if not args.out:
             raise UsageError("--shard needs --out (a part of a dataset is not cached)")
+        if together:
+            raise UsageError("--shard is for separate runs; under torchrun every process takes its share itself")
         shard = (part, parts)
+    if args.threads is not None:
+        torch.set_num_threads(check_int("--threads", args.threads, 1))
     if args.out:
         check_output_path(args.out, "npz")
     data = get_dataset(args.data)  # a wrong folder fails now, before the network loads
-    net = load_backbone(args.backbone, device=args.device)
-    bar = TqdmReporter(desc="scan", unit="img")
+    net = load_backbone(args.backbone, device=distributed.device_for_rank(args.device) if together else args.device)
+    first = not together or os.environ.get("RANK", "0") == "0"  # only rank 0 draws a bar and prints
+    bar = TqdmReporter(desc="scan", unit="img") if first else None
     stop = threading.Event()
     old = None
     if threading.current_thread() is threading.main_thread():
@@ -363,23 +348,29 @@ def cmd_patches_scan(args) -> int:
         old = signal.signal(signal.SIGINT, on_ctrl_c)
     t0 = time.perf_counter()
     try:
-        if shard is not None:
-            atlas = scan(net, data, args.layers, k=args.k,
-                         image_size=args.image_size or DEFAULT_IMAGE_SIZE,
-                         positions_per_image=args.positions_per_image, batch_size=args.batch_size,
-                         shard=shard, callback=bar, stop=stop)
+        if together:
+            with distributed.process_group(net.device):
+                atlas = distributed.scan(net, data, args.layers, callback=bar, stop=stop, **_scan_options(args))
+            if atlas is None:  # not rank 0: its share went to rank 0
+                return 130 if stop.is_set() else 0
+            if not args.out and atlas.complete:
+                store(atlas, args.cache_dir)
+        elif shard is not None:
+            atlas = scan(net, data, args.layers, shard=shard, callback=bar, stop=stop, **_scan_options(args))
         else:
             atlas = get_atlas(data, net, args.layers, k=args.k, image_size=args.image_size,
                               callback=bar, cache_dir=args.cache_dir,
                               positions_per_image=args.positions_per_image, batch_size=args.batch_size,
                               stop=stop, rescan=args.rescan)
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         if old is not None:
             signal.signal(signal.SIGINT, old)
     m = atlas.meta
+    procs = f", {m['processes']} processes" if m.get("processes") else ""
     print(f"atlas: {m['backbone']} on {m['dataset_name']}: {m['n_images']} images at {m['image_size']} px, "
-          f"k={m['k']}, layers {', '.join(m['layers'])} ({time.perf_counter() - t0:.1f} s)")
+          f"k={m['k']}, layers {', '.join(m['layers'])} ({time.perf_counter() - t0:.1f} s{procs})")
     if m["n_skipped"]:
         print(f"skipped {m['n_skipped']} unreadable image(s): {', '.join(m['skipped'][:10])}"
               + (" ..." if m["n_skipped"] > 10 else ""))
@@ -651,6 +642,8 @@ COMMANDS = (
     add_gram_parser,
     add_reconstruct_parser,
     add_prepare_parser,  # teachkit/prepare.py: its parser and command live beside what they run
+    add_app_parser,  # teachkit/serve.py: `teachkit app` serves the classroom app
+    __import__("teachkit.handout", fromlist=["_"]).add_handout_parser,  # teachkit/handout.py: printable handouts
 )
 
 
@@ -658,26 +651,76 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="teachkit", description="See what convolutional networks see, and how style transfer works."
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"teachkit {__version__}")
+    parser.add_argument("--lang", choices=sorted(LANGS), default=None,
+                        help="language of messages and errors (default: the locale, LANG / LC_ALL)")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in COMMANDS:
         add(sub)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .features import BackboneError
-    from .images import ImageError
+#: errno -> the reason in words (a name missing from this platform's errno is skipped)
+_OS_REASONS = {
+    getattr(errno, name): msg_id for name, msg_id in (
+        ("ENOSPC", "os.no_space"), ("EDQUOT", "os.quota"), ("EACCES", "os.permission"),
+        ("EPERM", "os.permission"), ("EROFS", "os.read_only"), ("ENOTDIR", "os.not_dir"),
+        ("EISDIR", "os.is_dir"), ("EEXIST", "os.exists"), ("ENOENT", "os.not_found"),
+        ("ENAMETOOLONG", "os.too_long"),
+    ) if hasattr(errno, name)
+}
 
+
+def os_error_message(exc: OSError):
+    """An OSError as one message naming its path and the reason in words (``cli.os_error``); a path
+    inside ``$TEACHKIT_CACHE`` says so, since that setting is then what to fix."""
+    import os
+
+    from .messages import Message
+
+    reason_id = _OS_REASONS.get(exc.errno)
+    reason = Message(reason_id) if reason_id else Message("os.other", {"detail": exc.strerror or str(exc)})
+    if exc.filename is None:
+        return Message("cli.os_error_nopath", {"reason": reason})
+    path = os.fsdecode(exc.filename)
+    cache = os.environ.get("TEACHKIT_CACHE", "").strip()
+    if cache and (path == cache or path.startswith(cache.rstrip("/\\") + os.sep)):
+        return Message("cli.os_error_cache", {"path": path, "reason": reason, "cache": cache})
+    return Message("cli.os_error", {"path": path, "reason": reason})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command.  Messages and errors speak ``--lang``, else the locale (LC_ALL, LC_MESSAGES,
+    LANG, LANGUAGE: ``zh*`` is Chinese); argparse's own usage and help text stay English."""
     parser = build_parser()
     args = parser.parse_args(_gram_shorthand(list(sys.argv[1:] if argv is None else argv)))
+    with using_language(args.lang):
+        return _run(args)
+
+
+def _run(args) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("teachkit: interrupted", file=sys.stderr)
+        print(text("cli.interrupted"), file=sys.stderr)
         return 130
-    except (UsageError, ImageError, BackboneError, ValueError, FileNotFoundError, PermissionError) as exc:
-        print(f"teachkit: error: {exc}", file=sys.stderr)
+    except (UsageError, TeachkitError, ValueError) as exc:
+        # a TeachkitError (ImageError, BackboneError, ConfigError, ...) is worded in this language;
+        # any other is shown as it is (its words are English) inside this language's frame
+        print(text("cli.error", detail=exc), file=sys.stderr)
         return 2
+    except OSError as exc:  # disk full, no permission, TEACHKIT_CACHE naming a file, ...: one line naming the path
+        print(text("cli.error", detail=os_error_message(exc)), file=sys.stderr)
+        return 2
+    except (RuntimeError, MemoryError) as exc:  # out of memory (CUDA, MPS, CPU): one line saying what to lower
+        from .memory import out_of_memory
+
+        if (oom := out_of_memory(exc)) is None:
+            raise
+        print(oom.text(), file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":  # pragma: no cover

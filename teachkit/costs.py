@@ -47,12 +47,18 @@ For one layer, ``gatys`` style cost = ``lecture`` style cost * ``1 / (2 n_C n_H 
 
 from __future__ import annotations
 
-from typing import Mapping
+from dataclasses import dataclass
+from typing import Callable, Mapping
 
 import torch
 
+from .messages import TeachkitError
+
 __all__ = [
     "NORMALIZATIONS",
+    "CostFunctions",
+    "check_normalization",
+    "weighted_terms",
     "gram_matrix",
     "content_cost",
     "style_factor",
@@ -75,9 +81,14 @@ def _f32(t: torch.Tensor) -> torch.Tensor:
     return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
-def _check_norm(normalization: str) -> None:
+def check_normalization(normalization: str) -> None:
+    """ValueError unless ``normalization`` is one of :data:`NORMALIZATIONS` (the one check; gram.py and
+    the transfer config call it too)."""
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, not {normalization!r}")
+
+
+_check_norm = check_normalization  # the name TransferConfig.validate still calls
 
 
 class _Gram(torch.autograd.Function):
@@ -121,7 +132,7 @@ def content_cost(a_C: torch.Tensor, a_G: torch.Tensor, normalization: str = "lec
 
     With ``normalization='none'`` the factor 1/2 is dropped.  Computed in float32.
     """
-    _check_norm(normalization)
+    check_normalization(normalization)
     if a_C.shape != a_G.shape:
         raise ValueError(f"content activations differ in shape: {tuple(a_C.shape)} vs {tuple(a_G.shape)}")
     with torch.autocast(device_type=a_G.device.type, enabled=False):
@@ -135,7 +146,7 @@ def style_factor(n_H: int, n_W: int, n_C: int, normalization: str = "lecture") -
     ``lecture`` and ``auto``: ``1 / (2 n_H n_W n_C)``; ``gatys``: ``1 / (4 n_C^2 (n_H n_W)^2)``;
     ``none``: ``1``.
     """
-    _check_norm(normalization)
+    check_normalization(normalization)
     if normalization in ("lecture", "auto"):
         return 1.0 / (2.0 * n_H * n_W * n_C)
     if normalization == "gatys":
@@ -252,3 +263,107 @@ def auto_weights(
         n *= int(d)
     out["tv_weight"] = float(tv_weight) / n
     return out
+
+
+def weighted_terms(values: Mapping[str, float], alpha: float, beta: float, tv_weight: float = 0.0) -> dict:
+    r"""The parts of ``J(G) = alpha J_content + beta J_style + w_tv TV`` from one step's terms.
+
+    ``values`` holds the unweighted ``content``, ``style`` (= ``sum_l lambda[l] J_style[l]``) and ``tv``
+    of one step (a record of :mod:`teachkit.transfer`); the weights are the ones the engine multiplied
+    (``TransferPlan``, ``Progress.weights``).  Returns ``{"content": alpha J_content, "style": beta
+    J_style, "tv": w_tv TV}``: the curves of every cost chart (the app's and
+    :func:`teachkit.viz.plot_history`); they add up to the step's J.  A part whose weight is 0 is 0
+    (the engine may not have computed its term: ``nan``/``None``).
+    """
+    def part(key: str, weight: float) -> float:
+        v = values.get(key)
+        if not weight or v is None:
+            return 0.0
+        return float(weight) * float(v)
+
+    return {"content": part("content", alpha), "style": part("style", beta), "tv": part("tv", tv_weight)}
+
+
+def _layer_style_cost(a_S: torch.Tensor, a_G: torch.Tensor) -> torch.Tensor:
+    """``J_style[l]`` from the two activations (the lecture's normalisation): the reference
+    ``CostFunctions.layer_style_cost``."""
+    return style_layer_cost(gram_matrix(a_S), a_G, "lecture")
+
+
+@dataclass(frozen=True)
+class CostFunctions:
+    r"""A student's own cost functions, run by teachkit's one optimisation loop in place of its own.
+
+    Pass one to :class:`teachkit.transfer.StyleTransfer` or :func:`teachkit.transfer.transfer` as
+    ``cost_functions=``.  Every field is optional; ``None`` means teachkit's own function.  Every
+    activation handed over is a float32 tensor in the engine's layout ``(1, n_C, n_H, n_W)`` (the
+    lecture's ``n_H x n_W x n_C`` volume, channels first); every function must return a 0-dim tensor
+    (or ``(n_C, n_C)`` for ``gram_matrix``) built from torch operations, so that the gradient flows
+    back to the pixels.  The functions compute the lecture's formulas (``lecture`` constants), so the
+    config's normalisation must be ``'lecture'`` or ``'auto'``.
+
+    ``content_cost(a_C, a_G) -> J_content``
+        ``1/2 ||a[l](C) - a[l](G)||^2``; ``a_C`` the content target, ``a_G`` G's activation.
+    ``gram_matrix(a) -> G``
+        ``G_kk' = sum_ij a_ijk a_ijk'``, shape ``(n_C, n_C)`` (``(1, n_C, n_C)`` is accepted too).
+        Used for the style targets (every style image) and for G's Gram matrices; the engine still
+        scales a style image's Gram matrix by ``M_G / M_S`` and applies the ``lecture`` constant.
+    ``layer_style_cost(a_S, a_G) -> J_style[l]``
+        ``1 / (2 n_H n_W n_C) ||G[l](S) - G[l](G)||_F^2`` from the two activations.  When given, the
+        engine resizes the style image to G's working size (so ``a_S`` and ``a_G`` have the same
+        shape) and keeps its activation at each style layer; one style image only.  It then uses
+        neither its own nor the student's ``gram_matrix`` for J (only for ``auto``'s weights).
+    ``total_cost(J_content, J_style, alpha, beta) -> J``
+        ``alpha J_content + beta J_style``, where ``J_style = sum_l lambda[l] J_style[l]`` (the
+        engine weighs the layers) and the weights are the effective ones (``auto``: derived from the
+        targets).  The engine adds ``w_tv TV(G)`` to what it returns.
+
+    ``CostFunctions.reference()`` holds teachkit's own functions in these signatures: with it the
+    result equals a run without ``cost_functions`` (same seed, same steps) to float tolerance.
+    """
+
+    content_cost: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    gram_matrix: Callable[[torch.Tensor], torch.Tensor] | None = None
+    layer_style_cost: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    total_cost: Callable[[torch.Tensor, torch.Tensor, float, float], torch.Tensor] | None = None
+
+    @classmethod
+    def reference(cls) -> "CostFunctions":
+        """teachkit's own functions, in the signatures above (the oracle for a student's)."""
+        return cls(content_cost=content_cost, gram_matrix=gram_matrix, layer_style_cost=_layer_style_cost,
+                   total_cost=total_cost)
+
+    @property
+    def custom(self) -> bool:
+        """Whether any function replaces teachkit's own."""
+        return any(f is not None for f in (self.content_cost, self.gram_matrix, self.layer_style_cost,
+                                           self.total_cost))
+
+    # the engine's calls: the student's function, its result checked to be a tensor
+    def content(self, a_C: torch.Tensor, a_G: torch.Tensor) -> torch.Tensor:
+        return _as_tensor(self.content_cost(a_C, a_G), "content_cost")
+
+    def layer_style(self, a_S: torch.Tensor, a_G: torch.Tensor) -> torch.Tensor:
+        return _as_tensor(self.layer_style_cost(a_S, a_G), "layer_style_cost")
+
+    def total(self, j_content, j_style, alpha: float, beta: float) -> torch.Tensor:
+        return _as_tensor(self.total_cost(j_content, j_style, alpha, beta), "total_cost")
+
+    def gram(self, a: torch.Tensor) -> torch.Tensor:
+        """``G[l]`` of ``a`` ``(1, n_C, n_H, n_W)`` as ``(n_C, n_C)`` float32, by the student's function or
+        teachkit's."""
+        n_C = a.shape[-3]
+        if self.gram_matrix is None:
+            return gram_matrix(a).reshape(n_C, n_C)
+        with torch.autocast(device_type=a.device.type, enabled=False):
+            return _as_tensor(self.gram_matrix(_f32(a)), "gram_matrix").float().reshape(n_C, n_C)
+
+
+class CostFunctionError(TeachkitError, TypeError):
+    """An own cost function returned something the engine cannot use: an id + parameters."""
+
+
+def _as_tensor(value, name: str) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise CostFunctionError("engine.cost_function_result", name=name, kind=type(value).__name__)
+    return value

@@ -47,6 +47,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .messages import TeachkitError
+
 __all__ = [
     "Dataset",
     "SampleDataset",
@@ -59,6 +61,7 @@ __all__ = [
     "get_dataset",
     "resolve_dataset_folder",
     "FolderRefused",
+    "DatasetError",
     "fit_square",
     "dataset_names",
 ]
@@ -67,6 +70,10 @@ log = logging.getLogger(__name__)
 
 #: File extensions a folder dataset picks up (compared case-insensitively).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+
+class DatasetError(TeachkitError, ValueError):
+    """A dataset that cannot be scanned as asked (no images, too many files): an id with parameters."""
 
 
 def _hash(obj) -> str:
@@ -319,18 +326,40 @@ class FolderDataset(Dataset):
     :meth:`verify` to check every file up front.
     """
 
-    def __init__(self, root: str | os.PathLike, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> None:
+    def __init__(self, root: str | os.PathLike, extensions: Sequence[str] = IMAGE_EXTENSIONS, *,
+                 max_files: int | None = None, label: str | None = None) -> None:
         super().__init__()
         root = Path(root).expanduser()
+        #: how messages name the folder: ``label``, else the path as it was given
+        self.label = label if label is not None else str(root)
         if not root.exists():
-            raise FileNotFoundError(f"image folder {str(root)!r} does not exist")
+            raise FileNotFoundError(f"image folder {self.label!r} does not exist")
         if not root.is_dir():
-            raise ValueError(f"{str(root)!r} is not a folder")
+            raise ValueError(f"{self.label!r} is not a folder")
         self.root = root.resolve()
-        exts = tuple(e.lower() for e in extensions)
+        files = self._list(tuple(e.lower() for e in extensions), max_files)
+        if not files:
+            raise DatasetError("dataset.no_images", folder=self.label, exts=", ".join(IMAGE_EXTENSIONS))
+        files.sort()
+        self.files = [f[0] for f in files]
+        self.name = self.root.name or str(self.root)
+        self.spec = str(self.root)
+        self.fingerprint = _hash({"kind": "folder", "files": files})
+
+    def _list(self, exts: tuple[str, ...], max_files: int | None) -> list[tuple[str, int, int]]:
+        """(relative path, size, mtime) of every image file under the root, links kept inside it.
+
+        With ``max_files``, the walk stops as soon as a folder turns out to hold more images than
+        that, or more than 20 times that many entries of any kind (a visitor's ``.`` must not walk
+        a whole disk): :class:`DatasetError` ``dataset.too_many_files``.
+        """
         files: list[tuple[str, int, int]] = []
+        seen = 0
         for dirpath, dirnames, filenames in os.walk(self.root):
             dirnames.sort()
+            seen += len(dirnames) + len(filenames)
+            if max_files is not None and seen > 20 * max(max_files, 50):
+                raise DatasetError("dataset.too_many_files", folder=self.label, limit=max_files)
             for fn in filenames:
                 if not fn.lower().endswith(exts):
                     continue
@@ -344,15 +373,9 @@ class FolderDataset(Dataset):
                 if not stat.S_ISREG(st.st_mode):
                     continue
                 files.append((p.relative_to(self.root).as_posix(), st.st_size, st.st_mtime_ns))
-        if not files:
-            raise ValueError(
-                f"no images in the folder {str(self.root)!r} (looked for {', '.join(IMAGE_EXTENSIONS)})"
-            )
-        files.sort()
-        self.files = [f[0] for f in files]
-        self.name = self.root.name or str(self.root)
-        self.spec = str(self.root)
-        self.fingerprint = _hash({"kind": "folder", "files": files})
+                if max_files is not None and len(files) > max_files:
+                    raise DatasetError("dataset.too_many_files", folder=self.label, limit=max_files)
+        return files
 
     def __len__(self) -> int:
         return len(self.files)
@@ -368,13 +391,9 @@ class FolderDataset(Dataset):
 
         path = self.path(index)
         if not _inside(path.resolve(), self.root):  # replaced by a link since it was listed
-            raise ImageError(f"cannot read '{self.files[index]}': it now points outside the folder",
-                             source=self.files[index], problem="outside the folder")
+            raise ImageError.about(self.files[index], "image.outside_folder")
         if not path.exists():
-            raise ImageError(
-                f"cannot read '{path}': the file is gone (the folder changed since it was listed)",
-                source=str(path), problem="file is gone",
-            )
+            raise ImageError.about(str(path), "image.gone")
         return load_image(path, name=self.files[index])
 
     def verify(self) -> int:
@@ -431,9 +450,12 @@ TORCHVISION_DATASETS: dict[str, tuple[str, str, str, str]] = {
 
 
 def default_data_root() -> Path:
-    """Where torchvision datasets are looked for: $TEACHKIT_DATA, else ~/.cache/teachkit/datasets."""
+    """Where torchvision datasets are looked for: $TEACHKIT_DATA, else ``<cache>/datasets``
+    (:func:`teachkit.paths.cache_dir`)."""
+    from .paths import cache_dir
+
     env = os.environ.get("TEACHKIT_DATA")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "teachkit" / "datasets"
+    return Path(env).expanduser() if env else cache_dir("datasets")
 
 
 class TorchvisionDataset(Dataset):

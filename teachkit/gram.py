@@ -45,8 +45,9 @@ import torch
 from matplotlib import colors as mcolors
 from matplotlib.figure import Figure
 
-from .costs import NORMALIZATIONS, gram_matrix, style_layer_cost
+from .costs import check_normalization, gram_matrix, style_layer_cost
 from .fileio import check_int
+from .messages import InputError
 from .figtext import register, tr, use_cjk_font
 
 __all__ = [
@@ -84,7 +85,7 @@ register({
     "gram.k2": {"en": "channel k'", "zh": "通道 k'"},
     "gram.all": {"en": "all {n_C} channels", "zh": "全部 {n_C} 个通道"},
     "gram.some": {"en": "the {n} strongest of {n_C} channels", "zh": "{n_C} 个通道中最强的 {n} 个"},
-    "gram.one_G": {"en": "Gram matrix G[l]  (√ colour scale)", "zh": "格拉姆矩阵 G[l]（平方根色标）"},
+    "gram.one_G": {"en": "Gram matrix G[l]  (√ colour scale)", "zh": "Gram 矩阵 G[l]（平方根色标）"},
     "gram.one_corr": {"en": "correlation of k and k' across positions",
                       "zh": "通道 k 与 k' 在各位置上的相关系数"},
     "gram.one_title": {"en": "{layer}: {shown}, {n_H}×{n_W} positions",
@@ -98,10 +99,10 @@ register({
               "so 1 = the two channels always\nfire together, 0 = never.\nEach image on its own scale:\n"
               "the pattern shows, not the size.\n\nBottom: the raw difference that\nJ_style[l] sums "
               "(squared), on a\nsigned √ scale of its own centred\non 0: red = more in {s}, blue = more\nin {g}.",
-        "zh": "怎么看这张图\n\n上排：每个格拉姆矩阵除以其对角线\n√(G_kk G_k'k')，1 表示两个通道\n总是同时激活，"
-              "0 表示从不。\n每幅图用自己的色标：\n看的是模式，而不是大小。\n\n下排：J_style[l] 所求和（平方）\n"
-              "的原始差值，用以 0 为中心的\n带符号平方根色标：\n红 = {s} 中更多，蓝 = {g} 中更多。"},
-    "gram.norm": {"en": "[{norm} normalisation]", "zh": "[{norm} 归一化]"},
+        "zh": "怎么看这张图\n\n上排：每个 Gram 矩阵除以其对角线\n√(G_kk G_k'k')，1 表示两个通道\n总是同时激活，"
+              "0 表示从不。\n每幅图用自己的色标：\n看的是模式，而不是大小。\n\n下排：两个矩阵直接相减的差，\n"
+              "J_style[l] 就是把它平方后加起来；\n色标以 0 为中心（带符号平方根）：\n红 = {s} 中更多，蓝 = {g} 中更多。"},
+    "gram.norm": {"en": "[{norm} normalisation]", "zh": "[{norm}归一化]"},
     "gram.norm.lecture": {"en": "lecture", "zh": "讲义"},
     "gram.norm.gatys": {"en": "gatys", "zh": "Gatys"},
     "gram.norm.none": {"en": "no", "zh": "不"},
@@ -117,7 +118,7 @@ register({
     "gram.blind_title": {
         "en": "The Gram matrix forgets where things are\nstyle (Gram at {ls}):  ‖G(x) − G(shuffled)‖ / ‖G(x)‖ = {g}\n"
               "content (features at {lc}):  ‖a(x) − a(shuffled)‖ / ‖a(x)‖ = {c}",
-        "zh": "格拉姆矩阵忘记了东西在哪里\n风格（{ls} 的格拉姆矩阵）：‖G(x) − G(打乱)‖ / ‖G(x)‖ = {g}\n"
+        "zh": "Gram 矩阵忘记了东西在哪里\n风格（{ls} 的 Gram 矩阵）：‖G(x) − G(打乱)‖ / ‖G(x)‖ = {g}\n"
               "内容（{lc} 的特征）：‖a(x) − a(打乱)‖ / ‖a(x)‖ = {c}"},
     "gram.bars_title": {"en": "style cost per layer  ({what} = {total})", "zh": "每层的风格代价（{what} = {total}）"},
     "gram.layer": {"en": "layer", "zh": "层"},
@@ -183,7 +184,7 @@ def to_input(image, size: int | None = None, device=None) -> torch.Tensor:
             pil = images.load_image(image, size=size)
         x = images.to_tensor(pil)
     if min(x.shape[-2:]) < 8:
-        raise ValueError(f"image is {x.shape[-1]}x{x.shape[-2]} px: too small for the network (at least 8 px)")
+        raise InputError("gram.image_too_small", width=x.shape[-1], height=x.shape[-2], min=8)
     return x.to(device) if device is not None else x
 
 
@@ -290,11 +291,6 @@ def _style_term(a_S: torch.Tensor, a_G: torch.Tensor, normalization: str) -> tup
     return target, G_G, float(style_layer_cost(target, a_G, normalization, gram_G=G_G))
 
 
-def _check_normalization(normalization: str) -> None:
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, not {normalization!r}")
-
-
 def style_layer_costs(net, image_S, image_G, layers: Sequence[str], normalization: str = "lecture",
                       size: int | None = None) -> dict[str, float]:
     r"""``{layer: J_style[l](S, G)}``: one forward pass per image, every layer from it.
@@ -305,7 +301,7 @@ def style_layer_costs(net, image_S, image_G, layers: Sequence[str], normalizatio
     computation gives the ``J_style[l]`` of :func:`gram_comparison` (and so of the heatmap titles),
     so a page that shows both shows one number.
     """
-    _check_normalization(normalization)
+    check_normalization(normalization)
     layers = net.check_layers(layers)
     x_S, x_G = to_input(image_S, size, net.device), to_input(image_G, size, net.device)
     with torch.no_grad():
@@ -471,7 +467,7 @@ def gram_comparison(net, image_S, image_G, layer: str, n_channels: int | None = 
     the most energetic ones, by the diagonal of ``G(S) + G(G)``; their order clusters the
     correlation of the two images' activations taken together.
     """
-    _check_normalization(normalization)
+    check_normalization(normalization)
     a_S = layer_activation(net, image_S, layer, size)
     a_G = layer_activation(net, image_G, layer, size)
     G_S, G_G, j = _style_term(a_S, a_G, normalization)
@@ -545,7 +541,7 @@ def pair_explainer(net, image, layer: str, k: int, k2: int, size: int | None = N
     n_C = a.shape[0]
     for name, c in (("k", k), ("k2", k2)):
         if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 0 <= int(c) < n_C:
-            raise ValueError(f"channel {name}={c!r} is out of range: {layer} has channels 0..{n_C - 1}")
+            raise InputError("gram.channel_range", name=name, value=repr(c), layer=layer, last=n_C - 1)
     k, k2 = int(k), int(k2)
     product = a[k] * a[k2]
     return {"layer": layer, "k": k, "k2": k2, "map_k": a[k], "map_k2": a[k2], "product": product,
@@ -571,7 +567,7 @@ def pick_pair(a: torch.Tensor, which: str = "most", min_active: float = 0.05) ->
         active = alive
     idx = torch.nonzero(active).flatten()
     if idx.numel() < 2:
-        raise ValueError("the layer has fewer than two active channels on this image")
+        raise InputError("gram.few_active_channels")
     sub = corr[idx][:, idx].clone()
     upper = torch.ones_like(sub, dtype=torch.bool).triu(1)
     sub[~upper] = -math.inf if which == "most" else math.inf
@@ -640,7 +636,7 @@ def shuffle_tiles(image_tensor: torch.Tensor, tiles: int = 4, seed: int = 0) -> 
     H, W = x.shape[-2:]
     th, tw = H // tiles, W // tiles
     if th < 1 or tw < 1:
-        raise ValueError(f"cannot cut a {W}x{H} image into {tiles}x{tiles} tiles")
+        raise InputError("gram.tiles", width=W, height=H, tiles=tiles)
     n = tiles * tiles
     gen = torch.Generator().manual_seed(int(seed))
     perm = torch.randperm(n, generator=gen)

@@ -49,6 +49,7 @@ import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .fileio import atomic_write
+from .messages import Message, TeachkitError
 
 __all__ = [
     "ImageError",
@@ -94,25 +95,33 @@ OUTPUT_EXTENSIONS = {
 # ---------------------------------------------------------------------------
 
 
-class ImageError(ValueError):
+#: what was being done with the file -> the id of the sentence around the problem
+_VERBS = {"read": "image.cannot_read", "use": "image.cannot_use", "write": "image.cannot_write",
+          "find": "image.cannot_find"}
+
+
+class ImageError(TeachkitError, ValueError):
     """One readable message naming the file and the problem.
 
     ``str(err)`` reads like ``cannot read 'photo.jpg': file is truncated or
-    corrupt``.  The parts are also available as ``err.source`` (the file name,
-    or ``'<bytes>'``, ``'<PIL image>'``, ``'<array>'``, ...) and
-    ``err.problem``.  It is a ``ValueError``, so ``except ValueError`` catches
-    it too.
+    corrupt``; ``err.text('zh')`` says the same in Chinese.  The parts are also
+    available as ``err.source`` (the file name, or ``'<bytes>'``, ``'<PIL
+    image>'``, ``'<array>'``, ...), ``err.problem`` (a :class:`Message`) and
+    ``err.verb`` (``'read'``, ``'use'``, ``'write'``, ``'find'``).  It is a
+    ``ValueError``, so ``except ValueError`` catches it too.
     """
 
-    def __init__(self, message: str, source: str | None = None, problem: str | None = None):
-        super().__init__(message)
+    def __init__(self, source: str, problem: Message, verb: str = "read"):
         self.source = source
         self.problem = problem
+        self.verb = verb
+        super().__init__(_VERBS[verb], source=source, problem=problem)
 
     @classmethod
-    def about(cls, source: str, problem: str, verb: str = "read") -> "ImageError":
-        """Build (not raise) the error with the standard wording ``cannot <verb> '<source>': <problem>``."""
-        return cls(f"cannot {verb} '{source}': {problem}", source=source, problem=problem)
+    def about(cls, source: str, problem_id: str, /, verb: str = "read", **params) -> "ImageError":
+        """Build (not raise) the error: ``cannot <verb> '<source>': <problem>``, the problem being
+        the catalogue message ``problem_id`` with ``params``."""
+        return cls(source, Message(problem_id, params), verb)
 
 
 _fail = ImageError.about
@@ -174,8 +183,7 @@ def load_image(
     else:
         raise _fail(
             label,
-            f"don't know how to read a {type(source).__name__}; give a path, bytes, "
-            "a file object, a PIL image, a numpy array or a torch tensor",
+            "image.unknown_source", kind=type(source).__name__,
         )
 
     if size is not None:
@@ -199,7 +207,7 @@ def check_upload(
     """
     label = name if name is not None else _describe(source)
     if not _is_encoded(source):
-        raise _fail(label, "give a path, bytes or a binary file object (an encoded image)")
+        raise _fail(label, "image.not_encoded")
     start = None
     if hasattr(source, "seek") and hasattr(source, "tell"):
         try:
@@ -235,7 +243,7 @@ def _with_encoded(source, label: str, use):
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if not data:
-            raise _fail(label, "file is empty (0 bytes)")
+            raise _fail(label, "image.empty")
         return use(io.BytesIO(data))
     return _load_file_object(source, label, use)
 
@@ -264,12 +272,11 @@ def _check_size_argument(size, min_side, label: str) -> None:
     if size is None:
         return
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
-        raise _fail(label, f"size must be a whole number of pixels, not {size!r}", verb="use")
+        raise _fail(label, "image.size_not_whole", verb="use", size=repr(size))
     if size < max(1, min_side or 0):
         raise _fail(
             label,
-            f"size={size} is too small for the network: at least {max(1, min_side or 0)} px",
-            verb="use",
+            "image.size_too_small", verb="use", size=size, min=max(1, min_side or 0),
         )
 
 
@@ -277,18 +284,17 @@ def _check_dimensions(dims: tuple[int, int], label: str, max_pixels, min_side) -
     """Refuse zero-size, too-big and too-small images (from the header size)."""
     width, height = dims
     if width <= 0 or height <= 0:
-        raise _fail(label, f"image has zero size ({width}x{height})")
+        raise _fail(label, "image.zero_size", width=width, height=height)
     if max_pixels is not None and width * height > max_pixels:
         raise _fail(
             label,
-            f"image is too large: {width}x{height} = {width * height:,} pixels, "
-            f"the limit is {max_pixels:,} (max_pixels)",
+            "image.too_many_pixels", width=width, height=height, pixels=f"{width * height:,}",
+            limit=f"{max_pixels:,}",
         )
     if min_side is not None and min(width, height) < min_side:
         raise _fail(
             label,
-            f"image is {width}x{height}, too small for the network: at least {min_side} px "
-            "on the short side",
+            "image.too_small", width=width, height=height, min=min_side,
         )
 
 
@@ -301,43 +307,40 @@ def _check_resized(dims: tuple[int, int], size: int, label: str, max_pixels, min
     if max_pixels is not None and width * height > max_pixels:
         raise _fail(
             label,
-            f"size={size} would make the image {width}x{height} = {width * height:,} "
-            f"pixels, the limit is {max_pixels:,} (max_pixels)",
-            verb="use",
+            "image.resized_too_many_pixels", verb="use", size=size, width=width, height=height,
+            pixels=f"{width * height:,}", limit=f"{max_pixels:,}",
         )
     if min_side is not None and min(width, height) < min_side:
         raise _fail(
             label,
-            f"resized to long side {size} the image would be {width}x{height}, too small "
-            f"for the network: at least {min_side} px on the short side (use a larger size)",
-            verb="use",
+            "image.resized_too_small", verb="use", size=size, width=width, height=height, min=min_side,
         )
 
 
 def _load_path(path, label: str, use):
     if os.fspath(path) in ("", b""):
-        raise _fail(label, "no file name given")
+        raise _fail(label, "image.no_name")
     path = pathlib.Path(os.fsdecode(path)).expanduser()
     if path.is_dir():
-        raise _fail(label, "it is a directory, not an image file")
+        raise _fail(label, "image.is_directory")
     try:
         # O_NONBLOCK: opening a FIFO (named pipe) for reading would otherwise wait
         # for a writer forever; the file is then refused below by its type.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
-        raise _fail(label, "no such file") from None
+        raise _fail(label, "image.not_found") from None
     except IsADirectoryError:
-        raise _fail(label, "it is a directory, not an image file") from None
+        raise _fail(label, "image.is_directory") from None
     except PermissionError:
-        raise _fail(label, "permission denied") from None
+        raise _fail(label, "image.permission") from None
     except OSError as err:
-        raise _fail(label, err.strerror or str(err)) from None
+        raise _fail(label, "image.os_error", detail=err.strerror or str(err)) from None
     with open(fd, "rb") as file:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise _fail(label, "it is not a regular file (a pipe, a device or a socket)")
+            raise _fail(label, "image.not_regular")
         if st.st_size == 0:
-            raise _fail(label, "file is empty (0 bytes)")
+            raise _fail(label, "image.empty")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return use(file)
@@ -345,14 +348,14 @@ def _load_path(path, label: str, use):
 
 def _load_file_object(file, label: str, use):
     if isinstance(file, io.TextIOBase):
-        raise _fail(label, "the file was opened in text mode; open it with 'rb'")
+        raise _fail(label, "image.text_mode")
     # PIL needs to seek; some file objects (pipes, sockets, HTTP bodies) can't.
     try:
         seekable = file.seekable() if hasattr(file, "seekable") else hasattr(file, "seek")
         if not seekable:
             data = file.read()
             if isinstance(data, str):
-                raise _fail(label, "file was opened in text mode; open it with 'rb'")
+                raise _fail(label, "image.text_mode")
             file = io.BytesIO(data)
         else:
             start = file.tell()
@@ -360,11 +363,11 @@ def _load_file_object(file, label: str, use):
             length = file.tell() - start
             file.seek(start)
             if length == 0:
-                raise _fail(label, "file is empty (0 bytes)")
+                raise _fail(label, "image.empty")
     except ImageError:
         raise
     except Exception as err:  # noqa: BLE001 - any failure of a foreign file object
-        raise _fail(label, f"could not read the file object ({err})") from None
+        raise _fail(label, "image.file_object", detail=str(err)) from None
     return use(file)
 
 
@@ -380,13 +383,13 @@ def _open_header(file, label: str) -> Image.Image:
     try:
         img = Image.open(file)
     except UnidentifiedImageError:
-        raise _fail(label, "not an image file (or an image format PIL cannot read)") from None
+        raise _fail(label, "image.not_image") from None
     except Image.DecompressionBombError:
-        raise _fail(label, "image is too large (its header claims a gigantic size)") from None
+        raise _fail(label, "image.bomb") from None
     except (OSError, SyntaxError, ValueError, EOFError, TypeError, MemoryError, IndexError) as err:
-        raise _fail(label, f"file is truncated or corrupt ({err})") from None
+        raise _fail(label, "image.truncated", detail=str(err)) from None
     except Exception as err:  # noqa: BLE001 - plugins can raise almost anything
-        raise _fail(label, f"file is corrupt ({type(err).__name__}: {err})") from None
+        raise _fail(label, "image.corrupt", detail=f"{type(err).__name__}: {err}") from None
     return img
 
 
@@ -447,13 +450,13 @@ def _decode_pixels(img: Image.Image, label: str) -> None:
     try:
         img.load()
     except Image.DecompressionBombError:
-        raise _fail(label, "image is too large") from None
+        raise _fail(label, "image.too_large") from None
     except MemoryError:
-        raise _fail(label, "not enough memory to decode the image") from None
+        raise _fail(label, "image.no_memory") from None
     except (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError, KeyError) as err:
-        raise _fail(label, f"file is truncated or corrupt ({err})") from None
+        raise _fail(label, "image.truncated", detail=str(err)) from None
     except Exception as err:  # noqa: BLE001 - plugins can raise almost anything
-        raise _fail(label, f"file is corrupt ({type(err).__name__}: {err})") from None
+        raise _fail(label, "image.corrupt", detail=f"{type(err).__name__}: {err}") from None
 
 
 def _from_pil(img: Image.Image, label: str, max_pixels, min_side) -> Image.Image:
@@ -478,16 +481,8 @@ def _to_rgb(img: Image.Image, label: str) -> Image.Image:
         mode = img.mode
         if mode == "RGB" and "transparency" not in img.info:
             return img
-        if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-            # 16-bit grayscale: 0..65535 must become 0..255 (PIL's own convert
-            # would just clip everything above 255 to white).
-            values = np.asarray(img).astype(np.float64)
-            return _gray_to_rgb(np.clip(values, 0, 65535) * (255.0 / 65535.0))
-        if mode == "F":
-            # Floating point grayscale: [0, 1] if it fits, otherwise 0..255.
-            values = np.nan_to_num(np.asarray(img, dtype=np.float64))
-            scale = 255.0 if values.size and values.max() <= 1.0 else 1.0
-            return _gray_to_rgb(np.clip(values * scale, 0, 255))
+        if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+            return _wide_gray_to_rgb(img)
         has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
         if has_alpha:
             # Paint the image over a white background, so that transparent
@@ -499,13 +494,41 @@ def _to_rgb(img: Image.Image, label: str) -> Image.Image:
         # L, 1, P, CMYK, YCbCr, LAB, HSV, RGBX ...: PIL knows how.
         return img.convert("RGB")
     except Exception as err:  # noqa: BLE001
-        raise _fail(label, f"cannot convert colour mode {img.mode!r} to RGB ({err})") from None
+        raise _fail(label, "image.colour_mode", mode=img.mode, detail=str(err)) from None
 
 
-def _gray_to_rgb(values: np.ndarray) -> Image.Image:
-    """A float array with values 0..255 -> an RGB image (grey)."""
-    gray = np.rint(values).astype(np.uint8)
-    return Image.fromarray(np.repeat(gray[:, :, None], 3, axis=2), "RGB")
+_BAND_PIXELS = 1 << 18  #: pixels converted at a time by _wide_gray_to_rgb (~2 MB of float64 per copy)
+
+
+def _wide_gray_to_rgb(img: Image.Image) -> Image.Image:
+    """16-bit or 32-bit integer grey (0..65535 -> 0..255; PIL's own convert would clip everything
+    above 255 to white) or float grey ([0, 1] if it fits, otherwise 0..255) -> 8-bit RGB.
+
+    Converted a band of rows at a time (about ``_BAND_PIXELS`` pixels), so the float64 copies exist
+    for one band only: a 12-MP 16-bit PNG took 310 MB as whole-picture float64 arrays, now about
+    the decoded picture, one byte per pixel of grey and the RGB result.
+    """
+    width, height = img.size
+    rows = max(1, _BAND_PIXELS // max(1, width))
+    bands = [(y, min(height, y + rows)) for y in range(0, height, rows)]
+
+    def band(y0: int, y1: int) -> np.ndarray:
+        values = np.asarray(img.crop((0, y0, width, y1)), dtype=np.float64)
+        return np.nan_to_num(values) if img.mode == "F" else values
+
+    if img.mode == "F":
+        top = max((float(band(y0, y1).max()) for y0, y1 in bands if y1 > y0), default=0.0)
+        scale, high = (255.0 if top <= 1.0 else 1.0), 255.0
+    else:
+        scale, high = 255.0 / 65535.0, 65535.0
+    gray = np.empty((height, width), np.uint8)
+    for y0, y1 in bands:
+        values = band(y0, y1)
+        if img.mode == "F":
+            gray[y0:y1] = np.rint(np.clip(values * scale, 0, 255))
+        else:
+            gray[y0:y1] = np.rint(np.clip(values, 0, high) * scale)
+    return Image.fromarray(gray, "L").convert("RGB")
 
 
 def _from_array(array: np.ndarray, label: str) -> Image.Image:
@@ -516,13 +539,12 @@ def _from_array(array: np.ndarray, label: str) -> Image.Image:
     if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[2] not in (3, 4):
         raise _fail(
             label,
-            f"array shape {a.shape} looks channels-first; use array.transpose(1, 2, 0) "
-            "to get height x width x channels",
+            "image.channels_first", shape=a.shape,
         )
     if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (3, 4))):
-        raise _fail(label, f"array shape {a.shape} is not HxW, HxWx1, HxWx3 or HxWx4")
+        raise _fail(label, "image.array_shape", shape=a.shape)
     if a.size == 0:
-        raise _fail(label, f"image has zero size (array shape {a.shape})")
+        raise _fail(label, "image.zero_size_shape", shape=a.shape)
 
     if a.dtype == np.uint8:
         pixels = a
@@ -532,11 +554,11 @@ def _from_array(array: np.ndarray, label: str) -> Image.Image:
         pixels = np.rint(a.astype(np.float64) * (255.0 / 65535.0)).astype(np.uint8)
     elif np.issubdtype(a.dtype, np.floating):
         if not np.all(np.isfinite(a)):
-            raise _fail(label, "array contains NaN or infinite values")
+            raise _fail(label, "image.not_finite")
         low, high = float(a.min()), float(a.max())
         if low < -1e-3 or high > 1 + 1e-3:
-            hint = " (divide by 255?)" if high <= 255 and low >= 0 else ""
-            raise _fail(label, f"float values must be in [0, 1], got {low:g}..{high:g}{hint}")
+            raise _fail(label, "image.float_range_255" if high <= 255 and low >= 0 else "image.float_range",
+                        low=f"{low:g}", high=f"{high:g}")
         pixels = np.rint(np.clip(a, 0, 1) * 255).astype(np.uint8)
     elif np.issubdtype(a.dtype, np.integer):
         # e.g. int64 from np.array([...]): fine if it really holds 0..255.
@@ -544,12 +566,11 @@ def _from_array(array: np.ndarray, label: str) -> Image.Image:
         if low < 0 or high > 255:
             raise _fail(
                 label,
-                f"integer values must be in 0..255 (got {low}..{high}); use uint8, "
-                "uint16 or floats in [0, 1]",
+                "image.int_range", low=low, high=high,
             )
         pixels = a.astype(np.uint8)
     else:
-        raise _fail(label, f"unsupported array dtype {a.dtype}")
+        raise _fail(label, "image.array_dtype", dtype=a.dtype)
 
     if pixels.ndim == 2:
         return Image.fromarray(np.ascontiguousarray(pixels), "L").convert("RGB")
@@ -564,19 +585,19 @@ def _from_tensor(t: torch.Tensor, label: str) -> Image.Image:
     if t.dim() == 4 and shape[0] == 1:
         t = t[0]
     if t.dim() != 3 or t.shape[0] not in (1, 3):
-        raise _fail(label, f"tensor shape {shape} is not (3, H, W) or (1, 3, H, W)")
+        raise _fail(label, "image.tensor_shape", shape=shape)
     if t.shape[1] == 0 or t.shape[2] == 0:
-        raise _fail(label, f"image has zero size (tensor shape {shape})")
+        raise _fail(label, "image.zero_size_shape", shape=shape)
     if t.is_complex():
-        raise _fail(label, "complex tensors are not images")
+        raise _fail(label, "image.complex")
     values = t.detach().to("cpu", torch.float32)
     if not torch.isfinite(values).all():
-        raise _fail(label, "tensor contains NaN or infinite values")
+        raise _fail(label, "image.not_finite")
     if not t.is_floating_point():
-        raise _fail(label, f"tensor must be float in [0, 1], not {t.dtype}")
+        raise _fail(label, "image.tensor_dtype", dtype=t.dtype)
     low, high = float(values.min()), float(values.max())
     if low < -1e-3 or high > 1 + 1e-3:
-        raise _fail(label, f"tensor values must be in [0, 1], got {low:g}..{high:g}")
+        raise _fail(label, "image.float_range", low=f"{low:g}", high=f"{high:g}")
     if values.shape[0] == 1:
         values = values.expand(3, -1, -1)
     return to_pil(values)
@@ -675,25 +696,25 @@ def check_output_path(path, kind: str = "image", *, inputs=()) -> pathlib.Path:
     """
     label = os.fsdecode(path) if isinstance(path, (str, os.PathLike)) else repr(path)
     if not isinstance(path, (str, os.PathLike)):
-        raise _fail(label, "the output path must be a string or a pathlib.Path", verb="write")
+        raise _fail(label, "image.output_type", verb="write")
     if kind not in OUTPUT_KINDS:
         raise ValueError(f"unknown kind of output {kind!r}; use one of {', '.join(OUTPUT_KINDS)}")
     p = pathlib.Path(path).expanduser()
     if str(path) == "" or p.name == "":
-        raise _fail(label, "the output path is empty", verb="write")
+        raise _fail(label, "image.output_empty", verb="write")
     if p.is_dir():
-        raise _fail(label, "it is an existing directory; give a file name", verb="write")
+        raise _fail(label, "image.output_is_dir", verb="write")
 
     allowed = OUTPUT_KINDS[kind]
     if p.suffix.lower() not in allowed:
-        what = f"unsupported extension '{p.suffix}'" if p.suffix else "no file extension"
-        raise _fail(label, f"{what} for {'an' if kind[0] in 'aeiou' else 'a'} {kind} file; "
-                    f"use {' or '.join(sorted(set(allowed)))}", verb="write")
+        use = " | ".join(sorted(set(allowed)))
+        if p.suffix:
+            raise _fail(label, "image.bad_extension", verb="write", ext=p.suffix, kind=kind, allowed=use)
+        raise _fail(label, "image.no_extension", verb="write", kind=kind, allowed=use)
 
     for source in inputs:
         if isinstance(source, (str, os.PathLike)) and _same_file(p, pathlib.Path(source).expanduser()):
-            raise _fail(label, f"it is the input file '{os.fsdecode(source)}'; writing the result "
-                        "there would destroy it (choose another output name)", verb="write")
+            raise _fail(label, "image.output_is_input", verb="write", input=os.fsdecode(source))
 
     parent = p.parent
     # Find the deepest part of the parent path that exists: it must be a folder.
@@ -701,16 +722,16 @@ def check_output_path(path, kind: str = "image", *, inputs=()) -> pathlib.Path:
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if existing.exists() and not existing.is_dir():
-        raise _fail(label, f"'{existing}' is a file, not a directory", verb="write")
+        raise _fail(label, "image.parent_is_file", verb="write", parent=existing)
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise _fail(
-            label, f"cannot create the folder '{parent}' ({err.strerror or err})", verb="write"
+            label, "image.cannot_mkdir", verb="write", parent=parent, detail=err.strerror or str(err)
         ) from None
 
     if p.exists() and not p.is_file():
-        raise _fail(label, "it exists and is not a regular file", verb="write")
+        raise _fail(label, "image.output_not_regular", verb="write")
     # The honest test of "can I write here?" is to try (os.access is fooled by
     # read-only file systems, and root passes every os.access check).  Results
     # are written to a new file beside ``p`` and renamed (fileio.atomic_write),
@@ -720,10 +741,10 @@ def check_output_path(path, kind: str = "image", *, inputs=()) -> pathlib.Path:
             pass
     except OSError as err:
         raise _fail(
-            label, f"cannot write in the folder '{parent}' ({err.strerror or err})", verb="write",
+            label, "image.folder_not_writable", verb="write", parent=parent, detail=err.strerror or str(err),
         ) from None
     if p.exists() and not os.access(p, os.W_OK):
-        raise _fail(label, "permission denied (the file is read-only)", verb="write")
+        raise _fail(label, "image.read_only", verb="write")
     return p
 
 
@@ -766,5 +787,5 @@ def save_image(img_or_tensor, path) -> pathlib.Path:
         with atomic_write(p) as out:
             img.save(out, format=fmt, **options)
     except Exception as err:  # noqa: BLE001 - KeyboardInterrupt passes through (atomic_write cleans up)
-        raise _fail(label, f"saving failed ({err})", verb="write") from None
+        raise _fail(label, "image.save_failed", verb="write", detail=str(err)) from None
     return p

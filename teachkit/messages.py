@@ -24,6 +24,7 @@ shows it (the CLI, the app, a notebook) renders it in its own language.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import string
@@ -31,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["LANGS", "Message", "TeachkitError", "text", "language", "set_language", "catalogue", "message_ids",
-           "normalize_lang", "catalogue_files", "domain_catalogue"]
+__all__ = ["LANGS", "Message", "TeachkitError", "InputError", "text", "language", "set_language", "catalogue", "message_ids",
+           "normalize_lang", "catalogue_files", "domain_catalogue", "using_language"]
 
 #: the languages teachkit speaks: code -> its own name
 LANGS = {"en": "English", "zh": "中文"}
@@ -54,6 +55,19 @@ def set_language(lang: str | None) -> None:
     """Fix the process's language ('en' or 'zh'); None goes back to following the locale."""
     global _chosen
     _chosen = normalize_lang(lang) if lang else None
+
+
+@contextlib.contextmanager
+def using_language(lang: str | None):
+    """``with using_language('zh'):`` -- the process speaks ``lang`` inside the block (None: the
+    locale), and what was chosen before afterwards (the CLI's ``--lang`` for one run of ``main``)."""
+    global _chosen
+    before = _chosen
+    set_language(lang)
+    try:
+        yield
+    finally:
+        _chosen = before
 
 
 def language() -> str:
@@ -120,9 +134,10 @@ def text(msg_id: str, lang: str | None = None, /, **params: Any) -> str:
     values = {k: _localise(v, lang) for k, v in params.items()}
     try:
         return string.Formatter().vformat(template, (), _Lenient(values))
-    except (ValueError, TypeError):  # e.g. {mb:.1f} given a string: show it plainly
-        return string.Formatter().vformat(
-            template.replace(":.1f}", "}").replace(":.2f}", "}").replace(":,}", "}"), (), _Lenient(values))
+    except (ValueError, TypeError):  # e.g. {mb:.1f} given a string: show every value plainly
+        plain = "".join(literal.replace("{", "{{").replace("}", "}}") + ("" if name is None else "{" + name + "}")
+                        for literal, name, _, _ in string.Formatter().parse(template))
+        return string.Formatter().vformat(plain, (), _Lenient(values))
 
 
 def _localise(value: Any, lang: str) -> Any:
@@ -140,6 +155,11 @@ class Message:
 
     id: str
     params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __init__(self, id: str, params: Mapping[str, Any] | None = None, /, **kwargs: Any):
+        """``Message('progress.scale', k=1, n=2, side=128)`` or ``Message('progress.scale', {'k': 1, ...})``."""
+        object.__setattr__(self, "id", id)
+        object.__setattr__(self, "params", {**(params or {}), **kwargs})
 
     def text(self, lang: str | None = None) -> str:
         return text(self.id, lang, **dict(self.params))
@@ -163,3 +183,20 @@ class TeachkitError(Exception):
 
     def text(self, lang: str | None = None) -> str:
         return self.message.text(lang)
+
+    def __reduce__(self):
+        # Exceptions pickle as cls(*args), and args holds the English text, not the id: keep the
+        # whole state instead, so an error crossing a process boundary (a worker, torchrun) is
+        # still an id with parameters on the other side.
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(cls, args, state):
+    err = cls.__new__(cls)
+    Exception.__init__(err, *args)
+    err.__dict__.update(state)
+    return err
+
+
+class InputError(TeachkitError, ValueError):
+    """A value a user gave (an option, a layer name, a setting) that teachkit cannot use."""

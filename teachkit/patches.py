@@ -51,7 +51,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .atlas import FORMAT_VERSION, ActivationMap, Atlas, Hit, _pils_to_batch, _rf_to_list, read_meta
+from .atlas import (FORMAT_VERSION, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, ActivationMap, Atlas, AtlasError, Hit,
+                    _pils_to_batch, _rf_to_list, read_meta)
 from .datasets import Dataset, concat_fingerprint, get_dataset
 from .features import DEFAULT_STYLE_LAYERS
 from .fileio import check_int
@@ -74,6 +75,9 @@ __all__ = [
     "find_cached",
     "cache_key",
     "default_cache_dir",
+    "prune_cache",
+    "store",
+    "cache_file",
     "shipped_dir",
     "select_units",
 ]
@@ -111,7 +115,7 @@ def _order_layers(net, layers) -> list[str]:
         layers = DEFAULT_LAYERS
     layers = net.check_layers(layers)
     if not layers:
-        raise ValueError("no layers to scan")
+        raise AtlasError("scan.no_layers")
     index = {n: i for i, n in enumerate(net.layer_names)}
     return sorted(dict.fromkeys(layers), key=index.__getitem__)
 
@@ -141,24 +145,6 @@ def _candidates(a: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
     return v.permute(1, 0, 2).reshape(c, n * m), p.permute(1, 0, 2).reshape(c, n * m)
 
 
-class _TopK:
-    """Running top-k of one layer: values, image indices and flat positions, each (C, k)."""
-
-    def __init__(self, c: int, k: int, device) -> None:
-        self.v = torch.full((c, k), float("-inf"), device=device)
-        self.i = torch.full((c, k), -1, dtype=torch.int64, device=device)
-        self.p = torch.full((c, k), -1, dtype=torch.int64, device=device)
-        self.k = k
-
-    def update(self, v: torch.Tensor, i: torch.Tensor, p: torch.Tensor) -> None:
-        v = torch.cat([self.v, v.float()], 1)
-        i = torch.cat([self.i, i], 1)
-        p = torch.cat([self.p, p], 1)
-        # Stable: among equal values the earlier entry (= the earlier image) stays first.
-        order = torch.sort(v, dim=1, descending=True, stable=True).indices[:, : self.k]
-        self.v, self.i, self.p = v.gather(1, order), i.gather(1, order), p.gather(1, order)
-
-
 def _window(rf: RF, fsize: Sequence[int], size: int, min_inside: float) -> tuple[int, int, int, int]:
     """Rows ``y0..y1-1`` and columns ``x0..x1-1`` of the feature map whose receptive field has at
     least ``min_inside`` of its rows (columns) inside the ``size`` x ``size`` image -- or, when no
@@ -172,19 +158,114 @@ def _window(rf: RF, fsize: Sequence[int], size: int, min_inside: float) -> tuple
     return out[0], out[1], out[2], out[3]
 
 
+class _LayerTop:
+    """The running top-k of one layer: values, image indices and flat positions, each (C, k).
+
+    Every batch, each image gives its candidates (:func:`_candidates`, inside the layer's
+    :func:`_window`); they are appended to the kept entries and the whole row is sorted again,
+    stably, so that among equal values the earlier entry -- the earlier image -- stays first.
+    """
+
+    def __init__(self, shape: Sequence[int], k: int, device, rf: RF, size: int, min_inside: float) -> None:
+        c, h, w = int(shape[1]), int(shape[2]), int(shape[3])
+        self.k, self.h, self.w = k, h, w
+        self.window = _window(rf, (h, w), size, min_inside)
+        self.v = torch.full((c, k), float("-inf"), device=device)
+        self.i = torch.full((c, k), -1, dtype=torch.int64, device=device)
+        self.p = torch.full((c, k), -1, dtype=torch.int64, device=device)
+
+    def add(self, a: torch.Tensor, images: torch.Tensor, m: int) -> None:
+        """Offer the activations ``a`` (N, C, H, W) of dataset images ``images`` (N,)."""
+        y0, y1, x0, x1 = self.window
+        v, p = _candidates(a[:, :, y0:y1, x0:x1], m)
+        if (y0, y1, x0, x1) != (0, self.h, 0, self.w):  # back to whole-map positions
+            p = (p // (x1 - x0) + y0) * self.w + p % (x1 - x0) + x0
+        per = v.shape[1] // len(images)
+        im = images.repeat_interleave(per).unsqueeze(0).expand_as(v)
+        if per > 1:  # missing peaks are empty slots
+            bad = torch.isneginf(v)
+            im, p = im.masked_fill(bad, -1), p.masked_fill(bad, -1)
+        v = torch.cat([self.v, v.float()], 1)
+        i = torch.cat([self.i, im], 1)
+        p = torch.cat([self.p, p], 1)
+        order = torch.sort(v, dim=1, descending=True, stable=True).indices[:, : self.k]
+        self.v, self.i, self.p = v.gather(1, order), i.gather(1, order), p.gather(1, order)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(values, images, ys, xs) as the atlas stores them."""
+        p = self.p.cpu().numpy()
+        return (self.v.cpu().numpy().astype(np.float32), self.i.cpu().numpy().astype(np.int64),
+                np.where(p >= 0, p // self.w, -1).astype(np.int32), np.where(p >= 0, p % self.w, -1).astype(np.int32))
+
+
 def _shard_range(n: int, start: int, end: int | None, shard) -> tuple[int, int]:
     if shard is not None:
         try:
             part, parts = (int(s) for s in shard)
         except (TypeError, ValueError):
-            raise ValueError(f"shard must be (part, parts), e.g. (0, 4), not {shard!r}") from None
+            raise AtlasError("scan.shard_form", shard=repr(shard)) from None
         if parts < 1 or not 0 <= part < parts:
-            raise ValueError(f"shard {shard!r}: need 0 <= part < parts")
+            raise AtlasError("scan.shard_range", shard=repr(shard))
         return n * part // parts, n * (part + 1) // parts
     end = n if end is None else end
     if not 0 <= start <= end <= n:
-        raise ValueError(f"image range {start}..{end} is not inside the dataset (0..{n})")
+        raise AtlasError("scan.image_range", start=start, end=end, n=n)
     return start, end
+
+
+def _check_min_inside(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise AtlasError("scan.min_inside", value=repr(value))
+    return float(value)
+
+
+def _batches(ds: Dataset, start: int, end: int, size: int, batch_size: int, skipped: list[str]):
+    """Readable images ``start .. end-1`` as ``(indices, PIL squares, images done so far)``, in
+    batches of ``batch_size`` readable ones; the unreadable ones are noted and named in ``skipped``."""
+    from .images import ImageError
+
+    index = start
+    while index < end:
+        pils, idx = [], []
+        while len(pils) < batch_size and index < end:
+            try:
+                pils.append(ds.square(index, size))
+                idx.append(index)
+            except ImageError as err:
+                ds.note_skipped(index, err)
+                skipped.append(ds.describe(index))
+            index += 1
+        yield idx, pils, index - start
+
+
+def _scan_meta(net, ds: Dataset, layers, tops: dict[str, _LayerTop], rfs, *, size, k, m, min_inside,
+               start, end, n_done, n_scanned, skipped, stopped: str, seconds: float) -> dict:
+    return {
+        "format_version": FORMAT_VERSION,
+        "backbone": net.name,
+        "weights_id": net.weights_id,
+        "dataset_name": ds.name,
+        "dataset_spec": ds.spec,
+        "dataset_fingerprint": ds.fingerprint,
+        "dataset_size": len(ds),
+        "image_size": size,
+        "k": k,
+        "positions_per_image": m,
+        "min_inside": min_inside,
+        "layers": layers,
+        "channels": {n: int(tops[n].v.shape[0]) for n in layers},
+        "feature_size": {n: [tops[n].h, tops[n].w] for n in layers},
+        "rf": {n: _rf_to_list(rfs[n]) for n in layers},
+        "n_images": n_scanned,
+        "n_skipped": len(skipped),
+        "skipped": skipped[:200],
+        "start": start,
+        "end": start + n_done if stopped else end,
+        "complete": not stopped and start == 0 and end == len(ds),
+        "stopped": stopped,  # "" (ran to the end), "stop" (callback / stop event), "time_limit"
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "scan_seconds": round(seconds, 3),
+    }
 
 
 def scan(
@@ -202,6 +283,7 @@ def scan(
     shard: tuple[int, int] | None = None,
     callback: ProgressCallback | None = None,
     stop: threading.Event | None = None,
+    time_limit: float | None = None,
 ) -> Atlas:
     """Scan ``dataset`` and keep every unit's top-``k`` activations in ``layers``.
 
@@ -222,10 +304,12 @@ def scan(
 
     Only images ``start .. end-1`` are scanned (or the ``shard=(part, parts)`` share of the
     dataset); image indices in the atlas are always the dataset's, so the atlases of the
-    parts combine with :func:`merge`.  Progress goes to ``callback`` as
-    ``Progress(task='scan', step=images done, total=images to do)``; when it returns True
-    or ``stop`` is set, the scan stops and returns the partial atlas (``complete`` False,
-    ``n_images`` = images scanned).  Unreadable images are skipped and listed in
+    parts combine with :func:`merge` (and :func:`teachkit.distributed.scan` does that for the
+    ranks of a ``torchrun``).  Progress goes to ``callback`` as
+    ``Progress(task='scan', step=images done, total=images to do)``; when it returns True,
+    ``stop`` is set or ``time_limit`` seconds have passed, the scan stops after the current
+    batch and returns the partial atlas (``complete`` False, ``n_images`` = images scanned,
+    ``meta['stopped']`` says why).  Unreadable images are skipped and listed in
     ``meta['skipped']``.
     """
     t0 = time.perf_counter()
@@ -233,103 +317,49 @@ def scan(
     ds = get_dataset(dataset)
     layers = _order_layers(net, layers)
     k = check_int("k", k, 1)
-    if isinstance(min_inside, bool) or not isinstance(min_inside, (int, float)) or not 0 <= min_inside <= 1:
-        raise ValueError(f"min_inside must be a fraction between 0 and 1, not {min_inside!r}")
+    min_inside = _check_min_inside(min_inside)
     m = check_int("positions_per_image", positions_per_image, 1)
-    size = check_int("image_size", image_size, 16)
+    size = check_int("image_size", image_size, MIN_IMAGE_SIZE)
+    if size > MAX_IMAGE_SIZE:
+        raise AtlasError("scan.image_size", size=size, limit=MAX_IMAGE_SIZE)
     batch_size = check_int("batch_size", batch_size, 1)
     start, end = _shard_range(len(ds), check_int("start", start, 0), end, shard)
-    total = end - start
-    device = net.device
+    deadline = None if time_limit is None else t0 + float(time_limit)
     rfs = receptive_fields(net.body)
 
-    from .images import ImageError
-
-    tops: dict[str, _TopK] = {}
-    fsize: dict[str, list[int]] = {}
-    window: dict[str, tuple[int, int, int, int]] = {}
-    n_done = n_scanned = 0
+    tops: dict[str, _LayerTop] = {}
     skipped: list[str] = []
-    stopped = report(callback, Progress("scan", 0, total), stop)
-    index = start
+    n_done = n_scanned = 0
+    stopped = "stop" if report(callback, Progress("scan", 0, end - start), stop) else ""
     with torch.inference_mode():
-        while not stopped and index < end:
-            pils, idx = [], []
-            while len(pils) < batch_size and index < end:
-                try:
-                    pils.append(ds.square(index, size))
-                    idx.append(index)
-                except ImageError as err:
-                    ds.note_skipped(index, err)
-                    skipped.append(ds.describe(index))
-                index += 1
+        for idx, pils, n_done in ([] if stopped else _batches(ds, start, end, size, batch_size, skipped)):
             if pils:
-                feats = net.extract(_pils_to_batch(pils, device), layers)
-                idx_t = torch.tensor(idx, dtype=torch.int64, device=device)
+                feats = net.extract(_pils_to_batch(pils, net.device), layers)
+                images = torch.tensor(idx, dtype=torch.int64, device=net.device)
                 for name in layers:
-                    a = feats[name]
                     if name not in tops:
-                        tops[name] = _TopK(a.shape[1], k, device)
-                        fsize[name] = [int(a.shape[2]), int(a.shape[3])]
-                        window[name] = _window(rfs[name], fsize[name], size, float(min_inside))
-                    y0, y1, x0, x1 = window[name]
-                    v, p = _candidates(a[:, :, y0:y1, x0:x1], m)
-                    if (y0, y1, x0, x1) != (0, a.shape[2], 0, a.shape[3]):  # back to whole-map positions
-                        p = (p // (x1 - x0) + y0) * a.shape[3] + p % (x1 - x0) + x0
-                    per = v.shape[1] // len(idx)
-                    im = idx_t.repeat_interleave(per).unsqueeze(0).expand_as(v)
-                    if per > 1:
-                        bad = torch.isneginf(v)
-                        im = im.masked_fill(bad, -1)
-                        p = p.masked_fill(bad, -1)
-                    tops[name].update(v, im, p)
+                        tops[name] = _LayerTop(feats[name].shape, k, net.device, rfs[name], size, min_inside)
+                    tops[name].add(feats[name], images, m)
                 del feats
-            n_scanned += len(pils)
-            n_done = index - start
-            stopped = report(callback, Progress("scan", n_done, total), stop)
-
+                n_scanned += len(pils)
+            if report(callback, Progress("scan", n_done, end - start), stop):
+                stopped = "stop"
+            elif deadline is not None and time.perf_counter() > deadline and n_done < end - start:
+                stopped = "time_limit"
+            if stopped:
+                break
     if not tops:  # nothing scanned: shapes from one dry run of a blank image
         with torch.inference_mode():
-            feats = net.extract(torch.zeros(1, 3, size, size, device=device), layers)
-        for name in layers:
-            tops[name] = _TopK(feats[name].shape[1], k, device)
-            fsize[name] = [int(feats[name].shape[2]), int(feats[name].shape[3])]
+            feats = net.extract(torch.zeros(1, 3, size, size, device=net.device), layers)
+        tops = {n: _LayerTop(feats[n].shape, k, net.device, rfs[n], size, min_inside) for n in layers}
 
-    values, images, ys, xs = {}, {}, {}, {}
+    values, images_, ys, xs = {}, {}, {}, {}
     for name in layers:
-        t = tops[name]
-        w = fsize[name][1]
-        p = t.p.cpu().numpy()
-        values[name] = t.v.cpu().numpy().astype(np.float32)
-        images[name] = t.i.cpu().numpy().astype(np.int64)
-        ys[name] = np.where(p >= 0, p // w, -1).astype(np.int32)
-        xs[name] = np.where(p >= 0, p % w, -1).astype(np.int32)
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "backbone": net.name,
-        "weights_id": net.weights_id,
-        "dataset_name": ds.name,
-        "dataset_spec": ds.spec,
-        "dataset_fingerprint": ds.fingerprint,
-        "dataset_size": len(ds),
-        "image_size": size,
-        "k": k,
-        "positions_per_image": m,
-        "min_inside": float(min_inside),
-        "layers": layers,
-        "channels": {n: int(values[n].shape[0]) for n in layers},
-        "feature_size": fsize,
-        "rf": {n: _rf_to_list(rfs[n]) for n in layers},
-        "n_images": n_scanned,
-        "n_skipped": len(skipped),
-        "skipped": skipped[:200],
-        "start": start,
-        "end": start + n_done if stopped else end,
-        "complete": not stopped and start == 0 and end == len(ds),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "scan_seconds": round(time.perf_counter() - t0, 3),
-    }
-    atlas = Atlas(meta, values, images, ys, xs)
+        values[name], images_[name], ys[name], xs[name] = tops[name].arrays()
+    meta = _scan_meta(net, ds, layers, tops, rfs, size=size, k=k, m=m, min_inside=min_inside, start=start,
+                      end=end, n_done=n_done, n_scanned=n_scanned, skipped=skipped, stopped=stopped,
+                      seconds=time.perf_counter() - t0)
+    atlas = Atlas(meta, values, images_, ys, xs)
     if ds.spec is None:
         atlas._dataset = ds  # in-memory data cannot be re-opened from a spec
     return atlas
@@ -415,10 +445,10 @@ def merge(a: Atlas, b: Atlas, offset: int | None = None) -> Atlas:
 
 
 def default_cache_dir() -> Path:
-    """``$TEACHKIT_CACHE/atlases`` if the variable is set, else ``~/.cache/teachkit/atlases``."""
-    env = os.environ.get("TEACHKIT_CACHE")
-    root = Path(env).expanduser() if env else Path.home() / ".cache" / "teachkit"
-    return root / "atlases"
+    """``<cache>/atlases``: the cache is ``$TEACHKIT_CACHE``, else the OS's (:func:`teachkit.paths.cache_dir`)."""
+    from .paths import cache_dir
+
+    return cache_dir("atlases")
 
 
 def shipped_dir() -> Path:
@@ -468,12 +498,31 @@ def find_cached(cache_dir, *, backbone: str, weights_id: str, fingerprint: str, 
     return None
 
 
+#: Lock files of a cache folder: a scan locks the bucket its key falls in, so the folder holds at
+#: most this many (never one per atlas ever scanned); two different scans rarely share one.
+LOCK_BUCKETS = 16
+#: The cache keeps at most this many atlases and bytes (least recently used go first).
+DEFAULT_CACHE_KEEP = 32
+DEFAULT_CACHE_BYTES = 512 << 20
+
+
+def _is_cache_name(name: str) -> bool:
+    """Whether ``name`` is one :func:`cache_file` gives: ``..._<16 hex digits>.npz``."""
+    stem = name[:-4]
+    return name.endswith(".npz") and len(stem) > 17 and stem[-17] == "_" and all(
+        c in "0123456789abcdef" for c in stem[-16:])
+
+
+def _lock_path(cache_dir: Path, key: str) -> Path:
+    return cache_dir / f".lock-{int(key, 16) % LOCK_BUCKETS:02d}"
+
+
 @contextlib.contextmanager
 def _lock(cache_dir: Path, key: str):
     """Hold a lock file in the cache, shared by every process (and thread) that builds this atlas."""
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        lock = filelock.FileLock(str(cache_dir / f".{key}.lock"))
+        lock = filelock.FileLock(str(_lock_path(cache_dir, key)))
         lock.acquire()
     except OSError as exc:  # a read-only cache: scan without it
         log.warning("cannot lock the atlas cache %s (%s); scanning without a lock", cache_dir, exc)
@@ -483,6 +532,66 @@ def _lock(cache_dir: Path, key: str):
         yield
     finally:
         lock.release()
+
+
+def _touch(path: Path | None) -> None:
+    """Mark a cached atlas as just used (its modification time orders the cache)."""
+    if path is not None:
+        with contextlib.suppress(OSError):
+            os.utime(path)
+
+
+def prune_cache(cache_dir: "str | os.PathLike", keep: int = DEFAULT_CACHE_KEEP,
+                max_bytes: int = DEFAULT_CACHE_BYTES, spare: "Path | None" = None) -> list[Path]:
+    """Delete the least recently used cached atlases beyond ``keep`` files or ``max_bytes`` bytes.
+
+    Only files named the way :func:`get_atlas` names them are counted and deleted (never an atlas
+    written elsewhere with ``--out``); ``spare`` (the atlas just written) is never deleted.  Lock
+    files of older teachkit versions (one per atlas) are removed too.  Returns the deleted paths.
+    """
+    cache_dir = Path(cache_dir)
+    found = []
+    with contextlib.suppress(OSError):
+        for path in cache_dir.iterdir():
+            if path.name.startswith(".") and path.name.endswith(".lock") and len(path.name) == 22:
+                with contextlib.suppress(OSError):  # .<16 hex>.lock: the old one-lock-per-atlas files
+                    path.unlink()
+            elif _is_cache_name(path.name):
+                with contextlib.suppress(OSError):
+                    st = path.stat()
+                    found.append((st.st_mtime_ns, st.st_size, path))
+    found.sort(key=lambda f: (f[2] != spare, -f[0]))  # newest first, the spared one before all
+    deleted, total = [], 0
+    for n, (_, size, path) in enumerate(found):
+        total += size
+        if path != spare and (n >= keep or total > max_bytes):
+            with contextlib.suppress(OSError):  # another process may be reading it (Windows): next time
+                path.unlink()
+                deleted.append(path)
+    return deleted
+
+
+def cache_file(cache_dir: "str | os.PathLike", atlas: Atlas) -> Path:
+    """Where :func:`get_atlas` keeps ``atlas`` in ``cache_dir`` (named by its dataset, backbone, size, k, key)."""
+    m = atlas.meta
+    key = cache_key(m["backbone"], m["weights_id"], m["dataset_fingerprint"], m["image_size"], m["k"],
+                    m["layers"], m["positions_per_image"], m["min_inside"])
+    return Path(cache_dir) / (f"{_safe(m['dataset_name'])}_{_safe(m['backbone'])}_{m['image_size']}px_"
+                              f"k{m['k']}_{key}.npz")
+
+
+def store(atlas: Atlas, cache_dir: "str | os.PathLike | None" = None, keep: int | None = DEFAULT_CACHE_KEEP) -> Path | None:
+    """Save a complete ``atlas`` into the cache (default :func:`default_cache_dir`) and prune the cache
+    to ``keep`` atlases (None: no pruning); None when the cache cannot be written (a warning says why)."""
+    cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    try:
+        path = atlas.save(cache_file(cache_dir, atlas))
+    except OSError as exc:  # a read-only cache must not lose the scan
+        log.warning("could not save the atlas to the cache %s: %s", cache_dir, exc)
+        return None
+    if keep is not None:
+        prune_cache(cache_dir, keep, spare=path)
+    return path
 
 
 def get_atlas(
@@ -499,7 +608,9 @@ def get_atlas(
     batch_size: int = DEFAULT_BATCH_SIZE,
     device=None,
     stop: threading.Event | None = None,
+    time_limit: float | None = None,
     rescan: bool = False,
+    cache_keep: int | None = DEFAULT_CACHE_KEEP,
 ) -> Atlas:
     """The atlas for this dataset / backbone / layers / k / image size: from the cache, or scanned.
 
@@ -526,6 +637,8 @@ def get_atlas(
         for folder in ([] if rescan else [cache_dir, shipped_dir()]):
             atlas = find_cached(folder, **ident)
             if atlas is not None:
+                if folder == cache_dir:
+                    _touch(atlas.path)
                 if ds.spec is None or atlas._dataset is None:
                     atlas._dataset = ds
                 return atlas
@@ -539,12 +652,10 @@ def get_atlas(
         if found is not None:
             return found
         atlas = scan(net, ds, layers, k=k, image_size=size, positions_per_image=positions_per_image,
-                     min_inside=min_inside, batch_size=batch_size, callback=callback, stop=stop)
+                     min_inside=min_inside, batch_size=batch_size, callback=callback, stop=stop,
+                     time_limit=time_limit)
         if atlas.complete:
-            try:
-                atlas.save(cache_dir / f"{_safe(ds.name)}_{_safe(net.name)}_{size}px_k{k}_{key}.npz")
-            except OSError as exc:  # a read-only cache must not lose the scan
-                log.warning("could not save the atlas to the cache %s: %s", cache_dir, exc)
+            store(atlas, cache_dir, cache_keep)
         return atlas
 
 

@@ -42,7 +42,8 @@ GALLERY: tuple[tuple[str, str], ...] = (
     ("coffee", "rings"),
 )
 #: lesson 4: the layers a photo is rebuilt from (shallow -> deep)
-CONTENT_LAYERS: tuple[str, ...] = ("conv1_2", "conv2_2", "conv3_2", "conv4_2", "conv5_2")
+#: (named after the ReLU, as the engine reads them: one layer-name scheme across the app, issue 18)
+CONTENT_LAYERS: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_2", "relu4_2", "relu5_2")
 KINDS = ("atlas", "gallery", "content", "texture")
 
 
@@ -67,10 +68,12 @@ FAST = Recipe(transfer_size=32, transfer_steps=3, content_size=32, content_steps
 
 
 def prepared_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """``<cache>/prepared``: ``cache_dir``, else ``$TEACHKIT_CACHE``, else ``~/.cache/teachkit``."""
+    """``<cache>/prepared``: ``cache_dir``, else ``$TEACHKIT_CACHE``, else the OS's cache folder
+    (:func:`teachkit.paths.cache_dir`)."""
     if cache_dir is None:
-        env = os.environ.get("TEACHKIT_CACHE")
-        cache_dir = Path(env).expanduser() if env else Path.home() / ".cache" / "teachkit"
+        from .paths import cache_dir as default_cache
+
+        cache_dir = default_cache()
     return Path(cache_dir) / "prepared"
 
 
@@ -128,35 +131,28 @@ def load(kind: str, *names: str, backbone: str = "vgg19", cache_dir=None) -> Pre
 
 
 def _net(backbone):
-    if isinstance(backbone, str) or backbone is None:
-        from .features import load_backbone
+    from .transfer import backbone_for
 
-        return load_backbone(backbone or "vgg19")
-    return backbone
+    return backbone_for(backbone)
 
 
 # ---- the items ---------------------------------------------------------------------------------
 
 
 def start_image(net, content, style, config):
-    """The engine's own starting image G0 for ``content`` (PIL, at the size to work at) and ``config``.
+    """The engine's own starting image G0 for ``content`` and ``config`` (PIL), at the engine's first
+    scale: :func:`teachkit.transfer.initial_image` (no network pass; ``net`` and ``style`` are not
+    needed and kept for the callers' signature)."""
+    from .transfer import initial_image
 
-    It is what :class:`teachkit.transfer.StyleTransfer` starts from (white noise for ``init='noise'``,
-    content + noise for ``'blend'``), so a page can show the real G before the first step.
-    """
-    from .images import to_tensor
-    from .transfer import StyleTransfer
-
-    styles = None if style is None else [to_tensor(style)]
-    return StyleTransfer(to_tensor(content), styles, config, backbone=_net(net)).image()
+    return initial_image(content, config)
 
 
 def prepare_transfer(net, content: str, style: str, recipe: Recipe = FULL, cache_dir=None,
                      callback: ProgressCallback | None = None, force: bool = False) -> Prepared:
     """A finished transfer of two samples with the classroom preset, with frames along the way (gallery)."""
-    from .images import resize_long_side
     from .samples import sample_content, sample_style
-    from .transfer import TransferConfig, transfer
+    from .transfer import TransferConfig, initial_image, transfer
 
     net = _net(net)
     folder = _item_dir(prepared_root(cache_dir), net.name, "gallery", content, style)
@@ -166,11 +162,10 @@ def prepare_transfer(net, content: str, style: str, recipe: Recipe = FULL, cache
     config = TransferConfig.preset("quick", size=recipe.transfer_size, preview_every=1, seed=0,
                                    **({} if recipe.transfer_steps is None else
                                       {"steps": recipe.transfer_steps, "scales": None, "scale_steps": None}))
-    keep = set(frame_steps(config.resolved().steps if config.scale_steps is None else sum(config.scale_steps)))
     frames: list[tuple[int, Any]] = []
 
-    def progress(p: Progress):
-        if p.image is not None and p.step in keep:
+    def progress(p: Progress):  # the frames: frame_steps of the engine's own total
+        if p.image is not None and p.step in frame_steps(p.total):
             frames.append((p.step, p.image))
         return report(callback, p)
 
@@ -179,8 +174,7 @@ def prepare_transfer(net, content: str, style: str, recipe: Recipe = FULL, cache
     result = transfer(c_img, [s_img], config, callback=progress, backbone=net)
     if result.stopped:
         raise KeyboardInterrupt  # a cancelled preparation keeps nothing
-    first_side = (result.config.scales or (recipe.transfer_size,))[0]
-    start = start_image(net, resize_long_side(c_img, first_side), s_img, config)
+    start = initial_image(c_img, config)  # G0 at the engine's first scale
     images = [{"file": _save_png(start, folder / "frame_0000.png"), "label": 0}]
     for step, img in frames:
         images.append({"file": _save_png(img, folder / f"frame_{step:04d}.png"), "label": step})
@@ -204,23 +198,30 @@ def _save_results(folder: Path, kind: str, name: str, results, recipe_size: int,
                      "seconds": float(sum(r.seconds for r in results)), "weights_id": net.weights_id, **extra})
 
 
+def _prepare_layers(kind: str, net, name: str, image, layers: Sequence[str], make, size: int, steps: int,
+                    cache_dir, callback, force: bool) -> Prepared:
+    """Lessons 4 and 5: one reconstruction per layer (``make``: :func:`teachkit.reconstruct.content_reconstructions`
+    or :func:`~teachkit.reconstruct.textures`), saved as one prepared item."""
+    net = _net(net)
+    if not force and (done := load(kind, name, backbone=net.name, cache_dir=cache_dir)):
+        return done
+    folder = _item_dir(prepared_root(cache_dir), net.name, kind, name)
+    folder.mkdir(parents=True, exist_ok=True)
+    results = make(net, image, layers, size=size, steps=steps, callback=callback, image_every=steps)
+    if len(results) < len(layers) or results[-1].stopped:
+        raise KeyboardInterrupt  # a cancelled preparation keeps nothing
+    _save_results(folder, kind, name, results, size, steps, net, {})
+    return load(kind, name, backbone=net.name, cache_dir=cache_dir)
+
+
 def prepare_content(net, content: str, recipe: Recipe = FULL, cache_dir=None,
                     callback: ProgressCallback | None = None, force: bool = False) -> Prepared:
     """Lesson 4: a photo rebuilt from white noise out of each layer of :data:`CONTENT_LAYERS`."""
     from .reconstruct import content_reconstructions
     from .samples import sample_content
 
-    net = _net(net)
-    if not force and (done := load("content", content, backbone=net.name, cache_dir=cache_dir)):
-        return done
-    folder = _item_dir(prepared_root(cache_dir), net.name, "content", content)
-    folder.mkdir(parents=True, exist_ok=True)
-    results = content_reconstructions(net, sample_content(content), CONTENT_LAYERS, size=recipe.content_size,
-                                      steps=recipe.content_steps, callback=callback, image_every=recipe.content_steps)
-    if len(results) < len(CONTENT_LAYERS) or results[-1].stopped:
-        raise KeyboardInterrupt
-    _save_results(folder, "content", content, results, recipe.content_size, recipe.content_steps, net, {})
-    return load("content", content, backbone=net.name, cache_dir=cache_dir)
+    return _prepare_layers("content", net, content, sample_content(content), CONTENT_LAYERS, content_reconstructions,
+                           recipe.content_size, recipe.content_steps, cache_dir, callback, force)
 
 
 def prepare_texture(net, style: str, recipe: Recipe = FULL, cache_dir=None,
@@ -230,17 +231,8 @@ def prepare_texture(net, style: str, recipe: Recipe = FULL, cache_dir=None,
     from .reconstruct import textures
     from .samples import sample_style
 
-    net = _net(net)
-    if not force and (done := load("texture", style, backbone=net.name, cache_dir=cache_dir)):
-        return done
-    folder = _item_dir(prepared_root(cache_dir), net.name, "texture", style)
-    folder.mkdir(parents=True, exist_ok=True)
-    results = textures(net, sample_style(style, recipe.texture_size), DEFAULT_STYLE_LAYERS, size=recipe.texture_size,
-                       steps=recipe.texture_steps, callback=callback, image_every=recipe.texture_steps)
-    if len(results) < len(DEFAULT_STYLE_LAYERS) or results[-1].stopped:
-        raise KeyboardInterrupt
-    _save_results(folder, "texture", style, results, recipe.texture_size, recipe.texture_steps, net, {})
-    return load("texture", style, backbone=net.name, cache_dir=cache_dir)
+    return _prepare_layers("texture", net, style, sample_style(style, recipe.texture_size), DEFAULT_STYLE_LAYERS,
+                           textures, recipe.texture_size, recipe.texture_steps, cache_dir, callback, force)
 
 
 def prepare_atlas(net, dataset: str = "sample", recipe: Recipe = FULL, cache_dir=None,
@@ -301,7 +293,10 @@ def add_prepare_parser(sub) -> None:
     p.add_argument("--only", nargs="+", choices=KINDS, metavar="KIND",
                    help=f"prepare only these ({', '.join(KINDS)}; default: all)")
     p.add_argument("--dataset", default="sample", help="lesson 1's dataset: 'sample' (default) or an image folder")
-    p.add_argument("--cache", metavar="DIR", help="cache folder (default: $TEACHKIT_CACHE or ~/.cache/teachkit)")
+    p.add_argument("--cache", metavar="DIR",
+                   help="cache folder (default: $TEACHKIT_CACHE, else the OS's cache folder for teachkit)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads torch may use (default: torch's choice; 1 is fastest on a 2-core laptop)")
     p.add_argument("--fast", action="store_true", help="tiny sizes and step counts (tests, very slow machines)")
     p.add_argument("--force", action="store_true", help="make every item again, even if it is prepared")
     p.add_argument("--backbone", default="vgg19", help="backbone name (default vgg19)")
@@ -314,6 +309,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from .progress import TqdmReporter
 
     recipe = FAST if args.fast else FULL
+    if args.threads is not None:  # an option, not OMP_NUM_THREADS=1: the same on every OS's shell
+        import torch
+
+        from .fileio import check_int
+
+        torch.set_num_threads(check_int("--threads", args.threads, 1))
     net = _net(args.backbone)
     bar = TqdmReporter(desc="prepare")
     try:

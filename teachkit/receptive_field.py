@@ -77,6 +77,8 @@ from typing import Any, Iterable, Iterator
 
 from torch import nn
 
+from .messages import InputError
+
 __all__ = [
     "RF",
     "receptive_fields",
@@ -275,11 +277,7 @@ def _geometry(name: str, m: nn.Module) -> _Geom:
         return _Geom("dropout", detail=type(m).__name__)
     if _IDENTITY and isinstance(m, _IDENTITY):
         return _Geom("identity", detail=type(m).__name__)
-    raise ValueError(
-        f"layer {name!r}: unsupported module type {type(m).__name__}; receptive fields "
-        "can only be computed for Conv2d, MaxPool2d, AvgPool2d, LPPool2d, 2-D padding "
-        "layers and shape-preserving elementwise layers (ReLU, BatchNorm2d, Dropout, ...)"
-    )
+    raise InputError("layer.unsupported_module", layer=name, kind=type(m).__name__)
 
 
 def _named_layers(model_or_layers: Any) -> Iterator[tuple[str, nn.Module]]:
@@ -296,11 +294,7 @@ def _named_layers(model_or_layers: Any) -> Iterator[tuple[str, nn.Module]]:
             yield type(model_or_layers).__name__.lower(), model_or_layers
             return
         if not isinstance(model_or_layers, nn.Sequential):
-            raise ValueError(
-                f"{type(model_or_layers).__name__} is not an nn.Sequential: the order in "
-                "which its children run is unknown; pass an nn.Sequential or a list of "
-                "(name, module) pairs"
-            )
+            raise InputError("layer.not_sequential", kind=type(model_or_layers).__name__)
         items: Iterable[Any] = children
     else:
         try:
@@ -384,12 +378,12 @@ def feature_size(model_or_layers: Any, layer: str, input_size: "int | tuple[int,
     """
     if isinstance(input_size, (tuple, list)):
         if len(input_size) != 2:
-            raise ValueError(f"input_size must be a side or (height, width), not {input_size!r}")
+            raise InputError("layer.input_size", value=repr(input_size))
         hw = [int(v) for v in input_size]
     else:
         hw = [int(input_size)] * 2
     if min(hw) < 1:
-        raise ValueError(f"input size must be at least 1x1 px, not {input_size!r}")
+        raise InputError("layer.input_size", value=repr(input_size))
     names = []
     for name, _mod, g, _rf in _walk(model_or_layers):
         names.append(name)
@@ -398,16 +392,14 @@ def feature_size(model_or_layers: Any, layer: str, input_size: "int | tuple[int,
             k_eff = g.dilation[a] * (g.kernel[a] - 1) + 1
             span = hw[a] + g.padding[a] + end[a] - k_eff
             if span < 0:
-                raise ValueError(
-                    f"an input of {input_size!r} px is too small: it has shrunk to nothing at "
-                    f"layer {name!r}")
+                raise InputError("layer.input_too_small", size=repr(input_size), layer=name)
             n = (-(-span // g.stride[a]) if g.ceil_mode else span // g.stride[a]) + 1
             if g.ceil_mode and (n - 1) * g.stride[a] >= hw[a] + g.padding[a]:
                 n -= 1  # the last window would start in the padding after the input
             hw[a] = n
         if name == layer:
             return (hw[0], hw[1])
-    raise ValueError(f"unknown layer {layer!r}; the layers are: {', '.join(names)}")
+    raise InputError("layer.unknown_in_model", layer=layer, valid=", ".join(names))
 
 
 def unit_box(

@@ -47,6 +47,7 @@ from matplotlib.figure import Figure
 from . import figtext
 from .features import DEFAULT_STYLE_LAYERS
 from .fileio import check_int
+from .messages import InputError, Message
 from .gram import to_input
 from .progress import ProgressCallback
 from .transfer import StyleTransfer, TransferConfig, run_steps, white_noise
@@ -177,7 +178,7 @@ def reconstruct_content(
     config = _config(alpha=1.0, beta=0.0, content_layer=layer, style_layers=(), seed=seed)
     st, records, stopped = _run(
         net, target, config, steps, seed, noise, callback, stop, image_every=image_every, time_limit=time_limit,
-        message=f"content {layer}",
+        message=Message("progress.content", layer=layer),
         extra=lambda st: {"distance": pixel_distance(st.tensor(), target)},
     )
     out = st.tensor()
@@ -225,14 +226,15 @@ def synthesize_texture(
     net = _net(net)
     layers = list(dict.fromkeys(net.check_layers(layers)))
     if not layers:
-        raise ValueError("synthesize_texture needs at least one layer")
+        raise InputError("layer.none_given")
     target = to_input(image, size, net.device)
     t0 = time.perf_counter()
     config = _config(alpha=0.0, beta=1.0, content_layer=layers[0], style_layers=tuple(layers),
                      layer_weights=tuple(1.0 / len(layers) for _ in layers), seed=seed)
     if not balance:
         config.normalization = normalization
-    msg = f"texture {layers[0]}..{layers[-1]}" if len(layers) > 1 else f"texture {layers[0]}"
+    msg = (Message("progress.texture_range", first=layers[0], last=layers[-1]) if len(layers) > 1
+           else Message("progress.texture", layer=layers[0]))
     st, records, stopped = _run(net, target, config, steps, seed, noise, callback, stop, image_every=image_every,
                                 time_limit=time_limit, message=msg)
     final = st.costs()
@@ -249,7 +251,7 @@ def synthesize_texture(
 # ---- rows of reconstructions -----------------------------------------------------------------
 
 
-def _one_bar(callback, done: int, total: int, message: str):
+def _one_bar(callback, done: int, total: int, message: Message):
     """The callback seen by one reconstruction of a row: its steps counted on one bar over the row."""
     if callback is None:
         return None
@@ -268,11 +270,12 @@ def content_reconstructions(
     net = _net(net)
     layers = net.check_layers(layers)
     if not layers:
-        raise ValueError("give at least one layer")
+        raise InputError("layer.none_given")
     target = to_input(image, size)
     results: list[ReconResult] = []
     for i, layer in enumerate(layers):
-        cb = _one_bar(callback, i * steps, len(layers) * steps, f"content {layer} ({i + 1}/{len(layers)})")
+        cb = _one_bar(callback, i * steps, len(layers) * steps,
+                      Message("progress.content_n", layer=layer, i=i + 1, n=len(layers)))
         r = reconstruct_content(net, target, layer, None, steps, seed, cb, stop, **kwargs)
         results.append(r)
         if r.stopped or (stop is not None and stop.is_set()):
@@ -293,13 +296,13 @@ def textures(
     net = _net(net)
     max_layers = net.check_layers(max_layers)
     if not max_layers:
-        raise ValueError("give at least one layer")
+        raise InputError("layer.none_given")
     target = to_input(image, size)
     results: list[ReconResult] = []
     n = len(max_layers)
     for i in range(n):
         used = list(max_layers[: i + 1])
-        cb = _one_bar(callback, i * steps, n * steps, f"texture up to {used[-1]} ({i + 1}/{n})")
+        cb = _one_bar(callback, i * steps, n * steps, Message("progress.texture_n", layer=used[-1], i=i + 1, n=n))
         r = synthesize_texture(net, target, used, None, steps, seed, cb, stop, **kwargs)
         results.append(r)
         if r.stopped or (stop is not None and stop.is_set()):

@@ -76,15 +76,9 @@ def list_samples() -> dict[str, list[str]]:
     return {"content": list(CONTENT_SAMPLES), "style": list(STYLE_SAMPLES)}
 
 
-def _sample_names() -> str:
-    return (
-        f"content samples: {', '.join(CONTENT_SAMPLES)}; "
-        f"style samples: {', '.join(STYLE_SAMPLES)}"
-    )
-
-
 def _unknown_sample(name) -> ImageError:
-    return _fail(str(name), f"unknown sample name; {_sample_names()}", verb="find")
+    return _fail(str(name), "image.unknown_sample", verb="find", content=", ".join(CONTENT_SAMPLES),
+                 style=", ".join(STYLE_SAMPLES))
 
 
 def sample_content(name: str = DEFAULT_CONTENT, size: int | None = None) -> Image.Image:
@@ -99,10 +93,7 @@ def sample_content(name: str = DEFAULT_CONTENT, size: int | None = None) -> Imag
 def _read_content_file(name: str) -> Image.Image:
     path = package_data_dir("skimage") / _CONTENT_FILES[name]
     if not path.is_file():
-        raise _fail(
-            str(path),
-            f"the sample photo '{name}' is missing from the installed scikit-image",
-        )
+        raise _fail(str(path), "image.sample_missing", name=name)
     return load_image(path, name=f"sample:{name}")
 
 
@@ -150,7 +141,8 @@ def resolve_image(spec, size: int | None = None) -> Image.Image:
             if not path.is_file():
                 return sample_image(spec, size)
         if not path.exists():
-            raise _fail(os.fsdecode(spec), f"no such file, and not a sample name ({_sample_names()})")
+            raise _fail(os.fsdecode(spec), "image.not_file_nor_sample", content=", ".join(CONTENT_SAMPLES),
+                        style=", ".join(STYLE_SAMPLES))
     return load_image(spec, size=size)
 
 

@@ -116,6 +116,7 @@ import torch.nn.functional as F
 
 from . import costs
 from .features import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS
+from .messages import InputError, Message, TeachkitError
 from .progress import Progress, ProgressCallback, report
 from .receptive_field import feature_size
 
@@ -133,6 +134,8 @@ __all__ = [
     "choose_dtype",
     "cpu_bf16_native",
     "SlowDtypeWarning",
+    "ConfigError",
+    "TransferError",
     "default_scales",
     "default_pyramid",
     "split_steps",
@@ -288,77 +291,74 @@ class TransferConfig:
     def preset(cls, name: str, **overrides) -> "TransferConfig":
         """The named recipe of :data:`PRESETS` (``'default'``, ``'quick'``), with ``overrides``."""
         if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+            raise ConfigError("config.unknown_preset", name=name, choices=", ".join(PRESETS))
         fields = dict(PRESETS[name])
         return cls(**{**fields, **overrides})
 
     # -- validation and defaults ---------------------------------------------------------------
     def validate(self, n_styles: int | None = None) -> "TransferConfig":
-        """Check every field that can be checked without a backbone; raise ValueError.  Returns self."""
+        """Check every field that can be checked without a backbone; raise :class:`ConfigError` (a
+        ValueError) naming the field and the value.  Returns self."""
         costs._check_norm(self.normalization)
         if self.size is not None and (isinstance(self.size, bool) or int(self.size) != self.size or self.size < 16):
-            raise ValueError(f"size must be a whole number of pixels >= 16, not {self.size!r}")
+            raise ConfigError("config.size", value=repr(self.size))
         if isinstance(self.steps, bool) or int(self.steps) != self.steps or self.steps < 0:
-            raise ValueError(f"steps must be a whole number >= 0, not {self.steps!r}")
+            raise ConfigError("config.steps", value=repr(self.steps))
         if self.init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, not {self.init!r}")
+            raise ConfigError("config.choice", name="init", choices=", ".join(INITS), value=repr(self.init))
         if not 0.0 <= float(self.init_noise) <= 1.0:
-            raise ValueError(f"init_noise must be in [0, 1], not {self.init_noise!r}")
+            raise ConfigError("config.init_noise", value=repr(self.init_noise))
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
+            raise ConfigError("config.choice", name="optimizer", choices=", ".join(OPTIMIZERS),
+                              value=repr(self.optimizer))
         if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, not {self.dtype!r}")
+            raise ConfigError("config.choice", name="dtype", choices=", ".join(DTYPES), value=repr(self.dtype))
         if self.pooling not in ("max", "avg"):
-            raise ValueError(f"pooling must be 'max' or 'avg', not {self.pooling!r}")
+            raise ConfigError("config.choice", name="pooling", choices="max, avg", value=repr(self.pooling))
         if self.lr is not None and not float(self.lr) > 0:
-            raise ValueError(f"lr must be > 0, not {self.lr!r}")
+            raise ConfigError("config.lr", value=repr(self.lr))
         if self.pyramid is not None and (
             isinstance(self.pyramid, bool) or int(self.pyramid) != self.pyramid or not 1 <= self.pyramid <= 8
         ):
-            raise ValueError(f"pyramid must be a whole number of levels from 1 to 8, not {self.pyramid!r}")
+            raise ConfigError("config.pyramid", value=repr(self.pyramid))
         if int(self.history_size) < 1:
-            raise ValueError(f"history_size must be >= 1, not {self.history_size!r}")
+            raise ConfigError("config.history_size", value=repr(self.history_size))
         for name in ("alpha", "beta", "tv_weight"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(float(value)) and float(value) >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
+                raise ConfigError("config.weight", name=name, value=repr(value))
         if not self.style_layers and not isinstance(self.style_layers, str) and self.beta != 0:
-            raise ValueError("style_layers is empty: give at least one layer (or beta = 0)")
+            raise ConfigError("config.no_style_layers")
         if isinstance(self.style_layers, str):
-            raise ValueError("style_layers must be a sequence of layer names, not one string")
+            raise ConfigError("config.style_layers_string", value=repr(self.style_layers))
         if len(set(self.style_layers)) != len(self.style_layers):
-            raise ValueError(f"style_layers has repeated names: {', '.join(self.style_layers)}")
+            raise ConfigError("config.repeated_layers", layers=", ".join(self.style_layers))
         if self.layer_weights is not None:
             if len(self.layer_weights) != len(self.style_layers):
-                raise ValueError(
-                    f"{len(self.layer_weights)} layer weights for {len(self.style_layers)} style layers "
-                    f"({', '.join(self.style_layers)}): give one weight per layer"
-                )
+                raise ConfigError("config.layer_weights_count", n=len(self.layer_weights),
+                                  m=len(self.style_layers), layers=", ".join(self.style_layers))
             if any(not (math.isfinite(float(w)) and float(w) >= 0) for w in self.layer_weights):
-                raise ValueError(f"layer weights must be finite and >= 0, not {tuple(self.layer_weights)}")
+                raise ConfigError("config.layer_weights", value=tuple(self.layer_weights))
         if self.style_weights is not None:
             if n_styles is not None and len(self.style_weights) != n_styles:
-                raise ValueError(
-                    f"{len(self.style_weights)} style weights for {n_styles} style image(s): "
-                    "give one weight per style image"
-                )
+                raise ConfigError("config.style_weights_count", n=len(self.style_weights), m=n_styles)
             if any(not (math.isfinite(float(w)) and float(w) >= 0) for w in self.style_weights) or not sum(
                 float(w) for w in self.style_weights
             ) > 0:
-                raise ValueError(f"style weights must be >= 0 and not all 0, not {tuple(self.style_weights)}")
+                raise ConfigError("config.style_weights", value=tuple(self.style_weights))
         if not float(self.style_scale) > 0:
-            raise ValueError(f"style_scale must be > 0, not {self.style_scale!r}")
+            raise ConfigError("config.style_scale", value=repr(self.style_scale))
         if self.scales is not None:
             s = [int(v) for v in self.scales]
             if not s or any(v < 16 for v in s) or s != sorted(set(s)):
-                raise ValueError(f"scales must be increasing long sides >= 16 px, not {tuple(self.scales)}")
+                raise ConfigError("config.scales", value=tuple(self.scales))
             if self.size is not None and s[-1] > self.size:
-                raise ValueError(f"scales {tuple(s)} go beyond the size {self.size}")
+                raise ConfigError("config.scales_beyond_size", value=tuple(s), size=self.size)
         if self.scale_steps is not None:
             if any(isinstance(n, bool) or int(n) != n or n < 0 for n in self.scale_steps):
-                raise ValueError(f"scale_steps must be whole numbers >= 0, not {tuple(self.scale_steps)}")
+                raise ConfigError("config.scale_steps", value=tuple(self.scale_steps))
         if int(self.preview_every) < 0:
-            raise ValueError(f"preview_every must be >= 0, not {self.preview_every!r}")
+            raise ConfigError("config.preview_every", value=repr(self.preview_every))
         return self
 
     def resolved(self, n_styles: int | None = None) -> "TransferConfig":
@@ -390,9 +390,8 @@ class TransferConfig:
         if self.scale_steps is not None:
             c.scale_steps = tuple(int(n) for n in self.scale_steps)
             if c.scales is not None and len(c.scale_steps) != len(c.scales):
-                raise ValueError(
-                    f"{len(c.scale_steps)} scale_steps for the {len(c.scales)} scales {c.scales}: give one per scale"
-                )
+                raise ConfigError("config.scale_steps_count", n=len(c.scale_steps), m=len(c.scales),
+                                  scales=c.scales)
             c.steps = sum(c.scale_steps)
         return c
 
@@ -495,6 +494,14 @@ def white_noise(shape, seed: int = 0, amplitude: float = 1.0, *,
     return u if amplitude == 1 else 0.5 + float(amplitude) * (u - 0.5)
 
 
+class ConfigError(InputError):
+    """A :class:`TransferConfig` field (or the images given with it) that cannot be used: an id + parameters."""
+
+
+class TransferError(TeachkitError, ValueError):
+    """The optimisation cannot go on (the cost J or its gradient left float32's range): an id + parameters."""
+
+
 class SlowDtypeWarning(UserWarning):
     """bfloat16 was asked for on a CPU that only emulates it (many times slower than float32)."""
 
@@ -519,7 +526,7 @@ def cpu_bf16_native() -> tuple[bool, str]:
     return True, f"CPU capability {cap} with native bfloat16 (AVX512-BF16/AMX)"
 
 
-def choose_dtype(dtype: str, device: torch.device, force: bool = False) -> tuple[torch.dtype | None, str | None]:
+def choose_dtype(dtype: str, device: torch.device, force: bool = False) -> tuple[torch.dtype | None, Message | None]:
     """The autocast dtype for ``dtype`` on ``device`` (None: plain float32) and a warning, if any.
 
     ``'auto'``: bfloat16 on a CPU with native bfloat16 (:func:`cpu_bf16_native`), else float32.
@@ -533,8 +540,7 @@ def choose_dtype(dtype: str, device: torch.device, force: bool = False) -> tuple
         return (torch.bfloat16 if native[0] else None), None
     if device.type != "cpu" or native[0] or force:
         return torch.bfloat16, None
-    return None, (f"bfloat16 is emulated on this CPU ({native[1]}): many times slower than float32, "
-                  "so float32 is used (force it with force_dtype=True / --force-dtype)")
+    return None, Message("transfer.bf16_emulated", detail=native[1])
 
 
 # ---- style targets -----------------------------------------------------------------------------
@@ -549,6 +555,7 @@ def blended_style_grams(
     weights: Sequence[float] | None = None,
     *,
     autocast_dtype: torch.dtype | None = None,
+    gram=None,
 ) -> dict[str, torch.Tensor]:
     r"""The style targets: ``sum_i w_i * (M_G / M_S_i) * G[l](S_i)`` for every layer ``l``.
 
@@ -556,6 +563,7 @@ def blended_style_grams(
     image being generated, which fixes ``M_G = n_H n_W`` at each layer.  The weights are normalised
     to sum to 1 (None: equal).  The factor ``M_G / M_S`` makes a style image of any size give a
     target of the size the generated image's Gram matrix has (a Gram matrix sums over positions).
+    ``gram(a) -> (n_C, n_C)`` computes a Gram matrix (default: :func:`teachkit.costs.gram_matrix`).
     """
     from .gram import style_target  # here: teachkit.gram imports matplotlib, which a transfer needs not
 
@@ -573,12 +581,182 @@ def blended_style_grams(
             a = feats[l]
             m_s = a.shape[-2] * a.shape[-1]
             m_g = math.prod(feature_size(net.body, l, tuple(generated_hw)))
-            g = style_target(costs.gram_matrix(a)[0], m_s, m_g) * (float(w) / wsum)
+            g = style_target(gram(a) if gram else costs.gram_matrix(a)[0], m_s, m_g) * (float(w) / wsum)
             out[l] = g if l not in out else out[l] + g
     return out
 
 
 # ---- one scale ---------------------------------------------------------------------------------
+
+
+def backbone_for(backbone=None, config: TransferConfig | None = None):
+    """The network to run: ``backbone`` itself when already loaded, else loaded by name (``backbone``
+    or ``config.backbone``, with the config's pooling and device): the one "load one if none was given"."""
+    if backbone is not None and not isinstance(backbone, str):
+        return backbone
+    from .features import load_backbone
+
+    cfg = config or TransferConfig()
+    return load_backbone(backbone or cfg.backbone, pooling=cfg.pooling, device=cfg.device)
+
+
+def _style_list(styles) -> list:
+    return [] if styles is None else [styles] if isinstance(styles, torch.Tensor) else list(styles)
+
+
+def pyramid_levels(config: TransferConfig, height: int, width: int) -> int:
+    """The levels of the image's parametrisation at one scale (config.pyramid, else default_pyramid)."""
+    return int(config.pyramid) if config.pyramid is not None else default_pyramid(max(height, width))
+
+
+def start_tensor(base: torch.Tensor, config: TransferConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+    """G0 made from ``base`` (the content at the working size: ``(1, 3, H, W)``, or its luminance) as
+    ``config.init`` says: white noise (seeded by ``config.seed``, or drawn from ``generator``), the
+    content itself, or ``(1 - init_noise) * content + init_noise * noise``.  The one place G0 is made."""
+    if config.init == "content":
+        return base.clone()
+    noise = white_noise((1, *base.shape[1:]), config.seed, generator=generator).to(base.device)
+    return noise if config.init == "noise" else (1 - config.init_noise) * base + config.init_noise * noise
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What does not change from scale to scale: the resolved config, the network, the layers the
+    forward pass must reach, the precision and the cost functions.  Made once per job
+    (:meth:`make`); :meth:`targets` then makes each scale's targets and weights."""
+
+    config: TransferConfig
+    net: Any
+    content_layer: str
+    style_layers: tuple[str, ...]
+    layers: tuple[str, ...]  #: the forward pass stops at the deepest of these
+    content_on: bool
+    style_on: tuple[str, ...]
+    autocast_dtype: torch.dtype | None
+    dtype_warning: Message | None  #: the precision fall-back, as data (SlowDtypeWarning's text is its English)
+    cost_functions: costs.CostFunctions
+
+    @classmethod
+    def make(cls, config: TransferConfig | None, n_styles: int | None, backbone=None,
+             cost_functions: costs.CostFunctions | None = None, *, stacklevel: int = 2) -> "Setup":
+        cfg = (config or TransferConfig()).resolved(n_styles)
+        if n_styles == 0 and cfg.beta != 0:
+            raise ConfigError("transfer.no_style_image")
+        cf = cost_functions or costs.CostFunctions()
+        if cf.custom and cfg.normalization not in ("lecture", "auto"):
+            raise ConfigError("engine.cost_functions_normalization", value=repr(cfg.normalization))
+        if cf.layer_style_cost is not None and (n_styles or 0) > 1:
+            raise ConfigError("engine.cost_functions_one_style", n=n_styles)
+        net = backbone_for(backbone, cfg)
+        style_layers = tuple(net.check_layers(cfg.style_layers))
+        content_layer = net.check_layers([cfg.content_layer])[0]
+        autocast_dtype, warning = choose_dtype(cfg.dtype, net.device, cfg.force_dtype)
+        if warning:
+            import warnings
+
+            warnings.warn(warning, SlowDtypeWarning, stacklevel=stacklevel)
+        # Which layers must the forward pass reach?  Only those whose terms have a weight.
+        relative = dict(zip(style_layers, cfg.layer_weights))
+        needed = [content_layer] if cfg.alpha != 0 else []
+        if cfg.beta != 0:
+            needed += [l for l in style_layers if relative[l] != 0]
+        depth = max((net.layer_index(l) for l in needed), default=-1)
+        layers = tuple(l for l in dict.fromkeys([content_layer, *style_layers]) if net.layer_index(l) <= depth)
+        return cls(cfg, net, content_layer, style_layers, layers, content_layer in layers,
+                   tuple(l for l in style_layers if l in layers), autocast_dtype, warning, cf)
+
+    def autocast(self):
+        return torch.autocast(device_type=self.net.device.type, dtype=self.autocast_dtype or torch.bfloat16,
+                              enabled=self.autocast_dtype is not None)
+
+    def network_input(self, img: torch.Tensor) -> torch.Tensor:
+        # channels-last (NHWC) input makes oneDNN run every convolution in NHWC (see CHANNELS_LAST)
+        if CHANNELS_LAST and self.net.device.type == "cpu":
+            return img.contiguous(memory_format=torch.channels_last)
+        return img
+
+    @torch.no_grad()
+    def extract(self, img: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        with self.autocast():
+            return self.net.extract(self.network_input(img), list(layers))
+
+    def targets(self, content: torch.Tensor, styles: Sequence[torch.Tensor]) -> "ScaleTargets":
+        """One scale's fixed targets (computed once, without gradients) and the weights J uses there.
+
+        ``content`` ``(1, 3, H, W)`` in [0, 1] at the working size; ``styles`` the style images
+        (any sizes, see :func:`blended_style_grams`; an own ``layer_style_cost`` gets the style
+        resized to H x W)."""
+        cfg, cf = self.config, self.cost_functions
+        for t in [content, *styles]:
+            if not isinstance(t, torch.Tensor) or t.dim() != 4 or t.shape[:2] != (1, 3):
+                raise ValueError(f"expected image tensors of shape (1, 3, H, W), got {getattr(t, 'shape', t)}")
+        dev = self.net.device
+        content = content.detach().to(dev, torch.float32)
+        styles = [s.detach().to(dev, torch.float32) for s in styles]
+        height, width = int(content.shape[-2]), int(content.shape[-1])
+        content_iq = None
+        if cfg.preserve_color:
+            yiq = rgb_to_yiq(content)
+            content_iq, y_c = yiq[:, 1:], yiq[:, :1]
+            mu, sd = y_c.mean(), y_c.std()
+            grey = []
+            for s in styles:  # the style's luminance, matched to the content's mean and spread
+                y_s = _luminance(s)
+                y_s = ((y_s - y_s.mean()) * (sd / y_s.std().clamp_min(1e-6)) + mu).clamp(0, 1)
+                grey.append(y_s.expand(-1, 3, -1, -1))
+            styles = grey
+            content = y_c.expand(-1, 3, -1, -1)
+        content_target = self.extract(content, [self.content_layer])[self.content_layer].detach() \
+            if self.content_on else None
+        style_acts: dict[str, torch.Tensor] = {}
+        if cf.layer_style_cost is not None and styles and self.style_on:
+            s = F.interpolate(styles[0], size=(height, width), mode="bilinear", align_corners=False) \
+                if styles[0].shape[-2:] != (height, width) else styles[0]
+            style_acts = {l: a.detach().float() for l, a in self.extract(s, self.style_on).items()}
+        style_targets = blended_style_grams(
+            self.net, [self.network_input(s) for s in styles], self.style_on, (height, width), cfg.style_weights,
+            autocast_dtype=self.autocast_dtype, gram=cf.gram,
+        ) if styles else {}
+        weights = self._weights(content, content_target, style_targets, (height, width))
+        return ScaleTargets(self, height, width, content, content_iq, content_target, style_targets, style_acts,
+                            weights)
+
+    def _weights(self, content, content_target, style_targets, hw) -> dict:
+        """The weights J multiplies at this scale: the config's, or (auto) derived from the targets."""
+        cfg = self.config
+        relative = dict(zip(self.style_layers, cfg.layer_weights))
+        if cfg.normalization != "auto":
+            return {"alpha": cfg.alpha, "beta": cfg.beta, "layer_weights": relative, "tv_weight": cfg.tv_weight}
+        shapes = {l: (self.net.channels[l], *feature_size(self.net.body, l, hw)) for l in self.style_on}
+        reference = None
+        if cfg.alpha != 0 and cfg.beta != 0 and self.style_on:  # measure style against G(C)
+            fc = self.extract(content, self.style_on)
+            reference = {l: self.cost_functions.gram(fc[l]) for l in self.style_on}
+        auto = costs.auto_weights(
+            content_target if cfg.alpha != 0 else None, style_targets, shapes, (3, *hw), cfg.alpha,
+            {l: (relative[l] if cfg.beta != 0 else 0.0) for l in self.style_on}, cfg.tv_weight,
+            style_reference=reference,
+        )
+        lam = {l: auto["layer_weights"].get(l, 0.0) for l in self.style_layers}
+        return {"alpha": auto["alpha"], "beta": cfg.beta, "layer_weights": lam, "tv_weight": auto["tv_weight"]}
+
+
+@dataclass(frozen=True)
+class ScaleTargets:
+    """One scale's fixed inputs: the content at the working size (grey RGB when preserving colour) and
+    its chrominance, ``a[l](C)``, the style Gram targets, the style activations (own
+    ``layer_style_cost`` only) and the weights J multiplies there."""
+
+    setup: Setup
+    height: int
+    width: int
+    content: torch.Tensor
+    content_iq: torch.Tensor | None
+    content_target: torch.Tensor | None
+    style_targets: dict
+    style_acts: dict
+    weights: dict
+
 
 
 class StyleTransfer:
@@ -610,131 +788,61 @@ class StyleTransfer:
         backbone=None,
         generator: torch.Generator | None = None,
         time_origin: float | None = None,
+        cost_functions: costs.CostFunctions | None = None,
+        targets: "ScaleTargets | None" = None,
     ):
-        cfg = (config or TransferConfig()).resolved(None if styles is None else
-                                                    (1 if isinstance(styles, torch.Tensor) else len(styles)))
-        styles = [] if styles is None else [styles] if isinstance(styles, torch.Tensor) else list(styles)
-        if not styles and cfg.beta != 0:
-            raise ValueError("give at least one style image (or beta = 0)")
-        for t in [content, *styles]:
-            if not isinstance(t, torch.Tensor) or t.dim() != 4 or t.shape[:2] != (1, 3):
-                raise ValueError(f"expected image tensors of shape (1, 3, H, W), got {getattr(t, 'shape', t)}")
-        self.config = cfg
-        if backbone is None:
-            from .features import load_backbone
-
-            backbone = load_backbone(cfg.backbone, pooling=cfg.pooling, device=cfg.device)
-        self.net = backbone
-        self.device = backbone.device
-        self.style_layers = list(backbone.check_layers(cfg.style_layers))
-        self.content_layer = backbone.check_layers([cfg.content_layer])[0]
-        self.autocast_dtype, self.dtype_warning = choose_dtype(cfg.dtype, self.device, cfg.force_dtype)
-        if self.dtype_warning:
-            import warnings
-
-            warnings.warn(self.dtype_warning, SlowDtypeWarning, stacklevel=2)
+        if targets is None:  # standalone (a lesson, a reconstruction): resolve here; the Engine passes its own
+            styles = _style_list(styles)
+            setup = Setup.make(config, len(styles), backbone, cost_functions, stacklevel=3)
+            targets = setup.targets(content, styles)
+        setup = targets.setup
+        self.setup, self.targets = setup, targets
+        self.config, self.net, self.device = setup.config, setup.net, setup.net.device
+        self.style_layers, self.content_layer = list(setup.style_layers), setup.content_layer
+        self.autocast_dtype, self.dtype_warning = setup.autocast_dtype, setup.dtype_warning
+        self.cost_functions = setup.cost_functions
+        self._layers, self._content_on, self._style_on = setup.layers, setup.content_on, list(setup.style_on)
         self.time_origin = time.perf_counter() if time_origin is None else time_origin
-        relative = dict(zip(self.style_layers, cfg.layer_weights))
-
-        # Which layers must the forward pass reach?  Only those whose terms have a weight.
-        idx = backbone.layer_index
-        needed = []
-        if cfg.alpha != 0:
-            needed.append(self.content_layer)
-        if cfg.beta != 0:
-            needed += [l for l in self.style_layers if relative[l] != 0]
-        depth = max((idx(l) for l in needed), default=-1)
-        self._layers = [l for l in dict.fromkeys([self.content_layer, *self.style_layers]) if idx(l) <= depth]
-        self._content_on = self.content_layer in self._layers
-        self._style_on = [l for l in self.style_layers if l in self._layers]
-
-        content = content.detach().to(self.device, torch.float32)
-        styles = [s.detach().to(self.device, torch.float32) for s in styles]
-        self.height, self.width = int(content.shape[-2]), int(content.shape[-1])
-        self.preserve_color = bool(cfg.preserve_color)
-        if self.preserve_color:
-            yiq = rgb_to_yiq(content)
-            self._content_iq = yiq[:, 1:]
-            y_c = yiq[:, :1]
-            mu, sd = y_c.mean(), y_c.std()
-            grey = []
-            for s in styles:  # the style's luminance, matched to the content's mean and spread
-                y_s = _luminance(s)
-                y_s = ((y_s - y_s.mean()) * (sd / y_s.std().clamp_min(1e-6)) + mu).clamp(0, 1)
-                grey.append(y_s.expand(-1, 3, -1, -1))
-            styles = grey
-            content = y_c.expand(-1, 3, -1, -1)
-        self.content = content
-
-        # Targets, computed once without gradients.
-        with torch.no_grad(), self._autocast():
-            self.content_target = (
-                self.net.extract(self._network_input(content), [self.content_layer])[self.content_layer].detach()
-                if self._content_on
-                else None
-            )
-        self.style_targets = blended_style_grams(
-            self.net, [self._network_input(s) for s in styles], self._style_on, (self.height, self.width),
-            cfg.style_weights,
-            autocast_dtype=self.autocast_dtype,
-        ) if styles else {}
-
-        # The weights J uses: the config's, or (auto) derived from the targets.
-        channels = 1 if self.preserve_color else 3
-        if cfg.normalization == "auto":
-            shapes = {}
-            for l in self._style_on:
-                n_h, n_w = feature_size(self.net.body, l, (self.height, self.width))
-                shapes[l] = (self.net.channels[l], n_h, n_w)
-            reference = None
-            if cfg.alpha != 0 and cfg.beta != 0 and self._style_on:  # measure style against G(C)
-                with torch.no_grad(), self._autocast():
-                    fc = self.net.extract(self._network_input(content), self._style_on)
-                reference = {l: costs.gram_matrix(fc[l])[0] for l in self._style_on}
-            auto = costs.auto_weights(
-                self.content_target if cfg.alpha != 0 else None, self.style_targets, shapes,
-                (3, self.height, self.width), cfg.alpha,
-                {l: (relative[l] if cfg.beta != 0 else 0.0) for l in self._style_on}, cfg.tv_weight,
-                style_reference=reference,
-            )
-            lam = {l: auto["layer_weights"].get(l, 0.0) for l in self.style_layers}
-            self.weights = {"alpha": auto["alpha"], "beta": cfg.beta, "layer_weights": lam,
-                            "tv_weight": auto["tv_weight"]}
-        else:
-            self.weights = {"alpha": cfg.alpha, "beta": cfg.beta, "layer_weights": relative,
-                            "tv_weight": cfg.tv_weight}
+        self.height, self.width = targets.height, targets.width
+        self.preserve_color = bool(self.config.preserve_color)
+        self.content, self._content_iq = targets.content, targets.content_iq
+        self.content_target, self.style_targets = targets.content_target, targets.style_targets
+        self.weights = targets.weights
         self.layer_weights = self.weights["layer_weights"]
-
-        # The starting image (the optimised parameter): RGB, or luminance when preserving colour.
-        if init is not None:
-            x0 = init.detach().to(self.device, torch.float32)
-            if x0.dim() != 4 or x0.shape[0] != 1:
-                raise ValueError(f"init must have shape (1, C, H, W), got {tuple(x0.shape)}")
-            if x0.shape[1] == 3 and channels == 1:
-                x0 = _luminance(x0)
-            if x0.shape[-2:] != (self.height, self.width):
-                x0 = F.interpolate(x0, size=(self.height, self.width), mode="bilinear", align_corners=False)
-        else:
-            base = content[:, :channels]
-            if cfg.init == "content":
-                x0 = base.clone()
-            else:
-                noise = white_noise((1, channels, self.height, self.width), cfg.seed, generator=generator)
-                noise = noise.to(self.device)
-                x0 = noise if cfg.init == "noise" else (1 - cfg.init_noise) * base + cfg.init_noise * noise
-        # The parameters: the image itself, plus (pyramid > 1) coarser images, all zero at first,
-        # whose bilinear upsamplings are added to it (see TransferConfig.pyramid).
-        self.params = [x0.clamp(0, 1).contiguous().requires_grad_(True)]
-        levels = int(cfg.pyramid) if cfg.pyramid is not None else default_pyramid(max(self.height, self.width))
-        self.levels = levels
-        for k in range(1, levels):
-            h, w = max(1, self.height >> k), max(1, self.width >> k)
-            self.params.append(torch.zeros((1, channels, h, w), device=self.device, requires_grad=True))
+        self.params = self._parameters(self.initial_image(init, generator))
+        self.levels = len(self.params)
         self._new_optimizer()
         self.history: list[dict] = []
         self.steps_done = 0
         self._scale: float | None = None  # see GRAD_RMS
         self._term_names = ["content", "style", *(f"style/{l}" for l in self.style_layers), "tv", "total"]
+
+    # -- the named steps of __init__ -------------------------------------------------------------
+    def initial_image(self, init: torch.Tensor | None = None,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """The starting image G0 as optimised (RGB, or luminance when preserving colour), on the device:
+        ``init`` resized to this scale, else as ``config.init`` says (:func:`start_tensor`)."""
+        channels = 1 if self.preserve_color else 3
+        if init is None:
+            return start_tensor(self.content[:, :channels], self.config, generator)
+        x0 = init.detach().to(self.device, torch.float32)
+        if x0.dim() != 4 or x0.shape[0] != 1:
+            raise ValueError(f"init must have shape (1, C, H, W), got {tuple(x0.shape)}")
+        if x0.shape[1] == 3 and channels == 1:
+            x0 = _luminance(x0)
+        if x0.shape[-2:] != (self.height, self.width):
+            x0 = F.interpolate(x0, size=(self.height, self.width), mode="bilinear", align_corners=False)
+        return x0
+
+    def _parameters(self, x0: torch.Tensor) -> list[torch.Tensor]:
+        """The image itself, plus (pyramid > 1) coarser images, all zero at first, whose bilinear
+        upsamplings are added to it (see TransferConfig.pyramid)."""
+        params = [x0.clamp(0, 1).contiguous().requires_grad_(True)]
+        for k in range(1, pyramid_levels(self.config, self.height, self.width)):
+            h, w = max(1, self.height >> k), max(1, self.width >> k)
+            params.append(torch.zeros((1, x0.shape[1], h, w), device=self.device, requires_grad=True))
+        return params
+
 
     # -- internals ---------------------------------------------------------------------------
     def _new_optimizer(self) -> None:
@@ -754,50 +862,49 @@ class StyleTransfer:
             x = x + F.interpolate(z, size=(self.height, self.width), mode="bilinear", align_corners=False)
         return x
 
-    def _autocast(self):
-        return torch.autocast(
-            device_type=self.device.type, dtype=self.autocast_dtype or torch.bfloat16,
-            enabled=self.autocast_dtype is not None,
-        )
-
     def _render(self, x: torch.Tensor) -> torch.Tensor:
         """What the network sees: the pixels clamped to [0, 1], as RGB (grey when optimising luminance)."""
         x = x.clamp(0.0, 1.0)
         return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
-    def _network_input(self, img: torch.Tensor) -> torch.Tensor:
-        # channels-last (NHWC) input makes oneDNN run every convolution in NHWC (see CHANNELS_LAST)
-        if CHANNELS_LAST and self.device.type == "cpu":
-            return img.contiguous(memory_format=torch.channels_last)
-        return img
-
     def _objective(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """J(G), and its terms as one detached tensor on the device (in the order of
         ``_term_names``; ``nan`` for a term not computed).  Terms with weight 0 stay out of the gradient."""
-        cfg, wts = self.config, self.weights
+        wts, cf = self.weights, self.cost_functions
         img = self._render(x)
-        with self._autocast():
-            feats = self.net.extract(self._network_input(img), self._layers) if self._layers else {}
+        with self.setup.autocast():
+            feats = self.net.extract(self.setup.network_input(img), self._layers) if self._layers else {}
         zero = torch.zeros((), device=self.device)
         nan = torch.full((), float("nan"), device=self.device)
+        jc = None
         if self._content_on:
             a = feats[self.content_layer]
-            jc = costs.content_cost(self.content_target, a if wts["alpha"] != 0 else a.detach(), cfg.normalization)
-        else:
-            jc = None
+            a = a if wts["alpha"] != 0 else a.detach()
+            jc = (costs.content_cost(self.content_target, a, self.config.normalization) if cf.content_cost is None
+                  else cf.content(self.content_target.float(), a.float()))
         style_terms = {}
         for l in self._style_on:
-            a = feats[l]
             live = wts["beta"] != 0 and self.layer_weights[l] != 0
-            style_terms[l] = costs.style_layer_cost(self.style_targets[l], a if live else a.detach(),
-                                                    cfg.normalization)
+            style_terms[l] = self._style_term(l, feats[l] if live else feats[l].detach())
         js = sum((self.layer_weights[l] * t for l, t in style_terms.items()), zero)
-        tv = costs.total_variation(img) if wts["tv_weight"] != 0 else costs.total_variation(img.detach())
-        total = costs.total_cost(jc if jc is not None else zero, js, wts["alpha"], wts["beta"], tv, wts["tv_weight"])
+        tv = costs.total_variation(img if wts["tv_weight"] != 0 else img.detach())
+        jc0 = jc if jc is not None else zero
+        if cf.total_cost is None:
+            total = costs.total_cost(jc0, js, wts["alpha"], wts["beta"], tv, wts["tv_weight"])
+        else:
+            total = cf.total(jc0, js, wts["alpha"], wts["beta"]) + wts["tv_weight"] * tv
         all_style = len(style_terms) == len(self.style_layers)
-        terms = [jc if jc is not None else nan, js if (all_style or wts["beta"] != 0) else nan,
+        terms = [jc0 if jc is not None else nan, js if (all_style or wts["beta"] != 0) else nan,
                  *(style_terms.get(l, nan) for l in self.style_layers), tv, total]
-        return total, torch.stack([t.detach().float() for t in terms])
+        return total, torch.stack([torch.as_tensor(t, device=self.device).detach().float() for t in terms])
+
+    def _style_term(self, layer: str, a: torch.Tensor) -> torch.Tensor:
+        """``J_style[l]`` of G's activation ``a`` (teachkit's, or the CostFunctions' own)."""
+        cf = self.cost_functions
+        if cf.layer_style_cost is not None:
+            return cf.layer_style(self.targets.style_acts[layer], a.float())
+        gram_G = None if cf.gram_matrix is None else cf.gram(a)
+        return costs.style_layer_cost(self.style_targets[layer], a, self.config.normalization, gram_G=gram_G)
 
     def _records(self, pending: list[tuple[int, float, torch.Tensor]]) -> list[dict]:
         """Turn the steps' term tensors into records: one copy to the host for all of them."""
@@ -809,10 +916,7 @@ class StyleTransfer:
         for (step, elapsed, _), row in zip(pending, values):
             rec = {"step": step, "size": size, "elapsed": elapsed, **dict(zip(self._term_names, row))}
             if not math.isfinite(rec["total"]):
-                raise ValueError(
-                    f"the cost J became {rec['total']} at step {step}: the weights (alpha, beta, layer "
-                    "weights) make it too large for float32, or the step is too long (lr)"
-                )
+                raise TransferError("transfer.cost_not_finite", value=rec["total"], step=step)
             records.append(rec)
         self.history.extend(records)
         return records
@@ -836,10 +940,7 @@ class StyleTransfer:
                     total.backward()
                     rms = float(torch.cat([p.grad.flatten() for p in self.params]).pow(2).mean().sqrt())
                     if not math.isfinite(rms):
-                        raise ValueError(
-                            "the gradient of J overflows float32: lower beta or the layer weights "
-                            f"(J = {float(total):.3g})"
-                        )
+                        raise TransferError("transfer.gradient_overflow", value=f"{float(total):.3g}")
                     self._scale = GRAD_RMS / rms if rms > 0 else 1.0
                     for p in self.params:
                         p.grad.mul_(self._scale)
@@ -905,33 +1006,40 @@ def run_steps(
     callback: ProgressCallback | None = None,
     stop: threading.Event | None = None,
     task: str = "transfer",
-    message: str = "",
+    message: str | Message = "",
     preview_every: int = 10,
     preview_last: bool = True,
     done: int = 0,
     total: int | None = None,
     time_limit: float | None = None,
     sync_every: int | None = None,
-) -> tuple[list[dict], bool]:
+    deadline: float | None = None,
+    scale: int = 0,
+) -> tuple[list[dict], str | None]:
     """The loop every optimisation in teachkit runs: ``steps`` steps of ``st``, reported.
 
-    After each step ``callback(Progress(task, done + i, total, values, image, message))`` is called
-    (``image`` = the current image every ``preview_every`` steps, and at the last step if
-    ``preview_last``; ``preview_every=0``: never).
-    It stops early -- returning what it has -- when the callback returns True, ``stop`` is set
-    or ``time_limit`` seconds have passed.  ``sync_every`` (default: 1 on the CPU, 10 elsewhere)
-    steps are taken between copies of the terms to the host.  Returns ``(records, halted)``:
-    each record's ``step`` counted from ``done``; ``halted`` is True when it was asked to stop
-    (also at its last step).  A KeyboardInterrupt propagates; ``st.history`` has every step taken.
+    After each step ``callback(Progress(task, done + i, total, values, image, message, scale=scale,
+    size=..., weights=st.weights))`` is called (``image`` = the current image every ``preview_every``
+    steps, and at the last step if ``preview_last``; ``preview_every=0``: never).
+    It stops early -- returning what it has -- when the callback returns True or ``stop`` is set
+    (reason ``'stopped'``), or ``time_limit`` seconds from now / the ``deadline``
+    (``time.perf_counter()``) have passed (reason ``'time_limit'``).  ``sync_every`` (default: 1 on
+    the CPU, 10 elsewhere) steps are taken between copies of the terms to the host.  Returns
+    ``(records, reason)``: each record's ``step`` counted from ``done``; ``reason`` None when it ran
+    all its steps without being asked to stop (a stop asked at the last step still counts).  A
+    KeyboardInterrupt propagates; ``st.history`` has every step taken.
     """
     steps = int(steps)
     total = done + steps if total is None else total
     if sync_every is None:
         sync_every = 1 if st.device.type == "cpu" else 10
-    t0 = time.perf_counter()
+    if time_limit is not None:
+        end = time.perf_counter() + float(time_limit)
+        deadline = end if deadline is None else min(deadline, end)
     records: list[dict] = []
     if stop is not None and stop.is_set():
-        return records, True
+        return records, "stopped"
+    size = max(st.height, st.width)
     i = 0
     while i < steps:
         n = min(int(sync_every), steps - i)
@@ -946,13 +1054,102 @@ def run_steps(
             show = bool(preview_every) and ((done + i) % preview_every == 0 or (last and preview_last))
             image = st.image() if show else None
             values = {k: v for k, v in rec.items() if k not in ("step", "size", "elapsed")}
-            halt = report(callback, Progress(task, done + i, total, values, image, message), stop)
-            if halt or (time_limit is not None and time.perf_counter() - t0 > time_limit):
-                return records, True
-    return records, False
+            progress = Progress(task, done + i, total, values, image, message, scale=scale, size=size,
+                                weights=st.weights)
+            if report(callback, progress, stop):
+                return records, "stopped"
+            if deadline is not None and time.perf_counter() > deadline:
+                return records, "time_limit"
+    return records, None
 
 
 # ---- the whole job -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScalePlan:
+    """One scale of a :class:`TransferPlan`: its 1-based ``index``, long side ``size`` and exact
+    ``height`` x ``width`` in px, its ``steps``, the ``pyramid`` levels of its parametrisation and the
+    ``weights`` J multiplies there (``alpha``, ``beta``, ``layer_weights`` = {layer: lambda[l]},
+    ``tv_weight``; with ``auto`` derived from this scale's targets)."""
+
+    index: int
+    size: int
+    height: int
+    width: int
+    steps: int
+    pyramid: int
+    weights: dict
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TransferPlan:
+    """A config resolved once, against its images and network: what the engine will really do.
+
+    ``config`` the resolved config (every default filled in), ``scales`` one :class:`ScalePlan` per
+    scale (a scale with 0 steps, other than the last, is skipped), ``device``, ``dtype``
+    ('float32' or 'bfloat16': what the network runs in; the costs are float32 anyway) and
+    ``dtype_warning`` (the fall-back's message, if any), ``backbone`` the weights' id,
+    ``content_layer``/``style_layers`` as checked against the network, and ``start``: how G0 is made
+    (``config.init``: 'noise', 'content' or 'blend' with ``config.init_noise`` and ``config.seed``;
+    :func:`initial_image` makes it).
+
+    Made by the :class:`Engine` (``Engine(content, styles, config).plan``, or :func:`plan`), where
+    the content and style images are known, since with ``auto`` the weights depend on them; the
+    engine then runs exactly this plan, so the CLI's "weights used" line, the log, ``prepare``, the
+    lessons and the charts read the same numbers the optimiser multiplied.
+    """
+
+    config: TransferConfig
+    scales: tuple[ScalePlan, ...]
+    device: str
+    dtype: str
+    dtype_warning: Any
+    backbone: str
+    content_layer: str
+    style_layers: tuple[str, ...]
+    start: str
+
+    @property
+    def steps(self) -> int:
+        """Steps planned over all scales."""
+        return sum(s.steps for s in self.scales)
+
+    @property
+    def weights(self) -> dict:
+        """The weights of the last scale (the ones of the finished image)."""
+        return self.scales[-1].weights
+
+    @property
+    def first(self) -> ScalePlan:
+        """The scale the engine starts at (G0 is made at its size)."""
+        return next(s for s in self.scales if s.steps or s is self.scales[-1])
+
+    def scale(self, index: int) -> ScalePlan:
+        """The scale with this 1-based index."""
+        return self.scales[int(index) - 1]
+
+    def weighted(self, record: dict) -> dict:
+        """One step's record as what each part adds to J (:func:`weighted_record`), with the weights of
+        the record's scale."""
+        return weighted_record(record, self.scale(record.get("scale", len(self.scales))).weights)
+
+    def to_dict(self) -> dict:
+        return {"config": self.config.to_dict(), "scales": [s.to_dict() for s in self.scales], "device": self.device,
+                "dtype": self.dtype, "backbone": self.backbone, "content_layer": self.content_layer,
+                "style_layers": list(self.style_layers), "start": self.start, "steps": self.steps}
+
+
+def weighted_record(record: dict, weights: dict) -> dict:
+    """``{"step", "content": alpha J_content, "style": beta J_style, "tv": w_tv TV, "total": J}`` of one step:
+    :func:`teachkit.costs.weighted_terms` with the weights the engine multiplied at that step (e.g.
+    ``Progress.weights``), and the J the engine recorded.  The data of every cost chart; the parts
+    add up to ``total``."""
+    parts = costs.weighted_terms(record, weights["alpha"], weights["beta"], weights["tv_weight"])
+    return {"step": record.get("step"), **parts, "total": record.get("total")}
 
 
 @dataclass
@@ -964,9 +1161,9 @@ class TransferResult:
     one dict per step (``step`` counted over all scales, ``scale`` 1-based index, ``size`` its long
     side in px, ``elapsed`` seconds since the start, and every cost term), ``costs`` the terms of
     the returned image, ``config`` the resolved config, ``stopped`` whether it ended early,
-    ``seconds`` the wall time, ``weights`` the weights J used at the last scale (``alpha``,
-    ``beta``, ``layer_weights`` = lambda[l] per layer, ``tv_weight``; with ``auto`` derived from
-    the targets, see the module doc).
+    ``stop_reason`` why (None, ``'time_limit'``, or ``'stopped'``: the callback, the stop event or
+    Ctrl-C), ``seconds`` the wall time, ``plan`` the :class:`TransferPlan` it ran, ``weights`` the
+    weights J used at the last scale (``plan.weights``).  ``steps_done`` of ``steps_planned``.
     """
 
     image: Any
@@ -978,17 +1175,33 @@ class TransferResult:
     costs: dict[str, float] = field(default_factory=dict)
     backbone: str = ""
     weights: dict = field(default_factory=dict)
+    plan: TransferPlan | None = None
+    stop_reason: str | None = None
+    time_limit: float | None = None
 
-    def effective_config(self) -> TransferConfig:
-        """The config with the weights J used at the last scale written in, under the ``lecture``
-        constants (the same J; e.g. for ``viz.plot_history(weighted=True)``)."""
-        w = self.weights
-        if not w or self.config.normalization != "auto":
-            return self.config
-        return dataclasses.replace(
-            self.config, normalization="lecture", alpha=w["alpha"], beta=w["beta"], tv_weight=w["tv_weight"],
-            layer_weights=tuple(w["layer_weights"][l] for l in self.config.style_layers),
-        )
+    @property
+    def steps_done(self) -> int:
+        return len(self.history)
+
+    @property
+    def steps_planned(self) -> int:
+        return self.plan.steps if self.plan is not None else self.config.steps
+
+    @property
+    def time_limited(self) -> bool:
+        """Whether it stopped because its time limit ran out."""
+        return self.stop_reason == "time_limit"
+
+    def stop_message(self) -> Message | None:
+        """"stopped at the time limit after N of M steps" as a message (None unless it did)."""
+        if not self.time_limited:
+            return None
+        return Message("engine.time_limit", {"seconds": self.time_limit, "done": self.steps_done,
+                                             "total": self.steps_planned})
+
+    def weighted_history(self) -> list[dict]:
+        """Every step as what each part adds to J, each with the weights of its own scale."""
+        return [self.plan.weighted(r) for r in self.history]
 
     def to_dict(self) -> dict:
         return {
@@ -996,10 +1209,12 @@ class TransferResult:
             "backbone": self.backbone,
             "size": list(self.image.size),
             "stopped": self.stopped,
+            "stop_reason": self.stop_reason,
             "seconds": self.seconds,
             "steps": len(self.history),
             "costs": _json_safe(self.costs),
             "weights": self.weights,
+            "plan": self.plan.to_dict() if self.plan is not None else None,
             "history": [_json_safe(r) for r in self.history],
         }
 
@@ -1035,20 +1250,158 @@ def load_inputs(content, styles, config: TransferConfig):
     ``content``: a PIL image, a path or sample name, a tensor, ...; ``styles``: one or a list.
     Returns ``(content_pil, [style_pil, ...])``; the content has the config's size.
     """
+    return _load_inputs(content, styles, config)[:2]
+
+
+def _load_inputs(content, styles, config: TransferConfig):
+    """:func:`load_inputs` and the config with a missing size filled in from the content."""
+    styles = list(styles) if isinstance(styles, (list, tuple)) else [styles]
+    if not styles:
+        raise ConfigError("transfer.no_style_image")
+    c, config = _load_content(content, config)
+    style_side = max(16, round(max(c.size) * float(config.style_scale)))
+    return c, [_as_pil(x, style_side, "style") for x in styles], config
+
+
+def _content_at(content_pil, side: int):
+    """The content photo at long side ``side`` (as every scale of the engine sees it)."""
     from .images import resize_long_side
 
-    if isinstance(styles, (list, tuple)):
-        styles = list(styles)
-    else:
-        styles = [styles]
-    if not styles:
-        raise ValueError("give at least one style image")
+    return content_pil if side == max(content_pil.size) else resize_long_side(content_pil, side)
+
+
+def _load_content(content, config: TransferConfig):
+    """The content as a PIL image at the config's size, and the config with a missing size filled in
+    from it (the one place ``size=None`` becomes a number)."""
+    from .images import resize_long_side
+
     c = _as_pil(content, config.size, "content")
-    if config.size is not None and max(c.size) != config.size:
+    if config.size is None:
+        return c, dataclasses.replace(config, size=max(c.size))
+    if max(c.size) != config.size:
         c = resize_long_side(c, int(config.size))
-    style_side = max(16, round(max(c.size) * float(config.style_scale)))
-    s = [_as_pil(x, style_side, "style") for x in styles]
-    return c, s
+    return c, config
+
+
+def initial_image(content, config: TransferConfig | None = None):
+    """The engine's starting image G0 for ``content`` and ``config``, as a PIL image, at the size of the
+    engine's first scale (e.g. 128 px for the ``quick`` preset's 256 px): white noise, the photo or the
+    two blended (``config.init``), seeded by ``config.seed`` -- exactly what step 1 starts from.
+    No network pass (cheap enough for a page to show at once)."""
+    from .images import to_pil, to_tensor
+
+    content_pil, cfg = _load_content(content, config or TransferConfig())
+    cfg = cfg.resolved()
+    first = next(s for s, n in zip(cfg.scales, _scale_steps(cfg)) if n or s == cfg.scales[-1])
+    base = to_tensor(_content_at(content_pil, first))
+    if not cfg.preserve_color:
+        return to_pil(start_tensor(base, cfg).clamp(0, 1))
+    yiq = rgb_to_yiq(base)
+    y0 = start_tensor(yiq[:, :1], cfg).clamp(0, 1)
+    return to_pil(yiq_to_rgb(torch.cat([y0, yiq[:, 1:]], dim=1)).clamp(0, 1))
+
+
+def _scale_steps(cfg: TransferConfig) -> list[int]:
+    """Steps per scale of a resolved config (``scale_steps``, else :func:`split_steps`)."""
+    return list(cfg.scale_steps) if cfg.scale_steps is not None else split_steps(cfg.steps, cfg.scales)
+
+
+class Engine:
+    """One style-transfer job, resolved once: images loaded and checked, config resolved, network and
+    precision chosen, every scale's targets and weights computed -- the :class:`TransferPlan` --, then
+    run (:meth:`run`).  :func:`transfer` is ``Engine(...).run(...)``; :func:`plan` is ``Engine(...).plan``.
+
+    ``content``, ``styles``, ``config``, ``backbone`` and ``cost_functions`` as for :func:`transfer`.
+    Making the plan costs one forward pass of each image per scale (the targets, which the run
+    needs anyway and then reuses); no optimisation step.
+    """
+
+    def __init__(self, content, styles, config: TransferConfig | None = None, *, backbone=None,
+                 cost_functions: costs.CostFunctions | None = None):
+        from .images import resize_long_side, to_tensor
+
+        self.t0 = time.perf_counter()
+        content_pil, style_pils, cfg0 = _load_inputs(content, styles, config or TransferConfig())
+        self.setup = setup = Setup.make(cfg0, len(style_pils), backbone, cost_functions, stacklevel=3)
+        cfg = setup.config
+        self._targets: list[ScaleTargets | None] = []
+        scales = []
+        for k, (side, n) in enumerate(zip(cfg.scales, _scale_steps(cfg)), start=1):
+            if n == 0 and k < len(cfg.scales):  # skipped: no targets
+                self._targets.append(None)
+                continue
+            c = to_tensor(_content_at(content_pil, side))
+            s_side = max(16, round(side * float(cfg.style_scale)))
+            s = [to_tensor(x if max(x.size) == s_side else resize_long_side(x, s_side)) for x in style_pils]
+            t = setup.targets(c, s)
+            self._targets.append(t)
+            scales.append(ScalePlan(k, side, t.height, t.width, n, pyramid_levels(cfg, t.height, t.width),
+                                    _json_weights(t.weights)))
+        self.plan = TransferPlan(
+            config=cfg, scales=tuple(scales), device=str(setup.net.device),
+            dtype="bfloat16" if setup.autocast_dtype == torch.bfloat16 else "float32",
+            dtype_warning=setup.dtype_warning, backbone=getattr(setup.net, "weights_id", ""),
+            content_layer=setup.content_layer, style_layers=setup.style_layers, start=cfg.init,
+        )
+
+    def _scale(self, sp: ScalePlan, init: torch.Tensor | None, generator) -> StyleTransfer:
+        return StyleTransfer(None, None, init=init, generator=generator, time_origin=self.t0,
+                             targets=self._targets[sp.index - 1])
+
+    def run(self, *, callback: ProgressCallback | None = None, stop: threading.Event | None = None,
+            time_limit: float | None = None) -> TransferResult:
+        """Run the plan: one :class:`StyleTransfer` per scale, each started from the previous scale's
+        result (upsampled), the first from G0.  See :func:`transfer`."""
+        from .images import to_pil
+
+        plan, cfg = self.plan, self.plan.config
+        deadline = None if time_limit is None else time.perf_counter() + float(time_limit)
+        generator = torch.Generator().manual_seed(int(cfg.seed))
+        history: list[dict] = []
+        reason: str | None = None
+        st: StyleTransfer | None = None
+        running: StyleTransfer | None = None  # the scale whose steps are not yet in history
+        n_scales = len(cfg.scales)
+        sp = plan.first
+        try:
+            for sp in plan.scales:
+                if stop is not None and stop.is_set():
+                    reason = "stopped"
+                    break
+                st = running = self._scale(sp, st.optimised() if st is not None else None, generator)
+                self._targets[sp.index - 1] = None  # its StyleTransfer holds them now
+                records, reason = run_steps(
+                    st, sp.steps, callback=callback, stop=stop,
+                    message=Message("progress.scale", k=sp.index, n=n_scales, side=sp.size),
+                    preview_every=cfg.preview_every, preview_last=sp.index == n_scales, done=len(history),
+                    total=plan.steps, deadline=deadline, scale=sp.index,
+                )
+                history += [dict(r, scale=sp.index) for r in records]
+                running = None
+                if reason:
+                    if sp.index == n_scales and len(records) == sp.steps:  # asked at the very last step
+                        reason = None
+                    break
+        except KeyboardInterrupt:
+            reason = "stopped"
+            if running is not None:  # keep the records of the steps the interrupted scale took
+                base = len(history)
+                history += [dict(r, step=base + j, scale=sp.index) for j, r in enumerate(running.history, start=1)]
+        if st is None:  # stopped before the first step
+            st = self._scale(plan.first, None, generator)
+        tensor = st.tensor()
+        return TransferResult(
+            image=to_pil(tensor), tensor=tensor, history=history, config=cfg, stopped=reason is not None,
+            seconds=time.perf_counter() - self.t0, costs=st.costs(), backbone=plan.backbone,
+            weights=_json_weights(st.weights), plan=plan, stop_reason=reason, time_limit=time_limit,
+        )
+
+
+def plan(content, styles, config: TransferConfig | None = None, *, backbone=None,
+         cost_functions: costs.CostFunctions | None = None) -> TransferPlan:
+    """The :class:`TransferPlan` that :func:`transfer` would run for these images and config (scales,
+    steps, the weights J multiplies at each scale, dtype, device, the start), without running it."""
+    return Engine(content, styles, config, backbone=backbone, cost_functions=cost_functions).plan
 
 
 def transfer(
@@ -1059,87 +1412,27 @@ def transfer(
     callback: ProgressCallback | None = None,
     stop: threading.Event | None = None,
     backbone=None,
+    time_limit: float | None = None,
+    cost_functions: costs.CostFunctions | None = None,
 ) -> TransferResult:
     """Run style transfer (coarse-to-fine by default) and return a :class:`TransferResult`.
 
     ``content``: PIL image / path / sample name / tensor; ``styles``: one of these or a list.
     ``callback(Progress)`` is called after every step with ``values`` = the cost terms, ``image`` =
-    the current image every ``config.preview_every`` steps, ``message`` = "scale i/k: N px"; if it
-    returns True, or ``stop`` is set, or the user presses Ctrl-C, the job stops and returns the
-    latest image with ``stopped=True``.  ``backbone``: an already loaded FeatureExtractor.
+    the current image every ``config.preview_every`` steps, ``msg`` = "scale i/k: N px", ``scale`` /
+    ``size`` the scale's index and long side and ``weights`` the weights J multiplies there; if it
+    returns True, or ``stop`` is set, or the user presses Ctrl-C, or ``time_limit`` seconds have
+    passed, the job stops and returns the latest image with ``stopped=True`` (``stop_reason``
+    'stopped' or 'time_limit', ``steps_done`` of ``steps_planned``).  ``backbone``: an already
+    loaded FeatureExtractor.  ``cost_functions``: a student's own :class:`teachkit.costs.CostFunctions`.
 
     Coarse-to-fine: one :class:`StyleTransfer` per scale in ``config.scales`` (default
     :func:`default_scales`), each started from the previous scale's result, upsampled; the
     first one starts from ``config.init``.  The steps are shared by :func:`split_steps` (or given per
-    scale by ``config.scale_steps``).
+    scale by ``config.scale_steps``).  The whole plan is ``result.plan`` (:class:`TransferPlan`).
     """
-    from .images import resize_long_side, to_pil, to_tensor
-
-    t0 = time.perf_counter()
-    cfg0 = config or TransferConfig()
-    content_pil, style_pils = load_inputs(content, styles, cfg0)
-    if cfg0.size is None:
-        cfg0 = dataclasses.replace(cfg0, size=max(content_pil.size))
-    cfg = cfg0.resolved(len(style_pils))
-    if backbone is None:
-        from .features import load_backbone
-
-        backbone = load_backbone(cfg.backbone, pooling=cfg.pooling, device=cfg.device)
-    backbone.check_layers([cfg.content_layer, *cfg.style_layers])
-
-    scales = list(cfg.scales)
-    plan = list(cfg.scale_steps) if cfg.scale_steps is not None else split_steps(cfg.steps, scales)
-    total = sum(plan)
-    generator = torch.Generator().manual_seed(int(cfg.seed))
-    history: list[dict] = []
-    stopped = False
-    st: StyleTransfer | None = None
-
-    def make(side: int, init: torch.Tensor | None) -> StyleTransfer:
-        c = content_pil if side == max(content_pil.size) else resize_long_side(content_pil, side)
-        s_side = max(16, round(side * float(cfg.style_scale)))
-        s_list = [to_tensor(s if max(s.size) == s_side else resize_long_side(s, s_side)) for s in style_pils]
-        return StyleTransfer(to_tensor(c), s_list, cfg, init=init, backbone=backbone, generator=generator,
-                             time_origin=t0)
-
-    running: StyleTransfer | None = None  # the scale whose steps are not yet in history
-    try:
-        for k, (side, n_steps) in enumerate(zip(scales, plan), start=1):
-            if n_steps == 0 and k < len(scales):
-                continue
-            if stop is not None and stop.is_set():
-                stopped = True
-                break
-            st = running = make(side, st.optimised() if st is not None else None)
-            records, halted = run_steps(
-                st, n_steps, callback=callback, stop=stop, message=f"scale {k}/{len(scales)}: {side} px",
-                preview_every=cfg.preview_every, preview_last=k == len(scales), done=len(history), total=total,
-            )
-            history += [dict(r, scale=k) for r in records]
-            running = None
-            if halted:
-                stopped = not (k == len(scales) and len(records) == n_steps)
-                break
-    except KeyboardInterrupt:
-        stopped = True
-        if running is not None:  # keep the records of the steps the interrupted scale took
-            base = len(history)
-            history += [dict(r, step=base + j, scale=k) for j, r in enumerate(running.history, start=1)]
-    if st is None:  # stopped before the first step
-        st = make(scales[0], None)
-    tensor = st.tensor()
-    final_costs = st.costs()
-    return TransferResult(
-        image=to_pil(tensor),
-        tensor=tensor,
-        history=history,
-        config=cfg,
-        stopped=stopped,
-        seconds=time.perf_counter() - t0,
-        costs=final_costs,
-        backbone=getattr(backbone, "weights_id", ""),
-        weights=_json_weights(st.weights),
-    )
+    engine = Engine(content, styles, config, backbone=backbone, cost_functions=cost_functions)
+    return engine.run(callback=callback, stop=stop, time_limit=time_limit)
 
 
 def _json_weights(w: dict) -> dict:

@@ -34,8 +34,7 @@ def plot_history(
     history,
     *,
     layers: bool = False,
-    weighted: bool = False,
-    config=None,
+    weights=None,
     title: str | None = "Style transfer: cost terms over the steps",
     figsize=(7.5, 4.5),
 ) -> Figure:
@@ -43,38 +42,52 @@ def plot_history(
 
     ``history`` is ``TransferResult.history`` (or ``StyleTransfer.history``, or the list read back
     from a ``--log`` JSON file): dicts with ``step`` and the terms ``content``, ``style``,
-    ``style/<layer>``, ``tv``, ``total``.  ``layers=True`` adds one thin line per style layer
-    (unweighted ``J_style[l]``).  ``weighted=True`` (needs ``config``, a resolved
-    ``TransferConfig``) plots what each term adds to ``J``: ``alpha*J_content``,
-    ``beta*J_style``, ``w_tv*TV`` and per layer ``beta*lambda[l]*J_style[l]`` -- so the curves
-    add up to the total and share one scale (the unweighted terms differ by orders of magnitude).
-    Dotted vertical lines mark where a coarse-to-fine schedule moves to the next scale.  Missing
-    (``None``/``nan``) or non-positive values are left out of the log plot.
+    ``style/<layer>``, ``tv``, ``total``.  ``layers=True`` adds one thin line per style layer.
+    ``weights`` (a :class:`teachkit.transfer.TransferPlan`, whose scales each have their own, or one
+    weights dict such as ``TransferResult.weights``) plots what each term adds to ``J``:
+    ``alpha*J_content``, ``beta*J_style``, ``w_tv*TV`` and per layer ``beta*lambda[l]*J_style[l]``
+    (:func:`teachkit.transfer.weighted_record`, the data of the app's chart too) -- so the curves add
+    up to the total and share one scale; without it the unweighted terms, which differ by orders of
+    magnitude.  Dotted vertical lines mark where a coarse-to-fine schedule moves to the next scale.
+    Missing (``None``/``nan``) or non-positive values are left out of the log plot.
     """
     import math
+
+    from .transfer import weighted_record
 
     fig = Figure(figsize=figsize)
     ax = fig.add_subplot(1, 1, 1)
     history = list(history or [])
-    if weighted and config is None:
-        raise ValueError("plot_history(weighted=True) needs the config (alpha, beta, tv_weight)")
-    factors = {"content": 1.0, "style": 1.0, "tv": 1.0}
-    if weighted:
-        factors = {"content": float(config.alpha), "style": float(config.beta), "tv": float(config.tv_weight)}
 
-    def series(key, factor=1.0):
+    def weights_of(r):
+        if weights is None:
+            return None
+        return weights.scale(r.get("scale", len(weights.scales))).weights if hasattr(weights, "scales") else weights
+
+    def point(r):  # the record's terms, weighted when weights are given
+        w = weights_of(r)
+        if w is None:
+            return r
+        out = weighted_record(r, w)
+        for k, v in r.items():
+            if k.startswith("style/") and v is not None:
+                out[k] = float(w["beta"]) * float(w["layer_weights"].get(k[len("style/"):], 0.0)) * float(v)
+        return out
+
+    points = [point(r) for r in history]
+
+    def series(key):
         xs, ys = [], []
-        for r in history:
-            v = r.get(key)
+        for i, (r, p) in enumerate(zip(history, points)):
+            v = p.get(key)
             if v is None or not isinstance(v, (int, float)):
                 continue
-            v = float(v) * factor
-            if math.isfinite(v) and v > 0:
-                xs.append(r.get("step", len(xs) + 1))
-                ys.append(v)
+            if math.isfinite(float(v)) and v > 0:
+                xs.append(r.get("step", i + 1))
+                ys.append(float(v))
         return xs, ys
 
-    prefix = "weighted: " if weighted else ""
+    weighted = weights is not None
     labels = {
         "content": ("alpha J_content" if weighted else "J_content", "tab:blue"),
         "style": ("beta J_style" if weighted else "J_style = sum lambda[l] J_style[l]", "tab:red"),
@@ -82,7 +95,7 @@ def plot_history(
     }
     drawn = 0
     for key, (label, colour) in labels.items():
-        xs, ys = series(key, factors[key])
+        xs, ys = series(key)
         if xs:
             ax.plot(xs, ys, color=colour, lw=1.6, label=label)
             drawn += 1
@@ -90,12 +103,9 @@ def plot_history(
         keys = []
         for r in history:
             keys += [k for k in r if k.startswith("style/") and k not in keys]
-        lam = dict(zip(config.style_layers, config.layer_weights)) if weighted else {}
-        for i, key in enumerate(keys):
+        for key in keys:
             layer = key[len("style/"):]
-            if weighted and layer not in lam:
-                continue
-            xs, ys = series(key, float(config.beta) * float(lam[layer]) if weighted else 1.0)
+            xs, ys = series(key)
             if xs:
                 label = f"beta lambda J_style[{layer}]" if weighted else f"J_style[{layer}]"
                 ax.plot(xs, ys, lw=0.8, ls="--", alpha=0.8, label=label)
@@ -116,7 +126,7 @@ def plot_history(
     else:
         ax.text(0.5, 0.5, "no cost values to plot", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("step")
-    ax.set_ylabel(prefix + "cost (log scale)")
+    ax.set_ylabel(("weighted: " if weighted else "") + "cost (log scale)")
     if title:
         ax.set_title(title)
     ax.grid(True, which="major", alpha=0.3)
@@ -142,7 +152,7 @@ figtext.register({
                             "zh": "从强到弱排列"},
     "viz.no_images": {"en": "no image was scanned ({name})", "zh": "没有扫描到任何图片（{name}）"},
     "viz.never_fired": {"en": "this unit never fired on these images", "zh": "这个单元在这些图上从未被激活"},
-    "viz.map_image": {"en": "image #{index}: receptive field of the peak", "zh": "第 {index} 张图：峰值处的感受野"},
+    "viz.map_image": {"en": "{name}\nreceptive field of the peak", "zh": "{name}\n峰值处的感受野"},
     "viz.map_values": {"en": "activation map {h}×{w}, peak at (y={y}, x={x})",
                        "zh": "激活图 {h}×{w}，峰值在 (y={y}, x={x})"},
     "viz.colorbar": {"en": "activation", "zh": "激活值"},
@@ -265,9 +275,18 @@ def activation_map_figure(atlas, dataset, layer: str, unit: int, backbone=None, 
     for ax, colour in ((ax_img, "yellow"), (ax_map, "cyan")):
         ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False,
                                edgecolor=colour, linewidth=2.5))
-    ax_img.set_title(figtext.tr("viz.map_image", lang, index=am.image_index), fontsize=fontsize)
+    ax_img.set_title(figtext.tr("viz.map_image", lang, name=_image_name(atlas, dataset, am.image_index)),
+                     fontsize=fontsize)
     ax_map.set_title(figtext.tr("viz.map_values", lang, h=h, w=w, y=am.peak[0], x=am.peak[1]), fontsize=fontsize)
     return fig
+
+
+def _image_name(atlas, dataset, index: int) -> str:
+    """The scanned image as its dataset names it (a photo's file and which crop), else its number."""
+    try:
+        return atlas.open_dataset(dataset).describe(int(index))
+    except Exception:  # noqa: BLE001 - a title only
+        return f"#{index}"
 
 
 def _patch_tile(img, px: int):

@@ -278,8 +278,10 @@ def lesson6(page):
 
 
 # (lesson, url path, what to do there); the first lesson is the default page, served at the root
-LESSONS = [(1, "", lesson1), (2, "style-transfer", lesson2), (3, "cost", lesson3),
-           (4, "content-cost", lesson4), (5, "style-cost", lesson5), (6, "run", lesson6)]
+from teachkit.lessons.pages import PAGES  # noqa: E402 - the one page registry
+
+LESSONS = [(p.number, "" if p.number == 1 else p.slug, act)
+           for p, act in zip(PAGES, (lesson1, lesson2, lesson3, lesson4, lesson5, lesson6), strict=True)]
 
 
 def test_every_page_in_chromium(app_url, browser, tmp_path):

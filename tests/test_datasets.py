@@ -221,3 +221,28 @@ def test_folder_refuses_a_file_swapped_for_a_link_out_after_listing(tree):
     (root / "photos" / "a.png").symlink_to(outside / "secret.png")
     with pytest.raises(ImageError, match="outside the folder"):
         ds.load(0)
+
+
+def test_folder_caps_files_and_names_the_folder_by_its_label(tmp_path):
+    from teachkit.datasets import DatasetError
+
+    root = tmp_path / "srv" / "data"
+    for i in range(6):
+        save_noise(root / "class" / f"{i}.png", seed=i)
+    assert len(FolderDataset(root / "class", max_files=6)) == 6  # at the cap: fine
+    with pytest.raises(DatasetError) as err:
+        FolderDataset(root / "class", max_files=5, label="class")
+    assert err.value.msg_id == "dataset.too_many_files" and str(tmp_path) not in str(err.value)
+    assert "'class'" in str(err.value) and "5" in str(err.value) and "5" in err.value.text("zh")
+    # many entries that are not images stop the walk too (a visitor's '.' must not walk a disk)
+    for i in range(1100):
+        (root / "junk" / "deep").mkdir(parents=True, exist_ok=True)
+        (root / "junk" / "deep" / f"{i}.txt").write_bytes(b"")
+    with pytest.raises(DatasetError, match="more than 5"):
+        FolderDataset(root / "junk", max_files=5, label="junk")
+    # the empty-folder error names the folder as the caller labels it, never the server path
+    (root / "empty").mkdir()
+    with pytest.raises(DatasetError) as err:
+        get_dataset(str(root / "empty"), label="empty")
+    assert err.value.msg_id == "dataset.no_images" and str(tmp_path) not in str(err.value)
+    assert str(tmp_path) not in err.value.text("zh") and "empty" in err.value.text("zh")

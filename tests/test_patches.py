@@ -440,13 +440,120 @@ def test_cli_names_a_malformed_atlas_file(tmp_path, capsys):
     assert str(path) in err and "'layers' is 5" in err and len(err.strip().splitlines()) == 1
 
 
+def _rewrite_arrays(path, meta_text=None, **arrays):
+    """Save the atlas at ``path`` again with raw metadata text and/or some arrays replaced."""
+    with np.load(path) as z:
+        stored = {k: z[k] for k in z.files}
+    if meta_text is not None:
+        stored["meta"] = np.array(meta_text)
+    stored.update(arrays)
+    np.savez_compressed(path, **stored)
+
+
+def _hostile_files(tmp_path):
+    """name -> (a malformed atlas file, the words of its problem): the four of issue 17 and a zip bomb."""
+    net, ds = random_net(), random_images(4, 20)
+    good = scan(net, ds, ["relu1_1"], k=2, image_size=20)
+    meta = json.dumps(good.meta)
+    files = {}
+
+    def make(name, problem, meta_changes=None, meta_text=None, **arrays):
+        path = good.save(tmp_path / f"{name}.npz")
+        if meta_changes:
+            _rewrite_meta(path, **meta_changes)
+        if meta_text is not None or arrays:
+            _rewrite_arrays(path, meta_text, **arrays)
+        files[name] = (path, problem)
+
+    make("nested", "nested too deeply", meta_text=meta[:-1] + ', "deep": ' + "[" * 200_000 + "]" * 200_000 + "}")
+    make("rf_huge", "receptive field of layer 'relu1_1' is out of range",
+         meta_changes=dict(rf={"relu1_1": [1e300, 1, 0.0, 3, 1, 0.0]}))
+    images = good.images["relu1_1"].copy()
+    images[1, 0] = 10 ** 12
+    make("index_huge", "image index 1000000000000", L0_images=images)
+    make("size_huge", "image_size=1000000", meta_changes=dict(image_size=10 ** 6))
+    ys = good.ys["relu1_1"].copy()
+    ys[0, 0] = 99
+    make("position_out", "outside its 20×20 feature map", L0_ys=ys)
+    make("bomb", "larger than its metadata allows", L0_values=np.zeros((4000, 4000), np.float32))
+    return files
+
+
+def test_malformed_atlas_files_give_one_error_naming_the_file(tmp_path):
+    from teachkit.atlas import AtlasError
+
+    for name, (path, problem) in _hostile_files(tmp_path).items():
+        readers = (Atlas.load,) if name in ("index_huge", "position_out", "bomb") else (Atlas.load, P.read_meta)
+        for read in readers:
+            with pytest.raises(AtlasError) as err:
+                read(path)
+            assert str(path) in str(err.value) and problem in str(err.value), (name, str(err.value))
+            zh = err.value.text("zh")  # the same error in the lecture's language, same file named
+            assert str(path) in zh and "不是有效的" in zh and "is not" not in zh, (name, zh)
+
+
+def test_cli_names_each_hostile_atlas_file_in_one_line(tmp_path, capsys):
+    from teachkit.cli import main
+
+    for name, (path, problem) in _hostile_files(tmp_path).items():
+        assert main(["patches", "overview", str(path), "-o", str(tmp_path / "o.png")]) == 2, name
+        err = capsys.readouterr().err
+        assert str(path) in err and problem in err and len(err.strip().splitlines()) == 1, (name, err)
+
+
+def test_scan_refuses_an_image_size_above_the_limit():
+    with pytest.raises(ValueError, match="above the limit"):
+        scan(random_net(), random_images(2, 20), ["relu1_1"], image_size=P.MAX_IMAGE_SIZE + 1)
+
+
+def _atlases_in(folder):
+    return sorted(p.name.split("_")[0] for p in folder.glob("*.npz"))
+
+
+def test_the_cache_keeps_the_most_recently_used_atlases(tmp_path):
+    """One atlas per dataset ever scanned, bounded: the least recently *used* goes first."""
+    import time
+
+    net = random_net()
+    sets = {name: TensorDataset(torch.rand(3, 3, 20, 20, generator=torch.Generator().manual_seed(i)), name=name)
+            for i, name in enumerate(["a", "b", "c", "d"])}
+    kw = dict(layers=["relu1_1"], k=2, image_size=20, cache_dir=tmp_path, cache_keep=2)
+    get_atlas(sets["a"], net, **kw)
+    time.sleep(0.05)
+    get_atlas(sets["b"], net, **kw)
+    assert _atlases_in(tmp_path) == ["a", "b"]
+    time.sleep(0.05)
+    assert get_atlas(sets["a"], net, **kw).path is not None  # a cache hit: 'a' is used again
+    time.sleep(0.05)
+    get_atlas(sets["c"], net, **kw)
+    assert _atlases_in(tmp_path) == ["a", "c"]  # 'b', used longest ago, was deleted
+    time.sleep(0.05)
+    get_atlas(sets["d"], net, **kw)
+    assert _atlases_in(tmp_path) == ["c", "d"]
+    # a file that get_atlas did not name is never touched; nor is the one just written
+    (tmp_path / "mine.npz").write_bytes(b"x")
+    assert P.prune_cache(tmp_path, keep=0, spare=tmp_path / [p.name for p in tmp_path.glob("d_*.npz")][0])
+    assert sorted(p.name.split("_")[0] for p in tmp_path.glob("*.npz")) == ["d", "mine.npz"]
+
+
+def test_lock_files_are_bounded_and_old_ones_cleaned(tmp_path):
+    net = random_net()
+    (tmp_path / f".{'0123456789abcdef'}.lock").write_bytes(b"")  # one lock per atlas: older teachkit
+    for i in range(40):
+        ds = TensorDataset(torch.rand(2, 3, 20, 20, generator=torch.Generator().manual_seed(i)), name=f"s{i}")
+        get_atlas(ds, net, ["relu1_1"], k=1, image_size=20, cache_dir=tmp_path, cache_keep=5)
+    locks = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert 0 < len(locks) <= P.LOCK_BUCKETS and ".0123456789abcdef.lock" not in locks
+    assert len(list(tmp_path.glob("*.npz"))) == 5
+
+
 def test_the_cache_lock_is_a_file_lock(tmp_path):
     """While the lock file is held (as by another process), get_atlas waits for it."""
     import filelock
 
     net, ds = random_net(), random_images(6, 20)
     key = P.cache_key(net.name, net.weights_id, ds.fingerprint, 20, 3, ["relu1_1"], 1, P.DEFAULT_MIN_INSIDE)
-    held = filelock.FileLock(str(tmp_path / f".{key}.lock"))
+    held = filelock.FileLock(str(P._lock_path(tmp_path, key)))
     done = threading.Event()
     with held:
         t = threading.Thread(target=lambda: (get_atlas(ds, net, ["relu1_1"], k=3, image_size=20,

@@ -189,17 +189,22 @@ def test_lesson1_page_has_no_folder_box_without_a_data_root(tiny_atlas_env, monk
 
 @pytest.fixture
 def fake_transfer(monkeypatch):
-    """teachkit's transfer replaced by a stand-in: one 'step' every 10 ms until stopped or done."""
+    """teachkit's transfer replaced by a stand-in: one 'step' every 10 ms until stopped, out of time
+    (``time_limit``, as the engine's) or done."""
     from teachkit import progress, transfer
 
-    def run(content, styles, config, *, callback=None, stop=None, backbone=None):
-        done = 0
+    def run(content, styles, config, *, callback=None, stop=None, backbone=None, time_limit=None):
+        done, t0 = 0, time.monotonic()
         for done in range(1, config.steps + 1):
             if stop is not None and stop.is_set():
-                return SimpleNamespace(image=None, stopped=True, history=[None] * (done - 1), seconds=0.0)
+                return SimpleNamespace(image=None, stopped=True, history=[None] * (done - 1), seconds=0.0,
+                                       stop_reason="stopped")
             callback(progress.Progress("transfer", done, config.steps, {"total": 1.0}))
             time.sleep(0.01)
-        return SimpleNamespace(image=None, stopped=False, history=[None] * done, seconds=0.0)
+            if time_limit is not None and time.monotonic() - t0 > time_limit:
+                return SimpleNamespace(image=None, stopped=True, history=[None] * done, seconds=0.0,
+                                       stop_reason="time_limit")
+        return SimpleNamespace(image=None, stopped=False, history=[None] * done, seconds=0.0, stop_reason=None)
 
     monkeypatch.setattr(transfer, "transfer", run)
     return run
@@ -320,19 +325,71 @@ def test_caps_of_one_job():
 # ---- uploads -----------------------------------------------------------------------------------
 
 
+def _png_bomb(width: int, height: int) -> bytes:
+    """A real decompression bomb: a valid 1-bit grey PNG of ``width`` x ``height`` white pixels, every
+    row really there in its zlib stream (a few KB for 30 megapixels), written chunk by chunk."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    row = b"\0" + b"\xff" * ((width + 7) // 8)  # filter byte 0, then the packed bits
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1 bit, grey, deflate, no filter/interlace
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(row * height, 9)) + \
+        chunk(b"IEND", b"")
+
+
+def test_the_bomb_is_a_real_one():
+    """The test file is what an attacker sends: small, valid, and every pixel of it decodable."""
+    from PIL import Image
+
+    bomb = _png_bomb(6000, 5000)
+    assert len(bomb) < 10_000
+    idat = bomb[bomb.index(b"IDAT") + 4: bomb.index(b"IEND") - 8]
+    assert len(zlib.decompress(idat)) == 5000 * (1 + 750)  # all 5000 rows of 750 bytes, each behind its filter byte
+    with Image.open(io.BytesIO(bomb)) as img:
+        assert img.size == (6000, 5000) and img.mode == "1"
+        img.verify()  # chunk CRCs and structure are sound
+
+
 def test_huge_pixel_upload_is_refused_before_decoding(monkeypatch):
     import teachkit.images as images
     from teachkit.images import ImageError
 
     decoded = []
     monkeypatch.setattr(images, "load_image", lambda *a, **k: decoded.append(1))
-    bomb = _png_claiming(6000, 5000)  # 30 megapixels claimed, under 100 bytes
-    assert len(bomb) < 200
-    with pytest.raises(ImageError) as err:
-        uploads.decode_upload(bomb, "bomb.png")
-    assert "bomb.png" in str(err.value) and "30,000,000" in str(err.value)
+    for bomb in (_png_bomb(6000, 5000), _png_claiming(6000, 5000)):  # a real bomb, and a header that lies
+        with pytest.raises(ImageError) as err:
+            uploads.decode_upload(bomb, "bomb.png")
+        assert "bomb.png" in str(err.value) and "30,000,000" in str(err.value)
     assert decoded == []  # refused from the header, nothing was decoded
-    assert uploads.UPLOAD_MAX_PIXELS <= 12_000_000  # a decode then peaks at <= 138 MB (benchmarks/upload_decode.py)
+    assert uploads.UPLOAD_MAX_PIXELS <= 12_000_000  # a decode then peaks at <= 137 MB (benchmarks/upload_decode.py)
+
+
+def test_wide_grey_modes_are_converted_without_whole_picture_float_copies():
+    """A 16-bit grey PNG (and 32-bit integer or float grey) used to become three float64 copies of
+    the whole picture (8 bytes a pixel each: a 12-MP upload took 310 MB).  numpy's allocations are
+    traced by tracemalloc: converting 4 MP must stay far below one float64 copy (32 MB), with the
+    same pixels as the formula 0..65535 -> 0..255."""
+    import tracemalloc
+
+    import numpy as np
+    from PIL import Image
+
+    from teachkit.images import load_image
+
+    ramp = (np.arange(2000 * 2000, dtype=np.uint32) * 65535 // (2000 * 2000 - 1)).astype(np.uint16).reshape(2000, 2000)
+    buf = io.BytesIO()
+    Image.fromarray(ramp).save(buf, format="PNG")
+    data = buf.getvalue()
+    tracemalloc.start()
+    try:
+        out = load_image(data, max_pixels=None)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20, f"{peak / 2**20:.0f} MB traced"  # one float64 copy would be 32 MB
+    expected = np.rint(ramp.astype(np.float64) * (255 / 65535)).astype(np.uint8)
+    got = np.asarray(out)
+    assert (got[..., 0] == expected).all() and (got[..., 2] == expected).all()
 
 
 def test_a_large_upload_is_kept_no_larger_than_ever_used():
@@ -456,12 +513,17 @@ def test_no_full_garbage_collection_after_every_run_unless_the_teacher_asks():
 
 
 def _make_run_flags() -> list[str]:
-    """The `streamlit run` options of `make run`, read from the Makefile itself."""
+    """The `streamlit run` options of `make run`: its `teachkit app` command line, read from the Makefile
+    itself, turned into flags by teachkit.serve (the one place that holds the served settings)."""
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
+    from teachkit.cli import build_parser
+    from teachkit.serve import streamlit_flags
+
     out = subprocess.run(["make", "-s", "-n", "run"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     line = " ".join(out.replace("\\\n", " ").split("\n"))
-    return line.split("app.py", 1)[1].split()
+    args = build_parser().parse_args(["app", *line.split("teachkit app", 1)[1].split()])
+    return streamlit_flags(args.upload_mb, local=True)
 
 
 def test_the_start_command_passes_the_limits():
@@ -581,3 +643,275 @@ def test_served_limits_in_a_browser(tmp_path, tiny_atlas_env):
         _stop(*served[:2])
         if bare is not None:
             _stop(*bare[:2])
+
+
+# ---- upload storage, one client's jobs, failure texts, file names (issue 17) ---------------------------
+
+
+def _upload_manager():
+    from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+
+    return MemoryUploadedFileManager("/_stcore/upload_file")
+
+
+def _rec(file_id: str, size: int):
+    from streamlit.runtime.uploaded_file_manager import UploadedFileRec
+
+    return UploadedFileRec(file_id=file_id, name=f"{file_id}.png", type="image/png", data=b"x" * size)
+
+
+def _held(manager) -> tuple[int, int]:
+    """(files, bytes) in Streamlit's upload storage, counted from its own records."""
+    files = [f for per_session in manager.file_storage.values() for f in per_session.values()]
+    return len(files), sum(len(f.data) for f in files)
+
+
+def test_upload_storage_is_bounded_per_session_and_for_the_server(monkeypatch):
+    from starlette.exceptions import HTTPException
+
+    monkeypatch.setattr(uploads, "SESSION_FILES", 3)
+    monkeypatch.setattr(uploads, "SESSION_MB", 2)
+    monkeypatch.setattr(uploads, "SERVER_MB", 3)
+    mgr = _upload_manager()
+    assert uploads.install_upload_bounds(mgr) and uploads.install_upload_bounds(mgr)  # idempotent
+    mib = 2**20
+    refused = []
+    for i in range(10):  # one session, made-up ids, 0.6 MiB each: 3 fit by bytes, the files cap says 3
+        try:
+            mgr.add_file("a", _rec(f"a{i}", int(0.6 * mib)))
+        except HTTPException as err:
+            refused.append((i, err.status_code))
+    assert [i for i, _ in refused] == list(range(3, 10)) and {c for _, c in refused} == {413}
+    assert _held(mgr) == (3, 3 * int(0.6 * mib))
+    mgr.remove_file("a", "a0")  # a file removed gives its place back ...
+    with pytest.raises(HTTPException):  # ... but 1.2 MiB held + 0.9 MiB is over the session's 2 MiB
+        mgr.add_file("a", _rec("big", int(0.9 * mib)))
+    mgr.add_file("a", _rec("a1", int(0.1 * mib)))  # the same id again replaces (counted instead, not on top)
+    assert _held(mgr) == (2, int(0.6 * mib) + int(0.1 * mib))
+    for i in range(3):  # other sessions fill the server's 3 MiB, then are refused
+        mgr.add_file(f"s{i}", _rec("f", int(0.7 * mib)))
+    with pytest.raises(HTTPException):
+        mgr.add_file("s9", _rec("f", int(0.7 * mib)))
+    assert _held(mgr)[1] <= 3 * mib
+    mgr.remove_session_files("s0")  # a session that ends gives its bytes back
+    mgr.add_file("s9", _rec("f", int(0.7 * mib)))
+
+
+def test_without_a_server_there_is_nothing_to_bound():
+    from streamlit.runtime import Runtime
+
+    assert not Runtime.exists()
+    assert uploads.install_upload_bounds() is False
+
+
+def test_session_connected_asks_a_real_runtime():
+    """With a Streamlit runtime, ``_session_connected`` answers True/False from it (a changed API
+    raises here instead of leaving only the heartbeat); without one it says it cannot tell."""
+    from streamlit.runtime import Runtime, RuntimeConfig
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    assert jobs._session_connected("nobody") is None
+    Runtime(RuntimeConfig(script_path=APP, media_file_storage=MemoryMediaFileStorage("/media"),
+                          uploaded_file_manager=_upload_manager()))
+    try:
+        assert jobs._session_connected("nobody") is False
+        assert uploads.install_upload_bounds() is True  # the running server's upload storage gets its bounds
+        assert Runtime.instance().uploaded_file_mgr.add_file.teachkit_bounded
+    finally:
+        Runtime._instance = None
+
+
+def _xsrf_cookie(token: bytes) -> str:
+    """Streamlit's XSRF cookie for ``token``, masked afresh as on every page load: 2|mask|masked|time."""
+    mask = os.urandom(len(token))
+    return "|".join(["2", mask.hex(), bytes(a ^ b for a, b in zip(mask, token)).hex(), str(int(time.time()))])
+
+
+def test_a_client_is_a_browser_with_all_its_tabs_else_an_address():
+    token, other = os.urandom(32), os.urandom(32)
+    tab1, tab2 = _xsrf_cookie(token), _xsrf_cookie(token)
+    assert tab1 != tab2  # two tabs of one browser can hold differently masked cookies ...
+    key = jobs.client_key_for({"_streamlit_xsrf": tab1}, "10.0.0.5")
+    assert key == jobs.client_key_for({"_streamlit_xsrf": tab2}, "10.0.0.7")  # ... and are one client
+    assert key != jobs.client_key_for({"_streamlit_xsrf": _xsrf_cookie(other)}, "10.0.0.5")
+    assert token.hex() not in key  # the secret itself is not kept
+    assert jobs.client_key_for({}, "10.0.0.5") == jobs.client_key_for(None, "10.0.0.5") != \
+        jobs.client_key_for({}, "10.0.0.6")
+    assert jobs.client_key_for({}, None) is None
+
+
+def test_two_tabs_of_one_client_hold_one_job(fake_transfer):
+    board = _board()
+    client = jobs.client_key_for({"_streamlit_xsrf": _xsrf_cookie(b"k" * 32)}, "10.0.0.5")
+    tab1, other = _job(board, client).start(), _job(board, "browser:someone-else").start()
+    _until(lambda: tab1.snapshot()["state"] == "running")
+    tab2 = _job(board, client).start()  # the same student's second tab
+    _until(lambda: not tab1.alive)
+    assert tab1.snapshot()["reason"] == "replaced" and "tab" in jobs.reason_text(tab1.snapshot())
+    assert other.alive and other.reason is None
+    for job in (tab2, other):
+        job.cancel()
+    _until(lambda: not (tab2.alive or other.alive))
+
+
+def test_a_failed_job_shows_a_message_never_the_exception_text(monkeypatch):
+    from teachkit import transfer
+    from teachkit.images import ImageError
+    from teachkit.messages import text
+
+    def boom(*a, **k):
+        raise RuntimeError("/srv/teachkit/secret/path.py line 12: tensor shape mismatch")
+
+    monkeypatch.setattr(transfer, "transfer", boom)
+    job = _job(_board(), "s").start()
+    _until(lambda: not job.alive)
+    shown = job.snapshot()["error"]
+    assert job.snapshot()["state"] == "failed"
+    assert shown == text("serving.job_failed", "en") and "/srv" not in shown and "tensor" not in shown
+    assert jobs.failure_text(RuntimeError("x"), "zh") == text("serving.job_failed", "zh")
+    # an error a student can act on keeps its words, in their language
+    err = ImageError.about("a.png", "image.not_encoded")
+    assert jobs.failure_text(err, "zh") == err.text("zh") and jobs.failure_text(err, "en") == str(err)
+
+
+_MD_NAME = "**bold** _it_ [link](http://x.example) $x^2$ :red[red] :smile: `code` <b>b</b> #1\nline.png"
+
+
+def _unescape(shown: str) -> str:
+    """What a reader sees of markdown_literal's output: backslash escapes and word joiners removed."""
+    out, i = [], 0
+    while i < len(shown):
+        if shown[i] == "\\" and i + 1 < len(shown):
+            out.append(shown[i + 1])
+            i += 2
+        else:
+            out.append(shown[i])
+            i += 1
+    return "".join(out).replace("\u2060", "")
+
+
+def test_file_names_are_shown_literally_never_as_markdown():
+    shown = uploads.markdown_literal(_MD_NAME)
+    assert _unescape(shown) == _MD_NAME.replace("\n", " ")
+    for i, ch in enumerate(shown):  # every ASCII punctuation mark is escaped (or is the escape)
+        if ch == ":":
+            assert shown[i + 1] == "\u2060", (i, shown)
+        elif ch.isascii() and not ch.isalnum() and not ch.isspace() and ch != "\\":
+            assert shown[i - 1] == "\\", (i, shown)
+    assert ":\u2060" in shown and "\n" not in shown  # no :colour[...] or :icon: directives, one line
+
+
+def test_a_bad_upload_names_the_file_literally_on_the_page():
+    at = AppTest.from_function(_upload_script, default_timeout=30)
+    at.run()
+    at.file_uploader(key="u").set_value((_MD_NAME, b"\x89PNG not really", "image/png")).run()
+    assert not at.exception and len(at.error) == 1
+    body = at.error[0].value
+    assert uploads.markdown_literal(_MD_NAME) in body and "**bold**" not in body and "[link](" not in body
+
+
+# ---- against a real server, through Streamlit's own protocol (tests/local_server.py: Tab) -------------
+
+
+@pytest.fixture(scope="module")
+def class_server(tmp_path_factory):
+    """The app served on 127.0.0.1 with the classroom flags (teachkit.serve), tiny demos, and small
+    upload bounds: 1 MB a file, 3 files or 2 MB a session, 3 MB for the whole server."""
+    pytest.importorskip("websockets")
+    from teachkit.serve import streamlit_flags
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("class_server") / "server.log"
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TEACHKIT_OFFLINE="1", TEACHKIT_FAST="1", TEACHKIT_WARMUP="0",
+               TEACHKIT_UPLOAD_MAX_MB="1", TEACHKIT_UPLOAD_SESSION_FILES="3", TEACHKIT_UPLOAD_SESSION_MB="2",
+               TEACHKIT_UPLOAD_SERVER_MB="3", TEACHKIT_HEARTBEAT_SECONDS="600")
+    out = open(log, "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", APP, *streamlit_flags(1, port=port, local=True)],
+                            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    if not wait_until_healthy(url, proc, 60):
+        _stop(proc, out)
+        pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
+    yield SimpleNamespace(url=url, log=log)
+    _stop(proc, out)
+
+
+def _run_async(coro, timeout: float = 240):
+    import asyncio
+
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def _held_upload_bytes(metrics: bytes) -> int:
+    """The bytes Streamlit's upload storage holds, from the server's own /_stcore/metrics."""
+    total = 0
+    for line in metrics.decode().splitlines():
+        if line.startswith("cache_memory_bytes") and "UploadedFileManager" in line:
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
+def test_puts_past_the_upload_bounds_are_refused_at_the_server(class_server):
+    """The hole: 40 PUTs with made-up file ids all returned 204 and the server grew by 42 MB.  Now a
+    session may hold 2 MB, the server 3 MB: the rest is refused (413), and the server holds no more."""
+    import uuid
+
+    from local_server import Tab
+
+    mb = 2**20
+
+    async def go():
+        a, b = Tab(class_server.url), Tab(class_server.url)  # two students' browsers
+        await a.open()
+        await b.open()
+        try:
+            sa = [await a.put_file(f"/_stcore/upload_file/{a.session_id}/{uuid.uuid4()}", f"a{i}.png",
+                                   b"\0" * int(0.9 * mb)) for i in range(8)]
+            sb = [await b.put_file(f"/_stcore/upload_file/{b.session_id}/{uuid.uuid4()}", f"b{i}.png",
+                                   b"\0" * int(0.9 * mb)) for i in range(3)]
+            status, metrics = await a.http("GET", "/_stcore/metrics")
+            return sa, sb, status, metrics
+        finally:
+            await a.close()
+            await b.close()
+
+    sa, sb, status, metrics = _run_async(go())
+    assert sa == [204, 204] + [413] * 6  # the session's 2 MB
+    assert sb == [204, 413, 413]  # the server's 3 MB (a's 1.8 MB + b's 0.9 MB)
+    assert status == 200 and 0 < _held_upload_bytes(metrics) <= 3 * mb
+    assert "upload refused" in class_server.log.read_text()
+
+
+def test_two_tabs_of_one_browser_hold_one_transfer(class_server):
+    """Many tabs used to fill the class's queue: now a second tab's transfer replaces the first
+    tab's (one client = one browser's XSRF cookie), and a closed tab's transfer is cancelled as
+    soon as the server sees its connection gone (not after the 600-s heartbeat)."""
+    from local_server import Tab
+
+    from teachkit.lessons._strings import UI
+
+    replaced = UI["job_replaced"]["en"]
+
+    async def start(tab):
+        await tab.open("run")
+        await tab.set_slider("p6_size", 256)
+        await tab.set_slider("p6_steps", 500)
+        await tab.press("p6_start")
+
+    async def go():
+        jar: dict = {}
+        tab1, tab2 = Tab(class_server.url, jar=jar), Tab(class_server.url, jar=jar)
+        try:
+            await start(tab1)
+            await start(tab2)
+            seen = await tab1._wait(lambda: replaced in tab1.texts("alert"), 60)  # tab 1's progress fragment
+            running = tab2.widget("p6_cancel") is not None or await tab2._wait(
+                lambda: tab2.widget("p6_cancel") is not None, 30)
+            return seen, running, tab1.errors() + tab2.errors()
+        finally:
+            await tab1.close()
+            await tab2.close()
+
+    seen, running, errors = _run_async(go())
+    assert seen and running and errors == []
+    _until(lambda: "session went away was cancelled" in class_server.log.read_text(), timeout=30)

@@ -404,7 +404,7 @@ def test_dtype_auto_is_float32_without_native_bfloat16(monkeypatch):
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
     assert T.choose_dtype("auto", cpu) == (None, None)
     dtype, warning = T.choose_dtype("bfloat16", cpu)
-    assert dtype is None and "slower" in warning and "\n" not in warning
+    assert dtype is None and "slower" in warning.text("en") and "\n" not in warning.text("en")
     assert T.choose_dtype("bfloat16", cpu, force=True) == (torch.bfloat16, None)
     # AVX-512 without BF16 / AMX: still emulated
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
@@ -447,3 +447,80 @@ def test_one_loop_for_reconstructions(net, content64):
     r = R.reconstruct_content(net, content64, "relu1_1", size=32, steps=3)
     assert set(r.history[0]) >= {"step", "size", "elapsed", "content", "style", "tv", "total"}
     assert r.weights["beta"] == 0.0 and r.weights["layer_weights"] == {}
+
+
+# ---- a student's own cost functions (costs.CostFunctions) ----------------------------------------
+
+
+def _student_functions() -> costs.CostFunctions:
+    """The lecture's formulas written the way a student would (independent of teachkit's code)."""
+    def content_cost(a_C, a_G):
+        return ((a_C - a_G) ** 2).sum() / 2
+
+    def gram_matrix(a):
+        A = a.reshape(a.shape[1], -1)  # (n_C, n_H n_W)
+        return A @ A.T
+
+    def layer_style_cost(a_S, a_G):
+        _, n_C, n_H, n_W = a_G.shape
+        return ((gram_matrix(a_S) - gram_matrix(a_G)) ** 2).sum() / (2 * n_H * n_W * n_C)
+
+    def total_cost(j_content, j_style, alpha, beta):
+        return alpha * j_content + beta * j_style
+
+    return costs.CostFunctions(content_cost, gram_matrix, layer_style_cost, total_cost)
+
+
+@pytest.mark.parametrize("normalization", ["lecture", "auto"])
+@pytest.mark.parametrize("which", ["reference", "student", "gram_only"])
+def test_own_cost_functions_give_the_default_run(net, content64, which, normalization):
+    # content and style of the same size: an own layer_style_cost sees the style at G's size, as the
+    # default run does then (no M_G / M_S rescaling), so all runs optimise the same J
+    style = to_tensor(sample_style("stained_glass", size=64).resize(content64.size))
+    content = to_tensor(content64)
+    cfg = small(normalization=normalization, style_layers=("relu1_1", "relu2_1"), layer_weights=(0.5, 0.5),
+                tv_weight=0.0 if normalization == "lecture" else 1.0)
+    cf = {"reference": costs.CostFunctions.reference(), "student": _student_functions(),
+          "gram_only": costs.CostFunctions(gram_matrix=_student_functions().gram_matrix)}[which]
+    plain = StyleTransfer(content, style, cfg, backbone=net)
+    own = StyleTransfer(content, style, cfg, backbone=net, cost_functions=cf)
+    a, b = plain.step(3), own.step(3)
+    for ra, rb in zip(a, b):
+        for k in ("content", "style", "style/relu1_1", "style/relu2_1", "total"):
+            assert rb[k] == pytest.approx(ra[k], rel=1e-4), (k, ra[k], rb[k])
+    assert torch.allclose(plain.tensor(), own.tensor(), atol=1e-4)
+    assert a[-1]["total"] < a[0]["total"]  # it really optimised
+
+
+def test_own_cost_functions_are_really_called(net, content64, style64):
+    calls = {"content": 0, "style": 0, "total": 0}
+    ref = costs.CostFunctions.reference()
+
+    def content_cost(a_C, a_G):
+        calls["content"] += 1
+        assert a_C.shape == a_G.shape and a_G.dim() == 4 and a_G.dtype == torch.float32
+        return 2 * ref.content_cost(a_C, a_G)  # twice the lecture's: J_content doubles
+
+    def layer_style_cost(a_S, a_G):
+        calls["style"] += 1
+        assert a_S.shape == a_G.shape  # the style image is kept at G's working size
+        return ref.layer_style_cost(a_S, a_G)
+
+    def total_cost(jc, js, alpha, beta):
+        calls["total"] += 1
+        return ref.total_cost(jc, js, alpha, beta)
+
+    cfg = small(normalization="lecture", style_layers=("relu1_1",), layer_weights=(1.0,), tv_weight=0.0)
+    content, style = to_tensor(content64), to_tensor(style64)
+    own = StyleTransfer(content, style, cfg, backbone=net,
+                        cost_functions=costs.CostFunctions(content_cost, None, layer_style_cost, total_cost))
+    plain = StyleTransfer(content, style, cfg, backbone=net)
+    assert own.costs()["content"] == pytest.approx(2 * plain.costs()["content"], rel=1e-5)
+    own.step(1)
+    assert calls["content"] >= 2 and calls["style"] >= 2 and calls["total"] >= 2
+
+
+def test_own_cost_functions_need_the_lecture_constants(net, content64, style64):
+    with pytest.raises(ValueError, match="normalization"):
+        StyleTransfer(to_tensor(content64), to_tensor(style64), small(normalization="gatys"), backbone=net,
+                      cost_functions=costs.CostFunctions.reference())

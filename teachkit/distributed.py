@@ -1,0 +1,195 @@
+"""Scans beyond one machine: a dataset scan on ``torch.distributed``, started by ``torchrun``.
+
+::
+
+    torchrun --nproc-per-node 4 -m teachkit patches scan --data /big/folder -o atlas.npz
+
+``torchrun`` starts the processes (ranks) and tells each, through environment variables
+(``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``), who it is and where
+to meet; across machines it is the same command on every machine with torchrun's usual
+``--nnodes``, ``--node-rank`` and ``--rdzv-endpoint`` / ``--master-addr`` flags.  Here:
+
+1. :func:`process_group` joins the group torchrun describes: ``gloo`` on the CPU, ``nccl`` when
+   the backbone runs on a CUDA device (each rank on GPU ``LOCAL_RANK``);
+2. :func:`scan` -- each rank scans its share of the dataset, the contiguous image range
+   ``shard=(rank, world)`` of :func:`teachkit.patches.scan` (fixed by the index alone, so the same
+   command always splits the same way);
+3. the ranks' top-k tables (``C x k`` numbers per layer, whatever the dataset size) meet through
+   ``all_gather`` collectives, and :func:`teachkit.patches.merge` folds them in rank order: the
+   best values first, ties to the earlier image -- exactly the order of a one-process scan, so
+   the atlas rank 0 gets is equal array by array to ``scan`` of the whole dataset in one process.
+
+Every rank must see the same dataset (same files in the same folder path on every machine); the
+fingerprints are compared first, and a mismatch is one error on every rank.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+import threading
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .atlas import Atlas
+from .messages import TeachkitError
+from .progress import Progress, ProgressCallback
+
+__all__ = ["launched", "process_group", "scan", "gather_atlas", "device_for_rank", "DistributedError"]
+
+
+class DistributedError(TeachkitError, RuntimeError):
+    """The processes of one distributed scan disagree (dataset, settings)."""
+
+
+def launched() -> bool:
+    """Whether this process is one of several started by ``torchrun`` (``WORLD_SIZE`` > 1)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+    except ValueError:
+        return False
+
+
+def device_for_rank(device: "str | torch.device | None" = None) -> torch.device:
+    """The device of this rank: ``cuda:LOCAL_RANK`` when CUDA is asked for (or is there and nothing
+    was asked), else the CPU.  ``'cuda'`` without a number means this rank's own GPU."""
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", local)
+    return dev
+
+
+@contextlib.contextmanager
+def process_group(device: "str | torch.device" = "cpu", timeout_s: float = 3600.0) -> Iterator[None]:
+    """Join the process group that torchrun's environment describes, and leave it at the end.
+
+    ``gloo`` for a CPU ``device``, ``nccl`` for CUDA.  Inside an already initialised group (a
+    notebook or a program that set one up itself) nothing is joined or left.
+    """
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        yield
+        return
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    dist.init_process_group("nccl" if dev.type == "cuda" else "gloo",
+                            timeout=_dt.timedelta(seconds=timeout_s))
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def _tensor_device() -> torch.device:
+    import torch.distributed as dist
+
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _all_gather(t: torch.Tensor) -> list[np.ndarray]:
+    """Every rank's copy of ``t`` (same shape and dtype on every rank), as numpy arrays in rank order."""
+    import torch.distributed as dist
+
+    t = t.to(_tensor_device()).contiguous()
+    out = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(out, t)
+    return [o.cpu().numpy() for o in out]
+
+
+def gather_atlas(part: Atlas, dst: int = 0) -> Atlas | None:
+    """Merge the partial atlases of all ranks (each rank passes its own) into one, on rank ``dst``.
+
+    The metadata (a few numbers and names) travels as objects; the top-k tables as tensors: per
+    layer one float32 ``(C, k)`` table of values and one int64 ``(3, C, k)`` stack of image indices
+    and positions.  Returns the merged atlas on ``dst``, None on the other ranks.  A collective:
+    every rank must call it.
+    """
+    import torch.distributed as dist
+
+    from .patches import merge
+
+    world, rank = dist.get_world_size(), dist.get_rank()
+    metas: list = [None] * world
+    dist.all_gather_object(metas, part.meta)
+    for key in ("backbone", "weights_id", "image_size", "k", "positions_per_image", "min_inside", "layers",
+                "channels"):
+        if any(m[key] != metas[0][key] for m in metas):
+            raise DistributedError("dist.settings_differ", key=key)
+    values, stacks = {}, {}
+    for n in part.layers:
+        values[n] = _all_gather(torch.from_numpy(part.values[n]))
+        ids = np.stack([part.images[n], part.ys[n].astype(np.int64), part.xs[n].astype(np.int64)])
+        stacks[n] = _all_gather(torch.from_numpy(ids))
+    if rank != dst:
+        return None
+    atlases = []
+    for r, meta in enumerate(metas):
+        atlases.append(Atlas(meta, {n: values[n][r] for n in part.layers}, {n: stacks[n][r][0] for n in part.layers},
+                             {n: stacks[n][r][1] for n in part.layers}, {n: stacks[n][r][2] for n in part.layers}))
+    whole = atlases[0]
+    for other in atlases[1:]:  # rank order = image order: ties go to the earlier image, as in one process
+        whole = merge(whole, other)
+    whole.meta["stopped"] = next((m.get("stopped") for m in metas if m.get("stopped")), "")
+    whole.meta["scan_seconds"] = max(float(m["scan_seconds"]) for m in metas)  # wall time of the slowest
+    whole.meta["processes"] = world
+    whole._dataset = part._dataset
+    return whole
+
+
+def _check_same_dataset(ds) -> None:
+    import torch.distributed as dist
+
+    world = dist.get_world_size()
+    seen: list = [None] * world
+    dist.all_gather_object(seen, (ds.fingerprint, len(ds)))
+    for r, (fp, n) in enumerate(seen):
+        if fp != seen[0][0]:
+            raise DistributedError("dist.datasets_differ", rank=r, n=n, theirs=fp, n0=seen[0][1], ours=seen[0][0])
+
+
+def scan(
+    backbone,
+    dataset,
+    layers: Sequence[str] | None = None,
+    *,
+    callback: ProgressCallback | None = None,
+    stop: threading.Event | None = None,
+    dst: int = 0,
+    **options,
+) -> Atlas | None:
+    """:func:`teachkit.patches.scan` of ``dataset`` by all the ranks of the current process group.
+
+    Each rank scans ``shard=(rank, world)`` (every option of ``patches.scan`` but ``start``, ``end``
+    and ``shard`` is accepted and must be the same on every rank), then :func:`gather_atlas` merges
+    the tables on rank ``dst``: that rank gets the atlas of the whole dataset, the others None.
+    ``callback`` sees this rank's own progress (``Progress.values`` carries ``rank`` and ``world``).
+    A rank stopped early (``stop``, its callback, ``time_limit``) still joins the merge: the result
+    is then partial (``complete`` False).
+    """
+    import torch.distributed as dist
+
+    from . import patches
+    from .datasets import get_dataset
+
+    world, rank = dist.get_world_size(), dist.get_rank()
+    ds = get_dataset(dataset)
+    _check_same_dataset(ds)
+
+    def mine(p: Progress):
+        if callback is None:
+            return False
+        return callback(Progress(p.task, p.step, p.total, {**p.values, "rank": rank, "world": world},
+                                 p.image, p.message))
+
+    part = patches.scan(backbone, ds, layers, shard=(rank, world), callback=mine, stop=stop, **options)
+    return gather_atlas(part, dst)

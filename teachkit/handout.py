@@ -1,0 +1,308 @@
+"""A printable handout per lesson and language: one self-contained HTML file with a print style.
+
+For students: the lesson's formulas and text, its key figures drawn exactly as the app draws them
+(:mod:`teachkit.viz`, :mod:`teachkit.gram`, the results of ``teachkit prepare``), each with its
+"what to look for" line, and the check-your-understanding questions.  The answers (and the teacher's
+note) are on a separate last page, the teacher's page, which starts on a new sheet when printed.
+
+    teachkit handout --lang zh -o DIR        # all six lessons -> DIR/lesson1_zh.html ...
+    teachkit handout --lesson 5 -o DIR       # one lesson, English
+
+The app offers the same file on each lesson page.  Formulas are drawn with matplotlib's mathtext into
+inline SVG (no network, no MathJax); one mathtext cannot draw is shown as its TeX source.  Plain
+Python, no Streamlit: the texts are read straight from the lesson files (``lessons/text/<lang>``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import io
+import re
+from pathlib import Path
+
+LANGS = ("en", "zh")
+LESSONS = {1: "1_layers", 2: "2_style_transfer", 3: "3_cost", 4: "4_content", 5: "5_style", 6: "6_run"}
+_MARKER = re.compile(r"^<!--\s*@(\w+)\s*-->\s*$", re.M)
+#: sections that are for the app only (not printed)
+_APP_ONLY = ("teacher", "folder_help", "scan_note", "pick", "demo", "experiment", "options", "done")
+
+_WORDS = {
+    "en": {"look": "What to look for:", "questions": "Check your understanding", "answers": "Teacher's page: answers",
+           "teacher": "Teacher's note", "lesson": "Lesson {n}", "missing": "(figure not prepared: run `teachkit prepare`)",
+           "write": "Your prediction:"},
+    "zh": {"look": "看点：", "questions": "检验一下", "answers": "教师页：答案", "teacher": "教师备注",
+           "lesson": "第 {n} 课", "missing": "（这张图还没有准备好：请先运行 `teachkit prepare`）", "write": "你的预测："},
+}
+
+_CSS = """
+body { font-family: "Noto Sans CJK SC", "Source Han Sans SC", "PingFang SC", "Microsoft YaHei", system-ui, sans-serif;
+       max-width: 46rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.5; color: #111; font-size: 12pt; }
+h1 { font-size: 20pt; margin-bottom: 0.2rem; } h2 { font-size: 15pt; margin-top: 1.4rem; } h3 { font-size: 13pt; }
+figure { margin: 1rem 0; break-inside: avoid; } figure img { max-width: 100%; }
+.row { display: flex; gap: 0.5rem; } .row img { flex: 1; min-width: 0; }
+.look { font-size: 11pt; margin-top: 0.3rem; } .math { text-align: center; margin: 0.6rem 0; break-inside: avoid; }
+.math svg { max-width: 100%; height: auto; } code { background: #f2f2f2; padding: 0 0.2em; }
+.tex { font-family: monospace; white-space: pre-wrap; }
+.q { break-inside: avoid; margin: 0.8rem 0; } .answer-space { border-bottom: 1px solid #999; height: 2.2rem; }
+.teacher { break-before: page; page-break-before: always; border-top: 2px solid #333; margin-top: 2rem; }
+table { border-collapse: collapse; } td, th { border: 1px solid #bbb; padding: 0.2rem 0.5rem; }
+@media print { body { margin: 0; max-width: none; } a { color: inherit; text-decoration: none; } }
+"""
+
+
+# ---- the lesson texts -------------------------------------------------------------------------------
+
+
+def text_dir() -> Path:
+    """``lessons/text`` (``teachkit/lessons/text`` in an installed wheel)."""
+    from importlib.resources import files
+
+    return Path(str(files("teachkit.lessons"))) / "text"
+
+
+def sections(lang: str, lesson: int) -> dict[str, str]:
+    """The ``<!-- @name -->`` sections of a lesson's text, in file order."""
+    path = text_dir() / lang / f"{LESSONS[lesson]}.md"
+    parts = _MARKER.split(path.read_text(encoding="utf-8"))
+    return {parts[i]: parts[i + 1].strip() for i in range(1, len(parts) - 1, 2)}
+
+
+def lesson_title(lesson: int, lang: str) -> str:
+    from teachkit.lessons._strings import UI
+
+    return UI[f"title_{lesson}"][lang]
+
+
+# ---- Markdown with formulas -> HTML (the small subset the lesson texts use) -----------------------
+
+
+def math_html(tex: str, display: bool = True) -> str:
+    """A formula as inline SVG (matplotlib mathtext); its TeX source when mathtext cannot draw it."""
+    from matplotlib.figure import Figure
+
+    simple = " ".join(tex.split())
+    for a, b in ((r"\;", r"\ "), (r"\bigl", ""), (r"\bigr", ""), (r"\Bigl", ""), (r"\Bigr", ""),
+                 (r"\lVert", r"\Vert"), (r"\rVert", r"\Vert"), (r"\!", "")):
+        simple = simple.replace(a, b)
+    try:
+        fig = Figure(figsize=(0.01, 0.01))
+        fig.text(0, 0, f"${simple}$", fontsize=15 if display else 12)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="svg", bbox_inches="tight", pad_inches=0.02, transparent=True)
+        svg = buf.getvalue().decode("utf-8")
+        svg = svg[svg.index("<svg"):]
+    except Exception:  # noqa: BLE001 - mathtext covers most of TeX, not all of it
+        return f'<span class="tex">{html.escape(tex.strip())}</span>'
+    return f'<div class="math">{svg}</div>' if display else f'<span class="imath">{svg}</span>'
+
+
+def _inline(s: str) -> str:
+    out, pos = [], 0
+    for m in re.finditer(r"\$([^$]+)\$", s):
+        out.append(_emph(html.escape(s[pos:m.start()])))
+        out.append(math_html(m.group(1), display=False))
+        pos = m.end()
+    out.append(_emph(html.escape(s[pos:])))
+    return "".join(out)
+
+
+def _emph(s: str) -> str:
+    s = re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
+    s = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", s)
+    s = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<em>\1</em>", s)
+    return re.sub(r":material/\w+:", "", s)
+
+
+def markdown_html(md: str) -> str:
+    """Paragraphs, ``###`` headings, lists, tables, ``$$ … $$`` display and ``$ … $`` inline formulas."""
+    blocks: list[str] = []
+    md = re.sub(r"\$\$(.+?)\$\$", lambda m: "\n\n\x00" + str(len(blocks.append(m.group(1)) or blocks) - 1) + "\n\n",
+                md, flags=re.S)
+    out = []
+    for chunk in re.split(r"\n\s*\n", md):
+        lines = [ln for ln in chunk.split("\n") if ln.strip()]
+        if not lines:
+            continue
+        first = lines[0].strip()
+        if first.startswith("\x00"):
+            out.append(math_html(blocks[int(first[1:])]))
+        elif first.startswith("#"):
+            level = min(4, len(first) - len(first.lstrip("#")) + 0)
+            out.append(f"<h{max(3, level)}>{_inline(first.lstrip('#').strip())}</h{max(3, level)}>")
+        elif first.startswith("|"):
+            rows = [ln.strip().strip("|").split("|") for ln in lines if not re.match(r"^\s*\|[-| :]+\|\s*$", ln)]
+            body = "".join("<tr>" + "".join(f"<td>{_inline(c.strip())}</td>" for c in r) + "</tr>" for r in rows)
+            out.append(f"<table>{body}</table>")
+        elif re.match(r"^(-|\d+\.)\s", first):
+            tag = "ol" if first[0].isdigit() else "ul"
+            items, cur = [], []
+            for ln in lines:
+                if re.match(r"^\s*(-|\d+\.)\s", ln) and not ln.startswith("   "):
+                    if cur:
+                        items.append(" ".join(cur))
+                    cur = [re.sub(r"^\s*(-|\d+\.)\s", "", ln)]
+                else:
+                    cur.append(ln.strip())
+            items.append(" ".join(cur))
+            out.append(f"<{tag}>" + "".join(f"<li>{_inline(i)}</li>" for i in items) + f"</{tag}>")
+        else:
+            out.append(f"<p>{_inline(' '.join(ln.strip() for ln in lines))}</p>")
+    return "\n".join(out)
+
+
+# ---- the key figures, as the app draws them ------------------------------------------------------------
+
+
+def _png_img(data: bytes) -> str:
+    return f'<img src="data:image/png;base64,{base64.b64encode(data).decode()}" alt="">'
+
+
+def _pil_img(img) -> str:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return _png_img(buf.getvalue())
+
+
+def _fig_img(fig) -> str:
+    from .viz import figure_png
+
+    return _png_img(figure_png(fig, dpi=110))
+
+
+def figures(lesson: int, lang: str, net=None, cache_dir=None) -> list[tuple[str, str | None]]:
+    """``[(look section, <img> HTML or None when not prepared), ...]`` of a lesson's key figures."""
+    from . import prepare
+    from .samples import DEFAULT_CONTENT, DEFAULT_STYLE
+
+    def backbone():
+        nonlocal net
+        if net is None:
+            from .features import load_backbone
+
+            net = load_backbone("vgg19")
+        return net
+
+    out: list[tuple[str, str | None]] = []
+    if lesson == 1:
+        from .features import DEFAULT_STYLE_LAYERS
+        from .patches import get_atlas, select_units
+        from .viz import layer_overview_figure, unit_figure
+
+        atlas = get_atlas("sample", backbone=backbone(), layers=DEFAULT_STYLE_LAYERS, k=9)
+        unit = select_units(atlas, "relu1_1", "most_active", 1)[0]
+        out.append(("patches", _fig_img(unit_figure(atlas, None, "relu1_1", unit, ncols=3, lang=lang, width=5.0,
+                                                    fontsize=12))))
+        out.append(("overview", _fig_img(layer_overview_figure(atlas, None, n_units=9, how="most_active", lang=lang,
+                                                               columns=2, width=11.0, fontsize=14))))
+    elif lesson in (2, 6):
+        item = prepare.load("gallery", *prepare.GALLERY[0], cache_dir=cache_dir)
+        look = "gallery" if lesson == 2 else "example"
+        if item is None:
+            out.append((look, None))
+        else:
+            from .samples import sample_image
+
+            imgs = [sample_image(item.meta["content"], 256), sample_image(item.meta["style"], 256), item.final]
+            out.append((look, '<div class="row">' + "".join(_pil_img(i) for i in imgs) + "</div>"))
+    elif lesson == 4:
+        item = prepare.load("content", DEFAULT_CONTENT, cache_dir=cache_dir)
+        out.append(("grid", None if item is None else
+                    '<div class="row">' + "".join(_pil_img(i) for i in item.images) + "</div>"))
+    elif lesson == 5:
+        from .gram import gram_comparison_figure, pair_figure, position_blindness_figure
+        from .samples import sample_content, sample_style
+
+        style = sample_style(DEFAULT_STYLE, 128)
+        out.append(("pair", _fig_img(pair_figure(backbone(), style, "relu3_1", which="most", lang=lang))))
+        out.append(("heatmaps", _fig_img(gram_comparison_figure(backbone(), style, sample_content(DEFAULT_CONTENT, 128),
+                                                                "relu3_1", lang=lang))))
+        out.append(("shuffle", _fig_img(position_blindness_figure(backbone(), style, tiles=4, lang=lang))))
+    return out
+
+
+# ---- the handout --------------------------------------------------------------------------------------
+
+
+def lesson_html(lesson: int, lang: str = "en", net=None, cache_dir=None) -> str:
+    """The handout of one lesson in ``lang``: a complete HTML page, ready to print."""
+    if lesson not in LESSONS:
+        raise ValueError(f"there is no lesson {lesson}: choose 1 to 6")
+    if lang not in LANGS:
+        raise ValueError(f"no handout language {lang!r}: choose en or zh")
+    w = _WORDS[lang]
+    sec = sections(lang, lesson)
+    title = lesson_title(lesson, lang)
+    parts = [f"<h1>{html.escape(w['lesson'].format(n=lesson))}: {html.escape(title)}</h1>"]
+    for name, body in sec.items():
+        if name in _APP_ONLY or re.match(r"^(look_.*|q\d+|a\d+|slide_.*)$", name):
+            continue
+        parts.append(markdown_html(body))
+    shown = set()
+    for look, img in figures(lesson, lang, net, cache_dir):
+        shown.add(look)
+        parts.append("<figure>" + (img or f"<p>{html.escape(w['missing'])}</p>"))
+        if f"look_{look}" in sec:
+            parts.append(f'<figcaption class="look"><strong>{w["look"]}</strong> '
+                         f"{_inline(sec['look_' + look])}</figcaption>")
+        parts.append("</figure>")
+    rest = [n for n in sec if n.startswith("look_") and n[5:] not in shown]
+    if rest:
+        parts.append("<ul>" + "".join(f"<li class=\"look\"><strong>{w['look']}</strong> {_inline(sec[n])}</li>"
+                                      for n in rest) + "</ul>")
+    parts.append(f"<h2>{w['questions']}</h2>")
+    i = 1
+    while f"q{i}" in sec:
+        parts.append(f'<div class="q"><strong>{i}.</strong> {_inline(sec[f"q{i}"])}'
+                     f'<div>{w["write"]}</div><div class="answer-space"></div></div>')
+        i += 1
+    parts.append(f'<section class="teacher"><h2>{w["answers"]}</h2>')
+    i = 1
+    while f"a{i}" in sec:
+        parts.append(f"<p><strong>{i}.</strong> {_inline(sec[f'a{i}'])}</p>")
+        i += 1
+    if "teacher" in sec:
+        parts.append(f"<h3>{w['teacher']}</h3>" + markdown_html(sec["teacher"].replace("{limit}", "25 s")))
+    parts.append("</section>")
+    return (f'<!DOCTYPE html>\n<html lang="{"zh-CN" if lang == "zh" else "en"}"><head><meta charset="utf-8">'
+            f"<title>teachkit · {html.escape(title)}</title><style>{_CSS}</style></head>"
+            f"<body>{''.join(parts)}</body></html>\n")
+
+
+def write_handouts(out_dir, lang: str = "en", lessons=tuple(LESSONS), net=None, cache_dir=None) -> list[Path]:
+    """Write ``lesson<N>_<lang>.html`` for each lesson into ``out_dir``; returns the paths."""
+    from .fileio import atomic_write
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for n in lessons:
+        path = out / f"lesson{n}_{lang}.html"
+        data = lesson_html(n, lang, net, cache_dir).encode("utf-8")
+        with atomic_write(path) as f:
+            f.write(data)
+        paths.append(path)
+    return paths
+
+
+# ---- the command line: ``teachkit handout`` -----------------------------------------------------------
+
+
+def add_handout_parser(sub) -> None:
+    p = sub.add_parser("handout", help="write the printable handouts of the lessons (HTML, one per lesson)",
+                       description="Write one printable HTML handout per lesson: formulas, key figures with what "
+                                   "to look for, the questions, and the answers on a separate teacher's page.")
+    p.add_argument("--lang", dest="handout_lang", choices=LANGS, default="en", help="language (default en)")
+    p.add_argument("--lesson", type=int, choices=sorted(LESSONS), action="append",
+                   help="only this lesson (repeatable; default: all six)")
+    p.add_argument("-o", "--out", required=True, metavar="DIR", help="folder to write the HTML files into")
+    p.add_argument("--cache", metavar="DIR", help="where `teachkit prepare` put its results (default: the cache)")
+    p.set_defaults(func=cmd_handout)
+
+
+def cmd_handout(args: argparse.Namespace) -> int:
+    lang = getattr(args, "handout_lang", None) or "en"
+    for path in write_handouts(args.out, lang, tuple(args.lesson or LESSONS), cache_dir=args.cache):
+        print(path)
+    return 0

@@ -1,0 +1,197 @@
+r"""The lessons' notebooks: one diffable source per lesson, built into ``.ipynb`` in English or Chinese,
+for students (exercise cells empty) or teachers (with the solutions).
+
+Why this format
+---------------
+Each lesson is one Python file in this folder (``lesson1_layers.py`` ...), in the "percent" cell format
+that jupytext and VS Code read (``# %%`` starts a cell), so that a change to a notebook is a readable
+diff, its code can be linted, and the English text, the Chinese text, the exercise and its solution sit
+side by side and cannot drift apart.  What the builder adds to the percent format:
+
+``# %% [markdown] en`` / ``# %% [markdown] zh``
+    a text cell in one language only (``# %% [markdown]``: both); each line starts with ``# ``;
+``# %%`` / ``# %% exercise`` / ``# %% check``
+    a code cell, in both languages; ``exercise`` and ``check`` tag the cell (cell metadata ``tags``),
+    which the tests use to run a student notebook up to its first check;
+``# en: ...`` / ``# zh: ...`` (in code)
+    a comment line for one language only (written as ``# ...``);
+``### BEGIN SOLUTION`` ... ``### END SOLUTION`` (in code)
+    the solution: kept (without the markers) in the teacher's version; in the student's version
+    replaced by ``# your code here`` and ``raise NotImplementedError``, which every check answers
+    with a hint, not a traceback;
+``__LANG__`` (in code)
+    the notebook's language code (the checks speak it: ``set_language('__LANG__')``);
+header lines before the first cell: ``# title en: ...``, ``# title zh: ...``, ``# exercise en: ...``,
+``# exercise zh: ...`` (what the exercise is: shown by the app beside its download button).
+
+The builder writes nbformat 4.5 JSON itself (a few dicts), so ``teachkit notebooks`` needs nothing
+beyond teachkit; the tests validate the result with ``nbformat`` and execute it with ``nbclient``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["SOURCES", "Lesson", "lessons", "lesson", "build", "notebook_bytes", "write_notebooks", "file_name"]
+
+HERE = Path(__file__).resolve().parent
+SOURCES = sorted(HERE.glob("lesson*.py"))
+LANGS = ("en", "zh")
+STUB = {"en": "# your code here", "zh": "# 在这里写你的代码"}
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+
+
+@dataclass
+class Cell:
+    kind: str  # 'markdown' | 'code'
+    lang: str | None  # None: both languages
+    tags: tuple[str, ...]
+    lines: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Lesson:
+    number: int
+    name: str  # the file's stem, e.g. 'lesson1_layers'
+    title: dict[str, str]
+    exercise: dict[str, str]  # what the exercise is, per language
+    cells: list[Cell]
+
+
+def _parse(path: Path) -> Lesson:
+    header: dict[str, str] = {}
+    cells: list[Cell] = []
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        if raw.startswith("# %%"):
+            words = raw[4:].split()
+            if words[:1] == ["[markdown]"]:
+                lang = words[1] if len(words) > 1 else None
+                cells.append(Cell("markdown", lang, ()))
+            else:
+                cells.append(Cell("code", None, tuple(words)))
+            if cells[-1].lang not in (None, *LANGS):
+                raise ValueError(f"{path.name}: unknown language in {raw!r}")
+            continue
+        if not cells:
+            key, sep, value = raw.lstrip("# ").partition(":")
+            if sep and key.strip():
+                header[key.strip()] = value.strip()
+            continue
+        cells[-1].lines.append(raw)
+    number = int("".join(ch for ch in path.stem.split("_")[0] if ch.isdigit()))
+    return Lesson(number, path.stem, {l: header.get(f"title {l}", path.stem) for l in LANGS},
+                  {l: header.get(f"exercise {l}", "") for l in LANGS}, cells)
+
+
+def lessons() -> list[Lesson]:
+    """Every lesson's source, parsed, in order."""
+    return [_parse(p) for p in SOURCES]
+
+
+def lesson(number: int) -> Lesson:
+    for p in SOURCES:
+        if _parse(p).number == int(number):
+            return _parse(p)
+    raise ValueError(f"no notebook for lesson {number}: there are {len(SOURCES)}")
+
+
+def _strip(lines: list[str]) -> str:
+    while lines and not lines[0].strip():
+        lines = lines[1:]
+    while lines and not lines[-1].strip():
+        lines = lines[:-1]
+    return "\n".join(lines)
+
+
+def _markdown(cell: Cell) -> str:
+    return _strip([ln[2:] if ln.startswith("# ") else ln[1:] if ln.startswith("#") else ln for ln in cell.lines])
+
+
+def _code(cell: Cell, lang: str, solutions: bool) -> str:
+    out: list[str] = []
+    inside = False
+    for ln in cell.lines:
+        body = ln.strip()
+        indent = ln[: len(ln) - len(ln.lstrip())]
+        if body == BEGIN:
+            inside = True
+            if not solutions:
+                out += [indent + STUB[lang], indent + "raise NotImplementedError"]
+            continue
+        if body == END:
+            inside = False
+            continue
+        if inside and not solutions:
+            continue
+        other = [l for l in LANGS if l != lang]
+        if any(body.startswith(f"# {l}:") for l in other):
+            continue
+        if body.startswith(f"# {lang}:"):
+            ln = indent + "# " + body[len(f"# {lang}:"):].strip()
+        out.append(ln.replace("__LANG__", lang))
+    return _strip(out)
+
+
+def build(lesson_: Lesson | int, lang: str = "en", solutions: bool = False) -> dict:
+    """One notebook (nbformat 4.5, as a dict) of a lesson in ``lang``, with or without the solutions."""
+    les = lesson(lesson_) if isinstance(lesson_, int) else lesson_
+    if lang not in LANGS:
+        raise ValueError(f"unknown language {lang!r}: choose one of {', '.join(LANGS)}")
+    cells = []
+    for i, c in enumerate(les.cells):
+        if c.lang not in (None, lang):
+            continue
+        cid = f"{les.name.split('_')[0]}-{i:02d}"
+        if c.kind == "markdown":
+            cells.append({"cell_type": "markdown", "id": cid, "metadata": {}, "source": _markdown(c)})
+        else:
+            meta = {"tags": list(c.tags)} if c.tags else {}
+            cells.append({"cell_type": "code", "id": cid, "metadata": meta, "execution_count": None, "outputs": [],
+                          "source": _code(c, lang, solutions)})
+    return {
+        "cells": cells,
+        "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+            "language_info": {"name": "python"},
+            "teachkit": {"lesson": les.number, "lang": lang, "solutions": bool(solutions)},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+def file_name(lesson_: Lesson, lang: str, solutions: bool = False) -> str:
+    """``lesson1_layers.ipynb``, ``lesson1_layers.zh.ipynb``, ``lesson1_layers.solutions.ipynb`` ..."""
+    parts = [lesson_.name] + ([lang] if lang != "en" else []) + (["solutions"] if solutions else [])
+    return ".".join(parts) + ".ipynb"
+
+
+def notebook_bytes(number: int, lang: str = "en", solutions: bool = False) -> bytes:
+    """A lesson's notebook as the bytes of an ``.ipynb`` file (the app's download button)."""
+    return (json.dumps(build(number, lang, solutions), ensure_ascii=False, indent=1) + "\n").encode("utf-8")
+
+
+def write_notebooks(folder, lang: str = "en", solutions: bool = False, force: bool = False) -> list[Path]:
+    """Write every lesson's notebook into ``folder`` (made if missing); returns the paths.
+
+    An existing notebook is not overwritten unless ``force`` (a student's work must not be lost):
+    :class:`FileExistsError` names it.
+    """
+    from ..fileio import atomic_write
+
+    folder = Path(os.fspath(folder)).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    todo = [(les, folder / file_name(les, lang, solutions)) for les in lessons()]
+    if not force:
+        for _, path in todo:
+            if path.exists():
+                raise FileExistsError(str(path))
+    written = []
+    for les, path in todo:
+        with atomic_write(path, "wb") as f:
+            f.write(notebook_bytes(les.number, lang, solutions))
+        written.append(path)
+    return written

@@ -1,0 +1,266 @@
+"""``teachkit app``: serve the classroom app from any folder, with the classroom settings.
+
+The app is the Streamlit script ``teachkit/lessons/app.py`` (the repository's ``lessons/app.py``; it
+ships inside the wheel).  This module is the one place that holds the settings it is served with
+(:data:`SETTINGS`: the upload limit, no error details for visitors, no file watcher, ...);
+``teachkit app`` passes every one of them to ``streamlit run`` as a command-line flag, which beats any
+config file or ``STREAMLIT_*`` variable, so the limits hold whatever folder the teacher starts in.
+``make run`` calls ``teachkit app``; the repository's ``.streamlit/config.toml`` (read by a plain
+``streamlit run app.py`` in a checkout) holds the same values, and a test keeps them equal.
+
+At start the command prints the addresses to give students -- this computer's address on the class
+network, found without sending anything anywhere -- and, in a terminal, a QR code of it.
+
+Streamlit runs in a child process (``python -m streamlit run``): teachkit never imports Streamlit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from .messages import TeachkitError, set_language, text
+
+__all__ = ["SETTINGS", "entry_script", "streamlit_flags", "lan_addresses", "add_app_parser", "cmd_app"]
+
+#: The served settings: Streamlit option -> value.  ``server.maxUploadSize`` is the default; ``teachkit app
+#: --upload-mb`` (and ``make run UPLOAD_MB=``) changes it, and the app checks at start that the server's limit
+#: is not larger than its own (teachkit.lessons.uploads.check_served_limits).
+SETTINGS: dict[str, object] = {
+    "server.headless": True,  # no browser opened on the server
+    "server.maxUploadSize": 10,  # MB per request: the server refuses more, whatever the browser does
+    "server.maxMessageSize": 50,
+    "server.fileWatcherType": "none",  # nothing is watched or re-run while a class uses it
+    "server.runOnSave": False,
+    "browser.gatherUsageStats": False,  # the classroom is often offline: never phone home
+    "client.showErrorDetails": "none",  # visitors see a short message; the traceback goes to the log
+    "client.toolbarMode": "viewer",
+    "runner.postScriptGC": False,  # no full garbage collection after every run (lessons/resources.py)
+    "runner.fastReruns": True,  # a click during a running demo interrupts it at once
+    "theme.base": "light",  # projector-friendly: slightly larger text, high contrast
+    "theme.baseFontSize": 17,
+    "theme.primaryColor": "#c2410c",
+}
+
+DEFAULT_PORT = 8501
+
+
+class AppError(TeachkitError, ValueError):
+    """A problem with ``teachkit app``'s options (one line from the CLI, exit code 2)."""
+
+
+#: a private address of each private range: "connecting" a UDP socket to one sends nothing, but makes the
+#: system choose the interface (and so the address) it would use for the class network
+_PRIVATE_PROBES = ("10.255.255.255", "172.31.255.255", "192.168.255.255")
+
+
+def entry_script() -> Path:
+    """The app's Streamlit script: ``teachkit/lessons/app.py``, wherever teachkit is installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("teachkit.lessons")
+    return Path(spec.submodule_search_locations[0]) / "app.py"
+
+
+def _flag_value(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def streamlit_flags(upload_mb: int | None = None, port: int | None = None, local: bool = False) -> list[str]:
+    """The ``streamlit run`` flags of :data:`SETTINGS`, with the upload limit (MB), the port and the
+    interface (``local``: 127.0.0.1, this computer only; else every IPv4 interface) filled in."""
+    options = dict(SETTINGS)
+    if upload_mb is not None:
+        options["server.maxUploadSize"] = int(upload_mb)
+    if port is not None:
+        options["server.port"] = int(port)
+    options["server.address"] = "127.0.0.1" if local else "0.0.0.0"
+    flags: list[str] = []
+    for name, value in options.items():
+        flags += [f"--{name}", _flag_value(value)]
+    return flags
+
+
+def lan_addresses() -> list[str]:
+    """This computer's IPv4 addresses on its networks (not 127.x), most likely the class network's first.
+
+    Nothing is sent: a UDP socket "connected" to a private address only asks the system which
+    interface it would use.  Empty when the computer is on no network."""
+    found: list[str] = []
+    for probe in _PRIVATE_PROBES:
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.connect((probe, 9))
+                address = s.getsockname()[0]
+        except OSError:  # no route to that range
+            continue
+        if address and not address.startswith("127.") and address != "0.0.0.0" and address not in found:
+            found.append(address)
+    return found
+
+
+def _print_qr(url: str) -> None:
+    """A QR code of ``url`` in the terminal (half-block characters; plain blocks where the console's
+    encoding lacks them).  Silently nothing if segno is missing."""
+    try:
+        import segno
+    except ImportError:
+        return
+    code = segno.make(url, error="m")
+    try:
+        code.terminal(compact=True, border=2)
+    except UnicodeEncodeError:  # an old Windows console code page
+        code.terminal(border=2)
+
+
+# ---- the command line: ``teachkit app`` ---------------------------------------------------------
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {value!r}")
+    return port
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value!r}")
+    return number
+
+
+def _seconds(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected whole seconds (0: no limit), got {value!r}")
+    return number
+
+
+def _default_upload_mb() -> int:
+    try:
+        return max(1, int(os.environ.get("TEACHKIT_UPLOAD_MAX_MB", "").strip() or SETTINGS["server.maxUploadSize"]))
+    except ValueError:
+        return int(SETTINGS["server.maxUploadSize"])
+
+
+def add_app_parser(sub) -> None:
+    p = sub.add_parser(
+        "app", help="start the classroom app (students open the address it prints)",
+        description="Serve the six lessons to the class network (or this computer only, --local) with the "
+                    "classroom settings: uploads refused above --upload-mb, short errors for visitors, no file "
+                    "watcher.  Works from any folder.  Stop it with Ctrl+C.",
+    )
+    p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="port to serve on (default: %(default)s)")
+    p.add_argument("--local", action="store_true",
+                   help="this computer only (127.0.0.1); default: the class network, every interface")
+    p.add_argument("--upload-mb", type=_positive_int, default=_default_upload_mb(), metavar="MB",
+                   help="largest upload in MB; the server refuses larger requests (default: %(default)s)")
+    p.add_argument("--data-root", metavar="DIR", default=None,
+                   help="let lesson 1 scan image folders inside DIR (default: no folder box)")
+    # its own dest: the top-level `teachkit --lang` (messages) would otherwise be overwritten by this default
+    p.add_argument("--lang", dest="app_lang", choices=("en", "zh"), default=None,
+                   help="language the pages open in without ?lang= in the address, and of these lines "
+                        "(default: `teachkit --lang`, else English pages)")
+    p.add_argument("--demo-seconds", type=_seconds, default=None, metavar="S",
+                   help="time limit of the live demos of lessons 2-5 in seconds, 0 for none (default: 25)")
+    p.add_argument("--no-qr", action="store_true", help="do not print the QR code of the address")
+    p.set_defaults(func=cmd_app)
+
+
+def app_environment(args: argparse.Namespace, base: dict | None = None) -> dict[str, str]:
+    """The environment of the app's process: ``base`` (default: this one) and the options' settings."""
+    env = dict(os.environ if base is None else base)
+    env["TEACHKIT_UPLOAD_MAX_MB"] = str(args.upload_mb)
+    if args.data_root:
+        root = Path(args.data_root).expanduser()
+        if not root.is_dir():
+            raise AppError("serve.data_root_missing", path=str(root))
+        env["TEACHKIT_DATA_ROOT"] = str(root.resolve())
+    page_lang = getattr(args, "app_lang", None) or getattr(args, "lang", None)
+    if page_lang:
+        env["TEACHKIT_LANG"] = page_lang
+    if args.demo_seconds is not None:
+        env["TEACHKIT_DEMO_SECONDS"] = str(args.demo_seconds)
+    return env
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    if args.app_lang:  # (inside the CLI's own `with using_language(...)`, which restores it afterwards)
+        set_language(args.app_lang)
+    env = app_environment(args)
+    import importlib.util
+
+    if importlib.util.find_spec("streamlit") is None:
+        raise AppError("serve.no_streamlit")
+    command = [sys.executable, "-m", "streamlit", "run", str(entry_script()),
+               *streamlit_flags(args.upload_mb, args.port, args.local)]
+
+    here = f"http://localhost:{args.port}"
+    print(text("serve.starting", mb=args.upload_mb))
+    print(text("serve.this_computer", url=here))
+    if args.local:
+        print(text("serve.local_only"))
+        share = None
+    else:
+        urls = [f"http://{address}:{args.port}" for address in lan_addresses()]
+        for url in urls:
+            print(text("serve.students", url=url))
+        if not urls:
+            print(text("serve.no_lan"))
+        share = urls[0] if urls else None
+    if share and not args.no_qr and sys.stdout.isatty():
+        print(text("serve.qr"))
+        _print_qr(share)
+    print(text("serve.stop"), flush=True)
+
+    proc = subprocess.Popen(command, env=env)
+    _stop_on_terminate()
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:  # Ctrl+C reaches Streamlit too: give it a moment to close its sessions
+        try:
+            proc.wait(10)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt, _Terminated):
+            pass
+    except _Terminated:  # only this process was asked: pass it on
+        pass
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    print(text("serve.stopped"))
+    return 0
+
+
+class _Terminated(Exception):
+    """``teachkit app`` was asked to end (SIGTERM): the Streamlit process ends with it, never left behind."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
+def _stop_on_terminate() -> None:
+    import signal
+
+    try:  # SIGTERM exists on every OS; a handler can only be set from the main thread
+        signal.signal(signal.SIGTERM, _raise_terminated)
+    except (ValueError, OSError, AttributeError):
+        pass

@@ -1,0 +1,458 @@
+"""teachkit.exercises: every check passes the reference solution and fails each planted mistake with the
+matching hint, in English and Chinese; transfer_with runs the one engine with the student's functions."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from teachkit import exercises as ex
+from teachkit.messages import catalogue, domain_catalogue, fields, LOCALE_DIR
+
+# ---- the reference solutions (written here from the formulas, independently of teachkit.costs) ----
+
+
+def content_ref(a_C, a_G):
+    return 0.5 * torch.sum((a_C - a_G) ** 2)
+
+
+def content_assignment(a_C, a_G):
+    _, n_H, n_W, n_C = a_G.shape
+    return torch.sum((a_C - a_G) ** 2) / (4 * n_H * n_W * n_C)
+
+
+def gram_engine(a):
+    f = a.reshape(a.shape[1], -1)
+    return f @ f.T
+
+
+def gram_assignment(a):
+    _, n_H, n_W, n_C = a.shape
+    f = a.reshape(n_H * n_W, n_C).T
+    return f @ f.T
+
+
+def gram_unrolled(A):
+    return A @ A.T
+
+
+def layer_ref(a_S, a_G):
+    _, n_C, n_H, n_W = a_G.shape
+    return torch.sum((gram_engine(a_S) - gram_engine(a_G)) ** 2) / (2 * n_H * n_W * n_C)
+
+
+def layer_assignment(a_S, a_G):
+    _, n_H, n_W, n_C = a_G.shape
+    return torch.sum((gram_assignment(a_S) - gram_assignment(a_G)) ** 2) / (4 * n_C**2 * (n_H * n_W) ** 2)
+
+
+def style_ref(a_S, a_G, lambdas):
+    return sum(lam * layer_ref(s, g) for lam, s, g in zip(lambdas, a_S, a_G))
+
+
+def total_ref(J_content, J_style, alpha, beta):
+    return alpha * J_content + beta * J_style
+
+
+def rf_ref(layers):
+    sizes, size, jump = [], 1, 1
+    for k, s in layers:
+        size += (k - 1) * jump
+        jump *= s
+        sizes.append(size)
+    return sizes
+
+
+# ---- the planted mistakes ----------------------------------------------------------------------------
+
+
+def c_no_constant(a_C, a_G):
+    return torch.sum((a_C - a_G) ** 2)
+
+
+def c_no_square(a_C, a_G):
+    return 0.5 * torch.sum(torch.abs(a_C - a_G))
+
+
+def c_wrong_axis(a_C, a_G):
+    return 0.5 * torch.sum((a_C - a_G) ** 2, dim=1)
+
+
+def c_numpy(a_C, a_G):
+    return 0.5 * np.sum(np.square(np.asarray(a_C) - np.asarray(a_G)))
+
+
+def c_wrong_shape(a_C, a_G):
+    return 0.5 * (a_C - a_G) ** 2
+
+
+def c_raises(a_C, a_G):
+    return 0.5 * torch.sum((a_C - a_G) ** 2) / undefined_name  # noqa: F821
+
+
+def c_not_written(a_C, a_G):
+    # your code here
+    raise NotImplementedError
+
+
+def c_none(a_C, a_G):
+    0.5 * torch.sum((a_C - a_G) ** 2)
+
+
+def c_nan(a_C, a_G):
+    return 0.5 * torch.sum((a_C - a_G) ** 2) * torch.log(-torch.ones(()))
+
+
+def c_item(a_C, a_G):
+    return torch.tensor(0.5 * torch.sum((a_C - a_G) ** 2).item())
+
+
+def g_reshape_no_transpose(a):
+    _, n_H, n_W, n_C = a.shape
+    f = a.reshape(n_C, n_H * n_W)
+    return f @ f.T
+
+
+def g_wrong_axis(a):
+    f = a.reshape(a.shape[1], -1)
+    return f.T @ f
+
+
+def g_not_symmetric(a):
+    f = a.reshape(a.shape[1], -1)
+    return f @ f.roll(1, dims=1).T
+
+
+def g_numpy(a):
+    f = np.asarray(a).reshape(a.shape[1], -1)
+    return f @ f.T
+
+
+def g_wrong_shape(a):
+    return gram_engine(a).flatten()
+
+
+def g_raises(a):
+    return a.reshape(7, 7, 7)
+
+
+def g_positions(a):
+    f = a.reshape(a.shape[1], -1)
+    return f @ f.T / f.shape[1]
+
+
+def l_no_constant(a_S, a_G):
+    return torch.sum((gram_engine(a_S) - gram_engine(a_G)) ** 2)
+
+
+def l_no_square(a_S, a_G):
+    _, n_C, n_H, n_W = a_G.shape
+    return torch.linalg.norm(gram_engine(a_S) - gram_engine(a_G)) / (2 * n_H * n_W * n_C)
+
+
+def l_reshape_no_transpose(a_S, a_G):
+    _, n_H, n_W, n_C = a_G.shape
+    gs, gg = g_reshape_no_transpose(a_S), g_reshape_no_transpose(a_G)
+    return torch.sum((gs - gg) ** 2) / (2 * n_H * n_W * n_C)
+
+
+def l_slides(a_S, a_G):
+    _, n_C, n_H, n_W = a_G.shape
+    return torch.sum((gram_engine(a_S) - gram_engine(a_G)) ** 2) * (1 / (2 * n_H * n_W * n_C)) ** 2
+
+
+def l_wrong_axis(a_S, a_G):
+    _, n_C, n_H, n_W = a_G.shape
+    return torch.sum((gram_engine(a_S) - gram_engine(a_G)) ** 2, dim=0) / (2 * n_H * n_W * n_C)
+
+
+def l_numpy(a_S, a_G):
+    _, n_C, n_H, n_W = a_G.shape
+    gs, gg = g_numpy(a_S), g_numpy(a_G)
+    return np.sum((gs - gg) ** 2) / (2 * n_H * n_W * n_C)
+
+
+def l_raises(a_S, a_G):
+    raise ValueError("shapes do not match")
+
+
+def s_no_lambda(a_S, a_G, lambdas):
+    return sum(layer_ref(s, g) for s, g in zip(a_S, a_G))
+
+
+def s_last_only(a_S, a_G, lambdas):
+    J = 0
+    for lam, s, g in zip(lambdas, a_S, a_G):
+        J = lam * layer_ref(s, g)
+    return J
+
+
+def s_reversed(a_S, a_G, lambdas):
+    return sum(lam * layer_ref(s, g) for lam, s, g in zip(lambdas[::-1], a_S, a_G))
+
+
+def s_numpy(a_S, a_G, lambdas):
+    return float(sum(lam * float(l_numpy(s, g)) for lam, s, g in zip(lambdas, a_S, a_G)))
+
+
+def t_swapped(J_content, J_style, alpha, beta):
+    return beta * J_content + alpha * J_style
+
+
+def t_unweighted(J_content, J_style, alpha, beta):
+    return J_content + J_style
+
+
+def t_numpy(J_content, J_style, alpha, beta):
+    return alpha * float(J_content) + beta * float(J_style)
+
+
+def t_raises(J_content, J_style, alpha, beta):
+    return alpha * J_content + beta * J_styl  # noqa: F821
+
+
+def rf_no_jump(layers):
+    sizes, size = [], 1
+    for k, _ in layers:
+        size += k - 1
+        sizes.append(size)
+    return sizes
+
+
+def rf_own_stride(layers):
+    sizes, size, jump = [], 1, 1
+    for k, s in layers:
+        jump *= s
+        size += (k - 1) * jump
+        sizes.append(size)
+    return sizes
+
+
+def rf_off_by_one(layers):
+    return [s - 1 for s in rf_ref(layers)]
+
+
+def rf_short(layers):
+    return rf_ref(layers)[:-1]
+
+
+PASSING = [
+    ("content", ex.check_content_cost, content_ref, {}),
+    ("content assignment", ex.check_content_cost, content_assignment, {"layout": "assignment", "constant": "assignment"}),
+    ("content any", ex.check_content_cost, content_assignment, {"layout": "assignment", "constant": "any"}),
+    ("gram", ex.check_gram_matrix, gram_engine, {}),
+    ("gram assignment", ex.check_gram_matrix, gram_assignment, {"layout": "assignment"}),
+    ("gram unrolled", ex.check_gram_matrix, gram_unrolled, {"layout": "unrolled"}),
+    ("gram numpy unrolled", ex.check_gram_matrix, lambda A: A @ A.T, {"layout": "unrolled"}),
+    ("layer", ex.check_layer_style_cost, layer_ref, {}),
+    ("layer assignment", ex.check_layer_style_cost, layer_assignment, {"layout": "assignment", "constant": "assignment"}),
+    ("layer slides", ex.check_layer_style_cost, l_slides, {"constant": "slides"}),
+    ("style", ex.check_style_cost, style_ref, {}),
+    ("total", ex.check_total_cost, total_ref, {}),
+    ("rf", ex.check_receptive_field, rf_ref, {}),
+]
+
+
+@pytest.mark.parametrize("label,check,fn,kw", PASSING, ids=[p[0] for p in PASSING])
+def test_reference_solutions_pass(label, check, fn, kw):
+    result = check(fn, **kw)
+    assert result.passed, result.text("en")
+    assert result.reason is None
+    assert len(result.items) >= 3
+
+
+PLANTED = [
+    # (label, check, function, kwargs, the expected hint's id)
+    ("content: missing constant", ex.check_content_cost, c_no_constant, {}, "exercises.constant_missing"),
+    ("content: missing square", ex.check_content_cost, c_no_square, {}, "exercises.scaling_square"),
+    ("content: sum over one axis", ex.check_content_cost, c_wrong_axis, {}, "exercises.not_scalar"),
+    ("content: NumPy instead of torch", ex.check_content_cost, c_numpy, {}, "exercises.grad_numpy"),
+    ("content: wrong shape", ex.check_content_cost, c_wrong_shape, {}, "exercises.not_scalar"),
+    ("content: exception inside", ex.check_content_cost, c_raises, {}, "exercises.raised"),
+    ("content: not written", ex.check_content_cost, c_not_written, {}, "exercises.not_written"),
+    ("content: no return", ex.check_content_cost, c_none, {}, "exercises.returned_none"),
+    ("content: NaN", ex.check_content_cost, c_nan, {}, "exercises.not_finite"),
+    ("content: cut off the graph", ex.check_content_cost, c_item, {}, "exercises.grad_detached"),
+    ("content: assignment's constant", ex.check_content_cost, content_assignment, {"layout": "assignment"},
+     "exercises.constant_other"),
+    ("gram: reshape without transpose", ex.check_gram_matrix, g_reshape_no_transpose, {"layout": "assignment"},
+     "exercises.not_shuffle_invariant"),
+    ("gram: sum over the wrong axis", ex.check_gram_matrix, g_wrong_axis, {}, "exercises.gram_positions"),
+    ("gram: not symmetric", ex.check_gram_matrix, g_not_symmetric, {}, "exercises.not_symmetric_gram"),
+    ("gram: NumPy instead of torch", ex.check_gram_matrix, g_numpy, {}, "exercises.grad_numpy"),
+    ("gram: wrong shape", ex.check_gram_matrix, g_wrong_shape, {}, "exercises.gram_shape"),
+    ("gram: exception inside", ex.check_gram_matrix, g_raises, {}, "exercises.raised"),
+    ("gram: divided by the positions", ex.check_gram_matrix, g_positions, {}, "exercises.constant_other"),
+    ("layer: missing constant", ex.check_layer_style_cost, l_no_constant, {}, "exercises.constant_missing"),
+    ("layer: missing square", ex.check_layer_style_cost, l_no_square, {}, "exercises.scaling_square"),
+    ("layer: reshape without transpose", ex.check_layer_style_cost, l_reshape_no_transpose, {"layout": "assignment"},
+     "exercises.not_shuffle_invariant"),
+    ("layer: the slides' constant", ex.check_layer_style_cost, l_slides, {}, "exercises.constant_other"),
+    ("layer: sum over the wrong axis", ex.check_layer_style_cost, l_wrong_axis, {}, "exercises.not_scalar"),
+    ("layer: NumPy instead of torch", ex.check_layer_style_cost, l_numpy, {}, "exercises.grad_numpy"),
+    ("layer: exception inside", ex.check_layer_style_cost, l_raises, {}, "exercises.raised"),
+    ("style: lambda missing", ex.check_style_cost, s_no_lambda, {}, "exercises.lambda_ignored"),
+    ("style: overwrite instead of add", ex.check_style_cost, s_last_only, {}, "exercises.lambda_last_only"),
+    ("style: lambdas of other layers", ex.check_style_cost, s_reversed, {}, "exercises.lambda_wrong_layer"),
+    ("style: NumPy instead of torch", ex.check_style_cost, s_numpy, {}, "exercises.grad_numpy"),
+    ("total: alpha and beta swapped", ex.check_total_cost, t_swapped, {}, "exercises.total_swapped"),
+    ("total: weights missing", ex.check_total_cost, t_unweighted, {}, "exercises.total_unweighted"),
+    ("total: NumPy instead of torch", ex.check_total_cost, t_numpy, {}, "exercises.grad_numpy"),
+    ("total: exception inside", ex.check_total_cost, t_raises, {}, "exercises.raised"),
+    ("rf: strides ignored", ex.check_receptive_field, rf_no_jump, {}, "exercises.rf_no_jump"),
+    ("rf: own stride in the jump", ex.check_receptive_field, rf_own_stride, {}, "exercises.rf_own_stride"),
+    ("rf: off by one", ex.check_receptive_field, rf_off_by_one, {}, "exercises.rf_off_by_one"),
+    ("rf: one size missing", ex.check_receptive_field, rf_short, {}, "exercises.rf_length"),
+    ("not a function", ex.check_content_cost, 42, {}, "exercises.not_callable"),
+]
+
+_CJK = re.compile("[\u4e00-\u9fff]")
+
+
+@pytest.mark.parametrize("label,check,fn,kw,hint", PLANTED, ids=[p[0] for p in PLANTED])
+def test_planted_mistakes_get_their_hint_in_both_languages(label, check, fn, kw, hint):
+    result = check(fn, **kw)
+    assert not result.passed
+    assert result.reason is not None and result.reason.id == hint, result.text("en")
+    en, zh = result.reason.text("en"), result.reason.text("zh")
+    assert en and zh and en != zh
+    assert _CJK.search(zh) and not _CJK.search(en)
+    # the whole result renders in both languages, in a notebook too, without a traceback
+    assert result.text("zh") != result.text("en")
+    assert hint in [i.reason.id for i in result.items if i.reason is not None]
+    assert result._repr_markdown_().startswith("❌")
+
+
+def test_constants_are_named():
+    """The student's constant is recognised and named (the note on the passed 'values' item)."""
+    result = ex.check_content_cost(content_assignment, layout="assignment", constant="any")
+    notes = [i.reason for i in result.items if i.passed and i.reason is not None]
+    assert any(n.id == "exercises.note.constant" and n.params["constant"].id == "exercises.const.content.assignment"
+               for n in notes)
+    wrong = ex.check_layer_style_cost(l_slides)
+    assert wrong.reason.params["got"].id == "exercises.const.style.slides"
+    assert wrong.reason.params["want"].id == "exercises.const.style.notes"
+    assert "(1/(2·n_H·n_W·n_C))²" in wrong.reason.text("en")
+
+
+def test_scaling_hint_reports_the_growth():
+    """Doubling the activations: the layer style cost must grow x16; a missing square gives x4."""
+    r = ex.check_layer_style_cost(l_no_square)
+    assert r.reason.params["want"] == "16"
+    assert abs(r.reason.params["got"] - 4.0) < 1e-6
+
+
+def test_numpy_written_function_passes_the_values_and_fails_only_the_gradient():
+    r = ex.check_layer_style_cost(l_numpy)
+    failed = [i for i in r.items if not i.passed]
+    assert len(failed) == 1 and failed[0].reason.id == "exercises.grad_numpy"
+    kinds = [i.reason.params.get("kind") for i in r.items if i.reason is not None and i.reason.id == "exercises.note.kind"]
+    assert kinds == ["NumPy"]
+
+
+def test_bad_arguments_of_the_checks_are_one_readable_error():
+    with pytest.raises(ValueError, match="unknown layout 'nhwc'"):
+        ex.check_content_cost(content_ref, layout="nhwc")
+    with pytest.raises(ValueError, match="unknown constant 'half'"):
+        ex.check_layer_style_cost(layer_ref, constant="half")
+
+
+def test_exercise_catalogue_same_ids_and_fields_in_both_languages():
+    en = domain_catalogue(LOCALE_DIR / "en" / "LC_MESSAGES" / "exercises.po")
+    zh = domain_catalogue(LOCALE_DIR / "zh" / "LC_MESSAGES" / "exercises.po")
+    assert set(en) == set(zh)
+    assert all(k.startswith("exercises.") for k in en)
+    for k in en:
+        assert fields(en[k]) == fields(zh[k]), k
+
+
+def test_every_hint_the_checks_can_give_is_in_the_catalogue():
+    import inspect
+
+    from teachkit.exercises import checks, engine
+
+    src = inspect.getsource(checks) + inspect.getsource(engine)
+    used = set(re.findall(r'"(exercises\.[a-z_.]+)"', src))
+    assert used, "no ids found"
+    known = set(catalogue("en"))
+    dynamic_prefixes = ("exercises.name.", "exercises.layout.", "exercises.const.")
+    missing = {u for u in used if u not in known and not u.endswith(".") and not u.startswith(dynamic_prefixes)}
+    assert not missing
+    for name in ex.CHECKS:
+        assert f"exercises.name.{name}" in known
+
+
+# ---- transfer_with: the one engine with the student's functions -------------------------------------
+
+
+def _tiny(**kw):
+    from teachkit.transfer import TransferConfig
+
+    return TransferConfig(size=48, steps=4, dtype="float32", preview_every=0, pyramid=1, **kw)
+
+
+@pytest.fixture(scope="module")
+def images():
+    g = torch.Generator().manual_seed(0)
+    return torch.rand((1, 3, 48, 48), generator=g), torch.rand((1, 3, 48, 48), generator=g)
+
+
+def test_transfer_with_reference_functions_reproduces_transfer(vgg19, images, one_thread):
+    from teachkit.costs import CostFunctions
+    from teachkit.transfer import transfer
+
+    ref = CostFunctions.reference()
+    content, style = images
+    run = ex.transfer_with(content, style, _tiny(), content_cost=ref.content_cost, gram_matrix=ref.gram_matrix,
+                           total_cost=ref.total_cost, backbone=vgg19, compare=False)
+    assert run.ok, run.text("en")
+    plain = transfer(content, style, _tiny(), backbone=vgg19)
+    assert len(run.result.history) == len(plain.history) == 4
+    assert torch.allclose(run.result.tensor, plain.tensor, atol=1e-5)
+    for a, b in zip(run.result.history, plain.history):
+        assert a["total"] == pytest.approx(b["total"], rel=1e-5)
+
+
+def test_transfer_with_assignment_layout_reproduces_transfer(vgg19, images, one_thread):
+    from teachkit.transfer import transfer
+
+    content, style = images
+    run = ex.transfer_with(content, style, _tiny(), layer_style_cost=lambda s, g: layer_assignment(s, g) *
+                           (2 * g.shape[1] * g.shape[2] * g.shape[3]), layout="assignment", backbone=vgg19,
+                           compare=False)
+    plain = transfer(content, style, _tiny(), backbone=vgg19)
+    assert run.ok, run.text("en")
+    assert torch.allclose(run.result.tensor, plain.tensor, atol=1e-4)
+
+
+def test_transfer_with_a_function_that_breaks_mid_run_stops_and_keeps_the_image(vgg19, images, one_thread):
+    content, style = images
+    calls = {"engine": 0}
+
+    def flaky(a_C, a_G):
+        if a_G.dtype == torch.float32:  # the engine's calls (the checks use float64): the third one breaks
+            calls["engine"] += 1
+            if calls["engine"] == 3:
+                raise RuntimeError("boom")
+        return 0.5 * torch.sum((a_C - a_G) ** 2)
+
+    run = ex.transfer_with(content, style, _tiny(), content_cost=flaky, backbone=vgg19)
+    assert run.failure is not None and run.failure.id == "exercises.run.failed"
+    assert run.failure.params["reason"].id == "exercises.raised"
+    assert run.result is not None and run.result.stopped
+    assert 1 <= len(run.result.history) < 4
+    assert run.result.image.size == (48, 48)
+    assert "boom" in run.text("en") and _CJK.search(run.text("zh"))
+    assert run.reference is not None and len(run.reference.history) == 4
+
+
+def test_transfer_with_a_function_that_cannot_run_starts_nothing(vgg19, images):
+    content, style = images
+    run = ex.transfer_with(content, style, _tiny(), gram_matrix=g_numpy, backbone=vgg19)
+    assert run.result is None and run.reference is None
+    assert run.failure.id == "exercises.run.not_ready"
+    assert run.failure.params["reason"].id == "exercises.grad_numpy"
+    assert _CJK.search(run.text("zh"))

@@ -1,0 +1,292 @@
+"""Messages as data: every id in the catalogues (all domains), both languages, and the ids the code uses.
+
+The oracle is the catalogue itself, read independently of :func:`teachkit.messages.text`: the
+parameter names come from each English template, each is filled with a marked value, and the
+marks must come out in both renderings.  The ids the code uses are found in its source (literal
+strings, read with :mod:`ast`), so an id raised nowhere or raised but never written down fails here.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import string
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from teachkit import messages
+from teachkit.messages import Message, TeachkitError, catalogue, catalogue_files, domain_catalogue, text
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = [ROOT / "teachkit", ROOT / "lessons", ROOT / "app.py"]
+ID_SHAPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")  # matches ids, never sentences
+#: a dotted name that is a file, not a message id (``image.png``, ``atlas.npz``)
+FILE_ENDINGS = {"py", "po", "mo", "md", "txt", "json", "npz", "npy", "png", "jpg", "jpeg", "webp", "bmp", "tif",
+                "tiff", "gif", "pdf", "svg", "csv", "toml", "yaml", "yml", "bin", "pt", "pth", "zip", "gz", "html",
+                "ipynb", "log", "lock", "tmp", "part"}
+CJK = re.compile(r"[\u3400-\u9fff]")
+LETTERS = re.compile(r"[A-Za-z]")
+#: a parameter a translation may leave out: another library's own (English) words about a failure
+OPTIONAL = {"detail"}
+
+
+def fields(template: str) -> dict[str, str]:
+    """The parameters of a template and their format specs (``{mb:.1f}`` -> {'mb': '.1f'})."""
+    return {name.split(".")[0].split("[")[0]: spec or ""
+            for _, name, spec, _ in string.Formatter().parse(template) if name}
+
+
+def marked(specs: dict[str, str]) -> dict:
+    """A recognisable value per parameter: a marked string, or a distinct number where the
+    template formats a number (``{mb:.1f}``)."""
+    return {n: (7000 + 37 * i + 0.25 if spec else f"<<{n}>>") for i, (n, spec) in enumerate(sorted(specs.items()))}
+
+
+def shown(value, spec: str) -> str:
+    return format(value, spec) if spec else str(value)
+
+
+def strip_fields(template: str) -> str:
+    return "".join(lit for lit, _, _, _ in string.Formatter().parse(template))
+
+
+EN, ZH = catalogue("en"), catalogue("zh")
+IDS = sorted(EN)
+
+
+# ---- the catalogues ----------------------------------------------------------------------------
+
+
+def test_every_domain_exists_in_both_languages_with_the_same_ids():
+    en = {p.name: p for p in catalogue_files("en")}
+    zh = {p.name: p for p in catalogue_files("zh")}
+    assert en and set(en) == set(zh), (sorted(en), sorted(zh))
+    owner: dict[str, str] = {}
+    for name in en:
+        en_ids, zh_ids = set(domain_catalogue(en[name])), set(domain_catalogue(zh[name]))
+        assert en_ids == zh_ids, (name, sorted(en_ids ^ zh_ids))  # no id lacks a translation
+        for msg_id in en_ids:
+            assert msg_id not in owner, f"{msg_id} is defined in {owner.get(msg_id)} and {name}"
+            owner[msg_id] = name
+            assert ID_SHAPE.match(msg_id), f"{name}: {msg_id!r} is not a dotted id"
+    assert set(owner) == set(EN) == set(ZH)
+
+
+@pytest.mark.parametrize("msg_id", IDS)
+def test_each_id_renders_in_both_languages_with_its_parameters(msg_id):
+    names, zh_names = fields(EN[msg_id]), fields(ZH[msg_id])
+    assert set(zh_names) <= set(names), f"{msg_id}: the Chinese text uses parameters the English lacks"
+    assert set(names) - set(zh_names) <= OPTIONAL, f"{msg_id}: the Chinese text leaves out {set(names) - set(zh_names)}"
+    params = marked(names)
+    en, zh = text(msg_id, "en", **params), text(msg_id, "zh", **params)
+    for name, value in params.items():
+        assert shown(value, names[name]) in en, (msg_id, name, en)
+        if name in zh_names:
+            assert shown(value, zh_names[name]) in zh, (msg_id, name, zh)
+    # The Chinese text is Chinese: not the English one, with Chinese words -- unless the text is one
+    # name or formula without a space ("Adam", "1/(n_H·n_W·n_C)"), the same in every language.
+    literal = strip_fields(EN[msg_id]).strip()
+    if LETTERS.search(literal) and any(c.isspace() for c in literal):
+        assert zh != en and CJK.search(strip_fields(ZH[msg_id])), (msg_id, zh)
+
+
+def test_message_params_that_are_messages_render_in_the_same_language():
+    inner = Message("image.not_found")
+    outer = Message("image.cannot_read", source="a.png", problem=inner)
+    assert outer.text("zh") == ZH["image.cannot_read"].format(source="a.png", problem=ZH["image.not_found"])
+    assert str(outer) == EN["image.cannot_read"].format(source="a.png", problem=EN["image.not_found"])
+
+
+# ---- the code and the catalogue ------------------------------------------------------------------
+
+
+def _python_files():
+    for src in SOURCES:
+        yield from ([src] if src.is_file() else sorted(src.rglob("*.py")))
+
+
+def _figure_text_keys(trees) -> set[str]:
+    """The keys of ``figtext.register({...})``: the figures' own table, dotted like ids."""
+    keys = set()
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "register":
+                for arg in node.args:
+                    if isinstance(arg, ast.Dict):
+                        keys |= {k.value for k in arg.keys if isinstance(k, ast.Constant)}
+    return keys
+
+
+def _source_strings() -> tuple[dict[str, str], list[str]]:
+    """Every literal string of the source that looks like an id (-> where), and the literal
+    beginnings of f-strings that end in a dot (``f"option.items.{kind}"`` -> 'option.items.')."""
+    areas = {i.split(".")[0] for i in EN}
+    found: dict[str, str] = {}
+    prefixes: list[str] = []
+    trees = {path: ast.parse(path.read_text(encoding="utf-8")) for path in _python_files()}
+    skip = _figure_text_keys(trees.values())
+    for path, tree in trees.items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
+                head = str(node.values[0].value)
+                if head.endswith(".") and ID_SHAPE.match(head + "x"):
+                    prefixes.append(head)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value not in skip:
+                s = node.value
+                if ID_SHAPE.match(s) and s.split(".")[0] in areas and s.rsplit(".", 1)[1] not in FILE_ENDINGS:
+                    found.setdefault(s, f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found, prefixes
+
+
+def test_every_id_the_code_uses_is_in_the_catalogue():
+    found, _ = _source_strings()
+    missing = {i: where for i, where in found.items() if i not in EN}
+    assert not missing, f"ids used in the code but in no catalogue: {missing}"
+
+
+def test_every_catalogue_id_is_used_somewhere():
+    found, prefixes = _source_strings()
+    unused = [i for i in IDS if i not in found and not any(i.startswith(p) for p in prefixes)]
+    assert not unused, f"catalogue ids that no code uses: {unused}"
+
+
+def test_the_scan_finds_ids_and_only_ids():
+    """The source scan itself: it sees the ids the transfer raises and skips file names."""
+    found, _ = _source_strings()
+    assert {"config.size", "image.not_found", "progress.scale", "layer.unknown"} <= set(found)
+    assert not any(i.endswith((".png", ".py", ".npz")) for i in found)
+
+
+# ---- real errors, rendered --------------------------------------------------------------------
+
+
+def _zh_and_en(err: TeachkitError) -> tuple[str, str]:
+    zh, en = err.text("zh"), str(err)
+    assert zh != en and CJK.search(zh), zh
+    assert en == err.text("en")
+    return zh, en
+
+
+def test_a_missing_file_names_the_file_in_chinese(tmp_path):
+    from teachkit.images import ImageError, load_image
+
+    path = tmp_path / "不在这里-missing.jpg"
+    with pytest.raises(ImageError) as info:
+        load_image(path)
+    zh, en = _zh_and_en(info.value)
+    assert str(path) in zh and str(path) in en
+    assert zh == ZH["image.cannot_read"].format(source=path, problem=ZH["image.not_found"])
+    assert isinstance(info.value, ValueError) and info.value.source == str(path)
+    assert info.value.problem == Message("image.not_found")
+
+
+def test_a_truncated_png_names_the_file_in_chinese(tmp_path):
+    from PIL import Image
+
+    from teachkit.images import ImageError, load_image
+
+    path = tmp_path / "half.png"
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(path)
+    path.write_bytes(path.read_bytes()[:60])  # cut inside the pixel data
+    with pytest.raises(ImageError) as info:
+        load_image(path)
+    zh, _ = _zh_and_en(info.value)
+    assert "half.png" in zh and ZH["image.truncated"] in zh
+    assert info.value.problem.id == "image.truncated"
+
+
+def test_an_unknown_layer_names_the_layer_in_chinese(net):
+    from teachkit.features import DEFAULT_STYLE_LAYERS
+
+    with pytest.raises(ValueError) as info:
+        net.check_layers(["relu9_9", *DEFAULT_STYLE_LAYERS])
+    zh, en = _zh_and_en(info.value)
+    assert "relu9_9" in zh and "relu9_9" in en and "relu1_1" in zh  # the valid names are listed too
+
+
+@pytest.mark.parametrize("field, value, shown", [("size", 7, "7"), ("init_noise", 1.5, "1.5"),
+                                                 ("optimizer", "sgd", "sgd"), ("lr", -1.0, "-1.0")])
+def test_a_bad_config_value_is_named_in_chinese(field, value, shown):
+    from teachkit.transfer import ConfigError, TransferConfig
+
+    with pytest.raises(ConfigError) as info:
+        TransferConfig(**{field: value}).validate()
+    zh, en = _zh_and_en(info.value)
+    assert shown in zh and shown in en
+    assert isinstance(info.value, ValueError)  # what callers catch today
+
+
+def test_progress_carries_its_message_as_data():
+    from teachkit.progress import Progress
+
+    p = Progress("transfer", 1, 10, message=Message("progress.scale", k=1, n=2, side=128))
+    assert p.msg == Message("progress.scale", {"k": 1, "n": 2, "side": 128})
+    assert p.message == EN["progress.scale"].format(k=1, n=2, side=128)  # the English text, for logs
+    assert p.msg.text("zh") == ZH["progress.scale"].format(k=1, n=2, side=128)
+
+
+def test_errors_survive_pickling_as_ids():
+    """A worker process (a dataset scan) sends its errors back pickled: still an id + parameters."""
+    import pickle
+
+    from teachkit.images import ImageError
+
+    err = pickle.loads(pickle.dumps(ImageError.about("a.png", "image.empty")))
+    assert isinstance(err, ImageError) and err.source == "a.png" and err.problem.id == "image.empty"
+    assert err.text("zh") == ZH["image.cannot_read"].format(source="a.png", problem=ZH["image.empty"])
+
+
+def test_language_follows_the_locale_and_the_choice(monkeypatch):
+    for var in ("LC_ALL", "LC_MESSAGES", "LANG", "LANGUAGE"):
+        monkeypatch.delenv(var, raising=False)
+    assert messages.language() == "en"
+    monkeypatch.setenv("LANG", "zh_CN.UTF-8")
+    assert messages.language() == "zh"
+    monkeypatch.setenv("LC_ALL", "C")  # LC_ALL wins over LANG
+    assert messages.language() == "en"
+    with messages.using_language("zh"):
+        assert messages.language() == "zh"
+    assert messages.language() == "en"
+
+
+# ---- the CLI ----------------------------------------------------------------------------------
+
+
+def _zh_missing(name: str) -> str:
+    from teachkit.samples import CONTENT_SAMPLES, STYLE_SAMPLES
+
+    problem = ZH["image.not_file_nor_sample"].format(content=", ".join(CONTENT_SAMPLES),
+                                                     style=", ".join(STYLE_SAMPLES))
+    return ZH["cli.error"].format(detail=ZH["image.cannot_read"].format(source=name, problem=problem))
+
+
+@pytest.mark.parametrize("how", ["locale", "option"])
+def test_cli_speaks_chinese_for_a_missing_file(how, tmp_path, monkeypatch, capsys):
+    from teachkit.cli import main
+
+    for var in ("LC_ALL", "LC_MESSAGES", "LANGUAGE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("LANG", "zh_CN.UTF-8" if how == "locale" else "en_US.UTF-8")
+    head = [] if how == "locale" else ["--lang", "zh"]
+    name = str(tmp_path / "missing.jpg")
+    code = main([*head, "transfer", name, "rings", "-o", str(tmp_path / "out.png")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip() == _zh_missing(name), err
+    assert messages.language() == ("zh" if how == "locale" else "en")  # --lang held for that run only
+
+
+def test_cli_in_a_chinese_locale_prints_one_line_and_no_traceback(tmp_path):
+    name = str(tmp_path / "missing.jpg")
+    env = {k: v for k, v in os.environ.items() if k not in ("LC_ALL", "LC_MESSAGES", "LANGUAGE")}
+    env.update(LANG="zh_CN.UTF-8", PYTHONIOENCODING="utf-8")
+    out = subprocess.run([sys.executable, "-m", "teachkit.cli", "transfer", name, "rings", "-o",
+                          str(tmp_path / "out.png")], capture_output=True, text=True, encoding="utf-8", env=env,
+                         timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip() == _zh_missing(name), out.stderr
+    assert "Traceback" not in out.stderr

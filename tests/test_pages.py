@@ -1,0 +1,395 @@
+"""What a teacher's dry run found (issue 18), checked page by page with streamlit.testing.v1.AppTest.
+
+Tiny pictures (32 px) and an atlas of four small images, so each test takes seconds on 2 cores.  The
+demos here run with a 1-second time limit and far more steps than fit in it, so every live demo is cut
+short on purpose: the pages must still complete every item they promise and say honestly where they
+stopped.  The oracles are the pages' own promises (three layers -> three pictures; N of M steps).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+APP = str(ROOT / "app.py")
+TIMEOUT = 120
+CUT_STEPS = 400  # far more steps than fit into the 1-s limit at 32 px
+
+
+@pytest.fixture(scope="module", autouse=True)
+def classroom_env(tmp_path_factory):
+    from teachkit.samples import sample_content
+
+    folder = tmp_path_factory.mktemp("atlas_images")
+    for name in ("chelsea", "astronaut", "coffee", "rocket"):
+        sample_content(name, 64).save(folder / f"{name}.png")
+    mp = pytest.MonkeyPatch()
+    for key, value in {"TEACHKIT_FAST": "1", "TEACHKIT_DEMO_SIZE": "32", "TEACHKIT_ATLAS_DATASET": str(folder),
+                       "TEACHKIT_ATLAS_SIZE": "48", "TEACHKIT_CACHE": str(tmp_path_factory.mktemp("cache")),
+                       "TEACHKIT_OFFLINE": "1", "TEACHKIT_WARMUP": "0"}.items():
+        mp.setenv(key, value)
+    from teachkit import prepare
+    from teachkit.lessons.resources import load_net
+    from teachkit.samples import DEFAULT_CONTENT, DEFAULT_STYLE
+
+    net = load_net()
+    prepare.prepare_transfer(net, *prepare.GALLERY[0], prepare.FAST)
+    prepare.prepare_content(net, DEFAULT_CONTENT, prepare.FAST)
+    prepare.prepare_texture(net, DEFAULT_STYLE, prepare.FAST)
+    yield folder
+    mp.undo()
+
+
+@pytest.fixture
+def cut_demos(monkeypatch):
+    """Every live demo gets 1 s and many more steps than fit into it."""
+    monkeypatch.setenv("TEACHKIT_DEMO_SECONDS", "1")
+    monkeypatch.setenv("TEACHKIT_DEMO_STEPS", str(CUT_STEPS))
+
+
+def ui(key: str, lang: str = "en") -> str:
+    from teachkit.lessons._strings import UI
+
+    return UI[key][lang]
+
+
+def open_page(page: str | None, lang: str = "en", **params) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["lang"] = lang
+    for k, v in params.items():
+        at.query_params[k] = v
+    at.run()
+    if page is not None:
+        at.switch_page(page).run()
+    clean(at)
+    return at
+
+
+def clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def captions(at: AppTest) -> list[str]:
+    return [c.value for c in at.caption]
+
+
+def stopped_line(done: str = r"\d+", total: int = CUT_STEPS) -> re.Pattern:
+    """The honest line of a cut demo, built from the page's own string (its numbers as patterns)."""
+    head = re.escape(ui("stopped_at_limit").split("{done}")[0])
+    return re.compile(head + done + re.escape(f" of {total} steps"))
+
+
+# ---- lesson 1 at its own address ----------------------------------------------------------------
+
+
+def test_lesson1_has_its_own_address_besides_the_root():
+    """`/layers` resolves to lesson 1 (a hidden page), while lesson 1 stays the default page at `/`."""
+
+    def script():
+        from pathlib import Path
+
+        import streamlit as st
+
+        from teachkit.lessons.guide import extra_pages, own_url_path
+        from teachkit.lessons.pages import PAGES
+
+        pages = [st.Page(p.path, title=str(p.number), url_path=own_url_path(p), default=p.number == 1) for p in PAGES]
+        pages += extra_pages()
+        st.navigation(pages)  # refuses two pages with one address
+        st.session_state["routes"] = {p.url_path: (Path(str(p._page)).name, p.visibility) for p in pages}
+
+    at = AppTest.from_function(script, default_timeout=TIMEOUT)
+    at.run()
+    clean(at)
+    routes = at.session_state["routes"]
+    assert routes[""] == ("1_layers.py", "visible")  # the root: lesson 1, in the navigation
+    assert routes["layers"] == ("1_layers.py", "hidden")  # its own address, not listed twice
+    assert routes["slides"][0] == "slides.py"
+    assert len(routes) == 8  # six lessons, the alias, the slides: no address taken twice
+
+
+def test_the_layers_alias_opens_lesson1():
+    at = open_page("lessons/1_layers.py")
+    assert at.title[0].value.startswith("1. ")
+
+
+def test_lesson1_starts_where_the_teachers_note_does():
+    at = open_page(None)
+    assert at.selectbox(key="p1_layer").value == "relu1_1"
+    assert at.radio(key="p1_how__en").value == "most_active"
+    note = next(e for e in at.expander if e.label == ui("teacher_note"))
+    assert "relu1_1" in " ".join(m.value for m in note.markdown)
+
+
+# ---- live demos complete what they promise, and say where the limit stopped them ---------------
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_lesson4_comparison_row_is_complete_even_when_cut(cut_demos, lang):
+    at = open_page("lessons/4_content.py", lang)
+    at.button(key="p4_grid").click().run()
+    clean(at)
+    items = at.session_state["p4_grid_result"]["items"]
+    assert [name for _, name, *_ in items] == ["relu1_2", "relu4_2", "relu5_2"]  # shallow, middle, deep: all three
+    assert all(img is not None for img, *_ in items)
+    assert all(stopped and 1 <= done < CUT_STEPS for *_, done, _, stopped in items)
+    if lang == "en":
+        lines = [c for c in captions(at) if stopped_line().search(c)]
+        assert len(lines) == 3, captions(at)
+        assert not any(c.startswith("Finished") for c in captions(at))
+
+
+def test_lesson4_single_run_says_stopped_not_finished(cut_demos):
+    at = open_page("lessons/4_content.py")
+    at.button(key="p4_run").click().run()
+    clean(at)
+    result = at.session_state["p4_result"]
+    assert result["stopped"] and result["steps"] < CUT_STEPS
+    assert any(stopped_line(str(result["steps"])).search(c) for c in captions(at)), captions(at)
+
+
+def test_lesson5_live_textures_complete_and_leave_the_prepared_row(cut_demos):
+    at = open_page("lessons/5_style.py")
+    prepared_before = [img for img in at.image]
+    at.button(key="p5_texture_run").click().run()
+    clean(at)
+    tex = at.session_state["p5_texture"]
+    from teachkit.features import DEFAULT_STYLE_LAYERS
+
+    assert tex["labels"] == list(DEFAULT_STYLE_LAYERS)  # every texture promised, each its own share of time
+    assert all(img is not None for img in tex["images"])
+    assert all(s and 1 <= n < CUT_STEPS for s, n in zip(tex["stopped"], tex["steps"]))
+    assert any(ui("p5_texture_prepared").split("{")[0] in c for c in captions(at))  # the prepared row is still there
+    assert any(ui("p5_texture_live") in m.value for m in at.markdown)
+    assert len(at.image) >= len(prepared_before)
+
+
+def test_lesson2_cut_run_says_so(cut_demos):
+    at = open_page("lessons/2_style_transfer.py")
+    at.button(key="p2_run").click().run()
+    clean(at)
+    result = at.session_state["p2_result"]
+    if result["limit"]:
+        assert any(c.startswith(ui("stopped_at_limit").split("{")[0]) for c in captions(at)), captions(at)
+        assert not any(c.startswith("Finished") for c in captions(at))
+
+
+# ---- lesson 3: the formula fits, the steps are whole numbers -------------------------------------
+
+
+def test_lesson3_formula_is_broken_over_lines_and_steps_are_integers():
+    at = open_page("lessons/3_cost.py")
+    at.button(key="p3_step").click().run()
+    clean(at)
+    formula = next(e.value for e in at.latex if r"\alpha" in e.value)
+    assert formula.count(r"\\") == 2 and r"\begin{aligned}" in formula  # head, the numbers, the total: 3 lines
+    chart = (at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart"))[0]
+    import json
+
+    spec = json.loads(chart.proto.spec)
+    axis = spec["encoding"]["x"]["axis"]
+    assert axis["tickMinStep"] == 1 and axis["format"] == "d"
+
+
+# ---- lesson 5: k and k' by hand ---------------------------------------------------------------
+
+
+def test_lesson5_students_pick_k_and_k2():
+    at = open_page("lessons/5_style.py")
+    at.radio(key="p5_pair__en").set_value("own").run()
+    clean(at)
+    at.number_input(key="p5_k_relu3_1").set_value(3).run()
+    at.number_input(key="p5_k2_relu3_1").set_value(7).run()
+    clean(at)
+    assert any("channels 3 and 7" in m.value for m in at.markdown)
+
+
+# ---- projector mode: in the address, and styles for every control --------------------------------
+
+
+def test_projector_mode_survives_a_reload():
+    at = open_page(None, projector="1")
+    assert at.session_state["ui_projector"] is True
+    assert at.sidebar.toggle(key="projector").value is True
+    styles = " ".join(h.proto.body for h in at.get("html"))
+    assert "button p" in styles and "[data-baseweb=\"select\"]" in styles
+    at.sidebar.toggle(key="projector").set_value(False).run()
+    clean(at)
+    assert "projector" not in at.query_params
+    at.sidebar.toggle(key="projector").set_value(True).run()
+    assert at.query_params["projector"] in ("1", ["1"])
+
+
+def test_projector_mode_enlarges_the_charts():
+    from teachkit.lessons.charts import cost_chart
+
+    records = [{"step": i, "alpha": 1.0, "beta": 1.0, "content": 2.0, "style": 3.0, "total": 5.0} for i in (1, 2)]
+
+    def script():
+        import json
+
+        import streamlit as st
+
+        from teachkit.lessons import guide
+
+        st.session_state[guide.PROJECTOR_KEY] = st.session_state.get("on", False)
+        st.session_state["spec"] = json.dumps(guide.chart(st.session_state["base"]))
+
+    at = AppTest.from_function(script, default_timeout=TIMEOUT)
+    at.session_state["base"] = cost_chart(records)
+    at.run()
+    plain = __import__("json").loads(at.session_state["spec"])
+    at.session_state["on"] = True
+    at.run()
+    big = __import__("json").loads(at.session_state["spec"])
+    assert big["height"] > plain["height"]
+    assert big["config"]["axis"]["labelFontSize"] > plain["config"]["axis"]["labelFontSize"]
+
+
+# ---- 中文: no literal asterisks, no English -----------------------------------------------------------
+
+
+def _punct(ch: str) -> bool:
+    return unicodedata.category(ch)[0] in "PS"
+
+
+def broken_bold(md: str) -> list[str]:
+    """``**`` runs that CommonMark leaves as literal asterisks (a flanking rule fails), with context.
+
+    An opening run must be left-flanking: not followed by a space, and if followed by punctuation,
+    preceded by a space or punctuation; a closing run the mirror image.  "的**前一层（更浅一层）**的"
+    fails at the closing run: after "）" and before "的"."""
+    bad = []
+    runs = [m.start() for m in re.finditer(r"(?<!\*)\*\*(?!\*)", md)]
+    for i, pos in enumerate(runs):
+        before = md[pos - 1] if pos > 0 else " "
+        after = md[pos + 2] if pos + 2 < len(md) else " "
+        if i % 2 == 0:  # opening
+            ok = not after.isspace() and (not _punct(after) or before.isspace() or _punct(before))
+        else:  # closing
+            ok = not before.isspace() and (not _punct(before) or after.isspace() or _punct(after))
+        if not ok:
+            bad.append(md[max(0, pos - 8): pos + 10])
+    return bad
+
+
+def test_broken_bold_oracle():
+    assert broken_bold("每一层都把**前一层（更浅一层）**的特征")  # the dry run's sentence
+    assert not broken_bold("每一层都把**更浅的前一层**的特征")
+    assert not broken_bold("**目标（10 分钟）：** 让学生")
+
+
+def test_chinese_texts_show_no_literal_asterisks():
+    from teachkit.lessons import i18n
+
+    found = {}
+    for path in sorted((i18n.TEXT_DIR / "zh").glob("*.md")):
+        bad = broken_bold(re.sub(r"`[^`]*`|\$[^$]*\$", "", path.read_text(encoding="utf-8")))
+        if bad:
+            found[path.name] = bad
+    assert not found, found
+
+
+_ALLOWED = {"vgg", "vgg19", "cpu", "cuda", "gram", "imagenet", "caffe", "png", "jpeg", "jpg", "json", "bfgs", "adam",
+            "bfloat16", "float32", "simonyan", "zisserman", "torchvision", "teachkit", "content", "style", "tv",
+            "auto", "gatys", "html", "readme", "prepare", "relu", "lbfgs"}
+_SKIP = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|`[^`]*`|:material/\w+:|<style>.*?</style>|“[^”]*”", re.S)
+_LAYER = re.compile(r"\b(relu|conv|pool)\d(_\d)?\b")
+
+
+def chinese_page_strings(at: AppTest) -> list[str]:
+    out = []
+
+    def walk(node):
+        if getattr(node, "key", None) == "lang":
+            return
+        for attr in ("value", "label", "options", "help", "captions"):
+            try:
+                v = getattr(node, attr)
+            except Exception:  # noqa: BLE001
+                continue
+            if isinstance(v, str):
+                out.append(v)
+            elif isinstance(v, (list, tuple)):
+                out.extend(x for x in v if isinstance(x, str))
+        children = getattr(node, "children", None)
+        if isinstance(children, dict):
+            for child in children.values():
+                walk(child)
+
+    walk(at._tree)
+    return [s for s in out if "/media/" not in s]  # an image's address is no text
+
+
+@pytest.mark.parametrize("page", ["lessons/slides.py", "lessons/5_style.py", "lessons/4_content.py"])
+def test_chinese_pages_have_no_asterisks_or_english(page):
+    at = open_page(page, "zh")
+    english, stars = set(), []
+    for s in chinese_page_strings(at):
+        stars += broken_bold(s)
+        s = _LAYER.sub(" ", _SKIP.sub(" ", s))
+        english.update(w for w in re.findall(r"[A-Za-z][A-Za-z0-9]{2,}", s) if w.lower() not in _ALLOWED)
+    assert not english, sorted(english)
+    assert not stars, stars
+
+
+# ---- slides --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_slides_walk_all_six_lessons_in_order(lang):
+    from teachkit.lessons import slides_deck
+
+    at = open_page("lessons/slides.py", lang)
+    lessons_seen = []
+    for i in range(len(slides_deck.SLIDES)):
+        clean(at)
+        assert at.header and at.header[0].value.strip()  # the slide's one-line point
+        lessons_seen.append(at.session_state["slide_i"])
+        if i < len(slides_deck.SLIDES) - 1:
+            at.button(key="slide_next").click().run()
+    assert lessons_seen == list(range(len(slides_deck.SLIDES)))
+    order = [n for n, *_ in slides_deck.SLIDES]
+    assert order == sorted(order) and set(order) == {1, 2, 3, 4, 5, 6}
+    at.button(key="slide_prev").click().run()
+    assert at.session_state["slide_i"] == len(slides_deck.SLIDES) - 2
+
+
+# ---- the handout ---------------------------------------------------------------------------------
+
+
+def test_handout_has_formulas_questions_and_a_separate_teachers_page(tmp_path):
+    from teachkit.handout import lesson_html, sections
+
+    for lang in ("en", "zh"):
+        page = lesson_html(3, lang)
+        sec = sections(lang, 3)
+        teacher_at = page.index('class="teacher"')
+        assert "<svg" in page[:teacher_at]  # the formula, drawn
+        for i in (1, 2, 3):  # each question before the teacher's page, each answer after it
+            q = re.sub(r"\$[^$]*\$", "", sec[f"q{i}"]).split("*")[0][:12]
+            a = re.sub(r"\$[^$]*\$", "", sec[f"a{i}"]).split("*")[0][:12]
+            assert 0 <= page.index(q.replace("'", "&#x27;")) < teacher_at, q
+            assert page.index(a.replace("'", "&#x27;")) > teacher_at, a
+        assert "break-before: page" in page and "@media print" in page
+
+
+def test_handout_command_writes_every_lesson(tmp_path, monkeypatch):
+    from teachkit import cli
+
+    monkeypatch.setattr("teachkit.handout.figures", lambda lesson, lang, net=None, cache_dir=None: [])
+    assert cli.main(["handout", "--lang", "zh", "-o", str(tmp_path)]) == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [f"lesson{n}_zh.html" for n in range(1, 7)]
+    assert "第 5 课" in (tmp_path / "lesson5_zh.html").read_text(encoding="utf-8")

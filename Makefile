@@ -44,9 +44,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/app.py
 	$(BIN)/python benchmarks/figures.py
 
-# Ten browser sessions against one local server (needs /usr/bin/chromium); about 10 minutes.
+# A class of 30, then 60 students played through Streamlit's protocol against a fresh local server
+# each (benchmarks/load.py); about 20 minutes on a quiet 2-core laptop.  The profile needs py-spy
+# (`.venv/bin/pip install py-spy`, not a dependency of teachkit); without it the table still comes.
 bench-load: $(STAMP)
-	$(BIN)/python benchmarks/load.py
+	$(BIN)/python benchmarks/load.py --students 30,60 --profile --json out/load.json
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

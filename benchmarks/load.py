@@ -1,62 +1,69 @@
-"""A classroom on one server: many browser sessions at once, on this machine only (127.0.0.1).
+"""A class of 30 or 60 on one server: students played at the level of Streamlit's protocol (127.0.0.1 only).
 
-    .venv/bin/python benchmarks/load.py                 # 10 students, ~10 minutes at most
-    .venv/bin/python benchmarks/load.py --students 12   # more
-    .venv/bin/python benchmarks/load.py --post-script-gc  # with Streamlit's gc.collect() after every run
-    .venv/bin/python benchmarks/load.py --job-peak      # peak memory of the largest lesson-6 job allowed
+    make bench-load                                        # 30, then 60 students (about 20 minutes)
+    .venv/bin/python benchmarks/load.py --students 8 --minutes 3     # a short check
+    .venv/bin/python benchmarks/load.py --students 30 --browsers 2   # + 2 real Chromium pages in the mix
+    .venv/bin/python benchmarks/load.py --students 30 --profile      # + where the server's time goes (py-spy)
+    .venv/bin/python benchmarks/load.py --job-peak         # peak memory of the largest lesson-6 job allowed
 
 (What decoding an upload costs is measured by benchmarks/upload_decode.py.)
 
-The load run starts ONE server (`make run`'s options, bound to 127.0.0.1, a data root with a
-folder of photos and a link out of it) and ONE headless Chromium (/usr/bin/chromium) with one
-browser context per student, all at the same time:
+Why not browsers: at 20 students twenty Chromium renderers took ~80 % of a 2-core CPU and at 30 pages
+did not load -- that measured the browsers.  In a classroom each browser runs on its student's own
+laptop.  Here one light Python process plays every student with Streamlit's own messages
+(tests/local_server.py: ``Tab``): it loads the page and /_stcore/health (the XSRF cookie), opens the
+websocket /_stcore/stream, sends the ``rerun_script`` BackMsg with ``?lang=`` and the page, the
+widget values a student sets and the buttons a student presses, reruns the fragments the server
+asks for (lesson 6's progress) at their interval, PUTs uploads the way the frontend does, and
+fetches every image a page references.  ``--browsers K`` adds K real Chromium students doing the
+same tour, to compare with what a browser sees.
 
-* every student goes through the six lessons with the sidebar (one session each, like a student
-  clicking), and the time from the click to the page's first element (its title) is measured,
-  as well as the time until the page has finished drawing;
-* two of them first run a lesson-6 transfer with the page's defaults (different content photos)
-  and wait for it to end;
-* one types hostile input: paths into lesson 1's folder box (/, /etc, .., a link out of the root,
-  a huge string) and uploads a 30-megapixel PNG bomb, a corrupt file and an 11 MB file to lesson 6;
-* half of the students use the Chinese interface (?lang=zh), the others English.
+Each class: ONE fresh server (the classroom flags of ``teachkit app``: teachkit.serve, on 127.0.0.1),
+warmed by the teacher's first visit of lesson 1; then N students arrive within ``--arrive`` seconds,
+half in Chinese, and each one goes through the lecture's order with a few seconds of reading per page:
 
-Checks: no well-behaved page shows an error or exception box; each page's title is in its
-student's language; no student sees another's transfer (the result's size matches the student's
-own photo; students without a job see no job on lesson 6); the hostile student gets one neutral
-error per path and one error per bad upload.  The server's memory is sampled all along (VmRSS)
-and its peak read at the end (VmHWM).  Everything is bounded: each wait has a timeout, the run
-has a deadline, the server and the browser are stopped at the end.
+1. lesson 1;  2. lesson 2, and one student in four presses "Run" (the live demo);
+3. lesson 3: "Step" three times;  4. lesson 4;  5. lesson 5: a λ slider and the tiles slider;
+6. lesson 6: one student in ten uploads their own photo (each its own shape) and presses "Start",
+   then waits for the transfer to end; the others only look.
+
+Timed per page: the **first element** (the page's title: request sent -> first element of the page's
+own column) and the **page complete** (-> "script finished" and every image it references fetched);
+per press: request -> script finished.  Checked: no error box or exception on any page; every
+title in its student's language; a student without a transfer sees none on lesson 6; a transfer's
+result has the shape of its student's own photo (nobody sees another student's state).  Measured
+beside: the server's RSS (VmRSS every 0.5 s, VmHWM at the end) and CPU seconds, and with
+``--profile`` a py-spy sample of the server (``pip install py-spy``; not a dependency of teachkit).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import io
 import json
 import os
 import platform
+import random
 import shutil
+import signal
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))  # tests/local_server.py: start-and-wait for the local server
+sys.path.insert(0, str(ROOT / "tests"))  # tests/local_server.py: the local server and the protocol client
 
-from local_server import free_port, wait_until_healthy  # noqa: E402
+from local_server import Tab, free_port, wait_until_healthy  # noqa: E402
 
-from teachkit.lessons.pages import PAGES  # noqa: E402 - the one page registry
 CHROMIUM = "/usr/bin/chromium"
-#: (lesson, its address); lesson 1 is the default page, served at the root
-LESSONS = [(p.number, "" if p.number == 1 else p.slug) for p in PAGES]
+TARGETS = {30: (5.0, 3 * 1024), 60: (10.0, None)}  #: students -> (worst first element, s; RSS MiB limit)
 
 
 # ---- the machine and the server ----
@@ -72,6 +79,18 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return "AVX-512" + (" + bf16" if "avx512_bf16" in flags else "") if "avx512f" in flags else (
+                    "AVX2" if "avx2" in flags else "no AVX2")
+    except OSError:
+        pass
+    return "?"
+
+
 def proc_kib(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -85,40 +104,27 @@ def cpu_seconds(pid: int | None = None) -> float:
     if pid is not None:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-    cpu = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    values = [int(v) for v in cpu]
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     return (sum(values[:8]) - values[3] - values[4]) / tick  # all but idle and iowait
 
 
-def make_run_flags() -> list[str]:
-    """The `streamlit run` options of `make run` (read from the Makefile)."""
-    out = subprocess.run(["make", "-s", "-n", "run"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    return " ".join(out.replace("\\\n", " ").split("\n")).split("app.py", 1)[1].split()
+def load_average() -> float:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except OSError:
+        return float("nan")
 
 
-def make_data_root(tmp: Path) -> Path:
-    from teachkit.samples import sample_content
+def start_server(tmp: Path, extra_env: dict | None = None) -> tuple[subprocess.Popen, str, Path]:
+    """The app with ``teachkit app``'s classroom flags, on 127.0.0.1 (log in ``tmp``)."""
+    from teachkit.serve import streamlit_flags
 
-    root = tmp / "data_root"
-    photos = root / "photos"
-    photos.mkdir(parents=True)
-    for name in ("chelsea", "astronaut", "coffee", "rocket"):
-        sample_content(name, 160).save(photos / f"{name}.png")
-    (root / "escape").symlink_to("/etc", target_is_directory=True)
-    return root
-
-
-def start_server(tmp: Path, data_root: Path, post_script_gc: bool = False) -> tuple[subprocess.Popen, str, Path]:
     port = free_port()
     log = tmp / "server.log"
-    flags = [f for f in make_run_flags()]
-    if post_script_gc:  # Streamlit's default, which the app switches off (lessons/resources.py: light_reruns)
-        flags += ["--runner.postScriptGC", "true"]
-    env = dict(os.environ, TEACHKIT_OFFLINE="1", TEACHKIT_DATA_ROOT=str(data_root), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", *flags,
-         "--server.address", "127.0.0.1", "--server.port", str(port)],
-        cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    env = dict(os.environ, TEACHKIT_OFFLINE="1", PYTHONUNBUFFERED="1", **(extra_env or {}))
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+                             *streamlit_flags(port=port, local=True)],
+                            cwd=tmp, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     if wait_until_healthy(url, proc, 90):
         return proc, url, log
@@ -126,17 +132,20 @@ def start_server(tmp: Path, data_root: Path, post_script_gc: bool = False) -> tu
     raise SystemExit(f"the server did not start:\n{log.read_text()[-3000:]}")
 
 
-ABANDONED_LINE = "session went away was cancelled"  # logged by lessons/jobs.py
-SLOW = "the transfer did not end while the student waited"  # slow, not wrong: counted apart
+def stop_server(proc) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 class RssSampler(threading.Thread):
-    """Every 0.5 s: the server's VmRSS, and when its log gains a line about a cancelled abandoned job."""
+    """Every 0.5 s: the server's VmRSS."""
 
-    def __init__(self, pid: int, log: Path):
+    def __init__(self, pid: int):
         super().__init__(daemon=True)
-        self.pid, self.log, self.samples, self.stop = pid, log, [], threading.Event()
-        self.abandoned_times: list[float] = []
+        self.pid, self.samples, self.stop = pid, [], threading.Event()
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -144,427 +153,377 @@ class RssSampler(threading.Thread):
                 self.samples.append((time.time(), proc_kib(self.pid, "VmRSS")))
             except OSError:
                 return
-            n = self.log.read_text(errors="replace").count(ABANDONED_LINE)
-            self.abandoned_times += [time.time()] * (n - len(self.abandoned_times))
             self.stop.wait(0.5)
-
-
-# ---- hostile files ----
-
-
-def png(width: int, height: int) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (width, height), (30, 120, 200)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def png_bomb(width: int = 6000, height: int = 5000) -> bytes:
-    """A ~70-byte PNG whose header claims width x height pixels."""
-    data = bytearray(png(8, 8))
-    struct.pack_into(">II", data, 16, width, height)
-    struct.pack_into(">I", data, 29, zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF)
-    return bytes(data)
 
 
 # ---- the students ----
 
 
-async def loopback_only(route) -> None:
-    if route.request.url.startswith(("http://127.0.0.1:", "ws://127.0.0.1:")):
-        await route.continue_()
-    else:
-        await route.abort()
+def photo(width: int, height: int, seed: int) -> bytes:
+    """A student's own photo: the bundled cat cut to ``width`` x ``height`` and tinted (PNG bytes)."""
+    from PIL import Image, ImageOps
+
+    from teachkit.samples import sample_content
+
+    img = ImageOps.fit(sample_content("chelsea"), (width, height))
+    tint = Image.new("RGB", img.size, ((seed * 53) % 256, (seed * 97) % 256, (seed * 31) % 256))
+    buf = io.BytesIO()
+    Image.blend(img, tint, 0.25).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 class Student:
-    def __init__(self, name: str, role: str, lang: str, content: str | None = None):
-        self.name, self.role, self.lang, self.content = name, role, lang, content
-        self.first_element: dict[int, float] = {}
-        self.drawn: dict[int, float] = {}
+    def __init__(self, number: int, lang: str, *, demo: bool, transfer: bool, rng: random.Random):
+        self.name, self.lang, self.demo, self.transfer, self.rng = f"s{number:02d}", lang, demo, transfer, rng
+        self.shape = (160 + 16 * (number % 7), 112 + 8 * (number % 5)) if transfer else None  # its own photo
+        self.visits: dict[int, dict] = {}  # lesson -> {"first": s, "complete": s}
+        self.presses: list[tuple[str, float | None]] = []  # (what, seconds to script finished)
         self.problems: list[str] = []
-        self.notes: list[str] = []
         self.job: dict | None = None
-        self.abandoned_at: float | None = None
-        self.loads: list[str] = []  # every full page load (a click should never cause one)
 
 
-async def poll(check, timeout_s: float) -> bool:
-    """Call ``await check()`` every 0.25 s until it is true (True) or ``timeout_s`` has passed (False)."""
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.25)
-    return True
+def _is_zh(text: str) -> bool:
+    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
 
 
-async def settle(page, timeout_s: float) -> bool:
-    """Until Streamlit's 'running' indicator has been gone twice in a row (bounded)."""
-    quiet = [0]
-
-    async def gone_twice() -> bool:
-        busy = await page.locator('[data-testid="stStatusWidget"]').count() > 0
-        quiet[0] = 0 if busy else quiet[0] + 1
-        return quiet[0] >= 2
-
-    return await poll(gone_twice, timeout_s)
-
-
-async def rerun_settled(page, timeout_s: float) -> None:
-    """After an input: wait (up to 3 s) for the rerun to start, then until it has finished."""
-    try:
-        await page.locator('[data-testid="stStatusWidget"]').first.wait_for(timeout=3000)
-    except Exception:  # noqa: BLE001 - a quick rerun may be over before we look
-        pass
-    await settle(page, timeout_s)
+def check_page(st: Student, tab: Tab, n: int, what: str) -> None:
+    """No error or exception; the title in the student's language."""
+    for err in tab.errors():
+        st.problems.append(f"lesson {n} {what}: {err[:140]}")
+    titles = [t for t in tab.texts("heading") if t.startswith(f"{n}. ")]
+    if not titles:
+        st.problems.append(f"lesson {n} {what}: no title")
+    elif _is_zh(titles[0]) != (st.lang == "zh"):
+        st.problems.append(f"lesson {n} {what}: title {titles[0]!r} is not in {st.lang}")
 
 
-async def wait_count(locator, n: int, timeout_s: float) -> bool:
-    """Until ``locator`` matches exactly ``n`` elements (bounded); False on timeout."""
-    async def matches() -> bool:
-        return await locator.count() == n
-
-    return await poll(matches, timeout_s)
-
-
-async def wait_visible(locator, timeout_s: float) -> bool:
-    try:
-        await locator.first.wait_for(timeout=timeout_s * 1000)
-        return True
-    except Exception:  # noqa: BLE001 - the check that follows records what is missing
-        return False
-
-
-async def errors_on(page) -> list[str]:
-    out = []
-    for sel in ('[data-testid="stException"]', '[data-testid="stAlertContentError"]'):
-        loc = page.locator(sel)
-        for i in range(await loc.count()):
-            out.append((await loc.nth(i).inner_text())[:200])
-    return out
-
-
-async def open_lesson(st: Student, page, n: int, slug: str, timeout_s: float) -> None:
-    """Click lesson n in the sidebar; time to its title, then to the end of drawing."""
-    t0 = time.perf_counter()
-    if n == 1 and not st.first_element:
-        pass  # already there (the first page)
+async def visit(st: Student, tab: Tab, n: int, slug: str, timeout: float) -> None:
+    run = await (tab.open(slug, timeout) if tab._ws is None else tab.rerun(page_name=slug, timeout=timeout))
+    st.visits[n] = {"first": run.seconds("first_element"), "complete": run.seconds("complete"), "status": run.status}
+    if run.status != "finished":
+        st.problems.append(f"lesson {n}: {run.status} after {timeout:.0f} s")
     else:
-        await page.locator(f'[data-testid="stSidebarNav"] a[href$="/{slug}"]').first.click()
-    title = page.locator('[data-testid="stMain"] h1').filter(has_text=f"{n}. ").first
-    await title.wait_for(timeout=timeout_s * 1000)
-    st.first_element[n] = time.perf_counter() - t0
-    text = await title.inner_text()
-    if (st.lang == "zh") != any("\u4e00" <= ch <= "\u9fff" for ch in text):
-        st.problems.append(f"lesson {n}: title {text!r} is not in {st.lang}")
-    await settle(page, timeout_s)
-    st.drawn[n] = time.perf_counter() - t0
+        check_page(st, tab, n, "visit")
 
 
-async def run_transfer(st: Student, page, timeout_s: float) -> None:
-    if st.content:
-        from teachkit.lessons._strings import UI
-
-        label = UI.get(f"sample_{st.content}", {}).get(st.lang, st.content)
-        await page.locator('[class*="st-key-p6_content_sample"]').first.click()
-        await page.get_by_role("option", name=label, exact=True).first.click()
-        await page.wait_for_timeout(1000)
-        await settle(page, 60)
-    t0 = time.perf_counter()
-    await page.locator(".st-key-p6_start button").first.click()
-    ended = page.locator(".st-key-p6_clear button")  # "Clear the result": there once the job has ended
+async def press(st: Student, tab: Tab, n: int, what: str, action, timeout: float) -> None:
     try:
-        await ended.first.wait_for(timeout=timeout_s * 1000)
-    except Exception:  # noqa: BLE001 - recorded, the run goes on
-        st.job = {"finished": False, "seconds": time.perf_counter() - t0}
-        st.problems.append("lesson 6: " + SLOW)
+        run = await action()
+    except LookupError as err:
+        st.problems.append(f"lesson {n}: {err}")
         return
-    seconds = time.perf_counter() - t0
-    await settle(page, 60)
-    finished = await page.locator(".st-key-p6_dl_png").count() > 0 and await page.locator(
-        '[data-testid="stAlertContentWarning"], [data-testid="stAlertContentError"]').count() == 0
-    caption = ""
-    caps = page.locator('[data-testid="stImageCaption"]')
-    for i in range(await caps.count()):
-        c = (await caps.nth(i).inner_text()).strip()
-        if "×" in c and c.replace("×", "").isdigit():
-            caption = c
-    st.job = {"finished": finished, "seconds": seconds, "size": caption}
-    expected = {None: "chelsea"}.get(st.content, st.content)
-    from teachkit.samples import sample_content
-
-    w, h = sample_content(expected).size
-    if caption:  # the result has the aspect ratio of this student's own photo, not another's
-        cw, ch = (int(v) for v in caption.split("×"))
-        if abs(cw / ch - w / h) > 0.05:
-            st.problems.append(f"lesson 6: result {caption} does not have the shape of {expected} ({w}x{h})")
+    st.presses.append((what, run.seconds("finished")))
+    if run.status != "finished":
+        st.problems.append(f"lesson {n} {what}: {run.status}")
     else:
-        st.problems.append("lesson 6: no result image caption")
+        check_page(st, tab, n, what)
 
 
-async def hostile(st: Student, page, data_root: Path, tmp: Path) -> None:
-    """Lesson 1's folder box, then lesson 6's uploads."""
-    expander = page.locator('[data-testid="stExpander"] summary').filter(has_text="Dataset").first
-    await expander.click()
-    box = page.locator(".st-key-p1_folder input").first
-    await box.wait_for(timeout=60_000)
-    paths = ["/", "/etc", "..", "escape", str(data_root / "escape"), "../../../../etc/passwd", "x" * 5000,
-             "photos/../../", "photos"]
-    error_box = page.locator('[data-testid="stAlertContentError"]')
-    for path in paths:
-        # first an empty box (the default dataset: no error), so that the error of the path before
-        # is gone and the one that follows is this path's answer however long the rerun waits
-        await box.fill("")
-        await box.press("Enter")
-        await wait_count(error_box, 0, 180)
-        await box.fill(path)
-        await box.press("Enter")
-        if path == "photos":  # a folder inside the root: its scan is shown (its name in the caption)
-            await wait_visible(page.locator('[data-testid="stCaptionContainer"]').filter(has_text="photos"), 180)
-        else:
-            await wait_visible(error_box, 180)
-        await rerun_settled(page, 180)
-        errs = await errors_on(page)
-        if path == "photos":
-            st.notes.append(f"folder 'photos' (inside the root): {len(errs)} errors {errs[:1]}")
-        else:
-            if len(errs) != 1:
-                st.problems.append(f"folder {path[:40]!r}: {len(errs)} error boxes")
-            elif path.strip("/") and path[:40] in errs[0] and path not in ("..", "escape"):
-                st.problems.append(f"folder {path[:40]!r}: the error repeats the path")
-    st.notes.append(f"folder box: {len(paths) - 1} hostile paths, each one neutral error")
-    await page.locator('[data-testid="stSidebarNav"] a[href$="/run"]').first.click()
-    await page.locator('[data-testid="stMain"] h1').filter(has_text="6. ").first.wait_for(timeout=120_000)
-    await settle(page, 120)
-    files = {"bomb.png": png_bomb(), "corrupt.png": png(64, 64)[:60] + b"\0" * 100,
-             "big.png": png(64, 64) + b"\0" * (11 * 1024 * 1024)}
-    upload = page.locator('.st-key-p6_content_upload input[type="file"]').first
-    for name, data in files.items():
-        path = tmp / name
-        path.write_bytes(data)
-        await upload.set_input_files(str(path))
-        # the answer: an error naming the file (ours), or the browser's own refusal (bounded wait)
-        answer = page.locator('[data-testid="stAlertContentError"]').filter(has_text=name).or_(
-            page.locator(".st-key-p6_content_upload").get_by_text("must be"))
-        try:
-            await answer.first.wait_for(timeout=120_000)
-        except Exception:  # noqa: BLE001 - recorded below
-            pass
-        await rerun_settled(page, 120)
-        named = [e for e in await errors_on(page) if name in e]  # our errors name the file
-        browser_refused = await page.locator(".st-key-p6_content_upload").get_by_text("must be").count()
-        how = "refused by the browser" if browser_refused else f"{len(named)} error naming it"
-        st.notes.append(f"upload {name} ({len(data):,} B): {how}")
-        if not named and not browser_refused:
-            st.problems.append(f"upload {name}: accepted without an error")
+async def transfer(st: Student, tab: Tab, deadline: float) -> None:
+    """Lesson 6: upload the student's own photo, Start, wait for the end; the result has its shape."""
+    w, h = st.shape
+    statuses, run = await tab.upload("p6_content_upload", [(f"{st.name}.png", photo(w, h, int(st.name[1:])), "image/png")])
+    if statuses != [204] or run is None or run.status != "finished":
+        st.problems.append(f"lesson 6 upload: {statuses} {run.status if run else ''}")
+        return
+    t0 = time.perf_counter()
+    await press(st, tab, 6, "start", lambda: tab.press("p6_start"), 120)
+    ended = await tab._wait(lambda: tab.widget("p6_dl_png") is not None or tab.widget("p6_clear") is not None,
+                            max(1.0, deadline - time.monotonic()))
+    seconds = time.perf_counter() - t0
+    st.job = {"finished": tab.widget("p6_dl_png") is not None, "ended": ended, "seconds": seconds}
+    if not ended:
+        return  # slow, not wrong: counted apart
+    sizes = [img.caption for e in tab.elements.values() if e.WhichOneof("type") == "imgs"
+             for img in e.imgs.imgs if "×" in img.caption]
+    if sizes:
+        rw, rh = (int(v) for v in sizes[0].split("×"))
+        st.job["size"] = f"{rw}x{rh}"
+        if abs(rw / rh - w / h) > 0.05:
+            st.problems.append(f"lesson 6: result {rw}x{rh} does not have the shape of this student's {w}x{h} photo")
+    elif st.job["finished"]:
+        st.problems.append("lesson 6: a result without its size caption")
+    for err in tab.errors():
+        st.problems.append(f"lesson 6 result: {err[:140]}")
 
 
-async def student_run(st: Student, browser, url: str, data_root: Path, tmp: Path, deadline: float,
-                      stagger: float) -> None:
-    await asyncio.sleep(stagger)
-    ctx = await browser.new_context(viewport={"width": 1280, "height": 900})
-    await ctx.route("**/*", loopback_only)
-    page = await ctx.new_page()
-    page.on("domcontentloaded", lambda p: st.loads.append(p.url))
+async def student_run(st: Student, url: str, start_at: float, deadline: float, reading: tuple[float, float]) -> None:
+    from teachkit.lessons.pages import PAGES
+
+    await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+    tab = Tab(url, lang=st.lang)
+    timeout = 180.0
     try:
-        await page.goto(f"{url}/?lang={st.lang}", wait_until="domcontentloaded", timeout=180_000)
-        await open_lesson(st, page, 1, "", 120)
-        if st.role == "hostile":
-            await hostile(st, page, data_root, tmp)
-        elif st.role == "transfer":
-            await page.locator('[data-testid="stSidebarNav"] a[href$="/run"]').first.click()
-            await page.locator('[data-testid="stMain"] h1').filter(has_text="6. ").first.wait_for(timeout=120_000)
-            await settle(page, 120)
-            from teachkit.lessons.jobs import LIMITS  # wait at least the job's time limit (and a queue's worth)
-
-            await run_transfer(st, page, max(LIMITS.seconds + 90, deadline - time.monotonic() - 120))
-        for n, slug in LESSONS:
+        for page in PAGES:
+            n = page.number
             if time.monotonic() > deadline:
-                st.notes.append(f"stopped at the deadline before lesson {n}")
+                st.problems.append(f"deadline reached before lesson {n}")
                 break
-            if n == 1 and 1 in st.first_element and st.role == "tourist":
-                continue
-            await open_lesson(st, page, n, slug, 120)
-            if st.role != "hostile":
-                errs = await errors_on(page)
-                if errs:
-                    st.problems.append(f"lesson {n}: {errs[0][:120]}")
-            if n == 6 and st.role == "tourist":  # nobody else's job is visible here
-                if await page.locator(".st-key-p6_cancel, .st-key-p6_dl_png").count():
-                    st.problems.append("lesson 6: another session's job is visible")
-            await page.wait_for_timeout(2000)  # reading
-        if st.role == "hostile" and time.monotonic() < deadline:
-            # start a long transfer (the most steps allowed) and close the tab: the server must
-            # cancel it and free its slot
-            steps = page.locator('.st-key-p6_steps input[type="range"]').first
-            await steps.focus()
-            await steps.press("End")
-            await rerun_settled(page, 60)
-            await page.locator(".st-key-p6_start button").first.click()
-            await page.locator(".st-key-p6_cancel button").first.wait_for(timeout=60_000)
-            st.abandoned_at = time.time()
-            st.notes.append("started a transfer and closed the tab")
+            await visit(st, tab, n, "" if n == 1 else page.slug, timeout)
+            if n == 2 and st.demo:
+                await press(st, tab, 2, "run", lambda: tab.press("p2_run", timeout=timeout), timeout)
+            elif n == 3:
+                for _ in range(3):
+                    await press(st, tab, 3, "step", lambda: tab.press("p3_step", timeout=timeout), timeout)
+            elif n == 5:
+                lam = tab.widget("p5_lambda_relu1_1")
+                if lam is not None and len(lam.options) > 1:
+                    await press(st, tab, 5, "lambda", lambda: tab.set_slider("p5_lambda_relu1_1", lam.options[-1],
+                                                                             timeout=timeout), timeout)
+                await press(st, tab, 5, "tiles", lambda: tab.set_slider("p5_tiles", 6, timeout=timeout), timeout)
+            elif n == 6:
+                if st.transfer:
+                    await transfer(st, tab, deadline)
+                elif tab.widget("p6_cancel") is not None or tab.widget("p6_dl_png") is not None:
+                    st.problems.append("lesson 6: a transfer is shown to a student who started none")
+            await asyncio.sleep(st.rng.uniform(*reading))
     except Exception as err:  # noqa: BLE001 - recorded, the others go on
-        st.problems.append(f"{type(err).__name__}: {str(err).splitlines()[0][:160]}")
+        st.problems.append(f"{type(err).__name__}: {str(err)[:160]}")
     finally:
-        await ctx.close()
+        await tab.close()
 
 
-async def classroom(url: str, students: list[Student], data_root: Path, tmp: Path, minutes: float) -> None:
+# ---- a few real browsers in the mix ----
+
+
+async def browser_student(st: Student, url: str, start_at: float, timeout: float, reading) -> None:
+    """The same tour (no presses) in headless Chromium: click each lesson, time its title and the end of drawing."""
     from playwright.async_api import async_playwright
 
-    deadline = time.monotonic() + minutes * 60
+    from teachkit.lessons.pages import PAGES
+
+    await asyncio.sleep(max(0.0, start_at - time.monotonic()))
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                          args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                                "--disable-dev-shm-usage"])
+                                          args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
         try:
-            await asyncio.wait_for(
-                asyncio.gather(*(student_run(s, browser, url, data_root, tmp, deadline, 1.0 * i)
-                                 for i, s in enumerate(students))),
-                timeout=minutes * 60 + 300)
+            ctx = await browser.new_context(viewport={"width": 1280, "height": 900})
+
+            async def loopback_only(route) -> None:
+                ok = route.request.url.startswith(("http://127.0.0.1:", "ws://127.0.0.1:"))
+                await (route.continue_() if ok else route.abort())
+
+            await ctx.route("**/*", loopback_only)
+            page = await ctx.new_page()
+            for lesson in PAGES:
+                n = lesson.number
+                t0 = time.perf_counter()
+                if n == 1:
+                    await page.goto(f"{url}/?lang={st.lang}", wait_until="domcontentloaded", timeout=timeout * 1000)
+                else:
+                    await page.locator(f'[data-testid="stSidebarNav"] a[href$="/{lesson.slug}"]').first.click()
+                await page.locator('[data-testid="stMain"] h1').filter(has_text=f"{n}. ").first.wait_for(
+                    timeout=timeout * 1000)
+                first = time.perf_counter() - t0
+                quiet, end = 0, time.monotonic() + timeout
+                while quiet < 2 and time.monotonic() < end:  # Streamlit's "running" indicator gone twice
+                    busy = await page.locator('[data-testid="stStatusWidget"]').count() > 0
+                    quiet = 0 if busy else quiet + 1
+                    await asyncio.sleep(0.25)
+                st.visits[n] = {"first": first, "complete": time.perf_counter() - t0, "status": "finished"}
+                for sel in ('[data-testid="stException"]', '[data-testid="stAlertContentError"]'):
+                    if await page.locator(sel).count():
+                        st.problems.append(f"lesson {n}: an error box in the browser")
+                await asyncio.sleep(st.rng.uniform(*reading))
+        except Exception as err:  # noqa: BLE001
+            st.problems.append(f"browser: {type(err).__name__}: {str(err).splitlines()[0][:160]}")
         finally:
             await browser.close()
 
 
-async def teacher_first_visit(url: str, timeout_s: float) -> float:
-    """The teacher opens the app before class: lesson 1 until it has drawn (warm-up, atlas)."""
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        ctx = await browser.new_context()
-        await ctx.route("**/*", loopback_only)
-        page = await ctx.new_page()
-        t0 = time.perf_counter()
-        await page.goto(url, wait_until="domcontentloaded")
-        await page.locator('[data-testid="stMain"] h1').first.wait_for(timeout=timeout_s * 1000)
-        await page.locator('[data-testid="stMain"] [data-testid="stImage"] img').first.wait_for(
-            timeout=timeout_s * 1000)
-        await settle(page, timeout_s)
-        seconds = time.perf_counter() - t0
-        await browser.close()
-        return seconds
+# ---- one class ----
 
 
-def load_run(args) -> dict:
-    if not Path(CHROMIUM).is_file():
-        raise SystemExit(f"no Chromium at {CHROMIUM}: apt-get install chromium")
-    tmp = Path(tempfile.mkdtemp(prefix="teachkit_load_"))
-    data_root = make_data_root(tmp)
-    proc, url, log = start_server(tmp, data_root, args.post_script_gc)
-    sampler = RssSampler(proc.pid, log)
-    sampler.start()
-    abandoned = cancelled_after = None
-    t_start = time.time()
+async def teacher_first_visit(url: str) -> float:
+    tab = Tab(url)
     try:
-        teacher_s = asyncio.run(teacher_first_visit(url, 600))
-        rss_ready = proc_kib(proc.pid, "VmRSS")
-        n = max(4, args.students)
-        students = [Student("transfer-1", "transfer", "en", None), Student("transfer-2", "transfer", "zh", "astronaut"),
-                    Student("hostile", "hostile", "en")]
-        students += [Student(f"tourist-{i}", "tourist", "zh" if i % 2 else "en") for i in range(1, n - 2)]
-        t0 = time.time()
-        cpu0 = (cpu_seconds(proc.pid), cpu_seconds())
-        asyncio.run(classroom(url, students, data_root, tmp, args.minutes))
+        run = await tab.open("", 900)
+        return run.seconds("complete") or float("nan")
+    finally:
+        await tab.close()
+
+
+async def classroom(url: str, students: list[Student], browsers: list[Student], args) -> None:
+    t0 = time.monotonic()
+    deadline = t0 + args.minutes * 60
+    reading = (args.reading * 0.5, args.reading * 1.5)
+    n = len(students) + len(browsers)
+    order = list(range(n))
+    arrivals = {i: t0 + args.arrive * k / max(1, n - 1) for k, i in enumerate(order)}
+    tasks = [student_run(s, url, arrivals[i], deadline, reading) for i, s in enumerate(students)]
+    tasks += [browser_student(b, url, arrivals[len(students) + j], 180, reading) for j, b in enumerate(browsers)]
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=args.minutes * 60 + 240)
+
+
+class Profiler:
+    """py-spy sampling the server during the class (its raw output: one line per stack and count)."""
+
+    def __init__(self, pid: int, seconds: float, out: Path):
+        exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        self.out = out
+        self.proc = None
+        if Path(exe).is_file():
+            self.proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(int(seconds)),
+                                          "--rate", "50", "--format", "raw", "--nonblocking", "-o", str(out)],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def finish(self, stop: bool = False) -> list[tuple[str, float]]:
+        if self.proc is None:
+            return [("py-spy not found (pip install py-spy)", 100.0)]
+        if stop and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # py-spy writes what it has sampled so far
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+        return where_time_goes(self.out)
+
+
+#: a sampled stack is counted for the first of these found from its innermost frame outwards
+AREAS = [
+    ("torch (transfers, demos, figures' activations)", ("/torch/",)),
+    ("matplotlib (drawing figures)", ("/matplotlib/", "/mpl_toolkits/")),
+    ("PIL / numpy (images)", ("/PIL/", "/numpy/")),
+    ("protobuf / Streamlit sending (deltas, media)", ("/google/protobuf/", "forward_msg", "media_file",
+                                                     "websocket")),
+    ("Streamlit script runner (page scripts, widgets, state)", ("/streamlit/",)),
+    ("teachkit and lessons (own Python)", ("/teachkit/", "/lessons/")),
+    ("web server (uvicorn, starlette, asyncio)", ("/uvicorn/", "/starlette/", "/asyncio/", "/websockets/")),
+]
+
+
+def where_time_goes(raw: Path) -> list[tuple[str, float]]:
+    counts: collections.Counter = collections.Counter()
+    total = 0
+    try:
+        lines = raw.read_text(errors="replace").splitlines()
+    except OSError:
+        return [("no profile written", 100.0)]
+    for line in lines:
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        frames = stack.split(";")
+        area = "other"
+        for frame in reversed(frames):
+            hit = next((name for name, marks in AREAS if any(m in frame for m in marks)), None)
+            if hit:
+                area = hit
+                break
+        counts[area] += int(n)
+        total += int(n)
+    return [(a, 100.0 * c / total) for a, c in counts.most_common()] if total else [("no samples", 100.0)]
+
+
+def one_class(n_students: int, args) -> dict:
+    rng = random.Random(args.seed * 1000 + n_students)
+    tmp = Path(tempfile.mkdtemp(prefix="teachkit_load_"))
+    proc, url, log = start_server(tmp)
+    sampler = RssSampler(proc.pid)
+    sampler.start()
+    profile = []
+    try:
+        teacher_s = asyncio.run(teacher_first_visit(url))
+        rss_ready = proc_kib(proc.pid, "VmRSS") / 1024
+        n_protocol = max(1, n_students - args.browsers)
+        students = [Student(i, "zh" if i % 2 else "en", demo=(i % 4 == 1), transfer=(i % 10 == 3),
+                            rng=random.Random(rng.random())) for i in range(n_protocol)]
+        browsers = [Student(n_protocol + j, "zh" if j % 2 else "en", demo=False, transfer=False,
+                            rng=random.Random(rng.random())) for j in range(n_students - n_protocol)]
+        profiler = Profiler(proc.pid, args.minutes * 60, tmp / "profile.txt") if args.profile else None
+        cpu0, machine0, load0, t0 = cpu_seconds(proc.pid), cpu_seconds(), load_average(), time.time()
+        asyncio.run(classroom(url, students, browsers, args))
         wall = time.time() - t0
-        cpu_server, cpu_machine = cpu_seconds(proc.pid) - cpu0[0], cpu_seconds() - cpu0[1]
-        abandoned = next((s.abandoned_at for s in students if s.abandoned_at), None)
-        cancelled_after = None
-        if abandoned:  # wait (bounded) for the server to cancel the job of the closed tab
-            while time.time() - abandoned < 120 and cancelled_after is None:
-                later = [t for t in sampler.abandoned_times if t >= abandoned]
-                cancelled_after = later[0] - abandoned if later else None
-                time.sleep(0.5)
+        cpu_server, cpu_machine = cpu_seconds(proc.pid) - cpu0, cpu_seconds() - machine0
+        peak = proc_kib(proc.pid, "VmHWM") / 1024
+        if profiler is not None:
+            profile = profiler.finish(stop=True)
     finally:
         sampler.stop.set()
-        peak = proc_kib(proc.pid, "VmHWM") if proc.poll() is None else 0
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
     server_log = log.read_text(errors="replace")
     if args.keep:
-        print(f"(server log and files kept in {tmp})")
+        print(f"(server log kept in {tmp})")
     else:
         shutil.rmtree(tmp, ignore_errors=True)
-    firsts = {n: [s.first_element[n] for s in students if n in s.first_element] for n, _ in LESSONS}
-    drawn = {n: [s.drawn[n] for s in students if n in s.drawn] for n, _ in LESSONS}
     return {
-        "cpu": cpu_name(), "cores": os.cpu_count(), "students": len(students), "wall_s": wall,
-        "cpu_server_s": cpu_server, "cpu_machine_s": cpu_machine,
-        "teacher_first_visit_s": teacher_s, "rss_ready_mib": rss_ready / 1024,
-        "rss_peak_mib": max([peak] + [k for _, k in sampler.samples]) / 1024,
-        "rss_samples": len(sampler.samples),
-        "first_element": {n: v for n, v in firsts.items()}, "drawn": {n: v for n, v in drawn.items()},
-        "students_detail": [{"name": s.name, "role": s.role, "lang": s.lang, "job": s.job, "problems": s.problems,
-                             "notes": s.notes, "first": s.first_element, "drawn": s.drawn, "loads": s.loads} for s in students],
-        "tracebacks_in_log": server_log.count("Traceback"), "started": t_start,
-        "abandoned_job_cancelled_after_s": cancelled_after if abandoned else "not tried",
-        "abandoned_jobs_cancelled": len(sampler.abandoned_times),
+        "students": n_students, "protocol": len(students), "browsers": len(browsers), "wall_s": wall,
+        "teacher_first_visit_s": teacher_s, "rss_ready_mib": rss_ready,
+        "rss_peak_mib": max([peak] + [k / 1024 for _, k in sampler.samples]),
+        "cpu_server_s": cpu_server, "cpu_machine_s": cpu_machine, "load_before": load0,
+        "tracebacks_in_log": server_log.count("Traceback"), "profile": profile,
+        "detail": [{"name": s.name, "lang": s.lang, "browser": s in browsers, "visits": s.visits,
+                    "presses": s.presses, "job": s.job, "problems": s.problems} for s in students + browsers],
     }
 
 
-def abandoned_text(value) -> str:
-    if value == "not tried":
-        return "not tried (the run reached its deadline first)"
-    if value is None:
-        return "NOT cancelled within 120 s"
-    return f"cancelled by the server {value:.0f} s after the tab closed (the heartbeat limit is 20 s by default)"
+# ---- the report ----
 
 
-def report(res: dict) -> str:
-    def stats(values):
-        return (f"{statistics.median(values):.1f} / {max(values):.1f}" if values else "–")
+def _stats(values) -> str:
+    values = [v for v in values if v is not None]
+    return f"{statistics.median(values):.1f} / {max(values):.1f}" if values else "–"
 
-    lines = [
-        f"CPU: {res['cpu']}, {res['cores']} cores (shared with other work while it ran); "
-        f"{res['students']} students in one headless Chromium, one server on 127.0.0.1.",
-        f"Teacher's first visit of lesson 1 (before class): {res['teacher_first_visit_s']:.1f} s; "
-        f"server RSS then {res['rss_ready_mib']:.0f} MiB.",
-        "",
-        "| lesson | pages | first element, s: median / worst | drawn, s: median / worst |",
-        "|---|---|---|---|",
-    ]
-    allf = []
-    for n, _ in LESSONS:
-        f, d = res["first_element"].get(n, []), res["drawn"].get(n, [])
-        allf += f
-        lines.append(f"| {n} | {len(f)} | {stats(f)} | {stats(d)} |")
-    lines.append(f"| all | {len(allf)} | {stats(allf)} | |")
-    jobs = [s["job"] for s in res["students_detail"] if s["job"]]
-    finished = sum(1 for j in jobs if j["finished"])
+
+def report(res: dict, machine: str) -> str:
+    from teachkit.lessons.pages import PAGES
+
+    n = res["students"]
+    proto = [d for d in res["detail"] if not d["browser"]]
+    real = [d for d in res["detail"] if d["browser"]]
+    lines = [f"### {n} students ({res['protocol']} protocol + {res['browsers']} Chromium), {machine}", "",
+             f"Teacher's first visit of lesson 1 (before class): {res['teacher_first_visit_s']:.1f} s; server RSS then "
+             f"{res['rss_ready_mib']:.0f} MiB; load average before the class {res['load_before']:.1f}.", "",
+             "| lesson | visits | first element, s: median / worst | page complete, s: median / worst |"
+             + (" Chromium: first / complete, median |" if real else ""),
+             "|---|---|---|---|" + ("---|" if real else "")]
+    firsts_all = []
+    for page in PAGES:
+        k = page.number
+        f = [d["visits"][k]["first"] for d in proto if k in d["visits"]]
+        c = [d["visits"][k]["complete"] for d in proto if k in d["visits"]]
+        firsts_all += [v for v in f if v is not None]
+        row = f"| {k} | {len(f)} | {_stats(f)} | {_stats(c)} |"
+        if real:
+            bf = [d["visits"][k]["first"] for d in real if k in d["visits"]]
+            bc = [d["visits"][k]["complete"] for d in real if k in d["visits"]]
+            row += (f" {statistics.median(bf):.1f} / {statistics.median(bc):.1f} |" if bf else " – |")
+        lines.append(row)
+    missing = sum(1 for d in proto for k in range(1, 7) if k in d["visits"] and d["visits"][k]["first"] is None)
+    lines.append(f"| all | {len(firsts_all)} | **{_stats(firsts_all)}** | |")
+    presses = collections.defaultdict(list)
+    for d in proto:
+        for what, s in d["presses"]:
+            presses[what].append(s)
+    lines += ["", "| press | count | request -> script finished, s: median / worst |", "|---|---|---|"]
+    for what in ("run", "step", "lambda", "tiles", "start"):
+        if presses.get(what):
+            lines.append(f"| {what} | {len(presses[what])} | {_stats(presses[what])} |")
+    jobs = [d["job"] for d in proto if d["job"]]
+    finished = [j for j in jobs if j["finished"]]
+    problems = [(d["name"], p) for d in res["detail"] for p in d["problems"]]
+    worst = max(firsts_all) if firsts_all else float("inf")
+    limit_s, limit_mib = TARGETS.get(n, (10.0, None))
     lines += [
         "",
-        f"Server peak RSS: {res['rss_peak_mib']:.0f} MiB (VmHWM and {res['rss_samples']} samples of VmRSS).",
-        f"Lesson-6 transfers: {finished} of {len(jobs)} finished: "
-        + "; ".join(f"{j['seconds']:.0f} s, result {j.get('size') or '?'}" for j in jobs) + ".",
-        f"Whole run: {res['wall_s']:.0f} s; tracebacks in the server log: {res['tracebacks_in_log']}.",
-        f"CPU during the class: the server {res['cpu_server_s']:.0f} s of the machine's {res['cpu_machine_s']:.0f} busy "
-        f"CPU-seconds ({100 * res['cpu_server_s'] / max(res['cpu_machine_s'], 1e-9):.0f} %; {res['cores']} cores x "
-        f"{res['wall_s']:.0f} s = {res['cores'] * res['wall_s']:.0f}); the rest went to the browsers, this script and "
-        "anything else on the machine.",
-        f"A transfer whose tab was closed: {abandoned_text(res['abandoned_job_cancelled_after_s'])}; "
-        f"transfers of closed tabs cancelled in the whole run: {res['abandoned_jobs_cancelled']}.",
-        "",
+        f"- server peak RSS: **{res['rss_peak_mib']:.0f} MiB**; server CPU: **{res['cpu_server_s']:.0f} s** of the "
+        f"machine's {res['cpu_machine_s']:.0f} busy CPU-seconds in {res['wall_s']:.0f} s of class "
+        f"({os.cpu_count()} cores: {os.cpu_count() * res['wall_s']:.0f} CPU-s available)",
+        f"- lesson-6 transfers: {len(finished)} of {len(jobs)} finished"
+        + (": " + ", ".join(f"{j['seconds']:.0f} s" for j in finished) if finished else "")
+        + (f"; {len(jobs) - len(finished)} still running or refused at the end" if len(jobs) > len(finished) else ""),
+        f"- tracebacks in the server log: {res['tracebacks_in_log']}; pages without a first element: {missing}",
+        f"- target ({n} students): every first element <= {limit_s:.0f} s: "
+        f"{'**met**' if worst <= limit_s and not missing else '**NOT met**'} (worst {worst:.1f} s)"
+        + (f"; RSS < {limit_mib / 1024:.0f} GiB: {'**met**' if res['rss_peak_mib'] < limit_mib else '**NOT met**'}"
+           if limit_mib else "")
+        + f"; nobody sees an error or another student's state: {'**met**' if not problems else '**NOT met**'}",
     ]
-    well_behaved = [s for s in res["students_detail"] if s["role"] != "hostile"]
-    shown = [p for s in well_behaved for p in s["problems"] if not p.endswith(SLOW)]
-    worst = max(allf) if allf else float("nan")
-    lines += [
-        "Targets (issue 11, 2-core CPU): every page's first element <= 10 s under this load: "
-        f"{'met' if worst <= 10 else 'NOT met'} (worst {worst:.1f} s); server RSS < 4 GiB: "
-        f"{'met' if res['rss_peak_mib'] < 4096 else 'NOT met'}; no error, wrong language or other student's "
-        f"state shown to a well-behaved session: {'met' if not shown else 'NOT met'}.",
-        "",
-    ]
-    for s in res["students_detail"]:
-        status = "ok" if not s["problems"] else "PROBLEMS: " + " | ".join(s["problems"])
-        extra = ("; " + "; ".join(s["notes"])) if s["notes"] else ""
-        lines.append(f"- {s['name']} ({s['role']}, {s['lang']}): {status}{extra}")
+    if res["profile"]:
+        lines += ["", "Where the server's time went (py-spy samples of its running threads):", ""]
+        lines += [f"- {share:4.1f} %  {area}" for area, share in res["profile"]]
+    if problems:
+        lines += ["", f"Problems ({len(problems)}):"] + [f"- {name}: {p}" for name, p in problems[:40]]
     return "\n".join(lines)
 
 
@@ -602,22 +561,34 @@ print(f"process with the backbone loaded: {base:.0f} MiB; peak: {peak:.0f} MiB; 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--students", type=int, default=10, help="browser sessions at once (>= 4; default 10)")
-    ap.add_argument("--minutes", type=float, default=10.0, help="deadline of the classroom part (default 10)")
+    ap.add_argument("--students", default="30,60", help="class sizes, comma-separated, one fresh server each "
+                                                       "(default 30,60)")
+    ap.add_argument("--browsers", type=int, default=0, help="of each class, this many are real Chromium pages "
+                                                          "(needs /usr/bin/chromium; default 0)")
+    ap.add_argument("--minutes", type=float, default=8.0, help="deadline of each class (default 8)")
+    ap.add_argument("--arrive", type=float, default=30.0, help="students arrive within this many seconds (default 30)")
+    ap.add_argument("--reading", type=float, default=4.0, help="mean seconds of reading per page (default 4)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--profile", action="store_true", help="sample the server with py-spy during each class")
     ap.add_argument("--json", type=Path, help="also write the raw figures here")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary folder (server log, data root)")
-    ap.add_argument("--post-script-gc", action="store_true",
-                    help="start the server with Streamlit's full garbage collection after every run (its default; "
-                         "the app switches it off): the figures before that change")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder (server log)")
     ap.add_argument("--job-peak", action="store_true", help="measure the largest allowed lesson-6 job instead")
     ap.add_argument("--extra-steps", type=int, default=5, help="--job-peak: steps beyond a full L-BFGS history")
     args = ap.parse_args(argv)
     if args.job_peak:
         return job_peak(args)
-    res = load_run(args)
+    if args.browsers and not Path(CHROMIUM).is_file():
+        raise SystemExit(f"--browsers needs Chromium at {CHROMIUM}")
+    machine = f"{cpu_name()} ({cpu_flags()}), {os.cpu_count()} cores"
+    results = []
+    for n in (int(v) for v in args.students.split(",")):
+        res = one_class(n, args)
+        results.append(res)
+        print(report(res, machine), flush=True)
+        print(flush=True)
     if args.json:
-        args.json.write_text(json.dumps(res, indent=1, default=str))
-    print(report(res))
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1, default=str))
 
 
 if __name__ == "__main__":

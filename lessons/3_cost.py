@@ -74,7 +74,7 @@ def draw(live: bool) -> None:
         shown = look.slider(tr("p3_look"), 0, demo.steps, demo.steps, key=f"p3_look_{demo.steps}")
     image_slot.image(demo.snapshot(shown), caption=tr("p3_step_n", n=shown), width="stretch")
     if demo.records:
-        chart_slot.vega_lite_chart(guide.chart(charts.cost_chart(demo.records)), width="stretch")
+        chart_slot.vega_lite_chart(guide.chart(charts.cost_chart(demo.points)), width="stretch")
     else:
         chart_slot.info(tr("p3_no_steps"))
     formula_slot.latex(charts.cost_formula(demo.terms(), demo.alpha, demo.beta))
@@ -93,15 +93,12 @@ elif demo.weights_changed:
 if demo.running and demo.steps < demo.run_until:
     info.caption(tr("p3_running"))
     draw(live=True)
-    limit = cfg.demo_seconds()
-    with jobs.slot_on_page():
-        t0 = time.perf_counter()
-        while demo.running and demo.steps < demo.run_until:
-            demo.step(1)
-            draw(live=True)
-            st.session_state.setdefault("_timings", {}).setdefault("lesson3", {"first_image_at": time.time()})
-            if limit is not None and time.perf_counter() - t0 > limit:
-                break  # a demo ends on time on any machine; Run again to go on
+    def shown():
+        draw(live=True)
+        st.session_state.setdefault("_timings", {}).setdefault("lesson3", {"first_image_at": time.time()})
+
+    with jobs.slot_on_page():  # a demo ends on time on any machine (the engine's time limit); Run again to go on
+        demo.run(demo.run_until - demo.steps, time_limit=cfg.demo_seconds(), on_step=shown)
     demo.running = False
     st.rerun()  # redraw with the look-back slider
 else:

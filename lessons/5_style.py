@@ -18,7 +18,7 @@ TEX_SIZE = cfg.demo_size(80, fast=32)
 TEX_STEPS = cfg.demo_steps(30, fast=2)
 LAYERS = list(DEFAULT_STYLE_LAYERS)
 TEX_LIMIT = None if not cfg.demo_seconds() else cfg.demo_seconds() / len(LAYERS)  # each texture its share
-LANG = lang()
+LANG, PX = lang(), guide.text_px()  # PX: the figures' smallest text (projector: larger)
 
 page_title(5)
 guide.teacher_note(P)
@@ -47,7 +47,7 @@ def two_channels() -> None:
         top = res.layer_channels(layer) - 1
         k = int(c2.number_input(tr("p5_pick_k"), 0, top, min(k, top), key=f"p5_k_{layer}"))
         k2 = int(c3.number_input(tr("p5_pick_k2"), 0, top, min(k2, top), key=f"p5_k2_{layer}"))
-    res.show_png(res.pair_png_kk(style_key, layer, k, k2, SIZE, LANG))
+    res.show_png(res.pair_png_kk(style_key, layer, k, k2, SIZE, LANG, PX))
     guide.look(P, "pair")
     st.markdown(f"**{tr('p5_detect', k=k, k2=k2, layer=layer)}**")
     waiting = not builder.done.is_set()
@@ -79,7 +79,7 @@ g_kind = choice(st.radio, tr("p5_compare_with"), g_options, "p5_g", horizontal=T
                 labels=lambda kind: tr(f"p5_g_{kind}"))
 g_png = res.l5_g_png(g_kind, style_key, st.session_state.get("last_G"))
 md(P, "heatmaps")
-res.show_png(res.comparison_png(style_key, g_png, layer, SIZE, LANG))
+res.show_png(res.comparison_png(style_key, g_png, layer, SIZE, LANG, PX))
 guide.look(P, "heatmaps")
 md(P, "constants")
 
@@ -95,7 +95,7 @@ for col, name, w in zip(cols, LAYERS, default_w):  # lambda[l] spans orders of m
 values = res.style_layer_costs(style_key, g_png, SIZE, tuple(LAYERS))
 total = sum(weights[name] * values[name] for name in LAYERS)
 st.latex(r"J_{\text{style}}(S,G) = \sum_l \lambda^{[l]} J^{[l]}_{\text{style}}(S,G) = " + charts.tex_num(total))
-res.show_png(res.bars_png(tuple(values.items()), tuple(weights.items()), LANG))
+res.show_png(res.bars_png(tuple(values.items()), tuple(weights.items()), LANG, PX))
 guide.look(P, "bars")
 
 # ---- texture synthesis, layer by layer: the prepared row stays; a live run gets its own row ----
@@ -129,7 +129,7 @@ if tex is not None:
 # ---- shuffled tiles ----
 md(P, "shuffle")
 tiles = st.slider(tr("p5_tiles"), 2, 8, res.L5_TILES, key="p5_tiles")
-res.show_png(res.shuffle_png(style_key, tiles, SIZE, LANG))
+res.show_png(res.shuffle_png(style_key, tiles, SIZE, LANG, PX))
 guide.look(P, "shuffle")
 
 guide.questions(P)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Callable
-
 from teachkit.lessons.i18n import tr
 
 
@@ -68,40 +66,44 @@ def cost_formula(terms: dict | None, alpha: float, beta: float) -> str:
             + rf" \\ &= {tex_num(total)}\end{{aligned}}")
 
 
-def cost_chart(records: list[dict], series: dict[str, Callable[[dict], float]] | None = None) -> dict:
-    """A Vega-Lite line chart (log scale) of the cost terms over the steps, for ``st.vega_lite_chart``.
+#: the curves of a cost chart: (key of a weighted point, label id or formula)
+CURVES = (("content", "p3_weighted_content"), ("style", "p3_weighted_style"), ("tv", None), ("total", "p3_total"))
 
-    ``records`` are step records with ``step``, ``alpha``, ``beta``, ``content``, ``style`` and
-    ``total`` (the latter three unweighted / total as recorded by teachkit).  The spec is written
-    as a plain dict: lesson 6 redraws it every second for each running job, and building it
+
+def cost_chart(points: list[dict]) -> dict:
+    """A Vega-Lite line chart (log scale) of what each part adds to J over the steps, for ``st.vega_lite_chart``.
+
+    ``points`` are the engine's weighted step records (:func:`teachkit.transfer.weighted_record`:
+    ``step``, ``content`` = alpha J_content, ``style`` = beta J_style, ``tv`` = w_tv TV, ``total`` = J,
+    with the weights the engine multiplied at that step), so the curves add up to J.  A part that is
+    0 everywhere (e.g. no TV term) is not drawn; values a log axis cannot show are dropped.  The spec
+    is written as a plain dict: lesson 6 redraws it every second for each running job, and building it
     through Altair and pandas cost ~35 ms of the server's Python each time (the load benchmark's
     profile); this costs well under a millisecond.
     """
     import math
 
-    if series is None:
-        series = {
-            tr("p3_weighted_content"): lambda r: r["alpha"] * r["content"],
-            tr("p3_weighted_style"): lambda r: r["beta"] * r["style"],
-            tr("p3_total"): lambda r: r["total"],
-        }
+    series = {(tr(label) if label else "w_TV·TV"): key for key, label in CURVES}
     rows = []
-    for r in records:
-        for name, get in series.items():
+    for r in points:
+        for name, key in series.items():
             try:
-                v = float(get(r))
+                v = float(r[key])
             except (KeyError, TypeError):
                 continue
             if math.isfinite(v) and v > 0:
                 rows.append({"step": int(r["step"]), "term": name, "value": v})
+    drawn = {row["term"] for row in rows}
+    series = {name: key for name, key in series.items() if name in drawn or key != "tv"}
     order = list(series)
-    colours = ["#2563eb", "#c2410c", "#111827"][: len(order)]
+    palette = {"content": "#2563eb", "style": "#c2410c", "tv": "#15803d", "total": "#111827"}
+    colours = [palette[series[name]] for name in order]
     return {
         "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
         "title": {"text": tr("p3_curves"), "fontSize": 18},
         "height": 320,
         "data": {"values": rows},
-        "mark": {"type": "line", "point": len(records) < 40, "strokeWidth": 3},
+        "mark": {"type": "line", "point": len(points) < 40, "strokeWidth": 3},
         "encoding": {
             "x": {"field": "step", "type": "quantitative", "title": tr("p3_step_axis"), "scale": {"domainMin": 0},
                   "axis": {"tickMinStep": 1, "format": "d"}},  # steps are whole numbers: no 0.4, 0.8 ticks

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from teachkit.lessons.jobs import LiveView, slot_on_page
-from teachkit.lessons.resources import backbone, noise_image, picture
+from teachkit.lessons.resources import backbone, picture
 
 
 #: lesson 3's optimiser, named on the page: Adam on the plain pixels (one scale, no pyramid), with
@@ -18,16 +18,20 @@ class StepDemo:
 
     Wraps :class:`teachkit.transfer.StyleTransfer` (one scale, ``pyramid=1``: the parameters are
     the pixels themselves; Adam; the lecture's cost without a TV term) and keeps what the page
-    shows: one record and one small image per step, and the weights used.  G starts as the
-    engine's white noise (``teachkit.transfer.white_noise``, seed 0), shown on the page before
-    the first step; the StyleTransfer itself is made at the first step, so opening the page costs
-    no network pass.  Changing alpha or beta continues from the current image with a new
+    shows: one record (the engine's terms) and one chart point (what each part adds to J,
+    :func:`teachkit.transfer.weighted_record`) and one small image per step.  G starts as the
+    engine's own start (:func:`teachkit.transfer.initial_image`: white noise, seed 0), shown on the
+    page before the first step; the StyleTransfer itself is made at the first step, so opening the
+    page costs no network pass.  Changing alpha or beta continues from the current image with a new
     StyleTransfer.
     """
 
     def __init__(self, size: int, content: str, style: str):
+        from teachkit.transfer import initial_image
+
         self.size, self.content_name, self.style_name = size, content, style
-        self.start_image = noise_image(*picture(content, size).size, seed=0)
+        self.alpha = self.beta = None
+        self.start_image = initial_image(picture(content, size), self.config())
         self.reset()
 
     @classmethod
@@ -43,20 +47,27 @@ class StepDemo:
     def reset(self) -> None:
         self.obj = None
         self.alpha = self.beta = None
-        self.records: list[dict] = []
+        self.records: list[dict] = []  # the engine's terms per step (unweighted)
+        self.points: list[dict] = []  # the chart's: alpha J_content, beta J_style, J per step
         self.snapshots: list = [self.start_image]
         self.running = False
         self.run_until = 0
         self.weights_changed = False
 
+    def config(self):
+        """Exactly the lecture's J(G) = alpha J_content + beta J_style, as shown on the page, minimised
+        by the optimiser the page names, on the plain pixels, from white noise, at one scale."""
+        from teachkit.transfer import TransferConfig
+
+        return TransferConfig(size=self.size, scales=(self.size,), alpha=self.alpha, beta=self.beta, tv_weight=0.0,
+                              seed=0, init="noise", normalization="lecture", optimizer=STEP_OPTIMIZER, pyramid=1,
+                              preview_every=0)
+
     def _new(self, init):
         from teachkit.images import to_tensor
-        from teachkit.transfer import StyleTransfer, TransferConfig
+        from teachkit.transfer import StyleTransfer
 
-        # exactly the lecture's J(G) = alpha J_content + beta J_style, as shown on the page, minimised
-        # by the optimiser the page names, on the plain pixels
-        config = TransferConfig(size=self.size, alpha=self.alpha, beta=self.beta, tv_weight=0.0, seed=0,
-                                normalization="lecture", optimizer=STEP_OPTIMIZER, pyramid=1, preview_every=0)
+        config = self.config()
         return StyleTransfer(to_tensor(picture(self.content_name, self.size)),
                              to_tensor(picture(self.style_name, self.size)), config, init=init, backbone=backbone())
 
@@ -77,21 +88,35 @@ class StepDemo:
         return bool(self.alpha or self.beta)
 
     def step(self, n: int = 1) -> None:
-        if not self.can_step:
+        """``n`` steps at once."""
+        self.run(n)
+
+    def run(self, n: int, *, time_limit: float | None = None, on_step=None) -> None:
+        """Up to ``n`` steps on the engine's loop (:func:`teachkit.transfer.run_steps`), each kept and
+        shown (``on_step()`` after each); it stops at the engine's ``time_limit``."""
+        if not self.can_step or n <= 0:
             return
+        from teachkit.transfer import run_steps, weighted_record
+
         if self.obj is None:
             from teachkit.images import to_tensor
 
             self.obj = self._new(to_tensor(self.start_image))
-        for rec in self.obj.step(n):
-            self.records.append({"step": self.steps + 1, "alpha": self.alpha, "beta": self.beta,
-                                 "content": rec["content"], "style": rec["style"], "total": rec["total"]})
-        image = self.obj.image()
-        if len(self.snapshots) < 400:
-            self.snapshots.append(image)
-        else:  # keep memory bounded: replace the last one
-            self.snapshots[-1] = image
-        st.session_state["last_G"] = image  # lesson 5 can compare its Gram matrices with S
+
+        def keep(p):
+            rec = {"step": self.steps + 1, "alpha": p.weights["alpha"], "beta": p.weights["beta"], **p.values}
+            self.records.append(rec)
+            self.points.append(weighted_record(rec, p.weights))
+            image = p.image
+            if len(self.snapshots) < 400:
+                self.snapshots.append(image)
+            else:  # keep memory bounded: replace the last one
+                self.snapshots[-1] = image
+            st.session_state["last_G"] = image  # lesson 5 can compare its Gram matrices with S
+            if on_step is not None:
+                on_step()
+
+        run_steps(self.obj, n, callback=keep, task="lesson3", preview_every=1, time_limit=time_limit)
 
     def snapshot(self, i: int):
         return self.snapshots[max(0, min(i, len(self.snapshots) - 1))]

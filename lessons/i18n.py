@@ -2,7 +2,9 @@
 
 * ``tr(key)`` -- a short label from ``lessons/_strings.py`` in the session's language;
 * ``md(page, section)`` -- one section of ``lessons/text/<lang>/<page>.md`` as Markdown;
-* ``choice(...)`` -- a radio/selectbox whose labels are translated but whose value is not.
+* ``choice(...)`` -- a radio/selectbox whose labels are translated but whose value is not;
+* ``error_text(err)`` / ``progress_message(msg)`` -- teachkit's errors and progress notes, which are
+  ids + parameters (:mod:`teachkit.messages`), rendered from the catalogue in the session's language.
 
 The language lives in ``st.session_state[LANG_KEY]`` (set from ``?lang=`` by app.py, changed by the sidebar switch).
 """
@@ -18,9 +20,8 @@ from typing import Any, Callable
 import streamlit as st
 
 from teachkit.lessons._strings import UI
-from teachkit.messages import Message, TeachkitError
+from teachkit.messages import LANGS, Message, TeachkitError
 
-LANGS = {"en": "English", "zh": "中文"}
 TEXT_DIR = Path(__file__).parent / "text"
 _MARKER = re.compile(r"^<!--\s*@(\w+)\s*-->\s*$", re.M)
 

@@ -37,6 +37,7 @@ import streamlit as st
 
 from teachkit.datasets import FolderRefused  # noqa: F401 - the pages catch it as jobs.FolderRefused
 from teachkit.memory import out_of_memory
+from teachkit.options import served_caps
 
 from teachkit.lessons._strings import UI
 from teachkit.lessons.i18n import progress_message, tr, value_label
@@ -128,6 +129,9 @@ class LiveView:
 # ---- limits of one transfer job (lesson 6) ----
 
 
+_OPTION_CAPS = served_caps()  #: {'max_size': 512, ...}: the served caps of the transfer options
+
+
 @dataclasses.dataclass(frozen=True)
 class JobLimits:
     """What one lesson-6 job may ask for.  The caps keep the job's own memory (over the shared,
@@ -142,10 +146,11 @@ class JobLimits:
     would push a 3072-px style image through VGG (one relu1 map alone ~2.4 GB).
     """
 
-    max_size: int = 512  #: long side of G, px
-    max_steps: int = 500
-    max_style_scale: float = 2.0  #: style long side <= max_size * max_style_scale = 1024 px
-    max_history: int = 50  #: L-BFGS pairs kept (the default; each pair costs 2 image-sized vectors)
+    # the option caps are declared with the options (teachkit/options.py, ``served_max``): 512, 500, 2.0, 50
+    max_size: int = int(_OPTION_CAPS["max_size"])  #: long side of G, px
+    max_steps: int = int(_OPTION_CAPS["max_steps"])
+    max_style_scale: float = float(_OPTION_CAPS["max_style_scale"])  #: style long side <= 512 * 2.0 = 1024 px
+    max_history: int = int(_OPTION_CAPS["max_history"])  #: L-BFGS pairs kept (each costs 2 image-sized vectors)
     max_styles: int = 4  #: style images in one job (samples + uploads)
     seconds: float = 300.0  #: running time limit; the job stops and keeps its latest image
     queue: int = 8  #: jobs that may wait for a slot; more are refused with a message
@@ -228,15 +233,16 @@ XSRF_COOKIE = "_streamlit_xsrf"  #: set by Streamlit's server on the first page 
 
 
 def _browser_secret(cookie: str) -> bytes:
-    """The secret of Streamlit's XSRF cookie.  Its value is ``2|mask|masked token|time``, masked
-    afresh on every page load (two tabs of one browser can hold different values), so the token is
-    unmasked (XOR) before it is used; any other form is used as it is."""
+    """The secret of Streamlit's XSRF cookie.  Its value is ``2|mask|masked token|time`` (as
+    Tornado's): the token XOR the mask repeated, masked afresh on every page load (two tabs of one
+    browser can hold different values), so the token is unmasked before it is used; any other form
+    is used as it is."""
     parts = cookie.split("|")
     if len(parts) == 4 and parts[0] == "2":
         try:
             mask, masked = bytes.fromhex(parts[1]), bytes.fromhex(parts[2])
-            if len(mask) == len(masked):
-                return bytes(a ^ b for a, b in zip(mask, masked))
+            if mask:
+                return bytes(b ^ mask[i % len(mask)] for i, b in enumerate(masked))
         except ValueError:
             pass
     return cookie.encode("utf-8", "replace")

@@ -431,11 +431,13 @@ def pair_png(style: str, layer: str, which: str, size: int, lang: str = "en") ->
 
 
 @shared(128)
-def pair_png_kk(style: str, layer: str, k: int, k2: int, size: int, lang: str = "en") -> bytes:
-    """Lesson 5: the entry G_kk' of any two channels a student picks (teachkit.gram.pair_figure)."""
-    from teachkit.gram import pair_figure
+def pair_png_kk(style: str, layer: str, k: int, k2: int, size: int, lang: str = "en", px: int = 14) -> bytes:
+    """Lesson 5: the entry G_kk' of any two channels a student picks (teachkit.gram.pair_figure);
+    ``px``: the smallest text (lessons/guide.py: 14, projector 20)."""
+    from teachkit.gram import pair_figure, text_size
 
-    return fig_png(pair_figure(load_net(), picture(style, size), layer, k=int(k), k2=int(k2), lang=lang))
+    with text_size(px):
+        return fig_png(pair_figure(load_net(), picture(style, size), layer, k=int(k), k2=int(k2), lang=lang))
 
 
 def layer_channels(layer: str) -> int:
@@ -444,11 +446,12 @@ def layer_channels(layer: str) -> int:
 
 
 @shared(64)
-def comparison_png(style: str, g_png: bytes, layer: str, size: int, lang: str = "en") -> bytes:
+def comparison_png(style: str, g_png: bytes, layer: str, size: int, lang: str = "en", px: int = 14) -> bytes:
     """Lesson 5: G[l](S), G[l](G) and their difference (teachkit.gram.gram_comparison_figure)."""
-    from teachkit.gram import gram_comparison_figure
+    from teachkit.gram import gram_comparison_figure, text_size
 
-    return fig_png(gram_comparison_figure(load_net(), picture(style, size), open_png(g_png), layer, lang=lang))
+    with text_size(px):
+        return fig_png(gram_comparison_figure(load_net(), picture(style, size), open_png(g_png), layer, lang=lang))
 
 
 @shared(64)
@@ -460,19 +463,21 @@ def style_layer_costs(style: str, g_png: bytes, size: int, layers: tuple[str, ..
 
 
 @shared(64)
-def bars_png(values: tuple, weights: tuple, lang: str = "en") -> bytes:
+def bars_png(values: tuple, weights: tuple, lang: str = "en", px: int = 14) -> bytes:
     """Lesson 5: lambda[l] J_style[l] per layer (teachkit.gram.style_cost_bars_figure)."""
-    from teachkit.gram import style_cost_bars_figure
+    from teachkit.gram import style_cost_bars_figure, text_size
 
-    return fig_png(style_cost_bars_figure(dict(values), weights=dict(weights), lang=lang))
+    with text_size(px):
+        return fig_png(style_cost_bars_figure(dict(values), weights=dict(weights), lang=lang))
 
 
 @shared(64)
-def shuffle_png(style: str, tiles: int, size: int, lang: str = "en") -> bytes:
+def shuffle_png(style: str, tiles: int, size: int, lang: str = "en", px: int = 14) -> bytes:
     """Lesson 5: shuffled tiles, Gram vs features (teachkit.gram.position_blindness_figure)."""
-    from teachkit.gram import position_blindness_figure
+    from teachkit.gram import position_blindness_figure, text_size
 
-    return fig_png(position_blindness_figure(load_net(), picture(style, size), tiles=tiles, lang=lang))
+    with text_size(px):
+        return fig_png(position_blindness_figure(load_net(), picture(style, size), tiles=tiles, lang=lang))
 
 
 def l5_g_png(kind: str, style: str, last_g=None) -> bytes:

@@ -15,7 +15,7 @@ from teachkit.lessons.i18n import lang, text, tr
 
 from teachkit.lessons.slides_deck import SLIDES
 
-LANG, PX = lang(), guide.text_px()
+LANG, PX = lang(), guide.PROJECTOR_PX  # slides are for the back of the room: the projector's text size always
 
 _SLIDE_CSS = """
 <style>

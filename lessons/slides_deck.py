@@ -11,6 +11,7 @@ from teachkit.lessons import settings as cfg
 from teachkit.features import DEFAULT_STYLE_LAYERS
 from teachkit.samples import DEFAULT_CONTENT, DEFAULT_STYLE
 
+
 def _atlas():
     builder = jobs.atlas_builder(cfg.atlas_default_dataset(), res.backbone(), DEFAULT_STYLE_LAYERS)
     return builder.atlas if builder.done.wait(0.1) else None
@@ -46,15 +47,16 @@ def _content_grid(lang, px):
 
 
 def _pair(lang, px):
-    return res.pair_png(DEFAULT_STYLE, res.L5_LAYER, res.L5_PAIR, res.l5_size(), lang)
+    k, k2, _ = res.l5_pair(DEFAULT_STYLE, res.L5_LAYER, res.L5_PAIR, res.l5_size())
+    return res.pair_png_kk(DEFAULT_STYLE, res.L5_LAYER, k, k2, res.l5_size(), lang, px)
 
 
 def _heatmaps(lang, px):
-    return res.comparison_png(DEFAULT_STYLE, res.l5_g_png("content", DEFAULT_STYLE), res.L5_LAYER, res.l5_size(), lang)
+    return res.comparison_png(DEFAULT_STYLE, res.l5_g_png("content", DEFAULT_STYLE), res.L5_LAYER, res.l5_size(), lang, px)
 
 
 def _shuffle(lang, px):
-    return res.shuffle_png(DEFAULT_STYLE, res.L5_TILES, res.l5_size(), lang)
+    return res.shuffle_png(DEFAULT_STYLE, res.L5_TILES, res.l5_size(), lang, px)
 
 
 #: (lesson number, its text file, the slide's section, what to show) in the lecture's order

@@ -152,14 +152,14 @@ class Atlas:
 
     def _layer(self, layer: str) -> str:
         if layer not in self.values:
-            raise ValueError(f"the atlas has no layer {layer!r}; it has: {', '.join(self.layers)}")
+            raise AtlasError("atlas.no_layer", layer=repr(layer), layers=", ".join(self.layers))
         return layer
 
     def _unit(self, layer: str, unit) -> int:
         layer = self._layer(layer)
         c = self.values[layer].shape[0]
         if isinstance(unit, bool) or not isinstance(unit, (int, np.integer)) or not 0 <= unit < c:
-            raise ValueError(f"unit must be a channel number 0..{c - 1} of {layer}, not {unit!r}")
+            raise AtlasError("atlas.bad_unit", last=c - 1, layer=layer, unit=repr(unit))
         return int(unit)
 
     def unit_label(self, layer: str, unit: int) -> str:
@@ -210,25 +210,19 @@ class Atlas:
                 return self._dataset
             spec = self.meta.get("dataset_spec")
             if not spec:
-                raise ValueError(
-                    f"the atlas does not record where its images ({self.meta['dataset_name']}) are; "
-                    "pass the dataset explicitly"
-                )
+                raise AtlasError("atlas.no_spec", name=self.meta["dataset_name"])
             if ("/" in spec or os.sep in spec) and ":" not in spec.split(os.sep)[0] \
                     and not Path(spec).exists():
-                raise FileNotFoundError(f"the folder {spec!r} with the images of this atlas is gone")
+                raise AtlasNotFound("atlas.images_gone", folder=spec)
             try:
                 ds = get_dataset(spec)
             except FileNotFoundError as exc:
-                raise FileNotFoundError(f"cannot find the images of this atlas: {exc}") from None
+                raise AtlasNotFound("atlas.images_missing", detail=exc) from None
         else:
             ds = get_dataset(dataset)
         if check and ds.fingerprint != self.meta["dataset_fingerprint"]:
-            raise ValueError(
-                f"the dataset {ds.name!r} is not the one this atlas was made from (or it changed "
-                f"since: fingerprint {ds.fingerprint} != {self.meta['dataset_fingerprint']}); "
-                "scan it again"
-            )
+            raise AtlasError("atlas.other_dataset", name=ds.name, theirs=ds.fingerprint,
+                             ours=self.meta["dataset_fingerprint"])
         if dataset is None:
             self._dataset = ds
         return ds
@@ -259,7 +253,7 @@ class Atlas:
         if image_index is None:
             hits = self.top(layer, unit)
             if not hits:
-                raise ValueError(f"{self.unit_label(layer, unit)}: no image was scanned")
+                raise AtlasError("atlas.unit_empty", layer=layer, unit=unit)
             image_index = hits[min(rank, len(hits) - 1)].image_index
         net = self._get_backbone(backbone)
         ds = self.open_dataset(dataset)
@@ -307,7 +301,7 @@ class Atlas:
         """Write the atlas to one ``.npz`` file (atomically); returns the path."""
         path = Path(path).expanduser()
         if path.is_dir():
-            raise ValueError(f"{str(path)!r} is a folder; give a file name such as atlas.npz")
+            raise AtlasError("atlas.is_folder", path=str(path))
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {"meta": np.array(json.dumps(self.meta))}
         for i, n in enumerate(self.layers):

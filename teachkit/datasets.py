@@ -62,6 +62,7 @@ __all__ = [
     "resolve_dataset_folder",
     "FolderRefused",
     "DatasetError",
+    "DatasetNotFound",
     "fit_square",
     "dataset_names",
 ]
@@ -74,6 +75,10 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 class DatasetError(TeachkitError, ValueError):
     """A dataset that cannot be scanned as asked (no images, too many files): an id with parameters."""
+
+
+class DatasetNotFound(TeachkitError, FileNotFoundError):
+    """A folder or an on-disk dataset that is not there: an id with parameters."""
 
 
 def _hash(obj) -> str:
@@ -333,9 +338,9 @@ class FolderDataset(Dataset):
         #: how messages name the folder: ``label``, else the path as it was given
         self.label = label if label is not None else str(root)
         if not root.exists():
-            raise FileNotFoundError(f"image folder {self.label!r} does not exist")
+            raise DatasetNotFound("dataset.no_folder", folder=self.label)
         if not root.is_dir():
-            raise ValueError(f"{self.label!r} is not a folder")
+            raise DatasetError("dataset.not_folder", folder=self.label)
         self.root = root.resolve()
         files = self._list(tuple(e.lower() for e in extensions), max_files)
         if not files:
@@ -470,9 +475,7 @@ class TorchvisionDataset(Dataset):
         super().__init__()
         key = name.lower()
         if key not in TORCHVISION_DATASETS:
-            raise ValueError(
-                f"unknown torchvision dataset {name!r}; known: {', '.join(TORCHVISION_DATASETS)}"
-            )
+            raise DatasetError("dataset.unknown", name=repr(name), known=", ".join(TORCHVISION_DATASETS))
         cls_name, split_kind, default_split, folder = TORCHVISION_DATASETS[key]
         split = split or default_split
         root = Path(root).expanduser() if root else default_data_root()
@@ -480,15 +483,12 @@ class TorchvisionDataset(Dataset):
 
         kwargs = {"train": split == "train"} if split_kind == "train" else {"split": split}
         if split_kind == "train" and split not in ("train", "test"):
-            raise ValueError(f"{name} has the splits 'train' and 'test', not {split!r}")
+            raise DatasetError("dataset.split", name=name, split=repr(split))
         try:
             self._ds = getattr(tvd, cls_name)(str(root), download=False, **kwargs)
         except (RuntimeError, FileNotFoundError, OSError) as exc:
-            raise FileNotFoundError(
-                f"the {name} dataset is not on this machine under {str(root)!r} ({exc}); teachkit never "
-                f"downloads it: fetch it once with torchvision.datasets.{cls_name}({str(root)!r}, "
-                "download=True), or give its folder as '" + key + ":/path/to/root'"
-            ) from None
+            raise DatasetNotFound("dataset.not_on_disk", name=name, root=str(root), detail=exc, cls=cls_name,
+                                  key=key) from None
         self.key = key
         self.split = split
         self.root = root.resolve()
@@ -609,13 +609,13 @@ def get_dataset(spec: "str | os.PathLike | Dataset" = "sample", **kw) -> Dataset
     if isinstance(spec, Dataset):
         return spec
     if spec is None:
-        raise ValueError("no dataset given")
+        raise DatasetError("dataset.empty_spec")
     text = os.fspath(spec)
     if not text.strip():
-        raise ValueError("empty dataset spec")
+        raise DatasetError("dataset.empty_spec")
     if text == "sample":
         if kw:
-            raise ValueError(f"the sample dataset takes no options ({', '.join(kw)})")
+            raise DatasetError("dataset.sample_options", options=", ".join(kw))
         return SampleDataset()
     head, _, rest = text.partition(":")
     if head.lower() in TORCHVISION_DATASETS and not Path(text).is_dir():
@@ -631,11 +631,8 @@ def get_dataset(spec: "str | os.PathLike | Dataset" = "sample", **kw) -> Dataset
     if path.is_dir():
         return FolderDataset(path, **kw)
     if path.exists():
-        raise ValueError(f"{text!r} is a file, not a folder of images or a dataset name")
-    raise FileNotFoundError(
-        f"no folder {text!r}, and it is not a dataset name (choose a folder, or one of: "
-        f"{', '.join(dataset_names())})"
-    )
+        raise DatasetError("dataset.is_file", spec=text)
+    raise DatasetNotFound("dataset.no_such", spec=text, names=", ".join(dataset_names()))
 
 
 _SPLITS = ("train", "test", "unlabeled", "train+unlabeled")

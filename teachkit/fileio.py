@@ -76,8 +76,10 @@ def atomic_write(path, mode: str = "wb") -> Iterator[IO]:
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.filename is None:
-            exc.filename = os.fsdecode(p)  # a full disk fails in write(), which names no file: name it
+        if isinstance(exc, OSError) and exc.filename in (None, tmp):
+            # a full disk fails in write(), which names no file, and a failed rename names the
+            # temporary file: either way the file the caller asked for is what a user must see
+            exc.filename = os.fsdecode(p)
         raise
 
 

@@ -132,9 +132,24 @@ def _figure(lang: str, width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), layout="constrained")
 
 
+_TEXT_PX = __import__("contextvars").ContextVar("teachkit_gram_text_px", default=None)
+
+
+@__import__("contextlib").contextmanager
+def text_size(px: float | None):
+    """Within this block (this thread only), figures made here have their smallest text ``px`` pixels
+    high at SHOWN_PX instead of MIN_TEXT_PX (the app's projector mode: 20)."""
+    token = _TEXT_PX.set(px)
+    try:
+        yield
+    finally:
+        _TEXT_PX.reset(token)
+
+
 def _pt(fig: Figure, scale: float = 1.0) -> float:
-    """A font size (points) that is ``scale`` x MIN_TEXT_PX pixels once ``fig`` is shown SHOWN_PX wide."""
-    return scale * MIN_TEXT_PX * fig.get_figwidth() * 72.0 / SHOWN_PX
+    """A font size (points) that is ``scale`` x MIN_TEXT_PX pixels once ``fig`` is shown SHOWN_PX wide
+    (or ``scale`` x the size set by :func:`text_size`)."""
+    return scale * (_TEXT_PX.get() or MIN_TEXT_PX) * fig.get_figwidth() * 72.0 / SHOWN_PX
 
 
 def _num(v: float) -> str:

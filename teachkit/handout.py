@@ -82,7 +82,7 @@ def math_html(tex: str, display: bool = True) -> str:
     """A formula as inline SVG (matplotlib mathtext); its TeX source when mathtext cannot draw it."""
     from matplotlib.figure import Figure
 
-    simple = " ".join(tex.split())
+    simple = _drop_underbraces(" ".join(tex.split()))
     for a, b in ((r"\;", r"\ "), (r"\bigl", ""), (r"\bigr", ""), (r"\Bigl", ""), (r"\Bigr", ""),
                  (r"\lVert", r"\Vert"), (r"\rVert", r"\Vert"), (r"\!", "")):
         simple = simple.replace(a, b)
@@ -90,12 +90,32 @@ def math_html(tex: str, display: bool = True) -> str:
         fig = Figure(figsize=(0.01, 0.01))
         fig.text(0, 0, f"${simple}$", fontsize=15 if display else 12)
         buf = io.BytesIO()
-        fig.savefig(buf, format="svg", bbox_inches="tight", pad_inches=0.02, transparent=True)
+        fig.savefig(buf, format="svg", bbox_inches="tight", pad_inches=0.02, transparent=True,
+                    metadata={"Date": None})
         svg = buf.getvalue().decode("utf-8")
         svg = svg[svg.index("<svg"):]
     except Exception:  # noqa: BLE001 - mathtext covers most of TeX, not all of it
         return f'<span class="tex">{html.escape(tex.strip())}</span>'
     return f'<div class="math">{svg}</div>' if display else f'<span class="imath">{svg}</span>'
+
+
+def _drop_underbraces(tex: str) -> str:
+    r"""``\underbrace{X}_{Y}`` -> ``X`` (mathtext cannot draw underbraces; the label is a side note)."""
+    while (start := tex.find(r"\underbrace{")) >= 0:
+        i, depth = start + len(r"\underbrace{"), 1
+        while i < len(tex) and depth:
+            depth += {"{": 1, "}": -1}.get(tex[i], 0)
+            i += 1
+        body = tex[start + len(r"\underbrace{"): i - 1]
+        rest = tex[i:]
+        if rest.startswith("_{"):
+            j, depth = 2, 1
+            while j < len(rest) and depth:
+                depth += {"{": 1, "}": -1}.get(rest[j], 0)
+                j += 1
+            rest = rest[j:]
+        tex = tex[:start] + body + rest
+    return tex
 
 
 def _inline(s: str) -> str:

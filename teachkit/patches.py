@@ -381,17 +381,15 @@ def merge(a: Atlas, b: Atlas, offset: int | None = None) -> Atlas:
     """
     for key in _SAME:
         if a.meta[key] != b.meta[key]:
-            raise ValueError(f"cannot merge atlases with different {key}: {a.meta[key]!r} vs {b.meta[key]!r}")
+            raise AtlasError("merge.different", key=key, a=repr(a.meta[key]), b=repr(b.meta[key]))
     same_data = a.meta["dataset_fingerprint"] == b.meta["dataset_fingerprint"]
     if offset is None:
         offset = 0 if same_data else int(a.meta["dataset_size"])
     offset = int(offset)
     if same_data and offset == 0:
         if a.meta["start"] < b.meta["end"] and b.meta["start"] < a.meta["end"]:
-            raise ValueError(
-                f"the two atlases overlap (images {a.meta['start']}..{a.meta['end']} and "
-                f"{b.meta['start']}..{b.meta['end']}): each image would count twice"
-            )
+            raise AtlasError("merge.overlap", a0=a.meta["start"], a1=a.meta["end"], b0=b.meta["start"],
+                             b1=b.meta["end"])
     k = a.k
     values, images, ys, xs = {}, {}, {}, {}
     for n in a.layers:
@@ -742,4 +740,4 @@ def select_units(
         spread = np.where(alive, spread, -np.inf)
         order = np.argsort(-spread, kind="stable")
         return [int(u) for u in order[:n] if np.isfinite(spread[u])] or [int(u) for u in order[:n]]
-    raise ValueError(f"how must be 'most_active', 'most_varied' or 'index', not {how!r}")
+    raise AtlasError("units.how", how=repr(how))

@@ -304,27 +304,58 @@ def test_lesson3_step_run_pause_reset(lang):
 
 @pytest.mark.parametrize("lang", LANGS)
 def test_lesson4_reconstruction(lang):
+    import numpy as np
+
+    from teachkit.images import resize_long_side
+    from teachkit.samples import DEFAULT_CONTENT, sample_content
+
     at = open_page(4, lang)
     at.button(key="p4_run").click().run()
     assert_clean(at)
-    assert at.session_state["p4_result"]["image"] is not None
-    assert at.metric, "the distance to C is shown"
+    image = at.session_state["p4_result"]["image"]
+    assert max(image.size) == 32  # TEACHKIT_DEMO_SIZE
+    # the distance shown is the pixel RMSE of the result to C, recomputed here with numpy
+    c = np.asarray(resize_long_side(sample_content(DEFAULT_CONTENT), 32), dtype=np.float64) / 255
+    rmse = float(np.sqrt(((np.asarray(image, dtype=np.float64) / 255 - c) ** 2).mean()))
+    shown = float(at.metric[0].value)
+    assert rmse > 0.01 and shown == pytest.approx(rmse, abs=4e-3), (shown, rmse)
+
+
+def _tex_number(latex: str) -> float:
+    """The number at the end of a formula written by charts.tex_num: 12.5 or 1.23\\times 10^{7}."""
+    tail = latex.rsplit("=", 1)[-1].strip().strip("$").strip()
+    mantissa, _, exponent = tail.partition(r"\times 10^")
+    return float(mantissa) * 10.0 ** int(exponent.strip("{}") or 0)
 
 
 @pytest.mark.parametrize("lang", LANGS)
 def test_lesson5_lambdas_and_textures(lang):
-    at = open_page(5, lang)
-    before = [e.value for e in at.latex if "lambda" in e.value][-1]
+    from teachkit.features import DEFAULT_STYLE_LAYERS
+    from teachkit.gram import style_layer_costs
     from teachkit.lessons.charts import transfer_defaults, weight_options
+    from teachkit.lessons.resources import l5_size, load_net, sample
+    from teachkit.samples import DEFAULT_CONTENT, DEFAULT_STYLE, sample_style
 
-    options = weight_options(transfer_defaults()["layer_weights"][0], decades=2)
+    at = open_page(5, lang)
+    # the oracle: J_style[l](S, G) of G = the content photo (the page's default), computed here, and
+    # the lecture's sum with the sliders' lambdas
+    size = l5_size()
+    j = style_layer_costs(load_net(), sample_style(DEFAULT_STYLE, size), sample(DEFAULT_CONTENT, size),
+                          list(DEFAULT_STYLE_LAYERS))
+    lam = dict(zip(DEFAULT_STYLE_LAYERS, transfer_defaults()["layer_weights"]))
+    shown = _tex_number([e.value for e in at.latex if "lambda" in e.value][-1])
+    assert shown == pytest.approx(sum(lam[l] * j[l] for l in lam), rel=5e-3)
+    options = weight_options(lam["relu1_1"], decades=2)
     at.select_slider(key="p5_lambda_relu1_1").set_value(options[4]).run()  # ten times the default
     assert_clean(at)
-    after = [e.value for e in at.latex if "lambda" in e.value][-1]
-    assert before != after
+    lam["relu1_1"] = options[4]
+    shown = _tex_number([e.value for e in at.latex if "lambda" in e.value][-1])
+    assert shown == pytest.approx(sum(lam[l] * j[l] for l in lam), rel=5e-3)
     at.button(key="p5_texture_run").click().run()
     assert_clean(at)
-    assert at.session_state["p5_texture"] is not None
+    tex = at.session_state["p5_texture"]
+    assert tex["labels"] == list(DEFAULT_STYLE_LAYERS)  # one texture per layer set, up to each layer
+    assert all(max(img.size) == max(tex["images"][0].size) for img in tex["images"])
 
 
 @pytest.mark.parametrize("lang", LANGS)
@@ -568,21 +599,47 @@ def test_config_errors_are_chinese(monkeypatch):
     assert i18n.error_text(RuntimeError("something nobody foresaw")) == i18n.UI["error_internal"]["zh"]
 
 
-def test_cost_chart_plots_the_weighted_terms_of_each_step():
-    """The curves are alpha*J_content, beta*J_style and J, per step, dropping what a log axis cannot show."""
+@pytest.mark.parametrize("normalization", ["auto", "lecture", "gatys", "none"])
+def test_lesson6_cost_chart_curves_add_up_to_the_engines_j(normalization):
+    """Lesson 6's chart, fed by a real (tiny, two-scale) engine run through the job's own callback:
+    at every step its weighted curves add up to the J the engine minimised (the oracle: the engine's
+    recorded total), in every normalisation -- under 'auto' the weights are ~1e-9, not 1."""
     import json
 
+    from teachkit.lessons import jobs
     from teachkit.lessons.charts import cost_chart
+    from teachkit.lessons.resources import load_net
+    from teachkit.samples import sample_content, sample_style
+    from teachkit.transfer import TransferConfig, transfer
 
-    records = [{"step": 1, "alpha": 2.0, "beta": 10.0, "content": 3.0, "style": 0.5, "total": 11.0},
-               {"step": 2, "alpha": 2.0, "beta": 10.0, "content": 0.0, "style": float("nan"), "total": 4.0},
-               {"step": 3, "alpha": 2.0, "beta": 10.0, "content": 1.0, "style": None, "total": 2.0}]
-    spec = cost_chart(records)
+    config = TransferConfig(size=40, scales=(20, 40), scale_steps=(2, 2), normalization=normalization,
+                            init="noise", preview_every=0, style_layers=("relu1_1", "relu2_1"), dtype="float32")
+    job = jobs.TransferJob(None, [], config, None, session="chart-test")
+    totals = {}
+
+    def callback(p):
+        totals[p.step] = p.values["total"]
+        return job._callback(p)
+
+    result = transfer(sample_content("chelsea", 40), [sample_style("waves", 40)], config, callback=callback,
+                      backbone=load_net())
+    assert [r["step"] for r in job.records] == [1, 2, 3, 4] == sorted(totals)
+    spec = cost_chart(job.records)
     json.dumps(spec, allow_nan=False)  # plain JSON for the browser
-    got = [(r["step"], r["value"]) for r in spec["data"]["values"]]
-    assert got == [(1, 6.0), (1, 5.0), (1, 11.0), (2, 4.0), (3, 2.0), (3, 2.0)]
-    assert spec["encoding"]["y"]["scale"]["type"] == "log"
-    assert spec["encoding"]["color"]["scale"]["domain"] == spec["encoding"]["color"]["sort"]
+    by_step: dict[int, dict[str, float]] = {}
+    for row in spec["data"]["values"]:
+        by_step.setdefault(row["step"], {})[row["term"]] = row["value"]
+    domain = spec["encoding"]["color"]["scale"]["domain"]
+    total_name = domain[-1]
+    assert domain == spec["encoding"]["color"]["sort"] and spec["encoding"]["y"]["scale"]["type"] == "log"
+    for step, curves in by_step.items():
+        parts = sum(v for name, v in curves.items() if name != total_name)
+        assert curves[total_name] == pytest.approx(totals[step], rel=1e-6)
+        assert parts == pytest.approx(totals[step], rel=1e-4), (step, curves)
+    # the weights used are the engine's plan, scale by scale (under 'auto' they differ per scale)
+    for rec, point in zip(result.history, job.records):
+        w = result.plan.scale(rec["scale"]).weights
+        assert point["content"] == pytest.approx(w["alpha"] * rec["content"], rel=1e-6)
 
 
 def test_the_uploaders_own_words_are_chinese_in_chinese_mode():

@@ -1,8 +1,11 @@
 """The app in a real browser: `streamlit run app.py` + headless Chromium driven by Playwright.
 
-Every page is opened in a 1280-px-wide window, one control on it is used, the page must show no
-Streamlit exception box, the smallest text of every figure must appear at least 14 px high, and a
-screenshot is saved: into ``$TEACHKIT_SCREENSHOTS`` when that is set (the README's pictures, made
+Every page is opened in a 1280-px-wide window, in English and Chinese, with the projector mode off and
+on (from the address, ``?projector=1``); its main controls are pressed; the page must show no Streamlit
+exception box, no button label, chosen dropdown option or chip cut off, and the smallest text of every
+figure must appear at least 14 px high (20 px in projector mode).  ``/`` and ``/layers`` both open
+lesson 1, the projector mode survives a reload, and the slides turn with the arrow keys.  A screenshot
+is saved: into ``$TEACHKIT_SCREENSHOTS`` when that is set (the README's pictures, made
 with the app's real classroom settings and results prepared by ``teachkit prepare``), else into
 pytest's tmp_path (tiny, fast demos).
 
@@ -152,7 +155,7 @@ def figure_text_sizes(page) -> list[tuple[str, float]]:
     return out
 
 
-def check_figure_text(page, n: int) -> None:
+def check_figure_text(page, n: int, min_px: float = MIN_TEXT_PX) -> None:
     need = 3 if n in (1, 5) else 0  # the pages of figures: the check must find them
     for _ in range(10):  # an image replaced by a rerun just now is gone from the server: look again
         sizes = figure_text_sizes(page)
@@ -161,21 +164,13 @@ def check_figure_text(page, n: int) -> None:
         page.wait_for_timeout(2000)
         settle(page)
     assert len(sizes) >= need, f"lesson {n}: only {len(sizes)} figures found"
-    small = [(src.rsplit("/", 1)[-1], round(px, 1)) for src, px in sizes if px < MIN_TEXT_PX - 0.5]
-    assert not small, f"lesson {n}: figure text below {MIN_TEXT_PX} px at {WIDTH} px: {small}"
+    small = [(src.rsplit("/", 1)[-1], round(px, 1)) for src, px in sizes if px < min_px - 0.5]
+    assert not small, f"lesson {n}: figure text below {min_px} px at {WIDTH} px: {small}"
 
 
 def no_exception(page) -> None:
     boxes = page.locator('[data-testid="stException"]')
     assert boxes.count() == 0, boxes.first.inner_text()[:2000]
-
-
-def click_button(page, text: str) -> None:
-    page.get_by_role("button", name=text).first.click()
-
-
-def click_radio(page, text: str) -> None:
-    page.locator('[data-testid="stRadio"] label').filter(has_text=text).first.click()
 
 
 def expect_text(page, text: str, timeout_ms: int = WAIT_MS) -> None:
@@ -226,97 +221,173 @@ def dropzone_words(page) -> list[list[str]]:
     return page.evaluate(_DROPZONE_WORDS_JS)
 
 
-# ---- what to do on each page ----
+_CUT_OPTIONS_JS = """() => {
+  // the chosen option of every dropdown, and every chip of a multiselect: its whole text shown (no "…")
+  const cut = el => el.offsetParent !== null && el.innerText.trim() && el.scrollWidth > el.clientWidth + 1;
+  const selects = [...document.querySelectorAll('[data-testid="stMain"] [data-baseweb="select"] div, [data-testid="stMain"] [data-baseweb="select"] span')]
+    .filter(el => el.children.length === 0 && cut(el));
+  const tags = [...document.querySelectorAll('[data-testid="stMain"] [data-baseweb="tag"] span')].filter(cut);
+  return [...selects, ...tags].map(el => el.innerText.trim());
+}"""
 
 
-def lesson1(page):
+def options_fit(page) -> None:
+    """No dropdown shows its chosen option cut off, no chip of a multiselect either."""
+    cut = page.evaluate(_CUT_OPTIONS_JS)
+    assert cut == [], f"option texts cut off: {cut}"
+
+
+_SMALLEST_TEXT_JS = """() => {
+  // the smallest font size (CSS px) of any visible text in the main column, apart from the figures
+  let smallest = 1e9;
+  for (const el of document.querySelectorAll('[data-testid="stMain"] p, [data-testid="stMain"] li, [data-testid="stMain"] label, [data-testid="stMain"] button'))
+    if (el.offsetParent !== null && el.innerText.trim()) smallest = Math.min(smallest, parseFloat(getComputedStyle(el).fontSize));
+  return smallest;
+}"""
+
+
+def smallest_text_px(page) -> float:
+    return page.evaluate(_SMALLEST_TEXT_JS)
+
+
+def press(page, key: str) -> None:
+    """Press the button with this Streamlit key (the same in both languages)."""
+    page.locator(f".st-key-{key} button").first.click()
+
+
+def pick_radio(page, key: str, index: int) -> None:
+    page.locator(f".st-key-{key} label").nth(index).click()
+
+
+# ---- what to do on each page: its main controls (by key, so the same in both languages) ----
+
+
+def lesson1(page, lang):
     assert page.locator('[data-testid="stImage"] img').count() >= 3
-    click_radio(page, "most active")
+    pick_radio(page, f"p1_how__{lang}", 1)
     settle(page)
     if REAL:  # back to the default view for the picture
-        click_radio(page, "most varied")
+        pick_radio(page, f"p1_how__{lang}", 0)
         settle(page)
     assert page.locator('[data-testid="stImage"] img').count() >= 3
 
 
-def lesson2(page):
-    expect_text(page, "Prepared before class")  # the finished example is there at once
+def lesson2(page, lang):
+    expect_text(page, {"en": "Prepared before class", "zh": "课前已准备好"}[lang])  # the finished example at once
     if not REAL:  # (the README's picture shows the prepared example, not a rushed live run)
-        click_button(page, "Run a small style transfer")
-        expect_text(page, "Finished in")
+        press(page, "p2_run")
+        settle(page)
+        expect_text(page, {"en": "steps", "zh": "步"}[lang])
 
 
-def lesson3(page):
-    click_button(page, "Step")
-    expect_text(page, "G after 1 steps")
-    if REAL:  # a few more steps for a telling picture
-        click_button(page, "Run")
+def lesson3(page, lang):
+    press(page, "p3_step")
+    settle(page)
+    press(page, "p3_run")
+    settle(page)
+
+
+def lesson4(page, lang):
+    press(page, "p4_run")
+    settle(page)
+    page.locator('[data-testid="stMetric"]').first.wait_for(timeout=WAIT_MS)
+    if not REAL:
+        press(page, "p4_grid")
         settle(page)
 
 
-def lesson4(page):
-    click_button(page, "Reconstruct C from this layer")
+def lesson5(page, lang):
+    pick_radio(page, f"p5_pair__{lang}", 1)  # avoid each other
     settle(page)
-    page.locator('[data-testid="stMetric"]').first.wait_for(timeout=WAIT_MS)
+    if not REAL:
+        press(page, "p5_texture_run")
+        settle(page)
 
 
-def lesson5(page):
-    click_radio(page, "avoid each other")
-    settle(page)
-
-
-def lesson6(page):
-    click_button(page, "Start")
-    if REAL:  # the live view while it runs, then the finished result
-        page.get_by_role("button", name="Cancel").wait_for(timeout=WAIT_MS)
+def lesson6(page, lang):
+    press(page, "p6_start")
+    if REAL and lang == "en":  # the live view while it runs, then the finished result
+        page.locator(".st-key-p6_cancel button").wait_for(timeout=WAIT_MS)
         page.wait_for_timeout(15_000)
         screenshot(page, Path(SHOTS) / "lesson6_running.png")
-    expect_text(page, "Done in")
-    page.get_by_role("button", name="Download the image (PNG)").wait_for(timeout=WAIT_MS)
-    page.get_by_role("button", name="Clear the result").wait_for(timeout=WAIT_MS)
-    labels_fit(page)  # Start, Clear the result and the downloads sit side by side, each as wide as its label
+    page.locator(".st-key-p6_dl_png button").wait_for(timeout=WAIT_MS)
+    page.locator(".st-key-p6_clear button").wait_for(timeout=WAIT_MS)
 
 
-# (lesson, url path, what to do there); the first lesson is the default page, served at the root
-from teachkit.lessons.pages import PAGES  # noqa: E402 - the one page registry
-
-LESSONS = [(p.number, "" if p.number == 1 else p.slug, act)
-           for p, act in zip(PAGES, (lesson1, lesson2, lesson3, lesson4, lesson5, lesson6), strict=True)]
+# (lesson, url path, what to do there); lesson 1 is the default page (/) and has its own address too
+LESSONS = [(1, "layers", lesson1), (2, "style-transfer", lesson2), (3, "cost", lesson3),
+           (4, "content-cost", lesson4), (5, "style-cost", lesson5), (6, "run", lesson6)]
 
 
-def test_every_page_in_chromium(app_url, browser, tmp_path):
+def open_lesson(page, url: str, n: int) -> None:
+    page.goto(url)
+    page.locator("h1").filter(has_text=f"{n}. ").first.wait_for(timeout=WAIT_MS)
+    settle(page)
+    no_exception(page)
+
+
+@pytest.mark.parametrize("projector", [False, True], ids=["normal", "projector"])
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_every_page_in_chromium(app_url, browser, tmp_path, lang, projector):
+    """Every lesson in this language and mode: its main controls pressed, no exception, nothing cut
+    (buttons, chosen options, chips), figure text and page text large enough for the mode."""
     out = Path(SHOTS) if SHOTS else tmp_path
     out.mkdir(parents=True, exist_ok=True)
     context = browser.new_context(viewport={"width": WIDTH, "height": 900}, device_scale_factor=1)
     page = context.new_page()
+    min_figure_px = 20 if projector else MIN_TEXT_PX
+    query = f"?lang={lang}" + ("&projector=1" if projector else "")
     try:
         assert [n for n, _, _ in LESSONS] == [1, 2, 3, 4, 5, 6]
         for n, slug, act in LESSONS:
-            page.goto(f"{app_url}/{slug}")
-            page.locator("h1").filter(has_text=f"{n}. ").first.wait_for(timeout=WAIT_MS)
+            open_lesson(page, f"{app_url}/{slug}{query}", n)
+            if projector:  # the address switched it on, and the switch shows it
+                assert page.locator('[data-testid="stSidebar"] [role="checkbox"], [data-testid="stSidebar"] input[type="checkbox"]').first.is_checked()
+            act(page, lang)
             settle(page)
             no_exception(page)
-            act(page)
-            settle(page)
-            no_exception(page)
-            check_figure_text(page, n)
-            screenshot(page, out / f"lesson{n}.png")
-            assert (out / f"lesson{n}.png").stat().st_size > 10_000
-        # the language switch reaches every page: the sidebar radio, then this page in Chinese
-        page.locator('[data-testid="stSidebar"] label').filter(has_text="中文").first.click()
-        page.locator("h1").filter(has_text="完整运行").first.wait_for(timeout=WAIT_MS)
+            labels_fit(page)
+            options_fit(page)
+            assert smallest_text_px(page) >= (17 if projector else 12), "page text too small"
+            check_figure_text(page, n, min_figure_px if n in (1, 5) else MIN_TEXT_PX)
+            name = f"lesson{n}" + ("" if lang == "en" else "_zh") + ("_projector" if projector else "")
+            if not REAL or (lang, projector) in (("en", False), ("zh", True)) or n == 5:
+                screenshot(page, out / f"{name}.png")
+                assert (out / f"{name}.png").stat().st_size > 10_000
+        if lang == "zh":
+            words = dropzone_words(page)  # Streamlit's own uploader words, as drawn: Chinese too
+            assert words and all(w == ["上传", words[0][1], False] for w in words), words
+            assert words[0][1].startswith("每个文件最大") and "per file" not in words[0][1], words
+    finally:
+        context.close()
+
+
+def test_addresses_reload_and_slides(app_url, browser, tmp_path):
+    """`/` and `/layers` both open lesson 1 (no "Page not found"); the projector mode survives a reload;
+    the slides go on with the arrow keys."""
+    context = browser.new_context(viewport={"width": WIDTH, "height": 900}, device_scale_factor=1)
+    page = context.new_page()
+    try:
+        for path in ("", "layers"):
+            open_lesson(page, f"{app_url}/{path}", 1)
+            assert page.get_by_text("Page not found").count() == 0
+        open_lesson(page, f"{app_url}/cost?projector=1", 3)
+        page.reload()
+        page.locator("h1").filter(has_text="3. ").first.wait_for(timeout=WAIT_MS)
         settle(page)
+        assert "projector=1" in page.url
+        assert smallest_text_px(page) >= 17
+        page.goto(f"{app_url}/slides?lang=zh")
+        page.locator("h2").first.wait_for(timeout=WAIT_MS)
+        settle(page)
+        first = page.locator("h2").first.inner_text()
+        page.keyboard.press("ArrowRight")
+        settle(page)
+        second = page.locator("h2").first.inner_text()
+        assert first != second, "the right arrow key did not turn the slide"
         no_exception(page)
-        labels_fit(page)
-        words = dropzone_words(page)  # Streamlit's own uploader words, as drawn: Chinese too
-        assert words and all(w == ["上传", words[0][1], False] for w in words), words
-        assert words[0][1].startswith("每个文件最大") and "per file" not in words[0][1], words
-        if REAL:  # one Chinese page for the README, with Chinese figures
-            page.goto(f"{app_url}/style-cost?lang=zh")  # a new session: the address sets the language
-            page.locator("h1").filter(has_text="风格代价").first.wait_for(timeout=WAIT_MS)
-            settle(page)
-            no_exception(page)
-            check_figure_text(page, 5)
-            screenshot(page, out / "lesson5_zh.png")
+        options_fit(page)
+        if SHOTS:
+            screenshot(page, Path(SHOTS) / "slides_zh.png")
     finally:
         context.close()

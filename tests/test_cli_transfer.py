@@ -107,6 +107,7 @@ def no_transfer(monkeypatch):
         raise AssertionError("the transfer started before the input was checked")
 
     monkeypatch.setattr(teachkit.transfer, "transfer", boom)
+    monkeypatch.setattr(teachkit.transfer.Engine, "run", boom)  # the CLI runs the engine's plan
 
 
 def test_missing_file(images, tmp_path, capsys, no_transfer):
@@ -207,3 +208,122 @@ def test_slow_bfloat16_is_one_warning_line_and_falls_back(images, tmp_path, caps
     assert rc == 0
     lines = [l for l in err.splitlines() if l.strip()]
     assert len(lines) == 1 and lines[0].startswith("teachkit: warning:") and "slower" in lines[0]
+
+
+# ---- output collisions and system errors (issue 17): one line, exit 2, nothing destroyed --------
+
+
+def test_save_every_never_overwrites_an_input_or_an_output(images, tmp_path, capsys, no_transfer):
+    c, s = images
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    photo = frames / "step_0002.png"  # the name the image of step 2 would get
+    photo.write_bytes(c.read_bytes())
+    before = photo.read_bytes()
+    for argv in (
+        [str(photo), str(s), "-o", str(tmp_path / "o.png")],  # the content photo
+        [str(c), str(tmp_path / "x" / ".." / "frames" / "step_0002.png"), "-o", str(tmp_path / "o.png")],  # a style
+        [str(c), str(s), "-o", str(frames / "step_0003.png")],  # the result itself (3 steps: 0..3)
+        [str(c), str(s), "-o", str(tmp_path / "o.png"), "--plot", str(frames / "step_0000.png")],
+    ):
+        (tmp_path / "x").mkdir(exist_ok=True)
+        rc, _, err = run(["transfer", *argv, "--save-every", str(frames), "--preview-every", "2", *FAST], capsys)
+        assert rc == 2, argv
+        line = one_line_error(err)
+        assert "--save-every" in line and "step_000" in line, line
+    assert photo.read_bytes() == before
+    # a step the run never reaches (3 steps) and another name in the folder are no collision: the work starts
+    for name in ("step_0009.png", "photo.png"):
+        (frames / name).write_bytes(before)
+        with pytest.raises(AssertionError, match="transfer started"):
+            main(["transfer", str(frames / name), str(s), "-o", str(tmp_path / "o.png"), "--save-every", str(frames),
+                  "--preview-every", "1", *FAST])
+
+
+def test_plot_or_log_on_the_result_or_an_input_is_refused(images, tmp_path, capsys, no_transfer):
+    c, s = images
+    out = tmp_path / "out.png"
+    (tmp_path / "sub").mkdir()
+    for plot in (out, tmp_path / "sub" / ".." / "out.png"):
+        rc, _, err = run(["transfer", str(c), str(s), "-o", str(out), "--plot", str(plot), *FAST], capsys)
+        assert rc == 2
+        line = one_line_error(err)
+        assert "-o" in line and "--plot" in line and "out.png" in line
+    out.write_bytes(b"an earlier result")  # an existing file: the same through a link
+    (tmp_path / "link.png").symlink_to(out)
+    rc, _, err = run(["transfer", str(c), str(s), "-o", str(out), "--plot", str(tmp_path / "link.png"), *FAST],
+                     capsys)
+    assert rc == 2 and "--plot" in one_line_error(err)
+    rc, _, err = run(["transfer", str(c), str(s), "-o", str(tmp_path / "o2.png"), "--plot", str(c), *FAST], capsys)
+    assert rc == 2 and "input" in one_line_error(err)
+    assert out.read_bytes() == b"an earlier result"
+
+
+@pytest.fixture()
+def full_disk(monkeypatch):
+    """Files of the given suffix are written to /dev/full (the kernel answers ENOSPC, as a full disk does)."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+    import tempfile
+
+    import teachkit.fileio
+
+    real = tempfile.mkstemp
+    suffixes = []
+
+    def mkstemp(*a, **k):
+        if any(k.get("suffix", "").startswith(sfx) for sfx in suffixes):
+            fd = os.open("/dev/full", os.O_WRONLY)
+            return fd, os.path.join(k["dir"], ".tmp-never-created" + k["suffix"])
+        return real(*a, **k)
+
+    monkeypatch.setattr(teachkit.fileio.tempfile, "mkstemp", mkstemp)
+    return suffixes
+
+
+@pytest.mark.parametrize("lang,words", [("en", "the disk is full"), ("zh", "磁盘已满")])
+def test_disk_full_while_writing_the_log_is_one_line(images, tmp_path, capsys, full_disk, lang, words):
+    c, s = images
+    full_disk.append(".json")
+    out, log = tmp_path / "out.png", tmp_path / "log.json"
+    rc, _, err = run(["--lang", lang, "transfer", str(c), str(s), "-o", str(out), "--log", str(log), *FAST], capsys)
+    assert rc == 2
+    line = one_line_error(err)
+    assert str(log) in line and words in line
+    assert out.is_file() and not log.exists()  # the image was written before; no half log
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]  # and no temporary file
+
+
+def test_no_permission_when_the_plot_is_renamed_into_place(images, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import teachkit.fileio
+
+    c, s = images
+    real = os.replace
+
+    def replace(src, dst):
+        if str(dst).endswith(".svg"):
+            raise PermissionError(errno.EACCES, "Permission denied", src, dst)
+        return real(src, dst)
+
+    monkeypatch.setattr(teachkit.fileio.os, "replace", replace)
+    plot = tmp_path / "cost.svg"
+    rc, _, err = run(["transfer", str(c), str(s), "-o", str(tmp_path / "o.png"), "--plot", str(plot), *FAST], capsys)
+    assert rc == 2
+    line = one_line_error(err)
+    assert str(plot) in line and "permission denied" in line and ".tmp" not in line
+
+
+def test_cache_setting_that_names_a_file_is_one_line(tmp_path, capsys, monkeypatch, vgg19):
+    import teachkit.prepare
+
+    not_a_folder = tmp_path / "cache.txt"
+    not_a_folder.write_text("a file, not a folder")
+    monkeypatch.setenv("TEACHKIT_CACHE", str(not_a_folder))
+    monkeypatch.setattr(teachkit.prepare, "_net", lambda *a, **k: vgg19)
+    rc, _, err = run(["prepare", "--only", "content", "--fast"], capsys)
+    assert rc == 2
+    line = one_line_error(err.replace("content: chelsea", "").split("\n", 1)[-1])
+    assert str(not_a_folder) in line and "TEACHKIT_CACHE" in line and "not a folder" in line
+    assert not_a_folder.read_text() == "a file, not a folder"

@@ -22,6 +22,7 @@ from teachkit.images import (
     to_pil,
     to_tensor,
 )
+from teachkit.messages import catalogue
 
 # ---------------------------------------------------------------- helpers
 
@@ -53,8 +54,14 @@ def expect_error(source, fragment, **kwargs):
     """load_image(source) must raise ImageError mentioning `fragment`."""
     with pytest.raises(ImageError) as info:
         load_image(source, **kwargs)
-    assert fragment in str(info.value)
-    return str(info.value)
+    err = info.value
+    assert fragment in str(err)
+    # the same error in Chinese: the catalogue's sentence around the same source, never the English
+    zh = err.text("zh")
+    assert err.source in zh and zh != str(err)
+    assert zh == err.problem.text("zh").join(catalogue("zh")[err.msg_id].split("{problem}")).replace(
+        "{source}", err.source)
+    return str(err)
 
 
 # ---------------------------------------------------------------- source kinds

@@ -290,3 +290,18 @@ def test_the_page_draws_exactly_the_declared_form(monkeypatch):
             if f.widget in ("slider", "number"):
                 assert w.min == f.low and w.max == f.high, key
                 assert w.value == (32 if f.name == "size" else 3 if f.name == "steps" else f.value), key
+
+
+def test_served_caps_are_the_classroom_limits_and_enforced_whatever_the_browser_sends():
+    pytest.importorskip("streamlit")
+    from teachkit.lessons.jobs import JobLimits, check_transfer
+
+    limits = JobLimits()
+    capped = [o for o in options.OPTIONS if o.served_max is not None]
+    assert {o.name for o in capped} >= {"size", "steps"}
+    for o in capped:
+        assert getattr(limits, o.cap) == o.served_max, o.name
+        at_cap = TransferConfig(**{o.name: o.type(o.served_max)})
+        assert check_transfer(at_cap, 1, limits) == [], o.name
+        beyond = TransferConfig(**{o.name: o.type(o.served_max + (o.step or 1))})
+        assert len(check_transfer(beyond, 1, limits)) == 1, o.name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -20,19 +21,27 @@ def test_frame_steps_are_denser_at_the_start():
     assert prepare.frame_steps(0) == []
 
 
-def test_start_image_is_the_engines_own_start(net):
-    """init='blend': G0 = (1 - w) C + w * white noise -- checked against that formula."""
-    from teachkit.images import to_pil, to_tensor
-    from teachkit.samples import sample_content, sample_style
-    from teachkit.transfer import TransferConfig, white_noise
+def test_start_image_is_the_engines_own_start_at_its_first_scale(net):
+    """init='blend': G0 = (1 - w) C + w * white noise at the engine's FIRST scale (the 'quick' preset at
+    256 px starts at 128 px) -- checked against that formula and against the engine's own start."""
+    import threading
 
-    content, style = sample_content("rocket", 32), sample_style("waves", 32)
-    config = TransferConfig(init="blend", init_noise=0.25, seed=3, dtype="float32")
+    from teachkit.images import resize_long_side, to_pil, to_tensor
+    from teachkit.samples import sample_content, sample_style
+    from teachkit.transfer import TransferConfig, transfer, white_noise
+
+    content, style = sample_content("rocket", 256), sample_style("waves", 64)
+    config = TransferConfig.preset("quick", init="blend", init_noise=0.25, seed=3, dtype="float32")
     got = to_tensor(prepare.start_image(net, content, style, config))
-    c = to_tensor(content)
+    c = to_tensor(resize_long_side(content, 128))
+    assert got.shape == c.shape  # 128 px, not the 256 px of the finished image
     expected = to_tensor(to_pil(0.75 * c + 0.25 * white_noise(c.shape, 3)))
     assert torch.allclose(got, expected, atol=1.5 / 255)
-    noise = to_tensor(prepare.start_image(net, content, style, TransferConfig(init="noise", seed=3)))
+    stop = threading.Event()
+    stop.set()  # stopped before its first step: the engine returns its own G0
+    engine_start = transfer(content, [style], config, stop=stop, backbone=net).tensor
+    assert torch.allclose(got, engine_start, atol=1.5 / 255)
+    noise = to_tensor(prepare.start_image(net, content, style, dataclasses.replace(config, init="noise")))
     assert torch.allclose(noise, to_tensor(to_pil(white_noise(c.shape, 3))), atol=1.5 / 255)
 
 

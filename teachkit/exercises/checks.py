@@ -229,7 +229,7 @@ def _as_array(run: _Run, fn: Callable, out: Any, what: Message) -> np.ndarray:
     return arr
 
 
-def _first_call(run: _Run, fn: Callable, args: Sequence[Any], layout: str | None) -> tuple[str, Any]:
+def _first_call(run: _Run, fn: Callable, args: Sequence[Any], layout: str | None, note: bool = True) -> tuple[str, Any]:
     """Call with torch inputs; if that raises, try NumPy.  Returns ('torch'|'numpy', output)."""
     what = M("exercises.item.runs", layout=M(f"exercises.layout.{layout}")) if layout else M("exercises.item.runs_plain")
     if not callable(fn):
@@ -246,7 +246,7 @@ def _first_call(run: _Run, fn: Callable, args: Sequence[Any], layout: str | None
         except Exception:
             run.fail(what, M("exercises.raised", name=_name(fn), error=f"{type(exc).__name__}: {exc}"))
     written = "torch" if kind == "torch" and isinstance(out, torch.Tensor) else "NumPy"
-    run.ok(what, M("exercises.note.kind", kind=written) if layout or written == "NumPy" else None)
+    run.ok(what, M("exercises.note.kind", kind=written) if note and (layout or written == "NumPy") else None)
     return kind, out
 
 
@@ -769,7 +769,7 @@ def check_receptive_field(fn: Callable, seed: int = 0) -> CheckResult:
         for _ in range(3):
             n = int(rng.integers(3, 7))
             stacks.append([(int(rng.integers(2, 6)), int(rng.integers(1, 3))) for _ in range(n)])
-        kind, out = _first_call(run, fn, [list(stacks[0])], None)
+        kind, out = _first_call(run, fn, [list(stacks[0])], None, note=False)
         what_len = M("exercises.item.rf_length")
         what = M("exercises.item.rf_values", n=len(stacks))
         for layers in stacks:

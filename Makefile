@@ -45,9 +45,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/figures.py
 
 # A class of 30, then 60 students played through Streamlit's protocol against a fresh local server
-# each (benchmarks/load.py); about 20 minutes on a quiet 2-core laptop.  The profile needs py-spy
-# (`.venv/bin/pip install py-spy`, not a dependency of teachkit); without it the table still comes.
+# each (benchmarks/load.py), after `teachkit prepare` as before a class (about 10 minutes the first
+# time, nothing once the cache holds it); the two classes take about 20 minutes on a quiet 2-core laptop.
+# The profile needs py-spy (`.venv/bin/pip install py-spy`, not a dependency of teachkit); without it
+# the table still comes.
 bench-load: $(STAMP)
+	OMP_NUM_THREADS=1 TEACHKIT_OFFLINE=1 $(BIN)/teachkit prepare
 	$(BIN)/python benchmarks/load.py --students 30,60 --profile --json out/load.json
 
 clean:

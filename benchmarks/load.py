@@ -379,20 +379,26 @@ class Profiler:
         return where_time_goes(self.out)
 
 
-#: a sampled stack is counted for the first of these found from its innermost frame outwards
+#: a sampled stack is counted for the first of these found from its innermost frame outwards (py-spy
+#: names frames ``function (package/file.py:line)``)
 AREAS = [
-    ("torch (transfers, demos, figures' activations)", ("/torch/",)),
-    ("matplotlib (drawing figures)", ("/matplotlib/", "/mpl_toolkits/")),
-    ("PIL / numpy (images)", ("/PIL/", "/numpy/")),
-    ("protobuf / Streamlit sending (deltas, media)", ("/google/protobuf/", "forward_msg", "media_file",
-                                                     "websocket")),
-    ("Streamlit script runner (page scripts, widgets, state)", ("/streamlit/",)),
-    ("teachkit and lessons (own Python)", ("/teachkit/", "/lessons/")),
-    ("web server (uvicorn, starlette, asyncio)", ("/uvicorn/", "/starlette/", "/asyncio/", "/websockets/")),
+    ("torch (transfers, live demos, activations for figures)", ("(torch/",)),
+    ("PNG encoding (figures and images sent as PNG)", ("PngImagePlugin", "_encode_tile", "print_png")),
+    ("matplotlib (drawing figures)", ("(matplotlib/", "(mpl_toolkits/")),
+    ("PIL / numpy (images)", ("(PIL/", "(numpy/")),
+    ("Streamlit sending (protobuf, media files, websocket)", ("(google/protobuf/", "forward_msg", "media_file",
+                                                             "websocket", "(streamlit/proto/")),
+    ("Streamlit script runner (page scripts, widgets, state)", ("(streamlit/",)),
+    ("teachkit and lessons (own Python)", ("(teachkit/", "(lessons/")),
+    ("web server (uvicorn, starlette, asyncio)", ("(uvicorn/", "(starlette/", "(asyncio/", "(websockets/")),
 ]
+#: innermost frames of a thread that only waits (py-spy does not always see that it is idle)
+WAITING = ("select (selectors.py", "polling_path_watcher.py:90", "wait (threading.py", "_worker (concurrent/",
+           "get (queue.py", "sleep", "acquire")
 
 
 def where_time_goes(raw: Path) -> list[tuple[str, float]]:
+    """Shares of the server's busy samples per area (threads that only wait are left out)."""
     counts: collections.Counter = collections.Counter()
     total = 0
     try:
@@ -404,6 +410,8 @@ def where_time_goes(raw: Path) -> list[tuple[str, float]]:
         if not n.isdigit():
             continue
         frames = stack.split(";")
+        if any(w in frames[-1] for w in WAITING):
+            continue
         area = "other"
         for frame in reversed(frames):
             hit = next((name for name, marks in AREAS if any(m in frame for m in marks)), None)
@@ -413,6 +421,14 @@ def where_time_goes(raw: Path) -> list[tuple[str, float]]:
         counts[area] += int(n)
         total += int(n)
     return [(a, 100.0 * c / total) for a, c in counts.most_common()] if total else [("no samples", 100.0)]
+
+
+def prepared_items() -> int:
+    """How many results ``teachkit prepare`` has made in the cache (the pages show them at once)."""
+    from teachkit.prepare import prepared_root
+
+    folder = prepared_root() / "vgg19"
+    return sum(1 for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else 0
 
 
 def one_class(n_students: int, args) -> dict:
@@ -448,6 +464,7 @@ def one_class(n_students: int, args) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
     return {
         "students": n_students, "protocol": len(students), "browsers": len(browsers), "wall_s": wall,
+        "prepared_items": prepared_items(),
         "teacher_first_visit_s": teacher_s, "rss_ready_mib": rss_ready,
         "rss_peak_mib": max([peak] + [k / 1024 for _, k in sampler.samples]),
         "cpu_server_s": cpu_server, "cpu_machine_s": cpu_machine, "load_before": load0,
@@ -473,7 +490,8 @@ def report(res: dict, machine: str) -> str:
     real = [d for d in res["detail"] if d["browser"]]
     lines = [f"### {n} students ({res['protocol']} protocol + {res['browsers']} Chromium), {machine}", "",
              f"Teacher's first visit of lesson 1 (before class): {res['teacher_first_visit_s']:.1f} s; server RSS then "
-             f"{res['rss_ready_mib']:.0f} MiB; load average before the class {res['load_before']:.1f}.", "",
+             f"{res['rss_ready_mib']:.0f} MiB; load average before the class {res['load_before']:.1f}; "
+             f"results prepared by `teachkit prepare` in the cache: {res['prepared_items']}.", "",
              "| lesson | visits | first element, s: median / worst | page complete, s: median / worst |"
              + (" Chromium: first / complete, median |" if real else ""),
              "|---|---|---|---|" + ("---|" if real else "")]

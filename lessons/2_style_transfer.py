@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from teachkit.lessons import guide, jobs
+from teachkit.lessons import exercise_offer, guide, jobs
 from teachkit.lessons import resources as res
 from teachkit.lessons import settings as cfg
 from teachkit.lessons.i18n import choice, lang, md, page_title, tr
@@ -105,3 +105,4 @@ else:
     g_slot.image(start, caption=tr("noise_G"), width="stretch")
 
 guide.questions(P)
+exercise_offer.show(P)  # this lesson's notebook to download (student code runs on the student's computer only)

@@ -4,7 +4,7 @@ import time
 
 import streamlit as st
 
-from teachkit.lessons import charts, demos, guide, jobs
+from teachkit.lessons import charts, demos, exercise_offer, guide, jobs
 from teachkit.lessons import resources as res
 from teachkit.lessons import settings as cfg
 from teachkit.lessons.i18n import md, page_title, tr
@@ -109,3 +109,4 @@ st.divider()
 md(P, "curves")
 md(P, "ratio_hint")
 guide.questions(P)
+exercise_offer.show(P)  # this lesson's notebook to download (student code runs on the student's computer only)

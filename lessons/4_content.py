@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from teachkit.lessons import guide, jobs
+from teachkit.lessons import exercise_offer, guide, jobs
 from teachkit.lessons import resources as res
 from teachkit.lessons import settings as cfg
 from teachkit.lessons.i18n import md, page_title, tr
@@ -24,12 +24,9 @@ GRID = {"p4_shallow": "relu1_2", "p4_middle": "relu4_2", "p4_deep": "relu5_2"}
 
 def start_image(key: str):
     """What a reconstruction starts from: the engine's faint white noise (teachkit.reconstruct)."""
-    from teachkit.images import to_pil
-    from teachkit.reconstruct import DEFAULT_NOISE
-    from teachkit.transfer import white_noise
+    from teachkit.reconstruct import initial_image
 
-    w, h = res.picture(key, SIZE).size
-    return to_pil(white_noise((1, 3, h, w), 0, DEFAULT_NOISE))
+    return initial_image(res.picture(key, SIZE), SIZE)
 
 
 page_title(4)
@@ -129,3 +126,4 @@ if grid is not None and grid["settings"] == grid_settings:
     guide.look(P, "grid_live")
 
 guide.questions(P)
+exercise_offer.show(P)  # this lesson's notebook to download (student code runs on the student's computer only)

@@ -3,7 +3,7 @@ textures, shuffled tiles."""
 
 import streamlit as st
 
-from teachkit.lessons import charts, demos, guide, jobs
+from teachkit.lessons import charts, demos, exercise_offer, guide, jobs
 from teachkit.lessons import resources as res
 from teachkit.lessons import settings as cfg
 from teachkit.lessons.i18n import choice, lang, md, page_title, tr
@@ -133,3 +133,4 @@ res.show_png(res.shuffle_png(style_key, tiles, SIZE, LANG, PX))
 guide.look(P, "shuffle")
 
 guide.questions(P)
+exercise_offer.show(P)  # this lesson's notebook to download (student code runs on the student's computer only)

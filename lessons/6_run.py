@@ -4,7 +4,9 @@ The transfer runs in a background thread (``teachkit.lessons.jobs.TransferJob``)
 ``st.session_state``; a fragment reruns every second while it runs, to show the progress and
 the latest image, and holds the Cancel button.  Cancel sets the event; teachkit stops after the
 current step and returns the latest image, which can be downloaded like a finished one.  The
-options start at the engine's classroom preset (``TransferConfig.preset("quick")``).
+options' widgets are made from their one declaration (``teachkit.options``: labels and help in both
+languages, choices, bounds, the served caps) and start at the engine's classroom preset
+(``TransferConfig.preset("quick")``).
 """
 
 import dataclasses
@@ -12,7 +14,7 @@ import dataclasses
 import streamlit as st
 
 from teachkit import options
-from teachkit.lessons import charts, guide, jobs, resources, uploads
+from teachkit.lessons import charts, exercise_offer, guide, jobs, resources, uploads
 from teachkit.lessons import settings as cfg
 from teachkit.lessons.i18n import choice, error_text, lang, md, page_title, progress_message, tr
 from teachkit.prepare import GALLERY
@@ -209,3 +211,4 @@ def live() -> None:
 live()
 
 guide.questions(P)
+exercise_offer.show(P)  # this lesson's notebook to download (student code runs on the student's computer only)

@@ -57,27 +57,27 @@ _PROJECTOR_CSS = """
 [data-testid="stMainBlockContainer"] { padding-left: 1.5rem; padding-right: 1.5rem; }
 [data-testid="stMainBlockContainer"] [data-testid="stMarkdownContainer"] p,
 [data-testid="stMainBlockContainer"] [data-testid="stMarkdownContainer"] li,
-[data-testid="stMainBlockContainer"] [data-testid="stMarkdownContainer"] td { font-size: 1.4rem; }
+[data-testid="stMainBlockContainer"] [data-testid="stMarkdownContainer"] td { font-size: 1.4rem !important; }
 [data-testid="stMainBlockContainer"] [data-testid="stCaptionContainer"],
 [data-testid="stMainBlockContainer"] [data-testid="stCaptionContainer"] p,
-[data-testid="stMainBlockContainer"] [data-testid="stImageCaption"] { font-size: 1.2rem; }
+[data-testid="stMainBlockContainer"] [data-testid="stImageCaption"] { font-size: 1.2rem !important; }
 [data-testid="stMainBlockContainer"] label p,
-[data-testid="stMainBlockContainer"] [data-testid="stWidgetLabel"] p { font-size: 1.25rem; }
-[data-testid="stMainBlockContainer"] h1 { font-size: 3rem; }
-[data-testid="stMainBlockContainer"] h3 { font-size: 2rem; }
-[data-testid="stMainBlockContainer"] .katex { font-size: 1.5em; }
-[data-testid="stMain"] button p, [data-testid="stMain"] button span { font-size: 1.25rem; }
+[data-testid="stMainBlockContainer"] [data-testid="stWidgetLabel"] p { font-size: 1.25rem !important; }
+[data-testid="stMainBlockContainer"] h1 { font-size: 3rem !important; }
+[data-testid="stMainBlockContainer"] h3 { font-size: 2rem !important; }
+[data-testid="stMainBlockContainer"] .katex { font-size: 1.5em !important; }
+[data-testid="stMain"] button p, [data-testid="stMain"] button span { font-size: 1.25rem !important; }
 [data-testid="stMain"] button { min-height: 3rem; padding-left: 1rem; padding-right: 1rem; }
 [data-testid="stMain"] [data-baseweb="select"] div, [data-testid="stMain"] input,
-[data-baseweb="popover"] li, [data-baseweb="popover"] li div { font-size: 1.25rem; }
+[data-baseweb="popover"] li, [data-baseweb="popover"] li div { font-size: 1.25rem !important; }
 [data-testid="stMain"] [data-baseweb="tag"] { max-width: none; height: auto; }
-[data-testid="stMain"] [data-baseweb="tag"] span { font-size: 1.15rem; max-width: none; overflow: visible; }
+[data-testid="stMain"] [data-baseweb="tag"] span { font-size: 1.15rem !important; max-width: none; overflow: visible; }
 [data-testid="stMain"] [data-testid="stSliderThumbValue"],
 [data-testid="stMain"] [data-testid="stSliderTickBarMin"],
-[data-testid="stMain"] [data-testid="stSliderTickBarMax"] { font-size: 1.15rem; }
-[data-testid="stMain"] [data-testid="stMetricValue"] { font-size: 2.6rem; }
-[data-testid="stMain"] [data-testid="stExpander"] summary p { font-size: 1.3rem; }
-[data-testid="stSidebar"] p, [data-testid="stSidebar"] span { font-size: 1.1rem; }
+[data-testid="stMain"] [data-testid="stSliderTickBarMax"] { font-size: 1.15rem !important; }
+[data-testid="stMain"] [data-testid="stMetricValue"] { font-size: 2.6rem !important; }
+[data-testid="stMain"] [data-testid="stExpander"] summary p { font-size: 1.3rem !important; }
+[data-testid="stSidebar"] p, [data-testid="stSidebar"] span { font-size: 1.1rem !important; }
 </style>
 """
 

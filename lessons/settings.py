@@ -22,9 +22,12 @@ TEACHKIT_DEMO_SECONDS   time limit of the demos of lessons 2-5 (default 25; 0: n
 TEACHKIT_WARMUP=0       do not make the default figures in the background when the app starts
 TEACHKIT_UPLOAD_MAX_MB  largest accepted upload in megabytes (default 10)
 TEACHKIT_UPLOAD_MAX_MP  largest accepted upload in megapixels (default 12)
+TEACHKIT_UPLOAD_SESSION_FILES / TEACHKIT_UPLOAD_SESSION_MB  uploads one session may hold (8 files / 3 x the MB limit)
+TEACHKIT_UPLOAD_SERVER_MB  uploads all sessions together may hold, in MB (default 300); more is refused (HTTP 413)
 TEACHKIT_DATA_ROOT      lesson 1's folder box is off unless this names a folder; only folders inside it
 TEACHKIT_JOB_SECONDS    time limit of one lesson-6 transfer (default 300)
-TEACHKIT_JOB_QUEUE      lesson-6 transfers that may wait for a slot (default 8)
+TEACHKIT_JOB_QUEUE      lesson-6 transfers that may wait for a slot (default 8); one job per client (a browser
+                        with all its tabs, known by Streamlit's XSRF cookie; else the address): a new one replaces it
 TEACHKIT_HEARTBEAT_SECONDS  a transfer whose page has gone this long is cancelled (default 20)
 TEACHKIT_JOB_MAX_SIZE / TEACHKIT_JOB_MAX_STEPS / TEACHKIT_JOB_MAX_HISTORY  caps (512 / 500 / 50)
 TEACHKIT_MAX_SCANS      lesson-1 folder atlases kept at once besides the default (default 3)

@@ -212,7 +212,7 @@ def check_served_limits() -> bool:
         if not ok:
             _log.warning(
                 "teachkit app: the server accepts uploads up to %s MB, more than the app's limit of %s MB: "
-                "uploads are switched off.  Start the app with `make run`, or pass "
+                "uploads are switched off.  Start the app with `teachkit app` (or `make run`), or pass "
                 "--server.maxUploadSize %s to `streamlit run`.", server_upload_limit_mb(), UPLOAD_MAX_MB,
                 UPLOAD_MAX_MB)
     if not config.is_manually_set("client.showErrorDetails") and st.get_option("client.showErrorDetails") != "none":

@@ -2,8 +2,10 @@
 
 Each sub-command has its own section below: ``add_<name>_parser`` declares its options and
 ``cmd_<name>`` runs it; :data:`COMMANDS` at the end lists the ``add_*_parser`` functions, one line
-each.  Errors a user can fix (a bad image, an unknown layer, a missing weight file) are printed on
-stderr as one line, with exit code 2 and no traceback.
+each.  Errors a user can fix (a bad image, an unknown layer, a missing weight file) and system
+errors (a full disk, no permission, ``TEACHKIT_CACHE`` naming a file) are printed on stderr as one
+line naming the path, with exit code 2 and no traceback.  ``transfer``'s options are made from their
+one declaration (:mod:`teachkit.options`); its outputs never replace an input or each other.
 """
 
 from __future__ import annotations
@@ -25,23 +27,10 @@ class UsageError(Exception):
 
 
 def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+    """An argparse ``type``: a comma list of names (the one parser of lists: teachkit.options.parse_list)."""
+    from .options import parse_list
 
-
-def _csv_of(convert, what: str):
-    """An argparse ``type``: a comma-separated list, each item converted by ``convert``."""
-
-    def parse(text: str) -> list:
-        try:
-            return [convert(t) for t in _csv(text)]
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}") from exc
-
-    return parse
-
-
-_floats = _csv_of(float, "numbers")
-_ints = _csv_of(int, "whole numbers")
+    return list(parse_list(text, str) or ())
 
 
 # ---- teachkit layers ---------------------------------------------------------------------------
@@ -70,29 +59,20 @@ def add_transfer_parser(sub) -> None:
     from . import options
     from .transfer import PRESETS
 
-    p = sub.add_parser(
-        "transfer",
-        help="neural style transfer: J(G) = alpha J_content(C,G) + beta J_style(S,G), by gradient descent on G",
-        description=(
-            "Paint the CONTENT photo in the style of STYLE (several styles are blended) by gradient "
-            "descent on the pixels. Without images the bundled samples are used. CONTENT and STYLE "
-            "may be file paths or sample names (teachkit.samples.list_samples()). Defaults not shown "
-            "depend on --normalization; with the default 'auto' the weights are relative and the "
-            "lambda[l] actually used are printed at the end."
-        ),
-    )
-    p.add_argument("content", nargs="?", default=None, help="content image (default: the sample 'chelsea')")
-    p.add_argument("styles", nargs="*", default=[], help="style image(s) (default: the sample 'stained_glass')")
-    p.add_argument("-o", "--output", default="transfer.png", help="where to write the result (default: %(default)s)")
+    def words(msg_id: str, **params) -> str:  # help text in the process's language; argparse formats it
+        return text(msg_id, **params).replace("%", "%%")
+
+    p = sub.add_parser("transfer", help=words("cli.transfer.help"), description=words("cli.transfer.description"))
+    p.add_argument("content", nargs="?", default=None, help=words("cli.transfer.content"))
+    p.add_argument("styles", nargs="*", default=[], help=words("cli.transfer.styles"))
+    p.add_argument("-o", "--output", default="transfer.png", help=words("cli.transfer.output", default="transfer.png"))
     p.add_argument("--preset", choices=tuple(PRESETS), default="default",
-                   help="named recipe: 'quick' is the classroom one (256 px, seconds on a laptop); "
-                        "options given explicitly override it (default: %(default)s)")
+                   help=words("cli.transfer.preset", default="default"))
     options.add_cli_arguments(p)  # every TransferConfig option, from its one declaration (teachkit/options.py)
-    p.add_argument("--save-every", metavar="DIR", default=None,
-                   help="save the intermediate images into DIR (every --preview-every steps)")
-    p.add_argument("--log", metavar="FILE.json", default=None, help="write config, cost history and timings as JSON")
-    p.add_argument("--plot", metavar="FILE.png", default=None, help="plot the cost terms over the steps")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--save-every", metavar="DIR", default=None, help=words("cli.transfer.save_every"))
+    p.add_argument("--log", metavar="FILE.json", default=None, help=words("cli.transfer.json_log"))
+    p.add_argument("--plot", metavar="FILE.png", default=None, help=words("cli.transfer.plot"))
+    p.add_argument("--quiet", action="store_true", help=words("cli.transfer.quiet"))
     p.set_defaults(func=cmd_transfer)
 
 
@@ -368,19 +348,18 @@ def cmd_patches_scan(args) -> int:
         if old is not None:
             signal.signal(signal.SIGINT, old)
     m = atlas.meta
-    procs = f", {m['processes']} processes" if m.get("processes") else ""
-    print(f"atlas: {m['backbone']} on {m['dataset_name']}: {m['n_images']} images at {m['image_size']} px, "
-          f"k={m['k']}, layers {', '.join(m['layers'])} ({time.perf_counter() - t0:.1f} s{procs})")
+    print(text("patches.scanned", backbone=m["backbone"], dataset=m["dataset_name"], n=m["n_images"],
+               size=m["image_size"], k=m["k"], layers=", ".join(m["layers"]), secs=time.perf_counter() - t0,
+               processes=m.get("processes", 1)))
     if m["n_skipped"]:
-        print(f"skipped {m['n_skipped']} unreadable image(s): {', '.join(m['skipped'][:10])}"
-              + (" ..." if m["n_skipped"] > 10 else ""))
+        print(text("patches.skipped", n=m["n_skipped"],
+                   names=", ".join(m["skipped"][:10]) + (" ..." if m["n_skipped"] > 10 else "")))
     if args.out:
-        print(f"saved to {atlas.save(args.out)}")
+        print(text("patches.saved", path=atlas.save(args.out)))
     elif atlas.path is not None:
-        print(f"cached at {atlas.path}")
+        print(text("patches.cached", path=atlas.path))
     if stop.is_set():
-        print("stopped early: the atlas is partial" + ("" if args.out else " and was not saved"),
-              file=sys.stderr)
+        print(text("patches.stopped" if args.out else "patches.stopped_unsaved"), file=sys.stderr)
         return 130
     return 0
 
@@ -396,7 +375,7 @@ def cmd_patches_show(args) -> int:
     print(f"{atlas.unit_label(args.layer, args.unit)}: {save_figure(fig, args.out)}")
     if args.map:
         fig = activation_map_figure(atlas, ds, args.layer, args.unit)
-        print(f"activation map: {save_figure(fig, args.map)}")
+        print(text("patches.map_written", path=save_figure(fig, args.map)))
     return 0
 
 
@@ -407,7 +386,8 @@ def cmd_patches_overview(args) -> int:
     check_int("--units", args.units, 1)
     atlas, ds = _atlas_and_data(args)
     fig = layer_overview_figure(atlas, ds, args.layers, args.units, how=args.how)
-    print(f"overview of {', '.join(args.layers or atlas.layers)}: {save_figure(fig, args.out)}")
+    print(text("patches.overview_written", layers=", ".join(args.layers or atlas.layers),
+               path=save_figure(fig, args.out)))
     return 0
 
 
@@ -426,9 +406,9 @@ def cmd_patches_merge(args) -> int:
         except ValueError as exc:
             raise UsageError(f"cannot merge {path!r}: {exc}") from None
     m = atlas.meta
-    print(f"atlas: {m['backbone']} on {m['dataset_name']}: images {m['start']}..{m['end']} "
-          f"of {m['dataset_size']}, k={m['k']}, layers {', '.join(m['layers'])}")
-    print(f"saved to {atlas.save(out)}")
+    print(text("patches.merged", backbone=m["backbone"], dataset=m["dataset_name"], start=m["start"], end=m["end"],
+               total=m["dataset_size"], k=m["k"], layers=", ".join(m["layers"])))
+    print(text("patches.saved", path=atlas.save(out)))
     return 0
 
 
@@ -644,6 +624,8 @@ COMMANDS = (
     add_prepare_parser,  # teachkit/prepare.py: its parser and command live beside what they run
     add_app_parser,  # teachkit/serve.py: `teachkit app` serves the classroom app
     __import__("teachkit.handout", fromlist=["_"]).add_handout_parser,  # teachkit/handout.py: printable handouts
+    __import__("teachkit.notebooks", fromlist=["_"]).add_notebooks_parser,  # teachkit/notebooks: the lessons' notebooks
+    __import__("teachkit.exercises.grade", fromlist=["_"]).add_exercises_parser,  # `teachkit exercises check`
 )
 
 

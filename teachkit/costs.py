@@ -52,7 +52,7 @@ from typing import Callable, Mapping
 
 import torch
 
-from .messages import TeachkitError
+from .messages import InputError, TeachkitError
 
 __all__ = [
     "NORMALIZATIONS",
@@ -85,7 +85,8 @@ def check_normalization(normalization: str) -> None:
     """ValueError unless ``normalization`` is one of :data:`NORMALIZATIONS` (the one check; gram.py and
     the transfer config call it too)."""
     if normalization not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, not {normalization!r}")
+        raise InputError("config.choice", name="normalization", choices=", ".join(NORMALIZATIONS),
+                         value=repr(normalization))
 
 
 _check_norm = check_normalization  # the name TransferConfig.validate still calls
@@ -242,8 +243,7 @@ def auto_weights(
     if content_target is not None and alpha != 0:
         ref = float(content_cost(content_target, torch.zeros_like(content_target), "lecture"))
         if not ref > 0:
-            raise ValueError("the content image gives an all-zero activation at the content layer: "
-                             "nothing to match (use another layer or normalization)")
+            raise InputError("transfer.content_all_zero")
         out["alpha"] = float(alpha) / ref
     for l, w in layer_weights.items():
         if w == 0:
@@ -255,8 +255,7 @@ def auto_weights(
             far = float((_f32(style_targets[l]) - _f32(style_reference[l])).pow(2).sum())
             size = max(far, REFERENCE_FLOOR * size)
         if not size > 0:
-            raise ValueError(f"the style image gives an all-zero activation at {l}: nothing to match there "
-                             "(drop the layer, or use another normalization)")
+            raise InputError("transfer.style_all_zero", layer=l)
         out["layer_weights"][l] = float(w) / (style_factor(n_H, n_W, n_C, "lecture") * size)
     n = 1
     for d in image_shape:

@@ -329,6 +329,10 @@ class FolderDataset(Dataset):
     file, an icon smaller than 16 px ...) are skipped when met: their names go
     to ``skipped`` (reasons in ``skip_log``) and a warning is logged.  Call
     :meth:`verify` to check every file up front.
+
+    ``max_files`` caps the folder (see :meth:`_list`; the served app's folder box uses it), and
+    ``label`` is how messages name the folder (default: the path as given) -- the app passes the
+    path inside its data root, so a visitor never sees the server's own path.
     """
 
     def __init__(self, root: str | os.PathLike, extensions: Sequence[str] = IMAGE_EXTENSIONS, *,

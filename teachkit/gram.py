@@ -37,7 +37,6 @@ figures from their computations would put every figure and its numbers in two fi
 from __future__ import annotations
 
 import math
-import os
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -166,8 +165,6 @@ def to_input(image, size: int | None = None, device=None) -> torch.Tensor:
     sample name / path (:func:`teachkit.samples.resolve_image`).  ``size`` scales the long side
     (``None`` keeps the size).  Raises ``ImageError`` / ``ValueError`` for bad input.
     """
-    from PIL import Image
-
     from . import images
     from .samples import resolve_image
 
@@ -191,13 +188,7 @@ def to_input(image, size: int | None = None, device=None) -> torch.Tensor:
                 x = torch.nn.functional.interpolate(x, size=new, mode="bilinear", antialias=True, align_corners=False)
                 x = x.clamp(0, 1)
     else:
-        if isinstance(image, Image.Image):
-            pil = images.load_image(image, size=size)
-        elif isinstance(image, (str, os.PathLike)):
-            pil = resolve_image(image, size)
-        else:
-            pil = images.load_image(image, size=size)
-        x = images.to_tensor(pil)
+        x = images.to_tensor(resolve_image(image, size))
     if min(x.shape[-2:]) < 8:
         raise InputError("gram.image_too_small", width=x.shape[-1], height=x.shape[-2], min=8)
     return x.to(device) if device is not None else x

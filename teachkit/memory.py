@@ -2,7 +2,7 @@
 
 A transfer too large for the machine ends in an error from torch or Python, worded by whichever
 allocator gave up: ``torch.OutOfMemoryError`` (CUDA), a ``RuntimeError`` from the CPU allocator
-("... can't allocate memory ...") or from Apple's MPS backend ("MPS backend out of memory ..."), or
+("... can't allocate memory ...", on Windows "... not enough memory ...") or from Apple's MPS backend ("MPS backend out of memory ..."), or
 Python's own ``MemoryError``.  :func:`out_of_memory` recognises them all and gives back one
 :class:`OutOfMemory` (a :class:`~teachkit.messages.TeachkitError`), whose text names the knobs that
 set the memory a transfer needs: the size, the style scale and the number of style images.  The
@@ -15,8 +15,9 @@ from .messages import TeachkitError
 
 __all__ = ["OutOfMemory", "out_of_memory"]
 
-#: what torch's and the allocators' own texts say when memory runs out (CUDA, MPS, the CPU allocator)
-_TORCH_WORDS = ("out of memory", "can't allocate memory", "cannot allocate memory")
+#: what torch's and the allocators' own texts say when memory runs out (CUDA, MPS, the CPU allocator on
+#: Linux/macOS: "can't allocate memory", on Windows: "not enough memory")
+_TORCH_WORDS = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
 
 
 class OutOfMemory(TeachkitError, MemoryError):

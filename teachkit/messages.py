@@ -18,8 +18,17 @@ shows it (the CLI, the app, a notebook) renders it in its own language.
 * ``Message(msg_id, params)`` -- a message kept as data (progress reports carry one);
 * ``TeachkitError`` -- the base of the errors a user can fix; ``err.text(lang)`` renders it, and
   ``str(err)`` is its English text (logs, tracebacks, ``pytest.raises(match=...)``);
-* ``language()`` / ``set_language()`` -- the process's language: ``--lang`` of the CLI, else the
-  locale (``LC_ALL``, ``LC_MESSAGES``, ``LANG``, ``LANGUAGE``): ``zh*`` -> Chinese, anything else English.
+  ``InputError`` is the one for a bad value (a ValueError); ``ImageError``, ``BackboneError``,
+  ``ConfigError``, ``TransferError`` live beside the code that raises them;
+* ``language()`` / ``set_language()`` / ``using_language()`` -- the process's language: ``--lang`` of
+  the CLI, else the locale (``LC_ALL``, ``LC_MESSAGES``, ``LANG``, ``LANGUAGE``): ``zh*`` -> Chinese,
+  anything else English.
+
+Ids are written as literal strings where they are raised or reported (``InputError("layer.unknown",
+...)``, ``Message("progress.scale", k=1, n=2, side=128)``), never built from pieces, so that
+``tests/test_messages.py`` finds every id in the source and checks it against the catalogues.  A
+parameter named ``detail`` carries another library's own English words about a failure; a
+translation may leave it out.
 """
 
 from __future__ import annotations

@@ -47,8 +47,8 @@ from .messages import InputError, Message, text
 from .transfer import DTYPES, INITS, NORMALIZATION_DEFAULTS, OPTIMIZERS, PRESETS, TransferConfig
 
 __all__ = ["Option", "OPTIONS", "option", "lesson_options", "served_caps", "add_cli_arguments",
-           "config_from_args", "FormField", "form_field", "form_value", "config_from_form", "ListError", "parse_list", "value_type",
-           "display_width", "POOLINGS"]
+           "config_from_args", "FormField", "form_field", "form_value", "config_from_form", "ListError",
+           "parse_list", "value_type", "display_width", "POOLINGS"]
 
 POOLINGS = ("max", "avg")  #: TransferConfig.pooling (features.load_backbone's choices)
 
@@ -66,7 +66,9 @@ class Option:
     or ``None`` (not in lesson 6's form).  ``widget``: the form's widget when the type alone does not
     decide (``'slider'``, ``'radio'``).  ``step``: the form's step.  ``lesson_default``: where the form
     starts when it is not the classroom preset's value.  ``served_max``: the cap the classroom server
-    enforces for visitors (the default of the served limits' attribute ``cap``; the form's maximum).
+    enforces for visitors (the default of the served limits' attribute ``cap``,
+    ``teachkit.lessons.jobs.JobLimits``, whose docstring gives the memory budget these values fit;
+    an operator may lower them by environment variable; the form's maximum follows).
     """
 
     name: str
@@ -261,7 +263,12 @@ def add_cli_arguments(parser, lang: str | None = None) -> None:
         if o.cli_flag is None:
             continue
         note = _default_note(o, lang)
-        help_text = (o.help(lang) + (" " + note if note else "")).replace("%", "%%")
+        if o.choices and any(o.choice_label(c, lang) != c for c in o.choices):  # what each value means
+            legend = text("option.choices", lang, items=text("option.list_sep", lang).join(
+                text("option.choice_legend", lang, value=c, label=o.choice_label(c, lang)) for c in o.choices))
+            note = text("option.with_default", lang, help=legend, default=note) if note else legend
+        help_text = (text("option.with_default", lang, help=o.help(lang), default=note) if note
+                     else o.help(lang)).replace("%", "%%")
         kwargs: dict[str, Any] = {"dest": o.name, "default": None, "help": help_text}
         if o.type is bool:
             kwargs["action"] = "store_true"

@@ -25,11 +25,18 @@ Candidates are only the positions whose receptive field lies mostly inside the i
 that the deepest default layer's receptive field fits in: the top patches of relu5_1 show
 image, not the grey zero padding (see :func:`scan` for the padding that remains).
 
+The scan is built from small pieces: :func:`_batches` reads the images (skipping unreadable
+ones), :class:`_LayerTop` keeps one layer's running top-k (candidates from :func:`_candidates`
+inside the :func:`_window` of positions), :func:`_scan_meta` describes the result.  Beyond one
+machine, :mod:`teachkit.distributed` runs the same scan on every rank of a ``torchrun`` and merges
+the tables (:func:`merge`) into one atlas.
+
 The result is an :class:`~teachkit.atlas.Atlas` (the data structure and its ``.npz`` file
 live in :mod:`teachkit.atlas`; the names are importable from here too).  :func:`get_atlas`
 keeps a cache of them, so the app and the CLI never scan the same thing twice, and finds the
 index of the default ``sample`` atlas shipped in ``teachkit/data``, so a first visit needs
-no scan at all.
+no scan at all.  The cache stays bounded: the :data:`DEFAULT_CACHE_KEEP` most recently used atlases
+(:func:`prune_cache`) and at most :data:`LOCK_BUCKETS` lock files.
 """
 
 from __future__ import annotations

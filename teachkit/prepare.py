@@ -130,10 +130,11 @@ def load(kind: str, *names: str, backbone: str = "vgg19", cache_dir=None) -> Pre
         return None  # not prepared (or unfinished, or damaged): the page offers to run it live
 
 
-def _net(backbone):
-    from .transfer import backbone_for
+def _net(net):
+    """:func:`teachkit.transfer.backbone_for`, imported when first needed (``teachkit --help`` stays light)."""
+    from .transfer import backbone_for as load
 
-    return backbone_for(backbone)
+    return load(net)
 
 
 # ---- the items ---------------------------------------------------------------------------------
@@ -242,8 +243,8 @@ def prepare_atlas(net, dataset: str = "sample", recipe: Recipe = FULL, cache_dir
     from .patches import get_atlas
 
     atlas_cache = None if cache_dir is None else Path(cache_dir) / "atlases"
-    return get_atlas(dataset, backbone=_net(net), layers=DEFAULT_STYLE_LAYERS, k=9, image_size=recipe.atlas_size,
-                     callback=callback, cache_dir=atlas_cache)
+    return get_atlas(dataset, backbone=_net(net), layers=DEFAULT_STYLE_LAYERS, k=9,
+                     image_size=recipe.atlas_size, callback=callback, cache_dir=atlas_cache)
 
 
 def prepare(net=None, kinds: Sequence[str] = KINDS, recipe: Recipe = FULL, cache_dir=None,

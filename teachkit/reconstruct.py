@@ -50,7 +50,7 @@ from .fileio import check_int
 from .messages import InputError, Message
 from .gram import to_input
 from .progress import ProgressCallback
-from .transfer import StyleTransfer, TransferConfig, run_steps, white_noise
+from .transfer import StyleTransfer, TransferConfig, backbone_for, run_steps, white_noise
 
 __all__ = [
     "ReconResult",
@@ -59,6 +59,7 @@ __all__ = [
     "DEFAULT_STEPS",
     "DEFAULT_NOISE",
     "white_noise",
+    "initial_image",
     "pixel_distance",
     "reconstruct_content",
     "synthesize_texture",
@@ -106,14 +107,6 @@ class ReconResult:
 # ---- helpers ---------------------------------------------------------------------------------
 
 
-def _net(net):
-    if net is None:
-        from .features import load_backbone
-
-        return load_backbone("vgg19")
-    return net
-
-
 def pixel_distance(x: torch.Tensor, y: torch.Tensor) -> float:
     """Root-mean-square difference of two images with values in ``[0, 1]`` (0 = identical)."""
     return float((x.detach().float().cpu() - y.detach().float().cpu()).pow(2).mean().sqrt())
@@ -124,6 +117,15 @@ def _config(**fields) -> TransferConfig:
     (the reconstructions are compared by their numbers)."""
     return TransferConfig(size=None, scales=None, tv_weight=0.0, normalization="auto", dtype="float32",
                           preview_every=0, **fields)
+
+
+def initial_image(image, size: int | None = DEFAULT_SIZE, seed: int = 0, noise: float = DEFAULT_NOISE):
+    """What a reconstruction of ``image`` at ``size`` starts from, as a PIL image: faint white noise of
+    that size (:func:`teachkit.transfer.white_noise`), exactly as :func:`reconstruct_content` and
+    :func:`synthesize_texture` with the same ``seed`` and ``noise`` start.  No network pass."""
+    from .images import to_pil
+
+    return to_pil(white_noise(to_input(image, size).shape, seed, noise))
 
 
 def _run(net, target, config, steps, seed, noise, callback, stop, *, image_every, time_limit, message, extra=None):
@@ -171,7 +173,7 @@ def reconstruct_content(
     Progress values: ``total`` (the normalised cost), ``content`` (raw ``J_content``) and ``distance``
     (pixel RMSE to the image).  ``ReconResult.distance`` is the pixel RMSE of the result.
     """
-    net = _net(net)
+    net = backbone_for(net)
     net.check_layers([layer])
     target = to_input(image, size, net.device)
     t0 = time.perf_counter()
@@ -223,7 +225,7 @@ def synthesize_texture(
     ``J_style[l]``).  ``ReconResult.distance`` is the fraction of the style cost left at the end:
     ``J_style(end) / J_style(start)``.
     """
-    net = _net(net)
+    net = backbone_for(net)
     layers = list(dict.fromkeys(net.check_layers(layers)))
     if not layers:
         raise InputError("layer.none_given")
@@ -267,7 +269,7 @@ def content_reconstructions(
     Stops at the first cancelled reconstruction and returns the ones made so far (the last one
     partial, with ``stopped=True``).
     """
-    net = _net(net)
+    net = backbone_for(net)
     layers = net.check_layers(layers)
     if not layers:
         raise InputError("layer.none_given")
@@ -293,7 +295,7 @@ def textures(
     Column ``i`` matches the Gram matrices of every layer up to ``max_layers[i]`` (with the
     default, up to ``relu{i}_1``).  Cancelling keeps the textures made so far.
     """
-    net = _net(net)
+    net = backbone_for(net)
     max_layers = net.check_layers(max_layers)
     if not max_layers:
         raise InputError("layer.none_given")
@@ -380,7 +382,7 @@ def content_reconstruction_grid(
     :func:`content_reconstructions` then :func:`reconstruction_grid_figure`; call those two to keep
     the :class:`ReconResult` list as well.
     """
-    net = _net(net)
+    net = backbone_for(net)
     target = to_input(image, size)
     results = content_reconstructions(net, target, layers, None, steps, seed, callback, stop, **kwargs)
     return reconstruction_grid_figure(target, results, n_columns=len(list(layers)), lang=lang)
@@ -393,7 +395,7 @@ def texture_grid(
 ) -> Figure:
     """The image and textures whose column ``i`` matches the Gram matrices up to ``max_layers[i]``:
     the growing scale of texture (:func:`textures` then :func:`reconstruction_grid_figure`)."""
-    net = _net(net)
+    net = backbone_for(net)
     target = to_input(image, size)
     results = textures(net, target, max_layers, None, steps, seed, callback, stop, **kwargs)
     return reconstruction_grid_figure(target, results, n_columns=len(list(max_layers)), lang=lang)

@@ -124,14 +124,16 @@ def sample_image(name: str, size=None) -> Image.Image:
     raise _unknown_sample(name)
 
 
-def resolve_image(spec, size: int | None = None) -> Image.Image:
-    """Turn a sample name or anything :func:`load_image` accepts into an RGB image.
+def resolve_image(spec, size: int | None = None, *, name: str | None = None) -> Image.Image:
+    """Turn a sample name or anything :func:`load_image` accepts into an RGB image: the one
+    "anything -> image" of teachkit (the transfer's inputs and ``gram.to_input`` come here).
 
     ``spec`` may be a sample name (``'chelsea'``, ``'rings'``), a sample name
     with the prefix ``'sample:'`` (``'sample:rings'``), a path, or any other
     image source.  An existing file wins over a sample of the same name unless
     the ``'sample:'`` prefix is used.  For a style sample, ``size`` is the side
-    of the square; otherwise it is the long side.
+    of the square; otherwise it is the long side.  ``name``: what to call a
+    source that is not a path in error messages (``load_image``'s ``name``).
     """
     if isinstance(spec, str) and spec.startswith("sample:"):
         return sample_image(spec[len("sample:"):].strip(), size)
@@ -143,7 +145,7 @@ def resolve_image(spec, size: int | None = None) -> Image.Image:
         if not path.exists():
             raise _fail(os.fsdecode(spec), "image.not_file_nor_sample", content=", ".join(CONTENT_SAMPLES),
                         style=", ".join(STYLE_SAMPLES))
-    return load_image(spec, size=size)
+    return load_image(spec, size=size, name=None if isinstance(spec, (str, os.PathLike)) else name)
 
 
 # ---------------------------------------------------------------------------

@@ -37,6 +37,9 @@ SETTINGS: dict[str, object] = {
     "server.fileWatcherType": "none",  # nothing is watched or re-run while a class uses it
     "server.runOnSave": False,
     "browser.gatherUsageStats": False,  # the classroom is often offline: never phone home
+    # teachkit app prints the addresses itself; Streamlit's own banner would ask a web service for the
+    # "external" address of a headless server on every interface (a request out of the classroom)
+    "logger.hideWelcomeMessage": True,
     "client.showErrorDetails": "none",  # visitors see a short message; the traceback goes to the log
     "client.toolbarMode": "viewer",
     "runner.postScriptGC": False,  # no full garbage collection after every run (lessons/resources.py)

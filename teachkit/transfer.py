@@ -1234,16 +1234,6 @@ def _json_safe(d: dict) -> dict:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
-def _as_pil(spec, size, what: str):
-    from .images import load_image
-    from .samples import resolve_image
-
-    if isinstance(spec, (str, os.PathLike)):
-        return resolve_image(spec, size=size)
-    img = load_image(spec, name=f"<{what}>")
-    return img
-
-
 def load_inputs(content, styles, config: TransferConfig):
     """Load (and check) the content and style images as PIL RGB images, before any long work.
 
@@ -1255,12 +1245,14 @@ def load_inputs(content, styles, config: TransferConfig):
 
 def _load_inputs(content, styles, config: TransferConfig):
     """:func:`load_inputs` and the config with a missing size filled in from the content."""
+    from .samples import resolve_image
+
     styles = list(styles) if isinstance(styles, (list, tuple)) else [styles]
     if not styles:
         raise ConfigError("transfer.no_style_image")
     c, config = _load_content(content, config)
     style_side = max(16, round(max(c.size) * float(config.style_scale)))
-    return c, [_as_pil(x, style_side, "style") for x in styles], config
+    return c, [resolve_image(x, style_side, name="<style>") for x in styles], config
 
 
 def _content_at(content_pil, side: int):
@@ -1274,8 +1266,9 @@ def _load_content(content, config: TransferConfig):
     """The content as a PIL image at the config's size, and the config with a missing size filled in
     from it (the one place ``size=None`` becomes a number)."""
     from .images import resize_long_side
+    from .samples import resolve_image
 
-    c = _as_pil(content, config.size, "content")
+    c = resolve_image(content, config.size, name="<content>")
     if config.size is None:
         return c, dataclasses.replace(config, size=max(c.size))
     if max(c.size) != config.size:

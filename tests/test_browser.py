@@ -239,15 +239,22 @@ def options_fit(page) -> None:
 
 _SMALLEST_TEXT_JS = """() => {
   // the smallest font size (CSS px) of any visible text in the main column, apart from the figures
-  let smallest = 1e9;
-  for (const el of document.querySelectorAll('[data-testid="stMain"] p, [data-testid="stMain"] li, [data-testid="stMain"] label, [data-testid="stMain"] button'))
-    if (el.offsetParent !== null && el.innerText.trim()) smallest = Math.min(smallest, parseFloat(getComputedStyle(el).fontSize));
+  let smallest = [1e9, ""];
+  for (const el of document.querySelectorAll('[data-testid="stMain"] p, [data-testid="stMain"] li, [data-testid="stMain"] label, [data-testid="stMain"] button, [data-testid="stMain"] span'))
+    if (el.offsetParent !== null && el.innerText.trim() && [...el.childNodes].some(t => t.nodeType === 3 && t.textContent.trim())
+        && !el.closest('.katex, [data-testid="stVegaLiteChart"], [data-testid="stMarkdownContainer"] code')) {
+      const px = parseFloat(getComputedStyle(el).fontSize);
+      if (px < smallest[0]) smallest = [px, el.innerText.trim().slice(0, 40)];
+    }
   return smallest;
 }"""
 
 
 def smallest_text_px(page) -> float:
-    return page.evaluate(_SMALLEST_TEXT_JS)
+    """The smallest text on the page (CSS px); the assertion message names it."""
+    px, what = page.evaluate(_SMALLEST_TEXT_JS)
+    print(f"smallest text: {px} px ({what!r})")
+    return px
 
 
 def press(page, key: str) -> None:

@@ -321,9 +321,22 @@ def test_cache_setting_that_names_a_file_is_one_line(tmp_path, capsys, monkeypat
     not_a_folder = tmp_path / "cache.txt"
     not_a_folder.write_text("a file, not a folder")
     monkeypatch.setenv("TEACHKIT_CACHE", str(not_a_folder))
-    monkeypatch.setattr(teachkit.prepare, "_net", lambda *a, **k: vgg19)
+    monkeypatch.setattr(teachkit.prepare, "_net", lambda *a, **k: vgg19, raising=False)  # (saves a load)
     rc, _, err = run(["prepare", "--only", "content", "--fast"], capsys)
     assert rc == 2
     line = one_line_error(err.replace("content: chelsea", "").split("\n", 1)[-1])
     assert str(not_a_folder) in line and "TEACHKIT_CACHE" in line and "not a folder" in line
     assert not_a_folder.read_text() == "a file, not a folder"
+
+
+def test_disk_full_during_prepare_is_one_line(tmp_path, capsys, monkeypatch, full_disk, vgg19):
+    import teachkit.prepare
+
+    monkeypatch.setattr(teachkit.prepare, "_net", lambda *a, **k: vgg19, raising=False)  # (saves a load)
+    full_disk.append(".png")
+    rc, _, err = run(["prepare", "--only", "content", "--fast", "--cache", str(tmp_path / "cache")], capsys)
+    assert rc == 2
+    lines = [l for l in err.splitlines() if "error" in l]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert str(tmp_path / "cache") in lines[0] and "the disk is full" in lines[0]
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]  # no half-written file

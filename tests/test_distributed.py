@@ -117,7 +117,7 @@ def test_torchrun_cli_writes_one_atlas_equal_to_a_one_process_scan(tmp_path, vgg
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LANG": "C"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.count("saved to") == 1 and "2 processes" in done.stdout  # rank 0 alone reports
+    assert done.stdout.count("saved to") == 1 and "2 process(es)" in done.stdout  # rank 0 alone reports
     merged = Atlas.load(out)
     whole = scan(vgg19, str(folder), ["relu1_1", "relu2_1"], k=3, image_size=32)
     for n in whole.layers:

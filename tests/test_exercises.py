@@ -456,3 +456,71 @@ def test_transfer_with_a_function_that_cannot_run_starts_nothing(vgg19, images):
     assert run.failure.id == "exercises.run.not_ready"
     assert run.failure.params["reason"].id == "exercises.grad_numpy"
     assert _CJK.search(run.text("zh"))
+
+
+# ---- teachkit exercises check: the teacher's table ---------------------------------------------------
+
+GOOD = '''
+import torch
+
+ALPHA = 10
+
+
+def content_cost(a_C, a_G):
+    return 0.5 * torch.sum((a_C - a_G) ** 2)
+
+
+def total_cost(J_content, J_style, alpha=ALPHA, beta=40):
+    return beta * J_content + alpha * J_style
+
+
+print("a cell that must not run when grading")
+raise SystemExit("nor this one")
+'''
+
+LOOPS = '''
+def rf_sizes(layers):
+    while True:
+        pass
+'''
+
+
+def test_exercises_check_prints_one_table_per_file_and_exercise(tmp_path, capsys):
+    import csv
+    import io
+    import json
+
+    from teachkit.cli import main
+    from teachkit.exercises.grade import grade_files, table
+    from teachkit.notebooks import build
+
+    good = tmp_path / "alice.py"
+    good.write_text(GOOD, encoding="utf-8")
+    student_nb = tmp_path / "bob.ipynb"
+    student_nb.write_text(json.dumps(build(4, "en", solutions=False)), encoding="utf-8")
+    results = grade_files([good, student_nb])  # each file in its own process
+
+    rows = list(csv.reader(io.StringIO(table(results, "en", as_csv=True))))
+    head, by_file = rows[0], {r[0]: dict(zip(rows[0], r)) for r in rows[1:]}
+    assert head[0] == "file" and {"content_cost", "total_cost"} <= set(head)
+    alice, bob = by_file[str(good)], by_file[str(student_nb)]
+    assert alice["content_cost"] == "passed"
+    assert alice["total_cost"] == ex.check_total_cost(t_swapped).reason.text("en")  # α and β swapped
+    assert bob["content_cost"] == "content_cost is not written yet: replace raise NotImplementedError with your code"
+    assert bob["total_cost"] == "not in the file"
+    text_zh = table(results, "zh")
+    assert "✓" in text_zh and "✗ [1]" in text_zh and "[1] α 和 β 弄反了" in text_zh
+
+    loops = tmp_path / "carol.py"  # a function that never returns: the file's process is stopped
+    loops.write_text(LOOPS, encoding="utf-8")
+    assert main(["exercises", "check", str(loops), "--timeout", "4", "--lang", "en"]) == 0
+    out = capsys.readouterr().out
+    assert "[1] did not finish within 4 s" in out
+
+
+def test_exercises_check_names_an_unreadable_file(tmp_path, capsys):
+    from teachkit.cli import main
+
+    assert main(["exercises", "check", str(tmp_path / "missing.py")]) == 2
+    err = capsys.readouterr().err
+    assert "missing.py" in err and "Traceback" not in err

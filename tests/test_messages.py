@@ -229,6 +229,18 @@ def test_progress_carries_its_message_as_data():
     assert p.msg.text("zh") == ZH["progress.scale"].format(k=1, n=2, side=128)
 
 
+def test_the_cli_progress_bar_shows_the_note_in_the_process_language():
+    import io
+
+    from teachkit.progress import Progress, TqdmReporter
+
+    bar = TqdmReporter(file=io.StringIO())
+    with messages.using_language("zh"):
+        bar(Progress("reconstruct", 1, 4, {"total": 1.0}, message=Message("progress.content", layer="relu3_1")))
+    assert bar.bar.desc.rstrip(": ") == "reconstruct " + ZH["progress.content"].format(layer="relu3_1")
+    bar.close()
+
+
 def test_errors_survive_pickling_as_ids():
     """A worker process (a dataset scan) sends its errors back pickled: still an id + parameters."""
     import pickle

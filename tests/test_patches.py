@@ -709,3 +709,17 @@ def test_cli_scan_show_overview_end_to_end(image_folder, tmp_path, monkeypatch, 
     assert "gone" in err and "--data" in err and len(err.strip().splitlines()) == 1
     assert main(["patches", "overview", str(tmp_path / "moved.npz"), "-o", str(tmp_path / "y.png"),
                  "--data", str(image_folder)]) == 0
+
+
+def test_cli_merge_speaks_the_chosen_language(tmp_path, capsys):
+    from teachkit.cli import main
+
+    net, ds = random_net(seed=5), random_images(6, 20)
+    kw = dict(layers=["relu1_1"], k=2, image_size=20)
+    a = scan(net, ds, start=0, end=3, **kw).save(tmp_path / "a.npz")
+    b = scan(net, ds, start=3, end=6, **kw).save(tmp_path / "b.npz")
+    assert main(["--lang", "zh", "patches", "merge", str(a), str(b), "-o", str(tmp_path / "ab.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "第 0..6 张（共 6 张）" in out and f"已保存到 {tmp_path / 'ab.npz'}" in out and "saved" not in out
+    assert main(["--lang", "en", "patches", "merge", str(a), str(b), "-o", str(tmp_path / "ab.npz")]) == 0
+    assert "images 0..6 of 6" in capsys.readouterr().out

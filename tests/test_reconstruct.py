@@ -142,3 +142,22 @@ def test_cli_reconstruct_bad_input_exits_2(tmp_path, capsys, argv):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("teachkit: error:") and err.count("\n") == 1
+
+
+def test_initial_image_is_what_a_reconstruction_starts_from(net):
+    """The start a page shows before running = the engine's start: a run that is stopped before its
+    first step returns it (and it is faint noise of the image's size, around grey)."""
+    import threading
+
+    from teachkit.images import to_tensor
+    from teachkit.reconstruct import DEFAULT_NOISE, initial_image, reconstruct_content
+    from teachkit.samples import sample_content
+
+    photo = sample_content("coffee", 64)
+    start = to_tensor(initial_image(photo, 32, seed=5))
+    assert max(start.shape[-2:]) == 32
+    assert float((start - 0.5).abs().max()) <= DEFAULT_NOISE / 2 + 1 / 255
+    stop = threading.Event()
+    stop.set()
+    r = reconstruct_content(net, photo, "relu1_1", size=32, steps=3, seed=5, stop=stop)
+    assert r.steps == 0 and torch.allclose(to_tensor(r.image), start, atol=1.5 / 255)

@@ -524,3 +524,72 @@ def test_own_cost_functions_need_the_lecture_constants(net, content64, style64):
     with pytest.raises(ValueError, match="normalization"):
         StyleTransfer(to_tensor(content64), to_tensor(style64), small(normalization="gatys"), backbone=net,
                       cost_functions=costs.CostFunctions.reference())
+
+
+# ---- the resolved plan, progress with the scale and weights, the time limit ----------------------
+
+
+def test_the_plan_is_what_the_engine_runs(net, content64, style64):
+    from teachkit.transfer import plan
+
+    cfg = TransferConfig(size=64, scales=(32, 64), steps=6, preview_every=0, init="noise", dtype="float32",
+                         style_layers=("relu1_1", "relu2_1"))
+    p = plan(content64, [style64], cfg, backbone=net)
+    assert [s.size for s in p.scales] == [32, 64] and [s.steps for s in p.scales] == split_steps(6, (32, 64))
+    assert p.steps == 6 and p.first.size == 32 and p.dtype == "float32" and p.start == "noise"
+    assert (p.scales[1].height, p.scales[1].width) == (to_tensor(content64).shape[-2], 64)
+    json.dumps(p.to_dict(), allow_nan=False)
+    # the weights: under 'auto' derived from each scale's targets -- the same as a StyleTransfer at that size
+    from teachkit.images import resize_long_side
+
+    for sp in p.scales:
+        st = StyleTransfer(to_tensor(resize_long_side(content64, sp.size)),
+                           to_tensor(resize_long_side(style64, sp.size)), cfg, backbone=net)
+        assert sp.weights["alpha"] == pytest.approx(st.weights["alpha"], rel=1e-6)
+        for l in cfg.style_layers:
+            assert sp.weights["layer_weights"][l] == pytest.approx(st.weights["layer_weights"][l], rel=1e-5)
+    assert p.scales[0].weights["alpha"] != pytest.approx(p.scales[1].weights["alpha"], rel=0.1)  # per scale
+    seen = []
+    result = transfer(content64, [style64], cfg, backbone=net, callback=seen.append)
+    assert result.plan.to_dict() == p.to_dict()
+    for q in seen:  # every report carries its scale and the weights J multiplied there
+        sp = result.plan.scale(q.scale)
+        assert q.size == sp.size and q.weights == sp.weights
+    assert [q.scale for q in seen] == [1] * p.scales[0].steps + [2] * p.scales[1].steps
+
+
+@pytest.mark.parametrize("normalization", costs.NORMALIZATIONS)
+def test_weighted_parts_add_up_to_the_engines_j_in_every_normalization(net, content64, style64, normalization):
+    cfg = TransferConfig(size=48, scales=(24, 48), scale_steps=(2, 2), normalization=normalization, init="noise",
+                         preview_every=0, style_layers=("relu1_1", "relu2_1"), tv_weight=None, dtype="float32")
+    result = transfer(content64, [style64], cfg, backbone=net)
+    assert len(result.history) == 4
+    for rec, point in zip(result.history, result.weighted_history()):
+        assert point["total"] == rec["total"]  # the engine's own J: the oracle
+        assert point["content"] + point["style"] + point["tv"] == pytest.approx(rec["total"], rel=1e-4)
+        w = result.plan.scale(rec["scale"]).weights
+        assert point["style"] == pytest.approx(w["beta"] * sum(
+            w["layer_weights"][l] * rec[f"style/{l}"] for l in cfg.style_layers), rel=1e-4)
+
+
+def test_time_limit_stops_and_says_after_how_many_steps(net, content64, style64):
+    cfg = small(steps=5)
+    result = transfer(content64, [style64], cfg, backbone=net, time_limit=0)  # out of time after step 1
+    assert result.stopped and result.stop_reason == "time_limit" and result.time_limited
+    assert (result.steps_done, result.steps_planned) == (1, 5)
+    msg = result.stop_message()
+    assert "1 of 5" in msg.text("en") and "第 1 步" in msg.text("zh") and "共 5 步" in msg.text("zh")
+    full = transfer(content64, [style64], cfg, backbone=net, time_limit=3600)
+    assert not full.stopped and full.stop_reason is None and full.stop_message() is None
+    assert full.steps_done == full.steps_planned == 5
+
+
+def test_initial_image_is_the_start_at_the_first_scale(content64):
+    from teachkit.images import resize_long_side
+    from teachkit.transfer import initial_image
+
+    cfg = TransferConfig(size=64, scales=(32, 64), init="blend", init_noise=0.5, seed=4)
+    got = to_tensor(initial_image(content64, cfg))
+    c = to_tensor(resize_long_side(content64, 32))
+    assert got.shape == c.shape
+    assert torch.allclose(got, 0.5 * c + 0.5 * white_noise(c.shape, 4), atol=1.5 / 255)

@@ -154,3 +154,26 @@ def test_lesson1_figures_speak_the_language_and_keep_their_font_size(lang):
     titles = [ax.get_title() for ax in overview.axes]
     assert titles[0].startswith("relu1_1") and titles[1].startswith("relu2_1")
     assert overview.get_figwidth() == 8
+
+
+def test_plot_history_weighted_draws_each_part_with_its_scales_weights():
+    """Weighted curves: alpha*J_content, beta*J_style, w_tv*TV with each record's own scale's weights
+    (a coarse-to-fine 'auto' run has different weights per scale); J is the recorded total."""
+    from types import SimpleNamespace
+
+    w1 = {"alpha": 2.0, "beta": 3.0, "tv_weight": 0.5, "layer_weights": {"relu1_1": 1.0}}
+    w2 = {"alpha": 0.5, "beta": 3.0, "tv_weight": 0.25, "layer_weights": {"relu1_1": 2.0}}
+    plan = SimpleNamespace(scales=(SimpleNamespace(weights=w1), SimpleNamespace(weights=w2)))
+    plan.scale = lambda k: plan.scales[k - 1]
+    history = [{"step": 1, "scale": 1, "content": 1.0, "style": 2.0, "tv": 4.0, "total": 10.0, "style/relu1_1": 2.0},
+               {"step": 2, "scale": 2, "content": 4.0, "style": 1.0, "tv": 4.0, "total": 6.0, "style/relu1_1": 0.5}]
+    fig = viz.plot_history(history, layers=True, weights=plan)
+    lines = {ln.get_label(): list(ln.get_ydata()) for ln in fig.axes[0].get_lines() if ln.get_label()[0] != "_"}
+    assert lines["alpha J_content"] == [2.0, 2.0]
+    assert lines["beta J_style"] == [6.0, 3.0]
+    assert lines["w_tv TV"] == [2.0, 1.0]
+    assert lines["beta lambda J_style[relu1_1]"] == [6.0, 3.0]
+    assert lines["J(G) total"] == [10.0, 6.0]
+    unweighted = viz.plot_history(history)
+    labels = {ln.get_label(): list(ln.get_ydata()) for ln in unweighted.axes[0].get_lines()}
+    assert labels["J_content"] == [1.0, 4.0]

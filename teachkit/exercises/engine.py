@@ -225,5 +225,10 @@ def transfer_with(content="chelsea", style="stained_glass", config=None, *, cont
         return state["failure"] is not None  # True: the engine stops after this step, keeping the image
 
     result = engine.transfer(content, style, config, callback=watch, backbone=backbone, cost_functions=cf)
-    reference = engine.transfer(content, style, config, callback=callback, backbone=backbone) if compare else None
+    # teachkit's own functions through the same hook: the same code path (e.g. an own layer_style_cost
+    # makes the engine keep the style image's activations), so a right student run matches it exactly
+    ref = costs.CostFunctions.reference()
+    same = costs.CostFunctions(**{n: getattr(ref, n) for n in given})
+    reference = engine.transfer(content, style, config, callback=callback, backbone=backbone,
+                                cost_functions=same) if compare else None
     return StudentRun(result=result, reference=reference, checks=checks, failure=state["failure"])

@@ -195,3 +195,40 @@ def write_notebooks(folder, lang: str = "en", solutions: bool = False, force: bo
             f.write(notebook_bytes(les.number, lang, solutions))
         written.append(path)
     return written
+
+
+# ---- teachkit notebooks DIR [--lang zh] [--solutions] ------------------------------------------------
+
+
+def add_notebooks_parser(sub) -> None:
+    p = sub.add_parser(
+        "notebooks",
+        help="write the lessons' notebooks (one per lesson) into a folder",
+        description="Write one Jupyter notebook per lesson into DIR: the student version (exercise cells to "
+                    "fill in, each followed by its check), or with --solutions the teacher's version. The "
+                    "notebooks ship inside teachkit and need no network.",
+    )
+    p.add_argument("folder", metavar="DIR", help="folder to write into (made if missing)")
+    p.add_argument("--lang", choices=LANGS, default=None, help="en or zh (default: the locale's language)")
+    p.add_argument("--solutions", action="store_true", help="the teacher's version, with the solutions")
+    p.add_argument("--force", action="store_true", help="overwrite notebooks that exist already")
+    p.set_defaults(func=cmd_notebooks)
+
+
+def cmd_notebooks(args) -> int:
+    import sys
+
+    from ..messages import Message, language
+
+    lang = args.lang or language()
+    try:
+        paths = write_notebooks(args.folder, lang, args.solutions, args.force)
+    except FileExistsError as exc:
+        print(Message("exercises.notebooks.exists", {"path": str(exc)}).text(), file=sys.stderr)
+        return 2
+    kind = Message("exercises.notebooks.solutions" if args.solutions else "exercises.notebooks.student")
+    print(Message("exercises.notebooks.written", {"n": len(paths), "kind": kind, "lang": lang,
+                                                   "folder": str(Path(args.folder))}).text())
+    for p in paths:
+        print(f"  {p}")
+    return 0

@@ -1,0 +1,155 @@
+"""The lessons' notebooks: built from one source per lesson, valid, shipped, and executed.
+
+Every notebook runs top to bottom with the solutions (every check passes); every student notebook runs up
+to its first check, which answers with the "not written yet" hint in the notebook's language, not a
+traceback.  Executed with nbclient on an ipykernel (the `test` extra)."""
+
+from __future__ import annotations
+
+import pytest
+
+from teachkit import notebooks as nb
+from teachkit.lessons.pages import PAGES
+from teachkit.messages import text
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+LESSONS = [les.number for les in nb.lessons()]
+
+
+def test_one_notebook_per_lesson_page():
+    assert LESSONS == [p.number for p in PAGES]
+    for les in nb.lessons():
+        for lang in nb.LANGS:
+            assert les.title[lang] and les.exercise[lang], (les.name, lang)
+
+
+@pytest.mark.parametrize("number", LESSONS)
+def test_sources_build_valid_notebooks_that_agree_across_languages(number):
+    built = {(lang, sol): nb.build(number, lang, sol) for lang in nb.LANGS for sol in (False, True)}
+    for notebook in built.values():
+        nbformat.validate(nbformat.from_dict(notebook))
+    code = {k: [c["source"] for c in v["cells"] if c["cell_type"] == "code"] for k, v in built.items()}
+
+    def no_comments(src):
+        return [ln.split("#")[0].rstrip() for ln in src.replace('"en"', '"zh"').splitlines() if ln.split("#")[0].strip()]
+
+    for sol in (False, True):  # the same code in both languages (only comments and the language code differ)
+        assert [no_comments(s) for s in code[("en", sol)]] == [no_comments(s) for s in code[("zh", sol)]]
+    tagged = [c for c in built[("en", False)]["cells"] if "exercise" in c.get("metadata", {}).get("tags", [])]
+    assert tagged, "every lesson has an exercise"
+    for cell in tagged:
+        assert "# your code here" in cell["source"] and "raise NotImplementedError" in cell["source"]
+        assert nb.BEGIN not in cell["source"] and nb.END not in cell["source"]
+    solved = "\n".join(code[("en", True)])
+    assert "NotImplementedError" not in solved and nb.BEGIN not in solved
+    zh_md = "\n".join(c["source"] for c in built[("zh", False)]["cells"] if c["cell_type"] == "markdown")
+    en_md = "\n".join(c["source"] for c in built[("en", False)]["cells"] if c["cell_type"] == "markdown")
+    assert "在这里写你的代码" in "\n".join(code[("zh", False)]) and any("\u4e00" <= ch <= "\u9fff" for ch in zh_md)
+    assert not any("\u4e00" <= ch <= "\u9fff" for ch in en_md)
+
+
+def _run(notebook: dict, upto_first_check: bool = False) -> list:
+    nbk = nbformat.from_dict(notebook)
+    if upto_first_check:
+        cells = []
+        for c in nbk.cells:
+            cells.append(c)
+            if "check" in c.get("metadata", {}).get("tags", []):
+                break
+        nbk.cells = cells
+    client = nbclient.NotebookClient(nbk, timeout=300, kernel_name="python3", allow_errors=True,
+                                     resources={"metadata": {"path": "."}})
+    client.execute()
+    return nbk.cells
+
+
+def _errors(cells) -> list[str]:
+    return [f"{o.ename}: {o.evalue}" for c in cells if c.cell_type == "code" for o in c.outputs
+            if o.output_type == "error"]
+
+
+def _shown(cells) -> str:
+    out = []
+    for c in cells:
+        for o in getattr(c, "outputs", []):
+            out.append(o.get("text", ""))
+            out.append(o.get("data", {}).get("text/markdown", ""))
+    return "\n".join(out)
+
+
+@pytest.mark.parametrize("number", LESSONS)
+def test_notebook_with_solutions_runs_top_to_bottom(number):
+    cells = _run(nb.build(number, "en", solutions=True))
+    assert not _errors(cells)
+    shown = _shown(cells)
+    assert "✅" in shown  # at least one check answered, and every check of the solutions passed:
+    checks = [c for c in cells if "check" in c.get("metadata", {}).get("tags", [])]
+    assert checks and all("❌" not in _shown([c]) for c in checks)
+
+
+@pytest.mark.parametrize("number", LESSONS)
+def test_student_notebook_answers_its_first_check_with_a_hint(number):
+    lang = "zh" if number % 2 == 0 else "en"
+    cells = _run(nb.build(number, lang, solutions=False), upto_first_check=True)
+    assert not _errors(cells), _errors(cells)
+    shown = _shown(cells[-1:])
+    assert "❌" in shown
+    first = text("exercises.not_written", lang, name="").strip()
+    assert first in shown
+
+
+def test_teachkit_notebooks_writes_the_set(tmp_path, capsys):
+    from teachkit.cli import main
+
+    assert main(["notebooks", str(tmp_path / "zh"), "--lang", "zh"]) == 0
+    files = sorted(p.name for p in (tmp_path / "zh").iterdir())
+    assert files == sorted(nb.file_name(les, "zh") for les in nb.lessons()) and len(files) == 6
+    assert main(["notebooks", str(tmp_path / "zh"), "--lang", "zh"]) == 2  # a student's work is not overwritten
+    assert "--force" in capsys.readouterr().err
+    assert main(["notebooks", str(tmp_path / "zh"), "--lang", "zh", "--force"]) == 0
+    assert main(["notebooks", str(tmp_path / "t"), "--solutions", "--lang", "en"]) == 0
+    written = nbformat.read(tmp_path / "t" / "lesson5_style.solutions.ipynb", as_version=4)
+    assert written.metadata["teachkit"] == {"lesson": 5, "lang": "en", "solutions": True}
+
+
+def test_notebook_sources_are_package_files():
+    """The sources live inside the teachkit package (teachkit.notebooks), so a wheel carries them."""
+    import tomllib
+    from pathlib import Path
+
+    assert all(p.parent == Path(nb.__file__).parent for p in nb.SOURCES) and len(nb.SOURCES) == 6
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "teachkit.notebooks" in pyproject["tool"]["setuptools"]["packages"]
+
+
+def test_each_lesson_page_offers_its_student_notebook_in_the_session_language():
+    """The app's box: the exercise said in the session's language, the student notebook as a download."""
+    import json
+
+    from streamlit.testing.v1 import AppTest
+
+    def page():
+        import streamlit as st
+
+        from teachkit.lessons import exercise_offer
+        from teachkit.lessons.i18n import LANG_KEY
+
+        st.session_state[LANG_KEY] = "zh"
+        exercise_offer.show("5_style")
+
+    at = AppTest.from_function(page).run(timeout=30)
+    assert not at.exception
+    shown = "\n".join(m.value for m in at.markdown)
+    assert nb.lesson(5).exercise["zh"] in shown and "自己动手" in shown
+    assert len(at.get("download_button")) == 1
+
+    from teachkit.lessons.exercise_offer import _notebook
+
+    name, data, _ = _notebook(5, "zh")
+    built = json.loads(data)
+    assert name == "lesson5_style.zh.ipynb" and built["metadata"]["teachkit"]["solutions"] is False
+    assert "raise NotImplementedError" in data.decode("utf-8")
+    for page_ in PAGES:  # every page calls the box, with its own key
+        assert "exercise_offer.show(P)" in page_.path.read_text(encoding="utf-8")

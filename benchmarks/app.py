@@ -162,13 +162,15 @@ def main() -> None:
          lambda ss: ss["p3"].steps),
         (3, "p3_run", "lesson3", "Run", f"{settings.demo_size(128)} px, {settings.demo_steps(30)} steps",
          lambda ss: ss["p3"].steps),
-        (4, "p4_run", "lesson4", "content reconstruction (conv4_2)",
-         f"{settings.demo_size(128, fast=32)} px, {settings.demo_steps(100, fast=2)} steps",
+        (4, "p4_run", "lesson4", "content reconstruction (relu4_2)",
+         f"{settings.demo_size(128, fast=32)} px, {settings.demo_steps(80, fast=2)} steps",
          lambda ss: ss["p4_result"]["steps"]),
-        (4, "p4_grid", "lesson4_grid", "shallow / middle / deep",
-         f"3 x {settings.demo_steps(100, fast=2)} steps", None),
-        (5, "p5_texture_run", "lesson5", "texture synthesis, 5 layer sets",
-         f"{settings.demo_size(96, fast=32)} px, 5 x {settings.demo_steps(40, fast=2)} steps", None),
+        (4, "p4_grid", "lesson4_grid_p4_shallow", "shallow / middle / deep (each its third of the limit)",
+         f"{settings.demo_size(96, fast=32)} px, 3 x {settings.demo_steps(40, fast=2)} steps",
+         lambda ss: "+".join(str(item[3]) for item in ss["p4_grid_result"]["items"])),
+        (5, "p5_texture_run", "lesson5_0", "texture synthesis, 5 layer sets (each its fifth of the limit)",
+         f"{settings.demo_size(80, fast=32)} px, 5 x {settings.demo_steps(30, fast=2)} steps",
+         lambda ss: "+".join(str(n) for n in ss["p5_texture"]["steps"])),
     ]
     for n, key, timing, name, what, done in demos:
         at, _ = session(n)

@@ -178,7 +178,8 @@ class Student:
         self.shape = (160 + 16 * (number % 7), 112 + 8 * (number % 5)) if transfer else None  # its own photo
         self.visits: dict[int, dict] = {}  # lesson -> {"first": s, "complete": s}
         self.presses: list[tuple[str, float | None]] = []  # (what, seconds to script finished)
-        self.problems: list[str] = []
+        self.problems: list[str] = []  # an error box, an exception, a wrong language, another's state
+        self.slow: list[str] = []  # no answer in time, the class's deadline: slow, not wrong
         self.job: dict | None = None
 
 
@@ -201,7 +202,7 @@ async def visit(st: Student, tab: Tab, n: int, slug: str, timeout: float) -> Non
     run = await (tab.open(slug, timeout) if tab._ws is None else tab.rerun(page_name=slug, timeout=timeout))
     st.visits[n] = {"first": run.seconds("first_element"), "complete": run.seconds("complete"), "status": run.status}
     if run.status != "finished":
-        st.problems.append(f"lesson {n}: {run.status} after {timeout:.0f} s")
+        (st.slow if run.status == "timeout" else st.problems).append(f"lesson {n}: {run.status} after {timeout:.0f} s")
     else:
         check_page(st, tab, n, "visit")
 
@@ -214,7 +215,7 @@ async def press(st: Student, tab: Tab, n: int, what: str, action, timeout: float
         return
     st.presses.append((what, run.seconds("finished")))
     if run.status != "finished":
-        st.problems.append(f"lesson {n} {what}: {run.status}")
+        (st.slow if run.status == "timeout" else st.problems).append(f"lesson {n} {what}: {run.status}")
     else:
         check_page(st, tab, n, what)
 
@@ -257,7 +258,7 @@ async def student_run(st: Student, url: str, start_at: float, deadline: float, r
         for page in PAGES:
             n = page.number
             if time.monotonic() > deadline:
-                st.problems.append(f"deadline reached before lesson {n}")
+                st.slow.append(f"deadline reached before lesson {n}")
                 break
             await visit(st, tab, n, "" if n == 1 else page.slug, timeout)
             if n == 2 and st.demo:
@@ -470,7 +471,8 @@ def one_class(n_students: int, args) -> dict:
         "cpu_server_s": cpu_server, "cpu_machine_s": cpu_machine, "load_before": load0,
         "tracebacks_in_log": server_log.count("Traceback"), "profile": profile,
         "detail": [{"name": s.name, "lang": s.lang, "browser": s in browsers, "visits": s.visits,
-                    "presses": s.presses, "job": s.job, "problems": s.problems} for s in students + browsers],
+                    "presses": s.presses, "job": s.job, "problems": s.problems, "slow": s.slow}
+                   for s in students + browsers],
     }
 
 
@@ -520,6 +522,7 @@ def report(res: dict, machine: str) -> str:
     jobs = [d["job"] for d in proto if d["job"]]
     finished = [j for j in jobs if j["finished"]]
     problems = [(d["name"], p) for d in res["detail"] for p in d["problems"]]
+    slow = [(d["name"], p) for d in res["detail"] for p in d.get("slow", [])]
     worst = max(firsts_all) if firsts_all else float("inf")
     limit_s, limit_mib = TARGETS.get(n, (10.0, None))
     lines += [
@@ -542,6 +545,9 @@ def report(res: dict, machine: str) -> str:
         lines += [f"- {share:4.1f} %  {area}" for area, share in res["profile"]]
     if problems:
         lines += ["", f"Problems ({len(problems)}):"] + [f"- {name}: {p}" for name, p in problems[:40]]
+    if slow:
+        counts = collections.Counter(p for _, p in slow)
+        lines += ["", f"Slow, not wrong ({len(slow)}): " + "; ".join(f"{p} x{c}" for p, c in counts.most_common(8))]
     return "\n".join(lines)
 
 

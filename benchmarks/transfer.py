@@ -341,6 +341,52 @@ def classroom(args) -> None:
               f"wall {wall:.1f} s (load {os.getloadavg()[0]:.1f})", flush=True)
 
 
+def plan_costs(args) -> None:
+    """What resolving once costs and saves (issue 16), CPU seconds, 1 thread, ``--repeat`` runs, medians:
+    the engine's plan of the ``quick`` preset (every scale's targets and weights, no step), its first
+    step, the page's start image (``initial_image``, no network) and the old way to get it (a whole
+    StyleTransfer: three forward passes)."""
+    import statistics
+
+    import torch
+
+    torch.set_num_threads(1)
+    from teachkit.features import load_backbone
+    from teachkit.images import to_tensor
+    from teachkit.transfer import Engine, StyleTransfer, TransferConfig, initial_image, load_inputs
+
+    net = load_backbone("vgg19", device="cpu")
+    cfg = TransferConfig.preset("quick", dtype="float32")
+    c, s = load_inputs(args.content, [args.style], cfg)
+    first = cfg.resolved().scales[0]
+    c_first = to_tensor(c.resize((round(c.size[0] * first / max(c.size)), round(c.size[1] * first / max(c.size)))))
+
+    def cpu(fn):
+        t = time.process_time()
+        fn()
+        return time.process_time() - t
+
+    rows = {"plan (Engine: targets + weights of both scales)": [], "first step (128 px)": [],
+            "start image: initial_image": [], "start image: old, a StyleTransfer at 128 px": []}
+    for _ in range(args.repeat):
+        engine = None
+
+        def make():
+            nonlocal engine
+            engine = Engine(c, s, cfg, backbone=net)
+
+        rows["plan (Engine: targets + weights of both scales)"].append(cpu(make))
+        st = engine._scale(engine.plan.first, None, None)
+        rows["first step (128 px)"].append(cpu(lambda: st.step(1)))
+        rows["start image: initial_image"].append(cpu(lambda: initial_image(c, cfg)))
+        rows["start image: old, a StyleTransfer at 128 px"].append(
+            cpu(lambda: StyleTransfer(c_first, [to_tensor(s[0])], cfg, backbone=net).image()))
+    print(f"CPU s per call, median of {args.repeat}, 1 thread, capability "
+          f"{torch.backends.cpu.get_cpu_capability()}, float32, --preset quick ({args.content} + {args.style}):")
+    for name, values in rows.items():
+        print(f"  {name:<48} {statistics.median(values):.3f}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="256,512", help="comma list of long sides (default: %(default)s)")
@@ -356,8 +402,14 @@ def main(argv=None) -> int:
     ap.add_argument("--report", metavar="FILE.json", default=None, help="only print the table of a saved --json run")
     ap.add_argument("--classroom", action="store_true",
                     help="start-up, step and end-to-end CPU seconds (1 thread) of the quick and default presets")
+    ap.add_argument("--plan", action="store_true",
+                    help="CPU seconds of the engine's plan, its first step and the start image (issue 16)")
+    ap.add_argument("--repeat", type=int, default=5, help="runs of --plan (default: %(default)s)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.plan:
+        plan_costs(args)
+        return 0
     if args.worker:
         worker_main(args.worker)
         return 0

@@ -82,7 +82,7 @@ def draw(live: bool) -> None:
 
 if step:
     demo.running = False
-    with jobs.slot_on_page():
+    with jobs.slot_on_page(quick=True):  # one step: its own lane, never behind the long demos
         demo.step(1)
 if not demo.can_step:
     info.warning(tr("p3_zero"))
@@ -97,13 +97,20 @@ if demo.running and demo.steps < demo.run_until:
         draw(live=True)
         st.session_state.setdefault("_timings", {}).setdefault("lesson3", {"first_image_at": time.time()})
 
+    wanted, before, t0 = demo.run_until - demo.steps, demo.steps, time.perf_counter()
     with jobs.slot_on_page():  # a demo ends on time on any machine (the engine's time limit); Run again to go on
-        demo.run(demo.run_until - demo.steps, time_limit=cfg.demo_seconds(), on_step=shown)
+        demo.run(wanted, time_limit=cfg.demo_seconds(), on_step=shown)
+    # say so when the time limit, not the Run's step count, ended it (shown after the redraw below)
+    st.session_state["p3_last_run"] = (demo.steps - before, wanted, time.perf_counter() - t0,
+                                       demo.running and demo.steps < demo.run_until)
     demo.running = False
     st.rerun()  # redraw with the look-back slider
 else:
     demo.running = False
     draw(live=False)
+    last = st.session_state.pop("p3_last_run", None)
+    if last is not None and last[3]:
+        info.caption(guide.run_summary(last[0], last[1], last[2], SIZE, True))
 
 st.divider()
 md(P, "curves")

@@ -92,6 +92,20 @@ _WHOLE_OPTIONS_CSS = """
 """
 
 
+def streamlit_words_css() -> str:
+    """Streamlit's own "Stop" / "Stopping..." (the status widget at the top while a page runs) in the
+    session's language: drawn at size 0 with the translation after it (it has no setting for them)."""
+    if lang() == "en":
+        return ""
+    stop, stopping = tr("st_stop"), tr("st_stopping")
+    w = '[data-testid="stStatusWidget"] button'
+    return ("<style>"
+            f"{w} {{ font-size: 0 !important; }} {w} * {{ font-size: 0 !important; }}"
+            f'{w}::after {{ content: "{stop}"; font-size: 0.875rem; }}'
+            f'{w}:disabled::after {{ content: "{stopping}"; }}'
+            "</style>")
+
+
 def _switch_projector() -> None:
     st.session_state[PROJECTOR_KEY] = bool(st.session_state.get("projector"))
 
@@ -108,7 +122,7 @@ def projector_switch() -> None:
         st.query_params[PROJECTOR_PARAM] = "1"
     elif not on and PROJECTOR_PARAM in st.query_params:
         del st.query_params[PROJECTOR_PARAM]
-    st.html(_WHOLE_OPTIONS_CSS + (_PROJECTOR_CSS if on else ""))
+    st.html(_WHOLE_OPTIONS_CSS + streamlit_words_css() + (_PROJECTOR_CSS if on else ""))
 
 
 def chart(spec: dict) -> dict:

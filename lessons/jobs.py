@@ -49,36 +49,45 @@ MAX_JOBS = max(1, env_int("TEACHKIT_MAX_JOBS", 2))
 ATLAS_K = 9
 
 _SLOTS = threading.BoundedSemaphore(MAX_JOBS)
+#: computations of a second or less (one step of lesson 3's demo) have a lane of their own, so that a
+#: click on "Step" never waits behind the 25-s demos and 5-minute transfers that hold the compute slots
+#: (30 students on 2 cores: a step waited 31 s median, 177 s worst; benchmarks/RESULTS_load.md)
+QUICK_JOBS = max(1, env_int("TEACHKIT_QUICK_JOBS", 1))
+_QUICK = threading.BoundedSemaphore(QUICK_JOBS)
 
 
 @contextlib.contextmanager
-def compute_slot(stop: threading.Event | None = None, on_wait: Callable[[], None] | None = None) -> Iterator[bool]:
-    """Hold one of the MAX_JOBS compute slots while the block runs.
+def compute_slot(stop: threading.Event | None = None, on_wait: Callable[[], None] | None = None, *,
+                 quick: bool = False) -> Iterator[bool]:
+    """Hold one of the MAX_JOBS compute slots while the block runs (``quick``: one of the
+    QUICK_JOBS slots for computations of a second or less instead).
 
     On a 2-core laptop, thirty students pressing "run" at once would make everybody wait
     forever; with slots, the first ones run at full speed and the rest queue.  ``on_wait`` is
     called once if the slot is not free at once (e.g. to show "waiting for the CPU").  Yields
     False when ``stop`` was set while waiting (the slot is then not held).
     """
-    got = _SLOTS.acquire(timeout=0.05)
+    slots = _QUICK if quick else _SLOTS
+    got = slots.acquire(timeout=0.05)
     if not got and on_wait is not None:
         on_wait()
     while not got:
         if stop is not None and stop.is_set():
             yield False
             return
-        got = _SLOTS.acquire(timeout=0.25)
+        got = slots.acquire(timeout=0.25)
     try:
         yield True
     finally:
-        _SLOTS.release()
+        slots.release()
 
 
 @contextlib.contextmanager
-def slot_on_page() -> Iterator[None]:
-    """``compute_slot`` for a computation that runs in the page's own script thread."""
+def slot_on_page(quick: bool = False) -> Iterator[None]:
+    """``compute_slot`` for a computation that runs in the page's own script thread (``quick``: a
+    second or less, e.g. one step; it then never waits behind the long ones)."""
     note = st.empty()
-    with compute_slot(on_wait=lambda: note.info(tr("waiting_cpu"))):
+    with compute_slot(on_wait=lambda: note.info(tr("waiting_cpu")), quick=quick):
         note.empty()
         yield
 

@@ -507,7 +507,65 @@ def _warm_up() -> None:
     """
     if warm_figures():
         prepare_missing()
+        warm_controls()
     freeze_long_lived()
+
+
+def warm_controls(langs: tuple[str, ...] = ("en", "zh")) -> None:
+    """The figures one change of a control away from the defaults of lessons 1 and 5 (every layer, each
+    way of choosing a unit, the next units and patch numbers, both pairs, every G to compare, every tile
+    count), so that a control answers from the cache (issue 18: <= 1 s).  After :func:`warm_figures`,
+    in the same background thread, giving way to pages; plain Python, never Streamlit."""
+    from teachkit.lessons import jobs
+    from teachkit.lessons.settings import atlas_default_dataset
+    from teachkit.features import DEFAULT_STYLE_LAYERS
+    from teachkit.samples import DEFAULT_STYLE
+
+    log = logging.getLogger(__name__)
+    try:
+        builder = jobs.atlas_builder(atlas_default_dataset(), load_net(), DEFAULT_STYLE_LAYERS)
+        builder.done.wait()
+        atlas, size = builder.atlas, l5_size()
+        for lang in langs:
+            makers = []
+            if atlas is not None:
+                for layer in atlas.layers:
+                    for how in ("most_active", "most_varied"):
+                        chosen = units(atlas, layer, how)
+                        for unit in chosen[: 3 if (layer, how) == (L1_LAYER, L1_HOW) else 1]:
+                            makers += [lambda a=(atlas, layer, unit, lang): unit_png(*a),
+                                       lambda a=(atlas, layer, unit, 0, lang): where_png(*a)]
+                first = units(atlas, L1_LAYER, L1_HOW)[0]
+                makers += [lambda r=r: where_png(atlas, L1_LAYER, first, r, lang) for r in (1, 2)]
+            for layer in DEFAULT_STYLE_LAYERS:
+                for which in ("most", "least"):
+                    makers.append(lambda a=(DEFAULT_STYLE, layer, which, size, lang): pair_png(*a))
+                    if atlas is not None and layer in atlas.layers:  # the two channels' top patches
+                        makers.append(lambda a=(layer, which): [unit_png(atlas, a[0], u, lang) for u in
+                                                                l5_pair(DEFAULT_STYLE, a[0], a[1], size)[:2]])
+                makers.append(lambda a=(DEFAULT_STYLE, l5_g_png("content", DEFAULT_STYLE), layer, size, lang):
+                              comparison_png(*a))
+            weights = l5_default_weights()
+            for kind in ("noise", "style2"):
+                g = l5_g_png(kind, DEFAULT_STYLE)
+                makers.append(lambda g=g: comparison_png(DEFAULT_STYLE, g, L5_LAYER, size, lang))
+                makers.append(lambda g=g: bars_png(tuple(style_layer_costs(DEFAULT_STYLE, g, size,
+                                                                           tuple(DEFAULT_STYLE_LAYERS)).items()),
+                                                   tuple(weights.items()), lang))
+            makers += [lambda t=t: shuffle_png(DEFAULT_STYLE, t, size, lang) for t in range(2, 9)]
+            from teachkit.lessons.charts import weight_options
+
+            values = tuple(style_layer_costs(DEFAULT_STYLE, l5_g_png("content", DEFAULT_STYLE), size,
+                                             tuple(DEFAULT_STYLE_LAYERS)).items())
+            for name, w in weights.items():  # one lambda slider moved by one or two notches
+                for option in weight_options(w, decades=L5_DECADES):
+                    moved = tuple({**weights, name: option}.items())
+                    makers.append(lambda m=moved: bars_png(values, m, lang))
+            for make in makers:
+                _give_way()
+                make()
+    except Exception:  # noqa: BLE001 - warming up is only an optimisation
+        log.exception("teachkit app: warming the controls' figures failed")
 
 
 def _give_way(limit_s: float = 30.0) -> None:

@@ -28,14 +28,6 @@ _MARKER = re.compile(r"^<!--\s*@(\w+)\s*-->\s*$", re.M)
 #: sections that are for the app only (not printed)
 _APP_ONLY = ("teacher", "folder_help", "scan_note", "pick", "demo", "experiment", "options", "done")
 
-_WORDS = {
-    "en": {"look": "What to look for:", "questions": "Check your understanding", "answers": "Teacher's page: answers",
-           "teacher": "Teacher's note", "lesson": "Lesson {n}", "missing": "(figure not prepared: run `teachkit prepare`)",
-           "write": "Your prediction:"},
-    "zh": {"look": "看点：", "questions": "检验一下", "answers": "教师页：答案", "teacher": "教师备注",
-           "lesson": "第 {n} 课", "missing": "（这张图还没有准备好：请先运行 `teachkit prepare`）", "write": "你的预测："},
-}
-
 _CSS = """
 body { font-family: "Noto Sans CJK SC", "Source Han Sans SC", "PingFang SC", "Microsoft YaHei", system-ui, sans-serif;
        max-width: 46rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.5; color: #111; font-size: 12pt; }
@@ -247,14 +239,15 @@ def figures(lesson: int, lang: str, net=None, cache_dir=None) -> list[tuple[str,
 
 def lesson_html(lesson: int, lang: str = "en", net=None, cache_dir=None) -> str:
     """The handout of one lesson in ``lang``: a complete HTML page, ready to print."""
+    from .messages import InputError, normalize_lang
+    from .messages import text as msg
+
     if lesson not in LESSONS:
-        raise ValueError(f"there is no lesson {lesson}: choose 1 to 6")
-    if lang not in LANGS:
-        raise ValueError(f"no handout language {lang!r}: choose en or zh")
-    w = _WORDS[lang]
+        raise InputError("handout.no_lesson", lesson=lesson)
+    lang = normalize_lang(lang) or "en"
     sec = sections(lang, lesson)
     title = lesson_title(lesson, lang)
-    parts = [f"<h1>{html.escape(w['lesson'].format(n=lesson))}: {html.escape(title)}</h1>"]
+    parts = [f"<h1>{html.escape(msg('handout.lesson', lang, n=lesson))}: {html.escape(title)}</h1>"]
     for name, body in sec.items():
         if name in _APP_ONLY or re.match(r"^(look_.*|q\d+|a\d+|slide_.*)$", name):
             continue
@@ -262,28 +255,33 @@ def lesson_html(lesson: int, lang: str = "en", net=None, cache_dir=None) -> str:
     shown = set()
     for look, img in figures(lesson, lang, net, cache_dir):
         shown.add(look)
-        parts.append("<figure>" + (img or f"<p>{html.escape(w['missing'])}</p>"))
+        parts.append("<figure>" + (img or f"<p>{html.escape(msg('handout.missing', lang))}</p>"))
         if f"look_{look}" in sec:
-            parts.append(f'<figcaption class="look"><strong>{w["look"]}</strong> '
+            parts.append(f'<figcaption class="look"><strong>{msg("handout.look", lang)}</strong> '
                          f"{_inline(sec['look_' + look])}</figcaption>")
         parts.append("</figure>")
     rest = [n for n in sec if n.startswith("look_") and n[5:] not in shown]
     if rest:
-        parts.append("<ul>" + "".join(f"<li class=\"look\"><strong>{w['look']}</strong> {_inline(sec[n])}</li>"
+        look = msg("handout.look", lang)
+        parts.append("<ul>" + "".join(f"<li class=\"look\"><strong>{look}</strong> {_inline(sec[n])}</li>"
                                       for n in rest) + "</ul>")
-    parts.append(f"<h2>{w['questions']}</h2>")
+    parts.append(f"<h2>{msg('handout.questions', lang)}</h2>")
     i = 1
     while f"q{i}" in sec:
         parts.append(f'<div class="q"><strong>{i}.</strong> {_inline(sec[f"q{i}"])}'
-                     f'<div>{w["write"]}</div><div class="answer-space"></div></div>')
+                     f'<div>{msg("handout.prediction", lang)}</div><div class="answer-space"></div></div>')
         i += 1
-    parts.append(f'<section class="teacher"><h2>{w["answers"]}</h2>')
+    parts.append(f'<section class="teacher"><h2>{msg("handout.answers", lang)}</h2>')
     i = 1
     while f"a{i}" in sec:
         parts.append(f"<p><strong>{i}.</strong> {_inline(sec[f'a{i}'])}</p>")
         i += 1
     if "teacher" in sec:
-        parts.append(f"<h3>{w['teacher']}</h3>" + markdown_html(sec["teacher"].replace("{limit}", "25 s")))
+        from teachkit.lessons.settings import demo_seconds  # plain Python: the classroom settings
+
+        limit = demo_seconds()
+        shown = msg("handout.limit", lang, secs=limit) if limit else msg("handout.no_limit", lang)
+        parts.append(f"<h3>{msg('handout.teacher', lang)}</h3>" + markdown_html(sec["teacher"].replace("{limit}", shown)))
     parts.append("</section>")
     return (f'<!DOCTYPE html>\n<html lang="{"zh-CN" if lang == "zh" else "en"}"><head><meta charset="utf-8">'
             f"<title>teachkit · {html.escape(title)}</title><style>{_CSS}</style></head>"

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .fileio import atomic_write
+from .messages import Message
 from .progress import Progress, ProgressCallback, report
 
 __all__ = [
@@ -250,7 +251,9 @@ def prepare_atlas(net, dataset: str = "sample", recipe: Recipe = FULL, cache_dir
 def prepare(net=None, kinds: Sequence[str] = KINDS, recipe: Recipe = FULL, cache_dir=None,
             callback: ProgressCallback | None = None, force: bool = False, log=None,
             dataset: str = "sample") -> dict[str, float]:
-    """Everything of ``kinds`` for the default lessons; returns the seconds each kind took."""
+    """Everything of ``kinds`` for the default lessons; returns the seconds each kind took.
+
+    ``log`` is called with a :class:`~teachkit.messages.Message` as each part starts."""
     from .samples import DEFAULT_CONTENT, list_samples
 
     unknown = [k for k in kinds if k not in KINDS]
@@ -264,18 +267,18 @@ def prepare(net=None, kinds: Sequence[str] = KINDS, recipe: Recipe = FULL, cache
             continue
         t0 = time.perf_counter()
         if kind == "atlas":
-            say(f"atlas: lesson 1's top patches of {dataset!r}")
+            say(Message("progress.prepare_atlas", dataset=dataset))
             prepare_atlas(net, dataset, recipe, cache_dir, callback)
         elif kind == "gallery":
             for content, style in GALLERY:
-                say(f"gallery: {content} in the style of {style}")
+                say(Message("progress.prepare_gallery", content=content, style=style))
                 prepare_transfer(net, content, style, recipe, cache_dir, callback, force)
         elif kind == "content":
-            say(f"content: {DEFAULT_CONTENT} rebuilt from {', '.join(CONTENT_LAYERS)}")
+            say(Message("progress.prepare_content", content=DEFAULT_CONTENT, layers=", ".join(CONTENT_LAYERS)))
             prepare_content(net, DEFAULT_CONTENT, recipe, cache_dir, callback, force)
         else:
             for style in list_samples()["style"]:
-                say(f"texture: {style}")
+                say(Message("progress.prepare_texture", style=style))
                 prepare_texture(net, style, recipe, cache_dir, callback, force)
         seconds[kind] = time.perf_counter() - t0
     return seconds
@@ -320,7 +323,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     bar = TqdmReporter(desc="prepare")
     try:
         seconds = prepare(net, args.only or KINDS, recipe, args.cache, bar, args.force,
-                          log=lambda text: print(text, file=sys.stderr), dataset=args.dataset)
+                          log=lambda msg: print(msg.text(), file=sys.stderr), dataset=args.dataset)
     finally:
         bar.close()
     print(f"prepared in {prepared_root(args.cache) / net.name}: "

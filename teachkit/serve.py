@@ -58,7 +58,7 @@ class AppError(TeachkitError, ValueError):
 
 #: a private address of each private range: "connecting" a UDP socket to one sends nothing, but makes the
 #: system choose the interface (and so the address) it would use for the class network
-_PRIVATE_PROBES = ("10.255.255.255", "172.31.255.255", "192.168.255.255")
+_PRIVATE_PROBES = ("192.168.255.255", "10.255.255.255", "172.31.255.255")
 
 
 def entry_script() -> Path:

@@ -20,11 +20,26 @@ third of it is those conventions and the reasons behind each default.
 Two ways in
 -----------
 :func:`transfer`
-    The whole job: images in, :class:`TransferResult` out, with a progress callback, a stop switch
-    and the coarse-to-fine schedule (the default recipe).
+    The whole job: images in, :class:`TransferResult` out, with a progress callback, a stop switch,
+    a time limit and the coarse-to-fine schedule (the default recipe).  It is
+    ``Engine(content, styles, config).run(...)``: the :class:`Engine` first resolves everything once
+    into a :class:`TransferPlan` (``engine.plan``, ``result.plan``, or :func:`plan` alone).
 :class:`StyleTransfer`
     One resolution, one step at a time (``.step()``, ``.image()``, ``.costs()``, ``.history``): the
     app's "step through gradient descent" lesson.  :func:`transfer` runs one of these per scale.
+
+One truth: the plan
+-------------------
+A config is resolved once per job (:class:`Setup`: defaults filled, layers checked against the
+network, precision chosen; :meth:`Setup.targets`: each scale's targets and the weights J multiplies
+there) into an immutable :class:`TransferPlan`: the scales with their sizes, steps and weights,
+dtype, device, how G0 is made.  The plan is made where the content and style images are known,
+since under ``auto`` the weights depend on them; the run then uses exactly those targets (nothing
+is computed twice).  Everyone reads it: the CLI's "weights used" line and its log, ``prepare``, the
+lessons, the charts (each progress report carries its ``scale``, ``size`` and ``weights``, and
+:func:`weighted_record` turns a step into the parts of J that add up to it).  G0 alone, without a
+network, is :func:`initial_image`.  A student's own cost functions plug into the same loop
+(``cost_functions=``, :class:`teachkit.costs.CostFunctions`).
 
 Conventions (documented once, used everywhere)
 ----------------------------------------------
@@ -59,9 +74,10 @@ Weights
     With ``normalization='auto'`` (the default) ``config.alpha``, ``layer_weights`` and
     ``tv_weight`` are *relative* weights: the numbers that multiply ``J_content``, ``J_style[l]``
     and ``TV`` are derived from the targets at each scale (:func:`teachkit.costs.auto_weights`).
-    The weights actually used are ``StyleTransfer.weights`` and ``TransferResult.weights``
-    (``alpha``, ``beta``, ``layer_weights`` = lambda[l], ``tv_weight``); with the other
-    normalisations they are the config's own.
+    The weights actually used are each scale's ``TransferPlan.scales[k].weights`` (=
+    ``StyleTransfer.weights``, ``Progress.weights``; ``TransferResult.weights`` is the last scale's):
+    ``alpha``, ``beta``, ``layer_weights`` = lambda[l], ``tv_weight``; with the other normalisations
+    they are the config's own.
 Recorded terms
     ``content`` = ``J_content`` (unweighted), ``style/<layer>`` = ``J_style[l]`` (unweighted),
     ``style`` = ``sum_l lambda[l] J_style[l]``, ``tv`` = ``TV(G)``, ``total`` = ``J(G)``.  A term
@@ -131,6 +147,13 @@ __all__ = [
     "DEFAULT_CONTENT_LAYER",
     "white_noise",
     "run_steps",
+    "Engine",
+    "TransferPlan",
+    "ScalePlan",
+    "plan",
+    "initial_image",
+    "weighted_record",
+    "backbone_for",
     "choose_dtype",
     "cpu_bf16_native",
     "SlowDtypeWarning",
@@ -775,7 +798,14 @@ class StyleTransfer:
     (else :func:`white_noise` with ``config.seed``).  ``config.size``, ``steps``, ``scales`` and
     ``preview_every`` are not used here: the caller decides the resolution and how many steps to
     take.  ``weights`` holds the weights J uses (see the module doc, "Weights"); ``dtype_warning``
-    the precision fall-back's message, if any.
+    the precision fall-back's message, if any.  ``cost_functions``: a student's own
+    :class:`teachkit.costs.CostFunctions` (the contract is in its docstring).  ``targets``: this
+    scale's :class:`ScaleTargets`, already computed by an :class:`Engine` (then ``content``,
+    ``styles``, ``config``, ``backbone`` and ``cost_functions`` are taken from them).
+
+    ``__init__`` is four named steps: resolve (:meth:`Setup.make`), the targets and weights
+    (:meth:`Setup.targets`), the start image (:meth:`initial_image`), the parameters
+    (:meth:`_parameters`).
     """
 
     def __init__(

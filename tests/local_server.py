@@ -1,4 +1,6 @@
-"""Starting the app's Streamlit server on 127.0.0.1 for the browser tests and the load benchmark: one home."""
+"""The app's Streamlit server on 127.0.0.1 for the tests and the load benchmark: one home for starting it
+and waiting for its health, and for talking to it as a browser tab does (:class:`Tab`: Streamlit's own
+websocket protocol, no browser)."""
 
 from __future__ import annotations
 

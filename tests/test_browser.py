@@ -20,6 +20,7 @@ Without /usr/bin/chromium the test is skipped with a reason -- unless TEACHKIT_R
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -284,7 +285,9 @@ def lesson2(page, lang):
     if not REAL:  # (the README's picture shows the prepared example, not a rushed live run)
         press(page, "p2_run")
         settle(page)
-        expect_text(page, {"en": "steps", "zh": "步"}[lang])
+        summary = {"en": re.compile(r"^(Finished in|Stopped at the time limit)"), "zh": re.compile(r"^(用时|到了时间上限)")}
+        page.locator('[data-testid="stCaptionContainer"]').filter(has_text=summary[lang]).first.wait_for(
+            timeout=WAIT_MS)
 
 
 def lesson3(page, lang):

@@ -198,3 +198,28 @@ def test_plot_written_atomically(photos, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(Figure, "savefig", interrupted)
     assert run_transfer(photos, tmp_path, "--plot", str(plot)) == 130
     assert plot.read_bytes() == b"old plot" and leftovers(tmp_path) == []
+
+
+# ---- two outputs of one command never name the same file (teachkit.fileio) -----------------------
+
+
+def test_same_path_sees_through_dots_links_and_files_not_written_yet(tmp_path):
+    from teachkit.fileio import check_distinct_outputs, same_path
+    from teachkit.messages import InputError
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "d")
+    a = tmp_path / "d" / "out.png"  # does not exist yet
+    assert same_path(a, tmp_path / "link" / "out.png")
+    assert same_path(a, tmp_path / "d" / ".." / "d" / "out.png")
+    assert not same_path(a, tmp_path / "d" / "out2.png")
+    a.write_bytes(b"x")
+    os.link(a, tmp_path / "hard.png")  # an existing file: the same file under another name
+    assert same_path(a, tmp_path / "hard.png")
+    (tmp_path / "copy.png").write_bytes(b"x")
+    assert not same_path(a, tmp_path / "copy.png")  # equal bytes, another file
+    check_distinct_outputs({"-o": a, "--plot": None, "--log": tmp_path / "log.json"})
+    with pytest.raises(InputError) as err:
+        check_distinct_outputs({"-o": a, "--plot": tmp_path / "hard.png"})
+    assert err.value.msg_id == "output.clash" and err.value.params["first"] == "-o"
+    assert "--plot" in err.value.text("zh") and "同一个文件" in err.value.text("zh")

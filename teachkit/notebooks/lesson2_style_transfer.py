@@ -1,7 +1,7 @@
 # title en: Lesson 2 · What is neural style transfer? The total cost J(G)
 # title zh: 第 2 课 · 什么是神经风格迁移？总代价 J(G)
-# exercise en: write total_cost(J_content, J_style, alpha, beta), the cost J(G) = α·J_content + β·J_style that gradient descent minimises.
-# exercise zh: 编写 total_cost(J_content, J_style, alpha, beta)，即梯度下降要最小化的代价 J(G) = α·J_content + β·J_style。
+# exercise en: write `total_cost(J_content, J_style, alpha, beta)`, the cost `J(G) = α·J_content + β·J_style` that gradient descent minimises.
+# exercise zh: 编写 `total_cost(J_content, J_style, alpha, beta)`，即梯度下降要最小化的代价 `J(G) = α·J_content + β·J_style`。
 
 # %% [markdown] en
 # # Lesson 2 · What is neural style transfer?

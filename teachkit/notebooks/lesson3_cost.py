@@ -1,7 +1,7 @@
 # title en: Lesson 3 · The cost function: your J(G) on the real engine
 # title zh: 第 3 课 · 代价函数：把你的 J(G) 放进真正的优化引擎
-# exercise en: write total_cost(J_content, J_style, alpha, beta) and run teachkit's optimisation loop with it, beside teachkit's own J, from the same start.
-# exercise zh: 编写 total_cost(J_content, J_style, alpha, beta)，用它运行 teachkit 的优化循环，并与 teachkit 自己的 J 从同一起点对比。
+# exercise en: write `total_cost(J_content, J_style, alpha, beta)` and run teachkit's optimisation loop with it, beside teachkit's own J, from the same start.
+# exercise zh: 编写 `total_cost(J_content, J_style, alpha, beta)`，用它运行 teachkit 的优化循环，并与 teachkit 自己的 J 从同一起点对比。
 
 # %% [markdown] en
 # # Lesson 3 · The cost function

@@ -1,7 +1,7 @@
 # title en: Lesson 4 · Content cost J_content
 # title zh: 第 4 课 · 内容代价 J_content
-# exercise en: write content_cost(a_C, a_G) = 1/2·‖a(C) − a(G)‖², check it (values, scaling, gradient), then run the engine with it.
-# exercise zh: 编写 content_cost(a_C, a_G) = 1/2·‖a(C) − a(G)‖²，检查它（数值、缩放、梯度），再用它运行优化引擎。
+# exercise en: write `content_cost(a_C, a_G) = 1/2·‖a(C) − a(G)‖²`, check it (values, scaling, gradient), then run the engine with it.
+# exercise zh: 编写 `content_cost(a_C, a_G) = 1/2·‖a(C) − a(G)‖²`，检查它（数值、缩放、梯度），再用它运行优化引擎。
 
 # %% [markdown] en
 # # Lesson 4 · Content cost

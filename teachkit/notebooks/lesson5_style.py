@@ -1,7 +1,7 @@
 # title en: Lesson 5 · Style cost and the Gram matrix
 # title zh: 第 5 课 · 风格代价与 Gram 矩阵
-# exercise en: write gram_matrix(a), layer_style_cost(a_S, a_G) and style_cost(a_S, a_G, lambdas) = Σ λ[l]·J_style[l]; the checks explain every property that fails.
-# exercise zh: 编写 gram_matrix(a)、layer_style_cost(a_S, a_G) 和 style_cost(a_S, a_G, lambdas) = Σ λ[l]·J_style[l]；哪条性质不满足，检查都会说明原因。
+# exercise en: write `gram_matrix(a)`, `layer_style_cost(a_S, a_G)` and `style_cost(a_S, a_G, lambdas) = Σ λ[l]·J_style[l]`; the checks explain every property that fails.
+# exercise zh: 编写 `gram_matrix(a)`、`layer_style_cost(a_S, a_G)` 和 `style_cost(a_S, a_G, lambdas) = Σ λ[l]·J_style[l]`；哪条性质不满足，检查都会说明原因。
 
 # %% [markdown] en
 # # Lesson 5 · Style cost and the Gram matrix

@@ -1,7 +1,7 @@
 # title en: Lesson 6 · Run a full transfer with your own functions
 # title zh: 第 6 课 · 用你自己的函数完整运行一次风格迁移
-# exercise en: bring your content_cost, gram_matrix, layer_style_cost and total_cost together and run the real engine with all of them, beside teachkit's.
-# exercise zh: 把你写的 content_cost、gram_matrix、layer_style_cost 和 total_cost 放在一起，用它们运行真正的优化引擎，并和 teachkit 对比。
+# exercise en: bring your `content_cost`, `gram_matrix`, `layer_style_cost` and `total_cost` together and run the real engine with all of them, beside teachkit's.
+# exercise zh: 把你写的 `content_cost`、`gram_matrix`、`layer_style_cost` 和 `total_cost` 放在一起，用它们运行真正的优化引擎，并和 teachkit 对比。
 
 # %% [markdown] en
 # # Lesson 6 · Run a full transfer with your own functions

@@ -134,15 +134,18 @@ class StudentRun:
         return self.text().replace("\n", "  \n")
 
     def figure(self, lang: str | None = None):
-        """The student's G beside teachkit's (same start), and both cost curves J over the steps."""
-        import matplotlib.pyplot as plt
+        """The student's G beside teachkit's (same start), and both cost curves J over the steps (a
+        matplotlib Figure, shown by a notebook when it is a cell's value); None when nothing ran."""
+        from matplotlib.figure import Figure
 
         from ..figtext import use_cjk_font
 
+        if self.result is None:
+            return None
         lang = lang or language()
         if lang == "zh":
             use_cjk_font()
-        fig = plt.figure(figsize=(11, 3.6), layout="constrained")
+        fig = Figure(figsize=(11, 3.6), layout="constrained")
         axes = fig.subplots(1, 3)
         runs = [(self.result, M("exercises.fig.yours"), "#cf222e"),
                 (self.reference, M("exercises.fig.teachkit"), "#0969da")]

@@ -77,8 +77,7 @@ exercises.check_content_cost(lambda a_C, a_G: 0.5 * torch.sum(torch.abs(a_C - a_
 # %%
 run = exercises.transfer_with("chelsea", "stained_glass", default_config(size=96, steps=10), content_cost=content_cost)
 print(run)
-if run.result is not None:
-    run.figure()
+run.figure()
 
 # %% [markdown] en
 # **Think:** why a layer in the *middle*? What would a content layer of 1 pixel (the image itself) ask of G?

@@ -75,8 +75,7 @@ run = exercises.transfer_with("chelsea", "stained_glass", default_config(size=12
                               content_cost=content_cost, gram_matrix=gram_matrix,
                               layer_style_cost=layer_style_cost, total_cost=total_cost, backbone=net)
 print(run)
-if run.result is not None:
-    run.figure()
+run.figure()
 
 # %% [markdown] en
 # A constant you can *see*: the same run with the slides' constant $\big(\frac{1}{2 n_H n_W n_C}\big)^2$ in
@@ -95,8 +94,7 @@ def slides_constant(a_S, a_G):
 run = exercises.transfer_with("chelsea", "stained_glass", default_config(size=128, steps=30),
                               layer_style_cost=slides_constant, backbone=net)
 print(run)
-if run.result is not None:
-    run.figure()
+run.figure()
 
 # %% [markdown] en
 # **Think:** which $\beta$ would give the slides' version the same picture as the notes' version?

@@ -187,11 +187,11 @@ def _is_zh(text: str) -> bool:
     return any("\u4e00" <= ch <= "\u9fff" for ch in text)
 
 
-def check_page(st: Student, tab: Tab, n: int, what: str) -> None:
-    """No error or exception; the title in the student's language."""
-    for err in tab.errors():
+def check_page(st: Student, tab: Tab, n: int, what: str, run) -> None:
+    """No error or exception; the title in the student's language (the page as its run finished)."""
+    for err in tab.errors(run.elements):
         st.problems.append(f"lesson {n} {what}: {err[:140]}")
-    titles = [t for t in tab.texts("heading") if t.startswith(f"{n}. ")]
+    titles = [t for t in tab.texts("heading", run.elements) if t.startswith(f"{n}. ")]
     if not titles:
         st.problems.append(f"lesson {n} {what}: no title")
     elif _is_zh(titles[0]) != (st.lang == "zh"):
@@ -204,7 +204,7 @@ async def visit(st: Student, tab: Tab, n: int, slug: str, timeout: float) -> Non
     if run.status != "finished":
         (st.slow if run.status == "timeout" else st.problems).append(f"lesson {n}: {run.status} after {timeout:.0f} s")
     else:
-        check_page(st, tab, n, "visit")
+        check_page(st, tab, n, "visit", run)
 
 
 async def press(st: Student, tab: Tab, n: int, what: str, action, timeout: float) -> None:
@@ -217,7 +217,7 @@ async def press(st: Student, tab: Tab, n: int, what: str, action, timeout: float
     if run.status != "finished":
         (st.slow if run.status == "timeout" else st.problems).append(f"lesson {n} {what}: {run.status}")
     else:
-        check_page(st, tab, n, what)
+        check_page(st, tab, n, what, run)
 
 
 async def transfer(st: Student, tab: Tab, deadline: float) -> None:

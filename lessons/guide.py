@@ -66,7 +66,7 @@ _PROJECTOR_CSS = """
 [data-testid="stMainBlockContainer"] h1 { font-size: 3rem !important; }
 [data-testid="stMainBlockContainer"] h3 { font-size: 2rem !important; }
 [data-testid="stMainBlockContainer"] .katex { font-size: 1.5em !important; }
-[data-testid="stMain"] button p, [data-testid="stMain"] button span { font-size: 1.25rem !important; }
+[data-testid="stMain"] button p { font-size: 1.25rem !important; }
 [data-testid="stMain"] button { min-height: 3rem; padding-left: 1rem; padding-right: 1rem; }
 [data-testid="stMain"] [data-baseweb="select"] div, [data-testid="stMain"] input,
 [data-baseweb="popover"] li, [data-baseweb="popover"] li div { font-size: 1.25rem !important; }

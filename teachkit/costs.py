@@ -82,14 +82,11 @@ def _f32(t: torch.Tensor) -> torch.Tensor:
 
 
 def check_normalization(normalization: str) -> None:
-    """ValueError unless ``normalization`` is one of :data:`NORMALIZATIONS` (the one check; gram.py and
-    the transfer config call it too)."""
+    """An InputError (a ValueError) unless ``normalization`` is one of :data:`NORMALIZATIONS`: the one
+    check (gram.py and the transfer config call it too)."""
     if normalization not in NORMALIZATIONS:
         raise InputError("config.choice", name="normalization", choices=", ".join(NORMALIZATIONS),
                          value=repr(normalization))
-
-
-_check_norm = check_normalization  # the name TransferConfig.validate still calls
 
 
 class _Gram(torch.autograd.Function):

@@ -245,6 +245,19 @@ def _batches(ds: Dataset, start: int, end: int, size: int, batch_size: int, skip
         yield idx, pils, index - start
 
 
+def _offer(net, layers, tops: dict, new_top, idx: list[int], pils: list, m: int) -> int:
+    """One batch through the network; every layer's top-k takes its candidates.  Returns the images used."""
+    if not pils:
+        return 0
+    feats = net.extract(_pils_to_batch(pils, net.device), layers)
+    images = torch.tensor(idx, dtype=torch.int64, device=net.device)
+    for name in layers:
+        if name not in tops:
+            tops[name] = new_top(name, feats[name].shape)
+        tops[name].add(feats[name], images, m)
+    return len(pils)
+
+
 def _scan_meta(net, ds: Dataset, layers, tops: dict[str, _LayerTop], rfs, *, size, k, m, min_inside,
                start, end, n_done, n_scanned, skipped, stopped: str, seconds: float) -> dict:
     return {
@@ -334,31 +347,25 @@ def scan(
     deadline = None if time_limit is None else t0 + float(time_limit)
     rfs = receptive_fields(net.body)
 
+    def new_top(name: str, shape) -> _LayerTop:
+        return _LayerTop(shape, k, net.device, rfs[name], size, min_inside)
+
     tops: dict[str, _LayerTop] = {}
     skipped: list[str] = []
     n_done = n_scanned = 0
     stopped = "stop" if report(callback, Progress("scan", 0, end - start), stop) else ""
     with torch.inference_mode():
         for idx, pils, n_done in ([] if stopped else _batches(ds, start, end, size, batch_size, skipped)):
-            if pils:
-                feats = net.extract(_pils_to_batch(pils, net.device), layers)
-                images = torch.tensor(idx, dtype=torch.int64, device=net.device)
-                for name in layers:
-                    if name not in tops:
-                        tops[name] = _LayerTop(feats[name].shape, k, net.device, rfs[name], size, min_inside)
-                    tops[name].add(feats[name], images, m)
-                del feats
-                n_scanned += len(pils)
+            n_scanned += _offer(net, layers, tops, new_top, idx, pils, m)
             if report(callback, Progress("scan", n_done, end - start), stop):
                 stopped = "stop"
             elif deadline is not None and time.perf_counter() > deadline and n_done < end - start:
                 stopped = "time_limit"
             if stopped:
                 break
-    if not tops:  # nothing scanned: shapes from one dry run of a blank image
-        with torch.inference_mode():
+        if not tops:  # nothing scanned: shapes from one dry run of a blank image
             feats = net.extract(torch.zeros(1, 3, size, size, device=net.device), layers)
-        tops = {n: _LayerTop(feats[n].shape, k, net.device, rfs[n], size, min_inside) for n in layers}
+            tops = {n: new_top(n, feats[n].shape) for n in layers}
 
     values, images_, ys, xs = {}, {}, {}, {}
     for name in layers:

@@ -322,7 +322,7 @@ class TransferConfig:
     def validate(self, n_styles: int | None = None) -> "TransferConfig":
         """Check every field that can be checked without a backbone; raise :class:`ConfigError` (a
         ValueError) naming the field and the value.  Returns self."""
-        costs._check_norm(self.normalization)
+        costs.check_normalization(self.normalization)
         if self.size is not None and (isinstance(self.size, bool) or int(self.size) != self.size or self.size < 16):
             raise ConfigError("config.size", value=repr(self.size))
         if isinstance(self.steps, bool) or int(self.steps) != self.steps or self.steps < 0:

@@ -54,6 +54,7 @@ class PageRun:
         self.complete: float | None = None  #: finished, and every image it references fetched
         self.status: str = "timeout"
         self.media_bytes = 0
+        self.elements: dict = {}  #: the page as it was when its run finished
 
     def seconds(self, what: str) -> float | None:
         value = getattr(self, what)
@@ -247,6 +248,7 @@ class Tab:
         run.first_element = self._first_main.get(n) if n > before else None
         if ok and n > before:
             run.finished, run.status = self._finished_at.get(n), "finished"
+            run.elements = dict(self.elements)  # a rerun the server starts itself may follow at once
             if fetch_media:
                 await self.fetch_media(run)
             run.complete = time.perf_counter()
@@ -351,19 +353,20 @@ class Tab:
 
     # -- what the page shows --
 
-    def texts(self, kind: str) -> list[str]:
-        """The bodies of the elements of one kind now on the page ('heading', 'alert', 'exception', ...)."""
+    def texts(self, kind: str, elements: dict | None = None) -> list[str]:
+        """The bodies of the elements of one kind now on the page ('heading', 'alert', 'exception', ...),
+        or in ``elements`` (a :class:`PageRun`'s)."""
         out = []
-        for e in self.elements.values():
+        for e in (self.elements if elements is None else elements).values():
             if e.WhichOneof("type") == kind:
                 inner = getattr(e, kind)
                 out.append(getattr(inner, "body", "") or getattr(inner, "message", ""))
         return out
 
-    def errors(self) -> list[str]:
-        """Error boxes and exceptions now on the page."""
+    def errors(self, elements: dict | None = None) -> list[str]:
+        """Error boxes and exceptions now on the page (or in ``elements``, a :class:`PageRun`'s)."""
         out = []
-        for e in self.elements.values():
+        for e in (self.elements if elements is None else elements).values():
             kind = e.WhichOneof("type")
             if kind == "exception":
                 out.append(f"exception {e.exception.type}: {e.exception.message[:200]}")

@@ -82,6 +82,15 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
                 atlas.save(f"{out}{m}.npz")
             else:
                 assert atlas is None
+        # rank 1 stops at its time limit after its first batch: rank 0 still gets the merged part
+        part = distributed.scan(positive_net(), tied_images(), time_limit=1e-9 if rank else None, **OPTIONS)
+        if rank == 0:
+            part.save(f"{out}-stopped.npz")
+        # the ranks see different images: one error on every rank, before any scan
+        other = tied_images() if rank == 0 else TensorDataset(torch.zeros(13, 3, 20, 20), name="other")
+        with pytest.raises(distributed.DistributedError) as err:
+            distributed.scan(positive_net(), other, **OPTIONS)
+        assert err.value.msg_id == "dist.datasets_differ"
 
 
 def test_two_gloo_processes_equal_one_process_scan(tmp_path):
@@ -96,6 +105,13 @@ def test_two_gloo_processes_equal_one_process_scan(tmp_path):
                                               err_msg=f"m={m} {n} {field}")
         assert merged.complete and merged.n_images == 13 and merged.meta["processes"] == 2
         assert (merged.meta["start"], merged.meta["end"]) == (0, 13)
+    # rank 1 (images 6..12) stopped after one batch of 3: the atlas of images 0..8, marked partial
+    stopped = Atlas.load(f"{out}-stopped.npz")
+    assert stopped.meta["stopped"] == "time_limit" and not stopped.complete and stopped.n_images == 9
+    first9 = scan(positive_net(), tied_images(), end=9, **OPTIONS)
+    for n in first9.layers:
+        np.testing.assert_array_equal(stopped.images[n], first9.images[n])
+        np.testing.assert_array_equal(stopped.values[n], first9.values[n])
     # the planted tie, checked against its own oracle: equal values, earlier image first
     merged = Atlas.load(f"{out}1.npz")
     assert (merged.images["relu2_1"][:, :3] == [2, 7, 9]).all()

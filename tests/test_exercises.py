@@ -447,6 +447,10 @@ def test_transfer_with_a_function_that_breaks_mid_run_stops_and_keeps_the_image(
     assert run.result.image.size == (48, 48)
     assert "boom" in run.text("en") and _CJK.search(run.text("zh"))
     assert run.reference is not None and len(run.reference.history) == 4
+    fig = run.figure("zh")  # the two images and both cost curves, the stop written on the student's image
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(fig.axes) == 3 and "停止" in titles[0] and "teachkit" in titles[1]
+    assert [len(line.get_xdata()) for line in fig.axes[2].get_lines()] == [len(run.result.history), 4]
 
 
 def test_transfer_with_a_function_that_cannot_run_starts_nothing(vgg19, images):

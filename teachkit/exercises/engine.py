@@ -191,7 +191,7 @@ def _preflight(functions: dict[str, Callable], layout: str, constants: dict[str,
 def transfer_with(content="chelsea", style="stained_glass", config=None, *, content_cost: Callable | None = None,
                   gram_matrix: Callable | None = None, layer_style_cost: Callable | None = None,
                   total_cost: Callable | None = None, layout: str = "engine", compare: bool = True,
-                  backbone=None, callback=None) -> StudentRun:
+                  backbone=None, callback=None, reference=None) -> StudentRun:
     r"""Run the one optimisation loop with the student's cost functions (and teachkit's, to compare).
 
     ``content``, ``style``: images, paths or sample names (as :func:`teachkit.transfer.transfer`);
@@ -201,7 +201,9 @@ def transfer_with(content="chelsea", style="stained_glass", config=None, *, cont
     says which activations the student's functions take: ``'engine'`` ``(1, n_C, n_H, n_W)``,
     ``'assignment'`` ``(1, n_H, n_W, n_C)``, or ``'unrolled'`` (``gram_matrix`` gets ``(n_C, n_H n_W)``,
     the costs the assignment's layout).  ``compare``: also run teachkit's own functions from the same
-    start.  Never raises for a mistake in the student's code: see :class:`StudentRun`.
+    start; ``reference``: teachkit's run of an earlier call with the same images, config and functions
+    given (``StudentRun.reference``), reused instead of running it again.  Never raises for a mistake
+    in the student's code: see :class:`StudentRun`.
     """
     from .. import transfer as engine
 
@@ -232,6 +234,7 @@ def transfer_with(content="chelsea", style="stained_glass", config=None, *, cont
     # makes the engine keep the style image's activations), so a right student run matches it exactly
     ref = costs.CostFunctions.reference()
     same = costs.CostFunctions(**{n: getattr(ref, n) for n in given})
-    reference = engine.transfer(content, style, config, callback=callback, backbone=backbone,
-                                cost_functions=same) if compare else None
+    if reference is None and compare:
+        reference = engine.transfer(content, style, config, callback=callback, backbone=backbone,
+                                    cost_functions=same)
     return StudentRun(result=result, reference=reference, checks=checks, failure=state["failure"])

@@ -38,12 +38,13 @@ beta = w_b.select_slider(tr("p3_beta"), beta_options, value=beta_options[4], key
                          format_func=charts.fmt_weight)
 w_r.markdown(f"**{tr('p3_ratio', ratio=charts.fmt_ratio(alpha, beta))}**")
 
-b_step, b_run, b_pause, b_reset, b_info = st.columns([1, 1, 1, 1, 3], vertical_alignment="center")
-step = b_step.button(tr("p3_step"), key="p3_step", icon=":material/skip_next:", width="stretch")
-run = b_run.button(tr("p3_run"), key="p3_run", type="primary", icon=":material/play_arrow:", width="stretch")
-pause = b_pause.button(tr("p3_pause"), key="p3_pause", icon=":material/pause:", width="stretch")
-reset = b_reset.button(tr("p3_reset"), key="p3_reset", icon=":material/restart_alt:", width="stretch")
-info = b_info.empty()
+# one row of buttons, each as wide as its label (fixed columns cut "Pause" to "Pa…" in projector mode)
+row = st.container(horizontal=True, gap="small", vertical_alignment="center")
+step = row.button(tr("p3_step"), key="p3_step", icon=":material/skip_next:", width="content")
+run = row.button(tr("p3_run"), key="p3_run", type="primary", icon=":material/play_arrow:", width="content")
+pause = row.button(tr("p3_pause"), key="p3_pause", icon=":material/pause:", width="content")
+reset = row.button(tr("p3_reset"), key="p3_reset", icon=":material/restart_alt:", width="content")
+info = row.empty()
 
 # ---- the optimisation lives in this session's state ----
 demo = demos.StepDemo.get("p3", SIZE, content_key, style_key)

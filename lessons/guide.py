@@ -66,7 +66,7 @@ _PROJECTOR_CSS = """
 [data-testid="stMainBlockContainer"] h1 { font-size: 3rem !important; }
 [data-testid="stMainBlockContainer"] h3 { font-size: 2rem !important; }
 [data-testid="stMainBlockContainer"] .katex { font-size: 1.5em !important; }
-[data-testid="stMain"] button p { font-size: 1.25rem !important; }
+[data-testid="stMain"] button p { font-size: 1.25rem !important; white-space: normal; }
 [data-testid="stMain"] button { min-height: 3rem; padding-left: 1rem; padding-right: 1rem; }
 [data-testid="stMain"] [data-baseweb="select"] div, [data-testid="stMain"] input,
 [data-baseweb="popover"] li, [data-baseweb="popover"] li div { font-size: 1.25rem !important; }
@@ -197,8 +197,9 @@ def handout_button(page: str) -> None:
 
     def make() -> bytes:
         from teachkit.handout import lesson_html
+        from teachkit.lessons.resources import load_net
 
-        return lesson_html(number, language).encode("utf-8")
+        return lesson_html(number, language, net=load_net()).encode("utf-8")  # the app's one shared network
 
     st.download_button(tr("handout_download"), make, file_name=f"teachkit_lesson{number}_{language}.html",
                        mime="text/html", key=f"handout_{number}", icon=":material/print:", on_click="ignore",

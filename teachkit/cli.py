@@ -367,9 +367,12 @@ def cmd_patches_scan(args) -> int:
 def cmd_patches_show(args) -> int:
     from .viz import activation_map_figure, save_figure, unit_figure
 
+    from .fileio import check_distinct_outputs
+
     _check_figure_path(args.out)
     if args.map:
         _check_figure_path(args.map)
+        check_distinct_outputs({"--out": args.out, "--map": args.map})
     atlas, ds = _atlas_and_data(args)
     fig = unit_figure(atlas, ds, args.layer, args.unit)
     print(f"{atlas.unit_label(args.layer, args.unit)}: {save_figure(fig, args.out)}")

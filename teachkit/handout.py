@@ -78,12 +78,24 @@ def math_html(tex: str, display: bool = True) -> str:
     for a, b in ((r"\;", r"\ "), (r"\bigl", ""), (r"\bigr", ""), (r"\Bigl", ""), (r"\Bigr", ""),
                  (r"\lVert", r"\Vert"), (r"\rVert", r"\Vert"), (r"\!", "")):
         simple = simple.replace(a, b)
+    import contextlib
+
+    import matplotlib
+
+    rc = contextlib.nullcontext()
+    if re.search(r"[\u3000-\u9fff\uff00-\uffef]", simple):  # Chinese in \text{...}: a font that has it
+        from .figtext import use_cjk_font
+
+        cjk = use_cjk_font()
+        rc = matplotlib.rc_context({"mathtext.fontset": "custom", "mathtext.rm": cjk, "mathtext.it": f"{cjk}:italic",
+                                    "mathtext.bf": f"{cjk}:bold"})
     try:
-        fig = Figure(figsize=(0.01, 0.01))
-        fig.text(0, 0, f"${simple}$", fontsize=15 if display else 12)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="svg", bbox_inches="tight", pad_inches=0.02, transparent=True,
-                    metadata={"Date": None})
+        with rc:
+            fig = Figure(figsize=(0.01, 0.01))
+            fig.text(0, 0, f"${simple}$", fontsize=15 if display else 12)
+            buf = io.BytesIO()
+            fig.savefig(buf, format="svg", bbox_inches="tight", pad_inches=0.02, transparent=True,
+                        metadata={"Date": None})
         svg = buf.getvalue().decode("utf-8")
         svg = svg[svg.index("<svg"):]
     except Exception:  # noqa: BLE001 - mathtext covers most of TeX, not all of it

@@ -184,7 +184,8 @@ def prepare_transfer(net, content: str, style: str, recipe: Recipe = FULL, cache
         images.append({"file": _save_png(result.image, folder / "result.png"), "label": len(result.history)})
     _finish(folder, {"kind": "gallery", "content": content, "style": style, "images": images,
                      "size": recipe.transfer_size, "steps": len(result.history), "seconds": result.seconds,
-                     "preset": "quick", "init": config.init, "scales": list(result.config.scales or ()),
+                     "preset": "quick", "init": result.plan.start, "scales": [sc.size for sc in result.plan.scales],
+                     "scale_steps": [sc.steps for sc in result.plan.scales], "weights": result.plan.weights,
                      "optimizer": result.config.optimizer, "weights_id": net.weights_id})
     return load("gallery", content, style, backbone=net.name, cache_dir=cache_dir)
 

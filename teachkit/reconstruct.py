@@ -100,6 +100,7 @@ class ReconResult:
     steps: int = 0
     seconds: float = 0.0
     stopped: bool = False
+    stop_reason: str | None = None  #: why it stopped early: 'time_limit' or 'stopped' (None: it ran every step)
     final: dict[str, float] = field(default_factory=dict)
     weights: dict = field(default_factory=dict)
 
@@ -129,7 +130,8 @@ def initial_image(image, size: int | None = DEFAULT_SIZE, seed: int = 0, noise: 
 
 
 def _run(net, target, config, steps, seed, noise, callback, stop, *, image_every, time_limit, message, extra=None):
-    """One reconstruction on the engine: (StyleTransfer, records, stopped)."""
+    """One reconstruction on the engine: (StyleTransfer, records, why it stopped early: None, 'stopped'
+    or 'time_limit')."""
     steps = check_int("steps", steps, 1)
     image_every = check_int("image_every", image_every, 1)
     st = StyleTransfer(target, None if config.beta == 0 else target, config, backbone=net,
@@ -139,9 +141,9 @@ def _run(net, target, config, steps, seed, noise, callback, stop, *, image_every
         def cb(p):  # add the values only the caller knows (e.g. the pixel distance)
             p.values.update(extra(st))
             return callback(p)
-    records, halted = run_steps(st, steps, callback=cb, stop=stop, task="reconstruct", message=message,
+    records, reason = run_steps(st, steps, callback=cb, stop=stop, task="reconstruct", message=message,
                                 preview_every=image_every, time_limit=time_limit)
-    return st, records, halted and len(records) < steps
+    return st, records, reason if len(records) < steps else None
 
 
 # ---- content ---------------------------------------------------------------------------------
@@ -188,7 +190,7 @@ def reconstruct_content(
     final = st.costs()
     return ReconResult(
         image=st.image(), history=records, distance=dist, tensor=out, kind="content", layers=(layer,),
-        steps=len(records), seconds=time.perf_counter() - t0, stopped=stopped,
+        steps=len(records), seconds=time.perf_counter() - t0, stopped=stopped is not None, stop_reason=stopped,
         final={"content": final["content"], "total": final["total"], "distance": dist}, weights=st.weights,
     )
 
@@ -245,7 +247,8 @@ def synthesize_texture(
     end.update({f"style/{l}": final[f"style/{l}"] for l in layers})
     return ReconResult(
         image=st.image(), history=records, distance=final["style"] / start, tensor=st.tensor(), kind="texture",
-        layers=tuple(layers), steps=len(records), seconds=time.perf_counter() - t0, stopped=stopped, final=end,
+        layers=tuple(layers), steps=len(records), seconds=time.perf_counter() - t0, stopped=stopped is not None,
+        stop_reason=stopped, final=end,
         weights=st.weights,
     )
 

@@ -267,6 +267,23 @@ def test_the_cli_progress_bar_shows_the_note_in_the_process_language():
     bar.close()
 
 
+def test_the_app_words_progress_and_errors_in_the_session_language(monkeypatch, caplog):
+    from teachkit.images import ImageError
+    from teachkit.lessons import i18n
+
+    monkeypatch.setattr(i18n, "lang", lambda: "zh")
+    note = Message("progress.texture_n", layer="relu3_1", i=3, n=5)
+    assert i18n.progress_message(note) == ZH["progress.texture_n"].format(layer="relu3_1", i=3, n=5)
+    assert i18n.progress_message("已经是中文") == "已经是中文" and i18n.progress_message(None) == ""
+    err = ImageError.about("猫.png", "image.bomb")
+    assert i18n.error_text(err) == ZH["image.cannot_read"].format(source="猫.png", problem=ZH["image.bomb"])
+    assert i18n.error_text("一个课堂限制") == "一个课堂限制"  # worded by the app already
+    with caplog.at_level("WARNING"):
+        shown = i18n.error_text(RuntimeError("/srv/secret: shape mismatch"))
+    assert shown == i18n.UI["error_internal"]["zh"] and "/srv" not in shown
+    assert "/srv/secret: shape mismatch" in caplog.text  # the details go to the server log
+
+
 def test_errors_survive_pickling_as_ids():
     """A worker process (a dataset scan) sends its errors back pickled: still an id + parameters."""
     import pickle

@@ -50,8 +50,19 @@ def test_sources_build_valid_notebooks_that_agree_across_languages(number):
     assert not any("\u4e00" <= ch <= "\u9fff" for ch in en_md)
 
 
+#: run before a notebook in the tests: every run of the notebooks goes through default_config, here made
+#: tiny (48 px, 3 steps) so that the six notebooks stay quick on a 2-core CPU; what is tested is that each
+#: runs top to bottom and what its checks answer, not the pictures
+TINY = """
+import teachkit.exercises.engine as _engine
+_full = _engine.default_config
+_engine.default_config = lambda **kw: _full(**{**kw, "size": 48, "steps": 3})
+"""
+
+
 def _run(notebook: dict, upto_first_check: bool = False) -> list:
     nbk = nbformat.from_dict(notebook)
+    nbk.cells.insert(0, nbformat.v4.new_code_cell(TINY))
     if upto_first_check:
         cells = []
         for c in nbk.cells:

@@ -399,3 +399,9 @@ def test_handout_command_writes_every_lesson(tmp_path, monkeypatch):
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == [f"lesson{n}_zh.html" for n in range(1, 7)]
     assert "第 5 课" in (tmp_path / "lesson5_zh.html").read_text(encoding="utf-8")
+
+
+def test_streamlits_own_stop_button_is_chinese_in_chinese_mode():
+    styles = " ".join(h.proto.body for h in open_page(None, "zh").get("html"))
+    assert '[data-testid="stStatusWidget"] button' in styles and '"停止"' in styles
+    assert "停止" not in " ".join(h.proto.body for h in open_page(None, "en").get("html"))

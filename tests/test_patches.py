@@ -698,6 +698,12 @@ def test_cli_scan_show_overview_end_to_end(image_folder, tmp_path, monkeypatch, 
     assert main(["patches", "show", str(out), "--layer", "relu9_1", "--unit", "0", "-o",
                  str(tmp_path / "x.png")]) == 2
     assert "no layer 'relu9_1'" in capsys.readouterr().err
+    # --map naming the same file as -o would replace the grid with the map: refused, nothing written.
+    same = tmp_path / "same.png"
+    assert main(["patches", "show", str(out), "--layer", "relu2_1", "--unit", "5", "-o", str(same),
+                 "--map", str(tmp_path / "." / "same.png")]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "--map" in err and not same.exists()
     assert main(["patches", "show", str(tmp_path / "nope.npz"), "--layer", "relu1_1", "--unit", "0",
                  "-o", str(tmp_path / "x.png")]) == 2
     assert "no atlas file" in capsys.readouterr().err

@@ -161,3 +161,14 @@ def test_initial_image_is_what_a_reconstruction_starts_from(net):
     stop.set()
     r = reconstruct_content(net, photo, "relu1_1", size=32, steps=3, seed=5, stop=stop)
     assert r.steps == 0 and torch.allclose(to_tensor(r.image), start, atol=1.5 / 255)
+
+
+def test_time_limit_is_the_engines_and_says_why_it_stopped(net):
+    from teachkit.reconstruct import reconstruct_content
+    from teachkit.samples import sample_content
+
+    photo = sample_content("coffee", 32)
+    r = reconstruct_content(net, photo, "relu1_1", size=32, steps=3, time_limit=0)  # out of time after step 1
+    assert (r.steps, r.stopped, r.stop_reason) == (1, True, "time_limit")
+    full = reconstruct_content(net, photo, "relu1_1", size=32, steps=2, time_limit=3600)
+    assert (full.steps, full.stopped, full.stop_reason) == (2, False, None)

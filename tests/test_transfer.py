@@ -593,3 +593,13 @@ def test_initial_image_is_the_start_at_the_first_scale(content64):
     c = to_tensor(resize_long_side(content64, 32))
     assert got.shape == c.shape
     assert torch.allclose(got, 0.5 * c + 0.5 * white_noise(c.shape, 4), atol=1.5 / 255)
+
+
+def test_transfer_with_the_reference_cost_functions_equals_the_default_run(net, content64):
+    style = sample_style("stained_glass", size=64).resize(content64.size)  # same shape: see above
+    cfg = TransferConfig(size=64, scales=(32, 64), scale_steps=(2, 2), preview_every=0, init="noise",
+                         style_layers=("relu1_1", "relu2_1"), dtype="float32")
+    plain = transfer(content64, [style], cfg, backbone=net)
+    own = transfer(content64, [style], cfg, backbone=net, cost_functions=_student_functions())
+    assert [r["total"] for r in own.history] == pytest.approx([r["total"] for r in plain.history], rel=1e-4)
+    assert torch.allclose(own.tensor, plain.tensor, atol=1e-4)

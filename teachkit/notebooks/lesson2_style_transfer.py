@@ -31,13 +31,14 @@ import matplotlib.pyplot as plt
 import torch
 
 from teachkit import exercises, viz
+from teachkit.exercises.engine import default_config
 from teachkit.features import load_backbone
 from teachkit.messages import set_language
-from teachkit.transfer import TransferConfig, transfer
+from teachkit.transfer import transfer
 
 set_language("__LANG__")
 net = load_backbone("vgg19", device="cpu")
-result = transfer("chelsea", "stained_glass", TransferConfig(size=96, steps=12, dtype="float32"), backbone=net)
+result = transfer("chelsea", "stained_glass", default_config(size=96, steps=12), backbone=net)
 plt.figure(figsize=(3, 3))
 plt.imshow(result.image)
 plt.axis("off")

@@ -220,6 +220,15 @@ async def press(st: Student, tab: Tab, n: int, what: str, action, timeout: float
         check_page(st, tab, n, what, run)
 
 
+def size_in(caption: str) -> tuple[int, int] | None:
+    """The ``W×H`` a result's caption shows (e.g. ``photo.png · 208×139``), or None."""
+    for token in caption.replace("·", " ").split():
+        w, sep, h = token.partition("×")
+        if sep and w.isdigit() and h.isdigit():
+            return int(w), int(h)
+    return None
+
+
 async def transfer(st: Student, tab: Tab, deadline: float) -> None:
     """Lesson 6: upload the student's own photo, Start, wait for the end; the result has its shape."""
     w, h = st.shape
@@ -235,10 +244,11 @@ async def transfer(st: Student, tab: Tab, deadline: float) -> None:
     st.job = {"finished": tab.widget("p6_dl_png") is not None, "ended": ended, "seconds": seconds}
     if not ended:
         return  # slow, not wrong: counted apart
-    sizes = [img.caption for e in tab.elements.values() if e.WhichOneof("type") == "imgs"
-             for img in e.imgs.imgs if "×" in img.caption]
+    # the result's caption is its size alone ("208×139"); the photo above it says "name · 208×139"
+    sizes = [size for e in tab.elements.values() if e.WhichOneof("type") == "imgs"
+             for img in e.imgs.imgs if " " not in img.caption.strip() and (size := size_in(img.caption))]
     if sizes:
-        rw, rh = (int(v) for v in sizes[0].split("×"))
+        rw, rh = sizes[0]
         st.job["size"] = f"{rw}x{rh}"
         if abs(rw / rh - w / h) > 0.05:
             st.problems.append(f"lesson 6: result {rw}x{rh} does not have the shape of this student's {w}x{h} photo")

@@ -68,10 +68,9 @@ _PROJECTOR_CSS = """
 [data-testid="stMainBlockContainer"] .katex { font-size: 1.5em !important; }
 [data-testid="stMain"] button p { font-size: 1.25rem !important; white-space: normal; }
 [data-testid="stMain"] button { min-height: 3rem; padding-left: 1rem; padding-right: 1rem; }
-[data-testid="stMain"] [data-baseweb="select"] div, [data-testid="stMain"] input,
-[data-baseweb="popover"] li, [data-baseweb="popover"] li div { font-size: 1.25rem !important; }
-[data-testid="stMain"] [data-baseweb="tag"] { max-width: none; height: auto; }
-[data-testid="stMain"] [data-baseweb="tag"] span { font-size: 1.15rem !important; max-width: none; overflow: visible; }
+[data-testid="stMain"] input, [role="listbox"] [role="option"], [role="listbox"] [role="option"] * { font-size: 1.25rem !important; }
+[data-testid="stMain"] [data-tag] { max-width: none; height: auto; }
+[data-testid="stMain"] [data-tag] span { font-size: 1.15rem !important; max-width: none; overflow: visible; }
 [data-testid="stMain"] [data-testid="stSliderThumbValue"],
 [data-testid="stMain"] [data-testid="stSliderTickBarMin"],
 [data-testid="stMain"] [data-testid="stSliderTickBarMax"] { font-size: 1.15rem !important; }
@@ -81,13 +80,14 @@ _PROJECTOR_CSS = """
 </style>
 """
 
-# Dropdowns and chips never cut their option texts (in either mode): the whole text, wrapped if need be.
+# Chips never cut their text, and the open list of a dropdown wraps a long option (in either mode); the
+# chosen option of a closed dropdown is an <input>, which cannot wrap: its texts are kept short
+# (lessons/_strings.py) and the browser test checks that none is cut.
 _WHOLE_OPTIONS_CSS = """
 <style>
-[data-testid="stMain"] [data-baseweb="select"] [title], [data-testid="stMain"] [data-baseweb="select"] > div > div > div {
-  white-space: normal; overflow: visible; text-overflow: clip; }
-[data-testid="stMain"] [data-baseweb="tag"] { max-width: none; }
-[data-testid="stMain"] [data-baseweb="tag"] span { max-width: none; overflow: visible; text-overflow: clip; }
+[data-testid="stMain"] [data-tag] { max-width: none; }
+[data-testid="stMain"] [data-tag] span { max-width: none; overflow: visible; text-overflow: clip; }
+[role="listbox"] [role="option"] { white-space: normal; }
 </style>
 """
 
@@ -103,6 +103,21 @@ def streamlit_words_css() -> str:
             f"{w} {{ font-size: 0 !important; }} {w} * {{ font-size: 0 !important; }}"
             f'{w}::after {{ content: "{stop}"; font-size: 0.875rem; }}'
             f'{w}:disabled::after {{ content: "{stopping}"; }}'
+            "</style>")
+
+
+def _uploader_css(projector_on: bool) -> str:
+    """The uploader's own words at the projector's size: its English words, or (Chinese) the
+    translations lessons/uploads.py draws after them while the originals stay at size 0."""
+    if not projector_on:
+        return ""
+    zone, words = '[data-testid="stFileUploaderDropzone"]', '[data-testid="stFileUploaderDropzoneInstructions"] span'
+    if lang() == "en":
+        return f"<style>{zone} {words} {{ font-size: 1.1rem !important; }}</style>"
+    return ("<style>"
+            f'{zone} [data-testid="stBaseButton-secondary"] p {{ font-size: 0 !important; }}'
+            f'{zone} [data-testid="stBaseButton-secondary"] p::after {{ font-size: 1.25rem !important; }}'
+            f"{zone} {words} {{ font-size: 0 !important; }} {zone} {words}::after {{ font-size: 1.1rem !important; }}"
             "</style>")
 
 
@@ -122,7 +137,7 @@ def projector_switch() -> None:
         st.query_params[PROJECTOR_PARAM] = "1"
     elif not on and PROJECTOR_PARAM in st.query_params:
         del st.query_params[PROJECTOR_PARAM]
-    st.html(_WHOLE_OPTIONS_CSS + streamlit_words_css() + (_PROJECTOR_CSS if on else ""))
+    st.html(_WHOLE_OPTIONS_CSS + streamlit_words_css() + (_PROJECTOR_CSS if on else "") + _uploader_css(on))
 
 
 def chart(spec: dict) -> dict:

@@ -4,13 +4,17 @@
 * ``md(page, section)`` -- one section of ``lessons/text/<lang>/<page>.md`` as Markdown;
 * ``choice(...)`` -- a radio/selectbox whose labels are translated but whose value is not;
 * ``error_text(err)`` / ``progress_message(msg)`` -- teachkit's errors and progress notes, which are
-  ids + parameters (:mod:`teachkit.messages`), rendered from the catalogue in the session's language.
+  ids + parameters (:mod:`teachkit.messages`), rendered from the catalogue in the session's language;
+  an out-of-memory error (torch's, the CPU allocator's, Python's) as the one line that says what to lower;
+* ``out_of_memory_on_page()`` -- around a demo that runs in the page's thread: memory running out ends
+  the demo with that line on the page, not a broken page.
 
 The language lives in ``st.session_state[LANG_KEY]`` (set from ``?lang=`` by app.py, changed by the sidebar switch).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
@@ -20,6 +24,7 @@ from typing import Any, Callable
 import streamlit as st
 
 from teachkit.lessons._strings import UI
+from teachkit.memory import OutOfMemory, out_of_memory
 from teachkit.messages import LANGS, Message, TeachkitError
 
 TEXT_DIR = Path(__file__).parent / "text"
@@ -123,13 +128,34 @@ def error_text(err: BaseException | str) -> str:
     """An error as the session's language shows it.
 
     A :class:`teachkit.messages.TeachkitError` (ImageError, BackboneError, ConfigError, ...) is
-    rendered by its id and parameters; a text the app worded itself (a classroom limit) is shown as
-    it is; any other exception becomes one general sentence, its details going to the server log
-    (for the teacher).
+    rendered by its id and parameters; memory running out (torch's out-of-memory error, the CPU
+    allocator's, Python's ``MemoryError``, or one of teachkit's :class:`~teachkit.memory.OutOfMemory`)
+    is the one line that names the page's controls to lower; a text the app worded itself (a
+    classroom limit) is shown as it is; any other exception becomes one general sentence, its
+    details going to the server log (for the teacher).
     """
+    if isinstance(err, BaseException) and (isinstance(err, OutOfMemory) or not isinstance(err, TeachkitError)):
+        oom = out_of_memory(err, for_app=True)
+        if oom is not None:
+            logging.getLogger(__name__).warning("teachkit app: out of memory: %s: %s", type(err).__name__, err)
+            return oom.text(lang())
     if isinstance(err, TeachkitError):
         return err.text(lang())
     if isinstance(err, str):
         return err
     logging.getLogger(__name__).warning("teachkit app: an unexpected error: %s: %s", type(err).__name__, err)
     return tr("error_internal")
+
+
+@contextlib.contextmanager
+def out_of_memory_on_page():
+    """``with out_of_memory_on_page(): ...`` -- a demo in the page's own thread (lessons 2-5) that runs
+    out of memory ends with :func:`error_text`'s one line (what to lower, in the session's language)
+    and the page stops there; every other error passes through unchanged."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as err:
+        if out_of_memory(err) is None:
+            raise
+        st.error(error_text(err))
+        st.stop()

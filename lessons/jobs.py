@@ -40,7 +40,7 @@ from teachkit.memory import out_of_memory
 from teachkit.options import served_caps
 
 from teachkit.lessons._strings import UI
-from teachkit.lessons.i18n import progress_message, tr, value_label
+from teachkit.lessons.i18n import out_of_memory_on_page, progress_message, tr, value_label
 from teachkit.lessons.settings import BACKBONE, atlas_default_dataset, atlas_image_size, env_int
 
 _log = logging.getLogger(__name__)
@@ -89,7 +89,8 @@ def slot_on_page(quick: bool = False) -> Iterator[None]:
     note = st.empty()
     with compute_slot(on_wait=lambda: note.info(tr("waiting_cpu")), quick=quick):
         note.empty()
-        yield
+        with out_of_memory_on_page():  # memory running out: one line saying what to lower (lessons 2-5)
+            yield
 
 
 # ---- progress on the page ----

@@ -405,11 +405,13 @@ def where_png(atlas, layer: str, unit: int, rank: int, lang: str = "en", px: int
 
 @shared(16)
 def overview_png(atlas, lang: str = "en", px: int = 14) -> bytes:
-    """Lesson 1: nine units per layer (3 x 3, as on the course's slide), two layers per row."""
-    from teachkit.lessons.guide import PAGE_PX
+    """Lesson 1: nine units per layer (3 x 3, as on the course's slide), two layers per row (one with the
+    projector's larger text: the patches then come out twice as wide on screen)."""
+    from teachkit.lessons.guide import PAGE_PX, PROJECTOR_PX
     from teachkit.viz import layer_overview_figure
 
-    return fig_png(layer_overview_figure(atlas, None, n_units=9, how="most_active", lang=lang, columns=2,
+    columns = 1 if px >= PROJECTOR_PX else 2
+    return fig_png(layer_overview_figure(atlas, None, n_units=9, how="most_active", lang=lang, columns=columns,
                                          width=OVERVIEW_FIG_IN, fontsize=_fs(OVERVIEW_FIG_IN, PAGE_PX, px)))
 
 

@@ -29,7 +29,7 @@ import torch
 
 from .datasets import Dataset, get_dataset
 from .fileio import atomic_write
-from .messages import Message, TeachkitError
+from .messages import Message, TeachkitError, language, text
 from .receptive_field import RF, crop_box, unit_box
 
 __all__ = ["FORMAT_VERSION", "Atlas", "AtlasError", "Hit", "ActivationMap", "read_meta", "MAX_IMAGE_SIZE"]
@@ -162,11 +162,12 @@ class Atlas:
             raise AtlasError("atlas.bad_unit", last=c - 1, layer=layer, unit=repr(unit))
         return int(unit)
 
-    def unit_label(self, layer: str, unit: int) -> str:
-        """``'unit = channel 17 of layer relu3_1, receptive field 24×24 px'``."""
+    def unit_label(self, layer: str, unit: int, lang: str | None = "en") -> str:
+        """``'unit = channel 17 of layer relu3_1, receptive field 24×24 px'`` in ``lang`` (English
+        unless asked: figures pass their own language; None: the process's, as the CLI prints it)."""
         rf = self.rf(layer)
-        return (f"unit = channel {self._unit(layer, unit)} of layer {layer}, "
-                f"receptive field {rf.size}×{rf.size_x} px")
+        return text("atlas.unit_label", lang or language(), unit=self._unit(layer, unit), layer=layer,
+                    h=rf.size, w=rf.size_x)
 
     def __repr__(self) -> str:
         m = self.meta
@@ -277,10 +278,7 @@ class Atlas:
             backbone = load_backbone(backbone, device="cpu")
         wid = getattr(backbone, "weights_id", None)
         if wid != self.meta["weights_id"]:
-            raise ValueError(
-                f"the backbone's weights ({wid}) are not the ones the atlas was made with "
-                f"({self.meta['weights_id']})"
-            )
+            raise AtlasError("atlas.other_weights", theirs=wid, ours=self.meta["weights_id"])
         return backbone
 
     # -- layers ---------------------------------------------------------------------------------

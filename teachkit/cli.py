@@ -14,16 +14,18 @@ import argparse
 import errno
 import sys
 
+from .features import POOLINGS
 from .fileio import check_int
-from .messages import LANGS, TeachkitError, text, using_language
+from .messages import LANGS, InputError, TeachkitError, text, using_language
 from .prepare import add_prepare_parser
 from .serve import add_app_parser
 
 __all__ = ["main", "build_parser"]
 
 
-class UsageError(Exception):
-    """A problem with the user's input, reported as one line with exit code 2."""
+class UsageError(InputError):
+    """A problem with the command line, reported as one line with exit code 2: a message id with
+    parameters (``UsageError("patches.shard_needs_out")``), worded in the process's language."""
 
 
 def _csv(text: str) -> list[str]:
@@ -271,7 +273,7 @@ def _atlas_and_data(args):
     try:
         ds = atlas.open_dataset(args.data)
     except FileNotFoundError as exc:
-        raise UsageError(f"{exc} (if the images moved, give their new place with --data)") from None
+        raise UsageError("patches.images_moved", problem=exc) from None
     return atlas, ds
 
 
@@ -305,11 +307,11 @@ def cmd_patches_scan(args) -> int:
         try:
             part, parts = (int(v) for v in args.shard.split("/"))
         except ValueError:
-            raise UsageError(f"--shard must look like 0/4, not {args.shard!r}") from None
+            raise UsageError("patches.shard_option", shard=repr(args.shard)) from None
         if not args.out:
-            raise UsageError("--shard needs --out (a part of a dataset is not cached)")
+            raise UsageError("patches.shard_needs_out")
         if together:
-            raise UsageError("--shard is for separate runs; under torchrun every process takes its share itself")
+            raise UsageError("patches.shard_torchrun")
         shard = (part, parts)
     if args.threads is not None:
         torch.set_num_threads(check_int("--threads", args.threads, 1))
@@ -375,7 +377,7 @@ def cmd_patches_show(args) -> int:
         check_distinct_outputs({"--out": args.out, "--map": args.map})
     atlas, ds = _atlas_and_data(args)
     fig = unit_figure(atlas, ds, args.layer, args.unit)
-    print(f"{atlas.unit_label(args.layer, args.unit)}: {save_figure(fig, args.out)}")
+    print(f"{atlas.unit_label(args.layer, args.unit, None)}: {save_figure(fig, args.out)}")
     if args.map:
         fig = activation_map_figure(atlas, ds, args.layer, args.unit)
         print(text("patches.map_written", path=save_figure(fig, args.map)))
@@ -400,14 +402,14 @@ def cmd_patches_merge(args) -> int:
     from .patches import Atlas, merge
 
     if len(args.atlases) < 2:
-        raise UsageError("patches merge needs at least two atlas files")
+        raise UsageError("patches.merge_two")
     out = check_output_path(args.out, "npz", inputs=args.atlases)
     atlas = Atlas.load(args.atlases[0])
     for path in args.atlases[1:]:
         try:
             atlas = merge(atlas, Atlas.load(path))
         except ValueError as exc:
-            raise UsageError(f"cannot merge {path!r}: {exc}") from None
+            raise UsageError("patches.merge_failed", path=path, problem=exc) from None
     m = atlas.meta
     print(text("patches.merged", backbone=m["backbone"], dataset=m["dataset_name"], start=m["start"], end=m["end"],
                total=m["dataset_size"], k=m["k"], layers=", ".join(m["layers"])))
@@ -503,7 +505,7 @@ def add_reconstruct_parser(sub) -> None:
                    help="cost evaluations per column (default 100)")
     r.add_argument("--seed", type=int, default=0, help="seed of the starting white noise (default 0)")
     r.add_argument("--backbone", default="vgg19")
-    r.add_argument("--pooling", default="max", choices=("max", "avg"))
+    r.add_argument("--pooling", default="max", choices=POOLINGS)
     r.add_argument("--device", default=None)
     r.add_argument("--out", "-o", required=True, help="figure to write (png/jpg/pdf/svg)")
     r.set_defaults(func=cmd_reconstruct)
@@ -516,7 +518,7 @@ def cmd_gram_show(args) -> int:
     from .viz import save_figure
 
     if len(args.images) > 2:
-        raise UsageError(f"gram show takes one or two images, not {len(args.images)}")
+        raise UsageError("cli.gram_images", n=len(args.images))
     check_int("--channels", args.channels, 1)
     check_int("--size", args.size, 16)
     out = _check_figure_path(args.out, args.images)
@@ -595,7 +597,7 @@ def cmd_reconstruct(args) -> int:
     check_int("--steps", steps, 1)
     layers = args.layers if args.layers is not None else list(DEFAULT_LAYERS)
     if not layers:
-        raise UsageError("--layers is empty")
+        raise UsageError("cli.layers_empty")
     out = _check_figure_path(args.out, [args.image])
     x = to_input(args.image, size)
     net = load_backbone(args.backbone, pooling=args.pooling, device=args.device)
@@ -633,14 +635,12 @@ COMMANDS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="teachkit", description="See what convolutional networks see, and how style transfer works."
-    )
+    parser = argparse.ArgumentParser(prog="teachkit", description=text("cli.description"))
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"teachkit {__version__}")
     parser.add_argument("--lang", choices=sorted(LANGS), default=None,
-                        help="language of messages and errors (default: the locale, LANG / LC_ALL)")
+                        help=text("cli.lang_help").replace("%", "%%"))
     sub = parser.add_subparsers(dest="command", required=True)
     for add in COMMANDS:
         add(sub)
@@ -676,11 +676,29 @@ def os_error_message(exc: OSError):
     return Message("cli.os_error", {"path": path, "reason": reason})
 
 
+def _lang_option(argv: list[str]) -> str | None:
+    """The value of ``--lang`` among the options before the sub-command (``--lang zh``, ``--lang=zh``),
+    read before the parser is built: the option help is worded when the parser is made."""
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token == "--lang":
+            return argv[i + 1] if i + 1 < len(argv) else None
+        if token.startswith("--lang="):
+            return token[len("--lang="):]
+        if token == "--" or not token.startswith("-"):  # the sub-command: its own options follow
+            return None
+        i += 1
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run one command.  Messages and errors speak ``--lang``, else the locale (LC_ALL, LC_MESSAGES,
-    LANG, LANGUAGE: ``zh*`` is Chinese); argparse's own usage and help text stay English."""
-    parser = build_parser()
-    args = parser.parse_args(_gram_shorthand(list(sys.argv[1:] if argv is None else argv)))
+    """Run one command.  Messages, errors and the option help speak ``--lang``, else the locale
+    (LC_ALL, LC_MESSAGES, LANG, LANGUAGE: ``zh*`` is Chinese); argparse's own headings ("usage:",
+    "options:") stay English."""
+    argv = _gram_shorthand(list(sys.argv[1:] if argv is None else argv))
+    with using_language(_lang_option(argv)):  # an unknown value: the locale's (argparse refuses it below)
+        args = build_parser().parse_args(argv)
     with using_language(args.lang):
         return _run(args)
 

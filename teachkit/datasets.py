@@ -61,6 +61,9 @@ __all__ = [
     "get_dataset",
     "resolve_dataset_folder",
     "FolderRefused",
+    "FolderNotAvailable",
+    "DatasetIndexError",
+    "DataRootError",
     "DatasetError",
     "DatasetNotFound",
     "fit_square",
@@ -79,6 +82,14 @@ class DatasetError(TeachkitError, ValueError):
 
 class DatasetNotFound(TeachkitError, FileNotFoundError):
     """A folder or an on-disk dataset that is not there: an id with parameters."""
+
+
+class DatasetIndexError(TeachkitError, IndexError):
+    """An image number outside a dataset: an id with parameters."""
+
+
+class DataRootError(TeachkitError, NotADirectoryError):
+    """The data root (a teacher's setting) is not a folder: an id with parameters."""
 
 
 def _hash(obj) -> str:
@@ -138,7 +149,7 @@ class Dataset:
     def _check_index(self, index: int) -> int:
         n = len(self)
         if not -n <= index < n:
-            raise IndexError(f"image index {index} is out of range for {self.name} ({n} images)")
+            raise DatasetIndexError("dataset.index_range", index=index, name=self.name, n=n)
         return index % n
 
     def __getitem__(self, index: int):
@@ -264,7 +275,7 @@ class SampleDataset(Dataset):
             self.sources.append((f"{package}:{file}", path))
             recipe.append((f"{package}:{file}", path.stat().st_size, w, h))
         if not self.sources:
-            raise FileNotFoundError("no sample photos found in the installed scikit-image/matplotlib")
+            raise DatasetNotFound("dataset.no_samples")
         # One crop = (source number, left, top, side, scale label).
         self.crops: list[tuple[int, float, float, float, str]] = []
         for s, (_label, w, h) in enumerate((r[0], r[2], r[3]) for r in recipe):
@@ -419,6 +430,12 @@ class FolderRefused(ValueError):
     """A dataset folder outside the allowed root, missing, or not a folder: one neutral message."""
 
 
+class FolderNotAvailable(TeachkitError, FolderRefused):
+    """:class:`FolderRefused` as teachkit raises it: the neutral message as an id
+    (``dataset.folder_refused``), worded in the reader's language.  (``FolderRefused`` itself stays
+    a plain ValueError: the app raises it with words of its own.)"""
+
+
 def resolve_dataset_folder(user_text: "str | os.PathLike", root: "str | os.PathLike") -> Path:
     """The folder a visitor typed, resolved, if it is a folder inside ``root``; else :class:`FolderRefused`.
 
@@ -432,8 +449,8 @@ def resolve_dataset_folder(user_text: "str | os.PathLike", root: "str | os.PathL
     """
     base = Path(root).expanduser().resolve(strict=True)
     if not base.is_dir():
-        raise NotADirectoryError(f"the data root {str(root)!r} is not a folder")
-    refused = FolderRefused("not an available folder: choose one of the folders inside the data root")
+        raise DataRootError("dataset.root_not_folder", root=str(root))
+    refused = FolderNotAvailable("dataset.folder_refused")
     text = os.fspath(user_text).strip() if isinstance(user_text, (str, os.PathLike)) else None
     if not text:
         raise refused
@@ -531,7 +548,7 @@ class TensorDataset(Dataset):
     def __init__(self, images: torch.Tensor, name: str = "tensors") -> None:
         super().__init__()
         if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(images.shape)}")
+            raise DatasetError("dataset.tensor_shape", shape=tuple(images.shape))
         self.images = images.detach().float().cpu()
         self.name = name
         self.spec = None
@@ -563,7 +580,7 @@ class ConcatDataset(Dataset):
     def __init__(self, parts: Sequence[Dataset]) -> None:
         super().__init__()
         if not parts:
-            raise ValueError("ConcatDataset needs at least one dataset")
+            raise DatasetError("dataset.concat_empty")
         self.parts = list(parts)
         self.starts = np.cumsum([0] + [len(p) for p in self.parts]).tolist()
         self.name = "+".join(p.name for p in self.parts)

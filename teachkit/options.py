@@ -43,14 +43,20 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from .costs import NORMALIZATIONS
+from .features import POOLINGS  # TransferConfig.pooling's choices (re-exported)
 from .messages import InputError, Message, text
 from .transfer import DTYPES, INITS, NORMALIZATION_DEFAULTS, OPTIMIZERS, PRESETS, TransferConfig
 
 __all__ = ["Option", "OPTIONS", "option", "lesson_options", "served_caps", "add_cli_arguments",
            "config_from_args", "FormField", "form_field", "form_value", "config_from_form", "ListError",
-           "parse_list", "value_type", "display_width", "POOLINGS"]
+           "parse_list", "value_type", "display_width", "POOLINGS", "SEED_MAX", "WIDGET_INT_MAX"]
 
-POOLINGS = ("max", "avg")  #: TransferConfig.pooling (features.load_backbone's choices)
+#: the largest seed: a signed 64-bit number, held exactly by torch.Generator.manual_seed, numpy and
+#: the JSON log (2**64 used to fail mid-run inside torch)
+SEED_MAX = 2**63 - 1
+#: the largest whole number a form widget can hold: the browser's numbers are doubles, and Streamlit
+#: refuses an integer bound beyond 2**53 - 1 (a seed's declared 2**63 - 1 would break lesson 6's form)
+WIDGET_INT_MAX = 2**53 - 1
 
 
 @dataclass(frozen=True)
@@ -185,7 +191,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("style_weights", low=0, lesson="more"),
     Option("style_scale", low=0, low_open=True, step=0.05, lesson="more", served_max=2.0, cap="max_style_scale"),
     Option("scales", low=16, lesson="more"),
-    Option("seed", lesson="more"),
+    Option("seed", low=0, high=SEED_MAX, lesson="more"),
     Option("dtype", choices=DTYPES, lesson="more"),
     Option("preview_every", low=0, metavar="N", lesson="more", lesson_default=5),
     Option("scale_steps", low=0),
@@ -364,6 +370,8 @@ def form_field(name: str, lang: str, *, caps: Mapping[str, float] | None = None,
         value = none_value = o.type(0)
     elif low is not None and o.low_open:  # 'low' itself is refused: start one step above it
         low = low + (step or 0.01)
+    if o.type is int:
+        high = WIDGET_INT_MAX if high is None else min(high, WIDGET_INT_MAX)
     if high is not None:
         value = min(value, high)
     if low is not None:

@@ -131,7 +131,7 @@ import torch
 import torch.nn.functional as F
 
 from . import costs
-from .features import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS
+from .features import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, POOLINGS
 from .messages import InputError, Message, TeachkitError
 from .progress import Progress, ProgressCallback, report
 from .receptive_field import feature_size
@@ -336,8 +336,8 @@ class TransferConfig:
                               value=repr(self.optimizer))
         if self.dtype not in DTYPES:
             raise ConfigError("config.choice", name="dtype", choices=", ".join(DTYPES), value=repr(self.dtype))
-        if self.pooling not in ("max", "avg"):
-            raise ConfigError("config.choice", name="pooling", choices="max, avg", value=repr(self.pooling))
+        if self.pooling not in POOLINGS:
+            raise ConfigError("config.choice", name="pooling", choices=", ".join(POOLINGS), value=repr(self.pooling))
         if self.lr is not None and not float(self.lr) > 0:
             raise ConfigError("config.lr", value=repr(self.lr))
         if self.pyramid is not None and (
@@ -382,6 +382,8 @@ class TransferConfig:
                 raise ConfigError("config.scale_steps", value=tuple(self.scale_steps))
         if int(self.preview_every) < 0:
             raise ConfigError("config.preview_every", value=repr(self.preview_every))
+        if isinstance(self.seed, bool) or not hasattr(self.seed, "__index__") or not 0 <= self.seed < 2**63:
+            raise ConfigError("config.seed", value=repr(self.seed))  # torch.Generator takes a signed 64-bit seed
         return self
 
     def resolved(self, n_styles: int | None = None) -> "TransferConfig":
@@ -1373,8 +1375,9 @@ class Engine:
 
     def run(self, *, callback: ProgressCallback | None = None, stop: threading.Event | None = None,
             time_limit: float | None = None) -> TransferResult:
-        """Run the plan: one :class:`StyleTransfer` per scale, each started from the previous scale's
-        result (upsampled), the first from G0.  See :func:`transfer`."""
+        """Run the plan (once: each scale's targets are handed to its StyleTransfer): one
+        :class:`StyleTransfer` per scale, each started from the previous scale's result (upsampled),
+        the first from G0.  See :func:`transfer`."""
         from .images import to_pil
 
         plan, cfg = self.plan, self.plan.config

@@ -226,10 +226,11 @@ def dropzone_words(page) -> list[list[str]]:
 _CUT_OPTIONS_JS = """() => {
   // the chosen option of every dropdown, and every chip of a multiselect: its whole text shown (no "…")
   const cut = el => el.offsetParent !== null && el.innerText.trim() && el.scrollWidth > el.clientWidth + 1;
-  const selects = [...document.querySelectorAll('[data-testid="stMain"] [data-baseweb="select"] div, [data-testid="stMain"] [data-baseweb="select"] span')]
-    .filter(el => el.children.length === 0 && cut(el));
-  const tags = [...document.querySelectorAll('[data-testid="stMain"] [data-baseweb="tag"] span')].filter(cut);
-  return [...selects, ...tags].map(el => el.innerText.trim());
+  const inputs = [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stSelectbox"] input')]
+    .filter(el => el.offsetParent !== null && el.value && el.scrollWidth > el.clientWidth + 1).map(el => el.value);
+  const tags = [...document.querySelectorAll('[data-testid="stMain"] [data-tag] span')].filter(cut)
+    .map(el => el.innerText.trim());
+  return [...inputs, ...tags];
 }"""
 
 
@@ -245,7 +246,8 @@ _SMALLEST_TEXT_JS = """() => {
   for (const el of document.querySelectorAll('[data-testid="stMain"] p, [data-testid="stMain"] li, [data-testid="stMain"] label, [data-testid="stMain"] button, [data-testid="stMain"] span'))
     if (el.offsetParent !== null && el.innerText.trim() && [...el.childNodes].some(t => t.nodeType === 3 && t.textContent.trim())
         && !el.closest('.katex, [data-testid="stVegaLiteChart"], [data-testid="stMarkdownContainer"] code')) {
-      const px = parseFloat(getComputedStyle(el).fontSize);
+      let px = parseFloat(getComputedStyle(el).fontSize);
+      if (px === 0) px = parseFloat(getComputedStyle(el, '::after').fontSize);  // drawn by CSS (the uploader in Chinese)
       if (px < smallest[0]) smallest = [px, el.innerText.trim().slice(0, 40)];
     }
   return smallest;

@@ -223,3 +223,81 @@ def test_same_path_sees_through_dots_links_and_files_not_written_yet(tmp_path):
         check_distinct_outputs({"-o": a, "--plot": tmp_path / "hard.png"})
     assert err.value.msg_id == "output.clash" and err.value.params["first"] == "-o"
     assert "--plot" in err.value.text("zh") and "同一个文件" in err.value.text("zh")
+
+
+# ---- the language of the option help --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["option", "option=", "locale"])
+def test_transfer_help_speaks_the_chosen_language(how, monkeypatch, capsys):
+    """The help is worded when the parser is built, so --lang must count before that (it used to be
+    applied only after parsing: `--lang zh transfer --help` printed English)."""
+    from teachkit.messages import catalogue
+
+    zh, en = catalogue("zh"), catalogue("en")
+    for var in ("LC_ALL", "LC_MESSAGES", "LANGUAGE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("LANG", "zh_CN.UTF-8" if how == "locale" else "en_US.UTF-8")
+    head = {"option": ["--lang", "zh"], "option=": ["--lang=zh"], "locale": []}[how]
+    with pytest.raises(SystemExit) as info:
+        main([*head, "transfer", "--help"])
+    assert info.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines: compare without the breaks
+    for msg_id in ("option.seed.help", "cli.transfer.quiet"):
+        assert " ".join(zh[msg_id].split()) in out and " ".join(en[msg_id].split()) not in out, msg_id
+
+
+def test_an_english_lang_option_wins_over_a_chinese_locale(monkeypatch, capsys):
+    from teachkit.messages import catalogue
+
+    monkeypatch.delenv("LC_ALL", raising=False)
+    monkeypatch.setenv("LANG", "zh_CN.UTF-8")
+    with pytest.raises(SystemExit):
+        main(["--lang", "en", "transfer", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert " ".join(catalogue("en")["cli.transfer.quiet"].split()) in out
+
+
+def test_lang_is_read_only_before_the_sub_command():
+    assert cli._lang_option(["--lang", "zh", "transfer"]) == "zh"
+    assert cli._lang_option(["--lang=en", "gram", "x"]) == "en"
+    assert cli._lang_option(["transfer", "--lang", "zh"]) is None  # a style file may be called anything
+    assert cli._lang_option(["--lang"]) is None
+
+
+# ---- every command-line mistake is a message id, worded in the chosen language ------------------------
+
+
+@pytest.mark.parametrize("argv, msg_id, params", [
+    (["patches", "scan", "--shard", "one/two", "--out", "x.npz"], "patches.shard_option", {"shard": "'one/two'"}),
+    (["patches", "scan", "--shard", "0/2"], "patches.shard_needs_out", {}),
+    (["patches", "merge", "only.npz", "-o", "out.npz"], "patches.merge_two", {}),
+    (["gram", "show", "a.png", "b.png", "c.png", "-o", "g.png"], "cli.gram_images", {"n": 3}),
+    (["reconstruct", "content", "chelsea", "--layers", ",", "-o", "r.png"], "cli.layers_empty", {}),
+])
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_command_line_mistakes_are_one_line_in_the_chosen_language(argv, msg_id, params, lang, tmp_path,
+                                                                   monkeypatch, capsys):
+    from teachkit.messages import catalogue
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["--lang", lang, *argv]) == 2
+    words = catalogue(lang)
+    assert one_line_error(capsys.readouterr().err) == words["cli.error"].format(detail=words[msg_id].format(**params))
+
+
+def test_a_failed_merge_names_the_file_and_the_reason_in_chinese(tmp_path, capsys):
+    from teachkit.messages import catalogue
+    from teachkit.patches import scan
+
+    from tests.test_patches import random_images, random_net
+
+    net = random_net(seed=5)
+    a = scan(net, random_images(4, 20), layers=["relu1_1"], k=2, image_size=20).save(tmp_path / "a.npz")
+    b = scan(net, random_images(4, 20), layers=["relu1_1"], k=3, image_size=20).save(tmp_path / "b.npz")
+    assert main(["--lang", "zh", "patches", "merge", str(a), str(b), "-o", str(tmp_path / "ab.npz")]) == 2
+    line = one_line_error(capsys.readouterr().err)
+    zh = catalogue("zh")
+    head = zh["patches.merge_failed"].split("{problem}")[0].format(path=b)
+    assert line.startswith(zh["cli.error"].split("{detail}")[0] + head), line
+    assert "k" in line and "cannot merge" not in line

@@ -246,3 +246,36 @@ def test_folder_caps_files_and_names_the_folder_by_its_label(tmp_path):
         get_dataset(str(root / "empty"), label="empty")
     assert err.value.msg_id == "dataset.no_images" and str(tmp_path) not in str(err.value)
     assert str(tmp_path) not in err.value.text("zh") and "empty" in err.value.text("zh")
+
+
+# ---- errors are message ids, worded in the reader's language ------------------------------------
+
+
+def _zh(msg_id: str, **params) -> str:
+    from teachkit.messages import catalogue
+
+    return catalogue("zh")[msg_id].format(**params)
+
+
+def test_dataset_errors_are_ids_that_speak_chinese(tree, tmp_path):
+    from teachkit.messages import TeachkitError
+
+    root, _ = tree
+    with pytest.raises(FolderRefused) as info:  # the neutral refusal: still a FolderRefused for the app
+        resolve_dataset_folder("../outside", root)
+    assert isinstance(info.value, TeachkitError) and info.value.text("zh") == _zh("dataset.folder_refused")
+    a_file = tmp_path / "root.txt"
+    a_file.write_text("x")
+    with pytest.raises(NotADirectoryError) as info:
+        resolve_dataset_folder("photos", a_file)
+    assert info.value.text("zh") == _zh("dataset.root_not_folder", root=str(a_file))
+    ds = TensorDataset(torch.zeros(2, 3, 8, 8), name="two")
+    with pytest.raises(IndexError) as info:
+        ds[5]
+    assert info.value.text("zh") == _zh("dataset.index_range", index=5, name="two", n=2)
+    with pytest.raises(ValueError) as info:
+        TensorDataset(torch.zeros(2, 1, 8, 8))
+    assert info.value.text("zh") == _zh("dataset.tensor_shape", shape=(2, 1, 8, 8))
+    with pytest.raises(ValueError) as info:
+        ConcatDataset([])
+    assert info.value.text("zh") == _zh("dataset.concat_empty")

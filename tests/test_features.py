@@ -256,3 +256,32 @@ def test_default_weights_are_pretrained(vgg):
     rand = _retrieval_accuracy(random_net, photos)
     assert real >= 0.9, f"pretrained top-1 {real:.2f}"
     assert rand <= real - 0.25, f"random weights did too well: {rand:.2f} vs {real:.2f}"
+
+
+# ---- the pooling choices: one home ----------------------------------------------------------------
+
+
+def test_pooling_choices_have_one_home_that_every_surface_uses():
+    import argparse
+
+    from teachkit import features, options
+    from teachkit.cli import build_parser
+    from teachkit.messages import catalogue
+    from teachkit.transfer import TransferConfig
+
+    assert features.POOLINGS == ("max", "avg")
+    assert options.option("pooling").choices is features.POOLINGS
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for command in ("transfer", "reconstruct"):
+        pooling = next(a for a in sub.choices[command]._actions if a.dest == "pooling")
+        assert tuple(pooling.choices) == features.POOLINGS, command
+    for pooling in features.POOLINGS:
+        TransferConfig(pooling=pooling).validate()
+        features.vgg_body("vgg16", pooling=pooling)
+    for refuse in (lambda: TransferConfig(pooling="min").validate(), lambda: features.vgg_body("vgg16", "min")):
+        with pytest.raises(ValueError) as info:
+            refuse()
+        assert "max, avg" in str(info.value) and "max, avg" in info.value.text("zh")
+    with pytest.raises(features.BackboneError) as info:
+        features.load_backbone("vgg19", pooling="min")
+    assert info.value.text("zh") == catalogue("zh")["backbone.pooling"].format(pooling="min", choices="max, avg")

@@ -345,3 +345,55 @@ def test_cli_in_a_chinese_locale_prints_one_line_and_no_traceback(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip() == _zh_missing(name), out.stderr
     assert "Traceback" not in out.stderr
+
+
+# ---- out of memory in the app --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("err, device", [
+    (RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"), "cuda"),
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:114] data. DefaultCPUAllocator: can't allocate memory: "
+                  "you tried to allocate 9663676416 bytes."), "cpu"),
+    (MemoryError(), "cpu"),
+])
+def test_the_app_says_what_to_lower_when_memory_runs_out(err, device, monkeypatch):
+    """It used to show the general "something went wrong" sentence: nothing to act on."""
+    from teachkit.lessons import i18n
+    from teachkit.memory import OutOfMemory
+
+    for lang in ("zh", "en"):
+        monkeypatch.setattr(i18n, "lang", lambda lang=lang: lang)
+        want = catalogue(lang)["memory.out_of_memory_app"].format(device=device)
+        assert i18n.error_text(err) == want
+        assert i18n.error_text(OutOfMemory(device)) == want  # the CLI's flavour becomes the app's
+        try:  # raised from inside teachkit: the cause is found
+            raise ValueError("while running the demo") from err
+        except ValueError as outer:
+            assert i18n.error_text(outer) == want
+
+
+def test_a_demo_that_runs_out_of_memory_shows_one_line_and_stops(monkeypatch):
+    from teachkit.lessons import i18n
+
+    shown = []
+
+    class Stopped(Exception):
+        pass
+
+    class FakeSt:
+        def error(self, s):
+            shown.append(s)
+
+        def stop(self):
+            raise Stopped
+
+    monkeypatch.setattr(i18n, "st", FakeSt())
+    monkeypatch.setattr(i18n, "lang", lambda: "zh")
+    with pytest.raises(Stopped):
+        with i18n.out_of_memory_on_page():
+            raise RuntimeError("MPS backend out of memory (MPS allocated: 1 GB)")
+    assert shown == [ZH["memory.out_of_memory_app"].format(device="mps")]
+    with pytest.raises(RuntimeError, match="shape mismatch"):  # any other error passes unchanged
+        with i18n.out_of_memory_on_page():
+            raise RuntimeError("shape mismatch")
+    assert len(shown) == 1

@@ -227,7 +227,8 @@ def test_form_fields_start_at_the_classroom_preset_within_the_declared_bounds_an
             assert f.low >= o.low and (f.low > o.low or not o.low_open or f.none_value is not None), o.name
             assert f.value >= f.low
         cap = caps.get(o.cap) if o.cap else None
-        highs = [h for h in (o.high, cap) if h is not None]
+        highs = [h for h in (o.high, cap, options.WIDGET_INT_MAX if o.type is int and f.widget != "text" else None)
+                 if h is not None]
         assert f.high == (min(highs) if highs else None), o.name
         if f.options and o.choices:
             assert f.options == tuple(o.choices) and set(f.option_labels) == set(o.choices)
@@ -304,3 +305,45 @@ def test_served_caps_are_the_classroom_limits_and_enforced_whatever_the_browser_
         assert check_transfer(at_cap, 1, limits) == [], o.name
         beyond = TransferConfig(**{o.name: o.type(o.served_max + (o.step or 1))})
         assert len(check_transfer(beyond, 1, limits)) == 1, o.name
+
+
+# ---- the seed ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, 2**64, 1.5, "7", True])
+def test_a_seed_outside_torchs_range_is_refused_before_the_run(seed):
+    """2**64 used to pass validate() and fail mid-run inside torch.Generator.manual_seed, in English."""
+    with pytest.raises(ValueError) as info:
+        TransferConfig(seed=seed).validate()
+    assert info.value.msg_id == "config.seed" and repr(seed) in info.value.text("zh")
+
+
+def test_every_seed_validate_accepts_is_one_torch_accepts():
+    import torch
+
+    for seed in (0, 1, options.SEED_MAX):
+        TransferConfig(seed=seed).validate()
+        torch.Generator().manual_seed(seed)  # the oracle: torch itself
+    with pytest.raises((ValueError, RuntimeError, OverflowError)):
+        torch.Generator().manual_seed(2**64)  # what used to fail mid-run, in torch's English
+
+
+def test_the_cli_refuses_a_huge_seed_in_one_line(capsys, tmp_path):
+    from teachkit.cli import main
+
+    assert main(["--lang", "zh", "transfer", "--seed", str(2**64), "-o", str(tmp_path / "o.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == catalogue("zh")["cli.error"].format(detail=catalogue("zh")["config.seed"].format(value=repr(2**64)))
+
+
+def test_every_number_widget_of_the_form_is_one_streamlit_accepts():
+    """Streamlit refuses integer bounds beyond a browser's safe integers (2**53 - 1): the seed's
+    declared 2**63 - 1 must not reach the widget."""
+    from streamlit.elements.lib.js_number import JSNumber
+
+    for o in options.lesson_options():
+        f = options.form_field(o.name, "en", layers=("relu1_1",))
+        if f.widget in ("number", "slider") and o.type is int:
+            for bound in (f.low, f.high, f.value):
+                if bound is not None:
+                    JSNumber.validate_int_bounds(int(bound), o.name)

@@ -405,3 +405,9 @@ def test_streamlits_own_stop_button_is_chinese_in_chinese_mode():
     styles = " ".join(h.proto.body for h in open_page(None, "zh").get("html"))
     assert '[data-testid="stStatusWidget"] button' in styles and '"停止"' in styles
     assert "停止" not in " ".join(h.proto.body for h in open_page(None, "en").get("html"))
+
+
+@pytest.mark.parametrize("page,n", [("lessons/3_cost.py", 3), ("lessons/6_run.py", 6)])
+def test_each_lesson_offers_its_handout(page, n):
+    at = open_page(page, "zh")
+    assert [b for b in at.get("download_button") if b.proto.id and f"handout_{n}" in b.proto.id]

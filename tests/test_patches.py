@@ -729,3 +729,18 @@ def test_cli_merge_speaks_the_chosen_language(tmp_path, capsys):
     assert "第 0..6 张（共 6 张）" in out and f"已保存到 {tmp_path / 'ab.npz'}" in out and "saved" not in out
     assert main(["--lang", "en", "patches", "merge", str(a), str(b), "-o", str(tmp_path / "ab.npz")]) == 0
     assert "images 0..6 of 6" in capsys.readouterr().out
+
+
+def test_the_unit_label_speaks_the_asked_language_and_english_by_default():
+    from teachkit.messages import catalogue, using_language
+
+    atlas = scan(red_detector(), TensorDataset(grey_images(2)), ["relu1_1"], k=1, image_size=32)
+    assert atlas.unit_label("relu1_1", 0) == "unit = channel 0 of layer relu1_1, receptive field 3×3 px"
+    zh = catalogue("zh")["atlas.unit_label"].format(unit=0, layer="relu1_1", h=3, w=3)
+    assert atlas.unit_label("relu1_1", 0, "zh") == zh
+    with using_language("zh"):  # None: the process's language (what the CLI prints)
+        assert atlas.unit_label("relu1_1", 0, None) == zh
+        assert atlas.unit_label("relu1_1", 0) != zh  # figures ask for their own language
+    with pytest.raises(ValueError) as info:
+        atlas.activation_map("relu1_1", 0, TensorDataset(grey_images(2)), random_net())
+    assert info.value.msg_id == "atlas.other_weights"

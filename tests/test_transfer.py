@@ -603,3 +603,15 @@ def test_transfer_with_the_reference_cost_functions_equals_the_default_run(net, 
     own = transfer(content64, [style], cfg, backbone=net, cost_functions=_student_functions())
     assert [r["total"] for r in own.history] == pytest.approx([r["total"] for r in plain.history], rel=1e-4)
     assert torch.allclose(own.tensor, plain.tensor, atol=1e-4)
+
+
+def test_own_cost_functions_misused_give_one_readable_error(net, content64, style64):
+    content, style = to_tensor(content64), to_tensor(style64)
+    with pytest.raises(costs.CostFunctionError, match="gram_matrix returned float"):
+        StyleTransfer(content, style, small(), backbone=net,
+                      cost_functions=costs.CostFunctions(gram_matrix=lambda a: 1.0))
+    ref = costs.CostFunctions.reference()
+    with pytest.raises(ValueError, match="one style image, not 2") as info:
+        StyleTransfer(content, [style, style], small(), backbone=net,
+                      cost_functions=costs.CostFunctions(layer_style_cost=ref.layer_style_cost))
+    assert "2 张" in info.value.text("zh")

@@ -51,7 +51,7 @@ bench: $(STAMP)
 # the table still comes.
 bench-load: $(STAMP)
 	OMP_NUM_THREADS=1 TEACHKIT_OFFLINE=1 $(BIN)/teachkit prepare
-	$(BIN)/python benchmarks/load.py --students 30,60 --profile --json out/load.json
+	$(BIN)/python benchmarks/load.py --students 30,60 --browsers 2 --profile --json out/load.json
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

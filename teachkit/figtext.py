@@ -1,39 +1,68 @@
-"""Bilingual text for figures: one table of strings, and a CJK font for matplotlib.
+"""Bilingual text for figures, and a CJK font for matplotlib.
 
-Every module that draws a figure registers its own strings here at import time::
+The words of the figures are messages like every other (:mod:`teachkit.messages`): ids in the
+gettext domain ``figures`` -- ``teachkit/locale/{en,zh}/LC_MESSAGES/figures.po`` -- read with Babel
+through :func:`teachkit.messages.domain_catalogue`.  A figure looks its words up with :func:`tr` and
+the caller's ``lang`` (``"en"`` or ``"zh"``)::
 
-    figtext.register({"gram.title": {"en": "Gram matrix of {layer}", "zh": "{layer} 的格拉姆矩阵"}})
+    ax.set_title(figtext.tr("viz.layer_rf", lang, layer=layer, h=24, w=24))
 
-and looks them up with :func:`tr` and the caller's ``lang`` (``"en"`` or ``"zh"``).  A key missing in
-one language is an error at registration, so a Chinese page never silently shows English.
+``tests/test_messages.py`` checks that both languages have every id with the same parameters and
+that the code uses each one.
 
-:func:`use_cjk_font` (called by the first ``tr(key, "zh")``) registers a Chinese font shipped by a pip package (``mplfonts``: Noto Sans CJK SC,
-OFL) with matplotlib's font manager, so figures render Chinese text on any machine.
+:func:`register` is what the drawing modules used before the catalogue (``register({"gram.k":
+{"en": ..., "zh": ...}})`` at import): for an id the catalogue has, it only compares (the catalogue's
+words are shown; a different text is logged, and the catalogue test fails on it), so the old calls
+can be deleted at leisure; an id the catalogue lacks (a notebook's or a test's own) is kept for
+this process, both languages required.
+
+:func:`use_cjk_font` (called by the first ``tr(key, "zh")``) registers a Chinese font shipped by a pip
+package (``mplfonts``: Noto Sans CJK SC, OFL) with matplotlib's font manager, so figures render
+Chinese text on any machine.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import threading
 from pathlib import Path
 from typing import Mapping
 
-__all__ = ["CJK_FONT", "LANGS", "FontError", "cjk_font_path", "register", "tr", "use_cjk_font"]
+from .messages import LOCALE_DIR, domain_catalogue
+
+__all__ = ["CJK_FONT", "DOMAIN", "LANGS", "FontError", "cjk_font_path", "figure_texts", "register", "tr",
+           "use_cjk_font"]
 
 LANGS = ("en", "zh")
-_TABLE: dict[str, dict[str, str]] = {}
+DOMAIN = "figures"  #: the gettext domain of figure texts (figures.po)
+_extra: dict[str, dict[str, str]] = {}  # ids registered by code outside the catalogue (notebooks, tests)
+_log = logging.getLogger(__name__)
+
+
+def figure_texts(lang: str) -> dict[str, str]:
+    """The figure texts of one language: id -> text, from ``locale/<lang>/LC_MESSAGES/figures.po``."""
+    return domain_catalogue(LOCALE_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.po")
 
 
 def register(strings: Mapping[str, Mapping[str, str]]) -> None:
-    """Add ``{key: {"en": ..., "zh": ...}}`` to the table (both languages required)."""
+    """``{id: {"en": ..., "zh": ...}}``: both languages required (ValueError).  An id of figures.po
+    keeps the catalogue's words (a different text is logged); any other id is added for this
+    process, and registering it again with other words is a ValueError."""
     for key, texts in strings.items():
         missing = [lang for lang in LANGS if not texts.get(lang)]
         if missing:
             raise ValueError(f"figure text {key!r} lacks {', '.join(missing)}")
-        old = _TABLE.get(key)
+        if key in figure_texts("en"):
+            differ = [lang for lang in LANGS if figure_texts(lang).get(key) != texts[lang]]
+            if differ:
+                _log.warning("figure text %r differs from figures.po (%s): the catalogue's words are shown; "
+                             "edit teachkit/locale/*/LC_MESSAGES/figures.po", key, ", ".join(differ))
+            continue
+        old = _extra.get(key)
         if old is not None and dict(old) != dict(texts):
             raise ValueError(f"figure text {key!r} registered twice with different texts")
-        _TABLE[key] = dict(texts)
+        _extra[key] = dict(texts)
 
 
 def tr(key: str, lang: str = "en", **fmt) -> str:
@@ -42,10 +71,11 @@ def tr(key: str, lang: str = "en", **fmt) -> str:
         raise ValueError(f"unknown language {lang!r}; use one of {', '.join(LANGS)}")
     if lang == "zh" and not _font_ready:
         use_cjk_font()  # a figure that shows Chinese text needs the font: register it on first use
-    try:
-        text = _TABLE[key][lang]
-    except KeyError:
-        raise KeyError(f"no figure text registered for {key!r}") from None
+    text = figure_texts(lang).get(key)
+    if text is None:
+        text = _extra.get(key, {}).get(lang)
+    if text is None:
+        raise KeyError(f"no figure text {key!r} in {DOMAIN}.po")
     return text.format(**fmt) if fmt else text
 
 

@@ -84,7 +84,7 @@ register({
     "gram.k2": {"en": "channel k'", "zh": "通道 k'"},
     "gram.all": {"en": "all {n_C} channels", "zh": "全部 {n_C} 个通道"},
     "gram.some": {"en": "the {n} strongest of {n_C} channels", "zh": "{n_C} 个通道中最强的 {n} 个"},
-    "gram.one_G": {"en": "Gram matrix G[l]  (√ colour scale)", "zh": "Gram 矩阵 G[l]（平方根色标）"},
+    "gram.one_g": {"en": "Gram matrix G[l]  (√ colour scale)", "zh": "Gram 矩阵 G[l]（平方根色标）"},
     "gram.one_corr": {"en": "correlation of k and k' across positions",
                       "zh": "通道 k 与 k' 在各位置上的相关系数"},
     "gram.one_title": {"en": "{layer}: {shown}, {n_H}×{n_W} positions",
@@ -452,7 +452,7 @@ def gram_figure(net, image, layer: str = "relu2_1", n_channels: int = 16, full: 
         norm, cmap = mcolors.PowerNorm(gamma=0.5, vmin=0.0, vmax=float(G.max()) or 1.0), "magma"
     else:  # a conv layer: entries of both signs
         norm, cmap = _symmetric(G), "RdBu_r"
-    _heatmap(fig, axes[0], G, ch, tr("gram.one_G", lang), cmap, norm, lang)
+    _heatmap(fig, axes[0], G, ch, tr("gram.one_g", lang), cmap, norm, lang)
     _heatmap(fig, axes[1], C, ch, tr("gram.one_corr", lang), "RdBu_r", mcolors.Normalize(-1, 1), lang)
     fig.suptitle(tr("gram.one_title", lang, layer=s["layer"], shown=_shown(len(ch), n_C, lang), n_H=n_H, n_W=n_W),
                  fontsize=_pt(fig, 1.2))

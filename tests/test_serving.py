@@ -3,11 +3,15 @@
 One test per hostile case: lesson 1's folder box (off without a data root; outside the root,
 a symlink out of it, ``/x`` vs ``/x/``; bounded builders), lesson 6's jobs (a second job in one
 session, the queue and its places, an abandoned session, the time limit, the caps), uploads
-(pixels refused before decoding, decoded once per session, capped style uploads) and the limits
-of the served app (the start command passes them, the app checks them, a real browser meets them).
+(pixels refused before decoding -- a real decompression bomb --, 16-bit/float grey decoded without
+whole-picture float copies, decoded once per session, capped style uploads, bounded upload storage,
+file names never read as Markdown), one transfer per client (two tabs of one browser), failed jobs
+worded without the exception's text, and the limits of the served app (the start command passes
+them, the app checks them, a real browser meets them).
 
 The job tests replace teachkit's transfer by a stand-in that only counts steps, so they test the
-sharing rules, not the engine, in well under a second each.
+sharing rules, not the engine, in well under a second each.  Two tests talk to a real server through
+Streamlit's own protocol (tests/local_server.py: Tab): PUTs past the upload bounds, and two tabs.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..messages import Message, language, set_language
+from ..messages import Message, language
 
 __all__ = ["FUNCTIONS", "TIMEOUT_S", "definitions", "grade_file", "grade_files", "table", "add_exercises_parser"]
 
@@ -247,13 +247,13 @@ def add_exercises_parser(sub) -> None:
     c.add_argument("--layout", choices=("engine", "assignment"), default="engine",
                    help="the activations the students' functions take: teachkit's (1, n_C, n_H, n_W) or the "
                         "assignment's (1, n_H, n_W, n_C) (default: %(default)s)")
-    c.add_argument("--lang", choices=("en", "zh"), default=None, help="language of the table (default: the locale)")
+    c.add_argument("--lang", choices=("en", "zh"), default=argparse.SUPPRESS,  # else teachkit's own --lang
+                   help="language of the table (default: teachkit's --lang, else the locale)")
     c.set_defaults(func=cmd_exercises_check)
 
 
 def cmd_exercises_check(args) -> int:
-    if args.lang:
-        set_language(args.lang)
+    # --lang (here or before the sub-command) is applied by teachkit.cli.main for the whole command
     if not args.timeout > 0:
         raise ValueError("--timeout must be > 0")
     try:

@@ -201,6 +201,8 @@ def write_notebooks(folder, lang: str = "en", solutions: bool = False, force: bo
 
 
 def add_notebooks_parser(sub) -> None:
+    import argparse
+
     p = sub.add_parser(
         "notebooks",
         help="write the lessons' notebooks (one per lesson) into a folder",
@@ -209,7 +211,9 @@ def add_notebooks_parser(sub) -> None:
                     "notebooks ship inside teachkit and need no network.",
     )
     p.add_argument("folder", metavar="DIR", help="folder to write into (made if missing)")
-    p.add_argument("--lang", choices=LANGS, default=None, help="en or zh (default: the locale's language)")
+    # SUPPRESS: not given here, the top-level `teachkit --lang` (same dest) is kept
+    p.add_argument("--lang", choices=LANGS, default=argparse.SUPPRESS,
+                   help="en or zh (default: teachkit's --lang, else the locale's language)")
     p.add_argument("--solutions", action="store_true", help="the teacher's version, with the solutions")
     p.add_argument("--force", action="store_true", help="overwrite notebooks that exist already")
     p.set_defaults(func=cmd_notebooks)
@@ -220,7 +224,7 @@ def cmd_notebooks(args) -> int:
 
     from ..messages import Message, language
 
-    lang = args.lang or language()
+    lang = getattr(args, "lang", None) or language()
     try:
         paths = write_notebooks(args.folder, lang, args.solutions, args.force)
     except FileExistsError as exc:

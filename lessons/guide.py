@@ -68,7 +68,7 @@ _PROJECTOR_CSS = """
 [data-testid="stMainBlockContainer"] .katex { font-size: 1.5em !important; }
 [data-testid="stMain"] button p { font-size: 1.25rem !important; white-space: normal; }
 [data-testid="stMain"] button { min-height: 3rem; padding-left: 1rem; padding-right: 1rem; }
-[data-testid="stMain"] input, [role="listbox"] [role="option"], [role="listbox"] [role="option"] * { font-size: 1.25rem !important; }
+[data-testid="stMain"] input, [role="listbox"] [role="option"], [role="listbox"] [role="option"] * { font-size: 1.15rem !important; }
 [data-testid="stMain"] [data-tag] { max-width: none; height: auto; }
 [data-testid="stMain"] [data-tag] span { font-size: 1.15rem !important; max-width: none; overflow: visible; }
 [data-testid="stMain"] [data-testid="stSliderThumbValue"],

@@ -98,6 +98,8 @@ def test_notebook_with_solutions_runs_top_to_bottom(number):
     assert "✅" in shown  # at least one check answered, and every check of the solutions passed:
     checks = [c for c in cells if "check" in c.get("metadata", {}).get("tags", [])]
     assert checks and all("❌" not in _shown([c]) for c in checks)
+    pictures = [o for c in cells for o in getattr(c, "outputs", []) if "image/png" in o.get("data", {})]
+    assert pictures, "every notebook draws at least one figure"
 
 
 @pytest.mark.parametrize("number", LESSONS)

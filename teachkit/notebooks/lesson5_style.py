@@ -32,6 +32,9 @@
 # J_{\text{style}} = \sum_l \lambda^{[l]} J^{[l]}_{\text{style}} .$$
 
 # %%
+# en: importing pyplot makes the notebook draw teachkit's figures
+# zh: 导入 pyplot 之后，teachkit 的图才会显示在笔记本里
+import matplotlib.pyplot as plt  # noqa: F401
 import torch
 
 from teachkit import exercises

@@ -137,8 +137,9 @@ def main() -> None:
         times = [timed(at, change) for _ in range(args.repeat) for change in changes]
         worst_all.append(max(times))
         print(f"| {page} | {name} | {len(times)} | {statistics.median(times):.2f} | {max(times):.2f} |", flush=True)
-    print(f"\nload average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    print(f"\nload average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())}", flush=True)
 
 
 if __name__ == "__main__":
     main()
+    os._exit(0)  # the app's background threads (atlas builder, warm-up) need no orderly shutdown here

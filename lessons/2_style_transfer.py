@@ -86,7 +86,7 @@ if run:
         with jobs.slot_on_page():
             view = jobs.LiveView("lesson2", image_slot=g_slot)
             result = transfer(res.picture(content_key), [res.picture(style_key, config.size)], config, callback=view,
-                              backbone=res.backbone(), time_limit=cfg.demo_seconds())
+                              backbone=res.backbone(), time_limit=jobs.demo_limit(cfg.demo_seconds()))
             view.done()
     st.session_state["p2_result"] = {"settings": settings, "image": result.image, "seconds": result.seconds,
                                      "steps": len(result.history), "limit": result.stopped,

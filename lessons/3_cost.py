@@ -100,7 +100,7 @@ if demo.running and demo.steps < demo.run_until:
 
     wanted, before, t0 = demo.run_until - demo.steps, demo.steps, time.perf_counter()
     with jobs.slot_on_page():  # a demo ends on time on any machine (the engine's time limit); Run again to go on
-        demo.run(wanted, time_limit=cfg.demo_seconds(), on_step=shown)
+        demo.run(wanted, time_limit=jobs.demo_limit(cfg.demo_seconds()), on_step=shown)
     # say so when the time limit, not the Run's step count, ended it (shown after the redraw below)
     st.session_state["p3_last_run"] = (demo.steps - before, wanted, time.perf_counter() - t0,
                                        demo.running and demo.steps < demo.run_until)

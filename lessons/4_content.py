@@ -78,7 +78,7 @@ if run:
         with jobs.slot_on_page():
             view = jobs.LiveView("lesson4", image_slot=g_slot, show_values=("distance",))
             r = reconstruct_content(res.backbone(), res.picture(content_key), layer, size=SIZE, steps=STEPS,
-                                    callback=view, image_every=1, time_limit=LIMIT)
+                                    callback=view, image_every=1, time_limit=jobs.demo_limit(LIMIT))
             view.done()
     result = st.session_state["p4_result"] = {"settings": settings, "image": r.image, "distance": r.distance,
                                               "content": r.final.get("content"), "steps": r.steps,
@@ -113,7 +113,7 @@ if grid_run:
                 view = jobs.LiveView(f"lesson4_grid_{kind}", image_width="stretch", show_values=("distance",))
                 r = reconstruct_content(res.backbone(), res.picture(content_key), name, size=GRID_SIZE,
                                         steps=GRID_STEPS, callback=view, image_every=5,
-                                        time_limit=None if LIMIT is None else LIMIT / len(GRID))
+                                        time_limit=None if LIMIT is None else jobs.demo_limit(LIMIT) / len(GRID))
                 view.done()
             items.append((r.image, name, r.distance, r.steps, r.seconds, r.stopped))
     grid = st.session_state["p4_grid_result"] = {"settings": grid_settings, "items": items}

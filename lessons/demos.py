@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from teachkit.lessons.jobs import LiveView, slot_on_page
+from teachkit.lessons.jobs import LiveView, demo_limit, slot_on_page
 from teachkit.lessons.resources import backbone, picture
 
 
@@ -140,6 +140,8 @@ def texture_demo(style: str, size: int, steps: int, layers: list[str], slot, tim
     # promised (a cut one says how far it got: ``stopped``, ``steps``)
     results = []
     with slot_on_page():
+        if time_limit is not None:  # the whole demo is cut when others wait behind it (jobs.demo_limit)
+            time_limit = demo_limit(time_limit * len(layers)) / len(layers)
         cols = slot.container().columns(len(layers))
         for i, col in enumerate(cols):
             with col:

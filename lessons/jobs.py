@@ -40,54 +40,258 @@ from teachkit.memory import out_of_memory
 from teachkit.options import served_caps
 
 from teachkit.lessons._strings import UI
-from teachkit.lessons.i18n import out_of_memory_on_page, progress_message, tr, value_label
+from teachkit.lessons.i18n import error_text, out_of_memory_on_page, progress_message, tr, value_label
 from teachkit.lessons.settings import BACKBONE, atlas_default_dataset, atlas_image_size, env_int
 
 _log = logging.getLogger(__name__)
 
 MAX_JOBS = max(1, env_int("TEACHKIT_MAX_JOBS", 2))
 ATLAS_K = 9
+#: the shortest a demo of lessons 2-5 is ever cut to when others queue behind it (:func:`demo_limit`)
+DEMO_MIN_SECONDS = float(max(1, env_int("TEACHKIT_DEMO_MIN_SECONDS", 6)))
 
-_SLOTS = threading.BoundedSemaphore(MAX_JOBS)
+
+class Ticket:
+    """A place in the queue of :class:`ComputeSlots` (``long``: minutes of work; ``background``: after
+    every visitor).  Once granted, ``behind`` is how many visitors' computations were waiting then and
+    ``free`` how many slots they could use (the basis of :func:`demo_limit`)."""
+
+    __slots__ = ("seq", "long", "background", "granted", "behind", "free")
+
+    def __init__(self, seq: int, long: bool, background: bool):
+        self.seq, self.long, self.background = seq, long, background
+        self.granted = False
+        self.behind = 0
+        self.free = 1
+
+
+class ComputeSlots:
+    """The server's ``n`` compute slots, handed out first come, first served, with a place for everyone.
+
+    Whoever waits holds a :class:`Ticket`, so a page can say "you are number 3 of 7".  Two rules on
+    top of the order of arrival:
+
+    * **long work** (lesson-6 transfers, visitors' folder scans, the warm-up's preparations: minutes
+      each) holds at most ``long_slots`` slots together (``n - 1``): a demo pressed on lessons 2-5 always
+      finds a slot that no long job can take, and passes the long jobs that cannot start anyway;
+    * **background** work (the app's own warm-up) goes after every visitor's.
+
+    It also works as a semaphore (``acquire(timeout=...)`` / ``release()``) for a plain, short hold.
+    A class of 60 on 2 cores, before this: a lesson-2 demo waited up to ~3 minutes behind two
+    transfers (benchmarks/RESULTS_load.md).
+    """
+
+    def __init__(self, n: int, long_slots: int | None = None):
+        self.n = max(1, int(n))
+        self.long_slots = max(1, min(self.n, self.n - 1 if long_slots is None else int(long_slots)))
+        self._cond = threading.Condition()
+        self._waiting: list[Ticket] = []  # in the order they are served (visitors first, then background)
+        self._held = 0
+        self._held_long = 0
+        self._seq = 0
+
+    # -- queue --
+
+    def ticket(self, *, long: bool = False, background: bool = False) -> Ticket:
+        with self._cond:
+            self._seq += 1
+            t = Ticket(self._seq, long, background)
+            self._waiting.append(t)
+            self._waiting.sort(key=lambda u: (u.background, u.seq))
+            return t
+
+    def _may_start(self, t: Ticket) -> bool:
+        return not t.long or self._held_long < self.long_slots
+
+    def _ahead(self, t: Ticket) -> list[Ticket]:
+        """The waiting tickets that will be served before ``t`` (those that may start)."""
+        out = []
+        for u in self._waiting:
+            if u is t:
+                break
+            if self._may_start(u):
+                out.append(u)
+        return out
+
+    def _grantable(self, t: Ticket) -> bool:
+        free = self.n - self._held
+        return free > 0 and self._may_start(t) and len(self._ahead(t)) < free
+
+    def _grant(self, t: Ticket) -> None:
+        self._waiting.remove(t)
+        self._held += 1
+        self._held_long += t.long
+        t.granted = True
+        t.behind = sum(1 for u in self._waiting if not (u.long or u.background))
+        t.free = max(1, self.n - self._held_long)  # the slots visitors' short computations can use
+
+    def wait(self, t: Ticket, timeout: float | None = None) -> bool:
+        """Block up to ``timeout`` s until ``t`` holds a slot (True); False: still waiting, place kept."""
+        with self._cond:
+            if t.granted:
+                return True
+            if self._cond.wait_for(lambda: self._grantable(t), timeout):
+                self._grant(t)
+                return True
+            return False
+
+    def withdraw(self, t: Ticket) -> None:
+        """Give up a place in the queue (a granted ticket is released instead)."""
+        with self._cond:
+            if t.granted:
+                self._release(t)
+            elif t in self._waiting:
+                self._waiting.remove(t)
+                self._cond.notify_all()
+
+    def release(self, t: Ticket | None = None) -> None:
+        """Give back a slot: that of ticket ``t``, or (without one) a plain hold from :meth:`acquire`."""
+        with self._cond:
+            self._release(t)
+
+    def _release(self, t: Ticket | None) -> None:
+        if t is not None:
+            if not t.granted:
+                raise ValueError("release of a ticket that holds no slot")
+            t.granted = False
+            self._held_long -= t.long
+        if self._held <= 0:
+            raise ValueError("ComputeSlots released too many times")
+        self._held -= 1
+        self._cond.notify_all()
+
+    def place(self, t: Ticket) -> tuple[int, int] | None:
+        """``(place, waiting)``: ``t``'s 1-based place among those who will be served before it, and how
+        many visitors' computations wait in all; None once it holds a slot."""
+        with self._cond:
+            if t.granted or t not in self._waiting:
+                return None
+            waiting = sum(1 for u in self._waiting if not u.background)
+            return len(self._ahead(t)) + 1, max(waiting, 1)
+
+    def counts(self) -> tuple[int, int, int]:
+        """(held, of which long, waiting)"""
+        with self._cond:
+            return self._held, self._held_long, len(self._waiting)
+
+    # -- as a semaphore --
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        t = self.ticket()
+        if self.wait(t, (timeout if blocking else 0)):
+            return True
+        self.withdraw(t)
+        return False
+
+
+_SLOTS = ComputeSlots(MAX_JOBS)
 #: computations of a second or less (one step of lesson 3's demo) have a lane of their own, so that a
 #: click on "Step" never waits behind the 25-s demos and 5-minute transfers that hold the compute slots
 #: (30 students on 2 cores: a step waited 31 s median, 177 s worst; benchmarks/RESULTS_load.md)
 QUICK_JOBS = max(1, env_int("TEACHKIT_QUICK_JOBS", 1))
 _QUICK = threading.BoundedSemaphore(QUICK_JOBS)
 
+_HELD = threading.local()  #: the ticket of the slot this thread holds (for demo_limit)
+
 
 @contextlib.contextmanager
-def compute_slot(stop: threading.Event | None = None, on_wait: Callable[[], None] | None = None, *,
-                 quick: bool = False) -> Iterator[bool]:
-    """Hold one of the MAX_JOBS compute slots while the block runs (``quick``: one of the
-    QUICK_JOBS slots for computations of a second or less instead).
+def compute_slot(stop: threading.Event | None = None,
+                 on_wait: Callable[[int, int, float], None] | None = None, *, quick: bool = False,
+                 long: bool = False, background: bool = False, every: float = 1.0) -> Iterator[bool]:
+    """Hold one of the MAX_JOBS compute slots while the block runs, served in order of arrival
+    (:class:`ComputeSlots`; ``long``: minutes of work, never in the last free slot; ``background``:
+    after every visitor); ``quick``: one of the QUICK_JOBS slots for computations of a second or less.
 
     On a 2-core laptop, thirty students pressing "run" at once would make everybody wait
-    forever; with slots, the first ones run at full speed and the rest queue.  ``on_wait`` is
-    called once if the slot is not free at once (e.g. to show "waiting for the CPU").  Yields
-    False when ``stop`` was set while waiting (the slot is then not held).
+    forever; with slots, the first ones run at full speed and the rest queue.  While it waits,
+    ``on_wait(place, waiting, seconds)`` is called at once and then every ``every`` s (e.g. to show
+    "you are number 3 of 7"); an exception it raises (Streamlit stopping a page that was left) gives
+    the place up.  Yields False when ``stop`` was set while waiting (the slot is then not held).
     """
-    slots = _QUICK if quick else _SLOTS
-    got = slots.acquire(timeout=0.05)
-    if not got and on_wait is not None:
-        on_wait()
-    while not got:
-        if stop is not None and stop.is_set():
-            yield False
-            return
-        got = slots.acquire(timeout=0.25)
+    if quick:
+        got = _QUICK.acquire(timeout=0.05)
+        if not got and on_wait is not None:
+            on_wait(0, 0, 0.0)
+        while not got:
+            if stop is not None and stop.is_set():
+                yield False
+                return
+            got = _QUICK.acquire(timeout=0.25)
+        try:
+            yield True
+        finally:
+            _QUICK.release()
+        return
+    slots = _SLOTS
+    ticket = slots.ticket(long=long, background=background)
+    t0 = time.monotonic()
+    try:
+        got = slots.wait(ticket, 0.05)
+        next_note = 0.0
+        while not got:
+            if stop is not None and stop.is_set():
+                break
+            waited = time.monotonic() - t0
+            if on_wait is not None and waited >= next_note:
+                place = slots.place(ticket)
+                if place is not None:
+                    on_wait(place[0], place[1], waited)
+                next_note = waited + every
+            got = slots.wait(ticket, min(0.25, every))
+    except BaseException:
+        slots.withdraw(ticket)
+        raise
+    if not got:
+        slots.withdraw(ticket)
+        yield False
+        return
+    outer = getattr(_HELD, "ticket", None)
+    _HELD.ticket = ticket
     try:
         yield True
     finally:
-        slots.release()
+        _HELD.ticket = outer
+        slots.release(ticket)
+
+
+_CONFIGURED = object()
+
+
+def demo_limit(seconds=_CONFIGURED) -> float | None:
+    """The time limit of a demo that has just got its compute slot: ``seconds`` (default: the classroom's,
+    ``TEACHKIT_DEMO_SECONDS``), cut when others were waiting behind it, so that the queue empties in
+    about one demo's time: ``seconds x free / (free + waiting)`` (``free``: the slots demos can use), never
+    below ``DEMO_MIN_SECONDS`` (nor above ``seconds``).  A cut demo stops at its limit with the image it
+    has, like any demo.  Outside a slot, or with nobody waiting: ``seconds`` as it is.
+
+    A class of 60 on 2 cores pressed 15 demos of 25 s within a minute: the last waited ~3 minutes.
+    """
+    if seconds is _CONFIGURED:
+        from teachkit.lessons.settings import demo_seconds
+
+        seconds = demo_seconds()
+    ticket = getattr(_HELD, "ticket", None)
+    if seconds is None or ticket is None or not ticket.behind:
+        return seconds
+    share = float(seconds) * ticket.free / (ticket.free + ticket.behind)
+    return min(float(seconds), max(min(DEMO_MIN_SECONDS, float(seconds)), share))
 
 
 @contextlib.contextmanager
 def slot_on_page(quick: bool = False) -> Iterator[None]:
     """``compute_slot`` for a computation that runs in the page's own script thread (``quick``: a
-    second or less, e.g. one step; it then never waits behind the long ones)."""
+    second or less, e.g. one step; it then never waits behind the long ones).  While it waits, the page
+    says where it is in the queue (updated every second); a demo inside should take its time limit from
+    :func:`demo_limit` (shorter when others wait)."""
     note = st.empty()
-    with compute_slot(on_wait=lambda: note.info(tr("waiting_cpu")), quick=quick):
+
+    def waiting(place: int, total: int, secs: float) -> None:
+        if quick or not place:
+            note.info(tr("waiting_cpu"))
+        else:
+            note.info(tr("waiting_place", place=place, waiting=total, secs=secs))
+
+    with compute_slot(on_wait=waiting, quick=quick):
         note.empty()
         with out_of_memory_on_page():  # memory running out: one line saying what to lower (lessons 2-5)
             yield
@@ -188,6 +392,16 @@ def _limits_from_env() -> JobLimits:
 LIMITS = _limits_from_env()
 
 
+def _planned_steps(config, n_styles: int) -> int:
+    """The steps a config asks for over all its scales (``scale_steps`` overrides ``steps``), as the
+    engine resolves it (TransferConfig.resolved); ``config.steps`` for a config the engine will refuse
+    anyway (it then fails with its own message)."""
+    try:
+        return int(config.resolved(n_styles or None).steps)
+    except Exception:  # noqa: BLE001 - the engine reports the bad config itself
+        return int(config.steps)
+
+
 def check_transfer(config, n_styles: int, limits: JobLimits | None = None) -> list[str]:
     """What in ``config`` (a TransferConfig) goes beyond the classroom limits: one message each.
 
@@ -199,8 +413,9 @@ def check_transfer(config, n_styles: int, limits: JobLimits | None = None) -> li
     size = config.size if config.size is not None else lim.max_size + 1  # None = full size: too big
     if size > lim.max_size:
         out.append(tr("limit_size", value=config.size, limit=lim.max_size))
-    if int(config.steps) > lim.max_steps:
-        out.append(tr("limit_steps", value=config.steps, limit=lim.max_steps))
+    steps = _planned_steps(config, n_styles)  # scale_steps=(400, 400) is 800 steps, whatever ``steps`` says
+    if steps > lim.max_steps:
+        out.append(tr("limit_steps", value=steps, limit=lim.max_steps))
     if float(config.style_scale) > lim.max_style_scale:
         out.append(tr("limit_style_scale", value=config.style_scale, limit=lim.max_style_scale))
     if config.optimizer == "lbfgs" and int(config.history_size) > lim.max_history:
@@ -307,17 +522,19 @@ class QueueFull(RuntimeError):
 class JobBoard:
     """The lesson-6 jobs of the whole process: at most one per session, a bounded FIFO queue.
 
-    A job waits in the queue until it is first and a compute slot is free.  Submitting a job for
-    a session that has one already cancels the old one; a new job takes a waiting old one's place
-    in the queue.  ``place(job)`` is the job's 1-based place among the waiting ones.
+    A job waits in the queue until it is first and a compute slot is free for long work (a transfer
+    holds one of :class:`ComputeSlots`' ``long_slots``, never the last free slot: the demos of lessons
+    2-5 always find one).  Submitting a job for a session that has one already cancels the old one; a
+    new job takes a waiting old one's place in the queue.  ``place(job)`` is the job's 1-based place
+    among the waiting ones.
     """
 
-    def __init__(self, limits: JobLimits | None = None, slots: threading.Semaphore | None = None):
+    def __init__(self, limits: JobLimits | None = None, slots: ComputeSlots | None = None):
         self.limits = limits or LIMITS
         self.slots = slots if slots is not None else _SLOTS
         self._lock = threading.Lock()
         self._waiting: list[TransferJob] = []
-        self._running: list[TransferJob] = []
+        self._running: dict[TransferJob, Ticket] = {}
         self._by_session: dict[str, TransferJob] = {}
 
     def submit(self, job: "TransferJob") -> "TransferJob":
@@ -346,18 +563,23 @@ class JobBoard:
 
     def wait_turn(self, job: "TransferJob") -> bool:
         """Block (in the job's thread) until the job holds a compute slot: True; False if it was
-        cancelled or abandoned while it waited (its place is then given up)."""
+        cancelled or abandoned while it waited (its place is then given up).  Only the first job of
+        the board asks the slots for one (a long one), and keeps its ticket until it is served."""
+        ticket: Ticket | None = None
         try:
             while True:
                 if job.stop_event.is_set() or job.check_abandoned():
                     return False
                 with self._lock:
                     first = bool(self._waiting) and self._waiting[0] is job
-                if first and self.slots.acquire(timeout=0.25):
+                if first and ticket is None:
+                    ticket = self.slots.ticket(long=True)
+                if ticket is not None and self.slots.wait(ticket, 0.25):
                     with self._lock:
                         if job in self._waiting:
                             self._waiting.remove(job)
-                        self._running.append(job)
+                        self._running[job] = ticket
+                    ticket = None
                     if job.stop_event.is_set():  # cancelled in the meantime
                         self.release(job)
                         return False
@@ -365,15 +587,17 @@ class JobBoard:
                 if not first:
                     job.stop_event.wait(0.25)
         finally:
+            if ticket is not None:
+                self.slots.withdraw(ticket)
             with self._lock:
                 if job in self._waiting and (job.stop_event.is_set() or job.reason):
                     self._waiting.remove(job)
 
     def release(self, job: "TransferJob") -> None:
         with self._lock:
-            if job in self._running:
-                self._running.remove(job)
-                self.slots.release()
+            ticket = self._running.pop(job, None)
+            if ticket is not None:
+                self.slots.release(ticket)
             if job in self._waiting:
                 self._waiting.remove(job)
             if self._by_session.get(job.session) is job:
@@ -414,7 +638,7 @@ class TransferJob:
         self.state = "queued"  # queued -> running -> done | cancelled | failed
         self.reason: str | None = None
         self.step = 0
-        self.total = int(config.steps)
+        self.total = _planned_steps(config, len(styles))  #: the engine's plan's count once it is made (_run)
         self.values: dict[str, float] = {}
         self.records: list[dict] = []  # weighted cost terms per step, for the live chart
         self.image = None
@@ -489,7 +713,7 @@ class TransferJob:
         return False  # stopping goes through stop_event
 
     def _run(self) -> None:
-        from teachkit.transfer import transfer
+        from teachkit.transfer import Engine
 
         got = False
         try:
@@ -500,8 +724,10 @@ class TransferJob:
                 return
             with self._lock:
                 self.state = "running"
-            result = transfer(self.content, self.styles, self.config, callback=self._callback,
-                              stop=self.stop_event, backbone=self.net, time_limit=self.limits.seconds)
+            engine = Engine(self.content, self.styles, self.config, backbone=self.net)
+            with self._lock:
+                self.total = engine.plan.steps  # the steps the engine will really take, over all its scales
+            result = engine.run(callback=self._callback, stop=self.stop_event, time_limit=self.limits.seconds)
             with self._lock:
                 if result.stop_reason == "time_limit" and self.reason is None:
                     self.reason = "time_limit"
@@ -534,7 +760,7 @@ class TransferJob:
                 "image": self.image, "message": progress_message(self.message), "result": self.result,
                 "error": self.error if self.error is None or isinstance(self.error, str) else failure_text(self.error),
                 "records": list(self.records), "reason": self.reason, "place": place,
-                "elapsed": (self.finished_at or time.time()) - self.started,
+                "elapsed": (self.finished_at or time.time()) - self.started, "limit_seconds": self.limits.seconds,
             }
 
     def log_json(self) -> str:
@@ -544,20 +770,13 @@ class TransferJob:
         return json.dumps(self.result.to_dict(), indent=1, allow_nan=False)
 
 
-def failure_text(err: BaseException, lang: str | None = None) -> str:
-    """What a visitor reads about a job that failed: a teachkit error in their language (it says what
-    to change, e.g. teachkit.memory's out-of-memory line), anything else one general sentence --
-    never the exception's own text, which can carry the server's paths or internals (the server
-    log has it)."""
-    from teachkit.messages import TeachkitError, text
-
-    if lang is None:
-        from teachkit.lessons.i18n import lang as session_lang
-
-        lang = session_lang()
-    if isinstance(err, TeachkitError):
-        return err.text(lang)
-    return text("serving.job_failed", lang)
+def failure_text(err: BaseException) -> str:
+    """What a visitor reads about a job that failed, in the session's language: the app's one way of
+    showing an exception (:func:`teachkit.lessons.i18n.error_text`) -- a teachkit error keeps its words
+    (it says what to change, e.g. teachkit.memory's out-of-memory line), anything else is one general
+    sentence, never the exception's own text, which can carry the server's paths or internals (the
+    server log has it)."""
+    return error_text(err)
 
 
 def queue_text(snap: dict) -> str:
@@ -566,14 +785,14 @@ def queue_text(snap: dict) -> str:
     place = snap.get("place")
     if place is None:
         return tr("p6_queued")
-    return tr("job_place", place=place, waiting=waiting, slots=MAX_JOBS)
+    return tr("job_place", place=place, waiting=waiting, slots=_SLOTS.long_slots)
 
 
 def reason_text(snap: dict) -> str | None:
     """Why a job ended early, for the page (None for a plain finish, failure or Cancel)."""
     reason = snap.get("reason")
     if reason == "time_limit":
-        return tr("job_time_limit", secs=LIMITS.seconds)
+        return tr("job_time_limit", secs=snap.get("limit_seconds", LIMITS.seconds))
     if reason == "replaced":
         return tr("job_replaced")
     if reason == "abandoned":
@@ -662,7 +881,7 @@ def _folder_scan_turn(stop: threading.Event) -> Iterator[bool]:
             yield False
             return
     try:
-        with compute_slot(stop=stop) as got:
+        with compute_slot(stop=stop, long=True) as got:
             yield got
     finally:
         _FOLDER_SCANS.release()
@@ -726,7 +945,7 @@ class AtlasBuilder:
 
         try:
             if not self.folder:
-                with compute_slot():
+                with compute_slot(long=True):  # minutes on a first start: never the demos' last slot
                     self.atlas = get_atlas(self.spec, backbone=self.net, layers=self.layers, k=ATLAS_K,
                                            image_size=atlas_image_size(), callback=self._progress)
                 return
@@ -832,8 +1051,15 @@ STRINGS = {
     "limit_styles": {"en": "{value} style images is above the classroom limit of {limit}.",
                      "zh": "{value} 张风格图超过了课堂上限 {limit} 张。"},
     "job_place": {
-        "en": "Waiting: you are number {place} of {waiting} in the queue ({slots} transfers run at once).",
-        "zh": "排队中：你在 {waiting} 人中排第 {place} 位（同时运行 {slots} 个任务）。",
+        "en": "Waiting: you are number {place} of {waiting} in the queue (transfers compute {slots} at a time, "
+              "so that the other lessons' demos always find the CPU free).",
+        "zh": "排队中：你在 {waiting} 人中排第 {place} 位（风格迁移任务每次只运行 {slots} 个，好让其他课的演示随时有 CPU 可用）。",
+    },
+    "waiting_place": {
+        "en": "Waiting for the CPU: you are number {place} of {waiting} in the queue ({secs:.0f} s so far). "
+              "Your demo starts by itself; while others wait, each demo runs a little shorter.",
+        "zh": "正在等待 CPU：你在队列 {waiting} 人中排第 {place} 位（已等 {secs:.0f} 秒）。轮到你时演示会自动开始；"
+              "排队的人多时，每个演示会运行得短一些。",
     },
     "job_time_limit": {"en": "Stopped at the classroom time limit ({secs:.0f} s); the latest image is kept.",
                        "zh": "已到课堂时间上限（{secs:.0f} 秒），任务停止；保留最新的图像。"},

@@ -318,14 +318,15 @@ _STARTS: dict[tuple, object] = {}
 
 
 def real_start(content_key: str, size: int, config, style_key: str | None = None):
-    """The engine's own starting image for this content and config (PIL), kept per process."""
-    from teachkit.prepare import start_image
+    """The engine's own starting image G0 for this content and config (PIL), at the engine's first
+    scale (:func:`teachkit.transfer.initial_image`: no network pass), kept per process.  ``style_key``
+    does not change G0; it is accepted for the pages' calls."""
+    from teachkit.transfer import initial_image
 
-    key = (content_key, size, repr(config), style_key)
+    key = (content_key, size, repr(config))
     img = _STARTS.get(key)
     if img is None:
-        style = None if style_key is None else picture(style_key, size)
-        img = start_image(load_net(), picture(content_key, size), style, config)
+        img = initial_image(picture(content_key, size), config)
         if len(_STARTS) > 128:
             _STARTS.clear()
         _STARTS[key] = img
@@ -652,7 +653,7 @@ def prepare_missing() -> None:
     recipe = prepare.FAST if fast_mode() else prepare.FULL
     try:
         for kind in ("gallery", "content", "texture"):
-            with jobs.compute_slot():
+            with jobs.compute_slot(long=True, background=True):  # after every student's computation
                 prepare.prepare(load_net(), [kind], recipe, log=log.info)
     except Exception:  # noqa: BLE001 - the pages offer to run everything live anyway
         log.exception("teachkit app: preparing the default results failed")

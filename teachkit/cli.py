@@ -35,12 +35,18 @@ def _csv(text: str) -> list[str]:
     return list(parse_list(text, str) or ())
 
 
+def words(msg_id: str, **params) -> str:
+    """A help text in the process's language (``--lang`` is applied before the parser is built),
+    with ``%`` escaped for argparse."""
+    return text(msg_id, **params).replace("%", "%%")
+
+
 # ---- teachkit layers ---------------------------------------------------------------------------
 
 
 def add_layers_parser(sub) -> None:
-    p = sub.add_parser("layers", help="table of a backbone's layers: channels, stride, receptive field")
-    p.add_argument("--backbone", default="vgg19")
+    p = sub.add_parser("layers", help=words("cli.help.layers"))
+    p.add_argument("--backbone", default="vgg19", help=words("cli.help.backbone", default="vgg19"))
     p.set_defaults(func=cmd_layers)
 
 
@@ -60,9 +66,6 @@ def cmd_layers(args) -> int:
 def add_transfer_parser(sub) -> None:
     from . import options
     from .transfer import PRESETS
-
-    def words(msg_id: str, **params) -> str:  # help text in the process's language; argparse formats it
-        return text(msg_id, **params).replace("%", "%%")
 
     p = sub.add_parser("transfer", help=words("cli.transfer.help"), description=words("cli.transfer.description"))
     p.add_argument("content", nargs="?", default=None, help=words("cli.transfer.content"))
@@ -87,8 +90,8 @@ def _transfer_config(args):
 
 def _weights_line(weights: dict) -> str:
     lam = ", ".join(f"{l} {v:.3g}" for l, v in weights["layer_weights"].items())
-    return (f"weights used: alpha {weights['alpha']:.3g}, beta {weights['beta']:.3g}, "
-            f"lambda[l]: {lam or '-'}, w_tv {weights['tv_weight']:.3g}")
+    return text("cli.transfer.weights", alpha=weights["alpha"], beta=weights["beta"], lams=lam or "-",
+                tv=weights["tv_weight"])
 
 
 def _step_file(step: int) -> str:
@@ -179,18 +182,19 @@ def cmd_transfer(args) -> int:
     w, h = result.image.size
     steps = len(result.history)
     if result.stopped:
-        print(f"interrupted after {steps} steps: wrote the latest image to {out} ({w}x{h})")
+        print(text("cli.transfer.interrupted", steps=steps, path=out, w=w, h=h))
     else:
-        print(f"wrote {out} ({w}x{h}, {steps} steps, {result.seconds:.1f} s, J = {result.costs.get('total', 0):.4g})")
+        print(text("cli.transfer.wrote", path=out, w=w, h=h, steps=steps, secs=result.seconds,
+                   j=result.costs.get("total", 0)))
     print(_weights_line(result.plan.weights))
     if log_path is not None:
         result.save_log(log_path)
-        print(f"wrote the log to {log_path}")
+        print(text("cli.transfer.wrote_log", path=log_path))
     if plot_path is not None and result.history:
         from .viz import plot_history, save_figure
 
         save_figure(plot_history(result.history, layers=True, weights=result.plan), plot_path)
-        print(f"wrote the cost plot to {plot_path}")
+        print(text("cli.transfer.wrote_plot", path=plot_path))
     return 130 if result.stopped else 0
 
 
@@ -198,65 +202,50 @@ def cmd_transfer(args) -> int:
 
 
 def add_patches_parser(sub) -> None:
-    p = sub.add_parser(
-        "patches",
-        help="which image patches make a unit (one channel of a layer) fire: scan, show, overview, merge",
-        description="Scan a dataset once, keep every unit's top-k patches in an atlas file, then draw "
-        "one unit's patches (show) or a few units of several layers side by side (overview). The atlases "
-        "of the parts of a scan (--shard) are put together with merge.",
-    )
+    from .patches import DEFAULT_IMAGE_SIZE, DEFAULT_LAYERS
+
+    p = sub.add_parser("patches", help=words("patches.help"), description=words("patches.help.description"))
     psub = p.add_subparsers(dest="patches_command", required=True)
 
-    s = psub.add_parser("scan", help="scan a dataset and write an atlas of every unit's top patches")
-    s.add_argument("--data", default="sample",
-                   help="'sample' (bundled photos, default), a folder of images, or cifar10[:ROOT[:SPLIT]]")
-    s.add_argument("--backbone", default="vgg19")
+    s = psub.add_parser("scan", help=words("patches.help.scan"))
+    s.add_argument("--data", default="sample", help=words("patches.help.data"))
+    s.add_argument("--backbone", default="vgg19", help=words("cli.help.backbone", default="vgg19"))
     s.add_argument("--layers", type=_csv, default=None,
-                   help="comma-separated layers (default relu1_1,relu2_1,relu3_1,relu4_1,relu5_1)")
-    s.add_argument("--k", type=int, default=9, help="patches kept per unit (default 9)")
-    s.add_argument("--image-size", type=int, default=None,
-                   help="side the images are scanned at (default 160)")
-    s.add_argument("--batch-size", type=int, default=16)
-    s.add_argument("--positions-per-image", type=int, default=1,
-                   help="distinct positions one image may give a unit (default 1)")
-    s.add_argument("--shard", default=None,
-                   help="scan only part PART of PARTS, written as PART/PARTS (needs --out)")
-    s.add_argument("--device", default=None,
-                   help="cpu, cuda, mps (default: the best there is; under torchrun each process its own GPU)")
-    s.add_argument("--threads", type=int, default=None,
-                   help="CPU threads of this process (torch.set_num_threads); under torchrun set it to "
-                   "the cores divided by the processes per machine")
-    s.add_argument("--out", "-o", default=None,
-                   help="atlas file to write (.npz); the cache is used either way")
-    s.add_argument("--cache-dir", default=None, help="atlas cache folder (default $TEACHKIT_CACHE/atlases "
-                   "or ~/.cache/teachkit/atlases)")
-    s.add_argument("--rescan", action="store_true", help="scan even if the cache has this atlas")
+                   help=words("patches.help.layers", default=",".join(DEFAULT_LAYERS)))
+    s.add_argument("--k", type=int, default=9, help=words("patches.help.k", default=9))
+    s.add_argument("--image-size", type=int, default=None, help=words("patches.help.image_size", default=DEFAULT_IMAGE_SIZE))
+    s.add_argument("--batch-size", type=int, default=16, help=words("patches.help.batch_size", default=16))
+    s.add_argument("--positions-per-image", type=int, default=1, help=words("patches.help.positions", default=1))
+    s.add_argument("--shard", default=None, help=words("patches.help.shard"))
+    s.add_argument("--device", default=None, help=words("patches.help.device"))
+    s.add_argument("--threads", type=int, default=None, help=words("patches.help.threads"))
+    s.add_argument("--out", "-o", default=None, help=words("patches.help.out"))
+    s.add_argument("--cache-dir", default=None, help=words("patches.help.cache_dir"))
+    s.add_argument("--rescan", action="store_true", help=words("patches.help.rescan"))
     s.set_defaults(func=cmd_patches_scan)
 
-    sh = psub.add_parser("show", help="one unit's top patches in a grid")
-    sh.add_argument("atlas", help="atlas file written by 'teachkit patches scan'")
-    sh.add_argument("--layer", required=True)
-    sh.add_argument("--unit", type=int, required=True, help="channel number (from 0)")
-    sh.add_argument("--out", "-o", required=True, help="image file to write (png/jpg/pdf/svg)")
-    sh.add_argument("--map", default=None, metavar="FILE",
-                    help="also draw the unit's activation map over its best image into FILE")
-    sh.add_argument("--data", default=None, help="where the atlas's images are now, if they moved")
+    sh = psub.add_parser("show", help=words("patches.help.show"))
+    sh.add_argument("atlas", help=words("patches.help.atlas"))
+    sh.add_argument("--layer", required=True, help=words("patches.help.layer"))
+    sh.add_argument("--unit", type=int, required=True, help=words("patches.help.unit"))
+    sh.add_argument("--out", "-o", required=True, help=words("cli.help.figure_out"))
+    sh.add_argument("--map", default=None, metavar="FILE", help=words("patches.help.map"))
+    sh.add_argument("--data", default=None, help=words("patches.help.moved"))
     sh.set_defaults(func=cmd_patches_show)
 
-    ov = psub.add_parser("overview", help="a few units per layer, layers side by side")
-    ov.add_argument("atlas", help="atlas file written by 'teachkit patches scan'")
-    ov.add_argument("--out", "-o", required=True, help="image file to write (png/jpg/pdf/svg)")
-    ov.add_argument("--layers", type=_csv, default=None,
-                    help="comma-separated layers (default: all in the atlas)")
-    ov.add_argument("--units", type=int, default=4, help="units per layer (default 4)")
+    ov = psub.add_parser("overview", help=words("patches.help.overview"))
+    ov.add_argument("atlas", help=words("patches.help.atlas"))
+    ov.add_argument("--out", "-o", required=True, help=words("cli.help.figure_out"))
+    ov.add_argument("--layers", type=_csv, default=None, help=words("patches.help.overview_layers"))
+    ov.add_argument("--units", type=int, default=4, help=words("patches.help.units", default=4))
     ov.add_argument("--how", default="most_active", choices=("most_active", "most_varied", "index"),
-                    help="how units are chosen (default most_active)")
-    ov.add_argument("--data", default=None, help="where the atlas's images are now, if they moved")
+                    help=words("patches.help.how", default="most_active"))
+    ov.add_argument("--data", default=None, help=words("patches.help.moved"))
     ov.set_defaults(func=cmd_patches_overview)
 
-    mg = psub.add_parser("merge", help="one atlas from several: the shards of 'scan --shard', or different datasets")
-    mg.add_argument("atlases", nargs="+", metavar="ATLAS", help="atlas files written by 'teachkit patches scan'")
-    mg.add_argument("--out", "-o", required=True, help="atlas file to write (.npz)")
+    mg = psub.add_parser("merge", help=words("patches.help.merge"))
+    mg.add_argument("atlases", nargs="+", metavar="ATLAS", help=words("patches.help.atlases"))
+    mg.add_argument("--out", "-o", required=True, help=words("patches.help.merge_out"))
     mg.set_defaults(func=cmd_patches_merge)
 
 
@@ -430,84 +419,63 @@ def _gram_shorthand(argv: list[str]) -> list[str]:
 
 
 def _gram_common(p, layer: str, size: int = 256) -> None:
-    p.add_argument("--layer", default=layer, help=f"layer to look at (default {layer})")
-    p.add_argument("--size", type=int, default=size, help=f"long side the images are scaled to (default {size})")
-    p.add_argument("--backbone", default="vgg19")
-    p.add_argument("--device", default=None)
-    p.add_argument("--out", "-o", required=True, help="figure to write (png/jpg/pdf/svg)")
+    p.add_argument("--layer", default=layer, help=words("cli.help.gram_layer", default=layer))
+    p.add_argument("--size", type=int, default=size, help=words("cli.help.gram_size", default=size))
+    p.add_argument("--backbone", default="vgg19", help=words("cli.help.backbone", default="vgg19"))
+    p.add_argument("--device", default=None, help=words("cli.help.device"))
+    p.add_argument("--out", "-o", required=True, help=words("cli.help.figure_out"))
 
 
 def add_gram_parser(sub) -> None:
-    p = sub.add_parser(
-        "gram",
-        help="Gram matrices (style = correlation between channels): show, pair, shuffle",
-        description="Look at the Gram matrix G[l]_kk' = sum_ij a_ijk a_ijk' of a layer.\n\n"
-        "  teachkit gram show IMAGE [IMAGE2] -o gram.png   one image: G and the channel correlation;\n"
-        "                                                  two (S then G): G(S), G(G), their difference\n"
-        "                                                  and J_style[l]\n"
-        "  teachkit gram IMAGE [IMAGE2] -o gram.png        the same (shorthand for 'show')\n"
-        "  teachkit gram pair IMAGE -o pair.png            one entry G_kk' taken apart: map k, map k',\n"
-        "                                                  their product, whose sum is G_kk'\n"
-        "  teachkit gram shuffle IMAGE -o shuffle.png      shuffle the image's tiles: the Gram matrix\n"
-        "                                                  hardly changes, the feature maps do\n\n"
-        "IMAGE is a file or a sample name (chelsea, astronaut, ..., stained_glass, swirls, ...); "
-        "an image file called show/pair/shuffle needs the explicit form 'gram show ./pair'.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = sub.add_parser("gram", help=words("cli.help.gram"), description=words("cli.help.gram_description"),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     gsub = p.add_subparsers(dest="gram_command", required=True, metavar="{show,pair,shuffle}")
 
-    s = gsub.add_parser("show", help="heatmaps of G (one image) or G(S), G(G), difference (two images)")
-    s.add_argument("images", nargs="+", metavar="IMAGE", help="one image, or two: the style image S, then G")
+    s = gsub.add_parser("show", help=words("cli.help.gram_show"))
+    s.add_argument("images", nargs="+", metavar="IMAGE", help=words("cli.help.gram_images"))
     _gram_common(s, "relu2_1")
-    s.add_argument("--channels", type=int, default=32,
-                   help="show the N most energetic channels (default 32), correlated ones together")
-    s.add_argument("--full", action="store_true", help="show every channel")
+    s.add_argument("--channels", type=int, default=32, help=words("cli.help.gram_channels", default=32))
+    s.add_argument("--full", action="store_true", help=words("cli.help.gram_full"))
     s.add_argument("--normalization", default="lecture", choices=("lecture", "gatys", "none"),
-                   help="constant of J_style[l] (default lecture: 1/(2 n_H n_W n_C))")
+                   help=words("cli.help.gram_normalization"))
     s.set_defaults(func=cmd_gram_show)
 
-    pr = gsub.add_parser("pair", help="two channels' maps, their product, and its sum = G_kk'")
-    pr.add_argument("image", metavar="IMAGE")
+    pr = gsub.add_parser("pair", help=words("cli.help.gram_pair"))
+    pr.add_argument("image", metavar="IMAGE", help=words("cli.help.image"))
     _gram_common(pr, "relu3_1")
     pr.add_argument("--channels", type=int, nargs=2, metavar=("K", "K2"), default=None,
-                    help="the two channels (default: the most correlated active pair)")
+                    help=words("cli.help.gram_pair_channels"))
     which = pr.add_mutually_exclusive_group()
-    which.add_argument("--most", dest="which", action="store_const", const="most",
-                       help="pick the most correlated pair of active channels (default)")
+    which.add_argument("--most", dest="which", action="store_const", const="most", help=words("cli.help.gram_most"))
     which.add_argument("--least", dest="which", action="store_const", const="least",
-                       help="pick the least (most negatively) correlated pair")
+                       help=words("cli.help.gram_least"))
     pr.set_defaults(func=cmd_gram_pair, which="most")
 
-    sh = gsub.add_parser("shuffle", help="shuffle tiles: the Gram matrix forgets positions, features do not")
-    sh.add_argument("image", metavar="IMAGE")
+    sh = gsub.add_parser("shuffle", help=words("cli.help.gram_shuffle"))
+    sh.add_argument("image", metavar="IMAGE", help=words("cli.help.image"))
     _gram_common(sh, "relu2_1")
-    sh.add_argument("--content-layer", default="relu4_2", help="layer for the feature difference (default relu4_2)")
-    sh.add_argument("--tiles", type=int, default=2, help="tiles per side (default 2)")
-    sh.add_argument("--seed", type=int, default=0)
+    sh.add_argument("--content-layer", default="relu4_2", help=words("cli.help.gram_content_layer", default="relu4_2"))
+    sh.add_argument("--tiles", type=int, default=2, help=words("cli.help.gram_tiles", default=2))
+    sh.add_argument("--seed", type=int, default=0, help=words("cli.help.gram_seed", default=0))
     sh.set_defaults(func=cmd_gram_shuffle)
 
 
 def add_reconstruct_parser(sub) -> None:
-    r = sub.add_parser(
-        "reconstruct",
-        help="what each layer keeps: images rebuilt from white noise (content) or textures (style)",
-        description="content: rebuild IMAGE from white noise using one layer's activation, for each "
-        "layer (shallow layers keep the pixels, deep ones the objects).  style: textures from white noise "
-        "matching the Gram matrices of the layers up to each of --layers in turn (the growing scale "
-        "of texture).  IMAGE is a file or a sample name.",
-    )
-    r.add_argument("kind", choices=("content", "style"), help="content reconstruction or texture (style)")
-    r.add_argument("image", metavar="IMAGE")
+    from .reconstruct import DEFAULT_LAYERS, DEFAULT_SIZE, DEFAULT_STEPS
+
+    r = sub.add_parser("reconstruct", help=words("cli.help.reconstruct"),
+                       description=words("cli.help.reconstruct_description"))
+    r.add_argument("kind", choices=("content", "style"), help=words("cli.help.reconstruct_kind"))
+    r.add_argument("image", metavar="IMAGE", help=words("cli.help.image"))
     r.add_argument("--layers", type=_csv, default=None,
-                   help="comma-separated layers, one column each (default relu1_1,relu2_1,relu3_1,relu4_1,relu5_1)")
-    r.add_argument("--size", type=int, default=None, help="long side in pixels (default 96)")
-    r.add_argument("--steps", type=int, default=None,
-                   help="cost evaluations per column (default 100)")
-    r.add_argument("--seed", type=int, default=0, help="seed of the starting white noise (default 0)")
-    r.add_argument("--backbone", default="vgg19")
-    r.add_argument("--pooling", default="max", choices=POOLINGS)
-    r.add_argument("--device", default=None)
-    r.add_argument("--out", "-o", required=True, help="figure to write (png/jpg/pdf/svg)")
+                   help=words("cli.help.reconstruct_layers", default=",".join(DEFAULT_LAYERS)))
+    r.add_argument("--size", type=int, default=None, help=words("cli.help.reconstruct_size", default=DEFAULT_SIZE))
+    r.add_argument("--steps", type=int, default=None, help=words("cli.help.reconstruct_steps", default=DEFAULT_STEPS))
+    r.add_argument("--seed", type=int, default=0, help=words("cli.help.reconstruct_seed", default=0))
+    r.add_argument("--backbone", default="vgg19", help=words("cli.help.backbone", default="vgg19"))
+    r.add_argument("--pooling", default="max", choices=POOLINGS, help=words("cli.help.pooling", default="max"))
+    r.add_argument("--device", default=None, help=words("cli.help.device"))
+    r.add_argument("--out", "-o", required=True, help=words("cli.help.figure_out"))
     r.set_defaults(func=cmd_reconstruct)
 
 
@@ -529,13 +497,13 @@ def cmd_gram_show(args) -> int:
         s = gram_summary(net, imgs[0], args.layer, args.channels, args.full)
         fig = gram_figure(net, imgs[0], args.layer, args.channels, args.full, summary=s)
         n_C, n_H, n_W = s["shape"]
-        print(f"{args.layer}: {n_C} channels, {n_H}x{n_W} positions; G is {n_C}x{n_C}")
+        print(text("cli.gram.one", layer=args.layer, n_c=n_C, n_h=n_H, n_w=n_W))
     else:
         c = gram_comparison(net, imgs[0], imgs[1], args.layer, args.channels, args.normalization, args.full)
         fig = gram_comparison_figure(net, imgs[0], imgs[1], args.layer, comparison=c)
-        print(f"{args.layer}: J_style[l](S, G) = {c['j_style']:.6g} ({args.normalization})")
+        print(text("cli.gram.two", layer=args.layer, j=c["j_style"], normalization=args.normalization))
     save_figure(fig, out)
-    print(f"wrote {out}")
+    print(text("cli.wrote", path=out))
     return 0
 
 
@@ -555,10 +523,10 @@ def cmd_gram_pair(args) -> int:
         k, k2, _ = pick_pair(layer_activation(net, x, args.layer), args.which)
     e = pair_explainer(net, x, args.layer, k, k2)
     fig = pair_figure(net, x, args.layer, explained=e)
-    print(f"{args.layer} channels {k}, {k2}: sum of the product = {e['product_sum']:.6g}, "
-          f"G_kk' = {e['gram']:.6g}, correlation {e['correlation']:+.3f}")
+    print(text("cli.gram.pair", layer=args.layer, k=k, k2=k2, sum=e["product_sum"], gram=e["gram"],
+               corr=e["correlation"]))
     save_figure(fig, out)
-    print(f"wrote {out}")
+    print(text("cli.wrote", path=out))
     return 0
 
 
@@ -573,10 +541,10 @@ def cmd_gram_shuffle(args) -> int:
     net = load_backbone(args.backbone, device=args.device)
     r = position_blindness(net, args.image, args.layer, args.content_layer, args.tiles, args.seed, args.size)
     fig = position_blindness_figure(net, None, result=r)
-    print(f"Gram at {args.layer}: relative change {r['gram_rel_diff']:.4f}; "
-          f"features at {args.content_layer}: relative change {r['content_rel_diff']:.4f}")
+    print(text("cli.gram.shuffle", layer=args.layer, gram=r["gram_rel_diff"], content_layer=args.content_layer,
+               features=r["content_rel_diff"]))
     save_figure(fig, out)
-    print(f"wrote {out}")
+    print(text("cli.wrote", path=out))
     return 0
 
 
@@ -610,10 +578,10 @@ def cmd_reconstruct(args) -> int:
         bar.close()
     fig = reconstruction_grid_figure(x, results, n_columns=len(layers))
     for r in results:
-        what = "pixel RMSE to the image" if r.kind == "content" else "fraction of J_style left"
-        print(f"{r.layers[-1]}: {what} {r.distance:.4g} ({r.steps} steps, {r.seconds:.1f} s)")
+        print(text("cli.reconstruct.content" if r.kind == "content" else "cli.reconstruct.style",
+                   layer=r.layers[-1], d=r.distance, steps=r.steps, secs=r.seconds))
     save_figure(fig, out)
-    print(f"wrote {out}")
+    print(text("cli.wrote", path=out))
     return 0
 
 

@@ -161,7 +161,7 @@ class FeatureExtractor(nn.Module):
         if images.dim() == 3:
             images = images.unsqueeze(0)
         if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(images.shape)}")
+            raise InputError("backbone.input_shape", shape=tuple(images.shape))
         x = images
         if self.bgr:
             x = x.flip(1)

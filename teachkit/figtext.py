@@ -29,7 +29,7 @@ import threading
 from pathlib import Path
 from typing import Mapping
 
-from .messages import LOCALE_DIR, domain_catalogue
+from .messages import LOCALE_DIR, TeachkitError, domain_catalogue
 
 __all__ = ["CJK_FONT", "DOMAIN", "LANGS", "FontError", "cjk_font_path", "figure_texts", "register", "tr",
            "use_cjk_font"]
@@ -88,20 +88,20 @@ _font_lock = threading.Lock()
 _font_ready = False
 
 
-class FontError(RuntimeError):
-    """The Chinese font is missing (the ``mplfonts`` package is not installed)."""
+class FontError(TeachkitError, RuntimeError):
+    """The Chinese font is missing (the ``mplfonts`` package is not installed): an id with parameters."""
 
 
 def cjk_font_path() -> Path:
     """The Noto Sans CJK SC file shipped by the ``mplfonts`` package (found without importing it)."""
     spec = importlib.util.find_spec("mplfonts")
     if spec is None or not spec.submodule_search_locations:
-        raise FontError("the Chinese figure font needs the package 'mplfonts' (pip install mplfonts)")
+        raise FontError("figure_font.no_mplfonts")
     for folder in spec.submodule_search_locations:
         path = Path(folder) / "fonts" / _FONT_FILE
         if path.is_file():
             return path
-    raise FontError(f"the package 'mplfonts' has no fonts/{_FONT_FILE}; reinstall it (pip install -U mplfonts)")
+    raise FontError("figure_font.file_missing", file=f"fonts/{_FONT_FILE}")
 
 
 def _all_weights(font_manager) -> None:

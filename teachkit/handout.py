@@ -139,6 +139,20 @@ def _emph(s: str) -> str:
     return re.sub(r":material/\w+:", "", s)
 
 
+_CJK = re.compile(r"[\u3000-\u9fff\uff00-\uffef]")
+
+
+def _join(lines) -> str:
+    """Source lines of one paragraph joined as a browser would show them: no space between two Chinese
+    characters (a line break inside Chinese text is not a word gap)."""
+    out = ""
+    for ln in (x.strip() for x in lines):
+        if out and not (_CJK.match(out[-1]) and ln and _CJK.match(ln[0])):
+            out += " "
+        out += ln
+    return out
+
+
 def markdown_html(md: str) -> str:
     """Paragraphs, ``###`` headings, lists, tables, ``$$ … $$`` display and ``$ … $`` inline formulas."""
     blocks: list[str] = []
@@ -165,14 +179,14 @@ def markdown_html(md: str) -> str:
             for ln in lines:
                 if re.match(r"^\s*(-|\d+\.)\s", ln) and not ln.startswith("   "):
                     if cur:
-                        items.append(" ".join(cur))
+                        items.append(_join(cur))
                     cur = [re.sub(r"^\s*(-|\d+\.)\s", "", ln)]
                 else:
                     cur.append(ln.strip())
-            items.append(" ".join(cur))
+            items.append(_join(cur))
             out.append(f"<{tag}>" + "".join(f"<li>{_inline(i)}</li>" for i in items) + f"</{tag}>")
         else:
-            out.append(f"<p>{_inline(' '.join(ln.strip() for ln in lines))}</p>")
+            out.append(f"<p>{_inline(_join(lines))}</p>")
     return "\n".join(out)
 
 

@@ -113,7 +113,7 @@ def _resolve_backbone(backbone, device=None):
     if isinstance(backbone, str):
         return load_backbone(backbone, device=device)
     if not hasattr(backbone, "extract") or not hasattr(backbone, "body"):
-        raise ValueError(f"expected a backbone name or a FeatureExtractor, got {type(backbone).__name__}")
+        raise AtlasError("scan.backbone_type", kind=type(backbone).__name__)
     return backbone
 
 

@@ -30,7 +30,7 @@ from .messages import Message
 from .progress import Progress, ProgressCallback, report
 
 __all__ = [
-    "CONTENT_LAYERS", "GALLERY", "start_image", "KINDS", "Prepared", "Recipe", "FAST", "FULL", "frame_steps", "load",
+    "CONTENT_LAYERS", "GALLERY", "KINDS", "Prepared", "Recipe", "FAST", "FULL", "frame_steps", "load",
     "prepare", "prepare_atlas", "prepare_content", "prepare_texture", "prepare_transfer", "prepared_root",
     "add_prepare_parser", "cmd_prepare",
 ]
@@ -139,15 +139,6 @@ def _net(net):
 
 
 # ---- the items ---------------------------------------------------------------------------------
-
-
-def start_image(net, content, style, config):
-    """The engine's own starting image G0 for ``content`` and ``config`` (PIL), at the engine's first
-    scale: :func:`teachkit.transfer.initial_image` (no network pass; ``net`` and ``style`` are not
-    needed and kept for the callers' signature)."""
-    from .transfer import initial_image
-
-    return initial_image(content, config)
 
 
 def prepare_transfer(net, content: str, style: str, recipe: Recipe = FULL, cache_dir=None,

@@ -301,3 +301,40 @@ def test_a_failed_merge_names_the_file_and_the_reason_in_chinese(tmp_path, capsy
     head = zh["patches.merge_failed"].split("{problem}")[0].format(path=b)
     assert line.startswith(zh["cli.error"].split("{detail}")[0] + head), line
     assert "k" in line and "cannot merge" not in line
+
+
+def _parsers(parser, path=()):
+    """(command path, parser) of a parser and every sub-command under it."""
+    import argparse
+
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, (*path, name))
+
+
+def test_every_option_of_clis_own_commands_is_explained_in_chinese():
+    """Every help text of the commands cli.py declares (layers, transfer, patches, gram, reconstruct)
+    is Chinese under --lang zh -- argparse's own '-h' line aside."""
+    import argparse
+    import re
+
+    from teachkit.messages import using_language
+
+    cjk = re.compile(r"[\u3400-\u9fff]")
+    with using_language("zh"):
+        parser = cli.build_parser()
+    english = []
+    for path, p in _parsers(parser):
+        if path[:1] not in (("layers",), ("transfer",), ("patches",), ("gram",), ("reconstruct",)):
+            continue
+        if p.description and not cjk.search(p.description):
+            english.append((path, "description"))
+        for action in p._actions:
+            if isinstance(action, argparse._HelpAction) or action.help in (None, argparse.SUPPRESS):
+                continue
+            if not cjk.search(action.help):
+                english.append((path, action.dest, action.help))
+    assert not english, english
+    assert sum(1 for _ in _parsers(parser)) > 10

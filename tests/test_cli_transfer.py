@@ -340,3 +340,24 @@ def test_disk_full_during_prepare_is_one_line(tmp_path, capsys, monkeypatch, ful
     assert len(lines) == 1 and "Traceback" not in err, err
     assert str(tmp_path / "cache") in lines[0] and "the disk is full" in lines[0]
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]  # no half-written file
+
+
+def test_what_transfer_prints_speaks_the_chosen_language(images, tmp_path, capsys):
+    """The result lines used to be English f-strings whatever --lang said."""
+    from teachkit.messages import catalogue
+
+    c, s = images
+    out, log, plot = tmp_path / "zh.png", tmp_path / "zh.json", tmp_path / "zh_plot.png"
+    rc, stdout, _ = run(["--lang", "zh", "transfer", str(c), str(s), "-o", str(out), "--log", str(log),
+                         "--plot", str(plot), *FAST], capsys)
+    assert rc == 0
+    zh = catalogue("zh")
+    data = json.loads(log.read_text())
+    w = data["weights"]
+    lams = ", ".join(f"{l} {v:.3g}" for l, v in w["layer_weights"].items())
+    lines = stdout.splitlines()
+    assert zh["cli.transfer.weights"].format(alpha=w["alpha"], beta=w["beta"], lams=lams, tv=w["tv_weight"]) in lines
+    assert zh["cli.transfer.wrote_log"].format(path=log) in lines
+    assert zh["cli.transfer.wrote_plot"].format(path=plot) in lines
+    head = zh["cli.transfer.wrote"].split("（")[0].format(path=out)
+    assert lines[0].startswith(head + "（48×") and "weights used" not in stdout

@@ -307,6 +307,10 @@ PLANTED = [
     ("rf: off by one", ex.check_receptive_field, rf_off_by_one, {}, "exercises.rf_off_by_one"),
     ("rf: one size missing", ex.check_receptive_field, rf_short, {}, "exercises.rf_length"),
     ("not a function", ex.check_content_cost, 42, {}, "exercises.not_callable"),
+    ("layer: written for the other layout", ex.check_layer_style_cost, layer_assignment, {"constant": "assignment"},
+     "exercises.other_layout"),
+    ("gram: written for the other layout", ex.check_gram_matrix, gram_engine, {"layout": "assignment"},
+     "exercises.other_layout"),
 ]
 
 _CJK = re.compile("[\u4e00-\u9fff]")

@@ -285,3 +285,15 @@ def test_pooling_choices_have_one_home_that_every_surface_uses():
     with pytest.raises(features.BackboneError) as info:
         features.load_backbone("vgg19", pooling="min")
     assert info.value.text("zh") == catalogue("zh")["backbone.pooling"].format(pooling="min", choices="max, avg")
+
+
+def test_wrong_input_shapes_are_named_in_chinese(vgg):
+    from teachkit.messages import catalogue
+    from teachkit.patches import scan
+
+    with pytest.raises(ValueError) as info:
+        vgg.preprocess(torch.zeros(1, 1, 8, 8))
+    assert info.value.text("zh") == catalogue("zh")["backbone.input_shape"].format(shape=(1, 1, 8, 8))
+    with pytest.raises(ValueError) as info:
+        scan(object(), None, ["relu1_1"])
+    assert info.value.text("zh") == catalogue("zh")["scan.backbone_type"].format(kind="object")

@@ -440,3 +440,15 @@ def test_the_old_figure_tables_in_the_code_match_figures_po():
                 continue
             assert key in en, f"figure text {key!r} is not in figures.po"
             assert (texts["en"], texts["zh"]) == (en[key], zh[key]), key
+
+
+def test_a_missing_chinese_font_is_one_message_in_both_languages(monkeypatch):
+    import importlib.util
+
+    from teachkit import figtext
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(figtext.FontError) as info:
+        figtext.cjk_font_path()
+    assert info.value.msg_id == "figure_font.no_mplfonts" and isinstance(info.value, RuntimeError)
+    assert info.value.text("zh") == ZH["figure_font.no_mplfonts"] and str(info.value) == EN["figure_font.no_mplfonts"]

@@ -224,7 +224,7 @@ def test_projector_mode_survives_a_reload():
     assert at.session_state["ui_projector"] is True
     assert at.sidebar.toggle(key="projector").value is True
     styles = " ".join(h.proto.body for h in at.get("html"))
-    assert "button p" in styles and "[data-baseweb=\"select\"]" in styles
+    assert "button p" in styles and "[data-testid=\"stMain\"] input" in styles and "[data-tag] span" in styles
     at.sidebar.toggle(key="projector").set_value(False).run()
     clean(at)
     assert "projector" not in at.query_params

@@ -21,27 +21,30 @@ def test_frame_steps_are_denser_at_the_start():
     assert prepare.frame_steps(0) == []
 
 
-def test_start_image_is_the_engines_own_start_at_its_first_scale(net):
-    """init='blend': G0 = (1 - w) C + w * white noise at the engine's FIRST scale (the 'quick' preset at
-    256 px starts at 128 px) -- checked against that formula and against the engine's own start."""
+def test_lesson2_start_is_the_engines_own_start_at_its_first_scale(net):
+    """What lesson 2 shows as "G at the start" (lessons/resources.py: real_start, which calls the engine's
+    teachkit.transfer.initial_image): init='blend', G0 = (1 - w) C + w * white noise at the engine's
+    FIRST scale (the 'quick' preset at 256 px starts at 128 px) -- checked against that formula and
+    against the image the engine itself returns when stopped before its first step."""
     import threading
 
+    pytest.importorskip("streamlit")
     from teachkit.images import resize_long_side, to_pil, to_tensor
-    from teachkit.samples import sample_content, sample_style
+    from teachkit.lessons.resources import picture, real_start
     from teachkit.transfer import TransferConfig, transfer, white_noise
 
-    content, style = sample_content("rocket", 256), sample_style("waves", 64)
     config = TransferConfig.preset("quick", init="blend", init_noise=0.25, seed=3, dtype="float32")
-    got = to_tensor(prepare.start_image(net, content, style, config))
+    content = picture("rocket", 256)
+    got = to_tensor(real_start("rocket", 256, config, "waves"))
     c = to_tensor(resize_long_side(content, 128))
     assert got.shape == c.shape  # 128 px, not the 256 px of the finished image
     expected = to_tensor(to_pil(0.75 * c + 0.25 * white_noise(c.shape, 3)))
     assert torch.allclose(got, expected, atol=1.5 / 255)
     stop = threading.Event()
     stop.set()  # stopped before its first step: the engine returns its own G0
-    engine_start = transfer(content, [style], config, stop=stop, backbone=net).tensor
+    engine_start = transfer(content, [picture("waves", 64)], config, stop=stop, backbone=net).tensor
     assert torch.allclose(got, engine_start, atol=1.5 / 255)
-    noise = to_tensor(prepare.start_image(net, content, style, dataclasses.replace(config, init="noise")))
+    noise = to_tensor(real_start("rocket", 256, dataclasses.replace(config, init="noise")))
     assert torch.allclose(noise, to_tensor(to_pil(white_noise(c.shape, 3))), atol=1.5 / 255)
 
 

@@ -170,15 +170,18 @@ def test_a_lesson_6_job_that_runs_out_of_memory_shows_the_one_line(monkeypatch):
     def boom(*a, **k):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(transfer, "transfer", boom)
-    board = jobs.JobBoard(jobs.JobLimits(max_steps=10**6), slots=threading.BoundedSemaphore(1))
+    monkeypatch.setattr(transfer, "Engine", boom)  # a lesson-6 job plans and runs with the engine
+    board = jobs.JobBoard(jobs.JobLimits(max_steps=10**6), slots=jobs.ComputeSlots(1))
     job = jobs.TransferJob(None, [], TransferConfig(steps=5), None, session="s", board=board).start()
     deadline = time.monotonic() + 10
     while job.alive and time.monotonic() < deadline:
         time.sleep(0.01)
     assert job.state == "failed"
+    from teachkit.lessons import i18n
+
     for lang in ("en", "zh"):
-        assert jobs.failure_text(job.error, lang) == text("memory.out_of_memory_app", lang, device="cuda")
+        monkeypatch.setattr(i18n, "lang", lambda lang=lang: lang)  # the session's language
+        assert jobs.failure_text(job.error) == text("memory.out_of_memory_app", lang, device="cuda")
 
 
 def test_python_m_teachkit_is_the_teachkit_command(tmp_path):

@@ -16,6 +16,7 @@ Streamlit's own protocol (tests/local_server.py: Tab): PUTs past the upload boun
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import re
@@ -193,30 +194,35 @@ def test_lesson1_page_has_no_folder_box_without_a_data_root(tiny_atlas_env, monk
 
 @pytest.fixture
 def fake_transfer(monkeypatch):
-    """teachkit's transfer replaced by a stand-in: one 'step' every 10 ms until stopped, out of time
-    (``time_limit``, as the engine's) or done."""
+    """teachkit's engine replaced by a stand-in: its plan has ``config.steps`` steps, and its run takes
+    one 'step' every 10 ms until stopped, out of time (``time_limit``, as the engine's) or done."""
     from teachkit import progress, transfer
 
-    def run(content, styles, config, *, callback=None, stop=None, backbone=None, time_limit=None):
-        done, t0 = 0, time.monotonic()
-        for done in range(1, config.steps + 1):
-            if stop is not None and stop.is_set():
-                return SimpleNamespace(image=None, stopped=True, history=[None] * (done - 1), seconds=0.0,
-                                       stop_reason="stopped")
-            callback(progress.Progress("transfer", done, config.steps, {"total": 1.0}))
-            time.sleep(0.01)
-            if time_limit is not None and time.monotonic() - t0 > time_limit:
-                return SimpleNamespace(image=None, stopped=True, history=[None] * done, seconds=0.0,
-                                       stop_reason="time_limit")
-        return SimpleNamespace(image=None, stopped=False, history=[None] * done, seconds=0.0, stop_reason=None)
+    class FakeEngine:
+        def __init__(self, content, styles, config, *, backbone=None):
+            self.config = config
+            self.plan = SimpleNamespace(steps=config.steps)
 
-    monkeypatch.setattr(transfer, "transfer", run)
-    return run
+        def run(self, *, callback=None, stop=None, time_limit=None):
+            done, t0, steps = 0, time.monotonic(), self.config.steps
+            for done in range(1, steps + 1):
+                if stop is not None and stop.is_set():
+                    return SimpleNamespace(image=None, stopped=True, history=[None] * (done - 1), seconds=0.0,
+                                           stop_reason="stopped")
+                callback(progress.Progress("transfer", done, steps, {"total": 1.0}))
+                time.sleep(0.01)
+                if time_limit is not None and time.monotonic() - t0 > time_limit:
+                    return SimpleNamespace(image=None, stopped=True, history=[None] * done, seconds=0.0,
+                                           stop_reason="time_limit")
+            return SimpleNamespace(image=None, stopped=False, history=[None] * done, seconds=0.0, stop_reason=None)
+
+    monkeypatch.setattr(transfer, "Engine", FakeEngine)
+    return FakeEngine
 
 
 def _board(**limits) -> jobs.JobBoard:
     """A board of one slot; its jobs may take (fake) steps until stopped."""
-    return jobs.JobBoard(jobs.JobLimits(**{"max_steps": 10**6, **limits}), slots=threading.BoundedSemaphore(1))
+    return jobs.JobBoard(jobs.JobLimits(**{"max_steps": 10**6, **limits}), slots=jobs.ComputeSlots(1))
 
 
 def _job(board, session: str, steps: int = 100_000) -> jobs.TransferJob:
@@ -302,8 +308,168 @@ def test_a_job_stops_at_the_time_limit(fake_transfer):
     _until(lambda: not job.alive, timeout=5)
     snap = job.snapshot()
     assert snap["reason"] == "time_limit" and job.result.stopped and 0 < snap["step"] < 100_000
-    assert "0 s" in jobs.reason_text(snap) or "s" in jobs.reason_text(snap)
+    from teachkit.lessons.i18n import UI
+
+    assert jobs.reason_text(snap) == UI["job_time_limit"]["en"].format(secs=0.3)  # the job's own limit
     assert board.counts() == (0, 0)
+
+
+# ---- the compute slots: a class of 60 (issue 17: demos waited ~3 min behind transfers) ------------
+
+
+def _granted(slots, ticket) -> bool:
+    return slots.wait(ticket, 0)
+
+
+def test_slots_are_served_in_order_and_long_work_never_takes_the_last_one():
+    slots = jobs.ComputeSlots(2)
+    assert slots.long_slots == 1
+    t1 = slots.ticket(long=True)  # a lesson-6 transfer
+    assert _granted(slots, t1)
+    t2 = slots.ticket(long=True)  # a second transfer (or a folder scan): must not take the last slot
+    demo = slots.ticket()  # a demo pressed after it
+    assert not _granted(slots, t2)
+    assert slots.place(demo) == (1, 2)  # the blocked transfer is not ahead of the demo
+    assert _granted(slots, demo) and slots.place(demo) is None
+    later = slots.ticket()
+    assert not _granted(slots, later) and slots.place(later) == (1, 2)  # both slots held: it waits, first
+    slots.release(demo)
+    assert _granted(slots, later)  # the demo's slot went to the next demo, not to the waiting transfer
+    slots.release(later)
+    assert not _granted(slots, t2)  # still one long job at a time
+    slots.release(t1)
+    assert _granted(slots, t2)
+    slots.release(t2)
+    assert slots.counts() == (0, 0, 0)
+
+
+def test_background_work_goes_after_every_visitor_and_places_follow_the_queue():
+    slots = jobs.ComputeSlots(1)
+    holder = slots.ticket()
+    assert _granted(slots, holder)
+    warm = slots.ticket(long=True, background=True)  # the app's warm-up, first in time
+    a, b = slots.ticket(), slots.ticket()
+    assert (slots.place(a), slots.place(b), slots.place(warm)) == ((1, 2), (2, 2), (3, 2))
+    slots.withdraw(a)  # a student left the page while waiting
+    assert slots.place(b) == (1, 1)
+    slots.release(holder)
+    assert not _granted(slots, warm) and _granted(slots, b)
+    slots.release(b)
+    assert _granted(slots, warm)
+    slots.release(warm)
+    with pytest.raises(ValueError):
+        slots.release(warm)  # a slot is given back once
+
+
+def test_a_waiting_demo_is_told_its_place_and_gives_it_up_when_its_page_goes(monkeypatch):
+    slots = jobs.ComputeSlots(2)
+    monkeypatch.setattr(jobs, "_SLOTS", slots)
+    held = [slots.ticket(long=True), slots.ticket()]
+    assert all(_granted(slots, t) for t in held)
+    ahead = slots.ticket()
+    seen, inside, left = [], threading.Event(), threading.Event()
+
+    def demo():
+        with jobs.compute_slot(on_wait=lambda place, n, secs: seen.append((place, n)), every=0.01) as got:
+            assert got
+            inside.set()
+        left.set()
+
+    worker = threading.Thread(target=demo, daemon=True)
+    worker.start()
+    _until(lambda: (2, 2) in seen)  # number 2 of 2
+    slots.withdraw(ahead)
+    _until(lambda: seen[-1] == (1, 1))  # the page's line follows the queue
+    assert not inside.is_set()
+    slots.release(held[1])
+    _until(inside.is_set)
+    _until(left.is_set)
+    assert slots.counts() == (1, 1, 0)  # only the transfer's slot is held: the demo gave its own back
+
+    class PageLeft(Exception):  # what Streamlit raises in a page's thread when its visitor moves on
+        pass
+
+    blocker = slots.ticket()
+    assert _granted(slots, blocker)
+
+    def leaves(place, n, secs):
+        raise PageLeft
+
+    with pytest.raises(PageLeft):
+        with jobs.compute_slot(on_wait=leaves):
+            pass
+    assert slots.counts() == (2, 1, 0)  # its place was given up: nobody waits for a page that is gone
+    slots.release(blocker)
+    slots.release(held[0])
+
+
+def test_a_demo_with_others_waiting_behind_it_runs_shorter(monkeypatch):
+    """demo_limit = seconds x free / (free + waiting), at least DEMO_MIN_SECONDS, at most seconds."""
+    slots = jobs.ComputeSlots(2)
+    monkeypatch.setattr(jobs, "_SLOTS", slots)
+    monkeypatch.setattr(jobs, "DEMO_MIN_SECONDS", 6.0)
+    assert jobs.demo_limit(25.0) == 25.0 and jobs.demo_limit(None) is None  # outside a slot: as configured
+    with jobs.compute_slot():
+        assert jobs.demo_limit(25.0) == 25.0  # nobody waiting: the whole demo
+    transfer, other = slots.ticket(long=True), slots.ticket()
+    assert _granted(slots, transfer) and _granted(slots, other)
+    got, go_on = {}, threading.Event()
+
+    def demo():
+        with jobs.compute_slot():
+            got.update({s: jobs.demo_limit(s) for s in (25.0, 10.0, 4.0)})
+            go_on.wait(10)
+
+    worker = threading.Thread(target=demo, daemon=True)
+    worker.start()
+    _until(lambda: slots.counts()[2] == 1)
+    behind = [slots.ticket(), slots.ticket(), slots.ticket(long=True)]  # two demos and a transfer after it
+    slots.release(other)
+    _until(lambda: len(got) == 3)
+    # one slot free for demos (the other holds the transfer), two demos behind: 25 x 1/3
+    assert got[25.0] == pytest.approx(25.0 / 3)
+    assert got[10.0] == 6.0  # never below the floor ...
+    assert got[4.0] == 4.0  # ... nor above what was asked
+    go_on.set()
+    worker.join(10)
+    for t in behind:
+        slots.withdraw(t)
+    slots.release(transfer)
+    assert slots.counts() == (0, 0, 0)
+
+
+def test_transfers_hold_one_slot_so_a_demo_always_finds_one(fake_transfer):
+    board = jobs.JobBoard(jobs.JobLimits(max_steps=10**6), slots=jobs.ComputeSlots(2))
+    first, second = _job(board, "a").start(), _job(board, "b").start()
+    _until(lambda: first.snapshot()["state"] == "running")
+    assert second.snapshot()["state"] == "queued" and second.snapshot()["place"] == 1
+    assert board.slots.acquire(blocking=False)  # a demo gets the other slot at once
+    board.slots.release()
+    first.cancel()
+    _until(lambda: second.snapshot()["state"] == "running")
+    second.cancel()
+    _until(lambda: not (first.alive or second.alive))
+    assert board.counts() == (0, 0) and board.slots.counts() == (0, 0, 0)
+
+
+def test_a_jobs_total_is_the_engines_plan_with_scale_steps(net, one_thread):
+    """scale_steps=(2, 1) means 3 steps whatever ``steps`` says: the page's "step n of N" and the classroom
+    cap count the steps the engine really takes (the sum over its scales)."""
+    from teachkit.samples import sample_content, sample_style
+
+    config = TransferConfig(size=48, scales=(32, 48), scale_steps=(2, 1), steps=60, preview_every=0,
+                            style_layers=("relu1_1", "relu2_1"), dtype="float32")
+    board = jobs.JobBoard(jobs.JobLimits(max_steps=3), slots=jobs.ComputeSlots(1))
+    job = jobs.TransferJob(sample_content("rocket", 48), [sample_style("waves", 48)], config, net,
+                           session="s", board=board)
+    assert job.total == 3  # before the engine has planned it (queued)
+    job.start()
+    _until(lambda: not job.alive, timeout=60)
+    snap = job.snapshot()
+    assert snap["state"] == "done" and (snap["step"], snap["total"]) == (3, 3)
+    assert job.result.plan.steps == 3 and [s.steps for s in job.result.plan.scales] == [2, 1]
+    over = dataclasses.replace(config, scale_steps=(3, 1))  # 4 steps > the cap of 3 (``steps`` = 60 does not count)
+    assert jobs.check_transfer(over, 1, board.limits) != [] and jobs.check_transfer(config, 1, board.limits) == []
 
 
 def test_caps_of_one_job():
@@ -762,24 +928,33 @@ def test_two_tabs_of_one_client_hold_one_job(fake_transfer):
     _until(lambda: not (tab2.alive or other.alive))
 
 
-def test_a_failed_job_shows_a_message_never_the_exception_text(monkeypatch):
+def test_a_failed_job_shows_a_message_never_the_exception_text(monkeypatch, caplog):
+    """One home for how an exception is shown to a visitor (i18n.error_text): a failed job's snapshot
+    says it in one general sentence, the details go to the server log; a fixable error keeps its words."""
     from teachkit import transfer
     from teachkit.images import ImageError
-    from teachkit.messages import text
+    from teachkit.lessons import i18n
+
+    secret = "/srv/teachkit/secret/path.py line 12: tensor shape mismatch"
 
     def boom(*a, **k):
-        raise RuntimeError("/srv/teachkit/secret/path.py line 12: tensor shape mismatch")
+        raise RuntimeError(secret)
 
-    monkeypatch.setattr(transfer, "transfer", boom)
+    monkeypatch.setattr(transfer, "Engine", boom)
     job = _job(_board(), "s").start()
     _until(lambda: not job.alive)
-    shown = job.snapshot()["error"]
+    with caplog.at_level("WARNING"):
+        shown = job.snapshot()["error"]
     assert job.snapshot()["state"] == "failed"
-    assert shown == text("serving.job_failed", "en") and "/srv" not in shown and "tensor" not in shown
-    assert jobs.failure_text(RuntimeError("x"), "zh") == text("serving.job_failed", "zh")
+    assert shown == i18n.UI["error_internal"]["en"] and "/srv" not in shown and "tensor" not in shown
+    assert secret in caplog.text  # the teacher finds the details in the server log
+    monkeypatch.setattr(i18n, "lang", lambda: "zh")
+    assert jobs.failure_text(RuntimeError("x")) == i18n.UI["error_internal"]["zh"]
     # an error a student can act on keeps its words, in their language
     err = ImageError.about("a.png", "image.not_encoded")
-    assert jobs.failure_text(err, "zh") == err.text("zh") and jobs.failure_text(err, "en") == str(err)
+    assert jobs.failure_text(err) == err.text("zh")
+    monkeypatch.setattr(i18n, "lang", lambda: "en")
+    assert jobs.failure_text(err) == str(err)
 
 
 _MD_NAME = "**bold** _it_ [link](http://x.example) $x^2$ :red[red] :smile: `code` <b>b</b> #1\nline.png"

@@ -406,6 +406,33 @@ def _scaling(run: _Run, fn: Callable, what_name: str, want: float, got: float, s
                          got=got))
 
 
+def _layout_hint(check: Callable[..., CheckResult]) -> Callable[..., CheckResult]:
+    """A failing check is tried once more with the other layout (engine <-> assignment): when it passes
+    there, the student wrote for that layout, and the first failure says so instead."""
+    import functools
+    import inspect
+
+    signature = inspect.signature(check)
+
+    @functools.wraps(check)
+    def wrapped(*args, **kwargs) -> CheckResult:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        result = check(*bound.args, **bound.kwargs)
+        layout = bound.arguments["layout"]
+        if result.passed or layout not in ("engine", "assignment") or result.reason is None or \
+                result.reason.id in ("exercises.not_written", "exercises.not_callable"):
+            return result
+        other = "assignment" if layout == "engine" else "engine"
+        bound.arguments["layout"] = other
+        if check(*bound.args, **bound.kwargs).passed:
+            result.first_failure.reason = M("exercises.other_layout", layout=M(f"exercises.layout.{other}"),
+                                            given=M(f"exercises.layout.{layout}"), key=other)
+        return result
+
+    return wrapped
+
+
 # ---- content cost --------------------------------------------------------------------------------
 
 
@@ -417,6 +444,7 @@ def _content_reference(constant: str):
     return ref
 
 
+@_layout_hint
 def check_content_cost(fn: Callable, layout: str = "engine", constant: str = "notes", seed: int = 0) -> CheckResult:
     r"""Check ``fn(a_C, a_G) -> J_content``, the content cost ``c * ||a(C) - a(G)||^2``.
 
@@ -470,6 +498,7 @@ def _gram_input(a: torch.Tensor, layout: str) -> torch.Tensor:
     return to_layout(a, layout)
 
 
+@_layout_hint
 def check_gram_matrix(fn: Callable, layout: str = "engine", constant: str = "none", seed: int = 0) -> CheckResult:
     r"""Check ``fn(a) -> G``, the Gram (style) matrix ``G_kk' = sum_ij a_ijk a_ijk'`` (n_C x n_C).
 
@@ -563,6 +592,7 @@ def _style_reference(constant: str):
     return ref
 
 
+@_layout_hint
 def check_layer_style_cost(fn: Callable, layout: str = "engine", constant: str = "notes",
                            seed: int = 0) -> CheckResult:
     r"""Check ``fn(a_S, a_G) -> J_style[l]``, the style cost of one layer ``c * ||G(S) - G(G)||_F^2``.
@@ -615,6 +645,7 @@ def check_layer_style_cost(fn: Callable, layout: str = "engine", constant: str =
 # ---- style cost over layers ------------------------------------------------------------------------
 
 
+@_layout_hint
 def check_style_cost(fn: Callable, layer_style_cost: Callable | None = None, layout: str = "engine",
                      constant: str = "notes", seed: int = 0) -> CheckResult:
     r"""Check ``fn(a_S, a_G, lambdas) -> J_style = sum_l lambda[l] J_style[l]``.

@@ -147,9 +147,9 @@ class StudentRun:
             use_cjk_font()
         fig = Figure(figsize=(11, 3.6), layout="constrained")
         axes = fig.subplots(1, 3)
-        runs = [(self.result, M("exercises.fig.yours"), "#cf222e"),
-                (self.reference, M("exercises.fig.teachkit"), "#0969da")]
-        for ax, (res, title, _) in zip(axes[:2], runs):
+        runs = [(self.result, M("exercises.fig.yours"), "#cf222e", M("exercises.fig.curve_yours")),
+                (self.reference, M("exercises.fig.teachkit"), "#0969da", M("exercises.fig.curve_teachkit"))]
+        for ax, (res, title, _, _) in zip(axes[:2], runs):
             ax.set_axis_off()
             if res is None:
                 continue
@@ -159,11 +159,11 @@ class StudentRun:
                 label += "\n" + M("exercises.fig.stopped", step=len(res.history)).text(lang)
             ax.set_title(label, fontsize=10)
         ax = axes[2]
-        for res, title, colour in runs:
+        for res, _, colour, curve in runs:
             if res is None or not res.history:
                 continue
             ax.plot([r["step"] for r in res.history], [r["total"] for r in res.history], color=colour,
-                    label=title.text(lang))
+                    label=curve.text(lang))
         ax.set_yscale("log")
         ax.set_xlabel(M("exercises.fig.step").text(lang))
         ax.set_title(M("exercises.fig.costs").text(lang), fontsize=10)

@@ -83,6 +83,8 @@ def definitions(pieces: list[str]) -> str:
     a ``.py`` file with a syntax error raises :class:`SyntaxError` (the worker reports it)."""
     kept: list[str] = []
     for piece in pieces:
+        # IPython magics and shell lines (%matplotlib inline, !pip ...) are not Python: left out
+        piece = "\n".join("" if ln.lstrip().startswith(("%", "!")) else ln for ln in piece.splitlines())
         try:
             tree = ast.parse(piece)
         except SyntaxError:

@@ -19,6 +19,9 @@ side by side and cannot drift apart.  What the builder adds to the percent forma
     the solution: kept (without the markers) in the teacher's version; in the student's version
     replaced by ``# your code here`` and ``raise NotImplementedError``, which every check answers
     with a hint, not a traceback;
+``# %magic`` (in code)
+    an IPython magic, commented so that the source stays Python (jupytext's convention), e.g.
+    ``# %matplotlib inline``: uncommented in the notebook;
 ``__LANG__`` (in code)
     the notebook's language code (the checks speak it: ``set_language('__LANG__')``);
 header lines before the first cell: ``# title en: ...``, ``# title zh: ...``, ``# exercise en: ...``,
@@ -131,6 +134,8 @@ def _code(cell: Cell, lang: str, solutions: bool) -> str:
             continue
         if body.startswith(f"# {lang}:"):
             ln = indent + "# " + body[len(f"# {lang}:"):].strip()
+        elif body.startswith("# %"):  # an IPython magic, commented in the source (as jupytext does)
+            ln = indent + body[2:]
         out.append(ln.replace("__LANG__", lang))
     return _strip(out)
 

@@ -27,6 +27,9 @@
 # 下面用 teachkit 跑一次小规模的风格迁移（96 像素，几步），让你亲眼看到这个过程。
 
 # %%
+# en: draw teachkit's figures inside the notebook
+# zh: 让 teachkit 的图显示在笔记本里
+# %matplotlib inline
 import matplotlib.pyplot as plt
 import torch
 

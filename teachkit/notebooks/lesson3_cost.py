@@ -19,10 +19,9 @@
 # 用你的函数运行优化引擎，同时从同一张起始图像出发，用 teachkit 自己的函数也运行一次，把两者画在一起。
 
 # %%
-# en: importing pyplot makes the notebook draw teachkit's figures
-# zh: 导入 pyplot 之后，teachkit 的图才会显示在笔记本里
-import matplotlib.pyplot as plt  # noqa: F401
-
+# en: draw teachkit's figures inside the notebook
+# zh: 让 teachkit 的图显示在笔记本里
+# %matplotlib inline
 from teachkit import exercises
 from teachkit.exercises.engine import default_config
 from teachkit.features import load_backbone

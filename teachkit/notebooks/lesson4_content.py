@@ -28,9 +28,9 @@
 # （要检查作业的写法，请传入 `layout="assignment", constant="assignment"`）。
 
 # %%
-# en: importing pyplot makes the notebook draw teachkit's figures
-# zh: 导入 pyplot 之后，teachkit 的图才会显示在笔记本里
-import matplotlib.pyplot as plt  # noqa: F401
+# en: draw teachkit's figures inside the notebook
+# zh: 让 teachkit 的图显示在笔记本里
+# %matplotlib inline
 import torch
 
 from teachkit import exercises

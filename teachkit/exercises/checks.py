@@ -25,7 +25,6 @@ assignment's ``(1, n_H, n_W, n_C)``; a Gram matrix may also take the ``'unrolled
 from __future__ import annotations
 
 import html
-import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence

@@ -383,7 +383,7 @@ class TransferConfig:
         if int(self.preview_every) < 0:
             raise ConfigError("config.preview_every", value=repr(self.preview_every))
         if isinstance(self.seed, bool) or not hasattr(self.seed, "__index__") or not 0 <= self.seed < 2**63:
-            raise ConfigError("config.seed", value=repr(self.seed))  # torch.Generator takes a signed 64-bit seed
+            raise ConfigError("config.seed", value=repr(self.seed))  # a signed 64-bit number (options.SEED_MAX)
         return self
 
     def resolved(self, n_styles: int | None = None) -> "TransferConfig":

@@ -2,7 +2,10 @@
 
 Served to a class, one machine is shared by thirty students; this module keeps it fair and safe:
 
-* **compute slots** -- at most ``MAX_JOBS`` heavy computations at once for the whole classroom;
+* **compute slots** -- at most ``MAX_JOBS`` heavy computations at once for the whole classroom,
+  served in order of arrival (:class:`ComputeSlots`); long work (transfers, folder scans) never holds
+  the last one, a waiting demo's page shows its place, and a demo with others waiting behind it runs
+  shorter (:func:`demo_limit`);
 * **progress** -- :class:`LiveView`, a teachkit progress callback that draws into the page (it runs
   in the page's own script thread);
 * **transfer jobs** (lesson 6) -- :class:`TransferJob` runs a transfer in a thread.  The
@@ -205,8 +208,8 @@ def compute_slot(stop: threading.Event | None = None,
     On a 2-core laptop, thirty students pressing "run" at once would make everybody wait
     forever; with slots, the first ones run at full speed and the rest queue.  While it waits,
     ``on_wait(place, waiting, seconds)`` is called at once and then every ``every`` s (e.g. to show
-    "you are number 3 of 7"); an exception it raises (Streamlit stopping a page that was left) gives
-    the place up.  Yields False when ``stop`` was set while waiting (the slot is then not held).
+    "you are number 3 of 7"; the quick lane has no queue: ``(0, 0, 0.0)``, once); an exception it
+    raises (Streamlit stopping a page that was left) gives the place up.  Yields False when ``stop`` was set while waiting (the slot is then not held).
     """
     if quick:
         got = _QUICK.acquire(timeout=0.05)

@@ -23,17 +23,18 @@ _SLIDE_CSS = """
 </style>
 """
 
-i = max(0, min(int(st.session_state.get("slide_i", 0)), len(SLIDES) - 1))
-lesson, page, section, make = SLIDES[i]
+def _move(step: int) -> None:
+    """A button's callback: the slide changes before the page is drawn, so both buttons know where we are."""
+    st.session_state["slide_i"] = max(0, min(int(st.session_state.get("slide_i", 0)) + step, len(SLIDES) - 1))
 
-nav_back, nav_where, nav_next = st.columns([1, 4, 1], vertical_alignment="center")
-if nav_back.button(tr("slides_prev"), key="slide_prev", icon=":material/arrow_back:", shortcut="Left",
-                   disabled=i == 0, width="stretch"):
-    i -= 1
-if nav_next.button(tr("slides_next"), key="slide_next", icon=":material/arrow_forward:", shortcut="Right",
-                   disabled=i == len(SLIDES) - 1, width="stretch"):
-    i += 1
+
+i = max(0, min(int(st.session_state.get("slide_i", 0)), len(SLIDES) - 1))
 st.session_state["slide_i"] = i
+nav_back, nav_where, nav_next = st.columns([1, 4, 1], vertical_alignment="center")
+nav_back.button(tr("slides_prev"), key="slide_prev", icon=":material/arrow_back:", shortcut="Left",
+                disabled=i == 0, width="stretch", on_click=_move, args=(-1,))
+nav_next.button(tr("slides_next"), key="slide_next", icon=":material/arrow_forward:", shortcut="Right",
+                disabled=i == len(SLIDES) - 1, width="stretch", on_click=_move, args=(1,))
 lesson, page, section, make = SLIDES[i]
 nav_where.caption(tr("slides_count", i=i + 1, n=len(SLIDES), lesson=lesson, title=tr(f"title_{lesson}")) + "  \n"
                   + tr("slides_keys"))

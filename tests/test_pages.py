@@ -362,6 +362,7 @@ def test_slides_walk_all_six_lessons_in_order(lang):
         clean(at)
         assert at.header and at.header[0].value.strip()  # the slide's one-line point
         lessons_seen.append(at.session_state["slide_i"])
+        assert at.button(key="slide_prev").disabled == (i == 0)  # Back works from the second slide on
         if i < len(slides_deck.SLIDES) - 1:
             at.button(key="slide_next").click().run()
     assert lessons_seen == list(range(len(slides_deck.SLIDES)))

@@ -10,12 +10,6 @@ the caller's ``lang`` (``"en"`` or ``"zh"``)::
 ``tests/test_messages.py`` checks that both languages have every id with the same parameters and
 that the code uses each one.
 
-:func:`register` is what the drawing modules used before the catalogue (``register({"gram.k":
-{"en": ..., "zh": ...}})`` at import): for an id the catalogue has, it only compares (the catalogue's
-words are shown; a different text is logged, and the catalogue test fails on it), so the old calls
-can be deleted at leisure; an id the catalogue lacks (a notebook's or a test's own) is kept for
-this process, both languages required.
-
 :func:`use_cjk_font` (called by the first ``tr(key, "zh")``) registers a Chinese font shipped by a pip
 package (``mplfonts``: Noto Sans CJK SC, OFL) with matplotlib's font manager, so figures render
 Chinese text on any machine.
@@ -24,45 +18,22 @@ Chinese text on any machine.
 from __future__ import annotations
 
 import importlib.util
-import logging
 import threading
 from pathlib import Path
 from typing import Mapping
 
 from .messages import LOCALE_DIR, TeachkitError, domain_catalogue
 
-__all__ = ["CJK_FONT", "DOMAIN", "LANGS", "FontError", "cjk_font_path", "figure_texts", "register", "tr",
+__all__ = ["CJK_FONT", "DOMAIN", "LANGS", "FontError", "cjk_font_path", "figure_texts", "tr",
            "use_cjk_font"]
 
 LANGS = ("en", "zh")
 DOMAIN = "figures"  #: the gettext domain of figure texts (figures.po)
-_extra: dict[str, dict[str, str]] = {}  # ids registered by code outside the catalogue (notebooks, tests)
-_log = logging.getLogger(__name__)
 
 
 def figure_texts(lang: str) -> dict[str, str]:
     """The figure texts of one language: id -> text, from ``locale/<lang>/LC_MESSAGES/figures.po``."""
     return domain_catalogue(LOCALE_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.po")
-
-
-def register(strings: Mapping[str, Mapping[str, str]]) -> None:
-    """``{id: {"en": ..., "zh": ...}}``: both languages required (ValueError).  An id of figures.po
-    keeps the catalogue's words (a different text is logged); any other id is added for this
-    process, and registering it again with other words is a ValueError."""
-    for key, texts in strings.items():
-        missing = [lang for lang in LANGS if not texts.get(lang)]
-        if missing:
-            raise ValueError(f"figure text {key!r} lacks {', '.join(missing)}")
-        if key in figure_texts("en"):
-            differ = [lang for lang in LANGS if figure_texts(lang).get(key) != texts[lang]]
-            if differ:
-                _log.warning("figure text %r differs from figures.po (%s): the catalogue's words are shown; "
-                             "edit teachkit/locale/*/LC_MESSAGES/figures.po", key, ", ".join(differ))
-            continue
-        old = _extra.get(key)
-        if old is not None and dict(old) != dict(texts):
-            raise ValueError(f"figure text {key!r} registered twice with different texts")
-        _extra[key] = dict(texts)
 
 
 def tr(key: str, lang: str = "en", **fmt) -> str:
@@ -72,8 +43,6 @@ def tr(key: str, lang: str = "en", **fmt) -> str:
     if lang == "zh" and not _font_ready:
         use_cjk_font()  # a figure that shows Chinese text needs the font: register it on first use
     text = figure_texts(lang).get(key)
-    if text is None:
-        text = _extra.get(key, {}).get(lang)
     if text is None:
         raise KeyError(f"no figure text {key!r} in {DOMAIN}.po")
     return text.format(**fmt) if fmt else text

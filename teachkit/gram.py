@@ -47,7 +47,7 @@ from matplotlib.figure import Figure
 from .costs import check_normalization, gram_matrix, style_layer_cost
 from .fileio import check_int
 from .messages import InputError
-from .figtext import register, tr, use_cjk_font
+from .figtext import tr, use_cjk_font
 
 __all__ = [
     "MIN_TEXT_PX",
@@ -79,49 +79,6 @@ __all__ = [
 MIN_TEXT_PX = 14
 SHOWN_PX = 700
 
-register({
-    "gram.k": {"en": "channel k", "zh": "通道 k"},
-    "gram.k2": {"en": "channel k'", "zh": "通道 k'"},
-    "gram.all": {"en": "all {n_C} channels", "zh": "全部 {n_C} 个通道"},
-    "gram.some": {"en": "the {n} strongest of {n_C} channels", "zh": "{n_C} 个通道中最强的 {n} 个"},
-    "gram.one_g": {"en": "Gram matrix G[l]  (√ colour scale)", "zh": "Gram 矩阵 G[l]（平方根色标）"},
-    "gram.one_corr": {"en": "correlation of k and k' across positions",
-                      "zh": "通道 k 与 k' 在各位置上的相关系数"},
-    "gram.one_title": {"en": "{layer}: {shown}, {n_H}×{n_W} positions",
-                       "zh": "{layer}：{shown}，{n_H}×{n_W} 个位置"},
-    "gram.cmp_cos": {"en": "G[l]({name}) ÷ √(G_kk G_k'k')", "zh": "G[l]({name}) ÷ √(G_kk G_k'k')"},
-    "gram.cmp_diff": {"en": "G[l]({s}) − G[l]({g})  (signed √ scale)", "zh": "G[l]({s}) − G[l]({g})（带符号平方根色标）"},
-    "gram.cmp_title": {"en": "{layer}, {shown}\nJ_style[l]({s}, {g}) = {j}",
-                       "zh": "{layer}，{shown}\nJ_style[l]({s}, {g}) = {j}"},
-    "gram.cmp_how": {
-        "en": "How to read it\n\nTop: each Gram matrix divided by\nits diagonal, √(G_kk G_k'k'),\n"
-              "so 1 = the two channels always\nfire together, 0 = never.\nEach image on its own scale:\n"
-              "the pattern shows, not the size.\n\nBottom: the raw difference that\nJ_style[l] sums "
-              "(squared), on a\nsigned √ scale of its own centred\non 0: red = more in {s}, blue = more\nin {g}.",
-        "zh": "怎么看这张图\n\n上排：每个 Gram 矩阵除以其对角线\n√(G_kk G_k'k')，1 表示两个通道\n总是同时激活，"
-              "0 表示从不。\n每幅图用自己的色标：\n看的是模式，而不是大小。\n\n下排：两个矩阵直接相减的差，\n"
-              "J_style[l] 就是把它平方后加起来；\n色标以 0 为中心（带符号平方根）：\n红 = {s} 中更多，蓝 = {g} 中更多。"},
-    "gram.norm": {"en": "[{norm} normalisation]", "zh": "[{norm}归一化]"},
-    "gram.norm.lecture": {"en": "lecture", "zh": "讲义"},
-    "gram.norm.gatys": {"en": "gatys", "zh": "Gatys"},
-    "gram.norm.none": {"en": "no", "zh": "不"},
-    "gram.rescaled": {"en": "G({s}) × M_G/M_S = {f:.3g}\n(the images differ in size)",
-                      "zh": "G({s}) × M_G/M_S = {f:.3g}\n（两幅图像大小不同）"},
-    "gram.image": {"en": "image", "zh": "图像"},
-    "gram.map": {"en": "channel {which} = {c}", "zh": "通道 {which} = {c}"},
-    "gram.product": {"en": "product a_k · a_k'", "zh": "乘积 a_k · a_k'"},
-    "gram.pair_title": {"en": "{layer}:  Σ product = G_kk' = {sum}\n(gram_matrix gives {gram};  correlation of "
-                              "k, k' = {corr})",
-                        "zh": "{layer}：Σ 乘积 = G_kk' = {sum}\n（gram_matrix 给出 {gram}；k 与 k' 的相关系数 = {corr}）"},
-    "gram.shuffled": {"en": "x, its {t}×{t} tiles shuffled", "zh": "x 的 {t}×{t} 块被打乱"},
-    "gram.blind_title": {
-        "en": "The Gram matrix forgets where things are\nstyle (Gram at {ls}):  ‖G(x) − G(shuffled)‖ / ‖G(x)‖ = {g}\n"
-              "content (features at {lc}):  ‖a(x) − a(shuffled)‖ / ‖a(x)‖ = {c}",
-        "zh": "Gram 矩阵忘记了东西在哪里\n风格（{ls} 的 Gram 矩阵）：‖G(x) − G(打乱)‖ / ‖G(x)‖ = {g}\n"
-              "内容（{lc} 的特征）：‖a(x) − a(打乱)‖ / ‖a(x)‖ = {c}"},
-    "gram.bars_title": {"en": "style cost per layer  ({what} = {total})", "zh": "每层的风格代价（{what} = {total}）"},
-    "gram.layer": {"en": "layer", "zh": "层"},
-})
 
 
 def _figure(lang: str, width: float, height: float) -> Figure:

@@ -315,16 +315,6 @@ def textures(
     return results
 
 
-figtext.register({
-    "reconstruct.original": {"en": "original", "zh": "原图"},
-    "reconstruct.rmse": {"en": "pixel RMSE\n{v:.3f}", "zh": "像素均方根误差\n{v:.3f}"},
-    "reconstruct.left": {"en": "J_style left\n{v:.2g}%", "zh": "剩余 J_style\n{v:.2g}%"},
-    "reconstruct.stopped": {"en": "(stopped at step {n})", "zh": "（在第 {n} 步停止）"},
-    "reconstruct.title_content": {"en": "Content reconstructions from white noise: what each layer keeps",
-                                  "zh": "从白噪声重建内容：每一层保留了什么"},
-    "reconstruct.title_texture": {"en": "Textures from white noise: Gram matrices up to deeper layers",
-                                  "zh": "从白噪声合成纹理：匹配到越来越深层的格拉姆矩阵"},
-})
 
 
 def _caption(r: ReconResult, lang: str = "en") -> tuple[str, str]:

@@ -144,23 +144,6 @@ def plot_history(
 # Text sizes: ``fontsize`` is the smallest text of a figure, in points; titles are larger.  The app
 # shows a figure at 1 pt = 1 CSS px (see lessons/resources.py), so ``fontsize=14`` means 14 px text.
 
-figtext.register({
-    "viz.unit_label": {"en": "unit = channel {unit} of layer {layer}, receptive field {h}×{w} px",
-                       "zh": "单元 = {layer} 层的第 {unit} 个通道，感受野 {h}×{w} 像素"},
-    "viz.activation": {"en": "a = {value}", "zh": "激活 = {value}"},
-    "viz.unit_note_short": {"en": "strongest first; a = activation",
-                            "zh": "从强到弱排列"},
-    "viz.no_images": {"en": "no image was scanned ({name})", "zh": "没有扫描到任何图片（{name}）"},
-    "viz.never_fired": {"en": "this unit never fired on these images", "zh": "这个单元在这些图上从未被激活"},
-    "viz.map_image": {"en": "{name}\nreceptive field of the peak", "zh": "{name}\n峰值处的感受野"},
-    "viz.map_values": {"en": "activation map {h}×{w}, peak at (y={y}, x={x})",
-                       "zh": "激活图 {h}×{w}，峰值在 (y={y}, x={x})"},
-    "viz.colorbar": {"en": "activation", "zh": "激活值"},
-    "viz.overview_title": {"en": "What units of {net} respond to: top patches in {images} images",
-                           "zh": "{net} 的单元对什么有反应：{images} 张图中最强的图像块"},
-    "viz.layer_rf": {"en": "{layer}\nreceptive field {h}×{w} px", "zh": "{layer}\n感受野 {h}×{w} 像素"},
-    "viz.channel": {"en": "ch {unit}", "zh": "通道 {unit}"},
-})
 
 
 def _font_for(lang: str) -> None:

@@ -111,21 +111,6 @@ def _python_files():
         yield from ([src] if src.is_file() else sorted(src.rglob("*.py")))
 
 
-def _figure_text_dicts(trees) -> list[ast.Dict]:
-    """The literal dicts given to ``figtext.register({...})`` (the figures' words before figures.po)."""
-    found = []
-    for tree in trees:
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "register":
-                found += [arg for arg in node.args if isinstance(arg, ast.Dict)]
-    return found
-
-
-def _figure_text_keys(trees) -> set[str]:
-    """The keys of ``figtext.register({...})``, dotted like ids."""
-    return {k.value for d in _figure_text_dicts(trees) for k in d.keys if isinstance(k, ast.Constant)}
-
-
 #: calls whose literal string arguments are message ids: ``text("x.y")``, ``Message("x.y", ...)``,
 #: ``ImageError.about(name, "x.y")`` and every ``...Error("x.y", ...)``
 ID_CALLS = {"text", "Message", "about", "_fail"}
@@ -143,7 +128,6 @@ def _scan(trees: dict) -> tuple[dict[str, str], list[str]]:
     areas = {i.split(".")[0] for i in EN}
     found: dict[str, str] = {}
     prefixes: list[str] = []
-    skip = _figure_text_keys(trees.values()) - set(EN)  # a figure text outside figures.po is no message id
     for name, tree in trees.items():
         for node in ast.walk(tree):
             where = f"{name}:{getattr(node, 'lineno', '?')}"
@@ -151,7 +135,7 @@ def _scan(trees: dict) -> tuple[dict[str, str], list[str]]:
                 head = str(node.values[0].value)
                 if head.endswith(".") and ID_SHAPE.match(head + "x"):
                     prefixes.append(head)
-            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value not in skip:
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
                 if _looks_like_id(node.value) and node.value.split(".")[0] in areas:
                     found.setdefault(node.value, where)
             elif isinstance(node, ast.Call):
@@ -186,7 +170,7 @@ def test_the_scan_finds_ids_and_only_ids():
     assert {"config.size", "image.not_found", "progress.scale", "layer.unknown"} <= set(found)
     assert not any(i.endswith((".png", ".py", ".npz")) for i in found)
     snippet = ast.parse("raise InputError('nowhere.at_all', x=1)\n"
-                        "save('image.png'); Message(f'config.{name}'); figtext.register({'image.title': {}})\n"
+                        "save('image.png'); Message(f'config.{name}')\n"
                         "ImageError.about(path, 'image.not_here'); print('see teachkit.images')\n")
     found, prefixes = _scan({"snippet": snippet})
     assert set(found) == {"nowhere.at_all", "image.not_here"} and prefixes == ["config."]
@@ -424,20 +408,6 @@ def test_figures_show_the_words_of_figures_po():
         for msg_id, template in words.items():
             params = marked(fields(template))
             assert figtext.tr(msg_id, lang, **params) == template.format(**params), (lang, msg_id)
-
-
-def test_the_old_figure_tables_in_the_code_match_figures_po():
-    """``figtext.register({...})`` calls left in the drawing modules must say what figures.po says
-    (the catalogue's words are shown): a text changed in the code and not in the catalogue fails here."""
-    trees = [ast.parse(path.read_text(encoding="utf-8")) for path in _python_files()]
-    en = _read_po(messages.LOCALE_DIR / "en" / "LC_MESSAGES" / "figures.po")
-    zh = _read_po(messages.LOCALE_DIR / "zh" / "LC_MESSAGES" / "figures.po")
-    for d in _figure_text_dicts(trees):
-        if not all(isinstance(k, ast.Constant) for k in d.keys):
-            continue
-        for key, texts in ast.literal_eval(d).items():
-            assert key in en, f"figure text {key!r} is not in figures.po"
-            assert (texts["en"], texts["zh"]) == (en[key], zh[key]), key
 
 
 def test_a_missing_chinese_font_is_one_message_in_both_languages(monkeypatch):

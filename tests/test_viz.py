@@ -14,16 +14,11 @@ from PIL import Image
 from teachkit import figtext, viz
 
 
-def test_figtext_needs_both_languages_and_refuses_a_second_meaning():
-    figtext.register({"test_viz.hello": {"en": "hello {who}", "zh": "你好，{who}"}})
-    assert figtext.tr("test_viz.hello", "zh", who="G") == "你好，G"
-    assert figtext.tr("test_viz.hello", "en", who="G") == "hello G"
-    with pytest.raises(ValueError, match="lacks zh"):
-        figtext.register({"test_viz.half": {"en": "only English"}})
-    with pytest.raises(ValueError, match="twice"):
-        figtext.register({"test_viz.hello": {"en": "hi", "zh": "嗨"}})
+def test_figtext_reads_figures_po_in_both_languages_and_refuses_unknowns():
+    assert figtext.tr("gram.k", "en") == "channel k" and figtext.tr("gram.k", "zh") == "通道 k"
+    assert figtext.tr("gram.all", "zh", n_C=64) == "全部 64 个通道"
     with pytest.raises(ValueError, match="unknown language"):
-        figtext.tr("test_viz.hello", "fr")
+        figtext.tr("gram.k", "fr")
     with pytest.raises(KeyError, match="no figure text"):
         figtext.tr("test_viz.nothing", "en")
 

@@ -28,7 +28,6 @@ from teachkit.memory import OutOfMemory, out_of_memory
 from teachkit.messages import LANGS, Message, TeachkitError
 
 TEXT_DIR = Path(__file__).parent / "text"
-_MARKER = re.compile(r"^<!--\s*@(\w+)\s*-->\s*$", re.M)
 
 
 LANG_KEY = "ui_lang"  #: where the session's language is kept (app.py sets it; the sidebar switch changes it)
@@ -56,12 +55,9 @@ def tr(key: str, **fmt: Any) -> str:
 @functools.lru_cache(maxsize=None)
 def sections(language: str, page: str) -> dict[str, str]:
     """The ``<!-- @name -->`` sections of ``text/<language>/<page>.md``."""
-    path = TEXT_DIR / language / f"{page}.md"
-    if not path.is_file():
-        return {}
-    parts = _MARKER.split(path.read_text(encoding="utf-8"))
-    # parts = [before, name1, body1, name2, body2, ...]
-    return {parts[i]: parts[i + 1].strip() for i in range(1, len(parts) - 1, 2)}
+    from teachkit.handout import read_sections
+
+    return read_sections(TEXT_DIR / language / f"{page}.md")
 
 
 def text(page: str, section: str, **fmt: Any) -> str:

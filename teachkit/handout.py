@@ -23,7 +23,6 @@ import re
 from pathlib import Path
 
 LANGS = ("en", "zh")
-LESSONS = {1: "1_layers", 2: "2_style_transfer", 3: "3_cost", 4: "4_content", 5: "5_style", 6: "6_run"}
 _MARKER = re.compile(r"^<!--\s*@(\w+)\s*-->\s*$", re.M)
 #: sections that are for the app only (not printed)
 _APP_ONLY = ("teacher", "folder_help", "scan_note", "pick", "demo", "experiment", "options", "done")
@@ -54,11 +53,27 @@ def text_dir() -> Path:
     return Path(str(files("teachkit.lessons"))) / "text"
 
 
-def sections(lang: str, lesson: int) -> dict[str, str]:
-    """The ``<!-- @name -->`` sections of a lesson's text, in file order."""
-    path = text_dir() / lang / f"{LESSONS[lesson]}.md"
-    parts = _MARKER.split(path.read_text(encoding="utf-8"))
+def read_sections(path: Path) -> dict[str, str]:
+    """The ``<!-- @name -->`` sections of one lesson text file, in file order ({} for no file).
+    The one parser of the lesson texts: the app (``teachkit.lessons.i18n``) reads them with it too."""
+    if not path.is_file():
+        return {}
+    parts = _MARKER.split(path.read_text(encoding="utf-8"))  # [before, name1, body1, name2, body2, ...]
     return {parts[i]: parts[i + 1].strip() for i in range(1, len(parts) - 1, 2)}
+
+
+def lesson_numbers() -> tuple[int, ...]:
+    """The lessons, from the one page registry."""
+    from teachkit.lessons.pages import PAGES
+
+    return tuple(p.number for p in PAGES)
+
+
+def sections(lang: str, lesson: int) -> dict[str, str]:
+    """The sections of lesson ``lesson``'s text (its file from the page registry)."""
+    from teachkit.lessons.pages import page
+
+    return read_sections(text_dir() / lang / f"{Path(page(lesson).file).stem}.md")
 
 
 def lesson_title(lesson: int, lang: str) -> str:
@@ -268,7 +283,7 @@ def lesson_html(lesson: int, lang: str = "en", net=None, cache_dir=None) -> str:
     from .messages import InputError, normalize_lang
     from .messages import text as msg
 
-    if lesson not in LESSONS:
+    if lesson not in lesson_numbers():
         raise InputError("handout.no_lesson", lesson=lesson)
     lang = normalize_lang(lang) or "en"
     sec = sections(lang, lesson)
@@ -314,14 +329,14 @@ def lesson_html(lesson: int, lang: str = "en", net=None, cache_dir=None) -> str:
             f"<body>{''.join(parts)}</body></html>\n")
 
 
-def write_handouts(out_dir, lang: str = "en", lessons=tuple(LESSONS), net=None, cache_dir=None) -> list[Path]:
+def write_handouts(out_dir, lang: str = "en", lessons=None, net=None, cache_dir=None) -> list[Path]:
     """Write ``lesson<N>_<lang>.html`` for each lesson into ``out_dir``; returns the paths."""
     from .fileio import atomic_write
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for n in lessons:
+    for n in (lesson_numbers() if lessons is None else lessons):
         path = out / f"lesson{n}_{lang}.html"
         data = lesson_html(n, lang, net, cache_dir).encode("utf-8")
         with atomic_write(path) as f:
@@ -338,7 +353,7 @@ def add_handout_parser(sub) -> None:
                        description="Write one printable HTML handout per lesson: formulas, key figures with what "
                                    "to look for, the questions, and the answers on a separate teacher's page.")
     p.add_argument("--lang", dest="handout_lang", choices=LANGS, default="en", help="language (default en)")
-    p.add_argument("--lesson", type=int, choices=sorted(LESSONS), action="append",
+    p.add_argument("--lesson", type=int, choices=lesson_numbers(), action="append",
                    help="only this lesson (repeatable; default: all six)")
     p.add_argument("-o", "--out", required=True, metavar="DIR", help="folder to write the HTML files into")
     p.add_argument("--cache", metavar="DIR", help="where `teachkit prepare` put its results (default: the cache)")
@@ -347,6 +362,6 @@ def add_handout_parser(sub) -> None:
 
 def cmd_handout(args: argparse.Namespace) -> int:
     lang = getattr(args, "handout_lang", None) or "en"
-    for path in write_handouts(args.out, lang, tuple(args.lesson or LESSONS), cache_dir=args.cache):
+    for path in write_handouts(args.out, lang, tuple(args.lesson) if args.lesson else None, cache_dir=args.cache):
         print(path)
     return 0

@@ -27,20 +27,11 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TEACHKIT_OFFLINE", "1")
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
+from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
+
+from teachkit.lessons.pages import page as lesson_page  # noqa: E402
 
 APP = str(ROOT / "app.py")
-PAGES = {1: "lessons/1_layers.py", 2: "lessons/2_style_transfer.py", 3: "lessons/3_cost.py",
-         4: "lessons/4_content.py", 5: "lessons/5_style.py", 6: "lessons/6_run.py"}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def session(page: int, lang: str) -> AppTest:
@@ -48,7 +39,7 @@ def session(page: int, lang: str) -> AppTest:
     at.query_params["lang"] = lang
     at.run()
     if page != 1:
-        at.switch_page(PAGES[page]).run()
+        at.switch_page(str(lesson_page(page).path)).run()
     problems = [e.value for e in at.exception] + [e.value for e in at.error]
     if problems:
         raise SystemExit(f"page {page} failed: {problems}")

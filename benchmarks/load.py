@@ -61,34 +61,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # tests/local_server.py: the local server and the protocol client
 
 from local_server import Tab, free_port, wait_until_healthy  # noqa: E402
+from machine import cpu_flags, cpu_name  # noqa: E402  (benchmarks/machine.py)
 
 CHROMIUM = "/usr/bin/chromium"
 TARGETS = {30: (5.0, 3 * 1024), 60: (10.0, None)}  #: students -> (worst first element, s; RSS MiB limit)
 
 
 # ---- the machine and the server ----
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def cpu_flags() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                return "AVX-512" + (" + bf16" if "avx512_bf16" in flags else "") if "avx512f" in flags else (
-                    "AVX2" if "avx2" in flags else "no AVX2")
-    except OSError:
-        pass
-    return "?"
 
 
 def proc_kib(pid: int, field: str) -> int:

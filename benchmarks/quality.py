@@ -39,6 +39,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
+from machine import cpu_line  # noqa: E402  (benchmarks/machine.py; peers.py imports it from here)
+
 CONTENTS = ("chelsea", "astronaut", "rocket", "motorcycle")
 #: teachkit's generated styles, then scikit-image's natural textures (grey) and colour photos
 STYLES = ("stained_glass", "swirls", "waves", "rings", "brick", "grass", "hubble_deep_field", "coffee")
@@ -65,27 +67,6 @@ def load_picture(name: str, size: int):
     if arr.ndim == 2:
         arr = np.stack([arr] * 3, axis=-1)
     return resize_long_side(Image.fromarray(arr[..., :3].astype(np.uint8), "RGB"), size)
-
-
-def cpu_line() -> str:
-    """The machine in one line: CPU model, cores, torch's CPU capability, threads, GPU if any."""
-    import torch
-
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    from teachkit.transfer import cpu_bf16_native
-
-    bf16 = cpu_bf16_native()[1]
-    gpu = f"; GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return (f"{model}, {os.cpu_count()} cores, torch {torch.__version__} capability "
-            f"{torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads ({bf16}){gpu}")
 
 
 def ratios(net, content, style, result, content_layer: str = "relu4_2", layers=RATIO_LAYERS) -> dict:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from load import cpu_name  # benchmarks/load.py: the one home of "which CPU is this"
+from machine import cpu_name  # benchmarks/machine.py: the one home of "which CPU is this"
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,6 +6,8 @@ traceback.  Executed with nbclient on an ipykernel (the `test` extra)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from teachkit import notebooks as nb
@@ -72,7 +74,10 @@ def _run(notebook: dict, upto_first_check: bool = False) -> list:
         nbk.cells = cells
     client = nbclient.NotebookClient(nbk, timeout=300, kernel_name="python3", allow_errors=True,
                                      resources={"metadata": {"path": "."}})
-    client.execute()
+    # Importing streamlit (the app's tests, earlier in the suite) sets MPLBACKEND=Agg in this process,
+    # and a kernel started with that environment draws plt.show() nowhere: give it a student's one.
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    client.execute(env=env)
     return nbk.cells
 
 

@@ -22,6 +22,7 @@ if str(ROOT) not in sys.path:  # the lessons package sits next to app.py
     sys.path.insert(0, str(ROOT))
 APP = str(ROOT / "app.py")
 from teachkit.lessons.pages import PAGES as REGISTRY  # noqa: E402 - the one page registry
+from page_strings import visible_strings  # noqa: E402 - tests/page_strings.py: what a page shows
 
 PAGES = {p.number: str(p.path) for p in REGISTRY}  # lesson number -> its script (AppTest.switch_page)
 LANGS = ("en", "zh")
@@ -163,35 +164,6 @@ def test_prepared_results_are_shown_at_once(n, lang):
     found += [cap for img in at.image for cap in img.captions]
     assert any(text in f for f in found), (text, found)
     assert not at.info or all(ui_strings(lang)["not_prepared"] != i.value for i in at.info)
-
-
-def visible_strings(at: AppTest) -> list[str]:
-    """Every string the rendered page shows a student (texts, labels, options, captions, help)."""
-    texts = ("Markdown", "Caption", "Title", "Header", "Subheader", "Text", "Info", "Warning", "Error",
-             "Success", "Exception")
-    out: list[str] = []
-
-    def walk(node):
-        kind = type(node).__name__
-        if getattr(node, "key", None) == "lang":  # the language switch names both languages in their own words
-            return
-        attrs = ["value"] if kind in texts else ["label", "options", "help", "placeholder", "captions"]
-        for attr in attrs:
-            try:
-                v = getattr(node, attr)
-            except Exception:  # noqa: BLE001 - not every element has every attribute
-                continue
-            if isinstance(v, str):
-                out.append(v)
-            elif isinstance(v, (list, tuple)):
-                out.extend(x for x in v if isinstance(x, str))
-        children = getattr(node, "children", None)
-        if isinstance(children, dict):
-            for child in children.values():
-                walk(child)
-
-    walk(at._tree)
-    return out
 
 
 # words a Chinese page may show as they are: names of things, units and formats

@@ -18,6 +18,7 @@ import pytest
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
+from page_strings import TEXT_KINDS, visible_strings  # noqa: E402 - tests/page_strings.py: what a page shows
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -310,31 +311,10 @@ _LAYER = re.compile(r"\b(relu|conv|pool)\d(_\d)?\b")
 
 
 def chinese_page_strings(at: AppTest) -> list[str]:
-    out = []
-
-    texts = ("Markdown", "Caption", "Title", "Header", "Subheader", "Text", "Info", "Warning", "Error", "Success",
-             "Latex")
-
-    def walk(node):
-        if getattr(node, "key", None) == "lang":
-            return
-        kind = type(node).__name__
-        for attr in ["value"] if kind in texts else ["label", "options", "help", "captions"]:
-            try:
-                v = getattr(node, attr)
-            except Exception:  # noqa: BLE001
-                continue
-            if isinstance(v, str):
-                out.append(v)
-            elif isinstance(v, (list, tuple)):
-                out.extend(x for x in v if isinstance(x, str))
-        children = getattr(node, "children", None)
-        if isinstance(children, dict):
-            for child in children.values():
-                walk(child)
-
-    walk(at._tree)
-    return [s for s in out if "/media/" not in s]  # an image's address is no text
+    """What the page shows (tests/page_strings.py), formulas (Latex) included, image addresses left out."""
+    kinds = tuple(k for k in TEXT_KINDS if k != "Exception") + ("Latex",)
+    strings = visible_strings(at, kinds=kinds, attrs=("label", "options", "help", "captions"))
+    return [s for s in strings if "/media/" not in s]  # an image's address is no text
 
 
 @pytest.mark.parametrize("page", ["lessons/slides.py", "lessons/5_style.py", "lessons/4_content.py"])

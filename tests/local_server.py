@@ -8,6 +8,25 @@ import socket
 import time
 import urllib.request
 
+#: the browser of the real-browser tests (Debian's chromium; .ci/run installs it)
+CHROMIUM = "/usr/bin/chromium"
+
+
+def need_browser() -> None:
+    """Skip a test that needs Chromium and Playwright where they are missing -- or fail it, with
+    TEACHKIT_REQUIRE_BROWSER=1 (CI), where the browser tests must run."""
+    import os
+    from pathlib import Path
+
+    import pytest
+
+    if not Path(CHROMIUM).is_file():
+        if os.environ.get("TEACHKIT_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"no Chromium at {CHROMIUM} (TEACHKIT_REQUIRE_BROWSER=1)")
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium")
+    pytest.importorskip("playwright.sync_api")
+
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now."""

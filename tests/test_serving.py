@@ -32,7 +32,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from local_server import free_port, wait_until_healthy
+from local_server import CHROMIUM, free_port, need_browser, wait_until_healthy
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -709,16 +709,6 @@ def test_the_start_command_passes_the_limits():
 
 # ---- in a real browser: the limits hold however the server was started ---------------------------
 
-CHROMIUM = "/usr/bin/chromium"
-
-
-def _need_browser():
-    if not Path(CHROMIUM).is_file():
-        if os.environ.get("TEACHKIT_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"no Chromium at {CHROMIUM} (TEACHKIT_REQUIRE_BROWSER=1)")
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium")
-    pytest.importorskip("playwright.sync_api")
-
 
 def _serve(flags: list[str], cwd: Path, env: dict, log: Path):
     """``streamlit run /path/to/app.py FLAGS`` started in ``cwd`` (not the repository root)."""
@@ -756,7 +746,7 @@ def test_served_limits_in_a_browser(tmp_path, tiny_atlas_env):
     """Started with `make run`'s options outside the repo root, the server refuses an 11 MB upload
     (the browser does, and the server does for a request that skips the browser); started with a
     larger limit, the app switches its uploads off."""
-    _need_browser()
+    need_browser()
     from playwright.sync_api import sync_playwright
 
     env = dict(os.environ, PYTHONUNBUFFERED="1", TEACHKIT_WARMUP="0")

@@ -27,10 +27,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from local_server import free_port, wait_until_healthy
+from local_server import CHROMIUM, free_port, need_browser, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 _JUNK = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".pytest_cache")
 
@@ -150,12 +149,6 @@ def _png(width: int, height: int) -> bytes:
     return buf.getvalue()
 
 
-def _need_browser():
-    if not Path(CHROMIUM).is_file():
-        if os.environ.get("TEACHKIT_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"no Chromium at {CHROMIUM} (TEACHKIT_REQUIRE_BROWSER=1)")
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium")
-    pytest.importorskip("playwright.sync_api")
 
 
 def _loopback_only(route) -> None:
@@ -166,7 +159,7 @@ def _loopback_only(route) -> None:
 
 
 def test_teachkit_app_serves_lessons_in_both_languages_with_the_upload_limit(venv, elsewhere, tmp_path):
-    _need_browser()
+    need_browser()
     from playwright.sync_api import sync_playwright
 
     from teachkit.lessons.pages import page as lesson

@@ -84,6 +84,9 @@ def process_group(device: "str | torch.device" = "cpu", timeout_s: float = 3600.
                             timeout=_dt.timedelta(seconds=timeout_s))
     try:
         yield
+        # Every rank done with its collectives before any leaves: a rank that tears its connections
+        # down while another still reads from them makes gloo abort that other process.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

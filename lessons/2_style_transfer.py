@@ -81,13 +81,17 @@ settings = (content_key, style_key, repr(config))
 if run:
     from teachkit.transfer import transfer
 
+    from teachkit.lessons.together import shared_run
+
     g_slot.image(start, caption=tr("noise_G"), width="stretch")
     with progress_slot:
-        with jobs.slot_on_page():
-            view = jobs.LiveView("lesson2", image_slot=g_slot)
-            result = transfer(res.picture(content_key), [res.picture(style_key, config.size)], config, callback=view,
-                              backbone=res.backbone(), time_limit=jobs.demo_limit(cfg.demo_seconds()))
-            view.done()
+        # the same demo pressed by several students at once is computed once, and watched by the others
+        view = jobs.LiveView("lesson2", image_slot=g_slot)
+        result = shared_run(("lesson2", *settings, res.backbone().name, cfg.demo_seconds()), {"G": view},
+                            lambda cb: transfer(res.picture(content_key), [res.picture(style_key, config.size)],
+                                                config, callback=cb["G"], backbone=res.backbone(),
+                                                time_limit=jobs.demo_limit(cfg.demo_seconds())))
+        view.done()
     st.session_state["p2_result"] = {"settings": settings, "image": result.image, "seconds": result.seconds,
                                      "steps": len(result.history), "limit": result.stopped,
                                      "optimizer": result.config.optimizer}

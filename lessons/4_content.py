@@ -74,12 +74,15 @@ result = st.session_state.get("p4_result")
 if run:
     from teachkit.reconstruct import reconstruct_content
 
-    with progress_slot:
-        with jobs.slot_on_page():
-            view = jobs.LiveView("lesson4", image_slot=g_slot, show_values=("distance",))
-            r = reconstruct_content(res.backbone(), res.picture(content_key), layer, size=SIZE, steps=STEPS,
-                                    callback=view, image_every=1, time_limit=jobs.demo_limit(LIMIT))
-            view.done()
+    from teachkit.lessons.together import shared_run
+
+    with progress_slot:  # pressed by several students at once: computed once, watched by the others
+        view = jobs.LiveView("lesson4", image_slot=g_slot, show_values=("distance",))
+        r = shared_run(("lesson4", *settings, res.backbone().name, LIMIT), {"G": view},
+                       lambda cb: reconstruct_content(res.backbone(), res.picture(content_key), layer, size=SIZE,
+                                                      steps=STEPS, callback=cb["G"], image_every=1,
+                                                      time_limit=jobs.demo_limit(LIMIT)))
+        view.done()
     result = st.session_state["p4_result"] = {"settings": settings, "image": r.image, "distance": r.distance,
                                               "content": r.final.get("content"), "steps": r.steps,
                                               "seconds": r.seconds, "stopped": r.stopped}
@@ -102,20 +105,29 @@ grid_settings = (content_key, GRID_SIZE, GRID_STEPS)
 grid = st.session_state.get("p4_grid_result")
 if grid_run:
     from teachkit.reconstruct import reconstruct_content
+    from teachkit.lessons.together import shared_run
 
     # one reconstruction per layer, each with its own share of the time limit: a slow first layer can
     # never take the other two with it (a cut one says how far it got)
-    items = []
     cols = grid_slot.container().columns(len(GRID))
-    with jobs.slot_on_page():
-        for col, (kind, name) in zip(cols, GRID.items()):
-            with col:
-                view = jobs.LiveView(f"lesson4_grid_{kind}", image_width="stretch", show_values=("distance",))
-                r = reconstruct_content(res.backbone(), res.picture(content_key), name, size=GRID_SIZE,
-                                        steps=GRID_STEPS, callback=view, image_every=5,
-                                        time_limit=None if LIMIT is None else jobs.demo_limit(LIMIT) / len(GRID))
-                view.done()
-            items.append((r.image, name, r.distance, r.steps, r.seconds, r.stopped))
+    views = {}
+    for col, kind in zip(cols, GRID):
+        with col:
+            views[kind] = jobs.LiveView(f"lesson4_grid_{kind}", image_width="stretch", show_values=("distance",))
+
+    def grid_work(cb):
+        share = None if LIMIT is None else jobs.demo_limit(LIMIT) / len(GRID)
+        out = []
+        for kind, name in GRID.items():
+            r = reconstruct_content(res.backbone(), res.picture(content_key), name, size=GRID_SIZE,
+                                    steps=GRID_STEPS, callback=cb[kind], image_every=5, time_limit=share)
+            out.append((r.image, name, r.distance, r.steps, r.seconds, r.stopped))
+        return out
+
+    # pressed by several students at once: computed once, watched by the others
+    items = shared_run(("lesson4_grid", *grid_settings, res.backbone().name, LIMIT), views, grid_work)
+    for view in views.values():
+        view.done()
     grid = st.session_state["p4_grid_result"] = {"settings": grid_settings, "items": items}
 if grid is not None and grid["settings"] == grid_settings:
     grid_slot.empty()

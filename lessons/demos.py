@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from teachkit.lessons.jobs import LiveView, demo_limit, slot_on_page
+from teachkit.lessons.jobs import LiveView, demo_limit
+from teachkit.lessons.together import shared_run
 from teachkit.lessons.resources import backbone, picture
 
 
@@ -138,17 +139,24 @@ def texture_demo(style: str, size: int, steps: int, layers: list[str], slot, tim
     # one texture per layer set, each with its own ``time_limit`` (the caller's share per texture): a
     # slow first texture can never take the others with it, so the demo always shows every texture it
     # promised (a cut one says how far it got: ``stopped``, ``steps``)
-    results = []
-    with slot_on_page():
-        if time_limit is not None:  # the whole demo is cut when others wait behind it (jobs.demo_limit)
-            time_limit = demo_limit(time_limit * len(layers)) / len(layers)
-        cols = slot.container().columns(len(layers))
-        for i, col in enumerate(cols):
-            with col:
-                view = LiveView(f"lesson5_{i}", image_width="stretch", show_values=())
-                results.append(synthesize_texture(backbone(), picture(style, size), list(layers[: i + 1]), None, steps,
-                                                  callback=view, image_every=5, time_limit=time_limit))
-                view.done()
+    cols = slot.container().columns(len(layers))
+    views = {}
+    for i, col in enumerate(cols):
+        with col:
+            views[i] = LiveView(f"lesson5_{i}", image_width="stretch", show_values=())
+
+    def work(cb):
+        share = time_limit
+        if share is not None:  # the whole demo is cut when others wait behind it (jobs.demo_limit)
+            share = demo_limit(share * len(layers)) / len(layers)
+        return [synthesize_texture(backbone(), picture(style, size), list(layers[: i + 1]), None, steps,
+                                   callback=cb[i], image_every=5, time_limit=share) for i in range(len(layers))]
+
+    # pressed by several students at once: computed once, watched by the others (lessons/together.py)
+    results = shared_run(("lesson5_textures", style, size, steps, tuple(layers), backbone().name, time_limit),
+                         views, work)
+    for view in views.values():
+        view.done()
     return {"images": [r.image for r in results], "labels": [r.layers[-1] for r in results],
             "steps": [r.steps for r in results], "seconds": [r.seconds for r in results],
             "stopped": [r.stopped for r in results]}

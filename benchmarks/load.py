@@ -603,6 +603,60 @@ print(f"process with the backbone loaded: {base:.0f} MiB; peak: {peak:.0f} MiB; 
     subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, TEACHKIT_OFFLINE="1"))
 
 
+async def _press_together(url: str, n: int) -> list[dict]:
+    """``n`` students on lesson 2, all pressing "Run" at the same moment (the teacher says "now")."""
+    from teachkit.lessons._strings import UI
+
+    stopped = UI["stopped_at_limit"]["en"].split("{")[0]
+    tabs = [Tab(url) for _ in range(n)]
+    slug = next(p.slug for p in PAGES if p.number == 2)
+    try:
+        for tab in tabs:
+            await tab.open(slug, 300)
+        runs = await asyncio.gather(*(tab.press("p2_run", timeout=900) for tab in tabs))
+        out = []
+        for tab, run in zip(tabs, runs):
+            captions = tab.texts("markdown", run.elements)  # st.caption is a Markdown element
+            out.append({"seconds": run.seconds("finished"), "status": run.status, "errors": tab.errors(run.elements),
+                        "cut": any(c.startswith(stopped) for c in captions)})
+        return out
+    finally:
+        for tab in tabs:
+            await tab.close()
+
+
+def press_together(args) -> None:
+    """The same demo pressed by N students at once: shared runs (the default) beside every press its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    print(f"CPU: {cpu_name()} ({cpu_flags()}), {os.cpu_count()} cores; {args.press_together} students on "
+          f"lesson 2 press \"Run\" at once (default pictures and settings; demo time limit 25 s)\n")
+    rows = []
+    for shared in ("1", "0"):
+        tmp = Path(tempfile.mkdtemp(prefix="teachkit_together_"))
+        proc, url, _ = start_server(tmp, {"TEACHKIT_SHARED_DEMOS": shared, "TEACHKIT_WARMUP": "0"})
+        try:
+            cpu0, t0 = cpu_seconds(proc.pid), time.time()
+
+            async def go():
+                asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=args.press_together + 8))
+                return await _press_together(url, args.press_together)
+
+            res = asyncio.run(go())
+            cpu = cpu_seconds(proc.pid) - cpu0
+        finally:
+            stop_server(proc)
+            shutil.rmtree(tmp, ignore_errors=True)
+        secs = [r["seconds"] for r in res if r["seconds"] is not None]
+        rows.append((shared, secs, sum(r["cut"] for r in res), sum(bool(r["errors"]) or r["status"] != "finished"
+                                                                    for r in res), cpu, len(res)))
+    print("| presses | result after, s: median / worst | results cut short by the time limit | errors | server CPU-s |")
+    print("|---|---|---|---|---|")
+    for shared, secs, cut, bad, cpu, n in rows:
+        name = "shared (default)" if shared == "1" else "each its own (TEACHKIT_SHARED_DEMOS=0)"
+        print(f"| {name} | {_stats(secs)} | {cut} of {n} | {bad} | {cpu:.0f} |")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--students", default="30,60", help="class sizes, comma-separated, one fresh server each "
@@ -618,9 +672,13 @@ def main(argv=None) -> None:
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (server log)")
     ap.add_argument("--job-peak", action="store_true", help="measure the largest allowed lesson-6 job instead")
     ap.add_argument("--extra-steps", type=int, default=5, help="--job-peak: steps beyond a full L-BFGS history")
+    ap.add_argument("--press-together", type=int, metavar="N", help="instead: N students press lesson 2's Run at "
+                    "the same moment, with shared demo runs and without")
     args = ap.parse_args(argv)
     if args.job_peak:
         return job_peak(args)
+    if args.press_together:
+        return press_together(args)
     if args.browsers and not Path(CHROMIUM).is_file():
         print(f"(no Chromium at {CHROMIUM}: every student is played through the protocol)")
         args.browsers = 0

@@ -22,6 +22,8 @@ TEACHKIT_MAX_JOBS       how many heavy computations may run at once (default 2),
 TEACHKIT_DEMO_SECONDS   time limit of the demos of lessons 2-5 (default 25; 0: none)
 TEACHKIT_DEMO_MIN_SECONDS  the shortest a demo is cut to while others queue behind it (default 6)
 TEACHKIT_WARMUP=0       do not make the default figures in the background when the app starts
+TEACHKIT_SHARED_DEMOS=0 every press of a demo computes its own run (default: presses of the same demo with the
+                        same pictures and settings while one is under way watch that run; lessons/together.py)
 TEACHKIT_UPLOAD_MAX_MB  largest accepted upload in megabytes (default 10)
 TEACHKIT_UPLOAD_MAX_MP  largest accepted upload in megapixels (default 12)
 TEACHKIT_UPLOAD_SESSION_FILES / TEACHKIT_UPLOAD_SESSION_MB  uploads one session may hold (8 files / 3 x the MB limit)
@@ -60,6 +62,11 @@ DEVICE = os.environ.get("TEACHKIT_DEVICE", "").strip() or None
 
 def warm_up_wanted() -> bool:
     return not fast_mode() and os.environ.get("TEACHKIT_WARMUP", "1").strip() not in ("0", "false", "no", "off")
+
+
+def shared_demos() -> bool:
+    """Presses of the same demo share one run (``TEACHKIT_SHARED_DEMOS``, default on; read at every call)."""
+    return os.environ.get("TEACHKIT_SHARED_DEMOS", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def demo_size(default: int, fast: int = 48) -> int:

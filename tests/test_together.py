@@ -151,3 +151,16 @@ def test_an_error_reaches_every_watcher(fresh):
         t.join(10)
     assert failing.calls == 1
     assert isinstance(out["second"][0], ValueError) and str(out["second"][0]) == "no good"
+
+
+def test_the_operator_can_switch_sharing_off(fresh, monkeypatch):
+    monkeypatch.setenv("TEACHKIT_SHARED_DEMOS", "0")
+    work, out = Work(), {}
+    threads = [threading.Thread(target=student, args=(("demo",), work, out, name)) for name in ("a", "b")]
+    for t in threads:
+        t.start()
+    until(lambda: work.calls == 2)  # both compute, neither watches
+    work.go.set()
+    for t in threads:
+        t.join(10)
+    assert out["a"][0] is not out["b"][0] and not out["a"][2].shown and not out["b"][2].shown

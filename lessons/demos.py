@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from teachkit.lessons.jobs import LiveView, demo_limit
+from teachkit.lessons.jobs import LiveView, demo_limit, yield_to_quick
 from teachkit.lessons.together import shared_run
 from teachkit.lessons.resources import backbone, picture
 
@@ -114,7 +114,8 @@ class StepDemo:
             else:  # keep memory bounded: replace the last one
                 self.snapshots[-1] = image
             st.session_state["last_G"] = image  # lesson 5 can compare its Gram matrices with S
-            if on_step is not None:
+            if on_step is not None:  # a run of many steps (not a click on "Step"): a click goes first
+                yield_to_quick()
                 on_step()
 
         run_steps(self.obj, n, callback=keep, task="lesson3", preview_every=1, time_limit=time_limit)

@@ -196,6 +196,32 @@ _QUICK = threading.BoundedSemaphore(QUICK_JOBS)
 
 _HELD = threading.local()  #: the ticket of the slot this thread holds (for demo_limit)
 
+#: quick computations running now; long work gives way to them between its steps (yield_to_quick)
+_QUICK_RUNNING = [0]
+_QUICK_DONE = threading.Condition()
+QUICK_PRIORITY_SECONDS = 0.5  #: the longest one step of long work waits for the quick lane
+
+
+def quick_running() -> int:
+    """How many quick computations (clicks on lesson 3's "Step") run now."""
+    return _QUICK_RUNNING[0]
+
+
+def yield_to_quick(max_wait: float | None = None) -> float:
+    """Called by long work (demos, transfers, folder scans) between two of its steps: while a quick
+    computation (a click on lesson 3's "Step") runs, wait until it is done, at most ``max_wait`` s
+    (``QUICK_PRIORITY_SECONDS``).  On 2 cores the slots' demos and transfers already take every core,
+    so a step shared the CPU with them and, with 60 students, waited 8 s median, 101 s worst
+    (benchmarks/RESULTS_load.md); now a click gets the machine for its fraction of a second and long
+    work loses at most that.  Returns the seconds waited."""
+    if not _QUICK_RUNNING[0]:
+        return 0.0
+    t0 = time.monotonic()
+    with _QUICK_DONE:
+        _QUICK_DONE.wait_for(lambda: not _QUICK_RUNNING[0],
+                             QUICK_PRIORITY_SECONDS if max_wait is None else max_wait)
+    return time.monotonic() - t0
+
 
 @contextlib.contextmanager
 def compute_slot(stop: threading.Event | None = None,
@@ -220,9 +246,14 @@ def compute_slot(stop: threading.Event | None = None,
                 yield False
                 return
             got = _QUICK.acquire(timeout=0.25)
+        with _QUICK_DONE:
+            _QUICK_RUNNING[0] += 1
         try:
             yield True
         finally:
+            with _QUICK_DONE:
+                _QUICK_RUNNING[0] -= 1
+                _QUICK_DONE.notify_all()
             _QUICK.release()
         return
     slots = _SLOTS
@@ -371,6 +402,11 @@ class JobLimits:
     max_styles: int = 4  #: style images in one job (samples + uploads)
     seconds: float = 300.0  #: running time limit; the job stops and keeps its latest image
     queue: int = 8  #: jobs that may wait for a slot; more are refused with a message
+    #: jobs queued or running from one network address (0: no cap).  One job per client is keyed on the
+    #: browser's cookie, which a student can renew (a private window, a cleared cookie) to queue more;
+    #: this bounds what one laptop can hold of the class's queue.  The loopback address is exempt (the
+    #: teacher's own machine, or every student behind a reverse proxy on it).
+    per_address: int = 3
     heartbeat_seconds: float = 20.0  #: a job whose session has been gone this long is cancelled
     memory_budget_mib: int = 2048  #: the stated budget the caps are measured against
 
@@ -388,6 +424,7 @@ def _limits_from_env() -> JobLimits:
         max_history=max(1, env_int("TEACHKIT_JOB_MAX_HISTORY", d.max_history)),
         seconds=float(max(1, env_int("TEACHKIT_JOB_SECONDS", int(d.seconds)))),
         queue=max(0, env_int("TEACHKIT_JOB_QUEUE", d.queue)),
+        per_address=max(0, env_int("TEACHKIT_JOBS_PER_ADDRESS", d.per_address)),
         heartbeat_seconds=float(max(1, env_int("TEACHKIT_HEARTBEAT_SECONDS", int(d.heartbeat_seconds)))),
     )
 
@@ -489,6 +526,29 @@ def client_key_for(cookies, address) -> str | None:
     return None
 
 
+def _public_address(address) -> str | None:
+    """The address a per-address cap counts: None for none, and for loopback (see JobLimits.per_address)."""
+    import ipaddress
+
+    if not address:
+        return None
+    try:
+        if ipaddress.ip_address(str(address).split("%", 1)[0]).is_loopback:
+            return None
+    except ValueError:
+        return None  # not an address (a test harness): nothing to count
+    return str(address)
+
+
+def client_address() -> str | None:
+    """The network address of the running session's visitor, as the per-address cap counts it
+    (:func:`_public_address`; None without a server context, e.g. AppTest)."""
+    try:
+        return _public_address(st.context.ip_address)
+    except Exception:  # noqa: BLE001 - no server context
+        return None
+
+
 def client_key() -> str:
     """The client of the running session (:func:`client_key_for` of its cookies and address, read
     once per session); a session without either (AppTest) is a client of its own (:func:`owner_key`)."""
@@ -522,6 +582,10 @@ class QueueFull(RuntimeError):
     """Raised by :meth:`JobBoard.submit` when ``queue`` jobs already wait."""
 
 
+class AddressFull(RuntimeError):
+    """Raised by :meth:`JobBoard.submit` when the job's address has ``per_address`` jobs queued or running."""
+
+
 class JobBoard:
     """The lesson-6 jobs of the whole process: at most one per session, a bounded FIFO queue.
 
@@ -546,6 +610,12 @@ class JobBoard:
             waiting = [j for j in self._waiting if j is not old]
             if len(waiting) >= self.limits.queue:
                 raise QueueFull(len(waiting))
+            address = getattr(job, "address", None)
+            if address is not None and self.limits.per_address:
+                mine = [j for j in [*self._waiting, *self._running] if j is not old and j is not job
+                        and getattr(j, "address", None) == address and not j.stop_event.is_set()]
+                if len(mine) >= self.limits.per_address:
+                    raise AddressFull(len(mine))
             if old is not None and old is not job:
                 old.cancel(reason="replaced")
             if old is not None and old in self._waiting:  # the new job takes the old one's place
@@ -627,7 +697,8 @@ class TransferJob:
     went away), ``"time_limit"``, ``"queue_full"`` or ``"over_limits"`` (refused), or None.
     """
 
-    def __init__(self, content, styles, config, net, *, session: str | None = None, board: JobBoard | None = None):
+    def __init__(self, content, styles, config, net, *, session: str | None = None, board: JobBoard | None = None,
+                 address: str | None = None):
         self.content = content
         self.styles = styles
         self.config = config
@@ -636,6 +707,7 @@ class TransferJob:
         self.limits = self.board.limits
         self.session = session if session is not None else client_key()  #: one job per client (JobBoard)
         self.runtime_session = session_id()  #: Streamlit's session, asked whether its browser is still there
+        self.address = _public_address(address) if address is not None else client_address()  #: per-address cap
         self.stop_event = threading.Event()
         self._lock = threading.Lock()
         self.state = "queued"  # queued -> running -> done | cancelled | failed
@@ -666,9 +738,9 @@ class TransferJob:
             return self
         try:
             self.board.submit(self)
-        except QueueFull:
+        except (QueueFull, AddressFull) as err:
             with self._lock:
-                self.state, self.reason = "failed", "queue_full"
+                self.state, self.reason = "failed", "queue_full" if isinstance(err, QueueFull) else "address_full"
                 self.finished_at = time.time()
             return self
         self._thread.start()
@@ -713,6 +785,7 @@ class TransferJob:
                 if self.first_image_at is None:
                     self.first_image_at = time.time()
         self.check_abandoned()
+        yield_to_quick()  # a click on "Step" first
         return False  # stopping goes through stop_event
 
     def _run(self) -> None:
@@ -764,6 +837,7 @@ class TransferJob:
                 "error": self.error if self.error is None or isinstance(self.error, str) else failure_text(self.error),
                 "records": list(self.records), "reason": self.reason, "place": place,
                 "elapsed": (self.finished_at or time.time()) - self.started, "limit_seconds": self.limits.seconds,
+                "limit_queue": self.limits.queue, "limit_per_address": self.limits.per_address,
             }
 
     def log_json(self) -> str:
@@ -801,7 +875,9 @@ def reason_text(snap: dict) -> str | None:
     if reason == "abandoned":
         return tr("job_abandoned")
     if reason == "queue_full":
-        return tr("job_queue_full", n=LIMITS.queue)
+        return tr("job_queue_full", n=snap.get("limit_queue", LIMITS.queue))
+    if reason == "address_full":
+        return tr("job_address_full", n=snap.get("limit_per_address", LIMITS.per_address))
     return None
 
 
@@ -929,6 +1005,7 @@ class AtlasBuilder:
 
     def _progress(self, p) -> bool:
         self.step, self.total = p.step, p.total
+        yield_to_quick()  # a click on "Step" first
         return False
 
     def can_cancel(self, owner: str | None) -> bool:
@@ -1071,6 +1148,11 @@ STRINGS = {
                      "zh": "已停止：你新开始的任务（在这个或另一个标签页里）取代了它：每位同学同时只能运行一个任务。"},
     "job_abandoned": {"en": "Stopped: this page was away too long, so its place went to others.",
                       "zh": "已停止：此页面离开太久，它的位置已让给其他同学。"},
+    "job_address_full": {
+        "en": "This computer already has {n} transfers queued or running (in other tabs or windows). Cancel one, "
+              "or wait until one has finished, then start again.",
+        "zh": "这台电脑已有 {n} 个风格迁移任务在排队或运行（在其他标签页或窗口中）。请先取消一个，或等其中一个完成后再开始。",
+    },
     "job_queue_full": {"en": "The queue is full ({n} transfers are waiting). Please try again in a few minutes.",
                        "zh": "队列已满（{n} 个任务在等待）。请过几分钟再试。"},
     "p1_folder_refused": {"en": "This folder cannot be used. Type a folder inside the data folder your teacher set up.",

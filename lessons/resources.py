@@ -572,9 +572,12 @@ def warm_controls(langs: tuple[str, ...] = ("en", "zh")) -> None:
 
 
 def _give_way(limit_s: float = 30.0) -> None:
-    """Wait (up to ``limit_s``) while pages are making figures: a visitor's figure comes first."""
+    """Wait (up to ``limit_s``) while pages are making figures or a click on "Step" computes: a
+    visitor's figure or step comes first."""
+    from teachkit.lessons.jobs import quick_running
+
     end = time.monotonic() + limit_s
-    while pages_busy() and time.monotonic() < end:
+    while (pages_busy() or quick_running()) and time.monotonic() < end:
         time.sleep(0.05)
 
 

@@ -32,6 +32,8 @@ TEACHKIT_DATA_ROOT      lesson 1's folder box is off unless this names a folder;
 TEACHKIT_JOB_SECONDS    time limit of one lesson-6 transfer (default 300)
 TEACHKIT_JOB_QUEUE      lesson-6 transfers that may wait for a slot (default 8); one job per client (a browser
                         with all its tabs, known by Streamlit's XSRF cookie; else the address): a new one replaces it
+TEACHKIT_JOBS_PER_ADDRESS  lesson-6 transfers queued or running from one network address (default 3; 0: no cap;
+                        the loopback address is exempt): a student renewing the cookie cannot fill the queue
 TEACHKIT_HEARTBEAT_SECONDS  a transfer whose page has gone this long is cancelled (default 20)
 TEACHKIT_JOB_MAX_SIZE / TEACHKIT_JOB_MAX_STEPS / TEACHKIT_JOB_MAX_HISTORY  caps (512 / 500 / 50)
 TEACHKIT_MAX_SCANS      lesson-1 folder atlases kept at once besides the default (default 3)

@@ -23,7 +23,7 @@ from typing import Callable, TypeVar
 import streamlit as st
 
 from teachkit.lessons.i18n import UI, out_of_memory_on_page, tr
-from teachkit.lessons.jobs import slot_on_page
+from teachkit.lessons.jobs import slot_on_page, yield_to_quick
 
 T = TypeVar("T")
 
@@ -102,7 +102,8 @@ def shared_run(key: tuple, views: dict[str, Callable], work: Callable[[dict[str,
     while True:
         with _LOCK:
             run = _RUNS.get(key)
-            mine = run is None
+            # a run that was left or failed is not joined again, even before its page has removed it
+            mine = run is None or (run.ended and (run.abandoned or run.error is not None))
             if mine:
                 run = _RUNS[key] = Run()
             else:
@@ -121,6 +122,7 @@ def _compute(key: tuple, run: Run, views: dict[str, Callable], work: Callable[[d
 
         def callback(p):
             run.publish(name, p)
+            yield_to_quick()  # a click on lesson 3's "Step" first (jobs.yield_to_quick)
             return view(p)
         return callback
 

@@ -262,7 +262,7 @@ def test_the_queue_tells_each_student_their_place_and_is_bounded(fake_transfer):
     d = _job(board, "d").start()  # the queue is full: refused at once, nothing runs
     snap = d.snapshot()
     assert not d.alive and snap["state"] == "failed" and snap["reason"] == "queue_full"
-    assert str(jobs.LIMITS.queue) in jobs.reason_text(snap)
+    assert "(2 transfers are waiting)" in jobs.reason_text(snap)  # this board's queue of 2
     b2 = _job(board, "b").start()  # b asks again: the new job takes the old one's place
     _until(lambda: not b.alive)
     assert b.reason == "replaced" and (b2.snapshot()["place"], c.snapshot()["place"]) == (1, 2)
@@ -273,6 +273,35 @@ def test_the_queue_tells_each_student_their_place_and_is_bounded(fake_transfer):
     for job in (b2, c):
         job.cancel()
     _until(lambda: not (b2.alive or c.alive))
+    assert board.counts() == (0, 0)
+
+
+def test_one_address_holds_at_most_its_share_of_the_queue(fake_transfer):
+    """A student renewing the cookie (private windows) is a new client each time; the address still caps them."""
+    board = _board(queue=8, per_address=2)
+
+    def job(session, address):
+        return jobs.TransferJob(None, [], TransferConfig(steps=100_000), None, session=session, board=board,
+                                address=address)
+
+    first, second = job("cookie-1", "10.0.0.7").start(), job("cookie-2", "10.0.0.7").start()
+    third = job("cookie-3", "10.0.0.7").start()  # a third fresh cookie from the same laptop: refused at once
+    snap = third.snapshot()
+    assert not third.alive and snap["state"] == "failed" and snap["reason"] == "address_full"
+    assert "has 2 transfers" in jobs.reason_text(snap)
+    again = job("cookie-2", "10.0.0.7").start()  # the same client replacing its own job is not refused
+    _until(lambda: not second.alive)
+    assert second.reason == "replaced" and again.snapshot()["reason"] is None
+    others = [job("cookie-9", "10.0.0.8").start(), job("cookie-10", "::1").start(), job("cookie-11", "127.0.0.1").start(),
+              job("cookie-12", "127.0.0.1").start()]  # another laptop; loopback is exempt
+    assert all(o.snapshot()["reason"] is None for o in others)
+    first.cancel()
+    _until(lambda: not first.alive)
+    fourth = job("cookie-4", "10.0.0.7").start()  # a place freed: the laptop may queue again
+    assert fourth.snapshot()["reason"] is None
+    for j in (again, fourth, *others):
+        j.cancel()
+    _until(lambda: not any(j.alive for j in (again, fourth, *others)))
     assert board.counts() == (0, 0)
 
 
@@ -1087,3 +1116,29 @@ def test_two_tabs_of_one_browser_hold_one_transfer(class_server):
     seen, running, errors = _run_async(go())
     assert seen and running and errors == []
     _until(lambda: "session went away was cancelled" in class_server.log.read_text(), timeout=30)
+
+
+def test_long_work_gives_way_to_a_click_between_its_steps(monkeypatch):
+    """A click on "Step" (the quick lane) runs while long work waits between two of its steps."""
+    monkeypatch.setattr(jobs, "QUICK_PRIORITY_SECONDS", 5.0)
+    assert jobs.yield_to_quick() == 0.0  # nothing quick running: no wait at all
+    inside, leave, waited = threading.Event(), threading.Event(), []
+
+    def click():
+        with jobs.compute_slot(quick=True):
+            inside.set()
+            leave.wait(10)
+
+    worker = threading.Thread(target=click, daemon=True)
+    worker.start()
+    assert inside.wait(10) and jobs.quick_running() == 1
+    long_work = threading.Thread(target=lambda: waited.append(jobs.yield_to_quick()), daemon=True)
+    long_work.start()
+    time.sleep(0.3)
+    assert not waited  # still waiting for the click
+    leave.set()
+    long_work.join(10)
+    worker.join(10)
+    assert 0.25 <= waited[0] < 5.0 and jobs.quick_running() == 0  # waited for the click, not the whole bound
+    with jobs.compute_slot(quick=True):  # and never longer than the bound
+        assert 0.05 <= jobs.yield_to_quick(max_wait=0.1) < 1.0

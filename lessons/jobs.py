@@ -190,8 +190,10 @@ class ComputeSlots:
 _SLOTS = ComputeSlots(MAX_JOBS)
 #: computations of a second or less (one step of lesson 3's demo) have a lane of their own, so that a
 #: click on "Step" never waits behind the 25-s demos and 5-minute transfers that hold the compute slots
-#: (30 students on 2 cores: a step waited 31 s median, 177 s worst; benchmarks/RESULTS_load.md)
-QUICK_JOBS = max(1, env_int("TEACHKIT_QUICK_JOBS", 1))
+#: (30 students on 2 cores: a step waited 31 s median, 177 s worst; benchmarks/RESULTS_load.md).  Two
+#: lanes: with 60 students a click waited 2.5 / 38.0 s (median / worst) with one, 1.3 / 17.2 s with two
+#: (each step is a fraction of a second of CPU; most of its time goes to waiting its turn for Python's GIL)
+QUICK_JOBS = max(1, env_int("TEACHKIT_QUICK_JOBS", 2))
 _QUICK = threading.BoundedSemaphore(QUICK_JOBS)
 
 _HELD = threading.local()  #: the ticket of the slot this thread holds (for demo_limit)

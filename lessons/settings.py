@@ -19,6 +19,7 @@ TEACHKIT_CACHE          where scanned atlases and prepared results are kept (def
 TEACHKIT_LANG           the language a page opens in without ?lang= in its address (en / zh; default en)
 TEACHKIT_MAX_JOBS       how many heavy computations may run at once (default 2), served in order of arrival;
                         long ones (lesson-6 transfers, folder scans) hold at most all but one of them
+TEACHKIT_QUICK_JOBS     clicks on lesson 3's "Step" computed at once, in a lane of their own (default 2)
 TEACHKIT_DEMO_SECONDS   time limit of the demos of lessons 2-5 (default 25; 0: none)
 TEACHKIT_DEMO_MIN_SECONDS  the shortest a demo is cut to while others queue behind it (default 6)
 TEACHKIT_WARMUP=0       do not make the default figures in the background when the app starts

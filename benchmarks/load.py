@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/load.py --students 30 --browsers 2   # + 2 real Chromium pages in the mix
     .venv/bin/python benchmarks/load.py --students 30 --profile      # + where the server's time goes (py-spy)
     .venv/bin/python benchmarks/load.py --job-peak         # peak memory of the largest lesson-6 job allowed
+    .venv/bin/python benchmarks/load.py --press-together 20  # 20 press lesson 2's Run at once: shared vs not
 
 (What decoding an upload costs is measured by benchmarks/upload_decode.py.)
 

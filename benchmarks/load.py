@@ -353,12 +353,16 @@ class LoopLag:
             self.late += lag > 0.25
 
 
-async def classroom(url: str, students: list[Student], browsers: list[Student], args, lag: LoopLag) -> None:
+def http_threads(n_students: int) -> None:
+    """HTTP (page loads, images, uploads) runs in threads: up to two per student at once, as each browser
+    has its own connections (asyncio's default pool of cpu_count + 4 would make students queue here)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    # HTTP (page loads, images, uploads) runs in threads: one or two per student at once, as each browser
-    # has its own connections (asyncio's default pool of cpu_count + 4 would make students queue here).
-    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=2 * len(students) + 8))
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=2 * n_students + 8))
+
+
+async def classroom(url: str, students: list[Student], browsers: list[Student], args, lag: LoopLag) -> None:
+    http_threads(len(students))
     probe = asyncio.ensure_future(lag.run())
     t0 = time.monotonic()
     deadline = t0 + args.minutes * 60
@@ -628,19 +632,19 @@ async def _press_together(url: str, n: int) -> list[dict]:
 
 def press_together(args) -> None:
     """The same demo pressed by N students at once: shared runs (the default) beside every press its own."""
-    from concurrent.futures import ThreadPoolExecutor
+    from teachkit.lessons.settings import demo_seconds
 
     print(f"CPU: {cpu_name()} ({cpu_flags()}), {os.cpu_count()} cores; {args.press_together} students on "
-          f"lesson 2 press \"Run\" at once (default pictures and settings; demo time limit 25 s)\n")
+          f"lesson 2 press \"Run\" at once (default pictures and settings; demo time limit {demo_seconds()} s)\n")
     rows = []
     for shared in ("1", "0"):
         tmp = Path(tempfile.mkdtemp(prefix="teachkit_together_"))
         proc, url, _ = start_server(tmp, {"TEACHKIT_SHARED_DEMOS": shared, "TEACHKIT_WARMUP": "0"})
         try:
-            cpu0, t0 = cpu_seconds(proc.pid), time.time()
+            cpu0 = cpu_seconds(proc.pid)
 
             async def go():
-                asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=args.press_together + 8))
+                http_threads(args.press_together)
                 return await _press_together(url, args.press_together)
 
             res = asyncio.run(go())

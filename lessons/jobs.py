@@ -612,10 +612,9 @@ class JobBoard:
             waiting = [j for j in self._waiting if j is not old]
             if len(waiting) >= self.limits.queue:
                 raise QueueFull(len(waiting))
-            address = getattr(job, "address", None)
-            if address is not None and self.limits.per_address:
+            if job.address is not None and self.limits.per_address:
                 mine = [j for j in [*self._waiting, *self._running] if j is not old and j is not job
-                        and getattr(j, "address", None) == address and not j.stop_event.is_set()]
+                        and j.address == job.address and not j.stop_event.is_set()]
                 if len(mine) >= self.limits.per_address:
                     raise AddressFull(len(mine))
             if old is not None and old is not job:

@@ -46,6 +46,11 @@ def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
+def env_on(name: str) -> bool:
+    """A switch that is on unless set to 0 / false / no / off."""
+    return os.environ.get(name, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def env_int(name: str, default: int) -> int:
     raw = os.environ.get(name, "").strip()
     try:
@@ -64,12 +69,12 @@ DEVICE = os.environ.get("TEACHKIT_DEVICE", "").strip() or None
 
 
 def warm_up_wanted() -> bool:
-    return not fast_mode() and os.environ.get("TEACHKIT_WARMUP", "1").strip() not in ("0", "false", "no", "off")
+    return not fast_mode() and env_on("TEACHKIT_WARMUP")
 
 
 def shared_demos() -> bool:
     """Presses of the same demo share one run (``TEACHKIT_SHARED_DEMOS``, default on; read at every call)."""
-    return os.environ.get("TEACHKIT_SHARED_DEMOS", "1").strip().lower() not in ("0", "false", "no", "off")
+    return env_on("TEACHKIT_SHARED_DEMOS")
 
 
 def demo_size(default: int, fast: int = 48) -> int:

@@ -145,9 +145,9 @@ def work_reference(job):
     """The plain loop: everything written out here, only the cost functions come from teachkit."""
     torch, net, c, s, ct, st = _setup(job)
     from teachkit import costs
-    from teachkit.transfer import TransferConfig
+    from teachkit.transfer import TransferConfig, schedule
 
-    cfg = TransferConfig(size=job["size"], **RECIPE).resolved(1)  # the same weights as the recipe measured
+    cfg = schedule(TransferConfig(size=job["size"], **RECIPE), 1).config  # the same weights as the recipe measured
     content_layer, style_layers, lam = cfg.content_layer, list(cfg.style_layers), list(cfg.layer_weights)
     base = _rss_mib()
     t0, c0 = time.perf_counter(), time.process_time()
@@ -211,11 +211,11 @@ def work_recipe(job):
     L-BFGS run) until the full-resolution total cost first reaches the target, and stops there.
     """
     torch, net, c, s, ct, st = _setup(job)
-    from teachkit.transfer import StyleTransfer, TransferConfig, split_steps, transfer
+    from teachkit.transfer import StyleTransfer, TransferConfig, schedule, transfer
 
     base_cfg = TransferConfig(size=job["size"], dtype=job["dtype"], seed=job.get("seed", 0),
                               scales=(job["size"],), **RECIPE)
-    plan = split_steps(base_cfg.steps, base_cfg.resolved(1).scales)
+    plan = list(schedule(base_cfg, 1).scale_steps)
     target = job.get("target")
     extend = job.get("extend", 0) if target is not None else 0
     cfg = TransferConfig(size=job["size"], dtype=job["dtype"], seed=job.get("seed", 0), scales=(job["size"],),
@@ -228,7 +228,7 @@ def work_recipe(job):
     def callback(p):
         cpu[p.step] = time.process_time() - c0
         vals[p.step] = p.values["total"]
-        final_scale = p.message.startswith(f"scale {n_scales}/")
+        final_scale = str(p.message).startswith(f"scale {n_scales}/")
         return target is not None and final_scale and p.values["total"] <= target
 
     res = transfer(c, s, cfg, backbone=net, callback=callback)
@@ -353,12 +353,12 @@ def plan_costs(args) -> None:
     torch.set_num_threads(1)
     from teachkit.features import load_backbone
     from teachkit.images import to_tensor
-    from teachkit.transfer import Engine, StyleTransfer, TransferConfig, initial_image, load_inputs
+    from teachkit.transfer import Engine, StyleTransfer, TransferConfig, initial_image, load_inputs, schedule
 
     net = load_backbone("vgg19", device="cpu")
     cfg = TransferConfig.preset("quick", dtype="float32")
     c, s = load_inputs(args.content, [args.style], cfg)
-    first = cfg.resolved().scales[0]
+    first = schedule(cfg).first
     c_first = to_tensor(c.resize((round(c.size[0] * first / max(c.size)), round(c.size[1] * first / max(c.size)))))
 
     def cpu(fn):

@@ -7,7 +7,7 @@ from teachkit.lessons import resources as res
 from teachkit.lessons import settings as cfg
 from teachkit.lessons.i18n import choice, lang, md, page_title, tr
 from teachkit.prepare import GALLERY
-from teachkit.transfer import TransferConfig
+from teachkit.transfer import TransferConfig, schedule
 
 P = "2_style_transfer"
 FAST = cfg.fast_mode()
@@ -56,8 +56,8 @@ md(P, "how")
 st.divider()
 st.subheader(tr("p2_live"))
 md(P, "demo")
-config = live_config()
-TOTAL_STEPS = config.resolved().steps  # the engine's own count over its scales
+plan = schedule(live_config())  # resolved once: the note, the start image and the run read it
+config = plan.config
 pick_c, pick_s, run_col = st.columns([1, 1, 1], vertical_alignment="top")
 with pick_c:
     content_key, content_label = res.picker("content", "p2_content")
@@ -65,7 +65,7 @@ with pick_s:
     style_key, style_label = res.picker("style", "p2_style")
 with run_col:
     run = st.button(tr("p2_run"), type="primary", key="p2_run", icon=":material/play_arrow:", width="stretch")
-    st.caption(tr("p2_note", size=config.size, steps=TOTAL_STEPS))
+    st.caption(tr("p2_note", size=config.size, steps=plan.steps))
 
 col_c, col_s, col_g = st.columns(3)
 with col_c:
@@ -76,7 +76,7 @@ with col_g:
     g_slot = st.empty()
     progress_slot = st.container()
 
-start = res.real_start(content_key, config.size, config, style_key)  # G0 at the engine's first scale
+start = res.real_start(content_key, config.size, plan, style_key)  # G0 at the engine's first scale
 settings = (content_key, style_key, repr(config))
 if run:
     from teachkit.transfer import transfer
@@ -89,18 +89,18 @@ if run:
         view = jobs.LiveView("lesson2", image_slot=g_slot)
         result = shared_run(("lesson2", *settings, res.backbone().name, cfg.demo_seconds()), {"G": view},
                             lambda cb: transfer(res.picture(content_key), [res.picture(style_key, config.size)],
-                                                config, callback=cb["G"], backbone=res.backbone(),
+                                                plan, callback=cb["G"], backbone=res.backbone(),
                                                 time_limit=jobs.demo_limit(cfg.demo_seconds())))
         view.done()
     st.session_state["p2_result"] = {"settings": settings, "image": result.image, "seconds": result.seconds,
                                      "steps": len(result.history), "limit": result.stopped,
-                                     "optimizer": result.config.optimizer}
+                                     "optimizer": config.optimizer}
     st.session_state["last_G"] = result.image
 
 result = st.session_state.get("p2_result")
 if result is not None and result["settings"] == settings:
     g_slot.image(result["image"], caption=tr("generated_G"), width="stretch")
-    progress_slot.caption(guide.run_summary(result["steps"], TOTAL_STEPS, result["seconds"], config.size,
+    progress_slot.caption(guide.run_summary(result["steps"], plan.steps, result["seconds"], config.size,
                                             result["limit"]))
     if result["limit"] and cfg.demo_seconds():
         progress_slot.caption(tr("time_limit", secs=cfg.demo_seconds()))

@@ -1,12 +1,9 @@
 """Lesson 6 -- run a full transfer: uploads, every option, live progress, cancel, downloads.
 
-The transfer runs in a background thread (``teachkit.lessons.jobs.TransferJob``) with a ``threading.Event`` kept in
-``st.session_state``; a fragment reruns every second while it runs, to show the progress and
-the latest image, and holds the Cancel button.  Cancel sets the event; teachkit stops after the
-current step and returns the latest image, which can be downloaded like a finished one.  The
-options' widgets are made from their one declaration (``teachkit.options``: labels and help in both
-languages, choices, bounds, the served caps) and start at the engine's classroom preset
-(``TransferConfig.preset("quick")``).
+The job runs in a thread (``jobs.TransferJob``); a fragment reruns every second to show its progress
+and latest image and holds Cancel, which keeps the latest image.  The form is made from the options'
+one declaration (``teachkit.options``) and starts at the classroom preset; the config is resolved
+once (``teachkit.transfer.schedule``) and the checks and the job read that schedule.
 """
 
 import dataclasses
@@ -19,7 +16,7 @@ from teachkit.lessons import settings as cfg
 from teachkit.lessons.i18n import choice, error_text, lang, md, page_title, progress_message, tr
 from teachkit.prepare import GALLERY
 from teachkit.samples import DEFAULT_CONTENT, DEFAULT_STYLE
-from teachkit.transfer import TransferConfig
+from teachkit.transfer import TransferConfig, schedule
 
 P = "6_run"
 FAST = cfg.fast_mode()
@@ -72,7 +69,7 @@ with col_s:
 # ---- the options: every widget is made from the options' one declaration (teachkit/options.py) ----
 st.subheader(tr("p6_options"))
 md(P, "options")
-CAPS = {cap: getattr(jobs.LIMITS, cap) for cap in options.served_caps()}  # the served caps in force
+CAPS = dataclasses.asdict(jobs.LIMITS)  # the served caps in force (the attributes teachkit.options names)
 START = dataclasses.replace(QUICK, size=DEFAULT_SIZE, steps=DEFAULT_STEPS)  # where the form starts
 problems: list[str] = []
 values: dict = {}
@@ -118,13 +115,14 @@ def draw_section(section: str, where) -> None:
 draw_section("main", st)
 with st.expander(tr("p6_more")):
     draw_section("more", st)
-config = TransferConfig(**values, backbone=net.name)
+plan = None
 if styles:
     try:
-        config.validate(n_styles=len(styles))
+        plan = schedule(options.config_from_form(values, backbone=net.name), len(styles))  # resolved once
     except ValueError as err:
         problems.append(tr("p6_bad_config", err=error_text(err)))
-    problems += jobs.check_transfer(config, len(styles))  # the classroom limits, whatever the browser sent
+    else:
+        problems += jobs.check_transfer(plan, len(styles))  # the classroom limits, whatever the browser sent
 for problem in problems:
     st.error(problem)
 
@@ -138,21 +136,9 @@ if job is not None and not busy and buttons.button(tr("p6_new"), key="p6_clear",
     st.session_state.pop("p6_job", None)
     st.rerun()
 if start and not busy:
-    job = jobs.TransferJob(content_img, [img for _, img in styles], config, net).start()
+    job = jobs.TransferJob(content_img, [img for _, img in styles], plan, net).start()
     st.session_state["p6_job"] = job
     busy = True
-
-
-def weights_line(w: dict) -> str:
-    """The weights J really used (TransferResult.weights): alpha, beta, lambda[l] of every layer, w_TV."""
-    if not w:
-        return ""
-    def num(v) -> str:
-        return f"{float(v):.3g}"
-
-    lam = ", ".join(f"λ[{name}] = {num(v)}" for name, v in (w.get("layer_weights") or {}).items())
-    return tr("p6_weights", alpha=num(w.get("alpha", 0)), beta=num(w.get("beta", 0)), lam=lam,
-              tv=num(w.get("tv_weight", 0)))
 
 
 @st.fragment(run_every=1.0 if busy else None)
@@ -194,7 +180,7 @@ def live() -> None:
             else:
                 st.success(tr("p6_done", secs=res.seconds))
             md(P, "done")
-            st.markdown(weights_line(res.weights))
+            st.markdown(progress_message(res.plan.weights_message()))  # the weights J really used
             guide.look(P, "result")
             downloads = st.container(horizontal=True, gap="small")  # as wide as their labels, wrapping if need be
             downloads.download_button(tr("p6_download_png"), resources.png_bytes(res.image), "teachkit_G.png",

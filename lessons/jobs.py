@@ -40,7 +40,7 @@ import streamlit as st
 
 from teachkit.datasets import FolderRefused  # noqa: F401 - the pages catch it as jobs.FolderRefused
 from teachkit.memory import out_of_memory
-from teachkit.options import served_caps
+from teachkit.options import OPTIONS, over_caps, served_caps
 
 from teachkit.lessons._strings import UI
 from teachkit.lessons.i18n import error_text, out_of_memory_on_page, progress_message, tr, value_label
@@ -379,9 +379,6 @@ class LiveView:
 # ---- limits of one transfer job (lesson 6) ----
 
 
-_OPTION_CAPS = served_caps()  #: {'max_size': 512, ...}: the served caps of the transfer options
-
-
 @dataclasses.dataclass(frozen=True)
 class JobLimits:
     """What one lesson-6 job may ask for.  The caps keep the job's own memory (over the shared,
@@ -396,11 +393,11 @@ class JobLimits:
     would push a 3072-px style image through VGG (one relu1 map alone ~2.4 GB).
     """
 
-    # the option caps are declared with the options (teachkit/options.py, ``served_max``): 512, 500, 2.0, 50
-    max_size: int = int(_OPTION_CAPS["max_size"])  #: long side of G, px
-    max_steps: int = int(_OPTION_CAPS["max_steps"])
-    max_style_scale: float = float(_OPTION_CAPS["max_style_scale"])  #: style long side <= 512 * 2.0 = 1024 px
-    max_history: int = int(_OPTION_CAPS["max_history"])  #: L-BFGS pairs kept (each costs 2 image-sized vectors)
+    # the option caps: declared with the options (teachkit/options.py, ``served_max``), held here
+    max_size: int = int(served_caps()["max_size"])  #: long side of G, px
+    max_steps: int = int(served_caps()["max_steps"])
+    max_style_scale: float = float(served_caps()["max_style_scale"])  #: style long side <= 512 * 2.0 = 1024 px
+    max_history: int = int(served_caps()["max_history"])  #: L-BFGS pairs kept (each costs 2 image-sized vectors)
     max_styles: int = 4  #: style images in one job (samples + uploads)
     seconds: float = 300.0  #: running time limit; the job stops and keeps its latest image
     queue: int = 8  #: jobs that may wait for a slot; more are refused with a message
@@ -421,9 +418,9 @@ class JobLimits:
 def _limits_from_env() -> JobLimits:
     d = JobLimits()
     return JobLimits(
-        max_size=max(16, env_int("TEACHKIT_JOB_MAX_SIZE", d.max_size)),
-        max_steps=max(1, env_int("TEACHKIT_JOB_MAX_STEPS", d.max_steps)),
-        max_history=max(1, env_int("TEACHKIT_JOB_MAX_HISTORY", d.max_history)),
+        # the whole-number option caps, lowered by TEACHKIT_JOB_MAX_SIZE / _STEPS / _HISTORY
+        **{o.cap: max(1, o.low, env_int(f"TEACHKIT_JOB_{o.cap.upper()}", getattr(d, o.cap)))
+           for o in OPTIONS if o.cap and o.type is int},
         seconds=float(max(1, env_int("TEACHKIT_JOB_SECONDS", int(d.seconds)))),
         queue=max(0, env_int("TEACHKIT_JOB_QUEUE", d.queue)),
         per_address=max(0, env_int("TEACHKIT_JOBS_PER_ADDRESS", d.per_address)),
@@ -434,34 +431,14 @@ def _limits_from_env() -> JobLimits:
 LIMITS = _limits_from_env()
 
 
-def _planned_steps(config, n_styles: int) -> int:
-    """The steps a config asks for over all its scales (``scale_steps`` overrides ``steps``), as the
-    engine resolves it (TransferConfig.resolved); ``config.steps`` for a config the engine will refuse
-    anyway (it then fails with its own message)."""
-    try:
-        return int(config.resolved(n_styles or None).steps)
-    except Exception:  # noqa: BLE001 - the engine reports the bad config itself
-        return int(config.steps)
-
-
 def check_transfer(config, n_styles: int, limits: JobLimits | None = None) -> list[str]:
-    """What in ``config`` (a TransferConfig) goes beyond the classroom limits: one message each.
+    """What ``config`` (a Schedule, or a TransferConfig resolved here) asks beyond the classroom limits:
+    one message each.  The page's widgets stop at them; :meth:`TransferJob.start` checks again,
+    whatever the browser sent."""
+    from teachkit.transfer import schedule
 
-    The page's widgets already stop at these limits; :meth:`TransferJob.start` checks again,
-    whatever the browser sent.
-    """
     lim = limits or LIMITS
-    out = []
-    size = config.size if config.size is not None else lim.max_size + 1  # None = full size: too big
-    if size > lim.max_size:
-        out.append(tr("limit_size", value=config.size, limit=lim.max_size))
-    steps = _planned_steps(config, n_styles)  # scale_steps=(400, 400) is 800 steps, whatever ``steps`` says
-    if steps > lim.max_steps:
-        out.append(tr("limit_steps", value=steps, limit=lim.max_steps))
-    if float(config.style_scale) > lim.max_style_scale:
-        out.append(tr("limit_style_scale", value=config.style_scale, limit=lim.max_style_scale))
-    if config.optimizer == "lbfgs" and int(config.history_size) > lim.max_history:
-        out.append(tr("limit_history", value=config.history_size, limit=lim.max_history))
+    out = [progress_message(m) for m in over_caps(schedule(config, n_styles), dataclasses.asdict(lim))]
     if n_styles > lim.max_styles:
         out.append(tr("limit_styles", value=n_styles, limit=lim.max_styles))
     return out
@@ -700,9 +677,11 @@ class TransferJob:
 
     def __init__(self, content, styles, config, net, *, session: str | None = None, board: JobBoard | None = None,
                  address: str | None = None):
+        from teachkit.transfer import schedule
+
         self.content = content
         self.styles = styles
-        self.config = config
+        self.schedule = schedule(config, len(styles))  #: resolved once (a Schedule passes through as it is)
         self.net = net
         self.board = board if board is not None else BOARD
         self.limits = self.board.limits
@@ -714,7 +693,7 @@ class TransferJob:
         self.state = "queued"  # queued -> running -> done | cancelled | failed
         self.reason: str | None = None
         self.step = 0
-        self.total = _planned_steps(config, len(styles))  #: the engine's plan's count once it is made (_run)
+        self.total = self.schedule.steps  #: the steps over all scales (scale_steps override steps)
         self.values: dict[str, float] = {}
         self.records: list[dict] = []  # weighted cost terms per step, for the live chart
         self.image = None
@@ -731,7 +710,7 @@ class TransferJob:
         """Put the job on the board and start its thread.  Nothing runs for a job beyond the limits
         (state 'failed', reason 'over_limits', ``error`` says which) or when the queue is full
         (state 'failed', reason 'queue_full')."""
-        problems = check_transfer(self.config, len(self.styles), self.limits)
+        problems = check_transfer(self.schedule, len(self.styles), self.limits)
         if problems:  # the page's widgets stop at the limits; this holds whatever the browser sent
             with self._lock:
                 self.state, self.reason, self.error = "failed", "over_limits", " ".join(problems)
@@ -776,9 +755,9 @@ class TransferJob:
             self.state = "running"
             self.step, self.total = p.step, p.total or self.total
             self.values = dict(p.values)
-            self.message = p.msg or p.message  # a Message: worded in the page's language by snapshot()
+            self.message = p.message  # a Message: worded in the page's language by snapshot()
             if p.weights is not None:  # the parts of J with the weights the engine multiplied at this step
-                from teachkit.transfer import weighted_record
+                from teachkit.costs import weighted_record
 
                 self.records.append(weighted_record({"step": p.step, **p.values}, p.weights))
             if p.image is not None:
@@ -801,9 +780,7 @@ class TransferJob:
                 return
             with self._lock:
                 self.state = "running"
-            engine = Engine(self.content, self.styles, self.config, backbone=self.net)
-            with self._lock:
-                self.total = engine.plan.steps  # the steps the engine will really take, over all its scales
+            engine = Engine(self.content, self.styles, self.schedule, backbone=self.net)
             result = engine.run(callback=self._callback, stop=self.stop_event, time_limit=self.limits.seconds)
             with self._lock:
                 if result.stop_reason == "time_limit" and self.reason is None:

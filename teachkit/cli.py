@@ -88,12 +88,6 @@ def _transfer_config(args):
     return config_from_args(args, args.preset)
 
 
-def _weights_line(weights: dict) -> str:
-    lam = ", ".join(f"{l} {v:.3g}" for l, v in weights["layer_weights"].items())
-    return text("cli.transfer.weights", alpha=weights["alpha"], beta=weights["beta"], lams=lam or "-",
-                tv=weights["tv_weight"])
-
-
 def _step_file(step: int) -> str:
     """The name of the intermediate image of ``step`` in the ``--save-every`` folder."""
     return f"step_{step:04d}.png"
@@ -133,7 +127,7 @@ def cmd_transfer(args) -> int:
     from .fileio import check_distinct_outputs
     from .images import check_output_path, save_image
     from .samples import DEFAULT_CONTENT, DEFAULT_STYLE
-    from .transfer import Engine, SlowDtypeWarning
+    from .transfer import Engine, SlowDtypeWarning, schedule
 
     # 1. everything that can be checked is checked before the long work
     content = args.content if args.content is not None else DEFAULT_CONTENT
@@ -143,17 +137,16 @@ def cmd_transfer(args) -> int:
     plot_path = check_output_path(args.plot, "figure", inputs=inputs) if args.plot else None
     log_path = check_output_path(args.log, "json", inputs=inputs) if args.log else None
     check_distinct_outputs({"-o": out, "--plot": plot_path, "--log": log_path})
-    config = _transfer_config(args)
-    config.validate(len(styles))  # ConfigError on a bad option, before any image is read
+    sched = schedule(_transfer_config(args), len(styles))  # ConfigError on a bad option, before any image is read
     # the engine's plan: images (ImageError), layers (naming the layer), precision, steps, weights
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SlowDtypeWarning)  # said once, below
-        engine = Engine(content, styles, config)
+        engine = Engine(content, styles, sched)
     if engine.plan.dtype_warning:
         print(text("cli.warning", detail=engine.plan.dtype_warning), file=sys.stderr)
     save_dir = None
     if args.save_every:
-        save_dir = _check_save_every(args.save_every, config.preview_every, engine.plan.steps,
+        save_dir = _check_save_every(args.save_every, sched.config.preview_every, engine.plan.steps,
                                      [out, plot_path, log_path, *inputs])
 
     # 2. the long work, with a progress bar; Ctrl-C returns the latest image
@@ -186,7 +179,7 @@ def cmd_transfer(args) -> int:
     else:
         print(text("cli.transfer.wrote", path=out, w=w, h=h, steps=steps, secs=result.seconds,
                    j=result.costs.get("total", 0)))
-    print(_weights_line(result.plan.weights))
+    print(result.plan.weights_message().text())
     if log_path is not None:
         result.save_log(log_path)
         print(text("cli.transfer.wrote_log", path=log_path))

@@ -58,7 +58,8 @@ __all__ = [
     "NORMALIZATIONS",
     "CostFunctions",
     "check_normalization",
-    "weighted_terms",
+    "weighted_record",
+    "style_target",
     "gram_matrix",
     "content_cost",
     "style_factor",
@@ -170,6 +171,19 @@ def style_layer_cost(
     return style_factor(n_H, n_W, n_C, normalization) * diff
 
 
+def style_target(gram_S: torch.Tensor, positions_S: int, positions_G: int) -> torch.Tensor:
+    r"""``G[l](S) * M_G / M_S``: the style target for an image ``G`` with another number of positions.
+
+    A Gram matrix sums over the ``M = n_H n_W`` positions of its layer, so a style image and ``G`` of
+    different sizes could never match; scaled by ``M_G / M_S`` (the exact feature-map sizes) they can.
+    Returned unchanged when the two numbers agree.
+    """
+    m_S, m_G = int(positions_S), int(positions_G)
+    if m_S < 1 or m_G < 1:
+        raise ValueError(f"numbers of positions must be >= 1, not M_S={positions_S!r}, M_G={positions_G!r}")
+    return gram_S if m_S == m_G else gram_S / m_S * m_G
+
+
 def style_cost(
     grams_S: Mapping[str, torch.Tensor],
     feats_G: Mapping[str, torch.Tensor],
@@ -261,23 +275,26 @@ def auto_weights(
     return out
 
 
-def weighted_terms(values: Mapping[str, float], alpha: float, beta: float, tv_weight: float = 0.0) -> dict:
-    r"""The parts of ``J(G) = alpha J_content + beta J_style + w_tv TV`` from one step's terms.
+def weighted_record(record: Mapping, weights: Mapping) -> dict:
+    r"""One step's record as what each part adds to ``J(G) = alpha J_content + beta J_style + w_tv TV``:
+    ``{"step", "content": alpha J_content, "style": beta J_style, "tv": w_tv TV, "total": J}`` and, for each
+    ``style/<layer>`` of the record, ``beta lambda[l] J_style[l]``.
 
-    ``values`` holds the unweighted ``content``, ``style`` (= ``sum_l lambda[l] J_style[l]``) and ``tv``
-    of one step (a record of :mod:`teachkit.transfer`); the weights are the ones the engine multiplied
-    (``TransferPlan``, ``Progress.weights``).  Returns ``{"content": alpha J_content, "style": beta
-    J_style, "tv": w_tv TV}``: the curves of every cost chart (the app's and
-    :func:`teachkit.viz.plot_history`); they add up to the step's J.  A part whose weight is 0 is 0
-    (the engine may not have computed its term: ``nan``/``None``).
+    ``record`` holds the engine's unweighted terms, ``weights`` the ones it multiplied at that step
+    (``TransferPlan``, ``Progress.weights``): the data of every cost chart; the parts add up to ``total``.
+    A part whose weight is 0 is 0 (the engine may not have computed its term: ``nan``/``None``).
     """
     def part(key: str, weight: float) -> float:
-        v = values.get(key)
-        if not weight or v is None:
-            return 0.0
-        return float(weight) * float(v)
+        v = record.get(key)
+        return 0.0 if not weight or v is None else float(weight) * float(v)
 
-    return {"content": part("content", alpha), "style": part("style", beta), "tv": part("tv", tv_weight)}
+    beta, lam = weights["beta"], weights["layer_weights"]
+    out = {"step": record.get("step"), "content": part("content", weights["alpha"]), "style": part("style", beta),
+           "tv": part("tv", weights["tv_weight"]), "total": record.get("total")}
+    for key in record:
+        if key.startswith("style/"):
+            out[key] = part(key, float(beta) * float(lam.get(key[len("style/"):], 0.0)))
+    return out
 
 
 def _layer_style_cost(a_S: torch.Tensor, a_G: torch.Tensor) -> torch.Tensor:

@@ -192,7 +192,7 @@ def scan(
         if callback is None:
             return False
         return callback(Progress(p.task, p.step, p.total, {**p.values, "rank": rank, "world": world},
-                                 p.image, p.msg or p.message))
+                                 p.image, p.message))
 
     part = patches.scan(backbone, ds, layers, shard=(rank, world), callback=mine, stop=stop, **options)
     return gather_atlas(part, dst)

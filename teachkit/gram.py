@@ -12,9 +12,8 @@ display, and draws them:
 * :func:`layer_activation` -- ``a[l]`` of one image (``G[l]`` is ``costs.gram_matrix`` of it);
 * :func:`normalized_gram` -- ``G / (n_H n_W)``: the average over positions of ``a_k a_k'``;
 * :func:`channel_correlation` -- the Pearson correlation of two channels across positions;
-* :func:`style_target` -- ``G[l](S)`` brought to the number of positions of ``G`` (``x M_G / M_S``);
-* :func:`style_layer_costs` -- ``J_style[l](S, G)`` of several layers: the one computation behind
-  every ``J_style[l]`` this module shows (heatmap titles, bar charts);
+* :func:`style_layer_costs` -- ``J_style[l](S, G)`` of several layers (the target scaled by
+  :func:`teachkit.costs.style_target`): the one computation behind every ``J_style[l]`` shown here;
 * :func:`gram_figure`, :func:`gram_comparison_figure` -- heatmaps for one image (G and the
   correlation) or two (``G(S)``, ``G(G)``, their difference and ``J_style[l]``);
 * :func:`pair_explainer`, :func:`pair_figure` -- one entry ``G_kk'`` taken apart: map ``k``, map
@@ -28,10 +27,6 @@ name / path (see :func:`teachkit.samples.resolve_image`).  Every figure function
 ``matplotlib.figure.Figure`` built without pyplot, takes ``lang="en"`` or ``"zh"`` (all its text comes
 from :mod:`teachkit.figtext`), and sizes its text so that the smallest is at least
 :data:`MIN_TEXT_PX` pixels when the figure is shown :data:`SHOWN_PX` pixels wide.
-
-Length: this file is longer than the house guide of ~700 lines because it holds lesson 5's figures
-with the numbers each one explains and their bilingual text table (about 50 lines); splitting the
-figures from their computations would put every figure and its numbers in two files.
 """
 
 from __future__ import annotations
@@ -41,10 +36,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from matplotlib import colors as mcolors
 from matplotlib.figure import Figure
 
-from .costs import check_normalization, gram_matrix, style_layer_cost
+from .costs import check_normalization, gram_matrix, style_layer_cost, style_target
 from .fileio import check_int
 from .messages import InputError
 from .figtext import tr, use_cjk_font
@@ -56,7 +52,6 @@ __all__ = [
     "layer_activation",
     "normalized_gram",
     "channel_correlation",
-    "style_target",
     "style_layer_costs",
     "cluster_order",
     "select_channels",
@@ -116,40 +111,25 @@ def _num(v: float) -> str:
 
 
 def to_input(image, size: int | None = None, device=None) -> torch.Tensor:
-    """Any image the package accepts -> a ``(1, 3, H, W)`` float tensor in ``[0, 1]``.
-
-    ``image`` is a PIL image, a tensor ``(3, H, W)`` / ``(1, 3, H, W)`` with values in ``[0, 1]``, or a
-    sample name / path (:func:`teachkit.samples.resolve_image`).  ``size`` scales the long side
-    (``None`` keeps the size).  Raises ``ImageError`` / ``ValueError`` for bad input.
-    """
+    """Any image the package accepts -> a ``(1, 3, H, W)`` float tensor in ``[0, 1]``: a PIL image, an
+    image tensor (checked by :func:`teachkit.images.tensor_image`) or a sample name / path.  ``size``
+    scales the long side.  One readable error for bad input."""
     from . import images
     from .samples import resolve_image
 
     if isinstance(image, torch.Tensor):
-        x = image.detach()
-        if x.dim() == 3:
-            x = x.unsqueeze(0)
-        if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] != 3:
-            raise ValueError(f"expected one RGB image of shape (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}")
-        if not torch.is_floating_point(x):
-            raise ValueError(f"expected a float image tensor with values in [0, 1], got dtype {x.dtype}")
-        x = x.float()
-        if x.numel() and (x.min() < -1e-3 or x.max() > 1 + 1e-3 or not torch.isfinite(x).all()):
-            raise ValueError("image tensor values must lie in [0, 1]")
-        x = x.clamp(0, 1)
+        x = images.tensor_image(image)
         if size is not None:
             h, w = x.shape[-2:]
             s = size / max(h, w)
             new = (max(1, round(h * s)), max(1, round(w * s)))
             if new != (h, w):
-                x = torch.nn.functional.interpolate(x, size=new, mode="bilinear", antialias=True, align_corners=False)
-                x = x.clamp(0, 1)
+                x = F.interpolate(x, size=new, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
     else:
         x = images.to_tensor(resolve_image(image, size))
     if min(x.shape[-2:]) < 8:
         raise InputError("gram.image_too_small", width=x.shape[-1], height=x.shape[-2], min=8)
     return x.to(device) if device is not None else x
-
 
 
 def layer_activation(net, image, layer: str, size: int | None = None) -> torch.Tensor:
@@ -231,20 +211,6 @@ def channel_correlation(a: torch.Tensor) -> torch.Tensor:
     corr = corr.clamp(-1.0, 1.0)
     corr.fill_diagonal_(1.0)
     return corr
-
-
-def style_target(gram_S: torch.Tensor, positions_S: int, positions_G: int) -> torch.Tensor:
-    r"""``G[l](S) * M_G / M_S``: the style target for an image ``G`` with another number of positions.
-
-    A Gram matrix sums over the ``M = n_H n_W`` positions of its layer, so a style image with ``M_S``
-    positions and a generated image with ``M_G`` could never match; scaled by ``M_G / M_S`` (per
-    layer, with the exact feature-map sizes) ``G(S)`` becomes what it would be at ``G``'s size.
-    Returned unchanged when the two numbers agree.
-    """
-    m_S, m_G = int(positions_S), int(positions_G)
-    if m_S < 1 or m_G < 1:
-        raise ValueError(f"numbers of positions must be >= 1, not M_S={positions_S!r}, M_G={positions_G!r}")
-    return gram_S if m_S == m_G else normalized_gram(gram_S, m_S) * m_G
 
 
 def _style_term(a_S: torch.Tensor, a_G: torch.Tensor, normalization: str) -> tuple[torch.Tensor, torch.Tensor, float]:

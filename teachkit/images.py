@@ -58,6 +58,7 @@ __all__ = [
     "OUTPUT_EXTENSIONS",
     "load_image",
     "check_upload",
+    "tensor_image",
     "to_tensor",
     "to_pil",
     "resize_long_side",
@@ -178,7 +179,7 @@ def load_image(
         img = _from_array(source, label)
         _check_dimensions(img.size, label, max_pixels, min_side)
     elif isinstance(source, torch.Tensor):
-        img = _from_tensor(source, label)
+        img = to_pil(tensor_image(source, label))
         _check_dimensions(img.size, label, max_pixels, min_side)
     else:
         raise _fail(
@@ -579,8 +580,10 @@ def _from_array(array: np.ndarray, label: str) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(pixels), "RGB")
 
 
-def _from_tensor(t: torch.Tensor, label: str) -> Image.Image:
-    """A (3,H,W) or (1,3,H,W) float tensor in [0, 1] -> RGB PIL image."""
+def tensor_image(t: torch.Tensor, label: str = "<tensor>") -> torch.Tensor:
+    """An image tensor checked: ``(3, H, W)`` or ``(1, 3, H, W)`` (or one channel, made grey RGB), float,
+    finite, in [0, 1] -> ``(1, 3, H, W)`` float32 on the CPU; otherwise an :class:`ImageError` naming
+    ``label``.  The one check of an image given as a tensor."""
     shape = tuple(t.shape)
     if t.dim() == 4 and shape[0] == 1:
         t = t[0]
@@ -598,9 +601,7 @@ def _from_tensor(t: torch.Tensor, label: str) -> Image.Image:
     low, high = float(values.min()), float(values.max())
     if low < -1e-3 or high > 1 + 1e-3:
         raise _fail(label, "image.float_range", low=f"{low:g}", high=f"{high:g}")
-    if values.shape[0] == 1:
-        values = values.expand(3, -1, -1)
-    return to_pil(values)
+    return values.expand(3, -1, -1).unsqueeze(0).clamp(0, 1)
 
 
 # ---------------------------------------------------------------------------

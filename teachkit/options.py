@@ -1,41 +1,22 @@
-"""The options of a style transfer, declared once: the ``teachkit transfer`` flags and lesson 6's form
-are both made from :data:`OPTIONS`.
+"""The options of a style transfer, declared once: their checks, the ``teachkit transfer`` flags and
+lesson 6's form are all made from :data:`OPTIONS`.
 
-What is declared where
-----------------------
-* name, type and default: the field of :class:`teachkit.transfer.TransferConfig` itself (read with
-  :func:`dataclasses.fields` / :func:`typing.get_type_hints`; never repeated here);
-* everything else a user-facing surface needs, here, one :class:`Option` per field: the bounds that
-  ``TransferConfig.validate`` enforces, the choices, the command-line spelling, whether and where
-  lesson 6 shows it, and the cap the classroom server enforces for visitors (``served_max``);
-* the words: catalogue messages (``teachkit/locale/{en,zh}/LC_MESSAGES/options.po``) with ids made
-  from the field's name -- ``option.<name>`` (label), ``option.<name>.help``, and
-  ``option.<name>.<value>`` for each choice (short: a dropdown at 1280 px must not cut them).
-
-Every field of TransferConfig has exactly one Option (``tests/test_options.py`` fails otherwise), so a
-new field is either declared or the suite says so.
-
-Two projections are made from it:
-
-* :func:`add_cli_arguments` / :func:`config_from_args` -- argparse options for ``teachkit transfer``
-  (every option defaults to "not given", so a ``--preset``'s fields apply unless an option overrides
-  them; comma lists for the tuple fields);
-* :func:`form_field` / :func:`config_from_form` -- a plain description of each widget of lesson 6's
-  form (kind, label, help, bounds after the served caps, choices with their labels, start value);
-  the page only draws them (teachkit never imports Streamlit).
-
-Why dataclass fields plus this table, not tyro or jsonargparse: both build a command line from a
-dataclass, but neither makes a Streamlit form, carries labels in two languages or served caps, and
-tyro would change the CLI's style (``--size INT``, ``--style-layers A B``, booleans as
-``--flag/--no-flag``) that users and tests rely on; neither is installed, and nothing may be
-downloaded.  The metadata sits in this module rather than in ``field(metadata=...)`` calls inside
-TransferConfig so that the engine's file keeps reading as the lecture's recipe; the fields
-themselves stay the one home of types and defaults.
+Name, type and default are the fields of :class:`teachkit.transfer.TransferConfig` (read from the
+dataclass, never repeated); one :class:`Option` per field adds what a surface needs: bounds, choices,
+the command-line spelling, where lesson 6 shows it, the cap a classroom server enforces.  The words
+are catalogue messages (``options.po``): ``option.<name>``, ``option.<name>.help``,
+``option.<name>.<value>``.  :func:`check_config` validates a config against the declaration
+(:func:`teachkit.transfer.schedule` calls it); :func:`add_cli_arguments` / :func:`config_from_args`
+and :func:`form_field` / :func:`config_from_form` are the two surfaces (teachkit never imports
+Streamlit: the page only draws the fields).  tyro or jsonargparse would make neither the form nor
+the bilingual words, and would change the CLI's spelling.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import types
 import typing
 import unicodedata
@@ -45,36 +26,29 @@ from typing import Any, Callable, Mapping
 from .costs import NORMALIZATIONS
 from .features import POOLINGS  # TransferConfig.pooling's choices (re-exported)
 from .messages import InputError, Message, text
-from .transfer import DTYPES, INITS, NORMALIZATION_DEFAULTS, OPTIMIZERS, PRESETS, TransferConfig
+from .transfer import DTYPES, INITS, NORMALIZATION_DEFAULTS, OPTIMIZERS, PRESETS, ConfigError, TransferConfig
 
-__all__ = ["Option", "OPTIONS", "option", "lesson_options", "served_caps", "add_cli_arguments",
-           "config_from_args", "FormField", "form_field", "form_value", "config_from_form", "ListError",
-           "parse_list", "value_type", "display_width", "POOLINGS", "SEED_MAX", "WIDGET_INT_MAX"]
+__all__ = ["Option", "OPTIONS", "option", "lesson_options", "served_caps", "over_caps", "check_config",
+           "add_cli_arguments", "config_from_args", "FormField", "form_field", "form_value", "config_from_form",
+           "ListError", "parse_list", "value_type", "display_width", "POOLINGS", "SEED_MAX", "WIDGET_INT_MAX"]
 
-#: the largest seed: a signed 64-bit number, held exactly by torch.Generator.manual_seed, numpy and
-#: the JSON log (2**64 used to fail mid-run inside torch)
+#: the largest seed: a signed 64-bit number, as torch.Generator.manual_seed, numpy and the JSON log hold it
 SEED_MAX = 2**63 - 1
-#: the largest whole number a form widget can hold: the browser's numbers are doubles, and Streamlit
-#: refuses an integer bound beyond 2**53 - 1 (a seed's declared 2**63 - 1 would break lesson 6's form)
+#: the largest whole number a form widget holds (Streamlit refuses integer bounds beyond 2**53 - 1)
 WIDGET_INT_MAX = 2**53 - 1
 
 
 @dataclass(frozen=True)
 class Option:
-    """What a user-facing surface needs to know about one TransferConfig field (besides its type and
-    default, which the field itself declares).
+    """What the surfaces need to know about one TransferConfig field besides its type and default.
 
-    ``low``/``high``: the bounds ``TransferConfig.validate`` enforces (of each item, for a tuple field);
-    ``low_open``: ``low`` itself is refused (``> low``).  ``choices``: the allowed values; ``layer`` /
-    ``layers``: a layer name / names of the backbone (the form offers the backbone's layers).
-    ``flag``: the command-line spelling (default ``--`` + the name with dashes; ``None``: not on the
-    command line).  ``lesson``: ``'main'`` (always visible), ``'more'`` (the "More options" expander)
-    or ``None`` (not in lesson 6's form).  ``widget``: the form's widget when the type alone does not
-    decide (``'slider'``, ``'radio'``).  ``step``: the form's step.  ``lesson_default``: where the form
-    starts when it is not the classroom preset's value.  ``served_max``: the cap the classroom server
-    enforces for visitors (the default of the served limits' attribute ``cap``,
-    ``teachkit.lessons.jobs.JobLimits``, whose docstring gives the memory budget these values fit;
-    an operator may lower them by environment variable; the form's maximum follows).
+    ``low``/``high``: the bounds (of each item, for a tuple field; ``low_open``: ``> low``);
+    ``choices``; ``kind`` 'layer'/'layers' (the backbone's layer names); ``flag`` the command-line
+    spelling ('' -> ``--`` + the name with dashes; None: not on the command line); ``lesson`` 'main',
+    'more' (lesson 6's "More options") or None; ``widget`` ('slider', 'radio') where the type alone
+    does not decide; ``step``; ``lesson_default`` where the form starts if not at the classroom
+    preset; ``served_max`` the cap a classroom server enforces for visitors, held by the served
+    limits' attribute ``cap`` (``teachkit.lessons.jobs.JobLimits``, which an operator may lower).
     """
 
     name: str
@@ -82,17 +56,16 @@ class Option:
     high: float | None = None
     low_open: bool = False
     choices: tuple | None = None
-    kind: str | None = None  # 'layer' | 'layers' (names of the backbone's layers); None: from the type
-    flag: str | None = ""  # "" -> '--' + name with dashes; None -> not on the command line
+    kind: str | None = None
+    flag: str | None = ""
     metavar: str | None = None
-    lesson: str | None = None  # 'main' | 'more' | None
-    widget: str | None = None  # 'slider' | 'radio' | None (from the type)
+    lesson: str | None = None
+    widget: str | None = None
     step: float | None = None
     lesson_default: Any = None
     served_max: float | None = None
-    cap: str | None = None  # the served limits' attribute that holds the cap (JobLimits.max_size, ...)
+    cap: str | None = None
 
-    # -- derived from TransferConfig --------------------------------------------------------------
     @property
     def default(self) -> Any:
         """TransferConfig()'s value of this field (the one declaration of the default)."""
@@ -108,12 +81,16 @@ class Option:
         return value_type(self.name)[1]
 
     @property
+    def nullable(self) -> bool:
+        """Whether None is a value of the field (its "default" or "automatic")."""
+        return value_type(self.name)[2]
+
+    @property
     def cli_flag(self) -> str | None:
         if self.flag is None:
             return None
         return self.flag or "--" + self.name.replace("_", "-")
 
-    # -- words -------------------------------------------------------------------------------------
     def label(self, lang: str | None = None) -> str:
         return text(f"option.{self.name}", lang)
 
@@ -123,7 +100,6 @@ class Option:
     def choice_label(self, value: Any, lang: str | None = None) -> str:
         return text(f"option.{self.name}.{value}", lang)
 
-    # -- values ----------------------------------------------------------------------------------
     def parse(self, raw: str) -> Any:
         """A command-line / text-box string -> the field's value (a tuple for a list field; ``None``
         for an empty list box).  ValueError (a catalogue message) on a bad string."""
@@ -131,15 +107,45 @@ class Option:
             return parse_list(raw, self.type)
         return self.type(raw)
 
+    def accepts(self, v: Any) -> bool:
+        """Whether ``v`` (one item, for a tuple field) is a value this option allows."""
+        if self.choices is not None:
+            return v in self.choices
+        if self.type not in (int, float):
+            return True  # names and switches: the network checks layer names
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            return False
+        if not isinstance(v, numbers.Integral) and (not math.isfinite(v) or (self.type is int and v != int(v))):
+            return False
+        if self.low is not None and (v <= self.low if self.low_open else v < self.low):
+            return False
+        return self.high is None or v <= self.high
 
-def value_type(name: str) -> tuple[type, bool]:
-    """(the item type, whether the field is a tuple) of TransferConfig field ``name``, from its annotation."""
-    inner = _hints()[name]
+    def refusal(self, value: Any) -> "ConfigError":
+        """The error for a ``value`` outside the declaration: the field, the rule and the value."""
+        if self.choices is not None:
+            return ConfigError("config.choice", name=self.name, choices=", ".join(self.choices), value=repr(value))
+        whole = self.type is int
+        if self.high is not None:
+            rule = Message("config.rule.whole_range" if whole else "config.rule.range", low=self.low, high=self.high)
+        elif self.low_open:
+            rule = Message("config.rule.above", low=self.low)
+        else:
+            rule = Message("config.rule.whole" if whole else "config.rule.at_least", low=self.low)
+        return ConfigError("config.items" if self.is_list else "config.number", name=self.name, rule=rule,
+                           value=repr(value))
+
+
+def value_type(name: str) -> tuple[type, bool, bool]:
+    """(the item type, whether the field is a tuple, whether it may be None) of TransferConfig field
+    ``name``, from its annotation."""
+    inner, optional = _hints()[name], False
     if typing.get_origin(inner) in (typing.Union, types.UnionType):  # 'X | None' -> X
+        optional = type(None) in typing.get_args(inner)
         inner = next(a for a in typing.get_args(inner) if a is not type(None))
     if typing.get_origin(inner) is tuple:
-        return typing.get_args(inner)[0], True
-    return inner, False
+        return typing.get_args(inner)[0], True, optional
+    return inner, False, optional
 
 
 _HINTS: dict[str, Any] = {}
@@ -169,8 +175,7 @@ def parse_list(raw: str, kind: type = float) -> tuple | None:
         raise ListError(raw, kind) from None
 
 
-# ---- the declaration -------------------------------------------------------------------------------
-# In the order the form shows them (main row, then "More options"), the CLI-only ones last.
+# ---- the declaration: in the form's order (main row, "More options"), the CLI-only ones last ----------
 
 OPTIONS: tuple[Option, ...] = (
     Option("size", low=16, step=16, lesson="main", widget="slider", served_max=512, cap="max_size"),
@@ -217,6 +222,47 @@ def lesson_options() -> tuple[Option, ...]:
 def served_caps() -> dict[str, float]:
     """The declared served caps by the served limits' attribute name: ``{'max_size': 512, ...}``."""
     return {o.cap: o.served_max for o in OPTIONS if o.cap}
+
+
+def over_caps(sched, caps: Mapping[str, float]) -> list[Message]:
+    """What ``sched`` (a :class:`teachkit.transfer.Schedule`) asks beyond the served caps in force
+    (``caps`` by attribute name, e.g. ``dataclasses.asdict(JobLimits())``): one message each.  Steps
+    count over all scales; no size (the content's own) is beyond any cap; L-BFGS's memory only counts
+    with L-BFGS."""
+    cfg, out = sched.config, []
+    for o in OPTIONS:
+        if not o.cap or (o.name == "history_size" and cfg.optimizer != "lbfgs"):
+            continue
+        value = sched.steps if o.name == "steps" else getattr(cfg, o.name)
+        if value is None or value > caps[o.cap]:
+            out.append(Message("option.over_cap", label=Message(f"option.{o.name}"), limit=caps[o.cap],
+                               value=Message("option.automatic") if value is None else value))
+    return out
+
+
+def check_config(config: TransferConfig) -> None:
+    """Raise :class:`teachkit.transfer.ConfigError` for the first value outside its declaration (type,
+    bounds, choices), then for what must hold between fields."""
+    for o in OPTIONS:
+        value = getattr(config, o.name)
+        if value is None and o.nullable:
+            continue
+        if o.is_list and not isinstance(value, (tuple, list)):
+            raise ConfigError("config.not_a_list", name=o.name, value=repr(value))
+        if not all(o.accepts(v) for v in (value if o.is_list else (value,))):
+            raise o.refusal(value)
+    layers = tuple(config.style_layers)
+    if not layers and config.beta != 0:
+        raise ConfigError("config.no_style_layers")
+    if len(set(layers)) != len(layers):
+        raise ConfigError("config.repeated_layers", layers=", ".join(layers))
+    if config.layer_weights is not None and len(config.layer_weights) != len(layers):
+        raise ConfigError("config.layer_weights_count", n=len(config.layer_weights), m=len(layers),
+                          layers=", ".join(layers))
+    if config.style_weights is not None and not sum(config.style_weights) > 0:
+        raise ConfigError("config.style_weights", value=repr(tuple(config.style_weights)))
+    if config.scales is not None and (not config.scales or list(config.scales) != sorted(set(config.scales))):
+        raise ConfigError("config.scales", value=repr(tuple(config.scales)))
 
 
 # ---- the command line --------------------------------------------------------------------------------

@@ -24,19 +24,10 @@ class Progress:
     total: int  # steps planned (0 when unknown)
     values: dict[str, float] = field(default_factory=dict)  # e.g. the cost terms of this step
     image: Any = None  # a PIL image of the current result, when the job has one to show
-    message: str = ""  # a short note in English ("scale 2/3: 256 px"): msg's English text, for logs
-    msg: Optional[Message] = None  # the same note as data (id + parameters): shown in any language
+    message: Message | str = ""  # a short note as data ("scale 2/3: 256 px"; str() is its English)
     scale: int = 0  # a transfer: the 1-based index of the scale it is working at (0: not a transfer)
     size: int = 0  # ... and that scale's long side, px
     weights: Optional[dict] = None  # ... and the weights J multiplies there (alpha, beta, layer_weights, tv_weight)
-
-    def __post_init__(self):
-        # A Message given as ``message`` (what the jobs pass on) becomes ``msg``, and ``message``
-        # always holds its English rendering, so the two never disagree.
-        if isinstance(self.message, Message):
-            self.msg = self.message
-        if self.msg is not None:
-            self.message = self.msg.text("en")
 
 
 ProgressCallback = Callable[[Progress], Optional[bool]]
@@ -69,7 +60,7 @@ class TqdmReporter:
             self.bar = self._tqdm(total=p.total or None, desc=self.desc or p.task, **self.kwargs)
         self.bar.n = p.step
         shown = {k: f"{p.values[k]:.4g}" for k in self.keys if k in p.values}
-        note = p.msg.text(language()) if p.msg is not None else p.message
+        note = p.message.text(language()) if isinstance(p.message, Message) else p.message
         if note:
             self.bar.set_description(f"{self.desc or p.task} {note}", refresh=False)
         self.bar.set_postfix(shown, refresh=False)

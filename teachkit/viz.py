@@ -30,103 +30,72 @@ def save_figure(fig: Figure, path, dpi: int = 120) -> Path:
 # ---- cost curves (transfer history) -----------------------------------------------------------
 
 
-def plot_history(
-    history,
-    *,
-    layers: bool = False,
-    weights=None,
-    title: str | None = "Style transfer: cost terms over the steps",
-    figsize=(7.5, 4.5),
-) -> Figure:
-    """Each cost term of a transfer over the steps, on a log scale.
+def plot_history(history, *, layers: bool = False, weights=None, title: str | None = None,
+                 figsize=(7.5, 4.5), lang: str | None = None) -> Figure:
+    """Each cost term of a transfer over the steps, on a log scale, in ``lang`` (default: the process's).
 
-    ``history`` is ``TransferResult.history`` (or ``StyleTransfer.history``, or the list read back
-    from a ``--log`` JSON file): dicts with ``step`` and the terms ``content``, ``style``,
-    ``style/<layer>``, ``tv``, ``total``.  ``layers=True`` adds one thin line per style layer.
-    ``weights`` (a :class:`teachkit.transfer.TransferPlan`, whose scales each have their own, or one
-    weights dict such as ``TransferResult.weights``) plots what each term adds to ``J``:
-    ``alpha*J_content``, ``beta*J_style``, ``w_tv*TV`` and per layer ``beta*lambda[l]*J_style[l]``
-    (:func:`teachkit.transfer.weighted_record`, the data of the app's chart too) -- so the curves add
-    up to the total and share one scale; without it the unweighted terms, which differ by orders of
-    magnitude.  Dotted vertical lines mark where a coarse-to-fine schedule moves to the next scale.
-    Missing (``None``/``nan``) or non-positive values are left out of the log plot.
+    ``history``: ``TransferResult.history`` (or ``StyleTransfer.history``, or a ``--log`` file's).
+    ``layers=True`` adds a thin line per style layer.  ``weights`` (a ``TransferPlan``, each record
+    weighted with its own scale's, or one weights dict) plots what each term adds to J
+    (:func:`teachkit.costs.weighted_record`, the app's chart's data too), so the curves add up to the
+    total; without it the unweighted terms.  Dotted lines mark the scale changes.  ``title`` None: the
+    catalogue's; '' none.  Missing or non-positive values are left out.
     """
     import math
 
-    from .transfer import weighted_record
+    from .costs import weighted_record
+    from .messages import language
 
+    lang = lang or language()
+    _font_for(lang)
     fig = Figure(figsize=figsize)
     ax = fig.add_subplot(1, 1, 1)
     history = list(history or [])
 
-    def weights_of(r):
-        if weights is None:
-            return None
-        return weights.scale(r.get("scale", len(weights.scales))).weights if hasattr(weights, "scales") else weights
-
-    def point(r):  # the record's terms, weighted when weights are given
-        w = weights_of(r)
-        if w is None:
-            return r
-        out = weighted_record(r, w)
-        for k, v in r.items():
-            if k.startswith("style/") and v is not None:
-                out[k] = float(w["beta"]) * float(w["layer_weights"].get(k[len("style/"):], 0.0)) * float(v)
-        return out
-
-    points = [point(r) for r in history]
+    if weights is None:
+        points = history
+    else:
+        points = [weights.weighted(r) if hasattr(weights, "weighted") else weighted_record(r, weights)
+                  for r in history]
 
     def series(key):
         xs, ys = [], []
         for i, (r, p) in enumerate(zip(history, points)):
             v = p.get(key)
-            if v is None or not isinstance(v, (int, float)):
-                continue
-            if math.isfinite(float(v)) and v > 0:
+            if isinstance(v, (int, float)) and math.isfinite(float(v)) and v > 0:
                 xs.append(r.get("step", i + 1))
                 ys.append(float(v))
         return xs, ys
 
     weighted = weights is not None
-    labels = {
-        "content": ("alpha J_content" if weighted else "J_content", "tab:blue"),
-        "style": ("beta J_style" if weighted else "J_style = sum lambda[l] J_style[l]", "tab:red"),
-        "tv": ("w_tv TV" if weighted else "TV (total variation)", "tab:green"),
-    }
+    curves = [("content", "α·J_content" if weighted else "J_content", "tab:blue", 1.6, "-"),
+              ("style", "β·J_style" if weighted else figtext.tr("viz.history_style", lang), "tab:red", 1.6, "-"),
+              ("tv", "w_TV·TV" if weighted else figtext.tr("viz.history_tv", lang), "tab:green", 1.6, "-")]
+    if layers:
+        keys = list(dict.fromkeys(k for r in history for k in r if k.startswith("style/")))
+        curves += [(k, f"β·λ[{k[6:]}]·J_style[{k[6:]}]" if weighted else f"J_style[{k[6:]}]", None, 0.8, "--")
+                   for k in keys]
+    curves.append(("total", figtext.tr("viz.history_total", lang), "black", 2.2, "-"))
     drawn = 0
-    for key, (label, colour) in labels.items():
+    for key, label, colour, width, style in curves:
         xs, ys = series(key)
         if xs:
-            ax.plot(xs, ys, color=colour, lw=1.6, label=label)
+            ax.plot(xs, ys, color=colour, lw=width, ls=style, alpha=0.8 if style == "--" else 1.0, label=label)
             drawn += 1
-    if layers:
-        keys = []
-        for r in history:
-            keys += [k for k in r if k.startswith("style/") and k not in keys]
-        for key in keys:
-            layer = key[len("style/"):]
-            xs, ys = series(key)
-            if xs:
-                label = f"beta lambda J_style[{layer}]" if weighted else f"J_style[{layer}]"
-                ax.plot(xs, ys, lw=0.8, ls="--", alpha=0.8, label=label)
-                drawn += 1
-    xs, ys = series("total")
-    if xs:
-        ax.plot(xs, ys, color="black", lw=2.2, label="J(G) total")
-        drawn += 1
-    # mark the scale changes of a coarse-to-fine run
-    for prev, cur in zip(history, history[1:]):
+    for prev, cur in zip(history, history[1:]):  # the scale changes of a coarse-to-fine run
         if cur.get("scale", 1) != prev.get("scale", 1) and "step" in cur:
             ax.axvline(cur["step"] - 0.5, color="grey", ls=":", lw=1)
-            ax.text(cur["step"], 1.0, f" {cur.get('size', '')} px", transform=ax.get_xaxis_transform(),
-                    va="top", ha="left", fontsize=8, color="grey")
+            ax.text(cur["step"], 1.0, figtext.tr("viz.history_px", lang, size=cur.get("size", "")),
+                    transform=ax.get_xaxis_transform(), va="top", ha="left", fontsize=8, color="grey")
     if drawn:
         ax.set_yscale("log")
         ax.legend(fontsize=8, loc="best")
     else:
-        ax.text(0.5, 0.5, "no cost values to plot", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("step")
-    ax.set_ylabel(("weighted: " if weighted else "") + "cost (log scale)")
+        ax.text(0.5, 0.5, figtext.tr("viz.history_empty", lang), ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel(figtext.tr("viz.history_step", lang))
+    ax.set_ylabel(figtext.tr("viz.history_weighted" if weighted else "viz.history_cost", lang))
+    if title is None:
+        title = figtext.tr("viz.history_title", lang)
     if title:
         ax.set_title(title)
     ax.grid(True, which="major", alpha=0.3)

@@ -356,7 +356,7 @@ def test_what_transfer_prints_speaks_the_chosen_language(images, tmp_path, capsy
     w = data["weights"]
     lams = ", ".join(f"{l} {v:.3g}" for l, v in w["layer_weights"].items())
     lines = stdout.splitlines()
-    assert zh["cli.transfer.weights"].format(alpha=w["alpha"], beta=w["beta"], lams=lams, tv=w["tv_weight"]) in lines
+    assert zh["engine.weights_used"].format(alpha=w["alpha"], beta=w["beta"], lams=lams, tv=w["tv_weight"]) in lines
     assert zh["cli.transfer.wrote_log"].format(path=log) in lines
     assert zh["cli.transfer.wrote_plot"].format(path=plot) in lines
     head = zh["cli.transfer.wrote"].split("（")[0].format(path=out)

@@ -285,3 +285,21 @@ def test_content_gradient_is_the_formula():
     a_G = _rand(1, 2, 3, 3, seed=17).requires_grad_(True)
     costs.content_cost(a_C, a_G).backward()
     assert torch.allclose(a_G.grad, a_G.detach() - a_C, atol=1e-12)
+
+
+def test_style_target_scales_by_positions():
+    G = torch.arange(9.0).view(3, 3)
+    torch.testing.assert_close(costs.style_target(G, 40, 10), G / 4)
+    assert costs.style_target(G, 7, 7) is G
+    with pytest.raises(ValueError, match="M_S=0"):
+        costs.style_target(G, 0, 5)
+
+
+def test_weighted_record_is_what_each_term_adds_to_j():
+    w = {"alpha": 2.0, "beta": 3.0, "tv_weight": 0.5, "layer_weights": {"relu1_1": 0.25, "relu2_1": 0.0}}
+    rec = {"step": 4, "content": 1.5, "style": 2.0, "tv": 8.0, "total": 13.0, "style/relu1_1": 8.0,
+           "style/relu2_1": float("nan")}
+    got = costs.weighted_record(rec, w)
+    assert got == {"step": 4, "content": 3.0, "style": 6.0, "tv": 4.0, "total": 13.0, "style/relu1_1": 6.0,
+                   "style/relu2_1": 0.0}  # a weight of 0 adds 0, even where the term was not computed
+    assert got["content"] + got["style"] + got["tv"] == rec["total"]

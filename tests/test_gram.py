@@ -191,14 +191,6 @@ def test_one_j_style_for_heatmap_title_and_bars(net, cat):
         g.style_layer_costs(net, S, cat, ["relu9_9"])
 
 
-def test_style_target_scales_by_positions():
-    G = torch.arange(9.0).view(3, 3)
-    torch.testing.assert_close(g.style_target(G, 40, 10), G / 4)
-    assert g.style_target(G, 7, 7) is G
-    with pytest.raises(ValueError, match="M_S=0"):
-        g.style_target(G, 0, 5)
-
-
 def test_comparison_heatmaps_show_structure_on_their_own_scales(net, cat):
     """G(S) of a painting and G(G) of a photo differ in size by orders of magnitude: each top panel
     shows G_kk' / sqrt(G_kk G_k'k') (checked against that formula), the difference its own

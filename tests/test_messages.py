@@ -167,7 +167,7 @@ def test_every_catalogue_id_is_used_somewhere():
 def test_the_scan_finds_ids_and_only_ids():
     """The source scan itself: it sees the ids the code raises and skips file names."""
     found, _ = _source_strings()
-    assert {"config.size", "image.not_found", "progress.scale", "layer.unknown"} <= set(found)
+    assert {"config.choice", "image.not_found", "progress.scale", "layer.unknown"} <= set(found)
     assert not any(i.endswith((".png", ".py", ".npz")) for i in found)
     snippet = ast.parse("raise InputError('nowhere.at_all', x=1)\n"
                         "save('image.png'); Message(f'config.{name}')\n"
@@ -239,9 +239,9 @@ def test_progress_carries_its_message_as_data():
     from teachkit.progress import Progress
 
     p = Progress("transfer", 1, 10, message=Message("progress.scale", k=1, n=2, side=128))
-    assert p.msg == Message("progress.scale", {"k": 1, "n": 2, "side": 128})
-    assert p.message == EN["progress.scale"].format(k=1, n=2, side=128)  # the English text, for logs
-    assert p.msg.text("zh") == ZH["progress.scale"].format(k=1, n=2, side=128)
+    assert p.message == Message("progress.scale", {"k": 1, "n": 2, "side": 128})
+    assert str(p.message) == EN["progress.scale"].format(k=1, n=2, side=128)  # the English text, for logs
+    assert p.message.text("zh") == ZH["progress.scale"].format(k=1, n=2, side=128)
 
 
 def test_the_cli_progress_bar_shows_the_note_in_the_process_language():

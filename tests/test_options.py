@@ -16,9 +16,8 @@ import pytest
 
 from teachkit import options
 from teachkit.cli import _transfer_config, build_parser
-from teachkit.costs import NORMALIZATIONS
-from teachkit.messages import catalogue
-from teachkit.transfer import DTYPES, INITS, NORMALIZATION_DEFAULTS, OPTIMIZERS, TransferConfig
+from teachkit.messages import Message, catalogue, text
+from teachkit.transfer import NORMALIZATION_DEFAULTS, TransferConfig
 
 CONFIG_FIELDS = [f.name for f in dataclasses.fields(TransferConfig)]
 
@@ -53,11 +52,6 @@ CLI = [
     (["--preview-every", "3"], "preview_every", 3),
 ]
 
-#: what each choice field's values are, as the engine checks them
-ENGINE_CHOICES = {"init": INITS, "optimizer": OPTIMIZERS, "dtype": DTYPES, "normalization": NORMALIZATIONS,
-                  "pooling": ("max", "avg")}
-
-
 def transfer_parser() -> argparse.ArgumentParser:
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     return sub.choices["transfer"]
@@ -90,49 +84,36 @@ def test_declared_defaults_and_types_are_the_config_fields():
             assert isinstance(value, tuple) == o.is_list, o.name
 
 
-def test_declared_choices_are_what_the_engine_accepts():
-    for o in options.OPTIONS:
-        if o.choices is None:
-            assert o.name not in ENGINE_CHOICES
-            continue
-        assert tuple(o.choices) == tuple(ENGINE_CHOICES[o.name]), o.name
-        for value in o.choices:
-            TransferConfig(**{o.name: value}).validate()
-        with pytest.raises(ValueError):
-            TransferConfig(**{o.name: "no-such-choice"}).validate()
+#: what the engine must accept and refuse, field by field (the oracle: the lecture's recipe and what
+#: torch can run), independent of the declaration that implements it
+ACCEPTED = [("size", 16), ("size", None), ("steps", 0), ("init_noise", 0.0), ("init_noise", 1), ("lr", 1e-6),
+            ("pyramid", 1), ("pyramid", 8), ("history_size", 1), ("alpha", 0), ("tv_weight", 1e9),
+            ("style_scale", 0.01), ("preview_every", 0), ("seed", options.SEED_MAX), ("init", "noise"),
+            ("optimizer", "adam"), ("dtype", "bfloat16"), ("normalization", "none"), ("pooling", "avg"),
+            ("layer_weights", (0.0, 1, 2.5, 0, 0)), ("scales", (16, 200)), ("scale_steps", (0, 5)),
+            ("style_weights", (0.0, 1.0))]
+REFUSED = [("size", 15), ("size", 16.5), ("size", True), ("steps", -1), ("steps", "7"), ("init_noise", 1.01),
+           ("lr", 0.0), ("pyramid", 0), ("pyramid", 9), ("history_size", 0), ("alpha", -1e-9),
+           ("beta", float("inf")), ("tv_weight", float("nan")), ("style_scale", 0), ("preview_every", -1),
+           ("init", "zeros"), ("optimizer", "sgd"), ("dtype", "float16"), ("normalization", "bogus"),
+           ("pooling", "min"), ("layer_weights", (1.0, -1.0, 1.0, 1.0, 1.0)), ("scales", (8, 64)),
+           ("scales", (64, 32)), ("scales", ()), ("scale_steps", (1, -2)), ("style_weights", (0.0, 0.0)),
+           ("style_layers", "relu1_1"), ("style_layers", ("relu1_1", "relu1_1")), ("layer_weights", (1.0,))]
 
 
-def _with(name: str, value):
-    """A config with ``name`` (or each item of a list field) set to ``value``."""
-    o = options.option(name)
-    if not o.is_list:
-        return TransferConfig(**{name: value})
-    if name in ("layer_weights",):
-        return TransferConfig(style_layers=("relu1_1",), layer_weights=(value,))
-    if name == "scales":
-        return TransferConfig(size=None, scales=(value,))
-    if name == "style_weights":  # (not all 0: a second style keeps a share)
-        return TransferConfig(style_weights=(value, 1.0))
-    return TransferConfig(**{name: (value,)})
+@pytest.mark.parametrize("name,value", ACCEPTED, ids=[f"{n}={v!r}" for n, v in ACCEPTED])
+def test_the_engine_accepts_each_value_it_can_run(name, value):
+    TransferConfig(**{name: value}).validate()
 
 
-@pytest.mark.parametrize("o", [o for o in options.OPTIONS if o.low is not None or o.high is not None],
-                         ids=lambda o: o.name)
-def test_declared_bounds_are_the_ones_validate_enforces(o):
-    eps = 1 if o.type is int else 1e-6
-    if o.low is not None:
-        if o.low_open:
-            with pytest.raises(ValueError):
-                _with(o.name, o.type(o.low)).validate()
-            _with(o.name, o.type(o.low + eps)).validate()
-        else:
-            _with(o.name, o.type(o.low)).validate()
-            with pytest.raises(ValueError):
-                _with(o.name, o.type(o.low - eps)).validate()
-    if o.high is not None:
-        _with(o.name, o.type(o.high)).validate()
-        with pytest.raises(ValueError):
-            _with(o.name, o.type(o.high + eps)).validate()
+@pytest.mark.parametrize("name,value", REFUSED, ids=[f"{n}={v!r}" for n, v in REFUSED])
+def test_a_value_the_engine_cannot_run_is_one_error_naming_the_field_in_both_languages(name, value):
+    with pytest.raises(ValueError) as info:
+        TransferConfig(**{name: value}).validate()
+    en, zh = str(info.value), info.value.text("zh")
+    words = {"style_weights": "style weights", "layer_weights": "layer weights", "style_layers": "style_layers"}
+    assert words.get(name, name) in en or name in en, en
+    assert zh != en and any("\u4e00" <= ch <= "\u9fff" for ch in zh), zh
 
 
 # ---- the command line -------------------------------------------------------------------------------
@@ -292,6 +273,36 @@ def test_the_page_draws_exactly_the_declared_form(monkeypatch):
                 assert w.value == (32 if f.name == "size" else 3 if f.name == "steps" else f.value), key
 
 
+def test_lesson6_start_resolves_its_config_once(monkeypatch):
+    """One press of Start: the page resolves the form's config once (teachkit.transfer.schedule), and the
+    classroom checks, the job and the engine all read that schedule."""
+    pytest.importorskip("streamlit")
+    import time
+
+    from streamlit.testing.v1 import AppTest
+
+    from teachkit import transfer
+    from teachkit.lessons.pages import page
+
+    for name, value in (("TEACHKIT_FAST", "1"), ("TEACHKIT_DEMO_SIZE", "32"), ("TEACHKIT_OFFLINE", "1")):
+        monkeypatch.setenv(name, value)
+    made = []
+    resolve = transfer._resolve
+    monkeypatch.setattr(transfer, "_resolve", lambda cfg: made.append(cfg) or resolve(cfg))  # every resolving
+    at = AppTest.from_file(str(page(6).path), default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    made.clear()
+    at.button(key="p6_start").click().run()
+    job = at.session_state["p6_job"]
+    t0 = time.time()
+    while job.alive and time.time() - t0 < 90:
+        time.sleep(0.1)
+    assert job.state == "done", (job.state, job.error)
+    assert len(made) == 1, made
+    assert job.result.plan.schedule is job.schedule  # the engine ran the page's schedule
+
+
 def test_served_caps_are_the_classroom_limits_and_enforced_whatever_the_browser_sends():
     pytest.importorskip("streamlit")
     from teachkit.lessons.jobs import JobLimits, check_transfer
@@ -315,7 +326,7 @@ def test_a_seed_outside_torchs_range_is_refused_before_the_run(seed):
     """2**64 used to pass validate() and fail mid-run inside torch.Generator.manual_seed, in English."""
     with pytest.raises(ValueError) as info:
         TransferConfig(seed=seed).validate()
-    assert info.value.msg_id == "config.seed" and repr(seed) in info.value.text("zh")
+    assert info.value.params["name"] == "seed" and repr(seed) in info.value.text("zh")
 
 
 def test_every_seed_validate_accepts_is_one_torch_accepts():
@@ -333,7 +344,9 @@ def test_the_cli_refuses_a_huge_seed_in_one_line(capsys, tmp_path):
 
     assert main(["--lang", "zh", "transfer", "--seed", str(2**64), "-o", str(tmp_path / "o.png")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == catalogue("zh")["cli.error"].format(detail=catalogue("zh")["config.seed"].format(value=repr(2**64)))
+    rule = Message("config.rule.whole_range", low=0, high=options.SEED_MAX)
+    detail = text("config.number", "zh", name="seed", rule=rule, value=repr(2**64))
+    assert err == catalogue("zh")["cli.error"].format(detail=detail) and str(options.SEED_MAX) in err
 
 
 def test_every_number_widget_of_the_form_is_one_streamlit_accepts():

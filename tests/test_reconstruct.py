@@ -88,7 +88,7 @@ def test_grids_one_column_per_layer(net, cat):
                                         callback=reports.append)
     assert isinstance(fig, Figure) and len(fig.axes) == 3
     assert [p.step for p in reports] == list(range(1, 7)) and reports[-1].total == 6  # one bar over both
-    assert [p.message for p in reports[::3]] == ["content relu1_1 (1/2)", "content relu2_1 (2/2)"]
+    assert [str(p.message) for p in reports[::3]] == ["content relu1_1 (1/2)", "content relu2_1 (2/2)"]
     assert "RMSE" in fig.axes[1].get_xlabel()
     results = R.textures(net, cat, ("relu1_1", "relu2_1"), size=None, steps=2)
     assert [r.layers for r in results] == [("relu1_1",), ("relu1_1", "relu2_1")]

@@ -23,6 +23,7 @@ from teachkit.transfer import (
     default_pyramid,
     default_scales,
     rgb_to_yiq,
+    schedule,
     split_steps,
     transfer,
     white_noise,
@@ -132,7 +133,7 @@ def test_callback_receives_every_term_every_step(net, content64, style64):
     for p in seen:
         assert keys <= set(p.values), set(p.values)
         assert all(math.isfinite(p.values[k]) for k in keys)
-        assert "48 px" in p.message
+        assert "48 px" in str(p.message)
     assert [p.image is not None for p in seen] == [False, True, False, True]
     assert seen[1].image.size == res.image.size
     # the recorded total is the formula applied to the recorded terms, with the weights reported
@@ -206,8 +207,7 @@ def test_scale_schedule_helpers():
     assert split_steps(300, (128, 256, 512)) == [171, 86, 43]
     for steps in (0, 1, 7, 301):
         assert sum(split_steps(steps, (100, 200, 400))) == steps
-    cfg = TransferConfig(size=96, scales=(32, 64)).resolved(1)
-    assert cfg.scales == (32, 64, 96)  # the target size is appended
+    assert schedule(TransferConfig(size=96, scales=(32, 64))).sizes == (32, 64, 96)  # the target size is appended
 
 
 def test_several_styles_blend_by_weight(net, content64):
@@ -333,7 +333,7 @@ def test_save_log_writes_valid_json(net, content64, style64, tmp_path):
 )
 def test_bad_config_raises_value_error(kw, match):
     with pytest.raises(ValueError, match=match):
-        TransferConfig(**kw).resolved(1)
+        schedule(TransferConfig(**kw), 1)
 
 
 def test_unknown_layer_is_a_value_error_naming_it(net, content64, style64):
@@ -343,10 +343,10 @@ def test_unknown_layer_is_a_value_error_naming_it(net, content64, style64):
 
 def test_defaults_are_filled_per_normalization():
     for norm in ("lecture", "gatys", "none"):
-        c = TransferConfig(normalization=norm).resolved(1)
+        c = schedule(TransferConfig(normalization=norm), 1).config
         assert c.alpha is not None and c.beta is not None and c.tv_weight is not None
         assert len(c.layer_weights) == len(c.style_layers)
-    assert TransferConfig(alpha=2.0).resolved(1).alpha == 2.0
+    assert schedule(TransferConfig(alpha=2.0), 1).config.alpha == 2.0
 
 
 # ---- auto normalisation, precision, noise, presets ---------------------------------------------
@@ -430,10 +430,10 @@ def test_slow_bfloat16_falls_back_with_a_warning(net, content64, style64, monkey
 
 
 def test_presets():
-    q = TransferConfig.preset("quick").resolved(1)
-    assert q.size == 256 and q.scales == (128, 256) and split_steps(q.steps, q.scales) == [40, 20]
-    d = TransferConfig().resolved(1)
-    assert d.init == "blend" and d.scales == (192, 384) and split_steps(d.steps, d.scales) == [50, 25]
+    q = schedule(TransferConfig.preset("quick"), 1)
+    assert q.config.size == 256 and q.sizes == (128, 256) and q.scale_steps == (40, 20) and q.first == 128
+    d = schedule(TransferConfig(), 1)
+    assert d.start == "blend" and d.sizes == (192, 384) and d.scale_steps == (50, 25) and d.steps == 75
     assert TransferConfig.preset("quick", size=200).size == 200
     assert TransferConfig.preset("default") == TransferConfig()
     with pytest.raises(ValueError, match="quick"):
@@ -615,3 +615,42 @@ def test_own_cost_functions_misused_give_one_readable_error(net, content64, styl
         StyleTransfer(content, [style, style], small(), backbone=net,
                       cost_functions=costs.CostFunctions(layer_style_cost=ref.layer_style_cost))
     assert "2 张" in info.value.text("zh")
+
+
+def test_a_schedule_is_resolved_once_and_read_as_it_is():
+    """schedule() fills every default without a network; handed on, it is not resolved again."""
+    sched = schedule(TransferConfig(size=64, scales=(32, 64), scale_steps=(0, 3), seed=2), 1)
+    assert (sched.sizes, sched.scale_steps, sched.steps, sched.first) == ((32, 64), (0, 3), 3, 64)
+    assert schedule(sched, 1) is sched
+    assert sched.pyramid(64) == default_pyramid(64) and sched.config.lr == 1.0
+    with pytest.raises(ValueError, match="style weights"):
+        schedule(schedule(TransferConfig(style_weights=(1.0, 2.0))), 3)
+    with pytest.raises(ValueError, match="scale_steps"):
+        schedule(TransferConfig(size=64, scales=(32, 64), scale_steps=(1, 2, 3)))
+    own = schedule(TransferConfig(size=None, scales=(32,), steps=6))  # the content's own size: known later
+    assert own.sizes == () and own.steps == 6 and own.sized(80).sizes == (32, 80)
+    with pytest.raises(ValueError, match="beyond"):
+        own.sized(24)
+
+
+def test_the_loop_drives_any_objective_and_parametrisation():
+    """run_steps and Descent take another objective (here: the distance to a planted picture) over a
+    pyramid parametrisation, without a network: the loop feature visualisation will reuse."""
+    from teachkit.transfer import Descent, Pixels, run_steps
+
+    target = torch.rand(1, 3, 24, 32, generator=torch.Generator().manual_seed(0))
+
+    class Distance:
+        names, weights = ["total"], None
+
+        def __call__(self, img):
+            j = (img - target).pow(2).sum()
+            return j, j.detach().reshape(1)
+
+    for optimizer, lr in (("lbfgs", 1.0), ("adam", 0.05)):
+        d = Descent(Distance(), Pixels(torch.full((1, 3, 24, 32), 0.5), levels=2), optimizer=optimizer, lr=lr)
+        seen = []
+        records, reason = run_steps(d, 40, callback=seen.append, task="probe", preview_every=20)
+        assert reason is None and [p.step for p in seen] == list(range(1, 41)) and seen[-1].image.size == (32, 24)
+        assert records[-1]["total"] < records[0]["total"] / 20, (optimizer, records[0], records[-1])
+        assert float((d.tensor() - target).abs().mean()) < 0.1

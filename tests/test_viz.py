@@ -154,21 +154,35 @@ def test_lesson1_figures_speak_the_language_and_keep_their_font_size(lang):
 def test_plot_history_weighted_draws_each_part_with_its_scales_weights():
     """Weighted curves: alpha*J_content, beta*J_style, w_tv*TV with each record's own scale's weights
     (a coarse-to-fine 'auto' run has different weights per scale); J is the recorded total."""
-    from types import SimpleNamespace
+    from teachkit.transfer import ScalePlan, TransferPlan
 
     w1 = {"alpha": 2.0, "beta": 3.0, "tv_weight": 0.5, "layer_weights": {"relu1_1": 1.0}}
     w2 = {"alpha": 0.5, "beta": 3.0, "tv_weight": 0.25, "layer_weights": {"relu1_1": 2.0}}
-    plan = SimpleNamespace(scales=(SimpleNamespace(weights=w1), SimpleNamespace(weights=w2)))
-    plan.scale = lambda k: plan.scales[k - 1]
+    plan = TransferPlan(None, (ScalePlan(1, 16, 16, 16, 1, 1, w1), ScalePlan(2, 32, 32, 32, 1, 1, w2)),
+                        "cpu", "float32", None, "", "relu4_2", ("relu1_1",))
     history = [{"step": 1, "scale": 1, "content": 1.0, "style": 2.0, "tv": 4.0, "total": 10.0, "style/relu1_1": 2.0},
                {"step": 2, "scale": 2, "content": 4.0, "style": 1.0, "tv": 4.0, "total": 6.0, "style/relu1_1": 0.5}]
-    fig = viz.plot_history(history, layers=True, weights=plan)
+    fig = viz.plot_history(history, layers=True, weights=plan, lang="en")
     lines = {ln.get_label(): list(ln.get_ydata()) for ln in fig.axes[0].get_lines() if ln.get_label()[0] != "_"}
-    assert lines["alpha J_content"] == [2.0, 2.0]
-    assert lines["beta J_style"] == [6.0, 3.0]
-    assert lines["w_tv TV"] == [2.0, 1.0]
-    assert lines["beta lambda J_style[relu1_1]"] == [6.0, 3.0]
-    assert lines["J(G) total"] == [10.0, 6.0]
-    unweighted = viz.plot_history(history)
+    assert lines["α·J_content"] == [2.0, 2.0]
+    assert lines["β·J_style"] == [6.0, 3.0]
+    assert lines["w_TV·TV"] == [2.0, 1.0]
+    assert lines["β·λ[relu1_1]·J_style[relu1_1]"] == [6.0, 3.0]
+    assert lines[figtext.tr("viz.history_total", "en")] == [10.0, 6.0]
+    unweighted = viz.plot_history(history, lang="en")
     labels = {ln.get_label(): list(ln.get_ydata()) for ln in unweighted.axes[0].get_lines()}
     assert labels["J_content"] == [1.0, 4.0]
+
+
+def test_plot_history_speaks_the_language_it_is_given_or_the_process_speaks():
+    from teachkit.messages import using_language
+
+    history = [{"step": 1, "content": 1.0, "style": 2.0, "tv": 4.0, "total": 10.0}]
+    with using_language("zh"):
+        fig = viz.plot_history(history)  # what the 中文 notebook calls: no lang given
+    words = [fig.axes[0].get_title(), fig.axes[0].get_xlabel(), fig.axes[0].get_ylabel(),
+             *(t.get_text() for t in fig.axes[0].get_legend().get_texts())]
+    assert all(any("\u4e00" <= ch <= "\u9fff" for ch in w) for w in words[:3]), words
+    assert figtext.tr("viz.history_total", "zh") in words and "J(G), the total" not in words
+    en = viz.plot_history(history, lang="en")
+    assert en.axes[0].get_xlabel() == figtext.tr("viz.history_step", "en")

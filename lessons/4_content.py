@@ -10,9 +10,8 @@ from teachkit.prepare import CONTENT_LAYERS
 from teachkit.samples import DEFAULT_CONTENT
 
 P = "4_content"
-# Sized to end well within the demo time limit on a 2-core AVX2 laptop, about 3x slower per VGG step than
-# the AVX-512 machine of benchmarks/RESULTS_app.md (there: 128 px, 100 steps = 7.9 s; the grid below 3 x 40
-# steps at 96 px): a run the limit cuts short says so ("stopped at the time limit after N of M steps").
+# Sized to end within the demo time limit on a 2-core AVX2 laptop (timings: benchmarks/RESULTS_app.md);
+# a run the limit cuts short says so.
 SIZE = cfg.demo_size(128, fast=32)
 STEPS = cfg.demo_steps(80, fast=2)
 GRID_SIZE = cfg.demo_size(96, fast=32)

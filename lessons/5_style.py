@@ -12,8 +12,7 @@ from teachkit.samples import DEFAULT_STYLE
 
 P = "5_style"
 SIZE = res.l5_size()  # the images the Gram matrices are computed on
-# texture synthesis, live: 5 textures sized to end within the time limit on a 2-core AVX2 laptop (~3x slower per
-# VGG step than the AVX-512 machine of benchmarks/RESULTS_app.md, where 5 x 40 steps at 96 px took 10.5 s)
+# texture synthesis, live: 5 textures sized to end within the time limit on a 2-core AVX2 laptop
 TEX_SIZE = cfg.demo_size(80, fast=32)
 TEX_STEPS = cfg.demo_steps(30, fast=2)
 LAYERS = list(DEFAULT_STYLE_LAYERS)

@@ -59,7 +59,7 @@ def cost_formula(terms: dict | None, alpha: float, beta: float) -> str:
         total = total_cost(float(jc) if alpha else 0.0, float(js) if beta else 0.0, alpha, beta)
     except (TypeError, ValueError):
         total = terms.get("total")
-    # one equals sign per line: on one line the numbers ran past the page's right edge (issue 18)
+    # one equals sign per line: on one line the numbers ran past the page's right edge
     head = head.replace("J(G) = ", r"J(G) &= ", 1)
     return (r"\begin{aligned}" + head
             + rf" \\ &= {tex_num(alpha)} \cdot {tex_num(jc)} + {tex_num(beta)} \cdot {tex_num(js)}"
@@ -73,13 +73,11 @@ CURVES = (("content", "p3_weighted_content"), ("style", "p3_weighted_style"), ("
 def cost_chart(points: list[dict]) -> dict:
     """A Vega-Lite line chart (log scale) of what each part adds to J over the steps, for ``st.vega_lite_chart``.
 
-    ``points`` are the engine's weighted step records (:func:`teachkit.transfer.weighted_record`:
+    ``points`` are the engine's weighted step records (:func:`teachkit.costs.weighted_record`:
     ``step``, ``content`` = alpha J_content, ``style`` = beta J_style, ``tv`` = w_tv TV, ``total`` = J,
     with the weights the engine multiplied at that step), so the curves add up to J.  A part that is
-    0 everywhere (e.g. no TV term) is not drawn; values a log axis cannot show are dropped.  The spec
-    is written as a plain dict: lesson 6 redraws it every second for each running job, and building it
-    through Altair and pandas cost ~35 ms of the server's Python each time (the load benchmark's
-    profile); this costs well under a millisecond.
+    0 everywhere (e.g. no TV term) is not drawn; values a log axis cannot show are dropped.  A plain
+    dict, no Altair: lesson 6 redraws it every second per running job (benchmarks/RESULTS_load.md).
     """
     import math
 

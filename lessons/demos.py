@@ -17,14 +17,11 @@ STEP_OPTIMIZER = "adam"
 class StepDemo:
     """Gradient descent one step at a time (lesson 3), kept in ``st.session_state``.
 
-    Wraps :class:`teachkit.transfer.StyleTransfer` (one scale, ``pyramid=1``: the parameters are
-    the pixels themselves; Adam; the lecture's cost without a TV term) and keeps what the page
-    shows: one record (the engine's terms) and one chart point (what each part adds to J,
-    :func:`teachkit.transfer.weighted_record`) and one small image per step.  G starts as the
-    engine's own start (:func:`teachkit.transfer.initial_image`: white noise, seed 0), shown on the
-    page before the first step; the StyleTransfer itself is made at the first step, so opening the
-    page costs no network pass.  Changing alpha or beta continues from the current image with a new
-    StyleTransfer.
+    A :class:`teachkit.transfer.StyleTransfer` on the plain pixels (``pyramid=1``, Adam, the lecture's
+    J without TV), made at the first step (opening the page costs no network pass) and run by
+    :func:`teachkit.transfer.run_steps`; per step the page keeps the engine's terms, one chart point
+    (:func:`teachkit.costs.weighted_record`) and one small image.  G0 is the engine's own start
+    (:func:`teachkit.transfer.initial_image`); new alpha or beta go on from the current image.
     """
 
     def __init__(self, size: int, content: str, style: str):
@@ -97,7 +94,8 @@ class StepDemo:
         shown (``on_step()`` after each); it stops at the engine's ``time_limit``."""
         if not self.can_step or n <= 0:
             return
-        from teachkit.transfer import run_steps, weighted_record
+        from teachkit.costs import weighted_record
+        from teachkit.transfer import run_steps
 
         if self.obj is None:
             from teachkit.images import to_tensor

@@ -381,17 +381,10 @@ class LiveView:
 
 @dataclasses.dataclass(frozen=True)
 class JobLimits:
-    """What one lesson-6 job may ask for.  The caps keep the job's own memory (over the shared,
-    already loaded backbone) within ``memory_budget_mib`` on a CPU: the largest job these caps allow
-    adds 1080 MiB (``benchmarks/load.py --job-peak``, benchmarks/RESULTS_load.md), so two jobs at
-    the caps and the server fit in about 3.1 GiB.
-
-    Why these caps: memory grows with the pixels of G (activations kept for the backward pass),
-    with the pixels of the style images (size x style_scale, squared), and with the L-BFGS memory
-    (2 x history_size vectors as large as the image's parameters: ~13 MiB per pair at 512 px, so
-    a history of 100 took the same job to 1730 MiB).  768 px with style scale 4
-    would push a 3072-px style image through VGG (one relu1 map alone ~2.4 GB).
-    """
+    """What one lesson-6 job may ask for.  The caps keep the job's own memory (over the shared, loaded
+    backbone) within ``memory_budget_mib`` on a CPU: it grows with the pixels of G, of the style images
+    (size x style_scale, squared) and with the L-BFGS memory (2 x history_size image-sized vectors).
+    The largest job they allow is measured by ``benchmarks/load.py --job-peak`` (RESULTS_load.md)."""
 
     # the option caps: declared with the options (teachkit/options.py, ``served_max``), held here
     max_size: int = int(served_caps()["max_size"])  #: long side of G, px

@@ -23,16 +23,11 @@ and lambda[l] can absorb it.  Four are offered:
         lambda_eff[l] = w[l]  / J_style[l](S, C)    = w[l] * 2 n_H n_W n_C / ||G[l](S) - G[l](C)||_F^2
         w_tv_eff      = w_tv  / (n_C n_H n_W of the image)
 
-    ``J(C, 0)`` is the cost of an all-zero activation and ``J_style[l](S, C)`` the style cost *of
-    the content photo itself*.  Then ``alpha_eff J_content = ||a(C) - a(G)||^2 / ||a(C)||^2`` (the
-    relative change of the content) and ``lambda_eff[l] J_style[l] = ||G(S) - G(G)||^2 /
-    ||G(S) - G(C)||^2`` (the share of the way from the photo's style to S's still to go at layer
-    l; 1 for G = C): pure numbers, whatever the style image, the layer's scale or the image size.
-    ``alpha``, ``beta`` and ``w[l]`` then weigh *relative* errors, so one set of them fits every
-    content/style pair.  Without a content term (a texture, ``alpha = 0``) the style terms are
-    measured against ``J_style[l](S, 0) = ||G[l](S)||^2 / (2 n_H n_W n_C)`` instead; where
-    ``G(C)`` nearly equals ``G(S)`` the distance is floored at ``REFERENCE_FLOOR * ||G[l](S)||^2``.
-    The objective is still the lecture's ``J(G) = alpha_eff J_content + beta sum_l lambda_eff[l] J_style[l]``.
+    ``J(C, 0)`` is the cost of an all-zero activation, ``J_style[l](S, C)`` the style cost of the
+    content photo itself: each weighted term is then a pure number (the relative change of the
+    content; the share of the way from the photo's style to S's still to go, 1 for G = C), so one set
+    of ``alpha``, ``beta``, ``w[l]`` fits every pair.  Without a content term (``alpha = 0``) style is
+    measured against ``J_style[l](S, 0)``; the distance is floored at ``REFERENCE_FLOOR * ||G[l](S)||^2``.
 ``lecture``
     content ``1/2``; style ``1 / (2 n_H n_W n_C)`` -- the formulas above.
 ``gatys``
@@ -91,12 +86,8 @@ def check_normalization(normalization: str) -> None:
 
 
 class _Gram(torch.autograd.Function):
-    """``F F^T`` with a one-product backward.
-
-    Autograd would differentiate ``F @ F^T`` as a product of two different matrices: two
-    ``(n_C x n_C) @ (n_C x M)`` products.  Since both factors are F, the gradient is
-    ``(dG + dG^T) F``: one product -- the style step's Gram overhead drops by a third.
-    """
+    """``F F^T`` with a one-product backward: both factors are F, so the gradient is ``(dG + dG^T) F``
+    (autograd would take two ``(n_C x n_C) @ (n_C x M)`` products)."""
 
     @staticmethod
     def forward(ctx, f):

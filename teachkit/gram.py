@@ -31,6 +31,8 @@ from :mod:`teachkit.figtext`), and sizes its text so that the smallest is at lea
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 from typing import Any, Mapping, Sequence
 
@@ -75,7 +77,6 @@ MIN_TEXT_PX = 14
 SHOWN_PX = 700
 
 
-
 def _figure(lang: str, width: float, height: float) -> Figure:
     """A new figure; for Chinese the font is registered first (text objects take the font of their birth)."""
     if lang == "zh":
@@ -83,10 +84,10 @@ def _figure(lang: str, width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), layout="constrained")
 
 
-_TEXT_PX = __import__("contextvars").ContextVar("teachkit_gram_text_px", default=None)
+_TEXT_PX = contextvars.ContextVar("teachkit_gram_text_px", default=None)
 
 
-@__import__("contextlib").contextmanager
+@contextlib.contextmanager
 def text_size(px: float | None):
     """Within this block (this thread only), figures made here have their smallest text ``px`` pixels
     high at SHOWN_PX instead of MIN_TEXT_PX (the app's projector mode: 20)."""

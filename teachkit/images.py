@@ -28,11 +28,6 @@ Saving
 
 The bundled sample pictures (and :func:`~teachkit.samples.resolve_image`, a
 sample name *or* a path) live in :mod:`teachkit.samples`.
-
-(Why one file of nearly 800 lines: every way an image enters or leaves teachkit --
-six kinds of source, every PIL mode, the header checks done before decoding --
-shares one error type and one set of checks; split, the checks would be
-written twice.)
 """
 
 from __future__ import annotations

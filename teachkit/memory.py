@@ -1,12 +1,8 @@
 """Out of memory -> one line that says what to lower.
 
-A transfer too large for the machine ends in an error from torch or Python, worded by whichever
-allocator gave up: ``torch.OutOfMemoryError`` (CUDA), a ``RuntimeError`` from the CPU allocator
-("... can't allocate memory ...", on Windows "... not enough memory ...") or from Apple's MPS backend ("MPS backend out of memory ..."), or
-Python's own ``MemoryError``.  :func:`out_of_memory` recognises them all and gives back one
-:class:`OutOfMemory` (a :class:`~teachkit.messages.TeachkitError`), whose text names the knobs that
-set the memory a transfer needs: the size, the style scale and the number of style images.  The
-CLI prints it as one line; the app shows it in the session's language.
+Whichever allocator gave up (CUDA's ``torch.OutOfMemoryError``, the CPU's or MPS's ``RuntimeError``,
+Python's ``MemoryError``), :func:`out_of_memory` turns it into one :class:`OutOfMemory` whose text names
+what sets a transfer's memory: the size, the style scale and the number of style images.
 """
 
 from __future__ import annotations

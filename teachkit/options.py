@@ -306,11 +306,8 @@ _LIST_METAVARS = {str: "NAME,...", float: "X,...", int: "N,..."}
 
 
 def add_cli_arguments(parser, lang: str | None = None) -> None:
-    """Add one argparse option per declared option that has a command-line flag.
-
-    Every option's default is ``None`` ("not given"): :func:`config_from_args` then lets the preset
-    and TransferConfig supply the value, so the declared defaults are TransferConfig's.
-    """
+    """Add one argparse option per declared option with a flag; each defaults to None ("not given"),
+    so the preset and TransferConfig supply the values (:func:`config_from_args`)."""
     for o in OPTIONS:
         if o.cli_flag is None:
             continue
@@ -345,15 +342,10 @@ def config_from_args(args, preset: str = "default") -> TransferConfig:
 
 @dataclass(frozen=True)
 class FormField:
-    """One widget of lesson 6's form, described without Streamlit.
-
-    ``widget``: 'slider' | 'number' | 'radio' | 'select' | 'multiselect' | 'toggle' | 'text'.
-    ``low``/``high``: the widget's bounds (the declared ones, the served cap as the maximum; an open
-    bound moves in by ``step``).  ``value``: where it starts.  ``options`` and ``option_labels``: the
-    choices and their words.  ``key``: the widget key (``p6_<name>``; the normalisation-dependent
-    weights add ``_<normalization>`` so a new normalisation starts them at its own defaults).
-    ``none_value``: the widget value that means ``None`` (the text box left empty, a step length 0).
-    """
+    """One widget of lesson 6's form, without Streamlit: ``widget`` ('slider', 'number', 'radio',
+    'select', 'multiselect', 'toggle', 'text'), its bounds (the served cap as maximum), start ``value``,
+    choices and their words, ``key`` (``p6_<name>``, plus ``_<normalization>`` for the weights, which
+    start at each normalisation's defaults) and ``none_value``, the widget value that means None."""
 
     name: str
     widget: str
@@ -372,13 +364,9 @@ class FormField:
 
 def form_field(name: str, lang: str, *, caps: Mapping[str, float] | None = None, layers: tuple = (),
                chosen: Mapping[str, Any] | None = None, start: TransferConfig | None = None) -> FormField:
-    """The widget of option ``name`` in lesson 6's form, in ``lang``.
-
-    ``caps``: the served caps in force, by attribute name (``{'max_size': 512, ...}``; default the
-    declared ones); ``layers``: the backbone's layer names (for the layer fields); ``chosen``: the
-    values the form's earlier widgets hold (the weights start at the chosen normalisation's
-    defaults); ``start``: the config the form starts at (default the classroom preset).
-    """
+    """The widget of option ``name`` in lesson 6's form, in ``lang``.  ``caps``: the served caps in
+    force by attribute name (default the declared ones); ``layers``: the backbone's layer names;
+    ``chosen``: the earlier widgets' values (the normalisation); ``start``: default the classroom preset."""
     o = option(name)
     if not o.lesson:
         raise ValueError(f"{name} is not in lesson 6's form")
@@ -445,9 +433,8 @@ def form_value(name: str, raw: Any) -> Any:
 
 
 def config_from_form(values: Mapping[str, Any], **fixed: Any) -> TransferConfig:
-    """The TransferConfig of the form's widget values (``{name: value}``, see :func:`form_value`;
-    raises :class:`ListError` on a bad text box); ``fixed``: fields the page sets itself (the
-    backbone in use).  Fields the form does not show keep TransferConfig's defaults."""
+    """The TransferConfig of the form's values (:func:`form_value`; :class:`ListError` on a bad text box)
+    and the ``fixed`` fields the page sets itself; the others keep TransferConfig's defaults."""
     return TransferConfig(**{**{n: form_value(n, v) for n, v in values.items()}, **fixed})
 
 

@@ -17,20 +17,11 @@ i.e. minimise ``J_style`` (``costs.style_cost``).  Positions are forgotten, so w
 *texture*: the photo's colours and patterns, scrambled.  Using layers up to ``relu1_1`` only gives
 fine grain; each deeper layer adds larger structures (:func:`texture_grid`).
 
-One engine: both are configurations of :class:`teachkit.transfer.StyleTransfer`, run by
-:func:`teachkit.transfer.run_steps` -- the same loop, optimiser, clamp and pyramid as a style
-transfer.  A content reconstruction is the transfer with ``beta = 0``, a texture the transfer
-with ``alpha = 0``, both with the ``auto`` normalisation (:func:`teachkit.costs.auto_weights`),
-so each term is measured against its own size: ``alpha J_content`` is
-``||a(C) - a(G)||^2 / ||a(C)||^2`` and each layer's style term ``||G(S) - G(G)||^2 / ||G(S)||^2``,
-which starts near 1 whatever the layer.  A *step* is one evaluation of the cost and its gradient
-(one forward and backward pass).  Runs start from faint white noise
-(:func:`teachkit.transfer.white_noise`), are deterministic for a seed, report through the
-:mod:`teachkit.progress` callback (``Progress(task='reconstruct', ...)``, with the current image
-every few steps) and stop early -- keeping what they have -- when the callback returns True,
-``stop`` is set or ``time_limit`` passes.
-
-Defaults: 96 px, 100 steps.
+Both run on the one engine: a content reconstruction is the transfer with ``beta = 0``, a texture
+the transfer with ``alpha = 0`` (:class:`teachkit.transfer.StyleTransfer`, :func:`teachkit.transfer.run_steps`),
+with the ``auto`` weights, so each term starts near 1 whatever the layer.  Runs start from faint white
+noise, are deterministic for a seed, report ``Progress(task='reconstruct', ...)`` and stop early,
+keeping what they have, on the callback's True, ``stop`` or ``time_limit``.  Defaults: 96 px, 100 steps.
 """
 
 from __future__ import annotations
@@ -81,15 +72,9 @@ DEFAULT_NOISE = 0.2
 
 @dataclass
 class ReconResult:
-    """The outcome of one reconstruction.
-
-    ``image``: the result (PIL RGB).  ``history``: one dict per step (``step``, ``total`` -- the
-    normalised cost that was minimised, ``elapsed`` seconds, and the cost terms).  ``distance``: for a
-    content reconstruction the pixel RMSE to the original image (values in ``[0, 1]``; 0 = identical);
-    for a texture the fraction of the style cost left, ``J_style(end) / J_style(start)``.
-    ``tensor``: the result as a ``(1, 3, H, W)`` tensor on the CPU.  ``stopped``: True when it was
-    cancelled before its last step.  ``weights``: the weights the engine used (``StyleTransfer.weights``).
-    """
+    """One reconstruction: ``image`` (PIL RGB) and ``tensor``, ``history`` (the engine's records),
+    ``distance`` (content: pixel RMSE to the original, 0 = identical; texture: the fraction of the
+    style cost left), whether and why it ``stopped`` early, and the ``weights`` the engine used."""
 
     image: Any
     history: list[dict]
@@ -130,8 +115,7 @@ def initial_image(image, size: int | None = DEFAULT_SIZE, seed: int = 0, noise: 
 
 
 def _run(net, target, config, steps, seed, noise, callback, stop, *, image_every, time_limit, message, extra=None):
-    """One reconstruction on the engine: (StyleTransfer, records, why it stopped early: None, 'stopped'
-    or 'time_limit')."""
+    """One reconstruction on the engine: (StyleTransfer, records, None / 'stopped' / 'time_limit')."""
     steps = check_int("steps", steps, 1)
     image_every = check_int("image_every", image_every, 1)
     st = StyleTransfer(target, None if config.beta == 0 else target, config, backbone=net,
@@ -313,8 +297,6 @@ def textures(
         if r.stopped or (stop is not None and stop.is_set()):
             break
     return results
-
-
 
 
 def _caption(r: ReconResult, lang: str = "en") -> tuple[str, str]:

@@ -294,11 +294,7 @@ def layer_overview_figure(atlas, dataset=None, layers=None, n_units: int = 4, *,
         return canvas
 
     m = atlas.meta
-    if lang == "en":
-        title = (f"What units of {m['backbone']} respond to: top patches in {m['n_images']} images "
-                 f"of '{m['dataset_name']}'  (unit = one channel of a layer)")
-    else:
-        title = figtext.tr("viz.overview_title", lang, net=m["backbone"], images=m["n_images"])
+    title = figtext.tr("viz.overview_title", lang, net=m["backbone"], images=m["n_images"], name=m["dataset_name"])
     columns = max(1, min(int(columns or len(layers)), len(layers)))
     n_rows = math.ceil(len(layers) / columns)
     width = width or 3.6 * columns + 0.5

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from teachkit.lessons.i18n import has_text, lang, text, tr
+from teachkit.lessons.i18n import has_text, lang, say, text, tr
 
 #: width (CSS px) of the page's main column in a 1280-px-wide browser with the sidebar open
 #: (Streamlit's wide layout: 791 px measured with Chromium); figures are sized for a little less,
@@ -82,7 +82,7 @@ _PROJECTOR_CSS = """
 
 # Chips never cut their text, and the open list of a dropdown wraps a long option (in either mode); the
 # chosen option of a closed dropdown is an <input>, which cannot wrap: its texts are kept short
-# (lessons/_strings.py) and the browser test checks that none is cut.
+# (ui.po) and the browser test checks that none is cut.
 _WHOLE_OPTIONS_CSS = """
 <style>
 [data-testid="stMain"] [data-tag] { max-width: none; }
@@ -162,14 +162,14 @@ def chart(spec: dict) -> dict:
 
 def look(page: str, name: str) -> None:
     """The "what to look for" line under a figure (section ``look_<name>``)."""
-    st.markdown(f":material/visibility: **{tr('look_for')}** {text(page, 'look_' + name)}")
+    st.markdown(f":material/visibility: **{say('handout.look')}** {text(page, 'look_' + name)}")
 
 
 def questions(page: str) -> None:
     """The page's check-your-understanding questions: predict, then reveal (sections q1/a1, q2/a2, ...),
     and the page's printable handout."""
     st.divider()
-    st.subheader(tr("quiz_title"))
+    st.subheader(say("handout.questions"))
     st.caption(tr("quiz_how"))
     i = 1
     while has_text(page, f"q{i}"):
@@ -187,8 +187,8 @@ def teacher_note(page: str) -> None:
     from teachkit.lessons import settings as cfg
 
     limit = cfg.demo_seconds()
-    with st.expander(tr("teacher_note"), icon=":material/school:"):
-        st.markdown(text(page, "teacher").replace("{limit}", tr("limit_secs", secs=limit) if limit else tr("limit_none")))
+    with st.expander(say("handout.teacher"), icon=":material/school:"):
+        st.markdown(text(page, "teacher").replace("{limit}", say("handout.limit", secs=limit) if limit else say("handout.no_limit")))
 
 
 def run_summary(done: int, total: int, seconds: float, size: int, stopped: bool) -> str:

@@ -1,17 +1,10 @@
-"""One computation for everyone who asks for the same demo at the same time (lessons 2, 4 and 5).
+"""One computation for everyone who presses the same demo at the same time (lessons 2, 4 and 5).
 
-In a classroom the teacher says "now press Run", and thirty students press it with the same sample
-photo, the same painting and the same settings.  Each press used to queue its own 25-second demo for a
-compute slot, so on a 2-core laptop the last student waited many minutes for a result identical to
-the first one's.  Now the first press runs the demo (in a compute slot, as before) and every press of
-the same demo while it is queued or running *watches* that run: its page draws the same progress,
-images and result, and costs the laptop no extra computation.
-
-What is "the same" is the ``key`` the page gives: every input that decides the result (the picture
-keys, which are the sample's name or a hash of an upload's pixels, and the demo's settings), so a
-watcher sees exactly what its own run would have computed.  If the student who started the run leaves
-the page, the run stops with that page (as every demo does); its watchers then start again, one of
-them running, the others watching it.  An error (e.g. memory running out) reaches every watcher.
+The first press runs the demo in a compute slot; every press of the same demo (the same ``key``: the
+picture keys and settings, so the result would be identical) while it is queued or running *watches*
+that run: its page draws the same progress and result at no extra cost.  If the page that computes is
+left, the run stops with it and its watchers start again (one computes, the others watch); an error
+reaches every watcher.
 """
 
 from __future__ import annotations
@@ -22,20 +15,10 @@ from typing import Callable, TypeVar
 
 import streamlit as st
 
-from teachkit.lessons.i18n import UI, out_of_memory_on_page, tr
+from teachkit.lessons.i18n import out_of_memory_on_page, tr
 from teachkit.lessons.jobs import slot_on_page, yield_to_quick
 
 T = TypeVar("T")
-
-STRINGS = {
-    "together_watching": {
-        "en": "Another student started this same demo with the same pictures and settings a moment ago: you are "
-              "watching that run, which costs the computer nothing extra ({secs:.0f} s so far).",
-        "zh": "另一位同学刚刚用同样的图片和设置启动了这个演示：你看到的就是那一次运行，电脑不必再多算一遍（已等 {secs:.0f} 秒）。",
-    },
-}
-for _key, _texts in STRINGS.items():
-    UI.setdefault(_key, _texts)
 
 
 class Run:

@@ -166,7 +166,7 @@ class Atlas:
         """``'unit = channel 17 of layer relu3_1, receptive field 24×24 px'`` in ``lang`` (English
         unless asked: figures pass their own language; None: the process's, as the CLI prints it)."""
         rf = self.rf(layer)
-        return text("atlas.unit_label", lang or language(), unit=self._unit(layer, unit), layer=layer,
+        return text("viz.unit_label", lang or language(), unit=self._unit(layer, unit), layer=layer,
                     h=rf.size, w=rf.size_x)
 
     def __repr__(self) -> str:

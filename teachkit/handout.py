@@ -77,9 +77,9 @@ def sections(lang: str, lesson: int) -> dict[str, str]:
 
 
 def lesson_title(lesson: int, lang: str) -> str:
-    from teachkit.lessons._strings import UI
+    from .messages import text
 
-    return UI[f"title_{lesson}"][lang]
+    return text(f"ui.title_{lesson}", lang)
 
 
 # ---- Markdown with formulas -> HTML (the small subset the lesson texts use) -----------------------

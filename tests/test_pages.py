@@ -60,9 +60,10 @@ def cut_demos(monkeypatch):
 
 
 def ui(key: str, lang: str = "en") -> str:
-    from teachkit.lessons._strings import UI
+    from teachkit.lessons.i18n import msg_id
+    from teachkit.messages import catalogue
 
-    return UI[key][lang]
+    return catalogue(lang)[msg_id(key)]
 
 
 def open_page(page: str | None, lang: str = "en", **params) -> AppTest:

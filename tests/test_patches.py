@@ -736,7 +736,7 @@ def test_the_unit_label_speaks_the_asked_language_and_english_by_default():
 
     atlas = scan(red_detector(), TensorDataset(grey_images(2)), ["relu1_1"], k=1, image_size=32)
     assert atlas.unit_label("relu1_1", 0) == "unit = channel 0 of layer relu1_1, receptive field 3×3 px"
-    zh = catalogue("zh")["atlas.unit_label"].format(unit=0, layer="relu1_1", h=3, w=3)
+    zh = catalogue("zh")["viz.unit_label"].format(unit=0, layer="relu1_1", h=3, w=3)
     assert atlas.unit_label("relu1_1", 0, "zh") == zh
     with using_language("zh"):  # None: the process's language (what the CLI prints)
         assert atlas.unit_label("relu1_1", 0, None) == zh

@@ -181,7 +181,7 @@ def test_a_lesson_6_job_that_runs_out_of_memory_shows_the_one_line(monkeypatch):
 
     for lang in ("en", "zh"):
         monkeypatch.setattr(i18n, "lang", lambda lang=lang: lang)  # the session's language
-        assert jobs.failure_text(job.error) == text("memory.out_of_memory_app", lang, device="cuda")
+        assert i18n.error_text(job.error) == text("memory.out_of_memory_app", lang, device="cuda")
 
 
 def test_python_m_teachkit_is_the_teachkit_command(tmp_path):

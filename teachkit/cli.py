@@ -17,6 +17,7 @@ import sys
 from .features import POOLINGS
 from .fileio import check_int
 from .messages import LANGS, InputError, TeachkitError, text, using_language
+from .messages import help_text as words
 from .prepare import add_prepare_parser
 from .serve import add_app_parser
 
@@ -33,12 +34,6 @@ def _csv(text: str) -> list[str]:
     from .options import parse_list
 
     return list(parse_list(text, str) or ())
-
-
-def words(msg_id: str, **params) -> str:
-    """A help text in the process's language (``--lang`` is applied before the parser is built),
-    with ``%`` escaped for argparse."""
-    return text(msg_id, **params).replace("%", "%%")
 
 
 # ---- teachkit layers ---------------------------------------------------------------------------
@@ -412,9 +407,12 @@ _GRAM_COMMANDS = ("show", "pair", "shuffle")
 
 
 def _gram_shorthand(argv: list[str]) -> list[str]:
-    """Let ``teachkit gram IMAGE ...`` mean ``teachkit gram show IMAGE ...``."""
-    if len(argv) > 1 and argv[0] == "gram" and argv[1] not in (*_GRAM_COMMANDS, "-h", "--help"):
-        return ["gram", "show", *argv[1:]]
+    """Let ``teachkit gram IMAGE ...`` mean ``teachkit gram show IMAGE ...`` (global options may come first)."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("--lang"):
+        i += 1 if "=" in argv[i] else 2
+    if len(argv) > i + 1 and argv[i] == "gram" and argv[i + 1] not in (*_GRAM_COMMANDS, "-h", "--help"):
+        return [*argv[:i + 1], "show", *argv[i + 1:]]
     return argv
 
 
@@ -602,16 +600,34 @@ COMMANDS = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="teachkit", description=text("cli.description"))
+def _global_options(p: argparse.ArgumentParser, top: bool) -> None:
+    """The options that work before and after any sub-command (given after, they leave the top's value
+    alone unless given: SUPPRESS); a command that declares its own --lang (same dest) keeps it."""
     from . import __version__
 
-    parser.add_argument("--version", action="version", version=f"teachkit {__version__}")
-    parser.add_argument("--lang", choices=sorted(LANGS), default=None,
-                        help=text("cli.lang_help").replace("%", "%%"))
+    if "--version" not in p._option_string_actions:
+        p.add_argument("--version", action="version", version=f"teachkit {__version__}")
+    if "--lang" not in p._option_string_actions:
+        p.add_argument("--lang", choices=sorted(LANGS), default=None if top else argparse.SUPPRESS,
+                       help=words("cli.lang_help"))
+
+
+def _subparsers(p: argparse.ArgumentParser):
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                yield child
+                yield from _subparsers(child)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="teachkit", description=text("cli.description"))
+    _global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in COMMANDS:
         add(sub)
+    for child in _subparsers(parser):
+        _global_options(child, top=False)
     return parser
 
 
@@ -645,19 +661,17 @@ def os_error_message(exc: OSError):
 
 
 def _lang_option(argv: list[str]) -> str | None:
-    """The value of ``--lang`` among the options before the sub-command (``--lang zh``, ``--lang=zh``),
-    read before the parser is built: the option help is worded when the parser is made."""
-    i = 0
-    while i < len(argv):
-        token = argv[i]
+    """The last ``--lang zh`` / ``--lang=zh`` before any ``--``, read before the parser is built (the
+    help is worded when the parser is made)."""
+    found = None
+    for i, token in enumerate(argv):
+        if token == "--":
+            break
         if token == "--lang":
-            return argv[i + 1] if i + 1 < len(argv) else None
-        if token.startswith("--lang="):
-            return token[len("--lang="):]
-        if token == "--" or not token.startswith("-"):  # the sub-command: its own options follow
-            return None
-        i += 1
-    return None
+            found = argv[i + 1] if i + 1 < len(argv) else None
+        elif token.startswith("--lang="):
+            found = token[len("--lang="):]
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -349,19 +349,20 @@ def write_handouts(out_dir, lang: str = "en", lessons=None, net=None, cache_dir=
 
 
 def add_handout_parser(sub) -> None:
-    p = sub.add_parser("handout", help="write the printable handouts of the lessons (HTML, one per lesson)",
-                       description="Write one printable HTML handout per lesson: formulas, key figures with what "
-                                   "to look for, the questions, and the answers on a separate teacher's page.")
-    p.add_argument("--lang", dest="handout_lang", choices=LANGS, default="en", help="language (default en)")
+    from .messages import help_text as words
+
+    p = sub.add_parser("handout", help=words("handout.help"), description=words("handout.description"))
     p.add_argument("--lesson", type=int, choices=lesson_numbers(), action="append",
-                   help="only this lesson (repeatable; default: all six)")
-    p.add_argument("-o", "--out", required=True, metavar="DIR", help="folder to write the HTML files into")
-    p.add_argument("--cache", metavar="DIR", help="where `teachkit prepare` put its results (default: the cache)")
+                   help=words("handout.help.lesson"))
+    p.add_argument("-o", "--out", required=True, metavar="DIR", help=words("handout.help.out"))
+    p.add_argument("--cache", metavar="DIR", help=words("handout.help.cache"))
     p.set_defaults(func=cmd_handout)
 
 
 def cmd_handout(args: argparse.Namespace) -> int:
-    lang = getattr(args, "handout_lang", None) or "en"
+    from .messages import language
+
+    lang = language()  # --lang, else the locale's
     for path in write_handouts(args.out, lang, tuple(args.lesson) if args.lesson else None, cache_dir=args.cache):
         print(path)
     return 0

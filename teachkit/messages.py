@@ -149,6 +149,11 @@ def text(msg_id: str, lang: str | None = None, /, **params: Any) -> str:
         return string.Formatter().vformat(plain, (), _Lenient(values))
 
 
+def help_text(msg_id: str, /, **params: Any) -> str:
+    """An option's help in the process's language, ``%`` escaped for argparse."""
+    return text(msg_id, **params).replace("%", "%%")
+
+
 def _localise(value: Any, lang: str) -> Any:
     """A parameter that is itself a message (or an error carrying one) is rendered in the same language."""
     if isinstance(value, Message):

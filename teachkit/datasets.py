@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .messages import TeachkitError
+from .messages import Message, TeachkitError
 
 __all__ = [
     "Dataset",
@@ -144,6 +144,10 @@ class Dataset:
 
     def describe(self, index: int) -> str:
         return f"{self.name} #{index}"
+
+    def description(self, index: int) -> "str | Message":
+        """What a figure's title calls image ``index``: a name, or a message worded in the figure's language."""
+        return self.describe(index)
 
     # -- shared ------------------------------------------------------------------------------
     def _check_index(self, index: int) -> int:
@@ -311,12 +315,15 @@ class SampleDataset(Dataset):
             self._photos[s] = img
         return img
 
-    def describe(self, index: int) -> str:
+    def description(self, index: int) -> Message:
         s, left, top, side, label = self.crops[index]
         file = self.sources[s][0].split(":", 1)[1]
         if label == "whole":
-            return f"{file}, whole"
-        return f"{file}, crop {label} at (x={left:.0f}, y={top:.0f})"
+            return Message("dataset.sample_whole", file=file)
+        return Message("dataset.sample_crop", file=file, part=label, x=left, y=top)
+
+    def describe(self, index: int) -> str:
+        return self.description(index).text("en")
 
     def square(self, index: int, size: int) -> Image.Image:
         s, left, top, side, _ = self.crops[self._check_index(int(index))]

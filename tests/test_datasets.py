@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import os
 
 import numpy as np
@@ -43,6 +45,10 @@ def test_sample_has_over_1000_equal_crops_and_is_deterministic():
     files = {s[0] for s in ds.sources}
     assert {"skimage:astronaut.png", "skimage:chelsea.png", "matplotlib:grace_hopper.jpg"} <= files
     assert any("whole" in ds.describe(i) for i in range(5)) and "crop 1/5" in ds.describe(len(ds) - 1)
+    # a figure's title words a crop in its own language (lesson 1's map in Chinese read "crop 3 at (x=...)")
+    zh = ds.description(len(ds) - 1).text("zh")
+    assert "crop" not in zh and "1/5" in zh and re.search(r"[\u4e00-\u9fff]", zh)
+    assert ds.description(len(ds) - 1).text("en") == ds.describe(len(ds) - 1)
 
 
 def test_folder_is_recursive_case_insensitive_sorted(tmp_path):

@@ -328,22 +328,3 @@ def style_uploader(label: str, what: str, key: str) -> list[tuple[str, object]]:
             out.append((f.name, img))
     return out
 
-
-def image_picker(what: str, key: str, *, kind: str, default: str, upload: bool = True, size: int | None = None):
-    """A sample selectbox plus (optionally) an uploader; returns ``(PIL image, label)``.
-
-    A valid upload wins over the sample; a broken one shows an error and the sample is used.
-    """
-    from teachkit.lessons.resources import sample, samples
-
-    names = samples()[kind]
-    index = names.index(default) if default in names else 0
-    name = st.selectbox(tr(f"pick_{kind}"), names, index=index, key=f"{key}_sample")
-    img, label = None, name
-    if upload:
-        img, filename = uploader(what, f"{key}_upload")
-        if img is not None:
-            label = filename
-    if img is None:
-        img = sample(name, size)
-    return img, label

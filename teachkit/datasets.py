@@ -345,8 +345,7 @@ class FolderDataset(Dataset):
     a linked file counts only if its target lies inside ``root`` too.
     Unreadable files (a truncated PNG, a text file called ``.jpg``, an empty
     file, an icon smaller than 16 px ...) are skipped when met: their names go
-    to ``skipped`` (reasons in ``skip_log``) and a warning is logged.  Call
-    :meth:`verify` to check every file up front.
+    to ``skipped`` (reasons in ``skip_log``) and a warning is logged.
 
     ``max_files`` caps the folder (see :meth:`_list`; the served app's folder box uses it), and
     ``label`` is how messages name the folder (default: the path as given) -- the app passes the
@@ -422,10 +421,6 @@ class FolderDataset(Dataset):
         if not path.exists():
             raise ImageError.about(str(path), "image.gone")
         return load_image(path, name=self.files[index])
-
-    def verify(self) -> int:
-        """Read every file now; returns the number of readable ones (``skipped`` lists the rest)."""
-        return sum(1 for _ in self.items())
 
 
 def _inside(path: Path, root: Path) -> bool:

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["LANGS", "Message", "TeachkitError", "InputError", "text", "language", "set_language", "catalogue", "message_ids",
+__all__ = ["LANGS", "Message", "TeachkitError", "InputError", "text", "language", "set_language", "catalogue",
            "normalize_lang", "catalogue_files", "domain_catalogue", "using_language"]
 
 #: the languages teachkit speaks: code -> its own name
@@ -115,11 +115,6 @@ def catalogue(lang: str) -> dict[str, str]:
     for path in catalogue_files(lang):
         merged.update(domain_catalogue(path))
     return merged
-
-
-def message_ids() -> set[str]:
-    """Every id that the English catalogue (the reference) defines."""
-    return set(catalogue("en"))
 
 
 def fields(template: str) -> set[str]:

@@ -558,17 +558,14 @@ def prune_cache(cache_dir: "str | os.PathLike", keep: int = DEFAULT_CACHE_KEEP,
     """Delete the least recently used cached atlases beyond ``keep`` files or ``max_bytes`` bytes.
 
     Only files named the way :func:`get_atlas` names them are counted and deleted (never an atlas
-    written elsewhere with ``--out``); ``spare`` (the atlas just written) is never deleted.  Lock
-    files of older teachkit versions (one per atlas) are removed too.  Returns the deleted paths.
+    written elsewhere with ``--out``); ``spare`` (the atlas just written) is never deleted.  Returns the
+    deleted paths.
     """
     cache_dir = Path(cache_dir)
     found = []
     with contextlib.suppress(OSError):
         for path in cache_dir.iterdir():
-            if path.name.startswith(".") and path.name.endswith(".lock") and len(path.name) == 22:
-                with contextlib.suppress(OSError):  # .<16 hex>.lock: the old one-lock-per-atlas files
-                    path.unlink()
-            elif _is_cache_name(path.name):
+            if _is_cache_name(path.name):
                 with contextlib.suppress(OSError):
                     st = path.stat()
                     found.append((st.st_mtime_ns, st.st_size, path))

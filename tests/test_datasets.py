@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import re
-
 import os
+import re
 
 import numpy as np
 import pytest
@@ -22,6 +21,11 @@ from teachkit.datasets import (
     get_dataset,
     resolve_dataset_folder,
 )
+
+
+def read_all(ds) -> int:
+    """Read every image now: the number of readable ones (``ds.skipped`` names the rest)."""
+    return sum(1 for _ in ds.items())
 
 
 def save_noise(path, size=(30, 20), seed=0):
@@ -86,9 +90,9 @@ def test_folder_skips_unreadable_files_with_their_names(tmp_path):
     (tmp_path / "words.jpg").write_text("hello")
     (tmp_path / "zero.webp").write_bytes(b"")
     ds = FolderDataset(tmp_path)
-    assert ds.verify() == 1
+    assert read_all(ds) == 1
     assert sorted(ds.skipped) == ["cut.png", "words.jpg", "zero.webp"]
-    assert ds.verify() == 1 and len(ds.skipped) == 3  # named once
+    assert read_all(ds) == 1 and len(ds.skipped) == 3  # named once
 
 
 def test_get_dataset_errors(tmp_path):

@@ -536,14 +536,13 @@ def test_the_cache_keeps_the_most_recently_used_atlases(tmp_path):
     assert sorted(p.name.split("_")[0] for p in tmp_path.glob("*.npz")) == ["d", "mine.npz"]
 
 
-def test_lock_files_are_bounded_and_old_ones_cleaned(tmp_path):
+def test_lock_files_are_bounded(tmp_path):
     net = random_net()
-    (tmp_path / f".{'0123456789abcdef'}.lock").write_bytes(b"")  # one lock per atlas: older teachkit
     for i in range(40):
         ds = TensorDataset(torch.rand(2, 3, 20, 20, generator=torch.Generator().manual_seed(i)), name=f"s{i}")
         get_atlas(ds, net, ["relu1_1"], k=1, image_size=20, cache_dir=tmp_path, cache_keep=5)
     locks = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
-    assert 0 < len(locks) <= P.LOCK_BUCKETS and ".0123456789abcdef.lock" not in locks
+    assert 0 < len(locks) <= P.LOCK_BUCKETS
     assert len(list(tmp_path.glob("*.npz"))) == 5
 
 

@@ -29,11 +29,9 @@ from .fileio import atomic_write
 from .messages import InputError, Message, text
 from .progress import Progress, ProgressCallback, report
 
-__all__ = [
-    "CONTENT_LAYERS", "GALLERY", "KINDS", "Prepared", "Recipe", "FAST", "FULL", "frame_steps", "load",
-    "prepare", "prepare_atlas", "prepare_content", "prepare_texture", "prepare_transfer", "prepared_root",
-    "add_prepare_parser", "cmd_prepare",
-]
+__all__ = ["CONTENT_LAYERS", "GALLERY", "KINDS", "Prepared", "Recipe", "FAST", "FULL", "frame_steps", "load",
+           "prepare", "prepare_atlas", "prepare_content", "prepare_texture", "prepare_transfer", "prepared_root",
+           "add_prepare_parser", "cmd_prepare"]
 
 #: the finished transfers of the gallery (content sample, style sample): lessons 2 and 6
 GALLERY: tuple[tuple[str, str], ...] = (

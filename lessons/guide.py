@@ -127,7 +127,6 @@ def _switch_projector() -> None:
 
 def projector_switch() -> None:
     """The sidebar toggle; with it on, the page text, the controls and the charts grow too (CSS).
-
     The mode is kept in the session and in the address (``?projector=1``), like the language."""
     on = projector()
     # its default is its state: a switch the browser draws afresh keeps what the teacher chose
@@ -182,7 +181,6 @@ def questions(page: str) -> None:
 
 def teacher_note(page: str) -> None:
     """A collapsed box for the teacher: what to demonstrate, in what order, how long it takes.
-
     ``{limit}`` in the note is the demos' time limit now in force (TEACHKIT_DEMO_SECONDS)."""
     from teachkit.lessons import settings as cfg
 
@@ -234,7 +232,6 @@ def own_url_path(page) -> str:
 
 def extra_pages() -> list:
     """Lesson 1 at its own address too, and the slide mode (``/slides``).
-
     Streamlit serves the default page at ``/`` only, yet reserves its ``url_path``; so the default page
     reserves :data:`ROOT_PATH` and a hidden page runs lesson 1 at ``/layers`` (its slug)."""
     from pathlib import Path

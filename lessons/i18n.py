@@ -87,10 +87,8 @@ def md(page: str, section: str, **fmt: Any) -> None:
 def choice(widget: Callable, label: str, options: list, key: str, *, default=None, labels: Callable | None = None,
            **kwargs):
     """A choice widget (radio, selectbox, select_slider, ...) with translated labels.
-
     Streamlit knows the chosen option by its label, so the widget key carries the language
-    (``key + '__' + lang``) and the choice itself is kept under ``key``: a language switch keeps it.
-    """
+    (``key + '__' + lang``) and the choice itself is kept under ``key``: a language switch keeps it."""
     options = list(options)
     current = st.session_state.get(key, default if default is not None else options[0])
     if current not in options:
@@ -123,11 +121,9 @@ def value_label(name: str) -> str:
 
 def error_text(err: BaseException | str) -> str:
     """An error as the session's language shows it.
-
     A :class:`~teachkit.messages.TeachkitError` by its id; memory running out as the one line naming
     what to lower; a text the app worded itself as it is; anything else as one general sentence,
-    the details going to the server log.
-    """
+    the details going to the server log."""
     if isinstance(err, BaseException) and (isinstance(err, OutOfMemory) or not isinstance(err, TeachkitError)):
         oom = out_of_memory(err, for_app=True)
         if oom is not None:

@@ -58,11 +58,9 @@ class Ticket:
 
 class ComputeSlots:
     """``n`` compute slots, first come first served; whoever waits holds a :class:`Ticket` with a place.
-
     Long work holds at most ``long_slots`` (``n - 1``) slots together, so a demo always finds one, and
     passes the long tickets that cannot start; background work goes after every visitor's.
-    ``acquire``/``release`` use it as a plain semaphore.
-    """
+    ``acquire``/``release`` use it as a plain semaphore."""
 
     def __init__(self, n: int, long_slots: int | None = None):
         self.n = max(1, int(n))
@@ -203,11 +201,9 @@ def compute_slot(stop: threading.Event | None = None,
                  on_wait: Callable[[int, int, float], None] | None = None, *, quick: bool = False,
                  long: bool = False, background: bool = False, every: float = 1.0) -> Iterator[bool]:
     """Hold a compute slot while the block runs (:class:`ComputeSlots`; ``quick``: the quick lane).
-
     While it waits, ``on_wait(place, waiting, seconds)`` is called at once and then every ``every`` s
     (the quick lane: ``(0, 0, 0.0)``, once); an exception it raises (Streamlit stopping a page that
-    was left) gives the place up.  Yields False when ``stop`` was set while waiting (nothing held).
-    """
+    was left) gives the place up.  Yields False when ``stop`` was set while waiting (nothing held)."""
     if quick:
         got = _enter_quick(0.05)
         if not got and on_wait is not None:
@@ -297,9 +293,7 @@ def slot_on_page(quick: bool = False) -> Iterator[None]:
 
 class LiveView:
     """A progress callback (``callback(Progress)``) that draws a bar, a status line and the latest image.
-
-    The time of the first image goes to ``st.session_state['_timings']`` (for benchmarks/app.py).
-    """
+    The time of the first image goes to ``st.session_state['_timings']`` (for benchmarks/app.py)."""
 
     def __init__(self, name: str, *, image_caption: str | None = None, image_width: int | str = "stretch",
                  image_slot=None, show_values: tuple[str, ...] = ("total",)):
@@ -533,10 +527,8 @@ class AddressFull(RuntimeError):
 
 class JobBoard:
     """Lesson 6's jobs: one per client, each waiting on a long ticket of the compute slots.
-
     A client's new job cancels its old one and, if that one was waiting, takes its ticket (its place
-    in the queue).  At most ``limits.queue`` jobs wait and ``limits.per_address`` come from one address.
-    """
+    in the queue).  At most ``limits.queue`` jobs wait and ``limits.per_address`` come from one address."""
 
     def __init__(self, limits: JobLimits | None = None, slots: ComputeSlots | None = None):
         self.limits = limits or LIMITS
@@ -609,13 +601,11 @@ BOARD = JobBoard()
 
 class TransferJob:
     """A style transfer in a background thread, for one client.
-
     The page keeps it in ``st.session_state`` and polls :meth:`snapshot` (each poll is a heartbeat).
     The thread waits for its turn on the :class:`JobBoard`, then runs the engine with
     ``stop=self.stop_event``; its callback only stores the latest report.  Cancel keeps the latest
     image.  ``reason`` says why a job stopped early: ``"cancelled"``, ``"replaced"``, ``"abandoned"``,
-    ``"time_limit"``, ``"queue_full"``, ``"address_full"`` or ``"over_limits"`` (refused), or None.
-    """
+    ``"time_limit"``, ``"queue_full"``, ``"address_full"`` or ``"over_limits"`` (refused), or None."""
 
     def __init__(self, content, styles, config, net, *, session: str | None = None, board: JobBoard | None = None,
                  address: str | None = None):
@@ -853,12 +843,10 @@ def _current_owner() -> str | None:
 
 class AtlasBuilder:
     """Builds one atlas (:func:`teachkit.patches.get_atlas`) in a background thread, for every session.
-
     A visitor's folder (anything but the default dataset) is scanned under limits: at most
     ``SCAN_MAX_FILES`` images (refused before anything is read), at most ``SCAN_SECONDS`` (the atlas
     so far is kept, ``meta['stopped'] == 'time_limit'``), on a long ticket, and the session that
-    started it can :meth:`cancel` it.
-    """
+    started it can :meth:`cancel` it."""
 
     def __init__(self, spec: str, net, layers):
         self.spec = spec

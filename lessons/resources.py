@@ -175,9 +175,7 @@ _MAX_UPLOADS = 64
 
 def register_upload(img) -> str:
     """Keep an uploaded picture under a key made from its pixels (``'upload:<hash>'``), for the cached figures.
-
-    The key is a hash of the picture itself, so only a session that has the picture can name it.
-    """
+    The key is a hash of the picture itself, so only a session that has the picture can name it."""
     import hashlib
 
     key = "upload:" + hashlib.sha256(img.tobytes() + repr(img.size).encode()).hexdigest()[:24]
@@ -580,10 +578,8 @@ def sample_label(name: str) -> str:
 
 def picker(kind: str, key: str, default: str | None = None, *, tucked: bool = True) -> tuple[str, str]:
     """A sample selectbox plus an uploader: ``(picture key, label)`` for :func:`picture`.
-
     A valid upload wins over the sample (and is kept under a hash of its pixels); a broken one
-    shows an error and the sample is used.  ``tucked`` puts the uploader in a closed expander.
-    """
+    shows an error and the sample is used.  ``tucked`` puts the uploader in a closed expander."""
     from teachkit.lessons import uploads
 
     from teachkit.lessons.i18n import choice

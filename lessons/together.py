@@ -71,13 +71,11 @@ def _script_control(err: BaseException) -> bool:
 def shared_run(key: tuple, views: dict[str, Callable], work: Callable[[dict[str, Callable]], T],
                *, note=None, poll: float = 0.5) -> T:
     """Run ``work(callbacks)`` in a compute slot, or watch the run of the same ``key`` already under way.
-
     ``views``: name -> a progress callback that draws on this page (e.g. :class:`jobs.LiveView`);
     ``work`` gets one callback per name to hand to teachkit (``callback=callbacks[name]``), which also
     shows the progress to every watcher.  ``work`` runs inside :func:`jobs.slot_on_page`, so it may take
     its time limit from :func:`jobs.demo_limit`.  Returns ``work``'s value (the same object for every
-    watcher: read it, do not change it).
-    """
+    watcher: read it, do not change it)."""
     from teachkit.lessons.settings import shared_demos
 
     if not shared_demos():  # the operator's choice (and the benchmark's comparison): every press its own run
@@ -130,7 +128,6 @@ def _compute(key: tuple, run: Run, views: dict[str, Callable], work: Callable[[d
 
 def _watch(run: Run, views: dict[str, Callable], note, poll: float) -> tuple[bool, object]:
     """Draw the run's progress on this page until it ends: (True, value), or (False, None) if abandoned.
-
     The note is rewritten every ``poll`` seconds: each Streamlit call is where a page that was left
     stops, so a watcher never keeps its student from going to another page."""
     t0 = time.monotonic()

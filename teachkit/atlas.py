@@ -83,7 +83,6 @@ def _rf_from_list(name: str, v: Sequence) -> RF:
 
 class Atlas:
     """Every unit's top-``k`` activations over a dataset, for several layers.
-
     Per layer, ``(C, k)`` arrays, best first: ``values`` (float32), ``images`` (int64 dataset indices),
     ``ys`` / ``xs`` (int32 positions); empty slots have value ``-inf`` and image ``-1``.  ``meta``: see
     :data:`_META_TYPES`."""

@@ -80,7 +80,6 @@ def _order_layers(net, layers) -> list[str]:
 
 def _candidates(a: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Each image's best positions per channel: values and flat positions, both (C, N*m).
-
     ``m == 1``: the spatial maximum (first on ties); ``m > 1``: the ``m`` highest local peaks (maxima of
     their 3x3 neighbourhood), missing ones ``-inf``."""
     n, c, h, w = a.shape
@@ -595,7 +594,6 @@ def _patch_layouts(atlas: Atlas, layer: str, dataset, grid: int = 4) -> tuple[np
 def select_units(atlas: Atlas, layer: str, how: str = "most_active", n: int = 8, *,
                  dataset: "Dataset | str | None" = None, start: int = 0) -> list[int]:
     """Pick ``n`` units of ``layer`` worth showing.
-
     ``'most_active'``  highest mean of the unit's top-k activations;
     ``'most_varied'``  largest spread of its top patches' colour layouts (4x4 mean colours): a unit
                        firing on many different-looking things scores high; dead units are left out;

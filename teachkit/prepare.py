@@ -242,7 +242,6 @@ def prepare(net=None, kinds: Sequence[str] = KINDS, recipe: Recipe = FULL, cache
             callback: ProgressCallback | None = None, force: bool = False, log=None,
             dataset: str = "sample") -> dict[str, float]:
     """Everything of ``kinds`` for the default lessons; returns the seconds each kind took.
-
     ``log`` is called with a :class:`~teachkit.messages.Message` as each part starts."""
     from .samples import DEFAULT_CONTENT, list_samples
 

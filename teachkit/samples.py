@@ -154,13 +154,11 @@ def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
 
 def _paint_stained_glass(width: int, height: int) -> np.ndarray:
     """A Voronoi mosaic: glowing pieces of coloured glass held by dark lead lines.
-
     The "glass pieces" are the Voronoi cells of points scattered on a jittered
     grid (one point per grid square), so the nearest point of any pixel is in
     the 3x3 neighbourhood of its grid square -- we never compare against all
     points.  The lead lines are the pixels close to the border between the
-    nearest and second-nearest point.
-    """
+    nearest and second-nearest point."""
     rng = np.random.default_rng(1887)
     n = 9  # grid squares across the long side
     x, y, px = _grid(width, height)
@@ -216,13 +214,11 @@ def _paint_stained_glass(width: int, height: int) -> np.ndarray:
 
 def _paint_swirls(width: int, height: int) -> np.ndarray:
     """Swirling brush strokes, made by line integral convolution (LIC).
-
     A flow is made of a few whirlpools (vortices).  LIC smears random noise
     along the flow: each pixel averages the noise met when walking a short way
     forwards and backwards along the stream, which gives streaks that follow
     the swirls like brush strokes.  Colours come in bands that also follow the
-    streamlines.
-    """
+    streamlines."""
     rng = np.random.default_rng(1889)
     # Work at half resolution (strokes a couple of pixels wide, a quarter of the pixels to smear).
     w, h = max(8, (width + 1) // 2), max(8, (height + 1) // 2)
@@ -275,10 +271,8 @@ def _paint_swirls(width: int, height: int) -> np.ndarray:
 
 def _paint_rings(width: int, height: int) -> np.ndarray:
     """Overlapping discs of concentric coloured rings, in the manner of Kandinsky.
-
     Discs are painted from the largest to the smallest ("painter's algorithm"):
-    each new disc simply covers what is below it.
-    """
+    each new disc simply covers what is below it."""
     rng = np.random.default_rng(1913)
     x, y, px = _grid(width, height)
     xf = np.broadcast_to(x, (height, width))

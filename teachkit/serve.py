@@ -90,7 +90,6 @@ def streamlit_flags(upload_mb: int | None = None, port: int | None = None, local
 
 def lan_addresses() -> list[str]:
     """This computer's IPv4 addresses on its networks (not 127.x), most likely the class network's first.
-
     Nothing is sent: a UDP socket "connected" to a private address only asks the system which
     interface it would use.  Empty when the computer is on no network."""
     found: list[str] = []

@@ -19,6 +19,7 @@ import time
 
 import streamlit as st
 
+from teachkit.lessons.guide import PAGE_PX, PROJECTOR_PX, column_px, fontsize_for
 from teachkit.lessons.i18n import error_text, has_ui, tr
 from teachkit.lessons.settings import BACKBONE, DEVICE, demo_size, warm_up_wanted
 
@@ -290,25 +291,13 @@ MAP_FIG_IN = 5.5
 OVERVIEW_FIG_IN = 11.0
 
 
-def _fs(width_in: float, display_px: float, px: int) -> float:
-    from teachkit.lessons.guide import fontsize_for
-
-    return fontsize_for(width_in, display_px, px)
-
-
-def _col(spec, i: int) -> float:
-    from teachkit.lessons.guide import column_px
-
-    return column_px(spec, i)
-
-
 @cached(512)
 def unit_png(atlas, layer: str, unit: int, lang: str = "en", px: int = 14) -> bytes:
     """Lesson 1: a unit's nine top patches (left column)."""
     from teachkit.viz import unit_figure
 
     return fig_png(unit_figure(atlas, None, layer, unit, ncols=3, lang=lang, width=UNIT_FIG_IN,
-                               fontsize=_fs(UNIT_FIG_IN, _col(UNIT_COLS, 0), px)))
+                               fontsize=fontsize_for(UNIT_FIG_IN, column_px(UNIT_COLS, 0), px)))
 
 
 @cached(512)
@@ -317,19 +306,18 @@ def where_png(atlas, layer: str, unit: int, rank: int, lang: str = "en", px: int
     from teachkit.viz import activation_map_figure
 
     return fig_png(activation_map_figure(atlas, None, layer, unit, load_net(), rank=rank, lang=lang, stacked=True,
-                                         width=MAP_FIG_IN, fontsize=_fs(MAP_FIG_IN, _col(UNIT_COLS, 1), px)))
+                                         width=MAP_FIG_IN, fontsize=fontsize_for(MAP_FIG_IN, column_px(UNIT_COLS, 1), px)))
 
 
 @cached(16)
 def overview_png(atlas, lang: str = "en", px: int = 14) -> bytes:
     """Lesson 1: nine units per layer (3 x 3, as on the course's slide), two layers per row (one with the
     projector's larger text: the patches then come out twice as wide on screen)."""
-    from teachkit.lessons.guide import PAGE_PX, PROJECTOR_PX
     from teachkit.viz import layer_overview_figure
 
     columns = 1 if px >= PROJECTOR_PX else 2
     return fig_png(layer_overview_figure(atlas, None, n_units=9, how="most_active", lang=lang, columns=columns,
-                                         width=OVERVIEW_FIG_IN, fontsize=_fs(OVERVIEW_FIG_IN, PAGE_PX, px)))
+                                         width=OVERVIEW_FIG_IN, fontsize=fontsize_for(OVERVIEW_FIG_IN, PAGE_PX, px)))
 
 
 @cached(64)
@@ -469,7 +457,6 @@ def _l5_costs(g: bytes) -> tuple:
 def warm_figures(langs: tuple[str, ...] = ("en", "zh")) -> bool:
     """The default figures of lessons 1 and 5 as the pages ask for them (lesson 1 first), then lesson 1's
     at the projector's text size; True when all went well."""
-    from teachkit.lessons.guide import PROJECTOR_PX
     from teachkit.samples import DEFAULT_STYLE
 
     def makers():

@@ -1,12 +1,8 @@
-"""The ``teachkit`` command: ``teachkit transfer | layers | patches | gram | reconstruct``.
+"""The ``teachkit`` command: ``teachkit transfer | layers | patches | gram | reconstruct | ...``.
 
-Each sub-command has its own section below: ``add_<name>_parser`` declares its options and
-``cmd_<name>`` runs it; :data:`COMMANDS` at the end lists the ``add_*_parser`` functions, one line
-each.  Errors a user can fix (a bad image, an unknown layer, a missing weight file) and system
-errors (a full disk, no permission, ``TEACHKIT_CACHE`` naming a file) are printed on stderr as one
-line naming the path, with exit code 2 and no traceback.  ``transfer``'s options are made from their
-one declaration (:mod:`teachkit.options`); its outputs never replace an input or each other.
-"""
+Each sub-command has ``add_<name>_parser`` and ``cmd_<name>``; :data:`COMMANDS` lists them.  A user's
+mistake or a system error (a bad image, a full disk, ...) is one line on stderr naming the path, exit
+code 2, no traceback; ``--lang`` (before or after the sub-command) chooses the language."""
 
 from __future__ import annotations
 

@@ -1,17 +1,9 @@
 """A printable handout per lesson and language: one self-contained HTML file with a print style.
 
-For students: the lesson's formulas and text, its key figures drawn exactly as the app draws them
-(:mod:`teachkit.viz`, :mod:`teachkit.gram`, the results of ``teachkit prepare``), each with its
-"what to look for" line, and the check-your-understanding questions.  The answers (and the teacher's
-note) are on a separate last page, the teacher's page, which starts on a new sheet when printed.
-
-    teachkit handout --lang zh -o DIR        # all six lessons -> DIR/lesson1_zh.html ...
-    teachkit handout --lesson 5 -o DIR       # one lesson, English
-
-The app offers the same file on each lesson page.  Formulas are drawn with matplotlib's mathtext into
-inline SVG (no network, no MathJax); one mathtext cannot draw is shown as its TeX source.  Plain
-Python, no Streamlit: the texts are read straight from the lesson files (``lessons/text/<lang>``).
-"""
+The lesson's formulas and text, its key figures drawn as the app draws them with their "what to look
+for" lines, the questions, and on a separate last page the answers and the teacher's note
+(``teachkit handout --lang zh -o DIR``; each lesson page offers its own).  Formulas are drawn with
+matplotlib's mathtext into inline SVG (no network); one it cannot draw is shown as its TeX source."""
 
 from __future__ import annotations
 

@@ -1,18 +1,9 @@
 """Before class: build everything the lessons show by default into the cache (``teachkit prepare``).
 
-A teacher runs this once (minutes on a laptop CPU); afterwards every page opens on finished
-results at once and offers to run the same thing live.  What is prepared:
-
-* **atlas** -- lesson 1's patch atlas of the bundled ``sample`` photos (:func:`teachkit.patches.get_atlas`);
-* **gallery** -- finished style transfers of a few content/style pairs (:data:`GALLERY`) with the
-  classroom preset (``quick``), with frames from the starting image to the result (lessons 2 and 6);
-* **content** -- reconstructions of a photo from each content layer (lesson 4);
-* **texture** -- textures matching the Gram matrices up to each style layer (lesson 5).
-
-Each item is a folder under ``<cache>/prepared/<backbone>/`` with PNG files and a ``meta.json``
-written last (a folder without it is unfinished and ignored).  Everything runs on teachkit's one
-optimisation loop; nothing here imports Streamlit.
-"""
+Lesson 1's atlas, a gallery of finished transfers with their frames (lessons 2 and 6), lesson 4's
+reconstructions and lesson 5's textures, each a folder under ``<cache>/prepared/<backbone>/`` with PNG
+files and a ``meta.json`` written last (a folder without it is unfinished and ignored).  Everything runs
+on teachkit's one optimisation loop; no Streamlit."""
 
 from __future__ import annotations
 

@@ -1,18 +1,10 @@
 """``teachkit app``: serve the classroom app from any folder, with the classroom settings.
 
-The app is the Streamlit script ``teachkit/lessons/app.py`` (the repository's ``lessons/app.py``; it
-ships inside the wheel).  This module is the one place that holds the settings it is served with
-(:data:`SETTINGS`: the upload limit, no error details for visitors, no file watcher, ...);
-``teachkit app`` passes every one of them to ``streamlit run`` as a command-line flag, which beats any
-config file or ``STREAMLIT_*`` variable, so the limits hold whatever folder the teacher starts in.
-``make run`` calls ``teachkit app``; the repository's ``.streamlit/config.toml`` (read by a plain
-``streamlit run app.py`` in a checkout) holds the same values, and a test keeps them equal.
-
-At start the command prints the addresses to give students -- this computer's address on the class
-network, found without sending anything anywhere -- and, in a terminal, a QR code of it.
-
-Streamlit runs in a child process (``python -m streamlit run``): teachkit never imports Streamlit.
-"""
+The app is the Streamlit script ``teachkit/lessons/app.py`` (it ships inside the wheel), run in a child
+process (teachkit never imports Streamlit).  :data:`SETTINGS` is the one place of the served settings:
+``teachkit app`` passes each to ``streamlit run`` as a flag, which beats any config file or variable;
+the repository's ``.streamlit/config.toml`` holds the same values (a test keeps them equal).  At start
+it prints the addresses for students (found without sending anything) and a QR code of it."""
 
 from __future__ import annotations
 
@@ -89,9 +81,8 @@ def streamlit_flags(upload_mb: int | None = None, port: int | None = None, local
 
 
 def lan_addresses() -> list[str]:
-    """This computer's IPv4 addresses on its networks (not 127.x), most likely the class network's first.
-    Nothing is sent: a UDP socket "connected" to a private address only asks the system which
-    interface it would use.  Empty when the computer is on no network."""
+    """This computer's IPv4 addresses on its networks (not 127.x), the class network's first likely; nothing
+    is sent (a UDP socket "connected" to a private address only asks which interface would be used)."""
     found: list[str] = []
     for probe in _PRIVATE_PROBES:
         try:

@@ -42,18 +42,17 @@ ATLAS_K = 9
 DEMO_MIN_SECONDS = float(max(1, env_int("TEACHKIT_DEMO_MIN_SECONDS", 6)))
 
 
+@dataclasses.dataclass(eq=False)
 class Ticket:
     """A place in the queue of :class:`ComputeSlots` (``long``: minutes of work; ``background``: after
-    every visitor).  Once granted, ``behind`` is how many visitors' computations were waiting and
-    ``free`` how many slots they could use (for :func:`demo_limit`)."""
+    every visitor)."""
 
-    __slots__ = ("seq", "long", "background", "granted", "behind", "free")
-
-    def __init__(self, seq: int, long: bool, background: bool):
-        self.seq, self.long, self.background = seq, long, background
-        self.granted = False
-        self.behind = 0
-        self.free = 1
+    seq: int
+    long: bool
+    background: bool
+    granted: bool = False
+    behind: int = 0  #: visitors' computations waiting when it was granted (for demo_limit) ...
+    free: int = 1  #: ... and the slots they could use
 
 
 class ComputeSlots:
@@ -154,6 +153,11 @@ class ComputeSlots:
         with self._cond:
             return self._held, self._held_long, len(self._waiting)
 
+    def wait_idle(self, timeout: float) -> None:
+        """Block up to ``timeout`` s until no slot is held."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._held, timeout)
+
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         t = self.ticket()
         if self.wait(t, (timeout if blocking else 0)):
@@ -166,34 +170,24 @@ _SLOTS = ComputeSlots(MAX_JOBS)
 #: computations of a second or less (one step of lesson 3's demo) run in a lane of their own, never
 #: behind the demos and transfers that hold the compute slots (figures: benchmarks/RESULTS_load.md)
 QUICK_JOBS = max(1, env_int("TEACHKIT_QUICK_JOBS", 2))
+_QUICK = ComputeSlots(QUICK_JOBS, long_slots=QUICK_JOBS)
 QUICK_PRIORITY_SECONDS = 0.5  #: the longest one step of long work waits for the quick lane
-_QUICK = threading.Condition()
-_QUICK_RUNNING = [0]  #: quick computations running now
-_HELD = threading.local()  #: the ticket of the slot this thread holds (for demo_limit)
+_HELD = threading.local()  #: the ticket of the compute slot this thread holds (for demo_limit)
 
 
 def quick_running() -> int:
     """How many quick computations (clicks on lesson 3's "Step") run now."""
-    return _QUICK_RUNNING[0]
+    return _QUICK.counts()[0]
 
 
 def yield_to_quick(max_wait: float | None = None) -> float:
     """Between two steps of long work: while a quick computation runs, wait until it is done, at most
     ``max_wait`` s (``QUICK_PRIORITY_SECONDS``), so a click gets the CPU.  Returns the seconds waited."""
-    if not _QUICK_RUNNING[0]:
+    if not quick_running():
         return 0.0
     t0 = time.monotonic()
-    with _QUICK:
-        _QUICK.wait_for(lambda: not _QUICK_RUNNING[0], QUICK_PRIORITY_SECONDS if max_wait is None else max_wait)
+    _QUICK.wait_idle(QUICK_PRIORITY_SECONDS if max_wait is None else max_wait)
     return time.monotonic() - t0
-
-
-def _enter_quick(timeout: float) -> bool:
-    with _QUICK:
-        if _QUICK.wait_for(lambda: _QUICK_RUNNING[0] < QUICK_JOBS, timeout):
-            _QUICK_RUNNING[0] += 1
-            return True
-        return False
 
 
 @contextlib.contextmanager
@@ -201,26 +195,10 @@ def compute_slot(stop: threading.Event | None = None,
                  on_wait: Callable[[int, int, float], None] | None = None, *, quick: bool = False,
                  long: bool = False, background: bool = False, every: float = 1.0) -> Iterator[bool]:
     """Hold a compute slot while the block runs (:class:`ComputeSlots`; ``quick``: the quick lane).
-    While it waits, ``on_wait(place, waiting, seconds)`` is called at once and then every ``every`` s
-    (the quick lane: ``(0, 0, 0.0)``, once); an exception it raises (Streamlit stopping a page that
-    was left) gives the place up.  Yields False when ``stop`` was set while waiting (nothing held)."""
-    if quick:
-        got = _enter_quick(0.05)
-        if not got and on_wait is not None:
-            on_wait(0, 0, 0.0)
-        while not got:
-            if stop is not None and stop.is_set():
-                yield False
-                return
-            got = _enter_quick(0.25)
-        try:
-            yield True
-        finally:
-            with _QUICK:
-                _QUICK_RUNNING[0] -= 1
-                _QUICK.notify_all()
-        return
-    slots = _SLOTS
+    While it waits, ``on_wait(place, waiting, seconds)`` is called at once and then every ``every`` s;
+    an exception it raises (Streamlit stopping a page that was left) gives the place up.  Yields False
+    when ``stop`` was set while waiting (nothing held)."""
+    slots = _QUICK if quick else _SLOTS
     ticket = slots.ticket(long=long, background=background)
     t0 = time.monotonic()
     try:
@@ -244,7 +222,7 @@ def compute_slot(stop: threading.Event | None = None,
         yield False
         return
     outer = getattr(_HELD, "ticket", None)
-    _HELD.ticket = ticket
+    _HELD.ticket = outer if quick else ticket
     try:
         yield True
     finally:

@@ -246,6 +246,14 @@ def _check_figure_path(path: str, inputs=()):
     return check_output_path(path, "figure", inputs=inputs)
 
 
+def _wrote(fig, out) -> int:
+    from .viz import save_figure
+
+    save_figure(fig, out)
+    print(text("cli.wrote", path=out))
+    return 0
+
+
 def _atlas_and_data(args):
     from .patches import Atlas
 
@@ -477,7 +485,6 @@ def cmd_gram_show(args) -> int:
     from .features import load_backbone
     from .gram import gram_comparison, gram_comparison_figure, gram_figure, gram_summary
     from .samples import resolve_image
-    from .viz import save_figure
 
     if len(args.images) > 2:
         raise UsageError("cli.gram_images", n=len(args.images))
@@ -496,15 +503,12 @@ def cmd_gram_show(args) -> int:
         c = gram_comparison(net, imgs[0], imgs[1], args.layer, args.channels, args.normalization, args.full)
         fig = gram_comparison_figure(net, imgs[0], imgs[1], args.layer, comparison=c)
         print(text("cli.gram.two", layer=args.layer, j=c["j_style"], normalization=args.normalization))
-    save_figure(fig, out)
-    print(text("cli.wrote", path=out))
-    return 0
+    return _wrote(fig, out)
 
 
 def cmd_gram_pair(args) -> int:
     from .features import load_backbone
     from .gram import layer_activation, pair_explainer, pair_figure, pick_pair, to_input
-    from .viz import save_figure
 
     check_int("--size", args.size, 16)
     out = _check_figure_path(args.out, [args.image])
@@ -519,15 +523,12 @@ def cmd_gram_pair(args) -> int:
     fig = pair_figure(net, x, args.layer, explained=e)
     print(text("cli.gram.pair", layer=args.layer, k=k, k2=k2, sum=e["product_sum"], gram=e["gram"],
                corr=e["correlation"]))
-    save_figure(fig, out)
-    print(text("cli.wrote", path=out))
-    return 0
+    return _wrote(fig, out)
 
 
 def cmd_gram_shuffle(args) -> int:
     from .features import load_backbone
     from .gram import position_blindness, position_blindness_figure
-    from .viz import save_figure
 
     check_int("--size", args.size, 16)
     check_int("--tiles", args.tiles, 1)
@@ -537,9 +538,7 @@ def cmd_gram_shuffle(args) -> int:
     fig = position_blindness_figure(net, None, result=r)
     print(text("cli.gram.shuffle", layer=args.layer, gram=r["gram_rel_diff"], content_layer=args.content_layer,
                features=r["content_rel_diff"]))
-    save_figure(fig, out)
-    print(text("cli.wrote", path=out))
-    return 0
+    return _wrote(fig, out)
 
 
 # ---- teachkit reconstruct ---------------------------------------------------------------------
@@ -551,7 +550,6 @@ def cmd_reconstruct(args) -> int:
     from .progress import TqdmReporter
     from .reconstruct import (DEFAULT_LAYERS, DEFAULT_SIZE, DEFAULT_STEPS, content_reconstructions,
                               reconstruction_grid_figure, textures)
-    from .viz import save_figure
 
     size = DEFAULT_SIZE if args.size is None else args.size
     steps = DEFAULT_STEPS if args.steps is None else args.steps
@@ -574,9 +572,7 @@ def cmd_reconstruct(args) -> int:
     for r in results:
         print(text("cli.reconstruct.content" if r.kind == "content" else "cli.reconstruct.style",
                    layer=r.layers[-1], d=r.distance, steps=r.steps, secs=r.seconds))
-    save_figure(fig, out)
-    print(text("cli.wrote", path=out))
-    return 0
+    return _wrote(fig, out)
 
 
 # ---- entry point -------------------------------------------------------------------------------

@@ -113,34 +113,24 @@ def _print_qr(url: str) -> None:
 # ---- the command line: ``teachkit app`` ---------------------------------------------------------
 
 
-def _port(value: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        port = -1
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(text("serve.bad_port", value=repr(value)))
-    return port
+def _whole(low: int, high: float, msg_id: str):
+    """An argparse ``type``: a whole number from ``low`` to ``high``, else message ``msg_id``."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = low - 1
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(text(msg_id, value=repr(value)))
+        return number
+
+    return parse
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(text("serve.bad_number", value=repr(value)))
-    return number
-
-
-def _seconds(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise argparse.ArgumentTypeError(text("serve.bad_seconds", value=repr(value)))
-    return number
+_port = _whole(1, 65535, "serve.bad_port")
+_positive_int = _whole(1, float("inf"), "serve.bad_number")
+_seconds = _whole(0, float("inf"), "serve.bad_seconds")
 
 
 def _default_upload_mb() -> int:

@@ -268,7 +268,7 @@ def noise_image(width: int, height: int, seed: int = 0):
 
 # ---- figures made once per process ----
 
-L1_LAYER, L1_HOW = "relu1_1", "most_active"  # the teacher's note starts there (issue 18)
+L1_LAYER, L1_HOW = "relu1_1", "most_active"  # where the teacher's note starts
 L5_LAYER, L5_PAIR, L5_TILES = "relu3_1", "most", 4
 L5_DECADES = 2  #: lesson 5's lambda sliders span 10**-2 .. 10**2 times the tuned weight
 

@@ -32,7 +32,7 @@ GALLERY: tuple[tuple[str, str], ...] = (
     ("coffee", "rings"),
 )
 #: lesson 4: the layers a photo is rebuilt from (shallow -> deep)
-#: (named after the ReLU, as the engine reads them: one layer-name scheme across the app, issue 18)
+#: (named after the ReLU, as the engine reads them)
 CONTENT_LAYERS: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_2", "relu4_2", "relu5_2")
 KINDS = ("atlas", "gallery", "content", "texture")
 

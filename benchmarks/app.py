@@ -107,7 +107,7 @@ def main() -> None:
     import torch
 
     from teachkit.lessons import jobs, resources, settings
-    from teachkit.lessons._strings import UI
+    from teachkit.messages import text
 
     if args.cold_page:  # child process: load the backbone, then time the page's first visit
         resources.load_net()
@@ -141,7 +141,7 @@ def main() -> None:
         session(n)  # fill the shared caches
         warm_en = statistics.median(session(n)[1] for _ in range(args.repeat))
         warm_zh = statistics.median(session(n, "zh")[1] for _ in range(args.repeat))
-        print(f"| {n}. {UI[f'title_{n}']['en']} | {cold:.2f} | {warm_en:.2f} | {warm_zh:.2f} |")
+        print(f"| {n}. {text(f'ui.title_{n}', 'en')} | {cold:.2f} | {warm_en:.2f} | {warm_zh:.2f} |")
 
     # -- first visits while the warm-up runs (a server that has just started) --
     print("\n## First visits of a server that has just started (its warm-up running alongside)\n")

@@ -610,9 +610,9 @@ print(f"process with the backbone loaded: {base:.0f} MiB; peak: {peak:.0f} MiB; 
 
 async def _press_together(url: str, n: int) -> list[dict]:
     """``n`` students on lesson 2, all pressing "Run" at the same moment (the teacher says "now")."""
-    from teachkit.lessons._strings import UI
+    from teachkit.messages import text
 
-    stopped = UI["stopped_at_limit"]["en"].split("{")[0]
+    stopped = text("ui.stopped_at_limit", "en").split("{")[0]
     tabs = [Tab(url) for _ in range(n)]
     slug = next(p.slug for p in PAGES if p.number == 2)
     try:

@@ -1,10 +1,5 @@
-"""teachkit in the classroom: the Streamlit entry (``teachkit app`` serves it; see teachkit/serve.py).
-
-It ships inside the wheel as ``teachkit.lessons.app``; the repository's top-level ``app.py`` only runs
-it, so ``streamlit run app.py`` from a checkout and ``teachkit app`` from anywhere show the same app.
-Six lesson pages, in the order of the lecture (lessons/*.py), a language switch that every page
-honours, and the backbone and device in the sidebar.  Everything works offline on a laptop CPU.
-"""
+"""teachkit in the classroom: the Streamlit entry (``teachkit app`` serves it; the top-level app.py runs
+it): six lesson pages in the lecture's order, a language switch, the backbone and device in the sidebar."""
 
 import streamlit as st
 
@@ -18,11 +13,8 @@ st.set_page_config(page_title="teachkit", page_icon=":material/palette:", layout
 uploads.check_served_limits()  # the upload limit holds however the app was started; no tracebacks for visitors
 resources.light_reruns()  # no full garbage collection after every run (see lessons/resources.py)
 
-# The language: ?lang=zh in the address opens the app in Chinese (without it: TEACHKIT_LANG, which
-# `teachkit app --lang` sets, else English); afterwards the sidebar switch rules.
-# It is kept under its own key (LANG_KEY), written by code: a widget's value alone is lost when a
-# student clicks another page before the first run has finished (the load benchmark saw Chinese
-# sessions turn English that way), and the switch's default is always the language in use.
+# The language: ?lang= in the address, else TEACHKIT_LANG, then the sidebar switch.  Kept under its own key,
+# written by code: a widget's value alone is lost when a student leaves the page before its first run ends.
 if LANG_KEY not in st.session_state:
     wanted = st.query_params.get("lang", default_lang())
     st.session_state[LANG_KEY] = wanted if wanted in LANGS else default_lang()

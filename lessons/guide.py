@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from teachkit.lessons.i18n import has_text, lang, text, tr
+from teachkit.lessons.i18n import has_text, lang, say, text, tr
 
 #: width (CSS px) of the page's main column in a 1280-px-wide browser with the sidebar open
 #: (Streamlit's wide layout: 791 px measured with Chromium); figures are sized for a little less,
@@ -82,7 +82,7 @@ _PROJECTOR_CSS = """
 
 # Chips never cut their text, and the open list of a dropdown wraps a long option (in either mode); the
 # chosen option of a closed dropdown is an <input>, which cannot wrap: its texts are kept short
-# (lessons/_strings.py) and the browser test checks that none is cut.
+# (ui.po) and the browser test checks that none is cut.
 _WHOLE_OPTIONS_CSS = """
 <style>
 [data-testid="stMain"] [data-tag] { max-width: none; }
@@ -127,7 +127,6 @@ def _switch_projector() -> None:
 
 def projector_switch() -> None:
     """The sidebar toggle; with it on, the page text, the controls and the charts grow too (CSS).
-
     The mode is kept in the session and in the address (``?projector=1``), like the language."""
     on = projector()
     # its default is its state: a switch the browser draws afresh keeps what the teacher chose
@@ -162,14 +161,14 @@ def chart(spec: dict) -> dict:
 
 def look(page: str, name: str) -> None:
     """The "what to look for" line under a figure (section ``look_<name>``)."""
-    st.markdown(f":material/visibility: **{tr('look_for')}** {text(page, 'look_' + name)}")
+    st.markdown(f":material/visibility: **{say('handout.look')}** {text(page, 'look_' + name)}")
 
 
 def questions(page: str) -> None:
     """The page's check-your-understanding questions: predict, then reveal (sections q1/a1, q2/a2, ...),
     and the page's printable handout."""
     st.divider()
-    st.subheader(tr("quiz_title"))
+    st.subheader(say("handout.questions"))
     st.caption(tr("quiz_how"))
     i = 1
     while has_text(page, f"q{i}"):
@@ -182,13 +181,12 @@ def questions(page: str) -> None:
 
 def teacher_note(page: str) -> None:
     """A collapsed box for the teacher: what to demonstrate, in what order, how long it takes.
-
     ``{limit}`` in the note is the demos' time limit now in force (TEACHKIT_DEMO_SECONDS)."""
     from teachkit.lessons import settings as cfg
 
     limit = cfg.demo_seconds()
-    with st.expander(tr("teacher_note"), icon=":material/school:"):
-        st.markdown(text(page, "teacher").replace("{limit}", tr("limit_secs", secs=limit) if limit else tr("limit_none")))
+    with st.expander(say("handout.teacher"), icon=":material/school:"):
+        st.markdown(text(page, "teacher").replace("{limit}", say("handout.limit", secs=limit) if limit else say("handout.no_limit")))
 
 
 def run_summary(done: int, total: int, seconds: float, size: int, stopped: bool) -> str:
@@ -234,7 +232,6 @@ def own_url_path(page) -> str:
 
 def extra_pages() -> list:
     """Lesson 1 at its own address too, and the slide mode (``/slides``).
-
     Streamlit serves the default page at ``/`` only, yet reserves its ``url_path``; so the default page
     reserves :data:`ROOT_PATH` and a hidden page runs lesson 1 at ``/layers`` (its slug)."""
     from pathlib import Path

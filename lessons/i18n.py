@@ -1,15 +1,8 @@
-"""Language: short interface strings, lesson texts and translated choice widgets.
+"""The session's language: interface words, lesson texts, translated choice widgets, errors.
 
-* ``tr(key)`` -- a short label from ``lessons/_strings.py`` in the session's language;
-* ``md(page, section)`` -- one section of ``lessons/text/<lang>/<page>.md`` as Markdown;
-* ``choice(...)`` -- a radio/selectbox whose labels are translated but whose value is not;
-* ``error_text(err)`` / ``progress_message(msg)`` -- teachkit's errors and progress notes, which are
-  ids + parameters (:mod:`teachkit.messages`), rendered from the catalogue in the session's language;
-  an out-of-memory error (torch's, the CPU allocator's, Python's) as the one line that says what to lower;
-* ``out_of_memory_on_page()`` -- around a demo that runs in the page's thread: memory running out ends
-  the demo with that line on the page, not a broken page.
-
-The language lives in ``st.session_state[LANG_KEY]`` (set from ``?lang=`` by app.py, changed by the sidebar switch).
+Interface words are catalogue messages (``teachkit/locale/<lang>/LC_MESSAGES/ui.po``, read by
+:mod:`teachkit.messages`): ``tr(key)`` is message ``ui.<key>``.  Lesson texts are the sections of
+``lessons/text/<lang>/<page>.md``.  The language lives in ``st.session_state[LANG_KEY]``.
 """
 
 from __future__ import annotations
@@ -17,20 +10,21 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import re
 from pathlib import Path
 from typing import Any, Callable
 
 import streamlit as st
 
-from teachkit.lessons._strings import UI
 from teachkit.memory import OutOfMemory, out_of_memory
-from teachkit.messages import LANGS, Message, TeachkitError
+from teachkit.messages import LANGS, Message, TeachkitError, catalogue
+from teachkit.messages import text as _text
 
 TEXT_DIR = Path(__file__).parent / "text"
+LANG_KEY = "ui_lang"  #: app.py sets it; the sidebar switch changes it
 
-
-LANG_KEY = "ui_lang"  #: where the session's language is kept (app.py sets it; the sidebar switch changes it)
+#: page keys whose words the catalogue holds under another id (one text, one id)
+SAME_AS = {"p3_alpha": "option.alpha", "p3_beta": "option.beta", "p5_g_noise": "option.init.noise",
+           "p3_step_axis": "exercises.fig.step", "p3_total": "ui.value_total"}
 
 
 def lang() -> str:
@@ -46,10 +40,23 @@ def switch_lang() -> None:
         st.session_state[LANG_KEY] = value
 
 
+def msg_id(key: str) -> str:
+    """The catalogue id of interface key ``key``."""
+    return SAME_AS.get(key) or f"ui.{key}"
+
+
+def has_ui(key: str) -> bool:
+    return msg_id(key) in catalogue("en")
+
+
 def tr(key: str, **fmt: Any) -> str:
-    """A short interface string in the session's language."""
-    text = UI[key][lang()]
-    return text.format(**fmt) if fmt else text
+    """Interface words ``ui.<key>`` in the session's language."""
+    return _text(msg_id(key), lang(), **fmt)
+
+
+def say(message_id: str, **fmt: Any) -> str:
+    """Any catalogue message in the session's language."""
+    return _text(message_id, lang(), **fmt)
 
 
 @functools.lru_cache(maxsize=None)
@@ -61,7 +68,7 @@ def sections(language: str, page: str) -> dict[str, str]:
 
 
 def text(page: str, section: str, **fmt: Any) -> str:
-    """One section of a lesson text (``lessons/text/<lang>/<page>.md``, ``<!-- @section -->``)."""
+    """One section of a lesson text in the session's language."""
     body = sections(lang(), page).get(section)
     if body is None:
         raise KeyError(f"lesson text {lang()}/{page}.md has no section {section!r}")
@@ -79,25 +86,19 @@ def md(page: str, section: str, **fmt: Any) -> None:
 
 def choice(widget: Callable, label: str, options: list, key: str, *, default=None, labels: Callable | None = None,
            **kwargs):
-    """A choice widget (``st.radio``, ``st.selectbox``, ``st.select_slider``, ...) with translated labels.
-
-    Streamlit identifies the chosen option by its *label*, so a label that changes with the
-    language would lose (or garble) the choice on a language switch.  Here the widget key carries
-    the language and the chosen option is kept under ``key`` itself, so switching the language
-    keeps the choice.  Tests find the widget as ``key + '__' + lang``.
-    """
+    """A choice widget (radio, selectbox, select_slider, ...) with translated labels.
+    Streamlit knows the chosen option by its label, so the widget key carries the language
+    (``key + '__' + lang``) and the choice itself is kept under ``key``: a language switch keeps it."""
     options = list(options)
     current = st.session_state.get(key, default if default is not None else options[0])
     if current not in options:
         current = default if default in options else options[0]
-    wkey = f"{key}__{lang()}"
     if widget is st.select_slider:
         kwargs["value"] = current
     else:
         kwargs["index"] = options.index(current)
-    # Labels are fixed now (not looked up later), so the widget's format_func does not depend on state.
     names = {o: (labels(o) if labels else str(o)) for o in options}
-    value = widget(label, options, key=wkey, format_func=names.__getitem__, **kwargs)
+    value = widget(label, options, key=f"{key}__{lang()}", format_func=names.__getitem__, **kwargs)
     st.session_state[key] = value
     return value
 
@@ -107,8 +108,7 @@ def page_title(n: int) -> None:
 
 
 def progress_message(message: Message | str | None) -> str:
-    """A progress note in the session's language: a :class:`teachkit.messages.Message` (``Progress.msg``)
-    rendered from the catalogue by its id; a text the app worded itself, as it is."""
+    """A progress note: a :class:`~teachkit.messages.Message` in the session's language, a text as it is."""
     if isinstance(message, Message):
         return message.text(lang())
     return message or ""
@@ -116,20 +116,14 @@ def progress_message(message: Message | str | None) -> str:
 
 def value_label(name: str) -> str:
     """The name of a cost value in a progress line (``total``, ``content``, ``style``, ``distance``...)."""
-    key = f"value_{name}"
-    return tr(key) if key in UI else name
+    return tr(f"value_{name}") if has_ui(f"value_{name}") else name
 
 
 def error_text(err: BaseException | str) -> str:
     """An error as the session's language shows it.
-
-    A :class:`teachkit.messages.TeachkitError` (ImageError, BackboneError, ConfigError, ...) is
-    rendered by its id and parameters; memory running out (torch's out-of-memory error, the CPU
-    allocator's, Python's ``MemoryError``, or one of teachkit's :class:`~teachkit.memory.OutOfMemory`)
-    is the one line that names the page's controls to lower; a text the app worded itself (a
-    classroom limit) is shown as it is; any other exception becomes one general sentence, its
-    details going to the server log (for the teacher).
-    """
+    A :class:`~teachkit.messages.TeachkitError` by its id; memory running out as the one line naming
+    what to lower; a text the app worded itself as it is; anything else as one general sentence,
+    the details going to the server log."""
     if isinstance(err, BaseException) and (isinstance(err, OutOfMemory) or not isinstance(err, TeachkitError)):
         oom = out_of_memory(err, for_app=True)
         if oom is not None:
@@ -145,9 +139,8 @@ def error_text(err: BaseException | str) -> str:
 
 @contextlib.contextmanager
 def out_of_memory_on_page():
-    """``with out_of_memory_on_page(): ...`` -- a demo in the page's own thread (lessons 2-5) that runs
-    out of memory ends with :func:`error_text`'s one line (what to lower, in the session's language)
-    and the page stops there; every other error passes through unchanged."""
+    """Around a demo in the page's own thread: out of memory shows :func:`error_text`'s line and stops
+    the page; every other error passes through."""
     try:
         yield
     except (RuntimeError, MemoryError) as err:

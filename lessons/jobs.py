@@ -1,26 +1,15 @@
-"""Background work and its fair sharing: compute slots, progress on the page, transfer jobs, atlas builders.
+"""Background work shared fairly by a class on one machine.
 
-Served to a class, one machine is shared by thirty students; this module keeps it fair and safe:
+* **compute slots** (:class:`ComputeSlots`): ``MAX_JOBS`` heavy computations at once, in order of
+  arrival; long work never holds the last slot, and a click on lesson 3's "Step" has a lane of its own;
+* **progress** (:class:`LiveView`): a teachkit progress callback that draws into the page;
+* **transfer jobs** (lesson 6): :class:`TransferJob` runs in a thread; the :class:`JobBoard` keeps one
+  job per client, a bounded queue with places, and cancels a job whose page has gone; :data:`LIMITS`
+  caps what one job may ask for;
+* **atlas builders** (lesson 1): :class:`AtlasBuilder` scans a dataset once for every session; a
+  visitor's folder only inside ``TEACHKIT_DATA_ROOT``, capped in files and time.
 
-* **compute slots** -- at most ``MAX_JOBS`` heavy computations at once for the whole classroom,
-  served in order of arrival (:class:`ComputeSlots`); long work (transfers, folder scans) never holds
-  the last one, a waiting demo's page shows its place, and a demo with others waiting behind it runs
-  shorter (:func:`demo_limit`);
-* **progress** -- :class:`LiveView`, a teachkit progress callback that draws into the page (it runs
-  in the page's own script thread);
-* **transfer jobs** (lesson 6) -- :class:`TransferJob` runs a transfer in a thread.  The
-  :class:`JobBoard` gives each client at most one job (a new one replaces the old; a client is a
-  browser with all its tabs, known by Streamlit's XSRF cookie, else an address: :func:`client_key`), keeps a
-  bounded queue that tells each student their place, and a job whose session has gone (no
-  heartbeat for ``HEARTBEAT_SECONDS``) is cancelled and frees its place.  :data:`LIMITS` caps
-  size, steps, style scale, L-BFGS memory and the number of styles so that one job stays within
-  a stated memory budget, and a job stops at its time limit;
-* **atlas builders** (lesson 1) -- :class:`AtlasBuilder` scans a dataset once per process for every
-  session; at most ``MAX_SCANS`` builders exist at once (least recently used finished ones are
-  freed).  The folder box is off unless the teacher names a data root at start
-  (``TEACHKIT_DATA_ROOT``); then only folders inside it, after resolving symlinks, are scanned.
-
-Worker threads never call Streamlit: they only store their state, which the pages read.
+Worker threads never call Streamlit: they store their state, which the pages read.
 """
 
 from __future__ import annotations
@@ -42,7 +31,6 @@ from teachkit.datasets import FolderRefused  # noqa: F401 - the pages catch it a
 from teachkit.memory import out_of_memory
 from teachkit.options import OPTIONS, over_caps, served_caps
 
-from teachkit.lessons._strings import UI
 from teachkit.lessons.i18n import error_text, out_of_memory_on_page, progress_message, tr, value_label
 from teachkit.lessons.settings import BACKBONE, atlas_default_dataset, atlas_image_size, env_int
 
@@ -50,50 +38,37 @@ _log = logging.getLogger(__name__)
 
 MAX_JOBS = max(1, env_int("TEACHKIT_MAX_JOBS", 2))
 ATLAS_K = 9
-#: the shortest a demo of lessons 2-5 is ever cut to when others queue behind it (:func:`demo_limit`)
+#: the shortest a demo of lessons 2-5 is cut to when others queue behind it (:func:`demo_limit`)
 DEMO_MIN_SECONDS = float(max(1, env_int("TEACHKIT_DEMO_MIN_SECONDS", 6)))
 
 
+@dataclasses.dataclass(eq=False)
 class Ticket:
     """A place in the queue of :class:`ComputeSlots` (``long``: minutes of work; ``background``: after
-    every visitor).  Once granted, ``behind`` is how many visitors' computations were waiting then and
-    ``free`` how many slots they could use (the basis of :func:`demo_limit`)."""
+    every visitor)."""
 
-    __slots__ = ("seq", "long", "background", "granted", "behind", "free")
-
-    def __init__(self, seq: int, long: bool, background: bool):
-        self.seq, self.long, self.background = seq, long, background
-        self.granted = False
-        self.behind = 0
-        self.free = 1
+    seq: int
+    long: bool
+    background: bool
+    granted: bool = False
+    behind: int = 0  #: visitors' computations waiting when it was granted (for demo_limit) ...
+    free: int = 1  #: ... and the slots they could use
 
 
 class ComputeSlots:
-    """The server's ``n`` compute slots, handed out first come, first served, with a place for everyone.
-
-    Whoever waits holds a :class:`Ticket`, so a page can say "you are number 3 of 7".  Two rules on
-    top of the order of arrival:
-
-    * **long work** (lesson-6 transfers, visitors' folder scans, the warm-up's preparations: minutes
-      each) holds at most ``long_slots`` slots together (``n - 1``): a demo pressed on lessons 2-5 always
-      finds a slot that no long job can take, and passes the long jobs that cannot start anyway;
-    * **background** work (the app's own warm-up) goes after every visitor's.
-
-    It also works as a semaphore (``acquire(timeout=...)`` / ``release()``) for a plain, short hold.
-    A class of 60 on 2 cores, before this: a lesson-2 demo waited up to ~3 minutes behind two
-    transfers (benchmarks/RESULTS_load.md).
-    """
+    """``n`` compute slots, first come first served; whoever waits holds a :class:`Ticket` with a place.
+    Long work holds at most ``long_slots`` (``n - 1``) slots together, so a demo always finds one, and
+    passes the long tickets that cannot start; background work goes after every visitor's.
+    ``acquire``/``release`` use it as a plain semaphore."""
 
     def __init__(self, n: int, long_slots: int | None = None):
         self.n = max(1, int(n))
         self.long_slots = max(1, min(self.n, self.n - 1 if long_slots is None else int(long_slots)))
         self._cond = threading.Condition()
-        self._waiting: list[Ticket] = []  # in the order they are served (visitors first, then background)
+        self._waiting: list[Ticket] = []  # in serving order: visitors first, then background
         self._held = 0
         self._held_long = 0
         self._seq = 0
-
-    # -- queue --
 
     def ticket(self, *, long: bool = False, background: bool = False) -> Ticket:
         with self._cond:
@@ -107,7 +82,7 @@ class ComputeSlots:
         return not t.long or self._held_long < self.long_slots
 
     def _ahead(self, t: Ticket) -> list[Ticket]:
-        """The waiting tickets that will be served before ``t`` (those that may start)."""
+        """The waiting tickets served before ``t`` (those before it that may start)."""
         out = []
         for u in self._waiting:
             if u is t:
@@ -118,7 +93,9 @@ class ComputeSlots:
 
     def _grantable(self, t: Ticket) -> bool:
         free = self.n - self._held
-        return free > 0 and self._may_start(t) and len(self._ahead(t)) < free
+        if t.long:  # long tickets are served in their order, within the long slots
+            free = min(free, self.long_slots - self._held_long)
+        return free > 0 and len(self._ahead(t)) < free
 
     def _grant(self, t: Ticket) -> None:
         self._waiting.remove(t)
@@ -139,7 +116,7 @@ class ComputeSlots:
             return False
 
     def withdraw(self, t: Ticket) -> None:
-        """Give up a place in the queue (a granted ticket is released instead)."""
+        """Give up a place in the queue, or the slot of a granted ticket."""
         with self._cond:
             if t.granted:
                 self._release(t)
@@ -148,7 +125,7 @@ class ComputeSlots:
                 self._cond.notify_all()
 
     def release(self, t: Ticket | None = None) -> None:
-        """Give back a slot: that of ticket ``t``, or (without one) a plain hold from :meth:`acquire`."""
+        """Give back the slot of ticket ``t``, or (without one) a plain hold from :meth:`acquire`."""
         with self._cond:
             self._release(t)
 
@@ -164,8 +141,7 @@ class ComputeSlots:
         self._cond.notify_all()
 
     def place(self, t: Ticket) -> tuple[int, int] | None:
-        """``(place, waiting)``: ``t``'s 1-based place among those who will be served before it, and how
-        many visitors' computations wait in all; None once it holds a slot."""
+        """``(place, waiting)``: ``t``'s 1-based place and how many visitors' computations wait; None once granted."""
         with self._cond:
             if t.granted or t not in self._waiting:
                 return None
@@ -177,7 +153,10 @@ class ComputeSlots:
         with self._cond:
             return self._held, self._held_long, len(self._waiting)
 
-    # -- as a semaphore --
+    def wait_idle(self, timeout: float) -> None:
+        """Block up to ``timeout`` s until no slot is held."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._held, timeout)
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         t = self.ticket()
@@ -188,40 +167,26 @@ class ComputeSlots:
 
 
 _SLOTS = ComputeSlots(MAX_JOBS)
-#: computations of a second or less (one step of lesson 3's demo) have a lane of their own, so that a
-#: click on "Step" never waits behind the 25-s demos and 5-minute transfers that hold the compute slots
-#: (30 students on 2 cores: a step waited 31 s median, 177 s worst; benchmarks/RESULTS_load.md).  Two
-#: lanes: with 60 students a click waited 2.5 / 38.0 s (median / worst) with one, 1.3 / 17.2 s with two
-#: (each step is a fraction of a second of CPU; most of its time goes to waiting its turn for Python's GIL)
+#: computations of a second or less (one step of lesson 3's demo) run in a lane of their own, never
+#: behind the demos and transfers that hold the compute slots (figures: benchmarks/RESULTS_load.md)
 QUICK_JOBS = max(1, env_int("TEACHKIT_QUICK_JOBS", 2))
-_QUICK = threading.BoundedSemaphore(QUICK_JOBS)
-
-_HELD = threading.local()  #: the ticket of the slot this thread holds (for demo_limit)
-
-#: quick computations running now; long work gives way to them between its steps (yield_to_quick)
-_QUICK_RUNNING = [0]
-_QUICK_DONE = threading.Condition()
+_QUICK = ComputeSlots(QUICK_JOBS, long_slots=QUICK_JOBS)
 QUICK_PRIORITY_SECONDS = 0.5  #: the longest one step of long work waits for the quick lane
+_HELD = threading.local()  #: the ticket of the compute slot this thread holds (for demo_limit)
 
 
 def quick_running() -> int:
     """How many quick computations (clicks on lesson 3's "Step") run now."""
-    return _QUICK_RUNNING[0]
+    return _QUICK.counts()[0]
 
 
 def yield_to_quick(max_wait: float | None = None) -> float:
-    """Called by long work (demos, transfers, folder scans) between two of its steps: while a quick
-    computation (a click on lesson 3's "Step") runs, wait until it is done, at most ``max_wait`` s
-    (``QUICK_PRIORITY_SECONDS``).  On 2 cores the slots' demos and transfers already take every core,
-    so a step shared the CPU with them and, with 60 students, waited 8 s median, 101 s worst
-    (benchmarks/RESULTS_load.md); now a click gets the machine for its fraction of a second and long
-    work loses at most that.  Returns the seconds waited."""
-    if not _QUICK_RUNNING[0]:
+    """Between two steps of long work: while a quick computation runs, wait until it is done, at most
+    ``max_wait`` s (``QUICK_PRIORITY_SECONDS``), so a click gets the CPU.  Returns the seconds waited."""
+    if not quick_running():
         return 0.0
     t0 = time.monotonic()
-    with _QUICK_DONE:
-        _QUICK_DONE.wait_for(lambda: not _QUICK_RUNNING[0],
-                             QUICK_PRIORITY_SECONDS if max_wait is None else max_wait)
+    _QUICK.wait_idle(QUICK_PRIORITY_SECONDS if max_wait is None else max_wait)
     return time.monotonic() - t0
 
 
@@ -229,36 +194,11 @@ def yield_to_quick(max_wait: float | None = None) -> float:
 def compute_slot(stop: threading.Event | None = None,
                  on_wait: Callable[[int, int, float], None] | None = None, *, quick: bool = False,
                  long: bool = False, background: bool = False, every: float = 1.0) -> Iterator[bool]:
-    """Hold one of the MAX_JOBS compute slots while the block runs, served in order of arrival
-    (:class:`ComputeSlots`; ``long``: minutes of work, never in the last free slot; ``background``:
-    after every visitor); ``quick``: one of the QUICK_JOBS slots for computations of a second or less.
-
-    On a 2-core laptop, thirty students pressing "run" at once would make everybody wait
-    forever; with slots, the first ones run at full speed and the rest queue.  While it waits,
-    ``on_wait(place, waiting, seconds)`` is called at once and then every ``every`` s (e.g. to show
-    "you are number 3 of 7"; the quick lane has no queue: ``(0, 0, 0.0)``, once); an exception it
-    raises (Streamlit stopping a page that was left) gives the place up.  Yields False when ``stop`` was set while waiting (the slot is then not held).
-    """
-    if quick:
-        got = _QUICK.acquire(timeout=0.05)
-        if not got and on_wait is not None:
-            on_wait(0, 0, 0.0)
-        while not got:
-            if stop is not None and stop.is_set():
-                yield False
-                return
-            got = _QUICK.acquire(timeout=0.25)
-        with _QUICK_DONE:
-            _QUICK_RUNNING[0] += 1
-        try:
-            yield True
-        finally:
-            with _QUICK_DONE:
-                _QUICK_RUNNING[0] -= 1
-                _QUICK_DONE.notify_all()
-            _QUICK.release()
-        return
-    slots = _SLOTS
+    """Hold a compute slot while the block runs (:class:`ComputeSlots`; ``quick``: the quick lane).
+    While it waits, ``on_wait(place, waiting, seconds)`` is called at once and then every ``every`` s;
+    an exception it raises (Streamlit stopping a page that was left) gives the place up.  Yields False
+    when ``stop`` was set while waiting (nothing held)."""
+    slots = _QUICK if quick else _SLOTS
     ticket = slots.ticket(long=long, background=background)
     t0 = time.monotonic()
     try:
@@ -282,7 +222,7 @@ def compute_slot(stop: threading.Event | None = None,
         yield False
         return
     outer = getattr(_HELD, "ticket", None)
-    _HELD.ticket = ticket
+    _HELD.ticket = outer if quick else ticket
     try:
         yield True
     finally:
@@ -294,14 +234,9 @@ _CONFIGURED = object()
 
 
 def demo_limit(seconds=_CONFIGURED) -> float | None:
-    """The time limit of a demo that has just got its compute slot: ``seconds`` (default: the classroom's,
-    ``TEACHKIT_DEMO_SECONDS``), cut when others were waiting behind it, so that the queue empties in
-    about one demo's time: ``seconds x free / (free + waiting)`` (``free``: the slots demos can use), never
-    below ``DEMO_MIN_SECONDS`` (nor above ``seconds``).  A cut demo stops at its limit with the image it
-    has, like any demo.  Outside a slot, or with nobody waiting: ``seconds`` as it is.
-
-    A class of 60 on 2 cores pressed 15 demos of 25 s within a minute: the last waited ~3 minutes.
-    """
+    """The time limit of a demo that holds its slot: ``seconds`` (default ``TEACHKIT_DEMO_SECONDS``),
+    cut to ``seconds x free / (free + waiting)`` when visitors wait behind it (``free``: the slots
+    demos can use), never below ``DEMO_MIN_SECONDS`` nor above ``seconds``."""
     if seconds is _CONFIGURED:
         from teachkit.lessons.settings import demo_seconds
 
@@ -315,10 +250,8 @@ def demo_limit(seconds=_CONFIGURED) -> float | None:
 
 @contextlib.contextmanager
 def slot_on_page(quick: bool = False) -> Iterator[None]:
-    """``compute_slot`` for a computation that runs in the page's own script thread (``quick``: a
-    second or less, e.g. one step; it then never waits behind the long ones).  While it waits, the page
-    says where it is in the queue (updated every second); a demo inside should take its time limit from
-    :func:`demo_limit` (shorter when others wait)."""
+    """:func:`compute_slot` for work in the page's own thread; the page shows its place while it waits,
+    and memory running out ends the demo with one line (:func:`out_of_memory_on_page`)."""
     note = st.empty()
 
     def waiting(place: int, total: int, secs: float) -> None:
@@ -329,7 +262,7 @@ def slot_on_page(quick: bool = False) -> Iterator[None]:
 
     with compute_slot(on_wait=waiting, quick=quick):
         note.empty()
-        with out_of_memory_on_page():  # memory running out: one line saying what to lower (lessons 2-5)
+        with out_of_memory_on_page():
             yield
 
 
@@ -337,14 +270,8 @@ def slot_on_page(quick: bool = False) -> Iterator[None]:
 
 
 class LiveView:
-    """A teachkit progress callback (``callback(Progress)``) that draws into the page.
-
-    It shows a progress bar with a short status line and, when the job sends one, the current
-    image.  A demo's time limit is the job's own (``time_limit=`` of teachkit's transfer and
-    reconstructions), so a classroom demo ends on time even on a slow or busy machine.
-    The time of the first image is kept (``first_image_s``) and written to
-    ``st.session_state['_timings']`` for the benchmark.
-    """
+    """A progress callback (``callback(Progress)``) that draws a bar, a status line and the latest image.
+    The time of the first image goes to ``st.session_state['_timings']`` (for benchmarks/app.py)."""
 
     def __init__(self, name: str, *, image_caption: str | None = None, image_width: int | str = "stretch",
                  image_slot=None, show_values: tuple[str, ...] = ("total",)):
@@ -437,7 +364,8 @@ def check_transfer(config, n_styles: int, limits: JobLimits | None = None) -> li
     return out
 
 
-# ---- who runs, who waits: one job per session, a bounded queue ----
+
+# ---- who a visitor is: one job per client ----
 
 
 def session_id() -> str:
@@ -449,14 +377,12 @@ def session_id() -> str:
 
 
 _OWNER_KEY = "_job_owner"
+_CLIENT_KEY = "_job_client"
+XSRF_COOKIE = "_streamlit_xsrf"  #: set by Streamlit's server on the first page load, shared by a browser's tabs
 
 
 def owner_key() -> str:
-    """Who owns a job: a random key kept in this session's state (made on first use).
-
-    Not Streamlit's session id: every in-process test session (AppTest) has the same one, and a
-    board keyed by it took three students' jobs for one student's, each new one replacing the last.
-    """
+    """A random key kept in this session's state (not Streamlit's session id: every AppTest session shares one)."""
     import secrets
 
     key = st.session_state.get(_OWNER_KEY)
@@ -465,15 +391,9 @@ def owner_key() -> str:
     return key
 
 
-_CLIENT_KEY = "_job_client"
-XSRF_COOKIE = "_streamlit_xsrf"  #: set by Streamlit's server on the first page load, shared by a browser's tabs
-
-
 def _browser_secret(cookie: str) -> bytes:
-    """The secret of Streamlit's XSRF cookie.  Its value is ``2|mask|masked token|time`` (as
-    Tornado's): the token XOR the mask repeated, masked afresh on every page load (two tabs of one
-    browser can hold different values), so the token is unmasked before it is used; any other form
-    is used as it is."""
+    """The token of Streamlit's XSRF cookie ``2|mask|masked token|time``, unmasked (the mask changes on
+    every page load, so two tabs of one browser can hold different values); any other form as it is."""
     parts = cookie.split("|")
     if len(parts) == 4 and parts[0] == "2":
         try:
@@ -486,8 +406,7 @@ def _browser_secret(cookie: str) -> bytes:
 
 
 def client_key_for(cookies, address) -> str | None:
-    """Who a visitor is, for the one-job-per-client rule: their browser (Streamlit's XSRF cookie,
-    hashed), else their address; None when neither is known."""
+    """Who a visitor is: their browser (the XSRF cookie's token, hashed), else their address, else None."""
     import hashlib
 
     cookie = cookies.get(XSRF_COOKIE) if hasattr(cookies, "get") else None
@@ -499,7 +418,7 @@ def client_key_for(cookies, address) -> str | None:
 
 
 def _public_address(address) -> str | None:
-    """The address a per-address cap counts: None for none, and for loopback (see JobLimits.per_address)."""
+    """The address the per-address cap counts: None for none, loopback, or not an address."""
     import ipaddress
 
     if not address:
@@ -508,13 +427,12 @@ def _public_address(address) -> str | None:
         if ipaddress.ip_address(str(address).split("%", 1)[0]).is_loopback:
             return None
     except ValueError:
-        return None  # not an address (a test harness): nothing to count
+        return None
     return str(address)
 
 
 def client_address() -> str | None:
-    """The network address of the running session's visitor, as the per-address cap counts it
-    (:func:`_public_address`; None without a server context, e.g. AppTest)."""
+    """The running session's visitor's address as the per-address cap counts it (None without a server)."""
     try:
         return _public_address(st.context.ip_address)
     except Exception:  # noqa: BLE001 - no server context
@@ -522,27 +440,21 @@ def client_address() -> str | None:
 
 
 def client_key() -> str:
-    """The client of the running session (:func:`client_key_for` of its cookies and address, read
-    once per session); a session without either (AppTest) is a client of its own (:func:`owner_key`)."""
+    """The running session's client (read once per session); without cookie or address, the session itself."""
     key = st.session_state.get(_CLIENT_KEY)
     if isinstance(key, str):
         return key
     try:
-        context = st.context
-        cookies, address = context.cookies, context.ip_address
-    except Exception:  # noqa: BLE001 - no server context (AppTest): this session is its own client
+        cookies, address = st.context.cookies, st.context.ip_address
+    except Exception:  # noqa: BLE001 - no server context (AppTest)
         cookies, address = None, None
-    key = client_key_for(cookies, address) or owner_key()
-    st.session_state[_CLIENT_KEY] = key
+    key = st.session_state[_CLIENT_KEY] = client_key_for(cookies, address) or owner_key()
     return key
 
 
 def _session_connected(sid: str) -> bool | None:
-    """Whether the browser of session ``sid`` is still connected; None when there is no server
-    runtime to ask (AppTest, plain Python): then only the page's heartbeat counts.
-
-    Only a missing runtime means "cannot tell": should Streamlit's API change, the error is raised
-    (tests/test_serving.py asks a real runtime), not silently turned into "heartbeat only"."""
+    """Whether session ``sid``'s browser is still connected; None without a server runtime (then only
+    the page's heartbeat counts).  A changed Streamlit API raises here rather than being hidden."""
     from streamlit.runtime import Runtime
 
     if not Runtime.exists():
@@ -550,123 +462,98 @@ def _session_connected(sid: str) -> bool | None:
     return bool(Runtime.instance().is_active_session(sid))
 
 
+# ---- lesson 6's jobs: one per client, a bounded queue on the compute slots ----
+
+
 class QueueFull(RuntimeError):
-    """Raised by :meth:`JobBoard.submit` when ``queue`` jobs already wait."""
+    """:meth:`JobBoard.submit`: ``queue`` jobs already wait."""
 
 
 class AddressFull(RuntimeError):
-    """Raised by :meth:`JobBoard.submit` when the job's address has ``per_address`` jobs queued or running."""
+    """:meth:`JobBoard.submit`: the job's address has ``per_address`` jobs queued or running."""
 
 
 class JobBoard:
-    """The lesson-6 jobs of the whole process: at most one per session, a bounded FIFO queue.
-
-    A job waits in the queue until it is first and a compute slot is free for long work (a transfer
-    holds one of :class:`ComputeSlots`' ``long_slots``, never the last free slot: the demos of lessons
-    2-5 always find one).  Submitting a job for a session that has one already cancels the old one; a
-    new job takes a waiting old one's place in the queue.  ``place(job)`` is the job's 1-based place
-    among the waiting ones.
-    """
+    """Lesson 6's jobs: one per client, each waiting on a long ticket of the compute slots.
+    A client's new job cancels its old one and, if that one was waiting, takes its ticket (its place
+    in the queue).  At most ``limits.queue`` jobs wait and ``limits.per_address`` come from one address."""
 
     def __init__(self, limits: JobLimits | None = None, slots: ComputeSlots | None = None):
         self.limits = limits or LIMITS
         self.slots = slots if slots is not None else _SLOTS
         self._lock = threading.Lock()
-        self._waiting: list[TransferJob] = []
-        self._running: dict[TransferJob, Ticket] = {}
-        self._by_session: dict[str, TransferJob] = {}
+        self._tickets: dict[TransferJob, Ticket] = {}  # every job on the board
+        self._by_client: dict[str, TransferJob] = {}
 
     def submit(self, job: "TransferJob") -> "TransferJob":
         with self._lock:
-            old = self._by_session.get(job.session)
-            waiting = [j for j in self._waiting if j is not old]
-            if len(waiting) >= self.limits.queue:
-                raise QueueFull(len(waiting))
+            old = self._by_client.get(job.session)
+            others = [j for j in self._tickets if j is not old and j is not job]
+            if sum(not self._tickets[j].granted for j in others) >= self.limits.queue:
+                raise QueueFull()
             if job.address is not None and self.limits.per_address:
-                mine = [j for j in [*self._waiting, *self._running] if j is not old and j is not job
-                        and j.address == job.address and not j.stop_event.is_set()]
+                mine = [j for j in others if j.address == job.address and not j.stop_event.is_set()]
                 if len(mine) >= self.limits.per_address:
-                    raise AddressFull(len(mine))
+                    raise AddressFull()
+            ticket = None
             if old is not None and old is not job:
                 old.cancel(reason="replaced")
-            if old is not None and old in self._waiting:  # the new job takes the old one's place
-                self._waiting[self._waiting.index(old)] = job
-            else:
-                self._waiting.append(job)
-            self._by_session[job.session] = job
+                if old in self._tickets and not self._tickets[old].granted:
+                    ticket = self._tickets.pop(old)
+            self._tickets[job] = ticket or self.slots.ticket(long=True)
+            self._by_client[job.session] = job
         return job
 
     def place(self, job: "TransferJob") -> int | None:
+        """The job's 1-based place among this board's waiting jobs; None when it is not waiting."""
         with self._lock:
-            return self._waiting.index(job) + 1 if job in self._waiting else None
+            t = self._tickets.get(job)
+            if t is None or t.granted:
+                return None
+            return 1 + sum(1 for u in self._tickets.values() if not u.granted and u.seq < t.seq)
 
     def counts(self) -> tuple[int, int]:
         """(running, waiting)"""
         with self._lock:
-            return len(self._running), len(self._waiting)
+            running = sum(t.granted for t in self._tickets.values())
+            return running, len(self._tickets) - running
 
     def wait_turn(self, job: "TransferJob") -> bool:
-        """Block (in the job's thread) until the job holds a compute slot: True; False if it was
-        cancelled or abandoned while it waited (its place is then given up).  Only the first job of
-        the board asks the slots for one (a long one), and keeps its ticket until it is served."""
-        ticket: Ticket | None = None
-        try:
-            while True:
-                if job.stop_event.is_set() or job.check_abandoned():
-                    return False
-                with self._lock:
-                    first = bool(self._waiting) and self._waiting[0] is job
-                if first and ticket is None:
-                    ticket = self.slots.ticket(long=True)
-                if ticket is not None and self.slots.wait(ticket, 0.25):
-                    with self._lock:
-                        if job in self._waiting:
-                            self._waiting.remove(job)
-                        self._running[job] = ticket
-                    ticket = None
-                    if job.stop_event.is_set():  # cancelled in the meantime
-                        self.release(job)
-                        return False
-                    return True
-                if not first:
-                    job.stop_event.wait(0.25)
-        finally:
-            if ticket is not None:
-                self.slots.withdraw(ticket)
-            with self._lock:
-                if job in self._waiting and (job.stop_event.is_set() or job.reason):
-                    self._waiting.remove(job)
+        """Block (in the job's thread) until the job holds its slot: True; False when it was cancelled,
+        replaced or abandoned meanwhile (its place is then given up, or passed on)."""
+        with self._lock:
+            ticket = self._tickets.get(job)
+        if ticket is None:
+            return False
+        while not self.slots.wait(ticket, 0.25):
+            if job.stop_event.is_set() or job.check_abandoned():
+                self.release(job)
+                return False
+        with self._lock:  # submit() hands a ticket on under this lock
+            if self._tickets.get(job) is ticket and not job.stop_event.is_set():
+                return True
+        self.release(job)
+        return False
 
     def release(self, job: "TransferJob") -> None:
         with self._lock:
-            ticket = self._running.pop(job, None)
-            if ticket is not None:
-                self.slots.release(ticket)
-            if job in self._waiting:
-                self._waiting.remove(job)
-            if self._by_session.get(job.session) is job:
-                del self._by_session[job.session]
+            ticket = self._tickets.pop(job, None)
+            if self._by_client.get(job.session) is job:
+                del self._by_client[job.session]
+        if ticket is not None:
+            self.slots.withdraw(ticket)
 
 
 BOARD = JobBoard()
 
 
-# ---- the background transfer job (lesson 6) ----
-
-
 class TransferJob:
-    """A style transfer running in a background thread, for one session.
-
-    The page starts it and keeps it in ``st.session_state``; the thread waits for its turn on the
-    :class:`JobBoard`, then calls :func:`teachkit.transfer.transfer` with ``stop=self.stop_event``
-    and a progress callback that only stores the latest report (a background thread must not touch
-    Streamlit).  The page polls :meth:`snapshot` from a fragment that reruns every fraction of a
-    second; each poll is the page's heartbeat.  **Cancel** sets the event, ``transfer`` returns at
-    the end of the current step with ``stopped=True`` and the latest image, which the page then
-    offers for download like a finished result.  ``reason`` says why a job stopped early:
-    ``"cancelled"``, ``"replaced"`` (a newer job of the same session), ``"abandoned"`` (its session
-    went away), ``"time_limit"``, ``"queue_full"`` or ``"over_limits"`` (refused), or None.
-    """
+    """A style transfer in a background thread, for one client.
+    The page keeps it in ``st.session_state`` and polls :meth:`snapshot` (each poll is a heartbeat).
+    The thread waits for its turn on the :class:`JobBoard`, then runs the engine with
+    ``stop=self.stop_event``; its callback only stores the latest report.  Cancel keeps the latest
+    image.  ``reason`` says why a job stopped early: ``"cancelled"``, ``"replaced"``, ``"abandoned"``,
+    ``"time_limit"``, ``"queue_full"``, ``"address_full"`` or ``"over_limits"`` (refused), or None."""
 
     def __init__(self, content, styles, config, net, *, session: str | None = None, board: JobBoard | None = None,
                  address: str | None = None):
@@ -700,9 +587,8 @@ class TransferJob:
         self._thread = threading.Thread(target=self._run, name="teachkit-transfer", daemon=True)
 
     def start(self) -> "TransferJob":
-        """Put the job on the board and start its thread.  Nothing runs for a job beyond the limits
-        (state 'failed', reason 'over_limits', ``error`` says which) or when the queue is full
-        (state 'failed', reason 'queue_full')."""
+        """Put the job on the board and start its thread; a job beyond the limits or a full queue
+        fails at once (state 'failed')."""
         problems = check_transfer(self.schedule, len(self.styles), self.limits)
         if problems:  # the page's widgets stop at the limits; this holds whatever the browser sent
             with self._lock:
@@ -730,12 +616,12 @@ class TransferJob:
         return self._thread.is_alive()
 
     def touch(self) -> None:
-        """A heartbeat: the session that owns the job is still there."""
+        """A heartbeat: the job's page is still there."""
         self.last_seen = time.monotonic()
 
     def check_abandoned(self) -> bool:
-        """Cancel the job (reason 'abandoned') if its session has been gone for longer than the
-        heartbeat limit: no poll from its page, and the server no longer sees its browser."""
+        """Cancel the job (reason 'abandoned') when its page has not polled for the heartbeat limit and
+        the server no longer sees its browser."""
         if _session_connected(self.runtime_session):
             self.touch()
         if time.monotonic() - self.last_seen > self.limits.heartbeat_seconds:
@@ -758,16 +644,14 @@ class TransferJob:
                 if self.first_image_at is None:
                     self.first_image_at = time.time()
         self.check_abandoned()
-        yield_to_quick()  # a click on "Step" first
+        yield_to_quick()
         return False  # stopping goes through stop_event
 
     def _run(self) -> None:
         from teachkit.transfer import Engine
 
-        got = False
         try:
-            got = self.board.wait_turn(self)
-            if not got:
+            if not self.board.wait_turn(self):
                 with self._lock:
                     self.state = "cancelled"
                 return
@@ -783,52 +667,40 @@ class TransferJob:
                 self.state = "cancelled" if result.stopped else "done"
         except Exception as err:  # noqa: BLE001 - shown on the page, never a traceback
             _log.warning("teachkit app: a transfer job failed: %s: %s", type(err).__name__, err)
-            with self._lock:
-                # the error itself: the page words it in its language (i18n.error_text); out of
-                # memory becomes one line saying what to lower (teachkit.memory)
+            with self._lock:  # worded by the page (i18n.error_text); out of memory: what to lower
                 self.error = out_of_memory(err, for_app=True) or err
                 self.state = "failed"
         finally:
             self.board.release(self)
-            self.content = self.styles = None  # the inputs are not needed any more
+            self.content = self.styles = None
             self.finished_at = time.time()
             if self.reason == "abandoned":
                 _log.warning("teachkit app: a transfer whose session went away was cancelled after %d steps; "
                              "its slot is free", self.step)
 
     def snapshot(self) -> dict:
-        """What the page shows (called from the page: texts in its language); each call is a
-        heartbeat of the job's session."""
+        """What the page shows, texts in its language; each call is a heartbeat."""
         self.touch()
         place = self.board.place(self) if self.state == "queued" else None
         with self._lock:
             return {
                 "state": self.state, "step": self.step, "total": self.total, "values": dict(self.values),
                 "image": self.image, "message": progress_message(self.message), "result": self.result,
-                "error": self.error if self.error is None or isinstance(self.error, str) else failure_text(self.error),
+                "error": self.error if self.error is None or isinstance(self.error, str) else error_text(self.error),
                 "records": list(self.records), "reason": self.reason, "place": place,
                 "elapsed": (self.finished_at or time.time()) - self.started, "limit_seconds": self.limits.seconds,
                 "limit_queue": self.limits.queue, "limit_per_address": self.limits.per_address,
             }
 
     def log_json(self) -> str:
-        """The cost log of the result: config, history and final costs (TransferResult.to_dict)."""
+        """The cost log of the result (TransferResult.to_dict)."""
         if self.result is None:
             return "{}"
         return json.dumps(self.result.to_dict(), indent=1, allow_nan=False)
 
 
-def failure_text(err: BaseException) -> str:
-    """What a visitor reads about a job that failed, in the session's language: the app's one way of
-    showing an exception (:func:`teachkit.lessons.i18n.error_text`) -- a teachkit error keeps its words
-    (it says what to change, e.g. teachkit.memory's out-of-memory line), anything else is one general
-    sentence, never the exception's own text, which can carry the server's paths or internals (the
-    server log has it)."""
-    return error_text(err)
-
-
 def queue_text(snap: dict) -> str:
-    """'Waiting: you are number 3 in the queue' (for a queued job's snapshot)."""
+    """'Waiting: you are number 3 of 7 in the queue' for a queued job's snapshot."""
     _, waiting = BOARD.counts()
     place = snap.get("place")
     if place is None:
@@ -837,7 +709,7 @@ def queue_text(snap: dict) -> str:
 
 
 def reason_text(snap: dict) -> str | None:
-    """Why a job ended early, for the page (None for a plain finish, failure or Cancel)."""
+    """Why a job ended early (None for a plain finish, a failure or Cancel)."""
     reason = snap.get("reason")
     if reason == "time_limit":
         return tr("job_time_limit", secs=snap.get("limit_seconds", LIMITS.seconds))
@@ -859,13 +731,11 @@ def _data_root_from_env() -> Path | None:
     raw = os.environ.get("TEACHKIT_DATA_ROOT", "").strip()
     if not raw:
         return None
-    root = Path(raw).expanduser()
     try:
-        root = root.resolve(strict=True)
+        root = Path(raw).expanduser().resolve(strict=True)
     except OSError:
-        _log.warning("teachkit app: TEACHKIT_DATA_ROOT=%s does not exist; the folder box stays off", raw)
-        return None
-    if not root.is_dir():
+        root = None
+    if root is None or not root.is_dir():
         _log.warning("teachkit app: TEACHKIT_DATA_ROOT=%s is not a folder; the folder box stays off", raw)
         return None
     return root
@@ -875,18 +745,13 @@ DATA_ROOT: Path | None = _data_root_from_env()  #: read once, when the app start
 
 
 def folder_box_enabled() -> bool:
-    """Whether lesson 1 offers its folder box (only when a data root was named at start)."""
     return DATA_ROOT is not None
 
 
 def dataset_spec(user_text: str | None, default: str) -> str:
-    """The dataset lesson 1 scans for what a visitor typed: ``default`` for nothing, else the
-    resolved folder inside the data root (as a string, so ``/x`` and ``/x/`` are one key).
-
-    Raises :class:`FolderRefused` with one neutral message for everything else (no data root,
-    a path outside it, a symlink that leads out, a file, a folder that does not exist), so the
-    message tells nothing about the server's files.
-    """
+    """The dataset for what a visitor typed: ``default`` for nothing, else the resolved folder inside the
+    data root (a string: ``/x`` and ``/x/`` are one key).  Anything else raises :class:`FolderRefused`
+    with one neutral message that tells nothing about the server's files."""
     text = (user_text or "").strip()
     if not text:
         return default
@@ -894,24 +759,20 @@ def dataset_spec(user_text: str | None, default: str) -> str:
         raise FolderRefused(tr("p1_folder_refused"))
     from teachkit.datasets import resolve_dataset_folder
 
-    try:  # teachkit's check: resolved (links followed), inside the root, an existing folder
+    try:
         folder = resolve_dataset_folder(text, DATA_ROOT)
     except Exception:  # noqa: BLE001 - every refusal looks the same to the visitor
         raise FolderRefused(tr("p1_folder_refused")) from None
     return str(folder)
 
 
-# ---- the patch atlas of lesson 1: scanned once per process, shared by every session ----
-
-
-#: A visitor's folder scan: at most this many image files (more: refused before any scan) ...
+#: a visitor's folder scan: at most this many image files (more: refused before any scan) ...
 SCAN_MAX_FILES = max(1, env_int("TEACHKIT_SCAN_MAX_FILES", 300))
-#: ... and at most this many seconds of scanning (then it stops and keeps what it has).
+#: ... and at most this many seconds of scanning (then it stops and keeps what it has)
 SCAN_SECONDS = max(1, env_int("TEACHKIT_SCAN_SECONDS", 90))
-#: Folder scans that may hold a compute slot at once: never every slot -- one always stays for the
-#: lessons (with a single slot, visitors' folder scans are off).
+#: folder scans hold long tickets, so never the last slot; with a single slot they are off
 FOLDER_SCAN_SLOTS = MAX_JOBS - 1
-_FOLDER_SCANS = threading.BoundedSemaphore(max(1, FOLDER_SCAN_SLOTS))
+MAX_SCANS = max(1, env_int("TEACHKIT_MAX_SCANS", 3))
 
 
 def folder_label(spec: str) -> str:
@@ -922,21 +783,6 @@ def folder_label(spec: str) -> str:
     return Path(spec).name
 
 
-@contextlib.contextmanager
-def _folder_scan_turn(stop: threading.Event) -> Iterator[bool]:
-    """Hold one of the FOLDER_SCAN_SLOTS, then a compute slot; False (nothing held) if ``stop`` is set
-    while waiting."""
-    while not _FOLDER_SCANS.acquire(timeout=0.25):
-        if stop.is_set():
-            yield False
-            return
-    try:
-        with compute_slot(stop=stop, long=True) as got:
-            yield got
-    finally:
-        _FOLDER_SCANS.release()
-
-
 def _current_owner() -> str | None:
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
@@ -944,31 +790,24 @@ def _current_owner() -> str | None:
 
 
 class AtlasBuilder:
-    """Builds one atlas (:func:`teachkit.patches.get_atlas`) in a background thread.
-
-    The first session that asks starts it; every session polls the same builder, so a scan that
-    the teacher started keeps running when the page is left, and nobody scans twice.  A scan
-    that was done before (on disk, see ``TEACHKIT_CACHE``) is loaded in a moment.
-
+    """Builds one atlas (:func:`teachkit.patches.get_atlas`) in a background thread, for every session.
     A visitor's folder (anything but the default dataset) is scanned under limits: at most
-    ``SCAN_MAX_FILES`` images (a larger folder is refused before anything is read), at most
-    ``SCAN_SECONDS`` of scanning (the atlas of the images done so far is kept, ``meta['stopped']``
-    is ``'time_limit'``), only in one of the ``FOLDER_SCAN_SLOTS`` (so a lesson always finds a
-    compute slot), and the session that started it can :meth:`cancel` it.
-    """
+    ``SCAN_MAX_FILES`` images (refused before anything is read), at most ``SCAN_SECONDS`` (the atlas
+    so far is kept, ``meta['stopped'] == 'time_limit'``), on a long ticket, and the session that
+    started it can :meth:`cancel` it."""
 
     def __init__(self, spec: str, net, layers):
         self.spec = spec
         self.net = net
         self.layers = tuple(layers)
-        self.folder = spec != atlas_default_dataset()  #: a visitor's folder: scanned under the limits
+        self.folder = spec != atlas_default_dataset()
         self.label = folder_label(spec) if self.folder else spec  #: what the page calls the dataset
         self.owner = _current_owner() if self.folder else None  #: the session that may cancel it
         self.step = 0
         self.total = 0
         self.atlas = None
         self.error: str | None = None
-        self.exception: BaseException | None = None  #: the error itself (the page words it per language)
+        self.exception: BaseException | None = None  #: the error itself (the page words it)
         self.stop = threading.Event()
         self.done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="teachkit-atlas", daemon=True)
@@ -976,14 +815,14 @@ class AtlasBuilder:
 
     def _progress(self, p) -> bool:
         self.step, self.total = p.step, p.total
-        yield_to_quick()  # a click on "Step" first
+        yield_to_quick()
         return False
 
     def can_cancel(self, owner: str | None) -> bool:
         return self.folder and owner is not None and owner == self.owner and not self.done.is_set()
 
     def cancel(self) -> None:
-        """Stop the scan (or the wait for its turn) now; the page then goes back to the default dataset."""
+        """Stop the scan (or its wait for a slot) now."""
         self.stop.set()
 
     @property
@@ -994,19 +833,17 @@ class AtlasBuilder:
         from teachkit.datasets import get_dataset
         from teachkit.patches import get_atlas
 
+        options = dict(backbone=self.net, layers=self.layers, k=ATLAS_K, image_size=atlas_image_size(),
+                       callback=self._progress)
         try:
             if not self.folder:
-                with compute_slot(long=True):  # minutes on a first start: never the demos' last slot
-                    self.atlas = get_atlas(self.spec, backbone=self.net, layers=self.layers, k=ATLAS_K,
-                                           image_size=atlas_image_size(), callback=self._progress)
+                with compute_slot(long=True):
+                    self.atlas = get_atlas(self.spec, **options)
                 return
-            # listed under the file cap first (a refusal costs no slot), then scanned under the time cap
-            data = get_dataset(self.spec, max_files=SCAN_MAX_FILES, label=self.label)
-            with _folder_scan_turn(self.stop) as got:
+            data = get_dataset(self.spec, max_files=SCAN_MAX_FILES, label=self.label)  # a refusal costs no slot
+            with compute_slot(stop=self.stop, long=True) as got:
                 if got:
-                    self.atlas = get_atlas(data, backbone=self.net, layers=self.layers, k=ATLAS_K,
-                                           image_size=atlas_image_size(), callback=self._progress,
-                                           stop=self.stop, time_limit=SCAN_SECONDS)
+                    self.atlas = get_atlas(data, stop=self.stop, time_limit=SCAN_SECONDS, **options)
         except Exception as err:  # noqa: BLE001 - shown on the page
             self.error = str(err) or type(err).__name__
             self.exception = err
@@ -1022,9 +859,6 @@ def cancel_folder_scan(builder: AtlasBuilder) -> None:
     st.session_state["p1_note"] = "p1_scan_cancelled"
 
 
-MAX_SCANS = max(1, env_int("TEACHKIT_MAX_SCANS", 3))
-
-
 class BuildersBusy(RuntimeError):
     """Every builder slot holds a scan that is still running."""
 
@@ -1033,26 +867,19 @@ _BUILDERS: "collections.OrderedDict[tuple, AtlasBuilder]" = collections.OrderedD
 _BUILDERS_LOCK = threading.Lock()
 
 
-def _builder_key(spec: str, layers) -> tuple:
-    return (spec, BACKBONE, atlas_image_size(), tuple(layers))
-
-
 def atlas_builder(spec: str, net, layers) -> AtlasBuilder:
-    """The (shared) builder of the atlas of dataset ``spec``; started on first use.
-
-    ``spec`` is the default dataset or a folder from :func:`dataset_spec`.  Besides the default
-    dataset's, at most ``MAX_SCANS`` builders are kept: a new one frees the least recently used
-    finished one (and its atlas); when all are still scanning, :class:`BuildersBusy` is raised.
-    """
-    key = _builder_key(spec, layers)
-    pinned = atlas_default_dataset()  # the default dataset is always there, and not counted
+    """The shared builder of dataset ``spec``'s atlas, started on first use.  Besides the default
+    dataset's, at most ``MAX_SCANS`` are kept: a new one frees the least recently used finished one;
+    when all are still scanning, :class:`BuildersBusy`."""
+    key = (spec, BACKBONE, atlas_image_size(), tuple(layers))
+    pinned = atlas_default_dataset()
     with _BUILDERS_LOCK:
         b = _BUILDERS.get(key)
         if b is not None:
             _BUILDERS.move_to_end(key)
             return b
         if spec != pinned:
-            if FOLDER_SCAN_SLOTS < 1:  # one compute slot only: it stays for the lessons
+            if FOLDER_SCAN_SLOTS < 1:
                 raise BuildersBusy(tr("p1_scans_off"))
             others = [k for k in _BUILDERS if k[0] != pinned]
             while len(others) >= MAX_SCANS:
@@ -1066,80 +893,7 @@ def atlas_builder(spec: str, net, layers) -> AtlasBuilder:
 
 
 def forget_atlas_builder(spec: str, layers=None) -> None:
-    """Drop a failed builder so that the next visit tries again."""
+    """Drop a builder (a failed or cancelled scan) so that the next visit starts again."""
     with _BUILDERS_LOCK:
         for key in [k for k in _BUILDERS if k[0] == spec and (layers is None or k[3] == tuple(layers))]:
             del _BUILDERS[key]
-
-
-def builder_count() -> int:
-    with _BUILDERS_LOCK:
-        return len(_BUILDERS)
-
-
-# ---- interface strings of this module and lessons/uploads.py (added to lessons/_strings.py's table) ----
-
-STRINGS = {
-    "uploads_off": {
-        "en": "Uploads are switched off on this server (its upload limit is larger than the app's). "
-              "Use the samples.",
-        "zh": "本服务器已关闭上传（其上传上限大于本应用的上限）。请使用示例图片。",
-    },
-    "dropzone_button": {"en": "Upload", "zh": "上传"},
-    "dropzone_limit": {"en": "{mb}MB per file • {types}", "zh": "每个文件最大 {mb} MB • {types}"},
-    "uploads_too_many": {
-        "en": "{n} style images uploaded: the first {limit} are used.",
-        "zh": "上传了 {n} 张风格图：只使用前 {limit} 张。",
-    },
-    "limit_size": {"en": "Size {value} px is above the classroom limit of {limit} px.",
-                   "zh": "尺寸 {value} 像素超过了课堂上限 {limit} 像素。"},
-    "limit_steps": {"en": "{value} steps is above the classroom limit of {limit}.",
-                    "zh": "{value} 步超过了课堂上限 {limit} 步。"},
-    "limit_style_scale": {"en": "Style scale {value} is above the classroom limit of {limit}.",
-                          "zh": "风格缩放 {value} 超过了课堂上限 {limit}。"},
-    "limit_history": {"en": "L-BFGS memory {value} is above the classroom limit of {limit}.",
-                      "zh": "L-BFGS 记忆长度 {value} 超过了课堂上限 {limit}。"},
-    "limit_styles": {"en": "{value} style images is above the classroom limit of {limit}.",
-                     "zh": "{value} 张风格图超过了课堂上限 {limit} 张。"},
-    "job_place": {
-        "en": "Waiting: you are number {place} of {waiting} in the queue (transfers compute {slots} at a time, "
-              "so that the other lessons' demos always find the CPU free).",
-        "zh": "排队中：你在 {waiting} 人中排第 {place} 位（风格迁移任务每次只运行 {slots} 个，好让其他课的演示随时有 CPU 可用）。",
-    },
-    "waiting_place": {
-        "en": "Waiting for the CPU: you are number {place} of {waiting} in the queue ({secs:.0f} s so far). "
-              "Your demo starts by itself; while others wait, each demo runs a little shorter.",
-        "zh": "正在等待 CPU：你在队列 {waiting} 人中排第 {place} 位（已等 {secs:.0f} 秒）。轮到你时演示会自动开始；"
-              "排队的人多时，每个演示会运行得短一些。",
-    },
-    "job_time_limit": {"en": "Stopped at the classroom time limit ({secs:.0f} s); the latest image is kept.",
-                       "zh": "已到课堂时间上限（{secs:.0f} 秒），任务停止；保留最新的图像。"},
-    "job_replaced": {"en": "Stopped: a newer transfer of yours (in this tab or another) took its place: "
-                           "one transfer per student.",
-                     "zh": "已停止：你新开始的任务（在这个或另一个标签页里）取代了它：每位同学同时只能运行一个任务。"},
-    "job_abandoned": {"en": "Stopped: this page was away too long, so its place went to others.",
-                      "zh": "已停止：此页面离开太久，它的位置已让给其他同学。"},
-    "job_address_full": {
-        "en": "This computer already has {n} transfers queued or running (in other tabs or windows). Cancel one, "
-              "or wait until one has finished, then start again.",
-        "zh": "这台电脑已有 {n} 个风格迁移任务在排队或运行（在其他标签页或窗口中）。请先取消一个，或等其中一个完成后再开始。",
-    },
-    "job_queue_full": {"en": "The queue is full ({n} transfers are waiting). Please try again in a few minutes.",
-                       "zh": "队列已满（{n} 个任务在等待）。请过几分钟再试。"},
-    "p1_folder_refused": {"en": "This folder cannot be used. Type a folder inside the data folder your teacher set up.",
-                          "zh": "无法使用这个文件夹。请输入老师设定的数据文件夹中的某个文件夹。"},
-    "p1_scans_off": {"en": "Scanning your own folders is off on this server (it runs one computation at a time).",
-                     "zh": "本服务器一次只运行一项计算，因此无法扫描自选的文件夹。"},
-    "p1_scan_cancel": {"en": "Cancel the scan", "zh": "取消扫描"},
-    "p1_scan_cancelled": {"en": "The folder scan was cancelled; the sample photos are shown.",
-                          "zh": "文件夹扫描已取消，现在显示的是示例照片。"},
-    "p1_scan_time_limit": {
-        "en": "The scan stopped at the classroom time limit ({secs} s): the patches come from the first "
-              "{n} of {total} images.",
-        "zh": "扫描到达课堂时间上限（{secs} 秒）后停止：图像块只来自 {total} 张图中的前 {n} 张。",
-    },
-    "p1_scans_busy": {"en": "{n} folders are being scanned already; please try again when one has finished.",
-                      "zh": "已有 {n} 个文件夹正在扫描；请等其中一个完成后再试。"},
-}
-for _key, _texts in STRINGS.items():
-    UI.setdefault(_key, _texts)

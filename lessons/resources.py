@@ -1,18 +1,17 @@
 """What every page shares: the backbone, the sample images, and figures made once per process.
 
-Everything here is plain Python cached with :func:`functools.lru_cache` (process-wide, shared by
-every session), so background threads (the warm-up) can use it without touching Streamlit.  Only
-the ``show_*`` helpers and :func:`backbone` draw on the page.
+Figures are cached with ``st.cache_resource`` (:func:`cached`): one result per key for every session
+and for the warm-up thread, which makes the default figures when the app starts.  Only the ``show_*``
+helpers, :func:`backbone` and :func:`picker` draw on the page.
 """
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import functools
 import gc
 import inspect
 import io
+import json
 import logging
 import os
 import threading
@@ -20,44 +19,15 @@ import time
 
 import streamlit as st
 
-from teachkit.lessons.i18n import error_text, tr
+from teachkit.lessons.guide import PAGE_PX, PROJECTOR_PX, column_px, fontsize_for
+from teachkit.lessons.i18n import error_text, has_ui, tr
 from teachkit.lessons.settings import BACKBONE, DEVICE, demo_size, warm_up_wanted
 
-# ---- figures made once per process, and only once at a time ---------------------------------------
-#
-# ``functools.lru_cache`` alone lets forty students who open a page together make the same figure
-# forty times at once (and the warm-up thread a forty-first).  :func:`shared` keeps one result per
-# key for the whole process and lets exactly one thread compute a missing key while the others wait
-# for it.  Different keys are made at most FIGURE_SLOTS at a time (each is short: a second or two),
-# apart from lesson 6's compute slots so that a figure never waits behind a long transfer.
-
-FIGURE_SLOTS = max(1, min(2, os.cpu_count() or 1))
+FIGURE_SLOTS = max(1, min(2, os.cpu_count() or 1))  #: figures made at once (apart from the compute slots)
 _FIGURE_SEM = threading.BoundedSemaphore(FIGURE_SLOTS)
-_PAGES_BUSY = [0]  # page threads making a figure right now (the warm-up gives way to them)
+_PAGES_BUSY = [0]  # page threads making a figure now (the warm-up gives way to them)
 _BUSY_LOCK = threading.Lock()
 WARM_UP_THREAD = "teachkit-warm-up"
-
-
-_LOCAL = threading.local()
-
-
-@contextlib.contextmanager
-def _figure_slot():
-    """A figure slot for the outermost shared call of a thread (nested ones run in their caller's)."""
-    depth = getattr(_LOCAL, "depth", 0)
-    page = threading.current_thread().name != WARM_UP_THREAD
-    if page:
-        with _BUSY_LOCK:
-            _PAGES_BUSY[0] += 1
-    _LOCAL.depth = depth + 1
-    try:
-        with _FIGURE_SEM if depth == 0 else contextlib.nullcontext():
-            yield
-    finally:
-        _LOCAL.depth = depth
-        if page:
-            with _BUSY_LOCK:
-                _PAGES_BUSY[0] -= 1
 
 
 def pages_busy() -> int:
@@ -65,87 +35,54 @@ def pages_busy() -> int:
     return _PAGES_BUSY[0]
 
 
-def shared(maxsize: int):
-    """Like ``functools.lru_cache(maxsize)``, plus: one computation per key at a time (the other
-    callers wait for its result), at most FIGURE_SLOTS computations at once, and calls that differ
-    only in how the arguments are spelt (defaults left out, keywords) share one entry.
+def _atlas_key(atlas) -> str:
+    return json.dumps(atlas.meta, sort_keys=True, default=str)
 
-    A thread takes its figure slot *before* it claims a key, so whoever computes a key holds a
-    slot, and waiting callers give theirs back (no deadlock: the builders call each other in one
-    direction only).
-    """
+
+def cached(max_entries: int, figure: bool = True):
+    """``st.cache_resource`` shared by every session and the warm-up thread (one computation per key;
+    other callers wait for it), with every spelling of a call one key (defaults filled in) and an
+    atlas known by its metadata.  ``figure``: made in one of FIGURE_SLOTS; a figure function never
+    calls another, so a thread waiting for a key never holds a slot that key needs."""
 
     def wrap(fn):
         sig = inspect.signature(fn)
-        results: collections.OrderedDict = collections.OrderedDict()
-        pending: dict = {}
-        guard = threading.Lock()
 
-        def key_of(args, kwargs):
-            bound = sig.bind(*args, **kwargs)
-            bound.apply_defaults()
-            return tuple(bound.arguments.values())
+        @functools.wraps(fn)
+        def make(*args):
+            if not figure:
+                return fn(*args)
+            page = threading.current_thread().name != WARM_UP_THREAD
+            with _BUSY_LOCK:
+                _PAGES_BUSY[0] += page
+            try:
+                with _FIGURE_SEM:
+                    return fn(*args)
+            finally:
+                with _BUSY_LOCK:
+                    _PAGES_BUSY[0] -= page
+
+        store = st.cache_resource(make, max_entries=max_entries, show_spinner=False,
+                                  hash_funcs={"teachkit.atlas.Atlas": _atlas_key})
 
         @functools.wraps(fn)
         def call(*args, **kwargs):
-            key = key_of(args, kwargs)
-            while True:
-                with guard:
-                    if key in results:
-                        results.move_to_end(key)
-                        return results[key]
-                with _figure_slot():
-                    with guard:
-                        if key in results:
-                            return results[key]
-                        done = pending.get(key)
-                        mine = done is None
-                        if mine:
-                            done = pending[key] = threading.Event()
-                    if mine:
-                        try:
-                            value = fn(*key)
-                            with guard:
-                                results[key] = value
-                                while len(results) > maxsize:
-                                    results.popitem(last=False)
-                            return value
-                        finally:
-                            with guard:
-                                pending.pop(key, None)
-                            done.set()
-                done.wait()  # somebody else makes it (our slot is free meanwhile); if they failed, try again
+            bound = sig.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return store(*bound.arguments.values())
 
-        def cache_clear() -> None:
-            with guard:
-                results.clear()
-
-        def cached(*args, **kwargs) -> bool:
-            """True when the result for these arguments is ready (nothing is computed)."""
-            with guard:
-                return key_of(args, kwargs) in results
-
-        call.cache_clear = cache_clear
-        call.cached = cached
+        call.clear = store.clear
         return call
 
     return wrap
 
 
-# ---- the process: no full garbage collection after every page run ------------------------------
-#
-# Streamlit's default (runner.postScriptGC) runs ``gc.collect(2)`` after every script run, fragment
-# reruns included.  In this process (torch, matplotlib, the backbone, every session) one such
-# collection walks ~300 000 objects and holds the GIL for 0.15 s when the machine is idle; with ten
-# students, two lesson-6 pages polling their jobs twice a second and the CPU shared, the profile of
-# the load benchmark (benchmarks/RESULTS_load.md) showed the server in these collections most of
-# the time, so that pages, figures and transfers all waited for them.  Python's own generational
-# collector still runs; freeze() after the warm-up keeps what lives for the whole process (the
-# backbone, the cached figures) out of its full collections.
+# ---- the process ----
 
 
 def light_reruns() -> None:
-    """Switch Streamlit's after-run collection off unless the teacher set it explicitly (cheap; every run)."""
+    """No full garbage collection after every script run (Streamlit's runner.postScriptGC), unless the
+    teacher set it: in this process one walks the whole heap holding the GIL (benchmarks/RESULTS_load.md)."""
     from streamlit import config
 
     if config.get_option("runner.postScriptGC") and not config.is_manually_set("runner.postScriptGC"):
@@ -153,7 +90,7 @@ def light_reruns() -> None:
 
 
 def freeze_long_lived() -> None:
-    """Move every object alive now to the collector's permanent generation (after the warm-up)."""
+    """After the warm-up: what lives for the whole process leaves the collector's full collections."""
     gc.collect()
     gc.freeze()
 
@@ -161,7 +98,7 @@ def freeze_long_lived() -> None:
 # ---- the network ------------------------------------------------------------------------------
 
 
-@shared(4)
+@cached(4, figure=False)
 def load_net(name: str = BACKBONE, device: str | None = DEVICE):
     """The shared, frozen backbone (one per process; nobody may train it)."""
     from teachkit.features import load_backbone
@@ -186,10 +123,6 @@ def backbone():
 
 def backbone_description(net) -> str:
     """The sidebar's line about the network, in the session's language."""
-    from teachkit.lessons.i18n import lang
-
-    if lang() == "en":
-        return net.description
     if net.name == "vgg19":
         return tr("backbone_vgg19")
     return tr("backbone_torchvision", name=net.name.split("-")[0].upper())
@@ -243,9 +176,7 @@ _MAX_UPLOADS = 64
 
 def register_upload(img) -> str:
     """Keep an uploaded picture under a key made from its pixels (``'upload:<hash>'``), for the cached figures.
-
-    The key is a hash of the picture itself, so only a session that has the picture can name it.
-    """
+    The key is a hash of the picture itself, so only a session that has the picture can name it."""
     import hashlib
 
     key = "upload:" + hashlib.sha256(img.tobytes() + repr(img.size).encode()).hexdigest()[:24]
@@ -314,23 +245,13 @@ def prepared(kind: str, *names: str):
     return item
 
 
-_STARTS: dict[tuple, object] = {}
-
-
+@cached(128, figure=False)
 def real_start(content_key: str, size: int, config, style_key: str | None = None):
-    """The engine's own starting image G0 for this content and config (PIL), at the engine's first
-    scale (:func:`teachkit.transfer.initial_image`: no network pass), kept per process.  ``style_key``
-    does not change G0; it is accepted for the pages' calls."""
+    """The engine's starting image G0 (:func:`teachkit.transfer.initial_image`), kept per process.
+    ``style_key`` does not change G0 (lesson 2 still passes it)."""
     from teachkit.transfer import initial_image
 
-    key = (content_key, size, repr(config))
-    img = _STARTS.get(key)
-    if img is None:
-        img = initial_image(picture(content_key, size), config)
-        if len(_STARTS) > 128:
-            _STARTS.clear()
-        _STARTS[key] = img
-    return img
+    return initial_image(picture(content_key, size), config)
 
 
 def show_image(img, caption: str | None = None, width: int | str = "stretch") -> None:
@@ -345,13 +266,9 @@ def noise_image(width: int, height: int, seed: int = 0):
     return to_pil(white_noise((1, 3, height, width), seed))
 
 
-# ---- figures made once per process ---------------------------------------------------------------
-#
-# Each figure is made once per process for given settings and kept as PNG bytes, so the second
-# student who opens a page gets it at once.  The defaults of lessons 1 and 5 are made right after
-# the app starts (warm_up), so even the first visit is quick.
+# ---- figures made once per process ----
 
-L1_LAYER, L1_HOW = "relu1_1", "most_active"  # the teacher's note starts there (issue 18)
+L1_LAYER, L1_HOW = "relu1_1", "most_active"  # where the teacher's note starts
 L5_LAYER, L5_PAIR, L5_TILES = "relu3_1", "most", 4
 L5_DECADES = 2  #: lesson 5's lambda sliders span 10**-2 .. 10**2 times the tuned weight
 
@@ -374,49 +291,36 @@ MAP_FIG_IN = 5.5
 OVERVIEW_FIG_IN = 11.0
 
 
-def _fs(width_in: float, display_px: float, px: int) -> float:
-    from teachkit.lessons.guide import fontsize_for
-
-    return fontsize_for(width_in, display_px, px)
-
-
-def _col(spec, i: int) -> float:
-    from teachkit.lessons.guide import column_px
-
-    return column_px(spec, i)
-
-
-@shared(512)
+@cached(512)
 def unit_png(atlas, layer: str, unit: int, lang: str = "en", px: int = 14) -> bytes:
     """Lesson 1: a unit's nine top patches (left column)."""
     from teachkit.viz import unit_figure
 
     return fig_png(unit_figure(atlas, None, layer, unit, ncols=3, lang=lang, width=UNIT_FIG_IN,
-                               fontsize=_fs(UNIT_FIG_IN, _col(UNIT_COLS, 0), px)))
+                               fontsize=fontsize_for(UNIT_FIG_IN, column_px(UNIT_COLS, 0), px)))
 
 
-@shared(512)
+@cached(512)
 def where_png(atlas, layer: str, unit: int, rank: int, lang: str = "en", px: int = 14) -> bytes:
     """Lesson 1: where a top patch sits in its image, and the unit's activation map (right column)."""
     from teachkit.viz import activation_map_figure
 
     return fig_png(activation_map_figure(atlas, None, layer, unit, load_net(), rank=rank, lang=lang, stacked=True,
-                                         width=MAP_FIG_IN, fontsize=_fs(MAP_FIG_IN, _col(UNIT_COLS, 1), px)))
+                                         width=MAP_FIG_IN, fontsize=fontsize_for(MAP_FIG_IN, column_px(UNIT_COLS, 1), px)))
 
 
-@shared(16)
+@cached(16)
 def overview_png(atlas, lang: str = "en", px: int = 14) -> bytes:
     """Lesson 1: nine units per layer (3 x 3, as on the course's slide), two layers per row (one with the
     projector's larger text: the patches then come out twice as wide on screen)."""
-    from teachkit.lessons.guide import PAGE_PX, PROJECTOR_PX
     from teachkit.viz import layer_overview_figure
 
     columns = 1 if px >= PROJECTOR_PX else 2
     return fig_png(layer_overview_figure(atlas, None, n_units=9, how="most_active", lang=lang, columns=columns,
-                                         width=OVERVIEW_FIG_IN, fontsize=_fs(OVERVIEW_FIG_IN, PAGE_PX, px)))
+                                         width=OVERVIEW_FIG_IN, fontsize=fontsize_for(OVERVIEW_FIG_IN, PAGE_PX, px)))
 
 
-@shared(64)
+@cached(64)
 def l5_pair(style: str, layer: str, which: str, size: int) -> tuple[int, int, float]:
     """Lesson 5: the two channels k, k' shown (``'most'`` or ``'least'`` correlated on S): (k, k', r)."""
     from teachkit.gram import layer_activation, pick_pair
@@ -424,16 +328,13 @@ def l5_pair(style: str, layer: str, which: str, size: int) -> tuple[int, int, fl
     return pick_pair(layer_activation(load_net(), picture(style, size), layer), which)
 
 
-@shared(64)
-def pair_png(style: str, layer: str, which: str, size: int, lang: str = "en") -> bytes:
-    """Lesson 5: one entry G_kk' taken apart (teachkit.gram.pair_figure)."""
-    from teachkit.gram import pair_figure
-
+def pair_png(style: str, layer: str, which: str, size: int, lang: str = "en", px: int = 14) -> bytes:
+    """Lesson 5: the entry G_kk' of the pair ``which`` (``'most'`` or ``'least'`` correlated)."""
     k, k2, _ = l5_pair(style, layer, which, size)
-    return pair_png_kk(style, layer, k, k2, size, lang)
+    return pair_png_kk(style, layer, k, k2, size, lang, px)
 
 
-@shared(128)
+@cached(128)
 def pair_png_kk(style: str, layer: str, k: int, k2: int, size: int, lang: str = "en", px: int = 14) -> bytes:
     """Lesson 5: the entry G_kk' of any two channels a student picks (teachkit.gram.pair_figure);
     ``px``: the smallest text (lessons/guide.py: 14, projector 20)."""
@@ -448,7 +349,7 @@ def layer_channels(layer: str) -> int:
     return int(load_net().channels[layer])
 
 
-@shared(64)
+@cached(64)
 def comparison_png(style: str, g_png: bytes, layer: str, size: int, lang: str = "en", px: int = 14) -> bytes:
     """Lesson 5: G[l](S), G[l](G) and their difference (teachkit.gram.gram_comparison_figure)."""
     from teachkit.gram import gram_comparison_figure, text_size
@@ -457,7 +358,7 @@ def comparison_png(style: str, g_png: bytes, layer: str, size: int, lang: str = 
         return fig_png(gram_comparison_figure(load_net(), picture(style, size), open_png(g_png), layer, lang=lang))
 
 
-@shared(64)
+@cached(64)
 def style_layer_costs(style: str, g_png: bytes, size: int, layers: tuple[str, ...]) -> dict[str, float]:
     """Lesson 5: J_style[l](S, G) of every layer -- the same computation as the heatmaps' titles."""
     from teachkit.gram import style_layer_costs as costs
@@ -465,7 +366,7 @@ def style_layer_costs(style: str, g_png: bytes, size: int, layers: tuple[str, ..
     return costs(load_net(), picture(style, size), open_png(g_png), list(layers))
 
 
-@shared(64)
+@cached(64)
 def bars_png(values: tuple, weights: tuple, lang: str = "en", px: int = 14) -> bytes:
     """Lesson 5: lambda[l] J_style[l] per layer (teachkit.gram.style_cost_bars_figure)."""
     from teachkit.gram import style_cost_bars_figure, text_size
@@ -474,7 +375,7 @@ def bars_png(values: tuple, weights: tuple, lang: str = "en", px: int = 14) -> b
         return fig_png(style_cost_bars_figure(dict(values), weights=dict(weights), lang=lang))
 
 
-@shared(64)
+@cached(64)
 def shuffle_png(style: str, tiles: int, size: int, lang: str = "en", px: int = 14) -> bytes:
     """Lesson 5: shuffled tiles, Gram vs features (teachkit.gram.position_blindness_figure)."""
     from teachkit.gram import position_blindness_figure, text_size
@@ -503,147 +404,123 @@ def l5_g_png(kind: str, style: str, last_g=None) -> bytes:
 
 
 def _warm_up() -> None:
-    """Make the default figures of lessons 1 and 5 (and lesson 1's atlas) before anybody asks, then
-    whatever ``teachkit prepare`` has not prepared yet (gallery, reconstructions, textures).
-
-    Runs in a plain thread: it calls only the shared functions above and teachkit, never Streamlit.
-    """
+    """The default figures of lessons 1 and 5, then whatever ``teachkit prepare`` has not made, then the
+    figures one control away.  A plain thread: only the cached functions above and teachkit."""
     if warm_figures():
         prepare_missing()
         warm_controls()
     freeze_long_lived()
 
 
-def warm_controls(langs: tuple[str, ...] = ("en", "zh")) -> None:
-    """The figures one change of a control away from the defaults of lessons 1 and 5 (every layer, each
-    way of choosing a unit, the next units and patch numbers, both pairs, every G to compare, every tile
-    count), so that a control answers from the cache (issue 18: <= 1 s).  After :func:`warm_figures`,
-    in the same background thread, giving way to pages; plain Python, never Streamlit."""
+def _default_atlas():
+    from teachkit.features import DEFAULT_STYLE_LAYERS
     from teachkit.lessons import jobs
     from teachkit.lessons.settings import atlas_default_dataset
-    from teachkit.features import DEFAULT_STYLE_LAYERS
-    from teachkit.samples import DEFAULT_STYLE
 
-    log = logging.getLogger(__name__)
-    try:
-        builder = jobs.atlas_builder(atlas_default_dataset(), load_net(), DEFAULT_STYLE_LAYERS)
-        builder.done.wait()
-        atlas, size = builder.atlas, l5_size()
-        for lang in langs:
-            makers = []
-            if atlas is not None:
-                for layer in atlas.layers:
-                    for how in ("most_active", "most_varied"):
-                        chosen = units(atlas, layer, how)
-                        for unit in chosen[: 3 if (layer, how) == (L1_LAYER, L1_HOW) else 1]:
-                            makers += [lambda a=(atlas, layer, unit, lang): unit_png(*a),
-                                       lambda a=(atlas, layer, unit, 0, lang): where_png(*a)]
-                first = units(atlas, L1_LAYER, L1_HOW)[0]
-                makers += [lambda r=r: where_png(atlas, L1_LAYER, first, r, lang) for r in (1, 2)]
-            for layer in DEFAULT_STYLE_LAYERS:
-                for which in ("most", "least"):
-                    makers.append(lambda a=(DEFAULT_STYLE, layer, which, size, lang): pair_png(*a))
-                    if atlas is not None and layer in atlas.layers:  # the two channels' top patches
-                        makers.append(lambda a=(layer, which): [unit_png(atlas, a[0], u, lang) for u in
-                                                                l5_pair(DEFAULT_STYLE, a[0], a[1], size)[:2]])
-                makers.append(lambda a=(DEFAULT_STYLE, l5_g_png("content", DEFAULT_STYLE), layer, size, lang):
-                              comparison_png(*a))
-            weights = l5_default_weights()
-            for kind in ("noise", "style2"):
-                g = l5_g_png(kind, DEFAULT_STYLE)
-                makers.append(lambda g=g: comparison_png(DEFAULT_STYLE, g, L5_LAYER, size, lang))
-                makers.append(lambda g=g: bars_png(tuple(style_layer_costs(DEFAULT_STYLE, g, size,
-                                                                           tuple(DEFAULT_STYLE_LAYERS)).items()),
-                                                   tuple(weights.items()), lang))
-            makers += [lambda t=t: shuffle_png(DEFAULT_STYLE, t, size, lang) for t in range(2, 9)]
-            from teachkit.lessons.charts import weight_options
-
-            values = tuple(style_layer_costs(DEFAULT_STYLE, l5_g_png("content", DEFAULT_STYLE), size,
-                                             tuple(DEFAULT_STYLE_LAYERS)).items())
-            for name, w in weights.items():  # one lambda slider moved by one or two notches
-                for option in weight_options(w, decades=L5_DECADES):
-                    moved = tuple({**weights, name: option}.items())
-                    makers.append(lambda m=moved: bars_png(values, m, lang))
-            for make in makers:
-                _give_way()
-                make()
-    except Exception:  # noqa: BLE001 - warming up is only an optimisation
-        log.exception("teachkit app: warming the controls' figures failed")
+    builder = jobs.atlas_builder(atlas_default_dataset(), load_net(), DEFAULT_STYLE_LAYERS)
+    builder.done.wait()
+    return builder.atlas
 
 
-def _give_way(limit_s: float = 30.0) -> None:
-    """Wait (up to ``limit_s``) while pages are making figures or a click on "Step" computes: a
-    visitor's figure or step comes first."""
+def _make_all(makers, what: str) -> bool:
+    """Call each maker, giving way first to pages making a figure and to clicks on "Step"."""
     from teachkit.lessons.jobs import quick_running
 
-    end = time.monotonic() + limit_s
-    while (pages_busy() or quick_running()) and time.monotonic() < end:
-        time.sleep(0.05)
+    try:
+        for make in makers:
+            end = time.monotonic() + 30.0
+            while (pages_busy() or quick_running()) and time.monotonic() < end:
+                time.sleep(0.05)
+            make()
+        return True
+    except Exception:  # noqa: BLE001 - warming up is only an optimisation
+        logging.getLogger(__name__).exception("teachkit app: warming %s failed", what)
+        return False
 
 
 def l5_default_weights() -> dict[str, float]:
     """Lesson 5's lambda[l] sliders as they start: teachkit's tuned weights."""
-    from teachkit.lessons.charts import transfer_defaults, weight_options
-
     from teachkit.features import DEFAULT_STYLE_LAYERS
+    from teachkit.lessons.charts import transfer_defaults, weight_options
 
     ws = transfer_defaults()["layer_weights"]
     return {name: weight_options(w, decades=L5_DECADES)[L5_DECADES + 1] for name, w in zip(DEFAULT_STYLE_LAYERS, ws)}
 
 
-def warm_figures(langs: tuple[str, ...] = ("en", "zh")) -> bool:
-    """The default figures of lessons 1 and 5, with the arguments the pages use (True when all went well).
-
-    Lesson 1 (the page every visitor lands on) first, one language after the other; before each
-    figure the thread gives way to pages that are making one.  A page asking for the figure
-    being made here waits for it instead of making it a second time (:func:`shared`).
-    """
-    from teachkit.lessons import jobs
-    from teachkit.lessons.guide import PROJECTOR_PX
-    from teachkit.lessons.settings import atlas_default_dataset
+def _l5_costs(g: bytes) -> tuple:
     from teachkit.features import DEFAULT_STYLE_LAYERS
     from teachkit.samples import DEFAULT_STYLE
 
-    log = logging.getLogger(__name__)
-    try:
-        net = load_net()
-        builder = jobs.atlas_builder(atlas_default_dataset(), net, DEFAULT_STYLE_LAYERS)
-        builder.done.wait()
-        atlas = builder.atlas
-        size = l5_size()
-        layers = tuple(DEFAULT_STYLE_LAYERS)
+    return tuple(style_layer_costs(DEFAULT_STYLE, g, l5_size(), tuple(DEFAULT_STYLE_LAYERS)).items())
+
+
+def warm_figures(langs: tuple[str, ...] = ("en", "zh")) -> bool:
+    """The default figures of lessons 1 and 5 as the pages ask for them (lesson 1 first), then lesson 1's
+    at the projector's text size; True when all went well."""
+    from teachkit.samples import DEFAULT_STYLE
+
+    def makers():
+        atlas, size = _default_atlas(), l5_size()
+        first = units(atlas, L1_LAYER, L1_HOW)[0] if atlas is not None else None
         for lang in langs:
             if atlas is not None:
-                first = units(atlas, L1_LAYER, L1_HOW)[0]
-                for make in (lambda: overview_png(atlas, lang), lambda: unit_png(atlas, L1_LAYER, first, lang),
-                             lambda: where_png(atlas, L1_LAYER, first, 0, lang)):
-                    _give_way()
-                    make()
+                yield from (lambda: overview_png(atlas, lang), lambda: unit_png(atlas, L1_LAYER, first, lang),
+                            lambda: where_png(atlas, L1_LAYER, first, 0, lang))
             g = l5_g_png("content", DEFAULT_STYLE)
-            values = style_layer_costs(DEFAULT_STYLE, g, size, layers)
-            weights = l5_default_weights()
-            k, k2, _ = l5_pair(DEFAULT_STYLE, L5_LAYER, L5_PAIR, size)
-            makers = [lambda: pair_png(DEFAULT_STYLE, L5_LAYER, L5_PAIR, size, lang),
-                      lambda: comparison_png(DEFAULT_STYLE, g, L5_LAYER, size, lang),
-                      lambda: bars_png(tuple(values.items()), tuple(weights.items()), lang),
-                      lambda: shuffle_png(DEFAULT_STYLE, L5_TILES, size, lang)]
+            yield from (lambda: pair_png(DEFAULT_STYLE, L5_LAYER, L5_PAIR, size, lang),
+                        lambda: comparison_png(DEFAULT_STYLE, g, L5_LAYER, size, lang),
+                        lambda: bars_png(_l5_costs(g), tuple(l5_default_weights().items()), lang),
+                        lambda: shuffle_png(DEFAULT_STYLE, L5_TILES, size, lang))
             if atlas is not None and L5_LAYER in atlas.layers:
-                makers += [lambda: unit_png(atlas, L5_LAYER, k, lang), lambda: unit_png(atlas, L5_LAYER, k2, lang)]
-            for make in makers:
-                _give_way()
-                make()
-        if atlas is not None:  # the teacher's screen: the projector switch makes lesson 1's text larger
-            first = units(atlas, L1_LAYER, L1_HOW)[0]
-            for lang in langs:
-                for make in (lambda: overview_png(atlas, lang, PROJECTOR_PX),
-                             lambda: unit_png(atlas, L1_LAYER, first, lang, PROJECTOR_PX),
-                             lambda: where_png(atlas, L1_LAYER, first, 0, lang, PROJECTOR_PX)):
-                    _give_way()
-                    make()
-        return True
-    except Exception:  # noqa: BLE001 - warming up is only an optimisation
-        log.exception("teachkit app: warm-up failed")
-        return False
+                yield lambda: [unit_png(atlas, L5_LAYER, k, lang) for k in l5_pair(DEFAULT_STYLE, L5_LAYER, L5_PAIR,
+                                                                                   size)[:2]]
+        for lang in langs if atlas is not None else ():
+            yield from (lambda: overview_png(atlas, lang, PROJECTOR_PX),
+                        lambda: unit_png(atlas, L1_LAYER, first, lang, PROJECTOR_PX),
+                        lambda: where_png(atlas, L1_LAYER, first, 0, lang, PROJECTOR_PX))
+
+    return _make_all(makers(), "the default figures")
+
+
+def warm_controls(langs: tuple[str, ...] = ("en", "zh")) -> None:
+    """The figures one change of a control away from the defaults of lessons 1 and 5 (every layer and way
+    of choosing a unit, the next units and patches, both pairs, every G, every tile count, each lambda
+    slider moved), so that a control answers from the cache."""
+    from teachkit.features import DEFAULT_STYLE_LAYERS
+    from teachkit.lessons.charts import weight_options
+    from teachkit.samples import DEFAULT_STYLE
+
+    def makers():
+        atlas, size = _default_atlas(), l5_size()
+        weights = l5_default_weights()
+        for lang in langs:
+            if atlas is not None:
+                for layer in atlas.layers:
+                    for how in ("most_active", "most_varied"):
+                        for unit in units(atlas, layer, how)[: 3 if (layer, how) == (L1_LAYER, L1_HOW) else 1]:
+                            yield from (lambda a=(atlas, layer, unit, lang): unit_png(*a),
+                                        lambda a=(atlas, layer, unit, 0, lang): where_png(*a))
+                first = units(atlas, L1_LAYER, L1_HOW)[0]
+                yield from (lambda r=r: where_png(atlas, L1_LAYER, first, r, lang) for r in (1, 2))
+            for layer in DEFAULT_STYLE_LAYERS:
+                for which in ("most", "least"):
+                    yield lambda a=(DEFAULT_STYLE, layer, which, size, lang): pair_png(*a)
+                    if atlas is not None and layer in atlas.layers:  # the two channels' top patches
+                        yield lambda a=(layer, which): [unit_png(atlas, a[0], u, lang) for u in
+                                                        l5_pair(DEFAULT_STYLE, a[0], a[1], size)[:2]]
+                yield lambda a=(DEFAULT_STYLE, l5_g_png("content", DEFAULT_STYLE), layer, size, lang): \
+                    comparison_png(*a)
+            for kind in ("noise", "style2"):
+                g = l5_g_png(kind, DEFAULT_STYLE)
+                yield lambda g=g: comparison_png(DEFAULT_STYLE, g, L5_LAYER, size, lang)
+                yield lambda g=g: bars_png(_l5_costs(g), tuple(weights.items()), lang)
+            yield from (lambda t=t: shuffle_png(DEFAULT_STYLE, t, size, lang) for t in range(2, 9))
+            values = _l5_costs(l5_g_png("content", DEFAULT_STYLE))
+            for name, w in weights.items():  # one lambda slider moved
+                for option in weight_options(w, decades=L5_DECADES):
+                    yield lambda m=tuple({**weights, name: option}.items()): bars_png(values, m, lang)
+
+    _make_all(makers(), "the controls' figures")
 
 
 def prepare_missing() -> None:
@@ -683,18 +560,13 @@ def start_warm_up() -> threading.Thread | None:
 
 def sample_label(name: str) -> str:
     """A sample's name in the session's language (uploads keep their file name)."""
-    from teachkit.lessons._strings import UI
-
-    key = f"sample_{name}"
-    return tr(key) if key in UI else name
+    return tr(f"sample_{name}") if has_ui(f"sample_{name}") else name
 
 
 def picker(kind: str, key: str, default: str | None = None, *, tucked: bool = True) -> tuple[str, str]:
     """A sample selectbox plus an uploader: ``(picture key, label)`` for :func:`picture`.
-
     A valid upload wins over the sample (and is kept under a hash of its pixels); a broken one
-    shows an error and the sample is used.  ``tucked`` puts the uploader in a closed expander.
-    """
+    shows an error and the sample is used.  ``tucked`` puts the uploader in a closed expander."""
     from teachkit.lessons import uploads
 
     from teachkit.lessons.i18n import choice

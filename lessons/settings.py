@@ -1,4 +1,4 @@
-"""Classroom settings, read from environment variables (see :data:`SETTINGS_HELP`).
+"""Classroom settings, read from environment variables (docs/settings.md lists them all).
 
 Plain Python, no Streamlit: the pages, the job machinery and background threads all read them.
 """
@@ -6,40 +6,6 @@ Plain Python, no Streamlit: the pages, the job machinery and background threads 
 from __future__ import annotations
 
 import os
-
-SETTINGS_HELP = """
-TEACHKIT_BACKBONE       backbone name (default vgg19, works offline)
-TEACHKIT_DEVICE         cpu / cuda / mps (default: the best available)
-TEACHKIT_FAST=1         tiny demo sizes and step counts (tests, very slow machines)
-TEACHKIT_DEMO_SIZE      long side (px) of every live demo, overriding each page's default
-TEACHKIT_DEMO_STEPS     steps of every live demo, overriding each page's default
-TEACHKIT_ATLAS_DATASET  dataset the first lesson scans by default ('sample' or a folder)
-TEACHKIT_ATLAS_SIZE     side (px) at which the atlas images are scanned (tests: small)
-TEACHKIT_CACHE          where scanned atlases and prepared results are kept (default: the OS's cache folder)
-TEACHKIT_LANG           the language a page opens in without ?lang= in its address (en / zh; default en)
-TEACHKIT_MAX_JOBS       how many heavy computations may run at once (default 2), served in order of arrival;
-                        long ones (lesson-6 transfers, folder scans) hold at most all but one of them
-TEACHKIT_QUICK_JOBS     clicks on lesson 3's "Step" computed at once, in a lane of their own (default 2)
-TEACHKIT_DEMO_SECONDS   time limit of the demos of lessons 2-5 (default 25; 0: none)
-TEACHKIT_DEMO_MIN_SECONDS  the shortest a demo is cut to while others queue behind it (default 6)
-TEACHKIT_WARMUP=0       do not make the default figures in the background when the app starts
-TEACHKIT_SHARED_DEMOS=0 every press of a demo computes its own run (default: presses of the same demo with the
-                        same pictures and settings while one is under way watch that run; lessons/together.py)
-TEACHKIT_UPLOAD_MAX_MB  largest accepted upload in megabytes (default 10)
-TEACHKIT_UPLOAD_MAX_MP  largest accepted upload in megapixels (default 12)
-TEACHKIT_UPLOAD_SESSION_FILES / TEACHKIT_UPLOAD_SESSION_MB  uploads one session may hold (8 files / 3 x the MB limit)
-TEACHKIT_UPLOAD_SERVER_MB  uploads all sessions together may hold, in MB (default 300); more is refused (HTTP 413)
-TEACHKIT_DATA_ROOT      lesson 1's folder box is off unless this names a folder; only folders inside it
-TEACHKIT_JOB_SECONDS    time limit of one lesson-6 transfer (default 300)
-TEACHKIT_JOB_QUEUE      lesson-6 transfers that may wait for a slot (default 8); one job per client (a browser
-                        with all its tabs, known by Streamlit's XSRF cookie; else the address): a new one replaces it
-TEACHKIT_JOBS_PER_ADDRESS  lesson-6 transfers queued or running from one network address (default 3; 0: no cap;
-                        the loopback address is exempt): a student renewing the cookie cannot fill the queue
-TEACHKIT_HEARTBEAT_SECONDS  a transfer whose page has gone this long is cancelled (default 20)
-TEACHKIT_JOB_MAX_SIZE / TEACHKIT_JOB_MAX_STEPS / TEACHKIT_JOB_MAX_HISTORY  caps (512 / 500 / 50)
-TEACHKIT_MAX_SCANS      lesson-1 folder atlases kept at once besides the default (default 3)
-TEACHKIT_MAX_STYLE_UPLOADS  style uploads used in lesson 6 (default 3)
-"""
 
 
 def env_flag(name: str) -> bool:
@@ -83,10 +49,8 @@ def demo_size(default: int, fast: int = 48) -> int:
 
 
 def demo_seconds() -> float | None:
-    """Time limit (s) of a live demo on lessons 2-5: ``TEACHKIT_DEMO_SECONDS``, default 25, 0 = none.
-
-    A demo stops after this long with the image it has, so it ends on time on any machine.
-    """
+    """Time limit (s) of a live demo on lessons 2-5 (it stops with the image it has): ``TEACHKIT_DEMO_SECONDS``,
+    default 25, 0 = none."""
     raw = env_int("TEACHKIT_DEMO_SECONDS", 25)
     return float(raw) if raw > 0 else None
 

@@ -37,10 +37,6 @@ def _gallery(lang, px):
     return None if item is None else item.final
 
 
-def _formula(lang, px):
-    return r"J(G) = \alpha\,J_{\text{content}}(C,G) + \beta\,J_{\text{style}}(S,G)"
-
-
 def _content_grid(lang, px):
     item = res.prepared("content", DEFAULT_CONTENT)
     return None if item is None else item.images
@@ -51,24 +47,18 @@ def _pair(lang, px):
     return res.pair_png_kk(DEFAULT_STYLE, res.L5_LAYER, k, k2, res.l5_size(), lang, px)
 
 
-def _heatmaps(lang, px):
-    return res.comparison_png(DEFAULT_STYLE, res.l5_g_png("content", DEFAULT_STYLE), res.L5_LAYER, res.l5_size(), lang, px)
-
-
-def _shuffle(lang, px):
-    return res.shuffle_png(DEFAULT_STYLE, res.L5_TILES, res.l5_size(), lang, px)
-
-
 #: (lesson number, its text file, the slide's section, what to show) in the lecture's order
 SLIDES = [
     (1, "1_layers", "slide_patches", _patches),
     (1, "1_layers", "slide_overview", _overview),
     (2, "2_style_transfer", "slide_gallery", _gallery),
-    (3, "3_cost", "slide_formula", _formula),
+    (3, "3_cost", "slide_formula",
+     lambda lang, px: r"J(G) = \alpha\,J_{\text{content}}(C,G) + \beta\,J_{\text{style}}(S,G)"),
     (4, "4_content", "slide_grid", _content_grid),
     (5, "5_style", "slide_pair", _pair),
-    (5, "5_style", "slide_heatmaps", _heatmaps),
-    (5, "5_style", "slide_shuffle", _shuffle),
+    (5, "5_style", "slide_heatmaps", lambda lang, px: res.comparison_png(
+        DEFAULT_STYLE, res.l5_g_png("content", DEFAULT_STYLE), res.L5_LAYER, res.l5_size(), lang, px)),
+    (5, "5_style", "slide_shuffle", lambda lang, px: res.shuffle_png(DEFAULT_STYLE, res.L5_TILES, res.l5_size(), lang, px)),
     (6, "6_run", "slide_example", _gallery),
 ]
 

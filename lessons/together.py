@@ -1,17 +1,10 @@
-"""One computation for everyone who asks for the same demo at the same time (lessons 2, 4 and 5).
+"""One computation for everyone who presses the same demo at the same time (lessons 2, 4 and 5).
 
-In a classroom the teacher says "now press Run", and thirty students press it with the same sample
-photo, the same painting and the same settings.  Each press used to queue its own 25-second demo for a
-compute slot, so on a 2-core laptop the last student waited many minutes for a result identical to
-the first one's.  Now the first press runs the demo (in a compute slot, as before) and every press of
-the same demo while it is queued or running *watches* that run: its page draws the same progress,
-images and result, and costs the laptop no extra computation.
-
-What is "the same" is the ``key`` the page gives: every input that decides the result (the picture
-keys, which are the sample's name or a hash of an upload's pixels, and the demo's settings), so a
-watcher sees exactly what its own run would have computed.  If the student who started the run leaves
-the page, the run stops with that page (as every demo does); its watchers then start again, one of
-them running, the others watching it.  An error (e.g. memory running out) reaches every watcher.
+The first press runs the demo in a compute slot; every press of the same demo (the same ``key``: the
+picture keys and settings, so the result would be identical) while it is queued or running *watches*
+that run: its page draws the same progress and result at no extra cost.  If the page that computes is
+left, the run stops with it and its watchers start again (one computes, the others watch); an error
+reaches every watcher.
 """
 
 from __future__ import annotations
@@ -22,20 +15,10 @@ from typing import Callable, TypeVar
 
 import streamlit as st
 
-from teachkit.lessons.i18n import UI, out_of_memory_on_page, tr
+from teachkit.lessons.i18n import out_of_memory_on_page, tr
 from teachkit.lessons.jobs import slot_on_page, yield_to_quick
 
 T = TypeVar("T")
-
-STRINGS = {
-    "together_watching": {
-        "en": "Another student started this same demo with the same pictures and settings a moment ago: you are "
-              "watching that run, which costs the computer nothing extra ({secs:.0f} s so far).",
-        "zh": "另一位同学刚刚用同样的图片和设置启动了这个演示：你看到的就是那一次运行，电脑不必再多算一遍（已等 {secs:.0f} 秒）。",
-    },
-}
-for _key, _texts in STRINGS.items():
-    UI.setdefault(_key, _texts)
 
 
 class Run:
@@ -88,13 +71,11 @@ def _script_control(err: BaseException) -> bool:
 def shared_run(key: tuple, views: dict[str, Callable], work: Callable[[dict[str, Callable]], T],
                *, note=None, poll: float = 0.5) -> T:
     """Run ``work(callbacks)`` in a compute slot, or watch the run of the same ``key`` already under way.
-
     ``views``: name -> a progress callback that draws on this page (e.g. :class:`jobs.LiveView`);
     ``work`` gets one callback per name to hand to teachkit (``callback=callbacks[name]``), which also
     shows the progress to every watcher.  ``work`` runs inside :func:`jobs.slot_on_page`, so it may take
     its time limit from :func:`jobs.demo_limit`.  Returns ``work``'s value (the same object for every
-    watcher: read it, do not change it).
-    """
+    watcher: read it, do not change it)."""
     from teachkit.lessons.settings import shared_demos
 
     if not shared_demos():  # the operator's choice (and the benchmark's comparison): every press its own run
@@ -147,7 +128,6 @@ def _compute(key: tuple, run: Run, views: dict[str, Callable], work: Callable[[d
 
 def _watch(run: Run, views: dict[str, Callable], note, poll: float) -> tuple[bool, object]:
     """Draw the run's progress on this page until it ends: (True, value), or (False, None) if abandoned.
-
     The note is rewritten every ``poll`` seconds: each Streamlit call is where a page that was left
     stops, so a watcher never keeps its student from going to another page."""
     t0 = time.monotonic()

@@ -1,26 +1,13 @@
-"""Uploads: limits that hold however the app is started, decoded once, and short errors.
+"""Uploads: limits that hold however the app is started, decoded once, short errors.
 
-* **the server's limit** -- Streamlit's server refuses any upload larger than ``server.maxUploadSize``
-  (the per-widget limit is only enforced by the browser).  ``make run`` passes the app's limit
-  to the server; :func:`check_served_limits` checks at start that the server's limit is not larger
-  than the app's, and if it is, :func:`uploads_allowed` is False and no upload widget is shown;
-* **pixels before pixels are decoded** -- the pixel count is read from the file's header and checked
-  (:func:`teachkit.images.check_upload`) before decoding; ``UPLOAD_MAX_PIXELS`` (12 MP, a phone photo)
-  bounds the memory a decode takes (at most 138 MB, for a 12 MP grey+alpha PNG; measured by
-  ``benchmarks/upload_decode.py --megapixels 12 --size 1024``), and at most ``MAX_DECODES`` decodes
-  run at once;
-* **decoded once per session** -- a decoded upload is kept in the session (keyed by the SHA-256 of
-  its bytes), scaled down to the largest side the app ever uses, so reruns cost nothing;
-* **few style images** -- at most ``MAX_STYLE_UPLOADS`` style uploads are used;
-* **bounded upload storage** -- Streamlit keeps every file PUT to ``/_stcore/upload_file/<session>/<id>``
-  in memory until the session ends, and its limit is per request.  :func:`install_upload_bounds`
-  makes the server refuse (HTTP 413, before the file is stored) a file that would take one session
-  past ``SESSION_FILES`` files or ``SESSION_MB`` MB, or the whole server past ``SERVER_MB`` MB;
-  a file replaced or removed, or a session that ends, gives its bytes back;
-* **short errors** -- every problem is one ``st.error`` naming the file; visitors never see a
-  traceback (``client.showErrorDetails`` is "none" unless the teacher set it), and a file name is
-  shown as the characters it has (:func:`markdown_literal`), never read as Markdown.
-"""
+* the server refuses requests above ``server.maxUploadSize``; :func:`check_served_limits` switches
+  uploads off when that is larger than the app's own limit;
+* the pixel count is read from the header before decoding (:func:`teachkit.images.check_upload`),
+  ``UPLOAD_MAX_PIXELS`` bounds a decode's memory (benchmarks/upload_decode.py), ``MAX_DECODES`` run at once;
+* a decoded upload is kept in its session (by the SHA-256 of its bytes), no larger than ever used;
+* :func:`install_upload_bounds` makes the server refuse (HTTP 413) a file that would take one session
+  past ``SESSION_FILES`` files or ``SESSION_MB`` MB, or the server past ``SERVER_MB`` MB;
+* every problem is one ``st.error`` naming the file, shown literally (:func:`markdown_literal`)."""
 
 from __future__ import annotations
 
@@ -86,10 +73,9 @@ def _refusal(why: str) -> Exception:
 
 
 def bounded_add_file(add_file, storage, *, session_files: int, session_bytes: int, server_bytes: int):
-    """``add_file(session_id, file)`` of Streamlit's upload manager, refusing a file that would take
-    its session past ``session_files`` files or ``session_bytes`` bytes, or all sessions together
-    past ``server_bytes`` bytes.  ``storage`` is the manager's ``{session: {file_id: file}}``; a
-    file that replaces one with the same id is counted instead of it, not on top."""
+    """Streamlit's ``add_file(session_id, file)``, refusing a file that would take its session past
+    ``session_files`` files or ``session_bytes``, or all sessions past ``server_bytes``; ``storage`` is the
+    manager's ``{session: {file_id: file}}`` (a file replacing one with its id is counted instead)."""
     guard = threading.Lock()
 
     def add(session_id, file):
@@ -116,10 +102,8 @@ def bounded_add_file(add_file, storage, *, session_files: int, session_bytes: in
 
 
 def install_upload_bounds(manager=None) -> bool:
-    """Bound the upload storage of the running Streamlit server (see the module's notes); True
-    when the bounds hold.  Called by :func:`check_served_limits` at the first run of the app, so
-    they hold however the app was started; ``teachkit app`` may call it too (it is idempotent).
-    ``manager`` defaults to the running server's upload manager."""
+    """Bound the running server's upload storage (idempotent; ``manager`` defaults to the running
+    server's); True when the bounds hold."""
     if manager is None:
         try:
             from streamlit.runtime import Runtime
@@ -141,10 +125,8 @@ def install_upload_bounds(manager=None) -> bool:
 
 
 def markdown_literal(text: str) -> str:
-    """``text`` as Markdown that shows exactly these characters: every ASCII punctuation mark is
-    escaped with a backslash (so ``*``, ``_``, ``[``, ``$`` ... stay themselves), a colon is followed
-    by an invisible word joiner (so ``:red[x]`` or ``:smile:`` is never a colour or an icon), and line
-    breaks become spaces.  For file names that visitors chose."""
+    """``text`` as Markdown that shows exactly these characters (for file names visitors chose): ASCII
+    punctuation escaped, a word joiner after each colon (no ``:red[x]`` or ``:smile:``), one line."""
     out = []
     for ch in " ".join(str(text).splitlines()):
         if ch == ":":
@@ -166,13 +148,9 @@ def _css_string(text: str) -> str:
 
 
 def dropzone_css() -> str:
-    """A style sheet that shows the uploader's own words in the session's language ('' in English).
-
-    ``st.file_uploader`` draws "Upload" and "10MB per file • PNG, ..." itself and has no setting
-    for them (streamlit/streamlit#13500), so a Chinese page would keep two English phrases: here
-    the originals are drawn at size 0 and the translations put after them (CSS ``::after``); the
-    limit line may wrap (Chinese is wider, and Streamlit would cut it off with an ellipsis).
-    """
+    """A style sheet that shows the uploader's own words ("Upload", "10MB per file • ...") in the session's
+    language, which ``st.file_uploader`` has no setting for: the originals at size 0, the translations
+    after them (CSS ``::after``).  '' in English."""
     if lang() == "en":
         return ""
     types = []
@@ -195,14 +173,9 @@ def dropzone_css() -> str:
 
 
 def check_served_limits() -> bool:
-    """Check once per process, at start, that the server holds the app's limits; returns
-    :func:`uploads_allowed`.
-
-    A server told to accept more (a ``--server.maxUploadSize`` flag, a
-    ``STREAMLIT_SERVER_MAX_UPLOAD_SIZE`` variable, a global config file) would take that much per
-    request from any visitor: then uploads are switched off and the log says how to start the app.  Error details are set to "none" (a short
-    message for visitors, the traceback in the log) unless the teacher set them explicitly.
-    """
+    """Once per process: install the upload bounds and switch uploads off (with a line in the log) when
+    the server accepts more than the app's limit; error details for visitors are "none" unless the
+    teacher set them.  Returns :func:`uploads_allowed`."""
     from streamlit import config
 
     ok = uploads_allowed()
@@ -231,11 +204,8 @@ def _cache() -> "collections.OrderedDict[str, tuple]":
 
 
 def decode_upload(data: bytes, name: str):
-    """Bytes of an uploaded file -> a PIL RGB image no larger than the app ever uses.
-
-    Raises :class:`teachkit.images.ImageError` (naming the file) for every problem: too many
-    bytes, too many pixels (read from the header, before decoding), not an image, corrupt.
-    """
+    """Bytes of an uploaded file -> a PIL RGB image no larger than the app ever uses; ImageError naming
+    the file for every problem (too many bytes, too many pixels from the header, not an image, corrupt)."""
     from teachkit.images import ImageError, check_upload, load_image
 
     if len(data) > UPLOAD_MAX_MB * 1024 * 1024:
@@ -248,11 +218,8 @@ def decode_upload(data: bytes, name: str):
 
 
 def read_upload(file, what: str):
-    """Turn an ``st.file_uploader`` value into a PIL RGB image, or show ``st.error`` and return None.
-
-    Decoded once per session: the result (image or error) is kept under the SHA-256 of the
-    file's bytes, so a rerun, a language switch or the same file on another page costs nothing.
-    """
+    """An ``st.file_uploader`` value as a PIL RGB image, or ``st.error`` and None; decoded once per session
+    (the image or the error kept by the SHA-256 of its bytes)."""
     if file is None:
         return None
     from teachkit.images import ImageError
@@ -296,11 +263,8 @@ def _help() -> str:
 
 
 def uploader(what: str, key: str):
-    """An image uploader with the classroom limits; returns ``(PIL image or None, file name)``.
-
-    When the server's limit is larger than the app's (see :func:`check_served_limits`) there is no
-    widget, only a short note.
-    """
+    """An image uploader with the classroom limits: ``(PIL image or None, file name)``; only a note when
+    uploads are off."""
     if not uploads_allowed():
         st.caption(tr("uploads_off"))
         return None, None
@@ -328,22 +292,3 @@ def style_uploader(label: str, what: str, key: str) -> list[tuple[str, object]]:
             out.append((f.name, img))
     return out
 
-
-def image_picker(what: str, key: str, *, kind: str, default: str, upload: bool = True, size: int | None = None):
-    """A sample selectbox plus (optionally) an uploader; returns ``(PIL image, label)``.
-
-    A valid upload wins over the sample; a broken one shows an error and the sample is used.
-    """
-    from teachkit.lessons.resources import sample, samples
-
-    names = samples()[kind]
-    index = names.index(default) if default in names else 0
-    name = st.selectbox(tr(f"pick_{kind}"), names, index=index, key=f"{key}_sample")
-    img, label = None, name
-    if upload:
-        img, filename = uploader(what, f"{key}_upload")
-        if img is not None:
-            label = filename
-    if img is None:
-        img = sample(name, size)
-    return img, label

@@ -1,18 +1,11 @@
 """The atlas: every unit's top activations over a dataset, and its ``.npz`` file.
 
-An :class:`Atlas` is what :func:`teachkit.patches.scan` produces (see that module for the scan,
-merging, the cache and choosing units): per layer, arrays ``values``, ``images``, ``ys``, ``xs`` of
-shape ``(C, k)`` plus metadata (backbone, weights, dataset fingerprint, image size, ...).  It
-crops each unit's top patches out of the dataset's images, recomputes activation maps, and saves
-to one ``.npz`` file (arrays + a JSON ``meta`` entry) that :meth:`Atlas.load` and
-:func:`read_meta` check thoroughly: a damaged or hand-edited file is refused with one
-``ValueError`` naming it.
-
-Coordinates: ``(y, x)`` is a position in the layer's feature map; its receptive-field box
-``(top, left, bottom, right)`` (bottom/right exclusive) is in pixels of the scanned image, that is
-the dataset image resized to ``image_size`` x ``image_size`` (see
-:meth:`teachkit.datasets.Dataset.square`).  Channels are numbered from 0.
-"""
+An :class:`Atlas` (made by :func:`teachkit.patches.scan`) holds per layer ``(C, k)`` arrays
+``values``, ``images``, ``ys``, ``xs`` and metadata; it crops each unit's top patches from the
+dataset's images and recomputes activation maps.  Its file (arrays + a JSON ``meta``) is checked
+thoroughly on loading: a damaged or hand-edited file is one ``ValueError`` naming it.  ``(y, x)`` is a
+feature-map position; its receptive-field box ``(top, left, bottom, right)`` is in pixels of the
+scanned ``image_size`` square (:meth:`teachkit.datasets.Dataset.square`)."""
 
 from __future__ import annotations
 
@@ -46,11 +39,8 @@ _MAX_META_BYTES = 1 << 24  # the JSON metadata entry (the 'skipped' list is cut 
 
 
 class AtlasError(TeachkitError, ValueError):
-    """A scan argument or an atlas file that teachkit cannot use: a message id with parameters.
-
-    A ``ValueError``, so ``except ValueError`` (the CLI, the cache) catches it.  For a file,
-    the id is ``atlas.invalid`` with ``path`` and ``problem`` (itself a :class:`Message`).
-    """
+    """A scan argument or an atlas file teachkit cannot use (a ValueError); for a file, ``atlas.invalid``
+    with ``path`` and ``problem`` (a :class:`Message`)."""
 
 
 class AtlasNotFound(TeachkitError, FileNotFoundError):
@@ -93,17 +83,9 @@ def _rf_from_list(name: str, v: Sequence) -> RF:
 
 class Atlas:
     """Every unit's top-``k`` activations over a dataset, for several layers.
-
-    Arrays, per layer name, all of shape ``(C, k)`` (one row per channel, best first):
-    ``values[layer]`` float32 activations, ``images[layer]`` int64 dataset indices,
-    ``ys[layer]`` / ``xs[layer]`` int32 feature-map positions.  Empty slots (fewer than
-    ``k`` images scanned) have value ``-inf`` and image index ``-1``.
-
-    ``meta`` holds: ``format_version, backbone, weights_id, dataset_name, dataset_spec,
-    dataset_fingerprint, dataset_size, image_size, k, positions_per_image, min_inside, layers,
-    channels, feature_size, rf, n_images, n_skipped, skipped, start, end, complete,
-    created, scan_seconds``.
-    """
+    Per layer, ``(C, k)`` arrays, best first: ``values`` (float32), ``images`` (int64 dataset indices),
+    ``ys`` / ``xs`` (int32 positions); empty slots have value ``-inf`` and image ``-1``.  ``meta``: see
+    :data:`_META_TYPES`."""
 
     def __init__(self, meta: dict, values: dict, images: dict, ys: dict, xs: dict):
         self.meta = dict(meta)
@@ -166,7 +148,7 @@ class Atlas:
         """``'unit = channel 17 of layer relu3_1, receptive field 24×24 px'`` in ``lang`` (English
         unless asked: figures pass their own language; None: the process's, as the CLI prints it)."""
         rf = self.rf(layer)
-        return text("atlas.unit_label", lang or language(), unit=self._unit(layer, unit), layer=layer,
+        return text("viz.unit_label", lang or language(), unit=self._unit(layer, unit), layer=layer,
                     h=rf.size, w=rf.size_x)
 
     def __repr__(self) -> str:
@@ -200,12 +182,8 @@ class Atlas:
 
     # -- images -------------------------------------------------------------------------------
     def open_dataset(self, dataset: "Dataset | str | None" = None, check: bool = True) -> Dataset:
-        """The dataset the atlas was made from (re-opened from its recorded spec if not given).
-
-        Raises FileNotFoundError when the images are gone, ValueError when they changed
-        (another fingerprint) -- then the positions in the atlas would point at the wrong
-        pixels.  ``check=False`` skips the fingerprint test.
-        """
+        """The dataset the atlas was made from (re-opened from its spec if not given): FileNotFoundError
+        when the images are gone, ValueError when they changed (``check=False`` skips that test)."""
         if dataset is None:
             if self._dataset is not None:
                 return self._dataset
@@ -234,22 +212,16 @@ class Atlas:
 
     def patches(self, layer: str, unit: int, dataset: "Dataset | str | None" = None,
                 n: int | None = None, fill=(128, 128, 128)) -> list:
-        """The unit's top patches: its receptive field cut out of each top image (PIL, best first).
-
-        Every patch of a layer has the full receptive-field size; the part outside the image
-        (the zero padding the network saw) is shown in the flat ``fill`` colour.
-        """
+        """The unit's top patches (PIL, best first): its whole receptive field cut out of each top image,
+        the padding the network saw in the flat ``fill`` colour."""
         hits = self.top(layer, unit, n)
         ds = self.open_dataset(dataset)
         return [crop_box(self.scanned_image(h.image_index, ds), h.box, fill=fill) for h in hits]
 
     def activation_map(self, layer: str, unit: int, dataset: "Dataset | str | None" = None,
                        backbone=None, image_index: int | None = None, rank: int = 0) -> ActivationMap:
-        """The unit's activation map over one scanned image (default: its best image).
-
-        ``backbone`` is the FeatureExtractor the atlas was made with (or None: load it by name
-        on the CPU); its ``weights_id`` must match the atlas's.
-        """
+        """The unit's activation map over one scanned image (default: its best one), computed with
+        ``backbone`` (None: loaded by name on the CPU), whose ``weights_id`` must be the atlas's."""
         unit = self._unit(layer, unit)
         if image_index is None:
             hits = self.top(layer, unit)
@@ -363,12 +335,8 @@ def _check_rf(rf) -> bool:
 
 def _check_meta(meta, path) -> dict:
     """``meta`` if it is a well-formed atlas description, else an :class:`AtlasError` naming ``path``.
-
-    Every number that later sizes an allocation or an index (image size, k, channels, feature-map
-    sizes, receptive fields) is checked against a bound here, so a hand-made file cannot make a
-    crop or a figure allocate without limit.  Atlases written before ``min_inside`` existed get 0
-    (every position was a candidate).
-    """
+    Every number that later sizes an allocation or an index is bounded here, so a hand-made file cannot
+    make a crop allocate without limit.  Files from before ``min_inside`` get 0."""
     if not isinstance(meta, dict) or "format_version" not in meta:
         raise _invalid(path, "atlas.no_version")
     meta = {"positions_per_image": 1, "min_inside": 0.0, **meta}

@@ -1,12 +1,8 @@
-"""The ``teachkit`` command: ``teachkit transfer | layers | patches | gram | reconstruct``.
+"""The ``teachkit`` command: ``teachkit transfer | layers | patches | gram | reconstruct | ...``.
 
-Each sub-command has its own section below: ``add_<name>_parser`` declares its options and
-``cmd_<name>`` runs it; :data:`COMMANDS` at the end lists the ``add_*_parser`` functions, one line
-each.  Errors a user can fix (a bad image, an unknown layer, a missing weight file) and system
-errors (a full disk, no permission, ``TEACHKIT_CACHE`` naming a file) are printed on stderr as one
-line naming the path, with exit code 2 and no traceback.  ``transfer``'s options are made from their
-one declaration (:mod:`teachkit.options`); its outputs never replace an input or each other.
-"""
+Each sub-command has ``add_<name>_parser`` and ``cmd_<name>``; :data:`COMMANDS` lists them.  A user's
+mistake or a system error (a bad image, a full disk, ...) is one line on stderr naming the path, exit
+code 2, no traceback; ``--lang`` (before or after the sub-command) chooses the language."""
 
 from __future__ import annotations
 
@@ -17,6 +13,7 @@ import sys
 from .features import POOLINGS
 from .fileio import check_int
 from .messages import LANGS, InputError, TeachkitError, text, using_language
+from .messages import help_text as words
 from .prepare import add_prepare_parser
 from .serve import add_app_parser
 
@@ -33,12 +30,6 @@ def _csv(text: str) -> list[str]:
     from .options import parse_list
 
     return list(parse_list(text, str) or ())
-
-
-def words(msg_id: str, **params) -> str:
-    """A help text in the process's language (``--lang`` is applied before the parser is built),
-    with ``%`` escaped for argparse."""
-    return text(msg_id, **params).replace("%", "%%")
 
 
 # ---- teachkit layers ---------------------------------------------------------------------------
@@ -248,6 +239,14 @@ def _check_figure_path(path: str, inputs=()):
     return check_output_path(path, "figure", inputs=inputs)
 
 
+def _wrote(fig, out) -> int:
+    from .viz import save_figure
+
+    save_figure(fig, out)
+    print(text("cli.wrote", path=out))
+    return 0
+
+
 def _atlas_and_data(args):
     from .patches import Atlas
 
@@ -405,9 +404,12 @@ _GRAM_COMMANDS = ("show", "pair", "shuffle")
 
 
 def _gram_shorthand(argv: list[str]) -> list[str]:
-    """Let ``teachkit gram IMAGE ...`` mean ``teachkit gram show IMAGE ...``."""
-    if len(argv) > 1 and argv[0] == "gram" and argv[1] not in (*_GRAM_COMMANDS, "-h", "--help"):
-        return ["gram", "show", *argv[1:]]
+    """Let ``teachkit gram IMAGE ...`` mean ``teachkit gram show IMAGE ...`` (global options may come first)."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("--lang"):
+        i += 1 if "=" in argv[i] else 2
+    if len(argv) > i + 1 and argv[i] == "gram" and argv[i + 1] not in (*_GRAM_COMMANDS, "-h", "--help"):
+        return [*argv[:i + 1], "show", *argv[i + 1:]]
     return argv
 
 
@@ -476,7 +478,6 @@ def cmd_gram_show(args) -> int:
     from .features import load_backbone
     from .gram import gram_comparison, gram_comparison_figure, gram_figure, gram_summary
     from .samples import resolve_image
-    from .viz import save_figure
 
     if len(args.images) > 2:
         raise UsageError("cli.gram_images", n=len(args.images))
@@ -495,15 +496,12 @@ def cmd_gram_show(args) -> int:
         c = gram_comparison(net, imgs[0], imgs[1], args.layer, args.channels, args.normalization, args.full)
         fig = gram_comparison_figure(net, imgs[0], imgs[1], args.layer, comparison=c)
         print(text("cli.gram.two", layer=args.layer, j=c["j_style"], normalization=args.normalization))
-    save_figure(fig, out)
-    print(text("cli.wrote", path=out))
-    return 0
+    return _wrote(fig, out)
 
 
 def cmd_gram_pair(args) -> int:
     from .features import load_backbone
     from .gram import layer_activation, pair_explainer, pair_figure, pick_pair, to_input
-    from .viz import save_figure
 
     check_int("--size", args.size, 16)
     out = _check_figure_path(args.out, [args.image])
@@ -518,15 +516,12 @@ def cmd_gram_pair(args) -> int:
     fig = pair_figure(net, x, args.layer, explained=e)
     print(text("cli.gram.pair", layer=args.layer, k=k, k2=k2, sum=e["product_sum"], gram=e["gram"],
                corr=e["correlation"]))
-    save_figure(fig, out)
-    print(text("cli.wrote", path=out))
-    return 0
+    return _wrote(fig, out)
 
 
 def cmd_gram_shuffle(args) -> int:
     from .features import load_backbone
     from .gram import position_blindness, position_blindness_figure
-    from .viz import save_figure
 
     check_int("--size", args.size, 16)
     check_int("--tiles", args.tiles, 1)
@@ -536,9 +531,7 @@ def cmd_gram_shuffle(args) -> int:
     fig = position_blindness_figure(net, None, result=r)
     print(text("cli.gram.shuffle", layer=args.layer, gram=r["gram_rel_diff"], content_layer=args.content_layer,
                features=r["content_rel_diff"]))
-    save_figure(fig, out)
-    print(text("cli.wrote", path=out))
-    return 0
+    return _wrote(fig, out)
 
 
 # ---- teachkit reconstruct ---------------------------------------------------------------------
@@ -550,7 +543,6 @@ def cmd_reconstruct(args) -> int:
     from .progress import TqdmReporter
     from .reconstruct import (DEFAULT_LAYERS, DEFAULT_SIZE, DEFAULT_STEPS, content_reconstructions,
                               reconstruction_grid_figure, textures)
-    from .viz import save_figure
 
     size = DEFAULT_SIZE if args.size is None else args.size
     steps = DEFAULT_STEPS if args.steps is None else args.steps
@@ -573,9 +565,7 @@ def cmd_reconstruct(args) -> int:
     for r in results:
         print(text("cli.reconstruct.content" if r.kind == "content" else "cli.reconstruct.style",
                    layer=r.layers[-1], d=r.distance, steps=r.steps, secs=r.seconds))
-    save_figure(fig, out)
-    print(text("cli.wrote", path=out))
-    return 0
+    return _wrote(fig, out)
 
 
 # ---- entry point -------------------------------------------------------------------------------
@@ -595,16 +585,34 @@ COMMANDS = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="teachkit", description=text("cli.description"))
+def _global_options(p: argparse.ArgumentParser, top: bool) -> None:
+    """The options that work before and after any sub-command (given after, they leave the top's value
+    alone unless given: SUPPRESS); a command that declares its own --lang (same dest) keeps it."""
     from . import __version__
 
-    parser.add_argument("--version", action="version", version=f"teachkit {__version__}")
-    parser.add_argument("--lang", choices=sorted(LANGS), default=None,
-                        help=text("cli.lang_help").replace("%", "%%"))
+    if "--version" not in p._option_string_actions:
+        p.add_argument("--version", action="version", version=f"teachkit {__version__}")
+    if "--lang" not in p._option_string_actions:
+        p.add_argument("--lang", choices=sorted(LANGS), default=None if top else argparse.SUPPRESS,
+                       help=words("cli.lang_help"))
+
+
+def _subparsers(p: argparse.ArgumentParser):
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                yield child
+                yield from _subparsers(child)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="teachkit", description=text("cli.description"))
+    _global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in COMMANDS:
         add(sub)
+    for child in _subparsers(parser):
+        _global_options(child, top=False)
     return parser
 
 
@@ -638,19 +646,17 @@ def os_error_message(exc: OSError):
 
 
 def _lang_option(argv: list[str]) -> str | None:
-    """The value of ``--lang`` among the options before the sub-command (``--lang zh``, ``--lang=zh``),
-    read before the parser is built: the option help is worded when the parser is made."""
-    i = 0
-    while i < len(argv):
-        token = argv[i]
+    """The last ``--lang zh`` / ``--lang=zh`` before any ``--``, read before the parser is built (the
+    help is worded when the parser is made)."""
+    found = None
+    for i, token in enumerate(argv):
+        if token == "--":
+            break
         if token == "--lang":
-            return argv[i + 1] if i + 1 < len(argv) else None
-        if token.startswith("--lang="):
-            return token[len("--lang="):]
-        if token == "--" or not token.startswith("-"):  # the sub-command: its own options follow
-            return None
-        i += 1
-    return None
+            found = argv[i + 1] if i + 1 < len(argv) else None
+        elif token.startswith("--lang="):
+            found = token[len("--lang="):]
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,37 +1,11 @@
 """Image collections to scan for the units' favourite patches.
 
-A dataset is a numbered list of images.  Indexing gives one item, a triple
-``(index, image, description)`` where ``image`` is an RGB ``PIL.Image`` (or a
-``(3, H, W)`` float tensor in ``[0, 1]`` for :class:`TensorDataset`) and
-``description`` says where it came from (a file name, ``"astronaut.png, crop
-1/3 at (85, 170)"``, ``"cifar10 test #12 (ship)"``).  Every dataset also has
-
-``name``
-    a short name for titles and file names;
-``spec``
-    the string :func:`get_dataset` re-opens it from (recorded in an atlas, so
-    ``teachkit patches show`` can find the images again), or ``None``;
-``fingerprint``
-    a hash of what defines the dataset (the recipe of the generated sample; the
-    file names, sizes and modification times of a folder), so a cached scan is
-    reused only for the very same images.
-
-Datasets
---------
-``sample``      (:class:`SampleDataset`) -- the photos that ship with
-                scikit-image and matplotlib (never downloaded), cut into square
-                crops at several scales: about 1000 images, always the same.
-a folder        (:class:`FolderDataset`) -- every jpg/jpeg/png/webp/bmp/tif/tiff
-                file under it (recursively, any case).  Files that cannot be
-                read are skipped, counted and named (``dataset.skipped``), never
-                a crash.
-``cifar10``...  (:class:`TorchvisionDataset`) -- a torchvision dataset that is
-                already on disk (``download=False``).
-
-All images are scanned at one square size: :meth:`Dataset.square` resizes the
-short side to that size and cuts out the centre square (the sample dataset cuts
-its crops at the right size directly).
-"""
+A dataset is a numbered list of images: ``ds[i]`` is ``(i, image, description)``, the image an RGB PIL
+image (a ``(3, H, W)`` tensor in [0, 1] for :class:`TensorDataset`).  Every dataset has a ``name``, a
+``spec`` that :func:`get_dataset` re-opens it from (kept in an atlas) and a ``fingerprint`` of what
+defines it, so a cached scan is reused only for the very same images.  ``sample`` (photos shipped with
+scikit-image and matplotlib, cut into crops), a folder (unreadable files skipped and named), or a
+torchvision dataset already on disk.  Images are scanned as squares (:meth:`Dataset.square`)."""
 
 from __future__ import annotations
 
@@ -47,28 +21,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .messages import TeachkitError
+from .messages import Message, TeachkitError
 
-__all__ = [
-    "Dataset",
-    "SampleDataset",
-    "FolderDataset",
-    "TorchvisionDataset",
-    "TensorDataset",
-    "ConcatDataset",
-    "IMAGE_EXTENSIONS",
-    "TORCHVISION_DATASETS",
-    "get_dataset",
-    "resolve_dataset_folder",
-    "FolderRefused",
-    "FolderNotAvailable",
-    "DatasetIndexError",
-    "DataRootError",
-    "DatasetError",
-    "DatasetNotFound",
-    "fit_square",
-    "dataset_names",
-]
+__all__ = ["Dataset", "SampleDataset", "FolderDataset", "TorchvisionDataset", "TensorDataset", "ConcatDataset",
+           "IMAGE_EXTENSIONS", "TORCHVISION_DATASETS", "get_dataset", "resolve_dataset_folder", "FolderRefused",
+           "FolderNotAvailable", "DatasetIndexError", "DataRootError", "DatasetError", "DatasetNotFound",
+           "fit_square", "dataset_names"]
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +74,8 @@ def _tensor_to_pil(t: torch.Tensor) -> Image.Image:
 
 
 class Dataset:
-    """Base class: a numbered list of images (see the module docstring).
-
-    Subclasses implement ``__len__`` and :meth:`load` (which raises
-    :class:`teachkit.images.ImageError` for an unreadable image) and set
-    ``name``, ``spec`` and ``fingerprint``.
-    """
+    """A numbered list of images: subclasses implement ``__len__`` and :meth:`load` (ImageError for an
+    unreadable image) and set ``name``, ``spec`` and ``fingerprint``."""
 
     name: str = "dataset"
     spec: str | None = None
@@ -144,6 +98,10 @@ class Dataset:
 
     def describe(self, index: int) -> str:
         return f"{self.name} #{index}"
+
+    def description(self, index: int) -> "str | Message":
+        """What a figure's title calls image ``index``: a name, or a message worded in the figure's language."""
+        return self.describe(index)
 
     # -- shared ------------------------------------------------------------------------------
     def _check_index(self, index: int) -> int:
@@ -197,27 +155,10 @@ class Dataset:
 
 #: Photos used by the ``sample`` dataset: (package, file).  Real photos only (plus the colour
 #: wheel, which gives the colour units of the first layers something to fire on).
-SAMPLE_SOURCES: tuple[tuple[str, str], ...] = (
-    ("skimage", "astronaut.png"),
-    ("skimage", "chelsea.png"),
-    ("skimage", "coffee.png"),
-    ("skimage", "rocket.jpg"),
-    ("skimage", "motorcycle_left.png"),
-    ("skimage", "hubble_deep_field.jpg"),
-    ("skimage", "ihc.png"),
-    ("skimage", "retina.jpg"),
-    ("skimage", "color.png"),
-    ("skimage", "camera.png"),
-    ("skimage", "coins.png"),
-    ("skimage", "moon.png"),
-    ("skimage", "brick.png"),
-    ("skimage", "grass.png"),
-    ("skimage", "gravel.png"),
-    ("skimage", "page.png"),
-    ("skimage", "text.png"),
-    ("skimage", "cell.png"),
-    ("matplotlib", "grace_hopper.jpg"),
-)
+SAMPLE_SOURCES: tuple[tuple[str, str], ...] = tuple(("skimage", f) for f in (
+    "astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "hubble_deep_field.jpg",
+    "ihc.png", "retina.jpg", "color.png", "camera.png", "coins.png", "moon.png", "brick.png", "grass.png",
+    "gravel.png", "page.png", "text.png", "cell.png")) + (("matplotlib", "grace_hopper.jpg"),)
 
 #: Crop sides as fractions of the photo's short side, and the step between crops (a fraction
 #: of the crop side).  1/1 is the whole (centre) picture; smaller crops tile it side by side
@@ -239,17 +180,10 @@ def _positions(length: float, side: float, step: float) -> list[float]:
 
 
 class SampleDataset(Dataset):
-    """The photos bundled with scikit-image and matplotlib, cut into square crops.
-
-    Every photo is cut at the scales in :data:`SAMPLE_SCALES`: the centre square
-    of the whole photo, then squares of 1/2, 1/3, 1/4 and 1/5 of its short side
-    tiling it side by side (centred), at most ``SAMPLE_MAX_PER_PHOTO`` per photo
-    (long thin photos are thinned evenly): about a thousand crops (``len()``
-    says how many).  Files come straight from the installed packages' data
-    folders (no download); a photo missing from an installation is left out
-    (and changes the fingerprint).  Items are ``SAMPLE_CROP`` px squares;
-    :meth:`square` cuts a crop at any size directly from the photo.
-    """
+    """The photos bundled with scikit-image and matplotlib (never downloaded), cut into square crops:
+    the whole photo's centre square, then squares of 1/2 ... 1/5 of its short side tiling it, at most
+    ``SAMPLE_MAX_PER_PHOTO`` per photo -- about a thousand.  A photo missing from an installation is left
+    out (and changes the fingerprint); :meth:`square` cuts a crop at any size from the photo itself."""
 
     name = "sample"
     spec = "sample"
@@ -311,12 +245,15 @@ class SampleDataset(Dataset):
             self._photos[s] = img
         return img
 
-    def describe(self, index: int) -> str:
+    def description(self, index: int) -> Message:
         s, left, top, side, label = self.crops[index]
         file = self.sources[s][0].split(":", 1)[1]
         if label == "whole":
-            return f"{file}, whole"
-        return f"{file}, crop {label} at (x={left:.0f}, y={top:.0f})"
+            return Message("dataset.sample_whole", file=file)
+        return Message("dataset.sample_crop", file=file, part=label, x=left, y=top)
+
+    def describe(self, index: int) -> str:
+        return self.description(index).text("en")
 
     def square(self, index: int, size: int) -> Image.Image:
         s, left, top, side, _ = self.crops[self._check_index(int(index))]
@@ -332,19 +269,10 @@ class SampleDataset(Dataset):
 
 
 class FolderDataset(Dataset):
-    """Every image file under ``root`` (recursively), in sorted order of their relative paths.
-
-    Links are not followed out of ``root``: a linked folder is not entered, and
-    a linked file counts only if its target lies inside ``root`` too.
-    Unreadable files (a truncated PNG, a text file called ``.jpg``, an empty
-    file, an icon smaller than 16 px ...) are skipped when met: their names go
-    to ``skipped`` (reasons in ``skip_log``) and a warning is logged.  Call
-    :meth:`verify` to check every file up front.
-
-    ``max_files`` caps the folder (see :meth:`_list`; the served app's folder box uses it), and
-    ``label`` is how messages name the folder (default: the path as given) -- the app passes the
-    path inside its data root, so a visitor never sees the server's own path.
-    """
+    """Every image file under ``root`` (recursively), sorted by relative path; links are not followed
+    out of ``root``.  Unreadable files are skipped when met, named in ``skipped`` (reasons in
+    ``skip_log``).  ``max_files`` caps the folder (:meth:`_list`); ``label`` is how messages name it
+    (the app passes the path inside its data root, never the server's)."""
 
     def __init__(self, root: str | os.PathLike, extensions: Sequence[str] = IMAGE_EXTENSIONS, *,
                  max_files: int | None = None, label: str | None = None) -> None:
@@ -367,12 +295,9 @@ class FolderDataset(Dataset):
         self.fingerprint = _hash({"kind": "folder", "files": files})
 
     def _list(self, exts: tuple[str, ...], max_files: int | None) -> list[tuple[str, int, int]]:
-        """(relative path, size, mtime) of every image file under the root, links kept inside it.
-
-        With ``max_files``, the walk stops as soon as a folder turns out to hold more images than
-        that, or more than 20 times that many entries of any kind (a visitor's ``.`` must not walk
-        a whole disk): :class:`DatasetError` ``dataset.too_many_files``.
-        """
+        """(relative path, size, mtime) of every image file under the root.  With ``max_files``, the walk
+        stops at more images than that, or more than 20 times as many entries of any kind:
+        ``dataset.too_many_files``."""
         files: list[tuple[str, int, int]] = []
         seen = 0
         for dirpath, dirnames, filenames in os.walk(self.root):
@@ -416,10 +341,6 @@ class FolderDataset(Dataset):
             raise ImageError.about(str(path), "image.gone")
         return load_image(path, name=self.files[index])
 
-    def verify(self) -> int:
-        """Read every file now; returns the number of readable ones (``skipped`` lists the rest)."""
-        return sum(1 for _ in self.items())
-
 
 def _inside(path: Path, root: Path) -> bool:
     """Whether the resolved ``path`` is ``root`` or lies under it (both resolved)."""
@@ -437,16 +358,9 @@ class FolderNotAvailable(TeachkitError, FolderRefused):
 
 
 def resolve_dataset_folder(user_text: "str | os.PathLike", root: "str | os.PathLike") -> Path:
-    """The folder a visitor typed, resolved, if it is a folder inside ``root``; else :class:`FolderRefused`.
-
-    For the served app, where whatever is typed is untrusted.  ``user_text`` is taken relative to
-    ``root`` (an absolute path is taken as it is); links are resolved before the check, so a link
-    out of ``root`` is refused.  Missing paths, files, paths outside ``root`` and unreadable
-    names all give the same message, which does not tell which it was.  The result is the
-    canonical path: ``'/x'``, ``'/x/'`` and ``'/x/./'`` give the same ``Path`` (use ``str()`` of it
-    as a cache key).  ``root`` must be an existing folder (a setting of the teacher's):
-    FileNotFoundError/NotADirectoryError otherwise.
-    """
+    """The folder a visitor typed (relative to ``root``), resolved, if it is a folder inside ``root``;
+    else :class:`FolderRefused`, one message whatever the reason (missing, a file, outside, a link out).
+    The result is canonical (``/x``, ``/x/`` and ``/x/./`` are one ``Path``).  ``root`` must be a folder."""
     base = Path(root).expanduser().resolve(strict=True)
     if not base.is_dir():
         raise DataRootError("dataset.root_not_folder", root=str(root))
@@ -485,12 +399,8 @@ def default_data_root() -> Path:
 
 
 class TorchvisionDataset(Dataset):
-    """A torchvision dataset that is already on disk (never downloaded).
-
-    ``name`` is one of :data:`TORCHVISION_DATASETS`; ``root`` is the folder given
-    to torchvision (default :func:`default_data_root`); ``split`` is ``'test'``
-    (default) or ``'train'`` (STL10 also ``'unlabeled'``...).
-    """
+    """A torchvision dataset already on disk (never downloaded): ``name`` from
+    :data:`TORCHVISION_DATASETS`, ``root`` (default :func:`default_data_root`), ``split`` ('test' or 'train')."""
 
     def __init__(self, name: str, root: str | os.PathLike | None = None, split: str | None = None) -> None:
         super().__init__()
@@ -616,17 +526,10 @@ def dataset_names() -> list[str]:
 
 
 def get_dataset(spec: "str | os.PathLike | Dataset" = "sample", **kw) -> Dataset:
-    """Open a dataset from its spec.
-
-    ``'sample'``                 the embedded sample (:class:`SampleDataset`);
-    a folder path                every image under it (:class:`FolderDataset`);
-    ``'cifar10'``, ``'cifar10:ROOT'``, ``'cifar10:ROOT:train'``
-                                 a torchvision dataset on disk (also cifar100,
-                                 stl10, mnist); ``root=``/``split=`` keywords work too.
-
-    A :class:`Dataset` is returned as it is.  Raises FileNotFoundError for a missing
-    folder or dataset, ValueError for anything else that is wrong.
-    """
+    """Open a dataset from its spec: ``'sample'``, a folder path, or ``'cifar10'`` / ``'cifar10:ROOT'`` /
+    ``'cifar10:ROOT:train'`` (also cifar100, stl10, mnist; ``root=``/``split=`` work too).  A
+    :class:`Dataset` is returned as it is.  FileNotFoundError for a missing folder or dataset, ValueError
+    for anything else."""
     if isinstance(spec, Dataset):
         return spec
     if spec is None:

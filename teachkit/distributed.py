@@ -4,24 +4,10 @@
 
     torchrun --nproc-per-node 4 -m teachkit patches scan --data /big/folder -o atlas.npz
 
-``torchrun`` starts the processes (ranks) and tells each, through environment variables
-(``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``), who it is and where
-to meet; across machines it is the same command on every machine with torchrun's usual
-``--nnodes``, ``--node-rank`` and ``--rdzv-endpoint`` / ``--master-addr`` flags.  Here:
-
-1. :func:`process_group` joins the group torchrun describes: ``gloo`` on the CPU, ``nccl`` when
-   the backbone runs on a CUDA device (each rank on GPU ``LOCAL_RANK``);
-2. :func:`scan` -- each rank scans its share of the dataset, the contiguous image range
-   ``shard=(rank, world)`` of :func:`teachkit.patches.scan` (fixed by the index alone, so the same
-   command always splits the same way);
-3. the ranks' top-k tables (``C x k`` numbers per layer, whatever the dataset size) meet through
-   ``all_gather`` collectives, and :func:`teachkit.patches.merge` folds them in rank order: the
-   best values first, ties to the earlier image -- exactly the order of a one-process scan, so
-   the atlas rank 0 gets is equal array by array to ``scan`` of the whole dataset in one process.
-
-Every rank must see the same dataset (same files in the same folder path on every machine); the
-fingerprints are compared first, and a mismatch is one error on every rank.
-"""
+Each rank joins the group torchrun describes (:func:`process_group`: gloo on the CPU, nccl on CUDA),
+scans its share ``shard=(rank, world)`` of the dataset, and the ranks' top-k tables meet through
+``all_gather``; :func:`teachkit.patches.merge` folds them in rank order, so rank 0's atlas equals a
+one-process scan array by array.  Every rank must see the same dataset (fingerprints are compared)."""
 
 from __future__ import annotations
 
@@ -67,11 +53,8 @@ def device_for_rank(device: "str | torch.device | None" = None) -> torch.device:
 
 @contextlib.contextmanager
 def process_group(device: "str | torch.device" = "cpu", timeout_s: float = 3600.0) -> Iterator[None]:
-    """Join the process group that torchrun's environment describes, and leave it at the end.
-
-    ``gloo`` for a CPU ``device``, ``nccl`` for CUDA.  Inside an already initialised group (a
-    notebook or a program that set one up itself) nothing is joined or left.
-    """
+    """Join the process group of torchrun's environment (gloo for a CPU ``device``, nccl for CUDA) and
+    leave it at the end; inside an already initialised group, nothing is joined or left."""
     import torch.distributed as dist
 
     if dist.is_initialized():
@@ -110,13 +93,8 @@ def _all_gather(t: torch.Tensor) -> list[np.ndarray]:
 
 
 def gather_atlas(part: Atlas, dst: int = 0) -> Atlas | None:
-    """Merge the partial atlases of all ranks (each rank passes its own) into one, on rank ``dst``.
-
-    The metadata (a few numbers and names) travels as objects; the top-k tables as tensors: per
-    layer one float32 ``(C, k)`` table of values and one int64 ``(3, C, k)`` stack of image indices
-    and positions.  Returns the merged atlas on ``dst``, None on the other ranks.  A collective:
-    every rank must call it.
-    """
+    """Merge every rank's partial atlas on rank ``dst`` (None on the others); a collective.  The metadata
+    travels as objects, the top-k tables as tensors."""
     import torch.distributed as dist
 
     from .patches import merge
@@ -170,15 +148,10 @@ def scan(
     dst: int = 0,
     **options,
 ) -> Atlas | None:
-    """:func:`teachkit.patches.scan` of ``dataset`` by all the ranks of the current process group.
-
-    Each rank scans ``shard=(rank, world)`` (every option of ``patches.scan`` but ``start``, ``end``
-    and ``shard`` is accepted and must be the same on every rank), then :func:`gather_atlas` merges
-    the tables on rank ``dst``: that rank gets the atlas of the whole dataset, the others None.
-    ``callback`` sees this rank's own progress (``Progress.values`` carries ``rank`` and ``world``).
-    A rank stopped early (``stop``, its callback, ``time_limit``) still joins the merge: the result
-    is then partial (``complete`` False).
-    """
+    """:func:`teachkit.patches.scan` by every rank of the process group: each scans ``shard=(rank, world)``
+    (the other options must be the same on every rank) and rank ``dst`` gets the whole atlas, the others
+    None.  ``callback`` sees this rank's progress (``values`` carry ``rank`` and ``world``); a rank
+    stopped early still joins the merge (the result is then partial)."""
     import torch.distributed as dist
 
     from . import patches

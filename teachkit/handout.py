@@ -1,17 +1,9 @@
 """A printable handout per lesson and language: one self-contained HTML file with a print style.
 
-For students: the lesson's formulas and text, its key figures drawn exactly as the app draws them
-(:mod:`teachkit.viz`, :mod:`teachkit.gram`, the results of ``teachkit prepare``), each with its
-"what to look for" line, and the check-your-understanding questions.  The answers (and the teacher's
-note) are on a separate last page, the teacher's page, which starts on a new sheet when printed.
-
-    teachkit handout --lang zh -o DIR        # all six lessons -> DIR/lesson1_zh.html ...
-    teachkit handout --lesson 5 -o DIR       # one lesson, English
-
-The app offers the same file on each lesson page.  Formulas are drawn with matplotlib's mathtext into
-inline SVG (no network, no MathJax); one mathtext cannot draw is shown as its TeX source.  Plain
-Python, no Streamlit: the texts are read straight from the lesson files (``lessons/text/<lang>``).
-"""
+The lesson's formulas and text, its key figures drawn as the app draws them with their "what to look
+for" lines, the questions, and on a separate last page the answers and the teacher's note
+(``teachkit handout --lang zh -o DIR``; each lesson page offers its own).  Formulas are drawn with
+matplotlib's mathtext into inline SVG (no network); one it cannot draw is shown as its TeX source."""
 
 from __future__ import annotations
 
@@ -77,9 +69,9 @@ def sections(lang: str, lesson: int) -> dict[str, str]:
 
 
 def lesson_title(lesson: int, lang: str) -> str:
-    from teachkit.lessons._strings import UI
+    from .messages import text
 
-    return UI[f"title_{lesson}"][lang]
+    return text(f"ui.title_{lesson}", lang)
 
 
 # ---- Markdown with formulas -> HTML (the small subset the lesson texts use) -----------------------
@@ -349,19 +341,20 @@ def write_handouts(out_dir, lang: str = "en", lessons=None, net=None, cache_dir=
 
 
 def add_handout_parser(sub) -> None:
-    p = sub.add_parser("handout", help="write the printable handouts of the lessons (HTML, one per lesson)",
-                       description="Write one printable HTML handout per lesson: formulas, key figures with what "
-                                   "to look for, the questions, and the answers on a separate teacher's page.")
-    p.add_argument("--lang", dest="handout_lang", choices=LANGS, default="en", help="language (default en)")
+    from .messages import help_text as words
+
+    p = sub.add_parser("handout", help=words("handout.help"), description=words("handout.description"))
     p.add_argument("--lesson", type=int, choices=lesson_numbers(), action="append",
-                   help="only this lesson (repeatable; default: all six)")
-    p.add_argument("-o", "--out", required=True, metavar="DIR", help="folder to write the HTML files into")
-    p.add_argument("--cache", metavar="DIR", help="where `teachkit prepare` put its results (default: the cache)")
+                   help=words("handout.help.lesson"))
+    p.add_argument("-o", "--out", required=True, metavar="DIR", help=words("handout.help.out"))
+    p.add_argument("--cache", metavar="DIR", help=words("handout.help.cache"))
     p.set_defaults(func=cmd_handout)
 
 
 def cmd_handout(args: argparse.Namespace) -> int:
-    lang = getattr(args, "handout_lang", None) or "en"
+    from .messages import language
+
+    lang = language()  # --lang, else the locale's
     for path in write_handouts(args.out, lang, tuple(args.lesson) if args.lesson else None, cache_dir=args.cache):
         print(path)
     return 0

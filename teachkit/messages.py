@@ -1,35 +1,15 @@
-"""Messages as data: every error and progress line teachkit emits is an id plus parameters.
+"""Messages as data: every text teachkit and its app show is an id plus parameters.
 
-The words live in gettext catalogues, one per language, read with Babel:
+The words live in gettext catalogues read with Babel, one file per area and language
+(``teachkit/locale/<lang>/LC_MESSAGES/<domain>.po``; an id is defined in one domain).  A ``msgid`` is
+a stable dotted id (``image.not_found``), its ``msgstr`` the text with ``str.format`` fields.  Code
+raises or reports the id and its parameters, written as literal strings (tests/test_messages.py
+checks them against the catalogues), and whoever shows it renders it in its own language.  A
+parameter named ``detail`` carries another library's English words; a translation may leave it out.
 
-    teachkit/locale/en/LC_MESSAGES/<domain>.po
-    teachkit/locale/zh/LC_MESSAGES/<domain>.po
-
-one gettext domain per area of the library (``teachkit.po`` for the core, ``exercises.po``, ...), so
-that each area's words sit beside each other; an id is defined in exactly one domain.
-Each entry's ``msgid`` is a stable, dotted id (``image.not_found``, ``config.size``,
-``progress.scale``) and its ``msgstr`` the text in that language, with ``str.format`` fields for the
-parameters (``{source}``, ``{mb:.1f}``).  Ids rather than English sentences as msgids ("symbolic
-msgids") keep a reworded English text from orphaning its translation.  Nothing anywhere turns an
-English sentence back into an id: code raises or reports the id and its parameters, and whoever
-shows it (the CLI, the app, a notebook) renders it in its own language.
-
-* ``text(msg_id, lang=None, **params)`` -- the text of one message;
-* ``Message(msg_id, params)`` -- a message kept as data (progress reports carry one);
-* ``TeachkitError`` -- the base of the errors a user can fix; ``err.text(lang)`` renders it, and
-  ``str(err)`` is its English text (logs, tracebacks, ``pytest.raises(match=...)``);
-  ``InputError`` is the one for a bad value (a ValueError); ``ImageError``, ``BackboneError``,
-  ``ConfigError``, ``TransferError`` live beside the code that raises them;
-* ``language()`` / ``set_language()`` / ``using_language()`` -- the process's language: ``--lang`` of
-  the CLI, else the locale (``LC_ALL``, ``LC_MESSAGES``, ``LANG``, ``LANGUAGE``): ``zh*`` -> Chinese,
-  anything else English.
-
-Ids are written as literal strings where they are raised or reported (``InputError("layer.unknown",
-...)``, ``Message("progress.scale", k=1, n=2, side=128)``), never built from pieces, so that
-``tests/test_messages.py`` finds every id in the source and checks it against the catalogues.  A
-parameter named ``detail`` carries another library's own English words about a failure; a
-translation may leave it out.
-"""
+* :func:`text` -- one message's text; :class:`Message` -- a message kept as data;
+* :class:`TeachkitError` -- an error a user can fix (``str(err)`` is English, ``err.text(lang)``);
+* :func:`language` -- the process's: ``--lang`` of the CLI, else the locale (``zh*`` is Chinese)."""
 
 from __future__ import annotations
 
@@ -41,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["LANGS", "Message", "TeachkitError", "InputError", "text", "language", "set_language", "catalogue", "message_ids",
+__all__ = ["LANGS", "Message", "TeachkitError", "InputError", "text", "language", "set_language", "catalogue",
            "normalize_lang", "catalogue_files", "domain_catalogue", "using_language"]
 
 #: the languages teachkit speaks: code -> its own name
@@ -68,8 +48,7 @@ def set_language(lang: str | None) -> None:
 
 @contextlib.contextmanager
 def using_language(lang: str | None):
-    """``with using_language('zh'):`` -- the process speaks ``lang`` inside the block (None: the
-    locale), and what was chosen before afterwards (the CLI's ``--lang`` for one run of ``main``)."""
+    """``with using_language('zh'):`` -- the process speaks ``lang`` inside the block (None: the locale)."""
     global _chosen
     before = _chosen
     set_language(lang)
@@ -117,11 +96,6 @@ def catalogue(lang: str) -> dict[str, str]:
     return merged
 
 
-def message_ids() -> set[str]:
-    """Every id that the English catalogue (the reference) defines."""
-    return set(catalogue("en"))
-
-
 def fields(template: str) -> set[str]:
     """The parameter names a catalogue text uses (``{mb:.1f}`` -> 'mb')."""
     return {name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(template) if name}
@@ -133,11 +107,8 @@ class _Lenient(dict):
 
 
 def text(msg_id: str, lang: str | None = None, /, **params: Any) -> str:
-    """The text of message ``msg_id`` in ``lang`` (default: :func:`language`), filled with ``params``.
-
-    A message missing from the chosen language falls back to English; an id missing from both is a
-    programming error and raises KeyError (the catalogue test catches it first).
-    """
+    """The text of message ``msg_id`` in ``lang`` (default :func:`language`), filled with ``params``;
+    missing in that language, the English one; missing in both, KeyError."""
     lang = normalize_lang(lang) or language()
     template = catalogue(lang).get(msg_id) or catalogue("en")[msg_id]
     values = {k: _localise(v, lang) for k, v in params.items()}
@@ -147,6 +118,11 @@ def text(msg_id: str, lang: str | None = None, /, **params: Any) -> str:
         plain = "".join(literal.replace("{", "{{").replace("}", "}}") + ("" if name is None else "{" + name + "}")
                         for literal, name, _, _ in string.Formatter().parse(template))
         return string.Formatter().vformat(plain, (), _Lenient(values))
+
+
+def help_text(msg_id: str, /, **params: Any) -> str:
+    """An option's help in the process's language, ``%`` escaped for argparse."""
+    return text(msg_id, **params).replace("%", "%%")
 
 
 def _localise(value: Any, lang: str) -> Any:
@@ -178,11 +154,8 @@ class Message:
 
 
 class TeachkitError(Exception):
-    """An error a user can fix: a message id with parameters.
-
-    ``str(err)`` is the English text; ``err.text('zh')`` the Chinese one.  Subclasses also derive
-    from the built-in type that callers already catch (``ImageError`` is a ``ValueError``).
-    """
+    """An error a user can fix: a message id with parameters.  ``str(err)`` is the English text,
+    ``err.text('zh')`` the Chinese; subclasses also derive from the built-in type callers catch."""
 
     def __init__(self, msg_id: str, /, **params: Any):
         self.msg_id = msg_id
@@ -194,9 +167,7 @@ class TeachkitError(Exception):
         return self.message.text(lang)
 
     def __reduce__(self):
-        # Exceptions pickle as cls(*args), and args holds the English text, not the id: keep the
-        # whole state instead, so an error crossing a process boundary (a worker, torchrun) is
-        # still an id with parameters on the other side.
+        # pickled as cls(*args) it would lose its id: keep the whole state (workers, torchrun)
         return _rebuild, (type(self), self.args, self.__dict__)
 
 

@@ -1,43 +1,16 @@
 """Which image patches make a unit fire?  Scan a dataset, keep every unit's top patches.
 
-A *unit* is one channel of one layer (``channel 17 of relu3_1``).  Its activation map
-has one value per position; the value at ``(y, x)`` depends only on the input pixels
-in the unit's *receptive field* at that position (see :mod:`teachkit.receptive_field`).
-Scanning a dataset and keeping, for every unit, the ``k`` largest activations with the
-image and position where they happened gives the classic picture of what the layers of
-a CNN detect (Zeiler & Fergus, 2014): crop those receptive fields out of the images and
-the first layers show edges and colours, the middle ones textures, the last ones parts
-of objects.
+A *unit* is one channel of one layer; its value at ``(y, x)`` depends only on the input pixels in its
+receptive field there (:mod:`teachkit.receptive_field`).  Keeping, for every unit, the ``k`` largest
+activations with their image and position, and cropping those fields out of the images, gives
+Zeiler & Fergus's picture: edges and colours in the first layers, textures, then parts of objects.
 
-The scan
---------
-:func:`scan` runs the backbone once per batch up to the deepest requested layer (one
-``extract`` call computes every layer at once) and, for every channel of every layer,
-takes each image's spatial maximum (or its ``positions_per_image`` highest local peaks)
-as candidates and keeps a running top-``k``: the kept entries and the batch's candidates
-are concatenated and sorted again.  Memory stays the same whatever the dataset size
-(``C x k`` numbers per layer).  Ties are broken by image index (earlier image first),
-so the result does not depend on how the dataset is split into batches or shards, and
-:func:`merge` of two shard scans equals the scan of the whole.
-
-Candidates are only the positions whose receptive field lies mostly inside the image
-(:data:`DEFAULT_MIN_INSIDE`), and the default image size (:data:`DEFAULT_IMAGE_SIZE`) is one
-that the deepest default layer's receptive field fits in: the top patches of relu5_1 show
-image, not the grey zero padding (see :func:`scan` for the padding that remains).
-
-The scan is built from small pieces: :func:`_batches` reads the images (skipping unreadable
-ones), :class:`_LayerTop` keeps one layer's running top-k (candidates from :func:`_candidates`
-inside the :func:`_window` of positions), :func:`_scan_meta` describes the result.  Beyond one
-machine, :mod:`teachkit.distributed` runs the same scan on every rank of a ``torchrun`` and merges
-the tables (:func:`merge`) into one atlas.
-
-The result is an :class:`~teachkit.atlas.Atlas` (the data structure and its ``.npz`` file
-live in :mod:`teachkit.atlas`; the names are importable from here too).  :func:`get_atlas`
-keeps a cache of them, so the app and the CLI never scan the same thing twice, and finds the
-index of the default ``sample`` atlas shipped in ``teachkit/data``, so a first visit needs
-no scan at all.  The cache stays bounded: the :data:`DEFAULT_CACHE_KEEP` most recently used atlases
-(:func:`prune_cache`) and at most :data:`LOCK_BUCKETS` lock files.
-"""
+:func:`scan` runs the backbone once per batch up to the deepest layer and keeps a running top-``k``
+per channel (``C x k`` numbers per layer, whatever the dataset size); ties go to the earlier image, so
+shards combine with :func:`merge` into exactly the scan of the whole (:mod:`teachkit.distributed`
+runs it under ``torchrun``).  :func:`get_atlas` caches atlases (bounded, least recently used first)
+and finds the index of the default ``sample`` atlas shipped in ``teachkit/data``.  The atlas itself
+and its file live in :mod:`teachkit.atlas`."""
 
 from __future__ import annotations
 
@@ -66,39 +39,17 @@ from .fileio import check_int
 from .progress import Progress, ProgressCallback, report
 from .receptive_field import RF, receptive_fields, unit_box
 
-__all__ = [
-    "FORMAT_VERSION",
-    "DEFAULT_LAYERS",
-    "DEFAULT_IMAGE_SIZE",
-    "DEFAULT_K",
-    "DEFAULT_BATCH_SIZE",
-    "DEFAULT_MIN_INSIDE",
-    "Atlas",
-    "Hit",
-    "ActivationMap",
-    "scan",
-    "merge",
-    "get_atlas",
-    "find_cached",
-    "cache_key",
-    "default_cache_dir",
-    "prune_cache",
-    "store",
-    "cache_file",
-    "shipped_dir",
-    "select_units",
-]
+__all__ = ["FORMAT_VERSION", "DEFAULT_LAYERS", "DEFAULT_IMAGE_SIZE", "DEFAULT_K", "DEFAULT_BATCH_SIZE",
+           "DEFAULT_MIN_INSIDE", "Atlas", "Hit", "ActivationMap", "scan", "merge", "get_atlas", "find_cached",
+           "cache_key", "default_cache_dir", "prune_cache", "store", "cache_file", "shipped_dir", "select_units"]
 
 log = logging.getLogger(__name__)
 
 #: The lecture's "layers 1 to 5": the first ReLU of each VGG block (teachkit.features' tuple).
 DEFAULT_LAYERS = DEFAULT_STYLE_LAYERS
-#: Side of the square the images are scanned at: the receptive field of the deepest default
-#: layer (relu5_1 of VGG19: 156 px) fits in the image.  Scan times: benchmarks/RESULTS_patches.md.
+#: Side of the square the images are scanned at: relu5_1's receptive field (156 px) fits in it.
 DEFAULT_IMAGE_SIZE = 160
-#: Positions whose receptive field has less than this fraction of its rows (or of its columns)
-#: inside the image are not candidates: the unit there mostly sees the zero padding, and deep
-#: units fire on the padding's border itself (see :func:`scan`).
+#: Positions whose receptive field has less of its rows (or columns) inside the image are not candidates.
 DEFAULT_MIN_INSIDE = 0.75
 DEFAULT_K = 9
 DEFAULT_BATCH_SIZE = 16
@@ -129,16 +80,11 @@ def _order_layers(net, layers) -> list[str]:
 
 def _candidates(a: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Each image's best positions per channel: values and flat positions, both (C, N*m).
-
-    ``m == 1``: the spatial maximum (first one in reading order on ties).  ``m > 1``: the
-    ``m`` highest *local peaks* (a position that is the maximum of its 3x3 neighbourhood),
-    so the positions of one image differ and do not just sit next to each other; missing
-    peaks come back as ``-inf``.
-    """
+    ``m == 1``: the spatial maximum (first on ties); ``m > 1``: the ``m`` highest local peaks (maxima of
+    their 3x3 neighbourhood), missing ones ``-inf``."""
     n, c, h, w = a.shape
     if m == 1:
-        # A global max pool with indices is the fastest arg-max over the positions (several
-        # times faster than Tensor.max(dim) on channels-last maps); ties: first position.
+        # a global max pool with indices: the fastest arg-max on channels-last maps; ties: first position
         v, p = F.adaptive_max_pool2d(a, 1, return_indices=True)
         return v.reshape(n, c).t(), p.reshape(n, c).t()
     pooled = F.max_pool2d(a, 3, stride=1, padding=1)
@@ -166,12 +112,8 @@ def _window(rf: RF, fsize: Sequence[int], size: int, min_inside: float) -> tuple
 
 
 class _LayerTop:
-    """The running top-k of one layer: values, image indices and flat positions, each (C, k).
-
-    Every batch, each image gives its candidates (:func:`_candidates`, inside the layer's
-    :func:`_window`); they are appended to the kept entries and the whole row is sorted again,
-    stably, so that among equal values the earlier entry -- the earlier image -- stays first.
-    """
+    """The running top-k of one layer (values, image indices, flat positions; each (C, k)): a batch's
+    candidates are appended and each row sorted again, stably, so the earlier image stays first on ties."""
 
     def __init__(self, shape: Sequence[int], k: int, device, rf: RF, size: int, min_inside: float) -> None:
         c, h, w = int(shape[1]), int(shape[2]), int(shape[3])
@@ -288,50 +230,24 @@ def _scan_meta(net, ds: Dataset, layers, tops: dict[str, _LayerTop], rfs, *, siz
     }
 
 
-def scan(
-    backbone,
-    dataset: "Dataset | str" = "sample",
-    layers: Sequence[str] | None = None,
-    *,
-    k: int = DEFAULT_K,
-    image_size: int = DEFAULT_IMAGE_SIZE,
-    positions_per_image: int = 1,
-    min_inside: float = DEFAULT_MIN_INSIDE,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    start: int = 0,
-    end: int | None = None,
-    shard: tuple[int, int] | None = None,
-    callback: ProgressCallback | None = None,
-    stop: threading.Event | None = None,
-    time_limit: float | None = None,
-) -> Atlas:
+def scan(backbone, dataset: "Dataset | str" = "sample", layers: Sequence[str] | None = None, *, k: int = DEFAULT_K,
+         image_size: int = DEFAULT_IMAGE_SIZE, positions_per_image: int = 1, min_inside: float = DEFAULT_MIN_INSIDE,
+         batch_size: int = DEFAULT_BATCH_SIZE, start: int = 0, end: int | None = None,
+         shard: tuple[int, int] | None = None, callback: ProgressCallback | None = None,
+         stop: threading.Event | None = None, time_limit: float | None = None) -> Atlas:
     """Scan ``dataset`` and keep every unit's top-``k`` activations in ``layers``.
 
-    ``backbone`` is a :class:`~teachkit.features.FeatureExtractor` (or a name for
-    :func:`~teachkit.features.load_backbone`); ``dataset`` a :class:`Dataset` or a spec for
-    :func:`~teachkit.datasets.get_dataset`.  Images are scanned as ``image_size`` squares, in
-    batches of ``batch_size``.  ``positions_per_image`` > 1 keeps up to that many distinct
-    positions (local peaks) of one image per unit instead of only its maximum.
+    ``backbone``: a FeatureExtractor or a name; ``dataset``: a :class:`Dataset` or a spec.  Images are
+    scanned as ``image_size`` squares; ``positions_per_image`` > 1 keeps that many local peaks per image.
+    Candidates are the positions whose receptive field has at least ``min_inside`` of its rows and columns
+    inside the image (0: every position, as Zeiler & Fergus): near the border a unit mostly sees the zero
+    padding, and deep units fire on its edge (benchmarks/RESULTS_patches.md).
 
-    Candidates are the positions whose receptive field has at least ``min_inside`` of its rows and
-    of its columns inside the image (default :data:`DEFAULT_MIN_INSIDE`, 3/4; 0 keeps every
-    position, as Zeiler & Fergus do).  A unit near the border mostly sees the zero padding, and
-    deep units fire on the padding's edge itself: at 160 px, without this rule relu5_1's top
-    patches were about half padding (benchmarks/RESULTS_patches.md).  Some padding remains: a
-    relu5_1 field (156 px) is wider than the positions of a 160-px image allow to avoid, so up to
-    1/4 of a kept patch's rows (and of its columns) may be the grey padding the network saw.
-    With ``positions_per_image`` > 1, peaks are looked for inside that window only.
-
-    Only images ``start .. end-1`` are scanned (or the ``shard=(part, parts)`` share of the
-    dataset); image indices in the atlas are always the dataset's, so the atlases of the
-    parts combine with :func:`merge` (and :func:`teachkit.distributed.scan` does that for the
-    ranks of a ``torchrun``).  Progress goes to ``callback`` as
-    ``Progress(task='scan', step=images done, total=images to do)``; when it returns True,
-    ``stop`` is set or ``time_limit`` seconds have passed, the scan stops after the current
-    batch and returns the partial atlas (``complete`` False, ``n_images`` = images scanned,
-    ``meta['stopped']`` says why).  Unreadable images are skipped and listed in
-    ``meta['skipped']``.
-    """
+    Only images ``start .. end-1`` (or the ``shard=(part, parts)`` share) are scanned, with the dataset's
+    own indices, so the parts :func:`merge`.  Progress goes to ``callback`` (``Progress('scan', images
+    done, images to do)``); when it returns True, ``stop`` is set or ``time_limit`` s have passed, the
+    partial atlas is returned (``complete`` False, ``meta['stopped']`` says why).  Unreadable images are
+    skipped and listed in ``meta['skipped']``."""
     t0 = time.perf_counter()
     net = _resolve_backbone(backbone)
     ds = get_dataset(dataset)
@@ -385,14 +301,9 @@ _SAME = ("backbone", "weights_id", "image_size", "k", "positions_per_image", "mi
 
 
 def merge(a: Atlas, b: Atlas, offset: int | None = None) -> Atlas:
-    """One atlas from two: the top-``k`` of their union.
-
-    Shards of one dataset (same fingerprint, disjoint image ranges) merge as they are:
-    their image indices are already the dataset's, and the result equals the scan of the
-    whole.  For two different datasets, ``b``'s image indices are shifted by ``offset``
-    (default: ``a``'s dataset size), as for the concatenation
-    ``ConcatDataset([dataset_a, dataset_b])``.
-    """
+    """One atlas from two: the top-``k`` of their union.  Shards of one dataset merge as they are (the
+    result equals the scan of the whole); for two datasets, ``b``'s indices are shifted by ``offset``
+    (default ``a``'s size), as in ``ConcatDataset([a, b])``."""
     for key in _SAME:
         if a.meta[key] != b.meta[key]:
             raise AtlasError("merge.different", key=key, a=repr(a.meta[key]), b=repr(b.meta[key]))
@@ -413,8 +324,7 @@ def merge(a: Atlas, b: Atlas, offset: int | None = None) -> Atlas:
         im = np.concatenate([a.images[n], bi], 1)
         y = np.concatenate([a.ys[n], b.ys[n]], 1)
         x = np.concatenate([a.xs[n], b.xs[n]], 1)
-        # Best value first; ties: earlier image first (lexsort is stable, so the entries of
-        # one image keep their order), exactly as the streaming scan orders them.
+        # best value first, ties to the earlier image (lexsort is stable), as the streaming scan orders them
         order = np.lexsort((im, -v.astype(np.float64)), axis=1)[:, :k]
         values[n] = np.take_along_axis(v, order, 1)
         images[n] = np.take_along_axis(im, order, 1)
@@ -483,11 +393,8 @@ def _safe(text: str) -> str:
 def find_cached(cache_dir, *, backbone: str, weights_id: str, fingerprint: str, image_size: int,
                 k: int, layers: Sequence[str], positions_per_image: int = 1,
                 min_inside: float = 0.0) -> Atlas | None:
-    """A complete cached atlas for exactly this request, or one with more layers (cut down).
-
-    Files that are not well-formed atlases are skipped with a warning naming them (a scan then
-    replaces them).
-    """
+    """A complete cached atlas for exactly this request, or one with more layers (cut down); files that
+    are not atlases are skipped with a warning."""
     cache_dir = Path(cache_dir)
     if not cache_dir.is_dir():
         return None
@@ -510,8 +417,7 @@ def find_cached(cache_dir, *, backbone: str, weights_id: str, fingerprint: str, 
     return None
 
 
-#: Lock files of a cache folder: a scan locks the bucket its key falls in, so the folder holds at
-#: most this many (never one per atlas ever scanned); two different scans rarely share one.
+#: lock files of a cache folder: a scan locks the bucket its key falls in
 LOCK_BUCKETS = 16
 #: The cache keeps at most this many atlases and bytes (least recently used go first).
 DEFAULT_CACHE_KEEP = 32
@@ -555,20 +461,13 @@ def _touch(path: Path | None) -> None:
 
 def prune_cache(cache_dir: "str | os.PathLike", keep: int = DEFAULT_CACHE_KEEP,
                 max_bytes: int = DEFAULT_CACHE_BYTES, spare: "Path | None" = None) -> list[Path]:
-    """Delete the least recently used cached atlases beyond ``keep`` files or ``max_bytes`` bytes.
-
-    Only files named the way :func:`get_atlas` names them are counted and deleted (never an atlas
-    written elsewhere with ``--out``); ``spare`` (the atlas just written) is never deleted.  Lock
-    files of older teachkit versions (one per atlas) are removed too.  Returns the deleted paths.
-    """
+    """Delete the least recently used cached atlases beyond ``keep`` files or ``max_bytes`` bytes: only
+    files named as :func:`cache_file` names them, never ``spare``.  Returns the deleted paths."""
     cache_dir = Path(cache_dir)
     found = []
     with contextlib.suppress(OSError):
         for path in cache_dir.iterdir():
-            if path.name.startswith(".") and path.name.endswith(".lock") and len(path.name) == 22:
-                with contextlib.suppress(OSError):  # .<16 hex>.lock: the old one-lock-per-atlas files
-                    path.unlink()
-            elif _is_cache_name(path.name):
+            if _is_cache_name(path.name):
                 with contextlib.suppress(OSError):
                     st = path.stat()
                     found.append((st.st_mtime_ns, st.st_size, path))
@@ -606,36 +505,16 @@ def store(atlas: Atlas, cache_dir: "str | os.PathLike | None" = None, keep: int 
     return path
 
 
-def get_atlas(
-    dataset: "Dataset | str" = "sample",
-    backbone="vgg19",
-    layers: Sequence[str] | None = None,
-    k: int = DEFAULT_K,
-    image_size: int | None = None,
-    callback: ProgressCallback | None = None,
-    cache_dir: "str | os.PathLike | None" = None,
-    *,
-    positions_per_image: int = 1,
-    min_inside: float = DEFAULT_MIN_INSIDE,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    device=None,
-    stop: threading.Event | None = None,
-    time_limit: float | None = None,
-    rescan: bool = False,
-    cache_keep: int | None = DEFAULT_CACHE_KEEP,
-) -> Atlas:
-    """The atlas for this dataset / backbone / layers / k / image size: from the cache, or scanned.
-
-    Looked for first in the cache (``cache_dir``, default :func:`default_cache_dir`), then among the
-    indexes shipped with the package (:func:`shipped_dir`: the default ``sample`` atlas, so a first
-    visit needs no scan; its crops are cut from the dataset's own images).  Both are keyed by
-    backbone, weights, dataset fingerprint, image size, k, layers, positions per image and
-    ``min_inside``; an atlas with more layers also answers.  A fresh, complete scan is saved in the
-    cache; a stopped scan is returned (``complete`` False) but not saved.  ``rescan=True`` ignores
-    both.  Processes and threads asking for the same atlas at once scan it once (a lock file in the
-    cache): the others wait and then find it there.  Defaults: the layers :data:`DEFAULT_LAYERS`,
-    ``image_size`` :data:`DEFAULT_IMAGE_SIZE`, ``k`` :data:`DEFAULT_K`.
-    """
+def get_atlas(dataset: "Dataset | str" = "sample", backbone="vgg19", layers: Sequence[str] | None = None,
+              k: int = DEFAULT_K, image_size: int | None = None, callback: ProgressCallback | None = None,
+              cache_dir: "str | os.PathLike | None" = None, *, positions_per_image: int = 1,
+              min_inside: float = DEFAULT_MIN_INSIDE, batch_size: int = DEFAULT_BATCH_SIZE, device=None,
+              stop: threading.Event | None = None, time_limit: float | None = None, rescan: bool = False,
+              cache_keep: int | None = DEFAULT_CACHE_KEEP) -> Atlas:
+    """The atlas for this dataset, backbone, layers, k and image size: from the cache (``cache_dir``), the
+    indexes shipped in ``teachkit/data``, or scanned (and then cached, if complete).  An atlas with more
+    layers answers too; ``rescan`` ignores both.  Processes and threads asking at once scan it once (a lock
+    file in the cache)."""
     ds = get_dataset(dataset)
     net = _resolve_backbone(backbone, device)
     layers = _order_layers(net, layers)
@@ -675,12 +554,8 @@ def get_atlas(
 
 
 def _patch_layouts(atlas: Atlas, layer: str, dataset, grid: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """A small colour layout (grid x grid mean RGB) of every kept patch of ``layer``.
-
-    Returns (descriptors (C, k, grid*grid*3), valid (C, k)).  Each distinct image is read
-    once; block sums come from its summed-area table, the padding outside the image
-    counts as mid grey (as in the displayed patches).
-    """
+    """A colour layout (grid x grid mean RGB) of every kept patch of ``layer``: (descriptors
+    (C, k, grid*grid*3), valid (C, k)).  Each image is read once (a summed-area table); the padding is grey."""
     ds = atlas.open_dataset(dataset)
     rf = atlas.rf(layer)
     im = atlas.images[layer]
@@ -716,27 +591,13 @@ def _patch_layouts(atlas: Atlas, layer: str, dataset, grid: int = 4) -> tuple[np
     return desc, valid
 
 
-def select_units(
-    atlas: Atlas,
-    layer: str,
-    how: str = "most_active",
-    n: int = 8,
-    *,
-    dataset: "Dataset | str | None" = None,
-    start: int = 0,
-) -> list[int]:
-    """Pick ``n`` units (channel numbers) of ``layer`` worth showing.
-
+def select_units(atlas: Atlas, layer: str, how: str = "most_active", n: int = 8, *,
+                 dataset: "Dataset | str | None" = None, start: int = 0) -> list[int]:
+    """Pick ``n`` units of ``layer`` worth showing.
     ``'most_active'``  highest mean of the unit's top-k activations;
-    ``'most_varied'``  largest spread of its top patches: each patch is reduced to a 4x4
-                       grid of mean colours (its colour layout) and the spread is the mean
-                       squared distance of those layouts from their average.  A unit whose
-                       best patches all look alike (one colour, one edge) scores low; one
-                       that fires on many different-looking things (a texture, a part seen
-                       in many forms) scores high.  Reads the top images (``dataset``, or
-                       the atlas's own), so it takes a moment; dead units are left out;
-    ``'index'``        channels ``start, start+1, ...``.
-    """
+    ``'most_varied'``  largest spread of its top patches' colour layouts (4x4 mean colours): a unit
+                       firing on many different-looking things scores high; dead units are left out;
+    ``'index'``        channels ``start, start+1, ...``."""
     c = atlas.channels(layer)
     n = check_int("n", n, 1)
     if how == "index":

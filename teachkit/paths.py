@@ -1,14 +1,6 @@
-"""Where teachkit keeps what it makes: one function, :func:`cache_dir`.
-
-The cache (scanned atlases, prepared lesson results, datasets a teacher puts there) lives where the
-operating system keeps applications' caches, as ``platformdirs`` knows it:
-
-* Linux: ``~/.cache/teachkit`` (or ``$XDG_CACHE_HOME/teachkit``);
-* macOS: ``~/Library/Caches/teachkit``;
-* Windows: ``%LOCALAPPDATA%\\teachkit\\Cache``.
-
-``TEACHKIT_CACHE`` names another folder and always wins (tests, a shared classroom disk).
-"""
+"""Where teachkit keeps what it makes: the OS's cache folder for teachkit (``platformdirs``:
+``~/.cache/teachkit`` on Linux, ``~/Library/Caches/teachkit`` on macOS, ``%LOCALAPPDATA%\\teachkit\\Cache``
+on Windows), unless ``TEACHKIT_CACHE`` names another."""
 
 from __future__ import annotations
 

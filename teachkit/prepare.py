@@ -1,18 +1,9 @@
 """Before class: build everything the lessons show by default into the cache (``teachkit prepare``).
 
-A teacher runs this once (minutes on a laptop CPU); afterwards every page opens on finished
-results at once and offers to run the same thing live.  What is prepared:
-
-* **atlas** -- lesson 1's patch atlas of the bundled ``sample`` photos (:func:`teachkit.patches.get_atlas`);
-* **gallery** -- finished style transfers of a few content/style pairs (:data:`GALLERY`) with the
-  classroom preset (``quick``), with frames from the starting image to the result (lessons 2 and 6);
-* **content** -- reconstructions of a photo from each content layer (lesson 4);
-* **texture** -- textures matching the Gram matrices up to each style layer (lesson 5).
-
-Each item is a folder under ``<cache>/prepared/<backbone>/`` with PNG files and a ``meta.json``
-written last (a folder without it is unfinished and ignored).  Everything runs on teachkit's one
-optimisation loop; nothing here imports Streamlit.
-"""
+Lesson 1's atlas, a gallery of finished transfers with their frames (lessons 2 and 6), lesson 4's
+reconstructions and lesson 5's textures, each a folder under ``<cache>/prepared/<backbone>/`` with PNG
+files and a ``meta.json`` written last (a folder without it is unfinished and ignored).  Everything runs
+on teachkit's one optimisation loop; no Streamlit."""
 
 from __future__ import annotations
 
@@ -26,14 +17,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .fileio import atomic_write
-from .messages import Message
+from .messages import InputError, Message, text
 from .progress import Progress, ProgressCallback, report
 
-__all__ = [
-    "CONTENT_LAYERS", "GALLERY", "KINDS", "Prepared", "Recipe", "FAST", "FULL", "frame_steps", "load",
-    "prepare", "prepare_atlas", "prepare_content", "prepare_texture", "prepare_transfer", "prepared_root",
-    "add_prepare_parser", "cmd_prepare",
-]
+__all__ = ["CONTENT_LAYERS", "GALLERY", "KINDS", "Prepared", "Recipe", "FAST", "FULL", "frame_steps", "load",
+           "prepare", "prepare_atlas", "prepare_content", "prepare_texture", "prepare_transfer", "prepared_root",
+           "add_prepare_parser", "cmd_prepare"]
 
 #: the finished transfers of the gallery (content sample, style sample): lessons 2 and 6
 GALLERY: tuple[tuple[str, str], ...] = (
@@ -43,7 +32,7 @@ GALLERY: tuple[tuple[str, str], ...] = (
     ("coffee", "rings"),
 )
 #: lesson 4: the layers a photo is rebuilt from (shallow -> deep)
-#: (named after the ReLU, as the engine reads them: one layer-name scheme across the app, issue 18)
+#: (named after the ReLU, as the engine reads them)
 CONTENT_LAYERS: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_2", "relu4_2", "relu5_2")
 KINDS = ("atlas", "gallery", "content", "texture")
 
@@ -244,13 +233,12 @@ def prepare(net=None, kinds: Sequence[str] = KINDS, recipe: Recipe = FULL, cache
             callback: ProgressCallback | None = None, force: bool = False, log=None,
             dataset: str = "sample") -> dict[str, float]:
     """Everything of ``kinds`` for the default lessons; returns the seconds each kind took.
-
     ``log`` is called with a :class:`~teachkit.messages.Message` as each part starts."""
     from .samples import DEFAULT_CONTENT, list_samples
 
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
-        raise ValueError(f"unknown kind {unknown[0]!r}; choose from {', '.join(KINDS)}")
+        raise InputError("prepare.unknown_kind", kind=repr(unknown[0]), kinds=", ".join(KINDS))
     net = _net(net)
     say = log or (lambda text: None)
     seconds: dict[str, float] = {}
@@ -280,22 +268,17 @@ def prepare(net=None, kinds: Sequence[str] = KINDS, recipe: Recipe = FULL, cache
 
 
 def add_prepare_parser(sub) -> None:
-    p = sub.add_parser(
-        "prepare", help="build into the cache everything the lessons show by default (run it before class)",
-        description="Build lesson 1's atlas, the gallery of finished transfers (with their frames from the "
-                    "starting image), lesson 4's reconstructions and lesson 5's textures into the cache, so that "
-                    "every page of the app opens on finished results at once.",
-    )
-    p.add_argument("--only", nargs="+", choices=KINDS, metavar="KIND",
-                   help=f"prepare only these ({', '.join(KINDS)}; default: all)")
-    p.add_argument("--dataset", default="sample", help="lesson 1's dataset: 'sample' (default) or an image folder")
-    p.add_argument("--cache", metavar="DIR",
-                   help="cache folder (default: $TEACHKIT_CACHE, else the OS's cache folder for teachkit)")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="CPU threads torch may use (default: torch's choice; 1 is fastest on a 2-core laptop)")
-    p.add_argument("--fast", action="store_true", help="tiny sizes and step counts (tests, very slow machines)")
-    p.add_argument("--force", action="store_true", help="make every item again, even if it is prepared")
-    p.add_argument("--backbone", default="vgg19", help="backbone name (default vgg19)")
+    from .messages import help_text as words
+
+    p = sub.add_parser("prepare", help=words("prepare.help"), description=words("prepare.description"))
+    p.add_argument("--only", nargs="+", choices=KINDS, metavar="KIND", help=words("prepare.help.only",
+                                                                                 kinds=", ".join(KINDS)))
+    p.add_argument("--dataset", default="sample", help=words("prepare.help.dataset"))
+    p.add_argument("--cache", metavar="DIR", help=words("prepare.help.cache"))
+    p.add_argument("--threads", type=int, default=None, metavar="N", help=words("prepare.help.threads"))
+    p.add_argument("--fast", action="store_true", help=words("prepare.help.fast"))
+    p.add_argument("--force", action="store_true", help=words("prepare.help.force"))
+    p.add_argument("--backbone", default="vgg19", help=words("cli.help.backbone", default="vgg19"))
     p.set_defaults(func=cmd_prepare)
 
 
@@ -318,6 +301,6 @@ def cmd_prepare(args: argparse.Namespace) -> int:
                           log=lambda msg: print(msg.text(), file=sys.stderr), dataset=args.dataset)
     finally:
         bar.close()
-    print(f"prepared in {prepared_root(args.cache) / net.name}: "
-          + ", ".join(f"{kind} {secs:.0f} s" for kind, secs in seconds.items()))
+    print(text("prepare.done", folder=prepared_root(args.cache) / net.name,
+               times=", ".join(f"{kind} {secs:.0f} s" for kind, secs in seconds.items())))
     return 0

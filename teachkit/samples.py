@@ -1,12 +1,6 @@
-"""The bundled sample pictures: content photos and generated style images.
-
-Content photos (:data:`CONTENT_SAMPLES`) are files that ship inside
-scikit-image (nothing is downloaded).  Style images (:data:`STYLE_SAMPLES`)
-are painted by the functions at the end of this module with a few lines of
-numpy each -- read them, they are small.  :func:`resolve_image` turns a sample
-name *or* anything :func:`teachkit.images.load_image` accepts into an image,
-which is what the CLI and the lessons take as "an image argument".
-"""
+"""The bundled sample pictures: content photos shipped inside scikit-image (never downloaded) and style
+images painted by the small numpy functions at the end.  :func:`resolve_image` turns a sample name or
+anything :func:`teachkit.images.load_image` accepts into an image."""
 
 from __future__ import annotations
 
@@ -22,27 +16,15 @@ from PIL import Image
 from .fileio import check_int
 from .images import ImageError, load_image, resize_long_side
 
-__all__ = [
-    "CONTENT_SAMPLES",
-    "STYLE_SAMPLES",
-    "DEFAULT_CONTENT",
-    "DEFAULT_STYLE",
-    "list_samples",
-    "sample_content",
-    "sample_style",
-    "sample_image",
-    "resolve_image",
-    "package_data_dir",
-]
+__all__ = ["CONTENT_SAMPLES", "STYLE_SAMPLES", "DEFAULT_CONTENT", "DEFAULT_STYLE", "list_samples", "sample_content",
+           "sample_style", "sample_image", "resolve_image", "package_data_dir"]
 
 _fail = ImageError.about
 
 
 def package_data_dir(package: str) -> pathlib.Path:
-    """The data folder that ships inside an installed package (``skimage`` or ``matplotlib``).
-
-    FileNotFoundError if the package is not installed.  Nothing is downloaded.
-    """
+    """The data folder inside an installed package (``skimage`` or ``matplotlib``); FileNotFoundError if
+    it is not installed."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.origin:
         raise FileNotFoundError(f"the package {package!r} is not installed (its sample photos are needed)")
@@ -50,12 +32,7 @@ def package_data_dir(package: str) -> pathlib.Path:
     return {"skimage": root / "data", "matplotlib": root / "mpl-data" / "sample_data"}.get(package, root)
 
 
-# ---------------------------------------------------------------------------
-# Bundled photos
-# ---------------------------------------------------------------------------
-
-# Photos that ship inside the scikit-image package (in skimage/data/); we read
-# the files directly, so nothing is ever downloaded.
+# ---- bundled photos: files inside skimage/data, read directly ----
 _CONTENT_FILES = {
     "chelsea": "chelsea.png",  # Chelsea the cat: fur, whiskers, strong edges
     "astronaut": "astronaut.png",  # Eileen Collins, NASA portrait
@@ -98,11 +75,8 @@ def _read_content_file(name: str) -> Image.Image:
 
 
 def sample_style(name: str = DEFAULT_STYLE, size=512) -> Image.Image:
-    """A generated style image (RGB).
-
-    ``size`` is the side of the square (default 512), or a ``(width, height)``
-    pair.  The same name and size always give exactly the same pixels.
-    """
+    """A generated style image (RGB): ``size`` is the square's side (default 512) or ``(width, height)``;
+    the same name and size always give the same pixels."""
     if name not in _STYLE_PAINTERS:
         raise _unknown_sample(name)
     if size is None:
@@ -125,16 +99,9 @@ def sample_image(name: str, size=None) -> Image.Image:
 
 
 def resolve_image(spec, size: int | None = None, *, name: str | None = None) -> Image.Image:
-    """Turn a sample name or anything :func:`load_image` accepts into an RGB image: the one
-    "anything -> image" of teachkit (the transfer's inputs and ``gram.to_input`` come here).
-
-    ``spec`` may be a sample name (``'chelsea'``, ``'rings'``), a sample name
-    with the prefix ``'sample:'`` (``'sample:rings'``), a path, or any other
-    image source.  An existing file wins over a sample of the same name unless
-    the ``'sample:'`` prefix is used.  For a style sample, ``size`` is the side
-    of the square; otherwise it is the long side.  ``name``: what to call a
-    source that is not a path in error messages (``load_image``'s ``name``).
-    """
+    """A sample name (``'chelsea'``, ``'sample:rings'``), a path or any other image source as an RGB image.
+    An existing file wins over a sample of the same name unless ``'sample:'`` is given.  ``size``: a
+    style sample's side, else the long side; ``name``: what errors call a source that is not a path."""
     if isinstance(spec, str) and spec.startswith("sample:"):
         return sample_image(spec[len("sample:"):].strip(), size)
     if isinstance(spec, (str, os.PathLike)):
@@ -148,14 +115,9 @@ def resolve_image(spec, size: int | None = None, *, name: str | None = None) -> 
     return load_image(spec, size=size, name=None if isinstance(spec, (str, os.PathLike)) else name)
 
 
-# ---------------------------------------------------------------------------
-# Generated style images
-#
-# Each painter takes (width, height) and returns an H x W x 3 float array with
-# values in [0, 1].  Positions are measured in units of the long side, so the
-# same picture is drawn at every resolution.  Fixed seeds make them identical
-# on every call.
-# ---------------------------------------------------------------------------
+# ---- generated style images ----
+# Each painter takes (width, height) and returns an H x W x 3 float array in [0, 1]; positions are in
+# units of the long side (the same picture at every resolution) and seeds are fixed.
 
 
 @functools.lru_cache(maxsize=8)
@@ -192,13 +154,11 @@ def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
 
 def _paint_stained_glass(width: int, height: int) -> np.ndarray:
     """A Voronoi mosaic: glowing pieces of coloured glass held by dark lead lines.
-
     The "glass pieces" are the Voronoi cells of points scattered on a jittered
     grid (one point per grid square), so the nearest point of any pixel is in
     the 3x3 neighbourhood of its grid square -- we never compare against all
     points.  The lead lines are the pixels close to the border between the
-    nearest and second-nearest point.
-    """
+    nearest and second-nearest point."""
     rng = np.random.default_rng(1887)
     n = 9  # grid squares across the long side
     x, y, px = _grid(width, height)
@@ -254,13 +214,11 @@ def _paint_stained_glass(width: int, height: int) -> np.ndarray:
 
 def _paint_swirls(width: int, height: int) -> np.ndarray:
     """Swirling brush strokes, made by line integral convolution (LIC).
-
     A flow is made of a few whirlpools (vortices).  LIC smears random noise
     along the flow: each pixel averages the noise met when walking a short way
     forwards and backwards along the stream, which gives streaks that follow
     the swirls like brush strokes.  Colours come in bands that also follow the
-    streamlines.
-    """
+    streamlines."""
     rng = np.random.default_rng(1889)
     # Work at half resolution (strokes a couple of pixels wide, a quarter of the pixels to smear).
     w, h = max(8, (width + 1) // 2), max(8, (height + 1) // 2)
@@ -313,10 +271,8 @@ def _paint_swirls(width: int, height: int) -> np.ndarray:
 
 def _paint_rings(width: int, height: int) -> np.ndarray:
     """Overlapping discs of concentric coloured rings, in the manner of Kandinsky.
-
     Discs are painted from the largest to the smallest ("painter's algorithm"):
-    each new disc simply covers what is below it.
-    """
+    each new disc simply covers what is below it."""
     rng = np.random.default_rng(1913)
     x, y, px = _grid(width, height)
     xf = np.broadcast_to(x, (height, width))

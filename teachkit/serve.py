@@ -1,18 +1,10 @@
 """``teachkit app``: serve the classroom app from any folder, with the classroom settings.
 
-The app is the Streamlit script ``teachkit/lessons/app.py`` (the repository's ``lessons/app.py``; it
-ships inside the wheel).  This module is the one place that holds the settings it is served with
-(:data:`SETTINGS`: the upload limit, no error details for visitors, no file watcher, ...);
-``teachkit app`` passes every one of them to ``streamlit run`` as a command-line flag, which beats any
-config file or ``STREAMLIT_*`` variable, so the limits hold whatever folder the teacher starts in.
-``make run`` calls ``teachkit app``; the repository's ``.streamlit/config.toml`` (read by a plain
-``streamlit run app.py`` in a checkout) holds the same values, and a test keeps them equal.
-
-At start the command prints the addresses to give students -- this computer's address on the class
-network, found without sending anything anywhere -- and, in a terminal, a QR code of it.
-
-Streamlit runs in a child process (``python -m streamlit run``): teachkit never imports Streamlit.
-"""
+The app is the Streamlit script ``teachkit/lessons/app.py`` (it ships inside the wheel), run in a child
+process (teachkit never imports Streamlit).  :data:`SETTINGS` is the one place of the served settings:
+``teachkit app`` passes each to ``streamlit run`` as a flag, which beats any config file or variable;
+the repository's ``.streamlit/config.toml`` holds the same values (a test keeps them equal).  At start
+it prints the addresses for students (found without sending anything) and a QR code of it."""
 
 from __future__ import annotations
 
@@ -23,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .messages import TeachkitError, set_language, text
+from .messages import TeachkitError, text
 
 __all__ = ["SETTINGS", "entry_script", "streamlit_flags", "lan_addresses", "add_app_parser", "cmd_app"]
 
@@ -89,10 +81,8 @@ def streamlit_flags(upload_mb: int | None = None, port: int | None = None, local
 
 
 def lan_addresses() -> list[str]:
-    """This computer's IPv4 addresses on its networks (not 127.x), most likely the class network's first.
-
-    Nothing is sent: a UDP socket "connected" to a private address only asks the system which
-    interface it would use.  Empty when the computer is on no network."""
+    """This computer's IPv4 addresses on its networks (not 127.x), the class network's first likely; nothing
+    is sent (a UDP socket "connected" to a private address only asks which interface would be used)."""
     found: list[str] = []
     for probe in _PRIVATE_PROBES:
         try:
@@ -123,34 +113,24 @@ def _print_qr(url: str) -> None:
 # ---- the command line: ``teachkit app`` ---------------------------------------------------------
 
 
-def _port(value: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        port = -1
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {value!r}")
-    return port
+def _whole(low: int, high: float, msg_id: str):
+    """An argparse ``type``: a whole number from ``low`` to ``high``, else message ``msg_id``."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = low - 1
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(text(msg_id, value=repr(value)))
+        return number
+
+    return parse
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value!r}")
-    return number
-
-
-def _seconds(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"expected whole seconds (0: no limit), got {value!r}")
-    return number
+_port = _whole(1, 65535, "serve.bad_port")
+_positive_int = _whole(1, float("inf"), "serve.bad_number")
+_seconds = _whole(0, float("inf"), "serve.bad_seconds")
 
 
 def _default_upload_mb() -> int:
@@ -161,26 +141,17 @@ def _default_upload_mb() -> int:
 
 
 def add_app_parser(sub) -> None:
-    p = sub.add_parser(
-        "app", help="start the classroom app (students open the address it prints)",
-        description="Serve the six lessons to the class network (or this computer only, --local) with the "
-                    "classroom settings: uploads refused above --upload-mb, short errors for visitors, no file "
-                    "watcher.  Works from any folder.  Stop it with Ctrl+C.",
-    )
-    p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="port to serve on (default: %(default)s)")
-    p.add_argument("--local", action="store_true",
-                   help="this computer only (127.0.0.1); default: the class network, every interface")
-    p.add_argument("--upload-mb", type=_positive_int, default=_default_upload_mb(), metavar="MB",
-                   help="largest upload in MB; the server refuses larger requests (default: %(default)s)")
-    p.add_argument("--data-root", metavar="DIR", default=None,
-                   help="let lesson 1 scan image folders inside DIR (default: no folder box)")
-    # its own dest: the top-level `teachkit --lang` (messages) would otherwise be overwritten by this default
-    p.add_argument("--lang", dest="app_lang", choices=("en", "zh"), default=None,
-                   help="language the pages open in without ?lang= in the address, and of these lines "
-                        "(default: `teachkit --lang`, else English pages)")
-    p.add_argument("--demo-seconds", type=_seconds, default=None, metavar="S",
-                   help="time limit of the live demos of lessons 2-5 in seconds, 0 for none (default: 25)")
-    p.add_argument("--no-qr", action="store_true", help="do not print the QR code of the address")
+    from .messages import help_text as words
+
+    p = sub.add_parser("app", help=words("serve.help"), description=words("serve.description"))
+    p.add_argument("--port", type=_port, default=DEFAULT_PORT, help=words("serve.help.port", default=DEFAULT_PORT))
+    p.add_argument("--local", action="store_true", help=words("serve.help.local"))
+    upload_mb = _default_upload_mb()
+    p.add_argument("--upload-mb", type=_positive_int, default=upload_mb, metavar="MB",
+                   help=words("serve.help.upload_mb", default=upload_mb))
+    p.add_argument("--data-root", metavar="DIR", default=None, help=words("serve.help.data_root"))
+    p.add_argument("--demo-seconds", type=_seconds, default=None, metavar="S", help=words("serve.help.demo_seconds"))
+    p.add_argument("--no-qr", action="store_true", help=words("serve.help.no_qr"))
     p.set_defaults(func=cmd_app)
 
 
@@ -193,17 +164,14 @@ def app_environment(args: argparse.Namespace, base: dict | None = None) -> dict[
         if not root.is_dir():
             raise AppError("serve.data_root_missing", path=str(root))
         env["TEACHKIT_DATA_ROOT"] = str(root.resolve())
-    page_lang = getattr(args, "app_lang", None) or getattr(args, "lang", None)
-    if page_lang:
-        env["TEACHKIT_LANG"] = page_lang
+    if getattr(args, "lang", None):  # the pages open in --lang without ?lang= in their address
+        env["TEACHKIT_LANG"] = args.lang
     if args.demo_seconds is not None:
         env["TEACHKIT_DEMO_SECONDS"] = str(args.demo_seconds)
     return env
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    if args.app_lang:  # (inside the CLI's own `with using_language(...)`, which restores it afterwards)
-        set_language(args.app_lang)
     env = app_environment(args)
     import importlib.util
 

@@ -227,16 +227,17 @@ def activation_map_figure(atlas, dataset, layer: str, unit: int, backbone=None, 
     for ax, colour in ((ax_img, "yellow"), (ax_map, "cyan")):
         ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False,
                                edgecolor=colour, linewidth=2.5))
-    ax_img.set_title(figtext.tr("viz.map_image", lang, name=_image_name(atlas, dataset, am.image_index)),
+    ax_img.set_title(figtext.tr("viz.map_image", lang, name=_image_name(atlas, dataset, am.image_index, lang)),
                      fontsize=fontsize)
     ax_map.set_title(figtext.tr("viz.map_values", lang, h=h, w=w, y=am.peak[0], x=am.peak[1]), fontsize=fontsize)
     return fig
 
 
-def _image_name(atlas, dataset, index: int) -> str:
+def _image_name(atlas, dataset, index: int, lang: str = "en") -> str:
     """The scanned image as its dataset names it (a photo's file and which crop), else its number."""
     try:
-        return atlas.open_dataset(dataset).describe(int(index))
+        name = atlas.open_dataset(dataset).description(int(index))
+        return name if isinstance(name, str) else name.text(lang)
     except Exception:  # noqa: BLE001 - a title only
         return f"#{index}"
 

@@ -22,6 +22,7 @@ if str(ROOT) not in sys.path:  # the lessons package sits next to app.py
     sys.path.insert(0, str(ROOT))
 APP = str(ROOT / "app.py")
 from teachkit.lessons.pages import PAGES as REGISTRY  # noqa: E402 - the one page registry
+from teachkit.messages import catalogue  # noqa: E402
 from page_strings import visible_strings  # noqa: E402 - tests/page_strings.py: what a page shows
 
 PAGES = {p.number: str(p.path) for p in REGISTRY}  # lesson number -> its script (AppTest.switch_page)
@@ -96,16 +97,6 @@ def wait_job(at: AppTest, key: str = "p6_job", limit: float = 90.0):
 # ---- texts ---------------------------------------------------------------------------------
 
 
-def test_every_string_has_both_languages():
-    from teachkit.lessons._strings import UI
-
-    for key, entry in UI.items():
-        assert set(entry) == set(LANGS), key
-        assert all(v.strip() for v in entry.values()), key
-        # the same {fields} in both languages
-        assert set(re.findall(r"{(\w+)", entry["en"])) == set(re.findall(r"{(\w+)", entry["zh"])), key
-
-
 def test_every_lesson_text_has_both_languages():
     from teachkit.lessons import i18n
 
@@ -136,19 +127,13 @@ def test_page_renders(n, lang):
     assert any("cpu" in m.value.lower() or "cuda" in m.value for m in at.sidebar.markdown)
     assert at.sidebar.toggle(key="projector")
     # guided: a teacher's note, "what to look for" under the figures, questions with hidden answers
-    ui = ui_strings(lang)
-    assert ui["teacher_note"] in [e.label for e in at.expander]
-    looks = [m.value for m in at.markdown if ui["look_for"] in m.value]
+    words = catalogue(lang)
+    assert words["handout.teacher"] in [e.label for e in at.expander]
+    looks = [m.value for m in at.markdown if words["handout.look"] in m.value]
     assert looks, "no 'what to look for' line"
-    assert any(h.value == ui["quiz_title"] for h in at.subheader)
-    answers = [e for e in at.expander if e.label.startswith(ui["quiz_reveal"].split("{")[0].strip() or "@")]
+    assert any(h.value == words["handout.questions"] for h in at.subheader)
+    answers = [e for e in at.expander if e.label.startswith(words["ui.quiz_reveal"].split("{")[0].strip() or "@")]
     assert 2 <= len(answers) <= 3, [e.label for e in at.expander]
-
-
-def ui_strings(lang: str) -> dict[str, str]:
-    from teachkit.lessons._strings import UI
-
-    return {key: entry[lang] for key, entry in UI.items()}
 
 
 # the prepared result each page shows before anything is pressed: (page, what to find)
@@ -159,11 +144,11 @@ PREPARED = {2: "p2_prepared_note", 4: "p4_prepared_note", 5: "p5_texture_prepare
 @pytest.mark.parametrize("n", sorted(PREPARED))
 def test_prepared_results_are_shown_at_once(n, lang):
     at = open_page(n, lang)
-    text = ui_strings(lang)[PREPARED[n]].split("{")[0].strip()
+    text = catalogue(lang)["ui." + PREPARED[n]].split("{")[0].strip()
     found = [c.value for c in at.caption] + [h.value for h in at.subheader]
     found += [cap for img in at.image for cap in img.captions]
     assert any(text in f for f in found), (text, found)
-    assert not at.info or all(ui_strings(lang)["not_prepared"] != i.value for i in at.info)
+    assert not at.info or all(catalogue(lang)["ui.not_prepared"] != i.value for i in at.info)
 
 
 # words a Chinese page may show as they are: names of things, units and formats
@@ -480,12 +465,12 @@ def test_projector_switch_makes_figure_text_larger(monkeypatch):
 def test_shared_figure_is_made_once_for_many_simultaneous_callers():
     import threading
 
-    from teachkit.lessons.resources import shared
+    from teachkit.lessons.resources import cached
 
     calls = []
     gate = threading.Event()
 
-    @shared(8)
+    @cached(8)
     def figure(name: str, lang: str = "en") -> str:
         calls.append((name, lang))
         gate.wait(5)  # every caller arrives while the first one is still at work
@@ -502,16 +487,16 @@ def test_shared_figure_is_made_once_for_many_simultaneous_callers():
         t.join(10)
     assert calls == [("overview", "en")]
     assert results == ["overview/en/1"] * 9
-    assert figure.cached("overview") and not figure.cached("overview", "zh")
+    assert figure("overview", "en") == "overview/en/1" and len(calls) == 1  # kept
     assert figure("overview", "zh") == "overview/zh/2"  # another key: its own computation
 
 
 def test_shared_figure_failure_lets_the_next_caller_try_again():
-    from teachkit.lessons.resources import shared
+    from teachkit.lessons.resources import cached
 
     attempts = []
 
-    @shared(4)
+    @cached(4)
     def flaky(x: int) -> int:
         attempts.append(x)
         if len(attempts) == 1:
@@ -569,7 +554,7 @@ def test_config_errors_are_chinese(monkeypatch):
         assert _english_words(zh, "") == [], (str(info.value), zh)
         assert i18n.tr("error_internal") not in zh, str(info.value)  # a known error gets its own sentence
     # anything that is not a teachkit error: one general sentence in the session's language
-    assert i18n.error_text(RuntimeError("something nobody foresaw")) == i18n.UI["error_internal"]["zh"]
+    assert i18n.error_text(RuntimeError("something nobody foresaw")) == catalogue("zh")["ui.error_internal"]
 
 
 @pytest.mark.parametrize("normalization", ["auto", "lecture", "gatys", "none"])

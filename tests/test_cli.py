@@ -258,11 +258,58 @@ def test_an_english_lang_option_wins_over_a_chinese_locale(monkeypatch, capsys):
     assert " ".join(catalogue("en")["cli.transfer.quiet"].split()) in out
 
 
-def test_lang_is_read_only_before_the_sub_command():
+def test_lang_is_read_before_and_after_the_sub_command():
     assert cli._lang_option(["--lang", "zh", "transfer"]) == "zh"
     assert cli._lang_option(["--lang=en", "gram", "x"]) == "en"
-    assert cli._lang_option(["transfer", "--lang", "zh"]) is None  # a style file may be called anything
+    assert cli._lang_option(["transfer", "--lang", "zh"]) == "zh"
+    assert cli._lang_option(["--lang", "en", "patches", "scan", "--lang=zh"]) == "zh"  # the last one wins
+    assert cli._lang_option(["transfer", "--", "--lang", "zh"]) is None  # after --, a file name
     assert cli._lang_option(["--lang"]) is None
+
+
+def test_every_global_option_works_after_every_sub_command():
+    """`teachkit transfer --lang zh ...` used to answer "unrecognized arguments: --lang"."""
+    parser = cli.build_parser()
+    top = {o for a in parser._actions for o in a.option_strings if o not in ("-h", "--help")}
+    assert {"--lang", "--version"} <= top
+    paths = list(_parsers(parser))
+    assert len(paths) > 15 and ("patches", "scan") in dict(paths) and ("gram", "pair") in dict(paths)
+    for path, p in paths:
+        for option in top:
+            assert option in p._option_string_actions, (path, option)
+        assert p._option_string_actions["--lang"].dest == "lang", path
+    # given after, it is the same option; not given, the top's stays
+    assert parser.parse_args(["--lang", "zh", "gram", "pair", "chelsea", "-o", "x.png"]).lang == "zh"
+    assert parser.parse_args(["gram", "pair", "chelsea", "-o", "x.png", "--lang", "zh"]).lang == "zh"
+    assert parser.parse_args(["patches", "scan", "--lang=zh"]).lang == "zh"
+    assert parser.parse_args(["patches", "--lang", "en", "scan"]).lang == "en"
+    assert parser.parse_args(["gram", "pair", "chelsea", "-o", "x.png"]).lang is None
+
+
+@pytest.mark.parametrize("argv", [
+    ["transfer", "{missing}", "rings", "-o", "{out}", "--lang", "zh"],
+    ["reconstruct", "--lang=zh", "content", "{missing}", "-o", "{out}"],
+    ["gram", "{missing}", "--lang", "zh", "-o", "{out}"],  # the shorthand of `gram show`
+])
+def test_lang_after_the_sub_command_speaks_chinese(argv, tmp_path, monkeypatch, capsys):
+    from teachkit.messages import catalogue
+
+    monkeypatch.setenv("LANG", "en_US.UTF-8")
+    monkeypatch.delenv("LC_ALL", raising=False)
+    missing = str(tmp_path / "missing.jpg")
+    argv = [a.format(missing=missing, out=str(tmp_path / "out.png")) for a in argv]
+    assert main(argv) == 2
+    err = one_line_error(capsys.readouterr().err)
+    assert err.startswith(catalogue("zh")["cli.error"].split("{")[0]) and missing in err, err
+
+
+def test_help_after_the_sub_command_speaks_chinese(capsys):
+    from teachkit.messages import catalogue
+
+    with pytest.raises(SystemExit):
+        main(["prepare", "--help", "--lang", "zh"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert catalogue("zh")["prepare.help.force"] in out and catalogue("en")["prepare.help.force"] not in out
 
 
 # ---- every command-line mistake is a message id, worded in the chosen language ------------------------
@@ -315,8 +362,8 @@ def _parsers(parser, path=()):
 
 
 def test_every_option_of_clis_own_commands_is_explained_in_chinese():
-    """Every help text of the commands cli.py declares (layers, transfer, patches, gram, reconstruct)
-    is Chinese under --lang zh -- argparse's own '-h' line aside."""
+    """Every help text of the commands (all but `notebooks` and `exercises`, teachkit/notebooks and
+    teachkit/exercises) is Chinese under --lang zh -- argparse's own '-h' and '--version' lines aside."""
     import argparse
     import re
 
@@ -327,12 +374,12 @@ def test_every_option_of_clis_own_commands_is_explained_in_chinese():
         parser = cli.build_parser()
     english = []
     for path, p in _parsers(parser):
-        if path[:1] not in (("layers",), ("transfer",), ("patches",), ("gram",), ("reconstruct",)):
+        if path[:1] in (("notebooks",), ("exercises",)):
             continue
         if p.description and not cjk.search(p.description):
             english.append((path, "description"))
         for action in p._actions:
-            if isinstance(action, argparse._HelpAction) or action.help in (None, argparse.SUPPRESS):
+            if isinstance(action, (argparse._HelpAction, argparse._VersionAction)) or action.help in (None, argparse.SUPPRESS):
                 continue
             if not cjk.search(action.help):
                 english.append((path, action.dest, action.help))

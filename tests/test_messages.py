@@ -23,7 +23,9 @@ from teachkit.messages import Message, TeachkitError, catalogue, catalogue_files
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [ROOT / "teachkit", ROOT / "lessons", ROOT / "app.py"]
-ID_SHAPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")  # matches ids, never sentences
+ID_SHAPE = re.compile(r"^[a-z][a-z0-9_]*(\.[A-Za-z0-9_]+)+$")  # matches ids, never sentences
+#: an interface key as the app passes it to ``tr()`` (message ``ui.<key>``, lessons/i18n.py)
+KEY_SHAPE = re.compile(r"^[a-z][A-Za-z0-9_]*$")
 #: a dotted name that is a file, not a message id (``image.png``, ``atlas.npz``)
 FILE_ENDINGS = {"py", "po", "mo", "md", "txt", "json", "npz", "npy", "png", "jpg", "jpeg", "webp", "bmp", "tif",
                 "tiff", "gif", "pdf", "svg", "csv", "toml", "yaml", "yml", "bin", "pt", "pth", "zip", "gz", "html",
@@ -117,29 +119,49 @@ ID_CALLS = {"text", "Message", "about", "_fail"}
 
 
 def _looks_like_id(s: str) -> bool:
-    return bool(ID_SHAPE.match(s)) and s.rsplit(".", 1)[1] not in FILE_ENDINGS
+    return bool(ID_SHAPE.match(s)) and s.rsplit(".", 1)[1].lower() not in FILE_ENDINGS
+
+
+def _ui_id(key: str) -> str:
+    from teachkit.lessons.i18n import msg_id
+
+    return msg_id(key)
 
 
 def _scan(trees: dict) -> tuple[dict[str, str], list[str]]:
     """The ids in parsed source files (name -> tree): every literal string of an area the catalogue
     has (``"image.not_found"`` in a table, too), every id-shaped literal argument of a call that
     takes an id (whatever its area), and the literal beginnings of f-strings that end in a dot
-    (``f"option.items.{kind}"`` -> 'option.items.').  Returns (id -> where, prefixes)."""
+    (``f"option.items.{kind}"`` -> 'option.items.').  The app's ``tr("key")`` is message ``ui.key``:
+    its literal keys count as ids, and so do bare literals that are keys (``"p1_scan_cancelled"``
+    kept for a later ``tr``) and f-string heads (``tr(f"how_{h}")`` -> 'ui.how_').
+    Returns (id -> where, prefixes)."""
     areas = {i.split(".")[0] for i in EN}
     found: dict[str, str] = {}
     prefixes: list[str] = []
     for name, tree in trees.items():
+        heads = {id(v) for n in ast.walk(tree) if isinstance(n, ast.JoinedStr) for v in n.values}
         for node in ast.walk(tree):
+            if id(node) in heads:  # the literal part of an f-string: a prefix at most
+                continue
             where = f"{name}:{getattr(node, 'lineno', '?')}"
             if isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
                 head = str(node.values[0].value)
-                if head.endswith(".") and ID_SHAPE.match(head + "x"):
+                if "." in head and ID_SHAPE.match(head + "x"):
                     prefixes.append(head)
+                elif KEY_SHAPE.match(head.rstrip("_") or "-") and head.endswith("_"):
+                    prefixes.append("ui." + head)
             elif isinstance(node, ast.Constant) and isinstance(node.value, str):
                 if _looks_like_id(node.value) and node.value.split(".")[0] in areas:
                     found.setdefault(node.value, where)
+                elif KEY_SHAPE.match(node.value) and _ui_id(node.value) in EN:
+                    found.setdefault(_ui_id(node.value), where)
             elif isinstance(node, ast.Call):
                 callee = getattr(node.func, "attr", getattr(node.func, "id", ""))
+                key = node.args[0] if node.args else None
+                if callee == "tr" and isinstance(key, ast.Constant) and isinstance(key.value, str) \
+                        and KEY_SHAPE.match(key.value):
+                    found[_ui_id(key.value)] = where  # an interface key: its id must exist
                 if callee in ID_CALLS or callee.endswith("Error"):
                     for arg in node.args:
                         if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and _looks_like_id(arg.value):
@@ -171,9 +193,26 @@ def test_the_scan_finds_ids_and_only_ids():
     assert not any(i.endswith((".png", ".py", ".npz")) for i in found)
     snippet = ast.parse("raise InputError('nowhere.at_all', x=1)\n"
                         "save('image.png'); Message(f'config.{name}')\n"
-                        "ImageError.about(path, 'image.not_here'); print('see teachkit.images')\n")
+                        "ImageError.about(path, 'image.not_here'); print('see teachkit.images')\n"
+                        "st.info(tr('p1_no_such_key')); tr('p3_alpha'); tr(f'how_{h}'); figtext.tr('viz.x', 'en')\n")
     found, prefixes = _scan({"snippet": snippet})
-    assert set(found) == {"nowhere.at_all", "image.not_here"} and prefixes == ["config."]
+    assert set(found) == {"nowhere.at_all", "image.not_here", "ui.p1_no_such_key", "option.alpha", "viz.x"}
+    assert prefixes == ["config.", "ui.how_"]
+
+
+#: the domains of the app, the CLI and the library's core (other domains have their own owners)
+APP_DOMAINS = {"ui", "lessons", "teachkit", "patches", "serve", "serving"}
+
+
+def test_no_english_text_is_written_twice():
+    """One text, one id: a text of the app or the core is not defined again under another id (the app's
+    ``tr`` maps a page's key to the existing id instead, lessons/i18n.py: SAME_AS)."""
+    ids_of: dict[str, list[str]] = {}
+    for path in catalogue_files("en"):
+        for msg_id, template in domain_catalogue(path).items():
+            ids_of.setdefault(template, []).append(f"{path.stem}:{msg_id}")
+    twice = {t: ids for t, ids in ids_of.items() if len(ids) > 1 and any(i.split(":")[0] in APP_DOMAINS for i in ids)}
+    assert not twice, twice
 
 
 # ---- real errors, rendered --------------------------------------------------------------------
@@ -269,7 +308,7 @@ def test_the_app_words_progress_and_errors_in_the_session_language(monkeypatch, 
     assert i18n.error_text("一个课堂限制") == "一个课堂限制"  # worded by the app already
     with caplog.at_level("WARNING"):
         shown = i18n.error_text(RuntimeError("/srv/secret: shape mismatch"))
-    assert shown == i18n.UI["error_internal"]["zh"] and "/srv" not in shown
+    assert shown == ZH["ui.error_internal"] and "/srv" not in shown
     assert "/srv/secret: shape mismatch" in caplog.text  # the details go to the server log
 
 

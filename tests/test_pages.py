@@ -60,9 +60,10 @@ def cut_demos(monkeypatch):
 
 
 def ui(key: str, lang: str = "en") -> str:
-    from teachkit.lessons._strings import UI
+    from teachkit.lessons.i18n import msg_id
+    from teachkit.messages import catalogue
 
-    return UI[key][lang]
+    return catalogue(lang)[msg_id(key)]
 
 
 def open_page(page: str | None, lang: str = "en", **params) -> AppTest:
@@ -130,7 +131,9 @@ def test_lesson1_starts_where_the_teachers_note_does():
     at = open_page(None)
     assert at.selectbox(key="p1_layer").value == "relu1_1"
     assert at.radio(key="p1_how__en").value == "most_active"
-    note = next(e for e in at.expander if e.label == ui("teacher_note"))
+    from teachkit.messages import text
+
+    note = next(e for e in at.expander if e.label == text("handout.teacher", "en"))
     assert "relu1_1" in " ".join(m.value for m in note.markdown)
 
 

@@ -55,10 +55,10 @@ def test_the_app_reads_the_demo_time_limit_and_language_that_teachkit_app_sets(m
     monkeypatch.setenv("TEACHKIT_DEMO_SECONDS", serve.app_environment(_app_args("--demo-seconds", "40"),
                                                                       base={})["TEACHKIT_DEMO_SECONDS"])
     assert settings.demo_seconds() == 40.0
-    # `teachkit --lang zh app`: the top-level language is the pages' too; `app --lang` wins
+    # `teachkit --lang zh app` and `teachkit app --lang zh` are one option: the pages' language too
     assert serve.app_environment(cli.build_parser().parse_args(["--lang", "zh", "app"]), base={})["TEACHKIT_LANG"] == "zh"
     both = cli.build_parser().parse_args(["--lang", "zh", "app", "--lang", "en"])
-    assert both.lang == "zh" and serve.app_environment(both, base={})["TEACHKIT_LANG"] == "en"
+    assert both.lang == "en" and serve.app_environment(both, base={})["TEACHKIT_LANG"] == "en"
 
 
 @pytest.mark.parametrize("argv", [["--port", "0"], ["--port", "http"], ["--upload-mb", "0"], ["--demo-seconds", "-1"]])
@@ -181,7 +181,7 @@ def test_a_lesson_6_job_that_runs_out_of_memory_shows_the_one_line(monkeypatch):
 
     for lang in ("en", "zh"):
         monkeypatch.setattr(i18n, "lang", lambda lang=lang: lang)  # the session's language
-        assert jobs.failure_text(job.error) == text("memory.out_of_memory_app", lang, device="cuda")
+        assert i18n.error_text(job.error) == text("memory.out_of_memory_app", lang, device="cuda")
 
 
 def test_python_m_teachkit_is_the_teachkit_command(tmp_path):

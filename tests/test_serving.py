@@ -42,9 +42,11 @@ if str(ROOT) not in sys.path:  # the lessons package sits next to app.py
     sys.path.insert(0, str(ROOT))
 
 from teachkit.lessons import jobs, uploads  # noqa: E402
+from teachkit.messages import catalogue  # noqa: E402
 from teachkit.transfer import TransferConfig  # noqa: E402
 
 APP = str(ROOT / "app.py")
+EN = catalogue("en")
 
 
 def _png(width: int, height: int, colour=(200, 30, 30)) -> bytes:
@@ -147,7 +149,7 @@ def test_builders_are_bounded_and_least_recently_used_are_freed(monkeypatch):
     b.done.set()
     assert jobs.atlas_builder("/data/a", None, layers) is a  # a is now the most recently used
     c = jobs.atlas_builder("/data/c", None, layers)  # frees b, the least recently used finished one
-    assert jobs.builder_count() == 3
+    assert len(jobs._BUILDERS) == 3
     assert jobs.atlas_builder("/data/a", None, layers) is a
     assert jobs.atlas_builder("/data/c", None, layers) is c
     assert jobs.atlas_builder("sample", None, layers) is default
@@ -337,9 +339,7 @@ def test_a_job_stops_at_the_time_limit(fake_transfer):
     _until(lambda: not job.alive, timeout=5)
     snap = job.snapshot()
     assert snap["reason"] == "time_limit" and job.result.stopped and 0 < snap["step"] < 100_000
-    from teachkit.lessons.i18n import UI
-
-    assert jobs.reason_text(snap) == UI["job_time_limit"]["en"].format(secs=0.3)  # the job's own limit
+    assert jobs.reason_text(snap) == EN["ui.job_time_limit"].format(secs=0.3)  # the job's own limit
     assert board.counts() == (0, 0)
 
 
@@ -965,15 +965,15 @@ def test_a_failed_job_shows_a_message_never_the_exception_text(monkeypatch, capl
     with caplog.at_level("WARNING"):
         shown = job.snapshot()["error"]
     assert job.snapshot()["state"] == "failed"
-    assert shown == i18n.UI["error_internal"]["en"] and "/srv" not in shown and "tensor" not in shown
+    assert shown == EN["ui.error_internal"] and "/srv" not in shown and "tensor" not in shown
     assert secret in caplog.text  # the teacher finds the details in the server log
     monkeypatch.setattr(i18n, "lang", lambda: "zh")
-    assert jobs.failure_text(RuntimeError("x")) == i18n.UI["error_internal"]["zh"]
+    assert i18n.error_text(RuntimeError("x")) == catalogue("zh")["ui.error_internal"]
     # an error a student can act on keeps its words, in their language
     err = ImageError.about("a.png", "image.not_encoded")
-    assert jobs.failure_text(err) == err.text("zh")
+    assert i18n.error_text(err) == err.text("zh")
     monkeypatch.setattr(i18n, "lang", lambda: "en")
-    assert jobs.failure_text(err) == str(err)
+    assert i18n.error_text(err) == str(err)
 
 
 _MD_NAME = "**bold** _it_ [link](http://x.example) $x^2$ :red[red] :smile: `code` <b>b</b> #1\nline.png"
@@ -1089,9 +1089,7 @@ def test_two_tabs_of_one_browser_hold_one_transfer(class_server):
     tab's (one client = one browser's XSRF cookie); when the tab closes, its transfer is cancelled."""
     from local_server import Tab
 
-    from teachkit.lessons._strings import UI
-
-    replaced = UI["job_replaced"]["en"]
+    replaced = EN["ui.job_replaced"]
 
     async def start(tab):
         await tab.open("run")

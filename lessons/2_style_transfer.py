@@ -76,7 +76,7 @@ with col_g:
     g_slot = st.empty()
     progress_slot = st.container()
 
-start = res.real_start(content_key, config.size, plan, style_key)  # G0 at the engine's first scale
+start = res.real_start(content_key, config.size, plan)  # G0 at the engine's first scale
 settings = (content_key, style_key, repr(config))
 if run:
     from teachkit.transfer import transfer

@@ -246,9 +246,8 @@ def prepared(kind: str, *names: str):
 
 
 @cached(128, figure=False)
-def real_start(content_key: str, size: int, config, style_key: str | None = None):
-    """The engine's starting image G0 (:func:`teachkit.transfer.initial_image`), kept per process.
-    ``style_key`` does not change G0 (lesson 2 still passes it)."""
+def real_start(content_key: str, size: int, config):
+    """The engine's starting image G0 (:func:`teachkit.transfer.initial_image`), kept per process."""
     from teachkit.transfer import initial_image
 
     return initial_image(picture(content_key, size), config)

@@ -1,9 +1,6 @@
-"""Before class: build everything the lessons show by default into the cache (``teachkit prepare``).
-
-Lesson 1's atlas, a gallery of finished transfers with their frames (lessons 2 and 6), lesson 4's
-reconstructions and lesson 5's textures, each a folder under ``<cache>/prepared/<backbone>/`` with PNG
-files and a ``meta.json`` written last (a folder without it is unfinished and ignored).  Everything runs
-on teachkit's one optimisation loop; no Streamlit."""
+"""Before class: build everything the lessons show by default into the cache (``teachkit prepare``): lesson
+1's atlas, finished transfers with their frames (lessons 2, 6), lesson 4's reconstructions, lesson 5's
+textures; each a folder under ``<cache>/prepared/<backbone>/`` whose ``meta.json``, written last, marks it done."""
 
 from __future__ import annotations
 
@@ -50,7 +47,7 @@ class Recipe:
     atlas_size: int | None = None  #: None: teachkit.patches' default scan size
 
 
-#: what ``teachkit prepare`` builds (a few minutes on a 2-core laptop; see benchmarks/RESULTS_app.md)
+#: what ``teachkit prepare`` builds (README: its time, with the machine)
 FULL = Recipe()
 #: tiny results for tests and very slow machines (``--fast``)
 FAST = Recipe(transfer_size=32, transfer_steps=3, content_size=32, content_steps=2, texture_size=32,
@@ -229,6 +226,30 @@ def prepare_atlas(net, dataset: str = "sample", recipe: Recipe = FULL, cache_dir
                      image_size=recipe.atlas_size, callback=callback, cache_dir=atlas_cache)
 
 
+#: seconds of one core each part of FULL takes on a 2-core AVX2 laptop (README: ``teachkit prepare``), the first
+#: estimate; the sample atlas is shipped (a scan of another dataset is not estimated)
+PART_SECONDS = {"atlas": 0.0, "gallery": 47.0, "content": 61.0, "texture": 13.5}
+
+
+class _Pace:
+    """Says each part as it starts, k of n, with the minutes left: PART_SECONDS at first, then at the pace
+    this machine has shown (a part made before takes no time and does not count)."""
+
+    def __init__(self, say, parts: list[str], clock=time.perf_counter):
+        self.say, self.parts, self.clock, self.k, self.taken, self.nominal = say, parts, clock, 0, 0.0, 0.0
+        self.t = clock()
+
+    def __call__(self, message: Message) -> None:
+        now, last = self.clock(), PART_SECONDS.get(self.parts[self.k - 1], 0.0) if self.k else 0.0
+        if now - self.t >= 1.0 and last:
+            self.taken, self.nominal = self.taken + now - self.t, self.nominal + last
+        self.t, self.k = now, self.k + 1
+        pace = self.taken / self.nominal if self.nominal else 1.0
+        left = pace * sum(PART_SECONDS.get(p, 0.0) for p in self.parts[self.k - 1:])
+        self.say(Message("progress.prepare_part" if self.nominal else "progress.prepare_first", k=self.k,
+                         n=len(self.parts), what=message, minutes=max(1, round(left / 60))))
+
+
 def prepare(net=None, kinds: Sequence[str] = KINDS, recipe: Recipe = FULL, cache_dir=None,
             callback: ProgressCallback | None = None, force: bool = False, log=None,
             dataset: str = "sample") -> dict[str, float]:
@@ -240,7 +261,9 @@ def prepare(net=None, kinds: Sequence[str] = KINDS, recipe: Recipe = FULL, cache
     if unknown:
         raise InputError("prepare.unknown_kind", kind=repr(unknown[0]), kinds=", ".join(KINDS))
     net = _net(net)
-    say = log or (lambda text: None)
+    styles = len(list_samples()["style"])
+    say = _Pace(log or (lambda text: None), [k for k in KINDS if k in kinds for _ in
+                                             range({"gallery": len(GALLERY), "texture": styles}.get(k, 1))])
     seconds: dict[str, float] = {}
     for kind in KINDS:
         if kind not in kinds:
@@ -285,6 +308,8 @@ def add_prepare_parser(sub) -> None:
 def cmd_prepare(args: argparse.Namespace) -> int:
     import sys
 
+    from tqdm.auto import tqdm
+
     from .progress import TqdmReporter
 
     recipe = FAST if args.fast else FULL
@@ -296,9 +321,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         torch.set_num_threads(check_int("--threads", args.threads, 1))
     net = _net(args.backbone)
     bar = TqdmReporter(desc="prepare")
-    try:
+    try:  # each part's line above the bar (tqdm.write), the bar redrawn under it
         seconds = prepare(net, args.only or KINDS, recipe, args.cache, bar, args.force,
-                          log=lambda msg: print(msg.text(), file=sys.stderr), dataset=args.dataset)
+                          log=lambda msg: tqdm.write(msg.text(), file=sys.stderr), dataset=args.dataset)
     finally:
         bar.close()
     print(text("prepare.done", folder=prepared_root(args.cache) / net.name,

@@ -152,6 +152,7 @@ def figure_text_sizes(page) -> list[tuple[str, float]]:
             continue
         info, natural = img.info, img.size[0]
         if "teachkit:min_text_px" in info:  # a figure (photos have no text)
+            assert info.get("teachkit:overlaps") == "0", f"texts overlap in {src}: {info.get('teachkit:overlap')}"
             out.append((src, float(info["teachkit:min_text_px"]) * width / natural))
     return out
 

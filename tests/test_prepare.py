@@ -35,7 +35,7 @@ def test_lesson2_start_is_the_engines_own_start_at_its_first_scale(net):
 
     config = TransferConfig.preset("quick", init="blend", init_noise=0.25, seed=3, dtype="float32")
     content = picture("rocket", 256)
-    got = to_tensor(real_start("rocket", 256, config, "waves"))
+    got = to_tensor(real_start("rocket", 256, config))
     c = to_tensor(resize_long_side(content, 128))
     assert got.shape == c.shape  # 128 px, not the 256 px of the finished image
     expected = to_tensor(to_pil(0.75 * c + 0.25 * white_noise(c.shape, 3)))

@@ -439,16 +439,20 @@ def client_address() -> str | None:
         return None
 
 
+def client_key_of(sid: str) -> str | None:
+    """Session ``sid``'s client (:func:`client_key_for`) from its connection; None without one."""
+    from streamlit.runtime import Runtime
+
+    client = Runtime.instance().get_client(sid) if Runtime.exists() else None
+    context = getattr(client, "client_context", None)
+    return None if context is None else client_key_for(context.cookies, _public_address(context.remote_ip))
+
+
 def client_key() -> str:
     """The running session's client (read once per session); without cookie or address, the session itself."""
     key = st.session_state.get(_CLIENT_KEY)
-    if isinstance(key, str):
-        return key
-    try:
-        cookies, address = st.context.cookies, st.context.ip_address
-    except Exception:  # noqa: BLE001 - no server context (AppTest)
-        cookies, address = None, None
-    key = st.session_state[_CLIENT_KEY] = client_key_for(cookies, address) or owner_key()
+    if not isinstance(key, str):
+        key = st.session_state[_CLIENT_KEY] = client_key_of(session_id()) or owner_key()
     return key
 
 

@@ -117,6 +117,7 @@ def cmd_transfer(args) -> int:
 
     from .fileio import check_distinct_outputs
     from .images import check_output_path, save_image
+    from .messages import Message
     from .samples import DEFAULT_CONTENT, DEFAULT_STYLE
     from .transfer import Engine, SlowDtypeWarning, schedule
 
@@ -148,10 +149,16 @@ def cmd_transfer(args) -> int:
         reporter = TqdmReporter(desc="transfer", keys=("total", "content", "style"), file=sys.stderr)
 
     def callback(p):
+        nonlocal save_dir
         if reporter is not None:
             reporter(p)
         if save_dir is not None and p.image is not None:
-            save_image(p.image, save_dir / _step_file(p.step))
+            try:
+                save_image(p.image, save_dir / _step_file(p.step))
+            except OSError as exc:  # a full folder: said once; the run goes on without intermediates
+                why = Message("cli.save_every_failed", {"reason": os_error_message(exc)})
+                print(text("cli.warning", detail=why), file=sys.stderr)
+                save_dir = None
 
     try:
         with warnings.catch_warnings():

@@ -1,33 +1,11 @@
-"""Images in and out of teachkit: loading, checking, converting and saving.
+"""Images in and out of teachkit: an image is an RGB ``PIL.Image``, or on the network side a ``(1, 3, H, W)``
+float tensor in ``[0, 1]``.
 
-Everything that touches an image file goes through this module, so the rest of
-teachkit can assume one simple thing: *an image is an RGB ``PIL.Image``*, or, on
-the network side, a ``(1, 3, H, W)`` float tensor with values in ``[0, 1]``.
-
-Loading
-    :func:`load_image` accepts a path, raw bytes, an open file, a PIL image, a
-    numpy array or a torch tensor.  Whatever comes in, an 8-bit RGB image comes
-    out: the EXIF orientation of phone photos is applied, grayscale, 16-bit,
-    palette, CMYK and transparent images are converted (transparent parts become
-    white), and an optional ``size`` scales the long side.
-
-    Anything wrong with the input (a missing file, a text file called
-    ``.png``, a half-downloaded JPEG, a 100-megapixel scan, a 8x8 icon ...)
-    raises a single kind of error, :class:`ImageError`, whose message names
-    the file and says what is wrong, e.g.::
-
-        cannot read 'photo.jpg': file is truncated or corrupt
-
-Converting
-    :func:`to_tensor` and :func:`to_pil` move between PIL images and tensors;
-    :func:`resize_long_side` and :func:`resize_to` resize with antialiasing.
-
-Saving
-    :func:`check_output_path` tells you *before* a long computation whether the
-    result can be written; :func:`save_image` writes a PIL image or a tensor.
-
-The bundled sample pictures (and :func:`~teachkit.samples.resolve_image`, a
-sample name *or* a path) live in :mod:`teachkit.samples`.
+:func:`load_image` takes a path, bytes, a file, a PIL image, an array or a tensor and gives 8-bit RGB (EXIF
+orientation applied; grey, 16/32-bit, palette, CMYK converted; transparency painted white; ``size`` scales
+the long side); every problem is one :class:`ImageError` naming the file, e.g. ``cannot read 'photo.jpg':
+file is truncated or corrupt``.  :func:`check_output_path` checks before a long computation that a result
+can be written; :func:`save_image` writes it.  The bundled samples live in :mod:`teachkit.samples`.
 """
 
 from __future__ import annotations
@@ -63,14 +41,10 @@ __all__ = [
     "save_image",
 ]
 
-#: Default limit on the number of pixels of an input image.  It is checked from
-#: the file header, before any pixel is decoded, so it also guards against
-#: "decompression bombs" (tiny files that claim to be enormous images).
+#: Default limit on an input's pixels, checked from the header before decoding (so also against
+#: "decompression bombs": tiny files that claim an enormous picture).
 MAX_PIXELS = 40_000_000
-
-#: Default smallest allowed short side.  A CNN such as VGG halves the image
-#: several times; below this there is nothing left to look at.
-MIN_SIDE = 16
+MIN_SIDE = 16  #: default smallest short side: VGG halves the image several times
 
 _EXIF_ORIENTATION = 0x0112  # the EXIF tag of a photo's orientation (1 = upright)
 
@@ -97,15 +71,9 @@ _VERBS = {"read": "image.cannot_read", "use": "image.cannot_use", "write": "imag
 
 
 class ImageError(TeachkitError, ValueError):
-    """One readable message naming the file and the problem.
-
-    ``str(err)`` reads like ``cannot read 'photo.jpg': file is truncated or
-    corrupt``; ``err.text('zh')`` says the same in Chinese.  The parts are also
-    available as ``err.source`` (the file name, or ``'<bytes>'``, ``'<PIL
-    image>'``, ``'<array>'``, ...), ``err.problem`` (a :class:`Message`) and
-    ``err.verb`` (``'read'``, ``'use'``, ``'write'``, ``'find'``).  It is a
-    ``ValueError``, so ``except ValueError`` catches it too.
-    """
+    """One readable message naming the file and the problem: ``cannot read 'photo.jpg': file is truncated
+    or corrupt`` (``err.text('zh')`` in Chinese), with its parts ``source`` (the file name, or ``'<bytes>'``,
+    ``'<array>'``, ...), ``problem`` (a :class:`Message`) and ``verb`` ('read', 'use', 'write', 'find')."""
 
     def __init__(self, source: str, problem: Message, verb: str = "read"):
         self.source = source
@@ -177,10 +145,7 @@ def load_image(
         img = to_pil(tensor_image(source, label))
         _check_dimensions(img.size, label, max_pixels, min_side)
     else:
-        raise _fail(
-            label,
-            "image.unknown_source", kind=type(source).__name__,
-        )
+        raise _fail(label, "image.unknown_source", kind=type(source).__name__)
 
     if size is not None:
         _check_resized(img.size, size, label, max_pixels, min_side)
@@ -191,16 +156,9 @@ def load_image(
 def check_upload(
     source, *, max_pixels: int | None = MAX_PIXELS, min_side: int | None = MIN_SIDE, name: str | None = None,
 ) -> tuple[int, int]:
-    """Read only the header of an encoded image and check its size; returns ``(width, height)``.
-
-    For untrusted uploads: the pixel count (``width * height`` against
-    ``max_pixels``) and the short side are checked *before* a single pixel is
-    decoded, so a small file that claims an enormous picture costs nothing.
-    ``source`` is a path, ``bytes`` or a binary file object (whose position is
-    put back afterwards, if it can seek).  Raises :class:`ImageError` naming
-    ``name`` (or the source) for a file that is not an image or too big/small.
-    :func:`load_image` makes the same check from the header before it decodes.
-    """
+    """For untrusted uploads: read only the header of an encoded image (a path, bytes or a binary file,
+    put back where it was) and check its pixels and short side before a single pixel is decoded; returns
+    ``(width, height)``, else :class:`ImageError` naming ``name`` (or the source)."""
     label = name if name is not None else _describe(source)
     if not _is_encoded(source):
         raise _fail(label, "image.not_encoded")
@@ -270,10 +228,7 @@ def _check_size_argument(size, min_side, label: str) -> None:
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
         raise _fail(label, "image.size_not_whole", verb="use", size=repr(size))
     if size < max(1, min_side or 0):
-        raise _fail(
-            label,
-            "image.size_too_small", verb="use", size=size, min=max(1, min_side or 0),
-        )
+        raise _fail(label, "image.size_too_small", verb="use", size=size, min=max(1, min_side or 0))
 
 
 def _check_dimensions(dims: tuple[int, int], label: str, max_pixels, min_side) -> None:
@@ -282,35 +237,21 @@ def _check_dimensions(dims: tuple[int, int], label: str, max_pixels, min_side) -
     if width <= 0 or height <= 0:
         raise _fail(label, "image.zero_size", width=width, height=height)
     if max_pixels is not None and width * height > max_pixels:
-        raise _fail(
-            label,
-            "image.too_many_pixels", width=width, height=height, pixels=f"{width * height:,}",
-            limit=f"{max_pixels:,}",
-        )
+        raise _fail(label, "image.too_many_pixels", width=width, height=height, pixels=f"{width * height:,}",
+                    limit=f"{max_pixels:,}")
     if min_side is not None and min(width, height) < min_side:
-        raise _fail(
-            label,
-            "image.too_small", width=width, height=height, min=min_side,
-        )
+        raise _fail(label, "image.too_small", width=width, height=height, min=min_side)
 
 
 def _check_resized(dims: tuple[int, int], size: int, label: str, max_pixels, min_side) -> None:
-    """Check the size the image will have once its long side is scaled to ``size``.
-
-    Scaling up can make it far too big; a long, thin strip can become too thin.
-    """
+    """The size once the long side is scaled to ``size``: scaling up can be far too big, a strip too thin."""
     width, height = _long_side_dims(dims, size)
     if max_pixels is not None and width * height > max_pixels:
-        raise _fail(
-            label,
-            "image.resized_too_many_pixels", verb="use", size=size, width=width, height=height,
-            pixels=f"{width * height:,}", limit=f"{max_pixels:,}",
-        )
+        raise _fail(label, "image.resized_too_many_pixels", verb="use", size=size, width=width, height=height,
+                    pixels=f"{width * height:,}", limit=f"{max_pixels:,}")
     if min_side is not None and min(width, height) < min_side:
-        raise _fail(
-            label,
-            "image.resized_too_small", verb="use", size=size, width=width, height=height, min=min_side,
-        )
+        raise _fail(label, "image.resized_too_small", verb="use", size=size, width=width, height=height,
+                    min=min_side)
 
 
 def _load_path(path, label: str, use):
@@ -368,14 +309,9 @@ def _load_file_object(file, label: str, use):
 
 
 def _open_header(file, label: str) -> Image.Image:
-    """``Image.open``: reads the header only (format, size, mode); every failure -> ImageError.
-
-    PIL's own decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``) is left as
-    PIL sets it, as a backstop: ``max_pixels`` (checked right after, from the
-    header) is the limit that counts.  No global of PIL's or of the warnings
-    module is touched here (``warnings.catch_warnings`` is not thread-safe), so
-    PIL may warn once about a header between its limit and twice that.
-    """
+    """``Image.open``: the header only (format, size, mode); every failure -> ImageError.  PIL's own bomb
+    guard stays as a backstop (``max_pixels`` is the limit that counts); no global of PIL's or of the
+    warnings module is touched (not thread-safe), so PIL may warn about a header above its limit."""
     try:
         img = Image.open(file)
     except UnidentifiedImageError:
@@ -416,15 +352,9 @@ _switched_off = False  # whether we turned PIL's LOAD_TRUNCATED_IMAGES off (and 
 
 
 def _load_pixels(img: Image.Image, label: str) -> None:
-    """Decode the pixels, refusing truncated files.
-
-    PIL has a global switch, ``ImageFile.LOAD_TRUNCATED_IMAGES``, which makes it
-    silently fill a truncated file with grey.  It is off by default, and then
-    it is never written here: threads decode in parallel and nobody else's
-    decoding changes.  Only if other code switched it on is it switched off
-    while any of our decodes runs (counted under a lock, so one thread cannot
-    switch it back on under another) and on again after the last one.
-    """
+    """Decode the pixels, refusing truncated files.  PIL's global ``ImageFile.LOAD_TRUNCATED_IMAGES`` (fill a
+    truncated file with grey) is off by default and then never written; if other code switched it on, it
+    is off while any of our decodes runs (counted under a lock) and on again after the last one."""
     global _decoding, _switched_off
     with _switch_lock:
         if _decoding == 0:
@@ -462,11 +392,8 @@ def _from_pil(img: Image.Image, label: str, max_pixels, min_side) -> Image.Image
 
 
 def _to_rgb(img: Image.Image, label: str) -> Image.Image:
-    """Apply the EXIF orientation and convert any PIL mode to 8-bit RGB.
-
-    Returns ``img`` itself only if nothing had to change.  No full-size copy is
-    made that is not needed (a 25-megapixel upload is 75-100 MB per copy).
-    """
+    """Apply the EXIF orientation and convert any PIL mode to 8-bit RGB: ``img`` itself if nothing changes,
+    and no full-size copy that is not needed (a 25-megapixel upload is 75-100 MB per copy)."""
     try:
         if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
             img = ImageOps.exif_transpose(img)  # a turned copy (without a tag it would copy too)
@@ -497,13 +424,9 @@ _BAND_PIXELS = 1 << 18  #: pixels converted at a time by _wide_gray_to_rgb (~2 M
 
 
 def _wide_gray_to_rgb(img: Image.Image) -> Image.Image:
-    """16-bit or 32-bit integer grey (0..65535 -> 0..255; PIL's own convert would clip everything
-    above 255 to white) or float grey ([0, 1] if it fits, otherwise 0..255) -> 8-bit RGB.
-
-    Converted a band of rows at a time (about ``_BAND_PIXELS`` pixels), so the float64 copies exist
-    for one band only: a 12-MP 16-bit PNG took 310 MB as whole-picture float64 arrays, now about
-    the decoded picture, one byte per pixel of grey and the RGB result.
-    """
+    """16/32-bit integer or float grey -> 8-bit RGB, a band of rows at a time (float64 copies of one band
+    only): integers in 0..65535 by /257 and floats in [0, 1] or [0, 255] as such (PIL's own convert clips
+    at 255); any other range (a full-range int32 TIFF) is stretched from the file's own min..max."""
     width, height = img.size
     rows = max(1, _BAND_PIXELS // max(1, width))
     bands = [(y, min(height, y + rows)) for y in range(0, height, rows)]
@@ -512,18 +435,16 @@ def _wide_gray_to_rgb(img: Image.Image) -> Image.Image:
         values = np.asarray(img.crop((0, y0, width, y1)), dtype=np.float64)
         return np.nan_to_num(values) if img.mode == "F" else values
 
-    if img.mode == "F":
-        top = max((float(band(y0, y1).max()) for y0, y1 in bands if y1 > y0), default=0.0)
-        scale, high = (255.0 if top <= 1.0 else 1.0), 255.0
-    else:
-        scale, high = 255.0 / 65535.0, 65535.0
+    lo, hi = 0.0, 65535.0  # I;16: nothing to look at
+    if img.mode in ("I", "F"):
+        ranges = [(float(v.min()), float(v.max())) for v in (band(y0, y1) for y0, y1 in bands if y1 > y0)]
+        lo, hi = min((r[0] for r in ranges), default=0.0), max((r[1] for r in ranges), default=0.0)
+    nominal = (1.0, 255.0) if img.mode == "F" else (65535.0,)
+    top = next((n for n in nominal if lo >= 0 and hi <= n), None)
+    offset, scale = (0.0, 255.0 / top) if top else (lo, 255.0 / (hi - lo) if hi > lo else 0.0)
     gray = np.empty((height, width), np.uint8)
     for y0, y1 in bands:
-        values = band(y0, y1)
-        if img.mode == "F":
-            gray[y0:y1] = np.rint(np.clip(values * scale, 0, 255))
-        else:
-            gray[y0:y1] = np.rint(np.clip(values, 0, high) * scale)
+        gray[y0:y1] = np.rint(np.clip((band(y0, y1) - offset) * scale, 0, 255))
     return Image.fromarray(gray, "L").convert("RGB")
 
 
@@ -753,13 +674,8 @@ def _same_file(a: pathlib.Path, b: pathlib.Path) -> bool:
 
 
 def save_image(img_or_tensor, path) -> pathlib.Path:
-    """Save a PIL image, a tensor (see :func:`to_pil`) or a numpy array to ``path``.
-
-    The format follows the extension.  The file is written with
-    :func:`teachkit.fileio.atomic_write`, so a failed or interrupted save never
-    leaves half a file (or a temporary file) behind.
-    Returns the path as a ``pathlib.Path``.
-    """
+    """Save a PIL image, a tensor (see :func:`to_pil`) or an array to ``path`` (the format from its extension)
+    with :func:`teachkit.fileio.atomic_write`: never half a file.  Returns the path."""
     p = check_output_path(path)
     label = os.fsdecode(path)
     if isinstance(img_or_tensor, torch.Tensor):
@@ -782,6 +698,8 @@ def save_image(img_or_tensor, path) -> pathlib.Path:
     try:
         with atomic_write(p) as out:
             img.save(out, format=fmt, **options)
+    except OSError:  # a full disk, no permission: the path and the reason, worded where it is shown
+        raise
     except Exception as err:  # noqa: BLE001 - KeyboardInterrupt passes through (atomic_write cleans up)
         raise _fail(label, "image.save_failed", verb="write", detail=str(err)) from None
     return p

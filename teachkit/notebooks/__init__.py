@@ -34,7 +34,6 @@ beyond teachkit; the tests validate the result with ``nbformat`` and execute it 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -182,18 +181,11 @@ def notebook_bytes(number: int, lang: str = "en", solutions: bool = False) -> by
 def write_notebooks(folder, lang: str = "en", solutions: bool = False, force: bool = False) -> list[Path]:
     """Write every lesson's notebook into ``folder`` (made if missing); returns the paths.
 
-    An existing notebook is not overwritten unless ``force`` (a student's work must not be lost):
-    :class:`FileExistsError` names it.
+    An existing notebook is not overwritten unless ``force`` (:func:`teachkit.fileio.output_files`).
     """
-    from ..fileio import atomic_write
+    from ..fileio import atomic_write, output_files
 
-    folder = Path(os.fspath(folder)).expanduser()
-    folder.mkdir(parents=True, exist_ok=True)
-    todo = [(les, folder / file_name(les, lang, solutions)) for les in lessons()]
-    if not force:
-        for _, path in todo:
-            if path.exists():
-                raise FileExistsError(str(path))
+    todo = list(zip(lessons(), output_files(folder, [file_name(les, lang, solutions) for les in lessons()], force)))
     written = []
     for les, path in todo:
         with atomic_write(path, "wb") as f:
@@ -225,16 +217,10 @@ def add_notebooks_parser(sub) -> None:
 
 
 def cmd_notebooks(args) -> int:
-    import sys
-
     from ..messages import Message, language
 
     lang = getattr(args, "lang", None) or language()
-    try:
-        paths = write_notebooks(args.folder, lang, args.solutions, args.force)
-    except FileExistsError as exc:
-        print(Message("exercises.notebooks.exists", {"path": str(exc)}).text(), file=sys.stderr)
-        return 2
+    paths = write_notebooks(args.folder, lang, args.solutions, args.force)
     kind = Message("exercises.notebooks.solutions" if args.solutions else "exercises.notebooks.student")
     print(Message("exercises.notebooks.written", {"n": len(paths), "kind": kind, "lang": lang,
                                                    "folder": str(Path(args.folder))}).text())

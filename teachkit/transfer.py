@@ -670,7 +670,7 @@ class Setup:
         cf = cost_functions or costs.CostFunctions()
         if cf.custom and cfg.normalization not in ("lecture", "auto"):
             raise ConfigError("engine.cost_functions_normalization", value=repr(cfg.normalization))
-        if cf.layer_style_cost is not None and (n_styles or 0) > 1:
+        if (cf.layer_style_cost or cf.style_cost) is not None and (n_styles or 0) > 1:
             raise ConfigError("engine.cost_functions_one_style", n=n_styles)
         net = backbone_for(backbone, cfg)
         style_layers = tuple(net.check_layers(cfg.style_layers))
@@ -734,7 +734,7 @@ class Setup:
         content_target = self.extract(content, [self.content_layer])[self.content_layer].detach() \
             if self.content_on else None
         style_acts: dict[str, torch.Tensor] = {}
-        if cf.layer_style_cost is not None and styles and self.style_on:
+        if (cf.layer_style_cost or cf.style_cost) is not None and styles and self.style_on:
             s = F.interpolate(styles[0], size=(height, width), mode="bilinear", align_corners=False) \
                 if styles[0].shape[-2:] != (height, width) else styles[0]
             style_acts = {l: a.detach().float() for l, a in self.extract(s, self.style_on).items()}
@@ -919,6 +919,9 @@ class StyleTransfer:
             live = wts["beta"] != 0 and self.layer_weights[l] != 0
             style_terms[l] = self._style_term(l, feats[l] if live else feats[l].detach())
         js = sum((self.layer_weights[l] * t for l, t in style_terms.items()), zero)
+        if cf.style_cost is not None and style_terms:
+            js = cf.style(*map(list, zip(*[(self.targets.style_acts[l], feats[l].float(), self.layer_weights[l])
+                                           for l in style_terms])))
         tv = costs.total_variation(img if wts["tv_weight"] != 0 else img.detach())
         jc0 = jc if jc is not None else zero
         if cf.total_cost is None:

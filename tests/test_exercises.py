@@ -593,12 +593,19 @@ def test_transfer_with_survives_inputs_changed_in_place_and_errors_in_backward(v
     assert run.checks["content_cost"].reason.id == "exercises.changes_input"
     assert run.ok and len(run.result.history) == 4, run.text("en")  # it ran on copies: the engine is unharmed
 
-    def breaks_in_backward(a_C, a_G):
-        d = a_C - a_G
-        if a_G.dtype == torch.float32:  # the engine's calls (the checks use float64)
-            d.register_hook(lambda g: g / 0 if d.shape[0] else g)  # NaN in the gradient
-        return 0.5 * torch.sum(d ** 2)
+    def breaks_in_backward(hook):
+        def content_cost(a_C, a_G):
+            d = a_C - a_G
+            if a_G.dtype == torch.float32:  # the engine's calls (the checks use float64)
+                d.register_hook(hook)
+            return 0.5 * torch.sum(d ** 2)
+        return content_cost
 
-    run = ex.transfer_with(content, style, _tiny(), content_cost=breaks_in_backward, backbone=vgg19, compare=False)
-    assert run.failure is not None and run.failure.params["reason"].id == "exercises.raised", run.text("en")
-    assert run.result is not None and run.result.stopped and run.result.image.size == (48, 48)
+    def raises(g):
+        raise RuntimeError("boom in backward")
+
+    for hook, reason in ((lambda g: g / 0, "exercises.run.nan_gradient"), (raises, "exercises.raised")):
+        run = ex.transfer_with(content, style, _tiny(), content_cost=breaks_in_backward(hook), backbone=vgg19,
+                               compare=False)
+        assert run.failure is not None and run.failure.params["reason"].id == reason, run.text("en")
+        assert run.result is not None and run.result.stopped and run.result.image.size == (48, 48)

@@ -293,7 +293,7 @@ def _first_call(run: _Run, fn: Callable, args: Sequence[Any], layout: str | None
     """Call with torch inputs; if that raises, try NumPy.  Returns ('torch'|'numpy', output)."""
     what = M("exercises.item.runs", layout=M(f"exercises.layout.{layout}")) if layout else M("exercises.item.runs_plain")
     if not callable(fn):
-        run.fail(what, M("exercises.not_callable", name="function", got=type(fn).__name__))
+        run.fail(what, M("exercises.not_callable", got=type(fn).__name__))
     try:
         kind, out = "torch", _attempt(fn, _clone(args))
     except _Failed as first:
@@ -313,23 +313,17 @@ def _evaluate(run: _Run, fn: Callable, kind: str, args: Sequence[Any], what: Mes
     return _as_array(run, fn, _call(run, fn, args, what, hints), what)
 
 
-def _scalar(run: _Run, fn: Callable, arr: np.ndarray) -> float:
-    what = M("exercises.item.scalar")
-    if arr.size != 1:
-        run.fail(what, M("exercises.not_scalar", name=_name(fn), shape=str(tuple(arr.shape))))
-    run.ok(what)
-    return float(arr.reshape(()))
-
-
 def _finite(run: _Run, fn: Callable, arr: np.ndarray) -> None:
     run.require(bool(np.isfinite(arr).all()), M("exercises.item.finite"), M("exercises.not_finite", name=_name(fn)))
 
 
 def _cost(run: _Run, fn: Callable, out: Any, negative: bool = False) -> float:
     """A cost's first value: one finite number, never negative (unless ``negative`` is allowed)."""
-    arr = _as_array(run, fn, out, M("exercises.item.scalar"))
-    value = _scalar(run, fn, arr)
+    what = M("exercises.item.scalar")
+    arr = _as_array(run, fn, out, what)
+    run.require(arr.size == 1, what, M("exercises.not_scalar", name=_name(fn), shape=str(tuple(arr.shape))))
     _finite(run, fn, arr)
+    value = float(arr.reshape(()))
     if value < 0 and not negative:
         run.fail(M("exercises.item.not_negative"), M("exercises.negative_cost", name=_name(fn), got=value))
     return value

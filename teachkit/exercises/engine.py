@@ -56,10 +56,11 @@ class _Bridge(torch.autograd.Function):
         out, copies = ctx.inner
         try:
             grads = torch.autograd.grad(out, copies, grad, allow_unused=True)
-            if not all(g is None or bool(torch.isfinite(g).all()) for g in grads):
-                raise FloatingPointError("NaN or infinity in the gradient")
+            why = None if all(g is None or bool(torch.isfinite(g).all()) for g in grads) else M("exercises.run.nan_gradient")
         except Exception as exc:  # the student's graph: reported, the run stops after this step
-            ctx.guard.fail(M("exercises.raised", name=ctx.guard.name, error=f"{type(exc).__name__}: {exc}"))
+            why = M("exercises.raised", name=ctx.guard.name, error=f"{type(exc).__name__}: {exc}")
+        if why is not None:
+            ctx.guard.fail(why)
             grads = [None] * len(copies)
         return (None, None, *grads)
 

@@ -53,6 +53,7 @@ START_S = 120  #: seconds for a worker's Python and torch to start (not the stud
 MEMORY_MB, OUTPUT_MB, FILE_MB = 1024, 16, 8  #: the worker's memory above its start, its files; a submission's size
 CONSTANTS = ("notes", "slides", "assignment")
 TOKEN = "TEACHKIT_GRADE_WORKER"  #: in each worker's environment: finds what escaped its session
+_PARSING = threading.Lock()
 _CHEAP_CALLS = {"partial", "float", "int", "tuple", "list", "dict", "set", "frozenset"}
 
 
@@ -178,7 +179,7 @@ class _Worker:
 
     def _read(self, pipe) -> None:
         with contextlib.suppress(OSError, ValueError):
-            for line in iter(lambda: pipe.readline(64 << 20), b""):
+            for line in iter(lambda: pipe.readline(16 << 20), b""):
                 self.lines.put(line)
         self.lines.put(b"")
 
@@ -200,10 +201,15 @@ class _Worker:
             if request is not None:
                 self.proc.stdin.write((json.dumps(request) + "\n").encode())
                 self.proc.stdin.flush()
-        try:
-            line = self.lines.get(timeout=max(0.0, self.deadline - time.monotonic()))
-        except queue.Empty:
-            self._fail(TooSlow(self.limit))
+        while True:  # the output's cap is checked here too: RLIMIT_FSIZE does not exist on Windows
+            try:
+                line = self.lines.get(timeout=min(0.5, max(0.0, self.deadline - time.monotonic())))
+                break
+            except queue.Empty:
+                if os.fstat(self.log.fileno()).st_size > OUTPUT_MB << 20:
+                    self._fail(_Broken(M("exercises.grade.output", mb=OUTPUT_MB)))
+                if time.monotonic() >= self.deadline:
+                    self._fail(TooSlow(self.limit))
         if not line:
             self._fail(_Broken(M("exercises.grade.ended", code=self.proc.poll(), last=self._tail() or "–")))
         try:
@@ -342,10 +348,11 @@ def grade_file(path, layout: str = "engine", constant: str = "notes", timeout: f
     the file defines; ``{'__file__': reason}`` when the file as a whole failed.  Never raises."""
     path = Path(path)
     try:
-        code = definitions(_cells(path))
+        with _PARSING:  # CPython's parser is not safe to run in two threads at once (3.11: SystemError)
+            code = definitions(_cells(path))
     except TeachkitError as exc:
         return {"__file__": exc.message}
-    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+    except Exception as exc:  # a syntax error, a file too deep to parse
         return {"__file__": M("exercises.grade.crashed", error=f"{type(exc).__name__}: {exc}")}
     names = [n for ns in FUNCTIONS.values() for n in ns]
     seed, found, worker = secrets.randbelow(2**31), {}, None
@@ -367,8 +374,9 @@ def grade_file(path, layout: str = "engine", constant: str = "notes", timeout: f
                 found[exercise] = exc.message
             except Exception as exc:  # whatever else: this exercise's row, never the table
                 found[exercise] = M("exercises.grade.bad_reply", detail=f"{type(exc).__name__}: {exc}"[:200])
-    except (TooSlow, _Broken) as exc:  # loading the file
-        why = exc.message if isinstance(exc, _Broken) else M("exercises.grade.timeout", seconds=f"{timeout:g}")
+    except (TooSlow, _Broken, Exception) as exc:  # starting the worker, loading the file
+        why = exc.message if isinstance(exc, _Broken) else M("exercises.grade.timeout", seconds=f"{timeout:g}") \
+            if isinstance(exc, TooSlow) else M("exercises.grade.crashed", error=f"{type(exc).__name__}: {exc}")
         return found if found else {"__file__": why}
     finally:
         if worker is not None:

@@ -93,9 +93,7 @@ class _Stubs(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """``teachkit`` and its modules, as empty stand-ins: every name in them is a function that fails."""
 
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "teachkit":
-            return importlib.machinery.ModuleSpec(name, self, is_package=True)
-        return None
+        return importlib.machinery.ModuleSpec(name, self, is_package=True) if name.split(".")[0] == "teachkit" else None
 
     def create_module(self, spec):
         module = types.ModuleType(spec.name)
@@ -107,12 +105,16 @@ class _Stubs(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         pass
 
 
+class TeachkitNotAvailable(RuntimeError):
+    """What every name of the stand-in teachkit raises when called."""
+
+
 def _absent(name: str):
     if name.startswith("__"):
         raise AttributeError(name)
 
     def absent(*args, **kwargs):
-        raise RuntimeError("teachkit is not available while grading")
+        raise TeachkitNotAvailable(name)
     return absent
 
 

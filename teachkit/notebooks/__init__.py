@@ -19,6 +19,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..messages import InputError
+
 __all__ = ["SOURCES", "Lesson", "lessons", "lesson", "build", "notebook_bytes", "write_notebooks", "file_name"]
 
 HERE = Path(__file__).resolve().parent
@@ -79,7 +81,7 @@ def lesson(number: int) -> Lesson:
     for les in lessons():
         if les.number == int(number):
             return les
-    raise ValueError(f"no notebook for lesson {number}: there are {len(SOURCES)}")
+    raise InputError("exercises.notebooks.no_lesson", number=number, n=len(SOURCES))
 
 
 def _strip(lines: list[str]) -> str:
@@ -121,7 +123,7 @@ def build(lesson_: Lesson | int, lang: str = "en", solutions: bool = False) -> d
     """One notebook (nbformat 4.5, as a dict) of a lesson in ``lang``, with or without the solutions."""
     les = lesson(lesson_) if isinstance(lesson_, int) else lesson_
     if lang not in LANGS:
-        raise ValueError(f"unknown language {lang!r}: choose one of {', '.join(LANGS)}")
+        raise InputError("exercises.notebooks.bad_lang", lang=lang, allowed=", ".join(LANGS))
     cells = []
     for i, c in enumerate(les.cells):
         if c.lang not in (None, lang):

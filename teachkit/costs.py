@@ -317,6 +317,9 @@ class CostFunctions:
         engine resizes the style image to G's working size (so ``a_S`` and ``a_G`` have the same
         shape) and keeps its activation at each style layer; one style image only.  It then uses
         neither its own nor the student's ``gram_matrix`` for J (only for ``auto``'s weights).
+    ``style_cost(a_S, a_G, lambdas) -> J_style``
+        ``sum_l lambda[l] J_style[l]`` over lists (one entry per style layer), in place of the engine's
+        weighted sum; it gets the style image's activations as ``layer_style_cost`` does.
     ``total_cost(J_content, J_style, alpha, beta) -> J``
         ``alpha J_content + beta J_style``, where ``J_style = sum_l lambda[l] J_style[l]`` (the
         engine weighs the layers) and the weights are the effective ones (``auto``: derived from the
@@ -330,6 +333,7 @@ class CostFunctions:
     gram_matrix: Callable[[torch.Tensor], torch.Tensor] | None = None
     layer_style_cost: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     total_cost: Callable[[torch.Tensor, torch.Tensor, float, float], torch.Tensor] | None = None
+    style_cost: Callable[[list, list, list], torch.Tensor] | None = None
 
     @classmethod
     def reference(cls) -> "CostFunctions":
@@ -340,8 +344,7 @@ class CostFunctions:
     @property
     def custom(self) -> bool:
         """Whether any function replaces teachkit's own."""
-        return any(f is not None for f in (self.content_cost, self.gram_matrix, self.layer_style_cost,
-                                           self.total_cost))
+        return any(f is not None for f in vars(self).values())
 
     # the engine's calls: the student's function, its result checked to be a tensor
     def content(self, a_C: torch.Tensor, a_G: torch.Tensor) -> torch.Tensor:
@@ -349,6 +352,9 @@ class CostFunctions:
 
     def layer_style(self, a_S: torch.Tensor, a_G: torch.Tensor) -> torch.Tensor:
         return _as_tensor(self.layer_style_cost(a_S, a_G), "layer_style_cost")
+
+    def style(self, a_S: list, a_G: list, lambdas: list) -> torch.Tensor:
+        return _as_tensor(self.style_cost(a_S, a_G, lambdas), "style_cost")
 
     def total(self, j_content, j_style, alpha: float, beta: float) -> torch.Tensor:
         return _as_tensor(self.total_cost(j_content, j_style, alpha, beta), "total_cost")

@@ -453,7 +453,7 @@ class Setup:
         cf = cost_functions or costs.CostFunctions()
         if cf.custom and cfg.normalization not in ("lecture", "auto"):
             raise ConfigError("engine.cost_functions_normalization", value=repr(cfg.normalization))
-        if cf.layer_style_cost is not None and n_styles > 1:
+        if (cf.layer_style_cost or cf.style_cost) is not None and n_styles > 1:
             raise ConfigError("engine.cost_functions_one_style", n=n_styles)
         net = backbone_for(backbone, cfg)
         style_layers = tuple(net.check_layers(cfg.style_layers))
@@ -508,7 +508,7 @@ class Setup:
         content_target = fc[self.content_layer].detach() if self.content_on else None
         reference = {l: cf.gram(fc[l]) for l in self.style_on} if reference_on else None
         style_acts: dict[str, torch.Tensor] = {}
-        if cf.layer_style_cost is not None and styles and self.style_on:
+        if (cf.layer_style_cost or cf.style_cost) is not None and styles and self.style_on:
             s = styles[0] if styles[0].shape[-2:] == hw else \
                 F.interpolate(styles[0], size=hw, mode="bilinear", align_corners=False)
             with torch.no_grad(), self.autocast():
@@ -586,6 +586,8 @@ class StyleCost:
                         costs.style_layer_cost(t.style_targets[l], a, norm,
                                                gram_G=None if cf.gram_matrix is None else cf.gram(a)))
         js = sum((lam[l] * v for l, v in style.items()), zero)
+        if cf.style_cost is not None and style:  # a student's own sum over the layers
+            js = cf.style([t.style_acts[l] for l in style], [feats[l].float() for l in style], [lam[l] for l in style])
         tv = costs.total_variation(img if w["tv_weight"] != 0 else img.detach())
         jc0 = jc if jc is not None else zero
         if cf.total_cost is None:

@@ -7,6 +7,7 @@ from teachkit.lessons import resources as res
 from teachkit.lessons import settings as cfg
 from teachkit.lessons.i18n import choice, error_text, lang, md, page_title, tr
 from teachkit.features import DEFAULT_STYLE_LAYERS
+from teachkit.prepare import prepared_photos
 
 P = "1_layers"
 page_title(1)
@@ -67,7 +68,7 @@ photos = res.sample_photos() if m["dataset_name"] == "sample" else None
 seen = dict(n=m["n_images"], size=m["image_size"], k=m["k"], cap=m["per_image"])
 if photos:  # what was scanned, and how the patches were chosen
     st.caption(tr("p1_photos", photos=len(photos), names=", ".join(photos), **seen))
-elif spec == default_spec:  # the teacher's own photos (teachkit prepare --photos)
+elif spec == prepared_photos(cfg.BACKBONE):  # the class's own photos (teachkit prepare --photos)
     st.caption(tr("p1_own_photos", name=m["dataset_name"], **seen))
 else:
     st.caption(tr("p1_atlas_info", name=m["dataset_name"], **seen))

@@ -7,6 +7,7 @@ from teachkit.lessons import resources as res
 from teachkit.lessons import settings as cfg
 from teachkit.lessons.i18n import choice, error_text, lang, md, page_title, tr
 from teachkit.features import DEFAULT_STYLE_LAYERS
+from teachkit.prepare import prepared_photos
 
 P = "1_layers"
 page_title(1)
@@ -64,11 +65,13 @@ m = atlas.meta
 if m.get("stopped") == "time_limit":
     st.warning(tr("p1_scan_time_limit", secs=jobs.SCAN_SECONDS, n=m["n_images"], total=m["dataset_size"]))
 photos = res.sample_photos() if m["dataset_name"] == "sample" else None
-if photos:  # the sample dataset is crops of a few named photos: say so
-    st.caption(tr("p1_photos", n=m["n_images"], photos=len(photos), names=", ".join(photos), size=m["image_size"],
-                  k=m["k"]))
+seen = dict(n=m["n_images"], size=m["image_size"], k=m["k"], cap=m["per_image"])
+if photos:  # what was scanned, and how the patches were chosen
+    st.caption(tr("p1_photos", photos=len(photos), names=", ".join(photos), **seen))
+elif spec == prepared_photos(cfg.BACKBONE):  # the class's own photos (teachkit prepare --photos)
+    st.caption(tr("p1_own_photos", name=m["dataset_name"], **seen))
 else:
-    st.caption(tr("p1_atlas_info", n=m["n_images"], name=m["dataset_name"], size=m["image_size"], k=m["k"]))
+    st.caption(tr("p1_atlas_info", name=m["dataset_name"], **seen))
 st.session_state["atlas_spec"] = spec  # lesson 5 shows its channels' top patches from this atlas
 LANG, PX = lang(), guide.text_px()
 

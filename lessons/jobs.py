@@ -801,19 +801,15 @@ class AtlasBuilder:
     started it can :meth:`cancel` it."""
 
     def __init__(self, spec: str, net, layers):
-        self.spec = spec
-        self.net = net
-        self.layers = tuple(layers)
+        self.spec, self.net, self.layers = spec, net, tuple(layers)
         self.folder = spec != atlas_default_dataset()
         self.label = folder_label(spec) if self.folder else spec  #: what the page calls the dataset
         self.owner = _current_owner() if self.folder else None  #: the session that may cancel it
-        self.step = 0
-        self.total = 0
+        self.step = self.total = 0
         self.atlas = None
         self.error: str | None = None
         self.exception: BaseException | None = None  #: the error itself (the page words it)
-        self.stop = threading.Event()
-        self.done = threading.Event()
+        self.stop, self.done = threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._run, name="teachkit-atlas", daemon=True)
         self._thread.start()
 

@@ -1,11 +1,7 @@
-"""The atlas: every unit's top activations over a dataset, and its ``.npz`` file.
-
-An :class:`Atlas` (made by :func:`teachkit.patches.scan`) holds per layer ``(C, k)`` arrays
-``values``, ``images``, ``ys``, ``xs`` and metadata; it crops each unit's top patches from the
-dataset's images and recomputes activation maps.  Its file (arrays + a JSON ``meta``) is checked
-thoroughly on loading: a damaged or hand-edited file is one ``ValueError`` naming it.  ``(y, x)`` is a
-feature-map position; its receptive-field box ``(top, left, bottom, right)`` is in pixels of the
-scanned ``image_size`` square (:meth:`teachkit.datasets.Dataset.square`)."""
+"""The atlas: every unit's top activations over a dataset (made by :func:`teachkit.patches.scan`), the
+patches and activation maps they give, and its ``.npz`` file, checked on loading (a damaged or
+hand-edited file is one ``ValueError`` naming it).  ``(y, x)`` is a feature-map position; its box
+``(top, left, bottom, right)`` is in pixels of the scanned ``image_size`` square."""
 
 from __future__ import annotations
 
@@ -28,7 +24,7 @@ from .receptive_field import RF, crop_box, unit_box
 __all__ = ["FORMAT_VERSION", "Atlas", "AtlasError", "Hit", "ActivationMap", "read_meta", "MAX_IMAGE_SIZE"]
 
 #: Version of the saved atlas format (bumped whenever the arrays or metadata change meaning).
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-photo cap ('per_image') and each entry's source photo
 _CACHE_IMAGES = 256  # scanned images an Atlas keeps in memory for cropping
 #: Sides a scan accepts, and an atlas file may declare: a crop is cut from an image_size square,
 #: so a file claiming 10**6 px would make every crop a terabyte-sized picture.
@@ -82,17 +78,18 @@ def _rf_from_list(name: str, v: Sequence) -> RF:
 
 
 class Atlas:
-    """Every unit's top-``k`` activations over a dataset, for several layers.
-    Per layer, ``(C, k)`` arrays, best first: ``values`` (float32), ``images`` (int64 dataset indices),
-    ``ys`` / ``xs`` (int32 positions); empty slots have value ``-inf`` and image ``-1``.  ``meta``: see
-    :data:`_META_TYPES`."""
+    """Every unit's top-``k`` activations over a dataset, for several layers.  Per layer, ``(C, k)``
+    arrays, best first: ``values`` (float32), ``images`` (int64 dataset indices), ``ys`` / ``xs`` (int32
+    positions), ``sources`` (int64 source photos, :meth:`teachkit.datasets.Dataset.source`; default: the
+    images); empty slots have value ``-inf`` and image ``-1``.  ``meta``: see :data:`_META_TYPES`."""
 
-    def __init__(self, meta: dict, values: dict, images: dict, ys: dict, xs: dict):
+    def __init__(self, meta: dict, values: dict, images: dict, ys: dict, xs: dict, sources: dict | None = None):
         self.meta = dict(meta)
         self.values = {n: np.asarray(values[n], np.float32) for n in meta["layers"]}
         self.images = {n: np.asarray(images[n], np.int64) for n in meta["layers"]}
         self.ys = {n: np.asarray(ys[n], np.int32) for n in meta["layers"]}
         self.xs = {n: np.asarray(xs[n], np.int32) for n in meta["layers"]}
+        self.sources = {n: np.asarray((sources or images)[n], np.int64) for n in meta["layers"]}
         # The scanned images a crop needs, most recently used kept: (dataset, index) -> PIL image.
         self._square = functools.lru_cache(maxsize=_CACHE_IMAGES)(lambda ds, i: ds.square(i, self.image_size))
         self._dataset: Dataset | None = None
@@ -100,29 +97,12 @@ class Atlas:
         self.path: Path | None = None
 
     # -- metadata shortcuts ---------------------------------------------------------------------
-    @property
-    def layers(self) -> list[str]:
-        return list(self.meta["layers"])
-
-    @property
-    def k(self) -> int:
-        return int(self.meta["k"])
-
-    @property
-    def n_images(self) -> int:
-        return int(self.meta["n_images"])
-
-    @property
-    def image_size(self) -> int:
-        return int(self.meta["image_size"])
-
-    @property
-    def complete(self) -> bool:
-        return bool(self.meta["complete"])
-
-    @property
-    def backbone(self) -> str:
-        return str(self.meta["backbone"])
+    layers = property(lambda self: list(self.meta["layers"]))
+    k = property(lambda self: int(self.meta["k"]))
+    n_images = property(lambda self: int(self.meta["n_images"]))
+    image_size = property(lambda self: int(self.meta["image_size"]))
+    complete = property(lambda self: bool(self.meta["complete"]))
+    backbone = property(lambda self: str(self.meta["backbone"]))
 
     def channels(self, layer: str) -> int:
         return int(self.values[self._layer(layer)].shape[0])
@@ -164,21 +144,15 @@ class Atlas:
         rf = self.rf(layer)
         v, im, ys, xs = (self.values[layer][unit], self.images[layer][unit],
                          self.ys[layer][unit], self.xs[layer][unit])
-        hits = []
-        for j in range(v.shape[0]):
-            if im[j] < 0 or not np.isfinite(v[j]):
-                continue
-            y, x = int(ys[j]), int(xs[j])
-            hits.append(Hit(float(v[j]), int(im[j]), y, x, unit_box(rf, y, x)))
-        return hits[:n] if n is not None else hits
+        hits = [Hit(float(v[j]), int(im[j]), int(ys[j]), int(xs[j]), unit_box(rf, int(ys[j]), int(xs[j])))
+                for j in range(v.shape[0]) if im[j] >= 0 and np.isfinite(v[j])]
+        return hits[:n]
 
     def mean_top(self, layer: str) -> np.ndarray:
         """Mean of each unit's kept top values (empty slots ignored), shape (C,)."""
         v = self.values[self._layer(layer)]
         finite = np.isfinite(v)
-        with np.errstate(invalid="ignore"):
-            m = np.where(finite, v, 0).sum(1) / np.maximum(finite.sum(1), 1)
-        return m.astype(np.float32)
+        return (np.where(finite, v, 0).sum(1) / np.maximum(finite.sum(1), 1)).astype(np.float32)
 
     # -- images -------------------------------------------------------------------------------
     def open_dataset(self, dataset: "Dataset | str | None" = None, check: bool = True) -> Dataset:
@@ -261,7 +235,7 @@ class Atlas:
         meta["layers"] = layers
         for key in ("channels", "feature_size", "rf"):
             meta[key] = {n: self.meta[key][n] for n in layers}
-        out = Atlas(meta, self.values, self.images, self.ys, self.xs)
+        out = Atlas(meta, self.values, self.images, self.ys, self.xs, self.sources)
         out._dataset = self._dataset
         out.path = self.path
         return out
@@ -275,10 +249,7 @@ class Atlas:
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {"meta": np.array(json.dumps(self.meta))}
         for i, n in enumerate(self.layers):
-            arrays[f"L{i}_values"] = self.values[n]
-            arrays[f"L{i}_images"] = self.images[n]
-            arrays[f"L{i}_ys"] = self.ys[n]
-            arrays[f"L{i}_xs"] = self.xs[n]
+            arrays.update({f"L{i}_{key}": getattr(self, key)[n] for key in _DTYPES})
         with atomic_write(path) as f:
             (np.savez_compressed if compressed else np.savez)(f, **arrays)
         self.path = path
@@ -293,10 +264,11 @@ class Atlas:
             raise AtlasNotFound("atlas.not_found", path=str(path))
         with _reading(path), np.load(path, allow_pickle=False) as z:
             meta = _load_meta(z, path)
-            arrays: dict[str, dict] = {"values": {}, "images": {}, "ys": {}, "xs": {}}
+            arrays: dict[str, dict] = {key: {} for key in _DTYPES}
             for i, n in enumerate(meta["layers"]):
-                for key in arrays:
-                    arrays[key][n] = _read_array(z, f"L{i}_{key}", key, n, (meta["channels"][n], meta["k"]), path)
+                for key in arrays:  # files of format 1 have no sources: each image is its own
+                    name = f"L{i}_{key}" if key != "sources" or meta["format_version"] > 1 else f"L{i}_images"
+                    arrays[key][n] = _read_array(z, name, key, n, (meta["channels"][n], meta["k"]), path)
             _check_arrays(meta, arrays, path)
         atlas = cls(meta, **arrays)
         atlas.path = path
@@ -308,8 +280,8 @@ _INT, _STR, _NUM = (int,), (str,), (int, float)
 _META_TYPES = {
     "format_version": _INT, "backbone": _STR, "weights_id": _STR, "dataset_name": _STR,
     "dataset_spec": (str, type(None)), "dataset_fingerprint": _STR, "dataset_size": _INT, "image_size": _INT,
-    "k": _INT, "positions_per_image": _INT, "min_inside": _NUM, "layers": (list,), "channels": (dict,),
-    "feature_size": (dict,), "rf": (dict,), "n_images": _INT, "n_skipped": _INT, "skipped": (list,),
+    "k": _INT, "positions_per_image": _INT, "per_image": _INT, "min_inside": _NUM, "layers": (list,),
+    "channels": (dict,), "feature_size": (dict,), "rf": (dict,), "n_images": _INT, "n_skipped": _INT, "skipped": (list,),
     "start": _INT, "end": _INT, "complete": (bool,), "created": _STR, "scan_seconds": _NUM,
 }
 
@@ -323,13 +295,9 @@ def _int_in(value, low: int, high: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
-def _check_rf(rf) -> bool:
-    """A receptive field as saved: [size, stride, offset, size_x, stride_x, offset_x], all in range."""
-    if not (isinstance(rf, list) and len(rf) == 6 and all(isinstance(v, _NUM) and not isinstance(v, bool)
-                                                          for v in rf)):
-        return False
-    sizes = (rf[0], rf[1], rf[3], rf[4])
-    return (all(float(v).is_integer() and 1 <= v <= _MAX_RF for v in sizes)
+def _check_rf(rf: list) -> bool:
+    """[size, stride, offset, size_x, stride_x, offset_x]: whole positive sizes and strides, all in range."""
+    return (all(float(v).is_integer() and 1 <= v <= _MAX_RF for v in (rf[0], rf[1], rf[3], rf[4]))
             and all(abs(float(v)) <= _MAX_RF for v in (rf[2], rf[5])))
 
 
@@ -339,7 +307,7 @@ def _check_meta(meta, path) -> dict:
     make a crop allocate without limit.  Files from before ``min_inside`` get 0."""
     if not isinstance(meta, dict) or "format_version" not in meta:
         raise _invalid(path, "atlas.no_version")
-    meta = {"positions_per_image": 1, "min_inside": 0.0, **meta}
+    meta = {"positions_per_image": 1, "min_inside": 0.0, "per_image": 0, **meta}
     for key, types in _META_TYPES.items():
         value = meta.get(key, _check_meta)
         if value is _check_meta:
@@ -353,7 +321,8 @@ def _check_meta(meta, path) -> dict:
         raise _invalid(path, "atlas.bad_layers", value=_short(layers))
     for n in layers:
         rf, ch, fs = meta["rf"].get(n), meta["channels"].get(n), meta["feature_size"].get(n)
-        if not (isinstance(rf, list) and len(rf) == 6 and all(isinstance(v, _NUM) for v in rf)):
+        if not (isinstance(rf, list) and len(rf) == 6 and all(isinstance(v, _NUM) and v is not True and v is not False
+                                                              for v in rf)):
             raise _invalid(path, "atlas.no_rf", layer=n)
         if not _check_rf(rf):
             raise _invalid(path, "atlas.rf_range", layer=n, value=_short(rf))
@@ -364,8 +333,9 @@ def _check_meta(meta, path) -> dict:
             or not 0 <= meta["min_inside"] <= 1:
         raise _invalid(path, "atlas.bad_sizes", k=_short(meta["k"]), size=_short(meta["image_size"]),
                        min_inside=_short(meta["min_inside"]), limit=MAX_IMAGE_SIZE)
-    if meta["dataset_size"] < 0:
-        raise _invalid(path, "atlas.bad_value", key="dataset_size", value=meta["dataset_size"])
+    for key in ("dataset_size", "per_image"):
+        if meta[key] < 0:
+            raise _invalid(path, "atlas.bad_value", key=key, value=meta[key])
     return meta
 
 
@@ -379,10 +349,10 @@ def _check_arrays(meta: dict, arrays: dict, path) -> None:
     """Every stored index must point inside the dataset and every position inside its feature map."""
     n = meta["dataset_size"]
     for layer in meta["layers"]:
-        im = arrays["images"][layer]
-        bad = (im < -1) | (im >= n)
-        if bad.any():
-            raise _invalid(path, "atlas.index_range", layer=layer, index=int(im[bad][0]), n=n)
+        for im in (arrays["images"][layer], arrays["sources"][layer]):
+            bad = (im < -1) | (im >= n)
+            if bad.any():
+                raise _invalid(path, "atlas.index_range", layer=layer, index=int(im[bad][0]), n=n)
         h, w = meta["feature_size"][layer]
         used = im >= 0
         ys, xs = arrays["ys"][layer][used], arrays["xs"][layer][used]
@@ -390,7 +360,7 @@ def _check_arrays(meta: dict, arrays: dict, path) -> None:
             raise _invalid(path, "atlas.position_range", layer=layer, h=h, w=w)
 
 
-_DTYPES = {"values": np.floating, "images": np.integer, "ys": np.integer, "xs": np.integer}
+_DTYPES = {"values": np.floating, "images": np.integer, "ys": np.integer, "xs": np.integer, "sources": np.integer}
 
 
 def _read_array(z, name: str, key: str, layer: str, shape: tuple[int, int], path) -> np.ndarray:

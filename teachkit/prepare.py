@@ -1,9 +1,8 @@
 """Before class: build everything the lessons show by default into the cache (``teachkit prepare``).
 
-Lesson 1's atlas, a gallery of finished transfers with their frames (lessons 2 and 6), lesson 4's
-reconstructions and lesson 5's textures, each a folder under ``<cache>/prepared/<backbone>/`` with PNG
-files and a ``meta.json`` written last (a folder without it is unfinished and ignored).  Everything runs
-on teachkit's one optimisation loop; no Streamlit."""
+Lesson 1's atlas (of the sample photos, or of the class's own: ``--photos``), a gallery of finished
+transfers with their frames (lessons 2 and 6), lesson 4's reconstructions and lesson 5's textures, each a
+folder under ``<cache>/prepared/<backbone>/`` with a ``meta.json`` written last (without it, unfinished)."""
 
 from __future__ import annotations
 
@@ -22,7 +21,7 @@ from .progress import Progress, ProgressCallback, report
 
 __all__ = ["CONTENT_LAYERS", "GALLERY", "KINDS", "Prepared", "Recipe", "FAST", "FULL", "frame_steps", "load",
            "prepare", "prepare_atlas", "prepare_content", "prepare_texture", "prepare_transfer", "prepared_root",
-           "add_prepare_parser", "cmd_prepare"]
+           "prepare_photos", "prepared_photos", "MAX_PHOTOS", "add_prepare_parser", "cmd_prepare"]
 
 #: the finished transfers of the gallery (content sample, style sample): lessons 2 and 6
 GALLERY: tuple[tuple[str, str], ...] = (
@@ -35,6 +34,8 @@ GALLERY: tuple[tuple[str, str], ...] = (
 #: (named after the ReLU, as the engine reads them)
 CONTENT_LAYERS: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_2", "relu4_2", "relu5_2")
 KINDS = ("atlas", "gallery", "content", "texture")
+#: ``--photos``: a folder of more photos than this is refused (``--max-photos``)
+MAX_PHOTOS = 1000
 
 
 @dataclass(frozen=True)
@@ -218,15 +219,54 @@ def prepare_texture(net, style: str, recipe: Recipe = FULL, cache_dir=None,
                            textures, recipe.texture_size, recipe.texture_steps, cache_dir, callback, force)
 
 
-def prepare_atlas(net, dataset: str = "sample", recipe: Recipe = FULL, cache_dir=None,
-                  callback: ProgressCallback | None = None):
+def prepare_atlas(net, dataset="sample", recipe: Recipe = FULL, cache_dir=None,
+                  callback: ProgressCallback | None = None, **options):
     """Lesson 1: the atlas of ``dataset`` for the style layers, k = 9 (from the cache, or scanned)."""
     from .features import DEFAULT_STYLE_LAYERS
     from .patches import get_atlas
 
     atlas_cache = None if cache_dir is None else Path(cache_dir) / "atlases"
     return get_atlas(dataset, backbone=_net(net), layers=DEFAULT_STYLE_LAYERS, k=9,
-                     image_size=recipe.atlas_size, callback=callback, cache_dir=atlas_cache)
+                     image_size=recipe.atlas_size, callback=callback, cache_dir=atlas_cache, **options)
+
+
+def photo_folder(folder, max_photos: int = MAX_PHOTOS):
+    """The folder of the class's photos as a dataset, refused (one message) if it holds more than ``max_photos``."""
+    from .datasets import DatasetError, FolderDataset
+
+    try:
+        return FolderDataset(folder, max_files=max_photos)
+    except DatasetError as err:
+        if err.msg_id == "dataset.too_many_files":
+            raise DatasetError("prepare.too_many_photos", folder=str(folder), limit=max_photos) from None
+        raise
+
+
+def prepare_photos(net, folder, recipe: Recipe = FULL, cache_dir=None, callback: ProgressCallback | None = None,
+                   stop=None, max_photos: int = MAX_PHOTOS):
+    """Lesson 1's atlas of a folder of the class's own photos (a path, at most ``max_photos``, or
+    :func:`photo_folder`'s dataset).  A stopped scan is kept in the cache and the next call goes on from
+    there; once complete, lesson 1 shows it by default (:func:`prepared_photos`)."""
+    from .datasets import DatasetError, FolderDataset
+
+    ds = folder if isinstance(folder, FolderDataset) else photo_folder(folder, max_photos)
+    net = _net(net)
+    atlas = prepare_atlas(net, ds, recipe, cache_dir, callback, stop=stop, resume=True)
+    if atlas.complete and not atlas.n_images:
+        raise DatasetError("prepare.no_readable_photos", folder=ds.label, n=len(ds))
+    if atlas.complete:
+        item = _item_dir(prepared_root(cache_dir), net.name, "atlas", "photos")
+        item.mkdir(parents=True, exist_ok=True)
+        _finish(item, {"kind": "atlas", "folder": str(ds.root), "images": [], "n_images": atlas.n_images,
+                       "n_skipped": atlas.meta["n_skipped"], "fingerprint": ds.fingerprint})
+    return atlas
+
+
+def prepared_photos(backbone: str = "vgg19", cache_dir=None) -> str | None:
+    """The folder ``teachkit prepare --photos`` made lesson 1's atlas of, if it is still there."""
+    done = load("atlas", "photos", backbone=backbone, cache_dir=cache_dir)
+    folder = done.meta.get("folder") if done else None
+    return folder if isinstance(folder, str) and Path(folder).is_dir() else None
 
 
 def prepare(net=None, kinds: Sequence[str] = KINDS, recipe: Recipe = FULL, cache_dir=None,
@@ -274,6 +314,9 @@ def add_prepare_parser(sub) -> None:
     p.add_argument("--only", nargs="+", choices=KINDS, metavar="KIND", help=words("prepare.help.only",
                                                                                  kinds=", ".join(KINDS)))
     p.add_argument("--dataset", default="sample", help=words("prepare.help.dataset"))
+    p.add_argument("--photos", metavar="DIR", help=words("prepare.help.photos"))
+    p.add_argument("--max-photos", type=int, default=MAX_PHOTOS, metavar="N",
+                   help=words("prepare.help.max_photos", default=MAX_PHOTOS))
     p.add_argument("--cache", metavar="DIR", help=words("prepare.help.cache"))
     p.add_argument("--threads", type=int, default=None, metavar="N", help=words("prepare.help.threads"))
     p.add_argument("--fast", action="store_true", help=words("prepare.help.fast"))
@@ -285,20 +328,38 @@ def add_prepare_parser(sub) -> None:
 def cmd_prepare(args: argparse.Namespace) -> int:
     import sys
 
+    from .fileio import check_int
     from .progress import TqdmReporter
 
     recipe = FAST if args.fast else FULL
     if args.threads is not None:  # an option, not OMP_NUM_THREADS=1: the same on every OS's shell
         import torch
 
-        from .fileio import check_int
-
         torch.set_num_threads(check_int("--threads", args.threads, 1))
+    kinds, seconds = list(args.only or KINDS), {}
+    photos = args.photos and "atlas" in kinds and photo_folder(args.photos, check_int("--max-photos", args.max_photos, 1))
     net = _net(args.backbone)
+    if photos:  # the class's photos: Ctrl-C stops the scan, and the same command goes on from there
+        from .cli import ctrl_c_stops, say_skipped
+
+        kinds.remove("atlas")
+        t0, bar = time.perf_counter(), TqdmReporter(desc="photos", unit="img")
+        with ctrl_c_stops() as stop:
+            try:
+                atlas = prepare_photos(net, photos, recipe, args.cache, bar, stop)
+            finally:
+                bar.close()
+        say_skipped(atlas.meta)
+        if not atlas.complete:
+            print(text("prepare.photos_stopped", done=atlas.meta["end"], total=atlas.meta["dataset_size"]),
+                  file=sys.stderr)
+            return 130
+        print(text("prepare.photos_done", n=atlas.n_images, folder=photos.label))
+        seconds["atlas"] = time.perf_counter() - t0
     bar = TqdmReporter(desc="prepare")
     try:
-        seconds = prepare(net, args.only or KINDS, recipe, args.cache, bar, args.force,
-                          log=lambda msg: print(msg.text(), file=sys.stderr), dataset=args.dataset)
+        seconds.update(prepare(net, kinds, recipe, args.cache, bar, args.force,
+                               log=lambda msg: print(msg.text(), file=sys.stderr), dataset=args.dataset))
     finally:
         bar.close()
     print(text("prepare.done", folder=prepared_root(args.cache) / net.name,

@@ -296,7 +296,7 @@ def test_each_exercise_has_its_own_time_limit_and_every_file_its_row(graded):
     frank = by["frank.py"]
     assert frank["receptive_field"].id == "exercises.too_slow" and frank["content_cost"] is None
     assert by["kevin"]["__file__"].params["reason"].id == "exercises.grade.not_a_file"
-    assert by["nobody.py"]["__file__"].params["reason"].id == "exercises.grade.no_file"
+    assert by["nobody.py"]["__file__"].params["reason"].id == "image.not_found"
     assert by["ivan.py"]["total_cost"] is None  # 50 MB on stderr while loading: capped, nothing lost
 
 

@@ -78,7 +78,7 @@ def _cells(path: Path) -> list[str]:
         return InputError("exercises.grade.unreadable", path=path.name, reason=reason)
 
     if not path.exists():
-        raise unreadable(M("exercises.grade.no_file"))
+        raise unreadable(M("image.not_found"))
     if not path.is_file():
         raise unreadable(M("exercises.grade.not_a_file"))
     try:

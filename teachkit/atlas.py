@@ -26,8 +26,7 @@ __all__ = ["FORMAT_VERSION", "Atlas", "AtlasError", "Hit", "ActivationMap", "rea
 #: Version of the saved atlas format (bumped whenever the arrays or metadata change meaning).
 FORMAT_VERSION = 2  # 2: per-photo cap ('per_image') and each entry's source photo
 _CACHE_IMAGES = 256  # scanned images an Atlas keeps in memory for cropping
-#: Sides a scan accepts, and an atlas file may declare: a crop is cut from an image_size square,
-#: so a file claiming 10**6 px would make every crop a terabyte-sized picture.
+#: Sides a scan accepts and a file may declare (a file claiming 10**6 px would make terabyte-sized crops).
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 4096
 _MAX_RF = 1 << 20  # receptive-field sizes, strides and offsets beyond this are not a network's
 _MAX_CHANNELS, _MAX_K = 1 << 16, 1 << 14
@@ -66,8 +65,6 @@ class ActivationMap(NamedTuple):
     rf: RF
 
 
-# ---- the atlas ---------------------------------------------------------------------------------
-
 
 def _rf_to_list(rf: RF) -> list:
     return [rf.size, rf.stride, rf.offset, rf.size_x, rf.stride_x, rf.offset_x]
@@ -78,10 +75,8 @@ def _rf_from_list(name: str, v: Sequence) -> RF:
 
 
 class Atlas:
-    """Every unit's top-``k`` activations over a dataset, for several layers.  Per layer, ``(C, k)``
-    arrays, best first: ``values`` (float32), ``images`` (int64 dataset indices), ``ys`` / ``xs`` (int32
-    positions), ``sources`` (int64 source photos, :meth:`teachkit.datasets.Dataset.source`; default: the
-    images); empty slots have value ``-inf`` and image ``-1``.  ``meta``: see :data:`_META_TYPES`."""
+    """Every unit's top-``k`` activations over a dataset: per layer, ``(C, k)`` arrays best first (``values``,
+    dataset ``images``, ``ys``/``xs``, source photos ``sources``; empty slots ``-inf`` and ``-1``)."""
 
     def __init__(self, meta: dict, values: dict, images: dict, ys: dict, xs: dict, sources: dict | None = None):
         self.meta = dict(meta)
@@ -90,13 +85,11 @@ class Atlas:
         self.ys = {n: np.asarray(ys[n], np.int32) for n in meta["layers"]}
         self.xs = {n: np.asarray(xs[n], np.int32) for n in meta["layers"]}
         self.sources = {n: np.asarray((sources or images)[n], np.int64) for n in meta["layers"]}
-        # The scanned images a crop needs, most recently used kept: (dataset, index) -> PIL image.
         self._square = functools.lru_cache(maxsize=_CACHE_IMAGES)(lambda ds, i: ds.square(i, self.image_size))
         self._dataset: Dataset | None = None
         self._backbone = None
         self.path: Path | None = None
 
-    # -- metadata shortcuts ---------------------------------------------------------------------
     layers = property(lambda self: list(self.meta["layers"]))
     k = property(lambda self: int(self.meta["k"]))
     n_images = property(lambda self: int(self.meta["n_images"]))
@@ -125,8 +118,7 @@ class Atlas:
         return int(unit)
 
     def unit_label(self, layer: str, unit: int, lang: str | None = "en") -> str:
-        """``'unit = channel 17 of layer relu3_1, receptive field 24×24 px'`` in ``lang`` (English
-        unless asked: figures pass their own language; None: the process's, as the CLI prints it)."""
+        """'unit = channel 17 of layer relu3_1, receptive field 24×24 px' in ``lang`` (None: the process's)."""
         rf = self.rf(layer)
         return text("viz.unit_label", lang or language(), unit=self._unit(layer, unit), layer=layer,
                     h=rf.size, w=rf.size_x)
@@ -137,7 +129,6 @@ class Atlas:
         return (f"<Atlas {m['backbone']} on {m['dataset_name']} ({m['n_images']} images at "
                 f"{m['image_size']} px{state}): k={m['k']}, layers {', '.join(m['layers'])}>")
 
-    # -- hits ---------------------------------------------------------------------------------
     def top(self, layer: str, unit: int, n: int | None = None) -> list[Hit]:
         """The unit's best activations, best first: ``Hit(value, image_index, y, x, box)``."""
         unit = self._unit(layer, unit)
@@ -154,7 +145,6 @@ class Atlas:
         finite = np.isfinite(v)
         return (np.where(finite, v, 0).sum(1) / np.maximum(finite.sum(1), 1)).astype(np.float32)
 
-    # -- images -------------------------------------------------------------------------------
     def open_dataset(self, dataset: "Dataset | str | None" = None, check: bool = True) -> Dataset:
         """The dataset the atlas was made from (re-opened from its spec if not given): FileNotFoundError
         when the images are gone, ValueError when they changed (``check=False`` skips that test)."""
@@ -186,16 +176,15 @@ class Atlas:
 
     def patches(self, layer: str, unit: int, dataset: "Dataset | str | None" = None,
                 n: int | None = None, fill=(128, 128, 128)) -> list:
-        """The unit's top patches (PIL, best first): its whole receptive field cut out of each top image,
-        the padding the network saw in the flat ``fill`` colour."""
+        """The unit's top patches (PIL, best first): its whole receptive field, the padding in ``fill``."""
         hits = self.top(layer, unit, n)
         ds = self.open_dataset(dataset)
         return [crop_box(self.scanned_image(h.image_index, ds), h.box, fill=fill) for h in hits]
 
     def activation_map(self, layer: str, unit: int, dataset: "Dataset | str | None" = None,
                        backbone=None, image_index: int | None = None, rank: int = 0) -> ActivationMap:
-        """The unit's activation map over one scanned image (default: its best one), computed with
-        ``backbone`` (None: loaded by name on the CPU), whose ``weights_id`` must be the atlas's."""
+        """The unit's activation map over one scanned image (default: its best), by a ``backbone`` of the atlas's
+        weights (None: loaded on the CPU)."""
         unit = self._unit(layer, unit)
         if image_index is None:
             hits = self.top(layer, unit)
@@ -227,7 +216,6 @@ class Atlas:
             raise AtlasError("atlas.other_weights", theirs=wid, ours=self.meta["weights_id"])
         return backbone
 
-    # -- layers ---------------------------------------------------------------------------------
     def subset(self, layers: Iterable[str]) -> "Atlas":
         """A new atlas with only ``layers`` (arrays shared)."""
         layers = [self._layer(n) for n in ([layers] if isinstance(layers, str) else layers)]
@@ -240,7 +228,6 @@ class Atlas:
         out.path = self.path
         return out
 
-    # -- files ----------------------------------------------------------------------------------
     def save(self, path: "str | os.PathLike", compressed: bool = False) -> Path:
         """Write the atlas to one ``.npz`` file (atomically); returns the path."""
         path = Path(path).expanduser()
@@ -257,8 +244,7 @@ class Atlas:
 
     @classmethod
     def load(cls, path: "str | os.PathLike") -> "Atlas":
-        """Read an atlas written by :meth:`save`; a file that is not one gives one :class:`AtlasError`
-        naming it (never a traceback, however the file was made)."""
+        """Read an atlas written by :meth:`save`; any other file is one :class:`AtlasError` naming it."""
         path = Path(path).expanduser()
         if not path.is_file():
             raise AtlasNotFound("atlas.not_found", path=str(path))
@@ -302,9 +288,8 @@ def _check_rf(rf: list) -> bool:
 
 
 def _check_meta(meta, path) -> dict:
-    """``meta`` if it is a well-formed atlas description, else an :class:`AtlasError` naming ``path``.
-    Every number that later sizes an allocation or an index is bounded here, so a hand-made file cannot
-    make a crop allocate without limit.  Files from before ``min_inside`` get 0."""
+    """``meta`` if well formed, else an :class:`AtlasError` naming ``path``; every number that later sizes an
+    allocation or an index is bounded here."""
     if not isinstance(meta, dict) or "format_version" not in meta:
         raise _invalid(path, "atlas.no_version")
     meta = {"positions_per_image": 1, "min_inside": 0.0, "per_image": 0, **meta}
@@ -363,29 +348,27 @@ def _check_arrays(meta: dict, arrays: dict, path) -> None:
 _DTYPES = {"values": np.floating, "images": np.integer, "ys": np.integer, "xs": np.integer, "sources": np.integer}
 
 
-def _read_array(z, name: str, key: str, layer: str, shape: tuple[int, int], path) -> np.ndarray:
-    """One array of the file, refused before it is read when the zip entry is larger than its shape
-    allows (a compressed entry could otherwise unpack to any size)."""
+def _entry(z, name: str, limit: int, path) -> np.ndarray:
+    """Entry ``name`` of the file, refused before it is read when larger than ``limit`` bytes (a compressed
+    entry could unpack to any size)."""
     try:
         size = z.zip.getinfo(f"{name}.npy").file_size
     except KeyError:
         raise _invalid(path, "atlas.missing_array", name=name) from None
-    if size > shape[0] * shape[1] * 8 + 4096:
+    if size > limit:
         raise _invalid(path, "atlas.array_size", name=name)
-    arr = z[name]
+    return z[name]
+
+
+def _read_array(z, name: str, key: str, layer: str, shape: tuple[int, int], path) -> np.ndarray:
+    arr = _entry(z, name, shape[0] * shape[1] * 8 + 4096, path)
     if arr.shape != shape or not np.issubdtype(arr.dtype, _DTYPES[key]):
         raise _invalid(path, "atlas.array_shape", key=key, layer=layer, shape=_short(arr.shape))
     return arr
 
 
 def _load_meta(z, path) -> dict:
-    try:
-        size = z.zip.getinfo("meta.npy").file_size
-    except KeyError:
-        raise _invalid(path, "atlas.missing_array", name="meta") from None
-    if size > _MAX_META_BYTES:
-        raise _invalid(path, "atlas.array_size", name="meta")
-    return _check_meta(json.loads(str(z["meta"])), path)
+    return _check_meta(json.loads(str(_entry(z, "meta", _MAX_META_BYTES, path))), path)
 
 
 @contextlib.contextmanager
@@ -411,10 +394,8 @@ def read_meta(path: "str | os.PathLike") -> dict:
 def _pils_to_batch(pils: Sequence, device: torch.device) -> torch.Tensor:
     """Equal-size RGB PIL images -> (N, 3, H, W) float in [0, 1] (channels-last on the CPU)."""
     arr = np.stack([np.asarray(p, dtype=np.uint8) for p in pils])  # N, H, W, 3
-    t = torch.from_numpy(arr).to(device)
-    # Viewed as N, 3, H, W this is the channels-last layout, which makes oneDNN's CPU
-    # convolutions markedly faster; keep it there, use the plain layout elsewhere.
-    t = t.permute(0, 3, 1, 2).float().div_(255.0)
+    # viewed as N, 3, H, W: channels-last, in which oneDNN's CPU convolutions run markedly faster
+    t = torch.from_numpy(arr).to(device).permute(0, 3, 1, 2).float().div_(255.0)
     if device.type != "cpu":
         t = t.contiguous()
     return t

@@ -60,11 +60,6 @@ def fit_square(img: Image.Image, size: int) -> Image.Image:
     return img.resize((size, size), Image.BICUBIC, box=(left, top, left + side, top + side), reducing_gap=3.0)
 
 
-def _tensor_to_pil(t: torch.Tensor) -> Image.Image:
-    arr = (t.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy())
-    return Image.fromarray(np.ascontiguousarray(arr), "RGB")
-
-
 class Dataset:
     """Subclasses implement ``__len__`` and :meth:`load` (ImageError if unreadable) and set ``name``,
     ``spec`` and ``fingerprint``."""
@@ -93,8 +88,7 @@ class Dataset:
         return self.describe(index)
 
     def source(self, index: int) -> int:
-        """The photo image ``index`` was cut from, as a number in ``range(len(self))``: the scan's cap
-        counts patches per photo.  Here each image is its own photo."""
+        """The number of the photo image ``index`` was cut from (the scan caps patches per photo)."""
         return index
 
     def _check_index(self, index: int) -> int:
@@ -109,10 +103,10 @@ class Dataset:
 
     def square(self, index: int, size: int) -> Image.Image:
         """Image ``index`` as the ``size`` x ``size`` RGB picture the network scans."""
+        from .images import to_pil
+
         img = self.load(self._check_index(int(index)))
-        if isinstance(img, torch.Tensor):
-            img = _tensor_to_pil(img)
-        return fit_square(img, size)
+        return fit_square(to_pil(img) if isinstance(img, torch.Tensor) else img, size)
 
     def note_skipped(self, index: int, err: Exception) -> None:
         """Record (once) that image ``index`` could not be read."""
@@ -144,18 +138,15 @@ class Dataset:
         return f"<{type(self).__name__} {self.name!r}: {len(self)} images>"
 
 
-# ---- the embedded sample -----------------------------------------------------------------------
-
-#: Photos of the ``sample`` dataset: (package, file).  Real photos only (plus the colour wheel, which gives
-#: the colour units of the first layers something to fire on); teachkit/data/README.md says why no others.
+#: Photos of the ``sample`` dataset: (package, file); teachkit/data/README.md says why these.
 SAMPLE_SOURCES: tuple[tuple[str, str], ...] = tuple(("skimage", f) for f in (
     "astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "hubble_deep_field.jpg",
     "ihc.png", "retina.jpg", "color.png", "camera.png", "coins.png", "moon.png", "brick.png", "grass.png",
     "gravel.png", "page.png", "text.png", "cell.png")) + (("matplotlib", "grace_hopper.jpg"),
                                                         ("skimage", "clock_motion.png"))
 
-#: Crop sides as fractions of the photo's short side, and the step between crops (a fraction of the
-#: crop side): the whole centre square, then smaller crops tiling the photo without overlap.
+#: (crop side as a fraction of the photo's short side, step as a fraction of the crop side): the centre
+#: square, then smaller crops tiling the photo.
 SAMPLE_SCALES: tuple[tuple[float, float], ...] = ((1.0, 1.0), (1 / 2, 1.0), (1 / 3, 1.0), (1 / 4, 1.0), (1 / 5, 1.0))
 SAMPLE_MAX_PER_PHOTO = 55  # at most this many crops of one photo (evenly thinned)
 SAMPLE_CROP = 128  # side of the items in pixels (the scan resamples the crop directly)
@@ -170,8 +161,7 @@ def _positions(length: float, side: float, step: float) -> list[float]:
 
 
 class SampleDataset(Dataset):
-    """The photos bundled with scikit-image and matplotlib (never downloaded), cut into square crops
-    (:data:`SAMPLE_SCALES`, at most ``SAMPLE_MAX_PER_PHOTO`` per photo); a photo missing from an
+    """The photos bundled with scikit-image and matplotlib, cut into square crops; a photo missing from an
     installation is left out (and changes the fingerprint)."""
 
     name = "sample"
@@ -251,13 +241,10 @@ class SampleDataset(Dataset):
         return self.square(index, SAMPLE_CROP)
 
 
-# ---- a folder of image files -------------------------------------------------------------------
-
 
 class FolderDataset(Dataset):
-    """Every image file under ``root`` (recursively, sorted; no links out of it), each its own photo;
-    unreadable files are skipped when met.  ``max_files`` caps the folder (:meth:`_list`); ``label`` is
-    how messages name it (the app passes the path inside its data root, never the server's)."""
+    """Every image file under ``root`` (recursively, sorted; no links out of it); unreadable ones are skipped
+    when met.  ``label`` names it in messages (the app's: the path inside its data root)."""
 
     def __init__(self, root: str | os.PathLike, extensions: Sequence[str] = IMAGE_EXTENSIONS, *,
                  max_files: int | None = None, label: str | None = None) -> None:
@@ -279,9 +266,8 @@ class FolderDataset(Dataset):
         self.fingerprint = _hash({"kind": "folder", "files": files})
 
     def _list(self, exts: tuple[str, ...], max_files: int | None) -> list[tuple[str, int, int]]:
-        """(relative path, size, mtime) of every image file under the root.  With ``max_files``, the walk
-        stops at more images than that, or more than 20 times as many entries of any kind:
-        ``dataset.too_many_files``."""
+        """(relative path, size, mtime) of every image file; the walk stops at more than ``max_files`` images or
+        20 times as many entries of any kind."""
         def unreadable(err: OSError) -> None:  # a sub-folder that cannot be read is passed over
             if Path(err.filename or "") == self.root:
                 raise DatasetError("dataset.unreadable_folder", folder=self.label, problem=err.strerror or err)
@@ -354,9 +340,8 @@ class FolderNotAvailable(TeachkitError, FolderRefused):
 
 
 def resolve_dataset_folder(user_text: "str | os.PathLike", root: "str | os.PathLike") -> Path:
-    """The folder a visitor typed (relative to ``root``), resolved, if it is a folder inside ``root``;
-    else :class:`FolderRefused`, one message whatever the reason (missing, a file, outside, a link out).
-    The result is canonical (``/x``, ``/x/`` and ``/x/./`` are one ``Path``).  ``root`` must be a folder."""
+    """The folder a visitor typed (relative to ``root``), resolved, if it is a folder inside ``root``; else
+    :class:`FolderRefused`, one message whatever the reason."""
     base = Path(root).expanduser().resolve(strict=True)
     if not base.is_dir():
         raise DataRootError("dataset.root_not_folder", root=str(root))
@@ -373,8 +358,6 @@ def resolve_dataset_folder(user_text: "str | os.PathLike", root: "str | os.PathL
         raise refused
     return folder
 
-
-# ---- torchvision datasets (on disk only) -------------------------------------------------------
 
 #: name -> (torchvision class name, how the split is passed, default split, folder inside root)
 TORCHVISION_DATASETS: dict[str, tuple[str, str, str, str]] = {
@@ -394,8 +377,7 @@ def default_data_root() -> Path:
 
 
 class TorchvisionDataset(Dataset):
-    """A torchvision dataset already on disk (never downloaded): ``name`` from
-    :data:`TORCHVISION_DATASETS`, ``root`` (default :func:`default_data_root`), ``split`` ('test' or 'train')."""
+    """A torchvision dataset of :data:`TORCHVISION_DATASETS` already on disk (never downloaded)."""
 
     def __init__(self, name: str, root: str | os.PathLike | None = None, split: str | None = None) -> None:
         super().__init__()
@@ -437,16 +419,10 @@ class TorchvisionDataset(Dataset):
         img, _label = self._ds[index]
         return load_image(img, name=self.describe(index), min_side=None)
 
-    def describe(self, index: int) -> str:
-        return f"{self.name} #{index}"
-
-
-# ---- in-memory tensors and concatenations --------------------------------------------------------
 
 
 class TensorDataset(Dataset):
-    """Images held in a tensor (N, 3, H, W) with values in [0, 1] (tests, benchmarks, notebooks);
-    ``sources``: each image's photo number (default: its own)."""
+    """Images held in a tensor (N, 3, H, W) in [0, 1]; ``sources``: each image's photo number."""
 
     def __init__(self, images: torch.Tensor, name: str = "tensors", sources: Sequence[int] | None = None) -> None:
         super().__init__()
@@ -521,18 +497,14 @@ class ConcatDataset(Dataset):
         return start + part.source(i)
 
 
-# ---- by name -----------------------------------------------------------------------------------
-
 
 def dataset_names() -> list[str]:
     return ["sample", *TORCHVISION_DATASETS]
 
 
 def get_dataset(spec: "str | os.PathLike | Dataset" = "sample", **kw) -> Dataset:
-    """Open a dataset from its spec: ``'sample'``, a folder path, or ``'cifar10'`` / ``'cifar10:ROOT'`` /
-    ``'cifar10:ROOT:train'`` (also cifar100, stl10, mnist; ``root=``/``split=`` work too).  A
-    :class:`Dataset` is returned as it is.  FileNotFoundError for a missing folder or dataset, ValueError
-    for anything else."""
+    """Open a dataset from its spec: ``'sample'``, a folder path, or ``'cifar10[:ROOT[:train]]'`` (and the other
+    torchvision ones).  FileNotFoundError for a missing folder or dataset, ValueError for anything else."""
     if isinstance(spec, Dataset):
         return spec
     if spec is None:

@@ -1,11 +1,7 @@
-"""Which image patches make a unit fire?  Scan a dataset, keep every unit's top patches.
-
-A *unit* is one channel of one layer.  :func:`scan` runs the backbone once per batch and keeps, per
-channel, a running top-``k`` of (activation, image, position) -- at most ``per_image`` of them from one
-source photo, ties to the earlier image -- so shards :func:`merge` into exactly the scan of the whole
-(:mod:`teachkit.distributed` runs it under ``torchrun``).  :func:`get_atlas` caches atlases (least
-recently used go first) and finds the index of the ``sample`` atlas shipped in ``teachkit/data``.  The
-atlas and its file live in :mod:`teachkit.atlas`."""
+"""Which image patches make a unit (one channel of one layer) fire?  :func:`scan` keeps each unit's running
+top-``k`` of (activation, image, position), at most ``per_image`` from one photo, ties to the earlier image,
+so that shards :func:`merge` into exactly the scan of the whole.  :func:`get_atlas` caches atlases and finds
+the shipped ``sample`` index; the atlas itself lives in :mod:`teachkit.atlas`."""
 
 from __future__ import annotations
 
@@ -40,7 +36,6 @@ __all__ = ["FORMAT_VERSION", "DEFAULT_LAYERS", "DEFAULT_IMAGE_SIZE", "DEFAULT_K"
 
 log = logging.getLogger(__name__)
 
-#: The lecture's "layers 1 to 5": the first ReLU of each VGG block (teachkit.features' tuple).
 DEFAULT_LAYERS = DEFAULT_STYLE_LAYERS
 #: Side of the square the images are scanned at: relu5_1's receptive field (156 px) fits in it.
 DEFAULT_IMAGE_SIZE = 160
@@ -52,8 +47,6 @@ DEFAULT_K = 9
 DEFAULT_PER_IMAGE = 1
 DEFAULT_BATCH_SIZE = 16
 
-
-# ---- the scan ------------------------------------------------------------------------------------
 
 
 def _resolve_backbone(backbone, device=None):
@@ -77,9 +70,8 @@ def _order_layers(net, layers) -> list[str]:
 
 
 def _candidates(a: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each image's best positions per channel: values and flat positions, both (C, N*m).
-    ``m == 1``: the spatial maximum (first on ties); ``m > 1``: the ``m`` highest local peaks (maxima of
-    their 3x3 neighbourhood), missing ones ``-inf``."""
+    """Each image's best positions per channel, values and flat positions (C, N*m): the maximum (first on
+    ties), or the ``m`` highest 3x3 local peaks (missing ones ``-inf``)."""
     n, c, h, w = a.shape
     if m == 1:
         # a global max pool with indices: the fastest arg-max on channels-last maps; ties: first position
@@ -97,9 +89,8 @@ def _candidates(a: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _window(rf: RF, fsize: Sequence[int], size: int, min_inside: float) -> tuple[int, int, int, int]:
-    """Rows ``y0..y1-1`` and columns ``x0..x1-1`` of the feature map whose receptive field has at
-    least ``min_inside`` of its rows (columns) inside the ``size`` x ``size`` image -- or, when no
-    position has that much, the positions with the most."""
+    """``(y0, y1, x0, x1)``: the feature-map positions whose field has at least ``min_inside`` of its rows
+    (columns) inside the image, or else those with the most."""
     out: list[int] = []
     for n, side, box in ((fsize[0], rf.size, lambda i: unit_box(rf, i, 0, (size, size))[0::2]),
                          (fsize[1], rf.size_x, lambda i: unit_box(rf, 0, i, (size, size))[1::2])):
@@ -171,8 +162,7 @@ def _shard_range(n: int, start: int, end: int | None, shard) -> tuple[int, int]:
 
 
 def _batches(ds: Dataset, start: int, end: int, size: int, batch_size: int, skipped: list[str]):
-    """Readable images ``start .. end-1`` as ``(indices, PIL squares, images done so far)``, in
-    batches of ``batch_size`` readable ones; the unreadable ones are noted and named in ``skipped``."""
+    """Batches ``(indices, PIL squares, images done)`` of readable images; unreadable ones go to ``skipped``."""
     from .images import ImageError
 
     index = start
@@ -225,16 +215,10 @@ def scan(backbone, dataset: "Dataset | str" = "sample", layers: Sequence[str] | 
          min_inside: float = DEFAULT_MIN_INSIDE, batch_size: int = DEFAULT_BATCH_SIZE, start: int = 0,
          end: int | None = None, shard: tuple[int, int] | None = None, callback: ProgressCallback | None = None,
          stop: threading.Event | None = None, time_limit: float | None = None) -> Atlas:
-    """Scan ``dataset`` (a :class:`Dataset` or a spec) with ``backbone`` (a FeatureExtractor or a name) and
-    keep every unit's top-``k`` activations in ``layers``, at most ``per_image`` from one source photo
-    (None or 0: no cap).  Images are scanned as ``image_size`` squares, ``positions_per_image`` local
-    peaks each; candidates are the positions whose receptive field has at least ``min_inside`` of its rows
-    and columns inside the image (0: every position; benchmarks/RESULTS_patches.md says why not).
-
-    Only images ``start .. end-1`` (or the ``shard=(part, parts)`` share) are scanned, so the parts
-    :func:`merge`.  Progress: ``Progress('scan', images done, images to do)``; when ``callback`` returns
-    True, ``stop`` is set or ``time_limit`` s have passed, the partial atlas is returned (``complete``
-    False, ``meta['stopped']`` says why).  Unreadable images are skipped and named in ``meta['skipped']``."""
+    """Every unit's top-``k`` activations in ``layers`` over ``dataset`` scanned as ``image_size`` squares,
+    ``positions_per_image`` peaks each, at most ``per_image`` per photo (0: no cap), only at positions with
+    ``min_inside`` of their field inside the image.  Images ``start .. end-1`` or the ``shard=(part, parts)``
+    share; a stop or ``time_limit`` returns the partial atlas (``meta['stopped']`` says why)."""
     t0 = time.perf_counter()
     net = _resolve_backbone(backbone)
     ds = get_dataset(dataset)
@@ -282,16 +266,13 @@ def scan(backbone, dataset: "Dataset | str" = "sample", layers: Sequence[str] | 
     return atlas
 
 
-# ---- merging -------------------------------------------------------------------------------------
-
 _FIELDS = ("values", "images", "ys", "xs", "sources")
 _SAME = ("backbone", "weights_id", "image_size", "k", "positions_per_image", "per_image", "min_inside", "layers")
 
 
 def merge(a: Atlas, b: Atlas, offset: int | None = None) -> Atlas:
-    """One atlas from two: the top-``k`` of their union, capped per photo as the scan caps it.  Shards of
-    one dataset merge as they are (the result equals the scan of the whole); for two datasets, ``b``'s
-    indices and photos are shifted by ``offset`` (default ``a``'s size), as in ``ConcatDataset([a, b])``."""
+    """One atlas from two, the top-``k`` of their union: shards of one dataset give the scan of the whole; for
+    two datasets ``b``'s numbers are shifted by ``offset`` (default ``a``'s size), as in ConcatDataset."""
     for key in _SAME:
         if a.meta[key] != b.meta[key]:
             raise AtlasError("merge.different", key=key, a=repr(a.meta[key]), b=repr(b.meta[key]))
@@ -334,11 +315,9 @@ def merge(a: Atlas, b: Atlas, offset: int | None = None) -> Atlas:
     return out
 
 
-# ---- the cache -----------------------------------------------------------------------------------
-
 
 def default_cache_dir() -> Path:
-    """``<cache>/atlases``: the cache is ``$TEACHKIT_CACHE``, else the OS's (:func:`teachkit.paths.cache_dir`)."""
+    """``<cache>/atlases`` (:func:`teachkit.paths.cache_dir`)."""
     from .paths import cache_dir
 
     return cache_dir("atlases")
@@ -481,11 +460,9 @@ def get_atlas(dataset: "Dataset | str" = "sample", backbone="vgg19", layers: Seq
               batch_size: int = DEFAULT_BATCH_SIZE, device=None, stop: threading.Event | None = None,
               time_limit: float | None = None, rescan: bool = False, resume: bool = False,
               cache_keep: int | None = DEFAULT_CACHE_KEEP) -> Atlas:
-    """The atlas for this dataset, backbone, layers, k and image size: from the cache (``cache_dir``), the
-    indexes shipped in ``teachkit/data``, or scanned (and then cached, if complete).  An atlas with more
-    layers answers too; ``rescan`` ignores both.  Processes and threads asking at once scan it once (a lock
-    file in the cache).  ``resume``: a stopped scan is kept in the cache, and the next call goes on from
-    where it stopped (the parts :func:`merge` into the scan of the whole)."""
+    """The atlas for this request from the cache, the shipped indexes (one with more layers answers too;
+    ``rescan`` ignores both) or a scan, cached when complete; callers asking at once scan once (a lock file).
+    ``resume``: a stopped scan is kept, and the next call goes on from where it stopped."""
     ds = get_dataset(dataset)
     net = _resolve_backbone(backbone, device)
     layers = _order_layers(net, layers)
@@ -543,12 +520,10 @@ def _partial(path: Path, ds: Dataset) -> Atlas | None:
     return done if done.meta["start"] == 0 and done.meta["dataset_fingerprint"] == ds.fingerprint else None
 
 
-# ---- choosing units ----------------------------------------------------------------------------
-
 
 def _patch_layouts(atlas: Atlas, layer: str, dataset, grid: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """A colour layout (grid x grid mean RGB) of every kept patch of ``layer``: (descriptors
-    (C, k, grid*grid*3), valid (C, k)).  Each image is read once (a summed-area table); the padding is grey."""
+    """The colour layout (grid x grid mean RGB; padding grey) of every kept patch of ``layer`` and which are
+    valid: ``(C, k, grid*grid*3), (C, k)``; each image read once (a summed-area table)."""
     ds = atlas.open_dataset(dataset)
     rf = atlas.rf(layer)
     im = atlas.images[layer]
@@ -580,11 +555,8 @@ def _patch_layouts(atlas: Atlas, layer: str, dataset, grid: int = 4) -> tuple[np
 
 def select_units(atlas: Atlas, layer: str, how: str = "most_active", n: int = 8, *,
                  dataset: "Dataset | str | None" = None, start: int = 0) -> list[int]:
-    """Pick ``n`` units of ``layer`` worth showing.
-    ``'most_active'``  highest mean of the unit's top-k activations;
-    ``'most_varied'``  largest spread of its top patches' colour layouts (4x4 mean colours): a unit
-                       firing on many different-looking things scores high; dead units are left out;
-    ``'index'``        channels ``start, start+1, ...``."""
+    """``n`` units of ``layer`` worth showing: 'most_active' (highest mean top-k), 'most_varied' (widest spread
+    of their patches' colour layouts, dead units left out) or 'index' (from ``start``)."""
     c = atlas.channels(layer)
     n = check_int("n", n, 1)
     if how == "index":

@@ -37,9 +37,6 @@ _CACHE_SIZE = MAX_STYLE_UPLOADS + 2  # decoded uploads kept per session (<= 3 Mi
 _DECODES = threading.BoundedSemaphore(MAX_DECODES)
 
 
-# ---- the limits of the running server ----
-
-
 def server_upload_limit_mb() -> int:
     """The upload limit the running server enforces (``server.maxUploadSize``, MB)."""
     return int(st.get_option("server.maxUploadSize"))
@@ -51,9 +48,6 @@ def uploads_allowed() -> bool:
 
 
 _checked = threading.Event()
-
-
-# ---- upload storage: bounded per session, per client and for the server ----
 
 
 def _refusal(why: str) -> Exception:
@@ -72,11 +66,9 @@ _REFUSED: "collections.OrderedDict[tuple[str, str], Message]" = collections.Orde
 
 def bounded_add_file(add_file, storage, *, session_files: int, session_bytes: int, client_bytes: int,
                      server_bytes: int, client_of=lambda session_id: None):
-    """Streamlit's ``add_file(session_id, file)`` (``storage``: its ``{session: {file_id: file}}``), keeping a
-    file that would take its session past ``session_files`` files or ``session_bytes``, its client
-    (``client_of(session)``) past ``client_bytes`` or the server past ``server_bytes`` as an empty
-    placeholder: the upload succeeds, so the page (not Streamlit's "AxiosError ... 413") names the file and
-    the bound in the student's language.  A session holding 3 x ``session_files`` files is refused (413)."""
+    """Streamlit's ``add_file(session_id, file)``, keeping a file past its session's, its client's or the
+    server's bounds as an empty placeholder, so that the page (not Streamlit's "AxiosError ... 413") names the
+    file and the bound in the student's language; a session holding 3 x ``session_files`` files gets a 413."""
     guard, clients = threading.Lock(), {}
 
     def add(session_id, file):
@@ -122,9 +114,8 @@ FREE_AFTER_SECONDS = 10  #: a closed tab's uploads are freed this long after, un
 
 
 def install_upload_bounds(manager=None) -> bool:
-    """Bound the upload storage of ``manager`` (default: the running server's, where a closed tab's files
-    are then freed after ``FREE_AFTER_SECONDS``, not kept minutes with its session); idempotent; True
-    when the bounds hold."""
+    """Bound the upload storage of ``manager`` (default: the running server's, which then frees a closed tab's
+    files after ``FREE_AFTER_SECONDS``); idempotent; True when the bounds hold."""
     import asyncio
 
     runtime = None
@@ -178,8 +169,6 @@ def markdown_literal(text: str) -> str:
     return "".join(out)
 
 
-# ---- Streamlit's own words on the uploader, in the session's language ----
-
 _SHOWN_AS = {"jpeg": "jpg", "tiff": "tif"}  # one name per format, as the uploader lists them
 
 
@@ -188,16 +177,11 @@ def _css_string(text: str) -> str:
 
 
 def dropzone_css() -> str:
-    """A style sheet that shows the uploader's own words ("Upload", "10MB per file • ...") in the session's
-    language, which ``st.file_uploader`` has no setting for: the originals at size 0, the translations
-    after them (CSS ``::after``).  '' in English."""
+    """A style sheet showing the uploader's own words ("Upload", "10MB per file • ...") in the session's
+    language, which ``st.file_uploader`` has no setting for ('' in English)."""
     if lang() == "en":
         return ""
-    types = []
-    for t in UPLOAD_TYPES:
-        shown = _SHOWN_AS.get(t, t).upper()
-        if shown not in types:
-            types.append(shown)
+    types = dict.fromkeys(_SHOWN_AS.get(t, t).upper() for t in UPLOAD_TYPES)
     button = _css_string(tr("dropzone_button"))
     limit = _css_string(tr("dropzone_limit", mb=UPLOAD_MAX_MB, types="、".join(types)))
     zone = '[data-testid="stFileUploaderDropzone"]'
@@ -213,9 +197,8 @@ def dropzone_css() -> str:
 
 
 def check_served_limits() -> bool:
-    """Once per process: install the upload bounds and switch uploads off (with a line in the log) when
-    the server accepts more than the app's limit; error details for visitors are "none" unless the
-    teacher set them.  Returns :func:`uploads_allowed`."""
+    """Once per process: install the upload bounds, switch uploads off (logged) when the server accepts more
+    than the app's limit, and no error details for visitors unless the teacher set them."""
     from streamlit import config
 
     ok = uploads_allowed()
@@ -233,9 +216,6 @@ def check_served_limits() -> bool:
     return ok
 
 
-# ---- reading one upload ----
-
-
 def _cache() -> "collections.OrderedDict[str, tuple]":
     cache = st.session_state.get(_CACHE_KEY)
     if not isinstance(cache, collections.OrderedDict):
@@ -244,8 +224,7 @@ def _cache() -> "collections.OrderedDict[str, tuple]":
 
 
 def decode_upload(data: bytes, name: str):
-    """Bytes of an uploaded file -> a PIL RGB image no larger than the app ever uses; ImageError naming
-    the file for every problem (too many bytes, too many pixels from the header, not an image, corrupt)."""
+    """Bytes of an uploaded file -> a PIL RGB image no larger than the app ever uses; ImageError naming the file."""
     from teachkit.images import ImageError, check_upload, load_image
 
     if len(data) > UPLOAD_MAX_MB * 1024 * 1024:
@@ -297,9 +276,6 @@ def _named_literally(err):
     if isinstance(err, ImageError):
         return ImageError(markdown_literal(err.source), err.problem, err.verb)
     return err
-
-
-# ---- widgets ----
 
 
 def _help() -> str:

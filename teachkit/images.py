@@ -10,6 +10,7 @@ can be written; :func:`save_image` writes it.  The bundled samples live in :mod:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pathlib
@@ -24,45 +25,19 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from .fileio import atomic_write
 from .messages import Message, TeachkitError
 
-__all__ = [
-    "ImageError",
-    "MAX_PIXELS",
-    "MIN_SIDE",
-    "OUTPUT_EXTENSIONS",
-    "load_image",
-    "check_upload",
-    "tensor_image",
-    "to_tensor",
-    "to_pil",
-    "resize_long_side",
-    "resize_to",
-    "check_output_path",
-    "OUTPUT_KINDS",
-    "save_image",
-]
+__all__ = ["ImageError", "MAX_PIXELS", "MIN_SIDE", "OUTPUT_EXTENSIONS", "load_image", "check_upload", "tensor_image",
+           "to_tensor", "to_pil", "resize_long_side", "resize_to", "check_output_path", "OUTPUT_KINDS", "save_image"]
 
-#: Default limit on an input's pixels, checked from the header before decoding (so also against
-#: "decompression bombs": tiny files that claim an enormous picture).
+#: Default limit on an input's pixels, checked from the header before decoding (also against bombs).
 MAX_PIXELS = 40_000_000
 MIN_SIDE = 16  #: default smallest short side: VGG halves the image several times
 
 _EXIF_ORIENTATION = 0x0112  # the EXIF tag of a photo's orientation (1 = upright)
 
 #: File extensions that :func:`save_image` can write, and the PIL format of each.
-OUTPUT_EXTENSIONS = {
-    ".png": "PNG",
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".webp": "WEBP",
-    ".bmp": "BMP",
-    ".tif": "TIFF",
-    ".tiff": "TIFF",
-}
+OUTPUT_EXTENSIONS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF",
+                     ".tiff": "TIFF"}
 
-
-# ---------------------------------------------------------------------------
-# The one error type
-# ---------------------------------------------------------------------------
 
 
 #: what was being done with the file -> the id of the sentence around the problem
@@ -71,9 +46,8 @@ _VERBS = {"read": "image.cannot_read", "use": "image.cannot_use", "write": "imag
 
 
 class ImageError(TeachkitError, ValueError):
-    """One readable message naming the file and the problem: ``cannot read 'photo.jpg': file is truncated
-    or corrupt`` (``err.text('zh')`` in Chinese), with its parts ``source`` (the file name, or ``'<bytes>'``,
-    ``'<array>'``, ...), ``problem`` (a :class:`Message`) and ``verb`` ('read', 'use', 'write', 'find')."""
+    """One readable message naming the file and the problem: ``cannot read 'photo.jpg': file is truncated or
+    corrupt``, with its parts ``source``, ``problem`` (a :class:`Message`) and ``verb``."""
 
     def __init__(self, source: str, problem: Message, verb: str = "read"):
         self.source = source
@@ -83,56 +57,21 @@ class ImageError(TeachkitError, ValueError):
 
     @classmethod
     def about(cls, source: str, problem_id: str, /, verb: str = "read", **params) -> "ImageError":
-        """Build (not raise) the error: ``cannot <verb> '<source>': <problem>``, the problem being
-        the catalogue message ``problem_id`` with ``params``."""
+        """Build (not raise) the error ``cannot <verb> '<source>': <problem_id with params>``."""
         return cls(source, Message(problem_id, params), verb)
 
 
 _fail = ImageError.about
 
 
-# ---------------------------------------------------------------------------
-# Loading
-# ---------------------------------------------------------------------------
 
-
-def load_image(
-    source,
-    *,
-    size: int | None = None,
-    name: str | None = None,
-    max_pixels: int | None = MAX_PIXELS,
-    min_side: int | None = MIN_SIDE,
-) -> Image.Image:
-    """Load an image from almost anything and return it as an 8-bit RGB PIL image.
-
-    Parameters
-    ----------
-    source
-        A path (``str`` or ``pathlib.Path``), ``bytes``/``bytearray``, an open
-        binary file (anything with ``.read()``), a ``PIL.Image``, a numpy array
-        (``HxW``, ``HxWx1``, ``HxWx3`` or ``HxWx4``; ``uint8``, ``uint16``,
-        ``bool`` or float in ``[0, 1]``) or a torch tensor (``(3, H, W)`` or
-        ``(1, 3, H, W)``, float in ``[0, 1]``).
-    size
-        If given, scale the image so that its *long* side is ``size`` pixels
-        (the aspect ratio is kept).  ``None`` keeps the original size.
-    name
-        What to call the source in error messages (default: the path, or
-        ``'<bytes>'``, ``'<PIL image>'``, ``'<array>'``, ...).
-    max_pixels
-        Refuse images with more pixels than this (``None``: no limit).
-    min_side
-        Refuse images whose short side is smaller than this (``None``: no limit).
-
-    Raises
-    ------
-    ImageError
-        For every problem with the input; the message names the source.
-    """
+def load_image(source, *, size: int | None = None, name: str | None = None, max_pixels: int | None = MAX_PIXELS,
+               min_side: int | None = MIN_SIDE) -> Image.Image:
+    """An 8-bit RGB PIL image from a path, bytes, a binary file, a PIL image, an array (HxW[x1|3|4]; uint8,
+    uint16, bool or float in [0, 1]) or a tensor in [0, 1], its long side scaled to ``size``; every problem is
+    an :class:`ImageError` naming ``name`` (default: the path, ``'<bytes>'``, ...)."""
     label = name if name is not None else _describe(source)
-    # Check the arguments first: no point reading a file we will refuse anyway.
-    _check_size_argument(size, min_side, label)
+    _check_size_argument(size, min_side, label)  # before reading a file that would be refused anyway
 
     if _is_encoded(source):
         img = _with_encoded(source, label, lambda f: _decode(f, label, size, max_pixels, min_side))
@@ -156,18 +95,14 @@ def load_image(
 def check_upload(
     source, *, max_pixels: int | None = MAX_PIXELS, min_side: int | None = MIN_SIDE, name: str | None = None,
 ) -> tuple[int, int]:
-    """For untrusted uploads: read only the header of an encoded image (a path, bytes or a binary file,
-    put back where it was) and check its pixels and short side before a single pixel is decoded; returns
-    ``(width, height)``, else :class:`ImageError` naming ``name`` (or the source)."""
+    """For untrusted uploads: ``(width, height)`` from the header only of an encoded image (a file is put back
+    where it was), its pixels and short side checked before a single pixel is decoded."""
     label = name if name is not None else _describe(source)
     if not _is_encoded(source):
         raise _fail(label, "image.not_encoded")
     start = None
-    if hasattr(source, "seek") and hasattr(source, "tell"):
-        try:
-            start = source.tell()
-        except Exception:  # noqa: BLE001 - not seekable after all
-            start = None
+    with contextlib.suppress(Exception):  # a path, bytes, or a file that cannot tell
+        start = source.tell()
 
     def header(file) -> tuple[int, int]:
         img = _open_header(file, label)
@@ -178,10 +113,8 @@ def check_upload(
         return _with_encoded(source, label, header)
     finally:
         if start is not None:
-            try:
+            with contextlib.suppress(Exception):
                 source.seek(start)
-            except Exception:  # noqa: BLE001
-                pass
 
 
 def _is_encoded(source) -> bool:
@@ -261,8 +194,7 @@ def _load_path(path, label: str, use):
     if path.is_dir():
         raise _fail(label, "image.is_directory")
     try:
-        # O_NONBLOCK: opening a FIFO (named pipe) for reading would otherwise wait
-        # for a writer forever; the file is then refused below by its type.
+        # O_NONBLOCK: opening a FIFO would wait for a writer forever; it is refused below by its type
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise _fail(label, "image.not_found") from None
@@ -309,9 +241,8 @@ def _load_file_object(file, label: str, use):
 
 
 def _open_header(file, label: str) -> Image.Image:
-    """``Image.open``: the header only (format, size, mode); every failure -> ImageError.  PIL's own bomb
-    guard stays as a backstop (``max_pixels`` is the limit that counts); no global of PIL's or of the
-    warnings module is touched (not thread-safe), so PIL may warn about a header above its limit."""
+    """``Image.open``: the header only; every failure -> ImageError.  PIL's own bomb guard stays a backstop
+    (no global of PIL's or of warnings is touched: not thread-safe)."""
     try:
         img = Image.open(file)
     except UnidentifiedImageError:
@@ -328,17 +259,10 @@ def _open_header(file, label: str) -> Image.Image:
 def _decode(file, label: str, size, max_pixels, min_side) -> Image.Image:
     """Decode an image from an open binary file, with all the checks, to RGB."""
     img = _open_header(file, label)
-    # The header is read; the pixels are not.  Check the size before decoding.
-    _check_dimensions(img.size, label, max_pixels, min_side)
-
-    if size is not None and img.format == "JPEG":
-        # JPEG can decode at 1/2, 1/4 or 1/8 scale almost for free; ask for the
-        # smallest scale that is still at least as large as the final size.
-        try:
+    _check_dimensions(img.size, label, max_pixels, min_side)  # before decoding the pixels
+    if size is not None and img.format == "JPEG":  # decode at the smallest of 1/2, 1/4, 1/8 that still fills size
+        with contextlib.suppress(Exception):  # only an optimisation
             img.draft(None, _long_side_dims(img.size, size))
-        except Exception:  # noqa: BLE001 - only an optimisation
-            pass
-
     _load_pixels(img, label)
     rgb = _to_rgb(img, label)
     if rgb is img and size is None:
@@ -352,9 +276,8 @@ _switched_off = False  # whether we turned PIL's LOAD_TRUNCATED_IMAGES off (and 
 
 
 def _load_pixels(img: Image.Image, label: str) -> None:
-    """Decode the pixels, refusing truncated files.  PIL's global ``ImageFile.LOAD_TRUNCATED_IMAGES`` (fill a
-    truncated file with grey) is off by default and then never written; if other code switched it on, it
-    is off while any of our decodes runs (counted under a lock) and on again after the last one."""
+    """Decode the pixels, refusing truncated files: if other code switched PIL's global
+    ``LOAD_TRUNCATED_IMAGES`` on, it is off while any of our decodes runs (counted under a lock)."""
     global _decoding, _switched_off
     with _switch_lock:
         if _decoding == 0:
@@ -392,13 +315,11 @@ def _from_pil(img: Image.Image, label: str, max_pixels, min_side) -> Image.Image
 
 
 def _to_rgb(img: Image.Image, label: str) -> Image.Image:
-    """Apply the EXIF orientation and convert any PIL mode to 8-bit RGB: ``img`` itself if nothing changes,
-    and no full-size copy that is not needed (a 25-megapixel upload is 75-100 MB per copy)."""
-    try:
+    """EXIF orientation applied, any mode made 8-bit RGB, without a full-size copy that is not needed (a
+    25-megapixel upload is 75-100 MB per copy)."""
+    with contextlib.suppress(Exception):  # a broken EXIF block should not stop us
         if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
             img = ImageOps.exif_transpose(img)  # a turned copy (without a tag it would copy too)
-    except Exception:  # noqa: BLE001 - a broken EXIF block should not stop us
-        pass
 
     try:
         mode = img.mode
@@ -407,9 +328,7 @@ def _to_rgb(img: Image.Image, label: str) -> Image.Image:
         if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
             return _wide_gray_to_rgb(img)
         has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
-        if has_alpha:
-            # Paint the image over a white background, so that transparent
-            # pixels become white rather than whatever colour they hide.
+        if has_alpha:  # painted over white, not whatever colour the transparent pixels hide
             rgba = img if mode == "RGBA" else img.convert("RGBA")
             rgb = Image.new("RGB", rgba.size, (255, 255, 255))
             rgb.paste(rgba, mask=rgba)  # the alpha band is the mask
@@ -424,9 +343,8 @@ _BAND_PIXELS = 1 << 18  #: pixels converted at a time by _wide_gray_to_rgb (~2 M
 
 
 def _wide_gray_to_rgb(img: Image.Image) -> Image.Image:
-    """16/32-bit integer or float grey -> 8-bit RGB, a band of rows at a time (float64 copies of one band
-    only): integers in 0..65535 by /257 and floats in [0, 1] or [0, 255] as such (PIL's own convert clips
-    at 255); any other range (a full-range int32 TIFF) is stretched from the file's own min..max."""
+    """16/32-bit integer or float grey -> 8-bit RGB, a band of rows at a time: 0..65535, [0, 1] or [0, 255]
+    as such (PIL's own convert clips at 255), any other range stretched from the file's own min..max."""
     width, height = img.size
     rows = max(1, _BAND_PIXELS // max(1, width))
     bands = [(y, min(height, y + rows)) for y in range(0, height, rows)]
@@ -454,10 +372,7 @@ def _from_array(array: np.ndarray, label: str) -> Image.Image:
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
     if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[2] not in (3, 4):
-        raise _fail(
-            label,
-            "image.channels_first", shape=a.shape,
-        )
+        raise _fail(label, "image.channels_first", shape=a.shape)
     if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (3, 4))):
         raise _fail(label, "image.array_shape", shape=a.shape)
     if a.size == 0:
@@ -478,13 +393,9 @@ def _from_array(array: np.ndarray, label: str) -> Image.Image:
                         low=f"{low:g}", high=f"{high:g}")
         pixels = np.rint(np.clip(a, 0, 1) * 255).astype(np.uint8)
     elif np.issubdtype(a.dtype, np.integer):
-        # e.g. int64 from np.array([...]): fine if it really holds 0..255.
-        low, high = int(a.min()), int(a.max())
+        low, high = int(a.min()), int(a.max())  # e.g. int64 from np.array([...]): fine if it holds 0..255
         if low < 0 or high > 255:
-            raise _fail(
-                label,
-                "image.int_range", low=low, high=high,
-            )
+            raise _fail(label, "image.int_range", low=low, high=high)
         pixels = a.astype(np.uint8)
     else:
         raise _fail(label, "image.array_dtype", dtype=a.dtype)
@@ -497,9 +408,8 @@ def _from_array(array: np.ndarray, label: str) -> Image.Image:
 
 
 def tensor_image(t: torch.Tensor, label: str = "<tensor>") -> torch.Tensor:
-    """An image tensor checked: ``(3, H, W)`` or ``(1, 3, H, W)`` (or one channel, made grey RGB), float,
-    finite, in [0, 1] -> ``(1, 3, H, W)`` float32 on the CPU; otherwise an :class:`ImageError` naming
-    ``label``.  The one check of an image given as a tensor."""
+    """The one check of an image given as a tensor: ``([1,] 1|3, H, W)`` float, finite, in [0, 1] ->
+    ``(1, 3, H, W)`` float32 on the CPU, else an :class:`ImageError` naming ``label``."""
     shape = tuple(t.shape)
     if t.dim() == 4 and shape[0] == 1:
         t = t[0]
@@ -520,10 +430,6 @@ def tensor_image(t: torch.Tensor, label: str = "<tensor>") -> torch.Tensor:
     return values.expand(3, -1, -1).unsqueeze(0).clamp(0, 1)
 
 
-# ---------------------------------------------------------------------------
-# Converting and resizing
-# ---------------------------------------------------------------------------
-
 
 def to_tensor(img: Image.Image, device=None) -> torch.Tensor:
     """PIL image -> ``(1, 3, H, W)`` float32 tensor with values in ``[0, 1]``."""
@@ -538,10 +444,7 @@ def to_tensor(img: Image.Image, device=None) -> torch.Tensor:
 
 
 def to_pil(t: torch.Tensor) -> Image.Image:
-    """``(1, 3, H, W)`` or ``(3, H, W)`` tensor -> RGB PIL image.
-
-    Values are clamped to ``[0, 1]`` and rounded to the nearest of 256 levels.
-    """
+    """``(1, 3, H, W)`` or ``(3, H, W)`` tensor -> RGB PIL image (clamped to [0, 1], rounded to 256 levels)."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"to_pil expects a torch tensor, not {type(t).__name__}")
     if t.dim() == 4:
@@ -579,14 +482,9 @@ def resize_to(img: Image.Image, width: int, height: int) -> Image.Image:
         raise ValueError(f"cannot resize to {width}x{height}")
     if img.size == (width, height):
         return img.copy()
-    # reducing_gap: for big reductions, first shrink by an integer factor with a
-    # box filter (fast), then finish with Lanczos; the result looks the same.
+    # reducing_gap: a big reduction first shrinks by an integer factor with a box filter (fast), looking the same
     return img.resize((width, height), Image.LANCZOS, reducing_gap=3.0)
 
-
-# ---------------------------------------------------------------------------
-# Saving
-# ---------------------------------------------------------------------------
 
 
 #: What :func:`check_output_path` accepts for each kind of output file.
@@ -599,18 +497,8 @@ OUTPUT_KINDS: dict[str, tuple[str, ...]] = {
 
 
 def check_output_path(path, kind: str = "image", *, inputs=()) -> pathlib.Path:
-    """Make sure a result file of ``kind`` can be written to ``path``; returns it as a ``Path``.
-
-    Call this *before* a long computation, so a typo in the output name fails
-    in a second, not after ten minutes.  Missing parent folders are created.
-    ``kind`` is a key of :data:`OUTPUT_KINDS` (``'image'``, ``'figure'``,
-    ``'json'``, ``'npz'``) and fixes the allowed extensions.  ``inputs`` are
-    the files the computation reads: writing over one of them (the same file
-    after resolving links) is refused.  Raises :class:`ImageError` naming the
-    path if the extension does not fit, if the path is a directory or is not a
-    regular file, if its parent can't be a directory, if it is one of
-    ``inputs``, or if there is no permission to write.
-    """
+    """Before a long computation, make sure a result of ``kind`` (:data:`OUTPUT_KINDS`) can be written to
+    ``path`` and is none of ``inputs``, creating missing folders; else an :class:`ImageError` naming it."""
     label = os.fsdecode(path) if isinstance(path, (str, os.PathLike)) else repr(path)
     if not isinstance(path, (str, os.PathLike)):
         raise _fail(label, "image.output_type", verb="write")
@@ -634,8 +522,7 @@ def check_output_path(path, kind: str = "image", *, inputs=()) -> pathlib.Path:
             raise _fail(label, "image.output_is_input", verb="write", input=os.fsdecode(source))
 
     parent = p.parent
-    # Find the deepest part of the parent path that exists: it must be a folder.
-    existing = parent
+    existing = parent  # the deepest part of the parent path that exists must be a folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if existing.exists() and not existing.is_dir():
@@ -643,23 +530,17 @@ def check_output_path(path, kind: str = "image", *, inputs=()) -> pathlib.Path:
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise _fail(
-            label, "image.cannot_mkdir", verb="write", parent=parent, detail=err.strerror or str(err)
-        ) from None
+        raise _fail(label, "image.cannot_mkdir", verb="write", parent=parent, detail=err.strerror or str(err)) from None
 
     if p.exists() and not p.is_file():
         raise _fail(label, "image.output_not_regular", verb="write")
-    # The honest test of "can I write here?" is to try (os.access is fooled by
-    # read-only file systems, and root passes every os.access check).  Results
-    # are written to a new file beside ``p`` and renamed (fileio.atomic_write),
-    # so the folder must be writable even when ``p`` already exists.
+    # try it (os.access is fooled by read-only file systems and root); atomic_write needs the folder writable
     try:
         with tempfile.TemporaryFile(dir=parent):
             pass
     except OSError as err:
-        raise _fail(
-            label, "image.folder_not_writable", verb="write", parent=parent, detail=err.strerror or str(err),
-        ) from None
+        raise _fail(label, "image.folder_not_writable", verb="write", parent=parent,
+                    detail=err.strerror or str(err)) from None
     if p.exists() and not os.access(p, os.W_OK):
         raise _fail(label, "image.read_only", verb="write")
     return p
@@ -685,16 +566,12 @@ def save_image(img_or_tensor, path) -> pathlib.Path:
     elif isinstance(img_or_tensor, Image.Image):
         img = img_or_tensor
     else:
-        raise TypeError(
-            f"save_image expects a PIL image, a tensor or an array, not {type(img_or_tensor).__name__}"
-        )
-
+        raise TypeError(f"save_image expects a PIL image, a tensor or an array, not {type(img_or_tensor).__name__}")
     fmt = OUTPUT_EXTENSIONS[p.suffix.lower()]
     keeps_alpha = fmt in ("PNG", "WEBP", "TIFF")
     if img.mode not in ("RGB", "L") and not (keeps_alpha and img.mode == "RGBA"):
         img = _to_rgb(img, "<PIL image>")
     options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-
     try:
         with atomic_write(p) as out:
             img.save(out, format=fmt, **options)

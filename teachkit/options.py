@@ -152,8 +152,6 @@ def parse_list(raw: str, kind: type = float) -> tuple | None:
         raise ListError(raw, kind) from None
 
 
-# ---- the declaration: in the form's order (main row, "More options"), the CLI-only ones last ----------
-
 OPTIONS: tuple[Option, ...] = (
     Option("size", low=16, step=16, lesson="main", widget="slider", served_max=512, cap="max_size"),
     Option("steps", low=0, lesson="main", widget="slider", served_max=500, cap="max_steps"),

@@ -31,7 +31,6 @@ def package_data_dir(package: str) -> pathlib.Path:
     return {"skimage": root / "data", "matplotlib": root / "mpl-data" / "sample_data"}.get(package, root)
 
 
-# ---- bundled photos: files inside skimage/data, read directly ----
 _CONTENT_FILES = {
     "chelsea": "chelsea.png",  # Chelsea the cat: fur, whiskers, strong edges
     "astronaut": "astronaut.png",  # Eileen Collins, NASA portrait
@@ -78,8 +77,7 @@ def sample_style(name: str = DEFAULT_STYLE, size=512) -> Image.Image:
     the same name and size always give the same pixels."""
     if name not in _STYLE_PAINTERS:
         raise _unknown_sample(name)
-    if size is None:
-        size = 512
+    size = 512 if size is None else size
     if isinstance(size, (tuple, list)) and len(size) == 2:
         width, height = size
     else:
@@ -93,7 +91,7 @@ def sample_image(name: str, size=None) -> Image.Image:
     if name in _CONTENT_FILES:
         return sample_content(name, size)
     if name in _STYLE_PAINTERS:
-        return sample_style(name, size if size is not None else 512)
+        return sample_style(name, size)
     raise _unknown_sample(name)
 
 
@@ -114,9 +112,8 @@ def resolve_image(spec, size: int | None = None, *, name: str | None = None) -> 
     return load_image(spec, size=size, name=None if isinstance(spec, (str, os.PathLike)) else name)
 
 
-# ---- generated style images ----
-# Each painter takes (width, height) and returns an H x W x 3 float array in [0, 1]; positions are in
-# units of the long side (the same picture at every resolution) and seeds are fixed.
+# The style painters: each takes (width, height) and returns an H x W x 3 float array in [0, 1]; positions
+# are in units of the long side (the same picture at every resolution) and seeds are fixed.
 
 
 @functools.lru_cache(maxsize=8)
@@ -332,9 +329,5 @@ def _paint_waves(width: int, height: int) -> np.ndarray:
     return rgb * (1.0 - 0.85 * outline[..., None])
 
 
-_STYLE_PAINTERS = {
-    "stained_glass": _paint_stained_glass,
-    "swirls": _paint_swirls,
-    "rings": _paint_rings,
-    "waves": _paint_waves,
-}
+_STYLE_PAINTERS = {"stained_glass": _paint_stained_glass, "swirls": _paint_swirls, "rings": _paint_rings,
+                   "waves": _paint_waves}

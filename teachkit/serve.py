@@ -107,9 +107,6 @@ def _print_qr(url: str) -> None:
         code.terminal(border=2)
 
 
-# ---- the command line: ``teachkit app`` ---------------------------------------------------------
-
-
 def _whole(low: int, high: float, msg_id: str):
     """An argparse ``type``: a whole number from ``low`` to ``high``, else message ``msg_id``."""
 

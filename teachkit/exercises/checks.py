@@ -68,9 +68,6 @@ def M(msg_id: str, **params: Any) -> Message:
     return Message(msg_id, params)
 
 
-# ---- results -----------------------------------------------------------------------------------
-
-
 @dataclass
 class Item:
     """One thing checked: ``what``, whether it ``passed``, and ``reason`` (why it failed, or a note)."""
@@ -156,9 +153,6 @@ def _checked(exercise: str, body: Callable[[_Run], None], layout: str | None = N
     except _Stop:
         pass
     return run.result
-
-
-# ---- calling the student's code -------------------------------------------------------------------
 
 
 class TooSlow(BaseException):
@@ -342,9 +336,6 @@ def _factor(got: float, want: float, n_layers: int = 0) -> Message | None:
     return M("exercises.lambda_mean", n=n_layers) if n_layers > 1 and _close(q, 1 / n_layers) else None
 
 
-# ---- layouts, inputs, constants -------------------------------------------------------------------
-
-
 def _check_layout(layout: str, allowed: Sequence[str]) -> None:
     if layout not in allowed:
         raise InputError("exercises.bad_layout", layout=layout, allowed=", ".join(allowed))
@@ -472,9 +463,6 @@ def _layout_hint(check: Callable[..., CheckResult]) -> Callable[..., CheckResult
     return wrapped
 
 
-# ---- content cost and the style cost of one layer: c * ||x - y||^2 of activations or of Gram matrices
-
-
 def _pair_reference(kind: str, constant: str):
     def ref(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         n_C, n_H, n_W = y.shape[-3:]
@@ -545,9 +533,6 @@ def check_layer_style_cost(fn: Callable, layout: str = "engine", constant: str =
     return _pair_check("layer_style_cost", "style", fn, layout, constant, seed)
 
 
-# ---- Gram matrix ---------------------------------------------------------------------------------
-
-
 @_layout_hint
 def check_gram_matrix(fn: Callable, layout: str = "engine", constant: str = "none", seed: int = 0) -> CheckResult:
     r"""Check ``fn(a) -> G``, ``G_kk' = sum_ij a_ijk a_ijk'`` (n_C x n_C; ``(1, n_C, n_C)`` is accepted).
@@ -616,9 +601,6 @@ def check_gram_matrix(fn: Callable, layout: str = "engine", constant: str = "non
     return _checked("gram_matrix", body, layout)
 
 
-# ---- style cost over layers ------------------------------------------------------------------------
-
-
 @_layout_hint
 def check_style_cost(fn: Callable, layer_style_cost: Callable | None = None, layout: str = "engine",
                      constant: str = "notes", seed: int = 0) -> CheckResult:
@@ -679,9 +661,6 @@ def check_style_cost(fn: Callable, layer_style_cost: Callable | None = None, lay
     return _checked("style_cost", body, layout)
 
 
-# ---- total cost ---------------------------------------------------------------------------------
-
-
 def check_total_cost(fn: Callable, seed: int = 0) -> CheckResult:
     r"""Check ``fn(J_content, J_style, alpha, beta) -> J = alpha J_content + beta J_style``."""
 
@@ -716,8 +695,6 @@ def check_total_cost(fn: Callable, seed: int = 0) -> CheckResult:
 
     return _checked("total_cost", body, None)
 
-
-# ---- receptive field ----------------------------------------------------------------------------
 
 #: VGG19's layers up to pool3 as (kernel, stride): conv 3x3 stride 1, max-pool 2x2 stride 2
 VGG19_TO_POOL3 = [(3, 1), (3, 1), (2, 2), (3, 1), (3, 1), (2, 2), (3, 1), (3, 1), (3, 1), (3, 1), (2, 2)]

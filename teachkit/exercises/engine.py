@@ -1,12 +1,7 @@
-r"""Run teachkit's one optimisation loop with a student's own cost functions, beside teachkit's own.
-
-:func:`transfer_with` hands the student's functions to :func:`teachkit.transfer.transfer` through its
-``cost_functions=`` hook, so that a wrong constant is *seen* (another balance of content and style), not
-only reported.  Each function first goes through its check: one that cannot drive the engine (not
-written, raises, wrong shape, no gradient) stops there; one that is merely wrong runs.  During the run
-each call is guarded: the student's function gets copies of its inputs and its own small graph, so an
-exception, a NaN or a wrong shape, in the call or in its backward pass, stops the run at that step
-through the engine's own stop (the image so far is kept) with one message.
+r"""Run teachkit's one optimisation loop with a student's own cost functions (``cost_functions=``), beside
+teachkit's own, so that a wrong constant is *seen*, not only reported.  A function its check finds unable to
+drive the engine stops there; during the run each call is guarded (copies of its inputs, its own small
+graph), and a failure stops the run at that step, keeping the image, with one message.
 """
 
 from __future__ import annotations
@@ -121,9 +116,8 @@ class _Guard:
 
 @dataclass
 class StudentRun:
-    """What :func:`transfer_with` returns: ``result`` the run with the student's functions (None when
-    nothing could run), ``reference`` teachkit's own from the same start, ``checks`` each function's
-    check, ``failure`` the message that stopped the run or kept it from starting (None: all went well)."""
+    """What :func:`transfer_with` returns: the student's run (None if nothing ran), teachkit's from the same
+    start, each function's check, and the message that stopped the run or kept it from starting."""
 
     result: Any = None
     reference: Any = None
@@ -211,17 +205,10 @@ def transfer_with(content="chelsea", style="stained_glass", config=None, *, cont
                   gram_matrix: Callable | None = None, layer_style_cost: Callable | None = None,
                   style_cost: Callable | None = None, total_cost: Callable | None = None, layout: str = "engine",
                   compare: bool = True, backbone=None, callback=None, reference=None) -> StudentRun:
-    r"""Run the one optimisation loop with the student's cost functions (and teachkit's, to compare).
-
-    ``content``, ``style``: images, paths or sample names; ``config``: a
-    :class:`teachkit.transfer.TransferConfig` (default :func:`default_config`) with normalisation
-    ``'auto'`` or ``'lecture'``.  The functions, each optional (None: teachkit's own), take the
-    signatures of :class:`teachkit.costs.CostFunctions`, their activations in ``layout``: ``'engine'``,
-    ``'assignment'``, or ``'unrolled'`` (``gram_matrix`` gets ``(n_C, n_H n_W)``, the costs the
-    assignment's layout).  ``compare``: also run teachkit's own functions from the same start;
-    ``reference``: such a run of an earlier call with the same images, config and functions given,
-    reused.  Never raises for a mistake in the student's code: see :class:`StudentRun`.
-    """
+    r"""Run the one optimisation loop with the student's cost functions (None: teachkit's), in the signatures
+    of :class:`teachkit.costs.CostFunctions` with activations in ``layout`` ('engine', 'assignment',
+    'unrolled': ``gram_matrix`` gets ``(n_C, n_H n_W)``), and with teachkit's own from the same start when
+    ``compare`` (``reference``: such a run of an earlier, equal call).  Never raises for the student's mistakes."""
     from .. import transfer as engine
 
     given = {n: f for n, f in zip(FUNCTIONS, (content_cost, gram_matrix, layer_style_cost, style_cost, total_cost))
@@ -231,10 +218,7 @@ def transfer_with(content="chelsea", style="stained_glass", config=None, *, cont
         if res.reason is not None and res.reason.id in BLOCKING:
             return StudentRun(checks=checks, failure=M("exercises.run.not_ready", reason=res.reason))
     config = config or default_config()
-    if backbone is None:
-        from ..features import load_backbone
-
-        backbone = load_backbone(config.backbone, pooling=config.pooling, device=config.device)
+    backbone = engine.backbone_for(backbone, config)
     state: dict[str, Any] = {"step": 0, "failure": None}
 
     def watch(progress):

@@ -35,7 +35,7 @@ import torch
 
 from ..messages import InputError, Message, TeachkitError, language, text
 from . import worker as wire
-from .checks import CHECKS, InputChanged, TooSlow
+from .checks import CHECKS, InputChanged, M, TooSlow
 
 __all__ = ["FUNCTIONS", "TIMEOUT_S", "definitions", "grade_file", "grade_files", "table", "add_exercises_parser"]
 
@@ -57,19 +57,12 @@ _PARSING = threading.Lock()
 _CHEAP_CALLS = {"partial", "float", "int", "tuple", "list", "dict", "set", "frozenset"}
 
 
-def M(msg_id: str, **params: Any) -> Message:
-    return Message(msg_id, params)
-
-
 class _Broken(BaseException):
     """The worker ended or answered something unexpected (a BaseException: the checks let it through)."""
 
     def __init__(self, message: Message):
         super().__init__(message.id)
         self.message = message
-
-
-# ---- reading a submission ----------------------------------------------------------------------
 
 
 def _cells(path: Path) -> list[str]:
@@ -115,10 +108,8 @@ def _kept(node: ast.stmt) -> bool:
 
 
 def definitions(pieces: list[str]) -> list[str]:
-    """The imports, definitions and cheap assignments of the pieces of code, in order (one string each).
-
-    A notebook cell that is not Python (a ``%magic``, a syntax error in an unrelated cell) is skipped;
-    a ``.py`` file with a syntax error raises :class:`SyntaxError`."""
+    """The imports, definitions and cheap assignments of the pieces of code, in order; a notebook cell that
+    is not Python is skipped, a ``.py`` file with a syntax error raises :class:`SyntaxError`."""
     kept: list[str] = []
     for piece in pieces:
         # IPython magics and shell lines (%matplotlib inline, !pip ...) are not Python; CRLF and CR become LF
@@ -132,9 +123,6 @@ def definitions(pieces: list[str]) -> list[str]:
         kept += ["".join(f"@{ast.get_source_segment(piece, d)}\n" for d in getattr(node, "decorator_list", []))
                  + (ast.get_source_segment(piece, node) or "") for node in tree.body if _kept(node)]
     return kept
-
-
-# ---- the worker, seen from the teacher's process ---------------------------------------------------
 
 
 def _sweep(token: str) -> None:
@@ -392,9 +380,6 @@ def grade_files(paths, layout: str = "engine", constant: str = "notes", timeout:
         return dict(zip(paths, pool.map(lambda p: grade_file(p, layout, constant, timeout), paths)))
 
 
-# ---- the table ---------------------------------------------------------------------------------------
-
-
 def _clean(s: str) -> str:
     """Without control or format characters (a student's file name or error text reaches the terminal)."""
     return " ".join("".join(" " if unicodedata.category(c)[0] == "C" else c for c in str(s)).split())
@@ -477,9 +462,6 @@ def table(results: dict[str, dict[str, Message | None]], lang: str | None = None
     lines += ["", *(f"[{i}] {t}" for i, t in enumerate(reasons, start=1)),
               M("exercises.grade.summary", files=len(files), passed=passed, total=total).text(lang)]
     return "\n".join(lines)
-
-
-# ---- teachkit exercises check ---------------------------------------------------------------------
 
 
 def _seconds(value: str) -> float:

@@ -173,9 +173,6 @@ def write_notebooks(folder, lang: str = "en", solutions: bool = False, force: bo
     return written
 
 
-# ---- teachkit notebooks DIR [--lang zh] [--solutions] ------------------------------------------------
-
-
 def add_notebooks_parser(sub) -> None:
     import argparse
 

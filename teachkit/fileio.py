@@ -87,9 +87,7 @@ def same_path(a, b) -> bool:
 def check_distinct_outputs(outputs) -> None:
     """Refuse two outputs of one command that name the same file (``--plot`` equal to ``-o``): the
     second write would silently replace the first.  ``outputs``: ``{option: path or None}``.
-    Raises :class:`teachkit.messages.InputError` (``output.clash``) naming both options and the path."""
-    from .messages import InputError
-
+    Raises an InputError naming both options and the path."""
     given = [(name, path) for name, path in outputs.items() if path is not None]
     for i, (first, a) in enumerate(given):
         for second, b in given[i + 1:]:

@@ -8,7 +8,6 @@ end to end (VGG19, a handful of small images).  Both on 127.0.0.1 with a free po
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections import OrderedDict
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from local_server import free_port
 from torch import nn
 
 from teachkit import distributed
@@ -27,12 +27,6 @@ from teachkit.patches import scan
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
                                 reason="this torch has no gloo backend")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def positive_net() -> FeatureExtractor:

@@ -87,7 +87,9 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         assert err.value.msg_id == "dist.datasets_differ"
 
 
-def test_two_gloo_processes_equal_one_process_scan(tmp_path):
+def test_two_gloo_processes_equal_one_process_scan(tmp_path, monkeypatch):
+    # in a pytest-xdist worker __main__ is execnet's bootstrap file: the spawned processes must not run it again
+    monkeypatch.delattr(sys.modules["__main__"], "__file__", raising=False)
     out = tmp_path / "dist"
     torch.multiprocessing.spawn(_worker, args=(2, free_port(), str(out)), nprocs=2, join=True)
     for m in (1, 2):

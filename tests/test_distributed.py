@@ -8,7 +8,6 @@ end to end (VGG19, a handful of small images).  Both on 127.0.0.1 with a free po
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections import OrderedDict
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from local_server import free_port
 from torch import nn
 
 from teachkit import distributed
@@ -27,12 +27,6 @@ from teachkit.patches import scan
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
                                 reason="this torch has no gloo backend")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def positive_net() -> FeatureExtractor:
@@ -99,7 +93,9 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         assert err.value.msg_id == "dist.datasets_differ"
 
 
-def test_two_gloo_processes_equal_one_process_scan(tmp_path):
+def test_two_gloo_processes_equal_one_process_scan(tmp_path, monkeypatch):
+    # in a pytest-xdist worker __main__ is execnet's bootstrap file: the spawned processes must not run it again
+    monkeypatch.delattr(sys.modules["__main__"], "__file__", raising=False)
     out = tmp_path / "dist"
     torch.multiprocessing.spawn(_worker, args=(2, free_port(), str(out)), nprocs=2, join=True)
     for m, cap in RUNS:

@@ -33,7 +33,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from local_server import CHROMIUM, free_port, need_browser, wait_until_healthy
+from local_server import launch_chromium, loopback_only, need_browser, serve_app, start_app
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -155,23 +155,6 @@ def test_builders_are_bounded_and_least_recently_used_are_freed(monkeypatch):
     assert jobs.atlas_builder("/data/c", None, layers) is c
     assert jobs.atlas_builder("sample", None, layers) is default
     assert all(k[0] != "/data/b" for k in jobs._BUILDERS)
-
-
-@pytest.fixture(scope="module")
-def tiny_atlas_env(tmp_path_factory):
-    """A tiny default dataset (4 images at 48 px) and a private cache, as in test_app.py."""
-    from teachkit.samples import sample_content
-
-    folder = tmp_path_factory.mktemp("atlas_images")
-    for name in ("chelsea", "astronaut", "coffee", "rocket"):
-        sample_content(name, 64).save(folder / f"{name}.png")
-    mp = pytest.MonkeyPatch()
-    for key, value in {"TEACHKIT_FAST": "1", "TEACHKIT_DEMO_SIZE": "32", "TEACHKIT_ATLAS_DATASET": str(folder),
-                       "TEACHKIT_ATLAS_SIZE": "48", "TEACHKIT_CACHE": str(tmp_path_factory.mktemp("cache")),
-                       "TEACHKIT_OFFLINE": "1"}.items():
-        mp.setenv(key, value)
-    yield folder
-    mp.undo()
 
 
 def test_lesson1_page_refuses_a_path_outside_the_root(tiny_atlas_env, data_root, tmp_path):
@@ -740,64 +723,33 @@ def test_the_start_command_passes_the_limits():
 # ---- in a real browser: the limits hold however the server was started ---------------------------
 
 
-def _serve(flags: list[str], cwd: Path, env: dict, log: Path):
-    """``streamlit run /path/to/app.py FLAGS`` started in ``cwd`` (not the repository root)."""
-    port = free_port()
-    out = open(log, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", APP, *flags, "--server.address", "127.0.0.1",
-                             "--server.port", str(port), "--server.headless", "true"],
-                            cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    if wait_until_healthy(url, proc, 60):
-        return proc, out, url
-    proc.kill()
-    out.close()
-    pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
-
-
-def _loopback_only(route) -> None:
-    """The browser talks to the local server only (the app's icons would otherwise be fetched from the web)."""
-    if route.request.url.startswith(("http://127.0.0.1:", "ws://127.0.0.1:")):
-        route.continue_()
-    else:
-        route.abort()
-
-
-def _stop(proc, out) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    out.close()
-
-
-def test_served_limits_in_a_browser(tmp_path, tiny_atlas_env):
-    """Started with `make run`'s options outside the repo root, the server refuses an 11 MB upload
-    (the browser does, and the server does for a request that skips the browser); started with a
-    larger limit, the app switches its uploads off."""
+def test_served_limits_in_a_browser(tmp_path, classroom, classroom_server):
+    """Started with `make run`'s options outside the repo root (the shared classroom server), the server
+    refuses an 11 MB upload (the browser does, and the server does for a request that skips the browser);
+    started with a larger limit, the app switches its uploads off."""
     need_browser()
     from playwright.sync_api import sync_playwright
 
-    env = dict(os.environ, PYTHONUNBUFFERED="1", TEACHKIT_WARMUP="0")
+    from teachkit.serve import streamlit_flags
+
+    assert classroom_server.flags == _make_run_flags() == streamlit_flags(uploads.UPLOAD_MAX_MB, local=True)
+    env = dict(os.environ, **classroom.env)
     big = tmp_path / "big.png"
     big.write_bytes(_png(64, 64) + b"\0" * (uploads.UPLOAD_MAX_MB * 1024 * 1024 + 1024))
     small = tmp_path / "small.png"
     small.write_bytes(_png(64, 48))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    served = _serve(_make_run_flags(), elsewhere, env, tmp_path / "served.log")
     bare = None
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            browser = launch_chromium(p)
             context = browser.new_context(viewport={"width": 1280, "height": 900})
-            context.route("**/*", _loopback_only)
+            context.route("**/*", loopback_only)
             page = context.new_page()
             sent = []
             page.on("request", lambda r: sent.append(r) if "/_stcore/upload_file/" in r.url else None)
-            page.goto(f"{served[2]}/run", wait_until="domcontentloaded")
+            page.goto(f"{classroom_server.url}/run", wait_until="domcontentloaded")
             inputs = page.locator('[data-testid="stFileUploader"] input[type="file"]')
             inputs.first.wait_for(state="attached", timeout=90_000)
             inputs.first.set_input_files(str(big))  # the browser refuses it (per-widget limit)
@@ -822,18 +774,17 @@ def test_served_limits_in_a_browser(tmp_path, tiny_atlas_env):
             context.close()
 
             # A server told to take more (a flag, STREAMLIT_SERVER_MAX_UPLOAD_SIZE or a global config):
-            bare = _serve(["--server.maxUploadSize", "200"], elsewhere, env, tmp_path / "bare.log")
+            bare = start_app(["--server.maxUploadSize", "200"], cwd=elsewhere, env=env, log=tmp_path / "bare.log")
             context = browser.new_context(viewport={"width": 1280, "height": 900})
-            context.route("**/*", _loopback_only)
+            context.route("**/*", loopback_only)
             page = context.new_page()
-            page.goto(f"{bare[2]}/run", wait_until="domcontentloaded")
+            page.goto(f"{bare.url}/run", wait_until="domcontentloaded")
             page.get_by_text("switched off").first.wait_for(timeout=90_000)
             assert page.locator('[data-testid="stFileUploader"]').count() == 0
             browser.close()
     finally:
-        _stop(*served[:2])
         if bare is not None:
-            _stop(*bare[:2])
+            bare.stop()
 
 
 # ---- upload storage, one client's jobs, failure texts, file names (issue 17) ---------------------------
@@ -1041,20 +992,12 @@ def class_server(tmp_path_factory):
     pytest.importorskip("websockets")
     from teachkit.serve import streamlit_flags
 
-    port = free_port()
     log = tmp_path_factory.mktemp("class_server") / "server.log"
-    env = dict(os.environ, PYTHONUNBUFFERED="1", TEACHKIT_OFFLINE="1", TEACHKIT_FAST="1", TEACHKIT_WARMUP="0",
+    env = dict(os.environ, TEACHKIT_OFFLINE="1", TEACHKIT_FAST="1", TEACHKIT_WARMUP="0",
                TEACHKIT_UPLOAD_MAX_MB="1", TEACHKIT_UPLOAD_SESSION_FILES="3", TEACHKIT_UPLOAD_SESSION_MB="2",
                TEACHKIT_UPLOAD_SERVER_MB="3", TEACHKIT_HEARTBEAT_SECONDS="3")
-    out = open(log, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", APP, *streamlit_flags(1, port=port, local=True)],
-                            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    if not wait_until_healthy(url, proc, 60):
-        _stop(proc, out)
-        pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
-    yield SimpleNamespace(url=url, log=log)
-    _stop(proc, out)
+    with serve_app(streamlit_flags(1, local=True), cwd=ROOT, env=env, log=log) as server:
+        yield server
 
 
 def _run_async(coro, timeout: float = 240):

@@ -2,12 +2,15 @@
 issue's quality target -- the painted image's activation over the unit's top photo patch in the sample atlas
 (>= 1.5x for relu3_1 and deeper), measured with the backbone itself on the saved PNG.
 
-    .venv/bin/python benchmarks/visualize.py                 # the default recipe, 3 units per layer
-    .venv/bin/python benchmarks/visualize.py --live          # and lesson 1's live recipe beside it
+    .venv/bin/python benchmarks/visualize.py --live          # the default and lesson 1's live recipe, 3 units per layer
+    .venv/bin/python benchmarks/visualize.py --live --timing 24   # step times only: 24 steps per layer and recipe
 
 Units per layer: the first ``--units`` of 'most_active' then 'most_varied' (teachkit.patches.select_units),
 the ones lesson 1 offers first.  Prints the CPU (benchmarks/machine.py) and the load average, since the
-step times follow whatever else the machine runs.  Results: benchmarks/RESULTS_visualize.md.
+wall times follow whatever else the machine runs: s/step is the fastest and the median step of the
+layer's runs, and the CPU seconds per step (process time, which other work barely moves; with one thread
+it is what a quiet core takes); s/unit = CPU s/step x the recipe's steps / threads.
+Results: benchmarks/RESULTS_visualize.md.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -42,7 +46,9 @@ def run(net, atlas, layers, n_units: int, size: int, steps: int, folder: Path) -
     rows = []
     for layer in layers:
         for unit in units_for(atlas, layer, n_units):
+            cpu = time.process_time()
             r = visualize(net, layer, unit, size, steps)
+            cpu = (time.process_time() - cpu) / r.steps  # CPU seconds per step: barely moved by other work
             path = folder / f"{layer}_{unit}_{size}px.png"
             r.image.save(path)
             with Image.open(path) as im:  # measured on the saved PNG, as a student's copy would be
@@ -50,9 +56,10 @@ def run(net, atlas, layers, n_units: int, size: int, steps: int, folder: Path) -
             top = atlas.top(layer, unit)[0].value
             times = [b["elapsed"] - a["elapsed"] for a, b in zip(r.history[1:], r.history[2:])]
             rows.append({"layer": layer, "unit": unit, "seconds": r.seconds, "steps": r.steps, "value": value,
-                         "top": top, "ratio": value / top, "fast": min(times), "median": statistics.median(times)})
+                         "top": top, "ratio": value / top, "fast": min(times), "median": statistics.median(times),
+                         "cpu": cpu})
             print(f"  {layer:8s} #{unit:<4d} {size} px {r.steps} steps {r.seconds:6.1f} s (s/step fastest "
-                  f"{min(times):.3f}, median {statistics.median(times):.3f})  activation {value:9.4g}"
+                  f"{min(times):.3f}, median {statistics.median(times):.3f}, CPU {cpu:.3f})  activation {value:9.4g}"
                   f"  top patch {top:9.4g}  ratio {value / top:6.2f}x", flush=True)
     return rows
 
@@ -69,6 +76,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     ap.add_argument("--live", action="store_true",
                     help=f"also lesson 1's live recipe ({LIVE_SIZE} px, {LIVE_STEPS} steps)")
+    ap.add_argument("--timing", type=int, metavar="N", help="step times only: N steps of each layer's first unit")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--keep", metavar="DIR", help="keep the painted PNGs here")
     args = ap.parse_args()
@@ -83,21 +91,23 @@ def main() -> None:
     recipes = [("default", args.size, args.steps)] + ([("live", LIVE_SIZE, LIVE_STEPS)] if args.live else [])
     results = {}
     for name, size, steps in recipes:
-        print(f"{name} recipe: {size} px, {steps} Adam steps")
-        results[name] = run(net, atlas, layers, args.units, size, steps, folder)
+        print(f"{name} recipe: {size} px, {args.timing or steps} Adam steps")
+        results[name] = run(net, atlas, layers, 1 if args.timing else args.units, size, args.timing or steps, folder)
     print(f"load average at end: {os.getloadavg()[0]:.1f}; images in {folder}")
-    # s/step: the fastest step of the layer's runs (the machine's own speed, least disturbed by other
-    # work) and the median step; s/unit = fastest s/step x steps
-    head = "| layer | units |" + "".join(f" {n}: s/step fastest (median) | {n}: s/unit | {n}: ratio each |"
+    ratio_col = "" if args.timing else " {n}: ratio each |"
+    head = "| layer | units |" + "".join(f" {n}: s/step fastest (median) / CPU | {n}: s/unit |" + ratio_col.format(n=n)
                                         for n in results)
-    print("\n" + head + "\n|" + "---|" * (2 + 3 * len(results)))
+    print("\n" + head + "\n|" + "---|" * (2 + (2 if args.timing else 3) * len(results)))
     for layer in layers:
         line = f"| {layer} | "
         for (name, size, steps), rows in zip(recipes, results.values()):
             mine = [r for r in rows if r["layer"] == layer]
             line = line if line.count("#") else line + ", ".join(f"#{r['unit']}" for r in mine) + " |"
             fast, each = min(r["fast"] for r in mine), " / ".join(f"{r['ratio']:.2f}x" for r in mine)
-            line += f" {fast:.3f} ({statistics.median(r['median'] for r in mine):.3f}) | {fast * steps:.1f} | {each} |"
+            cpu = statistics.median(r["cpu"] for r in mine)
+            line += (f" {fast:.3f} ({statistics.median(r['median'] for r in mine):.3f}) / {cpu:.3f} |"
+                     f" {cpu * steps / args.threads:.1f} |")
+            line += "" if args.timing else f" {each} |"
         print(line)
 
 

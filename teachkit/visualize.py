@@ -35,7 +35,7 @@ DEFAULT_SIZE, DEFAULT_STEPS = 128, 128
 #: lesson 1's live painting: ends within the demo time limit on a 2-core AVX2 laptop (RESULTS_visualize.md)
 LIVE_SIZE, LIVE_STEPS = 96, 48
 LR = 0.05  #: Adam's step on the spectrum
-AMPLITUDE = 0.25  #: the largest spectrum scale, per pixel (lucent's; 1 gives harsher colours)
+AMPLITUDE = 0.25  #: the largest spectrum scale, per pixel (the choice: benchmarks/RESULTS_visualize.md)
 
 
 @functools.lru_cache(maxsize=1)

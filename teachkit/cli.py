@@ -590,6 +590,49 @@ def cmd_reconstruct(args) -> int:
     return _wrote(fig, out)
 
 
+# ---- teachkit visualize ------------------------------------------------------------------------
+
+
+def add_visualize_parser(sub) -> None:
+    from .visualize import DEFAULT_SIZE, DEFAULT_STEPS
+
+    v = sub.add_parser("visualize", help=words("visualize.help"), description=words("visualize.description"))
+    v.add_argument("layer", metavar="LAYER", help=words("visualize.help.layer"))
+    v.add_argument("unit", metavar="UNIT", type=int, help=words("visualize.help.unit"))
+    v.add_argument("-o", "--output", required=True, metavar="FILE", help=words("visualize.help.output"))
+    v.add_argument("--size", type=int, default=DEFAULT_SIZE, help=words("visualize.help.size", default=DEFAULT_SIZE))
+    v.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                   help=words("visualize.help.steps", default=DEFAULT_STEPS))
+    v.add_argument("--seed", type=int, default=0, help=words("visualize.help.seed", default=0))
+    v.set_defaults(func=cmd_visualize)
+
+
+def cmd_visualize(args) -> int:
+    from .features import load_backbone
+    from .images import check_output_path, save_image
+    from .patches import get_atlas
+    from .progress import TqdmReporter
+    from .visualize import check_unit, visualize
+
+    net = load_backbone("vgg19", device="cpu")
+    unit = check_unit(net, args.layer, args.unit)  # a bad layer or unit: one line, before anything is written
+    size, steps = check_int("--size", args.size, 16), check_int("--steps", args.steps, 1)
+    out = check_output_path(args.output)
+    bar = TqdmReporter(desc="visualize", keys=("activation",))
+    try:
+        r = visualize(net, args.layer, unit, size, steps, args.seed, callback=bar)
+    finally:
+        bar.close()
+    save_image(r.image, out)
+    line = text("visualize.done", layer=args.layer, unit=unit, value=r.activation, path=out, steps=r.steps,
+                secs=r.seconds)
+    atlas = get_atlas("sample", backbone=net)  # shipped with teachkit for its layers
+    if args.layer in atlas.layers and (top := atlas.top(args.layer, unit)) and top[0].value > 0:
+        line += "; " + text("visualize.ratio", ratio=r.activation / top[0].value, top=top[0].value)
+    print(line)
+    return 0
+
+
 # ---- entry point -------------------------------------------------------------------------------
 
 #: The sub-commands, in the order ``teachkit --help`` lists them: one ``add_<name>_parser`` each.
@@ -599,6 +642,7 @@ COMMANDS = (
     add_patches_parser,
     add_gram_parser,
     add_reconstruct_parser,
+    add_visualize_parser,
     add_prepare_parser,  # teachkit/prepare.py: its parser and command live beside what they run
     add_app_parser,  # teachkit/serve.py: `teachkit app` serves the classroom app
     __import__("teachkit.handout", fromlist=["_"]).add_handout_parser,  # teachkit/handout.py: printable handouts

@@ -1,8 +1,9 @@
 """Before class: build everything the lessons show by default into the cache (``teachkit prepare``).
 
-Lesson 1's atlas (of the sample photos, or of the class's own: ``--photos``), a gallery of finished
-transfers with their frames (lessons 2 and 6), lesson 4's reconstructions and lesson 5's textures, each a
-folder under ``<cache>/prepared/<backbone>/`` with a ``meta.json`` written last (without it, unfinished)."""
+Lesson 1's atlas (of the sample photos, or of the class's own: ``--photos``) and what its default units
+want to see, a gallery of finished transfers with their frames (lessons 2 and 6), lesson 4's reconstructions
+and lesson 5's textures, each a folder under ``<cache>/prepared/<backbone>/`` with a ``meta.json`` written last
+(without it, unfinished)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from .messages import InputError, Message, text
 from .progress import Progress, ProgressCallback, report
 
 __all__ = ["CONTENT_LAYERS", "GALLERY", "KINDS", "Prepared", "Recipe", "FAST", "FULL", "frame_steps", "load",
-           "prepare", "prepare_atlas", "prepare_content", "prepare_texture", "prepare_transfer", "prepared_root",
-           "prepare_photos", "prepared_photos", "MAX_PHOTOS", "add_prepare_parser", "cmd_prepare"]
+           "prepare", "prepare_atlas", "prepare_content", "prepare_texture", "prepare_transfer", "prepare_visualize",
+           "prepared_root", "prepare_photos", "prepared_photos", "MAX_PHOTOS", "add_prepare_parser", "cmd_prepare"]
 
 #: the finished transfers of the gallery (content sample, style sample): lessons 2 and 6
 GALLERY: tuple[tuple[str, str], ...] = (
@@ -33,7 +34,7 @@ GALLERY: tuple[tuple[str, str], ...] = (
 #: lesson 4: the layers a photo is rebuilt from (shallow -> deep)
 #: (named after the ReLU, as the engine reads them)
 CONTENT_LAYERS: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_2", "relu4_2", "relu5_2")
-KINDS = ("atlas", "gallery", "content", "texture")
+KINDS = ("atlas", "visualize", "gallery", "content", "texture")
 #: ``--photos``: a folder of more photos than this is refused (``--max-photos``)
 MAX_PHOTOS = 1000
 
@@ -49,13 +50,15 @@ class Recipe:
     texture_size: int = 96
     texture_steps: int = 40
     atlas_size: int | None = None  #: None: teachkit.patches' default scan size
+    visualize_size: int = 128
+    visualize_steps: int = 128
 
 
 #: what ``teachkit prepare`` builds (a few minutes on a 2-core laptop; see benchmarks/RESULTS_app.md)
 FULL = Recipe()
 #: tiny results for tests and very slow machines (``--fast``)
 FAST = Recipe(transfer_size=32, transfer_steps=3, content_size=32, content_steps=2, texture_size=32,
-              texture_steps=2, atlas_size=48)
+              texture_steps=2, atlas_size=48, visualize_size=32, visualize_steps=2)
 
 
 def prepared_root(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -269,10 +272,30 @@ def prepared_photos(backbone: str = "vgg19", cache_dir=None) -> str | None:
     return folder if isinstance(folder, str) and Path(folder).is_dir() else None
 
 
+def prepare_visualize(net, layer: str, unit: int, recipe: Recipe = FULL, cache_dir=None,
+                      callback: ProgressCallback | None = None, force: bool = False) -> Prepared:
+    """Lesson 1: what one unit wants to see (:func:`teachkit.visualize.visualize`)."""
+    from .visualize import visualize
+
+    net = _net(net)
+    if not force and (done := load("visualize", layer, str(unit), backbone=net.name, cache_dir=cache_dir)):
+        return done
+    folder = _item_dir(prepared_root(cache_dir), net.name, "visualize", layer, str(unit))
+    folder.mkdir(parents=True, exist_ok=True)
+    r = visualize(net, layer, unit, recipe.visualize_size, recipe.visualize_steps, callback=callback,
+                  image_every=recipe.visualize_steps)
+    if r.stopped:
+        raise KeyboardInterrupt  # a cancelled preparation keeps nothing
+    image = {"file": _save_png(r.image, folder / "unit.png"), "label": f"{layer} #{unit}", "activation": r.activation}
+    _finish(folder, {"kind": "visualize", "images": [image], "size": recipe.visualize_size, "steps": r.steps,
+                     "seconds": r.seconds, "weights_id": net.weights_id})
+    return load("visualize", layer, str(unit), backbone=net.name, cache_dir=cache_dir)
+
+
 def prepare(net=None, kinds: Sequence[str] = KINDS, recipe: Recipe = FULL, cache_dir=None,
             callback: ProgressCallback | None = None, force: bool = False, log=None,
-            dataset: str = "sample") -> dict[str, float]:
-    """Everything of ``kinds`` for the default lessons; returns the seconds each kind took.
+            dataset="sample") -> dict[str, float]:
+    """Everything of ``kinds`` for the default lessons (lesson 1's of ``dataset``); returns the seconds each kind took.
     ``log`` is called with a :class:`~teachkit.messages.Message` as each part starts."""
     from .samples import DEFAULT_CONTENT, list_samples
 
@@ -289,6 +312,12 @@ def prepare(net=None, kinds: Sequence[str] = KINDS, recipe: Recipe = FULL, cache
         if kind == "atlas":
             say(Message("progress.prepare_atlas", dataset=dataset))
             prepare_atlas(net, dataset, recipe, cache_dir, callback)
+        elif kind == "visualize":
+            from .visualize import default_units
+
+            for layer, unit in default_units(prepare_atlas(net, dataset, recipe, cache_dir)):
+                say(Message("progress.visualize", layer=layer, unit=unit))
+                prepare_visualize(net, layer, unit, recipe, cache_dir, callback, force)
         elif kind == "gallery":
             for content, style in GALLERY:
                 say(Message("progress.prepare_gallery", content=content, style=style))
@@ -359,7 +388,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     bar = TqdmReporter(desc="prepare")
     try:
         seconds.update(prepare(net, kinds, recipe, args.cache, bar, args.force,
-                               log=lambda msg: print(msg.text(), file=sys.stderr), dataset=args.dataset))
+                               log=lambda msg: print(msg.text(), file=sys.stderr), dataset=photos or args.dataset))
     finally:
         bar.close()
     print(text("prepare.done", folder=prepared_root(args.cache) / net.name,

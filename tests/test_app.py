@@ -163,6 +163,33 @@ def test_lesson1_unit_and_overview(lang):
 
 
 @pytest.mark.parametrize("lang", LANGS)
+def test_lesson1_paints_what_a_unit_wants_to_see(lang):
+    from teachkit.lessons.resources import load_net
+    from teachkit.visualize import unit_activation
+
+    at = open_page(1, lang)
+    at.button(key="p1_paint").click().run()
+    assert_clean(at)
+    [((layer, unit, size, _), (image, value, _))] = at.session_state["p1_painted"].items()
+    assert image.size == (size, size) == (32, 32)  # TEACHKIT_DEMO_SIZE
+    assert value == pytest.approx(unit_activation(load_net(), image, layer, unit))  # the number the ratio shows
+    assert any(m.value.endswith("×") for m in at.metric)
+
+
+def test_lesson1_shows_the_prepared_painting_of_the_unit_it_opens_on():
+    from teachkit import prepare
+    from teachkit.lessons.resources import load_net
+
+    at = open_page(1)
+    assert "Prepared before class" not in captions(at)
+    prepare.prepare_visualize(load_net(), "relu1_1", at.selectbox(key="p1_unit_relu1_1_most_active").value,
+                              prepare.FAST)
+    at.run()
+    assert_clean(at)
+    assert "Prepared before class: 32 px, 2 steps" in captions(at) and any(m.value.endswith("×") for m in at.metric)
+
+
+@pytest.mark.parametrize("lang", LANGS)
 def test_lesson2_small_transfer(lang):
     at = open_page(2, lang)
     at.button(key="p2_run").click().run()

@@ -18,7 +18,7 @@ import streamlit as st
 
 from teachkit.lessons.guide import PAGE_PX, PROJECTOR_PX, column_px, fontsize_for
 from teachkit.lessons.i18n import error_text, has_ui, tr
-from teachkit.lessons.settings import BACKBONE, DEVICE, demo_size, warm_up_wanted
+from teachkit.lessons.settings import BACKBONE, DEVICE, atlas_default_dataset, demo_size, warm_up_wanted
 
 FIGURE_SLOTS = max(1, min(2, os.cpu_count() or 1))  #: figures made at once (apart from the compute slots)
 _FIGURE_SEM = threading.BoundedSemaphore(FIGURE_SLOTS)
@@ -509,9 +509,9 @@ def prepare_missing() -> None:
     log = logging.getLogger(__name__)
     recipe = prepare.FAST if fast_mode() else prepare.FULL
     try:
-        for kind in ("gallery", "content", "texture"):
+        for kind in ("gallery", "visualize", "content", "texture"):
             with jobs.compute_slot(long=True, background=True):  # after every student's computation
-                prepare.prepare(load_net(), [kind], recipe, log=log.info)
+                prepare.prepare(load_net(), [kind], recipe, log=log.info, dataset=atlas_default_dataset())
     except Exception:  # noqa: BLE001 - the pages offer to run everything live anyway
         log.exception("teachkit app: preparing the default results failed")
 

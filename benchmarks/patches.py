@@ -22,6 +22,12 @@ Three measurements, each a sub-command (``all`` runs the first three with quick 
               the default layers), the sizes alternating round by round; medians and ratios.
 ``padding``   how much of the kept top patches is padding, per layer, for saved atlases
               (``--atlas FILE ...``), e.g. one scanned with ``min_inside=0`` beside the default.
+``diversity`` for saved atlases of the ``sample`` dataset (``--atlas FILE ...``; default: the shipped
+              index), per layer: the median number of distinct source photos among a unit's top 9, and
+              the largest share of the layer's top patches that one photo gives, side by side.
+``photos``    ``teachkit prepare --photos`` as a teacher runs it, timed: a folder of ``--images`` phone-sized
+              JPEG photos (``--photo-size``, made from the sample photos), scanned at the default size and
+              layers into a throw-away cache; seconds per 1,000 photos, with the time spent decoding them.
 ``processes`` one process against ``torchrun --nproc-per-node N`` (teachkit.distributed, gloo on
               the CPU) on the same folder of images (the first ``--images`` sample crops saved as
               PNG files): ``teachkit patches scan`` as a user runs it, the runs alternating round
@@ -51,8 +57,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from teachkit import patches as P  # noqa: E402
-from teachkit.datasets import Dataset, SampleDataset, TensorDataset  # noqa: E402
+from teachkit.datasets import SAMPLE_SOURCES, Dataset, SampleDataset, TensorDataset, fit_square  # noqa: E402
 from teachkit.features import load_backbone  # noqa: E402
+
+from machine import cpu_line  # noqa: E402  (benchmarks/machine.py)
 
 
 def rss_mb() -> tuple[float, float]:
@@ -271,6 +279,90 @@ def bench_padding(args) -> list:
     return out
 
 
+def _sample_as_scanned(atlas) -> SampleDataset:
+    """The ``sample`` dataset as it was when ``atlas`` was made: photos were only ever added at the end."""
+    for n in range(len(SAMPLE_SOURCES), 0, -1):
+        ds = SampleDataset(SAMPLE_SOURCES[:n])
+        if ds.fingerprint == atlas.meta["dataset_fingerprint"]:
+            return ds
+    raise SystemExit(f"{atlas.path}: not an atlas of this installation's sample photos")
+
+
+def bench_diversity(args) -> list:
+    import numpy as np
+
+    rows = []
+    for path in args.atlas or [P.shipped_dir() / "sample_vgg19_160px_k9.npz"]:
+        atlas = P.Atlas.load(path)
+        ds = _sample_as_scanned(atlas)
+        photo = np.array([ds.source(i) for i in range(len(ds))])
+        print(f"diversity: {path}: {atlas.n_images} crops of {len(ds.sources)} photos, k={atlas.k}, "
+              f"at most {atlas.meta['per_image'] or 'any number'} per photo", flush=True)
+        for layer in atlas.layers:
+            im = atlas.images[layer][:, :9]
+            distinct = [len(set(photo[row[row >= 0]].tolist())) for row in im]
+            counts = np.bincount(photo[im[im >= 0]], minlength=len(ds.sources))
+            top = int(counts.argmax())
+            row = {"atlas": str(path), "layer": layer, "median_photos": float(np.median(distinct)),
+                   "one_photo_units": int(sum(d == 1 for d in distinct)), "largest_share": counts[top] / counts.sum(),
+                   "photo": ds.sources[top][0]}
+            rows.append(row)
+            print(f"diversity:   {layer}: median {row['median_photos']:g} distinct photos in a unit's top 9 "
+                  f"({row['one_photo_units']} units with all from one); largest share {row['largest_share']:.1%} "
+                  f"({row['photo']})", flush=True)
+    return rows
+
+
+def _photo_folder(folder: Path, n: int, width: int, height: int) -> Path:
+    """``n`` JPEG photos of ``width`` x ``height`` (quality 90): the sample photos, cropped and scaled each
+    a little differently, with sensor-like noise so that they decode like real photos."""
+    import numpy as np
+    from PIL import Image
+
+    ds, rng = SampleDataset(), np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        src = ds.photo(i % len(ds.sources))
+        w, h = src.size
+        cut = rng.uniform(0.6, 1.0)
+        left, top = rng.uniform(0, w * (1 - cut)), rng.uniform(0, h * (1 - cut))
+        img = src.resize((width, height), Image.BICUBIC, box=(left, top, left + w * cut, top + h * cut))
+        arr = np.asarray(img, np.int16) + rng.normal(0, 4, (height, width, 1)).astype(np.int16)
+        Image.fromarray(arr.clip(0, 255).astype(np.uint8)).save(folder / f"IMG_{i:04d}.jpg", quality=90)
+    return folder
+
+
+def bench_photos(args) -> dict:
+    import os
+
+    from teachkit.prepare import prepare_photos
+
+    width, height = (int(v) for v in args.photo_size.split("x"))
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    net = load_backbone("vgg19", device="cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = _photo_folder(Path(tmp) / "photos", args.images, width, height)
+        ds = P.get_dataset(str(folder))
+        t0 = time.perf_counter()
+        for i in range(len(ds)):  # the whole photo decoded, then cut down (what the scan did before draft mode)
+            fit_square(ds.load(i), P.DEFAULT_IMAGE_SIZE)
+        full = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for i in range(len(ds)):
+            ds.square(i, P.DEFAULT_IMAGE_SIZE)
+        decode = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        atlas = prepare_photos(net, folder, cache_dir=Path(tmp) / "cache")
+        wall = time.perf_counter() - t0
+    per = 1000 / atlas.n_images
+    print(f"photos: {cpu_line()}; load average {os.getloadavg()[0]:.1f}", flush=True)
+    print(f"photos: {atlas.n_images} JPEG photos of {width}x{height}, scanned at {atlas.image_size} px, layers "
+          f"{', '.join(atlas.layers)}, batch {P.DEFAULT_BATCH_SIZE}: {wall:.1f} s = {wall * per / 60:.1f} min per "
+          f"1,000 photos ({wall / atlas.n_images:.2f} s each, of which decoding and resizing "
+          f"{decode / atlas.n_images:.2f} s; {full / atlas.n_images:.2f} s decoding each whole)", flush=True)
+    return {"seconds": wall, "per_1000_s": wall * per, "decode_s": decode, "full_decode_s": full}
+
+
 def _crops_folder(folder: Path, n: int, size: int) -> Path:
     ds = SampleDataset()
     folder.mkdir(parents=True, exist_ok=True)
@@ -353,6 +445,12 @@ def main(argv=None) -> int:
     sz.add_argument("--rounds", type=int, default=3)
     pd = sub.add_parser("padding")
     pd.add_argument("--atlas", nargs="+", required=True)
+    dv = sub.add_parser("diversity")
+    dv.add_argument("--atlas", nargs="*", default=None)
+    ph = sub.add_parser("photos")
+    ph.add_argument("--images", type=int, default=48)
+    ph.add_argument("--photo-size", default="4032x3024", help="WIDTHxHEIGHT (default: a 12-megapixel phone photo)")
+    ph.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     pr = sub.add_parser("processes")
     pr.add_argument("--nproc", type=int, default=2)
     pr.add_argument("--images", type=int, default=64)
@@ -377,6 +475,10 @@ def main(argv=None) -> int:
         bench_padding(args)
     elif args.what == "processes":
         bench_processes(args)
+    elif args.what == "diversity":
+        bench_diversity(args)
+    elif args.what == "photos":
+        bench_photos(args)
     else:
         bench_overhead(argparse.Namespace(images=32, batch_size=8, size=224, rounds=2))
         bench_memory(argparse.Namespace(images=160, size=224, batch_size=16, layers="relu"))

@@ -1,4 +1,4 @@
-"""Lesson 1 -- what do deep layers see?  A unit's top patches, then layers 1-5 side by side."""
+"""Lesson 1 -- what do deep layers see?  A unit's top patches and what it wants to see, then layers 1-5."""
 
 import streamlit as st
 
@@ -7,8 +7,13 @@ from teachkit.lessons import resources as res
 from teachkit.lessons import settings as cfg
 from teachkit.lessons.i18n import choice, error_text, lang, md, page_title, tr
 from teachkit.features import DEFAULT_STYLE_LAYERS
+from teachkit.prepare import prepared_photos
+from teachkit.visualize import LIVE_SIZE, LIVE_STEPS, visualize
 
 P = "1_layers"
+# the live painting (teachkit.visualize's live recipe); a run the time limit cuts short shows what it made
+PAINT_SIZE, PAINT_STEPS = cfg.demo_size(LIVE_SIZE, fast=32), cfg.demo_steps(LIVE_STEPS, fast=2)
+LIMIT = cfg.demo_seconds()
 page_title(1)
 guide.teacher_note(P)
 md(P, "intro")
@@ -64,13 +69,49 @@ m = atlas.meta
 if m.get("stopped") == "time_limit":
     st.warning(tr("p1_scan_time_limit", secs=jobs.SCAN_SECONDS, n=m["n_images"], total=m["dataset_size"]))
 photos = res.sample_photos() if m["dataset_name"] == "sample" else None
-if photos:  # the sample dataset is crops of a few named photos: say so
-    st.caption(tr("p1_photos", n=m["n_images"], photos=len(photos), names=", ".join(photos), size=m["image_size"],
-                  k=m["k"]))
+seen = dict(n=m["n_images"], size=m["image_size"], k=m["k"], cap=m["per_image"])
+if photos:  # what was scanned, and how the patches were chosen
+    st.caption(tr("p1_photos", photos=len(photos), names=", ".join(photos), **seen))
+elif spec == prepared_photos(cfg.BACKBONE):  # the class's own photos (teachkit prepare --photos)
+    st.caption(tr("p1_own_photos", name=m["dataset_name"], **seen))
 else:
-    st.caption(tr("p1_atlas_info", n=m["n_images"], name=m["dataset_name"], size=m["image_size"], k=m["k"]))
+    st.caption(tr("p1_atlas_info", name=m["dataset_name"], **seen))
 st.session_state["atlas_spec"] = spec  # lesson 5 shows its channels' top patches from this atlas
 LANG, PX = lang(), guide.text_px()
+
+
+def wants_to_see(layer: str, unit: int) -> None:
+    """The image painted to excite the unit (teachkit.visualize): prepared, or painted live on demand."""
+    from teachkit.lessons.together import shared_run
+
+    st.subheader(tr("p1_wants"))
+    md(P, "wants")
+    left, right = st.columns(res.UNIT_COLS)
+    slot, key = left.empty(), (layer, unit, PAINT_SIZE, PAINT_STEPS)
+    painted = st.session_state.setdefault("p1_painted", {})
+    if right.button(tr("p1_paint"), key="p1_paint", icon=":material/brush:"):
+        with right:  # pressed by several students at once: computed once, watched by the others
+            view = jobs.LiveView("lesson1_paint", image_slot=slot, show_values=("activation",))
+            r = shared_run(("lesson1_paint", *key, res.backbone().name, LIMIT), {"G": view},
+                           lambda cb: visualize(res.backbone(), layer, unit, PAINT_SIZE, PAINT_STEPS, callback=cb["G"],
+                                                image_every=4, time_limit=jobs.demo_limit(LIMIT)))
+            view.done()
+        painted[key] = r.image, r.activation, guide.run_summary(r.steps, PAINT_STEPS, r.seconds, PAINT_SIZE, r.stopped)
+    right.caption(tr("p1_paint_note", size=PAINT_SIZE, steps=PAINT_STEPS))
+    item = res.prepared("visualize", layer, str(unit))
+    if key not in painted and item is None:
+        return slot.info(tr("p1_wants_none"))
+    image, value, note = painted.get(key) or (item.final, item.meta["images"][0]["activation"], tr(
+        "p1_wants_prepared", size=item.meta["size"], steps=item.meta["steps"]))
+    slot.image(image, width="stretch")
+    top = atlas.top(layer, unit)
+    if top and top[0].value > 0:
+        right.metric(tr("p1_wants_ratio"), f"{value / top[0].value:.2f}×",
+                     help=tr("p1_wants_values", value=value, top=top[0].value))
+    right.caption(note)
+    with right:
+        guide.look(P, "wants")
+
 
 # ---- one unit (a fragment: its controls redraw only this part of the page) ----
 @st.fragment
@@ -107,6 +148,7 @@ def one_unit() -> None:
             guide.look(P, "where")
         except ValueError:  # e.g. a unit that never fired
             st.info(tr("p1_never_fired"))
+    wants_to_see(layer, unit)
 
 
 one_unit()

@@ -24,7 +24,7 @@ LANG_KEY = "ui_lang"  #: app.py sets it; the sidebar switch changes it
 
 #: page keys whose words the catalogue holds under another id (one text, one id)
 SAME_AS = {"p3_alpha": "option.alpha", "p3_beta": "option.beta", "p5_g_noise": "option.init.noise",
-           "p3_step_axis": "exercises.fig.step", "p3_total": "ui.value_total"}
+           "p3_step_axis": "exercises.fig.step", "p3_total": "ui.value_total", "value_activation": "viz.colorbar"}
 
 
 def lang() -> str:

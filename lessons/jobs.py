@@ -1,15 +1,7 @@
-"""Background work shared fairly by a class on one machine.
-
-* **compute slots** (:class:`ComputeSlots`): ``MAX_JOBS`` heavy computations at once, in order of
-  arrival; long work never holds the last slot, and a click on lesson 3's "Step" has a lane of its own;
-* **progress** (:class:`LiveView`): a teachkit progress callback that draws into the page;
-* **transfer jobs** (lesson 6): :class:`TransferJob` runs in a thread; the :class:`JobBoard` keeps one
-  job per client, a bounded queue with places, and cancels a job whose page has gone; :data:`LIMITS`
-  caps what one job may ask for;
-* **atlas builders** (lesson 1): :class:`AtlasBuilder` scans a dataset once for every session; a
-  visitor's folder only inside ``TEACHKIT_DATA_ROOT``, capped in files and time.
-
-Worker threads never call Streamlit: they store their state, which the pages read.
+"""Background work shared fairly by a class on one machine: :class:`ComputeSlots` (heavy work in order of
+arrival, never all slots long, a lane of its own for lesson 3's "Step"), :class:`LiveView` (progress drawn
+into the page), lesson 6's :class:`TransferJob` on the :class:`JobBoard` (one job per client, a bounded
+queue, :data:`LIMITS`) and lesson 1's :class:`AtlasBuilder`.  Worker threads never call Streamlit.
 """
 
 from __future__ import annotations
@@ -44,8 +36,7 @@ DEMO_MIN_SECONDS = float(max(1, env_int("TEACHKIT_DEMO_MIN_SECONDS", 6)))
 
 @dataclasses.dataclass(eq=False)
 class Ticket:
-    """A place in the queue of :class:`ComputeSlots` (``long``: minutes of work; ``background``: after
-    every visitor)."""
+    """A place in the queue of :class:`ComputeSlots` (``long``: minutes of work; ``background``: last)."""
 
     seq: int
     long: bool
@@ -56,10 +47,8 @@ class Ticket:
 
 
 class ComputeSlots:
-    """``n`` compute slots, first come first served; whoever waits holds a :class:`Ticket` with a place.
-    Long work holds at most ``long_slots`` (``n - 1``) slots together, so a demo always finds one, and
-    passes the long tickets that cannot start; background work goes after every visitor's.
-    ``acquire``/``release`` use it as a plain semaphore."""
+    """``n`` compute slots, first come first served by :class:`Ticket`; long work holds at most ``long_slots``
+    (``n - 1``), so a demo always finds one and passes the long tickets that cannot start."""
 
     def __init__(self, n: int, long_slots: int | None = None):
         self.n = max(1, int(n))
@@ -167,8 +156,7 @@ class ComputeSlots:
 
 
 _SLOTS = ComputeSlots(MAX_JOBS)
-#: computations of a second or less (one step of lesson 3's demo) run in a lane of their own, never
-#: behind the demos and transfers that hold the compute slots (figures: benchmarks/RESULTS_load.md)
+#: computations of a second or less (one step of lesson 3's demo) run in a lane of their own
 QUICK_JOBS = max(1, env_int("TEACHKIT_QUICK_JOBS", 2))
 _QUICK = ComputeSlots(QUICK_JOBS, long_slots=QUICK_JOBS)
 QUICK_PRIORITY_SECONDS = 0.5  #: the longest one step of long work waits for the quick lane
@@ -181,8 +169,8 @@ def quick_running() -> int:
 
 
 def yield_to_quick(max_wait: float | None = None) -> float:
-    """Between two steps of long work: while a quick computation runs, wait until it is done, at most
-    ``max_wait`` s (``QUICK_PRIORITY_SECONDS``), so a click gets the CPU.  Returns the seconds waited."""
+    """Between two steps of long work: let a running quick computation finish first (at most ``max_wait`` s,
+    default ``QUICK_PRIORITY_SECONDS``), so a click gets the CPU.  Returns the seconds waited."""
     if not quick_running():
         return 0.0
     t0 = time.monotonic()
@@ -194,10 +182,8 @@ def yield_to_quick(max_wait: float | None = None) -> float:
 def compute_slot(stop: threading.Event | None = None,
                  on_wait: Callable[[int, int, float], None] | None = None, *, quick: bool = False,
                  long: bool = False, background: bool = False, every: float = 1.0) -> Iterator[bool]:
-    """Hold a compute slot while the block runs (:class:`ComputeSlots`; ``quick``: the quick lane).
-    While it waits, ``on_wait(place, waiting, seconds)`` is called at once and then every ``every`` s;
-    an exception it raises (Streamlit stopping a page that was left) gives the place up.  Yields False
-    when ``stop`` was set while waiting (nothing held)."""
+    """Hold a compute slot while the block runs, calling ``on_wait(place, waiting, seconds)`` every ``every`` s
+    while it waits (an exception there gives the place up); yields False when ``stop`` was set meanwhile."""
     slots = _QUICK if quick else _SLOTS
     ticket = slots.ticket(long=long, background=background)
     t0 = time.monotonic()
@@ -266,12 +252,9 @@ def slot_on_page(quick: bool = False) -> Iterator[None]:
             yield
 
 
-# ---- progress on the page ----
-
-
 class LiveView:
-    """A progress callback (``callback(Progress)``) that draws a bar, a status line and the latest image.
-    The time of the first image goes to ``st.session_state['_timings']`` (for benchmarks/app.py)."""
+    """A progress callback drawing a bar, a status line and the latest image; the time of the first image
+    goes to ``st.session_state['_timings']`` (for benchmarks/app.py)."""
 
     def __init__(self, name: str, *, image_caption: str | None = None, image_width: int | str = "stretch",
                  image_slot=None, show_values: tuple[str, ...] = ("total",)):
@@ -283,7 +266,6 @@ class LiveView:
         self.width = image_width
         self.show_values = show_values
         self.first_image_s: float | None = None
-        self.last_image = None
 
     def __call__(self, p) -> bool:
         frac = min(1.0, p.step / p.total) if p.total else 0.0
@@ -291,7 +273,6 @@ class LiveView:
         status = tr("progress_line", step=p.step, total=p.total or "?", secs=time.perf_counter() - self.started)
         self.bar.progress(frac, text=f"{status}  {shown}".strip())
         if p.image is not None:
-            self.last_image = p.image
             self.slot.image(p.image, caption=self.caption, width=self.width)
             if self.first_image_s is None:
                 self.first_image_s = time.perf_counter() - self.started
@@ -303,17 +284,11 @@ class LiveView:
         self.bar.empty()
 
 
-# ---- limits of one transfer job (lesson 6) ----
-
-
 @dataclasses.dataclass(frozen=True)
 class JobLimits:
-    """What one lesson-6 job may ask for.  The caps keep the job's own memory (over the shared, loaded
-    backbone) within ``memory_budget_mib`` on a CPU: it grows with the pixels of G, of the style images
-    (size x style_scale, squared) and with the L-BFGS memory (2 x history_size image-sized vectors).
-    The largest job they allow is measured by ``benchmarks/load.py --job-peak`` (RESULTS_load.md)."""
+    """What one lesson-6 job may ask for: the caps keep its own memory within ``memory_budget_mib`` (measured
+    by ``benchmarks/load.py --job-peak``); the option caps are declared in teachkit/options.py."""
 
-    # the option caps: declared with the options (teachkit/options.py, ``served_max``), held here
     max_size: int = int(served_caps()["max_size"])  #: long side of G, px
     max_steps: int = int(served_caps()["max_steps"])
     max_style_scale: float = float(served_caps()["max_style_scale"])  #: style long side <= 512 * 2.0 = 1024 px
@@ -321,10 +296,8 @@ class JobLimits:
     max_styles: int = 4  #: style images in one job (samples + uploads)
     seconds: float = 300.0  #: running time limit; the job stops and keeps its latest image
     queue: int = 8  #: jobs that may wait for a slot; more are refused with a message
-    #: jobs queued or running from one network address (0: no cap).  One job per client is keyed on the
-    #: browser's cookie, which a student can renew (a private window, a cleared cookie) to queue more;
-    #: this bounds what one laptop can hold of the class's queue.  The loopback address is exempt (the
-    #: teacher's own machine, or every student behind a reverse proxy on it).
+    #: jobs queued or running from one address (0: no cap), as a student can renew the browser cookie the
+    #: one-job rule keys on; loopback is exempt (the teacher's machine, or a reverse proxy on it)
     per_address: int = 3
     heartbeat_seconds: float = 20.0  #: a job whose session has been gone this long is cancelled
     memory_budget_mib: int = 2048  #: the stated budget the caps are measured against
@@ -352,9 +325,7 @@ LIMITS = _limits_from_env()
 
 
 def check_transfer(config, n_styles: int, limits: JobLimits | None = None) -> list[str]:
-    """What ``config`` (a Schedule, or a TransferConfig resolved here) asks beyond the classroom limits:
-    one message each.  The page's widgets stop at them; :meth:`TransferJob.start` checks again,
-    whatever the browser sent."""
+    """One message per value of ``config`` beyond the classroom limits (checked again at the job's start)."""
     from teachkit.transfer import schedule
 
     lim = limits or LIMITS
@@ -362,10 +333,6 @@ def check_transfer(config, n_styles: int, limits: JobLimits | None = None) -> li
     if n_styles > lim.max_styles:
         out.append(tr("limit_styles", value=n_styles, limit=lim.max_styles))
     return out
-
-
-
-# ---- who a visitor is: one job per client ----
 
 
 def session_id() -> str:
@@ -392,8 +359,8 @@ def owner_key() -> str:
 
 
 def _browser_secret(cookie: str) -> bytes:
-    """The token of Streamlit's XSRF cookie ``2|mask|masked token|time``, unmasked (the mask changes on
-    every page load, so two tabs of one browser can hold different values); any other form as it is."""
+    """The token of Streamlit's XSRF cookie ``2|mask|masked token|time`` unmasked (the mask changes with every
+    page load); any other form as it is."""
     parts = cookie.split("|")
     if len(parts) == 4 and parts[0] == "2":
         try:
@@ -439,30 +406,30 @@ def client_address() -> str | None:
         return None
 
 
+def client_key_of(sid: str) -> str | None:
+    """Session ``sid``'s client (:func:`client_key_for`) from its connection; None without one."""
+    from streamlit.runtime import Runtime
+
+    client = Runtime.instance().get_client(sid) if Runtime.exists() else None
+    context = getattr(client, "client_context", None)
+    return None if context is None else client_key_for(context.cookies, _public_address(context.remote_ip))
+
+
 def client_key() -> str:
     """The running session's client (read once per session); without cookie or address, the session itself."""
     key = st.session_state.get(_CLIENT_KEY)
-    if isinstance(key, str):
-        return key
-    try:
-        cookies, address = st.context.cookies, st.context.ip_address
-    except Exception:  # noqa: BLE001 - no server context (AppTest)
-        cookies, address = None, None
-    key = st.session_state[_CLIENT_KEY] = client_key_for(cookies, address) or owner_key()
+    if not isinstance(key, str):
+        key = st.session_state[_CLIENT_KEY] = client_key_of(session_id()) or owner_key()
     return key
 
 
 def _session_connected(sid: str) -> bool | None:
-    """Whether session ``sid``'s browser is still connected; None without a server runtime (then only
-    the page's heartbeat counts).  A changed Streamlit API raises here rather than being hidden."""
+    """Whether session ``sid``'s browser is still connected; None without a server runtime."""
     from streamlit.runtime import Runtime
 
     if not Runtime.exists():
         return None
     return bool(Runtime.instance().is_active_session(sid))
-
-
-# ---- lesson 6's jobs: one per client, a bounded queue on the compute slots ----
 
 
 class QueueFull(RuntimeError):
@@ -474,9 +441,8 @@ class AddressFull(RuntimeError):
 
 
 class JobBoard:
-    """Lesson 6's jobs: one per client, each waiting on a long ticket of the compute slots.
-    A client's new job cancels its old one and, if that one was waiting, takes its ticket (its place
-    in the queue).  At most ``limits.queue`` jobs wait and ``limits.per_address`` come from one address."""
+    """Lesson 6's jobs, each on a long ticket: a client's new job cancels its old one and takes over its place
+    in the queue; at most ``limits.queue`` wait and ``limits.per_address`` come from one address."""
 
     def __init__(self, limits: JobLimits | None = None, slots: ComputeSlots | None = None):
         self.limits = limits or LIMITS
@@ -519,8 +485,7 @@ class JobBoard:
             return running, len(self._tickets) - running
 
     def wait_turn(self, job: "TransferJob") -> bool:
-        """Block (in the job's thread) until the job holds its slot: True; False when it was cancelled,
-        replaced or abandoned meanwhile (its place is then given up, or passed on)."""
+        """Block until the job holds its slot (True); False when it was cancelled, replaced or abandoned."""
         with self._lock:
             ticket = self._tickets.get(job)
         if ticket is None:
@@ -548,12 +513,9 @@ BOARD = JobBoard()
 
 
 class TransferJob:
-    """A style transfer in a background thread, for one client.
-    The page keeps it in ``st.session_state`` and polls :meth:`snapshot` (each poll is a heartbeat).
-    The thread waits for its turn on the :class:`JobBoard`, then runs the engine with
-    ``stop=self.stop_event``; its callback only stores the latest report.  Cancel keeps the latest
-    image.  ``reason`` says why a job stopped early: ``"cancelled"``, ``"replaced"``, ``"abandoned"``,
-    ``"time_limit"``, ``"queue_full"``, ``"address_full"`` or ``"over_limits"`` (refused), or None."""
+    """A style transfer in a background thread for one client, polled by its page through :meth:`snapshot`
+    (a heartbeat).  ``reason`` says why it stopped early: 'cancelled', 'replaced', 'abandoned',
+    'time_limit', or refused: 'queue_full', 'address_full', 'over_limits'."""
 
     def __init__(self, content, styles, config, net, *, session: str | None = None, board: JobBoard | None = None,
                  address: str | None = None):
@@ -587,8 +549,7 @@ class TransferJob:
         self._thread = threading.Thread(target=self._run, name="teachkit-transfer", daemon=True)
 
     def start(self) -> "TransferJob":
-        """Put the job on the board and start its thread; a job beyond the limits or a full queue
-        fails at once (state 'failed')."""
+        """Put the job on the board and start it; beyond the limits or with a full queue it fails at once."""
         problems = check_transfer(self.schedule, len(self.styles), self.limits)
         if problems:  # the page's widgets stop at the limits; this holds whatever the browser sent
             with self._lock:
@@ -620,8 +581,7 @@ class TransferJob:
         self.last_seen = time.monotonic()
 
     def check_abandoned(self) -> bool:
-        """Cancel the job (reason 'abandoned') when its page has not polled for the heartbeat limit and
-        the server no longer sees its browser."""
+        """Cancel the job when its page has not polled for the heartbeat limit and its browser has gone."""
         if _session_connected(self.runtime_session):
             self.touch()
         if time.monotonic() - self.last_seen > self.limits.heartbeat_seconds:
@@ -724,9 +684,6 @@ def reason_text(snap: dict) -> str | None:
     return None
 
 
-# ---- lesson 1's dataset folder: off unless the teacher names a data root ----
-
-
 def _data_root_from_env() -> Path | None:
     raw = os.environ.get("TEACHKIT_DATA_ROOT", "").strip()
     if not raw:
@@ -749,9 +706,8 @@ def folder_box_enabled() -> bool:
 
 
 def dataset_spec(user_text: str | None, default: str) -> str:
-    """The dataset for what a visitor typed: ``default`` for nothing, else the resolved folder inside the
-    data root (a string: ``/x`` and ``/x/`` are one key).  Anything else raises :class:`FolderRefused`
-    with one neutral message that tells nothing about the server's files."""
+    """The dataset for what a visitor typed: ``default``, or the resolved folder inside the data root; else
+    :class:`FolderRefused` with one message that tells nothing about the server's files."""
     text = (user_text or "").strip()
     if not text:
         return default
@@ -790,26 +746,19 @@ def _current_owner() -> str | None:
 
 
 class AtlasBuilder:
-    """Builds one atlas (:func:`teachkit.patches.get_atlas`) in a background thread, for every session.
-    A visitor's folder (anything but the default dataset) is scanned under limits: at most
-    ``SCAN_MAX_FILES`` images (refused before anything is read), at most ``SCAN_SECONDS`` (the atlas
-    so far is kept, ``meta['stopped'] == 'time_limit'``), on a long ticket, and the session that
-    started it can :meth:`cancel` it."""
+    """Builds one atlas in a background thread, for every session; a visitor's folder under limits (at most
+    ``SCAN_MAX_FILES`` images, ``SCAN_SECONDS`` keeping what it has), cancellable by the session that asked."""
 
     def __init__(self, spec: str, net, layers):
-        self.spec = spec
-        self.net = net
-        self.layers = tuple(layers)
+        self.spec, self.net, self.layers = spec, net, tuple(layers)
         self.folder = spec != atlas_default_dataset()
         self.label = folder_label(spec) if self.folder else spec  #: what the page calls the dataset
         self.owner = _current_owner() if self.folder else None  #: the session that may cancel it
-        self.step = 0
-        self.total = 0
+        self.step = self.total = 0
         self.atlas = None
         self.error: str | None = None
         self.exception: BaseException | None = None  #: the error itself (the page words it)
-        self.stop = threading.Event()
-        self.done = threading.Event()
+        self.stop, self.done = threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._run, name="teachkit-atlas", daemon=True)
         self._thread.start()
 
@@ -868,9 +817,8 @@ _BUILDERS_LOCK = threading.Lock()
 
 
 def atlas_builder(spec: str, net, layers) -> AtlasBuilder:
-    """The shared builder of dataset ``spec``'s atlas, started on first use.  Besides the default
-    dataset's, at most ``MAX_SCANS`` are kept: a new one frees the least recently used finished one;
-    when all are still scanning, :class:`BuildersBusy`."""
+    """The shared builder of ``spec``'s atlas, started on first use; besides the default one, at most
+    ``MAX_SCANS`` are kept (a new one frees a finished one, else :class:`BuildersBusy`)."""
     key = (spec, BACKBONE, atlas_image_size(), tuple(layers))
     pinned = atlas_default_dataset()
     with _BUILDERS_LOCK:

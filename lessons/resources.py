@@ -1,8 +1,5 @@
-"""What every page shares: the backbone, the sample images, and figures made once per process.
-
-Figures are cached with ``st.cache_resource`` (:func:`cached`): one result per key for every session
-and for the warm-up thread, which makes the default figures when the app starts.  Only the ``show_*``
-helpers, :func:`backbone` and :func:`picker` draw on the page.
+"""What every page shares: the backbone, the sample images, and figures made once per process (:func:`cached`),
+the default ones by a warm-up thread when the app starts.  Only ``show_*``, :func:`backbone` and :func:`picker` draw.
 """
 
 from __future__ import annotations
@@ -21,7 +18,7 @@ import streamlit as st
 
 from teachkit.lessons.guide import PAGE_PX, PROJECTOR_PX, column_px, fontsize_for
 from teachkit.lessons.i18n import error_text, has_ui, tr
-from teachkit.lessons.settings import BACKBONE, DEVICE, demo_size, warm_up_wanted
+from teachkit.lessons.settings import BACKBONE, DEVICE, atlas_default_dataset, demo_size, warm_up_wanted
 
 FIGURE_SLOTS = max(1, min(2, os.cpu_count() or 1))  #: figures made at once (apart from the compute slots)
 _FIGURE_SEM = threading.BoundedSemaphore(FIGURE_SLOTS)
@@ -40,10 +37,9 @@ def _atlas_key(atlas) -> str:
 
 
 def cached(max_entries: int, figure: bool = True):
-    """``st.cache_resource`` shared by every session and the warm-up thread (one computation per key;
-    other callers wait for it), with every spelling of a call one key (defaults filled in) and an
-    atlas known by its metadata.  ``figure``: made in one of FIGURE_SLOTS; a figure function never
-    calls another, so a thread waiting for a key never holds a slot that key needs."""
+    """``st.cache_resource`` shared by every session and the warm-up thread, every spelling of a call one key
+    and an atlas known by its metadata.  ``figure``: made in one of FIGURE_SLOTS (a figure function never
+    calls another, so a thread waiting for a key never holds a slot that key needs)."""
 
     def wrap(fn):
         sig = inspect.signature(fn)
@@ -77,12 +73,9 @@ def cached(max_entries: int, figure: bool = True):
     return wrap
 
 
-# ---- the process ----
-
-
 def light_reruns() -> None:
     """No full garbage collection after every script run (Streamlit's runner.postScriptGC), unless the
-    teacher set it: in this process one walks the whole heap holding the GIL (benchmarks/RESULTS_load.md)."""
+    teacher set it: here one walks the whole heap holding the GIL."""
     from streamlit import config
 
     if config.get_option("runner.postScriptGC") and not config.is_manually_set("runner.postScriptGC"):
@@ -93,9 +86,6 @@ def freeze_long_lived() -> None:
     """After the warm-up: what lives for the whole process leaves the collector's full collections."""
     gc.collect()
     gc.freeze()
-
-
-# ---- the network ------------------------------------------------------------------------------
 
 
 @cached(4, figure=False)
@@ -139,9 +129,6 @@ def device_label() -> str:
     return str(dev)
 
 
-# ---- images -----------------------------------------------------------------------------------
-
-
 def samples() -> dict[str, list[str]]:
     from teachkit.samples import list_samples
 
@@ -175,8 +162,8 @@ _MAX_UPLOADS = 64
 
 
 def register_upload(img) -> str:
-    """Keep an uploaded picture under a key made from its pixels (``'upload:<hash>'``), for the cached figures.
-    The key is a hash of the picture itself, so only a session that has the picture can name it."""
+    """Keep an uploaded picture for the cached figures under ``'upload:<hash of its pixels>'``, a key only a
+    session that has the picture can name."""
     import hashlib
 
     key = "upload:" + hashlib.sha256(img.tobytes() + repr(img.size).encode()).hexdigest()[:24]
@@ -227,8 +214,6 @@ def show_png(data: bytes, caption: str | None = None) -> None:
     st.image(data, caption=caption, width="stretch")
 
 
-# ---- prepared results (teachkit prepare) ------------------------------------------------------
-
 _PREPARED: dict[tuple, object] = {}
 
 
@@ -264,8 +249,6 @@ def noise_image(width: int, height: int, seed: int = 0):
 
     return to_pil(white_noise((1, 3, height, width), seed))
 
-
-# ---- figures made once per process ----
 
 L1_LAYER, L1_HOW = "relu1_1", "most_active"  # where the teacher's note starts
 L5_LAYER, L5_PAIR, L5_TILES = "relu3_1", "most", 4
@@ -311,7 +294,7 @@ def where_png(atlas, layer: str, unit: int, rank: int, lang: str = "en", px: int
 @cached(16)
 def overview_png(atlas, lang: str = "en", px: int = 14) -> bytes:
     """Lesson 1: nine units per layer (3 x 3, as on the course's slide), two layers per row (one with the
-    projector's larger text: the patches then come out twice as wide on screen)."""
+    projector's larger text)."""
     from teachkit.viz import layer_overview_figure
 
     columns = 1 if px >= PROJECTOR_PX else 2
@@ -335,8 +318,7 @@ def pair_png(style: str, layer: str, which: str, size: int, lang: str = "en", px
 
 @cached(128)
 def pair_png_kk(style: str, layer: str, k: int, k2: int, size: int, lang: str = "en", px: int = 14) -> bytes:
-    """Lesson 5: the entry G_kk' of any two channels a student picks (teachkit.gram.pair_figure);
-    ``px``: the smallest text (lessons/guide.py: 14, projector 20)."""
+    """Lesson 5: the entry G_kk' of any two channels a student picks; ``px``: the smallest text."""
     from teachkit.gram import pair_figure, text_size
 
     with text_size(px):
@@ -399,12 +381,9 @@ def l5_g_png(kind: str, style: str, last_g=None) -> bytes:
     return png_bytes(img)
 
 
-# ---- warm-up: the default figures, made in a background thread when the app starts -------------
-
-
 def _warm_up() -> None:
-    """The default figures of lessons 1 and 5, then whatever ``teachkit prepare`` has not made, then the
-    figures one control away.  A plain thread: only the cached functions above and teachkit."""
+    """The default figures of lessons 1 and 5, what ``teachkit prepare`` has not made, the figures one control
+    away.  A plain thread: only the cached functions above and teachkit."""
     if warm_figures():
         prepare_missing()
         warm_controls()
@@ -482,9 +461,8 @@ def warm_figures(langs: tuple[str, ...] = ("en", "zh")) -> bool:
 
 
 def warm_controls(langs: tuple[str, ...] = ("en", "zh")) -> None:
-    """The figures one change of a control away from the defaults of lessons 1 and 5 (every layer and way
-    of choosing a unit, the next units and patches, both pairs, every G, every tile count, each lambda
-    slider moved), so that a control answers from the cache."""
+    """The figures one change of a control away from the defaults of lessons 1 and 5, so that a control
+    answers from the cache."""
     from teachkit.features import DEFAULT_STYLE_LAYERS
     from teachkit.lessons.charts import weight_options
     from teachkit.samples import DEFAULT_STYLE
@@ -531,9 +509,9 @@ def prepare_missing() -> None:
     log = logging.getLogger(__name__)
     recipe = prepare.FAST if fast_mode() else prepare.FULL
     try:
-        for kind in ("gallery", "content", "texture"):
+        for kind in ("gallery", "visualize", "content", "texture"):
             with jobs.compute_slot(long=True, background=True):  # after every student's computation
-                prepare.prepare(load_net(), [kind], recipe, log=log.info)
+                prepare.prepare(load_net(), [kind], recipe, log=log.info, dataset=atlas_default_dataset())
     except Exception:  # noqa: BLE001 - the pages offer to run everything live anyway
         log.exception("teachkit app: preparing the default results failed")
 
@@ -554,18 +532,14 @@ def start_warm_up() -> threading.Thread | None:
         return _WARM_UP[0]
 
 
-# ---- choosing a picture on a page: a sample or an upload ------------------------------------------
-
-
 def sample_label(name: str) -> str:
     """A sample's name in the session's language (uploads keep their file name)."""
     return tr(f"sample_{name}") if has_ui(f"sample_{name}") else name
 
 
 def picker(kind: str, key: str, default: str | None = None, *, tucked: bool = True) -> tuple[str, str]:
-    """A sample selectbox plus an uploader: ``(picture key, label)`` for :func:`picture`.
-    A valid upload wins over the sample (and is kept under a hash of its pixels); a broken one
-    shows an error and the sample is used.  ``tucked`` puts the uploader in a closed expander."""
+    """A sample selectbox plus an uploader (``tucked`` in a closed expander): ``(picture key, label)``; a valid
+    upload wins over the sample, a broken one shows an error."""
     from teachkit.lessons import uploads
 
     from teachkit.lessons.i18n import choice

@@ -68,7 +68,10 @@ def default_lang() -> str:
 
 
 def atlas_default_dataset() -> str:
-    return os.environ.get("TEACHKIT_ATLAS_DATASET", "").strip() or "sample"
+    """Lesson 1's dataset: ``TEACHKIT_ATLAS_DATASET``, else the folder of ``teachkit prepare --photos``, else 'sample'."""
+    from teachkit.prepare import prepared_photos
+
+    return os.environ.get("TEACHKIT_ATLAS_DATASET", "").strip() or prepared_photos(BACKBONE) or "sample"
 
 
 def atlas_image_size() -> int | None:

@@ -1,11 +1,7 @@
-"""The atlas: every unit's top activations over a dataset, and its ``.npz`` file.
-
-An :class:`Atlas` (made by :func:`teachkit.patches.scan`) holds per layer ``(C, k)`` arrays
-``values``, ``images``, ``ys``, ``xs`` and metadata; it crops each unit's top patches from the
-dataset's images and recomputes activation maps.  Its file (arrays + a JSON ``meta``) is checked
-thoroughly on loading: a damaged or hand-edited file is one ``ValueError`` naming it.  ``(y, x)`` is a
-feature-map position; its receptive-field box ``(top, left, bottom, right)`` is in pixels of the
-scanned ``image_size`` square (:meth:`teachkit.datasets.Dataset.square`)."""
+"""The atlas: every unit's top activations over a dataset (made by :func:`teachkit.patches.scan`), the
+patches and activation maps they give, and its ``.npz`` file, checked on loading (a damaged or
+hand-edited file is one ``ValueError`` naming it).  ``(y, x)`` is a feature-map position; its box
+``(top, left, bottom, right)`` is in pixels of the scanned ``image_size`` square."""
 
 from __future__ import annotations
 
@@ -28,10 +24,9 @@ from .receptive_field import RF, crop_box, unit_box
 __all__ = ["FORMAT_VERSION", "Atlas", "AtlasError", "Hit", "ActivationMap", "read_meta", "MAX_IMAGE_SIZE"]
 
 #: Version of the saved atlas format (bumped whenever the arrays or metadata change meaning).
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-photo cap ('per_image') and each entry's source photo
 _CACHE_IMAGES = 256  # scanned images an Atlas keeps in memory for cropping
-#: Sides a scan accepts, and an atlas file may declare: a crop is cut from an image_size square,
-#: so a file claiming 10**6 px would make every crop a terabyte-sized picture.
+#: Sides a scan accepts and a file may declare (a file claiming 10**6 px would make terabyte-sized crops).
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 4096
 _MAX_RF = 1 << 20  # receptive-field sizes, strides and offsets beyond this are not a network's
 _MAX_CHANNELS, _MAX_K = 1 << 16, 1 << 14
@@ -70,8 +65,6 @@ class ActivationMap(NamedTuple):
     rf: RF
 
 
-# ---- the atlas ---------------------------------------------------------------------------------
-
 
 def _rf_to_list(rf: RF) -> list:
     return [rf.size, rf.stride, rf.offset, rf.size_x, rf.stride_x, rf.offset_x]
@@ -82,47 +75,27 @@ def _rf_from_list(name: str, v: Sequence) -> RF:
 
 
 class Atlas:
-    """Every unit's top-``k`` activations over a dataset, for several layers.
-    Per layer, ``(C, k)`` arrays, best first: ``values`` (float32), ``images`` (int64 dataset indices),
-    ``ys`` / ``xs`` (int32 positions); empty slots have value ``-inf`` and image ``-1``.  ``meta``: see
-    :data:`_META_TYPES`."""
+    """Every unit's top-``k`` activations over a dataset: per layer, ``(C, k)`` arrays best first (``values``,
+    dataset ``images``, ``ys``/``xs``, source photos ``sources``; empty slots ``-inf`` and ``-1``)."""
 
-    def __init__(self, meta: dict, values: dict, images: dict, ys: dict, xs: dict):
+    def __init__(self, meta: dict, values: dict, images: dict, ys: dict, xs: dict, sources: dict | None = None):
         self.meta = dict(meta)
         self.values = {n: np.asarray(values[n], np.float32) for n in meta["layers"]}
         self.images = {n: np.asarray(images[n], np.int64) for n in meta["layers"]}
         self.ys = {n: np.asarray(ys[n], np.int32) for n in meta["layers"]}
         self.xs = {n: np.asarray(xs[n], np.int32) for n in meta["layers"]}
-        # The scanned images a crop needs, most recently used kept: (dataset, index) -> PIL image.
+        self.sources = {n: np.asarray((sources or images)[n], np.int64) for n in meta["layers"]}
         self._square = functools.lru_cache(maxsize=_CACHE_IMAGES)(lambda ds, i: ds.square(i, self.image_size))
         self._dataset: Dataset | None = None
         self._backbone = None
         self.path: Path | None = None
 
-    # -- metadata shortcuts ---------------------------------------------------------------------
-    @property
-    def layers(self) -> list[str]:
-        return list(self.meta["layers"])
-
-    @property
-    def k(self) -> int:
-        return int(self.meta["k"])
-
-    @property
-    def n_images(self) -> int:
-        return int(self.meta["n_images"])
-
-    @property
-    def image_size(self) -> int:
-        return int(self.meta["image_size"])
-
-    @property
-    def complete(self) -> bool:
-        return bool(self.meta["complete"])
-
-    @property
-    def backbone(self) -> str:
-        return str(self.meta["backbone"])
+    layers = property(lambda self: list(self.meta["layers"]))
+    k = property(lambda self: int(self.meta["k"]))
+    n_images = property(lambda self: int(self.meta["n_images"]))
+    image_size = property(lambda self: int(self.meta["image_size"]))
+    complete = property(lambda self: bool(self.meta["complete"]))
+    backbone = property(lambda self: str(self.meta["backbone"]))
 
     def channels(self, layer: str) -> int:
         return int(self.values[self._layer(layer)].shape[0])
@@ -145,8 +118,7 @@ class Atlas:
         return int(unit)
 
     def unit_label(self, layer: str, unit: int, lang: str | None = "en") -> str:
-        """``'unit = channel 17 of layer relu3_1, receptive field 24×24 px'`` in ``lang`` (English
-        unless asked: figures pass their own language; None: the process's, as the CLI prints it)."""
+        """'unit = channel 17 of layer relu3_1, receptive field 24×24 px' in ``lang`` (None: the process's)."""
         rf = self.rf(layer)
         return text("viz.unit_label", lang or language(), unit=self._unit(layer, unit), layer=layer,
                     h=rf.size, w=rf.size_x)
@@ -157,30 +129,22 @@ class Atlas:
         return (f"<Atlas {m['backbone']} on {m['dataset_name']} ({m['n_images']} images at "
                 f"{m['image_size']} px{state}): k={m['k']}, layers {', '.join(m['layers'])}>")
 
-    # -- hits ---------------------------------------------------------------------------------
     def top(self, layer: str, unit: int, n: int | None = None) -> list[Hit]:
         """The unit's best activations, best first: ``Hit(value, image_index, y, x, box)``."""
         unit = self._unit(layer, unit)
         rf = self.rf(layer)
         v, im, ys, xs = (self.values[layer][unit], self.images[layer][unit],
                          self.ys[layer][unit], self.xs[layer][unit])
-        hits = []
-        for j in range(v.shape[0]):
-            if im[j] < 0 or not np.isfinite(v[j]):
-                continue
-            y, x = int(ys[j]), int(xs[j])
-            hits.append(Hit(float(v[j]), int(im[j]), y, x, unit_box(rf, y, x)))
-        return hits[:n] if n is not None else hits
+        hits = [Hit(float(v[j]), int(im[j]), int(ys[j]), int(xs[j]), unit_box(rf, int(ys[j]), int(xs[j])))
+                for j in range(v.shape[0]) if im[j] >= 0 and np.isfinite(v[j])]
+        return hits[:n]
 
     def mean_top(self, layer: str) -> np.ndarray:
         """Mean of each unit's kept top values (empty slots ignored), shape (C,)."""
         v = self.values[self._layer(layer)]
         finite = np.isfinite(v)
-        with np.errstate(invalid="ignore"):
-            m = np.where(finite, v, 0).sum(1) / np.maximum(finite.sum(1), 1)
-        return m.astype(np.float32)
+        return (np.where(finite, v, 0).sum(1) / np.maximum(finite.sum(1), 1)).astype(np.float32)
 
-    # -- images -------------------------------------------------------------------------------
     def open_dataset(self, dataset: "Dataset | str | None" = None, check: bool = True) -> Dataset:
         """The dataset the atlas was made from (re-opened from its spec if not given): FileNotFoundError
         when the images are gone, ValueError when they changed (``check=False`` skips that test)."""
@@ -212,16 +176,15 @@ class Atlas:
 
     def patches(self, layer: str, unit: int, dataset: "Dataset | str | None" = None,
                 n: int | None = None, fill=(128, 128, 128)) -> list:
-        """The unit's top patches (PIL, best first): its whole receptive field cut out of each top image,
-        the padding the network saw in the flat ``fill`` colour."""
+        """The unit's top patches (PIL, best first): its whole receptive field, the padding in ``fill``."""
         hits = self.top(layer, unit, n)
         ds = self.open_dataset(dataset)
         return [crop_box(self.scanned_image(h.image_index, ds), h.box, fill=fill) for h in hits]
 
     def activation_map(self, layer: str, unit: int, dataset: "Dataset | str | None" = None,
                        backbone=None, image_index: int | None = None, rank: int = 0) -> ActivationMap:
-        """The unit's activation map over one scanned image (default: its best one), computed with
-        ``backbone`` (None: loaded by name on the CPU), whose ``weights_id`` must be the atlas's."""
+        """The unit's activation map over one scanned image (default: its best), by a ``backbone`` of the atlas's
+        weights (None: loaded on the CPU)."""
         unit = self._unit(layer, unit)
         if image_index is None:
             hits = self.top(layer, unit)
@@ -253,7 +216,6 @@ class Atlas:
             raise AtlasError("atlas.other_weights", theirs=wid, ours=self.meta["weights_id"])
         return backbone
 
-    # -- layers ---------------------------------------------------------------------------------
     def subset(self, layers: Iterable[str]) -> "Atlas":
         """A new atlas with only ``layers`` (arrays shared)."""
         layers = [self._layer(n) for n in ([layers] if isinstance(layers, str) else layers)]
@@ -261,12 +223,11 @@ class Atlas:
         meta["layers"] = layers
         for key in ("channels", "feature_size", "rf"):
             meta[key] = {n: self.meta[key][n] for n in layers}
-        out = Atlas(meta, self.values, self.images, self.ys, self.xs)
+        out = Atlas(meta, self.values, self.images, self.ys, self.xs, self.sources)
         out._dataset = self._dataset
         out.path = self.path
         return out
 
-    # -- files ----------------------------------------------------------------------------------
     def save(self, path: "str | os.PathLike", compressed: bool = False) -> Path:
         """Write the atlas to one ``.npz`` file (atomically); returns the path."""
         path = Path(path).expanduser()
@@ -275,10 +236,7 @@ class Atlas:
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {"meta": np.array(json.dumps(self.meta))}
         for i, n in enumerate(self.layers):
-            arrays[f"L{i}_values"] = self.values[n]
-            arrays[f"L{i}_images"] = self.images[n]
-            arrays[f"L{i}_ys"] = self.ys[n]
-            arrays[f"L{i}_xs"] = self.xs[n]
+            arrays.update({f"L{i}_{key}": getattr(self, key)[n] for key in _DTYPES})
         with atomic_write(path) as f:
             (np.savez_compressed if compressed else np.savez)(f, **arrays)
         self.path = path
@@ -286,17 +244,17 @@ class Atlas:
 
     @classmethod
     def load(cls, path: "str | os.PathLike") -> "Atlas":
-        """Read an atlas written by :meth:`save`; a file that is not one gives one :class:`AtlasError`
-        naming it (never a traceback, however the file was made)."""
+        """Read an atlas written by :meth:`save`; any other file is one :class:`AtlasError` naming it."""
         path = Path(path).expanduser()
         if not path.is_file():
             raise AtlasNotFound("atlas.not_found", path=str(path))
         with _reading(path), np.load(path, allow_pickle=False) as z:
             meta = _load_meta(z, path)
-            arrays: dict[str, dict] = {"values": {}, "images": {}, "ys": {}, "xs": {}}
+            arrays: dict[str, dict] = {key: {} for key in _DTYPES}
             for i, n in enumerate(meta["layers"]):
-                for key in arrays:
-                    arrays[key][n] = _read_array(z, f"L{i}_{key}", key, n, (meta["channels"][n], meta["k"]), path)
+                for key in arrays:  # files of format 1 have no sources: each image is its own
+                    name = f"L{i}_{key}" if key != "sources" or meta["format_version"] > 1 else f"L{i}_images"
+                    arrays[key][n] = _read_array(z, name, key, n, (meta["channels"][n], meta["k"]), path)
             _check_arrays(meta, arrays, path)
         atlas = cls(meta, **arrays)
         atlas.path = path
@@ -308,8 +266,8 @@ _INT, _STR, _NUM = (int,), (str,), (int, float)
 _META_TYPES = {
     "format_version": _INT, "backbone": _STR, "weights_id": _STR, "dataset_name": _STR,
     "dataset_spec": (str, type(None)), "dataset_fingerprint": _STR, "dataset_size": _INT, "image_size": _INT,
-    "k": _INT, "positions_per_image": _INT, "min_inside": _NUM, "layers": (list,), "channels": (dict,),
-    "feature_size": (dict,), "rf": (dict,), "n_images": _INT, "n_skipped": _INT, "skipped": (list,),
+    "k": _INT, "positions_per_image": _INT, "per_image": _INT, "min_inside": _NUM, "layers": (list,),
+    "channels": (dict,), "feature_size": (dict,), "rf": (dict,), "n_images": _INT, "n_skipped": _INT, "skipped": (list,),
     "start": _INT, "end": _INT, "complete": (bool,), "created": _STR, "scan_seconds": _NUM,
 }
 
@@ -323,23 +281,18 @@ def _int_in(value, low: int, high: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
-def _check_rf(rf) -> bool:
-    """A receptive field as saved: [size, stride, offset, size_x, stride_x, offset_x], all in range."""
-    if not (isinstance(rf, list) and len(rf) == 6 and all(isinstance(v, _NUM) and not isinstance(v, bool)
-                                                          for v in rf)):
-        return False
-    sizes = (rf[0], rf[1], rf[3], rf[4])
-    return (all(float(v).is_integer() and 1 <= v <= _MAX_RF for v in sizes)
+def _check_rf(rf: list) -> bool:
+    """[size, stride, offset, size_x, stride_x, offset_x]: whole positive sizes and strides, all in range."""
+    return (all(float(v).is_integer() and 1 <= v <= _MAX_RF for v in (rf[0], rf[1], rf[3], rf[4]))
             and all(abs(float(v)) <= _MAX_RF for v in (rf[2], rf[5])))
 
 
 def _check_meta(meta, path) -> dict:
-    """``meta`` if it is a well-formed atlas description, else an :class:`AtlasError` naming ``path``.
-    Every number that later sizes an allocation or an index is bounded here, so a hand-made file cannot
-    make a crop allocate without limit.  Files from before ``min_inside`` get 0."""
+    """``meta`` if well formed, else an :class:`AtlasError` naming ``path``; every number that later sizes an
+    allocation or an index is bounded here."""
     if not isinstance(meta, dict) or "format_version" not in meta:
         raise _invalid(path, "atlas.no_version")
-    meta = {"positions_per_image": 1, "min_inside": 0.0, **meta}
+    meta = {"positions_per_image": 1, "min_inside": 0.0, "per_image": 0, **meta}
     for key, types in _META_TYPES.items():
         value = meta.get(key, _check_meta)
         if value is _check_meta:
@@ -353,7 +306,8 @@ def _check_meta(meta, path) -> dict:
         raise _invalid(path, "atlas.bad_layers", value=_short(layers))
     for n in layers:
         rf, ch, fs = meta["rf"].get(n), meta["channels"].get(n), meta["feature_size"].get(n)
-        if not (isinstance(rf, list) and len(rf) == 6 and all(isinstance(v, _NUM) for v in rf)):
+        if not (isinstance(rf, list) and len(rf) == 6 and all(isinstance(v, _NUM) and v is not True and v is not False
+                                                              for v in rf)):
             raise _invalid(path, "atlas.no_rf", layer=n)
         if not _check_rf(rf):
             raise _invalid(path, "atlas.rf_range", layer=n, value=_short(rf))
@@ -364,8 +318,9 @@ def _check_meta(meta, path) -> dict:
             or not 0 <= meta["min_inside"] <= 1:
         raise _invalid(path, "atlas.bad_sizes", k=_short(meta["k"]), size=_short(meta["image_size"]),
                        min_inside=_short(meta["min_inside"]), limit=MAX_IMAGE_SIZE)
-    if meta["dataset_size"] < 0:
-        raise _invalid(path, "atlas.bad_value", key="dataset_size", value=meta["dataset_size"])
+    for key in ("dataset_size", "per_image"):
+        if meta[key] < 0:
+            raise _invalid(path, "atlas.bad_value", key=key, value=meta[key])
     return meta
 
 
@@ -379,10 +334,10 @@ def _check_arrays(meta: dict, arrays: dict, path) -> None:
     """Every stored index must point inside the dataset and every position inside its feature map."""
     n = meta["dataset_size"]
     for layer in meta["layers"]:
-        im = arrays["images"][layer]
-        bad = (im < -1) | (im >= n)
-        if bad.any():
-            raise _invalid(path, "atlas.index_range", layer=layer, index=int(im[bad][0]), n=n)
+        for im in (arrays["images"][layer], arrays["sources"][layer]):
+            bad = (im < -1) | (im >= n)
+            if bad.any():
+                raise _invalid(path, "atlas.index_range", layer=layer, index=int(im[bad][0]), n=n)
         h, w = meta["feature_size"][layer]
         used = im >= 0
         ys, xs = arrays["ys"][layer][used], arrays["xs"][layer][used]
@@ -390,32 +345,30 @@ def _check_arrays(meta: dict, arrays: dict, path) -> None:
             raise _invalid(path, "atlas.position_range", layer=layer, h=h, w=w)
 
 
-_DTYPES = {"values": np.floating, "images": np.integer, "ys": np.integer, "xs": np.integer}
+_DTYPES = {"values": np.floating, "images": np.integer, "ys": np.integer, "xs": np.integer, "sources": np.integer}
 
 
-def _read_array(z, name: str, key: str, layer: str, shape: tuple[int, int], path) -> np.ndarray:
-    """One array of the file, refused before it is read when the zip entry is larger than its shape
-    allows (a compressed entry could otherwise unpack to any size)."""
+def _entry(z, name: str, limit: int, path) -> np.ndarray:
+    """Entry ``name`` of the file, refused before it is read when larger than ``limit`` bytes (a compressed
+    entry could unpack to any size)."""
     try:
         size = z.zip.getinfo(f"{name}.npy").file_size
     except KeyError:
         raise _invalid(path, "atlas.missing_array", name=name) from None
-    if size > shape[0] * shape[1] * 8 + 4096:
+    if size > limit:
         raise _invalid(path, "atlas.array_size", name=name)
-    arr = z[name]
+    return z[name]
+
+
+def _read_array(z, name: str, key: str, layer: str, shape: tuple[int, int], path) -> np.ndarray:
+    arr = _entry(z, name, shape[0] * shape[1] * 8 + 4096, path)
     if arr.shape != shape or not np.issubdtype(arr.dtype, _DTYPES[key]):
         raise _invalid(path, "atlas.array_shape", key=key, layer=layer, shape=_short(arr.shape))
     return arr
 
 
 def _load_meta(z, path) -> dict:
-    try:
-        size = z.zip.getinfo("meta.npy").file_size
-    except KeyError:
-        raise _invalid(path, "atlas.missing_array", name="meta") from None
-    if size > _MAX_META_BYTES:
-        raise _invalid(path, "atlas.array_size", name="meta")
-    return _check_meta(json.loads(str(z["meta"])), path)
+    return _check_meta(json.loads(str(_entry(z, "meta", _MAX_META_BYTES, path))), path)
 
 
 @contextlib.contextmanager
@@ -441,10 +394,8 @@ def read_meta(path: "str | os.PathLike") -> dict:
 def _pils_to_batch(pils: Sequence, device: torch.device) -> torch.Tensor:
     """Equal-size RGB PIL images -> (N, 3, H, W) float in [0, 1] (channels-last on the CPU)."""
     arr = np.stack([np.asarray(p, dtype=np.uint8) for p in pils])  # N, H, W, 3
-    t = torch.from_numpy(arr).to(device)
-    # Viewed as N, 3, H, W this is the channels-last layout, which makes oneDNN's CPU
-    # convolutions markedly faster; keep it there, use the plain layout elsewhere.
-    t = t.permute(0, 3, 1, 2).float().div_(255.0)
+    # viewed as N, 3, H, W: channels-last, in which oneDNN's CPU convolutions run markedly faster
+    t = torch.from_numpy(arr).to(device).permute(0, 3, 1, 2).float().div_(255.0)
     if device.type != "cpu":
         t = t.contiguous()
     return t

@@ -7,6 +7,7 @@ code 2, no traceback; ``--lang`` (before or after the sub-command) chooses the l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import sys
 
@@ -117,6 +118,7 @@ def cmd_transfer(args) -> int:
 
     from .fileio import check_distinct_outputs
     from .images import check_output_path, save_image
+    from .messages import Message
     from .samples import DEFAULT_CONTENT, DEFAULT_STYLE
     from .transfer import Engine, SlowDtypeWarning, schedule
 
@@ -148,10 +150,16 @@ def cmd_transfer(args) -> int:
         reporter = TqdmReporter(desc="transfer", keys=("total", "content", "style"), file=sys.stderr)
 
     def callback(p):
+        nonlocal save_dir
         if reporter is not None:
             reporter(p)
         if save_dir is not None and p.image is not None:
-            save_image(p.image, save_dir / _step_file(p.step))
+            try:
+                save_image(p.image, save_dir / _step_file(p.step))
+            except OSError as exc:  # a full folder: said once; the run goes on without intermediates
+                why = Message("cli.save_every_failed", {"reason": os_error_message(exc)})
+                print(text("cli.warning", detail=why), file=sys.stderr)
+                save_dir = None
 
     try:
         with warnings.catch_warnings():
@@ -186,7 +194,7 @@ def cmd_transfer(args) -> int:
 
 
 def add_patches_parser(sub) -> None:
-    from .patches import DEFAULT_IMAGE_SIZE, DEFAULT_LAYERS
+    from .patches import DEFAULT_IMAGE_SIZE, DEFAULT_LAYERS, DEFAULT_PER_IMAGE
 
     p = sub.add_parser("patches", help=words("patches.help"), description=words("patches.help.description"))
     psub = p.add_subparsers(dest="patches_command", required=True)
@@ -200,6 +208,8 @@ def add_patches_parser(sub) -> None:
     s.add_argument("--image-size", type=int, default=None, help=words("patches.help.image_size", default=DEFAULT_IMAGE_SIZE))
     s.add_argument("--batch-size", type=int, default=16, help=words("patches.help.batch_size", default=16))
     s.add_argument("--positions-per-image", type=int, default=1, help=words("patches.help.positions", default=1))
+    s.add_argument("--per-image", type=int, default=DEFAULT_PER_IMAGE, metavar="N",
+                   help=words("patches.help.per_image", default=DEFAULT_PER_IMAGE))
     s.add_argument("--shard", default=None, help=words("patches.help.shard"))
     s.add_argument("--device", default=None, help=words("patches.help.device"))
     s.add_argument("--threads", type=int, default=None, help=words("patches.help.threads"))
@@ -261,16 +271,41 @@ def _atlas_and_data(args):
 def _scan_options(args) -> dict:
     from .patches import DEFAULT_IMAGE_SIZE
 
-    return dict(k=args.k, image_size=args.image_size or DEFAULT_IMAGE_SIZE,
-                positions_per_image=args.positions_per_image, batch_size=args.batch_size)
+    return dict(k=args.k, image_size=args.image_size or DEFAULT_IMAGE_SIZE, batch_size=args.batch_size,
+                positions_per_image=args.positions_per_image, per_image=check_int("--per-image", args.per_image, 0))
+
+
+@contextlib.contextmanager
+def ctrl_c_stops():
+    """An Event that the first Ctrl-C sets (a long scan then stops and keeps what it made); a second one
+    interrupts as usual."""
+    import signal
+    import threading
+
+    stop, old = threading.Event(), None
+    if threading.current_thread() is threading.main_thread():
+        def on_ctrl_c(signum, frame):
+            stop.set()
+            signal.signal(signal.SIGINT, old)
+        old = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield stop
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+
+
+def say_skipped(meta: dict) -> None:
+    """The unreadable images of a scan, counted and named in one line."""
+    if meta["n_skipped"]:
+        print(text("patches.skipped", n=meta["n_skipped"],
+                   names=", ".join(meta["skipped"][:10]) + (" ..." if meta["n_skipped"] > 10 else "")))
 
 
 def cmd_patches_scan(args) -> int:
     """One process: the cache, or a scan (of one --shard).  Under torchrun: every process scans its
     share and rank 0 writes the one atlas (teachkit.distributed)."""
     import os
-    import signal
-    import threading
     import time
 
     import torch
@@ -298,45 +333,34 @@ def cmd_patches_scan(args) -> int:
         torch.set_num_threads(check_int("--threads", args.threads, 1))
     if args.out:
         check_output_path(args.out, "npz")
+    options = _scan_options(args)
     data = get_dataset(args.data)  # a wrong folder fails now, before the network loads
     net = load_backbone(args.backbone, device=distributed.device_for_rank(args.device) if together else args.device)
     first = not together or os.environ.get("RANK", "0") == "0"  # only rank 0 draws a bar and prints
     bar = TqdmReporter(desc="scan", unit="img") if first else None
-    stop = threading.Event()
-    old = None
-    if threading.current_thread() is threading.main_thread():
-        def on_ctrl_c(signum, frame):  # first Ctrl-C: stop and keep what was scanned
-            stop.set()
-            signal.signal(signal.SIGINT, old)
-        old = signal.signal(signal.SIGINT, on_ctrl_c)
     t0 = time.perf_counter()
-    try:
-        if together:
-            with distributed.process_group(net.device):
-                atlas = distributed.scan(net, data, args.layers, callback=bar, stop=stop, **_scan_options(args))
-            if atlas is None:  # not rank 0: its share went to rank 0
-                return 130 if stop.is_set() else 0
-            if not args.out and atlas.complete:
-                store(atlas, args.cache_dir)
-        elif shard is not None:
-            atlas = scan(net, data, args.layers, shard=shard, callback=bar, stop=stop, **_scan_options(args))
-        else:
-            atlas = get_atlas(data, net, args.layers, k=args.k, image_size=args.image_size,
-                              callback=bar, cache_dir=args.cache_dir,
-                              positions_per_image=args.positions_per_image, batch_size=args.batch_size,
-                              stop=stop, rescan=args.rescan)
-    finally:
-        if bar is not None:
-            bar.close()
-        if old is not None:
-            signal.signal(signal.SIGINT, old)
+    with ctrl_c_stops() as stop:
+        try:
+            if together:
+                with distributed.process_group(net.device):
+                    atlas = distributed.scan(net, data, args.layers, callback=bar, stop=stop, **options)
+                if atlas is None:  # not rank 0: its share went to rank 0
+                    return 130 if stop.is_set() else 0
+                if not args.out and atlas.complete:
+                    store(atlas, args.cache_dir)
+            elif shard is not None:
+                atlas = scan(net, data, args.layers, shard=shard, callback=bar, stop=stop, **options)
+            else:
+                atlas = get_atlas(data, net, args.layers, callback=bar, cache_dir=args.cache_dir, stop=stop,
+                                  rescan=args.rescan, **{**options, "image_size": args.image_size})
+        finally:
+            if bar is not None:
+                bar.close()
     m = atlas.meta
     print(text("patches.scanned", backbone=m["backbone"], dataset=m["dataset_name"], n=m["n_images"],
                size=m["image_size"], k=m["k"], layers=", ".join(m["layers"]), secs=time.perf_counter() - t0,
                processes=m.get("processes", 1)))
-    if m["n_skipped"]:
-        print(text("patches.skipped", n=m["n_skipped"],
-                   names=", ".join(m["skipped"][:10]) + (" ..." if m["n_skipped"] > 10 else "")))
+    say_skipped(m)
     if args.out:
         print(text("patches.saved", path=atlas.save(args.out)))
     elif atlas.path is not None:
@@ -348,9 +372,8 @@ def cmd_patches_scan(args) -> int:
 
 
 def cmd_patches_show(args) -> int:
-    from .viz import activation_map_figure, save_figure, unit_figure
-
     from .fileio import check_distinct_outputs
+    from .viz import activation_map_figure, save_figure, unit_figure
 
     _check_figure_path(args.out)
     if args.map:
@@ -375,7 +398,6 @@ def cmd_patches_overview(args) -> int:
     print(text("patches.overview_written", layers=", ".join(args.layers or atlas.layers),
                path=save_figure(fig, args.out)))
     return 0
-
 
 
 def cmd_patches_merge(args) -> int:
@@ -568,6 +590,49 @@ def cmd_reconstruct(args) -> int:
     return _wrote(fig, out)
 
 
+# ---- teachkit visualize ------------------------------------------------------------------------
+
+
+def add_visualize_parser(sub) -> None:
+    from .visualize import DEFAULT_SIZE, DEFAULT_STEPS
+
+    v = sub.add_parser("visualize", help=words("visualize.help"), description=words("visualize.description"))
+    v.add_argument("layer", metavar="LAYER", help=words("visualize.help.layer"))
+    v.add_argument("unit", metavar="UNIT", type=int, help=words("visualize.help.unit"))
+    v.add_argument("-o", "--output", required=True, metavar="FILE", help=words("visualize.help.output"))
+    v.add_argument("--size", type=int, default=DEFAULT_SIZE, help=words("visualize.help.size", default=DEFAULT_SIZE))
+    v.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                   help=words("visualize.help.steps", default=DEFAULT_STEPS))
+    v.add_argument("--seed", type=int, default=0, help=words("visualize.help.seed", default=0))
+    v.set_defaults(func=cmd_visualize)
+
+
+def cmd_visualize(args) -> int:
+    from .features import load_backbone
+    from .images import check_output_path, save_image
+    from .patches import get_atlas
+    from .progress import TqdmReporter
+    from .visualize import check_unit, visualize
+
+    net = load_backbone("vgg19", device="cpu")
+    unit = check_unit(net, args.layer, args.unit)  # a bad layer or unit: one line, before anything is written
+    size, steps = check_int("--size", args.size, 16), check_int("--steps", args.steps, 1)
+    out = check_output_path(args.output)
+    bar = TqdmReporter(desc="visualize", keys=("activation",))
+    try:
+        r = visualize(net, args.layer, unit, size, steps, args.seed, callback=bar)
+    finally:
+        bar.close()
+    save_image(r.image, out)
+    line = text("visualize.done", layer=args.layer, unit=unit, value=r.activation, path=out, steps=r.steps,
+                secs=r.seconds)
+    atlas = get_atlas("sample", backbone=net)  # shipped with teachkit for its layers
+    if args.layer in atlas.layers and (top := atlas.top(args.layer, unit)) and top[0].value > 0:
+        line += "; " + text("visualize.ratio", ratio=r.activation / top[0].value, top=top[0].value)
+    print(line)
+    return 0
+
+
 # ---- entry point -------------------------------------------------------------------------------
 
 #: The sub-commands, in the order ``teachkit --help`` lists them: one ``add_<name>_parser`` each.
@@ -577,6 +642,7 @@ COMMANDS = (
     add_patches_parser,
     add_gram_parser,
     add_reconstruct_parser,
+    add_visualize_parser,
     add_prepare_parser,  # teachkit/prepare.py: its parser and command live beside what they run
     add_app_parser,  # teachkit/serve.py: `teachkit app` serves the classroom app
     __import__("teachkit.handout", fromlist=["_"]).add_handout_parser,  # teachkit/handout.py: printable handouts

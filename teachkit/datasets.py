@@ -1,17 +1,13 @@
-"""Image collections to scan for the units' favourite patches.
-
-A dataset is a numbered list of images: ``ds[i]`` is ``(i, image, description)``, the image an RGB PIL
-image (a ``(3, H, W)`` tensor in [0, 1] for :class:`TensorDataset`).  Every dataset has a ``name``, a
-``spec`` that :func:`get_dataset` re-opens it from (kept in an atlas) and a ``fingerprint`` of what
-defines it, so a cached scan is reused only for the very same images.  ``sample`` (photos shipped with
-scikit-image and matplotlib, cut into crops), a folder (unreadable files skipped and named), or a
-torchvision dataset already on disk.  Images are scanned as squares (:meth:`Dataset.square`)."""
+"""Image collections to scan for the units' favourite patches: numbered images (``ds[i]`` is ``(i, image,
+description)``) with a ``name``, a ``spec`` that :func:`get_dataset` re-opens, a ``fingerprint`` (a cached
+scan is reused only for the very same images) and each image's source photo (:meth:`Dataset.source`)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import math
 import os
 import stat
 from pathlib import Path
@@ -59,36 +55,24 @@ def fit_square(img: Image.Image, size: int) -> Image.Image:
     w, h = img.size
     if (w, h) == (size, size):
         return img
-    scale = size / min(w, h)
-    # The crop, in source pixels, that becomes the square (centred).
-    cw, ch = size / scale, size / scale
-    left, top = (w - cw) / 2, (h - ch) / 2
-    return img.resize(
-        (size, size), Image.BICUBIC, box=(left, top, left + cw, top + ch), reducing_gap=3.0
-    )
-
-
-def _tensor_to_pil(t: torch.Tensor) -> Image.Image:
-    arr = (t.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy())
-    return Image.fromarray(np.ascontiguousarray(arr), "RGB")
+    side = min(w, h)
+    left, top = (w - side) / 2, (h - side) / 2
+    return img.resize((size, size), Image.BICUBIC, box=(left, top, left + side, top + side), reducing_gap=3.0)
 
 
 class Dataset:
-    """A numbered list of images: subclasses implement ``__len__`` and :meth:`load` (ImageError for an
-    unreadable image) and set ``name``, ``spec`` and ``fingerprint``."""
+    """Subclasses implement ``__len__`` and :meth:`load` (ImageError if unreadable) and set ``name``,
+    ``spec`` and ``fingerprint``."""
 
     name: str = "dataset"
     spec: str | None = None
     fingerprint: str = ""
 
     def __init__(self) -> None:
-        #: Images that could not be read, as "name: problem" lines (in the order met).
-        self.skip_log: list[str] = []
-        #: Their names (file paths or descriptions).
-        self.skipped: list[str] = []
+        self.skip_log: list[str] = []  # unreadable images as "name: problem" lines, in the order met
+        self.skipped: list[str] = []  # ... and their names
         self._skipped_idx: set[int] = set()
 
-    # -- to implement ------------------------------------------------------------------------
     def __len__(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -103,7 +87,10 @@ class Dataset:
         """What a figure's title calls image ``index``: a name, or a message worded in the figure's language."""
         return self.describe(index)
 
-    # -- shared ------------------------------------------------------------------------------
+    def source(self, index: int) -> int:
+        """The number of the photo image ``index`` was cut from (the scan caps patches per photo)."""
+        return index
+
     def _check_index(self, index: int) -> int:
         n = len(self)
         if not -n <= index < n:
@@ -116,10 +103,10 @@ class Dataset:
 
     def square(self, index: int, size: int) -> Image.Image:
         """Image ``index`` as the ``size`` x ``size`` RGB picture the network scans."""
+        from .images import to_pil
+
         img = self.load(self._check_index(int(index)))
-        if isinstance(img, torch.Tensor):
-            img = _tensor_to_pil(img)
-        return fit_square(img, size)
+        return fit_square(to_pil(img) if isinstance(img, torch.Tensor) else img, size)
 
     def note_skipped(self, index: int, err: Exception) -> None:
         """Record (once) that image ``index`` could not be read."""
@@ -151,21 +138,16 @@ class Dataset:
         return f"<{type(self).__name__} {self.name!r}: {len(self)} images>"
 
 
-# ---- the embedded sample -----------------------------------------------------------------------
-
-#: Photos used by the ``sample`` dataset: (package, file).  Real photos only (plus the colour
-#: wheel, which gives the colour units of the first layers something to fire on).
+#: Photos of the ``sample`` dataset: (package, file); teachkit/data/README.md says why these.
 SAMPLE_SOURCES: tuple[tuple[str, str], ...] = tuple(("skimage", f) for f in (
     "astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "hubble_deep_field.jpg",
     "ihc.png", "retina.jpg", "color.png", "camera.png", "coins.png", "moon.png", "brick.png", "grass.png",
-    "gravel.png", "page.png", "text.png", "cell.png")) + (("matplotlib", "grace_hopper.jpg"),)
+    "gravel.png", "page.png", "text.png", "cell.png")) + (("matplotlib", "grace_hopper.jpg"),
+                                                        ("skimage", "clock_motion.png"))
 
-#: Crop sides as fractions of the photo's short side, and the step between crops (a fraction
-#: of the crop side).  1/1 is the whole (centre) picture; smaller crops tile it side by side
-#: (no overlap inside one scale, so no two crops hold the very same pixels).
-SAMPLE_SCALES: tuple[tuple[float, float], ...] = (
-    (1.0, 1.0), (1 / 2, 1.0), (1 / 3, 1.0), (1 / 4, 1.0), (1 / 5, 1.0)
-)
+#: (crop side as a fraction of the photo's short side, step as a fraction of the crop side): the centre
+#: square, then smaller crops tiling the photo.
+SAMPLE_SCALES: tuple[tuple[float, float], ...] = ((1.0, 1.0), (1 / 2, 1.0), (1 / 3, 1.0), (1 / 4, 1.0), (1 / 5, 1.0))
 SAMPLE_MAX_PER_PHOTO = 55  # at most this many crops of one photo (evenly thinned)
 SAMPLE_CROP = 128  # side of the items in pixels (the scan resamples the crop directly)
 SAMPLE_RECIPE_VERSION = 2
@@ -174,16 +156,13 @@ SAMPLE_RECIPE_VERSION = 2
 def _positions(length: float, side: float, step: float) -> list[float]:
     """Start coordinates of crops of ``side`` along ``length``, ``step`` apart, centred."""
     n = int(np.floor((length - side) / step + 1e-9)) + 1
-    used = side + (n - 1) * step
-    first = (length - used) / 2
+    first = (length - side - (n - 1) * step) / 2
     return [first + i * step for i in range(n)]
 
 
 class SampleDataset(Dataset):
-    """The photos bundled with scikit-image and matplotlib (never downloaded), cut into square crops:
-    the whole photo's centre square, then squares of 1/2 ... 1/5 of its short side tiling it, at most
-    ``SAMPLE_MAX_PER_PHOTO`` per photo -- about a thousand.  A photo missing from an installation is left
-    out (and changes the fingerprint); :meth:`square` cuts a crop at any size from the photo itself."""
+    """The photos bundled with scikit-image and matplotlib, cut into square crops; a photo missing from an
+    installation is left out (and changes the fingerprint)."""
 
     name = "sample"
     spec = "sample"
@@ -225,10 +204,8 @@ class SampleDataset(Dataset):
                 keep = np.linspace(0, len(mine) - 1, max_per_photo).round().astype(int)
                 mine = [mine[i] for i in keep]
             self.crops.extend(mine)
-        self.fingerprint = _hash(
-            {"kind": "sample", "version": SAMPLE_RECIPE_VERSION, "files": recipe,
-             "scales": [list(s) for s in scales], "max": max_per_photo, "crop": SAMPLE_CROP}
-        )
+        self.fingerprint = _hash({"kind": "sample", "version": SAMPLE_RECIPE_VERSION, "files": recipe,
+                                  "scales": [list(s) for s in scales], "max": max_per_photo, "crop": SAMPLE_CROP})
         self._photos: dict[int, Image.Image] = {}
 
     def __len__(self) -> int:
@@ -236,14 +213,14 @@ class SampleDataset(Dataset):
 
     def photo(self, s: int) -> Image.Image:
         """Source photo number ``s`` (RGB, decoded once and kept)."""
-        img = self._photos.get(s)
-        if img is None:
+        if s not in self._photos:
             from .images import load_image
 
-            label, path = self.sources[s]
-            img = load_image(path, name=label, max_pixels=None)
-            self._photos[s] = img
-        return img
+            self._photos[s] = load_image(self.sources[s][1], name=self.sources[s][0], max_pixels=None)
+        return self._photos[s]
+
+    def source(self, index: int) -> int:
+        return self.crops[index][0]
 
     def description(self, index: int) -> Message:
         s, left, top, side, label = self.crops[index]
@@ -257,28 +234,22 @@ class SampleDataset(Dataset):
 
     def square(self, index: int, size: int) -> Image.Image:
         s, left, top, side, _ = self.crops[self._check_index(int(index))]
-        return self.photo(s).resize(
-            (size, size), Image.BICUBIC, box=(left, top, left + side, top + side), reducing_gap=3.0
-        )
+        box = (left, top, left + side, top + side)
+        return self.photo(s).resize((size, size), Image.BICUBIC, box=box, reducing_gap=3.0)
 
     def load(self, index: int) -> Image.Image:
         return self.square(index, SAMPLE_CROP)
 
 
-# ---- a folder of image files -------------------------------------------------------------------
-
 
 class FolderDataset(Dataset):
-    """Every image file under ``root`` (recursively), sorted by relative path; links are not followed
-    out of ``root``.  Unreadable files are skipped when met, named in ``skipped`` (reasons in
-    ``skip_log``).  ``max_files`` caps the folder (:meth:`_list`); ``label`` is how messages name it
-    (the app passes the path inside its data root, never the server's)."""
+    """Every image file under ``root`` (recursively, sorted; no links out of it); unreadable ones are skipped
+    when met.  ``label`` names it in messages (the app's: the path inside its data root)."""
 
     def __init__(self, root: str | os.PathLike, extensions: Sequence[str] = IMAGE_EXTENSIONS, *,
                  max_files: int | None = None, label: str | None = None) -> None:
         super().__init__()
         root = Path(root).expanduser()
-        #: how messages name the folder: ``label``, else the path as it was given
         self.label = label if label is not None else str(root)
         if not root.exists():
             raise DatasetNotFound("dataset.no_folder", folder=self.label)
@@ -295,12 +266,15 @@ class FolderDataset(Dataset):
         self.fingerprint = _hash({"kind": "folder", "files": files})
 
     def _list(self, exts: tuple[str, ...], max_files: int | None) -> list[tuple[str, int, int]]:
-        """(relative path, size, mtime) of every image file under the root.  With ``max_files``, the walk
-        stops at more images than that, or more than 20 times as many entries of any kind:
-        ``dataset.too_many_files``."""
+        """(relative path, size, mtime) of every image file; the walk stops at more than ``max_files`` images or
+        20 times as many entries of any kind."""
+        def unreadable(err: OSError) -> None:  # a sub-folder that cannot be read is passed over
+            if Path(err.filename or "") == self.root:
+                raise DatasetError("dataset.unreadable_folder", folder=self.label, problem=err.strerror or err)
+
         files: list[tuple[str, int, int]] = []
         seen = 0
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        for dirpath, dirnames, filenames in os.walk(self.root, onerror=unreadable):
             dirnames.sort()
             seen += len(dirnames) + len(filenames)
             if max_files is not None and seen > 20 * max(max_files, 50):
@@ -331,7 +305,7 @@ class FolderDataset(Dataset):
     def describe(self, index: int) -> str:
         return self.files[index]
 
-    def load(self, index: int) -> Image.Image:
+    def load(self, index: int, size: int | None = None) -> Image.Image:
         from .images import ImageError, load_image
 
         path = self.path(index)
@@ -339,7 +313,17 @@ class FolderDataset(Dataset):
             raise ImageError.about(self.files[index], "image.outside_folder")
         if not path.exists():
             raise ImageError.about(str(path), "image.gone")
-        return load_image(path, name=self.files[index])
+        return load_image(path, size=size, name=self.files[index])
+
+    def square(self, index: int, size: int) -> Image.Image:
+        """A JPEG is decoded at the smallest scale whose short side still fills the square (its draft mode)."""
+        index = self._check_index(int(index))
+        try:
+            with Image.open(self.path(index)) as im:  # the header only
+                long = math.ceil(size * max(im.size) / min(im.size)) if im.format == "JPEG" else None
+        except Exception:  # noqa: BLE001 - load() names the problem
+            long = None
+        return fit_square(self.load(index, long), size)
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -352,15 +336,12 @@ class FolderRefused(ValueError):
 
 
 class FolderNotAvailable(TeachkitError, FolderRefused):
-    """:class:`FolderRefused` as teachkit raises it: the neutral message as an id
-    (``dataset.folder_refused``), worded in the reader's language.  (``FolderRefused`` itself stays
-    a plain ValueError: the app raises it with words of its own.)"""
+    """:class:`FolderRefused` as teachkit raises it (``dataset.folder_refused``); the app raises the plain one."""
 
 
 def resolve_dataset_folder(user_text: "str | os.PathLike", root: "str | os.PathLike") -> Path:
-    """The folder a visitor typed (relative to ``root``), resolved, if it is a folder inside ``root``;
-    else :class:`FolderRefused`, one message whatever the reason (missing, a file, outside, a link out).
-    The result is canonical (``/x``, ``/x/`` and ``/x/./`` are one ``Path``).  ``root`` must be a folder."""
+    """The folder a visitor typed (relative to ``root``), resolved, if it is a folder inside ``root``; else
+    :class:`FolderRefused`, one message whatever the reason."""
     base = Path(root).expanduser().resolve(strict=True)
     if not base.is_dir():
         raise DataRootError("dataset.root_not_folder", root=str(root))
@@ -378,8 +359,6 @@ def resolve_dataset_folder(user_text: "str | os.PathLike", root: "str | os.PathL
     return folder
 
 
-# ---- torchvision datasets (on disk only) -------------------------------------------------------
-
 #: name -> (torchvision class name, how the split is passed, default split, folder inside root)
 TORCHVISION_DATASETS: dict[str, tuple[str, str, str, str]] = {
     "cifar10": ("CIFAR10", "train", "test", "cifar-10-batches-py"),
@@ -390,8 +369,7 @@ TORCHVISION_DATASETS: dict[str, tuple[str, str, str, str]] = {
 
 
 def default_data_root() -> Path:
-    """Where torchvision datasets are looked for: $TEACHKIT_DATA, else ``<cache>/datasets``
-    (:func:`teachkit.paths.cache_dir`)."""
+    """Where torchvision datasets are looked for: $TEACHKIT_DATA, else ``<cache>/datasets``."""
     from .paths import cache_dir
 
     env = os.environ.get("TEACHKIT_DATA")
@@ -399,8 +377,7 @@ def default_data_root() -> Path:
 
 
 class TorchvisionDataset(Dataset):
-    """A torchvision dataset already on disk (never downloaded): ``name`` from
-    :data:`TORCHVISION_DATASETS`, ``root`` (default :func:`default_data_root`), ``split`` ('test' or 'train')."""
+    """A torchvision dataset of :data:`TORCHVISION_DATASETS` already on disk (never downloaded)."""
 
     def __init__(self, name: str, root: str | os.PathLike | None = None, split: str | None = None) -> None:
         super().__init__()
@@ -420,9 +397,7 @@ class TorchvisionDataset(Dataset):
         except (RuntimeError, FileNotFoundError, OSError) as exc:
             raise DatasetNotFound("dataset.not_on_disk", name=name, root=str(root), detail=exc, cls=cls_name,
                                   key=key) from None
-        self.key = key
-        self.split = split
-        self.root = root.resolve()
+        self.key, self.split, self.root = key, split, root.resolve()
         self.name = key if split == default_split else f"{key}-{split}"
         self.spec = f"{key}:{self.root}" + ("" if split == default_split else f":{split}")
         stats = []
@@ -432,8 +407,7 @@ class TorchvisionDataset(Dataset):
                 if p.is_file():
                     st = p.stat()
                     stats.append((p.relative_to(self.root).as_posix(), st.st_size, st.st_mtime_ns))
-        self.fingerprint = _hash({"kind": "torchvision", "name": key, "split": split,
-                                  "n": len(self._ds), "files": stats})
+        self.fingerprint = _hash({"kind": "torchvision", "name": key, "split": split, "n": len(self._ds), "files": stats})
         self.classes = list(getattr(self._ds, "classes", []) or [])
 
     def __len__(self) -> int:
@@ -445,31 +419,31 @@ class TorchvisionDataset(Dataset):
         img, _label = self._ds[index]
         return load_image(img, name=self.describe(index), min_side=None)
 
-    def describe(self, index: int) -> str:
-        return f"{self.name} #{index}"
-
-
-# ---- in-memory tensors and concatenations --------------------------------------------------------
 
 
 class TensorDataset(Dataset):
-    """Images held in a tensor (N, 3, H, W) with values in [0, 1] (tests, benchmarks, notebooks)."""
+    """Images held in a tensor (N, 3, H, W) in [0, 1]; ``sources``: each image's photo number."""
 
-    def __init__(self, images: torch.Tensor, name: str = "tensors") -> None:
+    def __init__(self, images: torch.Tensor, name: str = "tensors", sources: Sequence[int] | None = None) -> None:
         super().__init__()
         if images.dim() != 4 or images.shape[1] != 3:
             raise DatasetError("dataset.tensor_shape", shape=tuple(images.shape))
         self.images = images.detach().float().cpu()
         self.name = name
         self.spec = None
-        # The 8-bit RGB pictures, made once (the scan and the crops read these).
-        self._u8 = (self.images.clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1)
-                    .contiguous().numpy())
+        self._u8 = (self.images.clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).contiguous().numpy())
+        self.sources = list(range(len(self))) if sources is None else [int(s) for s in sources]
+        if len(self.sources) != len(self) or not all(0 <= s < len(self) for s in self.sources):
+            raise DatasetError("dataset.tensor_sources", n=len(self))
         h = hashlib.sha256(self.images.numpy().tobytes())
-        self.fingerprint = _hash({"kind": "tensor", "shape": list(self.images.shape), "data": h.hexdigest()})
+        self.fingerprint = _hash({"kind": "tensor", "shape": list(self.images.shape), "data": h.hexdigest(),
+                                  **({} if sources is None else {"sources": self.sources})})
 
     def __len__(self) -> int:
         return self.images.shape[0]
+
+    def source(self, index: int) -> int:
+        return self.sources[index]
 
     def load(self, index: int) -> torch.Tensor:
         return self.images[index]
@@ -500,25 +474,28 @@ class ConcatDataset(Dataset):
     def __len__(self) -> int:
         return self.starts[-1]
 
-    def _locate(self, index: int) -> tuple[Dataset, int]:
+    def _locate(self, index: int) -> tuple[Dataset, int, int]:
+        """(part, index in it, the part's first index)"""
         index = self._check_index(int(index))
         j = int(np.searchsorted(self.starts, index, side="right")) - 1
-        return self.parts[j], index - self.starts[j]
+        return self.parts[j], index - self.starts[j], self.starts[j]
 
     def load(self, index: int):
-        part, i = self._locate(index)
+        part, i, _ = self._locate(index)
         return part.load(i)
 
     def square(self, index: int, size: int) -> Image.Image:
-        part, i = self._locate(index)
+        part, i, _ = self._locate(index)
         return part.square(i, size)
 
     def describe(self, index: int) -> str:
-        part, i = self._locate(index)
+        part, i, _ = self._locate(index)
         return f"{part.name}: {part.describe(i)}"
 
+    def source(self, index: int) -> int:
+        part, i, start = self._locate(index)
+        return start + part.source(i)
 
-# ---- by name -----------------------------------------------------------------------------------
 
 
 def dataset_names() -> list[str]:
@@ -526,10 +503,8 @@ def dataset_names() -> list[str]:
 
 
 def get_dataset(spec: "str | os.PathLike | Dataset" = "sample", **kw) -> Dataset:
-    """Open a dataset from its spec: ``'sample'``, a folder path, or ``'cifar10'`` / ``'cifar10:ROOT'`` /
-    ``'cifar10:ROOT:train'`` (also cifar100, stl10, mnist; ``root=``/``split=`` work too).  A
-    :class:`Dataset` is returned as it is.  FileNotFoundError for a missing folder or dataset, ValueError
-    for anything else."""
+    """Open a dataset from its spec: ``'sample'``, a folder path, or ``'cifar10[:ROOT[:train]]'`` (and the other
+    torchvision ones).  FileNotFoundError for a missing folder or dataset, ValueError for anything else."""
     if isinstance(spec, Dataset):
         return spec
     if spec is None:

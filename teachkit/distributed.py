@@ -1,17 +1,12 @@
-"""Scans beyond one machine: a dataset scan on ``torch.distributed``, started by ``torchrun``.
-
-::
-
-    torchrun --nproc-per-node 4 -m teachkit patches scan --data /big/folder -o atlas.npz
-
-Each rank joins the group torchrun describes (:func:`process_group`: gloo on the CPU, nccl on CUDA),
-scans its share ``shard=(rank, world)`` of the dataset, and the ranks' top-k tables meet through
-``all_gather``; :func:`teachkit.patches.merge` folds them in rank order, so rank 0's atlas equals a
-one-process scan array by array.  Every rank must see the same dataset (fingerprints are compared)."""
+"""A dataset scan on ``torch.distributed``, started by ``torchrun -m teachkit patches scan ...``: each rank
+joins torchrun's group (gloo on the CPU, nccl on CUDA), scans its share ``shard=(rank, world)``, and the
+ranks' top-k tables meet through ``all_gather``; :func:`teachkit.patches.merge` folds them in rank order
+into the one-process scan, array by array.  Every rank must see the same dataset (fingerprints compared)."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import os
 import threading
@@ -42,13 +37,8 @@ def launched() -> bool:
 def device_for_rank(device: "str | torch.device | None" = None) -> torch.device:
     """The device of this rank: ``cuda:LOCAL_RANK`` when CUDA is asked for (or is there and nothing
     was asked), else the CPU.  ``'cuda'`` without a number means this rank's own GPU."""
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", local)
-    return dev
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if dev == torch.device("cuda") else dev
 
 
 @contextlib.contextmanager
@@ -63,8 +53,7 @@ def process_group(device: "str | torch.device" = "cpu", timeout_s: float = 3600.
     dev = torch.device(device)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    dist.init_process_group("nccl" if dev.type == "cuda" else "gloo",
-                            timeout=_dt.timedelta(seconds=timeout_s))
+    dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=_dt.timedelta(seconds=timeout_s))
     try:
         yield
         # Every rank done with its collectives before any leaves: a rank that tears its connections
@@ -74,19 +63,11 @@ def process_group(device: "str | torch.device" = "cpu", timeout_s: float = 3600.
         dist.destroy_process_group()
 
 
-def _tensor_device() -> torch.device:
-    import torch.distributed as dist
-
-    if dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
 def _all_gather(t: torch.Tensor) -> list[np.ndarray]:
     """Every rank's copy of ``t`` (same shape and dtype on every rank), as numpy arrays in rank order."""
     import torch.distributed as dist
 
-    t = t.to(_tensor_device()).contiguous()
+    t = t.to(torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu").contiguous()
     out = [torch.empty_like(t) for _ in range(dist.get_world_size())]
     dist.all_gather(out, t)
     return [o.cpu().numpy() for o in out]
@@ -102,21 +83,19 @@ def gather_atlas(part: Atlas, dst: int = 0) -> Atlas | None:
     world, rank = dist.get_world_size(), dist.get_rank()
     metas: list = [None] * world
     dist.all_gather_object(metas, part.meta)
-    for key in ("backbone", "weights_id", "image_size", "k", "positions_per_image", "min_inside", "layers",
-                "channels"):
+    for key in ("backbone", "weights_id", "image_size", "k", "positions_per_image", "per_image", "min_inside",
+                "layers", "channels"):
         if any(m[key] != metas[0][key] for m in metas):
             raise DistributedError("dist.settings_differ", key=key)
     values, stacks = {}, {}
     for n in part.layers:
         values[n] = _all_gather(torch.from_numpy(part.values[n]))
-        ids = np.stack([part.images[n], part.ys[n].astype(np.int64), part.xs[n].astype(np.int64)])
-        stacks[n] = _all_gather(torch.from_numpy(ids))
+        stacks[n] = _all_gather(torch.from_numpy(np.stack([a[n].astype(np.int64) for a in (
+            part.images, part.ys, part.xs, part.sources)])))
     if rank != dst:
         return None
-    atlases = []
-    for r, meta in enumerate(metas):
-        atlases.append(Atlas(meta, {n: values[n][r] for n in part.layers}, {n: stacks[n][r][0] for n in part.layers},
-                             {n: stacks[n][r][1] for n in part.layers}, {n: stacks[n][r][2] for n in part.layers}))
+    atlases = [Atlas(meta, {n: values[n][r] for n in part.layers}, *({n: stacks[n][r][j] for n in part.layers}
+                                                                   for j in range(4))) for r, meta in enumerate(metas)]
     whole = atlases[0]
     for other in atlases[1:]:  # rank order = image order: ties go to the earlier image, as in one process
         whole = merge(whole, other)
@@ -138,16 +117,8 @@ def _check_same_dataset(ds) -> None:
             raise DistributedError("dist.datasets_differ", rank=r, n=n, theirs=fp, n0=seen[0][1], ours=seen[0][0])
 
 
-def scan(
-    backbone,
-    dataset,
-    layers: Sequence[str] | None = None,
-    *,
-    callback: ProgressCallback | None = None,
-    stop: threading.Event | None = None,
-    dst: int = 0,
-    **options,
-) -> Atlas | None:
+def scan(backbone, dataset, layers: Sequence[str] | None = None, *, callback: ProgressCallback | None = None,
+         stop: threading.Event | None = None, dst: int = 0, **options) -> Atlas | None:
     """:func:`teachkit.patches.scan` by every rank of the process group: each scans ``shard=(rank, world)``
     (the other options must be the same on every rank) and rank ``dst`` gets the whole atlas, the others
     None.  ``callback`` sees this rank's progress (``values`` carry ``rank`` and ``world``); a rank
@@ -162,10 +133,8 @@ def scan(
     _check_same_dataset(ds)
 
     def mine(p: Progress):
-        if callback is None:
-            return False
-        return callback(Progress(p.task, p.step, p.total, {**p.values, "rank": rank, "world": world},
-                                 p.image, p.message))
+        values = {**p.values, "rank": rank, "world": world}
+        return callback is not None and callback(dataclasses.replace(p, values=values))
 
     part = patches.scan(backbone, ds, layers, shard=(rank, world), callback=mine, stop=stop, **options)
     return gather_atlas(part, dst)

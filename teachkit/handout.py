@@ -304,19 +304,17 @@ def lesson_html(lesson: int, lang: str = "en", net=None, cache_dir=None) -> str:
             f"<body>{''.join(parts)}</body></html>\n")
 
 
-def write_handouts(out_dir, lang: str = "en", lessons=None, net=None, cache_dir=None) -> list[Path]:
-    """Write ``lesson<N>_<lang>.html`` for each lesson into ``out_dir``; returns the paths."""
-    from .fileio import atomic_write
+def write_handouts(out_dir, lang: str = "en", lessons=None, net=None, cache_dir=None, force: bool = False) -> list[Path]:
+    """Write ``lesson<N>_<lang>.html`` for each lesson into ``out_dir`` (one existing is kept unless
+    ``force``: :func:`teachkit.fileio.output_files`); returns the paths."""
+    from .fileio import atomic_write, output_files
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for n in (lesson_numbers() if lessons is None else lessons):
-        path = out / f"lesson{n}_{lang}.html"
+    numbers = lesson_numbers() if lessons is None else lessons
+    paths = output_files(out_dir, [f"lesson{n}_{lang}.html" for n in numbers], force)
+    for n, path in zip(numbers, paths):
         data = lesson_html(n, lang, net, cache_dir).encode("utf-8")
         with atomic_write(path) as f:
             f.write(data)
-        paths.append(path)
     return paths
 
 
@@ -331,6 +329,7 @@ def add_handout_parser(sub) -> None:
                    help=words("handout.help.lesson"))
     p.add_argument("-o", "--out", required=True, metavar="DIR", help=words("handout.help.out"))
     p.add_argument("--cache", metavar="DIR", help=words("handout.help.cache"))
+    p.add_argument("--force", action="store_true", help=words("output.help.force"))
     p.set_defaults(func=cmd_handout)
 
 
@@ -338,6 +337,7 @@ def cmd_handout(args: argparse.Namespace) -> int:
     from .messages import language
 
     lang = language()  # --lang, else the locale's
-    for path in write_handouts(args.out, lang, tuple(args.lesson) if args.lesson else None, cache_dir=args.cache):
+    for path in write_handouts(args.out, lang, tuple(args.lesson) if args.lesson else None, cache_dir=args.cache,
+                               force=args.force):
         print(path)
     return 0

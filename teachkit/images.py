@@ -1,37 +1,16 @@
-"""Images in and out of teachkit: loading, checking, converting and saving.
+"""Images in and out of teachkit: an image is an RGB ``PIL.Image``, or on the network side a ``(1, 3, H, W)``
+float tensor in ``[0, 1]``.
 
-Everything that touches an image file goes through this module, so the rest of
-teachkit can assume one simple thing: *an image is an RGB ``PIL.Image``*, or, on
-the network side, a ``(1, 3, H, W)`` float tensor with values in ``[0, 1]``.
-
-Loading
-    :func:`load_image` accepts a path, raw bytes, an open file, a PIL image, a
-    numpy array or a torch tensor.  Whatever comes in, an 8-bit RGB image comes
-    out: the EXIF orientation of phone photos is applied, grayscale, 16-bit,
-    palette, CMYK and transparent images are converted (transparent parts become
-    white), and an optional ``size`` scales the long side.
-
-    Anything wrong with the input (a missing file, a text file called
-    ``.png``, a half-downloaded JPEG, a 100-megapixel scan, a 8x8 icon ...)
-    raises a single kind of error, :class:`ImageError`, whose message names
-    the file and says what is wrong, e.g.::
-
-        cannot read 'photo.jpg': file is truncated or corrupt
-
-Converting
-    :func:`to_tensor` and :func:`to_pil` move between PIL images and tensors;
-    :func:`resize_long_side` and :func:`resize_to` resize with antialiasing.
-
-Saving
-    :func:`check_output_path` tells you *before* a long computation whether the
-    result can be written; :func:`save_image` writes a PIL image or a tensor.
-
-The bundled sample pictures (and :func:`~teachkit.samples.resolve_image`, a
-sample name *or* a path) live in :mod:`teachkit.samples`.
+:func:`load_image` takes a path, bytes, a file, a PIL image, an array or a tensor and gives 8-bit RGB (EXIF
+orientation applied; grey, 16/32-bit, palette, CMYK converted; transparency painted white; ``size`` scales
+the long side); every problem is one :class:`ImageError` naming the file, e.g. ``cannot read 'photo.jpg':
+file is truncated or corrupt``.  :func:`check_output_path` checks before a long computation that a result
+can be written; :func:`save_image` writes it.  The bundled samples live in :mod:`teachkit.samples`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pathlib
@@ -46,49 +25,19 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from .fileio import atomic_write
 from .messages import Message, TeachkitError
 
-__all__ = [
-    "ImageError",
-    "MAX_PIXELS",
-    "MIN_SIDE",
-    "OUTPUT_EXTENSIONS",
-    "load_image",
-    "check_upload",
-    "tensor_image",
-    "to_tensor",
-    "to_pil",
-    "resize_long_side",
-    "resize_to",
-    "check_output_path",
-    "OUTPUT_KINDS",
-    "save_image",
-]
+__all__ = ["ImageError", "MAX_PIXELS", "MIN_SIDE", "OUTPUT_EXTENSIONS", "load_image", "check_upload", "tensor_image",
+           "to_tensor", "to_pil", "resize_long_side", "resize_to", "check_output_path", "OUTPUT_KINDS", "save_image"]
 
-#: Default limit on the number of pixels of an input image.  It is checked from
-#: the file header, before any pixel is decoded, so it also guards against
-#: "decompression bombs" (tiny files that claim to be enormous images).
+#: Default limit on an input's pixels, checked from the header before decoding (also against bombs).
 MAX_PIXELS = 40_000_000
-
-#: Default smallest allowed short side.  A CNN such as VGG halves the image
-#: several times; below this there is nothing left to look at.
-MIN_SIDE = 16
+MIN_SIDE = 16  #: default smallest short side: VGG halves the image several times
 
 _EXIF_ORIENTATION = 0x0112  # the EXIF tag of a photo's orientation (1 = upright)
 
 #: File extensions that :func:`save_image` can write, and the PIL format of each.
-OUTPUT_EXTENSIONS = {
-    ".png": "PNG",
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".webp": "WEBP",
-    ".bmp": "BMP",
-    ".tif": "TIFF",
-    ".tiff": "TIFF",
-}
+OUTPUT_EXTENSIONS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF",
+                     ".tiff": "TIFF"}
 
-
-# ---------------------------------------------------------------------------
-# The one error type
-# ---------------------------------------------------------------------------
 
 
 #: what was being done with the file -> the id of the sentence around the problem
@@ -97,15 +46,8 @@ _VERBS = {"read": "image.cannot_read", "use": "image.cannot_use", "write": "imag
 
 
 class ImageError(TeachkitError, ValueError):
-    """One readable message naming the file and the problem.
-
-    ``str(err)`` reads like ``cannot read 'photo.jpg': file is truncated or
-    corrupt``; ``err.text('zh')`` says the same in Chinese.  The parts are also
-    available as ``err.source`` (the file name, or ``'<bytes>'``, ``'<PIL
-    image>'``, ``'<array>'``, ...), ``err.problem`` (a :class:`Message`) and
-    ``err.verb`` (``'read'``, ``'use'``, ``'write'``, ``'find'``).  It is a
-    ``ValueError``, so ``except ValueError`` catches it too.
-    """
+    """One readable message naming the file and the problem: ``cannot read 'photo.jpg': file is truncated or
+    corrupt``, with its parts ``source``, ``problem`` (a :class:`Message`) and ``verb``."""
 
     def __init__(self, source: str, problem: Message, verb: str = "read"):
         self.source = source
@@ -115,56 +57,21 @@ class ImageError(TeachkitError, ValueError):
 
     @classmethod
     def about(cls, source: str, problem_id: str, /, verb: str = "read", **params) -> "ImageError":
-        """Build (not raise) the error: ``cannot <verb> '<source>': <problem>``, the problem being
-        the catalogue message ``problem_id`` with ``params``."""
+        """Build (not raise) the error ``cannot <verb> '<source>': <problem_id with params>``."""
         return cls(source, Message(problem_id, params), verb)
 
 
 _fail = ImageError.about
 
 
-# ---------------------------------------------------------------------------
-# Loading
-# ---------------------------------------------------------------------------
 
-
-def load_image(
-    source,
-    *,
-    size: int | None = None,
-    name: str | None = None,
-    max_pixels: int | None = MAX_PIXELS,
-    min_side: int | None = MIN_SIDE,
-) -> Image.Image:
-    """Load an image from almost anything and return it as an 8-bit RGB PIL image.
-
-    Parameters
-    ----------
-    source
-        A path (``str`` or ``pathlib.Path``), ``bytes``/``bytearray``, an open
-        binary file (anything with ``.read()``), a ``PIL.Image``, a numpy array
-        (``HxW``, ``HxWx1``, ``HxWx3`` or ``HxWx4``; ``uint8``, ``uint16``,
-        ``bool`` or float in ``[0, 1]``) or a torch tensor (``(3, H, W)`` or
-        ``(1, 3, H, W)``, float in ``[0, 1]``).
-    size
-        If given, scale the image so that its *long* side is ``size`` pixels
-        (the aspect ratio is kept).  ``None`` keeps the original size.
-    name
-        What to call the source in error messages (default: the path, or
-        ``'<bytes>'``, ``'<PIL image>'``, ``'<array>'``, ...).
-    max_pixels
-        Refuse images with more pixels than this (``None``: no limit).
-    min_side
-        Refuse images whose short side is smaller than this (``None``: no limit).
-
-    Raises
-    ------
-    ImageError
-        For every problem with the input; the message names the source.
-    """
+def load_image(source, *, size: int | None = None, name: str | None = None, max_pixels: int | None = MAX_PIXELS,
+               min_side: int | None = MIN_SIDE) -> Image.Image:
+    """An 8-bit RGB PIL image from a path, bytes, a binary file, a PIL image, an array (HxW[x1|3|4]; uint8,
+    uint16, bool or float in [0, 1]) or a tensor in [0, 1], its long side scaled to ``size``; every problem is
+    an :class:`ImageError` naming ``name`` (default: the path, ``'<bytes>'``, ...)."""
     label = name if name is not None else _describe(source)
-    # Check the arguments first: no point reading a file we will refuse anyway.
-    _check_size_argument(size, min_side, label)
+    _check_size_argument(size, min_side, label)  # before reading a file that would be refused anyway
 
     if _is_encoded(source):
         img = _with_encoded(source, label, lambda f: _decode(f, label, size, max_pixels, min_side))
@@ -177,10 +84,7 @@ def load_image(
         img = to_pil(tensor_image(source, label))
         _check_dimensions(img.size, label, max_pixels, min_side)
     else:
-        raise _fail(
-            label,
-            "image.unknown_source", kind=type(source).__name__,
-        )
+        raise _fail(label, "image.unknown_source", kind=type(source).__name__)
 
     if size is not None:
         _check_resized(img.size, size, label, max_pixels, min_side)
@@ -191,25 +95,14 @@ def load_image(
 def check_upload(
     source, *, max_pixels: int | None = MAX_PIXELS, min_side: int | None = MIN_SIDE, name: str | None = None,
 ) -> tuple[int, int]:
-    """Read only the header of an encoded image and check its size; returns ``(width, height)``.
-
-    For untrusted uploads: the pixel count (``width * height`` against
-    ``max_pixels``) and the short side are checked *before* a single pixel is
-    decoded, so a small file that claims an enormous picture costs nothing.
-    ``source`` is a path, ``bytes`` or a binary file object (whose position is
-    put back afterwards, if it can seek).  Raises :class:`ImageError` naming
-    ``name`` (or the source) for a file that is not an image or too big/small.
-    :func:`load_image` makes the same check from the header before it decodes.
-    """
+    """For untrusted uploads: ``(width, height)`` from the header only of an encoded image (a file is put back
+    where it was), its pixels and short side checked before a single pixel is decoded."""
     label = name if name is not None else _describe(source)
     if not _is_encoded(source):
         raise _fail(label, "image.not_encoded")
     start = None
-    if hasattr(source, "seek") and hasattr(source, "tell"):
-        try:
-            start = source.tell()
-        except Exception:  # noqa: BLE001 - not seekable after all
-            start = None
+    with contextlib.suppress(Exception):  # a path, bytes, or a file that cannot tell
+        start = source.tell()
 
     def header(file) -> tuple[int, int]:
         img = _open_header(file, label)
@@ -220,10 +113,8 @@ def check_upload(
         return _with_encoded(source, label, header)
     finally:
         if start is not None:
-            try:
+            with contextlib.suppress(Exception):
                 source.seek(start)
-            except Exception:  # noqa: BLE001
-                pass
 
 
 def _is_encoded(source) -> bool:
@@ -270,10 +161,7 @@ def _check_size_argument(size, min_side, label: str) -> None:
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
         raise _fail(label, "image.size_not_whole", verb="use", size=repr(size))
     if size < max(1, min_side or 0):
-        raise _fail(
-            label,
-            "image.size_too_small", verb="use", size=size, min=max(1, min_side or 0),
-        )
+        raise _fail(label, "image.size_too_small", verb="use", size=size, min=max(1, min_side or 0))
 
 
 def _check_dimensions(dims: tuple[int, int], label: str, max_pixels, min_side) -> None:
@@ -282,35 +170,21 @@ def _check_dimensions(dims: tuple[int, int], label: str, max_pixels, min_side) -
     if width <= 0 or height <= 0:
         raise _fail(label, "image.zero_size", width=width, height=height)
     if max_pixels is not None and width * height > max_pixels:
-        raise _fail(
-            label,
-            "image.too_many_pixels", width=width, height=height, pixels=f"{width * height:,}",
-            limit=f"{max_pixels:,}",
-        )
+        raise _fail(label, "image.too_many_pixels", width=width, height=height, pixels=f"{width * height:,}",
+                    limit=f"{max_pixels:,}")
     if min_side is not None and min(width, height) < min_side:
-        raise _fail(
-            label,
-            "image.too_small", width=width, height=height, min=min_side,
-        )
+        raise _fail(label, "image.too_small", width=width, height=height, min=min_side)
 
 
 def _check_resized(dims: tuple[int, int], size: int, label: str, max_pixels, min_side) -> None:
-    """Check the size the image will have once its long side is scaled to ``size``.
-
-    Scaling up can make it far too big; a long, thin strip can become too thin.
-    """
+    """The size once the long side is scaled to ``size``: scaling up can be far too big, a strip too thin."""
     width, height = _long_side_dims(dims, size)
     if max_pixels is not None and width * height > max_pixels:
-        raise _fail(
-            label,
-            "image.resized_too_many_pixels", verb="use", size=size, width=width, height=height,
-            pixels=f"{width * height:,}", limit=f"{max_pixels:,}",
-        )
+        raise _fail(label, "image.resized_too_many_pixels", verb="use", size=size, width=width, height=height,
+                    pixels=f"{width * height:,}", limit=f"{max_pixels:,}")
     if min_side is not None and min(width, height) < min_side:
-        raise _fail(
-            label,
-            "image.resized_too_small", verb="use", size=size, width=width, height=height, min=min_side,
-        )
+        raise _fail(label, "image.resized_too_small", verb="use", size=size, width=width, height=height,
+                    min=min_side)
 
 
 def _load_path(path, label: str, use):
@@ -320,8 +194,7 @@ def _load_path(path, label: str, use):
     if path.is_dir():
         raise _fail(label, "image.is_directory")
     try:
-        # O_NONBLOCK: opening a FIFO (named pipe) for reading would otherwise wait
-        # for a writer forever; the file is then refused below by its type.
+        # O_NONBLOCK: opening a FIFO would wait for a writer forever; it is refused below by its type
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise _fail(label, "image.not_found") from None
@@ -368,14 +241,8 @@ def _load_file_object(file, label: str, use):
 
 
 def _open_header(file, label: str) -> Image.Image:
-    """``Image.open``: reads the header only (format, size, mode); every failure -> ImageError.
-
-    PIL's own decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``) is left as
-    PIL sets it, as a backstop: ``max_pixels`` (checked right after, from the
-    header) is the limit that counts.  No global of PIL's or of the warnings
-    module is touched here (``warnings.catch_warnings`` is not thread-safe), so
-    PIL may warn once about a header between its limit and twice that.
-    """
+    """``Image.open``: the header only; every failure -> ImageError.  PIL's own bomb guard stays a backstop
+    (no global of PIL's or of warnings is touched: not thread-safe)."""
     try:
         img = Image.open(file)
     except UnidentifiedImageError:
@@ -392,17 +259,10 @@ def _open_header(file, label: str) -> Image.Image:
 def _decode(file, label: str, size, max_pixels, min_side) -> Image.Image:
     """Decode an image from an open binary file, with all the checks, to RGB."""
     img = _open_header(file, label)
-    # The header is read; the pixels are not.  Check the size before decoding.
-    _check_dimensions(img.size, label, max_pixels, min_side)
-
-    if size is not None and img.format == "JPEG":
-        # JPEG can decode at 1/2, 1/4 or 1/8 scale almost for free; ask for the
-        # smallest scale that is still at least as large as the final size.
-        try:
+    _check_dimensions(img.size, label, max_pixels, min_side)  # before decoding the pixels
+    if size is not None and img.format == "JPEG":  # decode at the smallest of 1/2, 1/4, 1/8 that still fills size
+        with contextlib.suppress(Exception):  # only an optimisation
             img.draft(None, _long_side_dims(img.size, size))
-        except Exception:  # noqa: BLE001 - only an optimisation
-            pass
-
     _load_pixels(img, label)
     rgb = _to_rgb(img, label)
     if rgb is img and size is None:
@@ -416,15 +276,8 @@ _switched_off = False  # whether we turned PIL's LOAD_TRUNCATED_IMAGES off (and 
 
 
 def _load_pixels(img: Image.Image, label: str) -> None:
-    """Decode the pixels, refusing truncated files.
-
-    PIL has a global switch, ``ImageFile.LOAD_TRUNCATED_IMAGES``, which makes it
-    silently fill a truncated file with grey.  It is off by default, and then
-    it is never written here: threads decode in parallel and nobody else's
-    decoding changes.  Only if other code switched it on is it switched off
-    while any of our decodes runs (counted under a lock, so one thread cannot
-    switch it back on under another) and on again after the last one.
-    """
+    """Decode the pixels, refusing truncated files: if other code switched PIL's global
+    ``LOAD_TRUNCATED_IMAGES`` on, it is off while any of our decodes runs (counted under a lock)."""
     global _decoding, _switched_off
     with _switch_lock:
         if _decoding == 0:
@@ -462,16 +315,11 @@ def _from_pil(img: Image.Image, label: str, max_pixels, min_side) -> Image.Image
 
 
 def _to_rgb(img: Image.Image, label: str) -> Image.Image:
-    """Apply the EXIF orientation and convert any PIL mode to 8-bit RGB.
-
-    Returns ``img`` itself only if nothing had to change.  No full-size copy is
-    made that is not needed (a 25-megapixel upload is 75-100 MB per copy).
-    """
-    try:
+    """EXIF orientation applied, any mode made 8-bit RGB, without a full-size copy that is not needed (a
+    25-megapixel upload is 75-100 MB per copy)."""
+    with contextlib.suppress(Exception):  # a broken EXIF block should not stop us
         if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
             img = ImageOps.exif_transpose(img)  # a turned copy (without a tag it would copy too)
-    except Exception:  # noqa: BLE001 - a broken EXIF block should not stop us
-        pass
 
     try:
         mode = img.mode
@@ -480,9 +328,7 @@ def _to_rgb(img: Image.Image, label: str) -> Image.Image:
         if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
             return _wide_gray_to_rgb(img)
         has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
-        if has_alpha:
-            # Paint the image over a white background, so that transparent
-            # pixels become white rather than whatever colour they hide.
+        if has_alpha:  # painted over white, not whatever colour the transparent pixels hide
             rgba = img if mode == "RGBA" else img.convert("RGBA")
             rgb = Image.new("RGB", rgba.size, (255, 255, 255))
             rgb.paste(rgba, mask=rgba)  # the alpha band is the mask
@@ -497,13 +343,8 @@ _BAND_PIXELS = 1 << 18  #: pixels converted at a time by _wide_gray_to_rgb (~2 M
 
 
 def _wide_gray_to_rgb(img: Image.Image) -> Image.Image:
-    """16-bit or 32-bit integer grey (0..65535 -> 0..255; PIL's own convert would clip everything
-    above 255 to white) or float grey ([0, 1] if it fits, otherwise 0..255) -> 8-bit RGB.
-
-    Converted a band of rows at a time (about ``_BAND_PIXELS`` pixels), so the float64 copies exist
-    for one band only: a 12-MP 16-bit PNG took 310 MB as whole-picture float64 arrays, now about
-    the decoded picture, one byte per pixel of grey and the RGB result.
-    """
+    """16/32-bit integer or float grey -> 8-bit RGB, a band of rows at a time: 0..65535, [0, 1] or [0, 255]
+    as such (PIL's own convert clips at 255), any other range stretched from the file's own min..max."""
     width, height = img.size
     rows = max(1, _BAND_PIXELS // max(1, width))
     bands = [(y, min(height, y + rows)) for y in range(0, height, rows)]
@@ -512,18 +353,16 @@ def _wide_gray_to_rgb(img: Image.Image) -> Image.Image:
         values = np.asarray(img.crop((0, y0, width, y1)), dtype=np.float64)
         return np.nan_to_num(values) if img.mode == "F" else values
 
-    if img.mode == "F":
-        top = max((float(band(y0, y1).max()) for y0, y1 in bands if y1 > y0), default=0.0)
-        scale, high = (255.0 if top <= 1.0 else 1.0), 255.0
-    else:
-        scale, high = 255.0 / 65535.0, 65535.0
+    lo, hi = 0.0, 65535.0  # I;16: nothing to look at
+    if img.mode in ("I", "F"):
+        ranges = [(float(v.min()), float(v.max())) for v in (band(y0, y1) for y0, y1 in bands if y1 > y0)]
+        lo, hi = min((r[0] for r in ranges), default=0.0), max((r[1] for r in ranges), default=0.0)
+    nominal = (1.0, 255.0) if img.mode == "F" else (65535.0,)
+    top = next((n for n in nominal if lo >= 0 and hi <= n), None)
+    offset, scale = (0.0, 255.0 / top) if top else (lo, 255.0 / (hi - lo) if hi > lo else 0.0)
     gray = np.empty((height, width), np.uint8)
     for y0, y1 in bands:
-        values = band(y0, y1)
-        if img.mode == "F":
-            gray[y0:y1] = np.rint(np.clip(values * scale, 0, 255))
-        else:
-            gray[y0:y1] = np.rint(np.clip(values, 0, high) * scale)
+        gray[y0:y1] = np.rint(np.clip((band(y0, y1) - offset) * scale, 0, 255))
     return Image.fromarray(gray, "L").convert("RGB")
 
 
@@ -533,10 +372,7 @@ def _from_array(array: np.ndarray, label: str) -> Image.Image:
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
     if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[2] not in (3, 4):
-        raise _fail(
-            label,
-            "image.channels_first", shape=a.shape,
-        )
+        raise _fail(label, "image.channels_first", shape=a.shape)
     if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (3, 4))):
         raise _fail(label, "image.array_shape", shape=a.shape)
     if a.size == 0:
@@ -557,13 +393,9 @@ def _from_array(array: np.ndarray, label: str) -> Image.Image:
                         low=f"{low:g}", high=f"{high:g}")
         pixels = np.rint(np.clip(a, 0, 1) * 255).astype(np.uint8)
     elif np.issubdtype(a.dtype, np.integer):
-        # e.g. int64 from np.array([...]): fine if it really holds 0..255.
-        low, high = int(a.min()), int(a.max())
+        low, high = int(a.min()), int(a.max())  # e.g. int64 from np.array([...]): fine if it holds 0..255
         if low < 0 or high > 255:
-            raise _fail(
-                label,
-                "image.int_range", low=low, high=high,
-            )
+            raise _fail(label, "image.int_range", low=low, high=high)
         pixels = a.astype(np.uint8)
     else:
         raise _fail(label, "image.array_dtype", dtype=a.dtype)
@@ -576,9 +408,8 @@ def _from_array(array: np.ndarray, label: str) -> Image.Image:
 
 
 def tensor_image(t: torch.Tensor, label: str = "<tensor>") -> torch.Tensor:
-    """An image tensor checked: ``(3, H, W)`` or ``(1, 3, H, W)`` (or one channel, made grey RGB), float,
-    finite, in [0, 1] -> ``(1, 3, H, W)`` float32 on the CPU; otherwise an :class:`ImageError` naming
-    ``label``.  The one check of an image given as a tensor."""
+    """The one check of an image given as a tensor: ``([1,] 1|3, H, W)`` float, finite, in [0, 1] ->
+    ``(1, 3, H, W)`` float32 on the CPU, else an :class:`ImageError` naming ``label``."""
     shape = tuple(t.shape)
     if t.dim() == 4 and shape[0] == 1:
         t = t[0]
@@ -599,10 +430,6 @@ def tensor_image(t: torch.Tensor, label: str = "<tensor>") -> torch.Tensor:
     return values.expand(3, -1, -1).unsqueeze(0).clamp(0, 1)
 
 
-# ---------------------------------------------------------------------------
-# Converting and resizing
-# ---------------------------------------------------------------------------
-
 
 def to_tensor(img: Image.Image, device=None) -> torch.Tensor:
     """PIL image -> ``(1, 3, H, W)`` float32 tensor with values in ``[0, 1]``."""
@@ -617,10 +444,7 @@ def to_tensor(img: Image.Image, device=None) -> torch.Tensor:
 
 
 def to_pil(t: torch.Tensor) -> Image.Image:
-    """``(1, 3, H, W)`` or ``(3, H, W)`` tensor -> RGB PIL image.
-
-    Values are clamped to ``[0, 1]`` and rounded to the nearest of 256 levels.
-    """
+    """``(1, 3, H, W)`` or ``(3, H, W)`` tensor -> RGB PIL image (clamped to [0, 1], rounded to 256 levels)."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"to_pil expects a torch tensor, not {type(t).__name__}")
     if t.dim() == 4:
@@ -658,14 +482,9 @@ def resize_to(img: Image.Image, width: int, height: int) -> Image.Image:
         raise ValueError(f"cannot resize to {width}x{height}")
     if img.size == (width, height):
         return img.copy()
-    # reducing_gap: for big reductions, first shrink by an integer factor with a
-    # box filter (fast), then finish with Lanczos; the result looks the same.
+    # reducing_gap: a big reduction first shrinks by an integer factor with a box filter (fast), looking the same
     return img.resize((width, height), Image.LANCZOS, reducing_gap=3.0)
 
-
-# ---------------------------------------------------------------------------
-# Saving
-# ---------------------------------------------------------------------------
 
 
 #: What :func:`check_output_path` accepts for each kind of output file.
@@ -678,18 +497,8 @@ OUTPUT_KINDS: dict[str, tuple[str, ...]] = {
 
 
 def check_output_path(path, kind: str = "image", *, inputs=()) -> pathlib.Path:
-    """Make sure a result file of ``kind`` can be written to ``path``; returns it as a ``Path``.
-
-    Call this *before* a long computation, so a typo in the output name fails
-    in a second, not after ten minutes.  Missing parent folders are created.
-    ``kind`` is a key of :data:`OUTPUT_KINDS` (``'image'``, ``'figure'``,
-    ``'json'``, ``'npz'``) and fixes the allowed extensions.  ``inputs`` are
-    the files the computation reads: writing over one of them (the same file
-    after resolving links) is refused.  Raises :class:`ImageError` naming the
-    path if the extension does not fit, if the path is a directory or is not a
-    regular file, if its parent can't be a directory, if it is one of
-    ``inputs``, or if there is no permission to write.
-    """
+    """Before a long computation, make sure a result of ``kind`` (:data:`OUTPUT_KINDS`) can be written to
+    ``path`` and is none of ``inputs``, creating missing folders; else an :class:`ImageError` naming it."""
     label = os.fsdecode(path) if isinstance(path, (str, os.PathLike)) else repr(path)
     if not isinstance(path, (str, os.PathLike)):
         raise _fail(label, "image.output_type", verb="write")
@@ -713,8 +522,7 @@ def check_output_path(path, kind: str = "image", *, inputs=()) -> pathlib.Path:
             raise _fail(label, "image.output_is_input", verb="write", input=os.fsdecode(source))
 
     parent = p.parent
-    # Find the deepest part of the parent path that exists: it must be a folder.
-    existing = parent
+    existing = parent  # the deepest part of the parent path that exists must be a folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if existing.exists() and not existing.is_dir():
@@ -722,23 +530,17 @@ def check_output_path(path, kind: str = "image", *, inputs=()) -> pathlib.Path:
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise _fail(
-            label, "image.cannot_mkdir", verb="write", parent=parent, detail=err.strerror or str(err)
-        ) from None
+        raise _fail(label, "image.cannot_mkdir", verb="write", parent=parent, detail=err.strerror or str(err)) from None
 
     if p.exists() and not p.is_file():
         raise _fail(label, "image.output_not_regular", verb="write")
-    # The honest test of "can I write here?" is to try (os.access is fooled by
-    # read-only file systems, and root passes every os.access check).  Results
-    # are written to a new file beside ``p`` and renamed (fileio.atomic_write),
-    # so the folder must be writable even when ``p`` already exists.
+    # try it (os.access is fooled by read-only file systems and root); atomic_write needs the folder writable
     try:
         with tempfile.TemporaryFile(dir=parent):
             pass
     except OSError as err:
-        raise _fail(
-            label, "image.folder_not_writable", verb="write", parent=parent, detail=err.strerror or str(err),
-        ) from None
+        raise _fail(label, "image.folder_not_writable", verb="write", parent=parent,
+                    detail=err.strerror or str(err)) from None
     if p.exists() and not os.access(p, os.W_OK):
         raise _fail(label, "image.read_only", verb="write")
     return p
@@ -753,13 +555,8 @@ def _same_file(a: pathlib.Path, b: pathlib.Path) -> bool:
 
 
 def save_image(img_or_tensor, path) -> pathlib.Path:
-    """Save a PIL image, a tensor (see :func:`to_pil`) or a numpy array to ``path``.
-
-    The format follows the extension.  The file is written with
-    :func:`teachkit.fileio.atomic_write`, so a failed or interrupted save never
-    leaves half a file (or a temporary file) behind.
-    Returns the path as a ``pathlib.Path``.
-    """
+    """Save a PIL image, a tensor (see :func:`to_pil`) or an array to ``path`` (the format from its extension)
+    with :func:`teachkit.fileio.atomic_write`: never half a file.  Returns the path."""
     p = check_output_path(path)
     label = os.fsdecode(path)
     if isinstance(img_or_tensor, torch.Tensor):
@@ -769,19 +566,17 @@ def save_image(img_or_tensor, path) -> pathlib.Path:
     elif isinstance(img_or_tensor, Image.Image):
         img = img_or_tensor
     else:
-        raise TypeError(
-            f"save_image expects a PIL image, a tensor or an array, not {type(img_or_tensor).__name__}"
-        )
-
+        raise TypeError(f"save_image expects a PIL image, a tensor or an array, not {type(img_or_tensor).__name__}")
     fmt = OUTPUT_EXTENSIONS[p.suffix.lower()]
     keeps_alpha = fmt in ("PNG", "WEBP", "TIFF")
     if img.mode not in ("RGB", "L") and not (keeps_alpha and img.mode == "RGBA"):
         img = _to_rgb(img, "<PIL image>")
     options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-
     try:
         with atomic_write(p) as out:
             img.save(out, format=fmt, **options)
+    except OSError:  # a full disk, no permission: the path and the reason, worded where it is shown
+        raise
     except Exception as err:  # noqa: BLE001 - KeyboardInterrupt passes through (atomic_write cleans up)
         raise _fail(label, "image.save_failed", verb="write", detail=str(err)) from None
     return p

@@ -1,15 +1,9 @@
 """Messages as data: every text teachkit and its app show is an id plus parameters.
 
-The words live in gettext catalogues read with Babel, one file per area and language
-(``teachkit/locale/<lang>/LC_MESSAGES/<domain>.po``; an id is defined in one domain).  A ``msgid`` is
-a stable dotted id (``image.not_found``), its ``msgstr`` the text with ``str.format`` fields.  Code
-raises or reports the id and its parameters, written as literal strings (tests/test_messages.py
-checks them against the catalogues), and whoever shows it renders it in its own language.  A
-parameter named ``detail`` carries another library's English words; a translation may leave it out.
-
-* :func:`text` -- one message's text; :class:`Message` -- a message kept as data;
-* :class:`TeachkitError` -- an error a user can fix (``str(err)`` is English, ``err.text(lang)``);
-* :func:`language` -- the process's: ``--lang`` of the CLI, else the locale (``zh*`` is Chinese)."""
+The words live in gettext catalogues ``teachkit/locale/<lang>/LC_MESSAGES/<domain>.po`` read with Babel (each
+id in one domain, its ``msgstr`` with ``str.format`` fields).  Code names the id as a literal string
+(tests/test_messages.py checks them) and whoever shows it renders it in its own language; a parameter
+``detail`` carries another library's English words.  :func:`language`: ``--lang``, else the locale."""
 
 from __future__ import annotations
 

@@ -1,25 +1,19 @@
-"""The options of a style transfer, declared once: their checks, the ``teachkit transfer`` flags and
-lesson 6's form are all made from :data:`OPTIONS`.
+"""The options of a style transfer, declared once in :data:`OPTIONS`: their checks, the ``teachkit
+transfer`` flags and lesson 6's form are made from it.
 
-Name, type and default are the fields of :class:`teachkit.transfer.TransferConfig` (read from the
-dataclass, never repeated); one :class:`Option` per field adds what a surface needs: bounds, choices,
-the command-line spelling, where lesson 6 shows it, the cap a classroom server enforces.  The words
-are catalogue messages (``options.po``): ``option.<name>``, ``option.<name>.help``,
-``option.<name>.<value>``.  :func:`check_config` validates a config against the declaration
-(:func:`teachkit.transfer.schedule` calls it); :func:`add_cli_arguments` / :func:`config_from_args`
-and :func:`form_field` / :func:`config_from_form` are the two surfaces (teachkit never imports
-Streamlit: the page only draws the fields).  tyro or jsonargparse would make neither the form nor
-the bilingual words, and would change the CLI's spelling.
+Name, type and default are TransferConfig's fields; an :class:`Option` adds bounds, choices, the flag,
+lesson 6's place and the served cap.  The words are catalogue messages ``option.<name>[.help|.<value>]``.
+(tyro or jsonargparse would make neither the form nor the bilingual words.)
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 import types
 import typing
-import unicodedata
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -30,7 +24,7 @@ from .transfer import DTYPES, INITS, NORMALIZATION_DEFAULTS, OPTIMIZERS, PRESETS
 
 __all__ = ["Option", "OPTIONS", "option", "lesson_options", "served_caps", "over_caps", "check_config",
            "add_cli_arguments", "config_from_args", "FormField", "form_field", "form_value", "config_from_form",
-           "ListError", "parse_list", "value_type", "display_width", "POOLINGS", "SEED_MAX", "WIDGET_INT_MAX"]
+           "ListError", "parse_list", "value_type", "POOLINGS", "SEED_MAX", "WIDGET_INT_MAX"]
 
 #: the largest seed: a signed 64-bit number, as torch.Generator.manual_seed, numpy and the JSON log hold it
 SEED_MAX = 2**63 - 1
@@ -40,16 +34,9 @@ WIDGET_INT_MAX = 2**53 - 1
 
 @dataclass(frozen=True)
 class Option:
-    """What the surfaces need to know about one TransferConfig field besides its type and default.
-
-    ``low``/``high``: the bounds (of each item, for a tuple field; ``low_open``: ``> low``);
-    ``choices``; ``kind`` 'layer'/'layers' (the backbone's layer names); ``flag`` the command-line
-    spelling ('' -> ``--`` + the name with dashes; None: not on the command line); ``lesson`` 'main',
-    'more' (lesson 6's "More options") or None; ``widget`` ('slider', 'radio') where the type alone
-    does not decide; ``step``; ``lesson_default`` where the form starts if not at the classroom
-    preset; ``served_max`` the cap a classroom server enforces for visitors, held by the served
-    limits' attribute ``cap`` (``teachkit.lessons.jobs.JobLimits``, which an operator may lower).
-    """
+    """What the surfaces need to know about one TransferConfig field besides its type and default: bounds
+    (of each item of a tuple), ``flag`` ('': ``--name``; None: none), lesson 6's section ('main', 'more'),
+    ``served_max``, the cap a server enforces, held by ``JobLimits.<cap>`` (an operator may lower it)."""
 
     name: str
     low: float | None = None
@@ -68,12 +55,12 @@ class Option:
 
     @property
     def default(self) -> Any:
-        """TransferConfig()'s value of this field (the one declaration of the default)."""
+        """TransferConfig()'s value of this field."""
         return getattr(TransferConfig(), self.name)
 
     @property
     def type(self) -> type:
-        """The field's value type: int, float, str or bool; for a tuple field, the type of an item."""
+        """int, float, str or bool (of an item, for a tuple field)."""
         return value_type(self.name)[0]
 
     @property
@@ -101,8 +88,7 @@ class Option:
         return text(f"option.{self.name}.{value}", lang)
 
     def parse(self, raw: str) -> Any:
-        """A command-line / text-box string -> the field's value (a tuple for a list field; ``None``
-        for an empty list box).  ValueError (a catalogue message) on a bad string."""
+        """A command-line / text-box string -> the field's value (None: an empty list box)."""
         if self.is_list:
             return parse_list(raw, self.type)
         return self.type(raw)
@@ -122,7 +108,7 @@ class Option:
         return self.high is None or v <= self.high
 
     def refusal(self, value: Any) -> "ConfigError":
-        """The error for a ``value`` outside the declaration: the field, the rule and the value."""
+        """The error naming the field, the rule and the value."""
         if self.choices is not None:
             return ConfigError("config.choice", name=self.name, choices=", ".join(self.choices), value=repr(value))
         whole = self.type is int
@@ -136,25 +122,16 @@ class Option:
                            value=repr(value))
 
 
+@functools.cache
 def value_type(name: str) -> tuple[type, bool, bool]:
-    """(the item type, whether the field is a tuple, whether it may be None) of TransferConfig field
-    ``name``, from its annotation."""
-    inner, optional = _hints()[name], False
+    """(item type, is a tuple, may be None) of TransferConfig field ``name``, from its annotation."""
+    inner, optional = typing.get_type_hints(TransferConfig)[name], False
     if typing.get_origin(inner) in (typing.Union, types.UnionType):  # 'X | None' -> X
         optional = type(None) in typing.get_args(inner)
         inner = next(a for a in typing.get_args(inner) if a is not type(None))
     if typing.get_origin(inner) is tuple:
         return typing.get_args(inner)[0], True, optional
     return inner, False, optional
-
-
-_HINTS: dict[str, Any] = {}
-
-
-def _hints() -> dict[str, Any]:
-    if not _HINTS:
-        _HINTS.update(typing.get_type_hints(TransferConfig))
-    return _HINTS
 
 
 class ListError(InputError):
@@ -174,8 +151,6 @@ def parse_list(raw: str, kind: type = float) -> tuple | None:
     except ValueError:
         raise ListError(raw, kind) from None
 
-
-# ---- the declaration: in the form's order (main row, "More options"), the CLI-only ones last ----------
 
 OPTIONS: tuple[Option, ...] = (
     Option("size", low=16, step=16, lesson="main", widget="slider", served_max=512, cap="max_size"),
@@ -225,10 +200,8 @@ def served_caps() -> dict[str, float]:
 
 
 def over_caps(sched, caps: Mapping[str, float]) -> list[Message]:
-    """What ``sched`` (a :class:`teachkit.transfer.Schedule`) asks beyond the served caps in force
-    (``caps`` by attribute name, e.g. ``dataclasses.asdict(JobLimits())``): one message each.  Steps
-    count over all scales; no size (the content's own) is beyond any cap; L-BFGS's memory only counts
-    with L-BFGS."""
+    """One message per value of ``sched`` beyond the served ``caps`` in force (by attribute name); steps
+    count over all scales, no size (the content's own) is beyond the cap, L-BFGS's memory only with L-BFGS."""
     cfg, out = sched.config, []
     for o in OPTIONS:
         if not o.cap or (o.name == "history_size" and cfg.optimizer != "lbfgs"):
@@ -241,8 +214,7 @@ def over_caps(sched, caps: Mapping[str, float]) -> list[Message]:
 
 
 def check_config(config: TransferConfig) -> None:
-    """Raise :class:`teachkit.transfer.ConfigError` for the first value outside its declaration (type,
-    bounds, choices), then for what must hold between fields."""
+    """Raise a ConfigError for the first value outside its declaration, then for what must hold between fields."""
     for o in OPTIONS:
         value = getattr(config, o.name)
         if value is None and o.nullable:
@@ -263,9 +235,6 @@ def check_config(config: TransferConfig) -> None:
         raise ConfigError("config.style_weights", value=repr(tuple(config.style_weights)))
     if config.scales is not None and (not config.scales or list(config.scales) != sorted(set(config.scales))):
         raise ConfigError("config.scales", value=repr(tuple(config.scales)))
-
-
-# ---- the command line --------------------------------------------------------------------------------
 
 
 def _show(value: Any) -> str:
@@ -306,8 +275,7 @@ _LIST_METAVARS = {str: "NAME,...", float: "X,...", int: "N,..."}
 
 
 def add_cli_arguments(parser, lang: str | None = None) -> None:
-    """Add one argparse option per declared option with a flag; each defaults to None ("not given"),
-    so the preset and TransferConfig supply the values (:func:`config_from_args`)."""
+    """One argparse option per declared flag, defaulting to None so that the preset supplies the value."""
     for o in OPTIONS:
         if o.cli_flag is None:
             continue
@@ -337,15 +305,10 @@ def config_from_args(args, preset: str = "default") -> TransferConfig:
     return TransferConfig.preset(preset, **given)
 
 
-# ---- lesson 6's form ------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class FormField:
-    """One widget of lesson 6's form, without Streamlit: ``widget`` ('slider', 'number', 'radio',
-    'select', 'multiselect', 'toggle', 'text'), its bounds (the served cap as maximum), start ``value``,
-    choices and their words, ``key`` (``p6_<name>``, plus ``_<normalization>`` for the weights, which
-    start at each normalisation's defaults) and ``none_value``, the widget value that means None."""
+    """One widget of lesson 6's form, without Streamlit; ``key`` ends in the normalisation for the weights
+    (which start at its defaults); ``none_value`` is the widget value that means None."""
 
     name: str
     widget: str
@@ -364,9 +327,8 @@ class FormField:
 
 def form_field(name: str, lang: str, *, caps: Mapping[str, float] | None = None, layers: tuple = (),
                chosen: Mapping[str, Any] | None = None, start: TransferConfig | None = None) -> FormField:
-    """The widget of option ``name`` in lesson 6's form, in ``lang``.  ``caps``: the served caps in
-    force by attribute name (default the declared ones); ``layers``: the backbone's layer names;
-    ``chosen``: the earlier widgets' values (the normalisation); ``start``: default the classroom preset."""
+    """The widget of option ``name`` in lesson 6's form: ``caps`` the served caps in force, ``layers`` the
+    backbone's, ``chosen`` the earlier widgets' values, ``start`` the classroom preset by default."""
     o = option(name)
     if not o.lesson:
         raise ValueError(f"{name} is not in lesson 6's form")
@@ -418,9 +380,8 @@ def form_field(name: str, lang: str, *, caps: Mapping[str, float] | None = None,
 
 
 def form_value(name: str, raw: Any) -> Any:
-    """The field value of option ``name`` from its widget's value: a text box is parsed (an empty
-    one is None; :class:`ListError` if it is not a list), a number 0 where 0 is refused (the step
-    length) means None ("automatic"), a multiselect's list becomes a tuple."""
+    """The field value of option ``name`` from its widget's: a text box parsed (empty: None), 0 where 0 is
+    refused (the step length) None, a multiselect's list a tuple."""
     o = option(name)
     if isinstance(raw, str) and (o.is_list or o.type is not str):
         return o.parse(raw) if raw.strip() else None
@@ -433,11 +394,5 @@ def form_value(name: str, raw: Any) -> Any:
 
 
 def config_from_form(values: Mapping[str, Any], **fixed: Any) -> TransferConfig:
-    """The TransferConfig of the form's values (:func:`form_value`; :class:`ListError` on a bad text box)
-    and the ``fixed`` fields the page sets itself; the others keep TransferConfig's defaults."""
+    """The TransferConfig of the form's values and the ``fixed`` fields the page sets itself."""
     return TransferConfig(**{**{n: form_value(n, v) for n, v in values.items()}, **fixed})
-
-
-def display_width(s: str) -> int:
-    """Columns a string takes in a proportional UI font, roughly: wide (CJK) characters count 2."""
-    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in s)

@@ -1,6 +1,9 @@
-"""Before class: build everything the lessons show by default into the cache (``teachkit prepare``): lesson
-1's atlas, finished transfers with their frames (lessons 2, 6), lesson 4's reconstructions, lesson 5's
-textures; each a folder under ``<cache>/prepared/<backbone>/`` whose ``meta.json``, written last, marks it done."""
+"""Before class: build everything the lessons show by default into the cache (``teachkit prepare``).
+
+Lesson 1's atlas (of the sample photos, or of the class's own: ``--photos``) and what its default units
+want to see, a gallery of finished transfers with their frames (lessons 2 and 6), lesson 4's reconstructions
+and lesson 5's textures, each a folder under ``<cache>/prepared/<backbone>/`` with a ``meta.json`` written last
+(without it, unfinished)."""
 
 from __future__ import annotations
 
@@ -18,8 +21,8 @@ from .messages import InputError, Message, text
 from .progress import Progress, ProgressCallback, report
 
 __all__ = ["CONTENT_LAYERS", "GALLERY", "KINDS", "Prepared", "Recipe", "FAST", "FULL", "frame_steps", "load",
-           "prepare", "prepare_atlas", "prepare_content", "prepare_texture", "prepare_transfer", "prepared_root",
-           "add_prepare_parser", "cmd_prepare"]
+           "prepare", "prepare_atlas", "prepare_content", "prepare_texture", "prepare_transfer", "prepare_visualize",
+           "prepared_root", "prepare_photos", "prepared_photos", "MAX_PHOTOS", "add_prepare_parser", "cmd_prepare"]
 
 #: the finished transfers of the gallery (content sample, style sample): lessons 2 and 6
 GALLERY: tuple[tuple[str, str], ...] = (
@@ -31,7 +34,9 @@ GALLERY: tuple[tuple[str, str], ...] = (
 #: lesson 4: the layers a photo is rebuilt from (shallow -> deep)
 #: (named after the ReLU, as the engine reads them)
 CONTENT_LAYERS: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_2", "relu4_2", "relu5_2")
-KINDS = ("atlas", "gallery", "content", "texture")
+KINDS = ("atlas", "visualize", "gallery", "content", "texture")
+#: ``--photos``: a folder of more photos than this is refused (``--max-photos``)
+MAX_PHOTOS = 1000
 
 
 @dataclass(frozen=True)
@@ -45,13 +50,15 @@ class Recipe:
     texture_size: int = 96
     texture_steps: int = 40
     atlas_size: int | None = None  #: None: teachkit.patches' default scan size
+    visualize_size: int = 128
+    visualize_steps: int = 128
 
 
 #: what ``teachkit prepare`` builds (README: its time, with the machine)
 FULL = Recipe()
 #: tiny results for tests and very slow machines (``--fast``)
 FAST = Recipe(transfer_size=32, transfer_steps=3, content_size=32, content_steps=2, texture_size=32,
-              texture_steps=2, atlas_size=48)
+              texture_steps=2, atlas_size=48, visualize_size=32, visualize_steps=2)
 
 
 def prepared_root(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -215,20 +222,79 @@ def prepare_texture(net, style: str, recipe: Recipe = FULL, cache_dir=None,
                            textures, recipe.texture_size, recipe.texture_steps, cache_dir, callback, force)
 
 
-def prepare_atlas(net, dataset: str = "sample", recipe: Recipe = FULL, cache_dir=None,
-                  callback: ProgressCallback | None = None):
+def prepare_atlas(net, dataset="sample", recipe: Recipe = FULL, cache_dir=None,
+                  callback: ProgressCallback | None = None, **options):
     """Lesson 1: the atlas of ``dataset`` for the style layers, k = 9 (from the cache, or scanned)."""
     from .features import DEFAULT_STYLE_LAYERS
     from .patches import get_atlas
 
     atlas_cache = None if cache_dir is None else Path(cache_dir) / "atlases"
     return get_atlas(dataset, backbone=_net(net), layers=DEFAULT_STYLE_LAYERS, k=9,
-                     image_size=recipe.atlas_size, callback=callback, cache_dir=atlas_cache)
+                     image_size=recipe.atlas_size, callback=callback, cache_dir=atlas_cache, **options)
+
+
+def photo_folder(folder, max_photos: int = MAX_PHOTOS):
+    """The folder of the class's photos as a dataset, refused (one message) if it holds more than ``max_photos``."""
+    from .datasets import DatasetError, FolderDataset
+
+    try:
+        return FolderDataset(folder, max_files=max_photos)
+    except DatasetError as err:
+        if err.msg_id == "dataset.too_many_files":
+            raise DatasetError("prepare.too_many_photos", folder=str(folder), limit=max_photos) from None
+        raise
+
+
+def prepare_photos(net, folder, recipe: Recipe = FULL, cache_dir=None, callback: ProgressCallback | None = None,
+                   stop=None, max_photos: int = MAX_PHOTOS):
+    """Lesson 1's atlas of a folder of the class's own photos (a path, at most ``max_photos``, or
+    :func:`photo_folder`'s dataset).  A stopped scan is kept in the cache and the next call goes on from
+    there; once complete, lesson 1 shows it by default (:func:`prepared_photos`)."""
+    from .datasets import DatasetError, FolderDataset
+
+    ds = folder if isinstance(folder, FolderDataset) else photo_folder(folder, max_photos)
+    net = _net(net)
+    atlas = prepare_atlas(net, ds, recipe, cache_dir, callback, stop=stop, resume=True)
+    if atlas.complete and not atlas.n_images:
+        raise DatasetError("prepare.no_readable_photos", folder=ds.label, n=len(ds))
+    if atlas.complete:
+        item = _item_dir(prepared_root(cache_dir), net.name, "atlas", "photos")
+        item.mkdir(parents=True, exist_ok=True)
+        _finish(item, {"kind": "atlas", "folder": str(ds.root), "images": [], "n_images": atlas.n_images,
+                       "n_skipped": atlas.meta["n_skipped"], "fingerprint": ds.fingerprint})
+    return atlas
+
+
+def prepared_photos(backbone: str = "vgg19", cache_dir=None) -> str | None:
+    """The folder ``teachkit prepare --photos`` made lesson 1's atlas of, if it is still there."""
+    done = load("atlas", "photos", backbone=backbone, cache_dir=cache_dir)
+    folder = done.meta.get("folder") if done else None
+    return folder if isinstance(folder, str) and Path(folder).is_dir() else None
+
+
+def prepare_visualize(net, layer: str, unit: int, recipe: Recipe = FULL, cache_dir=None,
+                      callback: ProgressCallback | None = None, force: bool = False) -> Prepared:
+    """Lesson 1: what one unit wants to see (:func:`teachkit.visualize.visualize`)."""
+    from .visualize import visualize
+
+    net = _net(net)
+    if not force and (done := load("visualize", layer, str(unit), backbone=net.name, cache_dir=cache_dir)):
+        return done
+    folder = _item_dir(prepared_root(cache_dir), net.name, "visualize", layer, str(unit))
+    folder.mkdir(parents=True, exist_ok=True)
+    r = visualize(net, layer, unit, recipe.visualize_size, recipe.visualize_steps, callback=callback,
+                  image_every=recipe.visualize_steps)
+    if r.stopped:
+        raise KeyboardInterrupt  # a cancelled preparation keeps nothing
+    image = {"file": _save_png(r.image, folder / "unit.png"), "label": f"{layer} #{unit}", "activation": r.activation}
+    _finish(folder, {"kind": "visualize", "images": [image], "size": recipe.visualize_size, "steps": r.steps,
+                     "seconds": r.seconds, "weights_id": net.weights_id})
+    return load("visualize", layer, str(unit), backbone=net.name, cache_dir=cache_dir)
 
 
 #: seconds of one core each part of FULL takes on a 2-core AVX2 laptop (README: ``teachkit prepare``), the first
 #: estimate; the sample atlas is shipped (a scan of another dataset is not estimated)
-PART_SECONDS = {"atlas": 0.0, "gallery": 47.0, "content": 61.0, "texture": 13.5}
+PART_SECONDS = {"atlas": 0.0, "visualize": 26.0, "gallery": 47.0, "content": 61.0, "texture": 13.5}
 
 
 class _Pace:
@@ -252,9 +318,10 @@ class _Pace:
 
 def prepare(net=None, kinds: Sequence[str] = KINDS, recipe: Recipe = FULL, cache_dir=None,
             callback: ProgressCallback | None = None, force: bool = False, log=None,
-            dataset: str = "sample") -> dict[str, float]:
-    """Everything of ``kinds`` for the default lessons; returns the seconds each kind took.
+            dataset="sample") -> dict[str, float]:
+    """Everything of ``kinds`` for the default lessons (lesson 1's of ``dataset``); returns the seconds each kind took.
     ``log`` is called with a :class:`~teachkit.messages.Message` as each part starts."""
+    from .features import DEFAULT_STYLE_LAYERS
     from .samples import DEFAULT_CONTENT, list_samples
 
     unknown = [k for k in kinds if k not in KINDS]
@@ -263,7 +330,8 @@ def prepare(net=None, kinds: Sequence[str] = KINDS, recipe: Recipe = FULL, cache
     net = _net(net)
     styles = len(list_samples()["style"])
     say = _Pace(log or (lambda text: None), [k for k in KINDS if k in kinds for _ in
-                                             range({"gallery": len(GALLERY), "texture": styles}.get(k, 1))])
+                                             range({"gallery": len(GALLERY), "texture": styles,
+                                                    "visualize": len(DEFAULT_STYLE_LAYERS)}.get(k, 1))])
     seconds: dict[str, float] = {}
     for kind in KINDS:
         if kind not in kinds:
@@ -272,6 +340,12 @@ def prepare(net=None, kinds: Sequence[str] = KINDS, recipe: Recipe = FULL, cache
         if kind == "atlas":
             say(Message("progress.prepare_atlas", dataset=dataset))
             prepare_atlas(net, dataset, recipe, cache_dir, callback)
+        elif kind == "visualize":
+            from .visualize import default_units
+
+            for layer, unit in default_units(prepare_atlas(net, dataset, recipe, cache_dir)):
+                say(Message("progress.visualize", layer=layer, unit=unit))
+                prepare_visualize(net, layer, unit, recipe, cache_dir, callback, force)
         elif kind == "gallery":
             for content, style in GALLERY:
                 say(Message("progress.prepare_gallery", content=content, style=style))
@@ -297,6 +371,9 @@ def add_prepare_parser(sub) -> None:
     p.add_argument("--only", nargs="+", choices=KINDS, metavar="KIND", help=words("prepare.help.only",
                                                                                  kinds=", ".join(KINDS)))
     p.add_argument("--dataset", default="sample", help=words("prepare.help.dataset"))
+    p.add_argument("--photos", metavar="DIR", help=words("prepare.help.photos"))
+    p.add_argument("--max-photos", type=int, default=MAX_PHOTOS, metavar="N",
+                   help=words("prepare.help.max_photos", default=MAX_PHOTOS))
     p.add_argument("--cache", metavar="DIR", help=words("prepare.help.cache"))
     p.add_argument("--threads", type=int, default=None, metavar="N", help=words("prepare.help.threads"))
     p.add_argument("--fast", action="store_true", help=words("prepare.help.fast"))
@@ -310,20 +387,38 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
     from tqdm.auto import tqdm
 
+    from .fileio import check_int
     from .progress import TqdmReporter
 
     recipe = FAST if args.fast else FULL
     if args.threads is not None:  # an option, not OMP_NUM_THREADS=1: the same on every OS's shell
         import torch
 
-        from .fileio import check_int
-
         torch.set_num_threads(check_int("--threads", args.threads, 1))
+    kinds, seconds = list(args.only or KINDS), {}
+    photos = args.photos and "atlas" in kinds and photo_folder(args.photos, check_int("--max-photos", args.max_photos, 1))
     net = _net(args.backbone)
+    if photos:  # the class's photos: Ctrl-C stops the scan, and the same command goes on from there
+        from .cli import ctrl_c_stops, say_skipped
+
+        kinds.remove("atlas")
+        t0, bar = time.perf_counter(), TqdmReporter(desc="photos", unit="img")
+        with ctrl_c_stops() as stop:
+            try:
+                atlas = prepare_photos(net, photos, recipe, args.cache, bar, stop)
+            finally:
+                bar.close()
+        say_skipped(atlas.meta)
+        if not atlas.complete:
+            print(text("prepare.photos_stopped", done=atlas.meta["end"], total=atlas.meta["dataset_size"]),
+                  file=sys.stderr)
+            return 130
+        print(text("prepare.photos_done", n=atlas.n_images, folder=photos.label))
+        seconds["atlas"] = time.perf_counter() - t0
     bar = TqdmReporter(desc="prepare")
     try:  # each part's line above the bar (tqdm.write), the bar redrawn under it
-        seconds = prepare(net, args.only or KINDS, recipe, args.cache, bar, args.force,
-                          log=lambda msg: tqdm.write(msg.text(), file=sys.stderr), dataset=args.dataset)
+        seconds.update(prepare(net, kinds, recipe, args.cache, bar, args.force,
+                               log=lambda msg: tqdm.write(msg.text(), file=sys.stderr), dataset=photos or args.dataset))
     finally:
         bar.close()
     print(text("prepare.done", folder=prepared_root(args.cache) / net.name,

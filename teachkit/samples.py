@@ -23,8 +23,7 @@ _fail = ImageError.about
 
 
 def package_data_dir(package: str) -> pathlib.Path:
-    """The data folder inside an installed package (``skimage`` or ``matplotlib``); FileNotFoundError if
-    it is not installed."""
+    """The data folder inside an installed package (``skimage`` or ``matplotlib``); FileNotFoundError if none."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.origin:
         raise FileNotFoundError(f"the package {package!r} is not installed (its sample photos are needed)")
@@ -32,7 +31,6 @@ def package_data_dir(package: str) -> pathlib.Path:
     return {"skimage": root / "data", "matplotlib": root / "mpl-data" / "sample_data"}.get(package, root)
 
 
-# ---- bundled photos: files inside skimage/data, read directly ----
 _CONTENT_FILES = {
     "chelsea": "chelsea.png",  # Chelsea the cat: fur, whiskers, strong edges
     "astronaut": "astronaut.png",  # Eileen Collins, NASA portrait
@@ -79,8 +77,7 @@ def sample_style(name: str = DEFAULT_STYLE, size=512) -> Image.Image:
     the same name and size always give the same pixels."""
     if name not in _STYLE_PAINTERS:
         raise _unknown_sample(name)
-    if size is None:
-        size = 512
+    size = 512 if size is None else size
     if isinstance(size, (tuple, list)) and len(size) == 2:
         width, height = size
     else:
@@ -94,7 +91,7 @@ def sample_image(name: str, size=None) -> Image.Image:
     if name in _CONTENT_FILES:
         return sample_content(name, size)
     if name in _STYLE_PAINTERS:
-        return sample_style(name, size if size is not None else 512)
+        return sample_style(name, size)
     raise _unknown_sample(name)
 
 
@@ -115,9 +112,8 @@ def resolve_image(spec, size: int | None = None, *, name: str | None = None) -> 
     return load_image(spec, size=size, name=None if isinstance(spec, (str, os.PathLike)) else name)
 
 
-# ---- generated style images ----
-# Each painter takes (width, height) and returns an H x W x 3 float array in [0, 1]; positions are in
-# units of the long side (the same picture at every resolution) and seeds are fixed.
+# The style painters: each takes (width, height) and returns an H x W x 3 float array in [0, 1]; positions
+# are in units of the long side (the same picture at every resolution) and seeds are fixed.
 
 
 @functools.lru_cache(maxsize=8)
@@ -153,12 +149,8 @@ def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
 
 
 def _paint_stained_glass(width: int, height: int) -> np.ndarray:
-    """A Voronoi mosaic: glowing pieces of coloured glass held by dark lead lines.
-    The "glass pieces" are the Voronoi cells of points scattered on a jittered
-    grid (one point per grid square), so the nearest point of any pixel is in
-    the 3x3 neighbourhood of its grid square -- we never compare against all
-    points.  The lead lines are the pixels close to the border between the
-    nearest and second-nearest point."""
+    """A Voronoi mosaic: glowing pieces of coloured glass (the cells of points on a jittered grid, so a
+    pixel's nearest point is in its grid square's 3x3 neighbourhood) held by dark lead lines."""
     rng = np.random.default_rng(1887)
     n = 9  # grid squares across the long side
     x, y, px = _grid(width, height)
@@ -175,7 +167,6 @@ def _paint_stained_glass(width: int, height: int) -> np.ndarray:
     val = rng.uniform(0.65, 1.0, (rows, cols))
     colours = _hsv(hue % 1.0, sat, val)
 
-    # Number the points 0, 1, 2, ... (row by row) and keep their x and y apart.
     point_x = points[..., 0].ravel().astype(np.float32)
     point_y = points[..., 1].ravel().astype(np.float32)
     colours = colours.reshape(-1, 3)
@@ -213,12 +204,8 @@ def _paint_stained_glass(width: int, height: int) -> np.ndarray:
 
 
 def _paint_swirls(width: int, height: int) -> np.ndarray:
-    """Swirling brush strokes, made by line integral convolution (LIC).
-    A flow is made of a few whirlpools (vortices).  LIC smears random noise
-    along the flow: each pixel averages the noise met when walking a short way
-    forwards and backwards along the stream, which gives streaks that follow
-    the swirls like brush strokes.  Colours come in bands that also follow the
-    streamlines."""
+    """Swirling brush strokes: line integral convolution smears random noise along the flow of a few
+    vortices (streaks like brush strokes), coloured in bands along the streamlines."""
     rng = np.random.default_rng(1889)
     # Work at half resolution (strokes a couple of pixels wide, a quarter of the pixels to smear).
     w, h = max(8, (width + 1) // 2), max(8, (height + 1) // 2)
@@ -270,9 +257,7 @@ def _paint_swirls(width: int, height: int) -> np.ndarray:
 
 
 def _paint_rings(width: int, height: int) -> np.ndarray:
-    """Overlapping discs of concentric coloured rings, in the manner of Kandinsky.
-    Discs are painted from the largest to the smallest ("painter's algorithm"):
-    each new disc simply covers what is below it."""
+    """Overlapping discs of concentric coloured rings, in the manner of Kandinsky, painted largest first."""
     rng = np.random.default_rng(1913)
     x, y, px = _grid(width, height)
     xf = np.broadcast_to(x, (height, width))
@@ -344,9 +329,5 @@ def _paint_waves(width: int, height: int) -> np.ndarray:
     return rgb * (1.0 - 0.85 * outline[..., None])
 
 
-_STYLE_PAINTERS = {
-    "stained_glass": _paint_stained_glass,
-    "swirls": _paint_swirls,
-    "rings": _paint_rings,
-    "waves": _paint_waves,
-}
+_STYLE_PAINTERS = {"stained_glass": _paint_stained_glass, "swirls": _paint_swirls, "rings": _paint_rings,
+                   "waves": _paint_waves}

@@ -1,14 +1,11 @@
-"""``teachkit app``: serve the classroom app from any folder, with the classroom settings.
-
-The app is the Streamlit script ``teachkit/lessons/app.py`` (it ships inside the wheel), run in a child
-process (teachkit never imports Streamlit).  :data:`SETTINGS` is the one place of the served settings:
-``teachkit app`` passes each to ``streamlit run`` as a flag, which beats any config file or variable;
-the repository's ``.streamlit/config.toml`` holds the same values (a test keeps them equal).  At start
-it prints the addresses for students (found without sending anything) and a QR code of it."""
+"""``teachkit app``: serve the classroom app (``teachkit/lessons/app.py``, in the wheel) from any folder in a
+Streamlit child process, with :data:`SETTINGS` passed as flags (they beat any config file; the repository's
+``.streamlit/config.toml`` holds the same values), and print the students' address and its QR code."""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import socket
 import subprocess
@@ -19,9 +16,8 @@ from .messages import TeachkitError, text
 
 __all__ = ["SETTINGS", "entry_script", "streamlit_flags", "lan_addresses", "add_app_parser", "cmd_app"]
 
-#: The served settings: Streamlit option -> value.  ``server.maxUploadSize`` is the default; ``teachkit app
-#: --upload-mb`` (and ``make run UPLOAD_MB=``) changes it, and the app checks at start that the server's limit
-#: is not larger than its own (teachkit.lessons.uploads.check_served_limits).
+#: The served settings: Streamlit option -> value (``--upload-mb`` replaces ``server.maxUploadSize``; the app
+#: checks that the server's limit is not above its own: teachkit.lessons.uploads.check_served_limits).
 SETTINGS: dict[str, object] = {
     "server.headless": True,  # no browser opened on the server
     "server.maxUploadSize": 10,  # MB per request: the server refuses more, whatever the browser does
@@ -42,6 +38,7 @@ SETTINGS: dict[str, object] = {
 }
 
 DEFAULT_PORT = 8501
+UPLOAD_MB_LIMIT = 100  #: the largest --upload-mb (a photo is far smaller; the app's storage bounds grow with it)
 
 
 class AppError(TeachkitError, ValueError):
@@ -82,7 +79,7 @@ def streamlit_flags(upload_mb: int | None = None, port: int | None = None, local
 
 def lan_addresses() -> list[str]:
     """This computer's IPv4 addresses on its networks (not 127.x), the class network's first likely; nothing
-    is sent (a UDP socket "connected" to a private address only asks which interface would be used)."""
+    is sent (a UDP socket "connected" to a private address only chooses the interface)."""
     found: list[str] = []
     for probe in _PRIVATE_PROBES:
         try:
@@ -97,8 +94,8 @@ def lan_addresses() -> list[str]:
 
 
 def _print_qr(url: str) -> None:
-    """A QR code of ``url`` in the terminal (half-block characters; plain blocks where the console's
-    encoding lacks them).  Silently nothing if segno is missing."""
+    """A QR code of ``url`` in the terminal (plain blocks where the console lacks half blocks); nothing
+    without segno."""
     try:
         import segno
     except ImportError:
@@ -110,9 +107,6 @@ def _print_qr(url: str) -> None:
         code.terminal(border=2)
 
 
-# ---- the command line: ``teachkit app`` ---------------------------------------------------------
-
-
 def _whole(low: int, high: float, msg_id: str):
     """An argparse ``type``: a whole number from ``low`` to ``high``, else message ``msg_id``."""
 
@@ -122,22 +116,23 @@ def _whole(low: int, high: float, msg_id: str):
         except ValueError:
             number = low - 1
         if not low <= number <= high:
-            raise argparse.ArgumentTypeError(text(msg_id, value=repr(value)))
+            raise argparse.ArgumentTypeError(text(msg_id, value=repr(value), high=high))
         return number
 
     return parse
 
 
 _port = _whole(1, 65535, "serve.bad_port")
-_positive_int = _whole(1, float("inf"), "serve.bad_number")
+_upload_mb = _whole(1, UPLOAD_MB_LIMIT, "serve.bad_upload_mb")
 _seconds = _whole(0, float("inf"), "serve.bad_seconds")
 
 
 def _default_upload_mb() -> int:
     try:
-        return max(1, int(os.environ.get("TEACHKIT_UPLOAD_MAX_MB", "").strip() or SETTINGS["server.maxUploadSize"]))
+        mb = int(os.environ.get("TEACHKIT_UPLOAD_MAX_MB", "").strip() or SETTINGS["server.maxUploadSize"])
     except ValueError:
-        return int(SETTINGS["server.maxUploadSize"])
+        mb = int(SETTINGS["server.maxUploadSize"])
+    return min(max(1, mb), UPLOAD_MB_LIMIT)
 
 
 def add_app_parser(sub) -> None:
@@ -147,8 +142,8 @@ def add_app_parser(sub) -> None:
     p.add_argument("--port", type=_port, default=DEFAULT_PORT, help=words("serve.help.port", default=DEFAULT_PORT))
     p.add_argument("--local", action="store_true", help=words("serve.help.local"))
     upload_mb = _default_upload_mb()
-    p.add_argument("--upload-mb", type=_positive_int, default=upload_mb, metavar="MB",
-                   help=words("serve.help.upload_mb", default=upload_mb))
+    p.add_argument("--upload-mb", type=_upload_mb, default=upload_mb, metavar="MB",
+                   help=words("serve.help.upload_mb", default=upload_mb, limit=UPLOAD_MB_LIMIT))
     p.add_argument("--data-root", metavar="DIR", default=None, help=words("serve.help.data_root"))
     p.add_argument("--demo-seconds", type=_seconds, default=None, metavar="S", help=words("serve.help.demo_seconds"))
     p.add_argument("--no-qr", action="store_true", help=words("serve.help.no_qr"))
@@ -164,11 +159,26 @@ def app_environment(args: argparse.Namespace, base: dict | None = None) -> dict[
         if not root.is_dir():
             raise AppError("serve.data_root_missing", path=str(root))
         env["TEACHKIT_DATA_ROOT"] = str(root.resolve())
+        if root.resolve() in (Path(root.resolve().anchor), Path.home().resolve()):
+            print(text("serve.data_root_wide", path=env["TEACHKIT_DATA_ROOT"]), file=sys.stderr)
     if getattr(args, "lang", None):  # the pages open in --lang without ?lang= in their address
         env["TEACHKIT_LANG"] = args.lang
     if args.demo_seconds is not None:
         env["TEACHKIT_DEMO_SECONDS"] = str(args.demo_seconds)
     return env
+
+
+def check_port_free(port: int, local: bool) -> None:
+    """AppError (one line) when something listens on ``port`` already, before anything is printed."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        if os.name != "nt":  # as the server binds: a port left in TIME_WAIT is free (on Windows this would steal it)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1" if local else "0.0.0.0", port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise AppError("serve.port_busy", port=port) from None
 
 
 def cmd_app(args: argparse.Namespace) -> int:
@@ -177,6 +187,7 @@ def cmd_app(args: argparse.Namespace) -> int:
 
     if importlib.util.find_spec("streamlit") is None:
         raise AppError("serve.no_streamlit")
+    check_port_free(args.port, args.local)
     command = [sys.executable, "-m", "streamlit", "run", str(entry_script()),
                *streamlit_flags(args.upload_mb, args.port, args.local)]
 

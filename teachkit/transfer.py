@@ -2,37 +2,21 @@ r"""Neural style transfer -- THE optimisation loop of teachkit::
 
     J(G) = alpha * J_content(C, G) + beta * J_style(S, G)  (+ w_tv * TV(G))
 
-Start from G0 (white noise, the content, or the two blended), feed G through VGG, compute the costs of
-:mod:`teachkit.costs` against fixed targets (``a[l](C)``, ``G[l](S)``), backpropagate to the pixels of
-G and step; repeat.  The pieces, in reading order:
+G0 (noise, the content or both blended) goes through VGG; the costs of :mod:`teachkit.costs` against fixed
+targets are backpropagated to G's pixels; step; repeat.  In reading order: :class:`TransferConfig` (its
+bounds and words in :mod:`teachkit.options`); :func:`schedule`, the one resolving of a config without a
+network; :class:`Descent`, one optimisation of an objective over a parametrisation (:class:`Pixels`),
+driven by :func:`run_steps`, so that any other objective runs on this loop too; :class:`StyleTransfer`,
+the style-transfer objective (:class:`StyleCost`) at one size; :class:`Engine`, :func:`transfer` and
+:func:`plan`, one StyleTransfer per scale, coarse to fine, and the :class:`TransferPlan` they read.
 
-* :class:`TransferConfig` -- a handful of values; their bounds and words are declared once in
-  :mod:`teachkit.options`.
-* :func:`schedule` -- the one resolving of a config, without a network: defaults filled in, the
-  scales, steps per scale, pyramid levels, how G0 is made (:class:`Schedule`).  Made once per request;
-  pages, jobs and the engine read it.
-* :class:`Descent` -- one optimisation, step by step: an objective (image -> J and its terms)
-  descended over a parametrisation (:class:`Pixels`: the pixels, or a pyramid of them).
-  :func:`run_steps` drives any such stepper, so another objective or parametrisation (a unit's
-  activation, a Fourier image) runs on this same loop.
-* :class:`StyleTransfer` -- a Descent of the style-transfer objective (:class:`StyleCost`) at one size.
-* :class:`Engine`, :func:`transfer`, :func:`plan` -- the whole job: one StyleTransfer per scale,
-  coarse to fine; its :class:`TransferPlan` (the schedule, each scale's exact size and the weights J
-  multiplies there) is ``result.plan``.
-
-Conventions (their reasons and measurements: docs/engine.md, benchmarks/RESULTS_transfer.md):
-
-* J is evaluated on ``clamp(G, 0, 1)``; L-BFGS also minimises ``1/2 ||G - clamp(G)||^2``, Adam projects.
-* One step is one evaluation of J and its gradient (L-BFGS without line search); step k's record holds
-  the terms of the image before its update.  The optimiser sees ``kappa * J`` (:data:`GRAD_RMS`); every
-  recorded value is the unscaled J.
-* Recorded terms: ``content``, ``style`` (= ``sum_l lambda[l] J_style[l]``), ``style/<layer>``, ``tv``,
-  ``total``; a term with weight 0 whose layer lies deeper than every needed one is ``nan``.
-* ``normalization='auto'``: alpha, layer_weights and tv_weight are relative; the numbers J multiplies
-  come from each scale's targets (:func:`teachkit.costs.auto_weights`) and are reported with every step.
-* Several styles: the Gram target is ``sum_i w_i (M_G / M_S_i) G[l](S_i)``.  ``preserve_color``
-  optimises the YIQ luminance only.  ``dtype='auto'`` is bfloat16 only where the CPU runs it natively.
-  The same seed gives a bit-identical image on the same machine.
+Conventions (reasons and measurements: docs/engine.md, benchmarks/RESULTS_transfer.md): J is evaluated on
+``clamp(G, 0, 1)`` (L-BFGS also minimises ``1/2 ||G - clamp(G)||^2``, Adam projects).  A step is one
+evaluation of J and its gradient; its record holds the terms of the image before its update: ``content``,
+``style`` (``sum_l lambda[l] J_style[l]``), ``style/<layer>``, ``tv``, ``total`` (a term of weight 0 whose
+layer lies deeper than every needed one is ``nan``), unscaled although the optimiser sees ``kappa * J``.
+Under ``normalization='auto'`` the weights J multiplies come from each scale's targets
+(:func:`teachkit.costs.auto_weights`).  The same seed gives a bit-identical image on the same machine.
 """
 
 from __future__ import annotations
@@ -58,20 +42,18 @@ from .progress import Progress, ProgressCallback, report
 from .receptive_field import feature_size
 
 __all__ = [
-    "TransferConfig", "Schedule", "schedule", "TransferResult", "Descent", "Pixels", "StyleCost",
-    "StyleTransfer", "transfer", "NORMALIZATION_DEFAULTS", "PRESETS", "DEFAULT_STYLE_LAYERS",
-    "DEFAULT_CONTENT_LAYER", "white_noise", "run_steps", "Engine", "TransferPlan", "ScalePlan", "plan",
-    "initial_image", "weighted_record", "backbone_for", "choose_dtype", "cpu_bf16_native",
-    "SlowDtypeWarning", "ConfigError", "TransferError", "default_scales", "default_pyramid", "split_steps",
-    "blended_style_grams", "rgb_to_yiq", "yiq_to_rgb",
+    "TransferConfig", "Schedule", "schedule", "TransferResult", "Descent", "Pixels", "StyleCost", "StyleTransfer",
+    "transfer", "NORMALIZATION_DEFAULTS", "PRESETS", "DEFAULT_STYLE_LAYERS", "DEFAULT_CONTENT_LAYER", "white_noise",
+    "run_steps", "Engine", "TransferPlan", "ScalePlan", "plan", "initial_image", "weighted_record", "backbone_for",
+    "choose_dtype", "cpu_bf16_native", "SlowDtypeWarning", "ConfigError", "TransferError", "default_scales",
+    "default_pyramid", "split_steps", "blended_style_grams", "rgb_to_yiq", "yiq_to_rgb",
 ]
 
 INITS = ("noise", "content", "blend")
 OPTIMIZERS = ("lbfgs", "adam")
 DTYPES = ("auto", "float32", "bfloat16")
 
-# Defaults per normalisation (how each was tuned: docs/engine.md).  'auto' weighs relative errors, so
-# one set fits every pair; 'lecture' was tuned by eye; 'gatys' and 'none' are derived from 'lecture' so
+# Defaults per normalisation (how tuned: docs/engine.md); 'gatys' and 'none' are derived from 'lecture' so
 # that the three define the same J at the reference size 384 x 256 px.
 _AUTO_DEFAULTS = {"alpha": 1.0, "beta": 4.5, "layer_weights": (0.2, 0.2, 0.2, 0.2, 0.2), "tv_weight": 1.0}
 _LECTURE_DEFAULTS = {"alpha": 1.0, "beta": 1e-2, "layer_weights": (1.0, 5e-3, 2.5e-3, 2.5e-5, 0.3), "tv_weight": 1e7}
@@ -105,31 +87,25 @@ def _derived_defaults(normalization: str) -> dict[str, Any]:
 
 NORMALIZATION_DEFAULTS: dict[str, dict[str, Any]] = {n: _derived_defaults(n) for n in costs.NORMALIZATIONS}
 
-#: Named recipes: the fields that differ from TransferConfig's defaults.  'default' is 384 px, 75 steps
-#: (192, 384 px: 50, 25); 'quick', the classroom's, 256 px, 60 steps (128, 256 px: 40, 20).
+#: Named recipes: the fields that differ from TransferConfig's defaults ('quick' is the classroom's).
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "quick": {"size": 256, "steps": 60},
 }
 
-#: The optimiser minimises kappa * J, kappa fixed at the first step so that the gradient has this RMS
-#: per pixel (L-BFGS's fall-back step of length 1 threw every pixel to 0 or 1 on the raw J).
+#: The optimiser minimises kappa * J, kappa fixed at the first step so that the gradient has this RMS per
+#: pixel (on the raw J, L-BFGS's first step of length 1 threw every pixel to 0 or 1).
 GRAD_RMS = 0.1
-#: A run fitted to its time limit plans to end one step and this share of its time early (the last image
-#: and costs; a machine that slows down further); a transfer's first FIT_PROBE steps measure its pace.
+#: A run fitted to its time limit plans to end one step and this share of its time early; a transfer's
+#: first FIT_PROBE steps measure its pace.
 FIT_MARGIN, FIT_PROBE = 0.1, 3
-#: Feed the network channels-last images on the CPU (oneDNN then runs NHWC convolutions, a little faster).
-CHANNELS_LAST = True
-#: default_scales halves the size while the half keeps at least this long side.
-COARSEST_SIDE = 128
-#: The automatic pyramid stops before its coarsest level's long side drops below this.
-PYRAMID_MIN_SIDE = 64
+COARSEST_SIDE = 128  #: default_scales halves the size while the half keeps at least this long side
+PYRAMID_MIN_SIDE = 64  #: nor does the automatic pyramid's coarsest level go below this long side
 
 
 @dataclass
 class TransferConfig:
-    """Everything that defines one style transfer.  ``None`` means "the default" (see each field);
-    :func:`schedule` fills them in."""
+    """Everything that defines one style transfer; ``None``: the default, filled in by :func:`schedule`."""
 
     size: int | None = 384  #: long side of the result, px (None: the content image's own size)
     steps: int = 75  #: total optimiser steps, over all scales (see :func:`split_steps`)
@@ -175,14 +151,10 @@ class TransferConfig:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
 
 
-# ---- the schedule: a config resolved without a network ------------------------------------------
-
-
 @dataclass(frozen=True)
 class Schedule:
-    """A config resolved without a network (:func:`schedule`): ``config`` with every default filled in
-    and ``config.scales`` the long sides coarse to fine, ``scale_steps`` the steps of each.  While the
-    size is the content's own (``size=None``) the scales are unknown: :meth:`sized` fills them in."""
+    """A config with every default filled in, ``config.scales`` the long sides coarse to fine and
+    ``scale_steps`` the steps of each (unknown while ``size=None``, the content's own: see :meth:`sized`)."""
 
     config: TransferConfig
     scale_steps: tuple[int, ...]
@@ -207,7 +179,7 @@ class Schedule:
         return self.config.init
 
     def pyramid(self, side: int) -> int:
-        """Levels of the image's parametrisation at long side ``side`` (config.pyramid, else default_pyramid)."""
+        """Levels of the image's parametrisation at long side ``side``."""
         return int(self.config.pyramid) if self.config.pyramid is not None else default_pyramid(side)
 
     def sized(self, side: int) -> "Schedule":
@@ -216,9 +188,8 @@ class Schedule:
 
 
 def schedule(config: "TransferConfig | Schedule | None" = None, n_styles: int | None = None) -> Schedule:
-    """The one resolving of a config: checked against its declaration (:func:`teachkit.options.check_config`,
-    a :class:`ConfigError` naming the field), defaults filled in, scales and steps per scale.  No network,
-    no image.  A Schedule comes back as it is; ``n_styles`` is checked against its style weights."""
+    """The one resolving of a config (no network, no image): checked against its declaration (a
+    :class:`ConfigError` naming the field), defaults, scales and steps filled in.  A Schedule stays as it is."""
     if not isinstance(config, Schedule):
         from .options import check_config
 
@@ -267,8 +238,8 @@ def _resolve(cfg: TransferConfig) -> Schedule:
 
 
 def default_scales(size: int) -> tuple[int, ...]:
-    """Coarse to fine: halve the long side while the half is >= COARSEST_SIDE (``384 -> (192, 384)``,
-    ``512 -> (128, 256, 512)``, ``100 -> (100,)``): the shapes settle where a step costs a quarter."""
+    """Coarse to fine, halving while the half is >= COARSEST_SIDE (``512 -> (128, 256, 512)``): the shapes
+    settle where a step costs a quarter."""
     scales = [int(size)]
     while scales[0] // 2 >= COARSEST_SIDE:
         scales.insert(0, scales[0] // 2)
@@ -276,8 +247,7 @@ def default_scales(size: int) -> tuple[int, ...]:
 
 
 def default_pyramid(side: int) -> int:
-    """Levels of the automatic pyramid at long side ``side``: halve while the coarsest level keeps a long
-    side >= PYRAMID_MIN_SIDE (``256 -> 3``, ``512 -> 4``, at most 6)."""
+    """Levels of the automatic pyramid at long side ``side`` (``256 -> 3``, ``512 -> 4``, at most 6)."""
     levels = 1
     while levels < 6 and (int(side) >> levels) >= PYRAMID_MIN_SIDE:
         levels += 1
@@ -285,8 +255,7 @@ def default_pyramid(side: int) -> int:
 
 
 def split_steps(steps: int, scales: Sequence[int]) -> list[int]:
-    """Share ``steps`` among ``scales`` in proportion to ``1 / long side`` (coarse steps are cheap):
-    300 steps over (128, 256, 512) -> 171, 86, 43."""
+    """Share ``steps`` among ``scales`` in proportion to ``1 / long side`` (coarse steps are cheap)."""
     steps = int(steps)
     if len(scales) == 1:
         return [steps]
@@ -299,8 +268,7 @@ def split_steps(steps: int, scales: Sequence[int]) -> list[int]:
     return out
 
 
-# ---- colour, starting images, precision ----------------------------------------------------------
-# scikit-image's YIQ (Y = 0.299 R + 0.587 G + 0.114 B); only Y is optimised, I and Q go back unchanged.
+# preserve_color optimises the luminance Y of scikit-image's YIQ; I and Q go back unchanged.
 
 
 def _skimage_colour(fn, t: torch.Tensor) -> torch.Tensor:
@@ -309,14 +277,14 @@ def _skimage_colour(fn, t: torch.Tensor) -> torch.Tensor:
 
 
 def rgb_to_yiq(rgb: torch.Tensor) -> torch.Tensor:
-    """``(N, 3, H, W)`` RGB -> YIQ (``skimage.color.rgb2yiq``; Y is the luminance)."""
+    """``(N, 3, H, W)`` RGB -> YIQ."""
     from skimage.color import rgb2yiq
 
     return _skimage_colour(rgb2yiq, rgb)
 
 
 def yiq_to_rgb(yiq: torch.Tensor) -> torch.Tensor:
-    """The inverse of :func:`rgb_to_yiq` (``skimage.color.yiq2rgb``; values may leave [0, 1])."""
+    """The inverse of :func:`rgb_to_yiq` (values may leave [0, 1])."""
     from skimage.color import yiq2rgb
 
     return _skimage_colour(yiq2rgb, yiq)
@@ -324,8 +292,7 @@ def yiq_to_rgb(yiq: torch.Tensor) -> torch.Tensor:
 
 def white_noise(shape, seed: int = 0, amplitude: float = 1.0, *,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """White noise, uniform in ``0.5 +- amplitude / 2``, on the CPU: the one noise generator of teachkit
-    (``generator`` instead of ``seed`` continues an existing random stream)."""
+    """White noise, uniform in ``0.5 +- amplitude / 2``, on the CPU: teachkit's one noise generator."""
     if not 0 < float(amplitude) <= 1:
         raise ValueError(f"noise amplitude must be in (0, 1], not {amplitude!r}")
     gen = generator if generator is not None else torch.Generator().manual_seed(int(seed))
@@ -334,8 +301,7 @@ def white_noise(shape, seed: int = 0, amplitude: float = 1.0, *,
 
 
 def start_tensor(base: torch.Tensor, config: TransferConfig, generator: torch.Generator | None = None) -> torch.Tensor:
-    """G0 from ``base`` (the content at the working size, or its luminance) as ``config.init`` says: white
-    noise, the content, or ``(1 - init_noise) * content + init_noise * noise``.  The one place G0 is made."""
+    """G0 from ``base`` (the content or its luminance) as ``config.init`` says: the one place G0 is made."""
     if config.init == "content":
         return base.clone()
     noise = white_noise((1, *base.shape[1:]), config.seed, generator=generator).to(base.device)
@@ -355,8 +321,7 @@ class SlowDtypeWarning(UserWarning):
 
 
 def cpu_bf16_native() -> tuple[bool, str]:
-    """Whether this CPU runs bfloat16 natively *for torch* (AVX512-BF16 or AMX, and neither torch's CPU
-    capability nor ``ONEDNN_MAX_CPU_ISA`` below AVX-512), and why (one line)."""
+    """Whether this CPU runs bfloat16 natively for torch (AVX512-BF16 or AMX, not capped below AVX-512), and why."""
     cap = torch.backends.cpu.get_cpu_capability()
     if not cap.upper().startswith("AVX512"):
         return False, f"torch runs at CPU capability {cap} (no AVX-512)"
@@ -371,9 +336,8 @@ def cpu_bf16_native() -> tuple[bool, str]:
 
 
 def choose_dtype(dtype: str, device: torch.device, force: bool = False) -> tuple[torch.dtype | None, Message | None]:
-    """The autocast dtype for ``dtype`` on ``device`` (None: plain float32) and a warning, if any:
-    'auto' is bfloat16 only on a CPU that runs it natively; 'bfloat16' on one that emulates it falls
-    back to float32 with a one-line warning, unless ``force``."""
+    """The autocast dtype (None: float32) and a warning: 'auto' is bfloat16 only where the CPU runs it
+    natively; 'bfloat16' where it emulates it falls back to float32 with a warning, unless ``force``."""
     device = torch.device(device)
     if dtype == "float32":
         return None, None
@@ -385,19 +349,12 @@ def choose_dtype(dtype: str, device: torch.device, force: bool = False) -> tuple
     return None, Message("transfer.bf16_emulated", detail=native[1])
 
 
-# ---- targets: what does not change while G is optimised -------------------------------------------
-
-
 @torch.no_grad()
 def blended_style_grams(net, styles: Sequence[torch.Tensor], layers: Sequence[str], generated_hw: tuple[int, int],
                         weights: Sequence[float] | None = None, *, autocast_dtype: torch.dtype | None = None,
                         gram=None) -> dict[str, torch.Tensor]:
-    r"""The style targets ``sum_i w_i * (M_G / M_S_i) * G[l](S_i)`` of every layer ``l``.
-
-    ``styles``: ``(1, 3, H, W)`` images in [0, 1]; ``generated_hw`` fixes ``M_G`` at each layer; the
-    weights are normalised to sum to 1 (None: equal); ``gram(a) -> (n_C, n_C)`` (default
-    :func:`teachkit.costs.gram_matrix`).
-    """
+    r"""The style targets ``sum_i w_i * (M_G / M_S_i) * G[l](S_i)`` of every layer (weights summing to 1,
+    ``generated_hw`` fixing ``M_G``; ``gram`` a student's own Gram matrix)."""
     weights = [1.0] * len(styles) if weights is None else weights
     wsum = float(sum(weights))
     out: dict[str, torch.Tensor] = {}
@@ -417,8 +374,7 @@ def blended_style_grams(net, styles: Sequence[torch.Tensor], layers: Sequence[st
 
 
 def backbone_for(backbone=None, config: TransferConfig | None = None):
-    """``backbone`` when already loaded, else the network named by it or ``config.backbone`` (with the
-    config's pooling and device): the one "load one if none was given"."""
+    """``backbone`` when loaded, else the network named by it or ``config.backbone``, loaded."""
     if backbone is not None and not isinstance(backbone, str):
         return backbone
     from .features import load_backbone
@@ -429,8 +385,7 @@ def backbone_for(backbone=None, config: TransferConfig | None = None):
 
 @dataclass(frozen=True)
 class Setup:
-    """What stays the same from scale to scale: the schedule, the network, the layers the forward pass
-    must reach (only those whose terms have a weight), the precision and the cost functions."""
+    """What stays the same from scale to scale; the forward pass reaches only layers whose terms weigh."""
 
     schedule: Schedule
     net: Any
@@ -456,7 +411,7 @@ class Setup:
         cf = cost_functions or costs.CostFunctions()
         if cf.custom and cfg.normalization not in ("lecture", "auto"):
             raise ConfigError("engine.cost_functions_normalization", value=repr(cfg.normalization))
-        if cf.layer_style_cost is not None and n_styles > 1:
+        if (cf.layer_style_cost or cf.style_cost) is not None and n_styles > 1:
             raise ConfigError("engine.cost_functions_one_style", n=n_styles)
         net = backbone_for(backbone, cfg)
         style_layers = tuple(net.check_layers(cfg.style_layers))
@@ -477,14 +432,12 @@ class Setup:
                               enabled=self.autocast_dtype is not None)
 
     def network_input(self, img: torch.Tensor) -> torch.Tensor:
-        if CHANNELS_LAST and self.net.device.type == "cpu":
+        if self.net.device.type == "cpu":  # oneDNN then runs NHWC convolutions, a little faster
             return img.contiguous(memory_format=torch.channels_last)
         return img
 
     def targets(self, content: torch.Tensor, styles: Sequence[torch.Tensor]) -> "ScaleTargets":
-        """One scale's fixed targets and the weights J multiplies there (no gradients).  ``content``:
-        ``(1, 3, H, W)`` in [0, 1] at the working size; ``styles`` any sizes (an own ``layer_style_cost``
-        gets the style resized to H x W)."""
+        """One scale's fixed targets and the weights J multiplies there, from the content at the working size."""
         cfg, cf = self.config, self.cost_functions
         for t in [content, *styles]:
             if not isinstance(t, torch.Tensor) or t.dim() != 4 or t.shape[:2] != (1, 3):
@@ -501,7 +454,8 @@ class Setup:
             grey = []
             for s in styles:
                 y_s = rgb_to_yiq(s)[:, :1]
-                grey.append(((y_s - y_s.mean()) * (sd / y_s.std().clamp_min(1e-6)) + mu).clamp(0, 1).expand(-1, 3, -1, -1))
+                y_s = (y_s - y_s.mean()) * (sd / y_s.std().clamp_min(1e-6)) + mu
+                grey.append(y_s.clamp(0, 1).expand(-1, 3, -1, -1))
             styles, content = grey, y_c.expand(-1, 3, -1, -1)
         # one pass of the content: its target and (auto) its Gram matrices, which style is measured against
         reference_on = cfg.normalization == "auto" and cfg.alpha != 0 and cfg.beta != 0 and bool(self.style_on)
@@ -511,7 +465,7 @@ class Setup:
         content_target = fc[self.content_layer].detach() if self.content_on else None
         reference = {l: cf.gram(fc[l]) for l in self.style_on} if reference_on else None
         style_acts: dict[str, torch.Tensor] = {}
-        if cf.layer_style_cost is not None and styles and self.style_on:
+        if (cf.layer_style_cost or cf.style_cost) is not None and styles and self.style_on:
             s = styles[0] if styles[0].shape[-2:] == hw else \
                 F.interpolate(styles[0], size=hw, mode="bilinear", align_corners=False)
             with torch.no_grad(), self.autocast():
@@ -543,9 +497,7 @@ class Setup:
 
 @dataclass(frozen=True)
 class ScaleTargets:
-    """One scale's fixed inputs: the content at the working size (grey RGB when preserving colour) and
-    its chrominance, ``a[l](C)``, the style Gram targets, the style activations (own
-    ``layer_style_cost`` only) and the weights J multiplies there."""
+    """One scale's fixed inputs (the content grey RGB, and its chrominance, when preserving colour)."""
 
     setup: Setup
     height: int
@@ -558,13 +510,9 @@ class ScaleTargets:
     weights: dict
 
 
-# ---- the pieces of one optimisation: objective, parametrisation, descent ----------------------------
-
-
 class StyleCost:
-    """The objective of style transfer at one scale: ``cost(image) -> (J, terms)``, ``terms`` one
-    detached tensor in the order of ``names`` (``nan`` for a term not computed); terms with weight 0
-    stay out of the gradient.  ``weights``: what J multiplies (reported with every step)."""
+    """The objective of style transfer at one scale: ``cost(image) -> (J, terms)``, terms detached in the
+    order of ``names`` (``nan``: not computed); terms of weight 0 stay out of the gradient."""
 
     def __init__(self, targets: ScaleTargets):
         self.targets, self.setup, self.weights = targets, targets.setup, targets.weights
@@ -589,6 +537,8 @@ class StyleCost:
                         costs.style_layer_cost(t.style_targets[l], a, norm,
                                                gram_G=None if cf.gram_matrix is None else cf.gram(a)))
         js = sum((lam[l] * v for l, v in style.items()), zero)
+        if cf.style_cost is not None and style:  # a student's own sum over the layers
+            js = cf.style([t.style_acts[l] for l in style], [feats[l].float() for l in style], [lam[l] for l in style])
         tv = costs.total_variation(img if w["tv_weight"] != 0 else img.detach())
         jc0 = jc if jc is not None else zero
         if cf.total_cost is None:
@@ -602,9 +552,8 @@ class StyleCost:
 
 
 class Pixels:
-    """The image as variables: ``G = z_0 + up(z_1) + ...`` (``levels`` > 1: a pyramid of halving
-    resolutions, the coarse levels zero at first; 1: the plain pixels, the lecture's).  A one-channel
-    ``x0`` is a luminance; ``iq`` is then the chrominance the finished image gets back."""
+    """The image as variables ``G = z_0 + up(z_1) + ...``: a pyramid of halving resolutions, coarse levels
+    zero at first (1 level: the plain pixels).  A one-channel ``x0`` is a luminance, ``iq`` its chrominance."""
 
     def __init__(self, x0: torch.Tensor, levels: int = 1, iq: torch.Tensor | None = None):
         self.height, self.width, self.iq = int(x0.shape[-2]), int(x0.shape[-1]), iq
@@ -614,7 +563,7 @@ class Pixels:
             self.params.append(torch.zeros(shape, device=x0.device, requires_grad=True))
 
     def compose(self) -> torch.Tensor:
-        """G before clamping: the finest level plus the upsampled coarser ones."""
+        """G before clamping."""
         x = self.params[0]
         for z in self.params[1:]:
             x = x + F.interpolate(z, size=(self.height, self.width), mode="bilinear", align_corners=False)
@@ -628,12 +577,12 @@ class Pixels:
 
     @staticmethod
     def penalty(x: torch.Tensor) -> torch.Tensor:
-        """``1/2 ||x - clamp(x)||^2``: 0 in range; pulls pixels the clamp hides from J back."""
+        """``1/2 ||x - clamp(x)||^2``: pulls back the pixels the clamp hides from J."""
         return 0.5 * (x - x.detach().clamp(0.0, 1.0)).pow(2).sum()
 
     @torch.no_grad()
     def project(self) -> None:
-        """After an Adam step on the plain pixels: back into [0, 1] (projected gradient descent)."""
+        """After an Adam step on the plain pixels: back into [0, 1]."""
         if len(self.params) == 1:
             self.params[0].clamp_(0.0, 1.0)
 
@@ -647,10 +596,8 @@ class Pixels:
 
 
 class Descent:
-    """One optimisation, a step at a time: ``objective(image) -> (J, terms)`` (with ``names`` and
-    ``weights``) descended over the variables of ``param`` (``params``, ``compose``, ``render``,
-    ``penalty``, ``project``, ``rgb``, ``height``, ``width``: see :class:`Pixels`) by L-BFGS or Adam.
-    The stepper :func:`run_steps` drives: ``step(n)``, ``image()``, ``weights``, ``height``/``width``."""
+    """One optimisation, a step at a time: ``objective(image) -> (J, terms)`` (with ``names``, ``weights``)
+    descended by L-BFGS or Adam over a parametrisation shaped like :class:`Pixels`."""
 
     def __init__(self, objective, param, *, optimizer: str = "lbfgs", lr: float = 1.0, history_size: int = 50,
                  time_origin: float | None = None):
@@ -680,8 +627,7 @@ class Descent:
             self.optimizer = torch.optim.Adam(self.params, lr=lr)
 
     def step(self, n: int = 1) -> list[dict]:
-        """Take ``n`` optimiser steps; return their records (also appended to ``history``), copied from
-        the device once for all ``n``."""
+        """Take ``n`` steps; their records (also added to ``history``) are copied from the device once."""
         pending: list[tuple[int, float, torch.Tensor]] = []
         still: list[torch.Tensor] = []  # off the CPU: "no step was taken" flags, read with the terms
         for _ in range(int(n)):
@@ -751,8 +697,7 @@ class Descent:
 
     @torch.no_grad()
     def optimised(self) -> torch.Tensor:
-        """The optimised image, clamped, detached (luminance when preserving colour): what a finer scale
-        starts from."""
+        """The optimised image (luminance when preserving colour): what a finer scale starts from."""
         return self.param.compose().detach().clamp(0, 1)
 
 
@@ -761,16 +706,9 @@ def _style_list(styles) -> list:
 
 
 class StyleTransfer(Descent):
-    """Style transfer at one resolution, one step at a time (``.step()``, ``.image()``, ``.costs()``,
-    ``.history``): a :class:`Descent` of :class:`StyleCost` over :class:`Pixels`.
-
-    ``content``: ``(1, 3, H, W)`` in [0, 1] at the working size; ``styles`` one tensor or a list (any
-    sizes), or None when ``beta = 0``; ``init`` a starting image (resized to H x W; else G0 as
-    ``config.init`` says); ``backbone`` a loaded FeatureExtractor; ``generator`` for the noise;
-    ``cost_functions`` a student's own (:class:`teachkit.costs.CostFunctions`); ``targets`` this
-    scale's :class:`ScaleTargets` from an :class:`Engine` (then the other inputs come from them).
-    ``config.size``, ``steps``, ``scales`` and ``preview_every`` are the caller's business here.
-    """
+    """Style transfer at one resolution, a step at a time: a :class:`Descent` of :class:`StyleCost` over
+    :class:`Pixels`.  ``content`` is at the working size, ``styles`` one tensor, a list or None (beta = 0);
+    ``init`` a starting image, else G0; ``targets`` from an :class:`Engine` replace the other inputs."""
 
     def __init__(self, content: torch.Tensor, styles, config: "TransferConfig | Schedule | None" = None, *,
                  init: torch.Tensor | None = None, backbone=None, generator: torch.Generator | None = None,
@@ -781,16 +719,14 @@ class StyleTransfer(Descent):
             setup = Setup.make(schedule(config, len(styles)), len(styles), backbone, cost_functions, stacklevel=3)
             targets = setup.targets(content, styles)
         self.setup, self.targets = targets.setup, targets
-        self.config, self.net = self.setup.config, self.setup.net
-        self.autocast_dtype, self.dtype_warning = self.setup.autocast_dtype, self.setup.dtype_warning
+        self.config, self.net, self.autocast_dtype = self.setup.config, self.setup.net, self.setup.autocast_dtype
         x0 = self._start(init, generator)
         param = Pixels(x0, self.setup.schedule.pyramid(max(targets.height, targets.width)), targets.content_iq)
         super().__init__(StyleCost(targets), param, optimizer=self.config.optimizer, lr=self.config.lr,
                          history_size=self.config.history_size, time_origin=time_origin)
 
     def _start(self, init: torch.Tensor | None, generator) -> torch.Tensor:
-        """G0 as optimised (RGB, or luminance when preserving colour): ``init`` resized to this scale,
-        else as ``config.init`` says (:func:`start_tensor`)."""
+        """G0 as optimised (RGB or luminance): ``init`` resized to this scale, else :func:`start_tensor`."""
         t = self.targets
         channels = 1 if t.content_iq is not None else 3
         if init is None:
@@ -810,20 +746,13 @@ def run_steps(st, steps: int, *, callback: ProgressCallback | None = None, stop:
               preview_last: bool = True, done: int = 0, total: int | None = None, time_limit: float | None = None,
               sync_every: int | None = None, deadline: float | None = None,
               scale: int = 0, fit: float | None = None) -> tuple[list[dict], str | None]:
-    """The loop every optimisation in teachkit runs: ``steps`` steps of the stepper ``st`` (a
-    :class:`Descent`: ``step(n) -> records``, ``image()``, ``weights``, ``height``, ``width``, ``device``),
-    each reported as ``callback(Progress(task, done + i, total, values, image, message, scale=scale,
-    size=..., weights=st.weights))``, with the image every ``preview_every`` steps (and at the last if
-    ``preview_last``; 0: never).
-
-    It stops early, returning what it has, when the callback returns True or ``stop`` is set (reason
-    'stopped') or the next step would end after ``time_limit`` seconds / the ``deadline``
-    (``time.perf_counter()``) ('time_limit').  ``sync_every`` steps (1 on the CPU, 10 elsewhere) go
-    between copies of the terms to the host.  ``fit``: the share of the time to the deadline these steps
-    may use; after each step, as many (at most ``steps``) as end within it less FIT_MARGIN and a step, at
-    the pace after the first.  Returns ``(records, reason)``, steps counted from ``done``; reason None when
-    every (fitted) step ran.  A KeyboardInterrupt propagates; ``st.history`` has every step taken.
-    """
+    """The loop every optimisation in teachkit runs: ``steps`` steps of ``st`` (a :class:`Descent`), each
+    reported as a :class:`Progress` (the image every ``preview_every`` steps, and at the last if
+    ``preview_last``).  Returns ``(records, reason)``: None, 'stopped' (the callback returned True or
+    ``stop`` is set) or 'time_limit' (``time_limit`` seconds or the perf_counter ``deadline`` passed).
+    The terms reach the host every ``sync_every`` steps (1 on the CPU, 10 elsewhere).  ``fit``: the share
+    of the time to the deadline these steps may use; after each step, only as many steps as end within it
+    (less FIT_MARGIN and one step) at the pace after the first."""
     steps = int(steps)
     total = done + steps if total is None else total
     if sync_every is None:
@@ -863,14 +792,9 @@ def run_steps(st, steps: int, *, callback: ProgressCallback | None = None, stop:
     return records, None
 
 
-# ---- the whole job ---------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class ScalePlan:
-    """One scale of a :class:`TransferPlan`: its 1-based ``index``, long side ``size``, exact ``height``
-    x ``width``, ``steps``, ``pyramid`` levels and the ``weights`` J multiplies there (``alpha``,
-    ``beta``, ``layer_weights`` = {layer: lambda[l]}, ``tv_weight``)."""
+    """One scale of a :class:`TransferPlan` (``index`` from 1) and the ``weights`` J multiplies there."""
 
     index: int
     size: int
@@ -886,11 +810,9 @@ class ScalePlan:
 
 @dataclass(frozen=True)
 class TransferPlan:
-    """What the engine will really do (``Engine(...).plan``, :func:`plan`, ``result.plan``): the
-    :class:`Schedule` and, per scale that runs, its exact size and the weights J multiplies (under
-    'auto' they come from the images), the device, the network's dtype ('float32' or 'bfloat16') and
-    fall-back warning, the weights' id and the layers as checked against the network.  The CLI, the
-    log, ``prepare``, the lessons and the charts read these numbers."""
+    """What the engine will really do: the :class:`Schedule`, each scale that runs with its exact size and
+    weights, the device, dtype and its warning, the weights' id and the checked layers.  The CLI, the log,
+    ``prepare``, the lessons and the charts read these numbers."""
 
     schedule: Schedule
     scales: tuple[ScalePlan, ...]
@@ -945,11 +867,8 @@ class TransferPlan:
 
 @dataclass
 class TransferResult:
-    """What :func:`transfer` returns: ``image`` (PIL RGB; after an early stop the latest iterate at its
-    scale's size) and ``tensor`` ``(1, 3, H, W)``, ``history`` one dict per step (``step`` over all
-    scales, ``scale``, ``size``, ``elapsed`` and every term), the ``plan`` it ran, whether and why it
-    ``stopped`` (``stop_reason`` None, 'time_limit' or 'stopped'), its wall ``seconds`` and the ``costs``
-    of the returned image."""
+    """What :func:`transfer` returns: the image (after an early stop, the latest at its scale's size), one
+    record per step, the plan, why it stopped (None, 'time_limit', 'stopped') and the image's ``costs``."""
 
     image: Any
     tensor: torch.Tensor
@@ -978,7 +897,7 @@ class TransferResult:
         return self.stop_reason == "time_limit"
 
     def stop_message(self) -> Message | None:
-        """"stopped at the time limit after N of M steps" as a message (None unless it did)."""
+        """'stopped at the time limit after N of M steps' (None unless it did)."""
         if not self.time_limited:
             return None
         return Message("engine.time_limit", seconds=self.time_limit, done=self.steps_done, total=self.steps_planned)
@@ -994,7 +913,7 @@ class TransferResult:
                 "plan": self.plan.to_dict(), "history": [_json_safe(r) for r in self.history]}
 
     def save_log(self, path) -> str:
-        """Write config, plan, history and final costs as JSON (``nan`` becomes ``null``); returns the path."""
+        """Write config, plan, history and final costs as JSON (``nan`` as ``null``); returns the path."""
         from .fileio import atomic_write
 
         path = os.fspath(path)
@@ -1032,8 +951,7 @@ def _content_at(content_pil, side: int):
 
 
 def load_inputs(content, styles, config: "TransferConfig | Schedule | None" = None):
-    """The content (at the config's size) and the style images (``style_scale`` times its long side) as
-    PIL RGB images, each checked (one readable error), before any long work: ``(content, [style, ...])``."""
+    """``(content, [style, ...])`` as checked PIL images at the config's sizes, before any long work."""
     return _inputs(content, styles, config)[:2]
 
 
@@ -1049,8 +967,7 @@ def _inputs(content, styles, config):
 
 
 def initial_image(content, config: "TransferConfig | Schedule | None" = None):
-    """The engine's G0 for ``content`` as a PIL image, at its first scale (e.g. 128 px for the 'quick'
-    preset's 256 px), exactly what step 1 starts from.  No network pass."""
+    """The engine's G0 for ``content`` as a PIL image at the first scale: what step 1 starts from."""
     from .images import to_pil, to_tensor
 
     content_pil, sched = _content(content, schedule(config))
@@ -1063,10 +980,8 @@ def initial_image(content, config: "TransferConfig | Schedule | None" = None):
 
 
 class Engine:
-    """One style-transfer job, resolved once: images loaded and checked, the schedule (made here from a
-    config, or handed over), network and precision chosen, each scale's targets and weights computed --
-    the :class:`TransferPlan` -- then :meth:`run`.  Making the plan costs one forward pass of each image
-    per scale (the targets, which the run reuses); no optimisation step."""
+    """One style-transfer job resolved once -- images checked, network and precision chosen, each scale's
+    targets and weights computed: the :class:`TransferPlan` -- then :meth:`run` (which reuses the targets)."""
 
     def __init__(self, content, styles, config: "TransferConfig | Schedule | None" = None, *, backbone=None,
                  cost_functions: costs.CostFunctions | None = None):
@@ -1097,10 +1012,9 @@ class Engine:
 
     def run(self, *, callback: ProgressCallback | None = None, stop: threading.Event | None = None,
             time_limit: float | None = None, fit: bool = False) -> TransferResult:
-        """Run the plan: one :class:`StyleTransfer` per scale, each started from the previous one's
-        result (upsampled), the first from G0.  ``time_limit`` counts from the making of the engine.  ``fit``:
-        when the plan does not fit at the pace of its first FIT_PROBE steps, the first scale only; each
-        scale its share of the time left by steps x pixels, with the steps that fit (:func:`run_steps`)."""
+        """One :class:`StyleTransfer` per scale, each started from the previous one's result (see :func:`transfer`).
+        ``fit``: when the plan does not fit at the pace of its first FIT_PROBE steps, the first scale only;
+        each scale its share of the time left by steps x pixels, with the steps that fit (:func:`run_steps`)."""
         from .images import to_pil
 
         plan, cfg = self.plan, self.plan.config
@@ -1174,15 +1088,9 @@ def transfer(content, styles, config: "TransferConfig | Schedule | None" = None,
              callback: ProgressCallback | None = None, stop: threading.Event | None = None, backbone=None,
              time_limit: float | None = None, cost_functions: costs.CostFunctions | None = None,
              fit: bool = False) -> TransferResult:
-    """Run style transfer, coarse to fine, and return a :class:`TransferResult`.
-
-    ``content``: PIL image / path / sample name / tensor; ``styles``: one of these or a list; ``config``
-    a TransferConfig or the :class:`Schedule` made of one.  ``callback(Progress)`` after every step
-    (``values`` the terms, ``image`` every ``preview_every`` steps, ``message`` "scale i/k: N px",
-    ``scale``, ``size``, ``weights``); it stops with the latest image (``stopped=True``) when the
-    callback returns True, ``stop`` is set, Ctrl-C is pressed or ``time_limit`` seconds have passed
-    (set-up included; ``fit``: with fewer steps that end in time, see :meth:`Engine.run`).
-    ``backbone``: a loaded FeatureExtractor; ``cost_functions``: a student's own.
-    """
+    """Style transfer, coarse to fine.  ``content``: PIL image, path, sample name or tensor; ``styles`` one
+    of these or a list.  ``callback(Progress)`` after every step; it stops with the latest image when the
+    callback returns True, ``stop`` is set, Ctrl-C is pressed or ``time_limit`` seconds have passed (set-up
+    included; ``fit``: with fewer steps that end in time, see :meth:`Engine.run`)."""
     engine = Engine(content, styles, config, backbone=backbone, cost_functions=cost_functions)
     return engine.run(callback=callback, stop=stop, time_limit=time_limit, fit=fit)

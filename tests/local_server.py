@@ -5,8 +5,12 @@ websocket protocol, no browser)."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
 
 #: the browser of the real-browser tests (Debian's chromium; .ci/run installs it)
 CHROMIUM = "/usr/bin/chromium"
@@ -15,17 +19,20 @@ CHROMIUM = "/usr/bin/chromium"
 def need_browser() -> None:
     """Skip a test that needs Chromium and Playwright where they are missing -- or fail it, with
     TEACHKIT_REQUIRE_BROWSER=1 (CI), where the browser tests must run."""
+    import importlib.util
     import os
-    from pathlib import Path
 
     import pytest
 
-    if not Path(CHROMIUM).is_file():
+    def missing(reason: str) -> None:
         if os.environ.get("TEACHKIT_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"no Chromium at {CHROMIUM} (TEACHKIT_REQUIRE_BROWSER=1)")
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium")
-    pytest.importorskip("playwright.sync_api")
+            pytest.fail(f"{reason} (TEACHKIT_REQUIRE_BROWSER=1, so the browser tests must run)")
+        pytest.skip(reason)
 
+    if not Path(CHROMIUM).is_file():
+        missing(f"no Chromium at {CHROMIUM}: apt-get install chromium")
+    if importlib.util.find_spec("playwright") is None:
+        missing("Playwright for Python is not installed (pip install playwright)")
 
 
 def free_port() -> int:
@@ -48,7 +55,82 @@ def wait_until_healthy(url: str, proc, seconds: float = 60.0) -> bool:
             pass
         if proc.poll() is not None or time.time() > deadline:
             return False
-        time.sleep(0.3)
+        time.sleep(0.2)
+
+
+#: the app's entry script in this checkout
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+class Server:
+    """A started server: its address, its process and the file its output goes to."""
+
+    def __init__(self, url: str, proc, log: Path, out):
+        self.url, self.proc, self.log, self._out = url, proc, log, out
+
+    def log_text(self) -> str:
+        self._out.flush()
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        """Terminate, then kill what does not end in 10 s; close the log."""
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._out.close()
+
+
+def start_server(command, *, cwd, env: dict, log: Path, seconds: float = 90.0) -> Server:
+    """Start ``command(port)`` (a list of arguments for a free port) in ``cwd`` and wait until it answers
+    on 127.0.0.1; a server that does not start fails the test with the end of its log."""
+    import pytest
+
+    port = free_port()
+    out = open(log, "w")
+    proc = subprocess.Popen(command(port), cwd=cwd, env=dict(env, PYTHONUNBUFFERED="1"), stdout=out,
+                            stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}", proc, Path(log), out)
+    if not wait_until_healthy(server.url, proc, seconds):
+        server.stop()
+        pytest.fail(f"the server did not start:\n{server.log.read_text(errors='replace')[-3000:]}")
+    return server
+
+
+def start_app(flags: list[str], *, cwd, env: dict, log: Path, app: str = APP) -> Server:
+    """``streamlit run APP FLAGS`` on 127.0.0.1 at a free port (headless)."""
+    def command(port: int) -> list[str]:
+        return [sys.executable, "-m", "streamlit", "run", app, *flags, "--server.address", "127.0.0.1",
+                "--server.port", str(port), "--server.headless", "true"]
+
+    return start_server(command, cwd=cwd, env=env, log=log)
+
+
+@contextmanager
+def serve_app(flags: list[str], *, cwd, env: dict, log: Path, app: str = APP):
+    """:func:`start_app`, stopped afterwards."""
+    server = start_app(flags, cwd=cwd, env=env, log=log, app=app)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def launch_chromium(playwright):
+    """Headless Chromium as every browser test starts it."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                      args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+
+
+def loopback_only(route) -> None:
+    """Route handler: the browser talks to the local server only (the app's icons would otherwise be
+    fetched from the web)."""
+    if route.request.url.startswith(("http://127.0.0.1:", "ws://127.0.0.1:")):
+        route.continue_()
+    else:
+        route.abort()
 
 
 # ---- a browser tab without a browser: Streamlit's own protocol ---------------------------------------

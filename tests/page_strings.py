@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 #: elements whose value is text
 TEXT_KINDS = ("Markdown", "Caption", "Title", "Header", "Subheader", "Text", "Info", "Warning", "Error",
               "Success", "Exception")
@@ -33,3 +35,25 @@ def visible_strings(at, kinds=TEXT_KINDS, attrs=WIDGET_ATTRS) -> list[str]:
 
     walk(at._tree)
     return out
+
+
+# ---- 中文 pages: no English ------------------------------------------------------------------------
+
+#: Latin words a Chinese page may show as they are: names of things, units, formats, the lecture's terms
+ALLOWED_LATIN = {
+    "vgg", "vgg19", "cpu", "cuda", "gram", "imagenet", "caffe", "png", "jpeg", "jpg", "json", "bfgs", "adam",
+    "bfloat16", "float32", "simonyan", "zisserman", "torchvision", "teachkit", "content", "style", "tv", "auto", "avx2",
+}
+# formulas, code, icons, style sheets, and names in quotes (a teacher's folder, an uploaded file)
+_SKIP = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|`[^`]*`|:material/\w+:|<style>.*?</style>|“[^”]*”", re.S)
+_LAYER = re.compile(r"\b(relu|conv|pool)\d(_\d)?\b")
+
+
+def english_words(strings: list[str]) -> list[str]:
+    """The Latin words (three letters or more) in ``strings`` that a Chinese page should not show:
+    formulas, code, icons, quoted names, layer names and :data:`ALLOWED_LATIN` left out."""
+    found = set()
+    for s in strings:
+        s = _LAYER.sub(" ", _SKIP.sub(" ", s))
+        found.update(w for w in re.findall(r"[A-Za-z][A-Za-z0-9]{2,}", s) if w.lower() not in ALLOWED_LATIN)
+    return sorted(found)

@@ -1,7 +1,7 @@
 """The classroom app, page by page, in both languages (streamlit.testing.v1.AppTest).
 
-Everything runs with tiny demos (TEACHKIT_FAST=1: 32-48 px, a couple of steps) and an atlas of
-four small images in a temporary folder, so the whole file takes about a minute on a 2-core CPU.
+Everything runs in the run's one classroom (tests/conftest.py: tiny demos, TEACHKIT_FAST=1, 32 px, a
+couple of steps; an atlas of four small images; a private cache prepared once).
 """
 
 from __future__ import annotations
@@ -30,36 +30,7 @@ LANGS = ("en", "zh")
 TIMEOUT = 120
 
 
-@pytest.fixture(scope="module", autouse=True)
-def classroom_env(tmp_path_factory):
-    """Tiny demos and a tiny atlas (4 images at 48 px) in a private cache."""
-    from teachkit.samples import sample_content
-
-    folder = tmp_path_factory.mktemp("atlas_images")
-    for name in ("chelsea", "astronaut", "coffee", "rocket"):
-        sample_content(name, 64).save(folder / f"{name}.png")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("TEACHKIT_FAST", "1")
-    mp.setenv("TEACHKIT_DEMO_SIZE", "32")
-    mp.setenv("TEACHKIT_ATLAS_DATASET", str(folder))
-    mp.setenv("TEACHKIT_ATLAS_SIZE", "48")
-    mp.setenv("TEACHKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
-    mp.setenv("TEACHKIT_OFFLINE", "1")
-    prepare_defaults()
-    yield folder
-    mp.undo()
-
-
-def prepare_defaults() -> None:
-    """What `teachkit prepare --fast` makes for the default pages (one gallery pair, lesson 4, lesson 5)."""
-    from teachkit.lessons.resources import load_net
-    from teachkit import prepare
-    from teachkit.samples import DEFAULT_CONTENT, DEFAULT_STYLE
-
-    net = load_net()
-    prepare.prepare_transfer(net, *prepare.GALLERY[0], prepare.FAST)
-    prepare.prepare_content(net, DEFAULT_CONTENT, prepare.FAST)
-    prepare.prepare_texture(net, DEFAULT_STYLE, prepare.FAST)
+pytestmark = pytest.mark.usefixtures("classroom_env")  # the run's one classroom (tests/conftest.py)
 
 
 def open_page(n: int, lang: str = "en") -> AppTest:
@@ -151,34 +122,6 @@ def test_prepared_results_are_shown_at_once(n, lang):
     assert not at.info or all(catalogue(lang)["ui.not_prepared"] != i.value for i in at.info)
 
 
-# words a Chinese page may show as they are: names of things, units and formats
-ALLOWED = {
-    "vgg", "vgg19", "cpu", "cuda", "gram", "imagenet", "caffe", "png", "jpeg", "jpg", "json", "bfgs", "adam",
-    "bfloat16", "float32", "simonyan", "zisserman", "torchvision", "teachkit", "content", "style", "tv", "auto",
-}
-# formulas, code, icons, and names in quotes (a teacher's folder, an uploaded file)
-_SKIP = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|`[^`]*`|:material/\w+:|<style>.*?</style>|“[^”]*”", re.S)
-_LAYER = re.compile(r"\b(relu|conv|pool)\d(_\d)?\b")
-
-
-@pytest.mark.parametrize("n", sorted(PAGES))
-def test_chinese_pages_show_no_english(n):
-    at = open_page(n, "zh")
-    strings = visible_strings(at)
-    run = {2: "p2_run", 3: "p3_step", 4: "p4_run", 5: "p5_texture_run"}.get(n)
-    if run:  # and after the page's main button: results, progress and metrics
-        at.button(key=run).click().run()
-        assert_clean(at)
-        strings += visible_strings(at)
-    english = set()
-    for s in strings:
-        s = _LAYER.sub(" ", _SKIP.sub(" ", s))
-        for word in re.findall(r"[A-Za-z][A-Za-z0-9]{2,}", s):
-            if word.lower() not in ALLOWED:
-                english.add(word)
-    assert not english, sorted(english)
-
-
 def test_language_switch_keeps_choices():
     at = open_page(1, "en")
     at.radio(key="p1_how__en").set_value("most_active").run()
@@ -219,9 +162,31 @@ def test_lesson1_unit_and_overview(lang):
     assert len(at.image) >= 3
 
 
-def test_lesson1_has_no_folder_box_without_a_data_root():
+@pytest.mark.parametrize("lang", LANGS)
+def test_lesson1_paints_what_a_unit_wants_to_see(lang):
+    from teachkit.lessons.resources import load_net
+    from teachkit.visualize import unit_activation
+
+    at = open_page(1, lang)
+    at.button(key="p1_paint").click().run()
+    assert_clean(at)
+    [((layer, unit, size, _), (image, value, _))] = at.session_state["p1_painted"].items()
+    assert image.size == (size, size) == (32, 32)  # TEACHKIT_DEMO_SIZE
+    assert value == pytest.approx(unit_activation(load_net(), image, layer, unit))  # the number the ratio shows
+    assert any(m.value.endswith("×") for m in at.metric)
+
+
+def test_lesson1_shows_the_prepared_painting_of_the_unit_it_opens_on():
+    from teachkit import prepare
+    from teachkit.lessons.resources import load_net
+
     at = open_page(1)
-    assert not [t for t in at.text_input if t.key == "p1_folder"]
+    assert "Prepared before class" not in captions(at)
+    prepare.prepare_visualize(load_net(), "relu1_1", at.selectbox(key="p1_unit_relu1_1_most_active").value,
+                              prepare.FAST)
+    at.run()
+    assert_clean(at)
+    assert "Prepared before class: 32 px, 2 steps" in captions(at) and any(m.value.endswith("×") for m in at.metric)
 
 
 @pytest.mark.parametrize("lang", LANGS)
@@ -433,30 +398,6 @@ def test_three_sessions_each_get_their_own_result():
         at.run()
         assert_clean(at)
         assert sorted(b.key for b in at.get("download_button") if str(b.key).startswith("p6_dl")) == ["p6_dl_log", "p6_dl_png"]
-
-
-def test_projector_switch_makes_figure_text_larger(monkeypatch):
-    """The sidebar switch: the page text grows (CSS) and lesson 1's figures are redrawn with text
-    that appears 20 px high instead of 14 in a 1280-px browser."""
-    from teachkit.lessons import guide, resources
-    from teachkit import viz
-
-    made = []
-    real = viz.figure_png
-
-    def recording(fig, dpi=144):
-        made.append((fig.get_figwidth(), viz.smallest_text_pt(fig)))
-        return real(fig, dpi)
-
-    monkeypatch.setattr(viz, "figure_png", recording)
-    at = open_page(1)
-    at.sidebar.toggle(key="projector").set_value(True).run()
-    assert_clean(at)
-    assert any("font-size" in h.proto.body for h in at.get("html")), "no projector style on the page"
-    unit_figs = [pt for width, pt in made if width == resources.UNIT_FIG_IN]
-    assert unit_figs, made
-    shown_px = max(unit_figs) * guide.column_px(resources.UNIT_COLS, 0) / (72 * resources.UNIT_FIG_IN)
-    assert shown_px == pytest.approx(20, abs=0.2)
 
 
 # ---- figures shared by every session: made once, even when asked for at the same moment ----------

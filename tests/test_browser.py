@@ -1,10 +1,13 @@
-"""The app in a real browser: `streamlit run app.py` + headless Chromium driven by Playwright.
+"""The app in a real browser: the classroom's shared local server (tests/conftest.py) + headless
+Chromium driven by Playwright.
 
 Every page is opened in a 1280-px-wide window, in English and Chinese, with the projector mode off and
 on (from the address, ``?projector=1``); its main controls are pressed; the page must show no Streamlit
 exception box, no button label, chosen dropdown option or chip cut off, and the smallest text of every
 figure must appear at least 14 px high (20 px in projector mode).  ``/`` and ``/layers`` both open
-lesson 1, the projector mode survives a reload, and the slides turn with the arrow keys.  A screenshot
+lesson 1, the projector mode stays in the address (so it survives a reload), and the slides turn with
+the arrow keys.  Each step waits for the app's own signal that its script runs are over (:func:`settle`:
+Streamlit's messages on the page's websocket), not for a fixed time.  A screenshot
 is saved: into ``$TEACHKIT_SCREENSHOTS`` when that is set (the README's pictures, made
 with the app's real classroom settings and results prepared by ``teachkit prepare``), else into
 pytest's tmp_path (tiny, fast demos).
@@ -21,17 +24,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from local_server import free_port, wait_until_healthy
+from local_server import launch_chromium, need_browser, serve_app
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-REQUIRED = os.environ.get("TEACHKIT_REQUIRE_BROWSER") == "1"
 SHOTS = os.environ.get("TEACHKIT_SCREENSHOTS", "").strip()
 REAL = bool(SHOTS)  # screenshots for the README: the app as the classroom sees it
 WAIT_MS = 240_000 if REAL else 60_000
@@ -39,59 +38,20 @@ WIDTH = 1280  # a classroom laptop's browser window; the figures are made for it
 MIN_TEXT_PX = 14
 
 
-def _missing(reason: str):
-    if REQUIRED:
-        pytest.fail(f"{reason} (TEACHKIT_REQUIRE_BROWSER=1, so the browser test must run)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    if not Path(CHROMIUM).is_file():
-        _missing(f"no Chromium at {CHROMIUM}: install it (apt-get install chromium) to run the browser test")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        _missing("Playwright for Python is not installed (pip install playwright)")
-
-    env = dict(os.environ, TEACHKIT_OFFLINE="1", PYTHONUNBUFFERED="1")
+def app_url(request, tmp_path_factory):
+    """The shared classroom server (tests/conftest.py), or for the README's pictures one with the real
+    classroom settings and results prepared by ``teachkit prepare``."""
+    need_browser()
     if not REAL:
-        from teachkit.samples import sample_content
+        yield request.getfixturevalue("classroom_server").url
+        return
+    from teachkit.serve import streamlit_flags
 
-        folder = tmp_path_factory.mktemp("browser_atlas")
-        for name in ("chelsea", "astronaut", "coffee", "rocket"):
-            sample_content(name, 64).save(folder / f"{name}.png")
-        cache = tmp_path_factory.mktemp("browser_cache")
-        env.update(TEACHKIT_FAST="1", TEACHKIT_DEMO_SIZE="32", TEACHKIT_ATLAS_DATASET=str(folder),
-                   TEACHKIT_ATLAS_SIZE="48", TEACHKIT_CACHE=str(cache))
-        # what `teachkit prepare --fast` makes for the default pages (one gallery pair)
-        from teachkit import prepare
-        from teachkit.features import load_backbone
-
-        net = load_backbone("vgg19")
-        prepare.prepare_transfer(net, *prepare.GALLERY[0], prepare.FAST, cache)
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port),
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        if not wait_until_healthy(url, proc, 60):
-            log.flush()
-            pytest.fail(f"streamlit did not start:\n{log_path.read_text()[-3000:]}")
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    with serve_app(streamlit_flags(local=True), cwd=ROOT, env=dict(os.environ, TEACHKIT_OFFLINE="1"),
+                   log=log) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")
@@ -99,23 +59,116 @@ def browser(app_url):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        b = launch_chromium(p)
         yield b
         b.close()
 
 
+class Runs:
+    """The app's script runs as the page's websocket carries them (Streamlit's own messages): the run
+    requests the page sends (BackMsg ``rerun_script``), "running" / "not running" and "finished" from the
+    server.  A page is settled when every run it asked for has finished and nothing has come for a moment."""
+
+    QUIET_S = 0.25  # a run may start the next one itself (st.rerun): its messages follow at once
+
+    def __init__(self, page):
+        self.seq = 0  # every event counted, in the order the browser saw them
+        self.requested = 0  # the last run request (or new connection)
+        self.finished = 0  # the last run that finished (a whole page or a fragment)
+        self.running = False
+        self.socket = None  # the page's websocket now
+        self.last = time.monotonic()
+        self.settled = 0  # the point where the page was last settled
+        self.inputs = 0  # the page's count of the user's inputs then
+        page.on("websocket", self._socket)
+
+    def _tick(self) -> int:
+        self.seq += 1
+        self.last = time.monotonic()
+        return self.seq
+
+    def _socket(self, ws) -> None:
+        if ws.url.endswith("/_stcore/stream"):
+            self.socket, self.requested, self.running = ws, self._tick(), False  # a new page: it runs first
+            ws.on("framesent", lambda payload: self._sent(ws, payload))
+            ws.on("framereceived", lambda payload: self._received(ws, payload))
+
+    def _sent(self, ws, payload) -> None:
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+
+        if ws is self.socket and isinstance(payload, (bytes, bytearray)):
+            msg = BackMsg.FromString(bytes(payload))
+            if msg.WhichOneof("type") == "rerun_script" and not msg.rerun_script.is_auto_rerun:
+                self.requested = self._tick()
+
+    def _received(self, ws, payload) -> None:
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        if ws is not self.socket or not isinstance(payload, (bytes, bytearray)):
+            return  # (the page before this one may still be closing)
+        msg = ForwardMsg.FromString(bytes(payload))
+        kind = msg.WhichOneof("type")
+        seq = self._tick()
+        if kind == "session_status_changed":
+            self.running = msg.session_status_changed.script_is_running
+        elif kind == "script_finished" and msg.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+            self.finished = seq
+
+    def idle(self) -> bool:
+        return (not self.running and self.finished > self.requested
+                and time.monotonic() - self.last >= self.QUIET_S)
+
+
+# counts the user's inputs (clicks, keys) on every page the browser loads
+_COUNT_INPUTS_JS = """window.__teachkitInputs = 0;
+for (const type of ['pointerdown', 'keydown'])
+  document.addEventListener(type, e => { if (e.isTrusted) window.__teachkitInputs++; }, true);"""
+
+
+def new_page(context):
+    """A page of ``context`` whose script runs are followed (:class:`Runs`), for :func:`settle`."""
+    page = context.new_page()
+    page.add_init_script(_COUNT_INPUTS_JS)
+    page.teachkit_runs = Runs(page)
+    return page
+
+
 def settle(page, timeout_ms: int = WAIT_MS) -> None:
-    """Wait until the script run is over (Streamlit's "running" indicator has gone for 1.5 s: a rerun
-    that a click asks for may take a moment to start)."""
-    deadline = time.time() + timeout_ms / 1000
-    quiet = 0
-    while quiet < 6:
-        busy = page.locator('[data-testid="stStatusWidget"]').count() > 0
-        quiet = 0 if busy else quiet + 1
-        if time.time() > deadline:
+    """Wait until every script run the page asked for is over: after a click or key press (counted on the
+    page), first until its run has been asked for (the request may take a moment to leave), then until
+    every run asked for has finished; then two animation frames, to draw it."""
+    runs = page.teachkit_runs
+    deadline = time.monotonic() + timeout_ms / 1000
+    try:
+        inputs = page.evaluate("() => window.__teachkitInputs || 0")
+    except Exception:  # noqa: BLE001 - a page being replaced: its new one is followed from its start
+        inputs = runs.inputs
+    if inputs != runs.inputs:
+        asked = time.monotonic() + 5  # (an input that asks for no run, e.g. opening an expander: 5 s lost)
+        while runs.requested <= runs.settled and time.monotonic() < asked:
+            page.wait_for_timeout(25)
+    while not runs.idle():
+        if time.monotonic() > deadline:
             raise AssertionError("the page kept running")
-        page.wait_for_timeout(250)
+        page.wait_for_timeout(25)
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    runs.settled, runs.inputs = runs.seq, inputs
+
+
+_LOAD_IMAGES_JS = """async () => {
+  // every image of the page loaded, also those below the fold (loaded lazily otherwise)
+  const imgs = [...document.querySelectorAll('[data-testid="stImage"] img')];
+  imgs.forEach(i => { i.loading = 'eager'; });
+  await Promise.all(imgs.map(i => i.complete ? null : new Promise(r => {
+    i.addEventListener('load', r, {once: true}); i.addEventListener('error', r, {once: true}); setTimeout(r, 10000);
+  })));
+  return imgs.map(i => [i.currentSrc || i.src, i.getBoundingClientRect().width, i.naturalWidth]);
+}"""
+
+
+def load_images(page) -> list:
+    """[source, width shown, natural width] of every image on the page, once each has loaded."""
+    return page.evaluate(_LOAD_IMAGES_JS)
 
 
 def screenshot(page, path: Path) -> None:
@@ -123,7 +176,7 @@ def screenshot(page, path: Path) -> None:
     size = page.viewport_size
     height = page.evaluate("document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
     page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(int(height), 6000))})
-    page.wait_for_timeout(800)
+    load_images(page)
     settle(page)
     page.screenshot(path=str(path))
     page.set_viewport_size(size)
@@ -135,12 +188,7 @@ def figure_text_sizes(page) -> list[tuple[str, float]]:
 
     from PIL import Image
 
-    # images below the fold load lazily: scroll through the page first
-    page.evaluate("""() => { const m = document.querySelector('[data-testid="stMain"]'); m.scrollTo(0, m.scrollHeight); }""")
-    page.wait_for_timeout(1000)
-    page.evaluate("""() => document.querySelector('[data-testid="stMain"]').scrollTo(0, 0)""")
-    shown = page.evaluate("""() => Array.from(document.querySelectorAll('[data-testid="stImage"] img'))
-        .map(i => [i.currentSrc || i.src, i.getBoundingClientRect().width, i.naturalWidth])""")
+    shown = load_images(page)
     out = []
     for src, width, _ in shown:
         if not src or src.startswith("data:"):
@@ -163,7 +211,7 @@ def check_figure_text(page, n: int, min_px: float = MIN_TEXT_PX) -> None:
         sizes = figure_text_sizes(page)
         if len(sizes) >= need:
             break
-        page.wait_for_timeout(2000)
+        page.wait_for_timeout(500)
         settle(page)
     assert len(sizes) >= need, f"lesson {n}: only {len(sizes)} figures found"
     small = [(src.rsplit("/", 1)[-1], round(px, 1)) for src, px in sizes if px < min_px - 0.5]
@@ -268,7 +316,8 @@ def press(page, key: str) -> None:
 
 
 def pick_radio(page, key: str, index: int) -> None:
-    page.locator(f".st-key-{key} label").nth(index).click()
+    """Choose the option ``index`` (0 = the first) of the radio with this Streamlit key."""
+    page.locator(f'.st-key-{key} [data-testid="stRadioOption"]').nth(index).click()
 
 
 # ---- what to do on each page: its main controls (by key, so the same in both languages) ----
@@ -348,14 +397,15 @@ def test_every_page_in_chromium(app_url, browser, tmp_path, lang, projector):
     out = Path(SHOTS) if SHOTS else tmp_path
     out.mkdir(parents=True, exist_ok=True)
     context = browser.new_context(viewport={"width": WIDTH, "height": 900}, device_scale_factor=1)
-    page = context.new_page()
+    page = new_page(context)
     min_figure_px = 20 if projector else MIN_TEXT_PX
     query = f"?lang={lang}" + ("&projector=1" if projector else "")
     try:
         assert [n for n, _, _ in LESSONS] == [1, 2, 3, 4, 5, 6]
         for n, slug, act in LESSONS:
             open_lesson(page, f"{app_url}/{slug}{query}", n)
-            if projector:  # the address switched it on, and the switch shows it
+            if projector:  # the address switched it on, the switch shows it, and it stays in the address
+                assert "projector=1" in page.url  # (so a reload keeps it)
                 assert page.locator('[data-testid="stSidebar"] [role="checkbox"], [data-testid="stSidebar"] input[type="checkbox"]').first.is_checked()
             act(page, lang)
             settle(page)
@@ -376,21 +426,15 @@ def test_every_page_in_chromium(app_url, browser, tmp_path, lang, projector):
         context.close()
 
 
-def test_addresses_reload_and_slides(app_url, browser, tmp_path):
-    """`/` and `/layers` both open lesson 1 (no "Page not found"); the projector mode survives a reload;
-    the slides go on with the arrow keys."""
+def test_addresses_and_slides(app_url, browser, tmp_path):
+    """`/` and `/layers` both open lesson 1 (no "Page not found"); the slides go on with the arrow keys.
+    (The projector mode from the address, as after a reload: test_every_page_in_chromium.)"""
     context = browser.new_context(viewport={"width": WIDTH, "height": 900}, device_scale_factor=1)
-    page = context.new_page()
+    page = new_page(context)
     try:
         for path in ("", "layers"):
             open_lesson(page, f"{app_url}/{path}", 1)
             assert page.get_by_text("Page not found").count() == 0
-        open_lesson(page, f"{app_url}/cost?projector=1", 3)
-        page.reload()
-        page.locator("h1").filter(has_text="3. ").first.wait_for(timeout=WAIT_MS)
-        settle(page)
-        assert "projector=1" in page.url
-        assert smallest_text_px(page) >= 17
         page.goto(f"{app_url}/slides?lang=zh")
         page.locator("h2").first.wait_for(timeout=WAIT_MS)
         settle(page)

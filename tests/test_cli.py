@@ -385,3 +385,33 @@ def test_every_option_of_clis_own_commands_is_explained_in_chinese():
                 english.append((path, action.dest, action.help))
     assert not english, english
     assert sum(1 for _ in _parsers(parser)) > 10
+
+
+# ---- one rule for output folders: handout and notebooks (issue 26) -----------------------------------
+
+
+def test_handout_and_notebooks_share_one_rule_for_edited_files_and_a_file_given_as_folder(tmp_path, monkeypatch,
+                                                                                          capsys):
+    monkeypatch.setattr("teachkit.handout.figures", lambda lesson, lang, net=None, cache_dir=None: [])
+    out = tmp_path / "handouts"
+    assert main(["handout", "--lesson", "2", "-o", str(out)]) == 0
+    edited = out / "lesson2_en.html"
+    edited.write_text("the teacher's notes", encoding="utf-8")
+    capsys.readouterr()
+    for argv in (["handout", "--lesson", "2", "-o", str(out)], ["notebooks", str(out)]):
+        if argv[0] == "notebooks":
+            (out / "lesson3_cost.ipynb").write_text("a student's work", encoding="utf-8")
+            edited = out / "lesson3_cost.ipynb"
+        assert main(argv) == 2
+        line = one_line_error(capsys.readouterr().err)
+        assert str(edited) in line and "--force" in line and "Traceback" not in line
+    assert (out / "lesson2_en.html").read_text(encoding="utf-8") == "the teacher's notes"
+    assert main(["handout", "--lesson", "2", "-o", str(out), "--force"]) == 0
+    assert "teacher's notes" not in (out / "lesson2_en.html").read_text(encoding="utf-8")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    for argv in (["notebooks", str(a_file)], ["notebooks", str(a_file), "--force"], ["handout", "-o", str(a_file)]):
+        capsys.readouterr()
+        assert main(argv) == 2
+        line = one_line_error(capsys.readouterr().err)
+        assert str(a_file) in line and "not a folder" in line and "--force" not in line  # --force cannot help

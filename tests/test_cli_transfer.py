@@ -281,6 +281,20 @@ def full_disk(monkeypatch):
     return suffixes
 
 
+def test_a_full_save_every_folder_is_one_warning_and_the_run_goes_on(images, tmp_path, capsys, full_disk):
+    """The --save-every folder fills up (ENOSPC) at the first intermediate image: one warning, and the
+    result is still written with -o on a disk with space (here: a JPEG, while PNGs hit the full disk)."""
+    c, s = images
+    full_disk.append(".png")
+    out, frames = tmp_path / "out.jpg", tmp_path / "frames"
+    rc, stdout, err = run(["transfer", str(c), str(s), "-o", str(out), *FAST, "--steps", "4",
+                           "--save-every", str(frames), "--preview-every", "1"], capsys)
+    assert rc == 0 and str(out) in stdout and Image.open(out).size[0] == 48, err
+    line = one_line_error(err)
+    assert "warning" in line and "the disk is full" in line and str(frames / "step_0001.png") in line
+    assert list(frames.iterdir()) == []
+
+
 @pytest.mark.parametrize("lang,words", [("en", "the disk is full"), ("zh", "磁盘已满")])
 def test_disk_full_while_writing_the_log_is_one_line(images, tmp_path, capsys, full_disk, lang, words):
     c, s = images

@@ -110,6 +110,41 @@ def test_get_dataset_errors(tmp_path):
         get_dataset("")
 
 
+def test_every_image_names_the_photo_it_was_cut_from(tmp_path):
+    ds = SampleDataset()
+    photos = [ds.source(i) for i in range(len(ds))]
+    assert photos == sorted(photos) and set(photos) == set(range(len(ds.sources)))  # one run of crops per photo
+    for i in (0, 400, len(ds) - 1):  # the crop's own description names that photo's file
+        assert ds.sources[photos[i]][0].split(":", 1)[1] in ds.describe(i)
+    assert len(ds.sources) == 20 and "skimage:clock_motion.png" in {s[0] for s in ds.sources}
+    save_noise(tmp_path / "a.png")
+    save_noise(tmp_path / "b.png")
+    folder = FolderDataset(tmp_path)  # each file its own photo
+    grouped = TensorDataset(torch.zeros(3, 3, 8, 8), sources=[0, 0, 2])
+    both = ConcatDataset([folder, grouped])
+    assert [both.source(i) for i in range(5)] == [0, 1, 2, 2, 4]
+    assert grouped.fingerprint != TensorDataset(torch.zeros(3, 3, 8, 8)).fingerprint
+    with pytest.raises(ValueError) as err:
+        TensorDataset(torch.zeros(2, 3, 8, 8), sources=[0, 5])
+    assert err.value.msg_id == "dataset.tensor_sources"
+
+
+def test_a_folder_that_cannot_be_read_is_named_in_one_message(tmp_path, monkeypatch):
+    save_noise(tmp_path / "locked" / "a.png")
+    real = os.scandir
+
+    def scandir(path="."):  # what a folder without read permission gives (root reads any, so fake it)
+        if os.fspath(path) == str(tmp_path / "locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(ValueError) as err:
+        FolderDataset(tmp_path / "locked")
+    assert err.value.msg_id == "dataset.unreadable_folder" and "locked" in str(err.value)
+    assert "Permission denied" in str(err.value)
+
+
 def test_tensor_and_concat_datasets():
     a = TensorDataset(torch.rand(3, 3, 8, 8), "a")
     b = TensorDataset(torch.rand(2, 3, 8, 8), "b")

@@ -8,7 +8,6 @@ end to end (VGG19, a handful of small images).  Both on 127.0.0.1 with a free po
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections import OrderedDict
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from local_server import free_port
 from torch import nn
 
 from teachkit import distributed
@@ -27,12 +27,6 @@ from teachkit.patches import scan
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
                                 reason="this torch has no gloo backend")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def positive_net() -> FeatureExtractor:
@@ -51,35 +45,41 @@ def positive_net() -> FeatureExtractor:
                             scale=1.0, weights_id="tiny-positive")
 
 
+#: images 4..8 are one photo, cut in two by the shares (0..5 and 6..12)
+PHOTOS = [0, 1, 2, 3, 4, 4, 4, 4, 4, 9, 10, 11, 12]
+
+
 def tied_images() -> TensorDataset:
     """13 dim random images; image 2 bright, and copied to images 7 and 9 (the other share).
 
-    Every unit's top three are then three equal values; a one-process scan orders them 2, 7, 9
+    Without a cap, every unit's top three are three equal values; a one-process scan orders them 2, 7, 9
     (ties go to the earlier image), and so must the merge of the two processes' tables."""
     g = torch.Generator().manual_seed(4)
     imgs = torch.rand(13, 3, 20, 20, generator=g) * 0.4
     imgs[2] = 0.6 + 0.4 * torch.rand(3, 20, 20, generator=g)
     imgs[7] = imgs[9] = imgs[2]
-    return TensorDataset(imgs, name="tied")
+    imgs[4:7] += 0.3  # the photo of images 4..8 brighter than the rest: the cap must act across the shares
+    return TensorDataset(imgs, name="tied", sources=PHOTOS)
 
 
 OPTIONS = dict(layers=["relu1_1", "relu2_1"], k=4, image_size=20, batch_size=3)
+RUNS = ((1, 0), (2, 0), (1, 1), (2, 2))  # (positions per image, per-photo cap)
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
-    """One rank: scans with one and with two positions per image; rank 0 saves both atlases."""
+    """One rank: scans with one and two positions per image, with and without a cap; rank 0 saves them."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     with distributed.process_group("cpu"):
-        for m in (1, 2):
+        for m, cap in RUNS:
             seen = []
-            atlas = distributed.scan(positive_net(), tied_images(), positions_per_image=m,
+            atlas = distributed.scan(positive_net(), tied_images(), positions_per_image=m, per_image=cap,
                                      callback=lambda p: seen.append((p.values["rank"], p.step, p.total)) and False,
                                      **OPTIONS)
             assert all(r == rank for r, _, _ in seen) and seen[-1][1] == seen[-1][2]  # its own share, to the end
             if rank == 0:
-                atlas.save(f"{out}{m}.npz")
+                atlas.save(f"{out}{m}{cap}.npz")
             else:
                 assert atlas is None
         # rank 1 stops at its time limit after its first batch: rank 0 still gets the merged part
@@ -93,16 +93,20 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         assert err.value.msg_id == "dist.datasets_differ"
 
 
-def test_two_gloo_processes_equal_one_process_scan(tmp_path):
+def test_two_gloo_processes_equal_one_process_scan(tmp_path, monkeypatch):
+    # in a pytest-xdist worker __main__ is execnet's bootstrap file: the spawned processes must not run it again
+    monkeypatch.delattr(sys.modules["__main__"], "__file__", raising=False)
     out = tmp_path / "dist"
     torch.multiprocessing.spawn(_worker, args=(2, free_port(), str(out)), nprocs=2, join=True)
-    for m in (1, 2):
-        merged = Atlas.load(f"{out}{m}.npz")
-        whole = scan(positive_net(), tied_images(), positions_per_image=m, **OPTIONS)
+    for m, cap in RUNS:
+        merged = Atlas.load(f"{out}{m}{cap}.npz")
+        whole = scan(positive_net(), tied_images(), positions_per_image=m, per_image=cap, **OPTIONS)
         for n in whole.layers:
-            for field in ("values", "images", "ys", "xs"):
+            for field in ("values", "images", "ys", "xs", "sources"):
                 np.testing.assert_array_equal(getattr(merged, field)[n], getattr(whole, field)[n],
-                                              err_msg=f"m={m} {n} {field}")
+                                              err_msg=f"m={m} cap={cap} {n} {field}")
+            photos = merged.sources[n]
+            assert cap == 0 or all(np.bincount(row[row >= 0]).max() <= cap for row in photos)
         assert merged.complete and merged.n_images == 13 and merged.meta["processes"] == 2
         assert (merged.meta["start"], merged.meta["end"]) == (0, 13)
     # rank 1 (images 6..12) stopped after one batch of 3: the atlas of images 0..8, marked partial
@@ -113,7 +117,7 @@ def test_two_gloo_processes_equal_one_process_scan(tmp_path):
         np.testing.assert_array_equal(stopped.images[n], first9.images[n])
         np.testing.assert_array_equal(stopped.values[n], first9.values[n])
     # the planted tie, checked against its own oracle: equal values, earlier image first
-    merged = Atlas.load(f"{out}1.npz")
+    merged = Atlas.load(f"{out}10.npz")
     assert (merged.images["relu2_1"][:, :3] == [2, 7, 9]).all()
     assert (merged.values["relu2_1"][:, 0] == merged.values["relu2_1"][:, 2]).all()
 

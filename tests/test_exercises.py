@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from teachkit import exercises as ex
-from teachkit.messages import catalogue, domain_catalogue, fields, LOCALE_DIR
+from teachkit.messages import LOCALE_DIR, TeachkitError, catalogue, domain_catalogue, fields
 
 # ---- the reference solutions (written here from the formulas, independently of teachkit.costs) ----
 
@@ -110,6 +110,23 @@ def c_item(a_C, a_G):
     return torch.tensor(0.5 * torch.sum((a_C - a_G) ** 2).item())
 
 
+def c_float(a_C, a_G):
+    return float(0.5 * torch.sum((a_C - a_G) ** 2))
+
+
+def c_negative(a_C, a_G):
+    return -0.5 * torch.sum((a_C - a_G) ** 2)
+
+
+def c_quarter(a_C, a_G):
+    return 0.25 * torch.sum((a_C - a_G) ** 2)
+
+
+def c_in_place(a_C, a_G):
+    a_C -= a_G
+    return 0.5 * torch.sum(a_C ** 2)
+
+
 def g_reshape_no_transpose(a):
     _, n_H, n_W, n_C = a.shape
     f = a.reshape(n_C, n_H * n_W)
@@ -179,6 +196,21 @@ def l_raises(a_S, a_G):
     raise ValueError("shapes do not match")
 
 
+def l_twice(a_S, a_G):
+    _, n_C, n_H, n_W = a_G.shape
+    return torch.sum((gram_engine(a_S) - gram_engine(a_G)) ** 2) / (n_H * n_W * n_C)
+
+
+def g_unwritten(a):
+    # your code here
+    raise NotImplementedError
+
+
+def l_uses_unwritten_gram(a_S, a_G):
+    _, n_C, n_H, n_W = a_G.shape
+    return torch.sum((g_unwritten(a_S) - g_unwritten(a_G)) ** 2) / (2 * n_H * n_W * n_C)
+
+
 def s_no_lambda(a_S, a_G, lambdas):
     return sum(layer_ref(s, g) for s, g in zip(a_S, a_G))
 
@@ -194,6 +226,21 @@ def s_reversed(a_S, a_G, lambdas):
     return sum(lam * layer_ref(s, g) for lam, s, g in zip(lambdas[::-1], a_S, a_G))
 
 
+def s_first_only(a_S, a_G, lambdas):
+    J = 0
+    for lam, s, g in zip(lambdas, a_S, a_G):
+        J = J + lam * layer_ref(s, g)
+        return J
+
+
+def s_mean(a_S, a_G, lambdas):
+    return sum(lam * layer_ref(s, g) for lam, s, g in zip(lambdas, a_S, a_G)) / len(a_S)
+
+
+def s_normalised(a_S, a_G, lambdas):
+    return sum(lam / sum(lambdas) * layer_ref(s, g) for lam, s, g in zip(lambdas, a_S, a_G))
+
+
 def s_numpy(a_S, a_G, lambdas):
     return float(sum(lam * float(l_numpy(s, g)) for lam, s, g in zip(lambdas, a_S, a_G)))
 
@@ -206,8 +253,20 @@ def t_unweighted(J_content, J_style, alpha, beta):
     return J_content + J_style
 
 
-def t_numpy(J_content, J_style, alpha, beta):
+def t_float(J_content, J_style, alpha, beta):
     return alpha * float(J_content) + beta * float(J_style)
+
+
+def t_numpy(J_content, J_style, alpha, beta):
+    return alpha * np.asarray(J_content) + beta * np.asarray(J_style)
+
+
+def t_fixed_weights(J_content, J_style, alpha=10, beta=40):
+    return 10 * J_content + 40 * J_style
+
+
+def t_doubled(J_content, J_style, alpha, beta):
+    return 2 * (alpha * J_content + beta * J_style)
 
 
 def t_raises(J_content, J_style, alpha, beta):
@@ -237,6 +296,10 @@ def rf_off_by_one(layers):
 
 def rf_short(layers):
     return rf_ref(layers)[:-1]
+
+
+def rf_doubled(layers):
+    return [2 * s for s in rf_ref(layers)]
 
 
 PASSING = [
@@ -276,6 +339,10 @@ PLANTED = [
     ("content: no return", ex.check_content_cost, c_none, {}, "exercises.returned_none"),
     ("content: NaN", ex.check_content_cost, c_nan, {}, "exercises.not_finite"),
     ("content: cut off the graph", ex.check_content_cost, c_item, {}, "exercises.grad_detached"),
+    ("content: a Python float", ex.check_content_cost, c_float, {}, "exercises.grad_float"),
+    ("content: negative", ex.check_content_cost, c_negative, {}, "exercises.negative_cost"),
+    ("content: half the constant", ex.check_content_cost, c_quarter, {}, "exercises.factor"),
+    ("content: changes its input", ex.check_content_cost, c_in_place, {}, "exercises.changes_input"),
     ("content: assignment's constant", ex.check_content_cost, content_assignment, {"layout": "assignment"},
      "exercises.constant_other"),
     ("gram: reshape without transpose", ex.check_gram_matrix, g_reshape_no_transpose, {"layout": "assignment"},
@@ -294,18 +361,28 @@ PLANTED = [
     ("layer: sum over the wrong axis", ex.check_layer_style_cost, l_wrong_axis, {}, "exercises.not_scalar"),
     ("layer: NumPy instead of torch", ex.check_layer_style_cost, l_numpy, {}, "exercises.grad_numpy"),
     ("layer: exception inside", ex.check_layer_style_cost, l_raises, {}, "exercises.raised"),
+    ("layer: twice the constant", ex.check_layer_style_cost, l_twice, {}, "exercises.factor"),
+    ("layer: its gram_matrix not written", ex.check_layer_style_cost, l_uses_unwritten_gram, {},
+     "exercises.not_written"),
     ("style: lambda missing", ex.check_style_cost, s_no_lambda, {}, "exercises.lambda_ignored"),
     ("style: overwrite instead of add", ex.check_style_cost, s_last_only, {}, "exercises.lambda_last_only"),
     ("style: lambdas of other layers", ex.check_style_cost, s_reversed, {}, "exercises.lambda_wrong_layer"),
+    ("style: return inside the loop", ex.check_style_cost, s_first_only, {}, "exercises.lambda_first_only"),
+    ("style: divided by the number of layers", ex.check_style_cost, s_mean, {}, "exercises.lambda_mean"),
+    ("style: lambda / sum(lambda)", ex.check_style_cost, s_normalised, {}, "exercises.lambda_normalised"),
     ("style: NumPy instead of torch", ex.check_style_cost, s_numpy, {}, "exercises.grad_numpy"),
     ("total: alpha and beta swapped", ex.check_total_cost, t_swapped, {}, "exercises.total_swapped"),
     ("total: weights missing", ex.check_total_cost, t_unweighted, {}, "exercises.total_unweighted"),
     ("total: NumPy instead of torch", ex.check_total_cost, t_numpy, {}, "exercises.grad_numpy"),
+    ("total: float() of the terms", ex.check_total_cost, t_float, {}, "exercises.grad_float"),
+    ("total: fixed weights", ex.check_total_cost, t_fixed_weights, {}, "exercises.total_ignores_weights"),
+    ("total: twice J", ex.check_total_cost, t_doubled, {}, "exercises.factor"),
     ("total: exception inside", ex.check_total_cost, t_raises, {}, "exercises.raised"),
     ("rf: strides ignored", ex.check_receptive_field, rf_no_jump, {}, "exercises.rf_no_jump"),
     ("rf: own stride in the jump", ex.check_receptive_field, rf_own_stride, {}, "exercises.rf_own_stride"),
     ("rf: off by one", ex.check_receptive_field, rf_off_by_one, {}, "exercises.rf_off_by_one"),
     ("rf: one size missing", ex.check_receptive_field, rf_short, {}, "exercises.rf_length"),
+    ("rf: other sizes", ex.check_receptive_field, rf_doubled, {}, "exercises.rf_values"),
     ("not a function", ex.check_content_cost, 42, {}, "exercises.not_callable"),
     ("layer: written for the other layout", ex.check_layer_style_cost, layer_assignment, {"constant": "assignment"},
      "exercises.other_layout"),
@@ -327,7 +404,7 @@ def test_planted_mistakes_get_their_hint_in_both_languages(label, check, fn, kw,
     # the whole result renders in both languages, in a notebook too, without a traceback
     assert result.text("zh") != result.text("en")
     assert hint in [i.reason.id for i in result.items if i.reason is not None]
-    assert result._repr_markdown_().startswith("❌")
+    assert result._repr_html_().startswith("<div>❌")
 
 
 def test_constants_are_named():
@@ -349,6 +426,37 @@ def test_scaling_hint_reports_the_growth():
     assert abs(r.reason.params["got"] - 4.0) < 1e-6
 
 
+def test_hints_name_the_right_function_and_number():
+    """The unwritten helper is blamed, not its caller; an exact factor, the number of layers and the first
+    wrong receptive field are said as numbers; a float from .item() is not called NumPy."""
+    assert ex.check_layer_style_cost(l_uses_unwritten_gram).reason.params["name"] == "g_unwritten"
+    assert ex.check_content_cost(c_quarter).reason.params["factor"] == "1/2"
+    assert ex.check_layer_style_cost(l_twice).reason.params["factor"] == "2"
+    assert ex.check_style_cost(s_mean).reason.params["n"] == 3
+    notes = [i.reason for i in ex.check_total_cost(t_float).items if i.reason is not None]
+    assert notes[0].params["kind"] == "Python float"
+    r = ex.check_receptive_field(rf_doubled).reason  # the first layer whose size is wrong, not the whole list
+    assert r.params["i"] == 1 and r.params["want"] == 3 and r.params["got"] == 6
+    failed = ex.check_style_cost(s_normalised).first_failure  # under the item that set every λ to 0
+    assert failed.what.id == "exercises.item.lambda_zero"
+
+
+def test_an_endless_loop_is_stopped_with_a_hint(monkeypatch):
+    monkeypatch.setattr(ex.checks, "CALL_LIMIT_S", 0.5)
+
+    def endless(a_C, a_G):
+        while True:
+            try:
+                while True: pass  # noqa: E701 -- one line: no line events for a tracer to catch
+            except BaseException:  # a loop that even catches what stops it
+                pass
+
+    result = ex.check_content_cost(endless)
+    assert result.reason.id == "exercises.too_slow" and result.reason.params["seconds"] == "0.5"
+    assert "0.5" in result.reason.text("zh") and _CJK.search(result.reason.text("zh"))
+    assert ex.check_content_cost(content_ref).passed  # the limit is gone after the call
+
+
 def test_numpy_written_function_passes_the_values_and_fails_only_the_gradient():
     r = ex.check_layer_style_cost(l_numpy)
     failed = [i for i in r.items if not i.passed]
@@ -362,6 +470,8 @@ def test_bad_arguments_of_the_checks_are_one_readable_error():
         ex.check_content_cost(content_ref, layout="nhwc")
     with pytest.raises(ValueError, match="unknown constant 'half'"):
         ex.check_layer_style_cost(layer_ref, constant="half")
+    with pytest.raises(TeachkitError):
+        ex.check_content_cost(content_ref, layout="nhwc")
 
 
 def test_exercise_catalogue_same_ids_and_fields_in_both_languages():
@@ -466,69 +576,36 @@ def test_transfer_with_a_function_that_cannot_run_starts_nothing(vgg19, images):
     assert _CJK.search(run.text("zh"))
 
 
-# ---- teachkit exercises check: the teacher's table ---------------------------------------------------
-
-GOOD = '''
-import torch
-
-ALPHA = 10
-
-
-def content_cost(a_C, a_G):
-    return 0.5 * torch.sum((a_C - a_G) ** 2)
-
-
-def total_cost(J_content, J_style, alpha=ALPHA, beta=40):
-    return beta * J_content + alpha * J_style
+def test_transfer_with_own_style_cost_matches_teachkits_run(vgg19, images, one_thread):
+    """style_cost is accepted and drives the run; with correct functions the text says the runs agree."""
+    content, style = images
+    run = ex.transfer_with(content, style, _tiny(), style_cost=style_ref, backbone=vgg19)
+    assert run.ok, run.text("en")
+    assert run.result.history[-1]["total"] == pytest.approx(run.reference.history[-1]["total"], rel=1e-4)
+    assert "the same as teachkit's run" in run.text("en") and "relative difference" in run.text("en")
+    wrong = ex.transfer_with(content, style, _tiny(), style_cost=s_mean, backbone=vgg19, reference=run.reference)
+    assert wrong.ok and "apart" in wrong.text("en")  # merely wrong: it runs, and the difference is said
 
 
-print("a cell that must not run when grading")
-raise SystemExit("nor this one")
-'''
+def test_transfer_with_survives_inputs_changed_in_place_and_errors_in_backward(vgg19, images, one_thread):
+    content, style = images
+    run = ex.transfer_with(content, style, _tiny(), content_cost=c_in_place, backbone=vgg19)
+    assert run.checks["content_cost"].reason.id == "exercises.changes_input"
+    assert run.ok and len(run.result.history) == 4, run.text("en")  # it ran on copies: the engine is unharmed
 
-LOOPS = '''
-def rf_sizes(layers):
-    while True:
-        pass
-'''
+    def breaks_in_backward(hook):
+        def content_cost(a_C, a_G):
+            d = a_C - a_G
+            if a_G.dtype == torch.float32:  # the engine's calls (the checks use float64)
+                d.register_hook(hook)
+            return 0.5 * torch.sum(d ** 2)
+        return content_cost
 
+    def raises(g):
+        raise RuntimeError("boom in backward")
 
-def test_exercises_check_prints_one_table_per_file_and_exercise(tmp_path, capsys):
-    import csv
-    import io
-    import json
-
-    from teachkit.cli import main
-    from teachkit.exercises.grade import grade_files, table
-    from teachkit.notebooks import build
-
-    good = tmp_path / "alice.py"
-    good.write_text(GOOD, encoding="utf-8")
-    student_nb = tmp_path / "bob.ipynb"
-    student_nb.write_text(json.dumps(build(4, "en", solutions=False)), encoding="utf-8")
-    results = grade_files([good, student_nb])  # each file in its own process
-
-    rows = list(csv.reader(io.StringIO(table(results, "en", as_csv=True))))
-    head, by_file = rows[0], {r[0]: dict(zip(rows[0], r)) for r in rows[1:]}
-    assert head[0] == "file" and {"content_cost", "total_cost"} <= set(head)
-    alice, bob = by_file[str(good)], by_file[str(student_nb)]
-    assert alice["content_cost"] == "passed"
-    assert alice["total_cost"] == ex.check_total_cost(t_swapped).reason.text("en")  # α and β swapped
-    assert bob["content_cost"] == "content_cost is not written yet: replace raise NotImplementedError with your code"
-    assert bob["total_cost"] == "not in the file"
-    text_zh = table(results, "zh")
-    assert "✓" in text_zh and "✗ [1]" in text_zh and "[1] α 和 β 弄反了" in text_zh
-
-    loops = tmp_path / "carol.py"  # a function that never returns: the file's process is stopped
-    loops.write_text(LOOPS, encoding="utf-8")
-    assert main(["exercises", "check", str(loops), "--timeout", "4", "--lang", "en"]) == 0
-    out = capsys.readouterr().out
-    assert "[1] did not finish within 4 s" in out
-
-
-def test_exercises_check_names_an_unreadable_file(tmp_path, capsys):
-    from teachkit.cli import main
-
-    assert main(["exercises", "check", str(tmp_path / "missing.py")]) == 2
-    err = capsys.readouterr().err
-    assert "missing.py" in err and "Traceback" not in err
+    for hook, reason in ((lambda g: g / 0, "exercises.run.nan_gradient"), (raises, "exercises.raised")):
+        run = ex.transfer_with(content, style, _tiny(), content_cost=breaks_in_backward(hook), backbone=vgg19,
+                               compare=False)
+        assert run.failure is not None and run.failure.params["reason"].id == reason, run.text("en")
+        assert run.result is not None and run.result.stopped and run.result.image.size == (48, 48)

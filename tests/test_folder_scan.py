@@ -124,18 +124,11 @@ def test_one_compute_slot_means_no_folder_scans(root, monkeypatch):
         jobs.atlas_builder(jobs.dataset_spec("cats", "sample"), None, LAYERS)
 
 
-def test_lesson1_page_names_an_empty_folder_without_the_server_path(root, tmp_path, monkeypatch):
-    """The page itself (AppTest, the real backbone on a 4-image default dataset at 48 px)."""
+def test_lesson1_page_names_an_empty_folder_without_the_server_path(root, classroom, tmp_path, monkeypatch):
+    """The page itself (AppTest, the real backbone on the run's classroom: tests/conftest.py)."""
     from streamlit.testing.v1 import AppTest
 
-    from teachkit.samples import sample_content
-
-    default = tmp_path / "default"
-    default.mkdir()
-    for name in ("chelsea", "astronaut", "coffee", "rocket"):
-        sample_content(name, 64).save(default / f"{name}.png")
-    for key, value in {"TEACHKIT_FAST": "1", "TEACHKIT_DEMO_SIZE": "32", "TEACHKIT_ATLAS_DATASET": str(default),
-                       "TEACHKIT_ATLAS_SIZE": "48", "TEACHKIT_OFFLINE": "1"}.items():
+    for key, value in classroom.env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(jobs, "_BUILDERS", type(jobs._BUILDERS)())
     at = AppTest.from_file(str(jobs.Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)

@@ -210,6 +210,22 @@ def test_16_bit_png_is_scaled_not_clipped(tmp_path):
     assert out[0, 0] == 255 and abs(int(out[0, 1]) - 128) <= 1
 
 
+def test_full_range_int32_tiff_is_scaled_by_its_own_range_not_white(tmp_path):
+    """A 32-bit TIFF using the whole int32 range came out all white (clipped at 65535): it is stretched
+    from its own minimum to its maximum; one inside 0..65535 keeps the 16-bit scale."""
+    ramp = np.linspace(-(2**31), 2**31 - 1, 64).round().astype(np.int64).clip(-(2**31), 2**31 - 1)
+    values = np.tile(ramp.astype(np.int32), (20, 1))
+    path = write(tmp_path, "wide.tif", Image.fromarray(values))
+    assert Image.open(path).mode == "I"
+    out = np.asarray(load_image(path))[..., 0].astype(int)
+    expected = np.rint((ramp - ramp.min()) / (ramp.max() - ramp.min()) * 255)
+    assert np.abs(out[0] - expected).max() <= 1 and out.min() == 0 and out.max() == 255
+    deep = np.asarray(load_image(Image.fromarray(np.full((20, 20), 32768, np.int32))))
+    assert abs(int(deep[0, 0, 0]) - 128) <= 1  # 16-bit values in mode "I": as before
+    far = np.asarray(load_image(Image.fromarray(np.linspace(-5, 1000, 400, dtype=np.float32).reshape(20, 20), "F")))
+    assert far[0, 0, 0] == 0 and far[-1, -1, 0] == 255  # floats beyond [0, 255]: their own range too
+
+
 def test_float_mode_image():
     out = np.asarray(load_image(Image.fromarray(np.full((20, 20), 0.25, np.float32), "F")))
     assert out[0, 0].tolist() == [64, 64, 64]

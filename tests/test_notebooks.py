@@ -2,11 +2,13 @@
 
 Every notebook runs top to bottom with the solutions (every check passes); every student notebook runs up
 to its first check, which answers with the "not written yet" hint in the notebook's language, not a
-traceback.  Executed with nbclient on an ipykernel (the `test` extra)."""
+traceback.  Executed with nbclient on one ipykernel for all of them (the `test` extra)."""
 
 from __future__ import annotations
 
 import os
+import re
+import unicodedata
 
 import pytest
 
@@ -50,11 +52,13 @@ def test_sources_build_valid_notebooks_that_agree_across_languages(number):
     en_md = "\n".join(c["source"] for c in built[("en", False)]["cells"] if c["cell_type"] == "markdown")
     assert "在这里写你的代码" in "\n".join(code[("zh", False)]) and any("\u4e00" <= ch <= "\u9fff" for ch in zh_md)
     assert not any("\u4e00" <= ch <= "\u9fff" for ch in en_md)
+    for (lang, _), sources in code.items():  # a figure's words follow the notebook's language
+        assert all(f'lang="{lang}"' in src for src in sources if "plot_history(" in src)
 
 
-#: run before a notebook in the tests: every run of the notebooks goes through default_config, here made
-#: tiny (48 px, 3 steps) so that the six notebooks stay quick on a 2-core CPU; what is tested is that each
-#: runs top to bottom and what its checks answer, not the pictures
+#: the first cell of the test kernel: every run of the notebooks goes through default_config, here made tiny
+#: (48 px, 3 steps) so that the notebooks stay quick on a 2-core CPU (what is tested is that each runs top to
+#: bottom and what its checks answer, not the pictures)
 TINY = """
 import teachkit.exercises.engine as _engine
 _full = _engine.default_config
@@ -62,23 +66,37 @@ _engine.default_config = lambda **kw: _full(**{**kw, "size": 48, "steps": 3})
 """
 
 
-def _run(notebook: dict, upto_first_check: bool = False) -> list:
-    nbk = nbformat.from_dict(notebook)
-    nbk.cells.insert(0, nbformat.v4.new_code_cell(TINY))
-    if upto_first_check:
-        cells = []
-        for c in nbk.cells:
-            cells.append(c)
-            if "check" in c.get("metadata", {}).get("tags", []):
-                break
-        nbk.cells = cells
+def _upto_first_check(cells: list) -> list:
+    out = []
+    for c in cells:
+        out.append(c)
+        if "check" in c.get("metadata", {}).get("tags", []):
+            break
+    return out
+
+
+@pytest.fixture(scope="module")
+def executed():
+    """Every lesson in ONE kernel (VGG19 is loaded once per notebook, the kernel started once): each student
+    version up to its first check, then the version with the solutions, the two in different languages.
+    Returns {(lesson, 'student' | 'solutions'): (language, executed cells)}."""
+    parts, cells = {}, [nbformat.v4.new_code_cell(TINY)]
+    for number in LESSONS:
+        for part, lang, solutions in (("student", "zh" if number % 2 == 0 else "en", False),
+                                      ("solutions", "en" if number % 2 == 0 else "zh", True)):
+            mine = nbformat.from_dict(nb.build(number, lang, solutions)).cells
+            mine = mine if solutions else _upto_first_check(mine)
+            parts[(number, part)] = (lang, mine)
+            cells += mine
+    for i, c in enumerate(cells):
+        c["id"] = f"cell-{i}"
+    nbk = nbformat.v4.new_notebook(cells=cells, metadata=nb.build(1)["metadata"])
     client = nbclient.NotebookClient(nbk, timeout=300, kernel_name="python3", allow_errors=True,
                                      resources={"metadata": {"path": "."}})
     # Importing streamlit (the app's tests, earlier in the suite) sets MPLBACKEND=Agg in this process,
     # and a kernel started with that environment draws plt.show() nowhere: give it a student's one.
-    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
-    client.execute(env=env)
-    return nbk.cells
+    client.execute(env={k: v for k, v in os.environ.items() if k != "MPLBACKEND"})
+    return parts  # the cells were executed in place
 
 
 def _errors(cells) -> list[str]:
@@ -91,16 +109,15 @@ def _shown(cells) -> str:
     for c in cells:
         for o in getattr(c, "outputs", []):
             out.append(o.get("text", ""))
-            out.append(o.get("data", {}).get("text/markdown", ""))
+            out.append(o.get("data", {}).get("text/html", ""))
     return "\n".join(out)
 
 
 @pytest.mark.parametrize("number", LESSONS)
-def test_notebook_with_solutions_runs_top_to_bottom(number):
-    cells = _run(nb.build(number, "en", solutions=True))
-    assert not _errors(cells)
-    shown = _shown(cells)
-    assert "✅" in shown  # at least one check answered, and every check of the solutions passed:
+def test_notebook_with_solutions_runs_top_to_bottom(executed, number):
+    _, cells = executed[(number, "solutions")]
+    assert not _errors(cells), _errors(cells)
+    assert "✅" in _shown(cells)  # at least one check answered, and every check of the solutions passed:
     checks = [c for c in cells if "check" in c.get("metadata", {}).get("tags", [])]
     assert checks and all("❌" not in _shown([c]) for c in checks)
     pictures = [o for c in cells for o in getattr(c, "outputs", []) if "image/png" in o.get("data", {})]
@@ -108,14 +125,34 @@ def test_notebook_with_solutions_runs_top_to_bottom(number):
 
 
 @pytest.mark.parametrize("number", LESSONS)
-def test_student_notebook_answers_its_first_check_with_a_hint(number):
-    lang = "zh" if number % 2 == 0 else "en"
-    cells = _run(nb.build(number, lang, solutions=False), upto_first_check=True)
+def test_student_notebook_answers_its_first_check_with_a_hint(executed, number):
+    lang, cells = executed[(number, "student")]
     assert not _errors(cells), _errors(cells)
     shown = _shown(cells[-1:])
     assert "❌" in shown
     first = text("exercises.not_written", lang, name="").strip()
     assert first in shown
+
+
+def _closes_wrongly(md: str) -> list[str]:
+    """Bold (``**...**``) that CommonMark does not close, shown literally: a closing ``**`` after
+    punctuation (e.g. a full-width colon) with a letter right after it, or the mirror at the start."""
+    punct = lambda c: bool(c) and unicodedata.category(c)[0] in "PS"  # noqa: E731
+    bad = []
+    for m in re.finditer(r"(?<!\*)\*\*(?!\s)(.+?)(?<!\s)\*\*(?!\*)", md):
+        before, after, inner = md[m.start() - 1:m.start()], md[m.end():m.end() + 1], m.group(1)
+        if (punct(inner[-1]) and after.strip() and not punct(after)) or \
+                (punct(inner[0]) and before.strip() and not punct(before)):
+            bad.append(m.group(0))
+    return bad
+
+
+def test_bold_text_renders_in_both_languages():
+    assert _closes_wrongly("**想一想：**为什么") and not _closes_wrongly("**想一想**：为什么 **Think:** why")
+    for les in nb.lessons():
+        for lang in nb.LANGS:
+            md = "\n".join(c["source"] for c in nb.build(les.number, lang, True)["cells"] if c["cell_type"] == "markdown")
+            assert not _closes_wrongly(md), (les.name, lang, _closes_wrongly(md))
 
 
 def test_teachkit_notebooks_writes_the_set(tmp_path, capsys):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import unicodedata
 
 import pytest
 
@@ -177,13 +178,18 @@ def test_every_option_has_a_label_and_help_in_both_languages():
             assert zh[f"option.{o.name}"] != catalogue("en")[f"option.{o.name}"], o.name
 
 
+def display_width(s: str) -> int:
+    """Columns a string takes in a proportional UI font, roughly: wide (CJK) characters count 2."""
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in s)
+
+
 def test_choice_labels_are_short_enough_for_a_dropdown():
     # a quarter of the main area at 1280 px holds about 26 Latin characters (CJK count twice)
     for o in options.lesson_options():
         for c in o.choices or ():
             for lang in ("en", "zh"):
                 label = o.choice_label(c, lang)
-                assert options.display_width(label) <= 22, (o.name, c, lang, label)
+                assert display_width(label) <= 22, (o.name, c, lang, label)
 
 
 # ---- lesson 6's form ----------------------------------------------------------------------------------

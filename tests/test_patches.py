@@ -72,9 +72,9 @@ def random_net(seed: int = 0, positive: bool = False) -> FeatureExtractor:
     return extractor(body, f"random-{seed}-{positive}")
 
 
-def random_images(n: int = 12, size: int = 20, seed: int = 1) -> TensorDataset:
+def random_images(n: int = 12, size: int = 20, seed: int = 1, sources=None) -> TensorDataset:
     g = torch.Generator().manual_seed(seed)
-    return TensorDataset(torch.rand(n, 3, size, size, generator=g), name=f"random{n}")
+    return TensorDataset(torch.rand(n, 3, size, size, generator=g), name=f"random{n}", sources=sources)
 
 
 def grey_images(n: int, size: int = 32) -> torch.Tensor:
@@ -93,6 +93,7 @@ def assert_same_atlas(a: Atlas, b: Atlas) -> None:
         np.testing.assert_array_equal(a.images[n], b.images[n])
         np.testing.assert_array_equal(a.ys[n], b.ys[n])
         np.testing.assert_array_equal(a.xs[n], b.xs[n])
+        np.testing.assert_array_equal(a.sources[n], b.sources[n])
 
 
 def allowed_positions(net, layer, h, w, size, min_inside=P.DEFAULT_MIN_INSIDE):
@@ -107,8 +108,9 @@ def allowed_positions(net, layer, h, w, size, min_inside=P.DEFAULT_MIN_INSIDE):
     return fracs[0][:, None] & fracs[1][None, :]
 
 
-def brute_force(net, ds, layer, k, size, batch_size, m=1, min_inside=P.DEFAULT_MIN_INSIDE):
-    """All activations, then the top-k sorted in numpy: (values, images, ys, xs), each (C, k)."""
+def brute_force(net, ds, layer, k, size, batch_size, m=1, min_inside=P.DEFAULT_MIN_INSIDE, cap=0):
+    """All activations, then the top-k sorted in numpy, at most ``cap`` per source photo (0: any number),
+    taken greedily from the best down: (values, images, ys, xs), each (C, k)."""
     acts = []
     for s in range(0, len(ds), batch_size):
         pils = [ds.square(i, size) for i in range(s, min(s + batch_size, len(ds)))]
@@ -137,7 +139,14 @@ def brute_force(net, ds, layer, k, size, batch_size, m=1, min_inside=P.DEFAULT_M
     for ch in range(c):
         rows = [r for r in vals if r[0] == ch]
         rows.sort(key=lambda r: (-r[1], r[2]))
-        for j, (_, v, i, p) in enumerate(rows[:k]):
+        taken: dict[int, int] = {}
+        kept = []
+        for r in rows:
+            photo = ds.source(r[2])
+            if len(kept) < k and (not cap or taken.get(photo, 0) < cap):
+                kept.append(r)
+                taken[photo] = taken.get(photo, 0) + 1
+        for j, (_, v, i, p) in enumerate(kept):
             out_v[ch, j], out_i[ch, j], out_p[ch, j] = v, i, p
     return out_v, out_i, np.where(out_p >= 0, out_p // w, -1), np.where(out_p >= 0, out_p % w, -1)
 
@@ -186,25 +195,100 @@ def test_several_positions_per_image_are_distinct_peaks():
     plant(imgs[1], 22, 24, (0.95, 0, 0))
     plant(imgs[3], 16, 16, (0.8, 0, 0))
     atlas = scan(red_detector(), TensorDataset(imgs), ["relu1_1"], k=3, image_size=32,
-                 positions_per_image=2, batch_size=4)
+                 positions_per_image=2, per_image=2, batch_size=4)
     hits = atlas.top("relu1_1", 0)
     assert [(h.image_index, h.y, h.x) for h in hits] == [(1, 8, 8), (1, 22, 24), (3, 16, 16)]
     assert atlas.meta["positions_per_image"] == 2
+    # the default cap: one patch per photo, so image 1's second peak gives way to image 3
+    hits = scan(red_detector(), TensorDataset(imgs), ["relu1_1"], k=3, image_size=32, positions_per_image=2).top(
+        "relu1_1", 0)
+    assert [(h.image_index, h.y, h.x) for h in hits[:2]] == [(1, 8, 8), (3, 16, 16)]
+    assert len({h.image_index for h in hits}) == 3
 
 
-@pytest.mark.parametrize("m, min_inside", [(1, P.DEFAULT_MIN_INSIDE), (2, P.DEFAULT_MIN_INSIDE), (1, 0.0), (2, 1.0)])
-def test_topk_equals_brute_force(m, min_inside):
+#: 11 images from 5 photos: photo 2 gives images 2..6 (it straddles the batches of 3 and the shards)
+PHOTOS = [0, 0, 2, 2, 2, 2, 2, 7, 8, 8, 10]
+
+
+@pytest.mark.parametrize("m, min_inside, cap, sources", [
+    (1, P.DEFAULT_MIN_INSIDE, 0, None), (2, P.DEFAULT_MIN_INSIDE, 0, None), (1, 0.0, 0, None), (2, 1.0, 0, None),
+    (1, P.DEFAULT_MIN_INSIDE, 1, PHOTOS), (2, P.DEFAULT_MIN_INSIDE, 1, PHOTOS), (2, 0.0, 2, PHOTOS), (2, 1.0, 1, None)])
+def test_topk_equals_brute_force(m, min_inside, cap, sources):
     net = random_net(seed=3, positive=m > 1)  # m=2: no ReLU zeros, so no tied peaks
-    ds = random_images(11, 20)
+    ds = random_images(11, 20, sources=sources)
     atlas = scan(net, ds, ["relu1_1", "relu2_1"], k=4, image_size=20, batch_size=3,
-                 positions_per_image=m, min_inside=min_inside)
-    assert atlas.meta["min_inside"] == min_inside
+                 positions_per_image=m, min_inside=min_inside, per_image=cap)
+    assert atlas.meta["min_inside"] == min_inside and atlas.meta["per_image"] == cap
     for layer in ("relu1_1", "relu2_1"):
-        v, i, y, x = brute_force(net, ds, layer, 4, 20, 3, m, min_inside)
+        v, i, y, x = brute_force(net, ds, layer, 4, 20, 3, m, min_inside, cap)
+        np.testing.assert_array_equal(atlas.sources[layer], [[ds.source(j) if j >= 0 else -1 for j in r] for r in i])
         np.testing.assert_array_equal(atlas.values[layer], v)
         np.testing.assert_array_equal(atlas.images[layer], i)
         np.testing.assert_array_equal(atlas.ys[layer], y)
         np.testing.assert_array_equal(atlas.xs[layer], x)
+
+
+def greedy(rows, k, cap):
+    """The capped top-k by its definition: (value, image, photo) rows from the best down (the earlier
+    image on ties), each taken unless k are taken or its photo already gave ``cap``."""
+    out, taken = [], {}
+    for v, i, s in sorted(rows, key=lambda r: (-r[0], r[1])):
+        if len(out) < k and (not cap or taken.get(s, 0) < cap):
+            out.append((v, i, s))
+            taken[s] = taken.get(s, 0) + 1
+    return out
+
+
+def test_the_capped_keeper_on_a_stream_or_merged_from_any_split_equals_the_whole():
+    """P._pick (what the scan and merge keep) against greedy(), on random rows with many ties and photos
+    in runs that straddle the splits: kept batch by batch, or per part and then merged, it is exact."""
+    rng = np.random.default_rng(0)
+
+    def keep(kept, new, k, cap):
+        rows = kept + new
+        v, i, s = (torch.tensor([r[j] for r in rows]) for j in range(3))
+        return [rows[j] for j in P._pick(v[None], i[None], s[None], k, cap)[0].tolist()]
+
+    for _ in range(400):
+        n, k, cap = int(rng.integers(2, 30)), int(rng.integers(1, 6)), int(rng.integers(0, 4))
+        rows = list(zip(rng.integers(0, 6, n).astype(float).tolist(), range(n),
+                        np.sort(rng.integers(0, n // 3 + 1, n)).tolist()))
+        want = greedy(rows, k, cap)
+        empty = [(float("-inf"), -1, -1)] * k
+        parts = np.split(np.arange(n), np.sort(rng.integers(0, n, int(rng.integers(1, 4)))))
+        kept_parts = []
+        for part in parts:  # each part kept batch by batch, as a shard's scan keeps it
+            kept = empty
+            for batch in np.array_split(part, max(1, len(part) // 3)):
+                kept = keep(kept, [rows[j] for j in batch], k, cap)
+            kept_parts.append(kept)
+        merged = kept_parts[0]
+        for kept in kept_parts[1:]:
+            merged = keep(merged, kept, k, cap)
+        assert [r for r in merged if r[1] >= 0] == want, (rows, k, cap, parts)
+
+
+def test_a_dominant_photo_split_between_shards_gives_each_unit_at_most_cap_patches():
+    """Planted: images 3..8 are one photo, the six reddest; the shards' boundary (6) cuts it in two."""
+    imgs = grey_images(12)
+    for i, r in zip(range(12), (0.5, 0.6, 0.7, 1.0, 0.98, 0.96, 0.94, 0.92, 0.9, 0.8, 0.55, 0.65)):
+        plant(imgs[i], 16 if 3 <= i <= 8 else 10, 16, (r, 0.0, 0.0))
+    ds = TensorDataset(imgs, "dominant", sources=[0, 1, 2, 3, 3, 3, 3, 3, 3, 9, 10, 11])
+    net = red_detector()
+    for cap, want in {0: [3, 4, 5, 6], 1: [3, 9, 2, 11], 2: [3, 4, 9, 2]}.items():
+        kw = dict(layers=["relu1_1"], k=4, image_size=32, batch_size=1, per_image=cap)  # same sums in any split
+        whole = scan(net, ds, **kw)
+        assert [h.image_index for h in whole.top("relu1_1", 0)] == want
+        v, i, y, x = brute_force(net, ds, "relu1_1", 4, 32, 1, cap=cap)
+        np.testing.assert_array_equal(whole.values["relu1_1"], v)
+        np.testing.assert_array_equal(whole.images["relu1_1"], i)
+        shards = [scan(net, ds, shard=(j, 2), **kw) for j in (0, 1)]
+        assert_same_atlas(merge(*shards), whole)
+        assert_same_atlas(merge(shards[1], shards[0]), whole)
+        thirds = [scan(net, ds, start=a, end=b, **kw) for a, b in ((0, 4), (4, 7), (7, 12))]
+        assert_same_atlas(merge(thirds[0], merge(thirds[2], thirds[1])), whole)
+    with pytest.raises(ValueError, match="per_image"):
+        merge(shards[0], scan(net, ds, shard=(1, 2), **{**kw, "per_image": 1}))
 
 
 def test_merge_of_two_halves_equals_the_whole_scan():
@@ -551,7 +635,8 @@ def test_the_cache_lock_is_a_file_lock(tmp_path):
     import filelock
 
     net, ds = random_net(), random_images(6, 20)
-    key = P.cache_key(net.name, net.weights_id, ds.fingerprint, 20, 3, ["relu1_1"], 1, P.DEFAULT_MIN_INSIDE)
+    key = P.cache_key(net.name, net.weights_id, ds.fingerprint, 20, 3, ["relu1_1"], 1, P.DEFAULT_MIN_INSIDE,
+                      P.DEFAULT_PER_IMAGE)
     held = filelock.FileLock(str(P._lock_path(tmp_path, key)))
     done = threading.Event()
     with held:
@@ -572,6 +657,39 @@ def test_stopped_scan_is_not_cached(tmp_path):
     assert not list(tmp_path.glob("*.npz"))
     full = get_atlas(ds, net, ["relu1_1"], k=3, image_size=20, cache_dir=tmp_path, batch_size=4)
     assert full.complete and full.n_images == 8 and len(list(tmp_path.glob("*.npz"))) == 1
+
+
+def test_a_stopped_scan_is_resumed_where_it_stopped(tmp_path):
+    net, ds = random_net(), random_images(12, 20, sources=PHOTOS + [11])
+    kw = dict(k=3, image_size=20, batch_size=4, cache_dir=tmp_path, resume=True)
+    first = get_atlas(ds, net, ["relu1_1", "relu2_1"], callback=lambda p: p.step >= 4, **kw)
+    assert not first.complete and first.meta["end"] == 4 and len(list(tmp_path.glob("partial_*.npz"))) == 1
+    seen = []
+    again = get_atlas(ds, net, ["relu1_1", "relu2_1"], callback=lambda p: seen.append((p.step, p.total)), **kw)
+    assert seen[0] == (0, 8) and again.complete and again.n_images == 12  # only the 8 images left were scanned
+    assert not list(tmp_path.glob("partial_*.npz")) and again.meta["stopped"] == ""
+    assert_same_atlas(again, scan(net, ds, ["relu1_1", "relu2_1"], k=3, image_size=20, batch_size=4))
+
+
+def test_capped_and_uncapped_atlases_are_cached_apart(tmp_path, scan_calls):
+    net, ds = random_net(), random_images(6, 20, sources=[0, 0, 0, 3, 3, 5])
+    kw = dict(k=3, image_size=20, cache_dir=tmp_path)
+    free = get_atlas(ds, net, ["relu1_1"], per_image=0, **kw)
+    capped = get_atlas(ds, net, ["relu1_1"], **kw)
+    assert len(scan_calls) == 2 and (free.meta["per_image"], capped.meta["per_image"]) == (0, P.DEFAULT_PER_IMAGE)
+    assert capped.path != free.path and (capped.sources["relu1_1"] >= 0).all()
+    assert all(len(set(row)) == 3 for row in capped.sources["relu1_1"])  # three photos, one patch each
+    # a file of format 1 (no cap, no sources) answers only an uncapped request
+    with np.load(free.path) as z:
+        arrays = {key: z[key] for key in z.files if not key.endswith("_sources")}
+    meta = {key: v for key, v in json.loads(str(arrays["meta"])).items() if key != "per_image"}
+    arrays["meta"] = np.array(json.dumps({**meta, "format_version": 1}))
+    np.savez(free.path, **arrays)
+    old = Atlas.load(free.path)
+    assert old.meta["per_image"] == 0 and (old.sources["relu1_1"] == old.images["relu1_1"]).all()
+    capped.path.unlink()
+    assert get_atlas(ds, net, ["relu1_1"], **kw).meta["per_image"] == 1 and len(scan_calls) == 3
+    assert get_atlas(ds, net, ["relu1_1"], per_image=0, **kw).path == free.path and len(scan_calls) == 3
 
 
 # ---------------------------------------------------------------- units and figures
@@ -619,7 +737,8 @@ def test_shipped_sample_index_agrees_with_a_fresh_scan_of_some_images(vgg19, tmp
     """A first visit loads the shipped index (no scan), and for a subset of the images the
     index agrees with their activations computed here: each kept value is the image's best
     activation among the allowed positions (independent formula), found at the kept position, and
-    an image a unit does not keep never beats that unit's k-th value."""
+    an image a unit does not keep never beats that unit's k-th value, unless its photo already gave
+    the unit its one patch, and a better one."""
     def no_scan(*args, **kw):
         raise AssertionError("the shipped index was not used: it does not match this installation "
                              "(rebuild it: see teachkit/data/README.md)")
@@ -629,6 +748,11 @@ def test_shipped_sample_index_agrees_with_a_fresh_scan_of_some_images(vgg19, tmp
     assert atlas.path.parent == P.shipped_dir() and atlas.complete
     assert atlas.layers == list(P.DEFAULT_LAYERS) and atlas.image_size == P.DEFAULT_IMAGE_SIZE
     ds = atlas.open_dataset()
+    assert atlas.meta["per_image"] == P.DEFAULT_PER_IMAGE == 1
+    photo = np.array([ds.source(i) for i in range(len(ds))])
+    for n in atlas.layers:  # nine patches, nine photos
+        np.testing.assert_array_equal(atlas.sources[n], photo[atlas.images[n]])
+        assert all(len(set(row)) == atlas.k for row in atlas.sources[n])
     kept = np.concatenate([atlas.images[n].ravel() for n in atlas.layers])
     ids, counts = np.unique(kept, return_counts=True)
     never = sorted(set(range(len(ds))) - set(ids.tolist()))
@@ -650,8 +774,9 @@ def test_shipped_sample_index_agrees_with_a_fresh_scan_of_some_images(vgg19, tmp
             np.testing.assert_allclose(vals[ch, slot], a[j, ch, ys[ch, slot], xs[ch, slot]], **tol)
             np.testing.assert_allclose(vals[ch, slot], best[j, ch], **tol)
             missing = ~(imgs == index).any(1)
-            kth = vals[missing, -1]
-            assert (best[j, missing] <= kth + 2e-3 * np.abs(kth) + 2e-3).all(), (layer, index)
+            mine = atlas.sources[layer] == photo[index]  # the patch its photo gave, if any
+            bar = np.where(mine.any(1), np.where(mine, vals, np.inf).min(1), vals[:, -1])[missing]
+            assert (best[j, missing] <= bar + 2e-3 * np.abs(bar) + 2e-3).all(), (layer, index)
             checked += len(ch)
     assert checked > 100
     patches = atlas.patches("relu5_1", 0)  # cut from the dataset's images
@@ -693,10 +818,17 @@ def test_cli_scan_show_overview_end_to_end(image_folder, tmp_path, monkeypatch, 
     rc = main(["patches", "overview", str(out), "-o", str(tmp_path / "o.png"), "--units", "2"])
     assert rc == 0 and (tmp_path / "o.png").stat().st_size > 0
 
-    # Bad input: one line on stderr, exit code 2.
-    assert main(["patches", "show", str(out), "--layer", "relu9_1", "--unit", "0", "-o",
-                 str(tmp_path / "x.png")]) == 2
-    assert "no layer 'relu9_1'" in capsys.readouterr().err
+    # Bad input: one line on stderr naming the problem, exit code 2, and what was made before is kept.
+    made = {path: path.read_bytes() for path in (out, tmp_path / "g.png")}
+    for command, problem in (
+            (["show", str(out), "--layer", "relu9_1", "--unit", "0", "-o", str(tmp_path / "g.png")], "no layer 'relu9_1'"),
+            (["show", str(out), "--layer", "relu2_1", "--unit", "128", "-o", str(tmp_path / "g.png")], "127"),
+            (["scan", "--data", str(image_folder), "--layers", "relu9_1", "-o", str(out)], "relu9_1"),
+            (["scan", "--data", str(image_folder), "--per-image", "-1", "-o", str(out)], "--per-image")):
+        assert main(["patches", *command]) == 2
+        err = capsys.readouterr().err.strip()
+        assert problem in err and len(err.splitlines()) == 1, err
+    assert all(path.read_bytes() == data for path, data in made.items())
     # --map naming the same file as -o would replace the grid with the map: refused, nothing written.
     same = tmp_path / "same.png"
     assert main(["patches", "show", str(out), "--layer", "relu2_1", "--unit", "5", "-o", str(same),

@@ -84,8 +84,8 @@ def test_progress_reports_and_cancel_keeps_the_result(net, cat):
 
 def test_grids_one_column_per_layer(net, cat):
     reports = []
-    fig = R.content_reconstruction_grid(net, cat, ("relu1_1", "relu2_1"), size=None, steps=3,
-                                        callback=reports.append)
+    fig = R.reconstruction_grid_figure(cat, R.content_reconstructions(net, cat, ("relu1_1", "relu2_1"), size=None,
+                                                                      steps=3, callback=reports.append))
     assert isinstance(fig, Figure) and len(fig.axes) == 3
     assert [p.step for p in reports] == list(range(1, 7)) and reports[-1].total == 6  # one bar over both
     assert [str(p.message) for p in reports[::3]] == ["content relu1_1 (1/2)", "content relu2_1 (2/2)"]

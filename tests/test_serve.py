@@ -61,7 +61,8 @@ def test_the_app_reads_the_demo_time_limit_and_language_that_teachkit_app_sets(m
     assert both.lang == "en" and serve.app_environment(both, base={})["TEACHKIT_LANG"] == "en"
 
 
-@pytest.mark.parametrize("argv", [["--port", "0"], ["--port", "http"], ["--upload-mb", "0"], ["--demo-seconds", "-1"]])
+@pytest.mark.parametrize("argv", [["--port", "0"], ["--port", "http"], ["--upload-mb", "0"], ["--demo-seconds", "-1"],
+                                  ["--upload-mb", "100000"], ["--upload-mb", str(serve.UPLOAD_MB_LIMIT + 1)]])
 def test_bad_app_options_are_refused_by_the_parser(argv, capsys):
     with pytest.raises(SystemExit) as stop:
         _app_args(*argv)
@@ -72,6 +73,47 @@ def test_a_missing_data_root_is_one_line(tmp_path, capsys):
     code = cli.main(["app", "--data-root", str(tmp_path / "gone"), "--local"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and str(tmp_path / "gone") in err and "Traceback" not in err
+
+
+def test_the_upload_limit_is_bounded_however_the_app_is_started(monkeypatch):
+    """``--upload-mb 100000`` made the server's total cap 300 GB: the option, its default from the
+    environment and the app's own limits (read when ``streamlit run`` starts it) are all bounded."""
+    import subprocess
+
+    assert _app_args("--upload-mb", str(serve.UPLOAD_MB_LIMIT)).upload_mb == serve.UPLOAD_MB_LIMIT
+    monkeypatch.setenv("TEACHKIT_UPLOAD_MAX_MB", "100000")
+    assert _app_args().upload_mb == serve.UPLOAD_MB_LIMIT
+    code = ("from teachkit.lessons import uploads as u; "
+            "print(u.UPLOAD_MAX_MB, u.SESSION_MB, u.CLIENT_MB, u.SERVER_MB)")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, TEACHKIT_UPLOAD_MAX_MB="100000"), check=True).stdout.split()
+    per_file, *_, server = map(int, shown)
+    assert per_file == serve.UPLOAD_MB_LIMIT and server <= 3 * serve.UPLOAD_MB_LIMIT  # hundreds of MB, not GB
+
+
+@pytest.mark.parametrize("root", ["anchor", "home"])
+def test_a_data_root_of_the_whole_disk_or_home_is_said_in_one_warning(root, tmp_path, capsys):
+    folder = Path(tmp_path.anchor) if root == "anchor" else Path.home()
+    env = serve.app_environment(_app_args("--data-root", str(folder)), base={})
+    err = capsys.readouterr().err
+    assert env["TEACHKIT_DATA_ROOT"] == str(folder.resolve())
+    assert err.count("\n") == 1 and "warning" in err and str(folder.resolve()) in err
+    serve.app_environment(_app_args("--data-root", str(tmp_path)), base={})
+    assert capsys.readouterr().err == ""  # a folder of images: nothing to say
+
+
+def test_a_second_app_on_a_busy_port_says_so_in_one_line_before_anything_else(capsys):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        for local in (["--local"], []):
+            code = cli.main(["app", "--port", str(port), "--no-qr", *local])
+            out, err = capsys.readouterr()
+            assert code == 2 and out == "" and err.count("\n") == 1 and str(port) in err and "--port" in err
+            assert "Traceback" not in err
 
 
 def test_lan_addresses_are_this_computers_own_and_never_loopback():

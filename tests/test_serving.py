@@ -4,14 +4,15 @@ One test per hostile case: lesson 1's folder box (off without a data root; outsi
 a symlink out of it, ``/x`` vs ``/x/``; bounded builders), lesson 6's jobs (a second job in one
 session, the queue and its places, an abandoned session, the time limit, the caps), uploads
 (pixels refused before decoding -- a real decompression bomb --, 16-bit/float grey decoded without
-whole-picture float copies, decoded once per session, capped style uploads, bounded upload storage,
-file names never read as Markdown), one transfer per client (two tabs of one browser), failed jobs
+whole-picture float copies, decoded once per session, capped style uploads, upload storage bounded per
+tab, per browser and for the server, file names never read as Markdown), one transfer per client, failed jobs
 worded without the exception's text, and the limits of the served app (the start command passes
 them, the app checks them, a real browser meets them).
 
 The job tests replace teachkit's transfer by a stand-in that only counts steps, so they test the
-sharing rules, not the engine, in well under a second each.  Two tests talk to a real server through
-Streamlit's own protocol (tests/local_server.py: Tab): PUTs past the upload bounds, and two tabs.
+sharing rules, not the engine, in well under a second each.  Three tests talk to a real server through
+Streamlit's own protocol (tests/local_server.py: Tab): PUTs past the upload bounds, one browser's tabs
+against the upload space (the refusal on the page, a closed tab freed in seconds), and two tabs' transfers.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from local_server import CHROMIUM, free_port, need_browser, wait_until_healthy
+from local_server import launch_chromium, loopback_only, need_browser, serve_app, start_app
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -154,23 +155,6 @@ def test_builders_are_bounded_and_least_recently_used_are_freed(monkeypatch):
     assert jobs.atlas_builder("/data/c", None, layers) is c
     assert jobs.atlas_builder("sample", None, layers) is default
     assert all(k[0] != "/data/b" for k in jobs._BUILDERS)
-
-
-@pytest.fixture(scope="module")
-def tiny_atlas_env(tmp_path_factory):
-    """A tiny default dataset (4 images at 48 px) and a private cache, as in test_app.py."""
-    from teachkit.samples import sample_content
-
-    folder = tmp_path_factory.mktemp("atlas_images")
-    for name in ("chelsea", "astronaut", "coffee", "rocket"):
-        sample_content(name, 64).save(folder / f"{name}.png")
-    mp = pytest.MonkeyPatch()
-    for key, value in {"TEACHKIT_FAST": "1", "TEACHKIT_DEMO_SIZE": "32", "TEACHKIT_ATLAS_DATASET": str(folder),
-                       "TEACHKIT_ATLAS_SIZE": "48", "TEACHKIT_CACHE": str(tmp_path_factory.mktemp("cache")),
-                       "TEACHKIT_OFFLINE": "1"}.items():
-        mp.setenv(key, value)
-    yield folder
-    mp.undo()
 
 
 def test_lesson1_page_refuses_a_path_outside_the_root(tiny_atlas_env, data_root, tmp_path):
@@ -739,64 +723,33 @@ def test_the_start_command_passes_the_limits():
 # ---- in a real browser: the limits hold however the server was started ---------------------------
 
 
-def _serve(flags: list[str], cwd: Path, env: dict, log: Path):
-    """``streamlit run /path/to/app.py FLAGS`` started in ``cwd`` (not the repository root)."""
-    port = free_port()
-    out = open(log, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", APP, *flags, "--server.address", "127.0.0.1",
-                             "--server.port", str(port), "--server.headless", "true"],
-                            cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    if wait_until_healthy(url, proc, 60):
-        return proc, out, url
-    proc.kill()
-    out.close()
-    pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
-
-
-def _loopback_only(route) -> None:
-    """The browser talks to the local server only (the app's icons would otherwise be fetched from the web)."""
-    if route.request.url.startswith(("http://127.0.0.1:", "ws://127.0.0.1:")):
-        route.continue_()
-    else:
-        route.abort()
-
-
-def _stop(proc, out) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    out.close()
-
-
-def test_served_limits_in_a_browser(tmp_path, tiny_atlas_env):
-    """Started with `make run`'s options outside the repo root, the server refuses an 11 MB upload
-    (the browser does, and the server does for a request that skips the browser); started with a
-    larger limit, the app switches its uploads off."""
+def test_served_limits_in_a_browser(tmp_path, classroom, classroom_server):
+    """Started with `make run`'s options outside the repo root (the shared classroom server), the server
+    refuses an 11 MB upload (the browser does, and the server does for a request that skips the browser);
+    started with a larger limit, the app switches its uploads off."""
     need_browser()
     from playwright.sync_api import sync_playwright
 
-    env = dict(os.environ, PYTHONUNBUFFERED="1", TEACHKIT_WARMUP="0")
+    from teachkit.serve import streamlit_flags
+
+    assert classroom_server.flags == _make_run_flags() == streamlit_flags(uploads.UPLOAD_MAX_MB, local=True)
+    env = dict(os.environ, **classroom.env)
     big = tmp_path / "big.png"
     big.write_bytes(_png(64, 64) + b"\0" * (uploads.UPLOAD_MAX_MB * 1024 * 1024 + 1024))
     small = tmp_path / "small.png"
     small.write_bytes(_png(64, 48))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    served = _serve(_make_run_flags(), elsewhere, env, tmp_path / "served.log")
     bare = None
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            browser = launch_chromium(p)
             context = browser.new_context(viewport={"width": 1280, "height": 900})
-            context.route("**/*", _loopback_only)
+            context.route("**/*", loopback_only)
             page = context.new_page()
             sent = []
             page.on("request", lambda r: sent.append(r) if "/_stcore/upload_file/" in r.url else None)
-            page.goto(f"{served[2]}/run", wait_until="domcontentloaded")
+            page.goto(f"{classroom_server.url}/run", wait_until="domcontentloaded")
             inputs = page.locator('[data-testid="stFileUploader"] input[type="file"]')
             inputs.first.wait_for(state="attached", timeout=90_000)
             inputs.first.set_input_files(str(big))  # the browser refuses it (per-widget limit)
@@ -821,18 +774,17 @@ def test_served_limits_in_a_browser(tmp_path, tiny_atlas_env):
             context.close()
 
             # A server told to take more (a flag, STREAMLIT_SERVER_MAX_UPLOAD_SIZE or a global config):
-            bare = _serve(["--server.maxUploadSize", "200"], elsewhere, env, tmp_path / "bare.log")
+            bare = start_app(["--server.maxUploadSize", "200"], cwd=elsewhere, env=env, log=tmp_path / "bare.log")
             context = browser.new_context(viewport={"width": 1280, "height": 900})
-            context.route("**/*", _loopback_only)
+            context.route("**/*", loopback_only)
             page = context.new_page()
-            page.goto(f"{bare[2]}/run", wait_until="domcontentloaded")
+            page.goto(f"{bare.url}/run", wait_until="domcontentloaded")
             page.get_by_text("switched off").first.wait_for(timeout=90_000)
             assert page.locator('[data-testid="stFileUploader"]').count() == 0
             browser.close()
     finally:
-        _stop(*served[:2])
         if bare is not None:
-            _stop(*bare[:2])
+            bare.stop()
 
 
 # ---- upload storage, one client's jobs, failure texts, file names (issue 17) ---------------------------
@@ -856,35 +808,53 @@ def _held(manager) -> tuple[int, int]:
     return len(files), sum(len(f.data) for f in files)
 
 
-def test_upload_storage_is_bounded_per_session_and_for_the_server(monkeypatch):
+def test_upload_storage_is_bounded_per_session_per_client_and_for_the_server(monkeypatch):
+    """A file past a bound is kept as an empty placeholder (the upload "succeeds", so the page, not
+    Streamlit's "AxiosError ... 413", says why, in the student's language); only a session that holds
+    3 x its files already is refused at the HTTP level."""
     from starlette.exceptions import HTTPException
 
-    monkeypatch.setattr(uploads, "SESSION_FILES", 3)
-    monkeypatch.setattr(uploads, "SESSION_MB", 2)
-    monkeypatch.setattr(uploads, "SERVER_MB", 3)
+    for name, value in (("SESSION_FILES", 3), ("SESSION_MB", 2), ("CLIENT_MB", 2), ("SERVER_MB", 4)):
+        monkeypatch.setattr(uploads, name, value)
     mgr = _upload_manager()
-    assert uploads.install_upload_bounds(mgr) and uploads.install_upload_bounds(mgr)  # idempotent
+    mgr.add_file = uploads.bounded_add_file(  # what install_upload_bounds does, with a made-up client of each session
+        mgr.add_file, mgr.file_storage, session_files=3, session_bytes=2 * 2**20, client_bytes=2 * 2**20,
+        server_bytes=4 * 2**20, client_of=lambda sid: "browser:one" if sid.startswith("tab") else None)
+    monkeypatch.setattr(uploads, "session_id", lambda: "a")
     mib = 2**20
-    refused = []
-    for i in range(10):  # one session, made-up ids, 0.6 MiB each: 3 fit by bytes, the files cap says 3
-        try:
-            mgr.add_file("a", _rec(f"a{i}", int(0.6 * mib)))
-        except HTTPException as err:
-            refused.append((i, err.status_code))
-    assert [i for i, _ in refused] == list(range(3, 10)) and {c for _, c in refused} == {413}
-    assert _held(mgr) == (3, 3 * int(0.6 * mib))
-    mgr.remove_file("a", "a0")  # a file removed gives its place back ...
-    with pytest.raises(HTTPException):  # ... but 1.2 MiB held + 0.9 MiB is over the session's 2 MiB
-        mgr.add_file("a", _rec("big", int(0.9 * mib)))
+    kept, why = [], {}
+    for i in range(9):  # one session, made-up ids, 0.6 MiB each: 3 fit by bytes and by the files cap
+        mgr.add_file("a", _rec(f"a{i}", int(0.6 * mib)))
+        kept.append(len(mgr.file_storage["a"][f"a{i}"].data) > 0)
+        why[i] = uploads.refusal(SimpleNamespace(file_id=f"a{i}"))
+    assert kept == [True] * 3 + [False] * 6 and all(why[i] is None for i in range(3))
+    assert {why[i].id for i in range(3, 9)} == {"serving.upload_session_files"}
+    assert why[3].params == {"held": 3, "limit": 3} and "3" in why[3].text("zh")
+    with pytest.raises(HTTPException) as refused:  # 9 records (3 x the files cap): the door closes
+        mgr.add_file("a", _rec("a9", 10))
+    assert refused.value.status_code == 413
+    assert _held(mgr) == (9, 3 * int(0.6 * mib))  # placeholders take no bytes
+    for i in range(2, 9):
+        mgr.remove_file("a", f"a{i}")  # the student removes the refused files and one more (x)
+    mgr.add_file("a", _rec("big", int(0.9 * mib)))  # 1.2 + 0.9 MiB: over the session's 2 MiB
+    assert uploads.refusal(SimpleNamespace(file_id="big")).id == "serving.upload_session_mb"
     mgr.add_file("a", _rec("a1", int(0.1 * mib)))  # the same id again replaces (counted instead, not on top)
-    assert _held(mgr) == (2, int(0.6 * mib) + int(0.1 * mib))
-    for i in range(3):  # other sessions fill the server's 3 MiB, then are refused
-        mgr.add_file(f"s{i}", _rec("f", int(0.7 * mib)))
-    with pytest.raises(HTTPException):
-        mgr.add_file("s9", _rec("f", int(0.7 * mib)))
-    assert _held(mgr)[1] <= 3 * mib
-    mgr.remove_session_files("s0")  # a session that ends gives its bytes back
-    mgr.add_file("s9", _rec("f", int(0.7 * mib)))
+    assert mgr.file_storage["a"]["a1"].data and uploads.refusal(SimpleNamespace(file_id="a1")) is None
+    # two tabs of one browser hold 2 MiB together; another student's tab is another client
+    mgr.add_file("tab1", _rec("f", int(1.5 * mib)))
+    mgr.add_file("tab2", _rec("g", int(0.9 * mib)))
+    monkeypatch.setattr(uploads, "session_id", lambda: "tab2")
+    refused = uploads.refusal(SimpleNamespace(file_id="g"))
+    assert refused.id == "serving.upload_client_mb" and refused.params["limit"] == 2
+    assert abs(refused.params["mb"] - 2.4) < 0.01 and not mgr.file_storage["tab2"]["g"].data
+    mgr.add_file("s1", _rec("f", int(0.9 * mib)))  # another student: 0.7 + 1.5 + 0.9 MiB held
+    mgr.add_file("s2", _rec("f", mib))  # 4.1 MiB: over the server's 4 MiB
+    monkeypatch.setattr(uploads, "session_id", lambda: "s2")
+    assert uploads.refusal(SimpleNamespace(file_id="f")).id == "serving.upload_server_full"
+    assert _held(mgr)[1] <= 4 * mib
+    mgr.remove_session_files("tab1")  # a session that ends gives its bytes back
+    mgr.add_file("s2", _rec("f", mib))
+    assert uploads.refusal(SimpleNamespace(file_id="f")) is None and mgr.file_storage["s2"]["f"].data
 
 
 def test_without_a_server_there_is_nothing_to_bound():
@@ -1022,20 +992,12 @@ def class_server(tmp_path_factory):
     pytest.importorskip("websockets")
     from teachkit.serve import streamlit_flags
 
-    port = free_port()
     log = tmp_path_factory.mktemp("class_server") / "server.log"
-    env = dict(os.environ, PYTHONUNBUFFERED="1", TEACHKIT_OFFLINE="1", TEACHKIT_FAST="1", TEACHKIT_WARMUP="0",
+    env = dict(os.environ, TEACHKIT_OFFLINE="1", TEACHKIT_FAST="1", TEACHKIT_WARMUP="0",
                TEACHKIT_UPLOAD_MAX_MB="1", TEACHKIT_UPLOAD_SESSION_FILES="3", TEACHKIT_UPLOAD_SESSION_MB="2",
                TEACHKIT_UPLOAD_SERVER_MB="3", TEACHKIT_HEARTBEAT_SECONDS="3")
-    out = open(log, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", APP, *streamlit_flags(1, port=port, local=True)],
-                            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    if not wait_until_healthy(url, proc, 60):
-        _stop(proc, out)
-        pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
-    yield SimpleNamespace(url=url, log=log)
-    _stop(proc, out)
+    with serve_app(streamlit_flags(1, local=True), cwd=ROOT, env=env, log=log) as server:
+        yield server
 
 
 def _run_async(coro, timeout: float = 240):
@@ -1053,9 +1015,10 @@ def _held_upload_bytes(metrics: bytes) -> int:
     return total
 
 
-def test_puts_past_the_upload_bounds_are_refused_at_the_server(class_server):
+def test_puts_past_the_upload_bounds_are_held_to_them_at_the_server(class_server):
     """The hole: 40 PUTs with made-up file ids all returned 204 and the server grew by 42 MB.  Now a
-    session may hold 2 MB, the server 3 MB: the rest is refused (413), and the server holds no more."""
+    session may hold 2 MB, the server 3 MB: the rest is kept as empty placeholders (the page says why),
+    and a session holding 3 x its 3 files is refused (413); the server holds no more."""
     import uuid
 
     from local_server import Tab
@@ -1068,7 +1031,7 @@ def test_puts_past_the_upload_bounds_are_refused_at_the_server(class_server):
         await b.open()
         try:
             sa = [await a.put_file(f"/_stcore/upload_file/{a.session_id}/{uuid.uuid4()}", f"a{i}.png",
-                                   b"\0" * int(0.9 * mb)) for i in range(8)]
+                                   b"\0" * int(0.9 * mb)) for i in range(11)]
             sb = [await b.put_file(f"/_stcore/upload_file/{b.session_id}/{uuid.uuid4()}", f"b{i}.png",
                                    b"\0" * int(0.9 * mb)) for i in range(3)]
             status, metrics = await a.http("GET", "/_stcore/metrics")
@@ -1078,10 +1041,88 @@ def test_puts_past_the_upload_bounds_are_refused_at_the_server(class_server):
             await b.close()
 
     sa, sb, status, metrics = _run_async(go())
-    assert sa == [204, 204] + [413] * 6  # the session's 2 MB
-    assert sb == [204, 413, 413]  # the server's 3 MB (a's 1.8 MB + b's 0.9 MB)
-    assert status == 200 and 0 < _held_upload_bytes(metrics) <= 3 * mb
+    assert sa == [204] * 9 + [413] * 2 and sb == [204] * 3
+    # a's 2 files (1.8 MB, its session's 2 MB) + b's 1 (the server's 3 MB); every other one is empty
+    assert status == 200 and _held_upload_bytes(metrics) == 3 * int(0.9 * mb)
     assert "upload refused" in class_server.log.read_text()
+
+
+def _noise_png(side: int, seed: int) -> bytes:
+    """An RGB PNG of random pixels (it does not compress: ~3 bytes a pixel)."""
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    pixels = np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def test_one_browser_cannot_fill_the_upload_space_and_a_closed_tab_frees_it_in_seconds(class_server):
+    """The attack walk: 10 tabs of one browser stored 285 MiB, another student's photo was then refused
+    with "AxiosError: ... 413", and the space came back after 4 minutes.  Now one browser's tabs hold at
+    most the client's 2 MB (the server 3 MB), the refused file is named on the page in the tab's language,
+    another student still uploads, file names in captions are literal, and closed tabs free their bytes
+    within seconds (lesson 6, through Streamlit's own protocol)."""
+    import asyncio
+
+    from local_server import Tab
+
+    from teachkit.messages import Message
+
+    name = "**A** $x^2$ [l](http://x.example).png"
+    a, b, c, d = (_noise_png(540, seed) for seed in range(4))
+    assert max(map(len, (a, b, c, d))) < 2**20 and len(a) + len(b) <= 2 * 2**20 < len(a) + len(b) + len(c)
+
+    async def held() -> int:
+        status, metrics = await Tab(class_server.url).http("GET", "/_stcore/metrics")
+        assert status == 200
+        return _held_upload_bytes(metrics)
+
+    async def freed(seconds: float) -> bool:
+        for _ in range(int(seconds * 2)):
+            if await held() == 0:
+                return True
+            await asyncio.sleep(0.5)
+        return False
+
+    async def go():
+        assert await freed(40)  # whatever earlier tests uploaded: their tabs are closed
+        jar: dict = {}
+        tab1, tab2 = Tab(class_server.url, jar=jar), Tab(class_server.url, lang="zh", jar=jar)
+        other = Tab(class_server.url)
+        try:
+            await tab1.open("run")
+            s1, run1 = await tab1.upload("p6_content_upload", [(name, a, "image/png")])
+            s2, run2 = await tab1.upload("p6_style_upload", [(name, b, "image/png")])
+            captions = [img.caption for e in run2.elements.values() if e.WhichOneof("type") == "imgs"
+                        for img in e.imgs.imgs]
+            await tab2.open("run")
+            s3, run3 = await tab2.upload("p6_content_upload", [("c.png", c, "image/png")])
+            await other.open("run")
+            s4, run4 = await other.upload("p6_content_upload", [("d.png", d, "image/png")])
+            await asyncio.sleep(5.5)  # Streamlit's /_stcore/metrics keeps the memory figures for 5 s
+            during = await held()
+            return (s1 + s2 + s3 + s4, captions, tab1.errors(run2.elements), tab2.errors(run3.elements),
+                    other.errors(run4.elements), during)
+        finally:
+            for tab in (tab1, tab2, other):
+                await tab.close()
+
+    async def main():
+        result = await go()
+        return result, await freed(40)
+
+    (statuses, captions, errors1, errors2, errors4, during), emptied = _run_async(main())
+    assert statuses == [204] * 4  # never Streamlit's "AxiosError: Request failed with status code 413"
+    assert errors1 == [] and errors4 == []  # the first tab's two photos and another student's are used
+    said = Message("serving.upload_client_mb", {"mb": (len(a) + len(b) + len(c)) / 2**20, "limit": 2}).text("zh")
+    assert len(errors2) == 1 and said in errors2[0] and "c.png" in _unescape(errors2[0])
+    assert during == len(a) + len(b) + len(d)  # the refused photo takes no space
+    shown = uploads.markdown_literal(name)
+    assert any(cap.startswith(shown + " ·") for cap in captions), captions  # lesson 6's content caption
+    assert shown in captions  # and its style caption: the name as literal Markdown
+    assert emptied  # the closed tabs gave their bytes back within seconds, not minutes
 
 
 def test_two_tabs_of_one_browser_hold_one_transfer(class_server):

@@ -27,7 +27,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from local_server import CHROMIUM, free_port, need_browser, wait_until_healthy
+from local_server import launch_chromium, loopback_only, need_browser, start_server
 
 ROOT = Path(__file__).resolve().parents[1]
 _CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -104,9 +104,10 @@ def venv(wheel, tmp_path_factory) -> Path:
     python = _bin(where, "python")
     site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    # the packages of this environment, on the path but without running its .pth files (so not the
-    # editable teachkit's finder)
-    Path(site, "_teachkit_test_deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    # the packages of this environment (and of any environment it borrows from through a .pth line), on
+    # the path but without running their .pth files (so not the editable teachkit's finder)
+    dirs = dict.fromkeys([sysconfig.get_path("purelib")] + [p for p in sys.path if p.endswith("site-packages")])
+    Path(site, "_teachkit_test_deps.pth").write_text("".join(d + "\n" for d in dirs))
     run = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
                           "--no-index", "-q", str(wheel)], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -149,44 +150,24 @@ def _png(width: int, height: int) -> bytes:
     return buf.getvalue()
 
 
-
-
-def _loopback_only(route) -> None:
-    if route.request.url.startswith(("http://127.0.0.1:", "ws://127.0.0.1:")):
-        route.continue_()
-    else:
-        route.abort()
-
-
-def test_teachkit_app_serves_lessons_in_both_languages_with_the_upload_limit(venv, elsewhere, tmp_path):
+def test_teachkit_app_serves_lessons_in_both_languages_with_the_upload_limit(venv, elsewhere, classroom, tmp_path):
     need_browser()
     from playwright.sync_api import sync_playwright
 
     from teachkit.lessons.pages import page as lesson
-    from teachkit.samples import sample_content
 
-    atlas = tmp_path / "atlas"
-    atlas.mkdir()
-    for name in ("chelsea", "astronaut"):
-        sample_content(name, 48).save(atlas / f"{name}.png")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env.update(TEACHKIT_FAST="1", TEACHKIT_WARMUP="0", TEACHKIT_OFFLINE="1", TEACHKIT_DEMO_SIZE="32",
-               TEACHKIT_ATLAS_DATASET=str(atlas), TEACHKIT_ATLAS_SIZE="48", TEACHKIT_CACHE=str(tmp_path / "cache"),
-               PYTHONUNBUFFERED="1")
-    port, mb = free_port(), 1
-    log_path = tmp_path / "app.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen([str(_bin(venv, "teachkit")), "app", "--port", str(port), "--local", "--no-qr",
-                             "--upload-mb", str(mb)], cwd=elsewhere, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    env.update(classroom.env)  # tiny demos, the run's prepared cache (tests/conftest.py)
+    mb = 1
+    server = start_server(lambda port: [str(_bin(venv, "teachkit")), "app", "--port", str(port), "--local", "--no-qr",
+                                        "--upload-mb", str(mb)], cwd=elsewhere, env=env, log=tmp_path / "app.log")
+    url = server.url
     try:
-        assert wait_until_healthy(url, proc, 90), log_path.read_text()[-3000:]
-        assert f"http://localhost:{port}" in log_path.read_text()  # the address it printed
+        assert f"http://localhost:{url.rsplit(':', 1)[1]}" in server.log_text()  # the address it printed
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            browser = launch_chromium(p)
             context = browser.new_context(viewport={"width": 1280, "height": 900})
-            context.route("**/*", _loopback_only)
+            context.route("**/*", loopback_only)
             page = context.new_page()
             for n in (1, 6):
                 for lang in ("en", "zh"):
@@ -217,9 +198,4 @@ def test_teachkit_app_serves_lessons_in_both_languages_with_the_upload_limit(ven
             assert ok.status < 400, ok.status  # the refusal is the size, not the request
             browser.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        server.stop()

@@ -1,15 +1,6 @@
-"""Students do it themselves: checks of their own cost functions that explain, in English and Chinese,
-the real engine run with their functions, and the teacher's check of submitted files.
-
-* :mod:`teachkit.exercises.checks` -- ``check_content_cost``, ``check_gram_matrix``,
-  ``check_layer_style_cost``, ``check_style_cost``, ``check_total_cost``, ``check_receptive_field``;
-* :mod:`teachkit.exercises.engine` -- :func:`transfer_with`: teachkit's one optimisation loop with the
-  student's cost functions in place of teachkit's, beside teachkit's own run from the same start;
-* :mod:`teachkit.exercises.grade` -- ``teachkit exercises check FILE ...`` (the teacher's table).
-
-Student code never runs on the app's server: these run in the student's own notebook, or on the
-teacher's machine.
-"""
+"""Students do it themselves: checks of their own cost functions (:mod:`.checks`), the real engine run with
+their functions (:mod:`.engine`: :func:`transfer_with`), and the teacher's check of submitted files
+(:mod:`.grade`: ``teachkit exercises check``).  Student code never runs on the app's server."""
 
 from .checks import (CHECKS, CONSTANTS, LAYOUTS, CheckResult, Item, check_content_cost, check_gram_matrix,
                      check_layer_style_cost, check_receptive_field, check_style_cost, check_total_cost)

@@ -1,30 +1,23 @@
 r"""Checks of a student's own cost functions that say *why* something is wrong, in English and Chinese.
 
-Each ``check_*`` function takes the student's function and returns a :class:`CheckResult`: the list
-of what was checked, what passed and, at the first failure, the reason as a teacher would say it (a
-:class:`teachkit.messages.Message` of the ``exercises`` domain, rendered in the notebook's language).
-A check never raises for a mistake of the student's: an exception inside their function, a wrong
-shape, a NaN, NumPy where a gradient is needed -- each becomes one message.
-
-How a check decides (the oracle is always teachkit's own formula, :mod:`teachkit.costs`):
-
-* **properties** that hold whatever the constant: zero for equal inputs, symmetry, the Gram matrix
-  is symmetric, positive semi-definite and blind to the order of positions, and how each result
-  scales when the activations are doubled (Gram x4, content cost x4, layer style cost x16);
-* **values** against :mod:`teachkit.costs` on random inputs of several shapes, where the constant in
-  front is recognised among the known ones (the notes', the slides', the assignment's, none, a mean)
-  and named;
-* the **gradient**, against autograd of teachkit's formula.
-
-Inputs: the student's function may use NumPy or torch (a NumPy function passes the value checks and
-is told that the engine needs torch for the gradient).  ``layout`` says what the student's function
-receives: ``'engine'`` -- teachkit's ``(1, n_C, n_H, n_W)`` -- or ``'assignment'`` -- the course
-assignment's ``(1, n_H, n_W, n_C)``; a Gram matrix may also take the ``'unrolled'`` ``(n_C, n_H n_W)``.
+Each ``check_*`` takes the student's function and returns a :class:`CheckResult`: what was checked, what
+passed and, at the first failure, the reason as a teacher would say it (a :class:`teachkit.messages.Message`).
+A check never raises for a mistake of the student's.  The oracle is always :mod:`teachkit.costs`:
+properties that hold whatever the constant (zero for equal inputs, symmetry, the Gram matrix's
+symmetry, positive semi-definiteness and blindness to the order of positions, how each result scales
+when the activations are doubled), values on random inputs of several shapes with the constant in
+front recognised and named, and the gradient against autograd.  The student may use NumPy or torch;
+``layout`` is what their function receives: ``'engine'`` ``(1, n_C, n_H, n_W)``, ``'assignment'``
+``(1, n_H, n_W, n_C)`` or, for a Gram matrix, ``'unrolled'`` ``(n_C, n_H n_W)``.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import html
+import inspect
+import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -33,20 +26,18 @@ import numpy as np
 import torch
 
 from .. import costs
-from ..messages import Message, language
+from ..messages import InputError, Message, language
 
-__all__ = [
-    "Item", "CheckResult", "LAYOUTS", "CONSTANTS",
-    "check_content_cost", "check_gram_matrix", "check_layer_style_cost", "check_style_cost",
-    "check_total_cost", "check_receptive_field", "CHECKS", "to_layout", "from_layout",
-]
+__all__ = ["Item", "CheckResult", "LAYOUTS", "CONSTANTS", "CALL_LIMIT_S", "TooSlow", "InputChanged",
+           "check_content_cost", "check_gram_matrix", "check_layer_style_cost", "check_style_cost",
+           "check_total_cost", "check_receptive_field", "CHECKS", "to_layout", "from_layout"]
 
 LAYOUTS = ("engine", "assignment", "unrolled")
 
 #: The constants a student may put in front of a sum of squares: name -> factor(n_H, n_W, n_C).
 CONSTANTS: dict[str, dict[str, Callable[[int, int, int], float]]] = {
     "content": {
-        "notes": lambda h, w, c: 0.5,  # the lecture notes' 1/2 (teachkit.costs, 'lecture')
+        "notes": lambda h, w, c: 0.5,  # the lecture notes' and the slides' 1/2 (teachkit.costs, 'lecture')
         "assignment": lambda h, w, c: 1.0 / (4.0 * h * w * c),
         "none": lambda h, w, c: 1.0,
         "mean": lambda h, w, c: 1.0 / (h * w * c),
@@ -64,14 +55,13 @@ CONSTANTS: dict[str, dict[str, Callable[[int, int, int], float]]] = {
         "mean": lambda h, w, c: 1.0 / (h * w * c),
     },
 }
-_ALIASES = {"assignment": "slides", "gatys": "slides", "lecture": "notes"}
+_ALIASES = {"content": {"slides": "notes", "lecture": "notes"},
+            "style": {"assignment": "slides", "gatys": "slides", "lecture": "notes"}}
 
 #: shapes (n_C, n_H, n_W) of the random inputs: their sizes differ, so the constants can be told apart
 SHAPES = ((3, 4, 5), (6, 2, 3), (4, 7, 2))
 RTOL = 1e-4
-
-
-# ---- results -----------------------------------------------------------------------------------
+CALL_LIMIT_S = 10.0  #: seconds one call of a student's function may take in a check
 
 
 def M(msg_id: str, **params: Any) -> Message:
@@ -80,8 +70,7 @@ def M(msg_id: str, **params: Any) -> Message:
 
 @dataclass
 class Item:
-    """One thing checked: ``what`` (a Message), whether it ``passed``, and ``reason`` -- why it
-    failed, or a note when it passed (e.g. which constant the student wrote)."""
+    """One thing checked: ``what``, whether it ``passed``, and ``reason`` (why it failed, or a note)."""
 
     what: Message
     passed: bool
@@ -90,8 +79,7 @@ class Item:
 
 @dataclass
 class CheckResult:
-    """What one check found.  ``str(result)`` is plain text in the process's language; in a notebook
-    it shows as a small Markdown list; ``result.text('zh')`` renders it in Chinese."""
+    """What one check found; ``str()`` is plain text, a notebook shows HTML, ``text('zh')`` Chinese."""
 
     exercise: str
     items: list[Item] = field(default_factory=list)
@@ -107,27 +95,20 @@ class CheckResult:
 
     @property
     def reason(self) -> Message | None:
-        """The first failure's reason (None when everything passed)."""
         f = self.first_failure
         return f.reason if f else None
 
-    def reason_ids(self) -> list[str]:
-        return [i.reason.id for i in self.items if not i.passed and i.reason]
-
     def _title(self, lang: str) -> str:
-        n_ok = sum(i.passed for i in self.items)
         key = "exercises.result.passed" if self.passed else "exercises.result.failed"
-        return M(key, name=M(f"exercises.name.{self.exercise}"), n=n_ok, total=len(self.items)).text(lang)
+        return M(key, name=M(f"exercises.name.{self.exercise}"), n=sum(i.passed for i in self.items),
+                 total=len(self.items)).text(lang)
 
     def text(self, lang: str | None = None) -> str:
         lang = lang or language()
         lines = [self._title(lang)]
         for i in self.items:
-            mark = "✓" if i.passed else "✗"
-            line = f"  {mark} {i.what.text(lang)}"
-            if i.reason is not None:
-                line += f"\n      {i.reason.text(lang)}"
-            lines.append(line)
+            lines.append(f"  {'✓' if i.passed else '✗'} {i.what.text(lang)}"
+                         + (f"\n      {i.reason.text(lang)}" if i.reason is not None else ""))
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -135,29 +116,13 @@ class CheckResult:
 
     __repr__ = __str__
 
-    def _repr_markdown_(self) -> str:
+    def _repr_html_(self) -> str:  # a notebook shows this
         lang = language()
-        icon = "✅" if self.passed else "❌"
-        out = [f"{icon} **{self._title(lang)}**", ""]
-        for i in self.items:
-            mark = "✓" if i.passed else "✗"
-            line = f"- {mark} {i.what.text(lang)}"
-            if i.reason is not None:
-                body = i.reason.text(lang)
-                line += f"  \n  {'**' + body + '**' if not i.passed else '*' + body + '*'}"
-            out.append(line)
-        return "\n".join(out)
-
-    def _repr_html_(self) -> str:
-        lang = language()
-        colour = "#1a7f37" if self.passed else "#cf222e"
-        rows = []
-        for i in self.items:
-            mark = "✓" if i.passed else "✗"
-            extra = f"<br><i>{html.escape(i.reason.text(lang))}</i>" if i.reason is not None else ""
-            rows.append(f"<li>{mark} {html.escape(i.what.text(lang))}{extra}</li>")
-        return (f"<div><b style='color:{colour}'>{html.escape(self._title(lang))}</b>"
-                f"<ul style='list-style:none'>{''.join(rows)}</ul></div>")
+        rows = "".join(f"<li>{'✓' if i.passed else '✗'} {html.escape(i.what.text(lang))}"
+                       + (f"<br><i>{html.escape(i.reason.text(lang))}</i>" if i.reason is not None else "") + "</li>"
+                       for i in self.items)
+        return (f"<div>{'✅' if self.passed else '❌'} <b style='color:{'#1a7f37' if self.passed else '#cf222e'}'>"
+                f"{html.escape(self._title(lang))}</b><ul style='list-style:none'>{rows}</ul></div>")
 
 
 class _Stop(Exception):
@@ -178,10 +143,7 @@ class _Run:
         raise _Stop
 
     def require(self, cond: bool, what: Message, reason: Message) -> None:
-        if cond:
-            self.ok(what)
-        else:
-            self.fail(what, reason)
+        self.ok(what) if cond else self.fail(what, reason)
 
 
 def _checked(exercise: str, body: Callable[[_Run], None], layout: str | None = None) -> CheckResult:
@@ -193,21 +155,117 @@ def _checked(exercise: str, body: Callable[[_Run], None], layout: str | None = N
     return run.result
 
 
-# ---- calling the student's code -------------------------------------------------------------------
+class TooSlow(BaseException):
+    """A call ran out of time (a BaseException, so that a student's ``except Exception`` lets it through)."""
+
+    def __init__(self, seconds: float):
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
+class InputChanged(Exception):
+    """The function changed one of its inputs in place."""
+
+
+class _TimeUp(BaseException):
+    pass
+
+
+class _Failed(Exception):
+    def __init__(self, message: Message, cause: BaseException | None):
+        super().__init__(message.id)
+        self.message, self.cause = message, cause
+
+
+def _limited(fn: Callable, args: Sequence[Any], seconds: float | None) -> Any:
+    """``fn(*args)``, interrupted after ``seconds`` by an exception raised in this thread (CPython), again
+    every 50 ms until it lands, so that a loop that catches it still ends."""
+    api = getattr(ctypes, "pythonapi", None)
+    if seconds is None or api is None:
+        return fn(*args)
+    tid, lock, done, on = threading.get_ident(), threading.Lock(), threading.Event(), [True]
+
+    def raise_here(exc) -> None:
+        api.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid), ctypes.py_object(exc) if exc else None)
+
+    def watch() -> None:
+        wait = seconds
+        while not done.wait(wait):
+            with lock:
+                if not on[0]:
+                    return
+                raise_here(_TimeUp)
+            wait = 0.05
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        try:
+            return fn(*args)
+        finally:
+            with lock:
+                on[0] = False
+                raise_here(None)  # one that was set but not yet raised
+            done.set()
+    except _TimeUp:
+        raise TooSlow(seconds) from None
 
 
 def _name(fn: Any) -> str:
     return getattr(fn, "__name__", None) or type(fn).__name__
 
 
-def _call(run: _Run, fn: Callable, args: Sequence[Any], what: Message) -> Any:
-    """The student's ``fn(*args)``; any exception becomes one message (NotImplementedError: not written)."""
+def _blame(exc: BaseException, fn: Callable) -> str:
+    """The function that raised ``exc`` (the innermost frame: an unwritten helper, not its caller)."""
+    where = getattr(exc, "function", None)
+    tb = exc.__traceback__
+    while where is None and tb is not None:
+        where, tb = (tb.tb_frame.f_code.co_name if tb.tb_next is None else None), tb.tb_next
+    return where if where and where.isidentifier() else _name(fn)
+
+
+def _why(exc: BaseException, fn: Callable) -> Message:
+    if isinstance(exc, NotImplementedError):
+        return M("exercises.not_written", name=_blame(exc, fn))
+    if isinstance(exc, TooSlow):
+        return M("exercises.too_slow", name=_name(fn), seconds=f"{exc.seconds:g}")
+    if isinstance(exc, InputChanged):
+        return M("exercises.changes_input", name=_name(fn))
+    return M("exercises.raised", name=_name(fn), error=f"{type(exc).__name__}: {exc}")
+
+
+def _clone(a: Any) -> Any:
+    if isinstance(a, torch.Tensor):
+        return a.detach().clone()
+    if isinstance(a, np.ndarray):
+        return a.copy()
+    return type(a)(_clone(x) for x in a) if isinstance(a, (list, tuple)) else a
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor):
+        return torch.equal(a, b.detach())
+    if isinstance(a, np.ndarray):
+        return np.array_equal(a, b)
+    return all(_same(x, y) for x, y in zip(a, b)) if isinstance(a, (list, tuple)) else True
+
+
+def _attempt(fn: Callable, args: Sequence[Any]) -> Any:
+    """The student's ``fn(*args)`` within the time limit; any failure raises :class:`_Failed` with its message."""
+    before = _clone(list(args))
     try:
-        return fn(*args)
-    except NotImplementedError:
-        run.fail(what, M("exercises.not_written", name=_name(fn)))
-    except Exception as exc:  # the student's code: whatever it raises is reported, never a traceback
-        run.fail(what, M("exercises.raised", name=_name(fn), error=f"{type(exc).__name__}: {exc}"))
+        out = _limited(fn, args, getattr(fn, "time_limit", CALL_LIMIT_S))
+    except (Exception, TooSlow) as exc:  # the student's code: whatever it raises is a message
+        raise _Failed(_why(exc, fn), exc) from None
+    if not _same(before, list(args)):
+        raise _Failed(_why(InputChanged(), fn), None)
+    return out
+
+
+def _call(run: _Run, fn: Callable, args: Sequence[Any], what: Message, hints: dict | None = None) -> Any:
+    try:
+        return _attempt(fn, args)
+    except _Failed as f:
+        run.fail(what, next((m for t, m in (hints or {}).items() if isinstance(f.cause, t)), f.message))
 
 
 def _numpy_args(args: Sequence[Any]) -> list[Any]:
@@ -220,197 +278,170 @@ def _as_array(run: _Run, fn: Callable, out: Any, what: Message) -> np.ndarray:
     if out is None:
         run.fail(what, M("exercises.returned_none", name=_name(fn)))
     try:
-        if isinstance(out, torch.Tensor):
-            return out.detach().cpu().double().numpy()
-        arr = np.asarray(out, dtype=np.float64)
+        return out.detach().cpu().double().numpy() if isinstance(out, torch.Tensor) else np.asarray(out, np.float64)
     except (TypeError, ValueError, RuntimeError):
         run.fail(what, M("exercises.not_number", name=_name(fn), got=type(out).__name__))
-    return arr
 
 
 def _first_call(run: _Run, fn: Callable, args: Sequence[Any], layout: str | None, note: bool = True) -> tuple[str, Any]:
     """Call with torch inputs; if that raises, try NumPy.  Returns ('torch'|'numpy', output)."""
     what = M("exercises.item.runs", layout=M(f"exercises.layout.{layout}")) if layout else M("exercises.item.runs_plain")
     if not callable(fn):
-        run.fail(what, M("exercises.not_callable", name="function", got=type(fn).__name__))
+        run.fail(what, M("exercises.not_callable", got=type(fn).__name__))
     try:
-        out = fn(*[_clone(a) for a in args])
-        kind = "torch"
-    except NotImplementedError:
-        run.fail(what, M("exercises.not_written", name=_name(fn)))
-    except Exception as exc:
+        kind, out = "torch", _attempt(fn, _clone(args))
+    except _Failed as first:
+        if first.message.id != "exercises.raised":
+            run.fail(what, first.message)
         try:
-            out = fn(*_numpy_args([_clone(a) for a in args]))
-            kind = "numpy"
-        except Exception:
-            run.fail(what, M("exercises.raised", name=_name(fn), error=f"{type(exc).__name__}: {exc}"))
-    written = "torch" if kind == "torch" and isinstance(out, torch.Tensor) else "NumPy"
-    run.ok(what, M("exercises.note.kind", kind=written) if note and (layout or written == "NumPy") else None)
+            kind, out = "numpy", _attempt(fn, _numpy_args(args))
+        except _Failed:
+            run.fail(what, first.message)
+    written = "torch" if isinstance(out, torch.Tensor) else "Python float" if type(out) in (float, int) else "NumPy"
+    run.ok(what, M("exercises.note.kind", kind=written) if note and (layout or written != "torch") else None)
     return kind, out
 
 
-def _clone(a: Any) -> Any:
-    if isinstance(a, torch.Tensor):
-        return a.detach().clone()
-    if isinstance(a, list):
-        return [_clone(x) for x in a]
-    return a
-
-
-def _evaluate(run: _Run, fn: Callable, kind: str, args: Sequence[Any], what: Message) -> np.ndarray:
-    args = [_clone(a) for a in args]
-    out = _call(run, fn, _numpy_args(args) if kind == "numpy" else args, what)
-    return _as_array(run, fn, out, what)
-
-
-def _scalar(run: _Run, fn: Callable, arr: np.ndarray) -> float:
-    what = M("exercises.item.scalar")
-    if arr.size != 1:
-        run.fail(what, M("exercises.not_scalar", name=_name(fn), shape=str(tuple(arr.shape))))
-    run.ok(what)
-    return float(arr.reshape(()))
+def _evaluate(run: _Run, fn: Callable, kind: str, args: Sequence[Any], what: Message, hints: dict | None = None) -> np.ndarray:
+    args = _numpy_args(args) if kind == "numpy" else _clone(list(args))
+    return _as_array(run, fn, _call(run, fn, args, what, hints), what)
 
 
 def _finite(run: _Run, fn: Callable, arr: np.ndarray) -> None:
     run.require(bool(np.isfinite(arr).all()), M("exercises.item.finite"), M("exercises.not_finite", name=_name(fn)))
 
 
+def _cost(run: _Run, fn: Callable, out: Any, negative: bool = False) -> float:
+    """A cost's first value: one finite number, never negative (unless ``negative`` is allowed)."""
+    what = M("exercises.item.scalar")
+    arr = _as_array(run, fn, out, what)
+    run.require(arr.size == 1, what, M("exercises.not_scalar", name=_name(fn), shape=str(tuple(arr.shape))))
+    _finite(run, fn, arr)
+    value = float(arr.reshape(()))
+    if value < 0 and not negative:
+        run.fail(M("exercises.item.not_negative"), M("exercises.negative_cost", name=_name(fn), got=value))
+    return value
+
+
 def _close(a: float, b: float, rtol: float = RTOL) -> bool:
     return abs(a - b) <= rtol * max(abs(a), abs(b)) + 1e-12
 
 
-# ---- layouts and inputs ----------------------------------------------------------------------------
+def _factor(got: float, want: float, n_layers: int = 0) -> Message | None:
+    """An exact factor between a result and the expected one, as a hint (2, 1/2, 1/number of layers)."""
+    q = got / want if want else float("nan")
+    for factor, label in ((2.0, "2"), (0.5, "1/2")):
+        if _close(q, factor):
+            return M("exercises.factor", factor=label)
+    return M("exercises.lambda_mean", n=n_layers) if n_layers > 1 and _close(q, 1 / n_layers) else None
 
 
 def _check_layout(layout: str, allowed: Sequence[str]) -> None:
     if layout not in allowed:
-        raise ValueError(M("exercises.bad_layout", layout=layout, allowed=", ".join(allowed)).text("en"))
+        raise InputError("exercises.bad_layout", layout=layout, allowed=", ".join(allowed))
 
 
 def to_layout(a: torch.Tensor, layout: str) -> torch.Tensor:
     """An engine-layout activation ``(1, n_C, n_H, n_W)`` in ``layout`` (a view: gradients flow back)."""
-    if layout == "engine":
-        return a
     if layout == "assignment":
         return a.permute(0, 2, 3, 1).contiguous()
-    if layout == "unrolled":
-        return a[0].flatten(1)
-    raise ValueError(f"unknown layout {layout!r}")
+    return a[0].flatten(1) if layout == "unrolled" else a
 
 
 def from_layout(a: torch.Tensor, layout: str, shape: tuple[int, int, int] | None = None) -> torch.Tensor:
     """The inverse of :func:`to_layout` (``shape`` = ``(n_C, n_H, n_W)`` is needed for 'unrolled')."""
-    if layout == "engine":
-        return a
     if layout == "assignment":
         return a.permute(0, 3, 1, 2)
-    return a.reshape(1, *shape)
+    return a.reshape(1, *shape) if layout == "unrolled" else a
 
 
 def _activation(shape: tuple[int, int, int], gen: torch.Generator) -> torch.Tensor:
     """A ReLU-like random activation (1, n_C, n_H, n_W), float64: non-negative, some zeros."""
-    a = torch.randn((1, *shape), generator=gen, dtype=torch.float64)
-    return a.clamp_min(-0.3) + 0.3
+    return torch.randn((1, *shape), generator=gen, dtype=torch.float64).clamp_min(-0.3) + 0.3
 
 
 def _shuffle_positions(a: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """The same activation with its n_H x n_W positions in another order (each channel alike)."""
     n = a.shape[-2] * a.shape[-1]
     perm = torch.randperm(n, generator=gen)
-    if bool((perm == torch.arange(n)).all()):
-        perm = perm.roll(1)
+    perm = perm.roll(1) if bool((perm == torch.arange(n)).all()) else perm
     return a.flatten(2)[..., perm].reshape(a.shape)
 
 
-def _recognise(kind: str, values: list[float], raws: list[float], shapes: Sequence[tuple[int, int, int]]) -> str | None:
-    """The known constant with which ``values[i] = c(shape_i) * raws[i]`` for every i (None: none)."""
-    for name, factor in CONSTANTS[kind].items():
-        if all(_close(v, factor(h, w, c) * r) for v, r, (c, h, w) in zip(values, raws, shapes)):
-            return name
-    return None
-
-
-def _constant_name(kind: str, name: str) -> Message:
-    return M(f"exercises.const.{kind}.{name}")
-
-
 def _expected(kind: str, constant: str) -> str:
-    if constant not in CONSTANTS[kind] and _ALIASES.get(constant) in CONSTANTS[kind]:
-        constant = _ALIASES[constant]
+    constant = _ALIASES.get(kind, {}).get(constant, constant)
     if constant not in CONSTANTS[kind] and constant != "any":
-        raise ValueError(M("exercises.bad_constant", constant=constant,
-                           allowed=", ".join([*CONSTANTS[kind], "any"])).text("en"))
+        raise InputError("exercises.bad_constant", constant=constant, allowed=", ".join([*CONSTANTS[kind], "any"]))
     return constant
 
 
-def _constant_item(run: _Run, kind: str, want: str, got: str | None, values: list[float], refs: list[float],
-                   shapes) -> str:
-    """The 'values' item: which constant the student wrote; passes when it is the expected one."""
+def _constant_item(run: _Run, kind: str, want: str, values: list[float], raws: list[float], shapes) -> str:
+    """The 'values' item: which constant the student wrote (``values[i] = c(shape_i) * raws[i]``); passes
+    when it is the expected one."""
     what = M("exercises.item.values", n=len(shapes))
-    if got is not None and (want in ("any", got)):
-        run.ok(what, M("exercises.note.constant", constant=_constant_name(kind, got)))
+    got = next((name for name, factor in CONSTANTS[kind].items()
+                if all(_close(v, factor(h, w, c) * r) for v, r, (c, h, w) in zip(values, raws, shapes))), None)
+    if got is not None and want in ("any", got):
+        run.ok(what, M("exercises.note.constant", constant=M(f"exercises.const.{kind}.{got}")))
         return got
+    base = want if want != "any" else "none" if kind == "gram" else "notes"
+    want_name = M(f"exercises.const.{kind}.{base}")
     if got is None:
+        refs = [CONSTANTS[kind][base](h, w, c) * r for r, (c, h, w) in zip(raws, shapes)]
+        hints = [_factor(v, r) for v, r in zip(values, refs)]
+        if hints[0] is not None and all(h == hints[0] for h in hints):
+            run.fail(what, hints[0])
         i = next(i for i, (v, r) in enumerate(zip(values, refs)) if not _close(v, r))
         c, h, w = shapes[i]
         run.fail(what, M("exercises.values_differ", shape=f"(n_C, n_H, n_W) = ({c}, {h}, {w})", got=values[i],
                          want=refs[i]))
-    want_name = _constant_name(kind, "notes" if want == "any" else want)
     if got == "none":
         run.fail(what, M("exercises.constant_missing", want=want_name))
     key = "assignment" if kind == "style" and got == "slides" else got
-    run.fail(what, M("exercises.constant_other", got=_constant_name(kind, got), want=want_name, key=key))
+    run.fail(what, M("exercises.constant_other", got=M(f"exercises.const.{kind}.{got}"), want=want_name, key=key))
 
 
 def _gradient(run: _Run, fn: Callable, kind: str, make_args: Callable[[], tuple[list, list[torch.Tensor]]],
               reference: Callable[..., torch.Tensor]) -> None:
     """Compare the gradient of the student's ``fn`` with autograd of ``reference`` (same inputs)."""
     what = M("exercises.item.gradient")
+    numpy = M("exercises.grad_numpy", name=_name(fn))
     if kind == "numpy":
-        run.fail(what, M("exercises.grad_numpy", name=_name(fn)))
+        run.fail(what, numpy)
     args, leaves = make_args()
     try:
-        with warnings.catch_warnings():  # e.g. float() of a tensor that requires grad: the message below says it
+        with warnings.catch_warnings():  # e.g. float() of a tensor that requires grad: the message says it
             warnings.simplefilter("ignore")
-            out = fn(*args)
-    except Exception:  # it ran on plain inputs: what breaks on inputs that carry a gradient is NumPy
-        run.fail(what, M("exercises.grad_numpy", name=_name(fn)))
+            out = _attempt(fn, args)
+    except _Failed as f:  # it ran on plain inputs: what breaks on inputs that carry a gradient is NumPy
+        run.fail(what, numpy if f.message.id == "exercises.raised" else f.message)
     if not isinstance(out, torch.Tensor):
-        run.fail(what, M("exercises.grad_numpy", name=_name(fn)))
+        run.fail(what, M("exercises.grad_float", name=_name(fn)) if type(out) in (float, int) else numpy)
     if not out.requires_grad:
         run.fail(what, M("exercises.grad_detached", name=_name(fn)))
     try:
         grads = torch.autograd.grad(out.sum(), leaves, allow_unused=True)
-    except Exception as exc:
-        run.fail(what, M("exercises.raised", name=_name(fn), error=f"{type(exc).__name__}: {exc}"))
+    except (Exception, TooSlow) as exc:
+        run.fail(what, _why(exc, fn))
     ref_args, ref_leaves = make_args()
     ref_grads = torch.autograd.grad(reference(*ref_args).sum(), ref_leaves)
-    err = 0.0
-    for g, r in zip(grads, ref_grads):
-        if g is None:
-            run.fail(what, M("exercises.grad_detached", name=_name(fn)))
-        err = max(err, float((g.double() - r).norm() / r.norm().clamp_min(1e-30)))
+    if any(g is None for g in grads):
+        run.fail(what, M("exercises.grad_detached", name=_name(fn)))
+    err = max(float((g.double() - r).norm() / r.norm().clamp_min(1e-30)) for g, r in zip(grads, ref_grads))
     run.require(err <= 1e-3, what, M("exercises.grad_differs", name=_name(fn), err=err))
 
 
-def _scaling(run: _Run, fn: Callable, what_name: str, want: float, got: float, square_missing: float) -> None:
+def _scaling(run: _Run, what_name: str, want: float, got: float, square_missing: float) -> None:
     what = M("exercises.item.scaling", want=f"{want:g}")
     if _close(got, want, 1e-3):
-        run.ok(what)
-    elif _close(got, square_missing, 1e-3):
-        run.fail(what, M("exercises.scaling_square", what=M(f"exercises.name.{what_name}"), want=f"{want:g}",
-                         got=got))
-    else:
-        run.fail(what, M("exercises.scaling_other", what=M(f"exercises.name.{what_name}"), want=f"{want:g}",
-                         got=got))
+        return run.ok(what)
+    key = "exercises.scaling_square" if _close(got, square_missing, 1e-3) else "exercises.scaling_other"
+    run.fail(what, M(key, what=M(f"exercises.name.{what_name}"), want=f"{want:g}", got=got))
 
 
 def _layout_hint(check: Callable[..., CheckResult]) -> Callable[..., CheckResult]:
     """A failing check is tried once more with the other layout (engine <-> assignment): when it passes
     there, the student wrote for that layout, and the first failure says so instead."""
-    import functools
-    import inspect
-
     signature = inspect.signature(check)
 
     @functools.wraps(check)
@@ -420,7 +451,7 @@ def _layout_hint(check: Callable[..., CheckResult]) -> Callable[..., CheckResult
         result = check(*bound.args, **bound.kwargs)
         layout = bound.arguments["layout"]
         if result.passed or layout not in ("engine", "assignment") or result.reason is None or \
-                result.reason.id in ("exercises.not_written", "exercises.not_callable"):
+                result.reason.id in ("exercises.not_written", "exercises.not_callable", "exercises.too_slow"):
             return result
         other = "assignment" if layout == "engine" else "engine"
         bound.arguments["layout"] = other
@@ -432,90 +463,90 @@ def _layout_hint(check: Callable[..., CheckResult]) -> Callable[..., CheckResult
     return wrapped
 
 
-# ---- content cost --------------------------------------------------------------------------------
-
-
-def _content_reference(constant: str):
-    def ref(a_C: torch.Tensor, a_G: torch.Tensor) -> torch.Tensor:
-        n_C, n_H, n_W = a_G.shape[-3:]
-        raw = costs.content_cost(a_C, a_G, "none")
-        return raw * CONSTANTS["content"][constant](n_H, n_W, n_C)
+def _pair_reference(kind: str, constant: str):
+    def ref(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        n_C, n_H, n_W = y.shape[-3:]
+        raw = costs.content_cost(x, y, "none") if kind == "content" else \
+            costs.style_layer_cost(costs.gram_matrix(x), y, "none")
+        return raw * CONSTANTS[kind][constant](n_H, n_W, n_C)
     return ref
 
 
-@_layout_hint
-def check_content_cost(fn: Callable, layout: str = "engine", constant: str = "notes", seed: int = 0) -> CheckResult:
-    r"""Check ``fn(a_C, a_G) -> J_content``, the content cost ``c * ||a(C) - a(G)||^2``.
-
-    ``a_C``, ``a_G``: ``(1, n_C, n_H, n_W)`` (``layout='engine'``) or ``(1, n_H, n_W, n_C)``
-    (``'assignment'``).  ``constant``: the expected ``c`` -- ``'notes'`` (1/2, teachkit's),
-    ``'assignment'`` (1/(4 n_H n_W n_C)), ``'none'``, ``'mean'`` or ``'any'`` (any of those).
-    """
+def _pair_check(exercise: str, kind: str, fn: Callable, layout: str, constant: str, seed: int) -> CheckResult:
+    """content_cost(a_C, a_G) and layer_style_cost(a_S, a_G): the same properties, scaling x4 or x16."""
     _check_layout(layout, ("engine", "assignment"))
-    want = _expected("content", constant)
+    want = _expected(kind, constant)
+    layer = kind == "style"
 
     def body(run: _Run) -> None:
         gen = torch.Generator().manual_seed(seed)
-        a_C, a_G = _activation(SHAPES[0], gen), _activation(SHAPES[0], gen)
-        L = lambda a: to_layout(a, layout)  # noqa: E731
-        kind, out = _first_call(run, fn, [L(a_C), L(a_G)], layout)
-        arr = _as_array(run, fn, out, M("exercises.item.scalar"))
-        value = _scalar(run, fn, arr)
-        _finite(run, fn, arr)
-        ev = lambda x, y: float(_evaluate(run, fn, kind, [L(x), L(y)], M("exercises.item.zero")).sum())  # noqa: E731
-        zero = ev(a_G, a_G)
-        run.require(abs(zero) <= 1e-9 * max(1.0, abs(value)), M("exercises.item.zero"),
-                    M("exercises.not_zero", got=zero))
-        swapped = ev(a_G, a_C)
+        a, b = _activation(SHAPES[0], gen), _activation(SHAPES[0], gen)
+        L = lambda x: to_layout(x, layout)  # noqa: E731
+        kind_, out = _first_call(run, fn, [L(a), L(b)], layout)
+        value = _cost(run, fn, out)
+
+        def ev(x, y, what):
+            return float(_evaluate(run, fn, kind_, [L(x), L(y)], what).sum())
+
+        zero = ev(b, b, M("exercises.item.zero"))
+        run.require(abs(zero) <= 1e-9 * max(1.0, abs(value)), M("exercises.item.zero"), M("exercises.not_zero", got=zero))
+        swapped = ev(b, a, M("exercises.item.symmetric_cost"))
         run.require(_close(swapped, value), M("exercises.item.symmetric_cost"),
                     M("exercises.not_symmetric_cost", a=value, b=swapped))
-        _scaling(run, fn, "content_cost", 4.0, ev(2 * a_C, 2 * a_G) / value if value else float("nan"), 2.0)
-        values, raws, refs = [], [], []
+        if layer:
+            shuffled = ev(a, _shuffle_positions(b, gen), M("exercises.item.shuffle"))
+            run.require(_close(shuffled, value), M("exercises.item.shuffle"),
+                        M("exercises.not_shuffle_invariant", what=M("exercises.name.layer_style_cost")))
+        grown = ev(2 * a, 2 * b, M("exercises.item.scaling", want="16" if layer else "4"))
+        _scaling(run, exercise, 16.0 if layer else 4.0, grown / value if value else float("nan"), 4.0 if layer else 2.0)
+        values, raws = [], []
         for shape in SHAPES:
             x, y = _activation(shape, gen), _activation(shape, gen)
-            values.append(float(_evaluate(run, fn, kind, [L(x), L(y)], M("exercises.item.values", n=len(SHAPES))).sum()))
-            raws.append(float(costs.content_cost(x, y, "none")))
-            refs.append(float(_content_reference("notes" if want == "any" else want)(x, y)))
-        got = _recognise("content", values, raws, [(s[0], s[1], s[2]) for s in SHAPES])
-        used = _constant_item(run, "content", want, got, values, refs, SHAPES)
+            values.append(ev(x, y, M("exercises.item.values", n=len(SHAPES))))
+            raws.append(float(_pair_reference(kind, "none")(x, y)))
+        used = _constant_item(run, kind, want, values, raws, SHAPES)
 
         def make_args():
             x = _activation(SHAPES[1], torch.Generator().manual_seed(seed + 1))
             y = _activation(SHAPES[1], torch.Generator().manual_seed(seed + 2)).requires_grad_(True)
             return [L(x), L(y)], [y]
 
-        _gradient(run, fn, kind, make_args, lambda x, y: _content_reference(used)(from_layout(x, layout),
-                                                                                  from_layout(y, layout)))
+        _gradient(run, fn, kind_, make_args,
+                  lambda x, y: _pair_reference(kind, used)(from_layout(x, layout), from_layout(y, layout)))
 
-    return _checked("content_cost", body, layout)
-
-
-# ---- Gram matrix ---------------------------------------------------------------------------------
+    return _checked(exercise, body, layout)
 
 
-def _gram_input(a: torch.Tensor, layout: str) -> torch.Tensor:
-    return to_layout(a, layout)
+@_layout_hint
+def check_content_cost(fn: Callable, layout: str = "engine", constant: str = "notes", seed: int = 0) -> CheckResult:
+    r"""Check ``fn(a_C, a_G) -> J_content = c * ||a(C) - a(G)||^2``.  ``constant``: ``'notes'`` (= the
+    slides' 1/2, teachkit's), ``'assignment'`` (1/(4 n_H n_W n_C)), ``'none'``, ``'mean'`` or ``'any'``."""
+    return _pair_check("content_cost", "content", fn, layout, constant, seed)
+
+
+@_layout_hint
+def check_layer_style_cost(fn: Callable, layout: str = "engine", constant: str = "notes",
+                           seed: int = 0) -> CheckResult:
+    r"""Check ``fn(a_S, a_G) -> J_style[l] = c * ||G(S) - G(G)||_F^2``.  ``constant``: ``'notes'``
+    (1/(2 n_H n_W n_C), teachkit's), ``'slides'`` = ``'assignment'`` ((1/(2 n_H n_W n_C))^2), ``'none'``,
+    ``'mean'`` or ``'any'``."""
+    return _pair_check("layer_style_cost", "style", fn, layout, constant, seed)
 
 
 @_layout_hint
 def check_gram_matrix(fn: Callable, layout: str = "engine", constant: str = "none", seed: int = 0) -> CheckResult:
-    r"""Check ``fn(a) -> G``, the Gram (style) matrix ``G_kk' = sum_ij a_ijk a_ijk'`` (n_C x n_C).
-
-    ``a``: ``(1, n_C, n_H, n_W)`` (``'engine'``), ``(1, n_H, n_W, n_C)`` (``'assignment'``) or the
-    unrolled ``(n_C, n_H n_W)`` (``'unrolled'``, the assignment's ``gram_matrix(A)``).  The result may
-    be ``(n_C, n_C)`` or ``(1, n_C, n_C)``.  ``constant``: ``'none'`` (a plain sum, teachkit's),
-    ``'positions'`` (divided by n_H n_W), ``'mean'`` or ``'any'``.
-    """
+    r"""Check ``fn(a) -> G``, ``G_kk' = sum_ij a_ijk a_ijk'`` (n_C x n_C; ``(1, n_C, n_C)`` is accepted).
+    ``a`` in ``layout`` (``'unrolled'``: the assignment's ``gram_matrix(A)``).  ``constant``: ``'none'``
+    (a plain sum, teachkit's), ``'positions'`` (divided by n_H n_W), ``'mean'`` or ``'any'``."""
     _check_layout(layout, LAYOUTS)
     want = _expected("gram", constant)
+    values_item = M("exercises.item.values", n=len(SHAPES))
 
     def body(run: _Run) -> None:
         gen = torch.Generator().manual_seed(seed)
-        shape = SHAPES[0]
-        n_C, n_H, n_W = shape
-        a = _activation(shape, gen)
-        G_in = lambda x: _gram_input(x, layout)  # noqa: E731
-        kind, out = _first_call(run, fn, [G_in(a)], layout)
+        n_C, n_H, n_W = SHAPES[0]
+        a = _activation(SHAPES[0], gen)
+        kind, out = _first_call(run, fn, [to_layout(a, layout)], layout)
         what_shape = M("exercises.item.gram_shape")
         g = _as_array(run, fn, out, what_shape)
         g_sq = g.reshape(g.shape[-2:]) if g.ndim >= 2 and int(np.prod(g.shape[:-2])) == 1 else g
@@ -531,193 +562,103 @@ def check_gram_matrix(fn: Callable, layout: str = "engine", constant: str = "non
         run.require(ev_min >= -1e-6 * max(1.0, float(np.abs(g_sq).max())), M("exercises.item.psd"),
                     M("exercises.not_psd", ev=f"{ev_min:.3g}"))
 
-        def ev(x):
-            r = _evaluate(run, fn, kind, [G_in(x)], M("exercises.item.values", n=len(SHAPES)))
+        def ev(x, what=values_item):
+            r = _evaluate(run, fn, kind, [to_layout(x, layout)], what)
             return r.reshape(r.shape[-2:]) if r.ndim >= 2 else r
 
-        shuffled = ev(_shuffle_positions(a, gen))
+        shuffled = ev(_shuffle_positions(a, gen), M("exercises.item.shuffle"))
         run.require(shuffled.shape == g_sq.shape and np.allclose(shuffled, g_sq, rtol=RTOL, atol=1e-9),
                     M("exercises.item.shuffle"), M("exercises.not_shuffle_invariant", what=M("exercises.name.gram_matrix")))
-        doubled = ev(2 * a)
-        ratio = float(np.abs(doubled).sum() / np.abs(g_sq).sum()) if np.abs(g_sq).sum() else float("nan")
-        _scaling(run, fn, "gram_matrix", 4.0, ratio, 2.0)
-        values, raws, refs = [], [], []
-        for shp in SHAPES:
-            x = _activation(shp, gen)
-            mine = ev(x)
-            ref = costs.gram_matrix(x[0]).numpy()
+        doubled = ev(2 * a, M("exercises.item.scaling", want="4"))
+        _scaling(run, "gram_matrix", 4.0, float(np.abs(doubled).sum() / np.abs(g_sq).sum()) if np.abs(g_sq).sum()
+                 else float("nan"), 2.0)
+        values, raws = [], []
+        scale = CONSTANTS["gram"]["none" if want == "any" else want]
+        for c, h, w in SHAPES:
+            x = _activation((c, h, w), gen)
+            mine, ref = ev(x), costs.gram_matrix(x[0]).numpy()
             if mine.shape != ref.shape:
-                run.fail(M("exercises.item.values", n=len(SHAPES)),
-                         M("exercises.gram_shape", shape=str(tuple(mine.shape)), want=str(tuple(ref.shape))))
-            # one number per shape: the projection of the student's matrix on the reference's
-            c, h, w = shp
+                run.fail(values_item, M("exercises.gram_shape", shape=str(tuple(mine.shape)), want=str(tuple(ref.shape))))
             if not np.allclose(mine / max(np.abs(mine).max(), 1e-300), ref / np.abs(ref).max(), rtol=1e-3, atol=1e-6):
                 # not a multiple of the reference: no constant can explain it; show the worst entry
-                scale = CONSTANTS["gram"]["none" if want == "any" else want](h, w, c)
-                k, k2 = np.unravel_index(np.argmax(np.abs(mine - scale * ref)), ref.shape)
-                run.fail(M("exercises.item.values", n=len(SHAPES)),
-                         M("exercises.gram_differs", shape=f"(n_C, n_H, n_W) = ({c}, {h}, {w})", k=int(k),
-                           k2=int(k2), got=float(mine[k, k2]), want=float(scale * ref[k, k2])))
-            # one number per shape: the projection of the student's matrix on the reference's
-            values.append(float((mine * ref).sum()))
+                k, k2 = np.unravel_index(np.argmax(np.abs(mine - scale(h, w, c) * ref)), ref.shape)
+                run.fail(values_item, M("exercises.gram_differs", shape=f"(n_C, n_H, n_W) = ({c}, {h}, {w})", k=int(k),
+                                        k2=int(k2), got=float(mine[k, k2]), want=float(scale(h, w, c) * ref[k, k2])))
+            values.append(float((mine * ref).sum()))  # one number per shape: the projection on the reference
             raws.append(float((ref * ref).sum()))
-            refs.append(raws[-1] * CONSTANTS["gram"]["none" if want == "any" else want](h, w, c))
-        got = _recognise("gram", values, raws, SHAPES)
-        used = _constant_item(run, "gram", want, got, values, refs, SHAPES)
+        used = _constant_item(run, "gram", want, values, raws, SHAPES)
 
         def make_args():
             x = _activation(SHAPES[1], torch.Generator().manual_seed(seed + 1)).requires_grad_(True)
-            return [G_in(x)], [x]
+            return [to_layout(x, layout)], [x]
 
         def reference(x_in):
-            x = from_layout(x_in, layout, SHAPES[1])
-            n_C2, h, w = SHAPES[1]
-            g_ref = costs.gram_matrix(x[0]) * CONSTANTS["gram"][used](h, w, n_C2)
-            return g_ref
+            c, h, w = SHAPES[1]
+            return costs.gram_matrix(from_layout(x_in, layout, SHAPES[1])[0]) * CONSTANTS["gram"][used](h, w, c)
 
         _gradient(run, fn, kind, make_args, reference)
 
     return _checked("gram_matrix", body, layout)
 
 
-# ---- layer style cost ----------------------------------------------------------------------------
-
-
-def _style_reference(constant: str):
-    def ref(a_S: torch.Tensor, a_G: torch.Tensor) -> torch.Tensor:
-        n_C, n_H, n_W = a_G.shape[-3:]
-        raw = costs.style_layer_cost(costs.gram_matrix(a_S), a_G, "none")
-        return raw * CONSTANTS["style"][constant](n_H, n_W, n_C)
-    return ref
-
-
-@_layout_hint
-def check_layer_style_cost(fn: Callable, layout: str = "engine", constant: str = "notes",
-                           seed: int = 0) -> CheckResult:
-    r"""Check ``fn(a_S, a_G) -> J_style[l]``, the style cost of one layer ``c * ||G(S) - G(G)||_F^2``.
-
-    ``a_S``, ``a_G``: ``(1, n_C, n_H, n_W)`` (``'engine'``) or ``(1, n_H, n_W, n_C)``
-    (``'assignment'``).  ``constant``: ``'notes'`` (1/(2 n_H n_W n_C), teachkit's), ``'slides'`` =
-    ``'assignment'`` ((1/(2 n_H n_W n_C))^2 = 1/(4 n_C^2 (n_H n_W)^2)), ``'none'``, ``'mean'`` or ``'any'``.
-    """
-    _check_layout(layout, ("engine", "assignment"))
-    want = _expected("style", constant)
-
-    def body(run: _Run) -> None:
-        gen = torch.Generator().manual_seed(seed)
-        a_S, a_G = _activation(SHAPES[0], gen), _activation(SHAPES[0], gen)
-        L = lambda a: to_layout(a, layout)  # noqa: E731
-        kind, out = _first_call(run, fn, [L(a_S), L(a_G)], layout)
-        arr = _as_array(run, fn, out, M("exercises.item.scalar"))
-        value = _scalar(run, fn, arr)
-        _finite(run, fn, arr)
-        ev = lambda x, y: float(_evaluate(run, fn, kind, [L(x), L(y)], M("exercises.item.values", n=len(SHAPES))).sum())  # noqa: E731
-        zero = ev(a_G, a_G)
-        run.require(abs(zero) <= 1e-9 * max(1.0, abs(value)), M("exercises.item.zero"), M("exercises.not_zero", got=zero))
-        swapped = ev(a_G, a_S)
-        run.require(_close(swapped, value), M("exercises.item.symmetric_cost"),
-                    M("exercises.not_symmetric_cost", a=value, b=swapped))
-        shuffled = ev(a_S, _shuffle_positions(a_G, gen))
-        run.require(_close(shuffled, value), M("exercises.item.shuffle"),
-                    M("exercises.not_shuffle_invariant", what=M("exercises.name.layer_style_cost")))
-        _scaling(run, fn, "layer_style_cost", 16.0, ev(2 * a_S, 2 * a_G) / value if value else float("nan"), 4.0)
-        values, raws, refs = [], [], []
-        for shape in SHAPES:
-            x, y = _activation(shape, gen), _activation(shape, gen)
-            values.append(ev(x, y))
-            raws.append(float(_style_reference("none")(x, y)))
-            refs.append(float(_style_reference("notes" if want == "any" else want)(x, y)))
-        got = _recognise("style", values, raws, SHAPES)
-        used = _constant_item(run, "style", want, got, values, refs, SHAPES)
-
-        def make_args():
-            x = _activation(SHAPES[2], torch.Generator().manual_seed(seed + 1))
-            y = _activation(SHAPES[2], torch.Generator().manual_seed(seed + 2)).requires_grad_(True)
-            return [L(x), L(y)], [y]
-
-        _gradient(run, fn, kind, make_args,
-                  lambda x, y: _style_reference(used)(from_layout(x, layout), from_layout(y, layout)))
-
-    return _checked("layer_style_cost", body, layout)
-
-
-# ---- style cost over layers ------------------------------------------------------------------------
-
-
 @_layout_hint
 def check_style_cost(fn: Callable, layer_style_cost: Callable | None = None, layout: str = "engine",
                      constant: str = "notes", seed: int = 0) -> CheckResult:
-    r"""Check ``fn(a_S, a_G, lambdas) -> J_style = sum_l lambda[l] J_style[l]``.
-
-    ``a_S`` and ``a_G`` are lists of activations, one per layer (in ``layout``), ``lambdas`` a list of
-    weights.  Each ``J_style[l]`` is the student's own ``layer_style_cost`` when given (so this check
-    looks at the weighting only), else teachkit's with ``constant``.
-    """
+    r"""Check ``fn(a_S, a_G, lambdas) -> J_style = sum_l lambda[l] J_style[l]`` (lists, one per layer).
+    Each ``J_style[l]`` is the student's own ``layer_style_cost`` when given (so this check looks at the
+    weighting only), else teachkit's with ``constant``."""
     _check_layout(layout, ("engine", "assignment"))
     want = _expected("style", constant)
+    ref_layer = _pair_reference("style", "notes" if want == "any" else want)
 
     def body(run: _Run) -> None:
         gen = torch.Generator().manual_seed(seed)
-        shapes = SHAPES
-        S = [_activation(s, gen) for s in shapes]
-        G = [_activation(s, gen) for s in shapes]
+        S, G = [_activation(s, gen) for s in SHAPES], [_activation(s, gen) for s in SHAPES]
         L = lambda xs: [to_layout(x, layout) for x in xs]  # noqa: E731
-        lam = [0.5, 0.2, 0.3]
+        lam, n = [0.5, 0.2, 0.3], len(SHAPES)
         kind, out = _first_call(run, fn, [L(S), L(G), list(lam)], layout)
-        arr = _as_array(run, fn, out, M("exercises.item.scalar"))
-        value = _scalar(run, fn, arr)
-        _finite(run, fn, arr)
+        value = _cost(run, fn, out)
+        values_item = M("exercises.item.values", n=n)
+        if layer_style_cost is not None:
+            terms = [float(_as_array(run, layer_style_cost, _call(run, layer_style_cost, [to_layout(s, layout), to_layout(
+                g, layout)], values_item), M("exercises.item.scalar")).sum()) for s, g in zip(S, G)]
+        else:
+            terms = [float(ref_layer(s, g)) for s, g in zip(S, G)]
 
-        ref_layer = _style_reference("notes" if want == "any" else want)
-        terms = []
-        for s, g in zip(S, G):
-            if layer_style_cost is not None:
-                t = _call(run, layer_style_cost, [to_layout(s, layout), to_layout(g, layout)],
-                          M("exercises.item.values", n=len(shapes)))
-                terms.append(float(_as_array(run, layer_style_cost, t, M("exercises.item.scalar")).sum()))
-            else:
-                terms.append(float(ref_layer(s, g)))
+        def ev(weights, what, hints=None):
+            return float(_evaluate(run, fn, kind, [L(S), L(G), list(weights)], what, hints).sum())
 
-        def ev(weights):
-            return float(_evaluate(run, fn, kind, [L(S), L(G), list(weights)],
-                                   M("exercises.item.lambda_onehot")).sum())
-
-        zero = ev([0.0] * len(shapes))
-        run.require(abs(zero) <= 1e-9 * max(1.0, abs(value)), M("exercises.item.lambda_zero"),
-                    M("exercises.lambda_ignored", got=zero))
+        what = M("exercises.item.lambda_zero")
+        zero = ev([0.0] * n, what, {ZeroDivisionError: M("exercises.lambda_normalised")})
+        if not np.isfinite(zero):
+            run.fail(what, M("exercises.lambda_normalised"))
+        run.require(abs(zero) <= 1e-9 * max(1.0, abs(value)), what, M("exercises.lambda_ignored", got=zero))
         what = M("exercises.item.lambda_onehot")
-        for i in range(len(shapes)):
-            one = [0.0] * len(shapes)
-            one[i] = 1.0
-            got_i = ev(one)
+        for i in range(n):
+            got_i = ev([1.0 if j == i else 0.0 for j in range(n)], what)
             if not _close(got_i, terms[i]):
-                if i < len(shapes) - 1 and abs(got_i) <= 1e-12 and _close(value, lam[-1] * terms[-1]):
+                if abs(got_i) <= 1e-12 and i < n - 1 and _close(value, lam[-1] * terms[-1]):
                     run.fail(what, M("exercises.lambda_last_only"))
-                run.fail(what, M("exercises.lambda_wrong_layer", i=i, want=terms[i], got=got_i))
+                if abs(got_i) <= 1e-12 and i > 0 and _close(value, lam[0] * terms[0]):
+                    run.fail(what, M("exercises.lambda_first_only"))
+                run.fail(what, _factor(got_i, terms[i], n) or M("exercises.lambda_wrong_layer", i=i, want=terms[i], got=got_i))
         run.ok(what)
         expected = sum(w * t for w, t in zip(lam, terms))
-        if not _close(value, expected):
-            run.fail(M("exercises.item.values_sum"), M("exercises.values_differ", shape=f"λ = {lam}", got=value,
-                                                         want=expected))
-        run.ok(M("exercises.item.values_sum"))
+        run.require(_close(value, expected), M("exercises.item.values_sum"), _factor(value, expected, n) or
+                    M("exercises.values_differ", shape=f"λ = {lam}", got=value, want=expected))
 
         def make_args():
             g2 = torch.Generator().manual_seed(seed + 3)
-            s_ = [_activation(s, g2) for s in shapes]
-            g_ = [_activation(s, g2).requires_grad_(True) for s in shapes]
+            s_, g_ = [_activation(s, g2) for s in SHAPES], [_activation(s, g2).requires_grad_(True) for s in SHAPES]
             return [L(s_), L(g_), list(lam)], g_
 
         def reference(s_in, g_in, weights):
-            layer = layer_style_cost if layer_style_cost is not None else \
-                (lambda x, y: ref_layer(from_layout(x, layout), from_layout(y, layout)))
+            layer = layer_style_cost or (lambda x, y: ref_layer(from_layout(x, layout), from_layout(y, layout)))
             return sum(w * layer(x, y) for w, x, y in zip(weights, s_in, g_in))
 
         _gradient(run, fn, kind, make_args, reference)
 
     return _checked("style_cost", body, layout)
-
-
-# ---- total cost ---------------------------------------------------------------------------------
 
 
 def check_total_cost(fn: Callable, seed: int = 0) -> CheckResult:
@@ -726,22 +667,23 @@ def check_total_cost(fn: Callable, seed: int = 0) -> CheckResult:
     def body(run: _Run) -> None:
         t = lambda v: torch.tensor(float(v), dtype=torch.float64)  # noqa: E731
         kind, out = _first_call(run, fn, [t(3.0), t(5.0), 10.0, 40.0], None)
-        arr = _as_array(run, fn, out, M("exercises.item.scalar"))
-        _scalar(run, fn, arr)
-        _finite(run, fn, arr)
+        _cost(run, fn, out, negative=True)
         what = M("exercises.item.weights")
         rng = np.random.default_rng(seed)
+        ev = lambda jc, js, a, b: float(_evaluate(run, fn, kind, [t(jc), t(js), a, b], what).sum())  # noqa: E731
         for _ in range(3):
             jc, js, a, b = (float(v) for v in rng.uniform(0.5, 5.0, 4))
-            got = float(_evaluate(run, fn, kind, [t(jc), t(js), a, b], what).sum())
-            if _close(got, a * jc + b * js):
+            got, want = ev(jc, js, a, b), a * jc + b * js
+            if _close(got, want):
                 continue
             if _close(got, b * jc + a * js):
                 run.fail(what, M("exercises.total_swapped"))
             if _close(got, jc + js):
                 run.fail(what, M("exercises.total_unweighted"))
-            run.fail(what, M("exercises.values_differ", shape=f"J_content={jc:.3g}, J_style={js:.3g}, "
-                                                              f"alpha={a:.3g}, beta={b:.3g}", got=got, want=a * jc + b * js))
+            if _close(ev(jc, js, 2 * a + 1, 3 * b + 1), got):
+                run.fail(what, M("exercises.total_ignores_weights"))
+            run.fail(what, _factor(got, want) or M("exercises.values_differ", shape=f"J_content={jc:.3g}, "
+                     f"J_style={js:.3g}, alpha={a:.3g}, beta={b:.3g}", got=got, want=want))
         run.ok(what)
 
         def make_args():
@@ -753,8 +695,6 @@ def check_total_cost(fn: Callable, seed: int = 0) -> CheckResult:
 
     return _checked("total_cost", body, None)
 
-
-# ---- receptive field ----------------------------------------------------------------------------
 
 #: VGG19's layers up to pool3 as (kernel, stride): conv 3x3 stride 1, max-pool 2x2 stride 2
 VGG19_TO_POOL3 = [(3, 1), (3, 1), (2, 2), (3, 1), (3, 1), (2, 2), (3, 1), (3, 1), (3, 1), (3, 1), (2, 2)]
@@ -785,23 +725,16 @@ def _rf_variants(layers):
 
 
 def check_receptive_field(fn: Callable, seed: int = 0) -> CheckResult:
-    r"""Check ``fn(layers) -> sizes``: the receptive-field size of a unit after each layer.
-
-    ``layers`` is a list of ``(kernel, stride)`` pairs (padding does not change the size); the result a
-    list with one size (in input pixels) per layer: ``size = 1 + sum_l (k_l - 1) * jump_l``, where
-    ``jump_l`` is the product of the strides of the layers *before* layer ``l``.  Reference:
-    :func:`teachkit.receptive_field.receptive_fields`.
-    """
+    r"""Check ``fn(layers) -> sizes``: the receptive-field size after each ``(kernel, stride)`` layer,
+    ``size = 1 + sum_l (k_l - 1) * jump_l`` (``jump_l``: the product of the strides before layer ``l``).
+    Reference: :func:`teachkit.receptive_field.receptive_fields`."""
 
     def body(run: _Run) -> None:
         rng = np.random.default_rng(seed)
-        stacks = [VGG19_TO_POOL3]
-        for _ in range(3):
-            n = int(rng.integers(3, 7))
-            stacks.append([(int(rng.integers(2, 6)), int(rng.integers(1, 3))) for _ in range(n)])
-        kind, out = _first_call(run, fn, [list(stacks[0])], None, note=False)
-        what_len = M("exercises.item.rf_length")
-        what = M("exercises.item.rf_values", n=len(stacks))
+        stacks = [VGG19_TO_POOL3] + [[(int(rng.integers(2, 6)), int(rng.integers(1, 3)))
+                                      for _ in range(int(rng.integers(3, 7)))] for _ in range(3)]
+        _first_call(run, fn, [list(stacks[0])], None, note=False)
+        what_len, what = M("exercises.item.rf_length"), M("exercises.item.rf_values", n=len(stacks))
         for layers in stacks:
             got = _as_array(run, fn, _call(run, fn, [list(layers)], what), what_len).reshape(-1)
             if got.size != len(layers):
@@ -813,15 +746,16 @@ def check_receptive_field(fn: Callable, seed: int = 0) -> CheckResult:
             for msg_id, sizes in _rf_variants(layers).items():
                 if np.allclose(got, sizes):
                     run.fail(what, M(msg_id))
-            run.fail(what, M("exercises.rf_values", layers=str(list(layers)), want=str(want),
-                             got=str([int(v) if float(v).is_integer() else float(v) for v in got])))
+            i = int(np.argmax(~np.isclose(got, want)))
+            run.fail(what, M("exercises.rf_values", layers=str(list(layers)), i=i + 1, want=want[i],
+                             got=int(got[i]) if float(got[i]).is_integer() else float(got[i])))
         run.ok(what_len)
         run.ok(what)
 
     return _checked("receptive_field", body, None)
 
 
-#: exercise name -> (check, the function's name in a notebook / a student's file)
+#: exercise name -> its check
 CHECKS: dict[str, Callable[..., CheckResult]] = {
     "receptive_field": check_receptive_field,
     "total_cost": check_total_cost,

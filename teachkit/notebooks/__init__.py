@@ -1,42 +1,24 @@
 r"""The lessons' notebooks: one diffable source per lesson, built into ``.ipynb`` in English or Chinese,
 for students (exercise cells empty) or teachers (with the solutions).
 
-Why this format
----------------
-Each lesson is one Python file in this folder (``lesson1_layers.py`` ...), in the "percent" cell format
-that jupytext and VS Code read (``# %%`` starts a cell), so that a change to a notebook is a readable
-diff, its code can be linted, and the English text, the Chinese text, the exercise and its solution sit
-side by side and cannot drift apart.  What the builder adds to the percent format:
-
-``# %% [markdown] en`` / ``# %% [markdown] zh``
-    a text cell in one language only (``# %% [markdown]``: both); each line starts with ``# ``;
-``# %%`` / ``# %% exercise`` / ``# %% check``
-    a code cell, in both languages; ``exercise`` and ``check`` tag the cell (cell metadata ``tags``),
-    which the tests use to run a student notebook up to its first check;
-``# en: ...`` / ``# zh: ...`` (in code)
-    a comment line for one language only (written as ``# ...``);
-``### BEGIN SOLUTION`` ... ``### END SOLUTION`` (in code)
-    the solution: kept (without the markers) in the teacher's version; in the student's version
-    replaced by ``# your code here`` and ``raise NotImplementedError``, which every check answers
-    with a hint, not a traceback;
-``# %magic`` (in code)
-    an IPython magic, commented so that the source stays Python (jupytext's convention), e.g.
-    ``# %matplotlib inline``: uncommented in the notebook;
-``__LANG__`` (in code)
-    the notebook's language code (the checks speak it: ``set_language('__LANG__')``);
-header lines before the first cell: ``# title en: ...``, ``# title zh: ...``, ``# exercise en: ...``,
-``# exercise zh: ...`` (what the exercise is: shown by the app beside its download button).
-
-The builder writes nbformat 4.5 JSON itself (a few dicts), so ``teachkit notebooks`` needs nothing
-beyond teachkit; the tests validate the result with ``nbformat`` and execute it with ``nbclient``.
+Each lesson is one file here (``lesson1_layers.py`` ...) in the "percent" format of jupytext and VS Code
+(``# %%`` starts a cell), so that both languages, the exercise and its solution sit side by side.  Added
+to that format: ``# %% [markdown] en`` / ``zh`` (a text cell in one language; without: both);
+``# %% exercise`` / ``# %% check`` (cell tags); ``# en: ...`` / ``# zh: ...`` (a comment line in one
+language); ``### BEGIN SOLUTION`` ... ``### END SOLUTION`` (in the student's version: ``# your code here``
+and ``raise NotImplementedError``, which every check answers with a hint); ``# %magic`` (an IPython
+magic, uncommented in the notebook); ``__LANG__`` (the notebook's language code); and header lines
+``# title en: ...``, ``# exercise zh: ...`` (what the app shows beside its download button).  The builder
+writes nbformat 4.5 JSON itself, so ``teachkit notebooks`` needs nothing beyond teachkit.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..messages import InputError
 
 __all__ = ["SOURCES", "Lesson", "lessons", "lesson", "build", "notebook_bytes", "write_notebooks", "file_name"]
 
@@ -95,18 +77,14 @@ def lessons() -> list[Lesson]:
 
 
 def lesson(number: int) -> Lesson:
-    for p in SOURCES:
-        if _parse(p).number == int(number):
-            return _parse(p)
-    raise ValueError(f"no notebook for lesson {number}: there are {len(SOURCES)}")
+    for les in lessons():
+        if les.number == int(number):
+            return les
+    raise InputError("exercises.notebooks.no_lesson", number=number, n=len(SOURCES))
 
 
 def _strip(lines: list[str]) -> str:
-    while lines and not lines[0].strip():
-        lines = lines[1:]
-    while lines and not lines[-1].strip():
-        lines = lines[:-1]
-    return "\n".join(lines)
+    return "\n".join(lines).strip()
 
 
 def _markdown(cell: Cell) -> str:
@@ -144,7 +122,7 @@ def build(lesson_: Lesson | int, lang: str = "en", solutions: bool = False) -> d
     """One notebook (nbformat 4.5, as a dict) of a lesson in ``lang``, with or without the solutions."""
     les = lesson(lesson_) if isinstance(lesson_, int) else lesson_
     if lang not in LANGS:
-        raise ValueError(f"unknown language {lang!r}: choose one of {', '.join(LANGS)}")
+        raise InputError("exercises.notebooks.bad_lang", lang=lang, allowed=", ".join(LANGS))
     cells = []
     for i, c in enumerate(les.cells):
         if c.lang not in (None, lang):
@@ -182,18 +160,11 @@ def notebook_bytes(number: int, lang: str = "en", solutions: bool = False) -> by
 def write_notebooks(folder, lang: str = "en", solutions: bool = False, force: bool = False) -> list[Path]:
     """Write every lesson's notebook into ``folder`` (made if missing); returns the paths.
 
-    An existing notebook is not overwritten unless ``force`` (a student's work must not be lost):
-    :class:`FileExistsError` names it.
+    An existing notebook is not overwritten unless ``force`` (:func:`teachkit.fileio.output_files`).
     """
-    from ..fileio import atomic_write
+    from ..fileio import atomic_write, output_files
 
-    folder = Path(os.fspath(folder)).expanduser()
-    folder.mkdir(parents=True, exist_ok=True)
-    todo = [(les, folder / file_name(les, lang, solutions)) for les in lessons()]
-    if not force:
-        for _, path in todo:
-            if path.exists():
-                raise FileExistsError(str(path))
+    todo = list(zip(lessons(), output_files(folder, [file_name(les, lang, solutions) for les in lessons()], force)))
     written = []
     for les, path in todo:
         with atomic_write(path, "wb") as f:
@@ -202,39 +173,26 @@ def write_notebooks(folder, lang: str = "en", solutions: bool = False, force: bo
     return written
 
 
-# ---- teachkit notebooks DIR [--lang zh] [--solutions] ------------------------------------------------
-
-
 def add_notebooks_parser(sub) -> None:
     import argparse
 
-    p = sub.add_parser(
-        "notebooks",
-        help="write the lessons' notebooks (one per lesson) into a folder",
-        description="Write one Jupyter notebook per lesson into DIR: the student version (exercise cells to "
-                    "fill in, each followed by its check), or with --solutions the teacher's version. The "
-                    "notebooks ship inside teachkit and need no network.",
-    )
-    p.add_argument("folder", metavar="DIR", help="folder to write into (made if missing)")
+    from ..cli import words
+
+    p = sub.add_parser("notebooks", help=words("exercises.help.notebooks"),
+                       description=words("exercises.help.notebooks_description"))
+    p.add_argument("folder", metavar="DIR", help=words("exercises.help.folder"))
     # SUPPRESS: not given here, the top-level `teachkit --lang` (same dest) is kept
-    p.add_argument("--lang", choices=LANGS, default=argparse.SUPPRESS,
-                   help="en or zh (default: teachkit's --lang, else the locale's language)")
-    p.add_argument("--solutions", action="store_true", help="the teacher's version, with the solutions")
-    p.add_argument("--force", action="store_true", help="overwrite notebooks that exist already")
+    p.add_argument("--lang", choices=LANGS, default=argparse.SUPPRESS, help=words("exercises.help.notebooks_lang"))
+    p.add_argument("--solutions", action="store_true", help=words("exercises.help.solutions"))
+    p.add_argument("--force", action="store_true", help=words("exercises.help.force"))
     p.set_defaults(func=cmd_notebooks)
 
 
 def cmd_notebooks(args) -> int:
-    import sys
-
     from ..messages import Message, language
 
     lang = getattr(args, "lang", None) or language()
-    try:
-        paths = write_notebooks(args.folder, lang, args.solutions, args.force)
-    except FileExistsError as exc:
-        print(Message("exercises.notebooks.exists", {"path": str(exc)}).text(), file=sys.stderr)
-        return 2
+    paths = write_notebooks(args.folder, lang, args.solutions, args.force)
     kind = Message("exercises.notebooks.solutions" if args.solutions else "exercises.notebooks.student")
     print(Message("exercises.notebooks.written", {"n": len(paths), "kind": kind, "lang": lang,
                                                    "folder": str(Path(args.folder))}).text())

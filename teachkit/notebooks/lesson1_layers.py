@@ -118,5 +118,5 @@ if exercises.check_receptive_field(rf_sizes).passed:
 # to a whole dog's face, while a unit of layer 1 only sees an edge?
 
 # %% [markdown] zh
-# **想一想：**relu5_1 的一个单元能看到 224 像素图像中大约 200 像素的范围。为什么第 5 层的单元能对整张狗脸
+# **想一想**：relu5_1 的一个单元能看到 224 像素图像中大约 200 像素的范围。为什么第 5 层的单元能对整张狗脸
 # 做出反应，而第 1 层的单元只能看到一条边缘？

@@ -46,7 +46,27 @@ plt.figure(figsize=(3, 3))
 plt.imshow(result.image)
 plt.axis("off")
 plt.show()
-viz.plot_history(result.history, weights=result.weights)
+viz.plot_history(result.history, weights=result.plan, lang="__LANG__")
+
+# %% [markdown] en
+# The curves are the terms of $J$ as the engine weighed them. Three things the formula above leaves out:
+#
+# - **How it descends:** teachkit uses **L-BFGS**, a kind of gradient descent that also remembers its
+#   last few gradients to guess how the slope bends, so each step can go much further than a plain one.
+# - **A third term:** $J$ also holds $w_{tv}\,TV(G)$, the *total variation*: the sum of the squared
+#   differences between neighbouring pixels. It smooths away pixel noise that the network cannot see.
+# - **Automatic weights:** α, β and $w_{tv}$ are chosen by teachkit from the two images (normalisation
+#   `auto`), so that content and style start out in balance whatever their sizes; `result.weights` holds
+#   the ones it used.
+
+# %% [markdown] zh
+# 这些曲线是 $J$ 的各项乘上权重之后的值。上面的公式没有写出三件事：
+#
+# - **怎么往下走**：teachkit 用的是 **L-BFGS**，它是梯度下降的一种，会记住最近几步的梯度，估计坡面怎么弯，
+#   所以每一步都能比普通的梯度下降走得远得多。
+# - **第三项**：$J$ 里还有 $w_{tv}\,TV(G)$，即*全变分*：相邻像素之差的平方和。它会抹掉网络看不见的像素噪声。
+# - **自动权重**：α、β 和 $w_{tv}$ 是 teachkit 根据两张图自动选的（归一化方式 `auto`），让内容和风格一开始
+#   就大致平衡，不管图的大小如何；实际用的权重在 `result.weights` 里。
 
 # %% [markdown] en
 # ## Exercise: `total_cost(J_content, J_style, alpha, beta)`
@@ -82,10 +102,12 @@ exercises.check_total_cost(total_cost)
 last, w = result.history[-1], result.weights
 if exercises.check_total_cost(total_cost).passed:
     mine = total_cost(torch.tensor(last["content"]), torch.tensor(last["style"]), w["alpha"], w["beta"])
+    # en: teachkit's J without its TV term
+    # zh: teachkit 的 J 去掉全变分项
     print(f"J = {float(mine):.4g}   teachkit: {last['total'] - w['tv_weight'] * last['tv']:.4g}")
 
 # %% [markdown] en
 # **Think:** multiply α and β both by 10. Does the best G change? (Lesson 3 lets you try it on the real engine.)
 
 # %% [markdown] zh
-# **想一想：**把 α 和 β 同时乘以 10，最好的 G 会变吗？（第 3 课可以在真正的优化引擎上试一试。）
+# **想一想**：把 α 和 β 同时乘以 10，最好的 G 会变吗？（第 3 课可以在真正的优化引擎上试一试。）

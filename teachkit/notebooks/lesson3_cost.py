@@ -7,7 +7,8 @@
 # # Lesson 3 · The cost function
 #
 # Gradient descent on the pixels: compute $J(G)$ with the network, compute $\partial J/\partial G$, move
-# every pixel a little downhill, repeat. In this notebook *your* $J(G)$ drives teachkit's optimisation
+# every pixel a little downhill, repeat (teachkit's engine takes L-BFGS steps, a gradient descent that
+# remembers its last few gradients). In this notebook *your* $J(G)$ drives teachkit's optimisation
 # loop: `exercises.transfer_with` runs the engine with your function and, from the same starting image,
 # with teachkit's, and draws both.
 
@@ -15,7 +16,7 @@
 # # 第 3 课 · 代价函数
 #
 # 在像素上做梯度下降：用网络算出 $J(G)$，再算出 $\partial J/\partial G$，让每个像素往下坡方向挪一点，
-# 然后重复。在这个笔记本里，驱动 teachkit 优化循环的是*你写的* $J(G)$：`exercises.transfer_with`
+# 然后重复（teachkit 的引擎走的是 L-BFGS 步，一种会记住最近几步梯度的梯度下降）。在这个笔记本里，驱动 teachkit 优化循环的是*你写的* $J(G)$：`exercises.transfer_with`
 # 用你的函数运行优化引擎，同时从同一张起始图像出发，用 teachkit 自己的函数也运行一次，把两者画在一起。
 
 # %%
@@ -83,4 +84,4 @@ run.figure()
 # **Think:** why does the swapped run keep more of the photo? Which curve falls faster at the start?
 
 # %% [markdown] zh
-# **想一想：**为什么对调之后的结果保留了更多照片的样子？一开始哪条曲线下降得更快？
+# **想一想**：为什么对调之后的结果保留了更多照片的样子？一开始哪条曲线下降得更快？

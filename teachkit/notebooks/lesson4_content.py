@@ -86,4 +86,4 @@ run.figure()
 # **Think:** why a layer in the *middle*? What would a content layer of 1 pixel (the image itself) ask of G?
 
 # %% [markdown] zh
-# **想一想：**为什么要选*中间*的层？如果内容层就是图像本身（逐像素比较），会对 G 提出什么要求？
+# **想一想**：为什么要选*中间*的层？如果内容层就是图像本身（逐像素比较），会对 G 提出什么要求？

@@ -148,4 +148,4 @@ exercises.check_style_cost(style_cost, layer_style_cost=layer_style_cost)
 # that tell you about what the style cost can and cannot see?
 
 # %% [markdown] zh
-# **想一想：**检查会打乱 G 的位置，并要求 $J^{[l]}_{\text{style}}$ 不变。这说明风格代价能看到什么、看不到什么？
+# **想一想**：检查会打乱 G 的位置，并要求 $J^{[l]}_{\text{style}}$ 不变。这说明风格代价能看到什么、看不到什么？

@@ -1,7 +1,7 @@
 # title en: Lesson 6 · Run a full transfer with your own functions
 # title zh: 第 6 课 · 用你自己的函数完整运行一次风格迁移
-# exercise en: bring your `content_cost`, `gram_matrix`, `layer_style_cost` and `total_cost` together and run the real engine with all of them, beside teachkit's.
-# exercise zh: 把你写的 `content_cost`、`gram_matrix`、`layer_style_cost` 和 `total_cost` 放在一起，用它们运行真正的优化引擎，并和 teachkit 对比。
+# exercise en: bring your `content_cost`, `gram_matrix`, `layer_style_cost`, `style_cost` and `total_cost` together and run the real engine with all of them, beside teachkit's.
+# exercise zh: 把你写的 `content_cost`、`gram_matrix`、`layer_style_cost`、`style_cost` 和 `total_cost` 放在一起，用它们运行真正的优化引擎，并和 teachkit 对比。
 
 # %% [markdown] en
 # # Lesson 6 · Run a full transfer with your own functions
@@ -57,6 +57,15 @@ def layer_style_cost(a_S, a_G):
     return J
 
 
+def style_cost(a_S, a_G, lambdas):
+    J = 0
+    ### BEGIN SOLUTION
+    for lam, s, g in zip(lambdas, a_S, a_G):
+        J = J + lam * layer_style_cost(s, g)
+    ### END SOLUTION
+    return J
+
+
 def total_cost(J_content, J_style, alpha=10, beta=40):
     ### BEGIN SOLUTION
     J = alpha * J_content + beta * J_style
@@ -64,9 +73,11 @@ def total_cost(J_content, J_style, alpha=10, beta=40):
     return J
 
 # %% check
-for check, fn in [(exercises.check_content_cost, content_cost), (exercises.check_gram_matrix, gram_matrix),
-                  (exercises.check_layer_style_cost, layer_style_cost), (exercises.check_total_cost, total_cost)]:
-    display(check(fn))  # noqa: F821  (IPython's display)
+for check in [exercises.check_content_cost(content_cost), exercises.check_gram_matrix(gram_matrix),
+              exercises.check_layer_style_cost(layer_style_cost),
+              exercises.check_style_cost(style_cost, layer_style_cost=layer_style_cost),
+              exercises.check_total_cost(total_cost)]:
+    display(check)  # noqa: F821  (IPython's display)
 
 # %% [markdown] en
 # The full run (96 px, 25 steps: well under a minute on a laptop):
@@ -77,7 +88,8 @@ for check, fn in [(exercises.check_content_cost, content_cost), (exercises.check
 # %%
 run = exercises.transfer_with("chelsea", "stained_glass", config,
                               content_cost=content_cost, gram_matrix=gram_matrix,
-                              layer_style_cost=layer_style_cost, total_cost=total_cost, backbone=net)
+                              layer_style_cost=layer_style_cost, style_cost=style_cost, total_cost=total_cost,
+                              backbone=net)
 print(run)
 run.figure()
 
@@ -105,4 +117,4 @@ run.figure()
 # **Think:** which $\beta$ would give the slides' version the same picture as the notes' version?
 
 # %% [markdown] zh
-# **想一想：**要让幻灯片版本得到和讲义版本一样的图，$\beta$ 应该取多少？
+# **想一想**：要让幻灯片版本得到和讲义版本一样的图，$\beta$ 应该取多少？

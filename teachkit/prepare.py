@@ -293,8 +293,10 @@ def prepare_visualize(net, layer: str, unit: int, recipe: Recipe = FULL, cache_d
 
 
 #: seconds of one core each part of FULL takes on a 2-core AVX2 laptop (README: ``teachkit prepare``), the first
-#: estimate; the sample atlas is shipped (a scan of another dataset is not estimated)
-PART_SECONDS = {"atlas": 0.0, "visualize": 26.0, "gallery": 47.0, "content": 61.0, "texture": 13.5}
+#: estimate: a gallery pair, lesson 4's rebuilt photo, one texture, each default unit (by its layer); the sample
+#: atlas is shipped (a scan of another dataset is not estimated)
+PART_SECONDS = {"atlas": 0.0, "gallery": 34.0, "content": 57.0, "texture": 22.0,
+                "relu1_1": 2.0, "relu2_1": 10.0, "relu3_1": 19.0, "relu4_1": 38.0, "relu5_1": 60.0}
 
 
 class _Pace:
@@ -328,10 +330,9 @@ def prepare(net=None, kinds: Sequence[str] = KINDS, recipe: Recipe = FULL, cache
     if unknown:
         raise InputError("prepare.unknown_kind", kind=repr(unknown[0]), kinds=", ".join(KINDS))
     net = _net(net)
-    styles = len(list_samples()["style"])
-    say = _Pace(log or (lambda text: None), [k for k in KINDS if k in kinds for _ in
-                                             range({"gallery": len(GALLERY), "texture": styles,
-                                                    "visualize": len(DEFAULT_STYLE_LAYERS)}.get(k, 1))])
+    parts = {"gallery": ["gallery"] * len(GALLERY), "texture": ["texture"] * len(list_samples()["style"]),
+             "visualize": list(DEFAULT_STYLE_LAYERS)}
+    say = _Pace(log or (lambda text: None), [p for k in KINDS if k in kinds for p in parts.get(k, [k])])
     seconds: dict[str, float] = {}
     for kind in KINDS:
         if kind not in kinds:

@@ -281,6 +281,27 @@ def test_cli_gram_writes_figures(tmp_path, capsys):
     assert "J_style[l](S, G)" in out and "relative change" in out
 
 
+def test_cli_figures_speak_the_chosen_language(tmp_path, monkeypatch):
+    """``--lang zh`` (after the sub-command too) gives Chinese figures, not only Chinese lines."""
+    import re
+
+    from teachkit import viz
+
+    made, save = [], viz.save_figure
+
+    def keep_words(fig, path):
+        fig.draw_without_rendering()
+        made.append(" ".join(t.get_text() for t in viz.drawn_texts(fig)))
+        return save(fig, path)
+
+    monkeypatch.setattr(viz, "save_figure", keep_words)
+    for argv in (["gram", "chelsea"], ["gram", "show", "stained_glass", "chelsea", "--layer", "relu1_1"],
+                 ["gram", "pair", "chelsea"], ["gram", "shuffle", "chelsea"],
+                 ["reconstruct", "content", "chelsea", "--layers", "relu1_1", "--steps", "1"]):
+        assert main(argv + ["--size", "32", "--lang", "zh", "-o", str(tmp_path / "f.png")]) == 0, argv
+    assert len(made) == 5 and all(re.search(r"[\u4e00-\u9fff]", t) for t in made), made
+
+
 @pytest.mark.parametrize(
     "argv",
     [

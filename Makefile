@@ -35,11 +35,12 @@ run: $(STAMP)
 transfer: $(STAMP)
 	$(BIN)/teachkit transfer -o out/transfer.png --log out/transfer.json --plot out/transfer_costs.png
 
-# Every test, on two workers (pytest-xdist; each test file on one worker, so its fixtures are built once),
+# Every test, on two workers (pytest-xdist; each test file on one worker, so its fixtures are built once;
+# the slowest files first: tests/conftest.py),
 # each with one torch thread: together they fill the two cores of a small laptop instead of fighting over them.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	TEACHKIT_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	TEACHKIT_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/transfer.py

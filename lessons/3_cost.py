@@ -9,6 +9,7 @@ from teachkit.lessons import resources as res
 from teachkit.lessons import settings as cfg
 from teachkit.lessons.i18n import md, page_title, tr
 
+STARTED = time.perf_counter()  # a press of Run starts this script: its time counts against the limit
 P = "3_cost"
 SIZE = cfg.demo_size(128)
 RUN_STEPS = cfg.demo_steps(30)  # steps per press of Run (Pause stops earlier)
@@ -37,6 +38,7 @@ alpha = w_a.select_slider(tr("p3_alpha"), alpha_options, value=alpha_options[4],
 beta = w_b.select_slider(tr("p3_beta"), beta_options, value=beta_options[4], key="p3_beta",
                          format_func=charts.fmt_weight)
 w_r.markdown(f"**{tr('p3_ratio', ratio=charts.fmt_ratio(alpha, beta))}**")
+st.caption(charts.beta_note())
 
 # one row of buttons, each as wide as its label (fixed columns cut "Pause" to "Pa…" in projector mode)
 row = st.container(horizontal=True, gap="small", vertical_alignment="center")
@@ -98,20 +100,21 @@ if demo.running and demo.steps < demo.run_until:
         draw(live=True)
         st.session_state.setdefault("_timings", {}).setdefault("lesson3", {"first_image_at": time.time()})
 
-    wanted, before, t0 = demo.run_until - demo.steps, demo.steps, time.perf_counter()
-    with jobs.slot_on_page():  # a demo ends on time on any machine (the engine's time limit); Run again to go on
-        demo.run(wanted, time_limit=jobs.demo_limit(cfg.demo_seconds()), on_step=shown)
-    # say so when the time limit, not the Run's step count, ended it (shown after the redraw below)
-    st.session_state["p3_last_run"] = (demo.steps - before, wanted, time.perf_counter() - t0,
-                                       demo.running and demo.steps < demo.run_until)
+    wanted, before, spent = demo.run_until - demo.steps, demo.steps, time.perf_counter() - STARTED
+    with jobs.slot_on_page():  # ends within the limit on any machine, set-up included: fewer steps if need be
+        t0, limit = time.perf_counter() - spent, jobs.demo_limit(cfg.demo_seconds())
+        reason = demo.run(wanted, time_limit=None if limit is None else limit - spent, on_step=shown)
+    # say so when the limit, not the Run's step count, decided its length (shown after the redraw below)
+    st.session_state["p3_last_run"] = (demo.steps - before, wanted, time.perf_counter() - t0, reason == "time_limit",
+                                       limit)
     demo.running = False
     st.rerun()  # redraw with the look-back slider
 else:
     demo.running = False
     draw(live=False)
     last = st.session_state.pop("p3_last_run", None)
-    if last is not None and last[3]:
-        info.caption(guide.run_summary(last[0], last[1], last[2], SIZE, True))
+    if last is not None and last[0] < last[1]:
+        info.caption(guide.run_summary(last[0], last[1], last[2], SIZE, *last[3:]))
 
 st.divider()
 md(P, "curves")

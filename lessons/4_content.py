@@ -10,8 +10,7 @@ from teachkit.prepare import CONTENT_LAYERS
 from teachkit.samples import DEFAULT_CONTENT
 
 P = "4_content"
-# Sized to end within the demo time limit on a 2-core AVX2 laptop (timings: benchmarks/RESULTS_app.md);
-# a run the limit cuts short says so.
+# a run the time limit cuts short says so
 SIZE = cfg.demo_size(128, fast=32)
 STEPS = cfg.demo_steps(80, fast=2)
 GRID_SIZE = cfg.demo_size(96, fast=32)
@@ -39,10 +38,16 @@ item = res.prepared("content", DEFAULT_CONTENT)
 if item is None:
     st.info(tr("not_prepared"))
 else:
-    cols = st.columns(len(item.images) + 1)
-    cols[0].image(res.sample(DEFAULT_CONTENT, item.meta["size"]), caption=tr("content_C"), width="stretch")
-    for col, img, label, info in zip(cols[1:], item.images, item.labels, item.meta["images"]):
-        col.image(img, caption=tr("p4_from", layer=label, d=info["distance"]), width="stretch")
+    from teachkit.viz import zoom
+
+    zoomed = st.toggle(tr("p4_zoom"), key="p4_zoom")  # at this size the shallow layers look alike: the detail shows
+    shown = [(res.sample(DEFAULT_CONTENT, item.meta["size"]), tr("content_C"))]
+    shown += [(img, tr("p4_from", layer=label, d=info["distance"]))
+              for img, label, info in zip(item.images, item.labels, item.meta["images"])]
+    for i, (img, caption) in enumerate(shown):  # three to a row: large enough to compare
+        if i % 3 == 0:
+            cols = st.columns(3)
+        cols[i % 3].image(zoom(img) if zoomed else img, caption=caption, width="stretch")
     st.caption(tr("p4_prepared_note", steps=item.meta["steps"], size=item.meta["size"]))
     guide.look(P, "grid")
 

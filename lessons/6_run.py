@@ -1,10 +1,6 @@
-"""Lesson 6 -- run a full transfer: uploads, every option, live progress, cancel, downloads.
-
-The job runs in a thread (``jobs.TransferJob``); a fragment reruns every second to show its progress
-and latest image and holds Cancel, which keeps the latest image.  The form is made from the options'
-one declaration (``teachkit.options``) and starts at the classroom preset; the config is resolved
-once (``teachkit.transfer.schedule``) and the checks and the job read that schedule.
-"""
+"""Lesson 6 -- run a full transfer: uploads, every option (the form made from ``teachkit.options``, resolved
+once by ``teachkit.transfer.schedule``), the job in a thread (``jobs.TransferJob``) shown by a fragment
+every second with Cancel (which keeps the latest image), downloads."""
 
 import dataclasses
 
@@ -98,21 +94,25 @@ def draw(f: options.FormField, where):
 
 
 def draw_section(section: str, where) -> None:
-    """The declared options of one section ('main', 'more'), four to a row."""
-    shown = [o for o in options.lesson_options() if o.lesson == section]
-    for row in range(0, len(shown), 4):
-        for column, o in zip(where.columns(4), shown[row:row + 4]):
-            f = options.form_field(o.name, lang(), caps=CAPS, layers=tuple(net.layer_names), chosen=values,
-                                   start=START)
-            raw = draw(f, column)
-            try:
-                values[o.name] = options.form_value(o.name, raw)
-            except ValueError as err:  # a text box that is not a list of numbers
-                problems.append(error_text(err))
-                values[o.name] = None
+    """The declared options of one section ('main', 'more'), four to a row (three with the projector's
+    larger text); a list field (layers, numbers) gets a full-width row, so that its chips and text are whole."""
+    per_row, row = (3 if guide.projector() else 4), []
+    for o in (o for o in options.lesson_options() if o.lesson == section):
+        f = options.form_field(o.name, lang(), caps=CAPS, layers=tuple(net.layer_names), chosen=values, start=START)
+        if f.widget in ("multiselect", "text"):
+            column, row = where, []
+        else:
+            row = row or list(where.columns(per_row))
+            column = row.pop(0)
+        try:
+            values[o.name] = options.form_value(o.name, draw(f, column))
+        except ValueError as err:  # a text box that is not a list of numbers
+            problems.append(error_text(err))
+            values[o.name] = None
 
 
 draw_section("main", st)
+st.caption(charts.beta_note())
 with st.expander(tr("p6_more")):
     draw_section("more", st)
 plan = None

@@ -8,8 +8,7 @@ from teachkit.lessons.pages import PAGES
 from teachkit.lessons.i18n import LANG_KEY, LANGS, lang, switch_lang, tr
 from teachkit.lessons.settings import default_lang
 
-st.set_page_config(page_title="teachkit", page_icon=":material/palette:", layout="wide",
-                   initial_sidebar_state="expanded")
+st.set_page_config(page_title="teachkit", page_icon=":material/palette:", layout="wide")
 uploads.check_served_limits()  # the upload limit holds however the app was started; no tracebacks for visitors
 resources.light_reruns()  # no full garbage collection after every run (see lessons/resources.py)
 
@@ -34,6 +33,8 @@ pages = [
     for p in PAGES
 ]
 nav = st.navigation(pages + guide.extra_pages())  # + lesson 1 at /layers too, and the slides
+# the slides: the room sees the slide, not the menu
+st.set_page_config(initial_sidebar_state="collapsed" if nav.url_path == "slides" else "expanded")
 
 with st.sidebar:
     net = resources.backbone()

@@ -12,11 +12,13 @@ def transfer_defaults(normalization: str = "lecture") -> dict:
     return dict(NORMALIZATION_DEFAULTS[normalization])
 
 
-def weight_options(default: float, decades: int = 3) -> list[float]:
-    """0 and the powers of ten around a default weight: ``default * 10**k`` for ``|k| <= decades``.
+def beta_note() -> str:
+    """Beside β (lessons 3 and 6): why the two lessons' β differ (two normalisations)."""
+    return tr("beta_note", lecture=transfer_defaults()["beta"], auto=transfer_defaults("auto")["beta"])
 
-    The default itself is at index ``decades + 1``.
-    """
+
+def weight_options(default: float, decades: int = 3) -> list[float]:
+    """0 and ``default * 10**k`` for ``|k| <= decades`` (the default itself at index ``decades + 1``)."""
     default = float(default) if default > 0 else 1.0
     return [0.0] + [float(f"{default * 10.0 ** k:.6g}") for k in range(-decades, decades + 1)]
 
@@ -71,14 +73,9 @@ CURVES = (("content", "p3_weighted_content"), ("style", "p3_weighted_style"), ("
 
 
 def cost_chart(points: list[dict]) -> dict:
-    """A Vega-Lite line chart (log scale) of what each part adds to J over the steps, for ``st.vega_lite_chart``.
-
-    ``points`` are the engine's weighted step records (:func:`teachkit.costs.weighted_record`:
-    ``step``, ``content`` = alpha J_content, ``style`` = beta J_style, ``tv`` = w_tv TV, ``total`` = J,
-    with the weights the engine multiplied at that step), so the curves add up to J.  A part that is
-    0 everywhere (e.g. no TV term) is not drawn; values a log axis cannot show are dropped.  A plain
-    dict, no Altair: lesson 6 redraws it every second per running job (benchmarks/RESULTS_load.md).
-    """
+    """A Vega-Lite line chart (log scale, a plain dict: lesson 6 redraws it every second) of what each part
+    adds to J over the steps, from the engine's weighted records (:func:`teachkit.costs.weighted_record`);
+    a part 0 everywhere is not drawn, values a log axis cannot show are dropped."""
     import math
 
     series = {(tr(label) if label else "w_TV·TV"): key for key, label in CURVES}

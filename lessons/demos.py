@@ -9,20 +9,13 @@ from teachkit.lessons.together import shared_run
 from teachkit.lessons.resources import backbone, picture
 
 
-#: lesson 3's optimiser, named on the page: Adam on the plain pixels (one scale, no pyramid), with
-#: the lecture's J(G) = alpha J_content + beta J_style (normalisation 'lecture', no TV term)
-STEP_OPTIMIZER = "adam"
+STEP_OPTIMIZER = "adam"  #: lesson 3's, named on the page: Adam on the plain pixels, the lecture's J without TV
 
 
 class StepDemo:
-    """Gradient descent one step at a time (lesson 3), kept in ``st.session_state``.
-
-    A :class:`teachkit.transfer.StyleTransfer` on the plain pixels (``pyramid=1``, Adam, the lecture's
-    J without TV), made at the first step (opening the page costs no network pass) and run by
-    :func:`teachkit.transfer.run_steps`; per step the page keeps the engine's terms, one chart point
-    (:func:`teachkit.costs.weighted_record`) and one small image.  G0 is the engine's own start
-    (:func:`teachkit.transfer.initial_image`); new alpha or beta go on from the current image.
-    """
+    """Gradient descent one step at a time (lesson 3), kept in ``st.session_state``: a
+    :class:`teachkit.transfer.StyleTransfer` made at the first step, run by :func:`teachkit.transfer.run_steps`;
+    per step the engine's terms, a chart point and an image.  New alpha or beta go on from the current image."""
 
     def __init__(self, size: int, content: str, style: str):
         from teachkit.transfer import initial_image
@@ -89,14 +82,18 @@ class StepDemo:
         """``n`` steps at once."""
         self.run(n)
 
-    def run(self, n: int, *, time_limit: float | None = None, on_step=None) -> None:
-        """Up to ``n`` steps on the engine's loop (:func:`teachkit.transfer.run_steps`), each kept and
-        shown (``on_step()`` after each); it stops at the engine's ``time_limit``."""
+    def run(self, n: int, *, time_limit: float | None = None, on_step=None) -> str | None:
+        """Up to ``n`` steps on the engine's loop (:func:`teachkit.transfer.run_steps`), each kept and shown
+        (``on_step()`` after each), ending within ``time_limit`` s of now, set-up included: fewer steps
+        when they do not fit.  Returns why it ended early: None (all, or all that fit), 'time_limit'."""
+        import time
+
         if not self.can_step or n <= 0:
-            return
+            return None
         from teachkit.costs import weighted_record
         from teachkit.transfer import run_steps
 
+        deadline = None if time_limit is None else time.perf_counter() + float(time_limit)
         if self.obj is None:
             from teachkit.images import to_tensor
 
@@ -106,17 +103,17 @@ class StepDemo:
             rec = {"step": self.steps + 1, "alpha": p.weights["alpha"], "beta": p.weights["beta"], **p.values}
             self.records.append(rec)
             self.points.append(weighted_record(rec, p.weights))
-            image = p.image
             if len(self.snapshots) < 400:
-                self.snapshots.append(image)
+                self.snapshots.append(p.image)
             else:  # keep memory bounded: replace the last one
-                self.snapshots[-1] = image
-            st.session_state["last_G"] = image  # lesson 5 can compare its Gram matrices with S
+                self.snapshots[-1] = p.image
+            st.session_state["last_G"] = p.image  # lesson 5 can compare its Gram matrices with S
             if on_step is not None:  # a run of many steps (not a click on "Step"): a click goes first
                 yield_to_quick()
                 on_step()
 
-        run_steps(self.obj, n, callback=keep, task="lesson3", preview_every=1, time_limit=time_limit)
+        return run_steps(self.obj, n, callback=keep, task="lesson3", preview_every=1, deadline=deadline,
+                         fit=None if deadline is None else 1.0)[1]
 
     def snapshot(self, i: int):
         return self.snapshots[max(0, min(i, len(self.snapshots) - 1))]
@@ -127,17 +124,11 @@ class StepDemo:
 
 
 def texture_demo(style: str, size: int, steps: int, layers: list[str], slot, time_limit: float | None = None):
-    """Lesson 5: textures from white noise matching the Gram matrices up to each layer.
-
-    :func:`teachkit.reconstruct.synthesize_texture` once per layer set, each in its own column of
-    ``slot`` with its own progress bar.  Returns ``{"images", "labels", "steps", "seconds", "stopped"}``
-    (one entry per texture).
-    """
+    """Lesson 5: a texture from white noise per set of layers up to each one, each in a column of ``slot``
+    with its own share ``time_limit`` (a slow one never takes the others with it).  Returns lists
+    ``{"images", "labels", "steps", "seconds", "stopped"}``."""
     from teachkit.reconstruct import synthesize_texture
 
-    # one texture per layer set, each with its own ``time_limit`` (the caller's share per texture): a
-    # slow first texture can never take the others with it, so the demo always shows every texture it
-    # promised (a cut one says how far it got: ``stopped``, ``steps``)
     cols = slot.container().columns(len(layers))
     views = {}
     for i, col in enumerate(cols):

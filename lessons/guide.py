@@ -1,10 +1,6 @@
-"""The guided parts of every page: "what to look for" lines, check-your-understanding questions,
-the teacher's note, the projector switch (larger everything, kept in the address), the summary line
-of a live demo, the handout download and the extra pages (lesson 1's own address, the slides).
-
-Texts come from the lesson files (``lessons/text/<lang>/<page>.md``): sections ``look_<figure>``,
-``q1``/``a1``, ``q2``/``a2``, ... ``teacher`` and ``slide_<figure>``.
-"""
+"""The guided parts of every page (texts: the sections ``look_*``, ``q1``/``a1``..., ``teacher`` of
+``lessons/text/<lang>/<page>.md``): "what to look for" lines, questions, the teacher's note, the projector
+switch, a live demo's summary line, the handout download and the extra pages (lesson 1's address, slides)."""
 
 from __future__ import annotations
 
@@ -12,9 +8,8 @@ import streamlit as st
 
 from teachkit.lessons.i18n import has_text, lang, say, text, tr
 
-#: width (CSS px) of the page's main column in a 1280-px-wide browser with the sidebar open
-#: (Streamlit's wide layout: 791 px measured with Chromium); figures are sized for a little less,
-#: so that their smallest text stays >= 14 px (tests/test_browser.py checks it)
+#: width (CSS px) figures are sized for: a little less than the main column in a 1280-px browser with
+#: the sidebar open (791 px), so that their smallest text stays >= 14 px (tests/test_browser.py)
 PAGE_PX = 760
 GAP_PX = 16  # st.columns' default gap ("small", 1 rem)
 
@@ -189,10 +184,13 @@ def teacher_note(page: str) -> None:
         st.markdown(text(page, "teacher").replace("{limit}", say("handout.limit", secs=limit) if limit else say("handout.no_limit")))
 
 
-def run_summary(done: int, total: int, seconds: float, size: int, stopped: bool) -> str:
-    """The line under a live demo: honest about a run the time limit cut short."""
+def run_summary(done: int, total: int, seconds: float, size: int, stopped: bool, limit: float | None = None) -> str:
+    """The line under a live demo: honest about a run the time limit cut short, or one sized to fit in
+    ``limit`` with fewer steps than planned."""
     if stopped and done < total:
         return tr("stopped_at_limit", done=done, total=total, secs=seconds, size=size)
+    if done < total and limit:
+        return tr("fitted", done=done, total=total, secs=seconds, size=size, limit=limit)
     return tr("finished_in", secs=seconds, steps=done, size=size)
 
 

@@ -13,7 +13,7 @@ import sys
 
 from .features import POOLINGS
 from .fileio import check_int
-from .messages import LANGS, InputError, TeachkitError, text, using_language
+from .messages import LANGS, InputError, TeachkitError, language, text, using_language
 from .messages import help_text as words
 from .prepare import add_prepare_parser
 from .serve import add_app_parser
@@ -380,10 +380,10 @@ def cmd_patches_show(args) -> int:
         _check_figure_path(args.map)
         check_distinct_outputs({"--out": args.out, "--map": args.map})
     atlas, ds = _atlas_and_data(args)
-    fig = unit_figure(atlas, ds, args.layer, args.unit)
+    fig = unit_figure(atlas, ds, args.layer, args.unit, lang=language())
     print(f"{atlas.unit_label(args.layer, args.unit, None)}: {save_figure(fig, args.out)}")
     if args.map:
-        fig = activation_map_figure(atlas, ds, args.layer, args.unit)
+        fig = activation_map_figure(atlas, ds, args.layer, args.unit, lang=language())
         print(text("patches.map_written", path=save_figure(fig, args.map)))
     return 0
 
@@ -394,7 +394,7 @@ def cmd_patches_overview(args) -> int:
     _check_figure_path(args.out)
     check_int("--units", args.units, 1)
     atlas, ds = _atlas_and_data(args)
-    fig = layer_overview_figure(atlas, ds, args.layers, args.units, how=args.how)
+    fig = layer_overview_figure(atlas, ds, args.layers, args.units, how=args.how, lang=language())
     print(text("patches.overview_written", layers=", ".join(args.layers or atlas.layers),
                path=save_figure(fig, args.out)))
     return 0
@@ -511,12 +511,12 @@ def cmd_gram_show(args) -> int:
     net.check_layers([args.layer])
     if len(imgs) == 1:
         s = gram_summary(net, imgs[0], args.layer, args.channels, args.full)
-        fig = gram_figure(net, imgs[0], args.layer, args.channels, args.full, summary=s)
+        fig = gram_figure(net, imgs[0], args.layer, args.channels, args.full, summary=s, lang=language())
         n_C, n_H, n_W = s["shape"]
         print(text("cli.gram.one", layer=args.layer, n_c=n_C, n_h=n_H, n_w=n_W))
     else:
         c = gram_comparison(net, imgs[0], imgs[1], args.layer, args.channels, args.normalization, args.full)
-        fig = gram_comparison_figure(net, imgs[0], imgs[1], args.layer, comparison=c)
+        fig = gram_comparison_figure(net, imgs[0], imgs[1], args.layer, comparison=c, lang=language())
         print(text("cli.gram.two", layer=args.layer, j=c["j_style"], normalization=args.normalization))
     return _wrote(fig, out)
 
@@ -535,7 +535,7 @@ def cmd_gram_pair(args) -> int:
     else:
         k, k2, _ = pick_pair(layer_activation(net, x, args.layer), args.which)
     e = pair_explainer(net, x, args.layer, k, k2)
-    fig = pair_figure(net, x, args.layer, explained=e)
+    fig = pair_figure(net, x, args.layer, explained=e, lang=language())
     print(text("cli.gram.pair", layer=args.layer, k=k, k2=k2, sum=e["product_sum"], gram=e["gram"],
                corr=e["correlation"]))
     return _wrote(fig, out)
@@ -550,7 +550,7 @@ def cmd_gram_shuffle(args) -> int:
     out = _check_figure_path(args.out, [args.image])
     net = load_backbone(args.backbone, device=args.device)
     r = position_blindness(net, args.image, args.layer, args.content_layer, args.tiles, args.seed, args.size)
-    fig = position_blindness_figure(net, None, result=r)
+    fig = position_blindness_figure(net, None, result=r, lang=language())
     print(text("cli.gram.shuffle", layer=args.layer, gram=r["gram_rel_diff"], content_layer=args.content_layer,
                features=r["content_rel_diff"]))
     return _wrote(fig, out)
@@ -583,7 +583,7 @@ def cmd_reconstruct(args) -> int:
         results = run(net, x, layers, None, steps, args.seed, callback=bar)
     finally:
         bar.close()
-    fig = reconstruction_grid_figure(x, results, n_columns=len(layers))
+    fig = reconstruction_grid_figure(x, results, n_columns=len(layers), lang=language())
     for r in results:
         print(text("cli.reconstruct.content" if r.kind == "content" else "cli.reconstruct.style",
                    layer=r.layers[-1], d=r.distance, steps=r.steps, secs=r.seconds))

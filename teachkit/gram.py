@@ -1,32 +1,12 @@
 r"""Style as correlation between channels: Gram matrices to look at, and their figures.
 
-The lecture defines the style of an image at layer ``l`` as the Gram matrix of that layer::
-
-    G[l]_kk' = sum_i sum_j a[l]_ijk * a[l]_ijk'          (costs.gram_matrix)
-
-one number for every pair of channels ``(k, k')``: large when the two channels fire strongly *at the
-same places*.  The sum runs over every position ``(i, j)``, so *where* things are is forgotten --
-only *what fires together* is kept.  This module computes the Gram matrix and its relatives for
-display, and draws them:
-
-* :func:`layer_activation` -- ``a[l]`` of one image (``G[l]`` is ``costs.gram_matrix`` of it);
-* :func:`normalized_gram` -- ``G / (n_H n_W)``: the average over positions of ``a_k a_k'``;
-* :func:`channel_correlation` -- the Pearson correlation of two channels across positions;
-* :func:`style_layer_costs` -- ``J_style[l](S, G)`` of several layers (the target scaled by
-  :func:`teachkit.costs.style_target`): the one computation behind every ``J_style[l]`` shown here;
-* :func:`gram_figure`, :func:`gram_comparison_figure` -- heatmaps for one image (G and the
-  correlation) or two (``G(S)``, ``G(G)``, their difference and ``J_style[l]``);
-* :func:`pair_explainer`, :func:`pair_figure` -- one entry ``G_kk'`` taken apart: map ``k``, map
-  ``k'``, their product, and the sum of the product, which *is* ``G_kk'``;
-* :func:`shuffle_tiles`, :func:`position_blindness`, :func:`position_blindness_figure` -- shuffle the
-  tiles of a picture: the Gram matrix hardly changes, the feature maps do;
-* :func:`style_cost_bars_figure` -- ``J_style[l]`` per layer, e.g. during a transfer.
-
-Images may be given as PIL images, ``(1, 3, H, W)`` / ``(3, H, W)`` tensors in ``[0, 1]``, or a sample
-name / path (see :func:`teachkit.samples.resolve_image`).  Every figure function returns a
-``matplotlib.figure.Figure`` built without pyplot, takes ``lang="en"`` or ``"zh"`` (all its text comes
-from :mod:`teachkit.figtext`), and sizes its text so that the smallest is at least
-:data:`MIN_TEXT_PX` pixels when the figure is shown :data:`SHOWN_PX` pixels wide.
+The style of an image at layer ``l`` is its Gram matrix ``G[l]_kk' = sum_ij a[l]_ijk a[l]_ijk'``
+(:func:`teachkit.costs.gram_matrix`): large when channels k and k' fire at the same places, blind to
+where.  Here: the matrices and their relatives for display, the channels worth showing, and the figures
+(heatmaps, one entry taken apart, shuffled tiles, J_style[l] per layer).  Images: PIL images, image
+tensors in [0, 1] or a sample name / path.  Every figure returns a ``Figure`` built without pyplot, in
+``lang`` ('en' or 'zh', words from :mod:`teachkit.figtext`), its smallest text :data:`MIN_TEXT_PX` pixels
+high when shown :data:`SHOWN_PX` wide (:func:`text_size` changes it).
 """
 
 from __future__ import annotations
@@ -47,38 +27,16 @@ from .fileio import check_int
 from .messages import InputError
 from .figtext import tr, use_cjk_font
 
-__all__ = [
-    "MIN_TEXT_PX",
-    "SHOWN_PX",
-    "to_input",
-    "layer_activation",
-    "normalized_gram",
-    "channel_correlation",
-    "style_layer_costs",
-    "cluster_order",
-    "select_channels",
-    "gram_summary",
-    "gram_figure",
-    "gram_comparison",
-    "gram_comparison_figure",
-    "pair_explainer",
-    "pick_pair",
-    "pair_figure",
-    "shuffle_tiles",
-    "position_blindness",
-    "position_blindness_figure",
-    "style_values",
-    "style_cost_bars_figure",
-]
+__all__ = ["MIN_TEXT_PX", "SHOWN_PX", "to_input", "layer_activation", "normalized_gram", "channel_correlation",
+           "style_layer_costs", "cluster_order", "select_channels", "gram_summary", "gram_figure", "gram_comparison",
+           "gram_comparison_figure", "pair_explainer", "pick_pair", "pair_figure", "shuffle_tiles",
+           "position_blindness", "position_blindness_figure", "style_values", "style_cost_bars_figure"]
 
-#: The figures' smallest text is at least MIN_TEXT_PX pixels high when a figure is shown SHOWN_PX
-#: pixels wide (about the width of a page column in a 1280-px browser window).
-MIN_TEXT_PX = 14
-SHOWN_PX = 700
+MIN_TEXT_PX, SHOWN_PX = 14, 700  #: smallest text (px) of a figure shown SHOWN_PX wide (a 1280-px page's column)
 
 
 def _figure(lang: str, width: float, height: float) -> Figure:
-    """A new figure; for Chinese the font is registered first (text objects take the font of their birth)."""
+    """A new figure (the Chinese font registered first: a text keeps the font it was made with)."""
     if lang == "zh":
         use_cjk_font()
     return Figure(figsize=(width, height), layout="constrained")
@@ -89,8 +47,7 @@ _TEXT_PX = contextvars.ContextVar("teachkit_gram_text_px", default=None)
 
 @contextlib.contextmanager
 def text_size(px: float | None):
-    """Within this block (this thread only), figures made here have their smallest text ``px`` pixels
-    high at SHOWN_PX instead of MIN_TEXT_PX (the app's projector mode: 20)."""
+    """Figures made in this block (this thread) have their smallest text ``px`` pixels high (projector: 20)."""
     token = _TEXT_PX.set(px)
     try:
         yield
@@ -99,8 +56,7 @@ def text_size(px: float | None):
 
 
 def _pt(fig: Figure, scale: float = 1.0) -> float:
-    """A font size (points) that is ``scale`` x MIN_TEXT_PX pixels once ``fig`` is shown SHOWN_PX wide
-    (or ``scale`` x the size set by :func:`text_size`)."""
+    """The font size (pt) ``scale`` x the text size's pixels high when ``fig`` is shown SHOWN_PX wide."""
     return scale * (_TEXT_PX.get() or MIN_TEXT_PX) * fig.get_figwidth() * 72.0 / SHOWN_PX
 
 
@@ -145,17 +101,9 @@ def layer_activation(net, image, layer: str, size: int | None = None) -> torch.T
 
 
 def normalized_gram(G: torch.Tensor, n_positions) -> torch.Tensor:
-    r"""``G / (n_H n_W)``: the Gram matrix per position.
-
-    Entry ``(k, k')`` becomes the *average* over the ``n_H n_W`` positions of ``a_k a_k'`` (the
-    uncentred second moment of the two channels).  The raw ``G`` grows with the number of positions
-    (a larger picture has a larger Gram matrix); this one does not, so pictures of different sizes
-    can be compared.  ``n_positions`` is ``n_H * n_W`` or the pair ``(n_H, n_W)``.
-
-    Relation with :func:`channel_correlation`: with ``mu_k`` the mean of channel ``k`` and ``C`` the
-    covariance, ``normalized_gram(G)_kk' = C_kk' + mu_k mu_k'``; the correlation is
-    ``C_kk' / sqrt(C_kk C_k'k')``.
-    """
+    r"""``G / (n_H n_W)``: the Gram matrix per position (the mean of ``a_k a_k'`` over the positions), which
+    does not grow with the picture.  ``n_positions``: ``n_H * n_W`` or ``(n_H, n_W)``.  With ``mu_k`` the
+    channel means and ``C`` the covariance, it is ``C_kk' + mu_k mu_k'``."""
     if isinstance(n_positions, (tuple, list)):
         if len(n_positions) != 2:
             raise ValueError(f"n_positions must be n_H*n_W or (n_H, n_W), not {n_positions!r}")
@@ -185,22 +133,10 @@ def _dead(f: torch.Tensor) -> torch.Tensor:
 
 
 def channel_correlation(a: torch.Tensor) -> torch.Tensor:
-    r"""Pearson correlation between the channels of one activation, across positions: ``(C, C)``.
-
-    ``torch.corrcoef`` of the channels.  With ``a_c`` the activation with each channel's mean
-    removed ("centred") and ``P = n_H n_W``, this is::
-
-        Cov  = normalized_gram(gram_matrix(a_c), P)           # the covariance matrix
-        corr = Cov_kk' / sqrt(Cov_kk Cov_k'k')                 # in [-1, 1]
-
-    the Gram matrix of the centred channels, normalised per position and by the two standard
-    deviations.  ``+1``: the two channels rise and fall together everywhere; ``0``: unrelated;
-    ``-1``: one fires where the other does not.
-
-    A *dead* channel (zero variance: e.g. a ReLU that never fires on this image) has no defined
-    correlation; its row and column are set to 0 and its diagonal entry to 1, so the result is
-    NaN-free and every diagonal entry is 1.  ``a`` has shape ``(C, H, W)``, ``(1, C, H, W)`` or ``(C, P)``.
-    """
+    r"""Pearson correlation between the channels of one activation ``(C, H, W)``, ``(1, C, H, W)`` or
+    ``(C, P)``, across positions: ``(C, C)`` -- the Gram matrix of the centred channels, per position,
+    divided by the two standard deviations.  A *dead* channel (no variance) gets 0 off the diagonal and 1
+    on it (NaN-free)."""
     f = _flat_channels(a)
     if f.shape[1] < 1:
         raise ValueError("the activation has no positions")
@@ -223,14 +159,8 @@ def _style_term(a_S: torch.Tensor, a_G: torch.Tensor, normalization: str) -> tup
 
 def style_layer_costs(net, image_S, image_G, layers: Sequence[str], normalization: str = "lecture",
                       size: int | None = None) -> dict[str, float]:
-    r"""``{layer: J_style[l](S, G)}``: one forward pass per image, every layer from it.
-
-    ``J_style[l](S, G) = style_factor * ||style_target(G[l](S)) - G[l](G)||_F^2`` (see
-    :func:`teachkit.costs.style_layer_cost` and :func:`style_target`: ``G(S)`` is scaled by
-    ``M_G / M_S`` when the images differ in size, as the transfer engine does).  The same
-    computation gives the ``J_style[l]`` of :func:`gram_comparison` (and so of the heatmap titles),
-    so a page that shows both shows one number.
-    """
+    r"""``{layer: J_style[l](S, G)}`` (:func:`teachkit.costs.style_layer_cost`, ``G(S)`` scaled by ``M_G / M_S``
+    as the engine does): one forward pass per image; the same number as :func:`gram_comparison`'s."""
     check_normalization(normalization)
     layers = net.check_layers(layers)
     x_S, x_G = to_input(image_S, size, net.device), to_input(image_G, size, net.device)
@@ -243,11 +173,8 @@ def style_layer_costs(net, image_S, image_G, layers: Sequence[str], normalizatio
 
 
 def cluster_order(corr: torch.Tensor | np.ndarray) -> list[int]:
-    """An order of the channels that puts correlated channels next to each other.
-
-    Average-linkage hierarchical clustering (scipy) of the distance ``1 - corr``; the leaves of the
-    tree, left to right.  Without scipy: channels sorted by the leading eigenvector of ``corr``.
-    """
+    """An order of the channels with correlated ones side by side: the leaves of an average-linkage
+    clustering (scipy) of ``1 - corr``; without scipy, by the leading eigenvector of ``corr``."""
     c = np.asarray(corr.detach().cpu() if isinstance(corr, torch.Tensor) else corr, dtype=np.float64)
     n = c.shape[0]
     if n <= 2:
@@ -267,11 +194,8 @@ def cluster_order(corr: torch.Tensor | np.ndarray) -> list[int]:
 
 
 def select_channels(energy: torch.Tensor, corr: torch.Tensor, n_channels: int | None, order: str = "cluster") -> list[int]:
-    """The ``n_channels`` most energetic channels (largest ``energy``), ordered for display.
-
-    ``order='cluster'``: correlated channels together (:func:`cluster_order`); ``'index'``: by
-    channel number; ``'energy'``: strongest first.  ``n_channels=None`` keeps every channel.
-    """
+    """The ``n_channels`` most energetic channels (None: all), in the ``order`` shown: 'cluster' (correlated
+    together, :func:`cluster_order`), 'index' or 'energy' (strongest first)."""
     if order not in ("cluster", "index", "energy"):
         raise ValueError(f"order must be 'cluster', 'index' or 'energy', not {order!r}")
     n_C = energy.numel()
@@ -303,20 +227,32 @@ def _shown(n: int, n_C: int, lang: str) -> str:
     return tr("gram.all", lang, n_C=n_C) if n == n_C else tr("gram.some", lang, n=n, n_C=n_C)
 
 
-def _heatmap(fig, ax, M: np.ndarray, channels, title: str, cmap: str, norm, lang: str) -> None:
-    """One matrix over the channels: every channel labelled up to 20 of them, else evenly spaced."""
+def _short(v: float, _pos=None) -> str:
+    """A colour-bar label that needs no offset text over the bar (which ran into the titles): 0.5, 2e10."""
+    return f"{v:.2g}".replace("e+0", "e").replace("e-0", "e-").replace("e+", "e")
+
+
+def _colorbar(fig, ax, im) -> None:
+    """A colour bar attached to ``ax`` (an inset: it stays beside a square heatmap in any layout)."""
+    from matplotlib.ticker import FuncFormatter
+
+    cb = fig.colorbar(im, cax=ax.inset_axes([1.04, 0.0, 0.06, 1.0]), format=FuncFormatter(_short))
+    cb.ax.tick_params(labelsize=_pt(fig))
+
+
+def _heatmap(fig, ax, M: np.ndarray, channels, title: str, cmap: str, norm, lang: str, columns: int) -> None:
+    """One matrix over the channels, one of ``columns`` side by side: as many channel numbers as fit."""
     im = ax.imshow(M, cmap=cmap, norm=norm, interpolation="nearest")
-    ax.set_title(title, fontsize=_pt(fig, 1.1))
+    ax.set_title(title, fontsize=_pt(fig, 1.1), pad=0.6 * _pt(fig))  # clear of the top channel's number
+    side = (fig.get_figwidth() / columns) * 72 - 8 * _pt(fig)  # the heatmap's side (pt) beside its labels and bar
     n = len(channels)
-    ticks = list(range(n)) if n <= 20 else list(range(0, n, int(math.ceil(n / 10))))
+    ticks = list(range(0, n, math.ceil(n / max(2, side / (1.6 * _pt(fig))))))
     labels = [str(channels[i]) for i in ticks]
     ax.set_xticks(ticks, labels, rotation=90, fontsize=_pt(fig))
     ax.set_yticks(ticks, labels, fontsize=_pt(fig))
     ax.set_xlabel(tr("gram.k2", lang), fontsize=_pt(fig))
     ax.set_ylabel(tr("gram.k", lang), fontsize=_pt(fig))
-    cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    cb.ax.tick_params(labelsize=_pt(fig))
-    cb.ax.yaxis.get_offset_text().set_fontsize(_pt(fig))
+    _colorbar(fig, ax, im)
 
 
 def _symmetric(M: np.ndarray, sqrt: bool = False):
@@ -343,12 +279,8 @@ def _by_diagonal(G: np.ndarray) -> np.ndarray:
 
 def gram_summary(net, image, layer: str, n_channels: int | None = 16, full: bool = False, order: str = "cluster",
                  size: int | None = None) -> dict[str, Any]:
-    """The numbers behind :func:`gram_figure`.
-
-    Returns ``layer``, ``shape`` ``(n_C, n_H, n_W)``, ``gram`` (full ``G[l]``), ``correlation``
-    (full, :func:`channel_correlation`) and ``channels`` (the displayed channels, in display order;
-    all of them when ``full``).
-    """
+    """The numbers behind :func:`gram_figure`: ``layer``, ``shape`` ``(n_C, n_H, n_W)``, the full ``gram`` and
+    ``correlation``, and the ``channels`` shown, in order (all when ``full``)."""
     a = layer_activation(net, image, layer, size)
     G = gram_matrix(a)
     corr = channel_correlation(a)
@@ -359,12 +291,9 @@ def gram_summary(net, image, layer: str, n_channels: int | None = 16, full: bool
 
 def gram_figure(net, image, layer: str = "relu2_1", n_channels: int = 16, full: bool = False, order: str = "cluster",
                 size: int | None = None, summary: Mapping[str, Any] | None = None, lang: str = "en") -> Figure:
-    """One image at one layer: its Gram matrix ``G[l]`` and the channel correlation, side by side.
-
-    Shows the ``n_channels`` most energetic channels (largest ``G_kk``), ordered so that correlated
-    channels sit together; ``full=True`` shows every channel.  ``G`` is drawn on a square-root scale
-    from 0 to its largest entry (the diagonal dominates); the correlation on ``[-1, 1]``.
-    """
+    """One image at one layer: its Gram matrix ``G[l]`` (square-root colour scale: the diagonal dominates)
+    and the channel correlation (on [-1, 1]), side by side, for the ``n_channels`` most energetic
+    channels (``full``: all), correlated channels together."""
     s = summary if summary is not None else gram_summary(net, image, layer, n_channels, full, order, size)
     ch = s["channels"]
     G = _np(s["gram"])[np.ix_(ch, ch)]
@@ -376,8 +305,8 @@ def gram_figure(net, image, layer: str = "relu2_1", n_channels: int = 16, full: 
         norm, cmap = mcolors.PowerNorm(gamma=0.5, vmin=0.0, vmax=float(G.max()) or 1.0), "magma"
     else:  # a conv layer: entries of both signs
         norm, cmap = _symmetric(G), "RdBu_r"
-    _heatmap(fig, axes[0], G, ch, tr("gram.one_g", lang), cmap, norm, lang)
-    _heatmap(fig, axes[1], C, ch, tr("gram.one_corr", lang), "RdBu_r", mcolors.Normalize(-1, 1), lang)
+    _heatmap(fig, axes[0], G, ch, tr("gram.one_g", lang), cmap, norm, lang, 2)
+    _heatmap(fig, axes[1], C, ch, tr("gram.one_corr", lang), "RdBu_r", mcolors.Normalize(-1, 1), lang, 2)
     fig.suptitle(tr("gram.one_title", lang, layer=s["layer"], shown=_shown(len(ch), n_C, lang), n_H=n_H, n_W=n_W),
                  fontsize=_pt(fig, 1.2))
     return fig
@@ -388,15 +317,10 @@ def gram_figure(net, image, layer: str = "relu2_1", n_channels: int = 16, full: 
 
 def gram_comparison(net, image_S, image_G, layer: str, n_channels: int | None = 16, normalization: str = "lecture",
                     full: bool = False, order: str = "cluster", size: int | None = None) -> dict[str, Any]:
-    r"""The numbers behind :func:`gram_comparison_figure`.
-
-    Returns ``gram_S`` (the style target: ``G[l](S)`` scaled by :func:`style_target`), ``gram_G``,
-    ``j_style`` (``J_style[l](S, G)``, the same computation as :func:`style_layer_costs`),
-    ``channels`` (displayed, in display order), ``shape_S``, ``shape_G``, ``layer``, ``normalization``,
-    ``rescaled_S`` (whether the sizes differ) and ``scale`` (``M_G / M_S``).  The channels shown are
-    the most energetic ones, by the diagonal of ``G(S) + G(G)``; their order clusters the
-    correlation of the two images' activations taken together.
-    """
+    r"""The numbers behind :func:`gram_comparison_figure`: ``gram_S`` (the style target, scaled by
+    :func:`style_target`), ``gram_G``, ``j_style`` (as :func:`style_layer_costs`), ``channels`` (the most
+    energetic by the diagonal of ``G(S) + G(G)``, clustered), ``shape_S``, ``shape_G``, ``layer``,
+    ``normalization``, ``rescaled_S`` (sizes differ) and ``scale`` (``M_G / M_S``)."""
     check_normalization(normalization)
     a_S = layer_activation(net, image_S, layer, size)
     a_G = layer_activation(net, image_G, layer, size)
@@ -412,45 +336,36 @@ def gram_comparison(net, image_S, image_G, layer: str, n_channels: int | None = 
 def gram_comparison_figure(net, image_S, image_G, layer: str = "relu2_1", n_channels: int = 16,
                            normalization: str = "lecture", full: bool = False, order: str = "cluster",
                            size: int | None = None, labels: tuple[str, str] = ("S", "G"),
-                           comparison: Mapping[str, Any] | None = None, lang: str = "en") -> Figure:
-    """``G[l](S)``, ``G[l](G)`` and ``G[l](S) - G[l](G)`` as heatmaps, ``J_style[l]`` in the title.
-
-    The ``n_channels`` most energetic channels (``full=True``: all), correlated channels together.
-
-    Colour scales, chosen so that the *structure* shows: a photo's Gram matrix can be a hundred
-    times smaller than a painting's, so on a shared scale it is black.  The two Gram matrices are
-    each divided by their own diagonal, ``G_kk' / sqrt(G_kk G_k'k')`` (0..1 for ReLU layers: how much
-    channels ``k`` and ``k'`` fire at the same places), on one fixed scale.  The difference is the raw
-    ``G(S) - G(G)`` that ``J_style[l]`` sums (squared), on a diverging scale of its own centred on 0
-    (signed square root, so that a few large entries do not wash out the rest).
-    A fourth panel says how to read the figure.  ``J_style[l]`` is computed on the *whole* matrices
-    with ``normalization`` (see :mod:`teachkit.costs`).
-    """
+                           comparison: Mapping[str, Any] | None = None, lang: str = "en", wide: bool = False) -> Figure:
+    """``G[l](S)`` and ``G[l](G)``, each divided by its own diagonal (a photo's Gram matrix can be a hundred
+    times smaller than a painting's), and the raw ``G[l](S) - G[l](G)`` (signed square-root scale) as
+    heatmaps, ``J_style[l]`` in the title, a fourth panel on how to read them (``wide``: one row of three)."""
     c = comparison if comparison is not None else gram_comparison(
         net, image_S, image_G, layer, n_channels, normalization, full, order, size)
     ch = c["channels"]
     GS = _np(c["gram_S"])[np.ix_(ch, ch)]
     GG = _np(c["gram_G"])[np.ix_(ch, ch)]
     s, g = labels
-    fig = _figure(lang, 10, 9.8)
-    axes = fig.subplots(2, 2)
+    columns = 3 if wide else 2
+    fig = _figure(lang, 15, 6.2) if wide else _figure(lang, 10, 10.4)
+    axes = list(fig.subplots(1, 3).flat) if wide else list(fig.subplots(2, 2).flat)
     cs, cg = _by_diagonal(GS), _by_diagonal(GG)
     if min(cs.min(), cg.min()) >= 0:
         norm, cmap = mcolors.Normalize(0, 1), "magma"
     else:  # conv layers: both signs
         norm, cmap = mcolors.Normalize(-1, 1), "RdBu_r"
-    _heatmap(fig, axes[0, 0], cs, ch, tr("gram.cmp_cos", lang, name=s), cmap, norm, lang)
-    _heatmap(fig, axes[0, 1], cg, ch, tr("gram.cmp_cos", lang, name=g), cmap, norm, lang)
-    _heatmap(fig, axes[1, 0], GS - GG, ch, tr("gram.cmp_diff", lang, s=s, g=g), "RdBu_r", _symmetric(GS - GG, sqrt=True), lang)
-    note = axes[1, 1]
-    note.axis("off")
-    text = tr("gram.cmp_how", lang, s=s, g=g)
-    if c.get("rescaled_S"):
-        text += "\n\n" + tr("gram.rescaled", lang, s=s, f=c.get("scale", float("nan")))
-    note.text(0.0, 1.0, text, va="top", ha="left", fontsize=_pt(fig), transform=note.transAxes, wrap=False)
-    n_C = c["shape_G"][0]
+    _heatmap(fig, axes[0], cs, ch, tr("gram.cmp_cos", lang, name=s), cmap, norm, lang, columns)
+    _heatmap(fig, axes[1], cg, ch, tr("gram.cmp_cos", lang, name=g), cmap, norm, lang, columns)
+    _heatmap(fig, axes[2], GS - GG, ch, tr("gram.cmp_diff", lang, s=s, g=g), "RdBu_r",
+             _symmetric(GS - GG, sqrt=True), lang, columns)
+    if not wide:
+        axes[3].axis("off")
+        text = tr("gram.cmp_how", lang, s=s, g=g)
+        if c.get("rescaled_S"):
+            text += "\n\n" + tr("gram.rescaled", lang, s=s, f=c.get("scale", float("nan")))
+        axes[3].text(0.1, 1.0, text, va="top", ha="left", fontsize=_pt(fig), transform=axes[3].transAxes)
     norm_name = tr(f"gram.norm.{c['normalization']}", lang)
-    fig.suptitle(tr("gram.cmp_title", lang, layer=c["layer"], shown=_shown(len(ch), n_C, lang), s=s, g=g,
+    fig.suptitle(tr("gram.cmp_title", lang, layer=c["layer"], shown=_shown(len(ch), c["shape_G"][0], lang), s=s, g=g,
                     j=_num(c["j_style"])) + "   " + tr("gram.norm", lang, norm=norm_name), fontsize=_pt(fig, 1.2))
     return fig
 
@@ -459,13 +374,9 @@ def gram_comparison_figure(net, image_S, image_G, layer: str = "relu2_1", n_chan
 
 
 def pair_explainer(net, image, layer: str, k: int, k2: int, size: int | None = None) -> dict[str, Any]:
-    r"""Take ``G[l]_kk'`` apart for one image.
-
-    Returns ``map_k`` and ``map_k2`` (the two channels' activation maps, ``(n_H, n_W)``), ``product``
-    (their element-wise product), ``product_sum`` (``product.sum()``), ``gram`` (``G[l]_kk'`` from
-    :func:`teachkit.costs.gram_matrix`; equal to ``product_sum`` to float precision), ``correlation``
-    (Pearson, :func:`channel_correlation`), ``k``, ``k2``, ``layer`` and ``image`` (the input tensor).
-    """
+    r"""``G[l]_kk'`` of one image taken apart: ``map_k``, ``map_k2``, their ``product``, its sum ``product_sum``,
+    ``gram`` (from :func:`teachkit.costs.gram_matrix`: the same number), ``correlation``, ``k``, ``k2``, ``layer``
+    and ``image`` (the input tensor)."""
     x = to_input(image, size)
     a = layer_activation(net, x, layer)
     n_C = a.shape[0]
@@ -480,13 +391,8 @@ def pair_explainer(net, image, layer: str, k: int, k2: int, size: int | None = N
 
 
 def pick_pair(a: torch.Tensor, which: str = "most", min_active: float = 0.05) -> tuple[int, int, float]:
-    """The pair of distinct channels ``(k, k', corr)`` with the highest (``'most'``) or lowest
-    (``'least'``: most negative) Pearson correlation, among the *active* channels.
-
-    A channel is active when it is not dead and is positive on at least ``min_active`` of the
-    positions (so a channel that fires at one lone pixel is not picked).  When fewer than two
-    channels qualify, every non-dead channel is considered.
-    """
+    """The two channels ``(k, k', corr)`` with the highest (``'most'``) or lowest (``'least'``) correlation
+    among those positive on at least ``min_active`` of the positions (else among all that are not dead)."""
     if which not in ("most", "least"):
         raise ValueError(f"which must be 'most' or 'least', not {which!r}")
     f = _flat_channels(a)
@@ -519,31 +425,26 @@ def _show_map(fig, ax, m: torch.Tensor, title: str, cmap: str = "viridis") -> No
     ax.set_title(title, fontsize=_pt(fig, 1.1))
     ax.set_xticks([])
     ax.set_yticks([])
-    cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    cb.ax.tick_params(labelsize=_pt(fig))
-    cb.ax.yaxis.get_offset_text().set_fontsize(_pt(fig))
+    _colorbar(fig, ax, im)
 
 
 def pair_figure(net, image, layer: str = "relu3_1", k: int | None = None, k2: int | None = None,
                 which: str = "most", size: int | None = None, explained: Mapping[str, Any] | None = None,
-                lang: str = "en") -> Figure:
-    """The image, map ``k``, map ``k'`` and their product (2 x 2), titled ``Σ product = G_kk' = …``.
-
-    When ``k``/``k2`` are not given the pair is picked by ``which`` (``'most'`` or ``'least'``
-    correlated, see :func:`pick_pair`).
-    """
+                lang: str = "en", wide: bool = False) -> Figure:
+    """The image, map ``k``, map ``k'`` and their product (2 x 2; ``wide``: in one row), titled
+    ``Σ product = G_kk' = …``; without ``k``/``k2`` the pair is picked by ``which`` (:func:`pick_pair`)."""
     if explained is None:
         x = to_input(image, size)
         if k is None or k2 is None:
             k, k2, _ = pick_pair(layer_activation(net, x, layer), which)
         explained = pair_explainer(net, x, layer, k, k2)
     e = explained
-    fig = _figure(lang, 10, 9.0)
-    axes = fig.subplots(2, 2)
-    _show_image(fig, axes[0, 0], e["image"], tr("gram.image", lang))
-    _show_map(fig, axes[0, 1], e["map_k"], tr("gram.map", lang, which="k", c=e["k"]))
-    _show_map(fig, axes[1, 0], e["map_k2"], tr("gram.map", lang, which="k'", c=e["k2"]))
-    _show_map(fig, axes[1, 1], e["product"], tr("gram.product", lang), cmap="inferno")
+    fig = _figure(lang, 16, 5.2) if wide else _figure(lang, 10, 9.0)
+    axes = list(fig.subplots(1, 4).flat) if wide else list(fig.subplots(2, 2).flat)
+    _show_image(fig, axes[0], e["image"], tr("gram.image", lang))
+    _show_map(fig, axes[1], e["map_k"], tr("gram.map", lang, which="k", c=e["k"]))
+    _show_map(fig, axes[2], e["map_k2"], tr("gram.map", lang, which="k'", c=e["k2"]))
+    _show_map(fig, axes[3], e["product"], tr("gram.product", lang), cmap="inferno")
     fig.suptitle(tr("gram.pair_title", lang, layer=e["layer"], sum=f"{e['product_sum']:.6g}", gram=f"{e['gram']:.6g}",
                     corr=f"{e['correlation']:+.2f}"), fontsize=_pt(fig, 1.2))
     return fig
@@ -553,12 +454,8 @@ def pair_figure(net, image, layer: str = "relu3_1", k: int | None = None, k2: in
 
 
 def shuffle_tiles(image_tensor: torch.Tensor, tiles: int = 4, seed: int = 0) -> torch.Tensor:
-    """Cut the image into a ``tiles x tiles`` grid and put the tiles back in a random order.
-
-    ``image_tensor`` is ``(3, H, W)`` or ``(N, 3, H, W)``; the result has the same shape.  When ``H``
-    or ``W`` is not a multiple of ``tiles``, the few leftover rows/columns at the bottom/right stay
-    where they are.  The permutation is fixed by ``seed`` and moves every tile (for ``tiles > 1``).
-    """
+    """``(3, H, W)`` or ``(N, 3, H, W)`` cut into ``tiles x tiles`` and put back in an order fixed by ``seed``
+    that moves every tile; leftover rows and columns (H, W not multiples of ``tiles``) stay."""
     tiles = check_int("tiles", tiles, 1)
     x = image_tensor
     if x.dim() not in (3, 4):
@@ -591,16 +488,10 @@ def _rel(diff: torch.Tensor, ref: torch.Tensor) -> float:
 
 def position_blindness(net, image, layer_style: str = "relu2_1", layer_content: str = "relu4_2", tiles: int = 2,
                        seed: int = 0, size: int | None = None) -> dict[str, Any]:
-    r"""Shuffle the tiles of ``image`` and measure what changes.
-
-    * ``gram_rel_diff`` = ``‖G[l](x) − G[l](x_shuffled)‖_F / ‖G[l](x)‖_F`` at ``layer_style``;
-    * ``content_rel_diff`` = ``‖a[l](x) − a[l](x_shuffled)‖ / ‖a[l](x)‖`` at ``layer_content``.
-
-    The Gram matrix sums over positions, so moving pieces around hardly changes it (only the new
-    edges along the tile borders add a little); the feature maps themselves are moved, so they
-    change a lot.  Also returns ``image`` and ``shuffled`` (tensors), the layers, ``tiles`` and ``seed``.
-    More tiles mean more new edges along the borders, and a larger Gram change.
-    """
+    r"""Shuffle the tiles of ``image`` and measure what changes: ``gram_rel_diff`` =
+    ``‖G(x) − G(x')‖ / ‖G(x)‖`` at ``layer_style`` (small: only the new tile borders add a little) and
+    ``content_rel_diff`` = ``‖a(x) − a(x')‖ / ‖a(x)‖`` at ``layer_content`` (large); also ``image``,
+    ``shuffled``, the layers, ``tiles`` and ``seed``."""
     net.check_layers([layer_style, layer_content])
     x = to_input(image, size, net.device)
     xs = shuffle_tiles(x, tiles, seed)
@@ -642,15 +533,10 @@ def style_values(values) -> dict[str, float]:
     return {str(k): float(v) for k, v in chosen.items()}
 
 
-
 def style_cost_bars_figure(values, weights: Mapping[str, float] | None = None, log: bool | None = None,
                            title: str | None = None, lang: str = "en") -> Figure:
-    """Bars of ``J_style[l]`` per layer (from :func:`style_layer_costs`, or a transfer's progress).
-
-    ``values``: ``{layer: J_style[l]}``, or ``Progress.values`` (``'style/<layer>'`` keys), or a
-    ``Progress``.  With ``weights`` (``λ[l]``) a second bar shows each layer's share of the total,
-    ``λ[l] J_style[l]``.  ``log=None`` picks a log scale when the values span more than 100x.
-    """
+    """Bars of ``J_style[l]`` per layer (``values``: as :func:`style_values` takes them); with ``weights``
+    (``λ[l]``) a second bar, ``λ[l] J_style[l]``.  ``log=None``: a log scale when the values span > 100x."""
     vals = style_values(values)
     if not vals:
         raise ValueError("no style values to draw (expected keys like 'style/relu1_1')")

@@ -1,9 +1,6 @@
-"""A printable handout per lesson and language: one self-contained HTML file with a print style.
-
-The lesson's formulas and text, its key figures drawn as the app draws them with their "what to look
-for" lines, the questions, and on a separate last page the answers and the teacher's note
-(``teachkit handout --lang zh -o DIR``; each lesson page offers its own).  Formulas are drawn with
-matplotlib's mathtext into inline SVG (no network); one it cannot draw is shown as its TeX source."""
+"""A printable handout per lesson and language (``teachkit handout``; each lesson page offers its own): one
+HTML file with the lesson's text and formulas (mathtext SVG, no network), each key figure after its section
+with its "what to look for" line, the questions, and on a last page the answers and the teacher's note."""
 
 from __future__ import annotations
 
@@ -26,7 +23,8 @@ h1 { font-size: 20pt; margin-bottom: 0.2rem; } h2 { font-size: 15pt; margin-top:
 figure { margin: 1rem 0; break-inside: avoid; } figure img { max-width: 100%; }
 .row { display: flex; gap: 0.5rem; } .row img { flex: 1; min-width: 0; }
 .look { font-size: 11pt; margin-top: 0.3rem; } .math { text-align: center; margin: 0.6rem 0; break-inside: avoid; }
-.math svg { max-width: 100%; height: auto; } code { background: #f2f2f2; padding: 0 0.2em; }
+.math svg { max-width: 100%; height: auto; }
+.rows { display: inline-block; } .rows .math { text-align: left; margin: 0.3rem 0; } code { background: #f2f2f2; padding: 0 0.2em; }
 .tex { font-family: monospace; white-space: pre-wrap; }
 .q { break-inside: avoid; margin: 0.8rem 0; } .answer-space { border-bottom: 1px solid #999; height: 2.2rem; }
 .teacher { break-before: page; page-break-before: always; border-top: 2px solid #333; margin-top: 2rem; }
@@ -46,12 +44,30 @@ def text_dir() -> Path:
 
 
 def read_sections(path: Path) -> dict[str, str]:
-    """The ``<!-- @name -->`` sections of one lesson text file, in file order ({} for no file).
-    The one parser of the lesson texts: the app (``teachkit.lessons.i18n``) reads them with it too."""
+    """The ``<!-- @name -->`` sections of one lesson text file, in file order ({} for no file), a line break
+    between two Chinese characters removed (Markdown would show it as a space).  The one parser of the
+    lesson texts: the app (``teachkit.lessons.i18n``) reads them with it too."""
     if not path.is_file():
         return {}
     parts = _MARKER.split(path.read_text(encoding="utf-8"))  # [before, name1, body1, name2, body2, ...]
-    return {parts[i]: parts[i + 1].strip() for i in range(1, len(parts) - 1, 2)}
+    return {parts[i]: _join_cjk(parts[i + 1].strip()) for i in range(1, len(parts) - 1, 2)}
+
+
+_CJK = re.compile(r"[\u2014\u2018-\u201d\u2026\u3000-\u9fff\uff00-\uffef]")
+
+
+def _join_cjk(body: str) -> str:
+    """Lines joined where one ends and the next begins with a Chinese character (emphasis marks aside),
+    except after a heading or a table row."""
+    out: list[str] = []
+    for line in body.split("\n"):
+        prev = out[-1] if out else ""
+        if (re.search(rf"{_CJK.pattern}[*_`]*$", prev) and re.match(rf"\s*[*_`]*{_CJK.pattern}", line)
+                and not prev.lstrip().startswith(("#", "|"))):
+            out[-1] = prev + line.strip()
+        else:
+            out.append(line)
+    return "\n".join(out)
 
 
 def lesson_numbers() -> tuple[int, ...]:
@@ -78,10 +94,14 @@ def lesson_title(lesson: int, lang: str) -> str:
 
 
 def math_html(tex: str, display: bool = True) -> str:
-    """A formula as inline SVG (matplotlib mathtext); its TeX source when mathtext cannot draw it."""
+    """A formula as inline SVG (matplotlib mathtext); its TeX source when mathtext cannot draw it.  The
+    rows of an ``aligned`` block are drawn one under the other, left-aligned (their left sides match)."""
     from matplotlib.figure import Figure
 
-    simple = _drop_underbraces(" ".join(tex.split()))
+    rows = re.sub(r"\\(begin|end)\{aligned\}", "", tex).split(r"\\")
+    if len(rows) > 1:
+        return f'<div class="math"><div class="rows">{"".join(math_html(r.replace("&", "")) for r in rows)}</div></div>'
+    simple = " ".join(tex.split())
     for a, b in ((r"\;", r"\ "), (r"\bigl", ""), (r"\bigr", ""), (r"\Bigl", ""), (r"\Bigr", ""),
                  (r"\lVert", r"\Vert"), (r"\rVert", r"\Vert"), (r"\!", "")):
         simple = simple.replace(a, b)
@@ -90,12 +110,13 @@ def math_html(tex: str, display: bool = True) -> str:
     import matplotlib
 
     rc = contextlib.nullcontext()
-    if re.search(r"[\u3000-\u9fff\uff00-\uffef]", simple):  # Chinese in \text{...}: a font that has it
+    if _CJK.search(simple):  # Chinese in \text{...}: a font that has it (for every alphabet: no findfont warning)
         from .figtext import use_cjk_font
 
         cjk = use_cjk_font()
         rc = matplotlib.rc_context({"mathtext.fontset": "custom", "mathtext.rm": cjk, "mathtext.it": f"{cjk}:italic",
-                                    "mathtext.bf": f"{cjk}:bold"})
+                                    "mathtext.bf": f"{cjk}:bold", "mathtext.cal": cjk, "mathtext.sf": cjk,
+                                    "mathtext.tt": cjk, "mathtext.bfit": f"{cjk}:italic:bold"})
     try:
         with rc:
             fig = Figure(figsize=(0.01, 0.01))
@@ -108,25 +129,6 @@ def math_html(tex: str, display: bool = True) -> str:
     except Exception:  # noqa: BLE001 - mathtext covers most of TeX, not all of it
         return f'<span class="tex">{html.escape(tex.strip())}</span>'
     return f'<div class="math">{svg}</div>' if display else f'<span class="imath">{svg}</span>'
-
-
-def _drop_underbraces(tex: str) -> str:
-    r"""``\underbrace{X}_{Y}`` -> ``X`` (mathtext cannot draw underbraces; the label is a side note)."""
-    while (start := tex.find(r"\underbrace{")) >= 0:
-        i, depth = start + len(r"\underbrace{"), 1
-        while i < len(tex) and depth:
-            depth += {"{": 1, "}": -1}.get(tex[i], 0)
-            i += 1
-        body = tex[start + len(r"\underbrace{"): i - 1]
-        rest = tex[i:]
-        if rest.startswith("_{"):
-            j, depth = 2, 1
-            while j < len(rest) and depth:
-                depth += {"{": 1, "}": -1}.get(rest[j], 0)
-                j += 1
-            rest = rest[j:]
-        tex = tex[:start] + body + rest
-    return tex
 
 
 def _inline(s: str) -> str:
@@ -144,20 +146,6 @@ def _emph(s: str) -> str:
     s = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", s)
     s = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<em>\1</em>", s)
     return re.sub(r":material/\w+:", "", s)
-
-
-_CJK = re.compile(r"[\u3000-\u9fff\uff00-\uffef]")
-
-
-def _join(lines) -> str:
-    """Source lines of one paragraph joined as a browser would show them: no space between two Chinese
-    characters (a line break inside Chinese text is not a word gap)."""
-    out = ""
-    for ln in (x.strip() for x in lines):
-        if out and not (_CJK.match(out[-1]) and ln and _CJK.match(ln[0])):
-            out += " "
-        out += ln
-    return out
 
 
 def markdown_html(md: str) -> str:
@@ -186,14 +174,14 @@ def markdown_html(md: str) -> str:
             for ln in lines:
                 if re.match(r"^\s*(-|\d+\.)\s", ln) and not ln.startswith("   "):
                     if cur:
-                        items.append(_join(cur))
+                        items.append(" ".join(x.strip() for x in cur))
                     cur = [re.sub(r"^\s*(-|\d+\.)\s", "", ln)]
                 else:
                     cur.append(ln.strip())
-            items.append(_join(cur))
+            items.append(" ".join(x.strip() for x in cur))
             out.append(f"<{tag}>" + "".join(f"<li>{_inline(i)}</li>" for i in items) + f"</{tag}>")
         else:
-            out.append(f"<p>{_inline(_join(lines))}</p>")
+            out.append(f"<p>{_inline(' '.join(x.strip() for x in lines))}</p>")
     return "\n".join(out)
 
 
@@ -252,9 +240,11 @@ def figures(lesson: int, lang: str, net=None, cache_dir=None) -> list[tuple[str,
             imgs = [sample_image(item.meta["content"], 256), sample_image(item.meta["style"], 256), item.final]
             out.append((look, '<div class="row">' + "".join(_pil_img(i) for i in imgs) + "</div>"))
     elif lesson == 4:
-        item = prepare.load("content", DEFAULT_CONTENT, cache_dir=cache_dir)
-        out.append(("grid", None if item is None else
-                    '<div class="row">' + "".join(_pil_img(i) for i in item.images) + "</div>"))
+        from .viz import zoom
+
+        item = prepare.load("content", DEFAULT_CONTENT, cache_dir=cache_dir)  # below: their middles, 3x larger
+        rows = [] if item is None else [[_pil_img(f(i)) for i in item.images] for f in (lambda i: i, zoom)]
+        out.append(("grid", "".join(f'<div class="row">{"".join(r)}</div>' for r in rows) or None))
     elif lesson == 5:
         from .gram import gram_comparison_figure, pair_figure, position_blindness_figure
         from .samples import sample_content, sample_style
@@ -281,23 +271,16 @@ def lesson_html(lesson: int, lang: str = "en", net=None, cache_dir=None) -> str:
     sec = sections(lang, lesson)
     title = lesson_title(lesson, lang)
     parts = [f"<h1>{html.escape(msg('handout.lesson', lang, n=lesson))}: {html.escape(title)}</h1>"]
-    for name, body in sec.items():
-        if name in _APP_ONLY or re.match(r"^(look_.*|q\d+|a\d+|slide_.*)$", name):
-            continue
-        parts.append(markdown_html(body))
-    shown = set()
-    for look, img in figures(lesson, lang, net, cache_dir):
-        shown.add(look)
-        parts.append("<figure>" + (img or f"<p>{html.escape(msg('handout.missing', lang))}</p>"))
-        if f"look_{look}" in sec:
-            parts.append(f'<figcaption class="look"><strong>{msg("handout.look", lang)}</strong> '
-                         f"{_inline(sec['look_' + look])}</figcaption>")
-        parts.append("</figure>")
-    rest = [n for n in sec if n.startswith("look_") and n[5:] not in shown]
-    if rest:
-        look = msg("handout.look", lang)
-        parts.append("<ul>" + "".join(f"<li class=\"look\"><strong>{look}</strong> {_inline(sec[n])}</li>"
-                                      for n in rest) + "</ul>")
+    figs = dict(figures(lesson, lang, net, cache_dir))
+    look = f"<strong>{msg('handout.look', lang)}</strong> "
+    for name, body in sec.items():  # each figure where its "look for" line is: after its own section
+        if name.startswith("look_") and name[5:] in figs:
+            img = figs[name[5:]] or f"<p>{html.escape(msg('handout.missing', lang))}</p>"
+            parts.append(f'<figure>{img}<figcaption class="look">{look}{_inline(body)}</figcaption></figure>')
+        elif name.startswith("look_"):
+            parts.append(f'<p class="look">{look}{_inline(body)}</p>')
+        elif name not in _APP_ONLY and not re.match(r"^(q\d+|a\d+|slide_.*)$", name):
+            parts.append(markdown_html(body))
     parts.append(f"<h2>{msg('handout.questions', lang)}</h2>")
     i = 1
     while f"q{i}" in sec:

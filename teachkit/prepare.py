@@ -54,7 +54,7 @@ class Recipe:
     visualize_steps: int = 128
 
 
-#: what ``teachkit prepare`` builds (a few minutes on a 2-core laptop; see benchmarks/RESULTS_app.md)
+#: what ``teachkit prepare`` builds (README: its time, with the machine)
 FULL = Recipe()
 #: tiny results for tests and very slow machines (``--fast``)
 FAST = Recipe(transfer_size=32, transfer_steps=3, content_size=32, content_steps=2, texture_size=32,
@@ -292,18 +292,47 @@ def prepare_visualize(net, layer: str, unit: int, recipe: Recipe = FULL, cache_d
     return load("visualize", layer, str(unit), backbone=net.name, cache_dir=cache_dir)
 
 
+#: seconds of one core each part of FULL takes on a 2-core AVX2 laptop (README: ``teachkit prepare``), the first
+#: estimate: a gallery pair, lesson 4's rebuilt photo, one texture, each default unit (by its layer); the sample
+#: atlas is shipped (a scan of another dataset is not estimated)
+PART_SECONDS = {"atlas": 0.0, "gallery": 34.0, "content": 57.0, "texture": 22.0,
+                "relu1_1": 2.0, "relu2_1": 10.0, "relu3_1": 19.0, "relu4_1": 38.0, "relu5_1": 60.0}
+
+
+class _Pace:
+    """Says each part as it starts, k of n, with the minutes left: PART_SECONDS at first, then at the pace
+    this machine has shown (a part made before takes no time and does not count)."""
+
+    def __init__(self, say, parts: list[str], clock=time.perf_counter):
+        self.say, self.parts, self.clock, self.k, self.taken, self.nominal = say, parts, clock, 0, 0.0, 0.0
+        self.t = clock()
+
+    def __call__(self, message: Message) -> None:
+        now, last = self.clock(), PART_SECONDS.get(self.parts[self.k - 1], 0.0) if self.k else 0.0
+        if now - self.t >= 1.0 and last:
+            self.taken, self.nominal = self.taken + now - self.t, self.nominal + last
+        self.t, self.k = now, self.k + 1
+        pace = self.taken / self.nominal if self.nominal else 1.0
+        left = pace * sum(PART_SECONDS.get(p, 0.0) for p in self.parts[self.k - 1:])
+        self.say(Message("progress.prepare_part" if self.nominal else "progress.prepare_first", k=self.k,
+                         n=len(self.parts), what=message, minutes=max(1, round(left / 60))))
+
+
 def prepare(net=None, kinds: Sequence[str] = KINDS, recipe: Recipe = FULL, cache_dir=None,
             callback: ProgressCallback | None = None, force: bool = False, log=None,
             dataset="sample") -> dict[str, float]:
     """Everything of ``kinds`` for the default lessons (lesson 1's of ``dataset``); returns the seconds each kind took.
     ``log`` is called with a :class:`~teachkit.messages.Message` as each part starts."""
+    from .features import DEFAULT_STYLE_LAYERS
     from .samples import DEFAULT_CONTENT, list_samples
 
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise InputError("prepare.unknown_kind", kind=repr(unknown[0]), kinds=", ".join(KINDS))
     net = _net(net)
-    say = log or (lambda text: None)
+    parts = {"gallery": ["gallery"] * len(GALLERY), "texture": ["texture"] * len(list_samples()["style"]),
+             "visualize": list(DEFAULT_STYLE_LAYERS)}
+    say = _Pace(log or (lambda text: None), [p for k in KINDS if k in kinds for p in parts.get(k, [k])])
     seconds: dict[str, float] = {}
     for kind in KINDS:
         if kind not in kinds:
@@ -357,6 +386,8 @@ def add_prepare_parser(sub) -> None:
 def cmd_prepare(args: argparse.Namespace) -> int:
     import sys
 
+    from tqdm.auto import tqdm
+
     from .fileio import check_int
     from .progress import TqdmReporter
 
@@ -386,9 +417,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         print(text("prepare.photos_done", n=atlas.n_images, folder=photos.label))
         seconds["atlas"] = time.perf_counter() - t0
     bar = TqdmReporter(desc="prepare")
-    try:
+    try:  # each part's line above the bar (tqdm.write), the bar redrawn under it
         seconds.update(prepare(net, kinds, recipe, args.cache, bar, args.force,
-                               log=lambda msg: print(msg.text(), file=sys.stderr), dataset=photos or args.dataset))
+                               log=lambda msg: tqdm.write(msg.text(), file=sys.stderr), dataset=photos or args.dataset))
     finally:
         bar.close()
     print(text("prepare.done", folder=prepared_root(args.cache) / net.name,

@@ -96,6 +96,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 #: The optimiser minimises kappa * J, kappa fixed at the first step so that the gradient has this RMS per
 #: pixel (on the raw J, L-BFGS's first step of length 1 threw every pixel to 0 or 1).
 GRAD_RMS = 0.1
+#: A run fitted to its time limit plans to end one step and this share of its time early; a transfer's
+#: first FIT_PROBE steps measure its pace.
+FIT_MARGIN, FIT_PROBE = 0.1, 3
 COARSEST_SIDE = 128  #: default_scales halves the size while the half keeps at least this long side
 PYRAMID_MIN_SIDE = 64  #: nor does the automatic pyramid's coarsest level go below this long side
 
@@ -742,12 +745,14 @@ def run_steps(st, steps: int, *, callback: ProgressCallback | None = None, stop:
               task: str = "transfer", message: str | Message = "", preview_every: int = 10,
               preview_last: bool = True, done: int = 0, total: int | None = None, time_limit: float | None = None,
               sync_every: int | None = None, deadline: float | None = None,
-              scale: int = 0) -> tuple[list[dict], str | None]:
+              scale: int = 0, fit: float | None = None) -> tuple[list[dict], str | None]:
     """The loop every optimisation in teachkit runs: ``steps`` steps of ``st`` (a :class:`Descent`), each
     reported as a :class:`Progress` (the image every ``preview_every`` steps, and at the last if
     ``preview_last``).  Returns ``(records, reason)``: None, 'stopped' (the callback returned True or
     ``stop`` is set) or 'time_limit' (``time_limit`` seconds or the perf_counter ``deadline`` passed).
-    The terms reach the host every ``sync_every`` steps (1 on the CPU, 10 elsewhere)."""
+    The terms reach the host every ``sync_every`` steps (1 on the CPU, 10 elsewhere).  ``fit``: the share
+    of the time to the deadline these steps may use; after each step, only as many steps as end within it
+    (less FIT_MARGIN and one step) at the pace after the first."""
     steps = int(steps)
     total = done + steps if total is None else total
     if sync_every is None:
@@ -758,13 +763,23 @@ def run_steps(st, steps: int, *, callback: ProgressCallback | None = None, stop:
     records: list[dict] = []
     if stop is not None and stop.is_set():
         return records, "stopped"
-    size, i = max(st.height, st.width), 0
+    size, i, t0, first, planned = max(st.height, st.width), 0, time.perf_counter(), None, steps
+    end = None if fit is None or deadline is None else t0 + (deadline - t0) * fit * (1 - FIT_MARGIN)
+    last = t0
     while i < steps:
         n = min(int(sync_every), steps - i)
         if preview_every:
             n = min(n, preview_every - (done + i) % preview_every)
         for rec in st.step(n):
             i += 1
+            now = time.perf_counter()
+            first = first or now
+            # a step's time ahead: the mean after the first (which sets up), or the last one if longer (a
+            # machine getting busier)
+            ahead, last = (max((now - first) / (i - 1), (now - last) / n) if i > 1 else 0.0), now
+            if end is not None:  # the steps that fit
+                fits = i + int((end - now) / max(1e-9, ahead)) - 1 if i > 1 else planned
+                total, steps = total - steps + min(planned, max(i, fits)), min(planned, max(i, fits))
             records.append(dict(rec, step=done + i))
             show = bool(preview_every) and ((done + i) % preview_every == 0 or (i == steps and preview_last))
             values = {k: v for k, v in rec.items() if k not in ("step", "size", "elapsed")}
@@ -772,8 +787,8 @@ def run_steps(st, steps: int, *, callback: ProgressCallback | None = None, stop:
                                 size=size, weights=st.weights)
             if report(callback, progress, stop):
                 return records, "stopped"
-            if deadline is not None and time.perf_counter() > deadline:
-                return records, "time_limit"
+            if deadline is not None and i < steps and time.perf_counter() + 2 * ahead > deadline:
+                return records, "time_limit"  # the next step, the last costs and the page would end past it
     return records, None
 
 
@@ -996,46 +1011,70 @@ class Engine:
         return StyleTransfer(None, None, init=init, generator=generator, time_origin=self.t0, targets=targets)
 
     def run(self, *, callback: ProgressCallback | None = None, stop: threading.Event | None = None,
-            time_limit: float | None = None) -> TransferResult:
-        """One :class:`StyleTransfer` per scale, each started from the previous one's result (see :func:`transfer`)."""
+            time_limit: float | None = None, fit: bool = False) -> TransferResult:
+        """One :class:`StyleTransfer` per scale, each started from the previous one's result (see :func:`transfer`).
+        ``fit``: when the plan does not fit at the pace of its first FIT_PROBE steps, the first scale only;
+        each scale its share of the time left by steps x pixels, with the steps that fit (:func:`run_steps`)."""
         from .images import to_pil
 
         plan, cfg = self.plan, self.plan.config
-        deadline = None if time_limit is None else time.perf_counter() + float(time_limit)
+        deadline = None if time_limit is None else self.t0 + float(time_limit)
+        fit = fit and deadline is not None
         generator = torch.Generator().manual_seed(int(cfg.seed))
         history: list[dict] = []
         reason: str | None = None
         st = running = None  # running: the scale whose steps are not yet in history
-        last = plan.scales[-1].index
+        scales = list(plan.scales)
         sp = plan.first
+
+        def steps(n: int, probe: bool = False):
+            left = scales[scales.index(sp):]
+            work = [s.steps * s.height * s.width for s in left]
+            records, why = run_steps(
+                st, n, callback=callback, stop=stop, message=Message("progress.scale", k=sp.index, n=scales[-1].index,
+                                                                      side=sp.size),
+                preview_every=cfg.preview_every, preview_last=sp is scales[-1] and not probe, done=len(history),
+                total=len(history) + sum(s.steps for s in left) - sum(r["scale"] == sp.index for r in history),
+                deadline=deadline, scale=sp.index, fit=work[0] / max(1, sum(work)) if fit and not probe else None)
+            history.extend(dict(r, scale=sp.index) for r in records)
+            return records, why
+
         try:
             for sp in plan.scales:
+                if sp not in scales:
+                    break
                 if stop is not None and stop.is_set():
                     reason = "stopped"
                     break
+                if fit and st is None and deadline - time.perf_counter() < time.perf_counter() - self.t0:
+                    reason = "time_limit"  # less time left than the set-up took: no step would fit
+                    break
                 st = running = self._scale(sp, st.optimised() if st is not None else None, generator)
-                records, reason = run_steps(
-                    st, sp.steps, callback=callback, stop=stop,
-                    message=Message("progress.scale", k=sp.index, n=last, side=sp.size),
-                    preview_every=cfg.preview_every, preview_last=sp.index == last, done=len(history),
-                    total=plan.steps, deadline=deadline, scale=sp.index,
-                )
-                history += [dict(r, scale=sp.index) for r in records]
+                n = sp.steps
+                if fit and sp is scales[0] and len(scales) > 1 and n > FIT_PROBE:
+                    records, reason = steps(FIT_PROBE, probe=True)
+                    n, px = n - len(records), sp.height * sp.width
+                    rest = n * px + sum(s.steps * s.height * s.width for s in scales[1:])  # pixels x steps to go
+                    pace = (records[-1]["elapsed"] - records[0]["elapsed"]) / max(1, len(records) - 1) / px
+                    if not reason and rest * pace > (deadline - time.perf_counter()) * (1 - FIT_MARGIN):
+                        del scales[1:]  # the plan does not fit at this pace: the first scale only, a smaller G
+                records, reason = steps(n) if not reason else ([], reason)
                 running = None
                 if reason:
-                    if sp.index == last and len(records) == sp.steps:  # asked at the very last step
-                        reason = None
+                    if sp is scales[-1] and sum(r["scale"] == sp.index for r in history) == sp.steps:
+                        reason = None  # asked at the very last step
                     break
         except KeyboardInterrupt:
             reason = "stopped"
             if running is not None:  # keep the records of the steps the interrupted scale took
-                base = len(history)
-                history += [dict(r, step=base + j, scale=sp.index) for j, r in enumerate(running.history, start=1)]
+                base, kept = len(history), sum(r["scale"] == sp.index for r in history)
+                history += [dict(r, step=base + j, scale=sp.index)
+                            for j, r in enumerate(running.history[kept:], start=1)]
         if st is None:  # stopped before the first step
             st = self._scale(plan.first, None, generator)
-        tensor = st.tensor()
+        tensor, final = st.tensor(), st.costs()
         return TransferResult(image=to_pil(tensor), tensor=tensor, history=history, plan=plan,
-                              stopped=reason is not None, seconds=time.perf_counter() - self.t0, costs=st.costs(),
+                              stopped=reason is not None, seconds=time.perf_counter() - self.t0, costs=final,
                               stop_reason=reason, time_limit=time_limit)
 
 
@@ -1047,9 +1086,11 @@ def plan(content, styles, config: "TransferConfig | Schedule | None" = None, *, 
 
 def transfer(content, styles, config: "TransferConfig | Schedule | None" = None, *,
              callback: ProgressCallback | None = None, stop: threading.Event | None = None, backbone=None,
-             time_limit: float | None = None, cost_functions: costs.CostFunctions | None = None) -> TransferResult:
+             time_limit: float | None = None, cost_functions: costs.CostFunctions | None = None,
+             fit: bool = False) -> TransferResult:
     """Style transfer, coarse to fine.  ``content``: PIL image, path, sample name or tensor; ``styles`` one
     of these or a list.  ``callback(Progress)`` after every step; it stops with the latest image when the
-    callback returns True, ``stop`` is set, Ctrl-C is pressed or ``time_limit`` seconds have passed."""
+    callback returns True, ``stop`` is set, Ctrl-C is pressed or ``time_limit`` seconds have passed (set-up
+    included; ``fit``: with fewer steps that end in time, see :meth:`Engine.run`)."""
     engine = Engine(content, styles, config, backbone=backbone, cost_functions=cost_functions)
-    return engine.run(callback=callback, stop=stop, time_limit=time_limit)
+    return engine.run(callback=callback, stop=stop, time_limit=time_limit, fit=fit)

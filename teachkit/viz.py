@@ -1,8 +1,6 @@
-"""Matplotlib figures shared by the CLI, the Streamlit app and notebooks.
-
-Every function returns a ``matplotlib.figure.Figure`` (never calls ``plt.show``), built with the
-object-oriented API so it is safe from several threads; save it with :func:`save_figure`.
-"""
+"""Matplotlib figures shared by the CLI, the Streamlit app and notebooks: each function returns a ``Figure``
+built without pyplot (safe from several threads); :func:`figure_png` renders one and says in its metadata
+how its text came out (smallest size, overlapping texts)."""
 
 from __future__ import annotations
 
@@ -14,9 +12,7 @@ from . import figtext
 
 
 def save_figure(fig: Figure, path, dpi: int = 120) -> Path:
-    """Write ``fig`` to ``path`` (png/jpg/pdf/svg), checking the path first; returns the Path.
-
-    Written under a temporary name and renamed when complete (never half a file on Ctrl-C)."""
+    """Write ``fig`` to ``path`` (png/jpg/pdf/svg; checked first, written whole or not at all); returns it."""
     from .fileio import atomic_write
     from .images import check_output_path
 
@@ -32,15 +28,10 @@ def save_figure(fig: Figure, path, dpi: int = 120) -> Path:
 
 def plot_history(history, *, layers: bool = False, weights=None, title: str | None = None,
                  figsize=(7.5, 4.5), lang: str | None = None) -> Figure:
-    """Each cost term of a transfer over the steps, on a log scale, in ``lang`` (default: the process's).
-
-    ``history``: ``TransferResult.history`` (or ``StyleTransfer.history``, or a ``--log`` file's).
-    ``layers=True`` adds a thin line per style layer.  ``weights`` (a ``TransferPlan``, each record
-    weighted with its own scale's, or one weights dict) plots what each term adds to J
-    (:func:`teachkit.costs.weighted_record`, the app's chart's data too), so the curves add up to the
-    total; without it the unweighted terms.  Dotted lines mark the scale changes.  ``title`` None: the
-    catalogue's; '' none.  Missing or non-positive values are left out.
-    """
+    """Each cost term of a transfer's ``history`` over the steps, log scale, in ``lang`` (default: the
+    process's); ``layers``: a thin line per style layer.  With ``weights`` (a ``TransferPlan`` or one weights
+    dict) what each term adds to J (:func:`teachkit.costs.weighted_record`).  Dotted lines mark the scale
+    changes; ``title`` None: the catalogue's, '' none."""
     import math
 
     from .costs import weighted_record
@@ -105,19 +96,12 @@ def plot_history(history, *, layers: bool = False, weights=None, title: str | No
 
 # ---- patches: units, layers ---------------------------------------------------------------------
 #
-# A unit = one channel of one layer (the same detector applied at every position).  Every figure
-# names the channel and the layer and gives the receptive-field size; patches are the receptive
-# fields cut out of the scanned images (grey where the field reaches over the image border, i.e.
-# where the network saw zero padding).
-#
-# Text sizes: ``fontsize`` is the smallest text of a figure, in points; titles are larger.  The app
-# shows a figure at 1 pt = 1 CSS px (see lessons/resources.py), so ``fontsize=14`` means 14 px text.
-
+# A unit = one channel of one layer; its patches are its receptive fields in the scanned images (grey
+# where a field reaches over the border).  ``fontsize``: a figure's smallest text, in points.
 
 
 def _font_for(lang: str) -> None:
-    """Register the Chinese font before a Chinese figure makes its first text (texts keep the
-    font family they were made with)."""
+    """The Chinese font registered before a Chinese figure's first text (a text keeps its font)."""
     if lang != "en":
         figtext.use_cjk_font()
 
@@ -149,12 +133,8 @@ def _fmt_value(v: float) -> str:
 def unit_figure(atlas, dataset, layer: str, unit: int, *, n: int | None = None,
                 ncols: int | None = None, lang: str = "en", fontsize: float = 14.0,
                 width: float | None = None) -> Figure:
-    """A unit's top patches in a grid, best first, each with its activation value.
-
-    Title: ``unit = channel N of layer L, receptive field S×S px``.  ``dataset`` may be None
-    (the atlas re-opens its own images); ``n`` limits the number of patches.  ``fontsize`` is the
-    smallest text (pt); ``width`` the figure width in inches (default: 2.3 per column).
-    """
+    """A unit's top ``n`` patches in a grid, best first, each with its activation value, under
+    :func:`unit_label`; ``dataset`` None: the atlas's own; ``width`` in inches (default 2.3 per column)."""
     import math
 
     _font_for(lang)
@@ -188,11 +168,8 @@ def unit_figure(atlas, dataset, layer: str, unit: int, *, n: int | None = None,
 def activation_map_figure(atlas, dataset, layer: str, unit: int, backbone=None, *,
                           image_index: int | None = None, rank: int = 0, lang: str = "en",
                           fontsize: float = 14.0, width: float = 11.0, stacked: bool = False) -> Figure:
-    """A unit's activation over a whole scanned image (default: its best one).
-
-    Left (``stacked``: top): the image with the receptive field of the strongest position drawn;
-    right (bottom): the activation map laid over the image (each cell covers one feature-map step).
-    """
+    """A unit's activation over a whole scanned image (default: its best one): the image with the receptive
+    field of the strongest position, and the activation map laid over it (``stacked``: one above the other)."""
     from matplotlib.patches import Rectangle
 
     _font_for(lang)
@@ -242,6 +219,14 @@ def _image_name(atlas, dataset, index: int, lang: str = "en") -> str:
         return f"#{index}"
 
 
+def zoom(img, factor: int = 3):
+    """The middle ``1/factor`` of a picture, enlarged back to its size, pixels kept square (what is lost in
+    fine detail shows)."""
+    w, h = img.size
+    left, top = w * (factor - 1) // (2 * factor), h * (factor - 1) // (2 * factor)
+    return img.crop((left, top, left + w // factor, top + h // factor)).resize((w, h), resample=0)  # 0: nearest
+
+
 def _patch_tile(img, px: int):
     """A patch resized to ``px`` x ``px`` (blocky when enlarged, smooth when reduced)."""
     import numpy as np
@@ -255,14 +240,9 @@ def layer_overview_figure(atlas, dataset=None, layers=None, n_units: int = 4, *,
                           how: str = "most_active", per_unit: int | None = None,
                           units: dict | None = None, tile_px: int = 48, lang: str = "en",
                           fontsize: float = 14.0, columns: int | None = None, width: float | None = None) -> Figure:
-    """The lecture's picture: a few units per layer, each with its top patches, layers side by side.
-
-    Each layer is one panel, its units in a square grid (9 units: 3 x 3, as on the course's
-    slide); each unit a small square block of its ``per_unit`` (default k) best patches.  Units
-    are chosen by :func:`teachkit.patches.select_units` (``how``), or given per layer in ``units``.
-    ``columns`` panels per row (default: all layers in one row), the whole ``width`` inches wide
-    (default 3.6 per panel) -- two per row fits a web page with patches large enough to see.
-    """
+    """The lecture's picture: per layer a panel of ``n_units`` units in a square grid (chosen by
+    :func:`teachkit.patches.select_units` ``how``, or given in ``units``), each a block of its ``per_unit``
+    best patches; ``columns`` panels per row (default: all in one), ``width`` inches (default 3.6 a panel)."""
     import math
 
     import numpy as np
@@ -300,8 +280,9 @@ def layer_overview_figure(atlas, dataset=None, layers=None, n_units: int = 4, *,
     n_rows = math.ceil(len(layers) / columns)
     width = width or 3.6 * columns + 0.5
     panel = (width - 0.3) / columns
-    fig = Figure(figsize=(width, n_rows * (panel + 0.75 * fontsize / 14) + 0.8 * fontsize / 14), layout="constrained")
-    fig.get_layout_engine().set(h_pad=0.06)
+    line = fontsize * 1.25 / 72  # inches a line of text takes: panel titles have 3, the title 2
+    fig = Figure(figsize=(width, n_rows * (panel + 3.8 * line) + 2.8 * line), layout="constrained")
+    fig.get_layout_engine().set(h_pad=0.2)
     fig.suptitle(title, fontsize=fontsize * 1.15, fontweight="bold", wrap=True)
     axes = list(fig.subplots(n_rows, columns, squeeze=False).flat)
     for ax in axes:
@@ -314,45 +295,81 @@ def layer_overview_figure(atlas, dataset=None, layers=None, n_units: int = 4, *,
     return fig
 
 
-def smallest_text_pt(fig: Figure, *, drawn: bool = False) -> float | None:
-    """The size (pt) of the smallest text that ``fig`` draws (None: no text).
+def _tick_labels(axis) -> list:
+    """The tick labels ``axis`` draws: those of the (major and minor) ticks inside its view."""
+    lo, hi = sorted(axis.get_view_interval())
+    tol, out = 1e-9 * max(abs(lo), abs(hi), 1e-300), []
+    for locs, ticks in ((axis.get_majorticklocs(), axis.get_major_ticks),
+                        (axis.get_minorticklocs(), axis.get_minor_ticks)):
+        out += [label for tick, loc in zip(ticks(len(locs)), locs) if lo - tol <= loc <= hi + tol
+                for label in (tick.label1, tick.label2)]
+    return out
 
-    The figure is laid out first (tick labels exist only once it is drawn) unless ``drawn`` says
-    that it has just been drawn as it is; hidden axes and empty texts do not count.
-    """
+
+def drawn_texts(fig: Figure) -> list:
+    """The texts ``fig`` draws as laid out now: its own, and per visible axes (colour bars too) titles, texts,
+    legend and, where its axis is on, labels, offset texts and the tick labels in view (none hidden or empty)."""
+    texts = list(fig.texts)
+    for ax in (a for top in fig.axes for a in (top, *top.child_axes) if a.get_visible()):  # colour bars: children
+        texts += [ax.title, ax._left_title, ax._right_title, *ax.texts]
+        for axis in (ax.xaxis, ax.yaxis) if ax.axison else ():
+            texts += [axis.label, axis.offsetText, *_tick_labels(axis)] if axis.get_visible() else []
+    for legend in [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend() is not None)]:
+        texts += [*legend.get_texts(), legend.get_title()]
+    return [t for t in texts if t.get_visible() and t.get_text().strip()]
+
+
+def smallest_text_pt(fig: Figure, *, drawn: bool = False) -> float | None:
+    """The size (pt) of the smallest text ``fig`` draws (None: none), laid out first unless just ``drawn``."""
     if not drawn:
         fig.draw_without_rendering()
-    texts = [*fig.texts, getattr(fig, "_suptitle", None), getattr(fig, "_supxlabel", None),
-             getattr(fig, "_supylabel", None)]
-    for ax in fig.axes:
-        texts += [ax.title, ax._left_title, ax._right_title, *ax.texts]
-        if ax.axison:
-            for axis, labels in ((ax.xaxis, ax.get_xticklabels()), (ax.yaxis, ax.get_yticklabels())):
-                if axis.get_visible():
-                    texts += [axis.label, *labels]
-        legend = ax.get_legend()
-        if legend is not None:
-            texts += [*legend.get_texts(), legend.get_title()]
-    sizes = [t.get_fontsize() for t in texts if t is not None and t.get_visible() and t.get_text().strip()]
+    sizes = [t.get_fontsize() for t in drawn_texts(fig)]
     return min(sizes) if sizes else None
 
 
-def figure_png(fig: Figure, dpi: int = 144) -> bytes:
-    """``fig`` rendered to PNG bytes on a white background (for web pages and caches).
+def text_overlaps(fig: Figure, renderer=None) -> list[tuple[str, str]]:
+    """The pairs of texts of ``fig`` (their strings) whose extents on ``renderer`` (None: laid out first) overlap
+    by more than a font's leading (0.15 of its size), or that run together on one line (closer than 1/4)."""
+    if renderer is None:
+        fig.draw_without_rendering()
+        renderer = fig._get_renderer()
+    boxes = [(t.get_text(), t.get_window_extent(renderer), renderer.points_to_pixels(t.get_fontsize()),
+              t.get_rotation()) for t in drawn_texts(fig)]
+    out = []
+    for i, (a, box_a, px_a, turn_a) in enumerate(boxes):
+        for b, box_b, px_b, turn_b in boxes[i + 1:]:
+            wide = min(box_a.x1, box_b.x1) - max(box_a.x0, box_b.x0)
+            high = min(box_a.y1, box_b.y1) - max(box_a.y0, box_b.y0)
+            one_line = turn_a == turn_b and high > 0.5 * min(box_a.height, box_b.height)
+            if high > 0.15 * min(px_a, px_b) and (wide > 1 or (one_line and wide > -0.25 * min(px_a, px_b))):
+                out.append((a, b))
+    return out
 
-    The PNG carries its smallest text size in its metadata (``teachkit:min_text_px``, in image
-    pixels), so a page -- or a browser test -- can tell how large that text appears on screen.
-    """
+
+def figure_png(fig: Figure, dpi: int = 144) -> bytes:
+    """``fig`` as PNG bytes on white, its metadata measured on savefig's own drawing: the smallest text
+    (``teachkit:min_text_px``, image pixels) and the pairs of texts that overlap (``teachkit:overlaps``, the
+    first pair's strings as JSON in ``teachkit:overlap``), for a page or a browser test to check."""
     import io
+    import json
+
+    measured = {}
+
+    def measure(event):  # the last drawing is savefig's real one (a tight bbox draws once before it)
+        measured.update(pt=smallest_text_pt(fig, drawn=True), overlaps=text_overlaps(fig, event.renderer))
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
-    # savefig has just laid the figure out: measuring now costs no second drawing
-    smallest = smallest_text_pt(fig, drawn=True)
-    data = buf.getvalue()
-    if smallest is None:
-        return data
-    return png_with_text(data, "teachkit:min_text_px", f"{smallest * dpi / 72:.2f}")
+    hook = fig.canvas.mpl_connect("draw_event", measure)
+    try:
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
+    finally:
+        fig.canvas.mpl_disconnect(hook)
+    data, pairs = buf.getvalue(), measured.get("overlaps", [])
+    if measured.get("pt") is not None:
+        data = png_with_text(data, "teachkit:min_text_px", f"{measured['pt'] * dpi / 72:.2f}")
+    if pairs:
+        data = png_with_text(data, "teachkit:overlap", json.dumps(pairs[0]))  # ASCII: tEXt is Latin-1
+    return png_with_text(data, "teachkit:overlaps", str(len(pairs)))
 
 
 def png_with_text(data: bytes, key: str, value: str) -> bytes:

@@ -42,7 +42,7 @@ def visible_strings(at, kinds=TEXT_KINDS, attrs=WIDGET_ATTRS) -> list[str]:
 #: Latin words a Chinese page may show as they are: names of things, units, formats, the lecture's terms
 ALLOWED_LATIN = {
     "vgg", "vgg19", "cpu", "cuda", "gram", "imagenet", "caffe", "png", "jpeg", "jpg", "json", "bfgs", "adam",
-    "bfloat16", "float32", "simonyan", "zisserman", "torchvision", "teachkit", "content", "style", "tv", "auto",
+    "bfloat16", "float32", "simonyan", "zisserman", "torchvision", "teachkit", "content", "style", "tv", "auto", "avx2",
 }
 # formulas, code, icons, style sheets, and names in quotes (a teacher's folder, an uploaded file)
 _SKIP = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|`[^`]*`|:material/\w+:|<style>.*?</style>|“[^”]*”", re.S)

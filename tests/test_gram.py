@@ -159,11 +159,11 @@ def test_gram_comparison_reports_j_style_and_rescales(net, cat):
     assert c["j_style"] == pytest.approx(float(expected), rel=1e-4)
     fig = g.gram_comparison_figure(net, S, cat, "relu2_1", comparison=c)
     assert isinstance(fig, Figure) and f"{c['j_style']:.4g}" in fig._suptitle.get_text()
-    assert len(fig.axes) == 7  # three heatmaps, their colour bars and the how-to-read panel
+    assert len(fig.axes) + sum(len(ax.child_axes) for ax in fig.axes) == 7  # heatmaps, their bars, how to read
     same = g.gram_comparison(net, cat, cat, "relu2_1", full=True)
     assert same["j_style"] == 0 and len(same["channels"]) == 128
     fig1 = g.gram_figure(net, cat, "relu1_1", n_channels=8)
-    assert len(fig1.axes) == 4
+    assert len(fig1.axes) + sum(len(ax.child_axes) for ax in fig1.axes) == 4
 
 
 def test_one_j_style_for_heatmap_title_and_bars(net, cat):
@@ -281,6 +281,27 @@ def test_cli_gram_writes_figures(tmp_path, capsys):
     assert "J_style[l](S, G)" in out and "relative change" in out
 
 
+def test_cli_figures_speak_the_chosen_language(tmp_path, monkeypatch):
+    """``--lang zh`` (after the sub-command too) gives Chinese figures, not only Chinese lines."""
+    import re
+
+    from teachkit import viz
+
+    made, save = [], viz.save_figure
+
+    def keep_words(fig, path):
+        fig.draw_without_rendering()
+        made.append(" ".join(t.get_text() for t in viz.drawn_texts(fig)))
+        return save(fig, path)
+
+    monkeypatch.setattr(viz, "save_figure", keep_words)
+    for argv in (["gram", "chelsea"], ["gram", "show", "stained_glass", "chelsea", "--layer", "relu1_1"],
+                 ["gram", "pair", "chelsea"], ["gram", "shuffle", "chelsea"],
+                 ["reconstruct", "content", "chelsea", "--layers", "relu1_1", "--steps", "1"]):
+        assert main(argv + ["--size", "32", "--lang", "zh", "-o", str(tmp_path / "f.png")]) == 0, argv
+    assert len(made) == 5 and all(re.search(r"[\u4e00-\u9fff]", t) for t in made), made
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -305,3 +326,36 @@ def test_cli_gram_usage_errors_exit_2():
     with pytest.raises(SystemExit) as exc:
         main(["gram", "pair", "chelsea", "--most", "--least", "-o", "x.png"])
     assert exc.value.code == 2
+
+
+# the two far ends (the browser walks check the pages in all four): English at the page's text size, Chinese
+# (wider glyphs) at the projector's
+@pytest.mark.parametrize("lang, px", [("en", g.MIN_TEXT_PX), ("zh", 20)], ids=["en-normal", "zh-projector"])
+def test_no_two_texts_of_any_figure_overlap(net, cat, lang, px):
+    """Every figure at the page's and the projector's text size, and the slides' one-row layouts, in
+    both languages: no title over a tick label, no colour-bar scale over a title (measured on the text
+    extents of savefig's own drawing: teachkit.viz.figure_png)."""
+    import io
+    import json
+
+    from PIL import Image
+
+    from teachkit.viz import figure_png
+
+    S = to_tensor(sample_content("coffee", 64))
+    with g.text_size(px * g.SHOWN_PX / 1200):  # a slide shows a one-row figure 1200 px wide (lessons/slides_deck.py)
+        figs = {"cmp_wide": g.gram_comparison_figure(net, S, cat, "relu3_1", lang=lang, wide=True),
+                "pair_wide": g.pair_figure(net, cat, "relu3_1", lang=lang, wide=True)}
+    with g.text_size(px):
+        figs |= {
+            "one": g.gram_figure(net, cat, "relu3_1", lang=lang),
+            "cmp": g.gram_comparison_figure(net, S, cat, "relu3_1", lang=lang),
+            "pair": g.pair_figure(net, cat, "relu3_1", lang=lang),
+            "blind": g.position_blindness_figure(net, cat, tiles=4, lang=lang),
+            "bars": g.style_cost_bars_figure({"relu1_1": 3e4, "relu2_1": 2e6, "relu3_1": 5e6, "relu4_1": 3e8,
+                                              "relu5_1": 2e3}, {"relu1_1": 1, "relu2_1": 5e-3, "relu3_1": 2.5e-3,
+                                                                "relu4_1": 2.5e-5, "relu5_1": 0.3}, lang=lang),
+        }
+        for name, fig in figs.items():
+            info = Image.open(io.BytesIO(figure_png(fig, dpi=100))).info
+            assert info["teachkit:overlaps"] == "0", (name, json.loads(info["teachkit:overlap"]))

@@ -35,7 +35,7 @@ LETTERS = re.compile(r"[A-Za-z]")
 #: a parameter a translation may leave out: another library's own (English) words about a failure
 OPTIONAL = {"detail"}
 #: figure texts that are formulas with spaces, written the same in both languages
-FORMULAS = {"gram.cmp_cos", "gram.cmp_title"}
+FORMULAS = {"gram.cmp_cos", "gram.cmp_title", "viz.activation"}
 
 
 def fields(template: str) -> dict[str, str]:

@@ -727,7 +727,7 @@ def test_figures_name_the_unit_and_its_receptive_field():
         atlas.activation_map("relu1_1", 0, ds, random_net())
     fig = layer_overview_figure(atlas, ds, n_units=2)
     titles = [ax.get_title() for ax in fig.axes]
-    assert titles == ["relu1_1\nreceptive field 3×3 px", "relu2_1\nreceptive field 8×8 px"]
+    assert titles == ["relu1_1\nreceptive field\n3×3 px", "relu2_1\nreceptive field\n8×8 px"]
 
 
 # ---------------------------------------------------------------- the shipped sample index

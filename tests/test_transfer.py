@@ -654,3 +654,17 @@ def test_the_loop_drives_any_objective_and_parametrisation():
         assert reason is None and [p.step for p in seen] == list(range(1, 41)) and seen[-1].image.size == (32, 24)
         assert records[-1]["total"] < records[0]["total"] / 20, (optimizer, records[0], records[-1])
         assert float((d.tensor() - target).abs().mean()) < 0.1
+
+
+def test_a_fitted_run_takes_the_steps_that_fit_and_drops_the_finer_scale_first(net, content64, style64):
+    """Each step made slow on purpose (0.1 s in the callback): 400 steps over two scales cannot fit into
+    4 s, so the run keeps its first scale, takes about as many steps as fit and ends by itself."""
+    import time
+
+    cfg = small(size=64, steps=400, scales=(32, 64))
+    result = transfer(content64, [style64], cfg, backbone=net, time_limit=4, fit=True,
+                      callback=lambda p: time.sleep(0.1))
+    assert not result.stopped and result.stop_reason is None
+    assert {r["scale"] for r in result.history} == {1} and max(result.image.size) == 32  # a smaller G
+    assert 3 <= result.steps_done < result.steps_planned == 400
+    assert result.steps_done * 0.1 <= 4  # no more steps than the limit holds

@@ -186,3 +186,87 @@ def test_plot_history_speaks_the_language_it_is_given_or_the_process_speaks():
     assert figtext.tr("viz.history_total", "zh") in words and "J(G), the total" not in words
     en = viz.plot_history(history, lang="en")
     assert en.axes[0].get_xlabel() == figtext.tr("viz.history_step", "en")
+
+
+# ---- no two texts of a figure overlap (issue 26): measured on the figure's own text extents ----------
+
+
+def _overlaps(fig) -> tuple[int, list]:
+    """What figure_png writes into the PNG: the number of overlapping pairs, and the first pair."""
+    import json
+
+    info = Image.open(io.BytesIO(viz.figure_png(fig, dpi=100))).info
+    return int(info["teachkit:overlaps"]), json.loads(info.get("teachkit:overlap", "[]"))
+
+
+def test_the_overlap_check_catches_planted_overlaps_and_passes_texts_apart():
+    def planted(*texts, rotation=0):
+        fig = Figure(figsize=(4, 2))
+        for x, y, s in texts:
+            fig.text(x, y, s, fontsize=14, rotation=rotation if s == "turned" else 0)
+        return fig
+
+    assert _overlaps(planted((0.1, 0.5, "a title here"), (0.2, 0.5, "a label"))) == (1, ["a title here", "a label"])
+    assert _overlaps(planted((0.1, 0.5, "one"), (0.1, 0.55, "two"))) == (1, ["one", "two"])  # one over the other
+    assert _overlaps(planted((0.1, 0.5, "left"), (0.6, 0.5, "right"))) == (0, [])  # side by side
+    assert _overlaps(planted((0.1, 0.2, "low"), (0.1, 0.7, "high"))) == (0, [])  # one above the other
+    # two labels on one line that touch ("a = 819a = 815"): run together, though their boxes do not cross
+    fig = Figure(figsize=(4, 2))
+    first = fig.text(0.1, 0.5, "a = 819", fontsize=14)
+    fig.draw_without_rendering()
+    right = first.get_window_extent(fig._get_renderer()).x1 / fig.bbox.width
+    fig.text(right + 0.002, 0.5, "a = 815", fontsize=14)
+    assert _overlaps(fig) == (1, ["a = 819", "a = 815"])
+    # tick labels are texts too: crowded channel numbers on an axis are caught, hidden axes are not
+    fig = Figure(figsize=(2, 2))
+    ax = fig.add_subplot()
+    ax.set_xticks(range(40), [str(100 + i) for i in range(40)], fontsize=14)
+    assert _overlaps(fig)[0] > 10
+    ax.set_axis_off()
+    assert _overlaps(fig) == (0, [])
+
+
+class _MapAtlas(_Atlas):
+    """... with five layers, activation maps, and large activation values (four digits: the widest labels)."""
+
+    layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+
+    def rf(self, layer):
+        return self._RF({"relu1_1": 3, "relu2_1": 10, "relu3_1": 24, "relu4_1": 68, "relu5_1": 156}[layer])
+
+    def top(self, layer, unit, n=None):
+        from collections import namedtuple
+
+        return [namedtuple("Hit", "value image_index")(2819.4 - 13 * i, 0) for i in range(n or self.k)]
+
+    def activation_map(self, layer, unit, dataset=None, backbone=None, image_index=None, rank=0):
+        from types import SimpleNamespace
+
+        rf = SimpleNamespace(offset=1.0, offset_x=1.0, stride=2, stride_x=2, size=5, size_x=5)
+        return SimpleNamespace(values=np.random.default_rng(0).random((16, 16)), image=np.zeros((32, 32, 3)),
+                               image_index=0, peak=(3, 4), box=(4, 6, 9, 11), rf=rf)
+
+
+# the two far ends (the browser walks check the pages in all four): English at the page's text size, Chinese
+# (wider glyphs) at the projector's
+@pytest.mark.parametrize("lang, px", [("en", 14), ("zh", 20)], ids=["en-normal", "zh-projector"])
+def test_lesson1_and_history_figures_have_no_overlapping_texts(lang, px):
+    """The app's sizes (lessons/resources.py): the text is px high in the column the figure is shown in."""
+    atlas = _MapAtlas()
+    atlas.k = 9
+    figs = {
+        "unit": viz.unit_figure(atlas, None, "relu1_1", 1, ncols=3, lang=lang, width=5.0, fontsize=px * 5 * 72 / 330),
+        "map": viz.activation_map_figure(atlas, None, "relu1_1", 1, lang=lang, stacked=True, width=5.5,
+                                         fontsize=px * 5.5 * 72 / 413),
+        "overview": viz.layer_overview_figure(atlas, None, n_units=4, lang=lang, columns=1 if px >= 20 else 2,
+                                              width=11.0, fontsize=px * 11 * 72 / 760,
+                                              units={layer: [0, 1, 2, 3] for layer in atlas.layers}),
+        "overview_slide": viz.layer_overview_figure(atlas, None, n_units=4, per_unit=4, lang=lang, width=16.0,
+                                                    fontsize=px * 16 * 72 / 1200,  # lessons/slides_deck.py
+                                                    units={layer: [0, 1, 2, 3] for layer in atlas.layers}),
+        "history": viz.plot_history([{"step": i, "content": 50 / i, "style": 1e4 / i ** 2, "total": 9e3 / i,
+                                      "scale": 1 + (i > 20), "size": 128 * (1 + (i > 20))} for i in range(1, 40)],
+                                    lang=lang),
+    }
+    for name, fig in figs.items():
+        assert _overlaps(fig) == (0, []), (name, lang, px)

@@ -1,16 +1,16 @@
 """The app in a real browser: the classroom's shared local server (tests/conftest.py) + headless
 Chromium driven by Playwright.
 
-Every page is opened in a 1280-px-wide window, in English and Chinese, with the projector mode off and
-on (from the address, ``?projector=1``); its main controls are pressed; the page must show no Streamlit
+Every page is opened in a 1280-px-wide window, in English and Chinese, its main controls are pressed, and
+it is checked with the projector mode off and then switched on (and once from the address,
+``?projector=1``, as after a reload); the page must show no Streamlit
 exception box, no button label, chosen dropdown option or chip cut off, and the smallest text of every
 figure must appear at least 14 px high (20 px in projector mode).  ``/`` and ``/layers`` both open
 lesson 1, the projector mode stays in the address (so it survives a reload), and the slides turn with
 the arrow keys.  Each step waits for the app's own signal that its script runs are over (:func:`settle`:
-Streamlit's messages on the page's websocket), not for a fixed time.  A screenshot
-is saved: into ``$TEACHKIT_SCREENSHOTS`` when that is set (the README's pictures, made
-with the app's real classroom settings and results prepared by ``teachkit prepare``), else into
-pytest's tmp_path (tiny, fast demos).
+Streamlit's messages on the page's websocket), not for a fixed time.  With ``$TEACHKIT_SCREENSHOTS`` set,
+screenshots are saved there (the README's pictures, made with the app's real classroom settings and
+results prepared by ``teachkit prepare``); without it the demos are tiny and fast.
 
 The figures carry their smallest text size in their PNG metadata (``teachkit.viz.figure_png``);
 the test reads it back from the image the browser loaded and scales it by the width the image is
@@ -323,7 +323,7 @@ def pick_radio(page, key: str, index: int) -> None:
 # ---- what to do on each page: its main controls (by key, so the same in both languages) ----
 
 
-def lesson1(page, lang, live=True):
+def lesson1(page, lang):
     assert page.locator('[data-testid="stImage"] img').count() >= 3
     pick_radio(page, f"p1_how__{lang}", 1)
     settle(page)
@@ -333,9 +333,9 @@ def lesson1(page, lang, live=True):
     assert page.locator('[data-testid="stImage"] img').count() >= 3
 
 
-def lesson2(page, lang, live=True):
+def lesson2(page, lang):
     expect_text(page, {"en": "Prepared before class", "zh": "课前已准备好"}[lang])  # the finished example at once
-    if live and not REAL:  # (the README's picture shows the prepared example, not a rushed live run)
+    if not REAL:  # (the README's picture shows the prepared example, not a rushed live run)
         press(page, "p2_run")
         settle(page)
         summary = {"en": re.compile(r"^(Finished in|Stopped at the time limit)"), "zh": re.compile(r"^(用时|到了时间上限)")}
@@ -343,17 +343,14 @@ def lesson2(page, lang, live=True):
             timeout=WAIT_MS)
 
 
-def lesson3(page, lang, live=True):
+def lesson3(page, lang):
     press(page, "p3_step")
     settle(page)
-    if live:
-        press(page, "p3_run")
-        settle(page)
+    press(page, "p3_run")
+    settle(page)
 
 
-def lesson4(page, lang, live=True):
-    if not live:
-        return
+def lesson4(page, lang):
     press(page, "p4_run")
     settle(page)
     page.locator('[data-testid="stMetric"]').first.wait_for(timeout=WAIT_MS)
@@ -362,17 +359,15 @@ def lesson4(page, lang, live=True):
         settle(page)
 
 
-def lesson5(page, lang, live=True):
+def lesson5(page, lang):
     pick_radio(page, f"p5_pair__{lang}", 1)  # avoid each other
     settle(page)
-    if live and not REAL:
+    if not REAL:
         press(page, "p5_texture_run")
         settle(page)
 
 
-def lesson6(page, lang, live=True):
-    if not live:
-        return
+def lesson6(page, lang):
     press(page, "p6_start")
     if REAL and lang == "en":  # the live view while it runs, then the finished result
         page.locator(".st-key-p6_cancel button").wait_for(timeout=WAIT_MS)
@@ -394,34 +389,45 @@ def open_lesson(page, url: str, n: int) -> None:
     no_exception(page)
 
 
-def walk_every_page(app_url, browser, tmp_path, lang, projector):
-    """Every lesson in this language and mode: its main controls pressed (in projector mode the quick ones:
-    the live runs' results are laid out as in normal mode), no exception, nothing cut (buttons, chosen
-    options, chips), no two texts of a figure overlapping, figure text and page text large enough for the mode."""
-    out = Path(SHOTS) if SHOTS else tmp_path
-    out.mkdir(parents=True, exist_ok=True)
+def check_page(page, n: int, projector: bool) -> None:
+    """No exception, nothing cut (buttons, chosen options, chips), page text and figure text large enough
+    for the mode, no two texts of a figure overlapping."""
+    settle(page)
+    no_exception(page)
+    labels_fit(page, allow_wrap=projector)
+    options_fit(page)
+    assert smallest_text_px(page) >= (17 if projector else 12), "page text too small"
+    check_figure_text(page, n, 20 if projector and n in (1, 5) else MIN_TEXT_PX)
+
+
+def walk_every_page(app_url, browser, lang):
+    """Every lesson in this language: its main controls pressed, the page checked (:func:`check_page`),
+    then the projector switch turned on (kept in the address) and the page checked again in that mode.
+    First, the mode from the address, as after a reload: ``?projector=1`` turns the switch on."""
+    out = Path(SHOTS) if SHOTS else None
     context = browser.new_context(viewport={"width": WIDTH, "height": 900}, device_scale_factor=1)
     page = new_page(context)
-    min_figure_px = 20 if projector else MIN_TEXT_PX
-    query = f"?lang={lang}" + ("&projector=1" if projector else "")
+    switch = page.locator(".st-key-projector label").first
+    on = page.locator('.st-key-projector input[type="checkbox"]').first
     try:
+        open_lesson(page, f"{app_url}/layers?lang={lang}&projector=1", 1)
+        assert on.is_checked()
         assert [n for n, _, _ in LESSONS] == [1, 2, 3, 4, 5, 6]
         for n, slug, act in LESSONS:
-            open_lesson(page, f"{app_url}/{slug}{query}", n)
-            if projector:  # the address switched it on, the switch shows it, and it stays in the address
-                assert "projector=1" in page.url  # (so a reload keeps it)
-                assert page.locator('[data-testid="stSidebar"] [role="checkbox"], [data-testid="stSidebar"] input[type="checkbox"]').first.is_checked()
-            act(page, lang, live=REAL or not projector)
-            settle(page)
-            no_exception(page)
-            labels_fit(page, allow_wrap=projector)
-            options_fit(page)
-            assert smallest_text_px(page) >= (17 if projector else 12), "page text too small"
-            check_figure_text(page, n, min_figure_px if n in (1, 5) else MIN_TEXT_PX)
-            name = f"lesson{n}" + ("" if lang == "en" else "_zh") + ("_projector" if projector else "")
-            if (not REAL and not projector) or (lang, projector) in (("en", False), ("zh", True)) or n == 5:
-                screenshot(page, out / f"{name}.png")
-                assert (out / f"{name}.png").stat().st_size > 10_000
+            open_lesson(page, f"{app_url}/{slug}?lang={lang}", n)
+            assert not on.is_checked()
+            act(page, lang)
+            check_page(page, n, False)
+            for projector in (False, True):
+                if projector:
+                    switch.click()
+                    settle(page)
+                    assert on.is_checked() and "projector=1" in page.url  # (so a reload keeps it)
+                    check_page(page, n, True)
+                name = f"lesson{n}" + ("" if lang == "en" else "_zh") + ("_projector" if projector else "")
+                if out and ((lang, projector) in (("en", False), ("zh", True)) or n == 5):
+                    screenshot(page, out / f"{name}.png")
+                    assert (out / f"{name}.png").stat().st_size > 10_000
         if lang == "zh":
             words = dropzone_words(page)  # Streamlit's own uploader words, as drawn: Chinese too
             assert words and all(w == ["上传", words[0][1], False] for w in words), words
@@ -430,10 +436,7 @@ def walk_every_page(app_url, browser, tmp_path, lang, projector):
         context.close()
 
 
-
-
-@pytest.mark.parametrize("projector", [False, True], ids=["normal", "projector"])
-def test_every_page_in_chromium(app_url, browser, tmp_path, projector):
-    """The English pages (the Chinese ones: tests/test_browser_zh.py, a file of its own so that the two
-    test workers walk beside each other)."""
-    walk_every_page(app_url, browser, tmp_path, "en", projector)
+def test_every_page_in_chromium(app_url, browser):
+    """The English pages in both modes (the Chinese ones: tests/test_browser_zh.py, a file of its own so
+    that the two test workers walk beside each other)."""
+    walk_every_page(app_url, browser, "en")

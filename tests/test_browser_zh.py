@@ -10,9 +10,8 @@ from test_browser import (SHOTS, WAIT_MS, WIDTH, app_url, browser, labels_fit, l
                           new_page, no_exception, open_lesson, options_fit, screenshot, settle, walk_every_page)
 
 
-@pytest.mark.parametrize("projector", [False, True], ids=["normal", "projector"])
-def test_every_page_in_chromium(app_url, browser, tmp_path, projector):
-    walk_every_page(app_url, browser, tmp_path, "zh", projector)
+def test_every_page_in_chromium(app_url, browser):
+    walk_every_page(app_url, browser, "zh")
 
 
 _SLIDE_FITS_JS = """() => {

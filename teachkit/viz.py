@@ -205,18 +205,21 @@ def activation_map_figure(atlas, dataset, layer: str, unit: int, backbone=None, 
         ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False,
                                edgecolor=colour, linewidth=2.5))
     ax_img.set_title(figtext.tr("viz.map_image", lang, name=_image_name(atlas, dataset, am.image_index, lang)),
-                     fontsize=fontsize)
+                     fontsize=fontsize, wrap=True)  # a long photo name and crop: two lines, not a wider figure
     ax_map.set_title(figtext.tr("viz.map_values", lang, h=h, w=w, y=am.peak[0], x=am.peak[1]), fontsize=fontsize)
     return fig
 
 
-def _image_name(atlas, dataset, index: int, lang: str = "en") -> str:
-    """The scanned image as its dataset names it (a photo's file and which crop), else its number."""
+def _image_name(atlas, dataset, index: int, lang: str = "en", longest: int = 24) -> str:
+    """The scanned image as its dataset names it (a photo's file and which crop), else its number; a word
+    longer than ``longest`` (a teacher's long file name) keeps its ends, so that the title can wrap."""
     try:
         name = atlas.open_dataset(dataset).description(int(index))
-        return name if isinstance(name, str) else name.text(lang)
+        name = name if isinstance(name, str) else name.text(lang)
     except Exception:  # noqa: BLE001 - a title only
         return f"#{index}"
+    half = (longest - 1) // 2
+    return " ".join(w if len(w) <= longest else f"{w[:half]}…{w[-half:]}" for w in name.split(" "))
 
 
 def zoom(img, factor: int = 3):

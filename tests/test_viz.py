@@ -246,6 +246,12 @@ class _MapAtlas(_Atlas):
         return SimpleNamespace(values=np.random.default_rng(0).random((16, 16)), image=np.zeros((32, 32, 3)),
                                image_index=0, peak=(3, 4), box=(4, 6, 9, 11), rf=rf)
 
+    def open_dataset(self, dataset=None):
+        """A teacher's photo with a long name (the map's title must wrap, not widen the figure)."""
+        from types import SimpleNamespace
+
+        return SimpleNamespace(description=lambda i: "our_school_trip_to_the_mountains_day_two.jpg, crop 1/3 at (x=341, y=385)")
+
 
 # the two far ends (the browser walks check the pages in all four): English at the page's text size, Chinese
 # (wider glyphs) at the projector's
@@ -270,3 +276,8 @@ def test_lesson1_and_history_figures_have_no_overlapping_texts(lang, px):
     }
     for name, fig in figs.items():
         assert _overlaps(fig) == (0, []), (name, lang, px)
+    # a long photo name wraps: the saved figure keeps its own width (+ savefig's 0.1-inch pad each side), so
+    # its text is not shrunk on the page (2 % more: a wrapped line may touch the edge)
+    for name in ("unit", "map"):
+        width = Image.open(io.BytesIO(viz.figure_png(figs[name], dpi=100))).size[0]
+        assert width <= (figs[name].get_figwidth() + 0.2) * 100 * 1.02, (name, lang, width)

@@ -13,7 +13,8 @@ from teachkit.features import load_backbone
 #: start, the classroom built meanwhile by the one) so that both workers end together: ``make test`` runs
 #: pytest-xdist with --dist loadfile --no-loadscope-reorder
 SLOW_FIRST = ("test_browser.py", "test_grade.py", "test_browser_zh.py", "test_serving.py", "test_wheel.py",
-              "test_app.py")
+              "test_app.py", "test_pages.py", "test_transfer.py", "test_cli_transfer.py", "test_gram.py",
+              "test_notebooks.py", "test_distributed.py", "test_viz.py", "test_features.py")
 
 
 def pytest_collection_modifyitems(config, items):

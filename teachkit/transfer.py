@@ -777,9 +777,9 @@ def run_steps(st, steps: int, *, callback: ProgressCallback | None = None, stop:
             # a step's time ahead: the mean after the first (which sets up), or the last one if longer (a
             # machine getting busier)
             ahead, last = (max((now - first) / (i - 1), (now - last) / n) if i > 1 else 0.0), now
-            if end is not None:  # the steps that fit
-                fits = i + int((end - now) / max(1e-9, ahead)) - 1 if i > 1 else planned
-                total, steps = total - steps + min(planned, max(i, fits)), min(planned, max(i, fits))
+            if end is not None and i > 1:  # the steps that fit
+                fits = min(planned, max(i, i - 1 + int((end - now) / max(1e-9, ahead))))
+                total, steps = total - steps + fits, fits
             records.append(dict(rec, step=done + i))
             show = bool(preview_every) and ((done + i) % preview_every == 0 or (i == steps and preview_last))
             values = {k: v for k, v in rec.items() if k not in ("step", "size", "elapsed")}
@@ -1072,9 +1072,9 @@ class Engine:
                             for j, r in enumerate(running.history[kept:], start=1)]
         if st is None:  # stopped before the first step
             st = self._scale(plan.first, None, generator)
-        tensor, final = st.tensor(), st.costs()
+        tensor = st.tensor()
         return TransferResult(image=to_pil(tensor), tensor=tensor, history=history, plan=plan,
-                              stopped=reason is not None, seconds=time.perf_counter() - self.t0, costs=final,
+                              stopped=reason is not None, seconds=time.perf_counter() - self.t0, costs=st.costs(),
                               stop_reason=reason, time_limit=time_limit)
 
 

@@ -9,9 +9,9 @@ import torch
 from teachkit.features import load_backbone
 
 
-#: the test files that take longest, started first (and the two browser files on both workers from the
-#: start, the classroom built meanwhile by the one) so that both workers end together: ``make test`` runs
-#: pytest-xdist with --dist loadfile --no-loadscope-reorder
+#: the test files that take longest, longest first, so that both workers end together (the grader's, which
+#: needs no classroom, beside the first browser file while that one builds the classroom): ``make test``
+#: runs pytest-xdist with --dist loadfile --no-loadscope-reorder
 SLOW_FIRST = ("test_browser.py", "test_grade.py", "test_browser_zh.py", "test_serving.py", "test_wheel.py",
               "test_app.py", "test_pages.py", "test_transfer.py", "test_cli_transfer.py", "test_gram.py",
               "test_notebooks.py", "test_distributed.py", "test_viz.py", "test_features.py")

@@ -124,3 +124,25 @@ def classroom_server(classroom, tmp_path_factory):
     with serve_app(flags, cwd=elsewhere, env=env, log=elsewhere / "streamlit.log") as server:
         server.flags = flags
         yield server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def components_scanned_once():
+    """Every new AppTest has Streamlit read the metadata of every installed package, looking for v2
+    components: most of a short AppTest's time.  Nothing is installed during a run, so one scan serves all."""
+    try:
+        from streamlit.components.v2 import manifest_scanner
+    except ImportError:  # a Streamlit without v2 components: nothing to scan
+        yield
+        return
+    scan = manifest_scanner.scan_component_manifests
+    found = []
+
+    def scan_once(*args, **kwargs):
+        if not found:
+            found.append(scan(*args, **kwargs))
+        return list(found[0])
+
+    manifest_scanner.scan_component_manifests = scan_once
+    yield
+    manifest_scanner.scan_component_manifests = scan

@@ -988,14 +988,15 @@ def test_a_bad_upload_names_the_file_literally_on_the_page():
 @pytest.fixture(scope="module")
 def class_server(tmp_path_factory):
     """The app served on 127.0.0.1 with the classroom flags (teachkit.serve), tiny demos, and small
-    upload bounds: 1 MB a file, 3 files or 2 MB a session, 3 MB for the whole server."""
+    upload bounds: 1 MB a file, 3 files or 2 MB a session, 3 MB for the whole server; a closed tab's
+    uploads freed after 1 s."""
     pytest.importorskip("websockets")
     from teachkit.serve import streamlit_flags
 
     log = tmp_path_factory.mktemp("class_server") / "server.log"
     env = dict(os.environ, TEACHKIT_OFFLINE="1", TEACHKIT_FAST="1", TEACHKIT_WARMUP="0",
                TEACHKIT_UPLOAD_MAX_MB="1", TEACHKIT_UPLOAD_SESSION_FILES="3", TEACHKIT_UPLOAD_SESSION_MB="2",
-               TEACHKIT_UPLOAD_SERVER_MB="3", TEACHKIT_HEARTBEAT_SECONDS="3")
+               TEACHKIT_UPLOAD_SERVER_MB="3", TEACHKIT_HEARTBEAT_SECONDS="3", TEACHKIT_UPLOAD_FREE_SECONDS="1")
     with serve_app(streamlit_flags(1, local=True), cwd=ROOT, env=env, log=log) as server:
         yield server
 

@@ -1,13 +1,15 @@
-"""How long `make test` takes, on a quiet machine and beside other work: a script, not a test.
+"""How long `make test` takes, on a quiet machine, beside other work and as on an AVX2 CPU: a script, not a test.
 
-Runs the README's test command (``make test``, the set-up already done) ``--runs`` times for each number of
-``--hogs`` (busy loops of one core each, started just before the suite and stopped after it: a shared box or
-a laptop doing something else), the rounds interleaved so that a drift of the machine's own speed touches
-every column alike, and prints each run's wall time and CPU seconds (the suite and all its processes), then
-the median per column.  The 1-minute load average before each run says how busy the box already was.
+Runs the README's test command (``make test``, the set-up already done) ``--runs`` times for each column of
+``--columns``: ``N`` busy loops of one core each beside the suite (started just before it, stopped after it:
+a shared box, or a laptop doing something else), and with ``:avx2`` torch limited to AVX2 kernels
+(``ATEN_CPU_CAPABILITY=avx2``, ``ONEDNN_MAX_CPU_ISA=AVX2``) on an AVX-512 machine, as most classroom laptops
+run it.  The rounds are interleaved, so that a drift of the machine's own speed touches every column alike;
+it prints each run's wall time and CPU seconds (the suite and all its processes), then the median per column.
+The 1-minute load average before each run says how busy the box already was.
 
-    .venv/bin/python benchmarks/suite.py                    # --runs 2 --hogs 0,1,2
-    .venv/bin/python benchmarks/suite.py --runs 3 --hogs 0
+    .venv/bin/python benchmarks/suite.py                    # --runs 2 --columns 0,0:avx2,1:avx2
+    .venv/bin/python benchmarks/suite.py --runs 3 --columns 0
 """
 
 from __future__ import annotations
@@ -36,12 +38,17 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def one_run(hogs: int) -> tuple[float, float, str]:
-    """Wall seconds, CPU seconds and pytest's last line of one ``make test`` beside ``hogs`` busy loops."""
-    busy = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(hogs)]
+AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def one_run(column: str) -> tuple[float, float, str]:
+    """Wall seconds, CPU seconds and pytest's last line of one ``make test`` as ``column`` says."""
+    hogs, _, isa = column.partition(":")
+    env = dict(os.environ, **(AVX2 if isa == "avx2" else {}))
+    busy = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(int(hogs))]
     try:
         cpu0, t0 = children_cpu(), time.perf_counter()
-        done = subprocess.run(["make", "-s", "test"], cwd=ROOT, capture_output=True, text=True)
+        done = subprocess.run(["make", "-s", "test"], cwd=ROOT, env=env, capture_output=True, text=True)
         wall, cpu = time.perf_counter() - t0, children_cpu() - cpu0
     finally:
         for p in busy:
@@ -49,7 +56,7 @@ def one_run(hogs: int) -> tuple[float, float, str]:
             p.wait()
     last = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
     if done.returncode != 0:
-        sys.exit(f"make test failed beside {hogs} busy loop(s): {last}")
+        sys.exit(f"make test failed ({column}): {last}")
     return wall, cpu, re.sub(r"=+", "", last).strip()
 
 
@@ -60,25 +67,31 @@ def minutes(seconds: float) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=2, help="runs per column (default 2)")
-    ap.add_argument("--hogs", default="0,1,2", help="busy loops beside the suite, one column each (default 0,1,2)")
+    ap.add_argument("--columns", default="0,0:avx2,1:avx2",
+                    help="one column each: busy loops beside the suite, ':avx2' for torch's AVX2 kernels "
+                         "(default 0,0:avx2,1:avx2)")
     args = ap.parse_args()
-    columns = [int(h) for h in args.hogs.split(",")]
+    columns = args.columns.split(",")
+    for column in columns:
+        hogs, _, isa = column.partition(":")
+        if not hogs.isdigit() or isa not in ("", "avx2"):
+            ap.error(f"--columns: {column!r} is not N or N:avx2")
     subprocess.run(["make", "-s", "setup"], cwd=ROOT, check=True)  # .venv made once, outside the timing
     print(cpu_line(), f"; {os.cpu_count()} logical CPUs", flush=True)
-    print(f"{'busy loops':>10}  {'run':>3}  {'load':>4}  {'wall':>14}  {'CPU s':>6}  pytest", flush=True)
-    walls: dict[int, list[float]] = {h: [] for h in columns}
-    cpus: dict[int, list[float]] = {h: [] for h in columns}
+    print(f"{'column':>10}  {'run':>3}  {'load':>4}  {'wall':>14}  {'CPU s':>6}  pytest", flush=True)
+    walls: dict[str, list[float]] = {c: [] for c in columns}
+    cpus: dict[str, list[float]] = {c: [] for c in columns}
     for run in range(1, args.runs + 1):
-        for hogs in columns:
+        for column in columns:
             load = os.getloadavg()[0]
-            wall, cpu, last = one_run(hogs)
-            walls[hogs].append(wall)
-            cpus[hogs].append(cpu)
-            print(f"{hogs:>10}  {run:>3}  {load:>4.1f}  {minutes(wall):>14}  {cpu:>6.0f}  {last}", flush=True)
-    print("\nmedians")
-    for hogs in columns:
-        print(f"{hogs:>10}  {'':>3}  {'':>4}  {minutes(statistics.median(walls[hogs])):>14}  "
-              f"{statistics.median(cpus[hogs]):>6.0f}  (CPU s of the suite, the busy loops not counted)")
+            wall, cpu, last = one_run(column)
+            walls[column].append(wall)
+            cpus[column].append(cpu)
+            print(f"{column:>10}  {run:>3}  {load:>4.1f}  {minutes(wall):>14}  {cpu:>6.0f}  {last}", flush=True)
+    print("\nmedians (column: busy loops beside the suite, :avx2 torch's AVX2 kernels; CPU s: the suite's own)")
+    for column in columns:
+        print(f"{column:>10}  {'':>3}  {'':>4}  {minutes(statistics.median(walls[column])):>14}  "
+              f"{statistics.median(cpus[column]):>6.0f}")
 
 
 if __name__ == "__main__":

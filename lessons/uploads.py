@@ -110,8 +110,7 @@ def refusal(file) -> Message | None:
     return _REFUSED.get((session_id(), getattr(file, "file_id", None)))
 
 
-#: a closed tab's uploads are freed this long after, unless it came back
-FREE_AFTER_SECONDS = max(0, env_int("TEACHKIT_UPLOAD_FREE_SECONDS", 10))
+FREE_AFTER_SECONDS = max(0, env_int("TEACHKIT_UPLOAD_FREE_SECONDS", 10))  #: a closed tab's uploads, unless it came back
 
 
 def install_upload_bounds(manager=None) -> bool:
